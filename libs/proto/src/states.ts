@@ -1,0 +1,59 @@
+// Short, stable names for the enum values (what the CLI prints and Redis stores), and the
+// allowed transitions of the job and node state machines. One table each, used by the
+// scheduler (validation), the store (Lua pre-conditions) and the tests.
+import { JobState } from './gen/gantry/v1/job.js';
+import { NodeState } from './gen/gantry/v1/node.js';
+
+export function jobStateName(s: JobState): string {
+  return (JobState[s] ?? 'UNRECOGNIZED').replace(/^JOB_STATE_/, '');
+}
+
+export function nodeStateName(s: NodeState): string {
+  return (NodeState[s] ?? 'UNRECOGNIZED').replace(/^NODE_STATE_/, '');
+}
+
+export function parseJobState(name: string): JobState | undefined {
+  const v = (JobState as unknown as Record<string, number>)[`JOB_STATE_${name.toUpperCase()}`];
+  return v === undefined || v === JobState.JOB_STATE_UNSPECIFIED ? undefined : (v as JobState);
+}
+
+export function parseNodeState(name: string): NodeState | undefined {
+  const v = (NodeState as unknown as Record<string, number>)[`NODE_STATE_${name.toUpperCase()}`];
+  return v === undefined || v === NodeState.NODE_STATE_UNSPECIFIED ? undefined : (v as NodeState);
+}
+
+const J = JobState;
+export const JOB_TRANSITIONS: ReadonlyMap<JobState, readonly JobState[]> = new Map([
+  [J.JOB_STATE_PENDING, [J.JOB_STATE_SCHEDULED, J.JOB_STATE_CANCELLED, J.JOB_STATE_FAILED]],
+  [J.JOB_STATE_SCHEDULED, [J.JOB_STATE_RUNNING, J.JOB_STATE_FAILED, J.JOB_STATE_CANCELLED, J.JOB_STATE_PREEMPTED]],
+  [J.JOB_STATE_RUNNING, [J.JOB_STATE_SUCCEEDED, J.JOB_STATE_FAILED, J.JOB_STATE_CANCELLED, J.JOB_STATE_RECOVERING, J.JOB_STATE_PREEMPTED]],
+  [J.JOB_STATE_RECOVERING, [J.JOB_STATE_SCHEDULED, J.JOB_STATE_FAILED, J.JOB_STATE_CANCELLED]],
+  [J.JOB_STATE_PREEMPTED, [J.JOB_STATE_PENDING, J.JOB_STATE_CANCELLED]],
+  [J.JOB_STATE_SUCCEEDED, []],
+  [J.JOB_STATE_FAILED, []],
+  [J.JOB_STATE_CANCELLED, []],
+]);
+
+export function isTerminalJobState(s: JobState): boolean {
+  return s === J.JOB_STATE_SUCCEEDED || s === J.JOB_STATE_FAILED || s === J.JOB_STATE_CANCELLED;
+}
+
+export function canTransitionJob(from: JobState, to: JobState): boolean {
+  return JOB_TRANSITIONS.get(from)?.includes(to) ?? false;
+}
+
+const N = NodeState;
+export const NODE_TRANSITIONS: ReadonlyMap<NodeState, readonly NodeState[]> = new Map([
+  [N.NODE_STATE_REGISTERING, [N.NODE_STATE_READY, N.NODE_STATE_LOST]],
+  [N.NODE_STATE_READY, [N.NODE_STATE_SUSPECT, N.NODE_STATE_DRAINING, N.NODE_STATE_LOST, N.NODE_STATE_QUARANTINED]],
+  [N.NODE_STATE_SUSPECT, [N.NODE_STATE_READY, N.NODE_STATE_QUARANTINED, N.NODE_STATE_DRAINING, N.NODE_STATE_LOST]],
+  [N.NODE_STATE_QUARANTINED, [N.NODE_STATE_READY, N.NODE_STATE_LOST]],
+  [N.NODE_STATE_DRAINING, [N.NODE_STATE_DRAINED, N.NODE_STATE_READY, N.NODE_STATE_LOST]],
+  [N.NODE_STATE_DRAINED, [N.NODE_STATE_READY, N.NODE_STATE_LOST]],
+  // A lost node comes back through registration and reconciliation.
+  [N.NODE_STATE_LOST, [N.NODE_STATE_READY, N.NODE_STATE_QUARANTINED, N.NODE_STATE_DRAINED]],
+]);
+
+export function canTransitionNode(from: NodeState, to: NodeState): boolean {
+  return NODE_TRANSITIONS.get(from)?.includes(to) ?? false;
+}

@@ -1,0 +1,46 @@
+// A gRPC server with the standard grpc.health.v1 health service and server reflection over
+// every gantry.v1 service, so grpcurl and load balancers work without extra setup.
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import { loadDescriptorSet } from '@gantry/proto';
+
+export interface GrpcServer {
+  server: grpc.Server;
+  health: HealthImplementation;
+  port: number;
+  /** Stops accepting calls, lets in-flight calls finish (up to graceMs), then forces. */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+export async function startGrpcServer(
+  host: string,
+  port: number,
+  register: (server: grpc.Server) => string[],
+): Promise<GrpcServer> {
+  const server = new grpc.Server({ 'grpc.keepalive_permit_without_calls': 1 });
+  const services = register(server);
+  const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(services.map((s) => [s, 'SERVING' as const])) });
+  health.addToServer(server);
+  const definitions = {
+    ...protoLoader.loadFileDescriptorSetFromBuffer(loadDescriptorSet()),
+    ...protoLoader.loadSync(healthProtoPath),
+  };
+  new ReflectionService(definitions).addToServer(server);
+  const bound = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+  });
+  return {
+    server,
+    health,
+    port: bound,
+    shutdown: (graceMs) =>
+      new Promise<void>((resolve) => {
+        for (const s of ['', ...services]) health.setStatus(s, 'NOT_SERVING');
+        const force = setTimeout(() => { server.forceShutdown(); resolve(); }, graceMs);
+        force.unref();
+        server.tryShutdown(() => { clearTimeout(force); resolve(); });
+      }),
+  };
+}

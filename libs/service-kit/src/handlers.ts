@@ -1,0 +1,29 @@
+// Adapters from async functions to grpc-js handlers, so every service converts errors the
+// same way and never leaks a stack trace to a client.
+import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import { GrpcError, toServiceError } from './grpc-errors.js';
+import type { Logger } from './logger.js';
+
+export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+    fn(call.request, call).then(
+      (res) => callback(null, res),
+      (err: unknown) => {
+        if (!(err instanceof GrpcError)) log.error({ err, method }, 'handler failed');
+        callback(toServiceError(err), null);
+      },
+    );
+  };
+}
+
+export function serverStream<Req, Res>(log: Logger, method: string, fn: (req: Req, call: ServerWritableStream<Req, Res>) => Promise<void>) {
+  return (call: ServerWritableStream<Req, Res>): void => {
+    fn(call.request, call).then(
+      () => call.end(),
+      (err: unknown) => {
+        if (!(err instanceof GrpcError)) log.error({ err, method }, 'stream handler failed');
+        if (!call.cancelled) call.emit('error', toServiceError(err));
+      },
+    );
+  };
+}
