@@ -4,12 +4,18 @@ import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc
 import { GrpcError, toServiceError } from './grpc-errors.js';
 import type { Logger } from './logger.js';
 
+/** Statuses we raised, or that an upstream service returned, are answers, not faults. */
+function expected(err: unknown): boolean {
+  return err instanceof GrpcError || (typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'number' && 'details' in err);
+}
+
 export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-    fn(call.request, call).then(
+    // Through a promise so a synchronous throw (e.g. validation) is handled like a rejection.
+    Promise.resolve().then(() => fn(call.request, call)).then(
       (res) => callback(null, res),
       (err: unknown) => {
-        if (!(err instanceof GrpcError)) log.error({ err, method }, 'handler failed');
+        if (!expected(err)) log.error({ err, method }, 'handler failed');
         callback(toServiceError(err), null);
       },
     );
@@ -18,10 +24,10 @@ export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call
 
 export function serverStream<Req, Res>(log: Logger, method: string, fn: (req: Req, call: ServerWritableStream<Req, Res>) => Promise<void>) {
   return (call: ServerWritableStream<Req, Res>): void => {
-    fn(call.request, call).then(
+    Promise.resolve().then(() => fn(call.request, call)).then(
       () => call.end(),
       (err: unknown) => {
-        if (!(err instanceof GrpcError)) log.error({ err, method }, 'stream handler failed');
+        if (!expected(err)) log.error({ err, method }, 'stream handler failed');
         if (!call.cancelled) call.emit('error', toServiceError(err));
       },
     );

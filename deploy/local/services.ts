@@ -1,0 +1,22 @@
+// How to launch each Gantry process from this checkout (used by the local stack and by the
+// test harness): node with the tsx loader, from the repository root.
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
+
+export type ServiceName = 'gateway' | 'scheduler' | 'checkpoint' | 'node-agent';
+
+export function serviceCommand(service: ServiceName): { command: string; args: string[]; cwd: string } {
+  return { command: process.execPath, args: ['--import', 'tsx', join(REPO_ROOT, 'services', service, 'src', 'main.ts')], cwd: REPO_ROOT };
+}
+
+/** Topology of simulated agent i in a small local cluster: 2 nodes per leaf switch, one spine. */
+export function simTopology(i: number): Record<string, string> {
+  return {
+    TOPOLOGY_LEAF_SWITCH: `leaf-${Math.floor(i / 2)}`,
+    TOPOLOGY_SPINE: 'spine-0',
+    TOPOLOGY_RACK: `rack-${Math.floor(i / 2)}`,
+    TOPOLOGY_NVLINK_DOMAIN: `nvl-${i}`,
+  };
+}

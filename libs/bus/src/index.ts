@@ -1,0 +1,3 @@
+export * from './subjects.js';
+export * from './streams.js';
+export * from './codec.js';

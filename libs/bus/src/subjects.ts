@@ -1,0 +1,70 @@
+// Every NATS subject and JetStream stream Gantry uses, in one place. Tokens that come from
+// user or host input (node names, job ids) are validated before they reach a subject.
+
+const PREFIX = 'gantry.v1';
+
+/** Node names and job ids are restricted so they are always a single subject token. */
+export const SUBJECT_TOKEN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
+
+function token(value: string, what: string): string {
+  if (!SUBJECT_TOKEN.test(value)) throw new Error(`${what} ${JSON.stringify(value)} is not a valid subject token`);
+  return value;
+}
+
+export const subjects = {
+  /** Agent -> scheduler, request/reply (core NATS): registration after start and reconnect. */
+  agentRegister: `${PREFIX}.agent.register`,
+  /** Agent -> scheduler (core NATS): liveness plus the ranks the agent is running. */
+  agentHeartbeat: (node: string) => `${PREFIX}.agent.heartbeat.${token(node, 'node')}`,
+  agentHeartbeatAll: `${PREFIX}.agent.heartbeat.*`,
+  /** Scheduler -> agent, request/reply (core NATS): assignments and stops. */
+  agentCommand: (node: string) => `${PREFIX}.agent.command.${token(node, 'node')}`,
+  /** Agent -> scheduler (JetStream AGENT_EVENTS): rank started / exited. */
+  rankEvent: (node: string) => `${PREFIX}.agent.rank.${token(node, 'node')}`,
+  rankEventAll: `${PREFIX}.agent.rank.*`,
+  /** Agent -> scheduler (JetStream AGENT_EVENTS): XID and health events, sent at once. */
+  hostEvent: (node: string) => `${PREFIX}.agent.host.${token(node, 'node')}`,
+  hostEventAll: `${PREFIX}.agent.host.*`,
+  /** Agent -> scheduler (JetStream TELEMETRY): one TelemetryBatch per interval. */
+  telemetry: (node: string) => `${PREFIX}.telemetry.${token(node, 'node')}`,
+  telemetryAll: `${PREFIX}.telemetry.*`,
+  /** Agent -> gateway (JetStream LOGS): LogBatch per rank. */
+  logs: (jobId: string, attempt: number, rank: number) => `${PREFIX}.logs.${token(jobId, 'job id')}.${attempt}.${rank}`,
+  logsOfJob: (jobId: string) => `${PREFIX}.logs.${token(jobId, 'job id')}.>`,
+  /** Filter for one job's output, optionally one attempt and/or one rank. */
+  logsFilter: (jobId: string, attempt?: number, rank?: number) => `${PREFIX}.logs.${token(jobId, 'job id')}.${attempt || '*'}.${rank ?? '*'}`,
+  logsAll: `${PREFIX}.logs.>`,
+  /** Scheduler outbox relay -> anyone (JetStream EVENTS): job and node transitions. */
+  jobEvent: (jobId: string) => `${PREFIX}.events.job.${token(jobId, 'job id')}`,
+  jobEventAll: `${PREFIX}.events.job.*`,
+  nodeEvent: (node: string) => `${PREFIX}.events.node.${token(node, 'node')}`,
+  nodeEventAll: `${PREFIX}.events.node.*`,
+  /** Scheduler-internal (core NATS): wake the scheduling loop after a submit. */
+  schedulerKick: `${PREFIX}.scheduler.kick`,
+} as const;
+
+export interface StreamSpec {
+  name: string;
+  subjects: string[];
+  /** Seconds to keep messages. */
+  maxAgeSec: number;
+  maxBytes: number;
+  /** JetStream de-duplication window for Nats-Msg-Id, seconds. */
+  duplicateWindowSec: number;
+}
+
+const DAY = 24 * 3600;
+const GiB = 1024 ** 3;
+
+export const streams = {
+  agentEvents: { name: 'GANTRY_AGENT_EVENTS', subjects: [subjects.rankEventAll, subjects.hostEventAll], maxAgeSec: 7 * DAY, maxBytes: 1 * GiB, duplicateWindowSec: 3600 },
+  telemetry: { name: 'GANTRY_TELEMETRY', subjects: [subjects.telemetryAll], maxAgeSec: 1 * DAY, maxBytes: 4 * GiB, duplicateWindowSec: 600 },
+  logs: { name: 'GANTRY_LOGS', subjects: [subjects.logsAll], maxAgeSec: 7 * DAY, maxBytes: 8 * GiB, duplicateWindowSec: 600 },
+  events: { name: 'GANTRY_EVENTS', subjects: [subjects.jobEventAll, subjects.nodeEventAll], maxAgeSec: 30 * DAY, maxBytes: 2 * GiB, duplicateWindowSec: 3600 },
+} satisfies Record<string, StreamSpec>;
+
+/** Durable consumer names, one per purpose. */
+export const consumers = {
+  schedulerAgentEvents: 'scheduler-agent-events',
+  schedulerTelemetry: 'scheduler-telemetry',
+} as const;

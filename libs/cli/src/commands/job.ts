@@ -1,0 +1,230 @@
+// `gantry job ...`: submit, list, status, logs, watch, cancel.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Command } from 'commander';
+import {
+  Job,
+  JobEvent,
+  JobState,
+  ListJobsResponse,
+  StreamLogsResponse,
+  SubmitJobResponse,
+  isTerminalJobState,
+  jobStateName,
+  type TopologyRequirement,
+} from '@gantry/proto';
+import { GantryError, backoffMs, status, type JobSpecInput } from '@gantry/sdk';
+import { eventLine, jobDetail, jobTable, logLine } from '../format.js';
+import { finalizeSubmission, loadJobFile, mergeSubmissions, type Submission } from '../jobfile.js';
+import {
+  TOPOLOGIES,
+  flagParser,
+  parseInteger,
+  parseJobStateFlag,
+  parseKeyValue,
+  parseSeconds,
+  parseTopology,
+  repeatable,
+} from '../parse.js';
+import type { Session } from '../session.js';
+
+interface SubmitFlags {
+  file?: string;
+  name?: string;
+  tenant?: string;
+  nodes?: number;
+  gpusPerNode?: number;
+  gpuType?: string[];
+  priority?: string;
+  timeLimit?: number;
+  topology?: TopologyRequirement;
+  env?: [string, string][];
+  workdir?: string;
+  selector?: [string, string][];
+  excludeNode?: string[];
+  idempotencyKey?: string;
+  masterPort?: number;
+  stopGrace?: number;
+  follow?: boolean;
+  wait?: boolean;
+}
+
+/** The flags as a Submission, with only the fields that were given (so they override the file's). */
+export function submissionFromFlags(o: SubmitFlags, command: string[]): Submission {
+  const given = {
+    name: o.name,
+    tenant: o.tenant,
+    nodes: o.nodes,
+    gpusPerNode: o.gpusPerNode,
+    gpuTypes: o.gpuType,
+    priorityClass: o.priority,
+    timeLimitSeconds: o.timeLimit,
+    topology: o.topology,
+    env: o.env && Object.fromEntries(o.env),
+    workingDir: o.workdir,
+    nodeSelector: o.selector && Object.fromEntries(o.selector),
+    excludeNodes: o.excludeNode,
+    masterPort: o.masterPort,
+    stopGraceSeconds: o.stopGrace,
+    command: command.length ? command : undefined,
+  };
+  const spec = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) as JobSpecInput;
+  return o.idempotencyKey === undefined ? { spec } : { spec, idempotencyKey: o.idempotencyKey };
+}
+
+const uint = (min = 0, max?: number) => flagParser((s) => parseInteger(s, max === undefined ? { min } : { min, max }));
+
+/**
+ * Follows a job's events until it ends and returns the last one. When the stream ends or
+ * fails with UNAVAILABLE before that (a gateway restart), it watches again after a backoff;
+ * the server replays the current state first, so events already seen are skipped by id.
+ */
+async function followJob(session: Session, jobId: string, onEvent: (ev: JobEvent) => void): Promise<JobEvent> {
+  const client = session.gantry();
+  const seen = new Set<string>();
+  let last: JobEvent | undefined;
+  for (let retry = 0; ; retry++) {
+    try {
+      for await (const ev of client.watchJob(jobId)) {
+        if (ev.eventId && seen.has(ev.eventId)) continue;
+        seen.add(ev.eventId);
+        retry = 0;
+        last = ev;
+        onEvent(ev);
+        if (isTerminalJobState(ev.toState)) return ev;
+      }
+    } catch (err) {
+      if (!GantryError.is(err, status.UNAVAILABLE) || retry + 1 >= client.options.retry.maxAttempts) throw err;
+    }
+    if (retry + 1 >= client.options.retry.maxAttempts) {
+      const where = last ? ` (last state ${jobStateName(last.toState)})` : '';
+      throw new GantryError(status.UNAVAILABLE, `watch of job ${jobId} ended before the job finished${where}`);
+    }
+    await sleep(backoffMs(retry, client.options.retry));
+  }
+}
+
+const succeeded = (ev: JobEvent) => (ev.toState === JobState.JOB_STATE_SUCCEEDED ? 0 : 1);
+
+function printEvent(session: Session, ev: JobEvent): void {
+  if (session.json) session.printJson(JobEvent.toJSON(ev), { line: true });
+  else session.out(eventLine(ev));
+}
+
+function printLog(session: Session, res: StreamLogsResponse): void {
+  if (session.json) return session.printJson(StreamLogsResponse.toJSON(res), { line: true });
+  const { text, stderr } = logLine(res);
+  if (stderr) session.err(text);
+  else session.out(text);
+}
+
+/** Adds `job` and its subcommands to `program` (via .command(), so they inherit its exit and output settings). */
+export function addJobCommands(program: Command, session: Session): void {
+  const job = program.command('job').description('submit and inspect jobs');
+
+  job
+    .command('submit')
+    .description('submit a job; the command every rank runs goes after "--"')
+    .argument('[command...]', 'argv of each rank (after --)')
+    .option('-f, --file <path>', 'job file (YAML); flags override its values')
+    .option('--name <name>', 'job name')
+    .option('--tenant <tenant>', 'tenant (team) the job belongs to')
+    .option('--nodes <n>', 'gang size: nodes that start together (default 1)', uint(1))
+    .option('--gpus-per-node <n>', 'GPUs on each node', uint())
+    .option('--gpu-type <model>', 'acceptable GPU model (repeatable; any of)', repeatable(String))
+    .option('--priority <class>', 'priority class')
+    .option('--time-limit <duration>', 'wall-clock limit, e.g. 90s, 30m, 2h', flagParser(parseSeconds))
+    .option('--topology <req>', `how tightly to pack the gang: ${Object.keys(TOPOLOGIES).join('|')}`, flagParser(parseTopology))
+    .option('--env <KEY=VALUE>', 'environment variable of every rank (repeatable)', repeatable(parseKeyValue))
+    .option('--workdir <dir>', 'working directory of every rank')
+    .option('--selector <key=value>', 'only nodes with this label (repeatable)', repeatable(parseKeyValue))
+    .option('--exclude-node <name>', 'never place on this node (repeatable)', repeatable(String))
+    .option('--idempotency-key <key>', 'submitting the same key twice creates one job (default: random)')
+    .option('--master-port <port>', 'rendezvous port of rank 0 (default 29500)', uint(1, 65535))
+    .option('--stop-grace <duration>', 'SIGTERM to SIGKILL grace when ranks are stopped', flagParser(parseSeconds))
+    .option('--follow', "stream the job's logs, then exit with its result (0 if it succeeded)")
+    .option('--wait', 'print its events until it ends, then exit with its result')
+    .action(async (command: string[], o: SubmitFlags) => {
+      const file = o.file === undefined ? { spec: {} } : loadJobFile(o.file);
+      const submission = finalizeSubmission(mergeSubmissions(file, submissionFromFlags(o, command)));
+      const client = session.gantry();
+      const options = submission.idempotencyKey === undefined ? {} : { idempotencyKey: submission.idempotencyKey };
+      const res = await client.submitJob(submission.spec, options);
+      const id = res.job?.id ?? '';
+      const streaming = o.follow || o.wait;
+      if (session.json) session.printJson(SubmitJobResponse.toJSON(res), { line: !!streaming });
+      else session.out(res.created ? `job ${id} submitted` : `job ${id} already exists (same idempotency key)`);
+      if (o.follow) {
+        for await (const line of client.streamLogs(id, { follow: true })) printLog(session, line);
+        const last = await followJob(session, id, () => {});
+        if (!session.json) session.err(`job ${id} ${jobStateName(last.toState)}${last.reason ? `: ${last.reason}` : ''}`);
+        session.exitCode = succeeded(last);
+      } else if (o.wait) {
+        session.exitCode = succeeded(await followJob(session, id, (ev) => printEvent(session, ev)));
+      }
+    });
+
+  job
+    .command('list')
+    .description('list jobs, newest first')
+    .option('--state <state>', 'only jobs in this state (repeatable)', repeatable(parseJobStateFlag))
+    .option('--tenant <tenant>', "only this tenant's jobs")
+    .option('--limit <n>', 'jobs per page, 1..1000 (default 100)', uint(1, 1000))
+    .option('--all', 'fetch every page, not only the first')
+    .action(async (o: { state?: JobState[]; tenant?: string; limit?: number; all?: boolean }) => {
+      const client = session.gantry();
+      const filter = { states: o.state ?? [], tenant: o.tenant ?? '', pageSize: o.limit ?? 0 };
+      let page: ListJobsResponse;
+      if (o.all) {
+        const jobs: Job[] = [];
+        for await (const j of client.listAllJobs(filter)) jobs.push(j);
+        page = { jobs, nextPageToken: '' };
+      } else {
+        page = await client.listJobs(filter);
+      }
+      if (session.json) return session.printJson(ListJobsResponse.toJSON(page));
+      session.out(jobTable(page.jobs, session.now()));
+      if (page.nextPageToken) session.err('(more jobs: use --all)');
+    });
+
+  job
+    .command('status')
+    .description("a job's state, reason and attempts, with each rank's node and GPUs")
+    .argument('<id>', 'job id')
+    .action(async (id: string) => {
+      const j = await session.gantry().getJob(id);
+      if (session.json) session.printJson(Job.toJSON(j));
+      else session.out(jobDetail(j, session.now()));
+    });
+
+  job
+    .command('logs')
+    .description("print a job's logs, each line prefixed with [rank N]; stderr lines go to stderr")
+    .argument('<id>', 'job id')
+    .option('-f, --follow', 'keep streaming until the job ends')
+    .option('--rank <n>', 'only this rank', uint())
+    .option('--attempt <n>', 'only this attempt (default: every attempt)', uint(1))
+    .action(async (id: string, o: { follow?: boolean; rank?: number; attempt?: number }) => {
+      const options = { follow: !!o.follow, ...(o.rank !== undefined && { rank: o.rank }), ...(o.attempt !== undefined && { attempt: o.attempt }) };
+      for await (const line of session.gantry().streamLogs(id, options)) printLog(session, line);
+    });
+
+  job
+    .command('watch')
+    .description("print a job's events until it ends; exit 0 if it succeeded, 1 otherwise")
+    .argument('<id>', 'job id')
+    .action(async (id: string) => {
+      session.exitCode = succeeded(await followJob(session, id, (ev) => printEvent(session, ev)));
+    });
+
+  job
+    .command('cancel')
+    .description('cancel a job (its ranks are stopped)')
+    .argument('<id>', 'job id')
+    .option('--reason <text>', 'why, recorded on the job', '')
+    .action(async (id: string, o: { reason: string }) => {
+      const j = await session.gantry().cancelJob(id, o.reason);
+      if (session.json) session.printJson(Job.toJSON(j));
+      else session.out(`job ${j.id} ${jobStateName(j.state)}`);
+    });
+
+}

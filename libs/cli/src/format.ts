@@ -1,0 +1,190 @@
+// Human-readable views of proto messages (tables, detail pages, one-line events and log lines).
+// Pure functions of their input (and `now`), so they are tested without a server.
+import Table from 'cli-table3';
+import {
+  LogStream,
+  jobStateName,
+  nodeStateName,
+  type Attempt,
+  type Job,
+  type JobEvent,
+  type Node,
+  type StreamLogsResponse,
+  JobState,
+  RankPhase,
+} from '@gantry/proto';
+import { topologyName } from './parse.js';
+
+// Borderless and colourless, like kubectl: easy to read, grep and diff.
+const PLAIN_CHARS = Object.fromEntries(
+  ['top', 'top-mid', 'top-left', 'top-right', 'bottom', 'bottom-mid', 'bottom-left', 'bottom-right', 'left', 'left-mid', 'mid', 'mid-mid', 'right', 'right-mid'].map((c) => [c, '']),
+);
+
+export function table(head: string[], rows: string[][], indent = ''): string {
+  const t = new Table({
+    head,
+    chars: { ...PLAIN_CHARS, middle: '  ' },
+    style: { head: [], border: [], 'padding-left': 0, 'padding-right': 0 },
+  });
+  t.push(...rows);
+  return t.toString().split('\n').map((line) => indent + line.trimEnd()).join('\n') + '\n';
+}
+
+/** "Key:  value" lines, aligned. */
+export function fields(rows: [string, string][], indent = ''): string {
+  const width = Math.max(...rows.map(([k]) => k.length)) + 2;
+  return rows.map(([k, v]) => `${indent}${`${k}:`.padEnd(width)}${v}`.trimEnd() + '\n').join('');
+}
+
+/** Coarse age, like kubectl: 42s, 5m, 3h, 2d. */
+export function formatAge(then: Date | undefined, now: Date): string {
+  if (!then) return '-';
+  const s = Math.max(0, Math.floor((now.getTime() - then.getTime()) / 1_000));
+  if (s < 120) return `${s}s`;
+  if (s < 7_200) return `${Math.floor(s / 60)}m`;
+  if (s < 172_800) return `${Math.floor(s / 3_600)}h`;
+  return `${Math.floor(s / 86_400)}d`;
+}
+
+export function formatTime(t: Date | undefined, now: Date): string {
+  return t ? `${t.toISOString()} (${formatAge(t, now)} ago)` : '-';
+}
+
+const state = (s: JobState) => (s === JobState.JOB_STATE_UNSPECIFIED ? '-' : jobStateName(s));
+
+function resources(job: Job): string {
+  const spec = job.spec;
+  if (!spec) return '-';
+  const gpus = spec.gpuTypes.length ? ` (${spec.gpuTypes.join('|')})` : '';
+  return `${spec.nodes} node${spec.nodes === 1 ? '' : 's'} x ${spec.gpusPerNode} GPU${spec.gpusPerNode === 1 ? '' : 's'}${gpus}`;
+}
+
+export function jobTable(jobs: Job[], now: Date): string {
+  const rows = jobs.map((j) => [
+    j.id,
+    j.spec?.name ?? '',
+    j.spec?.tenant ?? '',
+    state(j.state),
+    j.spec ? `${j.spec.nodes}x${j.spec.gpusPerNode}` : '-',
+    String(j.attempt),
+    formatAge(j.createdAt, now),
+  ]);
+  return table(['ID', 'NAME', 'TENANT', 'STATE', 'NODESxGPUS', 'ATTEMPT', 'AGE'], rows);
+}
+
+function failureLine(a: Attempt): string | undefined {
+  const f = a.failure;
+  if (!f) return undefined;
+  const where = [f.rank !== undefined ? `rank ${f.rank}` : '', f.node ? `on ${f.node}` : ''].filter(Boolean).join(' ');
+  const how = [f.exitCode !== undefined ? `exit code ${f.exitCode}` : '', f.signal ? `signal ${f.signal}` : ''].filter(Boolean).join(', ');
+  return [where, how, f.reason].filter(Boolean).join(': ');
+}
+
+function attemptView(a: Attempt, now: Date): string {
+  const status = new Map(a.ranks.map((r) => [r.rank, r]));
+  const ranks = [...new Set([...a.placement.map((p) => p.rank), ...a.ranks.map((r) => r.rank)])].sort((x, y) => x - y);
+  const placement = new Map(a.placement.map((p) => [p.rank, p]));
+  const rows = ranks.map((rank) => {
+    const p = placement.get(rank);
+    const r = status.get(rank);
+    const phase = r && r.phase !== RankPhase.RANK_PHASE_UNSPECIFIED ? (RankPhase[r.phase] ?? '?').replace(/^RANK_PHASE_/, '') : '-';
+    const exit = r?.signal ? r.signal : r?.exitCode !== undefined ? String(r.exitCode) : '-';
+    return [String(rank), p?.node ?? '-', p ? p.gpuIndices.join(',') : '-', phase, r?.pid ? String(r.pid) : '-', exit];
+  });
+  const info: [string, string][] = [
+    ['Scheduled', formatTime(a.scheduledAt, now)],
+    ['Started', formatTime(a.startedAt, now)],
+    ['Finished', formatTime(a.finishedAt, now)],
+  ];
+  if (a.resumedFromCheckpoint) info.push(['Resumed from', a.resumedFromCheckpoint]);
+  const failure = failureLine(a);
+  if (failure) info.push(['Failure', failure]);
+  return `Attempt ${a.number}:\n` + fields(info, '  ') + (rows.length ? table(['RANK', 'NODE', 'GPUS', 'PHASE', 'PID', 'EXIT'], rows, '  ') : '');
+}
+
+/** `gantry job status`: the job, then each attempt (newest last) with its per-rank placement. */
+export function jobDetail(job: Job, now: Date): string {
+  const spec = job.spec;
+  const rows: [string, string][] = [
+    ['ID', job.id],
+    ['Name', spec?.name || '-'],
+    ['Tenant', spec?.tenant || '-'],
+    ['State', state(job.state)],
+    ['Reason', job.reason || '-'],
+    ['Attempt', String(job.attempt)],
+    ['Resources', resources(job)],
+    ['Priority', spec?.priorityClass || '-'],
+    ['Topology', spec ? topologyName(spec.topology) : '-'],
+    ['Time limit', spec?.timeLimitSeconds ? `${spec.timeLimitSeconds}s` : '-'],
+    ['Command', spec?.command.join(' ') || '-'],
+    ['Created', formatTime(job.createdAt, now)],
+    ['Updated', formatTime(job.updatedAt, now)],
+    ['Finished', formatTime(job.finishedAt, now)],
+  ];
+  return [fields(rows), ...job.attempts.map((a) => attemptView(a, now))].join('\n');
+}
+
+/** One line per event: time, transition, attempt, reason. */
+export function eventLine(ev: JobEvent): string {
+  const transition = ev.fromState === JobState.JOB_STATE_UNSPECIFIED ? state(ev.toState) : `${state(ev.fromState)} -> ${state(ev.toState)}`;
+  const parts = [ev.time?.toISOString() ?? '-', ev.jobId, transition, `attempt ${ev.attempt}`];
+  if (ev.reason) parts.push(ev.reason);
+  return parts.join('  ');
+}
+
+export function logLine(res: StreamLogsResponse): { text: string; stderr: boolean } {
+  const text = (res.line?.text ?? '').replace(/\r?\n$/, '');
+  return { text: `[rank ${res.rank}] ${text}`, stderr: res.line?.stream === LogStream.LOG_STREAM_STDERR };
+}
+
+function gpusFree(node: Node): number {
+  const busy = new Set(node.allocations.map((a) => a.gpuIndex));
+  return node.gpus.filter((g) => !busy.has(g.index)).length;
+}
+
+function models(node: Node): string {
+  return [...new Set(node.gpus.map((g) => g.model))].join(',') || '-';
+}
+
+function topology(node: Node): string {
+  const t = node.topology;
+  return t ? [t.nvlinkDomain, t.leafSwitch, t.spine].map((x) => x || '-').join('/') : '-';
+}
+
+export function nodeTable(nodes: Node[], now: Date): string {
+  const rows = nodes.map((n) => [
+    n.name,
+    nodeStateName(n.state),
+    `${gpusFree(n)}/${n.gpus.length}`,
+    models(n),
+    topology(n),
+    formatAge(n.lastHeartbeat, now),
+  ]);
+  return table(['NAME', 'STATE', 'GPUS FREE/TOTAL', 'MODEL', 'NVLINK/SWITCH/SPINE', 'HEARTBEAT'], rows);
+}
+
+export function nodeDetail(node: Node, now: Date): string {
+  const t = node.topology;
+  const rows: [string, string][] = [
+    ['Name', node.name],
+    ['State', nodeStateName(node.state)],
+    ['Reason', node.reason || '-'],
+    ['Address', node.address || '-'],
+    ['GPUs free', `${gpusFree(node)}/${node.gpus.length}`],
+    ['NVLink domain', t?.nvlinkDomain || '-'],
+    ['Leaf switch', t?.leafSwitch || '-'],
+    ['Spine', t?.spine || '-'],
+    ['Rack', t?.rack || '-'],
+    ['NIC class', t?.nicClass || '-'],
+    ['Labels', Object.entries(node.labels).map(([k, v]) => `${k}=${v}`).join(', ') || '-'],
+    ['Agent', [node.agentVersion, node.deviceBackend].filter(Boolean).join(', ') || '-'],
+    ['Registered', formatTime(node.registeredAt, now)],
+    ['Last heartbeat', formatTime(node.lastHeartbeat, now)],
+  ];
+  const alloc = new Map(node.allocations.map((a) => [a.gpuIndex, a]));
+  const gpus = node.gpus.map((g) => {
+    const a = alloc.get(g.index);
+    return [String(g.index), g.model, `${g.memoryMib} MiB`, g.pciBusId || '-', g.uuid || '-', a ? `${a.jobId} (attempt ${a.attempt}, rank ${a.rank})` : '-'];
+  });
+  return fields(rows) + (gpus.length ? '\n' + table(['GPU', 'MODEL', 'MEMORY', 'PCI BUS', 'UUID', 'ALLOCATED TO'], gpus) : '');
+}

@@ -1,0 +1,134 @@
+// Job files (`gantry job submit -f job.yaml`): the YAML shape, its validation, and the merge
+// with command-line flags. Both sides are turned into the same `Submission` (proto field names,
+// parsed values), so the merge is a plain object merge and every value is validated once.
+import { readFileSync } from 'node:fs';
+import { parseDocument } from 'yaml';
+import type { JobSpecInput } from '@gantry/sdk';
+import { UsageError } from './errors.js';
+import { parseInteger, parseSeconds, parseTopology } from './parse.js';
+
+export interface Submission {
+  spec: JobSpecInput;
+  idempotencyKey?: string;
+}
+
+/** Strings, or scalars YAML reads as numbers/booleans (`NCCL_DEBUG: 1`), as a string. */
+function scalar(v: unknown, key: string): string {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  throw new UsageError(`${key} must be a string`);
+}
+
+function text(v: unknown, key: string): string {
+  if (typeof v !== 'string') throw new UsageError(`${key} must be a string`);
+  return v;
+}
+
+/** A list of strings; a single string is a list of one. */
+function list(v: unknown, key: string): string[] {
+  if (typeof v === 'string') return [v];
+  if (!Array.isArray(v)) throw new UsageError(`${key} must be a list of strings`);
+  return v.map((item, i) => scalar(item, `${key}[${i}]`));
+}
+
+function map(v: unknown, key: string): Record<string, string> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UsageError(`${key} must be a mapping of names to strings`);
+  return Object.fromEntries(Object.entries(v).map(([k, val]) => [k, scalar(val, `${key}.${k}`)]));
+}
+
+function integer(v: unknown, key: string, min = 0, max?: number): number {
+  if (typeof v !== 'number' && typeof v !== 'string') throw new UsageError(`${key} must be an integer`);
+  try {
+    return parseInteger(String(v), max === undefined ? { min } : { min, max });
+  } catch (err) {
+    throw new UsageError(`${key}: ${(err as Error).message}`);
+  }
+}
+
+/** A duration string ("2h") or a number of seconds. */
+function seconds(v: unknown, key: string): number {
+  if (typeof v !== 'number' && typeof v !== 'string') throw new UsageError(`${key} must be a duration such as 30m`);
+  try {
+    return parseSeconds(String(v));
+  } catch (err) {
+    throw new UsageError(`${key}: ${(err as Error).message}`);
+  }
+}
+
+/** YAML key -> how to read it into a Submission. Keys are the long flag names in camelCase. */
+const FIELDS: Record<string, (v: unknown, key: string, into: Submission) => void> = {
+  name: (v, k, s) => (s.spec.name = text(v, k)),
+  tenant: (v, k, s) => (s.spec.tenant = text(v, k)),
+  nodes: (v, k, s) => (s.spec.nodes = integer(v, k, 1)),
+  gpusPerNode: (v, k, s) => (s.spec.gpusPerNode = integer(v, k)),
+  gpuTypes: (v, k, s) => (s.spec.gpuTypes = list(v, k)),
+  priority: (v, k, s) => (s.spec.priorityClass = text(v, k)),
+  timeLimit: (v, k, s) => (s.spec.timeLimitSeconds = seconds(v, k)),
+  topology: (v, k, s) => {
+    try {
+      s.spec.topology = parseTopology(text(v, k));
+    } catch (err) {
+      throw new UsageError(`${k}: ${(err as Error).message}`);
+    }
+  },
+  env: (v, k, s) => (s.spec.env = map(v, k)),
+  workdir: (v, k, s) => (s.spec.workingDir = text(v, k)),
+  selector: (v, k, s) => (s.spec.nodeSelector = map(v, k)),
+  excludeNodes: (v, k, s) => (s.spec.excludeNodes = list(v, k)),
+  masterPort: (v, k, s) => (s.spec.masterPort = integer(v, k, 1, 65535)),
+  stopGrace: (v, k, s) => (s.spec.stopGraceSeconds = seconds(v, k)),
+  idempotencyKey: (v, k, s) => (s.idempotencyKey = text(v, k)),
+  command: (v, k, s) => {
+    if (!Array.isArray(v)) throw new UsageError(`${k} must be a list of strings (the argv of each rank)`);
+    s.spec.command = list(v, k);
+  },
+};
+
+/** Parses and validates a job file's text; `source` names it in error messages. */
+export function parseJobFile(yamlText: string, source: string): Submission {
+  const doc = parseDocument(yamlText);
+  const [syntax] = doc.errors;
+  // The yaml library's messages end in a multi-line code frame; the first line has the position.
+  if (syntax) throw new UsageError(`${source}: invalid YAML: ${syntax.message.split('\n')[0]!.replace(/:$/, '')}`);
+  const data: unknown = doc.toJS() ?? {};
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new UsageError(`${source}: a job file must be a YAML mapping`);
+  const submission: Submission = { spec: {} };
+  for (const [key, value] of Object.entries(data)) {
+    const read = FIELDS[key];
+    if (!read) throw new UsageError(`${source}: unknown field "${key}" (known: ${Object.keys(FIELDS).join(', ')})`);
+    try {
+      read(value, key, submission);
+    } catch (err) {
+      throw new UsageError(`${source}: ${(err as Error).message}`);
+    }
+  }
+  return submission;
+}
+
+export function loadJobFile(path: string): Submission {
+  let yamlText: string;
+  try {
+    yamlText = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read job file: ${(err as Error).message}`);
+  }
+  return parseJobFile(yamlText, path);
+}
+
+/**
+ * Flags override the file: scalars and lists are replaced, the env and selector maps are
+ * merged key by key (so `--env A=1` adds to the file's env instead of dropping it).
+ */
+export function mergeSubmissions(file: Submission, flags: Submission): Submission {
+  const spec: JobSpecInput = { ...file.spec, ...flags.spec };
+  if (file.spec.env || flags.spec.env) spec.env = { ...file.spec.env, ...flags.spec.env };
+  if (file.spec.nodeSelector || flags.spec.nodeSelector) spec.nodeSelector = { ...file.spec.nodeSelector, ...flags.spec.nodeSelector };
+  const idempotencyKey = flags.idempotencyKey ?? file.idempotencyKey;
+  return idempotencyKey === undefined ? { spec } : { spec, idempotencyKey };
+}
+
+/** What a submission needs before it is sent; the server validates the rest. */
+export function finalizeSubmission(s: Submission): Submission {
+  if (!s.spec.command?.length) throw new UsageError('no command: give it after "--" (gantry job submit [flags] -- CMD ARGS...) or as "command" in the job file');
+  return { ...s, spec: { nodes: 1, ...s.spec } };
+}

@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import { Job, JobEvent, JobState, LogStream, StreamLogsResponse } from '@gantry/proto';
+import { eventLine, formatAge, jobDetail, jobTable, logLine, nodeDetail, nodeTable } from '../src/format.js';
+import { NOW, ago, sampleJob, sampleNode } from './fixtures.js';
+
+describe('formatAge', () => {
+  it.each([
+    [5, '5s'],
+    [119, '119s'],
+    [300, '5m'],
+    [7_300, '2h'],
+    [200_000, '2d'],
+  ])('%is -> %s', (s, text) => expect(formatAge(ago(s), NOW)).toBe(text));
+
+  it('shows - for no time and 0s for the future', () => {
+    expect(formatAge(undefined, NOW)).toBe('-');
+    expect(formatAge(ago(-10), NOW)).toBe('0s');
+  });
+});
+
+describe('tables', () => {
+  it('lists jobs', () => {
+    const pending = Job.fromPartial({ id: 'j-43', state: JobState.JOB_STATE_PENDING, createdAt: ago(5) });
+    expect(jobTable([sampleJob, pending], NOW)).toBe(
+      [
+        'ID    NAME   TENANT  STATE    NODESxGPUS  ATTEMPT  AGE',
+        'j-42  llama  ml      FAILED   2x8         1        5m',
+        'j-43                 PENDING  -           0        5s',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('lists nodes with free/total GPUs, model, topology and heartbeat age', () => {
+    expect(nodeTable([sampleNode], NOW)).toBe(
+      [
+        'NAME    STATE  GPUS FREE/TOTAL  MODEL  NVLINK/SWITCH/SPINE   HEARTBEAT',
+        'gpu-01  READY  3/4              H100   nvl-1/leaf-2/spine-1  3s',
+        '',
+      ].join('\n'),
+    );
+  });
+});
+
+describe('detail views', () => {
+  it('shows a job with each rank placement and the failure', () => {
+    const text = jobDetail(sampleJob, NOW);
+    expect(text).toContain('State:      FAILED\n');
+    expect(text).toContain('Reason:     rank 1 exited with code 3\n');
+    expect(text).toContain('Resources:  2 nodes x 8 GPUs (H100)\n');
+    expect(text).toContain('Topology:   same-switch\n');
+    expect(text).toContain('Created:    2026-01-01T11:55:00.000Z (5m ago)\n');
+    expect(text).toContain('Attempt 1:\n');
+    expect(text).toContain('  Resumed from: ckpt-7\n');
+    expect(text).toContain('  Failure:      rank 1 on gpu-02: exit code 3: process exited\n');
+    expect(text).toContain('  RANK  NODE    GPUS             PHASE   PID  EXIT\n');
+    expect(text).toContain('  0     gpu-01  0,1,2,3,4,5,6,7  EXITED  100  SIGTERM\n');
+    expect(text).toContain('  1     gpu-02  0,1,2,3,4,5,6,7  EXITED  200  3\n');
+  });
+
+  it('shows a job without spec or attempts', () => {
+    const text = jobDetail(Job.fromPartial({ id: 'j-1', state: JobState.JOB_STATE_PENDING }), NOW);
+    expect(text).toContain('Resources:  -\n');
+    expect(text).not.toContain('Attempt 1');
+  });
+
+  it('shows a node with its GPUs and allocations', () => {
+    const text = nodeDetail(sampleNode, NOW);
+    expect(text).toContain('GPUs free:      3/4\n');
+    expect(text).toContain('Labels:         zone=a\n');
+    expect(text).toContain('Rack:           r3\n');
+    expect(text).toMatch(/1 +H100 +81559 MiB +0000:11:00.0 +GPU-1 +j-42 \(attempt 1, rank 0\)/);
+  });
+});
+
+describe('stream lines', () => {
+  it('formats an event, with the transition when there is one', () => {
+    const base = { eventId: 'e1', jobId: 'j-1', attempt: 1, time: NOW };
+    expect(eventLine(JobEvent.fromPartial({ ...base, toState: JobState.JOB_STATE_PENDING }))).toBe('2026-01-01T12:00:00.000Z  j-1  PENDING  attempt 1');
+    expect(eventLine(JobEvent.fromPartial({ ...base, fromState: JobState.JOB_STATE_RUNNING, toState: JobState.JOB_STATE_FAILED, reason: 'xid 79' }))).toBe(
+      '2026-01-01T12:00:00.000Z  j-1  RUNNING -> FAILED  attempt 1  xid 79',
+    );
+  });
+
+  it('prefixes log lines with the rank and routes stderr', () => {
+    const out = StreamLogsResponse.fromPartial({ rank: 3, line: { text: 'step 10\n', stream: LogStream.LOG_STREAM_STDOUT } });
+    const err = StreamLogsResponse.fromPartial({ rank: 0, line: { text: 'warning', stream: LogStream.LOG_STREAM_STDERR } });
+    expect(logLine(out)).toEqual({ text: '[rank 3] step 10', stderr: false });
+    expect(logLine(err)).toEqual({ text: '[rank 0] warning', stderr: true });
+  });
+});

@@ -1,0 +1,340 @@
+// main() in-process: usage errors need no server; the rest runs against a fake gateway
+// (a real grpc-js server with hand-written handlers) on a random port.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  Job,
+  JobEvent,
+  JobState,
+  LogStream,
+  TopologyRequirement,
+  type ListJobsRequest,
+  type StreamLogsRequest,
+  type SubmitJobRequest,
+} from '@gantry/proto';
+import { status } from '@gantry/sdk';
+import { startTestServer, statusError, type TestServer } from '@gantry/sdk/testing';
+import { main } from '../src/index.js';
+import { NOW, sampleJob, sampleNode } from './fixtures.js';
+
+async function run(argv: string[], env: Record<string, string | undefined> = {}) {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(argv, {
+    stdout: { write: (s: string) => (stdout += s) },
+    stderr: { write: (s: string) => (stderr += s) },
+    env,
+    now: () => NOW,
+  });
+  return { code, stdout, stderr };
+}
+
+const oneLine = (s: string) => s.endsWith('\n') && s.indexOf('\n') === s.length - 1;
+
+describe('usage errors exit 2 with one line', () => {
+  it.each([
+    [['frob'], "gantry: unknown command 'frob'"],
+    [['jbo', 'list'], "gantry: unknown command 'jbo' (Did you mean job?)"],
+    [['job', 'list', '--bogus'], "gantry: unknown option '--bogus'"],
+    [['job', 'status'], "gantry: missing required argument 'id'"],
+    [['job', 'status', 'a', 'b'], 'gantry: too many arguments'],
+    [['job', 'submit', '--nodes', '0', '--', 'x'], "gantry: option '--nodes <n>' argument '0' is invalid."],
+    [['job', 'submit', '--time-limit', '5x', '--', 'x'], "gantry: option '--time-limit <duration>' argument '5x' is invalid. invalid duration"],
+    [['job', 'submit', '--env', 'FOO', '--', 'x'], "gantry: option '--env <KEY=VALUE>' argument 'FOO' is invalid. expected KEY=VALUE"],
+    [['job', 'submit', '--topology', 'rack', '--', 'x'], "gantry: option '--topology <req>' argument 'rack' is invalid. unknown topology"],
+    [['job', 'list', '--state', 'bogus'], "gantry: option '--state <state>' argument 'bogus' is invalid. unknown job state"],
+    [['job', 'logs', 'j', '--rank', '-1'], "gantry: option '--rank <n>' argument '-1' is invalid."],
+    [['-o', 'yaml', 'job', 'list'], "gantry: option '-o, --output <format>' argument 'yaml' is invalid."],
+    [['--timeout', 'soon', 'job', 'list'], "gantry: option '--timeout <duration>' argument 'soon' is invalid."],
+    [['job', 'submit'], 'gantry: no command: give it after "--"'],
+    [['job', 'submit', '-f', '/nonexistent/job.yaml'], 'gantry: cannot read job file: ENOENT'],
+    [['--ca', '/nonexistent/ca.pem', 'job', 'list'], 'gantry: cannot read CA certificate: ENOENT'],
+  ])('%j', async (argv, message) => {
+    const r = await run(argv);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.startsWith(message)).toBe(true);
+    expect(oneLine(r.stderr)).toBe(true);
+  });
+
+  it('names an invalid job file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gantry-cli-'));
+    const path = join(dir, 'job.yaml');
+    writeFileSync(path, 'nodes: [1\n');
+    const r = await run(['job', 'submit', '-f', path]);
+    expect(r).toMatchObject({ code: 2, stdout: '' });
+    expect(r.stderr).toMatch(new RegExp(`^gantry: ${path}: invalid YAML: .*line \\d`));
+    expect(oneLine(r.stderr)).toBe(true);
+  });
+
+  it('shows help on stderr and exits 2 when a subcommand is missing', async () => {
+    const r = await run(['job']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('Usage: gantry job');
+  });
+});
+
+describe('help and version exit 0', () => {
+  it.each([[['--help']], [['job', '--help']], [['job', 'submit', '--help']], [['help', 'node']], [['--version']]])('%j', async (argv) => {
+    const r = await run(argv);
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toBe('');
+    expect(r.stderr).toBe('');
+  });
+});
+
+// --- against a fake gateway ---
+
+const seen = { submits: [] as SubmitJobRequest[], lists: [] as ListJobsRequest[], logs: [] as StreamLogsRequest[], metadata: [] as { get(key: string): unknown[] }[], watches: 0 };
+/** The states watchJob streams for a job id; "flaky" ends the first stream early. */
+const lifecycles: Record<string, JobState[]> = {
+  'j-ok': [JobState.JOB_STATE_PENDING, JobState.JOB_STATE_RUNNING, JobState.JOB_STATE_SUCCEEDED],
+  'j-bad': [JobState.JOB_STATE_RUNNING, JobState.JOB_STATE_FAILED],
+  'j-new': [JobState.JOB_STATE_PENDING, JobState.JOB_STATE_RUNNING, JobState.JOB_STATE_SUCCEEDED],
+};
+
+function events(jobId: string, states: JobState[]): JobEvent[] {
+  return states.map((s, i) =>
+    JobEvent.fromPartial({ eventId: `${jobId}-${i}`, jobId, fromState: states[i - 1] ?? 0, toState: s, attempt: 1, time: NOW, reason: s === JobState.JOB_STATE_FAILED ? 'rank 1 exited with code 3' : '' }),
+  );
+}
+
+let server: TestServer;
+let addr: string;
+
+beforeAll(async () => {
+  server = await startTestServer({
+    jobs: {
+      submitJob(call, cb) {
+        seen.submits.push(call.request);
+        cb(null, { job: Job.fromPartial({ id: 'j-new', spec: call.request.spec, state: JobState.JOB_STATE_PENDING }), created: seen.submits.length === 1 });
+      },
+      getJob(call, cb) {
+        seen.metadata.push(call.metadata);
+        if (call.request.jobId === 'j-42') return cb(null, { job: sampleJob });
+        cb(statusError(status.NOT_FOUND, `job ${call.request.jobId} not found`));
+      },
+      listJobs(call, cb) {
+        seen.lists.push(call.request);
+        const second = call.request.pageToken === 'p2';
+        cb(null, { jobs: [second ? Job.fromPartial({ id: 'j-43', state: JobState.JOB_STATE_RUNNING }) : sampleJob], nextPageToken: second ? '' : 'p2' });
+      },
+      cancelJob(call, cb) {
+        cb(null, { job: Job.fromPartial({ id: call.request.jobId, state: JobState.JOB_STATE_CANCELLED, reason: call.request.reason }) });
+      },
+      watchJob(call) {
+        seen.watches++;
+        const { jobId } = call.request;
+        if (jobId === 'flaky') {
+          // First stream: the current state, then the server goes away; the next one replays it and finishes.
+          const all = events(jobId, [JobState.JOB_STATE_RUNNING, JobState.JOB_STATE_SUCCEEDED]);
+          for (const ev of seen.watches === 1 ? all.slice(0, 1) : all) call.write({ event: ev });
+          return call.end();
+        }
+        const states = lifecycles[jobId];
+        if (!states) return call.emit('error', statusError(status.NOT_FOUND, `job ${jobId} not found`));
+        for (const ev of events(jobId, states)) call.write({ event: ev });
+        call.end();
+      },
+      streamLogs(call) {
+        seen.logs.push(call.request);
+        const line = (rank: number, text: string, stream = LogStream.LOG_STREAM_STDOUT) =>
+          call.write({ jobId: call.request.jobId, attempt: 1, rank, node: 'gpu-01', line: { seq: 1, stream, text, time: NOW } });
+        line(0, 'step 1');
+        line(1, 'warning: slow', LogStream.LOG_STREAM_STDERR);
+        line(1, 'step 1\n');
+        call.end();
+      },
+    },
+    nodes: {
+      listNodes: (_call, cb) => cb(null, { nodes: [sampleNode], nextPageToken: '' }),
+      getNode: (call, cb) => (call.request.name === 'gpu-01' ? cb(null, { node: sampleNode }) : cb(statusError(status.NOT_FOUND, `node ${call.request.name} not found`))),
+    },
+  });
+  addr = server.address;
+});
+afterAll(() => server.close());
+afterEach(() => {
+  seen.submits = [];
+  seen.lists = [];
+  seen.logs = [];
+  seen.metadata = [];
+  seen.watches = 0;
+});
+
+const gantry = (...argv: string[]) => run(['--addr', addr, ...argv]);
+
+describe('job submit', () => {
+  it('sends the flags and the command after --', async () => {
+    const r = await gantry(
+      'job', 'submit', '--name', 'llama', '--tenant', 'ml', '--nodes', '2', '--gpus-per-node', '8', '--gpu-type', 'H100', '--gpu-type', 'A100',
+      '--priority', 'high', '--time-limit', '2h', '--topology', 'same-switch', '--env', 'A=1', '--env', 'B=x=y', '--workdir', '/w',
+      '--selector', 'zone=a', '--exclude-node', 'gpu-17', '--master-port', '29600', '--stop-grace', '30s', '--idempotency-key', 'k1',
+      '--', 'torchrun', '--nproc', '8', 'train.py',
+    );
+    expect(r).toEqual({ code: 0, stdout: 'job j-new submitted\n', stderr: '' });
+    expect(seen.submits[0]).toEqual({
+      idempotencyKey: 'k1',
+      spec: {
+        name: 'llama', tenant: 'ml', nodes: 2, gpusPerNode: 8, gpuTypes: ['H100', 'A100'], command: ['torchrun', '--nproc', '8', 'train.py'],
+        env: { A: '1', B: 'x=y' }, workingDir: '/w', priorityClass: 'high', timeLimitSeconds: 7200,
+        topology: TopologyRequirement.TOPOLOGY_REQUIREMENT_SAME_SWITCH, nodeSelector: { zone: 'a' }, excludeNodes: ['gpu-17'],
+        masterPort: 29600, stopGraceSeconds: 30,
+      },
+    });
+  });
+
+  it('reads a job file, lets flags override it, and prints JSON', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gantry-cli-'));
+    const path = join(dir, 'job.yaml');
+    writeFileSync(path, 'name: from-file\nnodes: 4\nenv: {A: "1"}\ncommand: [python, train.py]\nidempotencyKey: file-key\n');
+    const r = await gantry('-o', 'json', 'job', 'submit', '-f', path, '--nodes', '2', '--env', 'B=2');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ job: { id: 'j-new', state: 'JOB_STATE_PENDING', spec: { name: 'from-file', nodes: 2 } }, created: true });
+    expect(seen.submits[0]).toMatchObject({ idempotencyKey: 'file-key', spec: { nodes: 2, env: { A: '1', B: '2' }, command: ['python', 'train.py'] } });
+  });
+
+  it('generates an idempotency key when none is given', async () => {
+    await gantry('job', 'submit', '--', 'true');
+    expect(seen.submits[0]?.idempotencyKey).toMatch(/^[0-9a-f-]{36}$/);
+    expect(seen.submits[0]?.spec?.nodes).toBe(1);
+  });
+
+  it('--wait prints events and exits with the job result', async () => {
+    const r = await gantry('job', 'submit', '--wait', '--', 'true');
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n')).toEqual([
+      'job j-new submitted',
+      '2026-01-01T12:00:00.000Z  j-new  PENDING  attempt 1',
+      '2026-01-01T12:00:00.000Z  j-new  PENDING -> RUNNING  attempt 1',
+      '2026-01-01T12:00:00.000Z  j-new  RUNNING -> SUCCEEDED  attempt 1',
+      '',
+    ]);
+  });
+
+  it('--follow streams the logs, then reports the result', async () => {
+    const r = await gantry('job', 'submit', '--follow', '--', 'true');
+    expect(r).toEqual({ code: 0, stdout: 'job j-new submitted\n[rank 0] step 1\n[rank 1] step 1\n', stderr: '[rank 1] warning: slow\njob j-new SUCCEEDED\n' });
+    expect(seen.logs[0]).toMatchObject({ jobId: 'j-new', follow: true });
+  });
+});
+
+describe('job list', () => {
+  it('prints one page as a table, with a hint when there are more', async () => {
+    const r = await gantry('job', 'list', '--state', 'failed', '--state', 'running', '--tenant', 'ml', '--limit', '1');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('j-42  llama  ml      FAILED  2x8');
+    expect(r.stdout).not.toContain('j-43');
+    expect(r.stderr).toBe('(more jobs: use --all)\n');
+    expect(seen.lists[0]).toEqual({ states: [JobState.JOB_STATE_FAILED, JobState.JOB_STATE_RUNNING], tenant: 'ml', pageSize: 1, pageToken: '' });
+  });
+
+  it('--all follows every page; json is the ListJobsResponse', async () => {
+    const r = await gantry('job', 'list', '--all', '--output', 'json');
+    expect(r.code).toBe(0);
+    const body = JSON.parse(r.stdout) as { jobs: { id: string }[] };
+    expect(body.jobs.map((j) => j.id)).toEqual(['j-42', 'j-43']);
+    expect(seen.lists.map((l) => l.pageToken)).toEqual(['', 'p2']);
+  });
+});
+
+describe('job status', () => {
+  it('shows the detailed view', async () => {
+    const r = await gantry('job', 'status', 'j-42');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('State:      FAILED\n');
+    expect(r.stdout).toContain('  1     gpu-02  0,1,2,3,4,5,6,7  EXITED  200  3\n');
+  });
+
+  it('prints the proto JSON', async () => {
+    const r = await gantry('job', 'status', 'j-42', '-o', 'json');
+    expect(JSON.parse(r.stdout)).toEqual(Job.toJSON(sampleJob));
+  });
+
+  it('exits 1 with one line for a server error', async () => {
+    const r = await gantry('job', 'status', 'j-404');
+    expect(r).toEqual({ code: 1, stdout: '', stderr: 'gantry: NOT_FOUND: job j-404 not found\n' });
+  });
+
+  it('finds the gateway through GANTRY_ADDR and sends GANTRY_TOKEN', async () => {
+    const r = await run(['job', 'status', 'j-42'], { GANTRY_ADDR: addr, GANTRY_TOKEN: 'tok' });
+    expect(r.code).toBe(0);
+    expect(seen.metadata[0]?.get('authorization')).toEqual(['Bearer tok']);
+  });
+});
+
+describe('job logs', () => {
+  it('prefixes ranks, sends stderr lines to stderr and passes the filters', async () => {
+    const r = await gantry('job', 'logs', 'j-42', '-f', '--rank', '1', '--attempt', '2');
+    expect(r).toEqual({ code: 0, stdout: '[rank 0] step 1\n[rank 1] step 1\n', stderr: '[rank 1] warning: slow\n' });
+    expect(seen.logs[0]).toEqual({ jobId: 'j-42', follow: true, rank: 1, attempt: 2 });
+  });
+
+  it('prints JSON lines', async () => {
+    const r = await gantry('job', 'logs', 'j-42', '-o', 'json');
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { rank: number; line: { text: string } });
+    expect(lines.map((l) => l.line.text)).toEqual(['step 1', 'warning: slow', 'step 1\n']);
+    expect(seen.logs[0]).toEqual({ jobId: 'j-42', follow: false, attempt: 0 });
+  });
+});
+
+describe('job watch', () => {
+  it('exits 0 when the job succeeds', async () => {
+    const r = await gantry('job', 'watch', 'j-ok');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n')).toHaveLength(3);
+  });
+
+  it('exits 1 when it fails, with the reason on the last line', async () => {
+    const r = await gantry('job', 'watch', 'j-bad');
+    expect(r.code).toBe(1);
+    expect(r.stdout.trim().split('\n').at(-1)).toBe('2026-01-01T12:00:00.000Z  j-bad  RUNNING -> FAILED  attempt 1  rank 1 exited with code 3');
+    expect(r.stderr).toBe('');
+  });
+
+  it('watches again when the stream ends early, without repeating events', async () => {
+    const r = await gantry('job', 'watch', 'flaky', '-o', 'json');
+    expect(r.code).toBe(0);
+    const states = r.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { toState: string }).toState);
+    expect(states).toEqual(['JOB_STATE_RUNNING', 'JOB_STATE_SUCCEEDED']);
+    expect(seen.watches).toBe(2);
+  });
+
+  it('exits 1 with one line for an unknown job', async () => {
+    const r = await gantry('job', 'watch', 'nope');
+    expect(r).toEqual({ code: 1, stdout: '', stderr: 'gantry: NOT_FOUND: job nope not found\n' });
+  });
+});
+
+describe('job cancel', () => {
+  it('prints the new state', async () => {
+    expect(await gantry('job', 'cancel', 'j-9', '--reason', 'oops')).toEqual({ code: 0, stdout: 'job j-9 CANCELLED\n', stderr: '' });
+  });
+});
+
+describe('node commands', () => {
+  it('lists nodes as a table and as JSON', async () => {
+    const table = await gantry('node', 'list');
+    expect(table.code).toBe(0);
+    expect(table.stdout).toContain('gpu-01  READY  3/4              H100   nvl-1/leaf-2/spine-1  3s');
+    const json = await gantry('node', 'list', '-o', 'json');
+    expect(JSON.parse(json.stdout)).toMatchObject({ nodes: [{ name: 'gpu-01', state: 'NODE_STATE_READY' }] });
+  });
+
+  it('shows one node, and NOT_FOUND for an unknown one', async () => {
+    const r = await gantry('node', 'show', 'gpu-01');
+    expect(r.stdout).toContain('GPUs free:      3/4\n');
+    expect(await gantry('node', 'show', 'gpu-99')).toEqual({ code: 1, stdout: '', stderr: 'gantry: NOT_FOUND: node gpu-99 not found\n' });
+  });
+});
+
+describe('connection failures', () => {
+  it('exit 1 with one UNAVAILABLE line', async () => {
+    const r = await run(['--addr', '127.0.0.1:1', '--timeout', '2s', 'node', 'list']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^gantry: UNAVAILABLE: .*ECONNREFUSED.* \(gateway 127.0.0.1:1\)\n$/);
+    expect(oneLine(r.stderr)).toBe(true);
+  });
+});

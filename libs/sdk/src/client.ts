@@ -1,0 +1,152 @@
+// GantryClient: the typed client of the gateway (gantry.v1.JobService and NodeService over one
+// channel). Each RPC is a one-line method over `Rpc`; to add one (e.g. the node-level admin
+// RPCs such as node telemetry, explain or node events once they exist in proto/), add the
+// service client in the constructor and a method that names its retry class.
+import { randomUUID } from 'node:crypto';
+import {
+  JobServiceClient,
+  JobSpec,
+  ListJobsRequest,
+  ListNodesRequest,
+  NodeServiceClient,
+  type Job,
+  type JobEvent,
+  type JobState,
+  type ListJobsResponse,
+  type ListNodesResponse,
+  type Node,
+  type NodeState,
+  type StreamLogsResponse,
+  type SubmitJobResponse,
+} from '@gantry/proto';
+import { GantryError, status } from './errors.js';
+import { addDefaults, type ClientOptions, type ResolvedClientOptions } from './options.js';
+import { Rpc, type CallOptions } from './rpc.js';
+
+/** A JobSpec with every field optional; unset fields take their proto defaults. */
+export type JobSpecInput = Partial<JobSpec>;
+
+export interface SubmitOptions extends CallOptions {
+  /**
+   * The same key (per tenant) submitted twice creates one job. When absent a random key is
+   * generated, so that retrying a submit whose response was lost can never create a second
+   * job; pass your own to make a submit safe to repeat across processes too.
+   */
+  idempotencyKey?: string;
+}
+
+export interface LogOptions extends CallOptions {
+  /** Keep the stream open until the job ends. */
+  follow?: boolean;
+  /** Only this rank. */
+  rank?: number;
+  /** Only this attempt; 0 or absent = every attempt. */
+  attempt?: number;
+}
+
+export interface JobFilter {
+  states?: JobState[];
+  tenant?: string;
+  /** Page size; the server's default (100) when absent. */
+  pageSize?: number;
+}
+
+export interface NodeFilter {
+  states?: NodeState[];
+  pageSize?: number;
+}
+
+/** Unwraps the single message of a response, which a correct server always sets. */
+function present<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new GantryError(status.INTERNAL, `server response has no ${what}`);
+  return value;
+}
+
+export class GantryClient {
+  readonly options: ResolvedClientOptions;
+  private readonly rpc: Rpc;
+  private readonly jobs: JobServiceClient;
+  private readonly nodes: NodeServiceClient;
+
+  constructor(options: ClientOptions = {}) {
+    this.options = addDefaults(options);
+    this.rpc = new Rpc(this.options);
+    const { address, credentials, channelOptions } = this.options;
+    this.jobs = new JobServiceClient(address, credentials, channelOptions);
+    // One channel (one connection) for every service of the gateway.
+    this.nodes = new NodeServiceClient(address, credentials, { channelOverride: this.jobs.getChannel() });
+  }
+
+  /** Closes the channel; calls in flight fail with CANCELLED/UNAVAILABLE. */
+  close(): void {
+    this.jobs.close();
+  }
+
+  // --- jobs ---
+
+  /** Submits a job; `created` is false when the idempotency key matched an existing job. */
+  submitJob(spec: JobSpecInput, options: SubmitOptions = {}): Promise<SubmitJobResponse> {
+    const { idempotencyKey = randomUUID(), ...call } = options;
+    // The key is fixed before the first attempt, so every retry carries the same one.
+    const request = { spec: JobSpec.fromPartial(spec), idempotencyKey };
+    return this.rpc.unary(this.jobs.submitJob.bind(this.jobs), request, 'idempotent', call);
+  }
+
+  async getJob(jobId: string, options?: CallOptions): Promise<Job> {
+    const res = await this.rpc.unary(this.jobs.getJob.bind(this.jobs), { jobId }, 'read', options);
+    return present(res.job, 'job');
+  }
+
+  /** One page of jobs; see `listAllJobs` for every page. */
+  listJobs(request: Partial<ListJobsRequest> = {}, options?: CallOptions): Promise<ListJobsResponse> {
+    return this.rpc.unary(this.jobs.listJobs.bind(this.jobs), ListJobsRequest.fromPartial(request), 'read', options);
+  }
+
+  /** Every job matching `filter`, fetching pages as the iteration goes. */
+  async *listAllJobs(filter: JobFilter = {}, options?: CallOptions): AsyncGenerator<Job, void, undefined> {
+    let pageToken = '';
+    do {
+      const page = await this.listJobs({ ...filter, pageToken }, options);
+      yield* page.jobs;
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+  }
+
+  /** Cancelling is idempotent: cancelling a finished job returns it unchanged (or an error the server decides). */
+  async cancelJob(jobId: string, reason = '', options?: CallOptions): Promise<Job> {
+    const res = await this.rpc.unary(this.jobs.cancelJob.bind(this.jobs), { jobId, reason }, 'idempotent', options);
+    return present(res.job, 'job');
+  }
+
+  /** The job's current state first, then every transition until the job ends. */
+  async *watchJob(jobId: string, options?: CallOptions): AsyncGenerator<JobEvent, void, undefined> {
+    for await (const res of this.rpc.serverStream(this.jobs.watchJob.bind(this.jobs), { jobId }, options)) {
+      if (res.event) yield res.event;
+    }
+  }
+
+  streamLogs(jobId: string, options: LogOptions = {}): AsyncGenerator<StreamLogsResponse, void, undefined> {
+    const { follow = false, rank, attempt = 0, ...call } = options;
+    return this.rpc.serverStream(this.jobs.streamLogs.bind(this.jobs), { jobId, follow, rank, attempt }, call);
+  }
+
+  // --- nodes ---
+
+  listNodes(request: Partial<ListNodesRequest> = {}, options?: CallOptions): Promise<ListNodesResponse> {
+    return this.rpc.unary(this.nodes.listNodes.bind(this.nodes), ListNodesRequest.fromPartial(request), 'read', options);
+  }
+
+  async *listAllNodes(filter: NodeFilter = {}, options?: CallOptions): AsyncGenerator<Node, void, undefined> {
+    let pageToken = '';
+    do {
+      const page = await this.listNodes({ ...filter, pageToken }, options);
+      yield* page.nodes;
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+  }
+
+  async getNode(name: string, options?: CallOptions): Promise<Node> {
+    const res = await this.rpc.unary(this.nodes.getNode.bind(this.nodes), { name }, 'read', options);
+    return present(res.node, 'node');
+  }
+}

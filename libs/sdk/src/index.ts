@@ -1,0 +1,15 @@
+// @gantry/sdk: typed clients for the Gantry gateway and the checkpoint service.
+export { GantryClient, type JobSpecInput, type SubmitOptions, type LogOptions, type JobFilter, type NodeFilter } from './client.js';
+export { CheckpointClient, type BeginCheckpointInput } from './checkpoint-client.js';
+export { GantryError, toGantryError, statusName, status } from './errors.js';
+export {
+  addDefaults,
+  channelCredentials,
+  DEFAULT_ADDRESS,
+  DEFAULT_TIMEOUT_MS,
+  type ClientOptions,
+  type ResolvedClientOptions,
+  type TlsOptions,
+} from './options.js';
+export { backoffMs, isRetryable, withRetry, DEFAULT_RETRY_POLICY, type RetryPolicy, type RetryClass, type RetryOptions } from './retry.js';
+export type { CallOptions } from './rpc.js';

@@ -1,0 +1,22 @@
+// Builds the outbox entry for a transition: the event id is chosen before the write so the
+// same id travels through the outbox, JetStream de-duplication and consumers.
+import { randomUUID } from 'node:crypto';
+import { Job, JobEvent, JobState, NodeEvent, NodeState } from '@gantry/proto';
+
+export interface OutboxEvent {
+  subject: string;
+  id: string;
+  data: Buffer;
+}
+
+export function jobEvent(subject: string, from: JobState, job: Job, reason: string, time: Date): OutboxEvent {
+  const id = randomUUID();
+  const event = JobEvent.create({ eventId: id, jobId: job.id, fromState: from, toState: job.state, attempt: job.attempt, reason, time, job });
+  return { subject, id, data: Buffer.from(JobEvent.encode(event).finish()) };
+}
+
+export function nodeEvent(subject: string, name: string, from: NodeState, to: NodeState, reason: string, time: Date): OutboxEvent {
+  const id = randomUUID();
+  const event = NodeEvent.create({ eventId: id, nodeName: name, fromState: from, toState: to, reason, time });
+  return { subject, id, data: Buffer.from(NodeEvent.encode(event).finish()) };
+}

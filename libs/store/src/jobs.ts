@@ -1,0 +1,178 @@
+// Typed access to jobs in Redis. Every write is one Lua script (compare-and-set on the job's
+// revision, the GPU claims/releases it implies, and the outbox event), so a crash at any
+// point leaves either the whole transition or none of it.
+import type { Redis } from 'ioredis';
+import { Job, JobState, canTransitionJob, jobStateName, parseJobState } from '@gantry/proto';
+import { subjects } from '@gantry/bus';
+import { keys } from './keys.js';
+import { scriptRunner, type ScriptRunner } from './scripts.js';
+import { jobEvent } from './events.js';
+import { AllocationConflictError, FencedError, StaleWriteError } from './errors.js';
+
+export interface JobRecord {
+  job: Job;
+  rev: number;
+}
+
+export interface GpuRef {
+  node: string;
+  gpu: number;
+  /** allocationOwner(jobId, attempt, rank) */
+  owner: string;
+}
+
+export interface JobCommit {
+  prev: JobRecord;
+  next: Job;
+  /** Why; goes into the event and, on a state change, Job.reason. */
+  reason: string;
+  /** Leader fencing epoch; omitted for user-intent writes that any replica may make. */
+  epoch?: number;
+  claims?: GpuRef[];
+  releases?: GpuRef[];
+  now?: Date;
+}
+
+export class InvalidTransitionError extends Error {
+  override name = 'InvalidTransitionError';
+}
+
+export interface ListJobsQuery {
+  states?: JobState[];
+  tenant?: string;
+  pageSize: number;
+  pageToken?: string;
+}
+
+const IDEMPOTENCY_TTL_SEC = 7 * 24 * 3600;
+
+export class JobStore {
+  private readonly scripts: ScriptRunner;
+
+  constructor(private readonly redis: Redis) {
+    this.scripts = scriptRunner(redis);
+  }
+
+  /** Creates the job in PENDING, or returns the job an earlier call with the same key created. */
+  async submit(job: Job, idempotencyKey: string): Promise<{ created: boolean; job: Job }> {
+    const created = job.createdAt ?? new Date();
+    const stored = Job.create({ ...job, state: JobState.JOB_STATE_PENDING, revision: 1, createdAt: created, updatedAt: created });
+    const event = jobEvent(subjects.jobEvent(job.id), JobState.JOB_STATE_UNSPECIFIED, stored, 'submitted', created);
+    const idemKey = idempotencyKey ? keys.idempotency(job.spec?.tenant ?? '', idempotencyKey) : '';
+    const res = (await this.scripts.run(
+      'gantrySubmitJob',
+      [idemKey, keys.job(job.id), keys.jobsAll, keys.jobsInState('PENDING'), keys.outbox],
+      [job.id, JSON.stringify(Job.toJSON(stored)), created.getTime(), job.spec?.tenant ?? '', event.subject, event.id, event.data, IDEMPOTENCY_TTL_SEC],
+    )) as [number, string];
+    if (res[0] === 1) return { created: true, job: stored };
+    const existing = await this.get(res[1]);
+    if (!existing) throw new Error(`idempotency key ${idempotencyKey} names job ${res[1]}, which no longer exists`);
+    return { created: false, job: existing.job };
+  }
+
+  async get(id: string): Promise<JobRecord | undefined> {
+    const [rev, json] = await this.redis.hmget(keys.job(id), 'rev', 'job');
+    if (!rev || !json) return undefined;
+    return { rev: Number(rev), job: Job.fromJSON(JSON.parse(json)) };
+  }
+
+  async getMany(ids: string[]): Promise<JobRecord[]> {
+    if (ids.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    for (const id of ids) pipeline.hmget(keys.job(id), 'rev', 'job');
+    const results = (await pipeline.exec()) ?? [];
+    const out: JobRecord[] = [];
+    for (const [err, value] of results) {
+      const [rev, json] = (value ?? []) as [string | null, string | null];
+      if (err || rev === null || json === null) continue;
+      out.push({ rev: Number(rev), job: Job.fromJSON(JSON.parse(json)) });
+    }
+    return out;
+  }
+
+  /** Job ids in a state, oldest first. */
+  async idsInState(state: JobState): Promise<string[]> {
+    return this.redis.zrange(keys.jobsInState(jobStateName(state)), 0, -1);
+  }
+
+  /** Newest first; the page token is an opaque cursor (creation time and id of the last job). */
+  async list(q: ListJobsQuery): Promise<{ jobs: Job[]; nextPageToken: string }> {
+    const sets = q.states && q.states.length > 0 ? q.states.map((s) => keys.jobsInState(jobStateName(s))) : [keys.jobsAll];
+    let cursor = decodeCursor(q.pageToken);
+    const jobs: Job[] = [];
+    const batch = Math.max(q.pageSize * 2, 50);
+    for (;;) {
+      // Merge the newest `batch` entries at or below the cursor from each set.
+      const candidates: { id: string; score: number }[] = [];
+      for (const set of sets) {
+        const raw = await this.redis.zrevrangebyscore(set, cursor ? cursor.score : '+inf', '-inf', 'WITHSCORES', 'LIMIT', 0, batch);
+        for (let i = 0; i < raw.length; i += 2) candidates.push({ id: raw[i]!, score: Number(raw[i + 1]) });
+      }
+      const fresh = candidates
+        .filter((c) => !cursor || c.score < cursor.score || (c.score === cursor.score && c.id < cursor.id))
+        .sort((a, b) => b.score - a.score || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+      if (fresh.length === 0) return { jobs, nextPageToken: '' };
+      for (const c of fresh) {
+        cursor = c;
+        const rec = await this.get(c.id);
+        if (!rec || (q.tenant && rec.job.spec?.tenant !== q.tenant)) continue;
+        jobs.push(rec.job);
+        if (jobs.length === q.pageSize) return { jobs, nextPageToken: encodeCursor(c) };
+      }
+    }
+  }
+
+  /** Applies one validated change of a job; throws StaleWriteError, FencedError or AllocationConflictError. */
+  async commit(c: JobCommit): Promise<JobRecord> {
+    const from = c.prev.job.state;
+    const to = c.next.state;
+    if (from !== to && !canTransitionJob(from, to)) {
+      throw new InvalidTransitionError(`job ${c.prev.job.id}: ${jobStateName(from)} -> ${jobStateName(to)} is not a valid transition`);
+    }
+    const now = c.now ?? new Date();
+    const next = Job.create({ ...c.next, revision: c.prev.rev + 1, updatedAt: now, reason: from !== to ? c.reason : c.next.reason });
+    const event = from !== to ? jobEvent(subjects.jobEvent(next.id), from, next, c.reason, now) : undefined;
+    const releases = c.releases ?? [];
+    const claims = c.claims ?? [];
+    const keyList = [keys.job(next.id), keys.outbox, keys.leaderEpoch, keys.jobsInState(jobStateName(from)), keys.jobsInState(jobStateName(to))];
+    const args: (string | number | Buffer)[] = [
+      String(c.prev.rev), jobStateName(from), jobStateName(to), JSON.stringify(Job.toJSON(next)),
+      c.epoch === undefined ? '' : String(c.epoch),
+      event?.subject ?? '', event?.id ?? '', event?.data ?? '', next.id, releases.length, claims.length,
+    ];
+    for (const r of releases) { keyList.push(keys.nodeAlloc(r.node)); args.push(r.gpu, r.owner); }
+    for (const cl of claims) { keyList.push(keys.nodeAlloc(cl.node), keys.node(cl.node)); args.push(cl.gpu, cl.owner); }
+    const res = (await this.scripts.run('gantryCommitJob', keyList, args)) as string[];
+    switch (res[0]) {
+      case 'OK':
+        return { job: next, rev: Number(res[1]) };
+      case 'FENCED':
+        throw new FencedError(String(c.epoch));
+      case 'STALE':
+        throw new StaleWriteError(keys.job(next.id), Number(res[1]), res[2] ?? '');
+      case 'CONFLICT':
+        throw new AllocationConflictError(`${res[1]} gpu ${res[2]} held by ${res[3]}`);
+      case 'NODE_NOT_READY':
+        throw new AllocationConflictError(`${res[1]} is ${res[2] || 'unknown'}, not READY`);
+      default:
+        throw new Error(`unexpected reply from commit-job: ${JSON.stringify(res)}`);
+    }
+  }
+}
+
+function encodeCursor(c: { score: number; id: string }): string {
+  return Buffer.from(`${c.score}:${c.id}`).toString('base64url');
+}
+
+export class InvalidPageTokenError extends Error {
+  override name = 'InvalidPageTokenError';
+}
+
+function decodeCursor(token: string | undefined): { score: number; id: string } | undefined {
+  if (!token) return undefined;
+  const m = /^(\d+):(.+)$/.exec(Buffer.from(token, 'base64url').toString('utf8'));
+  if (!m) throw new InvalidPageTokenError(`page_token ${JSON.stringify(token)} is not a token this server issued`);
+  return { score: Number(m[1]), id: m[2]! };
+}
+
+export { parseJobState };

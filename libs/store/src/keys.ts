@@ -1,0 +1,44 @@
+// The Redis key layout, in one place. Everything Gantry keeps in Redis is listed here.
+//
+//   gantry:job:{id}               hash  state, rev, job (gantry.v1.Job as proto JSON), tenant, created
+//   gantry:jobs:all               zset  job ids by creation time (ms)
+//   gantry:jobs:state:{STATE}     zset  job ids in that state, by creation time
+//   gantry:idem:{tenant}:{key}    str   job id created with that idempotency key
+//   gantry:node:{name}            hash  state, rev, node (gantry.v1.Node JSON), hb (last heartbeat ms), instance
+//   gantry:nodes                  zset  node names (score 0, lexicographic)
+//   gantry:node:{name}:alloc      hash  gpu index -> "{jobId}:{attempt}:{rank}"
+//   gantry:outbox                 stream events to relay to NATS (subject, id, data)
+//   gantry:outbox:cursor          str   id of the last outbox entry relayed
+//   gantry:leader                 str   instance id of the scheduler leader (PX lease)
+//   gantry:leader:epoch           str   fencing epoch of the current lease
+//   gantry:epoch                  str   epoch counter (INCR on every new lease)
+//   gantry:checkpoint:{id}        hash  checkpoint record (see checkpoint service)
+//   gantry:job:{id}:checkpoints   zset  checkpoint ids by step
+export const PREFIX = 'gantry';
+
+export const keys = {
+  job: (id: string) => `${PREFIX}:job:${id}`,
+  jobsAll: `${PREFIX}:jobs:all`,
+  jobsInState: (state: string) => `${PREFIX}:jobs:state:${state}`,
+  idempotency: (tenant: string, key: string) => `${PREFIX}:idem:${tenant}:${key}`,
+  node: (name: string) => `${PREFIX}:node:${name}`,
+  nodes: `${PREFIX}:nodes`,
+  nodeAlloc: (name: string) => `${PREFIX}:node:${name}:alloc`,
+  outbox: `${PREFIX}:outbox`,
+  outboxCursor: `${PREFIX}:outbox:cursor`,
+  leader: `${PREFIX}:leader`,
+  leaderEpoch: `${PREFIX}:leader:epoch`,
+  epochCounter: `${PREFIX}:epoch`,
+  checkpoint: (id: string) => `${PREFIX}:checkpoint:${id}`,
+  jobCheckpoints: (jobId: string) => `${PREFIX}:job:${jobId}:checkpoints`,
+} as const;
+
+/** Allocation owner string stored per GPU. */
+export function allocationOwner(jobId: string, attempt: number, rank: number): string {
+  return `${jobId}:${attempt}:${rank}`;
+}
+
+export function parseAllocationOwner(owner: string): { jobId: string; attempt: number; rank: number } | undefined {
+  const m = /^(.+):(\d+):(\d+)$/.exec(owner);
+  return m ? { jobId: m[1]!, attempt: Number(m[2]), rank: Number(m[3]) } : undefined;
+}

@@ -1,0 +1,72 @@
+-- Compare-and-set of one job, with its GPU claims and releases and its outbox event, atomically.
+-- KEYS: 1 job key, 2 outbox, 3 leader epoch key, 4 jobs:state:{from}, 5 jobs:state:{to},
+--       then for each claim/release: the node's alloc key, followed (claims only) by the node key
+-- ARGV: 1 expected rev, 2 allowed from-states ("A,B"), 3 new state, 4 job JSON, 5 epoch ('' = unfenced),
+--       6 event subject ('' = no event), 7 event id, 8 event bytes, 9 job id,
+--       10 number of releases R, 11 number of claims C,
+--       then R x (gpu, owner), then C x (gpu, owner)
+-- Returns: {'OK', newRev} | {'FENCED'} | {'STALE', rev, state} | {'CONFLICT', node alloc key, gpu, holder} | {'NODE_NOT_READY', node key, state}
+if ARGV[5] ~= '' then
+  local epoch = redis.call('GET', KEYS[3])
+  if epoch ~= ARGV[5] then
+    return {'FENCED'}
+  end
+end
+local cur = redis.call('HMGET', KEYS[1], 'state', 'rev')
+local state, rev = cur[1], cur[2]
+if not state then
+  return {'STALE', '0', ''}
+end
+if rev ~= ARGV[1] then
+  return {'STALE', rev, state}
+end
+local allowed = false
+for s in string.gmatch(ARGV[2], '[^,]+') do
+  if s == state then allowed = true end
+end
+if not allowed then
+  return {'STALE', rev, state}
+end
+local releases = tonumber(ARGV[10])
+local claims = tonumber(ARGV[11])
+local k = 6
+local a = 12
+local releaseList = {}
+for i = 1, releases do
+  table.insert(releaseList, {KEYS[k], ARGV[a], ARGV[a + 1]})
+  k = k + 1
+  a = a + 2
+end
+local claimList = {}
+for i = 1, claims do
+  local allocKey, nodeKey, gpu, owner = KEYS[k], KEYS[k + 1], ARGV[a], ARGV[a + 1]
+  local holder = redis.call('HGET', allocKey, gpu)
+  if holder and holder ~= owner then
+    return {'CONFLICT', allocKey, gpu, holder}
+  end
+  local nodeState = redis.call('HGET', nodeKey, 'state')
+  if nodeState ~= 'READY' then
+    return {'NODE_NOT_READY', nodeKey, nodeState or ''}
+  end
+  table.insert(claimList, {allocKey, gpu, owner})
+  k = k + 2
+  a = a + 2
+end
+for _, r in ipairs(releaseList) do
+  if redis.call('HGET', r[1], r[2]) == r[3] then
+    redis.call('HDEL', r[1], r[2])
+  end
+end
+for _, c in ipairs(claimList) do
+  redis.call('HSET', c[1], c[2], c[3])
+end
+local newRev = tonumber(rev) + 1
+redis.call('HSET', KEYS[1], 'state', ARGV[3], 'rev', newRev, 'job', ARGV[4])
+if ARGV[3] ~= state then
+  redis.call('ZREM', KEYS[4], ARGV[9])
+  redis.call('ZADD', KEYS[5], redis.call('HGET', KEYS[1], 'created'), ARGV[9])
+end
+if ARGV[6] ~= '' then
+  redis.call('XADD', KEYS[2], '*', 'subject', ARGV[6], 'id', ARGV[7], 'data', ARGV[8])
+end
+return {'OK', tostring(newRev)}

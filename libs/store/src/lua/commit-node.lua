@@ -1,0 +1,34 @@
+-- Compare-and-set of one node record with its outbox event.
+-- KEYS: 1 node key, 2 outbox, 3 leader epoch key, 4 nodes index
+-- ARGV: 1 expected rev ('0' = must not exist), 2 allowed from-states ("A,B"; '*' = any), 3 new state,
+--       4 node JSON, 5 epoch ('' = unfenced), 6 event subject ('' = none), 7 event id, 8 event bytes,
+--       9 node name, 10 heartbeat ms ('' = keep), 11 agent instance id ('' = keep)
+-- Returns: {'OK', newRev} | {'FENCED'} | {'STALE', rev, state}
+if ARGV[5] ~= '' then
+  if redis.call('GET', KEYS[3]) ~= ARGV[5] then
+    return {'FENCED'}
+  end
+end
+local cur = redis.call('HMGET', KEYS[1], 'state', 'rev')
+local state, rev = cur[1] or '', cur[2] or '0'
+if rev ~= ARGV[1] then
+  return {'STALE', rev, state}
+end
+if ARGV[2] ~= '*' and state ~= '' then
+  local allowed = false
+  for s in string.gmatch(ARGV[2], '[^,]+') do
+    if s == state then allowed = true end
+  end
+  if not allowed then
+    return {'STALE', rev, state}
+  end
+end
+local newRev = tonumber(rev) + 1
+redis.call('HSET', KEYS[1], 'state', ARGV[3], 'rev', newRev, 'node', ARGV[4])
+if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'hb', ARGV[10]) end
+if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'instance', ARGV[11]) end
+redis.call('ZADD', KEYS[4], 0, ARGV[9])
+if ARGV[6] ~= '' then
+  redis.call('XADD', KEYS[2], '*', 'subject', ARGV[6], 'id', ARGV[7], 'data', ARGV[8])
+end
+return {'OK', tostring(newRev)}

@@ -1,0 +1,15 @@
+-- Creates a PENDING job unless the idempotency key already names one.
+-- KEYS: 1 idem key, 2 job key, 3 jobs:all, 4 jobs:state:PENDING, 5 outbox
+-- ARGV: 1 job id, 2 job JSON, 3 created ms, 4 tenant, 5 event subject, 6 event id, 7 event bytes, 8 idem ttl seconds
+local existing = redis.call('GET', KEYS[1])
+if existing then
+  return {0, existing}
+end
+if KEYS[1] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[8]))
+end
+redis.call('HSET', KEYS[2], 'state', 'PENDING', 'rev', 1, 'job', ARGV[2], 'tenant', ARGV[4], 'created', ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
+redis.call('XADD', KEYS[5], '*', 'subject', ARGV[5], 'id', ARGV[6], 'data', ARGV[7])
+return {1, ARGV[1]}

@@ -1,0 +1,115 @@
+// Typed access to nodes in Redis: the node record (CAS on revision, with its outbox event),
+// the heartbeat time, and the per-GPU allocation hash that makes double-booking impossible.
+import type { Redis } from 'ioredis';
+import { GpuAllocation, Node, NodeState, canTransitionNode, nodeStateName } from '@gantry/proto';
+import { subjects } from '@gantry/bus';
+import { keys, parseAllocationOwner } from './keys.js';
+import { scriptRunner, type ScriptRunner } from './scripts.js';
+import { nodeEvent } from './events.js';
+import { FencedError, StaleWriteError } from './errors.js';
+import { InvalidTransitionError, type GpuRef } from './jobs.js';
+
+export interface NodeRecord {
+  node: Node;
+  rev: number;
+  /** Last heartbeat, ms since epoch, as the scheduler received it. */
+  heartbeatMs: number;
+  instanceId: string;
+  allocations: GpuAllocation[];
+}
+
+export interface NodeCommit {
+  prev: NodeRecord | undefined;
+  next: Node;
+  reason: string;
+  epoch?: number;
+  heartbeatMs?: number;
+  instanceId?: string;
+  now?: Date;
+}
+
+export class NodeStore {
+  private readonly scripts: ScriptRunner;
+
+  constructor(private readonly redis: Redis) {
+    this.scripts = scriptRunner(redis);
+  }
+
+  async get(name: string): Promise<NodeRecord | undefined> {
+    const [rec] = await this.getMany([name]);
+    return rec;
+  }
+
+  async names(): Promise<string[]> {
+    return this.redis.zrange(keys.nodes, 0, -1);
+  }
+
+  async list(): Promise<NodeRecord[]> {
+    return this.getMany(await this.names());
+  }
+
+  async getMany(names: string[]): Promise<NodeRecord[]> {
+    if (names.length === 0) return [];
+    const p = this.redis.pipeline();
+    for (const n of names) {
+      p.hmget(keys.node(n), 'rev', 'node', 'hb', 'instance');
+      p.hgetall(keys.nodeAlloc(n));
+    }
+    const res = (await p.exec()) ?? [];
+    const out: NodeRecord[] = [];
+    for (let i = 0; i < names.length; i++) {
+      const [rev, json, hb, instance] = (res[2 * i]?.[1] ?? []) as (string | null)[];
+      const alloc = (res[2 * i + 1]?.[1] ?? {}) as Record<string, string>;
+      if (!rev || !json) continue;
+      const allocations = Object.entries(alloc).flatMap(([gpu, owner]) => {
+        const o = parseAllocationOwner(owner);
+        return o ? [GpuAllocation.create({ gpuIndex: Number(gpu), jobId: o.jobId, attempt: o.attempt, rank: o.rank })] : [];
+      }).sort((a, b) => a.gpuIndex - b.gpuIndex);
+      const node = Node.fromJSON(JSON.parse(json));
+      node.allocations = allocations;
+      node.lastHeartbeat = hb ? new Date(Number(hb)) : undefined;
+      out.push({ node, rev: Number(rev), heartbeatMs: Number(hb ?? 0), instanceId: instance ?? '', allocations });
+    }
+    return out;
+  }
+
+  /** Records a heartbeat time without touching the record (no event: heartbeats are not transitions). */
+  async heartbeat(name: string, ms: number): Promise<void> {
+    await this.redis.hset(keys.node(name), 'hb', ms);
+  }
+
+  /** Frees allocations still held by the given owners (leader only); returns how many were freed. */
+  async releaseGpus(refs: GpuRef[], epoch: number): Promise<number> {
+    if (refs.length === 0) return 0;
+    const res = Number(await this.scripts.run('gantryReleaseGpus', [keys.leaderEpoch, ...refs.map((r) => keys.nodeAlloc(r.node))], [String(epoch), ...refs.flatMap((r) => [String(r.gpu), r.owner])]));
+    if (res < 0) throw new FencedError(String(epoch));
+    return res;
+  }
+
+  async commit(c: NodeCommit): Promise<NodeRecord> {
+    const from = c.prev?.node.state ?? NodeState.NODE_STATE_UNSPECIFIED;
+    const to = c.next.state;
+    if (c.prev && from !== to && !canTransitionNode(from, to)) {
+      throw new InvalidTransitionError(`node ${c.next.name}: ${nodeStateName(from)} -> ${nodeStateName(to)} is not a valid transition`);
+    }
+    const now = c.now ?? new Date();
+    const rev = c.prev?.rev ?? 0;
+    // Allocations and heartbeat live in their own keys; the record holds the rest.
+    const next = Node.create({ ...c.next, revision: rev + 1, allocations: [], lastHeartbeat: undefined, reason: from !== to ? c.reason : c.next.reason });
+    const event = from !== to ? nodeEvent(subjects.nodeEvent(next.name), next.name, from, to, c.reason, now) : undefined;
+    const res = (await this.scripts.run('gantryCommitNode', [keys.node(next.name), keys.outbox, keys.leaderEpoch, keys.nodes], [
+      String(rev), c.prev ? nodeStateName(from) : '*', nodeStateName(to), JSON.stringify(Node.toJSON(next)),
+      c.epoch === undefined ? '' : String(c.epoch), event?.subject ?? '', event?.id ?? '', event?.data ?? '', next.name,
+      c.heartbeatMs === undefined ? '' : String(c.heartbeatMs), c.instanceId ?? '',
+    ])) as string[];
+    if (res[0] === 'FENCED') throw new FencedError(String(c.epoch));
+    if (res[0] === 'STALE') throw new StaleWriteError(keys.node(next.name), Number(res[1]), res[2] ?? '');
+    return {
+      node: next,
+      rev: Number(res[1]),
+      heartbeatMs: c.heartbeatMs ?? c.prev?.heartbeatMs ?? 0,
+      instanceId: c.instanceId ?? c.prev?.instanceId ?? '',
+      allocations: c.prev?.allocations ?? [],
+    };
+  }
+}

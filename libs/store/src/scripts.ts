@@ -1,0 +1,37 @@
+// Lua scripts are loaded from lua/*.lua and run with EVALSHA (ioredis falls back to EVAL
+// after a Redis restart flushed the script cache).
+import { readFileSync } from 'node:fs';
+import type { Redis } from 'ioredis';
+
+const load = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
+
+const scripts = {
+  gantrySubmitJob: { lua: load('submit-job'), keys: 5 },
+  gantryCommitJob: { lua: load('commit-job'), keys: undefined },
+  gantryCommitNode: { lua: load('commit-node'), keys: 4 },
+  gantryLease: { lua: load('lease'), keys: 3 },
+  gantryReleaseLease: { lua: load('release-lease'), keys: 1 },
+  gantryReleaseGpus: { lua: load('release-gpus'), keys: undefined },
+} as const;
+
+export type ScriptName = keyof typeof scripts;
+type ScriptArg = string | Buffer | number;
+
+/** Registers the scripts on a connection (idempotent) and returns a typed caller. */
+export function scriptRunner(redis: Redis) {
+  const r = redis as Redis & Record<string, (...args: ScriptArg[]) => Promise<unknown>>;
+  for (const [name, s] of Object.entries(scripts)) {
+    if (typeof r[name] !== 'function') {
+      redis.defineCommand(name, s.keys === undefined ? { lua: s.lua } : { lua: s.lua, numberOfKeys: s.keys });
+    }
+  }
+  return {
+    run(name: ScriptName, keys: string[], args: ScriptArg[]): Promise<unknown> {
+      const fn = r[name]!.bind(redis);
+      const s = scripts[name];
+      return s.keys === undefined ? fn(keys.length, ...keys, ...args) : fn(...keys, ...args);
+    },
+  };
+}
+
+export type ScriptRunner = ReturnType<typeof scriptRunner>;

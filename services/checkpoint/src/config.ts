@@ -1,0 +1,13 @@
+// The checkpoint service's environment, validated once at start-up (see loadConfig in the kit).
+import { commonEnv, env, loadConfig } from '@gantry/service-kit';
+
+/** Variables of this service only; REDIS_URL, NATS_URL, METRICS_PORT, BIND_HOST, LOG_LEVEL come from commonEnv. */
+export const checkpointEnv = {
+  CHECKPOINT_GRPC_PORT: env.port(7072),
+};
+
+export function loadCheckpointConfig(source: NodeJS.ProcessEnv = process.env) {
+  return loadConfig({ ...commonEnv, ...checkpointEnv }, source);
+}
+
+export type CheckpointConfig = ReturnType<typeof loadCheckpointConfig>;

@@ -1,0 +1,65 @@
+// Wires the checkpoint service together: Redis, the store, the metrics and the gRPC server,
+// each registered with the lifecycle so shutdown stops taking calls before closing Redis.
+// `serveCheckpoints` runs inside any ServiceContext (main.ts gets one from startService);
+// `startCheckpointService` builds its own, without signal handlers or process.exit, so tests
+// and embedders can run several in one process.
+import {
+  connectRedis,
+  createLogger,
+  createRegistry,
+  Lifecycle,
+  serveMetrics,
+  startGrpcServer,
+  type ServiceContext,
+} from '@gantry/service-kit';
+import { CheckpointServiceService } from '@gantry/proto';
+import { CheckpointStore } from '@gantry/store';
+import { loadCheckpointConfig, type CheckpointConfig } from './config.js';
+import { createCheckpointMetrics } from './metrics.js';
+import { CHECKPOINT_SERVICE_NAME, checkpointService } from './checkpoint-service.js';
+
+const SERVICE = 'checkpoint';
+/** In-flight calls are single Redis round trips; a few seconds is plenty to let them finish. */
+const SHUTDOWN_GRACE_MS = 5_000;
+
+export interface CheckpointServiceHandle {
+  /** The bound gRPC port (useful when CHECKPOINT_GRPC_PORT=0). */
+  port: number;
+  metricsPort: number;
+  stop(): Promise<void>;
+}
+
+/** Starts the gRPC server in `ctx`; returns once it is bound and Redis has answered. */
+export async function serveCheckpoints(ctx: ServiceContext<CheckpointConfig>): Promise<{ port: number }> {
+  const { config, log, lifecycle } = ctx;
+  const redis = connectRedis(config.REDIS_URL, log);
+  lifecycle.onShutdown('redis', () => redis.quit().catch(() => redis.disconnect()));
+  // Report SERVING only once the registry can actually be read and written.
+  await redis.ping();
+  const store = new CheckpointStore(redis);
+  const metrics = createCheckpointMetrics(ctx.metrics);
+  const grpc = await startGrpcServer(config.BIND_HOST, config.CHECKPOINT_GRPC_PORT, (server) => {
+    server.addService(CheckpointServiceService, checkpointService(store, metrics, log));
+    return [CHECKPOINT_SERVICE_NAME];
+  });
+  lifecycle.onShutdown('grpc', () => grpc.shutdown(SHUTDOWN_GRACE_MS));
+  return { port: grpc.port };
+}
+
+/** Runs the service in this process from `source` (default process.env); throws ConfigError on bad config. */
+export async function startCheckpointService(source: NodeJS.ProcessEnv = process.env): Promise<CheckpointServiceHandle> {
+  const config = loadCheckpointConfig(source);
+  const log = createLogger(SERVICE, config.LOG_LEVEL);
+  const metrics = createRegistry(SERVICE);
+  const lifecycle = new Lifecycle(log);
+  try {
+    const served = await serveMetrics(metrics, config.BIND_HOST, config.METRICS_PORT);
+    lifecycle.onShutdown('metrics', () => new Promise((resolve) => served.server.close(resolve)));
+    const { port } = await serveCheckpoints({ config, log, metrics, lifecycle, metricsPort: served.port });
+    log.info({ port, metricsPort: served.port }, 'checkpoint service listening');
+    return { port, metricsPort: served.port, stop: () => lifecycle.shutdown() };
+  } catch (err) {
+    await lifecycle.shutdown();
+    throw err;
+  }
+}

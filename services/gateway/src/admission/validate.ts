@@ -1,0 +1,106 @@
+// Request validation at the edge. Every rule names the field and the rule, so a client
+// sees `spec.nodes must be between 1 and 4096, got 0` rather than a generic failure.
+// Returns the request with defaults filled in; throws INVALID_ARGUMENT on the first problem.
+import { JobSpec, JobState, NodeState, TopologyRequirement, type ListJobsRequest, type ListNodesRequest, type SubmitJobRequest } from '@gantry/proto';
+import { invalidArgument } from '@gantry/service-kit';
+import { SUBJECT_TOKEN } from '@gantry/bus';
+
+export const LIMITS = {
+  maxNodes: 4096,
+  maxGpusPerNode: 8,
+  maxGpuTypes: 8,
+  maxArgs: 1024,
+  maxArgBytes: 128 * 1024,
+  maxEnv: 512,
+  maxTimeLimitSec: 30 * 24 * 3600,
+  maxGraceSec: 3600,
+  maxListPage: 1000,
+  maxNodePage: 5000,
+} as const;
+
+export const PRIORITY_CLASSES = ['critical', 'high', 'normal', 'low', 'preemptible'] as const;
+
+/** Set by Gantry for every rank; a job may not override them. */
+export const RESERVED_ENV = new Set([
+  'MASTER_ADDR', 'MASTER_PORT', 'WORLD_SIZE', 'NODE_RANK', 'NNODES', 'LOCAL_WORLD_SIZE', 'CUDA_VISIBLE_DEVICES',
+  'GANTRY_JOB_ID', 'GANTRY_JOB_NAME', 'GANTRY_TENANT', 'GANTRY_ATTEMPT', 'GANTRY_NODE_NAME', 'GANTRY_RESUME_FROM', 'GANTRY_EXIT_FILE',
+  'PET_NNODES', 'PET_NODE_RANK', 'PET_MASTER_ADDR', 'PET_MASTER_PORT', 'PET_NPROC_PER_NODE',
+]);
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9._/-]{0,126}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^[A-Za-z0-9._-]{0,128}$/;
+
+const fail = (msg: string): never => { throw invalidArgument(msg); };
+const show = (v: unknown) => JSON.stringify(v);
+
+function between(field: string, v: number, min: number, max: number): void {
+  if (!Number.isInteger(v) || v < min || v > max) fail(`${field} must be between ${min} and ${max}, got ${v}`);
+}
+
+export function requireToken(field: string, v: string): void {
+  if (!v) fail(`${field} is required`);
+  if (!SUBJECT_TOKEN.test(v)) fail(`${field} must match ${SUBJECT_TOKEN.source}, got ${show(v)}`);
+}
+
+export function validateSpec(input: JobSpec | undefined): JobSpec {
+  if (!input) return fail('spec is required');
+  const spec = JobSpec.create({ ...input });
+  spec.name ||= 'job';
+  if (!NAME.test(spec.name)) fail(`spec.name must match ${NAME.source}, got ${show(spec.name)}`);
+  spec.tenant ||= 'default';
+  if (!SUBJECT_TOKEN.test(spec.tenant)) fail(`spec.tenant must match ${SUBJECT_TOKEN.source}, got ${show(spec.tenant)}`);
+  between('spec.nodes', spec.nodes, 1, LIMITS.maxNodes);
+  between('spec.gpus_per_node', spec.gpusPerNode, 1, LIMITS.maxGpusPerNode);
+  if (spec.gpuTypes.length > LIMITS.maxGpuTypes) fail(`spec.gpu_types must have at most ${LIMITS.maxGpuTypes} entries, got ${spec.gpuTypes.length}`);
+  spec.gpuTypes.forEach((t, i) => { if (!t.trim() || t.length > 128) fail(`spec.gpu_types[${i}] must be a non-empty model name of at most 128 characters, got ${show(t)}`); });
+  if (spec.command.length === 0) fail('spec.command must not be empty');
+  if (spec.command.length > LIMITS.maxArgs) fail(`spec.command must have at most ${LIMITS.maxArgs} arguments, got ${spec.command.length}`);
+  if (!spec.command[0]) fail('spec.command[0] (the program) must not be empty');
+  spec.command.forEach((a, i) => {
+    if (a.includes('\0')) fail(`spec.command[${i}] must not contain NUL characters`);
+    if (Buffer.byteLength(a) > LIMITS.maxArgBytes) fail(`spec.command[${i}] must be at most ${LIMITS.maxArgBytes} bytes`);
+  });
+  const envKeys = Object.keys(spec.env);
+  if (envKeys.length > LIMITS.maxEnv) fail(`spec.env must have at most ${LIMITS.maxEnv} variables, got ${envKeys.length}`);
+  for (const [k, v] of Object.entries(spec.env)) {
+    if (!ENV_NAME.test(k)) fail(`spec.env key ${show(k)} must match ${ENV_NAME.source}`);
+    if (RESERVED_ENV.has(k)) fail(`spec.env.${k} is set by Gantry for every rank and cannot be overridden`);
+    if (v.includes('\0')) fail(`spec.env.${k} must not contain NUL characters`);
+  }
+  if (spec.workingDir && !spec.workingDir.startsWith('/')) fail(`spec.working_dir must be an absolute path, got ${show(spec.workingDir)}`);
+  spec.priorityClass ||= 'normal';
+  if (!(PRIORITY_CLASSES as readonly string[]).includes(spec.priorityClass)) fail(`spec.priority_class must be one of ${PRIORITY_CLASSES.join(', ')}, got ${show(spec.priorityClass)}`);
+  between('spec.time_limit_seconds', spec.timeLimitSeconds, 0, LIMITS.maxTimeLimitSec);
+  if (!(spec.topology in TopologyRequirement) || spec.topology === TopologyRequirement.UNRECOGNIZED) fail(`spec.topology has unknown value ${spec.topology}`);
+  for (const [k, v] of Object.entries(spec.nodeSelector)) {
+    if (!LABEL_KEY.test(k)) fail(`spec.node_selector key ${show(k)} must match ${LABEL_KEY.source}`);
+    if (!LABEL_VALUE.test(v)) fail(`spec.node_selector.${k} value must match ${LABEL_VALUE.source}, got ${show(v)}`);
+  }
+  spec.excludeNodes.forEach((n, i) => { if (!SUBJECT_TOKEN.test(n)) fail(`spec.exclude_nodes[${i}] must be a node name matching ${SUBJECT_TOKEN.source}, got ${show(n)}`); });
+  if (spec.masterPort !== 0) between('spec.master_port', spec.masterPort, 1024, 65535);
+  between('spec.stop_grace_seconds', spec.stopGraceSeconds, 0, LIMITS.maxGraceSec);
+  return spec;
+}
+
+export function validateSubmit(req: SubmitJobRequest): SubmitJobRequest {
+  const spec = validateSpec(req.spec);
+  if (req.idempotencyKey && !/^[A-Za-z0-9._:-]{1,128}$/.test(req.idempotencyKey)) {
+    fail(`idempotency_key must be 1-128 characters of letters, digits, '.', '_', ':' or '-', got ${show(req.idempotencyKey)}`);
+  }
+  return { spec, idempotencyKey: req.idempotencyKey };
+}
+
+export function validateListJobs(req: ListJobsRequest): ListJobsRequest {
+  req.states.forEach((s, i) => { if (!(s in JobState) || s === JobState.JOB_STATE_UNSPECIFIED || s === JobState.UNRECOGNIZED) fail(`states[${i}] is not a job state (${s})`); });
+  if (req.tenant) requireToken('tenant', req.tenant);
+  if (req.pageSize !== 0) between('page_size', req.pageSize, 1, LIMITS.maxListPage);
+  return req;
+}
+
+export function validateListNodes(req: ListNodesRequest): ListNodesRequest {
+  req.states.forEach((s, i) => { if (!(s in NodeState) || s === NodeState.NODE_STATE_UNSPECIFIED || s === NodeState.UNRECOGNIZED) fail(`states[${i}] is not a node state (${s})`); });
+  if (req.pageSize !== 0) between('page_size', req.pageSize, 1, LIMITS.maxNodePage);
+  return req;
+}

@@ -1,0 +1,23 @@
+// The gateway: Gantry's one public endpoint. Stateless; run as many as you like.
+import { connectNats, env, startGrpcServer, startService } from '@gantry/service-kit';
+import { ensureStreams } from '@gantry/bus';
+import { schedulerClients } from './scheduler-client.js';
+import { JobServiceService, jobService } from './job-service.js';
+import { NodeServiceService, nodeService } from './node-service.js';
+
+const { config, log, lifecycle } = await startService('gateway', {
+  GATEWAY_GRPC_PORT: env.port(7070),
+  SCHEDULER_ADDR: env.str('127.0.0.1:7071'),
+});
+const nc = await connectNats(config.NATS_URL, 'gateway', log);
+lifecycle.onShutdown('nats', () => nc.drain());
+await ensureStreams(nc);
+const scheduler = schedulerClients(config.SCHEDULER_ADDR);
+lifecycle.onShutdown('scheduler-client', () => { scheduler.jobs.close(); scheduler.nodes.close(); });
+const grpc = await startGrpcServer(config.BIND_HOST, config.GATEWAY_GRPC_PORT, (server) => {
+  server.addService(JobServiceService, jobService(log, scheduler.jobs, nc));
+  server.addService(NodeServiceService, nodeService(log, scheduler.nodes));
+  return ['gantry.v1.JobService', 'gantry.v1.NodeService'];
+});
+lifecycle.onShutdown('grpc', () => grpc.shutdown(5_000));
+log.info({ grpcPort: grpc.port, scheduler: config.SCHEDULER_ADDR }, 'gateway started');

@@ -1,0 +1,148 @@
+// The node agent: registers with the scheduler, heartbeats, runs the ranks it is assigned
+// and reports on them. It only dials out (NATS); GPU hosts need no inbound port.
+import { randomUUID } from 'node:crypto';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import type { Logger } from 'pino';
+import {
+  AgentCommand, AgentCommandReply, AgentRank, NodeHeartbeat, RankPhase, RegisterNodeRequest, RegisterNodeResponse, Topology, type GpuDevice,
+} from '@gantry/proto';
+import { decode, encode, subjects } from '@gantry/bus';
+import type { AgentConfig } from './config.js';
+import { StateFile } from './runner/state-file.js';
+import { RankRunner } from './runner/rank-runner.js';
+import { RankReporter } from './reporting/rank-reporter.js';
+
+export const AGENT_VERSION = '0.1.0';
+
+export interface AgentHandle {
+  stop(): Promise<void>;
+}
+
+export class NodeAgent {
+  readonly instanceId = randomUUID();
+  private readonly state: StateFile;
+  private readonly runner: RankRunner;
+  private reporter: RankReporter | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private sub: Subscription | undefined;
+  private heartbeatMs: number;
+  private seq = 0;
+  private registered = false;
+  private stopped = false;
+
+  constructor(
+    private readonly cfg: AgentConfig,
+    private readonly nc: NatsConnection,
+    private readonly gpus: GpuDevice[],
+    private readonly backend: string,
+    private readonly log: Logger,
+  ) {
+    this.state = new StateFile(cfg.stateDir);
+    this.runner = new RankRunner(this.state, log);
+    this.heartbeatMs = cfg.heartbeatIntervalMs;
+  }
+
+  async start(): Promise<void> {
+    this.reporter = new RankReporter(this.cfg.node, jetstream(this.nc), this.state, this.log);
+    this.runner.onChange = () => void this.reporter?.flush();
+    this.runner.start();
+    this.sub = this.nc.subscribe(subjects.agentCommand(this.cfg.node), { callback: (err, msg) => { if (!err) msg.respond(encode(AgentCommandReply, this.command(msg.data))); } });
+    void this.watchConnection();
+    await this.register();
+    this.timers.push(setInterval(() => void this.reporter?.flush(), 250));
+    this.timers.push(setInterval(() => this.runner.gc(), 60_000));
+    this.scheduleHeartbeat();
+  }
+
+  private scheduleHeartbeat(): void {
+    const t = setTimeout(() => {
+      this.heartbeat();
+      if (!this.stopped) this.scheduleHeartbeat();
+    }, this.heartbeatMs);
+    this.timers.push(t);
+  }
+
+  private ranks(): AgentRank[] {
+    return this.runner.running().map((r) => AgentRank.create({ jobId: r.jobId, attempt: r.attempt, rank: r.rank, pid: r.pid, phase: RankPhase.RANK_PHASE_STARTED }));
+  }
+
+  /** Registers, retrying until a scheduler leader accepts (there may be none for a while). */
+  async register(): Promise<void> {
+    const req = RegisterNodeRequest.create({
+      node: this.cfg.node, address: this.cfg.address, gpus: this.gpus, topology: Topology.create(this.cfg.topology), labels: this.cfg.labels,
+      agentVersion: AGENT_VERSION, deviceBackend: this.backend, instanceId: this.instanceId,
+    });
+    for (let delay = 250; !this.stopped; delay = Math.min(delay * 2, 5_000)) {
+      try {
+        req.ranks = this.ranks();
+        const reply = await this.nc.request(subjects.agentRegister, encode(RegisterNodeRequest, req), { timeout: 5_000 });
+        const res = decode(RegisterNodeResponse, reply.data, 'RegisterNodeResponse');
+        if (res.accepted) {
+          if (res.heartbeatIntervalMs > 0) this.heartbeatMs = res.heartbeatIntervalMs;
+          this.registered = true;
+          this.log.info({ node: this.cfg.node, heartbeatMs: this.heartbeatMs, message: res.message }, 'registered');
+          return;
+        }
+        this.log.warn({ message: res.message }, 'registration refused; retrying');
+      } catch (err) {
+        this.log.debug({ err: (err as Error).message }, 'registration not answered; retrying');
+      }
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+
+  private heartbeat(): void {
+    if (!this.registered || this.nc.isClosed()) return;
+    const hb = NodeHeartbeat.create({ node: this.cfg.node, seq: ++this.seq, time: new Date(), ranks: this.ranks(), instanceId: this.instanceId });
+    try {
+      this.nc.publish(subjects.agentHeartbeat(this.cfg.node), encode(NodeHeartbeat, hb));
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'heartbeat not sent');
+    }
+  }
+
+  /** Commands carry the leader's epoch: one from an older leader (a paused, deposed one) is refused. */
+  private command(data: Uint8Array): AgentCommandReply {
+    let cmd: AgentCommand;
+    try {
+      cmd = decode(AgentCommand, data, 'AgentCommand');
+    } catch (err) {
+      return { ok: false, message: (err as Error).message };
+    }
+    if (cmd.epoch < this.state.state.highestEpoch) {
+      this.log.warn({ epoch: cmd.epoch, highest: this.state.state.highestEpoch }, 'ignoring command from a stale scheduler');
+      return { ok: false, message: `stale epoch ${cmd.epoch} < ${this.state.state.highestEpoch}` };
+    }
+    if (cmd.epoch > this.state.state.highestEpoch) {
+      this.state.state.highestEpoch = cmd.epoch;
+      this.state.save();
+    }
+    const c = cmd.command;
+    if (c?.$case === 'assign') return this.runner.assign(c.assign);
+    if (c?.$case === 'stop') {
+      this.runner.stop(c.stop.jobId, c.stop.attempt, c.stop.rank, c.stop.graceSeconds, c.stop.reason);
+      return { ok: true, message: 'stopping' };
+    }
+    return { ok: false, message: 'empty command' };
+  }
+
+  /** After a reconnect the scheduler may have restarted or failed over: register again. */
+  private async watchConnection(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      if (s.type === 'reconnect') {
+        this.log.info('reconnected to NATS; re-registering');
+        void this.register().then(() => this.reporter?.flush());
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.runner.stopPolling();
+    this.sub?.unsubscribe();
+    // Ranks keep running: a restarted agent re-adopts them.
+    await this.reporter?.flush();
+  }
+}

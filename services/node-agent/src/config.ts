@@ -1,0 +1,108 @@
+// Agent configuration: an optional YAML file (GANTRY_AGENT_CONFIG, default
+// /etc/gantry/agent.yaml when it exists) overridden by environment variables, validated
+// once. A bad value stops the agent with one line naming the setting.
+import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '@gantry/service-kit';
+
+const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/, 'must be letters, digits, - or _ (at most 128)');
+
+export const agentConfigSchema = z.object({
+  node: name,
+  /** Address other ranks use to reach this host (MASTER_ADDR when it runs rank 0). */
+  address: z.string().min(1),
+  natsUrl: z.string().min(1),
+  natsCredsFile: z.string().optional(),
+  stateDir: z.string().min(1),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  metricsPort: z.coerce.number().int().min(0).max(65535).default(0),
+  bindHost: z.string().default('127.0.0.1'),
+  heartbeatIntervalMs: z.coerce.number().int().min(100).default(2_000),
+  telemetryIntervalMs: z.coerce.number().int().min(500).default(10_000),
+  /** How long ranks keep running while the control plane is unreachable. */
+  partitionGraceMs: z.coerce.number().int().min(0).default(15 * 60_000),
+  topology: z.object({
+    nvlinkDomain: z.string().default(''),
+    leafSwitch: z.string().default(''),
+    spine: z.string().default(''),
+    rack: z.string().default(''),
+    nicClass: z.string().default(''),
+  }).default({ nvlinkDomain: '', leafSwitch: '', spine: '', rack: '', nicClass: '' }),
+  labels: z.record(z.string(), z.string()).default({}),
+  device: z.object({
+    /** auto: nvidia-smi when the binary exists, else the simulated backend. */
+    backend: z.enum(['auto', 'sim', 'nvidia-smi']).default('auto'),
+    simGpus: z.coerce.number().int().min(0).max(16).default(8),
+    simGpuModel: z.string().default('NVIDIA H100 80GB HBM3'),
+    simGpuMemoryMib: z.coerce.number().int().min(1).default(81559),
+    simScenario: z.string().optional(),
+  }).default({ backend: 'auto', simGpus: 8, simGpuModel: 'NVIDIA H100 80GB HBM3', simGpuMemoryMib: 81559 }),
+});
+
+export type AgentConfig = z.infer<typeof agentConfigSchema>;
+
+/** Environment variables that override the file, and the setting each one sets. */
+const ENV_OVERRIDES: Record<string, string> = {
+  GANTRY_NODE_NAME: 'node',
+  GANTRY_NODE_ADDRESS: 'address',
+  NATS_URL: 'natsUrl',
+  NATS_CREDS_FILE: 'natsCredsFile',
+  GANTRY_STATE_DIR: 'stateDir',
+  LOG_LEVEL: 'logLevel',
+  METRICS_PORT: 'metricsPort',
+  BIND_HOST: 'bindHost',
+  HEARTBEAT_INTERVAL_MS: 'heartbeatIntervalMs',
+  TELEMETRY_INTERVAL_MS: 'telemetryIntervalMs',
+  PARTITION_GRACE_MS: 'partitionGraceMs',
+  TOPOLOGY_NVLINK_DOMAIN: 'topology.nvlinkDomain',
+  TOPOLOGY_LEAF_SWITCH: 'topology.leafSwitch',
+  TOPOLOGY_SPINE: 'topology.spine',
+  TOPOLOGY_RACK: 'topology.rack',
+  TOPOLOGY_NIC_CLASS: 'topology.nicClass',
+  DEVICE_BACKEND: 'device.backend',
+  SIM_GPUS: 'device.simGpus',
+  SIM_GPU_MODEL: 'device.simGpuModel',
+  SIM_GPU_MEMORY_MIB: 'device.simGpuMemoryMib',
+  SIM_SCENARIO: 'device.simScenario',
+};
+
+function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
+  const parts = path.split('.');
+  let cur = obj;
+  for (const p of parts.slice(0, -1)) {
+    if (typeof cur[p] !== 'object' || cur[p] === null) cur[p] = {};
+    cur = cur[p] as Record<string, unknown>;
+  }
+  cur[parts[parts.length - 1]!] = value;
+}
+
+export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const file = env.GANTRY_AGENT_CONFIG ?? (existsSync('/etc/gantry/agent.yaml') ? '/etc/gantry/agent.yaml' : undefined);
+  let raw: Record<string, unknown> = {};
+  if (file) {
+    try {
+      raw = (parseYaml(readFileSync(file, 'utf8')) as Record<string, unknown> | null) ?? {};
+    } catch (err) {
+      throw new ConfigError(`cannot read agent config ${file}: ${(err as Error).message}`);
+    }
+  }
+  raw.node ??= hostname().split('.')[0];
+  raw.address ??= hostname();
+  raw.natsUrl ??= 'nats://127.0.0.1:4222';
+  raw.stateDir ??= '/var/lib/gantry-agent';
+  const envNames = new Map<string, string>();
+  for (const [variable, path] of Object.entries(ENV_OVERRIDES)) {
+    const v = env[variable];
+    if (v !== undefined && v !== '') { setPath(raw, path, v); envNames.set(path, variable); }
+  }
+  const res = agentConfigSchema.safeParse(raw);
+  if (res.success) return res.data;
+  const problems = res.error.issues.map((i) => {
+    const path = i.path.join('.');
+    const source = envNames.has(path) ? `${envNames.get(path)} (${path})` : `${path}${file ? ` in ${file}` : ''}`;
+    return `${source}: ${i.message}`;
+  });
+  throw new ConfigError(`invalid agent configuration: ${problems.join('; ')}`);
+}

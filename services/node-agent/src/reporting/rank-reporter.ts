@@ -1,0 +1,97 @@
+// Reports rank starts, exits and output to the control plane over JetStream. What has been
+// reported is recorded in the state file, so nothing is lost while NATS is unreachable or
+// the agent restarts, and the stable message ids make a re-send harmless (de-duplicated).
+import type { JetStreamClient } from '@nats-io/jetstream';
+import type { Logger } from 'pino';
+import { LogBatch, LogLine, LogStream, RankEvent, RankPhase } from '@gantry/proto';
+import { encode, subjects } from '@gantry/bus';
+import type { StateFile, RankRecord } from '../runner/state-file.js';
+import { LogTail } from '../runner/log-tail.js';
+import { join } from 'node:path';
+
+const MAX_LINES_PER_BATCH = 500;
+
+export class RankReporter {
+  private readonly tails = new Map<string, { stdout: LogTail; stderr: LogTail }>();
+  private busy = false;
+
+  constructor(private readonly node: string, private readonly js: JetStreamClient, private readonly state: StateFile, private readonly log: Logger) {}
+
+  /** One pass: ship new output of every rank, then any unreported start or exit, in that order. */
+  async flush(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      for (const rec of Object.values(this.state.state.ranks)) {
+        if (rec.exitReported) continue;
+        if (!rec.startReported) {
+          await this.publishEvent(rec, RankPhase.RANK_PHASE_STARTED);
+          rec.startReported = true;
+          this.state.save();
+        }
+        const final = rec.phase === 'exited';
+        await this.shipLogs(rec, final);
+        if (final) {
+          await this.publishEvent(rec, RankPhase.RANK_PHASE_EXITED);
+          rec.exitReported = true;
+          this.tails.delete(this.key(rec));
+          this.state.save();
+        }
+      }
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'report not sent; will retry');
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private key(rec: RankRecord): string {
+    return `${rec.jobId}:${rec.attempt}:${rec.rank}`;
+  }
+
+  private async publishEvent(rec: RankRecord, phase: RankPhase): Promise<void> {
+    const exited = phase === RankPhase.RANK_PHASE_EXITED;
+    const event = RankEvent.create({
+      eventId: `${rec.jobId}.${rec.attempt}.${rec.rank}.${exited ? 'exited' : 'started'}`,
+      node: this.node, jobId: rec.jobId, attempt: rec.attempt, rank: rec.rank, phase, pid: rec.pid,
+      exitCode: exited ? rec.exitCode : undefined, signal: exited ? rec.signal ?? '' : '', message: rec.message ?? '',
+      time: new Date(exited ? rec.finishedAt ?? Date.now() : rec.startedAt),
+    });
+    await this.js.publish(subjects.rankEvent(this.node), encode(RankEvent, event), { msgID: event.eventId, timeout: 5_000 });
+  }
+
+  private async shipLogs(rec: RankRecord, final: boolean): Promise<void> {
+    const key = this.key(rec);
+    let tails = this.tails.get(key);
+    if (!tails) {
+      tails = { stdout: new LogTail(join(rec.dir, 'stdout.log'), rec.logs.stdout.offset), stderr: new LogTail(join(rec.dir, 'stderr.log'), rec.logs.stderr.offset) };
+      this.tails.set(key, tails);
+    }
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const tail = tails[stream];
+      const lines = tail.readLines(final);
+      const cursor = rec.logs[stream];
+      const seqAtStart = cursor.seq;
+      for (let i = 0; i < lines.length; i += MAX_LINES_PER_BATCH) {
+        const chunk = lines.slice(i, i + MAX_LINES_PER_BATCH);
+        const first = cursor.seq + 1;
+        const batch = LogBatch.create({
+          jobId: rec.jobId, attempt: rec.attempt, rank: rec.rank, node: this.node,
+          lines: chunk.map((text, j) => LogLine.create({ seq: first + j, stream: stream === 'stdout' ? LogStream.LOG_STREAM_STDOUT : LogStream.LOG_STREAM_STDERR, text, time: new Date() })),
+        });
+        try {
+          await this.js.publish(subjects.logs(rec.jobId, rec.attempt, rec.rank), encode(LogBatch, batch), { msgID: `${rec.jobId}.${rec.attempt}.${rec.rank}.${stream}.${first}`, timeout: 5_000 });
+        } catch (err) {
+          // Rewind so these lines are read again with the same sequence numbers (and so the
+          // same message ids: whatever did reach the stream is de-duplicated).
+          cursor.seq = seqAtStart;
+          this.tails.delete(key);
+          throw err;
+        }
+        cursor.seq += chunk.length;
+      }
+      cursor.offset = final ? tail.offset : tail.committedOffset;
+    }
+    this.state.save();
+  }
+}

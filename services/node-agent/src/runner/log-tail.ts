@@ -1,0 +1,57 @@
+// Follows a rank's log file from a saved offset and yields complete lines. Reading files
+// (not pipes) lets a restarted agent resume exactly where the previous one stopped.
+import { openSync, readSync, closeSync, fstatSync } from 'node:fs';
+
+const CHUNK = 64 * 1024;
+/** Longest line kept whole; longer ones are split so one runaway line cannot exhaust memory. */
+export const MAX_LINE_BYTES = 16 * 1024;
+
+export class LogTail {
+  private partial = Buffer.alloc(0);
+
+  constructor(readonly path: string, public offset: number) {}
+
+  /** Reads what was appended since the last call; `final` flushes a trailing partial line. */
+  readLines(final = false): string[] {
+    const lines: string[] = [];
+    let fd: number;
+    try {
+      fd = openSync(this.path, 'r');
+    } catch {
+      return lines;
+    }
+    try {
+      const size = fstatSync(fd).size;
+      if (size < this.offset) this.offset = 0; // truncated by someone: start over
+      const buf = Buffer.alloc(CHUNK);
+      while (this.offset < size) {
+        const n = readSync(fd, buf, 0, Math.min(CHUNK, size - this.offset), this.offset);
+        if (n <= 0) break;
+        this.offset += n;
+        let data = Buffer.concat([this.partial, buf.subarray(0, n)]);
+        let nl: number;
+        while ((nl = data.indexOf(0x0a)) >= 0) {
+          lines.push(data.subarray(0, nl).toString('utf8'));
+          data = data.subarray(nl + 1);
+        }
+        while (data.length > MAX_LINE_BYTES) {
+          lines.push(data.subarray(0, MAX_LINE_BYTES).toString('utf8'));
+          data = data.subarray(MAX_LINE_BYTES);
+        }
+        this.partial = Buffer.from(data);
+      }
+    } finally {
+      closeSync(fd);
+    }
+    if (final && this.partial.length > 0) {
+      lines.push(this.partial.toString('utf8'));
+      this.partial = Buffer.alloc(0);
+    }
+    return lines.map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l));
+  }
+
+  /** Bytes consumed into complete lines (what is safe to persist as the resume point). */
+  get committedOffset(): number {
+    return this.offset - this.partial.length;
+  }
+}

@@ -1,0 +1,168 @@
+// Synthetic cluster and job stream for the scheduler benchmark.
+//
+// Durations are resampled from a real trace when it is readable: Alibaba's 2023 GPU cluster
+// trace (openb_pod_list_default, first 500 pods; deletion_time - scheduled_time). That trace
+// has no multi-node jobs, so the size mix is synthetic, shaped like an LLM training cluster:
+// mostly sub-node and single-node jobs, a tail of gangs up to 256 nodes.
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { PRIORITY_CLASSES, type JobRequest, type NodeView, type SchedulingConfigInput, type TopologyNeed } from '../src/placement/index.js';
+
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface ClusterSpec {
+  nodes: number;
+  gpusPerNode: number;
+  nodesPerLeaf: number;
+  leavesPerSpine: number;
+  nvlinkSize: number;
+}
+
+export const GPU_TYPES = ['H100', 'B200'] as const;
+
+/** The last quarter of spines have B200s, the rest H100s; a few nodes are not READY. */
+export function buildCluster(spec: ClusterSpec, random: () => number): NodeView[] {
+  const nodes: NodeView[] = [];
+  const perSpine = spec.nodesPerLeaf * spec.leavesPerSpine;
+  const spines = Math.ceil(spec.nodes / perSpine);
+  const b200From = Math.max(1, Math.floor(spines * 0.75));
+  for (let i = 0; i < spec.nodes; i++) {
+    const leaf = Math.floor(i / spec.nodesPerLeaf);
+    const spine = Math.floor(i / perSpine);
+    const r = random();
+    nodes.push({
+      name: `gpu-${String(i).padStart(5, '0')}`,
+      state: r < 0.005 ? 'QUARANTINED' : r < 0.008 ? 'DRAINING' : 'READY',
+      gpuModel: spine >= b200From ? 'B200' : 'H100',
+      gpuCount: spec.gpusPerNode,
+      freeGpus: Array.from({ length: spec.gpusPerNode }, (_, g) => g),
+      labels: { rack: `r${Math.floor(i / 8)}` },
+      topology: {
+        nvlinkDomain: `nvl-${Math.floor(i / spec.nvlinkSize)}`,
+        leafSwitch: `leaf-${leaf}`,
+        spine: `spine-${spine}`,
+        rack: `rack-${Math.floor(i / 8)}`,
+      },
+    });
+  }
+  return nodes;
+}
+
+export const TENANTS = ['ml-research', 'inference', 'exploration'] as const;
+
+export function schedulingConfig(totalGpus: number): SchedulingConfigInput {
+  return {
+    tenants: {
+      'ml-research': { weight: 2, nominalGpus: Math.floor(totalGpus * 0.5), cohort: 'shared' },
+      inference: { weight: 1, nominalGpus: Math.floor(totalGpus * 0.25), cohort: 'shared', borrowingLimitGpus: Math.floor(totalGpus * 0.1) },
+      exploration: { weight: 1, nominalGpus: Math.floor(totalGpus * 0.25), cohort: 'shared', borrowingLimitGpus: Math.floor(totalGpus * 0.25) },
+    },
+    fairShare: { halfLifeSec: 24 * 3600 },
+    preemption: { enabled: true, windowSec: 3600 },
+  };
+}
+
+export interface SimJob extends JobRequest {
+  /** Seconds of work at full speed. */
+  durationSec: number;
+}
+
+export interface DurationSource {
+  samples: number[];
+  description: string;
+}
+
+export function loadDurations(): DurationSource {
+  const path =
+    process.env.BENCH_TRACE ??
+    fileURLToPath(new URL('../../../../shared/data/traces/alibaba-gpu-v2023/openb_pod_list_default.head501.csv', import.meta.url));
+  if (existsSync(path)) {
+    const [header, ...rows] = readFileSync(path, 'utf8').trim().split('\n');
+    const cols = header!.split(',');
+    const del = cols.indexOf('deletion_time');
+    const sch = cols.indexOf('scheduled_time');
+    const gpu = cols.indexOf('num_gpu');
+    const samples = rows
+      .map((r) => r.split(','))
+      .filter((c) => c[del] !== '' && c[sch] !== '' && Number(c[gpu]) > 0)
+      .map((c) => Number(c[del]) - Number(c[sch]))
+      .filter((d) => Number.isFinite(d) && d > 0);
+    if (samples.length > 50) return { samples, description: `${samples.length} durations from Alibaba GPU trace v2023 (openb pods)` };
+  }
+  // Fallback: a log-normal with the trace's median (~10 min) and a heavy tail.
+  const r = rng(7);
+  const samples = Array.from({ length: 1000 }, () => Math.exp(Math.log(600) + 2 * Math.sqrt(-2 * Math.log(r() || 1e-9)) * Math.cos(2 * Math.PI * r())));
+  return { samples, description: 'log-normal fallback (trace not readable)' };
+}
+
+export function generateJobs(count: number, spec: ClusterSpec, durations: DurationSource, random: () => number, load = 1.1): SimJob[] {
+  const pickInt = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1));
+  const pow2 = (lo: number, hi: number) => 2 ** pickInt(Math.log2(lo), Math.log2(hi));
+  const sizes: { w: number; make: () => [number, number] }[] = [
+    { w: 0.42, make: () => [1, 1] },
+    { w: 0.06, make: () => [1, 2] },
+    { w: 0.1, make: () => [1, 4] },
+    { w: 0.2, make: () => [1, 8] },
+    { w: 0.13, make: () => [pow2(2, 8), 8] },
+    { w: 0.06, make: () => [pow2(16, 32), 8] },
+    { w: 0.025, make: () => [pow2(64, 128), 8] },
+    { w: 0.005, make: () => [256, 8] },
+  ];
+  const priorities: [number, number][] = [
+    [0.01, PRIORITY_CLASSES.critical],
+    [0.1, PRIORITY_CLASSES.high],
+    [0.6, PRIORITY_CLASSES.normal],
+    [0.19, PRIORITY_CLASSES.low],
+    [0.1, PRIORITY_CLASSES.preemptible],
+  ];
+  const weighted = <T>(table: [number, T][]): T => {
+    let r = random();
+    for (const [w, v] of table) {
+      if ((r -= w) < 0) return v;
+    }
+    return table[table.length - 1]![1];
+  };
+  const jobs: SimJob[] = [];
+  let work = 0;
+  for (let k = 0; k < count; k++) {
+    const [nodes, gpusPerNode] = weighted(sizes.map((s) => [s.w, s]))!.make();
+    const base = durations.samples[Math.floor(random() * durations.samples.length)]!;
+    // Bigger jobs run longer (training vs. notebooks); clamp to [1 min, 2 days].
+    const durationSec = Math.round(Math.min(2 * 86400, Math.max(60, base * (1 + Math.log2(nodes)))));
+    const noLimit = nodes === 1 && random() < 0.05;
+    const timeLimitSec = noLimit ? 0 : Math.ceil((durationSec * (1.2 + random() * 1.8)) / 60) * 60;
+    const tenant = nodes >= 16 ? weighted<string>([[0.7, 'ml-research'], [0.3, 'exploration']]) : TENANTS[pickInt(0, 2)]!;
+    const topology: TopologyNeed =
+      nodes > 1 && nodes <= spec.nodesPerLeaf && random() < 0.3 ? 'same-switch' : nodes > spec.nodesPerLeaf && random() < 0.2 ? 'same-spine' : 'any';
+    const t = random();
+    jobs.push({
+      id: `j${String(k).padStart(6, '0')}`,
+      tenant,
+      nodes,
+      gpusPerNode,
+      gpuTypes: t < 0.6 ? [] : t < 0.9 ? ['H100'] : ['B200'],
+      priority: weighted(priorities),
+      submitTime: 0,
+      timeLimitSec,
+      topology,
+      nodeSelector: {},
+      excludeNodes: [],
+      durationSec,
+    });
+    work += nodes * gpusPerNode * durationSec;
+  }
+  // Poisson arrivals over a span that offers `load` x the cluster's capacity.
+  const span = work / (load * spec.nodes * spec.gpusPerNode);
+  const times = jobs.map(() => random() * span).sort((a, b) => a - b);
+  jobs.forEach((j, k) => (j.submitTime = Math.round(times[k]! * 1000)));
+  return jobs;
+}

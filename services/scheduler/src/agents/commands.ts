@@ -1,0 +1,44 @@
+// Sends assignments and stops to agents (request/reply, acknowledged). Delivery is also
+// level-triggered: reconciliation re-sends anything an agent does not report as done, so
+// a lost message only delays, never loses, a command. Re-sends are rate-limited here.
+import type { NatsConnection } from '@nats-io/transport-node';
+import { AgentCommand, AgentCommandReply, RankAssignment, StopRank } from '@gantry/proto';
+import { decode, encode, subjects } from '@gantry/bus';
+import type { Logger } from '@gantry/service-kit';
+
+export class AgentCommander {
+  private lastSent = new Map<string, number>();
+
+  constructor(private readonly nc: NatsConnection, private readonly log: Logger, private readonly resendMs: number, private readonly epoch: () => number) {}
+
+  /** Sends unless the same command went out less than resendMs ago; returns whether the agent acknowledged. */
+  async assign(node: string, a: RankAssignment, force = false): Promise<boolean> {
+    return this.send(node, `assign:${a.jobId}:${a.attempt}:${a.rank}`, { $case: 'assign', assign: a }, force);
+  }
+
+  async stop(node: string, s: StopRank, force = false): Promise<boolean> {
+    return this.send(node, `stop:${s.jobId}:${s.attempt}:${s.rank}`, { $case: 'stop', stop: s }, force);
+  }
+
+  forget(prefix: string): void {
+    for (const k of this.lastSent.keys()) if (k.includes(prefix)) this.lastSent.delete(k);
+  }
+
+  private async send(node: string, key: string, command: AgentCommand['command'], force: boolean): Promise<boolean> {
+    const now = Date.now();
+    const last = this.lastSent.get(`${node}/${key}`) ?? 0;
+    if (!force && now - last < this.resendMs) return false;
+    const epoch = this.epoch();
+    if (epoch === 0) return false;
+    this.lastSent.set(`${node}/${key}`, now);
+    try {
+      const reply = await this.nc.request(subjects.agentCommand(node), encode(AgentCommand, { epoch, command }), { timeout: 2_000 });
+      const ack = decode(AgentCommandReply, reply.data, 'AgentCommandReply');
+      if (!ack.ok) this.log.warn({ node, key, message: ack.message }, 'agent refused command');
+      return ack.ok;
+    } catch (err) {
+      this.log.debug({ node, key, err: (err as Error).message }, 'agent command not delivered; will retry');
+      return false;
+    }
+  }
+}

@@ -1,0 +1,171 @@
+// Node membership: registration, heartbeats, LOST detection, and reconciliation of what an
+// agent runs with what the scheduler wants (level-triggered: every heartbeat re-checks).
+import type { Subscription } from '@nats-io/transport-node';
+import {
+  AgentRank, JobState, Node, NodeHeartbeat, NodeState, RegisterNodeRequest, RegisterNodeResponse, StopRank, isTerminalJobState, type Job,
+} from '@gantry/proto';
+import { decode, encode, subjects } from '@gantry/bus';
+import { allocationOwner, parseAllocationOwner, type GpuRef, type NodeRecord } from '@gantry/store';
+import type { SchedulerContext } from '../context.js';
+import { endJob, isActive, wantsRank } from '../jobs/lifecycle.js';
+import { mutateJob } from '../jobs/mutate.js';
+import { dispatchAssignments, stopLiveRanks } from '../dispatch/dispatcher.js';
+
+/** States in which a silent node is declared LOST. */
+const WATCHED = new Set([NodeState.NODE_STATE_READY, NodeState.NODE_STATE_SUSPECT, NodeState.NODE_STATE_DRAINING, NodeState.NODE_STATE_DRAINED, NodeState.NODE_STATE_QUARANTINED, NodeState.NODE_STATE_REGISTERING]);
+
+export class NodeRegistry {
+  private subs: Subscription[] = [];
+  private lostTimer: NodeJS.Timeout | undefined;
+  private electedAt = 0;
+
+  constructor(private readonly ctx: SchedulerContext) {}
+
+  start(): void {
+    const { ctx } = this;
+    this.electedAt = Date.now();
+    // Queue groups: with several replicas subscribed, each message is handled once.
+    this.subs.push(ctx.nc.subscribe(subjects.agentRegister, {
+      queue: 'scheduler',
+      callback: (err, msg) => {
+        if (err) return;
+        void this.register(msg.data).then(
+          (res) => msg.respond(encode(RegisterNodeResponse, res)),
+          (e: unknown) => {
+            ctx.log.warn({ err: (e as Error).message }, 'registration failed');
+            msg.respond(encode(RegisterNodeResponse, { accepted: false, message: (e as Error).message, heartbeatIntervalMs: 0 }));
+          },
+        );
+      },
+    }));
+    this.subs.push(ctx.nc.subscribe(subjects.agentHeartbeatAll, {
+      queue: 'scheduler',
+      callback: (err, msg) => {
+        if (err) return;
+        void this.heartbeat(msg.data).catch((e: unknown) => ctx.log.warn({ err: (e as Error).message }, 'heartbeat not processed'));
+      },
+    }));
+    this.lostTimer = setInterval(() => void this.detectLost().catch((e: unknown) => ctx.log.warn({ err: (e as Error).message }, 'lost-node check failed')), 500);
+  }
+
+  stop(): void {
+    for (const s of this.subs) s.unsubscribe();
+    this.subs = [];
+    clearInterval(this.lostTimer);
+  }
+
+  private async register(data: Uint8Array): Promise<RegisterNodeResponse> {
+    const { ctx } = this;
+    const req = decode(RegisterNodeRequest, data, 'RegisterNodeRequest');
+    if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/.test(req.node)) throw new Error(`node name ${JSON.stringify(req.node)} is invalid`);
+    const epoch = ctx.epoch();
+    if (epoch === 0) throw new Error('not the leader');
+    const prev = await ctx.nodes.get(req.node);
+    const now = new Date();
+    // A node comes back READY unless an operator or health decision holds it out.
+    const keep = prev && [NodeState.NODE_STATE_QUARANTINED, NodeState.NODE_STATE_DRAINING, NodeState.NODE_STATE_DRAINED, NodeState.NODE_STATE_SUSPECT].includes(prev.node.state);
+    const state = keep ? prev.node.state : NodeState.NODE_STATE_READY;
+    const next = Node.create({
+      ...(prev?.node ?? {}),
+      name: req.node,
+      state,
+      address: req.address,
+      gpus: req.gpus,
+      topology: req.topology,
+      labels: req.labels,
+      agentVersion: req.agentVersion,
+      deviceBackend: req.deviceBackend,
+      registeredAt: now,
+    });
+    const reason = !prev ? 'registered' : prev.node.state === NodeState.NODE_STATE_LOST ? 'agent reconnected' : 're-registered';
+    const rec = await ctx.nodes.commit({ prev, next, reason, epoch, heartbeatMs: now.getTime(), instanceId: req.instanceId });
+    ctx.log.info({ node: req.node, gpus: req.gpus.length, state: NodeState[state], ranks: req.ranks.length }, 'node registered');
+    await this.reconcile(rec, req.ranks);
+    ctx.kick();
+    return RegisterNodeResponse.create({ accepted: true, message: reason, heartbeatIntervalMs: ctx.settings.heartbeatIntervalMs });
+  }
+
+  private async heartbeat(data: Uint8Array): Promise<void> {
+    const { ctx } = this;
+    const hb = decode(NodeHeartbeat, data, 'NodeHeartbeat');
+    const epoch = ctx.epoch();
+    if (epoch === 0) return;
+    let rec = await ctx.nodes.get(hb.node);
+    if (!rec) return; // unknown node: it registers first
+    const now = Date.now();
+    await ctx.nodes.heartbeat(hb.node, now);
+    if (rec.node.state === NodeState.NODE_STATE_LOST) {
+      rec = await ctx.nodes.commit({ prev: rec, next: { ...rec.node, state: NodeState.NODE_STATE_READY }, reason: 'heartbeats resumed', epoch, heartbeatMs: now });
+      ctx.kick();
+    }
+    await this.reconcile(rec, hb.ranks);
+  }
+
+  /** Stops ranks nobody wants, re-sends assignments not yet started, frees GPUs nothing holds. */
+  async reconcile(rec: NodeRecord, running: AgentRank[]): Promise<void> {
+    const { ctx } = this;
+    const epoch = ctx.epoch();
+    const node = rec.node.name;
+    const runningOwners = new Set(running.map((r) => allocationOwner(r.jobId, r.attempt, r.rank)));
+    const jobIds = new Set([...running.map((r) => r.jobId), ...rec.allocations.map((a) => a.jobId)]);
+    const jobs = new Map((await ctx.jobs.getMany([...jobIds])).map((r) => [r.job.id, r.job] as const));
+    const work: Promise<unknown>[] = [];
+    for (const r of running) {
+      const job = jobs.get(r.jobId);
+      if (!job || !wantsRank(job, r.attempt, r.rank)) {
+        const grace = job?.spec?.stopGraceSeconds || ctx.settings.stopGraceSeconds;
+        work.push(ctx.commander.stop(node, StopRank.create({ jobId: r.jobId, attempt: r.attempt, rank: r.rank, reason: job ? `job is ${JobState[job.state]}` : 'unknown job', graceSeconds: grace })));
+      }
+    }
+    for (const job of jobs.values()) {
+      if (isActive(job)) work.push(dispatchAssignments(ctx, job, node));
+    }
+    const stale: GpuRef[] = [];
+    for (const a of rec.allocations) {
+      const owner = allocationOwner(a.jobId, a.attempt, a.rank);
+      const job = jobs.get(a.jobId);
+      if (!runningOwners.has(owner) && (!job || !wantsRank(job, a.attempt, a.rank))) stale.push({ node, gpu: a.gpuIndex, owner });
+    }
+    if (stale.length > 0 && epoch !== 0) {
+      const freed = await ctx.nodes.releaseGpus(stale, epoch);
+      if (freed > 0) {
+        ctx.log.info({ node, freed }, 'released GPUs no rank holds');
+        ctx.kick();
+      }
+    }
+    await Promise.all(work);
+  }
+
+  /** Nodes silent for longer than the timeout become LOST and their jobs fail. */
+  private async detectLost(): Promise<void> {
+    const { ctx } = this;
+    const epoch = ctx.epoch();
+    const now = Date.now();
+    const timeout = ctx.settings.heartbeatTimeoutMs;
+    // After a failover heartbeats were not recorded while nobody led: give agents a full timeout.
+    if (epoch === 0 || now - this.electedAt < timeout) return;
+    for (const rec of await ctx.nodes.list()) {
+      if (!WATCHED.has(rec.node.state) || now - rec.heartbeatMs < timeout) continue;
+      const silentSec = Math.round((now - rec.heartbeatMs) / 1000);
+      const reason = `node ${rec.node.name} lost: no heartbeat for ${silentSec}s`;
+      await ctx.nodes.commit({ prev: rec, next: { ...rec.node, state: NodeState.NODE_STATE_LOST }, reason, epoch });
+      ctx.log.warn({ node: rec.node.name, silentSec }, 'node lost');
+      const jobIds = [...new Set(rec.allocations.map((a) => a.jobId))];
+      for (const id of jobIds) await this.failJobOnLostNode(id, rec.node.name, reason);
+    }
+  }
+
+  private async failJobOnLostNode(jobId: string, node: string, reason: string): Promise<void> {
+    const { ctx } = this;
+    const epoch = ctx.epoch();
+    let ended: Job | undefined;
+    await mutateJob(ctx.jobs, jobId, (r) => {
+      if (!isActive(r.job) || !r.job.attempts.find((a) => a.number === r.job.attempt)?.placement.some((p) => p.node === node)) return undefined;
+      ended = endJob(r.job, JobState.JOB_STATE_FAILED, reason, new Date(), node);
+      return { next: ended, reason, epoch };
+    });
+    if (ended && isTerminalJobState(ended.state)) await stopLiveRanks(ctx, ended, reason, node);
+  }
+}
+
+export { parseAllocationOwner };

@@ -1,0 +1,76 @@
+// Consumes rank started/exited reports from the durable JetStream consumer and applies them
+// to jobs. A report is acknowledged only after its effect is committed, so a scheduler
+// killed mid-way sees it again; applying it twice changes nothing (lifecycle is idempotent).
+import { AckPolicy, DeliverPolicy, jetstreamManager, type ConsumerMessages } from '@nats-io/jetstream';
+import { RankEvent, RankPhase, isTerminalJobState, JobState } from '@gantry/proto';
+import { consumers, decode, DecodeError, streams, subjects } from '@gantry/bus';
+import type { SchedulerContext } from '../context.js';
+import { applyRankReport } from '../jobs/lifecycle.js';
+import { mutateJob } from '../jobs/mutate.js';
+import { stopLiveRanks } from '../dispatch/dispatcher.js';
+
+export class RankEventConsumer {
+  private messages: ConsumerMessages | undefined;
+
+  constructor(private readonly ctx: SchedulerContext) {}
+
+  async start(): Promise<void> {
+    const jsm = await jetstreamManager(this.ctx.nc);
+    await jsm.consumers.add(streams.agentEvents.name, {
+      durable_name: consumers.schedulerAgentEvents,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      filter_subject: subjects.rankEventAll,
+      max_deliver: -1,
+      ack_wait: 30_000_000_000,
+    });
+    const consumer = await this.ctx.js.consumers.get(streams.agentEvents.name, consumers.schedulerAgentEvents);
+    this.messages = await consumer.consume({ max_messages: 256 });
+    void (async () => {
+      for await (const m of this.messages!) {
+        try {
+          await this.handle(decode(RankEvent, m.data, 'RankEvent'));
+          m.ack();
+        } catch (err) {
+          if (err instanceof DecodeError) {
+            this.ctx.log.warn({ err: err.message, subject: m.subject }, 'dropping malformed rank event');
+            m.term();
+          } else {
+            this.ctx.log.warn({ err: (err as Error).message }, 'rank event not applied; will be redelivered');
+            m.nak(1_000);
+          }
+        }
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    await this.messages?.close();
+    this.messages = undefined;
+  }
+
+  async handle(ev: RankEvent): Promise<void> {
+    const { ctx } = this;
+    const epoch = ctx.epoch();
+    if (epoch === 0) throw new Error('not the leader');
+    if (ev.phase !== RankPhase.RANK_PHASE_STARTED && ev.phase !== RankPhase.RANK_PHASE_EXITED) return;
+    const report = {
+      attempt: ev.attempt, rank: ev.rank, phase: ev.phase, pid: ev.pid, exitCode: ev.exitCode, signal: ev.signal, node: ev.node, time: ev.time ?? new Date(),
+    } as const;
+    let releases: ReturnType<typeof applyRankReport>['releases'] = [];
+    const prevState = (await ctx.jobs.get(ev.jobId))?.job.state;
+    const rec = await mutateJob(ctx.jobs, ev.jobId, (r) => {
+      const out = applyRankReport(r.job, report);
+      releases = out.releases;
+      return out.job ? { next: out.job, reason: out.reason, epoch, releases: out.releases } : undefined;
+    });
+    if (!rec) return;
+    await ctx.nodes.releaseGpus(releases, epoch);
+    const after = await ctx.jobs.get(ev.jobId);
+    if (after && isTerminalJobState(after.job.state) && prevState !== after.job.state) {
+      ctx.log.info({ job: ev.jobId, state: JobState[after.job.state], reason: after.job.reason }, 'job ended');
+      await stopLiveRanks(ctx, after.job, after.job.reason);
+    }
+    if (releases.length > 0) ctx.kick();
+  }
+}

@@ -1,0 +1,69 @@
+// The scheduler's internal JobService: the gateway validates and authenticates, then calls
+// this. Submit and cancel are user intents any replica may record; the leader acts on them.
+import { randomBytes } from 'node:crypto';
+import { JobServiceService, type JobServiceServer, Job, JobState, isTerminalJobState, jobStateName } from '@gantry/proto';
+import { failedPrecondition, invalidArgument, notFound, unary, GrpcError } from '@gantry/service-kit';
+import { InvalidPageTokenError } from '@gantry/store';
+import { status } from '@grpc/grpc-js';
+import type { SchedulerContext } from '../context.js';
+import { endJob, isActive } from '../jobs/lifecycle.js';
+import { mutateJob } from '../jobs/mutate.js';
+import { stopLiveRanks } from '../dispatch/dispatcher.js';
+
+/** Sortable, unguessable, and a valid NATS subject token. */
+export function newJobId(now = Date.now()): string {
+  return `j-${now.toString(36)}-${randomBytes(4).toString('hex')}`;
+}
+
+export function jobService(ctx: SchedulerContext): JobServiceServer {
+  const unimplemented = (what: string) => () => { throw new GrpcError(status.UNIMPLEMENTED, `${what} is served by the gateway`); };
+  return {
+    submitJob: unary(ctx.log, 'SubmitJob', async (req) => {
+      if (!req.spec) throw invalidArgument('spec is required');
+      const job = Job.create({ id: newJobId(), spec: req.spec, idempotencyKey: req.idempotencyKey, createdAt: new Date() });
+      const res = await ctx.jobs.submit(job, req.idempotencyKey);
+      if (res.created) {
+        ctx.log.info({ job: job.id, tenant: req.spec.tenant, nodes: req.spec.nodes }, 'job submitted');
+        ctx.kick();
+      }
+      return { job: res.job, created: res.created };
+    }),
+    getJob: unary(ctx.log, 'GetJob', async (req) => {
+      const rec = await ctx.jobs.get(req.jobId);
+      if (!rec) throw notFound(`job ${req.jobId} not found`);
+      return { job: rec.job };
+    }),
+    listJobs: unary(ctx.log, 'ListJobs', async (req) => {
+      try {
+        const page = await ctx.jobs.list({ states: req.states, tenant: req.tenant, pageSize: req.pageSize || 100, pageToken: req.pageToken });
+        return { jobs: page.jobs, nextPageToken: page.nextPageToken };
+      } catch (err) {
+        if (err instanceof InvalidPageTokenError) throw invalidArgument(err.message);
+        throw err;
+      }
+    }),
+    cancelJob: unary(ctx.log, 'CancelJob', async (req) => {
+      const reason = req.reason || 'cancelled by user';
+      let refused: string | undefined;
+      const rec = await mutateJob(ctx.jobs, req.jobId, (r) => {
+        refused = undefined;
+        if (r.job.state === JobState.JOB_STATE_CANCELLED) return undefined;
+        if (isTerminalJobState(r.job.state)) {
+          refused = `job ${req.jobId} already ended ${jobStateName(r.job.state)}`;
+          return undefined;
+        }
+        return { next: endJob(r.job, JobState.JOB_STATE_CANCELLED, reason, new Date()), reason };
+      });
+      if (!rec) throw notFound(`job ${req.jobId} not found`);
+      if (refused) throw failedPrecondition(refused);
+      // The leader stops ranks now; otherwise the leader's next heartbeat reconciliation does.
+      if (ctx.epoch() !== 0 && !isActive(rec.job)) await stopLiveRanks(ctx, rec.job, reason);
+      ctx.kick();
+      return { job: rec.job };
+    }),
+    watchJob: unimplemented('WatchJob'),
+    streamLogs: unimplemented('StreamLogs'),
+  };
+}
+
+export { JobServiceService };

@@ -1,0 +1,26 @@
+import { NodeServiceService, type NodeServiceServer } from '@gantry/proto';
+import { invalidArgument, notFound, unary } from '@gantry/service-kit';
+import type { SchedulerContext } from '../context.js';
+
+export function nodeService(ctx: SchedulerContext): NodeServiceServer {
+  return {
+    listNodes: unary(ctx.log, 'ListNodes', async (req) => {
+      // Node names are the cursor: the index is sorted by name, so pages are stable.
+      const after = req.pageToken ? Buffer.from(req.pageToken, 'base64url').toString('utf8') : '';
+      if (req.pageToken && !after) throw invalidArgument(`page_token ${JSON.stringify(req.pageToken)} is not a token this server issued`);
+      const names = (await ctx.nodes.names()).filter((n) => n > after);
+      const size = req.pageSize || 500;
+      const matching = (await ctx.nodes.getMany(names)).filter((r) => req.states.length === 0 || req.states.includes(r.node.state));
+      const page = matching.slice(0, size);
+      const more = matching.length > size;
+      return { nodes: page.map((r) => r.node), nextPageToken: more ? Buffer.from(page[page.length - 1]!.node.name).toString('base64url') : '' };
+    }),
+    getNode: unary(ctx.log, 'GetNode', async (req) => {
+      const rec = await ctx.nodes.get(req.name);
+      if (!rec) throw notFound(`node ${req.name} not found`);
+      return { node: rec.node };
+    }),
+  };
+}
+
+export { NodeServiceService };

@@ -1,0 +1,18 @@
+import { env } from '@gantry/service-kit';
+
+export const schedulerEnv = {
+  SCHEDULER_GRPC_PORT: env.port(7071),
+  /** A node whose heartbeats stop for this long is LOST and its jobs fail. */
+  HEARTBEAT_TIMEOUT_MS: env.ms(15_000),
+  /** Interval agents are told to heartbeat at. */
+  HEARTBEAT_INTERVAL_MS: env.ms(2_000),
+  /** Leader lease; a standby takes over at most this long after the leader dies. */
+  LEASE_TTL_MS: env.ms(5_000),
+  /** Upper bound between scheduling passes; submits and releases wake the loop earlier. */
+  CYCLE_INTERVAL_MS: env.ms(1_000),
+  /** SIGTERM-to-SIGKILL grace for stopped ranks when the job does not set one. */
+  STOP_GRACE_SECONDS: env.int(10, 0, 3600),
+  /** How long to wait before re-sending an unacknowledged assignment or stop. */
+  COMMAND_RESEND_MS: env.ms(3_000),
+  INSTANCE_ID: env.str(`scheduler-${process.pid}-${Math.random().toString(36).slice(2, 8)}`),
+};

@@ -1,0 +1,31 @@
+// What every part of the scheduler shares: stores, connections, config and the leader's epoch.
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import type { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
+import type { JobStore, NodeStore } from '@gantry/store';
+import type { Logger } from '@gantry/service-kit';
+import type { AgentCommander } from './agents/commands.js';
+
+export interface SchedulerSettings {
+  heartbeatTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  cycleIntervalMs: number;
+  stopGraceSeconds: number;
+}
+
+export interface SchedulerContext {
+  log: Logger;
+  nc: NatsConnection;
+  js: JetStreamClient;
+  redis: Redis;
+  jobs: JobStore;
+  nodes: NodeStore;
+  commander: AgentCommander;
+  metrics: Registry;
+  settings: SchedulerSettings;
+  /** The leader's fencing epoch, 0 when this instance does not lead. */
+  epoch(): number;
+  /** Wakes the scheduling loop (after a submit or a release). */
+  kick(): void;
+}

@@ -1,0 +1,148 @@
+// Pure job lifecycle rules: given a job and something that happened (placement, a rank
+// started or exited, a node lost, a cancel request), the next job value and the state it
+// should move to. No I/O: the caller commits the result with compare-and-set.
+import { Attempt, Job, JobFailure, JobState, RankPhase, RankPlacement, RankStatus, isTerminalJobState } from '@gantry/proto';
+import { allocationOwner, type GpuRef } from '@gantry/store';
+
+export const ACTIVE_STATES = [JobState.JOB_STATE_SCHEDULED, JobState.JOB_STATE_RUNNING] as const;
+
+export function isActive(job: Job): boolean {
+  return job.state === JobState.JOB_STATE_SCHEDULED || job.state === JobState.JOB_STATE_RUNNING;
+}
+
+export function currentAttempt(job: Job): Attempt | undefined {
+  return job.attempts.find((a) => a.number === job.attempt);
+}
+
+function clone(job: Job): Job {
+  return Job.fromJSON(Job.toJSON(job));
+}
+
+/** GPU references of the given ranks (all ranks when omitted) of an attempt. */
+export function gpuRefs(job: Job, attemptNumber: number, ranks?: number[]): GpuRef[] {
+  const attempt = job.attempts.find((a) => a.number === attemptNumber);
+  if (!attempt) return [];
+  return attempt.placement
+    .filter((p) => ranks === undefined || ranks.includes(p.rank))
+    .flatMap((p) => p.gpuIndices.map((gpu) => ({ node: p.node, gpu, owner: allocationOwner(job.id, attemptNumber, p.rank) })));
+}
+
+/** PENDING -> SCHEDULED with a new attempt on the given placement. */
+export function schedule(job: Job, placement: RankPlacement[], now: Date): Job {
+  const next = clone(job);
+  const number = job.attempt + 1;
+  next.attempt = number;
+  next.state = JobState.JOB_STATE_SCHEDULED;
+  next.attempts.push(Attempt.create({
+    number,
+    placement,
+    ranks: placement.map((p) => RankStatus.create({ rank: p.rank, phase: RankPhase.RANK_PHASE_ASSIGNED })),
+    scheduledAt: now,
+  }));
+  return next;
+}
+
+export interface RankReport {
+  attempt: number;
+  rank: number;
+  phase: RankPhase.RANK_PHASE_STARTED | RankPhase.RANK_PHASE_EXITED;
+  pid: number;
+  exitCode?: number;
+  signal: string;
+  node: string;
+  time: Date;
+}
+
+export interface RankOutcome {
+  /** The job with the rank recorded (and the state it should move to), or undefined when the report changes nothing. */
+  job: Job | undefined;
+  reason: string;
+  /** GPUs to release now (the rank has exited). */
+  releases: GpuRef[];
+}
+
+function failedExit(r: RankReport): boolean {
+  return r.signal !== '' || (r.exitCode ?? 0) !== 0;
+}
+
+function describeExit(r: RankReport): string {
+  return r.signal ? `rank ${r.rank} on ${r.node} was killed by ${r.signal}` : `rank ${r.rank} on ${r.node} exited with code ${r.exitCode ?? 0}`;
+}
+
+/** Applies a rank start or exit. Idempotent: a repeated report returns job undefined. */
+export function applyRankReport(job: Job, r: RankReport): RankOutcome {
+  const attempt = job.attempts.find((a) => a.number === r.attempt);
+  const status = attempt?.ranks.find((s) => s.rank === r.rank);
+  if (!attempt || !status) return { job: undefined, reason: 'unknown attempt or rank', releases: [] };
+  const releases = r.phase === RankPhase.RANK_PHASE_EXITED ? gpuRefs(job, r.attempt, [r.rank]) : [];
+  if (status.phase === RankPhase.RANK_PHASE_EXITED || (status.phase === r.phase)) {
+    return { job: undefined, reason: 'already recorded', releases };
+  }
+  const next = clone(job);
+  const a = next.attempts.find((x) => x.number === r.attempt)!;
+  const s = a.ranks.find((x) => x.rank === r.rank)!;
+  s.phase = r.phase;
+  if (r.pid) s.pid = r.pid;
+  if (r.phase === RankPhase.RANK_PHASE_STARTED) {
+    s.startedAt = r.time;
+  } else {
+    s.startedAt ??= r.time;
+    s.finishedAt = r.time;
+    s.exitCode = r.exitCode;
+    s.signal = r.signal;
+  }
+  // Reports for an older attempt, or for a job that has already ended, only record the rank.
+  if (r.attempt !== job.attempt || !isActive(job)) return { job: next, reason: `rank ${r.rank} recorded`, releases };
+
+  if (r.phase === RankPhase.RANK_PHASE_EXITED && failedExit(r)) {
+    const reason = describeExit(r);
+    next.state = JobState.JOB_STATE_FAILED;
+    a.failure = JobFailure.create({ reason, rank: r.rank, exitCode: r.exitCode, signal: r.signal, node: r.node });
+    a.finishedAt = r.time;
+    next.finishedAt = r.time;
+    return { job: next, reason, releases };
+  }
+  const allStarted = a.ranks.every((x) => x.phase === RankPhase.RANK_PHASE_STARTED || x.phase === RankPhase.RANK_PHASE_EXITED);
+  const allDone = a.ranks.every((x) => x.phase === RankPhase.RANK_PHASE_EXITED);
+  if (allDone) {
+    next.state = JobState.JOB_STATE_SUCCEEDED;
+    a.startedAt ??= r.time;
+    a.finishedAt = r.time;
+    next.finishedAt = r.time;
+    return { job: next, reason: `all ${a.ranks.length} ranks exited with code 0`, releases };
+  }
+  if (allStarted && job.state === JobState.JOB_STATE_SCHEDULED) {
+    next.state = JobState.JOB_STATE_RUNNING;
+    a.startedAt = r.time;
+    return { job: next, reason: `all ${a.ranks.length} ranks started`, releases };
+  }
+  return { job: next, reason: `rank ${r.rank} ${r.phase === RankPhase.RANK_PHASE_STARTED ? 'started' : 'exited with code 0'}`, releases };
+}
+
+/** Ends an active job for a reason outside its processes (node lost, cancelled). */
+export function endJob(job: Job, state: JobState.JOB_STATE_FAILED | JobState.JOB_STATE_CANCELLED, reason: string, now: Date, node = ''): Job {
+  const next = clone(job);
+  next.state = state;
+  next.finishedAt = now;
+  const a = currentAttempt(next);
+  if (a) {
+    a.finishedAt = now;
+    if (state === JobState.JOB_STATE_FAILED) a.failure = JobFailure.create({ reason, node });
+  }
+  return next;
+}
+
+/** Ranks of the current attempt that have not exited and so may still have processes. */
+export function liveRanks(job: Job): RankPlacement[] {
+  const a = currentAttempt(job);
+  if (!a) return [];
+  const live = new Set(a.ranks.filter((s) => s.phase !== RankPhase.RANK_PHASE_EXITED).map((s) => s.rank));
+  return a.placement.filter((p) => live.has(p.rank));
+}
+
+/** Whether the scheduler still wants this rank running. */
+export function wantsRank(job: Job, attempt: number, rank: number): boolean {
+  if (isTerminalJobState(job.state) || !isActive(job) || attempt !== job.attempt) return false;
+  const s = currentAttempt(job)?.ranks.find((x) => x.rank === rank);
+  return s !== undefined && s.phase !== RankPhase.RANK_PHASE_EXITED;
+}

@@ -1,0 +1,69 @@
+// Leader election over the Redis lease. Only the leader schedules, dispatches, watches
+// heartbeats and relays the outbox; a standby keeps trying and takes over when the lease
+// lapses. Losing the lease (or failing to renew it in time) stops leader work at once.
+import type { LeaderLease } from '@gantry/store';
+import type { Logger } from '@gantry/service-kit';
+
+export interface LeaderCallbacks {
+  onElected(epoch: number): Promise<void> | void;
+  onDeposed(): Promise<void> | void;
+}
+
+export class LeaderElector {
+  private timer: NodeJS.Timeout | undefined;
+  private current = 0;
+  private renewedAt = 0;
+  private stopped = false;
+
+  constructor(private readonly lease: LeaderLease, private readonly log: Logger, private readonly cb: LeaderCallbacks) {}
+
+  /** The epoch while this instance leads and its lease is fresh; 0 otherwise. */
+  get epoch(): number {
+    // A renewal older than the TTL means another instance may already lead.
+    return this.current !== 0 && Date.now() - this.renewedAt < this.lease.ttlMs ? this.current : 0;
+  }
+
+  start(): void {
+    void this.tick();
+  }
+
+  private schedule(): void {
+    if (!this.stopped) this.timer = setTimeout(() => void this.tick(), Math.max(100, Math.floor(this.lease.ttlMs / 3)));
+  }
+
+  private async tick(): Promise<void> {
+    const started = Date.now();
+    let epoch = 0;
+    try {
+      epoch = await this.lease.tryAcquire();
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'lease renewal failed');
+      epoch = this.epoch === 0 ? 0 : this.current;
+      if (Date.now() - this.renewedAt >= this.lease.ttlMs) epoch = 0;
+    }
+    if (epoch > 0) this.renewedAt = started;
+    if (epoch !== this.current) {
+      const was = this.current;
+      this.current = epoch;
+      if (was !== 0) {
+        this.log.warn({ epoch: was }, 'lost leadership');
+        await this.cb.onDeposed();
+      }
+      if (epoch !== 0) {
+        this.log.info({ epoch }, 'became leader');
+        await this.cb.onElected(epoch);
+      }
+    }
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (this.current !== 0) {
+      this.current = 0;
+      await this.cb.onDeposed();
+      await this.lease.release().catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,9 @@
+// Capacity now (or in the scenario the context describes, e.g. after preemption).
+import type { NodeFilter } from './types.js';
+
+export const REASON_INSUFFICIENT_FREE = 'insufficient free GPUs';
+
+export const fitsFree = (free: number, gpusPerNode: number): boolean => free >= gpusPerNode;
+
+export const freeGpus: NodeFilter = (node, job, ctx) =>
+  fitsFree(ctx?.free ?? node.freeGpus.length, job.gpusPerNode) ? undefined : REASON_INSUFFICIENT_FREE;

@@ -1,0 +1,7 @@
+// A node with fewer GPUs than the job wants per node can never fit it, whatever runs there:
+// a static misfit, reported apart from "insufficient free GPUs" (which waiting can fix).
+import type { NodeFilter } from './types.js';
+
+export const reasonGpuCount = (count: number): string => `node has ${count} GPUs`;
+
+export const gpuCount: NodeFilter = (node, job) => (node.gpuCount < job.gpusPerNode ? reasonGpuCount(node.gpuCount) : undefined);

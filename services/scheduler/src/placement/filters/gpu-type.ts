@@ -1,0 +1,7 @@
+// A job may accept several GPU models; an empty list accepts any.
+import type { NodeFilter } from './types.js';
+
+export const reasonGpuType = (model: string, wanted: readonly string[]): string => `gpu type ${model} not in [${wanted.join(', ')}]`;
+
+export const gpuType: NodeFilter = (node, job) =>
+  job.gpuTypes.length === 0 || job.gpuTypes.includes(node.gpuModel) ? undefined : reasonGpuType(node.gpuModel, job.gpuTypes);

@@ -1,0 +1,41 @@
+// Named priority classes. Jobs carry a number (JobRequest.priority) so comparisons stay cheap
+// and custom values remain possible; the names are what users type in a job spec.
+
+export const PRIORITY_CLASSES = {
+  critical: 1000,
+  high: 750,
+  normal: 500,
+  low: 250,
+  preemptible: 0,
+} as const satisfies Record<string, number>;
+
+export type PriorityClassName = keyof typeof PRIORITY_CLASSES;
+
+export const DEFAULT_PRIORITY_CLASS: PriorityClassName = 'normal';
+
+export function isPriorityClass(name: string): name is PriorityClassName {
+  return Object.hasOwn(PRIORITY_CLASSES, name);
+}
+
+/** Priority number for a class name; an empty name means the default class. */
+export function priorityOf(className: string): number {
+  if (className === '') return PRIORITY_CLASSES[DEFAULT_PRIORITY_CLASS];
+  if (!isPriorityClass(className)) {
+    throw new RangeError(`unknown priority class "${className}", expected one of ${Object.keys(PRIORITY_CLASSES).join(', ')}`);
+  }
+  return PRIORITY_CLASSES[className];
+}
+
+/** The class name for explanations: the highest class at or below the number. */
+export function priorityClassName(priority: number): string {
+  let best: string | undefined;
+  let bestValue = -Infinity;
+  for (const [name, value] of Object.entries(PRIORITY_CLASSES)) {
+    if (value <= priority && value > bestValue) {
+      best = name;
+      bestValue = value;
+    }
+  }
+  if (best === undefined) return String(priority);
+  return bestValue === priority ? best : `${best}+${priority - bestValue}`;
+}

@@ -1,0 +1,117 @@
+// Tenant quotas with cohort borrowing (the Kueue model). Each tenant has a nominal GPU quota;
+// tenants in a cohort lend each other whatever part of their nominal quota they do not use,
+// up to the borrower's borrowing limit. Borrowed GPUs are reclaimable: when the lender needs
+// its nominal quota back, preemption takes them (see preemption.ts).
+import { tenantConfig, type SchedulingConfig } from './config.js';
+import type { RunningJob } from './types.js';
+
+export type Admission =
+  | { ok: true; /** GPUs of this job above the tenant's nominal quota. */ borrowed: number }
+  | { ok: false; message: string };
+
+export class QuotaLedger {
+  private readonly used: Map<string, number>;
+
+  constructor(
+    private readonly config: SchedulingConfig,
+    used?: Iterable<[string, number]>,
+  ) {
+    this.used = new Map(used);
+  }
+
+  /** Usage from running jobs; terminating ones are on their way out and no longer count. */
+  static fromRunning(config: SchedulingConfig, running: readonly RunningJob[]): QuotaLedger {
+    const ledger = new QuotaLedger(config);
+    for (const job of running) if (!job.terminating) ledger.charge(job.tenant, gpusOf(job));
+    return ledger;
+  }
+
+  clone(): QuotaLedger {
+    return new QuotaLedger(this.config, this.used);
+  }
+
+  usedBy(tenant: string): number {
+    return this.used.get(tenant) ?? 0;
+  }
+
+  nominal(tenant: string): number {
+    return tenantConfig(this.config, tenant).nominalGpus ?? Infinity;
+  }
+
+  /** Above its nominal quota, i.e. running on GPUs lent by its cohort. */
+  isBorrowing(tenant: string): boolean {
+    return this.usedBy(tenant) > this.nominal(tenant);
+  }
+
+  cohortOf(tenant: string): string | undefined {
+    return tenantConfig(this.config, tenant).cohort;
+  }
+
+  charge(tenant: string, gpus: number): void {
+    this.used.set(tenant, this.usedBy(tenant) + gpus);
+  }
+
+  release(tenant: string, gpus: number): void {
+    this.used.set(tenant, Math.max(0, this.usedBy(tenant) - gpus));
+  }
+
+  admit(tenant: string, gpus: number): Admission {
+    const cfg = tenantConfig(this.config, tenant);
+    const used = this.usedBy(tenant);
+    if (cfg.nominalGpus === undefined) return { ok: true, borrowed: 0 };
+    const nominal = cfg.nominalGpus;
+    if (used + gpus <= nominal) return { ok: true, borrowed: 0 };
+    const borrowedAfter = used + gpus - nominal;
+    const borrowedBefore = Math.max(0, used - nominal);
+    const newlyBorrowed = borrowedAfter - borrowedBefore;
+    if (cfg.cohort === undefined || cfg.borrowingLimitGpus === 0) return { ok: false, message: this.describe(tenant) };
+    if (cfg.borrowingLimitGpus !== undefined && borrowedAfter > cfg.borrowingLimitGpus) {
+      return { ok: false, message: `${this.describe(tenant)}; needs ${gpus}, would borrow ${borrowedAfter} > limit ${cfg.borrowingLimitGpus}` };
+    }
+    const cohort = this.cohortUsage(cfg.cohort);
+    if (cohort.used + gpus > cohort.nominal) {
+      return { ok: false, message: `${this.describe(tenant)}; cohort ${cfg.cohort} at ${cohort.used}/${cohort.nominal} GPUs, needs ${gpus}` };
+    }
+    return { ok: true, borrowed: newlyBorrowed };
+  }
+
+  /** The quota state users see, e.g. "tenant ml at 512/512 GPUs nominal, borrowing disabled". */
+  describe(tenant: string): string {
+    const cfg = tenantConfig(this.config, tenant);
+    const used = this.usedBy(tenant);
+    if (cfg.nominalGpus === undefined) return `tenant ${tenant} at ${used} GPUs, no quota`;
+    const head = `tenant ${tenant} at ${used}/${cfg.nominalGpus} GPUs nominal`;
+    if (cfg.cohort === undefined) return `${head}, borrowing disabled (no cohort)`;
+    if (cfg.borrowingLimitGpus === 0) return `${head}, borrowing disabled`;
+    const borrowed = Math.max(0, used - cfg.nominalGpus);
+    const limit = cfg.borrowingLimitGpus === undefined ? 'no limit' : `limit ${cfg.borrowingLimitGpus}`;
+    const cohort = this.cohortUsage(cfg.cohort);
+    return `${head}, borrowing ${borrowed} (${limit}) from cohort ${cfg.cohort} at ${cohort.used}/${cohort.nominal}`;
+  }
+
+  /** Sum of members' usage and of their nominal quotas (what the cohort can lend). */
+  cohortUsage(cohort: string): { used: number; nominal: number } {
+    let used = 0;
+    let nominal = 0;
+    const members = new Set(Object.keys(this.config.tenants).filter((t) => this.config.tenants[t]!.cohort === cohort));
+    for (const t of members) {
+      used += this.usedBy(t);
+      nominal += this.config.tenants[t]!.nominalGpus ?? 0;
+    }
+    // Tenants that only match defaultTenant share its cohort too, each with its own quota.
+    if (this.config.defaultTenant.cohort === cohort) {
+      for (const [t, u] of this.used) {
+        if (members.has(t) || Object.hasOwn(this.config.tenants, t)) continue;
+        used += u;
+        nominal += this.config.defaultTenant.nominalGpus ?? 0;
+      }
+    }
+    return { used, nominal };
+  }
+}
+
+export function gpusOf(job: { ranks: readonly { gpus: readonly number[] }[] }): number {
+  let n = 0;
+  for (const r of job.ranks) n += r.gpus.length;
+  return n;
+}

@@ -1,0 +1,50 @@
+// Best-fit scoring. Small jobs go where capacity is already fragmented (the tightest node,
+// in the most-used NVLink domain, leaf switch and spine), and gangs go to the domain with
+// the fewest eligible nodes that still holds them, so large contiguous blocks stay free for
+// the big gangs that need them. Lower compares as better; ties fall back to the domain or
+// node index so plans are deterministic.
+import type { ClusterState } from '../cluster-state.js';
+import type { DomainLevel } from '../types.js';
+
+export type GroupLevel = Exclude<DomainLevel, 'cluster'>;
+
+/** Free GPUs on READY nodes of a domain, then of its ancestors (lexicographic). */
+function freeChain(state: ClusterState, level: GroupLevel, d: number): [number, number, number] {
+  switch (level) {
+    case 'nvlink': {
+      const leaf = state.nvlLeaf[d]!;
+      return [state.nvlFree[d]!, state.leafFree[leaf]!, state.spineFree[state.leafSpine[leaf]!]!];
+    }
+    case 'leaf':
+      return [state.leafFree[d]!, state.spineFree[state.leafSpine[d]!]!, 0];
+    case 'spine':
+      return [state.spineFree[d]!, 0, 0];
+  }
+}
+
+/**
+ * Compares two domains that can each hold the request: fewer eligible nodes first (the
+ * tightest fit), then fewer free GPUs in the domain and its ancestors (the most used).
+ */
+export function compareDomains(state: ClusterState, level: GroupLevel, a: number, eligibleA: number, b: number, eligibleB: number): number {
+  if (eligibleA !== eligibleB) return eligibleA - eligibleB;
+  const fa = freeChain(state, level, a);
+  const fb = freeChain(state, level, b);
+  return fa[0] - fb[0] || fa[1] - fb[1] || fa[2] - fb[2] || a - b;
+}
+
+/** Compares nodes for a gang's or a small job's pick: fewest free GPUs (tightest) first. */
+export function compareNodes(state: ClusterState, free: ArrayLike<number>, a: number, b: number): number {
+  return (
+    free[a]! - free[b]! ||
+    state.nvlFree[state.nvl[a]!]! - state.nvlFree[state.nvl[b]!]! ||
+    state.leafFree[state.leaf[a]!]! - state.leafFree[state.leaf[b]!]! ||
+    state.spineFree[state.spine[a]!]! - state.spineFree[state.spine[b]!]! ||
+    a - b
+  );
+}
+
+/** The best-fit score reported to users: the share of a domain's eligible nodes used (1 = perfect fit). */
+export function fitScore(used: number, eligible: number): number {
+  return eligible === 0 ? 0 : used / eligible;
+}

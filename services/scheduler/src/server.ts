@@ -1,0 +1,82 @@
+// Wires the scheduler: stores and connections, the gRPC API (any replica), and the leader's
+// work (scheduling loop, node registry, rank events, outbox relay) started and stopped with
+// leadership.
+import { jetstream } from '@nats-io/jetstream';
+import { connectNats, connectRedis, startGrpcServer, startService } from '@gantry/service-kit';
+import { JobStore, LeaderLease, NodeStore, Outbox } from '@gantry/store';
+import { ensureStreams, subjects } from '@gantry/bus';
+import { Gauge } from 'prom-client';
+import { schedulerEnv } from './config.js';
+import type { SchedulerContext } from './context.js';
+import { AgentCommander } from './agents/commands.js';
+import { NodeRegistry } from './agents/node-registry.js';
+import { RankEventConsumer } from './agents/rank-events.js';
+import { LeaderElector } from './leader.js';
+import { OutboxRelay } from './relay.js';
+import { SchedulingLoop } from './scheduling-loop.js';
+import { JobServiceService, jobService } from './api/job-service.js';
+import { NodeServiceService, nodeService } from './api/node-service.js';
+
+export async function main(): Promise<void> {
+  const { config, log, metrics, lifecycle } = await startService('scheduler', schedulerEnv);
+  const redis = connectRedis(config.REDIS_URL, log);
+  lifecycle.onShutdown('redis', () => redis.quit());
+  const nc = await connectNats(config.NATS_URL, `scheduler ${config.INSTANCE_ID}`, log);
+  lifecycle.onShutdown('nats', () => nc.drain());
+  await ensureStreams(nc);
+  const js = jetstream(nc);
+
+  let elector: LeaderElector | undefined;
+  let loop: SchedulingLoop | undefined;
+  const ctx: SchedulerContext = {
+    log, nc, js, redis, metrics,
+    jobs: new JobStore(redis),
+    nodes: new NodeStore(redis),
+    commander: new AgentCommander(nc, log, config.COMMAND_RESEND_MS, () => elector?.epoch ?? 0),
+    settings: {
+      heartbeatTimeoutMs: config.HEARTBEAT_TIMEOUT_MS,
+      heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,
+      cycleIntervalMs: config.CYCLE_INTERVAL_MS,
+      stopGraceSeconds: config.STOP_GRACE_SECONDS,
+    },
+    epoch: () => elector?.epoch ?? 0,
+    kick: () => {
+      loop?.kick();
+      // A replica that does not lead tells the leader.
+      if ((elector?.epoch ?? 0) === 0) nc.publish(subjects.schedulerKick);
+    },
+  };
+  loop = new SchedulingLoop(ctx);
+  const registry = new NodeRegistry(ctx);
+  const rankEvents = new RankEventConsumer(ctx);
+  const relay = new OutboxRelay(new Outbox(redis), js, log);
+  const leaderGauge = new Gauge({ name: 'gantry_scheduler_leader', help: '1 while this replica leads', registers: [metrics] });
+  const kickSub = nc.subscribe(subjects.schedulerKick, { callback: () => loop?.kick() });
+
+  elector = new LeaderElector(new LeaderLease(redis, config.INSTANCE_ID, config.LEASE_TTL_MS), log, {
+    onElected: async () => {
+      leaderGauge.set(1);
+      relay.start();
+      registry.start();
+      await rankEvents.start();
+      loop!.start();
+    },
+    onDeposed: async () => {
+      leaderGauge.set(0);
+      loop!.stop();
+      registry.stop();
+      relay.stop();
+      await rankEvents.stop();
+    },
+  });
+  elector.start();
+  lifecycle.onShutdown('leadership', async () => { kickSub.unsubscribe(); await elector!.stop(); });
+
+  const grpc = await startGrpcServer(config.BIND_HOST, config.SCHEDULER_GRPC_PORT, (server) => {
+    server.addService(JobServiceService, jobService(ctx));
+    server.addService(NodeServiceService, nodeService(ctx));
+    return ['gantry.v1.JobService', 'gantry.v1.NodeService'];
+  });
+  lifecycle.onShutdown('grpc', () => grpc.shutdown(5_000));
+  log.info({ grpcPort: grpc.port, instance: config.INSTANCE_ID }, 'scheduler started');
+}

@@ -1,0 +1,80 @@
+// A child process the tests can kill (any signal) and start again with the same arguments.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { dirname } from 'node:path';
+
+export interface ManagedProcessOptions {
+  name: string;
+  command: string;
+  args: string[];
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  logFile: string;
+  /** Resolves once the process is ready to serve (polling a port, a health check...). */
+  ready: () => Promise<boolean>;
+  readyTimeoutMs?: number;
+}
+
+export class ManagedProcess {
+  private child: ChildProcess | undefined;
+  private log: WriteStream | undefined;
+  private exited: Promise<number | null> = Promise.resolve(null);
+
+  constructor(readonly opts: ManagedProcessOptions) {}
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async start(): Promise<void> {
+    mkdirSync(dirname(this.opts.logFile), { recursive: true });
+    this.log = createWriteStream(this.opts.logFile, { flags: 'a' });
+    const child = spawn(this.opts.command, this.opts.args, {
+      cwd: this.opts.cwd,
+      env: { ...process.env, ...this.opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    child.stdout?.pipe(this.log, { end: false });
+    child.stderr?.pipe(this.log, { end: false });
+    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    const deadline = Date.now() + (this.opts.readyTimeoutMs ?? 30_000);
+    while (Date.now() < deadline) {
+      if (!this.running) throw new Error(`${this.opts.name} exited during start-up (code ${child.exitCode}); see ${this.opts.logFile}`);
+      if (await this.opts.ready().catch(() => false)) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`${this.opts.name} not ready within ${this.opts.readyTimeoutMs ?? 30_000} ms; see ${this.opts.logFile}`);
+  }
+
+  /** Sends a signal and waits for the process to exit. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<void> {
+    if (!this.running) return;
+    this.child!.kill(signal);
+    const timer = setTimeout(() => this.child?.kill('SIGKILL'), timeoutMs);
+    await this.exited;
+    clearTimeout(timer);
+  }
+
+  kill(): Promise<void> {
+    return this.stop('SIGKILL');
+  }
+
+  /** Freezes the process (SIGSTOP) without killing it, e.g. a paused leader. */
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child?.kill('SIGCONT');
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+}

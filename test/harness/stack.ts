@@ -1,0 +1,187 @@
+// A whole Gantry for one test file: real nats-server and redis-server, the scheduler,
+// gateway and checkpoint services, and N simulated agents, each a separate process the
+// test can kill, pause or restart.
+import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as netConnect } from 'node:net';
+import { Redis } from 'ioredis';
+import { NodeState } from '@gantry/proto';
+import { NodeStore } from '@gantry/store';
+import { serviceCommand, simTopology, type ServiceName } from '../../deploy/local/services.js';
+import { startNats, startRedis, type Server } from './infra.js';
+import { freePort } from './ports.js';
+import { ManagedProcess } from './process.js';
+
+export interface StackOptions {
+  agents?: number;
+  gpusPerAgent?: number;
+  heartbeatTimeoutMs?: number;
+  heartbeatIntervalMs?: number;
+  leaseTtlMs?: number;
+  stopGraceSeconds?: number;
+  /** Extra environment per process kind. */
+  env?: Partial<Record<ServiceName, NodeJS.ProcessEnv>>;
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = netConnect({ port, host: '127.0.0.1' });
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+export class TestStack {
+  readonly workDir = mkdtempSync(join(tmpdir(), 'gantry-stack-'));
+  nats!: Server;
+  redisServer!: Server;
+  redis!: Redis;
+  schedulers: ManagedProcess[] = [];
+  gateway!: ManagedProcess;
+  checkpoint!: ManagedProcess;
+  agents: ManagedProcess[] = [];
+  gatewayAddr = '';
+  checkpointAddr = '';
+  private readonly opts: Required<Omit<StackOptions, 'env'>> & { env: StackOptions['env'] };
+
+  constructor(opts: StackOptions = {}) {
+    this.opts = {
+      agents: opts.agents ?? 2,
+      gpusPerAgent: opts.gpusPerAgent ?? 8,
+      heartbeatTimeoutMs: opts.heartbeatTimeoutMs ?? 4_000,
+      heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 500,
+      leaseTtlMs: opts.leaseTtlMs ?? 2_000,
+      stopGraceSeconds: opts.stopGraceSeconds ?? 2,
+      env: opts.env,
+    };
+  }
+
+  private common(): NodeJS.ProcessEnv {
+    return { NATS_URL: this.nats.url, REDIS_URL: this.redisServer.url, LOG_LEVEL: 'debug', METRICS_PORT: '0' };
+  }
+
+  async start(): Promise<this> {
+    [this.nats, this.redisServer] = await Promise.all([startNats(join(this.workDir, 'nats')), startRedis(join(this.workDir, 'redis'))]);
+    this.redis = new Redis(this.redisServer.url, { maxRetriesPerRequest: null, lazyConnect: false });
+    await this.addScheduler();
+    const gwPort = await freePort();
+    const ckPort = await freePort();
+    this.gatewayAddr = `127.0.0.1:${gwPort}`;
+    this.checkpointAddr = `127.0.0.1:${ckPort}`;
+    this.gateway = this.service('gateway', 'gateway', { GATEWAY_GRPC_PORT: String(gwPort), SCHEDULER_ADDR: this.schedulerAddrs[0]! }, () => portOpen(gwPort));
+    this.checkpoint = this.service('checkpoint', 'checkpoint', { CHECKPOINT_GRPC_PORT: String(ckPort) }, () => portOpen(ckPort));
+    await Promise.all([this.gateway.start(), this.checkpoint.start()]);
+    for (let i = 0; i < this.opts.agents; i++) this.agents.push(this.agentProcess(i));
+    await Promise.all(this.agents.map((a) => a.start()));
+    return this;
+  }
+
+  schedulerAddrs: string[] = [];
+
+  /** Starts one more scheduler replica (the first becomes leader). */
+  async addScheduler(): Promise<ManagedProcess> {
+    const port = await freePort();
+    const i = this.schedulers.length;
+    this.schedulerAddrs.push(`127.0.0.1:${port}`);
+    const p = this.service('scheduler', `scheduler-${i}`, {
+      SCHEDULER_GRPC_PORT: String(port),
+      HEARTBEAT_TIMEOUT_MS: String(this.opts.heartbeatTimeoutMs),
+      HEARTBEAT_INTERVAL_MS: String(this.opts.heartbeatIntervalMs),
+      LEASE_TTL_MS: String(this.opts.leaseTtlMs),
+      CYCLE_INTERVAL_MS: '500',
+      COMMAND_RESEND_MS: '1000',
+      STOP_GRACE_SECONDS: String(this.opts.stopGraceSeconds),
+      INSTANCE_ID: `scheduler-${i}`,
+    }, () => portOpen(port));
+    this.schedulers.push(p);
+    await p.start();
+    return p;
+  }
+
+  nodeName(i: number): string {
+    return `node-${i}`;
+  }
+
+  agentStateDir(i: number): string {
+    return join(this.workDir, 'agents', this.nodeName(i));
+  }
+
+  private agentProcess(i: number): ManagedProcess {
+    const name = this.nodeName(i);
+    return this.service('node-agent', `agent-${name}`, {
+      GANTRY_NODE_NAME: name,
+      GANTRY_NODE_ADDRESS: '127.0.0.1',
+      GANTRY_STATE_DIR: this.agentStateDir(i),
+      DEVICE_BACKEND: 'sim',
+      SIM_GPUS: String(this.opts.gpusPerAgent),
+      GANTRY_AGENT_CONFIG: '/dev/null',
+      ...simTopology(i),
+    }, () => this.nodeReady(name), 45_000);
+  }
+
+  private service(kind: ServiceName, name: string, env: NodeJS.ProcessEnv, ready: () => Promise<boolean>, readyTimeoutMs = 45_000): ManagedProcess {
+    const { command, args, cwd } = serviceCommand(kind);
+    return new ManagedProcess({
+      name, command, args, cwd, readyTimeoutMs,
+      env: { ...this.common(), ...env, ...this.opts.env?.[kind] },
+      logFile: join(this.workDir, 'logs', `${name}.log`),
+      ready,
+    });
+  }
+
+  private async nodeReady(name: string): Promise<boolean> {
+    const rec = await new NodeStore(this.redis).get(name);
+    return rec?.node.state === NodeState.NODE_STATE_READY && rec.heartbeatMs > Date.now() - this.opts.heartbeatTimeoutMs;
+  }
+
+  /** Every rank process the agents recorded as running (pids are process-group ids). */
+  rankPids(): number[] {
+    return this.agents.flatMap((_, i) => {
+      const f = join(this.agentStateDir(i), 'agent-state.json');
+      if (!existsSync(f)) return [];
+      const state = JSON.parse(readFileSync(f, 'utf8')) as { ranks: Record<string, { pid: number; phase: string }> };
+      return Object.values(state.ranks).map((r) => r.pid).filter((p) => p > 0);
+    });
+  }
+
+  logsOf(name: string): string {
+    const f = join(this.workDir, 'logs', `${name}.log`);
+    return existsSync(f) ? readFileSync(f, 'utf8') : '';
+  }
+
+  async stop(): Promise<void> {
+    const pids = this.rankPids();
+    await Promise.all([...this.agents, this.gateway, this.checkpoint, ...this.schedulers].filter(Boolean).map((p) => { p.resume(); return p.stop('SIGTERM', 5_000); }));
+    // Ranks outlive their agents by design; a test must not leave any behind.
+    for (const pid of pids) { try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ } }
+    this.redis?.disconnect();
+    await Promise.all([this.nats?.stop(), this.redisServer?.stop()]);
+    if (!process.env.GANTRY_KEEP_TEST_DIRS) rmSync(this.workDir, { recursive: true, force: true });
+  }
+}
+
+/** Polls until `check` returns a value (not undefined), or fails with `what` after timeoutMs. */
+export async function eventually<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
