@@ -63,7 +63,7 @@ export class Rpc {
    * Streams are not retried: whether resuming is safe (and from where) is the caller's call.
    */
   async *serverStream<Req, Res>(method: ServerStreamMethod<Req, Res>, request: Req, call: CallOptions = {}): AsyncGenerator<Res, void, undefined> {
-    call.signal?.throwIfAborted();
+    if (call.signal?.aborted) throw toGantryError(call.signal.reason);
     const options = call.timeoutMs === undefined ? {} : { deadline: Date.now() + call.timeoutMs };
     const stream = method(request, this.metadata(call.metadata), options);
     // grpc-js emits the final status as an 'error' event, also after we cancelled and stopped

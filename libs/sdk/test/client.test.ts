@@ -235,6 +235,17 @@ describe('streams', () => {
     expect(seen.logRequests[0]?.rank).toBeUndefined();
   });
 
+  it('cancels a stream when the signal aborts, and refuses an aborted signal', async () => {
+    const ac = new AbortController();
+    const got: unknown[] = [];
+    const err = await (async () => {
+      for await (const ev of client.watchJob('endless', { signal: ac.signal })) if (got.push(ev) === 2) ac.abort();
+    })().catch((e: unknown) => e);
+    expect(err).toMatchObject({ name: 'GantryError', code: status.CANCELLED });
+    await expect.poll(() => seen.streamCancelled).toBe(true);
+    await expect(client.watchJob('j-1', { signal: ac.signal }).next()).rejects.toMatchObject({ code: status.CANCELLED });
+  });
+
   it('does not start the call until iterated', async () => {
     client.streamLogs('j-5');
     await new Promise((r) => setTimeout(r, 20));

@@ -71,6 +71,8 @@ export class ClusterState {
 
   private readonly buckets: number[][];
   private readonly bucketPos: Int32Array;
+  /** READY nodes per (model, free count): an O(models x GPUs) upper bound on eligibility. */
+  private readonly capacity: Int32Array;
 
   constructor(readonly nodes: readonly NodeView[]) {
     const n = nodes.length;
@@ -118,6 +120,7 @@ export class ClusterState {
     const bucketCount = leaves.names.length * models.names.length * (maxGpus + 1);
     this.buckets = Array.from({ length: bucketCount }, () => []);
     this.bucketPos = new Int32Array(n).fill(-1);
+    this.capacity = new Int32Array(models.names.length * (maxGpus + 1));
     for (let i = 0; i < n; i++) {
       const v = this.nvl[i]!;
       const l = this.leaf[i]!;
@@ -138,6 +141,18 @@ export class ClusterState {
 
   bucket(leaf: number, model: number, free: number): readonly number[] {
     return this.buckets[this.bucketKey(leaf, model, free)]!;
+  }
+
+  /** READY nodes of the given models (undefined = any) with at least `gpus` free. */
+  nodesWithFree(models: readonly number[] | undefined, gpus: number): number {
+    let count = 0;
+    const width = this.maxGpus + 1;
+    const each = (m: number) => {
+      for (let k = gpus; k <= this.maxGpus; k++) count += this.capacity[m * width + k]!;
+    };
+    if (models) models.forEach(each);
+    else for (let m = 0; m < this.models.length; m++) each(m);
+    return count;
   }
 
   get leafCount(): number {
@@ -189,12 +204,16 @@ export class ClusterState {
   }
 
   private bucketInsert(i: number): void {
+    const c = this.model[i]! * (this.maxGpus + 1) + this.freeCount[i]!;
+    this.capacity[c] = this.capacity[c]! + 1;
     const b = this.buckets[this.bucketKey(this.leaf[i]!, this.model[i]!, this.freeCount[i]!)]!;
     this.bucketPos[i] = b.length;
     b.push(i);
   }
 
   private bucketRemove(i: number): void {
+    const c = this.model[i]! * (this.maxGpus + 1) + this.freeCount[i]!;
+    this.capacity[c] = this.capacity[c]! - 1;
     const b = this.buckets[this.bucketKey(this.leaf[i]!, this.model[i]!, this.freeCount[i]!)]!;
     const pos = this.bucketPos[i]!;
     const last = b.pop()!;

@@ -9,12 +9,12 @@ import { computeReservation, consumeSlack, endsBefore, expectedEnd, type Release
 import { ClusterState, MAX_GPUS_PER_NODE } from './cluster-state.js';
 import { resolveConfig, type SchedulingConfig } from './config.js';
 import { explainRejections, formatTime } from './explain.js';
-import { findVictims } from './preemption.js';
+import { compareVictims, findVictims } from './preemption.js';
 import { QuotaLedger } from './quota.js';
 import { orderQueue } from './queue.js';
 import { pickGpus } from './scores/gpu-locality.js';
 import { shapeKey, StaticFitCache, type StaticFit } from './static-fit.js';
-import { selectNodes, type GangOutcome, type ReservationGuard } from './topology.js';
+import { describeFailure, selectNodes, type GangFailure, type GangOutcome, type ReservationGuard } from './topology.js';
 import type { CycleOptions, CyclePlan, JobRequest, NodeView, RunningJob, Unschedulable } from './types.js';
 
 export { orderQueue } from './queue.js';
@@ -56,8 +56,16 @@ class Cycle {
   private readonly fits: StaticFitCache;
   private readonly ledger: QuotaLedger;
   private readonly plan: CyclePlan = { placements: [], unschedulable: [], preemptions: [], reservations: [], nominations: [] };
-  /** Running jobs not yet claimed by a preemptor this cycle. */
+  /** Running jobs not yet claimed by a preemptor this cycle, cheapest victim first. */
   private readonly claimable: Map<string, RunningJob>;
+  /**
+   * Failures remembered within the cycle. Free GPUs and reservation slack only shrink while
+   * a cycle runs, so a shape that failed at n nodes fails at >= n nodes for the rest of it:
+   * a queue of thousands of similar jobs costs one real attempt per shape.
+   */
+  private readonly failedFit = new Map<string, { nodes: number; failure: GangFailure }>();
+  /** Same for victim searches, keyed also by tenant and priority (a heuristic bound). */
+  private readonly failedPreempt = new Map<string, number>();
   /** When a claimed running job's GPUs come free for others: its new holder's end. */
   private readonly endOverride = new Map<string, number>();
   /** GPUs taken this cycle (placements and holds) and when they come free. */
@@ -76,7 +84,8 @@ class Cycle {
     this.state = new ClusterState(nodes);
     this.fits = new StaticFitCache(this.state);
     this.ledger = QuotaLedger.fromRunning(this.config, this.running);
-    this.claimable = new Map(this.running.map((j) => [j.id, j]));
+    const byCost = [...this.running].sort((a, b) => compareVictims(a, b, this.now));
+    this.claimable = new Map(byCost.map((j) => [j.id, j]));
     if (options.clock) this.plan.timings = [];
   }
 
@@ -108,10 +117,17 @@ class Cycle {
     const guarded = this.guard !== undefined && !eb;
     let outcome: GangOutcome | undefined;
     if (admission.ok) {
-      outcome = selectNodes(this.state, job, fit, { free: this.state.freeCount, guard: this.guard, endsBefore: eb });
-      if (outcome.ok) {
-        this.place(job, outcome, admission.borrowed, eb);
-        return true;
+      const key = `${guarded ? 'g' : '-'}${job.topology}${shapeKey(job)}`;
+      const known = this.failedFit.get(key);
+      if (known && job.nodes >= known.nodes) {
+        outcome = { ...known.failure, message: describeFailure(job, known.failure) };
+      } else {
+        outcome = selectNodes(this.state, job, fit, { free: this.state.freeCount, guard: this.guard, endsBefore: eb });
+        if (outcome.ok) {
+          this.place(job, outcome, admission.borrowed, eb);
+          return true;
+        }
+        this.failedFit.set(key, { nodes: job.nodes, failure: outcome });
       }
     }
     if (this.tryPreempt(job, fit, admission, eb, queuePosition)) return false;
@@ -172,6 +188,8 @@ class Cycle {
    * lower-ranked jobs cannot take what it is waiting to assemble. True when nominated.
    */
   private tryPreempt(job: JobRequest, fit: StaticFit, admission: ReturnType<QuotaLedger['admit']>, eb: boolean, queuePosition: number): boolean {
+    const key = `${admission.ok}${job.priority}|${job.tenant}|${job.topology}${shapeKey(job)}`;
+    if (job.nodes >= (this.failedPreempt.get(key) ?? Infinity)) return false;
     const enabled = this.config.preemption.enabled;
     const candidates = [...this.claimable.values()].filter((j) => enabled || j.terminating);
     if (candidates.length === 0) return false;
@@ -187,7 +205,10 @@ class Cycle {
       endsBefore: eb,
       policy: { now: this.now, config: this.config },
     });
-    if (!choice) return false;
+    if (!choice) {
+      this.failedPreempt.set(key, job.nodes);
+      return false;
+    }
     const end = expectedEnd(this.now, job.timeLimitSec, this.now);
     for (const { job: victim, reason } of choice.victims) {
       this.claimable.delete(victim.id);

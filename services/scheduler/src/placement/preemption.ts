@@ -12,6 +12,8 @@ import type { StaticFit } from './static-fit.js';
 import { selectNodes, type GangOutcome, type ReservationGuard } from './topology.js';
 import type { JobRequest, RunningJob } from './types.js';
 
+const MAX_SELECTIONS = 64;
+
 export interface PreemptionPolicy {
   now: number;
   config: SchedulingConfig;
@@ -76,7 +78,10 @@ export interface VictimSearch {
   state: ClusterState;
   job: JobRequest;
   fit: StaticFit;
-  /** Running jobs not yet claimed this cycle (terminating ones included). */
+  /**
+   * Running jobs not yet claimed this cycle (terminating ones included), already sorted by
+   * compareVictims: the order does not depend on the preemptor, so a cycle sorts once.
+   */
   candidates: readonly RunningJob[];
   ledger: QuotaLedger;
   /** The job is admitted by quota without preempting anyone. */
@@ -104,7 +109,6 @@ export function findVictims(s: VictimSearch): VictimChoice | undefined {
   const useful = s.candidates.filter(
     (v) => v.ranks.some((r) => fit.mask[state.byName.get(r.node) ?? -1] === 1) || (!s.admitted && v.tenant === job.tenant),
   );
-  useful.sort((a, b) => compareVictims(a, b, s.policy.now));
 
   const free = state.freeCountsCopy();
   const scenario = { free, guard: s.guard, endsBefore: s.endsBefore };
@@ -116,6 +120,10 @@ export function findVictims(s: VictimSearch): VictimChoice | undefined {
   const chosen: { job: RunningJob; reason: string }[] = [];
   let outcome: GangOutcome | undefined;
   let newVictims = 0;
+  // Each full selection is a scan of the candidates; bound them so one hopeless preemptor
+  // (e.g. a topology no set of victims satisfies) cannot stall the cycle.
+  let selections = 0;
+  let eligibleAtLastTry = -1;
   for (const v of useful) {
     if (!v.terminating && newVictims >= s.policy.config.preemption.maxVictims) break;
     // When over quota, only the tenant's own lower-priority work can make room.
@@ -137,7 +145,9 @@ export function findVictims(s: VictimSearch): VictimChoice | undefined {
       free[i] = free[i]! + r.gpus.length;
       if (!before && fit.mask[i] === 1 && fits(i)) eligible += 1;
     }
-    if (eligible < job.nodes || !quotaOk(ledger)) continue;
+    if (eligible < job.nodes || eligible === eligibleAtLastTry || !quotaOk(ledger)) continue;
+    if (++selections > MAX_SELECTIONS) break;
+    eligibleAtLastTry = eligible;
     outcome = selectNodes(state, job, fit, scenario);
     if (outcome.ok) break;
   }

@@ -31,9 +31,32 @@ export interface Scenario {
   endsBefore?: boolean;
 }
 
-export type GangOutcome =
-  | { ok: true; nodes: number[]; level: DomainLevel; domain: string; explanation: string }
-  | { ok: false; reason: 'no-capacity' | 'topology'; message: string };
+export interface GangFailure {
+  ok: false;
+  reason: 'no-capacity' | 'topology';
+  /** Nodes that could take one rank now (an upper bound when `bounded`). */
+  eligible: number;
+  bounded?: boolean;
+  /** For topology failures: the domain level required and the most eligible nodes in one. */
+  need?: DomainLevel;
+  largest?: { level: DomainLevel; count: number };
+  message: string;
+}
+
+export type GangOutcome = { ok: true; nodes: number[]; level: DomainLevel; domain: string; explanation: string } | GangFailure;
+
+/** The user-facing message for a failure, phrased for `job` (failures are shared by shape). */
+export function describeFailure(job: JobRequest, f: Omit<GangFailure, 'message' | 'ok'>): string {
+  const g = job.gpusPerNode;
+  const n = job.nodes;
+  const eligible = `${f.bounded ? 'at most ' : ''}${f.eligible} eligible now`;
+  if (f.reason === 'no-capacity' || !f.need || !f.largest) return `needs ${n} node(s) with ${g} free GPUs, ${eligible}`;
+  return `needs ${n} nodes with ${g} free GPUs in one ${LEVEL_LABEL[f.need]}; ${eligible}, at most ${f.largest.count} in one ${LEVEL_LABEL[f.largest.level]}`;
+}
+
+function failure(job: JobRequest, f: Omit<GangFailure, 'message' | 'ok'>): GangFailure {
+  return { ok: false, ...f, message: describeFailure(job, f) };
+}
 
 const LEVELS_FOR: Record<TopologyNeed, DomainLevel[]> = {
   any: ['nvlink', 'leaf', 'spine', 'cluster'],
@@ -78,16 +101,18 @@ function nodeFits(scenario: Scenario, i: number, g: number): boolean {
 }
 
 export function selectNodes(state: ClusterState, job: JobRequest, fit: StaticFit, scenario: Scenario): GangOutcome {
-  if (job.nodes === 1 && scenario.free === state.freeCount && state.maxNvlSize <= 1) {
-    return selectSingleNode(state, job, fit, scenario);
-  }
   const g = job.gpusPerNode;
   const n = job.nodes;
+  if (scenario.free === state.freeCount) {
+    // On the live state the (model, free) histogram bounds eligibility without a scan: most
+    // of a long queue is rejected here when the cluster is full.
+    const bound = state.nodesWithFree(fit.models, g);
+    if (bound < n) return failure(job, { reason: 'no-capacity', eligible: bound, bounded: true });
+    if (n === 1 && state.maxNvlSize <= 1) return selectSingleNode(state, job, fit, scenario);
+  }
   const eligible: number[] = [];
   for (const i of fit.candidates) if (nodeFits(scenario, i, g)) eligible.push(i);
-  if (eligible.length < n) {
-    return { ok: false, reason: 'no-capacity', message: `needs ${n} node(s) with ${g} free GPUs, ${eligible.length} eligible now` };
-  }
+  if (eligible.length < n) return failure(job, { reason: 'no-capacity', eligible: eligible.length });
   let largest = { level: 'nvlink' as GroupLevel, count: 0 };
   for (const level of LEVELS_FOR[job.topology]) {
     if (level === 'cluster') {
@@ -120,12 +145,7 @@ export function selectNodes(state: ClusterState, job: JobRequest, fit: StaticFit
     };
   }
   const levels = LEVELS_FOR[job.topology];
-  const need = levels[levels.length - 1]!;
-  return {
-    ok: false,
-    reason: 'topology',
-    message: `needs ${n} nodes with ${g} free GPUs in one ${LEVEL_LABEL[need]}; ${eligible.length} eligible, at most ${largest.count} in one ${LEVEL_LABEL[largest.level]}`,
-  };
+  return failure(job, { reason: 'topology', eligible: eligible.length, need: levels[levels.length - 1]!, largest });
 }
 
 function spreadExplanation(state: ClusterState, nodes: number[], largest: { level: GroupLevel; count: number }): string {
@@ -229,5 +249,5 @@ function selectSingleNode(state: ClusterState, job: JobRequest, fit: StaticFit, 
   }
   let eligible = 0;
   for (const i of fit.candidates) if (nodeFits(scenario, i, g)) eligible += 1;
-  return { ok: false, reason: 'no-capacity', message: `needs 1 node with ${g} free GPUs, ${eligible} eligible now` };
+  return failure(job, { reason: 'no-capacity', eligible });
 }

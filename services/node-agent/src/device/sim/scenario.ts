@@ -112,9 +112,7 @@ export function parseYamlList(text: string): unknown[] {
       itemIndent = indent + 2;
       body = body.slice(2).trim();
       if (body.startsWith('{')) {
-        const m = flowMap(body);
-        if (typeof m['params'] === 'string') m['params'] = flowMap(String(m['params']));
-        Object.assign(cur, m);
+        Object.assign(cur, flowMap(body));
         continue;
       }
     } else if (!cur) {

@@ -1,0 +1,170 @@
+// `pnpm stack:up` / `pnpm stack:down`: a complete local Gantry in the background. NATS
+// (JetStream) and Redis on their own ports with data under .gantry/, the four services and
+// four simulated 8-GPU agents. What was started is recorded in .gantry/stack.json so that
+// `down` stops exactly that and nothing else.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { NodeState } from '@gantry/proto';
+import { NodeStore } from '@gantry/store';
+import { REPO_ROOT, serviceCommand, simTopology, type ServiceName } from './services.js';
+
+export const STACK_DIR = join(REPO_ROOT, '.gantry');
+const STATE_FILE = join(STACK_DIR, 'stack.json');
+
+export const PORTS = { nats: 14222, redis: 16379, gateway: 7070, scheduler: 7071, checkpoint: 7072, metricsBase: 9400 };
+export const AGENTS = 4;
+
+interface StackProcess { name: string; pid: number }
+interface StackState { startedAt: string; processes: StackProcess[]; endpoints: Record<string, string> }
+
+function alive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch { return false; }
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = netConnect({ port, host: '127.0.0.1' });
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+export function readStack(): StackState | undefined {
+  if (!existsSync(STATE_FILE)) return undefined;
+  return JSON.parse(readFileSync(STATE_FILE, 'utf8')) as StackState;
+}
+
+/** The stack recorded in .gantry/stack.json, if every process of it is still alive. */
+export function runningStack(): StackState | undefined {
+  const s = readStack();
+  return s && s.processes.every((p) => alive(p.pid)) ? s : undefined;
+}
+
+function launch(name: string, command: string, args: string[], env: NodeJS.ProcessEnv): StackProcess {
+  const logFile = join(STACK_DIR, 'logs', `${name}.log`);
+  const fd = openSync(logFile, 'a');
+  const child = spawn(command, args, { cwd: REPO_ROOT, env: { ...process.env, ...env }, detached: true, stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  child.unref();
+  return { name, pid: child.pid! };
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not come up within ${timeoutMs / 1000}s; see ${join(STACK_DIR, 'logs')}`);
+}
+
+export async function up(): Promise<StackState> {
+  const existing = runningStack();
+  if (existing) return existing;
+  if (readStack()) await down(); // a partly dead stack: clear it before starting afresh
+  for (const [name, port] of Object.entries(PORTS)) {
+    if (name !== 'metricsBase' && (await portOpen(port))) throw new Error(`port ${port} (${name}) is already in use; stop whatever holds it or run pnpm stack:down`);
+  }
+  for (const d of ['nats', 'redis', 'logs', 'agents']) mkdirSync(join(STACK_DIR, d), { recursive: true });
+  const processes: StackProcess[] = [];
+  const record = () => writeFileSync(STATE_FILE, JSON.stringify({ startedAt: new Date().toISOString(), processes, endpoints }, null, 2));
+  const natsUrl = `nats://127.0.0.1:${PORTS.nats}`;
+  const redisUrl = `redis://127.0.0.1:${PORTS.redis}`;
+  const endpoints = {
+    gateway: `127.0.0.1:${PORTS.gateway}`, scheduler: `127.0.0.1:${PORTS.scheduler}`, checkpoint: `127.0.0.1:${PORTS.checkpoint}`, nats: natsUrl, redis: redisUrl,
+    metrics: `http://127.0.0.1:${PORTS.metricsBase}-${PORTS.metricsBase + 2 + AGENTS}/metrics`,
+  };
+  try {
+    processes.push(launch('nats-server', 'nats-server', ['-js', '-a', '127.0.0.1', '-p', String(PORTS.nats), '-sd', join(STACK_DIR, 'nats')], {}));
+    processes.push(launch('redis-server', 'redis-server', ['--port', String(PORTS.redis), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--dir', join(STACK_DIR, 'redis')], {}));
+    record();
+    await waitFor('nats-server', () => portOpen(PORTS.nats));
+    await waitFor('redis-server', () => portOpen(PORTS.redis));
+    const common = { NATS_URL: natsUrl, REDIS_URL: redisUrl, LOG_LEVEL: 'info' };
+    const service = (name: ServiceName, port: number, metrics: number, env: NodeJS.ProcessEnv) => {
+      const { command, args } = serviceCommand(name);
+      processes.push(launch(name, command, args, { ...common, METRICS_PORT: String(metrics), ...env }));
+      record();
+      return waitFor(name, () => portOpen(port));
+    };
+    await service('scheduler', PORTS.scheduler, PORTS.metricsBase, { SCHEDULER_GRPC_PORT: String(PORTS.scheduler) });
+    await Promise.all([
+      service('gateway', PORTS.gateway, PORTS.metricsBase + 1, { GATEWAY_GRPC_PORT: String(PORTS.gateway), SCHEDULER_ADDR: endpoints.scheduler }),
+      service('checkpoint', PORTS.checkpoint, PORTS.metricsBase + 2, { CHECKPOINT_GRPC_PORT: String(PORTS.checkpoint) }),
+    ]);
+    const redis = new Redis(redisUrl, { maxRetriesPerRequest: 3 });
+    try {
+      const nodes = new NodeStore(redis);
+      for (let i = 0; i < AGENTS; i++) {
+        const name = `sim-node-${i}`;
+        const { command, args } = serviceCommand('node-agent');
+        processes.push(launch(`agent-${name}`, command, args, {
+          ...common, GANTRY_NODE_NAME: name, GANTRY_NODE_ADDRESS: '127.0.0.1', GANTRY_STATE_DIR: join(STACK_DIR, 'agents', name),
+          DEVICE_BACKEND: 'sim', SIM_GPUS: '8', GANTRY_AGENT_CONFIG: '/dev/null', METRICS_PORT: String(PORTS.metricsBase + 3 + i), ...simTopology(i),
+        }));
+        record();
+      }
+      await waitFor(`${AGENTS} agents registered`, async () => {
+        const recs = await nodes.list();
+        return recs.filter((r) => r.node.state === NodeState.NODE_STATE_READY).length >= AGENTS;
+      });
+    } finally {
+      redis.disconnect();
+    }
+  } catch (err) {
+    record();
+    await down();
+    throw err;
+  }
+  record();
+  return readStack()!;
+}
+
+export async function down(): Promise<number> {
+  const state = readStack();
+  if (!state) return 0;
+  // Ranks outlive their agents by design, so stop them explicitly (process-group ids).
+  for (const p of state.processes.filter((x) => x.name.startsWith('agent-'))) {
+    const f = join(STACK_DIR, 'agents', p.name.slice('agent-'.length), 'agent-state.json');
+    if (!existsSync(f)) continue;
+    const ranks = Object.values((JSON.parse(readFileSync(f, 'utf8')) as { ranks: Record<string, { pid: number; phase: string }> }).ranks);
+    for (const r of ranks) if (r.phase === 'running') { try { process.kill(-r.pid, 'SIGKILL'); } catch { /* gone */ } }
+  }
+  // Agents and services first, then the infrastructure they use.
+  const order = [...state.processes].reverse();
+  let stopped = 0;
+  for (const p of order) {
+    if (!alive(p.pid)) continue;
+    try { process.kill(p.pid, 'SIGTERM'); } catch { continue; }
+    const deadline = Date.now() + 10_000;
+    while (alive(p.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    if (alive(p.pid)) process.kill(p.pid, 'SIGKILL');
+    stopped++;
+  }
+  rmSync(STATE_FILE, { force: true });
+  return stopped;
+}
+
+function printEndpoints(s: StackState): void {
+  console.log('Gantry local stack is up:');
+  for (const [k, v] of Object.entries(s.endpoints)) console.log(`  ${k.padEnd(11)} ${v}`);
+  console.log(`  agents      ${AGENTS} simulated 8 x H100 hosts (sim-node-0..${AGENTS - 1})`);
+  console.log(`  logs        ${join(STACK_DIR, 'logs')}`);
+  console.log('Try: pnpm gantry node list   |   pnpm demo   |   pnpm stack:down');
+}
+
+const isMain = process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!);
+if (isMain) {
+  const cmd = process.argv[2];
+  try {
+    if (cmd === 'up') printEndpoints(await up());
+    else if (cmd === 'down') console.log(`stopped ${await down()} processes`);
+    else { console.error('usage: stack.ts up|down'); process.exitCode = 2; }
+  } catch (err) {
+    console.error(`stack: ${(err as Error).message}`);
+    process.exitCode = 1;
+  }
+}

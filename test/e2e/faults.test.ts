@@ -1,0 +1,94 @@
+// Faults of the control plane and of hosts, through the real services.
+import { afterEach, describe, expect, it } from 'vitest';
+import { GantryClient } from '@gantry/sdk';
+import { JobState, NodeState, RankPhase, jobStateName, type Job } from '@gantry/proto';
+import { TestStack, eventually, pidAlive } from '../harness/stack.js';
+
+let stack: TestStack | undefined;
+let client: GantryClient | undefined;
+
+afterEach(async () => {
+  client?.close();
+  await stack?.stop();
+  stack = undefined;
+});
+
+async function setup(opts: ConstructorParameters<typeof TestStack>[0]): Promise<{ stack: TestStack; client: GantryClient }> {
+  stack = await new TestStack(opts).start();
+  client = new GantryClient({ address: stack.gatewayAddr, timeoutMs: 5_000, retry: { maxAttempts: 20 } });
+  return { stack, client };
+}
+
+async function waitFor(c: GantryClient, id: string, pred: (j: Job) => boolean, what: string, timeoutMs = 30_000): Promise<Job> {
+  return eventually(what, async () => { const j = await c.getJob(id); return pred(j) ? j : undefined; }, timeoutMs);
+}
+
+describe('faults', () => {
+  it('a scheduler killed mid-job and restarted finishes the job exactly once', async () => {
+    const { stack, client } = await setup({ agents: 2 });
+    // Each rank appends one line per run to a shared file: a rank started twice shows up.
+    const marker = `${stack.workDir}/runs.txt`;
+    const { job } = await client.submitJob({ nodes: 2, gpusPerNode: 8, command: ['sh', '-c', `echo "$NODE_RANK $GANTRY_ATTEMPT" >> ${marker}; sleep 4`] });
+    const id = job!.id;
+    await waitFor(client, id, (j) => j.state === JobState.JOB_STATE_RUNNING, 'RUNNING');
+    await stack.schedulers[0]!.kill();
+    await new Promise((r) => setTimeout(r, 1_000));
+    await stack.schedulers[0]!.start();
+    const done = await waitFor(client, id, (j) => j.state === JobState.JOB_STATE_SUCCEEDED || j.state === JobState.JOB_STATE_FAILED, 'job end', 40_000);
+    expect(jobStateName(done.state)).toBe('SUCCEEDED');
+    expect(done.attempt).toBe(1);
+    const { readFileSync } = await import('node:fs');
+    expect(readFileSync(marker, 'utf8').trim().split('\n').sort()).toEqual(['0 1', '1 1']);
+    // Exactly one terminal event in the job's history.
+    const events = [];
+    for await (const e of client.watchJob(id)) events.push(jobStateName(e.toState));
+    expect(events).toEqual(['PENDING', 'SCHEDULED', 'RUNNING', 'SUCCEEDED']);
+  });
+
+  it('a job submitted while the scheduler is down runs once it is back', async () => {
+    const { stack, client } = await setup({ agents: 1 });
+    await stack.schedulers[0]!.kill();
+    const submitting = client.submitJob({ nodes: 1, gpusPerNode: 2, command: ['true'] }, { idempotencyKey: 'while-down' });
+    await new Promise((r) => setTimeout(r, 1_500));
+    await stack.schedulers[0]!.start();
+    const { job } = await submitting;
+    const done = await waitFor(client, job!.id, (j) => j.state === JobState.JOB_STATE_SUCCEEDED, 'SUCCEEDED', 40_000);
+    expect(done.attempt).toBe(1);
+  });
+
+  it('an agent killed mid-job makes its node LOST and the job FAILED within the timeout', async () => {
+    const { stack, client } = await setup({ agents: 2, heartbeatTimeoutMs: 3_000 });
+    const { job } = await client.submitJob({ nodes: 2, gpusPerNode: 8, stopGraceSeconds: 1, command: ['sleep', '300'] });
+    const running = await waitFor(client, job!.id, (j) => j.state === JobState.JOB_STATE_RUNNING, 'RUNNING');
+    const victim = running.attempts.at(-1)!.placement.find((p) => p.rank === 1)!.node;
+    const survivor = running.attempts.at(-1)!.ranks.find((r) => r.rank === 0)!;
+    const killedAt = Date.now();
+    await stack.agents[Number(victim.split('-')[1])]!.kill();
+    const failed = await waitFor(client, job!.id, (j) => j.state === JobState.JOB_STATE_FAILED, 'FAILED', 20_000);
+    const took = Date.now() - killedAt;
+    expect(took).toBeLessThan(3_000 + 3_000);
+    expect(failed.reason).toBe(`node ${victim} lost: no heartbeat for ${failed.reason.match(/for (\d+)s/)![1]}s`);
+    expect(failed.attempts.at(-1)!.failure!.node).toBe(victim);
+    expect((await client.getNode(victim)).state).toBe(NodeState.NODE_STATE_LOST);
+    // The rank on the surviving node is stopped.
+    await eventually('surviving rank stopped', () => !pidAlive(survivor.pid) || undefined, 10_000);
+  });
+
+  it('a restarted agent re-adopts its running ranks and reports their exit', async () => {
+    const { stack, client } = await setup({ agents: 1 });
+    const { job } = await client.submitJob({ nodes: 1, gpusPerNode: 8, command: ['sh', '-c', 'sleep 3; echo finished; exit 7'] });
+    const running = await waitFor(client, job!.id, (j) => j.state === JobState.JOB_STATE_RUNNING, 'RUNNING');
+    const pid = running.attempts.at(-1)!.ranks[0]!.pid;
+    await stack.agents[0]!.kill();
+    expect(pidAlive(pid)).toBe(true);
+    await stack.agents[0]!.start();
+    const done = await waitFor(client, job!.id, (j) => j.state === JobState.JOB_STATE_FAILED, 'FAILED with exit 7', 30_000);
+    const rank = done.attempts.at(-1)!.ranks[0]!;
+    expect(rank.phase).toBe(RankPhase.RANK_PHASE_EXITED);
+    expect(rank.exitCode).toBe(7);
+    expect(rank.pid).toBe(pid);
+    const lines = [];
+    for await (const l of client.streamLogs(job!.id)) lines.push(l.line?.text);
+    expect(lines).toEqual(['finished']);
+  });
+});
