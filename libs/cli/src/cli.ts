@@ -44,9 +44,9 @@ const processIo = (): Io => ({ stdout: process.stdout, stderr: process.stderr, e
 
 /** Runs `gantry <argv...>` (argv without the node and script paths); resolves to the exit code. */
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
-  let program: Command | undefined;
-  const session = new Session(io, () => program!.opts<GlobalOptions>());
-  program = buildProgram(session);
+  // The session reads the global options lazily, once commander has parsed them.
+  const session: Session = new Session(io, () => program.opts<GlobalOptions>());
+  const program: Command = buildProgram(session);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return session.exitCode;

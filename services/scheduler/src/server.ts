@@ -26,51 +26,50 @@ export async function main(): Promise<void> {
   await ensureStreams(nc);
   const js = jetstream(nc);
 
-  let elector: LeaderElector | undefined;
-  let loop: SchedulingLoop | undefined;
+  // The context's callbacks reach the elector and loop created below; they run only later.
   const ctx: SchedulerContext = {
     log, nc, js, redis, metrics,
     jobs: new JobStore(redis),
     nodes: new NodeStore(redis),
-    commander: new AgentCommander(nc, log, config.COMMAND_RESEND_MS, () => elector?.epoch ?? 0),
+    commander: new AgentCommander(nc, log, config.COMMAND_RESEND_MS, () => elector.epoch),
     settings: {
       heartbeatTimeoutMs: config.HEARTBEAT_TIMEOUT_MS,
       heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,
       cycleIntervalMs: config.CYCLE_INTERVAL_MS,
       stopGraceSeconds: config.STOP_GRACE_SECONDS,
     },
-    epoch: () => elector?.epoch ?? 0,
+    epoch: () => elector.epoch,
     kick: () => {
-      loop?.kick();
+      loop.kick();
       // A replica that does not lead tells the leader.
-      if ((elector?.epoch ?? 0) === 0) nc.publish(subjects.schedulerKick);
+      if (elector.epoch === 0) nc.publish(subjects.schedulerKick);
     },
   };
-  loop = new SchedulingLoop(ctx);
+  const loop = new SchedulingLoop(ctx);
   const registry = new NodeRegistry(ctx);
   const rankEvents = new RankEventConsumer(ctx);
   const relay = new OutboxRelay(new Outbox(redis), js, log);
   const leaderGauge = new Gauge({ name: 'gantry_scheduler_leader', help: '1 while this replica leads', registers: [metrics] });
-  const kickSub = nc.subscribe(subjects.schedulerKick, { callback: () => loop?.kick() });
+  const kickSub = nc.subscribe(subjects.schedulerKick, { callback: () => loop.kick() });
 
-  elector = new LeaderElector(new LeaderLease(redis, config.INSTANCE_ID, config.LEASE_TTL_MS), log, {
+  const elector = new LeaderElector(new LeaderLease(redis, config.INSTANCE_ID, config.LEASE_TTL_MS), log, {
     onElected: async () => {
       leaderGauge.set(1);
       relay.start();
       registry.start();
       await rankEvents.start();
-      loop!.start();
+      loop.start();
     },
     onDeposed: async () => {
       leaderGauge.set(0);
-      loop!.stop();
+      loop.stop();
       registry.stop();
       relay.stop();
       await rankEvents.stop();
     },
   });
   elector.start();
-  lifecycle.onShutdown('leadership', async () => { kickSub.unsubscribe(); await elector!.stop(); });
+  lifecycle.onShutdown('leadership', async () => { kickSub.unsubscribe(); await elector.stop(); });
 
   const grpc = await startGrpcServer(config.BIND_HOST, config.SCHEDULER_GRPC_PORT, (server) => {
     server.addService(JobServiceService, jobService(ctx));

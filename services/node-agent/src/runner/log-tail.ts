@@ -29,14 +29,12 @@ export class LogTail {
         if (n <= 0) break;
         this.offset += n;
         let data = Buffer.concat([this.partial, buf.subarray(0, n)]);
-        let nl: number;
-        while ((nl = data.indexOf(0x0a)) >= 0) {
-          lines.push(data.subarray(0, nl).toString('utf8'));
-          data = data.subarray(nl + 1);
-        }
-        while (data.length > MAX_LINE_BYTES) {
-          lines.push(data.subarray(0, MAX_LINE_BYTES).toString('utf8'));
-          data = data.subarray(MAX_LINE_BYTES);
+        for (;;) {
+          const nl = data.indexOf(0x0a);
+          const end = nl >= 0 && nl <= MAX_LINE_BYTES ? nl : data.length > MAX_LINE_BYTES ? MAX_LINE_BYTES : -1;
+          if (end < 0) break;
+          lines.push(data.subarray(0, end).toString('utf8'));
+          data = data.subarray(end === nl ? end + 1 : end);
         }
         this.partial = Buffer.from(data);
       }

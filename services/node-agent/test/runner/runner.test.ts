@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync, writeFileSync, appendFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { interpretStatus, WRAPPER_SCRIPT } from '../../src/runner/wrapper.js';
+import { LogTail, MAX_LINE_BYTES } from '../../src/runner/log-tail.js';
+import { StateFile } from '../../src/runner/state-file.js';
+import { loadAgentConfig } from '../../src/config.js';
+import { parseInventoryCsv } from '../../src/fingerprint.js';
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'gantry-agent-test-'));
+
+describe('rank wrapper', () => {
+  it('records the exit code of the command in the exit file', () => {
+    const dir = tmp();
+    const exitFile = join(dir, 'exit');
+    let code = 0;
+    try {
+      execFileSync('/bin/sh', ['-c', WRAPPER_SCRIPT, 'gantry-rank', 'sh', '-c', 'exit 5'], { env: { GANTRY_EXIT_FILE: exitFile, PATH: process.env.PATH } });
+    } catch (err) {
+      code = (err as { status: number }).status;
+    }
+    expect(code).toBe(5);
+    expect(execFileSync('cat', [exitFile], { encoding: 'utf8' }).trim()).toBe('5');
+  });
+
+  it('interprets 128+N as signal N and anything else as an exit code', () => {
+    expect(interpretStatus(0)).toEqual({ exitCode: 0, signal: '' });
+    expect(interpretStatus(3)).toEqual({ exitCode: 3, signal: '' });
+    expect(interpretStatus(143)).toEqual({ exitCode: undefined, signal: 'SIGTERM' });
+    expect(interpretStatus(137)).toEqual({ exitCode: undefined, signal: 'SIGKILL' });
+    expect(interpretStatus(255)).toEqual({ exitCode: 255, signal: '' });
+  });
+});
+
+describe('log tail', () => {
+  it('yields complete lines, keeps a partial one until it completes, and resumes from an offset', () => {
+    const f = join(tmp(), 'out.log');
+    writeFileSync(f, 'one\ntwo\r\nthr');
+    const t = new LogTail(f, 0);
+    expect(t.readLines()).toEqual(['one', 'two']);
+    appendFileSync(f, 'ee\n');
+    expect(t.readLines()).toEqual(['three']);
+    const resumed = new LogTail(f, 4);
+    expect(resumed.readLines()).toEqual(['two', 'three']);
+    appendFileSync(f, 'tail without newline');
+    expect(t.readLines(true)).toEqual(['tail without newline']);
+  });
+
+  it('splits a runaway line rather than buffering it whole', () => {
+    const f = join(tmp(), 'big.log');
+    writeFileSync(f, `${'x'.repeat(MAX_LINE_BYTES * 2 + 10)}\n`);
+    const lines = new LogTail(f, 0).readLines();
+    expect(lines.map((l) => l.length)).toEqual([MAX_LINE_BYTES, MAX_LINE_BYTES, 10]);
+  });
+});
+
+describe('agent state file', () => {
+  it('survives a restart and moves a corrupt file aside instead of failing', () => {
+    const dir = tmp();
+    const a = new StateFile(dir);
+    a.state.highestEpoch = 7;
+    a.save();
+    expect(new StateFile(dir).state.highestEpoch).toBe(7);
+    writeFileSync(join(dir, 'agent-state.json'), '{not json');
+    const c = new StateFile(dir);
+    expect(c.state.ranks).toEqual({});
+  });
+});
+
+describe('agent config', () => {
+  it('takes the file, then environment overrides', () => {
+    const f = join(tmp(), 'agent.yaml');
+    writeFileSync(f, 'node: gpu-001\naddress: 10.1.2.3\nnatsUrl: nats://nats:4222\nstateDir: /tmp/x\ntopology:\n  leafSwitch: leaf-7\nlabels:\n  pool: train\n');
+    const cfg = loadAgentConfig({ GANTRY_AGENT_CONFIG: f, TOPOLOGY_SPINE: 'spine-2', SIM_GPUS: '4' });
+    expect(cfg).toMatchObject({ node: 'gpu-001', address: '10.1.2.3', topology: { leafSwitch: 'leaf-7', spine: 'spine-2' }, labels: { pool: 'train' }, device: { simGpus: 4 } });
+  });
+
+  it('names the bad setting and where it came from', () => {
+    expect(() => loadAgentConfig({ GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: 'bad name', GANTRY_STATE_DIR: '/tmp' })).toThrow(/GANTRY_NODE_NAME \(node\): must be letters/);
+    expect(() => loadAgentConfig({ GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: 'n1', HEARTBEAT_INTERVAL_MS: 'soon' })).toThrow(/HEARTBEAT_INTERVAL_MS \(heartbeatIntervalMs\)/);
+  });
+});
+
+describe('nvidia-smi inventory', () => {
+  it('parses the fingerprint query of a real H100 host', () => {
+    const gpus = parseInventoryCsv('0, GPU-9a4fd2b2-1ad3-5ef4-7a71-0d6b2b6b4b41, NVIDIA H100 80GB HBM3, 81559, 00000000:18:00.0\n1, GPU-1, NVIDIA H100 80GB HBM3, 81559, 00000000:2A:00.0\n');
+    expect(gpus).toHaveLength(2);
+    expect(gpus[1]).toMatchObject({ index: 1, model: 'NVIDIA H100 80GB HBM3', memoryMib: 81559, pciBusId: '00000000:2A:00.0' });
+  });
+});
