@@ -152,7 +152,7 @@ function main(): void {
   for (const bucket of SIZE_BUCKETS) {
     both(`decision ms p50/p99/max ${bucket}`, (r) => {
       const l = r.latencies.get(bucket)!;
-      return l.length === 0 ? '-' : `${fmt(quantile(l, 0.5), 3)}/${fmt(quantile(l, 0.99), 3)}/${fmt(Math.max(...l), 2)}`;
+      return l.length === 0 ? '-' : `${fmt(quantile(l, 0.5), 3)}/${fmt(quantile(l, 0.99), 3)}/${fmt(l.reduce((a, x) => Math.max(a, x), 0), 2)}`;
     });
   }
   both('GPU utilisation while jobs arrive', (r) => `${fmt(r.utilisationArrivals * 100, 1)}%`);
