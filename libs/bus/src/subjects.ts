@@ -67,4 +67,5 @@ export const streams = {
 export const consumers = {
   schedulerAgentEvents: 'scheduler-agent-events',
   schedulerTelemetry: 'scheduler-telemetry',
+  schedulerHostEvents: 'scheduler-host-events',
 } as const;

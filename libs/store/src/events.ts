@@ -1,7 +1,7 @@
 // Builds the outbox entry for a transition: the event id is chosen before the write so the
 // same id travels through the outbox, JetStream de-duplication and consumers.
 import { randomUUID } from 'node:crypto';
-import { Job, JobEvent, JobState, NodeEvent, NodeState } from '@gantry/proto';
+import { Job, JobEvent, JobState, NodeEvent, NodeHostEvent, NodeState } from '@gantry/proto';
 
 export interface OutboxEvent {
   subject: string;
@@ -15,8 +15,9 @@ export function jobEvent(subject: string, from: JobState, job: Job, reason: stri
   return { subject, id, data: Buffer.from(JobEvent.encode(event).finish()) };
 }
 
-export function nodeEvent(subject: string, name: string, from: NodeState, to: NodeState, reason: string, time: Date): OutboxEvent {
+export function nodeEvent(subject: string, name: string, from: NodeState, to: NodeState, reason: string, time: Date): OutboxEvent & { logEntry: Buffer } {
   const id = randomUUID();
   const event = NodeEvent.create({ eventId: id, nodeName: name, fromState: from, toState: to, reason, time });
-  return { subject, id, data: Buffer.from(NodeEvent.encode(event).finish()) };
+  const logEntry = Buffer.from(NodeHostEvent.encode({ time, event: { $case: 'transition', transition: event } }).finish());
+  return { subject, id, data: Buffer.from(NodeEvent.encode(event).finish()), logEntry };
 }

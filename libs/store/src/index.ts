@@ -7,3 +7,4 @@ export * from './lease.js';
 export * from './outbox.js';
 export * from './checkpoints.js';
 export { scriptRunner, type ScriptRunner, type ScriptName } from './scripts.js';
+export * from './node-telemetry.js';

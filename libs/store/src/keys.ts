@@ -7,6 +7,9 @@
 //   gantry:node:{name}            hash  state, rev, node (gantry.v1.Node JSON), hb (last heartbeat ms), instance
 //   gantry:nodes                  zset  node names (score 0, lexicographic)
 //   gantry:node:{name}:alloc      hash  gpu index -> "{jobId}:{attempt}:{rank}"
+//   gantry:node:{name}:telemetry  str   latest TelemetryBatch (protobuf)
+//   gantry:node:{name}:telemetry:history  list  earlier TelemetryBatches, newest first (capped)
+//   gantry:node:{name}:events     list  NodeHostEvent (protobuf), newest first (capped)
 //   gantry:outbox                 stream events to relay to NATS (subject, id, data)
 //   gantry:outbox:cursor          str   id of the last outbox entry relayed
 //   gantry:leader                 str   instance id of the scheduler leader (PX lease)
@@ -24,6 +27,9 @@ export const keys = {
   node: (name: string) => `${PREFIX}:node:${name}`,
   nodes: `${PREFIX}:nodes`,
   nodeAlloc: (name: string) => `${PREFIX}:node:${name}:alloc`,
+  nodeTelemetry: (name: string) => `${PREFIX}:node:${name}:telemetry`,
+  nodeTelemetryHistory: (name: string) => `${PREFIX}:node:${name}:telemetry:history`,
+  nodeEvents: (name: string) => `${PREFIX}:node:${name}:events`,
   outbox: `${PREFIX}:outbox`,
   outboxCursor: `${PREFIX}:outbox:cursor`,
   leader: `${PREFIX}:leader`,

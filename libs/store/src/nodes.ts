@@ -9,6 +9,9 @@ import { nodeEvent } from './events.js';
 import { FencedError, StaleWriteError } from './errors.js';
 import { InvalidTransitionError, type GpuRef } from './jobs.js';
 
+/** Entries kept in a node's event log (XIDs, health decisions, state changes). */
+export const NODE_EVENT_LOG_CAP = 1000;
+
 export interface NodeRecord {
   node: Node;
   rev: number;
@@ -97,10 +100,10 @@ export class NodeStore {
     // Allocations and heartbeat live in their own keys; the record holds the rest.
     const next = Node.create({ ...c.next, revision: rev + 1, allocations: [], lastHeartbeat: undefined, reason: from !== to ? c.reason : c.next.reason });
     const event = from !== to ? nodeEvent(subjects.nodeEvent(next.name), next.name, from, to, c.reason, now) : undefined;
-    const res = (await this.scripts.run('gantryCommitNode', [keys.node(next.name), keys.outbox, keys.leaderEpoch, keys.nodes], [
+    const res = (await this.scripts.run('gantryCommitNode', [keys.node(next.name), keys.outbox, keys.leaderEpoch, keys.nodes, keys.nodeEvents(next.name)], [
       String(rev), c.prev ? nodeStateName(from) : '*', nodeStateName(to), JSON.stringify(Node.toJSON(next)),
       c.epoch === undefined ? '' : String(c.epoch), event?.subject ?? '', event?.id ?? '', event?.data ?? '', next.name,
-      c.heartbeatMs === undefined ? '' : String(c.heartbeatMs), c.instanceId ?? '',
+      c.heartbeatMs === undefined ? '' : String(c.heartbeatMs), c.instanceId ?? '', event?.logEntry ?? '', NODE_EVENT_LOG_CAP,
     ])) as string[];
     if (res[0] === 'FENCED') throw new FencedError(String(c.epoch));
     if (res[0] === 'STALE') throw new StaleWriteError(keys.node(next.name), Number(res[1]), res[2] ?? '');

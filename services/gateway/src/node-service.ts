@@ -1,5 +1,5 @@
 import { NodeServiceService, type NodeServiceClient, type NodeServiceServer } from '@gantry/proto';
-import { unary, type Logger } from '@gantry/service-kit';
+import { invalidArgument, unary, type Logger } from '@gantry/service-kit';
 import { call } from './scheduler-client.js';
 import { requireToken, validateListNodes } from './admission/validate.js';
 
@@ -7,6 +7,16 @@ export function nodeService(log: Logger, scheduler: NodeServiceClient): NodeServ
   return {
     listNodes: unary(log, 'ListNodes', (req) => call(scheduler, scheduler.listNodes, validateListNodes(req))),
     getNode: unary(log, 'GetNode', (req) => { requireToken('name', req.name); return call(scheduler, scheduler.getNode, req); }),
+    getNodeTelemetry: unary(log, 'GetNodeTelemetry', (req) => {
+      requireToken('name', req.name);
+      if (req.history > 360) throw invalidArgument(`history must be between 0 and 360, got ${req.history}`);
+      return call(scheduler, scheduler.getNodeTelemetry, req);
+    }),
+    listNodeEvents: unary(log, 'ListNodeEvents', (req) => {
+      requireToken('name', req.name);
+      if (req.limit > 1000) throw invalidArgument(`limit must be between 0 and 1000, got ${req.limit}`);
+      return call(scheduler, scheduler.listNodeEvents, req);
+    }),
   };
 }
 

@@ -13,6 +13,7 @@ import { NodeRegistry } from './agents/node-registry.js';
 import { RankEventConsumer } from './agents/rank-events.js';
 import { LeaderElector } from './leader.js';
 import { OutboxRelay } from './relay.js';
+import { TelemetryIngest } from './telemetry/ingest.js';
 import { SchedulingLoop } from './scheduling-loop.js';
 import { JobServiceService, jobService } from './api/job-service.js';
 import { NodeServiceService, nodeService } from './api/node-service.js';
@@ -49,6 +50,7 @@ export async function main(): Promise<void> {
   const registry = new NodeRegistry(ctx);
   const rankEvents = new RankEventConsumer(ctx);
   const relay = new OutboxRelay(new Outbox(redis), js, log);
+  const telemetry = new TelemetryIngest(ctx);
   const leaderGauge = new Gauge({ name: 'gantry_scheduler_leader', help: '1 while this replica leads', registers: [metrics] });
   const kickSub = nc.subscribe(subjects.schedulerKick, { callback: () => loop.kick() });
 
@@ -58,6 +60,7 @@ export async function main(): Promise<void> {
       relay.start();
       registry.start();
       await rankEvents.start();
+      await telemetry.start();
       loop.start();
     },
     onDeposed: async () => {
@@ -66,6 +69,7 @@ export async function main(): Promise<void> {
       registry.stop();
       relay.stop();
       await rankEvents.stop();
+      await telemetry.stop();
     },
   });
   elector.start();

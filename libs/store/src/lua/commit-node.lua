@@ -1,8 +1,9 @@
 -- Compare-and-set of one node record with its outbox event.
--- KEYS: 1 node key, 2 outbox, 3 leader epoch key, 4 nodes index
+-- KEYS: 1 node key, 2 outbox, 3 leader epoch key, 4 nodes index, 5 node event log
 -- ARGV: 1 expected rev ('0' = must not exist), 2 allowed from-states ("A,B"; '*' = any), 3 new state,
 --       4 node JSON, 5 epoch ('' = unfenced), 6 event subject ('' = none), 7 event id, 8 event bytes,
---       9 node name, 10 heartbeat ms ('' = keep), 11 agent instance id ('' = keep)
+--       9 node name, 10 heartbeat ms ('' = keep), 11 agent instance id ('' = keep),
+--       12 event-log entry ('' = none), 13 event-log cap
 -- Returns: {'OK', newRev} | {'FENCED'} | {'STALE', rev, state}
 if ARGV[5] ~= '' then
   if redis.call('GET', KEYS[3]) ~= ARGV[5] then
@@ -30,5 +31,9 @@ if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'instance', ARGV[11]) end
 redis.call('ZADD', KEYS[4], 0, ARGV[9])
 if ARGV[6] ~= '' then
   redis.call('XADD', KEYS[2], '*', 'subject', ARGV[6], 'id', ARGV[7], 'data', ARGV[8])
+end
+if ARGV[12] ~= '' then
+  redis.call('LPUSH', KEYS[5], ARGV[12])
+  redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[13]) - 1)
 end
 return {'OK', tostring(newRev)}

@@ -51,11 +51,12 @@ export class TelemetryMetrics {
   }
 
   private family(name: string, type: MetricType, help: string, values: (b: TelemetryBatch) => Value[]): void {
-    const self = this;
+    const latest = (): TelemetryBatch | undefined => this.batch;
     this.families.push({
       name, help, type, aggregator: 'sum',
       async get() {
-        return { name, help, type, aggregator: 'sum' as const, values: self.batch ? values(self.batch).filter((v) => Number.isFinite(v.value)) : [] };
+        const batch = latest();
+        return { name, help, type, aggregator: 'sum' as const, values: batch ? values(batch).filter((v) => Number.isFinite(v.value)) : [] };
       },
       reset() { /* values come from the batch */ },
     });

@@ -1,9 +1,24 @@
 import { NodeServiceService, type NodeServiceServer } from '@gantry/proto';
 import { invalidArgument, notFound, unary } from '@gantry/service-kit';
+import { NodeTelemetryStore } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
 
 export function nodeService(ctx: SchedulerContext): NodeServiceServer {
+  const telemetry = new NodeTelemetryStore(ctx.redis);
+  const mustExist = async (name: string) => {
+    if (!(await ctx.nodes.get(name))) throw notFound(`node ${name} not found`);
+  };
   return {
+    getNodeTelemetry: unary(ctx.log, 'GetNodeTelemetry', async (req) => {
+      await mustExist(req.name);
+      const t = await telemetry.get(req.name, req.history);
+      if (!t.latest) throw notFound(`node ${req.name} has reported no telemetry yet`);
+      return { latest: t.latest, history: t.history };
+    }),
+    listNodeEvents: unary(ctx.log, 'ListNodeEvents', async (req) => {
+      await mustExist(req.name);
+      return { events: await telemetry.events(req.name, req.limit || 100) };
+    }),
     listNodes: unary(ctx.log, 'ListNodes', async (req) => {
       // Node names are the cursor: the index is sorted by name, so pages are stable.
       const after = req.pageToken ? Buffer.from(req.pageToken, 'base64url').toString('utf8') : '';

@@ -9,7 +9,7 @@ import { computeReservation, consumeSlack, endsBefore, expectedEnd, type Release
 import { ClusterState, MAX_GPUS_PER_NODE } from './cluster-state.js';
 import { resolveConfig, type SchedulingConfig } from './config.js';
 import { explainRejections, formatTime } from './explain.js';
-import { compareVictims, findVictims } from './preemption.js';
+import { compareVictims, findVictims, rankNodeIndices } from './preemption.js';
 import { QuotaLedger } from './quota.js';
 import { orderQueue } from './queue.js';
 import { pickGpus } from './scores/gpu-locality.js';
@@ -71,6 +71,7 @@ class Cycle {
   /** GPUs taken this cycle (placements and holds) and when they come free. */
   private readonly taken: Release[] = [];
   private guard: ReservationGuard | undefined;
+  private readonly rankNodes = new Map<RunningJob, Int32Array>();
   private readonly left: PendingEntry[] = [];
 
   constructor(
@@ -110,14 +111,15 @@ class Cycle {
       this.leave({ job, guarded: false, entry: { jobId: job.id, queuePosition, rejections: {}, message: invalid, reason: 'invalid' } });
       return false;
     }
-    const fit = this.fits.get(job);
+    const shape = shapeKey(job);
+    const fit = this.fits.get(job, shape);
     const gpus = job.nodes * job.gpusPerNode;
     const admission = this.ledger.admit(job.tenant, gpus);
     const eb = endsBefore(job, this.now, this.guard);
     const guarded = this.guard !== undefined && !eb;
     let outcome: GangOutcome | undefined;
     if (admission.ok) {
-      const key = `${guarded ? 'g' : '-'}${job.topology}${shapeKey(job)}`;
+      const key = `${guarded ? 'g' : '-'}${job.topology}${shape}`;
       const known = this.failedFit.get(key);
       if (known && job.nodes >= known.nodes) {
         outcome = { ...known.failure, message: describeFailure(job, known.failure) };
@@ -130,7 +132,7 @@ class Cycle {
         this.failedFit.set(key, { nodes: job.nodes, failure: outcome });
       }
     }
-    if (this.tryPreempt(job, fit, admission, eb, queuePosition)) return false;
+    if (this.tryPreempt(job, shape, fit, admission, eb, queuePosition)) return false;
 
     const entry: Unschedulable = { jobId: job.id, queuePosition, rejections: {}, message: '' };
     if (!admission.ok) {
@@ -187,10 +189,11 @@ class Cycle {
    * victims. Either way it holds the chosen nodes' free GPUs for the rest of the cycle, so
    * lower-ranked jobs cannot take what it is waiting to assemble. True when nominated.
    */
-  private tryPreempt(job: JobRequest, fit: StaticFit, admission: ReturnType<QuotaLedger['admit']>, eb: boolean, queuePosition: number): boolean {
-    const key = `${admission.ok}${job.priority}|${job.tenant}|${job.topology}${shapeKey(job)}`;
+  private tryPreempt(job: JobRequest, shape: string, fit: StaticFit, admission: ReturnType<QuotaLedger['admit']>, eb: boolean, queuePosition: number): boolean {
+    const key = `${admission.ok}${job.priority}|${job.tenant}|${job.topology}${shape}`;
     if (job.nodes >= (this.failedPreempt.get(key) ?? Infinity)) return false;
     const enabled = this.config.preemption.enabled;
+    if (!this.mayFindVictims(job, admission)) return false;
     const candidates = [...this.claimable.values()].filter((j) => enabled || j.terminating);
     if (candidates.length === 0) return false;
     const choice = findVictims({
@@ -204,6 +207,11 @@ class Cycle {
       guard: this.guard,
       endsBefore: eb,
       policy: { now: this.now, config: this.config },
+      rankNodes: (r) => {
+        let idx = this.rankNodes.get(r);
+        if (!idx) this.rankNodes.set(r, (idx = rankNodeIndices(this.state, r)));
+        return idx;
+      },
     });
     if (!choice) {
       this.failedPreempt.set(key, job.nodes);
@@ -246,6 +254,23 @@ class Cycle {
       },
     });
     return true;
+  }
+
+  /**
+   * A cheap necessary condition for findVictims: something is already terminating, or the
+   * cheapest claimable job has lower priority, or the tenant could reclaim lent quota.
+   */
+  private mayFindVictims(job: JobRequest, admission: ReturnType<QuotaLedger['admit']>): boolean {
+    const cheapest = this.claimable.values().next().value;
+    if (cheapest === undefined) return false;
+    if (cheapest.terminating || cheapest.priority < job.priority) return true;
+    return (
+      this.config.preemption.enabled &&
+      this.config.preemption.reclaimWithinCohort === 'any' &&
+      admission.ok &&
+      admission.borrowed === 0 &&
+      this.ledger.cohortOf(job.tenant) !== undefined
+    );
   }
 
   /** Gives the head job a reservation from running jobs' expected ends. */

@@ -91,6 +91,13 @@ export interface VictimSearch {
   guard?: ReservationGuard;
   endsBefore: boolean;
   policy: PreemptionPolicy;
+  /** Node index of each rank of a running job (-1 = not in the snapshot); computed per cycle. */
+  rankNodes: (job: RunningJob) => Int32Array;
+}
+
+/** Node indices of a running job's ranks in `state` (-1 for nodes not in the snapshot). */
+export function rankNodeIndices(state: ClusterState, job: RunningJob): Int32Array {
+  return Int32Array.from(job.ranks, (r) => state.byName.get(r.node) ?? -1);
 }
 
 export interface VictimChoice {
@@ -106,16 +113,37 @@ export function findVictims(s: VictimSearch): VictimChoice | undefined {
   const ledger = s.ledger.clone();
   // A victim helps if it frees GPUs on a node the job could use, or (when the job is over
   // quota) frees its own tenant's quota.
-  const useful = s.candidates.filter(
-    (v) => v.ranks.some((r) => fit.mask[state.byName.get(r.node) ?? -1] === 1) || (!s.admitted && v.tenant === job.tenant),
-  );
+  const useful = s.candidates.filter((v) => {
+    if (!s.admitted && v.tenant === job.tenant) return true;
+    for (const i of s.rankNodes(v)) if (i >= 0 && fit.mask[i] === 1) return true;
+    return false;
+  });
 
   const free = state.freeCountsCopy();
   const scenario = { free, guard: s.guard, endsBefore: s.endsBefore };
   const quotaOk = (l: QuotaLedger) => s.admitted || l.admit(job.tenant, gpus).ok;
+  // Eligible nodes overall and per domain: selection is only attempted once the job's
+  // topology need could be met, so the expensive call is made rarely.
   let eligible = 0;
+  const perDomain = {
+    nvl: new Int32Array(state.nvlNames.length),
+    leaf: new Int32Array(state.leafNames.length),
+    spine: new Int32Array(state.spineNames.length),
+  };
+  let best = { nvl: 0, leaf: 0, spine: 0 };
+  const count = (i: number) => {
+    eligible += 1;
+    best = {
+      nvl: Math.max(best.nvl, ++perDomain.nvl[state.nvl[i]!]!),
+      leaf: Math.max(best.leaf, ++perDomain.leaf[state.leaf[i]!]!),
+      spine: Math.max(best.spine, ++perDomain.spine[state.spine[i]!]!),
+    };
+  };
+  const n = job.nodes;
+  const couldFit = () =>
+    job.topology === 'same-nvlink-domain' ? best.nvl >= n : job.topology === 'same-switch' ? best.leaf >= n : job.topology === 'same-spine' ? best.spine >= n : eligible >= n;
   const fits = (i: number) => free[i]! >= g && (s.guard === undefined || s.endsBefore || s.guard.slack[i]! >= g);
-  for (const i of fit.candidates) if (fits(i)) eligible += 1;
+  for (const i of fit.candidates) if (fits(i)) count(i);
 
   const chosen: { job: RunningJob; reason: string }[] = [];
   let outcome: GangOutcome | undefined;
@@ -138,14 +166,15 @@ export function findVictims(s: VictimSearch): VictimChoice | undefined {
       newVictims += 1;
       ledger.release(v.tenant, gpusOf(v));
     }
-    for (const r of v.ranks) {
-      const i = state.byName.get(r.node);
-      if (i === undefined) continue;
+    const idx = s.rankNodes(v);
+    for (let k = 0; k < idx.length; k++) {
+      const i = idx[k]!;
+      if (i < 0) continue;
       const before = fit.mask[i] === 1 && fits(i);
-      free[i] = free[i]! + r.gpus.length;
-      if (!before && fit.mask[i] === 1 && fits(i)) eligible += 1;
+      free[i] = free[i]! + v.ranks[k]!.gpus.length;
+      if (!before && fit.mask[i] === 1 && fits(i)) count(i);
     }
-    if (eligible < job.nodes || eligible === eligibleAtLastTry || !quotaOk(ledger)) continue;
+    if (!couldFit() || eligible === eligibleAtLastTry || !quotaOk(ledger)) continue;
     if (++selections > MAX_SELECTIONS) break;
     eligibleAtLastTry = eligible;
     outcome = selectNodes(state, job, fit, scenario);

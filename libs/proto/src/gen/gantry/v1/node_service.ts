@@ -18,7 +18,9 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Node, NodeState, nodeStateFromJSON, nodeStateToJSON } from "./node.js";
+import { Timestamp } from "../../google/protobuf/timestamp.js";
+import { Node, NodeEvent, NodeState, nodeStateFromJSON, nodeStateToJSON } from "./node.js";
+import { TelemetryBatch, XidEvent } from "./telemetry.js";
 
 export interface ListNodesRequest {
   states: NodeState[];
@@ -38,6 +40,33 @@ export interface GetNodeRequest {
 
 export interface GetNodeResponse {
   node?: Node | undefined;
+}
+
+export interface GetNodeTelemetryRequest {
+  name: string;
+  /** How many earlier batches to return besides the latest (0..360). */
+  history: number;
+}
+
+export interface GetNodeTelemetryResponse {
+  latest?: TelemetryBatch | undefined;
+  history: TelemetryBatch[];
+}
+
+export interface ListNodeEventsRequest {
+  name: string;
+  /** 1..1000; 0 = 100. */
+  limit: number;
+}
+
+/** Something that happened on a node, as kept in its event log. */
+export interface NodeHostEvent {
+  time?: Date | undefined;
+  event?: { $case: "xid"; xid: XidEvent } | { $case: "transition"; transition: NodeEvent } | undefined;
+}
+
+export interface ListNodeEventsResponse {
+  events: NodeHostEvent[];
 }
 
 function createBaseListNodesRequest(): ListNodesRequest {
@@ -386,6 +415,451 @@ export const GetNodeResponse: MessageFns<GetNodeResponse> = {
   },
 };
 
+function createBaseGetNodeTelemetryRequest(): GetNodeTelemetryRequest {
+  return { name: "", history: 0 };
+}
+
+export const GetNodeTelemetryRequest: MessageFns<GetNodeTelemetryRequest> = {
+  encode(message: GetNodeTelemetryRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.history !== 0) {
+      writer.uint32(16).uint32(message.history);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetNodeTelemetryRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetNodeTelemetryRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.history = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetNodeTelemetryRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      history: isSet(object.history) ? globalThis.Number(object.history) : 0,
+    };
+  },
+
+  toJSON(message: GetNodeTelemetryRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.history !== 0) {
+      obj.history = Math.round(message.history);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetNodeTelemetryRequest>): GetNodeTelemetryRequest {
+    return GetNodeTelemetryRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetNodeTelemetryRequest>): GetNodeTelemetryRequest {
+    const message = createBaseGetNodeTelemetryRequest();
+    message.name = object.name ?? "";
+    message.history = object.history ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetNodeTelemetryResponse(): GetNodeTelemetryResponse {
+  return { latest: undefined, history: [] };
+}
+
+export const GetNodeTelemetryResponse: MessageFns<GetNodeTelemetryResponse> = {
+  encode(message: GetNodeTelemetryResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.latest !== undefined) {
+      TelemetryBatch.encode(message.latest, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.history) {
+      TelemetryBatch.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetNodeTelemetryResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetNodeTelemetryResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.latest = TelemetryBatch.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.history.push(TelemetryBatch.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetNodeTelemetryResponse {
+    return {
+      latest: isSet(object.latest) ? TelemetryBatch.fromJSON(object.latest) : undefined,
+      history: globalThis.Array.isArray(object?.history)
+        ? object.history.map((e: any) => TelemetryBatch.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GetNodeTelemetryResponse): unknown {
+    const obj: any = {};
+    if (message.latest !== undefined) {
+      obj.latest = TelemetryBatch.toJSON(message.latest);
+    }
+    if (message.history?.length) {
+      obj.history = message.history.map((e) => TelemetryBatch.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetNodeTelemetryResponse>): GetNodeTelemetryResponse {
+    return GetNodeTelemetryResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetNodeTelemetryResponse>): GetNodeTelemetryResponse {
+    const message = createBaseGetNodeTelemetryResponse();
+    message.latest = (object.latest !== undefined && object.latest !== null)
+      ? TelemetryBatch.fromPartial(object.latest)
+      : undefined;
+    message.history = object.history?.map((e) => TelemetryBatch.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseListNodeEventsRequest(): ListNodeEventsRequest {
+  return { name: "", limit: 0 };
+}
+
+export const ListNodeEventsRequest: MessageFns<ListNodeEventsRequest> = {
+  encode(message: ListNodeEventsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(16).uint32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListNodeEventsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListNodeEventsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListNodeEventsRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: ListNodeEventsRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListNodeEventsRequest>): ListNodeEventsRequest {
+    return ListNodeEventsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListNodeEventsRequest>): ListNodeEventsRequest {
+    const message = createBaseListNodeEventsRequest();
+    message.name = object.name ?? "";
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseNodeHostEvent(): NodeHostEvent {
+  return { time: undefined, event: undefined };
+}
+
+export const NodeHostEvent: MessageFns<NodeHostEvent> = {
+  encode(message: NodeHostEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(10).fork()).join();
+    }
+    switch (message.event?.$case) {
+      case "xid":
+        XidEvent.encode(message.event.xid, writer.uint32(18).fork()).join();
+        break;
+      case "transition":
+        NodeEvent.encode(message.event.transition, writer.uint32(26).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeHostEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeHostEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.event = { $case: "xid", xid: XidEvent.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.event = { $case: "transition", transition: NodeEvent.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NodeHostEvent {
+    return {
+      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+      event: isSet(object.xid)
+        ? { $case: "xid", xid: XidEvent.fromJSON(object.xid) }
+        : isSet(object.transition)
+        ? { $case: "transition", transition: NodeEvent.fromJSON(object.transition) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: NodeHostEvent): unknown {
+    const obj: any = {};
+    if (message.time !== undefined) {
+      obj.time = message.time.toISOString();
+    }
+    if (message.event?.$case === "xid") {
+      obj.xid = XidEvent.toJSON(message.event.xid);
+    } else if (message.event?.$case === "transition") {
+      obj.transition = NodeEvent.toJSON(message.event.transition);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<NodeHostEvent>): NodeHostEvent {
+    return NodeHostEvent.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<NodeHostEvent>): NodeHostEvent {
+    const message = createBaseNodeHostEvent();
+    message.time = object.time ?? undefined;
+    switch (object.event?.$case) {
+      case "xid": {
+        if (object.event?.xid !== undefined && object.event?.xid !== null) {
+          message.event = { $case: "xid", xid: XidEvent.fromPartial(object.event.xid) };
+        }
+        break;
+      }
+      case "transition": {
+        if (object.event?.transition !== undefined && object.event?.transition !== null) {
+          message.event = { $case: "transition", transition: NodeEvent.fromPartial(object.event.transition) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseListNodeEventsResponse(): ListNodeEventsResponse {
+  return { events: [] };
+}
+
+export const ListNodeEventsResponse: MessageFns<ListNodeEventsResponse> = {
+  encode(message: ListNodeEventsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.events) {
+      NodeHostEvent.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListNodeEventsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListNodeEventsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.events.push(NodeHostEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListNodeEventsResponse {
+    return {
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => NodeHostEvent.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListNodeEventsResponse): unknown {
+    const obj: any = {};
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => NodeHostEvent.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListNodeEventsResponse>): ListNodeEventsResponse {
+    return ListNodeEventsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListNodeEventsResponse>): ListNodeEventsResponse {
+    const message = createBaseListNodeEventsResponse();
+    message.events = object.events?.map((e) => NodeHostEvent.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 export type NodeServiceService = typeof NodeServiceService;
 export const NodeServiceService = {
   listNodes: {
@@ -406,11 +880,39 @@ export const NodeServiceService = {
     responseSerialize: (value: GetNodeResponse): Buffer => Buffer.from(GetNodeResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetNodeResponse => GetNodeResponse.decode(value),
   },
+  /** The node's latest telemetry batch and a short history (newest first). */
+  getNodeTelemetry: {
+    path: "/gantry.v1.NodeService/GetNodeTelemetry" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetNodeTelemetryRequest): Buffer =>
+      Buffer.from(GetNodeTelemetryRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetNodeTelemetryRequest => GetNodeTelemetryRequest.decode(value),
+    responseSerialize: (value: GetNodeTelemetryResponse): Buffer =>
+      Buffer.from(GetNodeTelemetryResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetNodeTelemetryResponse => GetNodeTelemetryResponse.decode(value),
+  },
+  /** XID, health and state-change events of a node, newest first. */
+  listNodeEvents: {
+    path: "/gantry.v1.NodeService/ListNodeEvents" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListNodeEventsRequest): Buffer =>
+      Buffer.from(ListNodeEventsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListNodeEventsRequest => ListNodeEventsRequest.decode(value),
+    responseSerialize: (value: ListNodeEventsResponse): Buffer =>
+      Buffer.from(ListNodeEventsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListNodeEventsResponse => ListNodeEventsResponse.decode(value),
+  },
 } as const;
 
 export interface NodeServiceServer extends UntypedServiceImplementation {
   listNodes: handleUnaryCall<ListNodesRequest, ListNodesResponse>;
   getNode: handleUnaryCall<GetNodeRequest, GetNodeResponse>;
+  /** The node's latest telemetry batch and a short history (newest first). */
+  getNodeTelemetry: handleUnaryCall<GetNodeTelemetryRequest, GetNodeTelemetryResponse>;
+  /** XID, health and state-change events of a node, newest first. */
+  listNodeEvents: handleUnaryCall<ListNodeEventsRequest, ListNodeEventsResponse>;
 }
 
 export interface NodeServiceClient extends Client {
@@ -444,6 +946,38 @@ export interface NodeServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetNodeResponse) => void,
   ): ClientUnaryCall;
+  /** The node's latest telemetry batch and a short history (newest first). */
+  getNodeTelemetry(
+    request: GetNodeTelemetryRequest,
+    callback: (error: ServiceError | null, response: GetNodeTelemetryResponse) => void,
+  ): ClientUnaryCall;
+  getNodeTelemetry(
+    request: GetNodeTelemetryRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetNodeTelemetryResponse) => void,
+  ): ClientUnaryCall;
+  getNodeTelemetry(
+    request: GetNodeTelemetryRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetNodeTelemetryResponse) => void,
+  ): ClientUnaryCall;
+  /** XID, health and state-change events of a node, newest first. */
+  listNodeEvents(
+    request: ListNodeEventsRequest,
+    callback: (error: ServiceError | null, response: ListNodeEventsResponse) => void,
+  ): ClientUnaryCall;
+  listNodeEvents(
+    request: ListNodeEventsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListNodeEventsResponse) => void,
+  ): ClientUnaryCall;
+  listNodeEvents(
+    request: ListNodeEventsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListNodeEventsResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const NodeServiceClient = makeGenericClientConstructor(
@@ -463,6 +997,28 @@ type DeepPartial<T> = T extends Builtin ? T
   : T extends { $case: string } ? { [K in keyof Omit<T, "$case">]?: DeepPartial<T[K]> } & { $case: T["$case"] }
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = Math.trunc(date.getTime() / 1_000);
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (t.seconds || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
+
+function fromJsonTimestamp(o: any): Date {
+  if (o instanceof globalThis.Date) {
+    return o;
+  } else if (typeof o === "string") {
+    return new globalThis.Date(o);
+  } else {
+    return fromTimestamp(Timestamp.fromJSON(o));
+  }
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

@@ -1,0 +1,42 @@
+// A node's latest telemetry, a short history, and its event log (XIDs, health decisions,
+// state changes), kept in Redis as protobuf. The history is what detection reads to compare
+// a node with its own recent past; the event log is what `gantry node events` shows.
+import type { Redis } from 'ioredis';
+import { NodeHostEvent, TelemetryBatch } from '@gantry/proto';
+import { keys } from './keys.js';
+import { NODE_EVENT_LOG_CAP } from './nodes.js';
+
+/** One hour at the default 10 s interval. */
+export const TELEMETRY_HISTORY_CAP = 360;
+
+export class NodeTelemetryStore {
+  constructor(private readonly redis: Redis) {}
+
+  async record(batch: TelemetryBatch): Promise<void> {
+    const bytes = Buffer.from(TelemetryBatch.encode(batch).finish());
+    const prev = await this.redis.getBuffer(keys.nodeTelemetry(batch.node));
+    const m = this.redis.multi().set(keys.nodeTelemetry(batch.node), bytes);
+    if (prev) m.lpush(keys.nodeTelemetryHistory(batch.node), prev).ltrim(keys.nodeTelemetryHistory(batch.node), 0, TELEMETRY_HISTORY_CAP - 1);
+    await m.exec();
+  }
+
+  async get(node: string, history: number): Promise<{ latest: TelemetryBatch | undefined; history: TelemetryBatch[] }> {
+    const [latest, hist] = await Promise.all([
+      this.redis.getBuffer(keys.nodeTelemetry(node)),
+      history > 0 ? this.redis.lrangeBuffer(keys.nodeTelemetryHistory(node), 0, history - 1) : Promise.resolve([] as Buffer[]),
+    ]);
+    return { latest: latest ? TelemetryBatch.decode(latest) : undefined, history: hist.map((b) => TelemetryBatch.decode(b)) };
+  }
+
+  async appendEvent(node: string, event: NodeHostEvent): Promise<void> {
+    await this.redis.multi()
+      .lpush(keys.nodeEvents(node), Buffer.from(NodeHostEvent.encode(event).finish()))
+      .ltrim(keys.nodeEvents(node), 0, NODE_EVENT_LOG_CAP - 1)
+      .exec();
+  }
+
+  async events(node: string, limit: number): Promise<NodeHostEvent[]> {
+    const raw = await this.redis.lrangeBuffer(keys.nodeEvents(node), 0, limit - 1);
+    return raw.map((b) => NodeHostEvent.decode(b));
+  }
+}

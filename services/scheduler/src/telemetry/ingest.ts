@@ -1,0 +1,66 @@
+// Takes host telemetry and XID events from JetStream into Redis: each node's latest batch and
+// history, and its event log. Durable consumers, acknowledged after the write, so a
+// scheduler restart loses nothing; the lag from collection to storage is a metric, since
+// the failure detection to come is only as fresh as this.
+import { AckPolicy, DeliverPolicy, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { Counter, Histogram } from 'prom-client';
+import { NodeHostEvent, TelemetryBatch, XidEvent } from '@gantry/proto';
+import { consumers, decode, DecodeError, streams, subjects } from '@gantry/bus';
+import { NodeTelemetryStore } from '@gantry/store';
+import type { SchedulerContext } from '../context.js';
+
+export class TelemetryIngest {
+  private readonly store: NodeTelemetryStore;
+  private readonly running: ConsumerMessages[] = [];
+  private readonly lag: Histogram;
+  private readonly batches: Counter;
+  private readonly xids: Counter;
+
+  constructor(private readonly ctx: SchedulerContext) {
+    this.store = new NodeTelemetryStore(ctx.redis);
+    this.lag = new Histogram({ name: 'gantry_telemetry_ingest_lag_seconds', help: 'From collection on the host to storage in Redis', registers: [ctx.metrics], buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60] });
+    this.batches = new Counter({ name: 'gantry_telemetry_batches_total', help: 'Telemetry batches stored', registers: [ctx.metrics] });
+    this.xids = new Counter({ name: 'gantry_xid_events_received_total', help: 'XID events received from agents', labelNames: ['xid', 'severity'], registers: [ctx.metrics] });
+  }
+
+  async start(): Promise<void> {
+    await this.consume(streams.telemetry.name, consumers.schedulerTelemetry, subjects.telemetryAll, async (m) => {
+      const batch = decode(TelemetryBatch, m.data, 'TelemetryBatch');
+      await this.store.record(batch);
+      this.batches.inc();
+      if (batch.time) this.lag.observe(Math.max(0, (Date.now() - batch.time.getTime()) / 1000));
+    });
+    await this.consume(streams.agentEvents.name, consumers.schedulerHostEvents, subjects.hostEventAll, async (m) => {
+      const xid = decode(XidEvent, m.data, 'XidEvent');
+      await this.store.appendEvent(xid.node, NodeHostEvent.create({ time: xid.time ?? new Date(), event: { $case: 'xid', xid } }));
+      this.xids.inc({ xid: String(xid.xid), severity: String(xid.severity) });
+      this.ctx.log.warn({ node: xid.node, xid: xid.xid, gpu: xid.gpuIndex, mnemonic: xid.mnemonic }, 'xid event');
+    });
+  }
+
+  private async consume(stream: string, durable: string, filter: string, handle: (m: JsMsg) => Promise<void>): Promise<void> {
+    const jsm = await jetstreamManager(this.ctx.nc);
+    await jsm.consumers.add(stream, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, filter_subject: filter, max_ack_pending: 10_000 });
+    const messages = await (await this.ctx.js.consumers.get(stream, durable)).consume({ max_messages: 1_000 });
+    this.running.push(messages);
+    void (async () => {
+      for await (const m of messages) {
+        try {
+          await handle(m);
+          m.ack();
+        } catch (err) {
+          if (err instanceof DecodeError) {
+            this.ctx.log.warn({ err: err.message, subject: m.subject }, 'dropping malformed message');
+            m.term();
+          } else {
+            m.nak(1_000);
+          }
+        }
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.running.splice(0).map((m) => m.close()));
+  }
+}
