@@ -15,6 +15,8 @@ import { ManagedProcess } from './process.js';
 
 export interface StackOptions {
   agents?: number;
+  /** Scheduler replicas started up front (the first to start leads). */
+  schedulers?: number;
   gpusPerAgent?: number;
   heartbeatTimeoutMs?: number;
   heartbeatIntervalMs?: number;
@@ -48,6 +50,7 @@ export class TestStack {
   constructor(opts: StackOptions = {}) {
     this.opts = {
       agents: opts.agents ?? 2,
+      schedulers: opts.schedulers ?? 1,
       gpusPerAgent: opts.gpusPerAgent ?? 8,
       heartbeatTimeoutMs: opts.heartbeatTimeoutMs ?? 4_000,
       heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 500,
@@ -64,12 +67,12 @@ export class TestStack {
   async start(): Promise<this> {
     [this.nats, this.redisServer] = await Promise.all([startNats(join(this.workDir, 'nats')), startRedis(join(this.workDir, 'redis'))]);
     this.redis = new Redis(this.redisServer.url, { maxRetriesPerRequest: null, lazyConnect: false });
-    await this.addScheduler();
+    for (let i = 0; i < this.opts.schedulers; i++) await this.addScheduler();
     const gwPort = await freePort();
     const ckPort = await freePort();
     this.gatewayAddr = `127.0.0.1:${gwPort}`;
     this.checkpointAddr = `127.0.0.1:${ckPort}`;
-    this.gateway = this.service('gateway', 'gateway', { GATEWAY_GRPC_PORT: String(gwPort), SCHEDULER_ADDR: this.schedulerAddrs[0]! }, () => portOpen(gwPort));
+    this.gateway = this.service('gateway', 'gateway', { GATEWAY_GRPC_PORT: String(gwPort), SCHEDULER_ADDR: this.schedulerAddrs.join(',') }, () => portOpen(gwPort));
     this.checkpoint = this.service('checkpoint', 'checkpoint', { CHECKPOINT_GRPC_PORT: String(ckPort) }, () => portOpen(ckPort));
     await Promise.all([this.gateway.start(), this.checkpoint.start()]);
     for (let i = 0; i < this.opts.agents; i++) this.agents.push(this.agentProcess(i));

@@ -1,11 +1,13 @@
 // Connections to the two pieces of shared infrastructure. Both retry forever in the
 // background: a control plane that outlives a NATS or Redis restart is the point.
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { readFileSync } from 'node:fs';
+import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
 import type { Logger } from './logger.js';
 
-export async function connectNats(url: string, name: string, log: Logger): Promise<NatsConnection> {
+export async function connectNats(url: string, name: string, log: Logger, credsFile?: string): Promise<NatsConnection> {
   const nc = await connect({
+    ...(credsFile ? { authenticator: credsAuthenticator(readFileSync(credsFile)) } : {}),
     servers: url.split(','),
     name,
     maxReconnectAttempts: -1,

@@ -13,7 +13,7 @@ const nc = await connectNats(config.NATS_URL, 'gateway', log);
 lifecycle.onShutdown('nats', () => nc.drain());
 await ensureStreams(nc);
 const scheduler = schedulerClients(config.SCHEDULER_ADDR);
-lifecycle.onShutdown('scheduler-client', () => { scheduler.jobs.close(); scheduler.nodes.close(); });
+lifecycle.onShutdown('scheduler-client', () => scheduler.jobs.close());
 const grpc = await startGrpcServer(config.BIND_HOST, config.GATEWAY_GRPC_PORT, (server) => {
   server.addService(JobServiceService, jobService(log, scheduler.jobs, nc));
   server.addService(NodeServiceService, nodeService(log, scheduler.nodes));

@@ -11,8 +11,23 @@ export function call<Req, Res>(client: grpc.Client, method: Unary<Req, Res>, req
   });
 }
 
+/**
+ * `address` is host:port, or a comma-separated list of ip:port of scheduler replicas: any
+ * replica serves the API (state is in Redis), so calls are spread round-robin, and
+ * keepalive pings take a hung replica (a paused process) out of rotation within seconds.
+ */
 export function schedulerClients(address: string) {
   const creds = grpc.credentials.createInsecure();
-  const options = { 'grpc.keepalive_time_ms': 30_000, 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': 2_000 };
-  return { jobs: new JobServiceClient(address, creds, options), nodes: new NodeServiceClient(address, creds, options) };
+  const many = address.includes(',');
+  const target = many ? `ipv4:${address}` : address;
+  const options: grpc.ChannelOptions = {
+    'grpc.keepalive_time_ms': 2_000,
+    'grpc.keepalive_timeout_ms': 2_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.initial_reconnect_backoff_ms': 200,
+    'grpc.max_reconnect_backoff_ms': 2_000,
+    ...(many ? { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }) } : {}),
+  };
+  const jobs = new JobServiceClient(target, creds, options);
+  return { jobs, nodes: new NodeServiceClient(target, creds, { ...options, channelOverride: jobs.getChannel() }) };
 }

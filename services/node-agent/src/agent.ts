@@ -30,6 +30,8 @@ export class NodeAgent {
   private seq = 0;
   private registered = false;
   private stopped = false;
+  /** When the connection to NATS was lost; 0 while connected. */
+  private disconnectedAt = 0;
 
   constructor(
     private readonly cfg: AgentConfig,
@@ -37,6 +39,8 @@ export class NodeAgent {
     private readonly gpus: GpuDevice[],
     private readonly backend: string,
     private readonly log: Logger,
+    /** Called after NATS comes back, so other reporters resend what they buffered. */
+    private readonly onReconnect: () => void = () => undefined,
   ) {
     this.state = new StateFile(cfg.stateDir);
     this.runner = new RankRunner(this.state, log);
@@ -52,6 +56,7 @@ export class NodeAgent {
     await this.register();
     this.timers.push(setInterval(() => void this.reporter?.flush(), 250));
     this.timers.push(setInterval(() => this.runner.gc(), 60_000));
+    this.timers.push(setInterval(() => this.enforcePartitionGrace(), 1_000));
     this.scheduleHeartbeat();
   }
 
@@ -130,11 +135,28 @@ export class NodeAgent {
   /** After a reconnect the scheduler may have restarted or failed over: register again. */
   private async watchConnection(): Promise<void> {
     for await (const s of this.nc.status()) {
-      if (s.type === 'reconnect') {
+      if (s.type === 'disconnect' && this.disconnectedAt === 0) {
+        this.disconnectedAt = Date.now();
+        this.log.warn({ graceMs: this.cfg.partitionGraceMs }, 'lost NATS; ranks keep running for the partition grace period');
+      } else if (s.type === 'reconnect') {
+        this.disconnectedAt = 0;
         this.log.info('reconnected to NATS; re-registering');
-        void this.register().then(() => this.reporter?.flush());
+        // Registration reports the ranks still running; the scheduler stops those it no
+        // longer wants (attempt numbers fence old ones), and exits are reported once.
+        void this.register().then(() => { void this.reporter?.flush(); this.onReconnect(); });
       }
     }
+  }
+
+  /**
+   * Cut off from the control plane for longer than the grace period, the agent stops its
+   * ranks: the scheduler has long declared this node lost and may have restarted the job
+   * elsewhere, and two copies of a rank must not write the same checkpoint.
+   */
+  private enforcePartitionGrace(): void {
+    if (this.disconnectedAt === 0 || Date.now() - this.disconnectedAt < this.cfg.partitionGraceMs) return;
+    const reason = `control plane unreachable for ${Math.round((Date.now() - this.disconnectedAt) / 1000)}s`;
+    for (const r of this.runner.running()) this.runner.stop(r.jobId, r.attempt, r.rank, r.stopGraceSeconds ?? 10, reason);
   }
 
   async stop(): Promise<void> {

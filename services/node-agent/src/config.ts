@@ -23,6 +23,8 @@ export const agentConfigSchema = z.object({
   telemetryIntervalMs: z.coerce.number().int().min(500).default(10_000),
   /** How long ranks keep running while the control plane is unreachable. */
   partitionGraceMs: z.coerce.number().int().min(0).default(15 * 60_000),
+  /** Disk space for reports held while NATS is unreachable; the oldest telemetry goes first. */
+  reportBufferBytes: z.coerce.number().int().min(64 * 1024).default(256 * 1024 * 1024),
   topology: z.object({
     nvlinkDomain: z.string().default(''),
     leafSwitch: z.string().default(''),
@@ -56,6 +58,7 @@ const ENV_OVERRIDES: Record<string, string> = {
   HEARTBEAT_INTERVAL_MS: 'heartbeatIntervalMs',
   TELEMETRY_INTERVAL_MS: 'telemetryIntervalMs',
   PARTITION_GRACE_MS: 'partitionGraceMs',
+  REPORT_BUFFER_BYTES: 'reportBufferBytes',
   TOPOLOGY_NVLINK_DOMAIN: 'topology.nvlinkDomain',
   TOPOLOGY_LEAF_SWITCH: 'topology.leafSwitch',
   TOPOLOGY_SPINE: 'topology.spine',

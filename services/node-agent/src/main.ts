@@ -1,29 +1,55 @@
-// gantry-agent: the node agent process.
+// gantry-agent: the node agent process; `gantry-agent sim inject ...` talks to a running one.
+import { jetstream } from '@nats-io/jetstream';
+import { CommanderError } from 'commander';
 import { ConfigError, connectNats, createLogger, createRegistry, serveMetrics, Lifecycle } from '@gantry/service-kit';
-import { loadAgentConfig } from './config.js';
-import { fingerprintGpus } from './fingerprint.js';
+import { loadAgentConfig, type AgentConfig } from './config.js';
+import { createBackend, gpuDevices } from './backend.js';
 import { NodeAgent } from './agent.js';
+import { HostTelemetry } from './host-telemetry.js';
+import { HostReporter } from './reporting/host-reporter.js';
+import { ReportBuffer } from './reporting/report-buffer.js';
+import { simProgram } from './sim-cli.js';
+import { join } from 'node:path';
 
-let cfg;
-try {
-  cfg = loadAgentConfig();
-} catch (err) {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`gantry-agent: ${err.message}\n`);
+function config(): AgentConfig {
+  try {
+    return loadAgentConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`gantry-agent: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+if (process.argv[2] === 'sim') {
+  try {
+    await simProgram(() => config().stateDir, (m) => process.stdout.write(m)).parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError && err.exitCode === 0) process.exit(0);
+    process.stderr.write(`gantry-agent: ${(err as Error).message.replace(/^error: /, '')}\n`);
     process.exit(2);
   }
-  throw err;
+} else {
+  const cfg = config();
+  const log = createLogger('node-agent', cfg.logLevel);
+  const lifecycle = new Lifecycle(log);
+  lifecycle.installSignalHandlers();
+  const registry = createRegistry('node-agent');
+  const metrics = await serveMetrics(registry, cfg.bindHost, cfg.metricsPort);
+  lifecycle.onShutdown('metrics', () => new Promise((r) => metrics.server.close(r)));
+  const backend = await createBackend(cfg);
+  const gpus = await gpuDevices(backend);
+  log.info({ node: cfg.node, backend: backend.kind, gpus: gpus.length, model: gpus[0]?.model, metricsPort: metrics.port }, 'fingerprinted host');
+  const nc = await connectNats(cfg.natsUrl, `agent ${cfg.node}`, log, cfg.natsCredsFile);
+  lifecycle.onShutdown('nats', () => nc.drain());
+  const buffer = new ReportBuffer(join(cfg.stateDir, 'reports'), { maxBytes: cfg.reportBufferBytes });
+  const reporter = new HostReporter(cfg.node, jetstream(nc), buffer, log);
+  const agent = new NodeAgent(cfg, nc, gpus, backend.kind, log, () => void reporter.drain());
+  lifecycle.onShutdown('agent', () => agent.stop());
+  const telemetry = new HostTelemetry(cfg.node, backend, reporter, buffer, cfg.telemetryIntervalMs, cfg.stateDir, log, registry);
+  lifecycle.onShutdown('telemetry', () => telemetry.stop());
+  await agent.start();
+  telemetry.start();
 }
-const log = createLogger('node-agent', cfg.logLevel);
-const lifecycle = new Lifecycle(log);
-lifecycle.installSignalHandlers();
-const registry = createRegistry('node-agent');
-const metrics = await serveMetrics(registry, cfg.bindHost, cfg.metricsPort);
-lifecycle.onShutdown('metrics', () => new Promise((r) => metrics.server.close(r)));
-const { backend, gpus } = fingerprintGpus(cfg);
-log.info({ node: cfg.node, backend, gpus: gpus.length, model: gpus[0]?.model }, 'fingerprinted host');
-const nc = await connectNats(cfg.natsUrl, `agent ${cfg.node}`, log);
-lifecycle.onShutdown('nats', () => nc.drain());
-const agent = new NodeAgent(cfg, nc, gpus, backend, log);
-lifecycle.onShutdown('agent', () => agent.stop());
-await agent.start();

@@ -57,7 +57,7 @@ export class RankRunner {
     mkdirSync(dir, { recursive: true });
     const rec: RankRecord = {
       jobId: a.jobId, attempt: a.attempt, rank: a.rank, pid: 0, dir, phase: 'running', startedAt: new Date().toISOString(),
-      startReported: false, exitReported: false,
+      startReported: false, exitReported: false, stopGraceSeconds: a.stopGraceSeconds,
       logs: { stdout: { offset: 0, seq: 0 }, stderr: { offset: 0, seq: 0 } },
     };
     if (a.workingDir && !(existsSync(a.workingDir) && statSync(a.workingDir).isDirectory())) {

@@ -21,6 +21,8 @@ export interface RankRecord {
   /** Why the rank could not start, when it could not. */
   message?: string;
   stopRequested?: boolean;
+  /** SIGTERM-to-SIGKILL grace the scheduler asked for when it assigned the rank. */
+  stopGraceSeconds?: number;
   startReported: boolean;
   exitReported: boolean;
   logs: { stdout: { offset: number; seq: number }; stderr: { offset: number; seq: number } };

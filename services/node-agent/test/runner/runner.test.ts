@@ -7,7 +7,6 @@ import { interpretStatus, WRAPPER_SCRIPT } from '../../src/runner/wrapper.js';
 import { LogTail, MAX_LINE_BYTES } from '../../src/runner/log-tail.js';
 import { StateFile } from '../../src/runner/state-file.js';
 import { loadAgentConfig } from '../../src/config.js';
-import { parseInventoryCsv } from '../../src/fingerprint.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'gantry-agent-test-'));
 
@@ -80,13 +79,5 @@ describe('agent config', () => {
   it('names the bad setting and where it came from', () => {
     expect(() => loadAgentConfig({ GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: 'bad name', GANTRY_STATE_DIR: '/tmp' })).toThrow(/GANTRY_NODE_NAME \(node\): must be letters/);
     expect(() => loadAgentConfig({ GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: 'n1', HEARTBEAT_INTERVAL_MS: 'soon' })).toThrow(/HEARTBEAT_INTERVAL_MS \(heartbeatIntervalMs\)/);
-  });
-});
-
-describe('nvidia-smi inventory', () => {
-  it('parses the fingerprint query of a real H100 host', () => {
-    const gpus = parseInventoryCsv('0, GPU-9a4fd2b2-1ad3-5ef4-7a71-0d6b2b6b4b41, NVIDIA H100 80GB HBM3, 81559, 00000000:18:00.0\n1, GPU-1, NVIDIA H100 80GB HBM3, 81559, 00000000:2A:00.0\n');
-    expect(gpus).toHaveLength(2);
-    expect(gpus[1]).toMatchObject({ index: 1, model: 'NVIDIA H100 80GB HBM3', memoryMib: 81559, pciBusId: '00000000:2A:00.0' });
   });
 });

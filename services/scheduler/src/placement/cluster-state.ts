@@ -13,13 +13,19 @@ export const MAX_GPUS_PER_NODE = 32;
 class Interner {
   readonly names: string[] = [];
   private readonly ids = new Map<string, number>();
+  // Snapshots list nodes switch by switch, so the previous name is usually the next one.
+  private lastName: string | undefined;
+  private lastId = -1;
   id(name: string): number {
+    if (name === this.lastName) return this.lastId;
+    this.lastName = name;
     let id = this.ids.get(name);
     if (id === undefined) {
       id = this.names.length;
       this.ids.set(name, id);
       this.names.push(name);
     }
+    this.lastId = id;
     return id;
   }
 }
@@ -91,8 +97,8 @@ export class ClusterState {
     let maxGpus = 1;
     for (let i = 0; i < n; i++) {
       const node = nodes[i]!;
-      if (this.byName.has(node.name)) throw new RangeError(`duplicate node name ${node.name} in snapshot`);
       this.byName.set(node.name, i);
+      if (this.byName.size !== i + 1) throw new RangeError(`duplicate node name ${node.name} in snapshot`);
       this.ready[i] = node.state === READY ? 1 : 0;
       const mask = maskOf(node.freeGpus);
       this.freeMask[i] = mask;

@@ -25,22 +25,37 @@ export function shapeKey(job: JobRequest): string {
   return `${job.gpusPerNode}|${types}|${selector}|${excluded}`;
 }
 
-/** Groups nodes that every static filter except the exclusion list treats alike. */
+/**
+ * Groups nodes that every static filter except the exclusion list treats alike. Labels only
+ * matter to jobs with a node selector, so they split classes only when `withLabels`.
+ */
 export class NodeClasses {
   readonly classOf: Int32Array;
   /** One node per class, to run the filters on. */
   readonly representatives: NodeView[] = [];
 
-  constructor(nodes: readonly NodeView[]) {
+  constructor(nodes: readonly NodeView[], withLabels: boolean) {
     this.classOf = new Int32Array(nodes.length);
-    const ids = new Map<string, number>();
+    const ids = new Map<string, Map<string, Map<number, Map<string, number>>>>();
+    let last: NodeView | undefined;
     for (let i = 0; i < nodes.length; i++) {
       const n = nodes[i]!;
-      const key = `${n.state}\u0000${n.gpuModel}\u0000${n.gpuCount}\u0000${labelKey(n.labels)}`;
-      let id = ids.get(key);
+      if (last && !withLabels && n.state === last.state && n.gpuModel === last.gpuModel && n.gpuCount === last.gpuCount) {
+        this.classOf[i] = this.classOf[i - 1]!;
+        continue;
+      }
+      last = n;
+      let byModel = ids.get(n.state);
+      if (!byModel) ids.set(n.state, (byModel = new Map()));
+      let byCount = byModel.get(n.gpuModel);
+      if (!byCount) byModel.set(n.gpuModel, (byCount = new Map()));
+      let byLabels = byCount.get(n.gpuCount);
+      if (!byLabels) byCount.set(n.gpuCount, (byLabels = new Map()));
+      const labels = withLabels ? labelKey(n.labels) : '';
+      let id = byLabels.get(labels);
       if (id === undefined) {
         id = this.representatives.length;
-        ids.set(key, id);
+        byLabels.set(labels, id);
         this.representatives.push(n);
       }
       this.classOf[i] = id;
@@ -88,13 +103,17 @@ export function computeStaticFit(state: ClusterState, job: JobRequest, filters: 
 /** Per-cycle cache keyed by job shape (node states do not change within a cycle). */
 export class StaticFitCache {
   private readonly cache = new Map<string, StaticFit>();
-  private classes: NodeClasses | undefined;
+  private plain: NodeClasses | undefined;
+  private labelled: NodeClasses | undefined;
   constructor(private readonly state: ClusterState) {}
   get(job: JobRequest, key = shapeKey(job)): StaticFit {
     let fit = this.cache.get(key);
     if (!fit) {
-      this.classes ??= new NodeClasses(this.state.nodes);
-      fit = computeStaticFit(this.state, job, staticFilters, this.classes);
+      const classes =
+        Object.keys(job.nodeSelector).length > 0
+          ? (this.labelled ??= new NodeClasses(this.state.nodes, true))
+          : (this.plain ??= new NodeClasses(this.state.nodes, false));
+      fit = computeStaticFit(this.state, job, staticFilters, classes);
       this.cache.set(key, fit);
     }
     return fit;

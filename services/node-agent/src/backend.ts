@@ -1,0 +1,24 @@
+// Chooses the device backend from the agent's configuration and turns its inventory into
+// the registration's GPU list.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { GpuDevice } from '@gantry/proto';
+import type { AgentConfig } from './config.js';
+import { detectBackend, parseScenario, type DeviceBackend } from './device/index.js';
+
+export async function createBackend(cfg: AgentConfig): Promise<DeviceBackend> {
+  const backend = cfg.device.backend === 'auto' ? undefined : cfg.device.backend === 'sim' ? 'simulated' : 'nvidia-smi';
+  return detectBackend({
+    backend,
+    sim: {
+      model: { node: cfg.node, gpuCount: cfg.device.simGpus, gpuModel: cfg.device.simGpuModel, gpuMemoryMiB: cfg.device.simGpuMemoryMib },
+      // Each simulated host differs from its peers, the same way on every start.
+      seed: createHash('sha256').update(cfg.node).digest().readUInt32BE(0),
+      scenario: cfg.device.simScenario ? parseScenario(readFileSync(cfg.device.simScenario, 'utf8')) : undefined,
+    },
+  });
+}
+
+export async function gpuDevices(backend: DeviceBackend): Promise<GpuDevice[]> {
+  return (await backend.fingerprint()).map((g) => GpuDevice.create({ index: g.index, uuid: g.uuid, model: g.model, memoryMib: g.memoryMiB, pciBusId: g.pciBusId }));
+}

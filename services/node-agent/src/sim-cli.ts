@@ -1,0 +1,46 @@
+// `gantry-agent sim inject <fault> [...]`: hands a fault to the simulated backend of a
+// running agent on this host (through a folder in its state directory: no inbound port).
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { FAULT_KINDS, type Fault, type FaultKind } from './device/index.js';
+import { injectDir } from './host-telemetry.js';
+
+function int(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`expected a non-negative integer, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+export function simProgram(stateDir: () => string, write: (msg: string) => void): Command {
+  const program = new Command('gantry-agent').exitOverride();
+  program.command('sim').description('control the simulated device backend')
+    .command('inject')
+    .argument('<fault>', `one of ${FAULT_KINDS.join(', ')}`)
+    .argument('[xid]', 'the Xid number, for `xid`', int)
+    .option('--gpu <index>', 'GPU index', int)
+    .option('--mount <path>', 'NFS mountpoint')
+    .option('--device <name>', 'RDMA device, e.g. mlx5_0')
+    .option('--port <n>', 'RDMA port', int)
+    .option('--duration <seconds>', 'how long the fault lasts', int)
+    .option('--param <key=value...>', 'fault-specific parameters')
+    .action((kind: string, xid: number | undefined, o: { gpu?: number; mount?: string; device?: string; port?: number; duration?: number; param?: string[] }) => {
+      if (!(FAULT_KINDS as readonly string[]).includes(kind)) throw new InvalidArgumentError(`unknown fault ${JSON.stringify(kind)}; one of ${FAULT_KINDS.join(', ')}`);
+      if (kind === 'xid' && xid === undefined) throw new InvalidArgumentError('`xid` needs the Xid number, e.g. sim inject xid 79 --gpu 3');
+      const params: Record<string, string | number> = {};
+      for (const p of o.param ?? []) {
+        const [k, v] = p.split('=');
+        if (!k || v === undefined) throw new InvalidArgumentError(`--param expects key=value, got ${JSON.stringify(p)}`);
+        params[k] = Number.isFinite(Number(v)) ? Number(v) : v;
+      }
+      if (xid !== undefined) params.xid = xid;
+      const fault: Fault = { fault: kind as FaultKind, gpu: o.gpu, mount: o.mount, device: o.device, port: o.port, duration: o.duration, params };
+      const dir = injectDir(stateDir());
+      mkdirSync(dir, { recursive: true });
+      const name = `${Date.now()}-${process.pid}.json`;
+      writeFileSync(join(dir, `${name}.tmp`), JSON.stringify(fault));
+      renameSync(join(dir, `${name}.tmp`), join(dir, name));
+      write(`queued ${kind}${xid !== undefined ? ` ${xid}` : ''} for the agent using ${stateDir()}\n`);
+    });
+  return program;
+}
