@@ -85,6 +85,8 @@ info "installing from $SOURCE_DIR into $(dest "$PREFIX")"
 sync_tree
 ensure_pnpm
 install_deps
+# The agent runs as one bundled file (no TypeScript loader): about 80 MiB RSS instead of ~115.
+run env CI=true pnpm --dir "$(dest "$PREFIX")" build:agent || die "pnpm build:agent failed (see above)"
 
 # 2. configuration: /etc/gantry/agent.yaml (created once), agent.env (all commented)
 ETC=$(dest /etc/gantry)
@@ -126,7 +128,7 @@ else
     }).catch((e) => { console.error(e.message); process.exit(1); });') \
     || die "$ETC/agent.yaml is not valid (see above); fix it and run this script again"
 fi
-[[ -e /usr/bin/nvidia-smi || -e /usr/local/bin/nvidia-smi || -e /usr/local/nvidia/bin/nvidia-smi ]] \
+command -v nvidia-smi >/dev/null || [[ -x /usr/local/nvidia/bin/nvidia-smi ]] \
   || warn "nvidia-smi not found: with device.backend nvidia-smi the agent will fail to start; install the NVIDIA driver first"
 
 # 3. systemd

@@ -29,9 +29,9 @@ Options:
                        comma-separated (default: the example's nats://127.0.0.1:4222)
   --redis-url URL      REDIS_URL for new env files (redis://[:password@]host:6379[/db];
                        default: the example's redis://127.0.0.1:6379)
-  --scheduler-addr T   SCHEDULER_ADDR for a new gateway.env: host:port, or for two
-                       schedulers ipv4:10.0.0.11:7071,10.0.0.12:7071 or dns:///name:7071
-                       (default: 127.0.0.1:7071)
+  --scheduler-addr A   SCHEDULER_ADDR for a new gateway.env: host:port, or for several
+                       schedulers a comma-separated list of IP:port, e.g.
+                       10.0.0.11:7071,10.0.0.12:7071 (default: 127.0.0.1:7071)
   --source DIR|URL     Gantry tree to install from: a directory, or a git URL to clone
                        (default: the tree this script is in: $(cd "$SCRIPT_DIR/../.." && pwd -P))
   --prefix DIR         install directory (default: $PREFIX)
@@ -46,7 +46,7 @@ new ones.
 Example (a host running one gateway and one of the two schedulers):
   sudo deploy/install/install-control-plane.sh --services gateway,scheduler \\
     --nats-url nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222 \\
-    --redis-url redis://:secret@redis-1:6379 --scheduler-addr ipv4:10.0.0.11:7071,10.0.0.12:7071
+    --redis-url redis://:secret@redis-1:6379 --scheduler-addr 10.0.0.11:7071,10.0.0.12:7071
 EOF
 }
 
@@ -86,8 +86,16 @@ fi
 if [[ -n $REDIS_URL ]] && ! [[ $REDIS_URL =~ ^rediss?://[^[:space:]]+$ ]]; then
   usage_error "--redis-url: '$REDIS_URL' is not a Redis URL like redis://host:6379"
 fi
-if [[ -n $SCHEDULER_ADDR ]] && ! [[ $SCHEDULER_ADDR =~ ^[^[:space:]]+:[0-9]+$ ]]; then
-  usage_error "--scheduler-addr: '$SCHEDULER_ADDR' is not a gRPC target like host:7071"
+if [[ -n $SCHEDULER_ADDR ]]; then
+  if [[ $SCHEDULER_ADDR == *,* ]]; then
+    # the gateway dials a list as ipv4:<list>: IPv4 addresses only
+    IFS=, read -r -a _addrs <<<"$SCHEDULER_ADDR"
+    for a in "${_addrs[@]}"; do
+      [[ $a =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}:[0-9]+$ ]] || usage_error "--scheduler-addr: '$a' in a list must be IPv4:port (a list of replicas is dialled as ipv4:...)"
+    done
+  elif ! [[ $SCHEDULER_ADDR =~ ^(dns:///)?[^[:space:]/]+:[0-9]+$ ]]; then
+    usage_error "--scheduler-addr: '$SCHEDULER_ADDR' is not host:port like scheduler-1:7071"
+  fi
 fi
 
 (( DRY_RUN )) && info "dry run: nothing will be changed"

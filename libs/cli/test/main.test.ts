@@ -5,19 +5,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
+  GetNodeTelemetryResponse,
   Job,
   JobEvent,
   JobState,
   LogStream,
   TopologyRequirement,
+  type GetNodeTelemetryRequest,
   type ListJobsRequest,
+  type ListNodeEventsRequest,
   type StreamLogsRequest,
   type SubmitJobRequest,
 } from '@gantry/proto';
 import { status } from '@gantry/sdk';
 import { startTestServer, statusError, type TestServer } from '@gantry/sdk/testing';
 import { main } from '../src/index.js';
-import { NOW, sampleJob, sampleNode } from './fixtures.js';
+import { NOW, ago, sampleEvents, sampleJob, sampleNode, sampleTelemetry } from './fixtures.js';
 
 async function run(argv: string[], env: Record<string, string | undefined> = {}) {
   let stdout = '';
@@ -87,7 +90,7 @@ describe('help and version exit 0', () => {
 
 // --- against a fake gateway ---
 
-const seen = { submits: [] as SubmitJobRequest[], lists: [] as ListJobsRequest[], logs: [] as StreamLogsRequest[], metadata: [] as { get(key: string): unknown[] }[], watches: 0 };
+const seen = { telemetry: [] as GetNodeTelemetryRequest[], nodeEvents: [] as ListNodeEventsRequest[], submits: [] as SubmitJobRequest[], lists: [] as ListJobsRequest[], logs: [] as StreamLogsRequest[], metadata: [] as { get(key: string): unknown[] }[], watches: 0 };
 /** The states watchJob streams for a job id; "flaky" ends the first stream early. */
 const lifecycles: Record<string, JobState[]> = {
   'j-ok': [JobState.JOB_STATE_PENDING, JobState.JOB_STATE_RUNNING, JobState.JOB_STATE_SUCCEEDED],
@@ -150,13 +153,32 @@ beforeAll(async () => {
     },
     nodes: {
       listNodes: (_call, cb) => cb(null, { nodes: [sampleNode], nextPageToken: '' }),
-      getNode: (call, cb) => (call.request.name === 'gpu-01' ? cb(null, { node: sampleNode }) : cb(statusError(status.NOT_FOUND, `node ${call.request.name} not found`))),
+      // gpu-01 reports telemetry; gpu-02 is registered but has reported none and has no events.
+      getNode: (call, cb) =>
+        ['gpu-01', 'gpu-02'].includes(call.request.name)
+          ? cb(null, { node: { ...sampleNode, name: call.request.name } })
+          : cb(statusError(status.NOT_FOUND, `node ${call.request.name} not found`)),
+      getNodeTelemetry(call, cb) {
+        seen.telemetry.push(call.request);
+        const { name, history } = call.request;
+        if (name === 'gpu-01') return cb(null, { latest: sampleTelemetry, history: Array.from({ length: history }, (_, i) => ({ ...sampleTelemetry, seq: sampleTelemetry.seq - 1 - i, time: ago(9 + 5 * i) })) });
+        cb(statusError(status.NOT_FOUND, name === 'gpu-02' ? 'node gpu-02 has reported no telemetry yet' : `node ${name} not found`));
+      },
+      listNodeEvents(call, cb) {
+        seen.nodeEvents.push(call.request);
+        const { name, limit } = call.request;
+        if (name === 'gpu-01') return cb(null, { events: sampleEvents.slice(0, limit || 100) });
+        if (name === 'gpu-02') return cb(null, { events: [] });
+        cb(statusError(status.NOT_FOUND, `node ${name} not found`));
+      },
     },
   });
   addr = server.address;
 });
 afterAll(() => server.close());
 afterEach(() => {
+  seen.telemetry = [];
+  seen.nodeEvents = [];
   seen.submits = [];
   seen.lists = [];
   seen.logs = [];
@@ -327,6 +349,104 @@ describe('node commands', () => {
     const r = await gantry('node', 'show', 'gpu-01');
     expect(r.stdout).toContain('GPUs free:      3/4\n');
     expect(await gantry('node', 'show', 'gpu-99')).toEqual({ code: 1, stdout: '', stderr: 'gantry: NOT_FOUND: node gpu-99 not found\n' });
+  });
+
+  it('show: the node details, then its telemetry tables', async () => {
+    const r = await gantry('node', 'show', 'gpu-01');
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    const details = r.stdout.indexOf('Last heartbeat:');
+    const telemetry = r.stdout.indexOf('\nTelemetry:\n  Time:            2026-01-01T11:59:56.000Z (4s ago)\n');
+    expect(details).toBeGreaterThan(0);
+    expect(telemetry).toBeGreaterThan(details);
+    expect(r.stdout).toContain('\n1    100     77.1/79.6  87       700/700  1410    12/0         yes/no          3             5 (1 down)  sw_power_cap(35%),sw_thermal_slowdown\n');
+    expect(r.stdout).toContain('\n/home             nfs01:/export/home  tcp    12.5       250.0');
+    expect(r.stdout).toContain('\nmlx5_0/1  InfiniBand  ACTIVE/LinkUp  400 Gb/s  97.12');
+    expect(r.stdout).toContain('\neth2       10.00    1.00     12 ');
+    expect(r.stdout).not.toContain('History');
+    expect(seen.telemetry).toEqual([{ name: 'gpu-01', history: 0 }]);
+  });
+
+  it('show --history N adds the compact history', async () => {
+    const r = await gantry('node', 'show', 'gpu-01', '--history', '2');
+    expect(r.code).toBe(0);
+    expect(seen.telemetry).toEqual([{ name: 'gpu-01', history: 2 }]);
+    const history = r.stdout.slice(r.stdout.indexOf('History (newest first):')).trimEnd().split('\n');
+    expect(history.map((l) => l.split(/\s{2,}/).slice(0, 2))).toEqual([['History (newest first):'], ['TIME', 'SEQ'], ['2026-01-01T11:59:56.000Z', '1234'], ['2026-01-01T11:59:51.000Z', '1233'], ['2026-01-01T11:59:46.000Z', '1232']]);
+  });
+
+  it('show: a node without telemetry yet still exits 0 and says so', async () => {
+    const r = await gantry('node', 'show', 'gpu-02');
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toContain('Name:           gpu-02\n');
+    expect(r.stdout.endsWith('\nTelemetry: no telemetry reported yet\n')).toBe(true);
+  });
+
+  it('show -o json prints {node, telemetry}, telemetry null when none was reported', async () => {
+    const r = await gantry('-o', 'json', 'node', 'show', 'gpu-01', '--history', '1');
+    expect(r.code).toBe(0);
+    const body = JSON.parse(r.stdout) as { node: { name: string }; telemetry: { latest: { seq: string; gpus: Record<string, unknown>[] }; history: unknown[] } };
+    expect(Object.keys(body)).toEqual(['node', 'telemetry']);
+    expect(body.node.name).toBe('gpu-01');
+    expect(body.telemetry.latest).toEqual((GetNodeTelemetryResponse.toJSON({ latest: sampleTelemetry, history: [] }) as { latest: unknown }).latest);
+    expect(body.telemetry.history).toHaveLength(1);
+    // Absent optionals stay absent in JSON (the lost GPU has no utilization), zeros stay zeros.
+    expect(body.telemetry.latest.gpus[2]).not.toHaveProperty('utilizationGpuPercent');
+    expect(body.telemetry.latest.gpus[0]).toMatchObject({ utilizationGpuPercent: 97, clockEventReasonsMask: 0 });
+    const none = await gantry('-o', 'json', 'node', 'show', 'gpu-02');
+    expect(none.code).toBe(0);
+    expect(JSON.parse(none.stdout)).toMatchObject({ node: { name: 'gpu-02' }, telemetry: null });
+  });
+
+  it.each([['--history', '361'], ['--history', '-1'], ['--history', 'x']])('show %s %s exits 2 with one line', async (...flag) => {
+    const r = await gantry('node', 'show', 'gpu-01', ...flag);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.startsWith("gantry: option '--history <n>' argument")).toBe(true);
+    expect(oneLine(r.stderr)).toBe(true);
+    expect(seen.telemetry).toEqual([]);
+  });
+
+  it('events: one line per event, newest first', async () => {
+    const r = await gantry('node', 'events', 'gpu-01');
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.split('\n')).toEqual([
+      '2026-01-01T11:59:30.000Z  XID 79 GPU 2 (GPU-2) critical hardware ROBUST_CHANNEL_GPU_HAS_FALLEN_OFF_THE_BUS: GPU has fallen off the bus. - action: RESTART_BM',
+      '2026-01-01T11:59:29.000Z  STATE READY -> LOST: node gpu-01 lost: no heartbeat for 4s',
+      '2026-01-01T11:50:00.000Z  XID 13 GPU ? (00000000:18:00.0) error application GR_EXCEPTION: Graphics SM Warp Exception [pid 4242 python]',
+      '2026-01-01T11:00:00.000Z  STATE READY',
+      '',
+    ]);
+    expect(seen.nodeEvents).toEqual([{ name: 'gpu-01', limit: 0 }]);
+  });
+
+  it('events --limit N passes the limit; -o json prints the ListNodeEventsResponse', async () => {
+    const r = await gantry('-o', 'json', 'node', 'events', 'gpu-01', '--limit', '2');
+    expect(r.code).toBe(0);
+    expect(seen.nodeEvents).toEqual([{ name: 'gpu-01', limit: 2 }]);
+    const body = JSON.parse(r.stdout) as { events: { event?: unknown; xid?: { xid: number; severity: string }; transition?: { toState: string } }[] };
+    expect(body.events).toHaveLength(2);
+    expect(body.events[0]?.xid).toMatchObject({ xid: 79, severity: 'XID_SEVERITY_CRITICAL' });
+    expect(body.events[1]?.transition).toMatchObject({ toState: 'NODE_STATE_LOST' });
+  });
+
+  it('events: none is not an error', async () => {
+    expect(await gantry('node', 'events', 'gpu-02')).toEqual({ code: 0, stdout: '', stderr: 'no events for node gpu-02\n' });
+  });
+
+  it('events: an unknown node exits 1 with one line', async () => {
+    expect(await gantry('node', 'events', 'gpu-99')).toEqual({ code: 1, stdout: '', stderr: 'gantry: NOT_FOUND: node gpu-99 not found\n' });
+  });
+
+  it.each([['0'], ['1001'], ['ten'], ['-3']])('events --limit %s exits 2 with one line', async (limit) => {
+    const r = await gantry('node', 'events', 'gpu-01', '--limit', limit);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.startsWith(`gantry: option '--limit <n>' argument '${limit}' is invalid.`)).toBe(true);
+    expect(oneLine(r.stderr)).toBe(true);
+    expect(seen.nodeEvents).toEqual([]);
   });
 });
 

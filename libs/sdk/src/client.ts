@@ -1,7 +1,7 @@
 // GantryClient: the typed client of the gateway (gantry.v1.JobService and NodeService over one
-// channel). Each RPC is a one-line method over `Rpc`; to add one (e.g. the node-level admin
-// RPCs such as node telemetry, explain or node events once they exist in proto/), add the
-// service client in the constructor and a method that names its retry class.
+// channel). Each RPC is a one-line method over `Rpc`; to add one (e.g. further node-level admin
+// RPCs such as explain once they exist in proto/), add the service client in the constructor
+// and a method that names its retry class.
 import { randomUUID } from 'node:crypto';
 import {
   JobServiceClient,
@@ -9,10 +9,12 @@ import {
   ListJobsRequest,
   ListNodesRequest,
   NodeServiceClient,
+  type GetNodeTelemetryResponse,
   type Job,
   type JobEvent,
   type JobState,
   type ListJobsResponse,
+  type ListNodeEventsResponse,
   type ListNodesResponse,
   type Node,
   type NodeState,
@@ -54,6 +56,16 @@ export interface JobFilter {
 export interface NodeFilter {
   states?: NodeState[];
   pageSize?: number;
+}
+
+export interface NodeTelemetryOptions extends CallOptions {
+  /** How many earlier batches to return besides the latest, newest first (0..360; default 0). */
+  history?: number;
+}
+
+export interface NodeEventsOptions extends CallOptions {
+  /** At most this many events, newest first (1..1000; 0 or absent = the server's default, 100). */
+  limit?: number;
 }
 
 /** Unwraps the single message of a response, which a correct server always sets. */
@@ -148,5 +160,20 @@ export class GantryClient {
   async getNode(name: string, options?: CallOptions): Promise<Node> {
     const res = await this.rpc.unary(this.nodes.getNode.bind(this.nodes), { name }, 'read', options);
     return present(res.node, 'node');
+  }
+
+  /**
+   * The node's latest telemetry batch and `history` earlier ones (newest first). NOT_FOUND when
+   * the node is unknown or has not reported telemetry yet (the message tells which).
+   */
+  getNodeTelemetry(name: string, options: NodeTelemetryOptions = {}): Promise<GetNodeTelemetryResponse> {
+    const { history = 0, ...call } = options;
+    return this.rpc.unary(this.nodes.getNodeTelemetry.bind(this.nodes), { name, history }, 'read', call);
+  }
+
+  /** The node's XID events and state transitions, newest first. NOT_FOUND when the node is unknown. */
+  listNodeEvents(name: string, options: NodeEventsOptions = {}): Promise<ListNodeEventsResponse> {
+    const { limit = 0, ...call } = options;
+    return this.rpc.unary(this.nodes.listNodeEvents.bind(this.nodes), { name, limit }, 'read', call);
   }
 }

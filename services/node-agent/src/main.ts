@@ -1,7 +1,13 @@
 // gantry-agent: the node agent process; `gantry-agent sim inject ...` talks to a running one.
 import { jetstream } from '@nats-io/jetstream';
 import { CommanderError } from 'commander';
-import { ConfigError, connectNats, createLogger, createRegistry, serveMetrics, Lifecycle } from '@gantry/service-kit';
+// Subpath imports keep the gRPC server stack (proto-loader, reflection) out of the agent: it
+// has no inbound port, and those modules alone cost tens of MB of its memory.
+import { ConfigError } from '@gantry/service-kit/config';
+import { connectNats } from '@gantry/service-kit/connections';
+import { createLogger } from '@gantry/service-kit/logger';
+import { createRegistry, serveMetrics } from '@gantry/service-kit/metrics';
+import { Lifecycle } from '@gantry/service-kit/lifecycle';
 import { loadAgentConfig, type AgentConfig } from './config.js';
 import { createBackend, gpuDevices } from './backend.js';
 import { NodeAgent } from './agent.js';

@@ -7,7 +7,7 @@
 //    calls, and through a naive baseline (FIFO, first fit, no topology/backfill/preemption).
 // Prints a table for both and PASS/FAIL for the targets. Shrink with env vars:
 //   BENCH_JOBS (20000) BENCH_NODES (4096) BENCH_SEED (1) BENCH_NVLINK (1 node per NVLink domain)
-//   BENCH_LOAD (1.1 x capacity offered) BENCH_CYCLE_SEC (30) BENCH_GANG_REPS (200) BENCH_SINGLE_JOBS (2000)
+//   BENCH_LOAD (1.1 x capacity offered) BENCH_CYCLE_SEC (60) BENCH_GANG_REPS (200) BENCH_SINGLE_JOBS (2000)
 import { performance } from 'node:perf_hooks';
 import { PRIORITY_CLASSES, planCycle, type JobRequest, type NodeView, type RunningJob } from '../src/placement/index.js';
 import { baselineCycle } from './baseline.js';
@@ -26,7 +26,7 @@ const JOBS = env('BENCH_JOBS', 20_000);
 const SEED = env('BENCH_SEED', 1);
 const spec: ClusterSpec = { nodes: env('BENCH_NODES', 4096), gpusPerNode: 8, nodesPerLeaf: 32, leavesPerSpine: 16, nvlinkSize: env('BENCH_NVLINK', 1) };
 const LOAD = env('BENCH_LOAD', 1.1);
-const CYCLE_SEC = env('BENCH_CYCLE_SEC', 30);
+const CYCLE_SEC = env('BENCH_CYCLE_SEC', 60);
 const GANG_REPS = env('BENCH_GANG_REPS', 200);
 const SINGLE_JOBS = env('BENCH_SINGLE_JOBS', 2000);
 const totalGpus = spec.nodes * spec.gpusPerNode;

@@ -7,7 +7,7 @@
 // the metric shape prom-client's Registry reads (name, help, type, get()), so this module
 // needs only the Registry the service kit creates, not its own prom-client dependency.
 import type { GpuTelemetry, TelemetryBatch, XidEvent as XidEventProto } from '@gantry/proto';
-import type { createRegistry } from '@gantry/service-kit';
+import type { createRegistry } from '@gantry/service-kit/metrics';
 import { CLOCK_EVENT_REASON_BITS } from './gpu/types.js';
 
 export type Registry = ReturnType<typeof createRegistry>;

@@ -105,19 +105,89 @@ export interface VictimChoice {
   outcome: Extract<GangOutcome, { ok: true }>;
 }
 
-/** The cheapest set of victims that lets the job fit, or undefined. */
+/**
+ * The cheapest set of victims that lets the job fit, or undefined. A job that must sit in
+ * one domain (`same-switch`, ...) is tried domain by domain with only the victims there, and
+ * the cheapest domain wins: taking the globally cheapest victims first would scatter them
+ * over every switch before any one switch had room.
+ */
 export function findVictims(s: VictimSearch): VictimChoice | undefined {
+  const { state, job, fit } = s;
+  const quotaVictim = (v: RunningJob) => !s.admitted && v.tenant === job.tenant;
+  const level = job.topology === 'same-switch' ? state.leaf : job.topology === 'same-spine' ? state.spine : job.topology === 'same-nvlink-domain' ? state.nvl : undefined;
+  if (level === undefined) {
+    const useful = s.candidates.filter((v) => quotaVictim(v) || touches(s.rankNodes(v), (i) => fit.mask[i] === 1));
+    return greedy(s, useful);
+  }
+  // Domains with enough statically eligible nodes, and the victims touching each.
+  const eligible = new Map<number, number>();
+  for (const i of fit.candidates) eligible.set(level[i]!, (eligible.get(level[i]!) ?? 0) + 1);
+  const byDomain = new Map<number, RunningJob[]>();
+  const shared: RunningJob[] = [];
+  for (const v of s.candidates) {
+    if (quotaVictim(v)) shared.push(v);
+    const seen = new Set<number>();
+    for (const i of s.rankNodes(v)) {
+      if (i < 0 || fit.mask[i] !== 1) continue;
+      const d = level[i]!;
+      if ((eligible.get(d) ?? 0) < job.nodes || seen.has(d)) continue;
+      seen.add(d);
+      let list = byDomain.get(d);
+      if (!list) byDomain.set(d, (list = []));
+      list.push(v);
+    }
+  }
+  let best: VictimChoice | undefined;
+  let bestCost: number[] = [];
+  for (const [d, count] of eligible) {
+    if (count < job.nodes) continue;
+    const local = byDomain.get(d) ?? [];
+    const victims = shared.length === 0 ? local : mergeByCost([...new Set([...local, ...shared])], s.policy.now);
+    const choice = greedy(s, victims);
+    if (!choice) continue;
+    const cost = victimCost(choice, s.policy.now);
+    if (!best || lexLess(cost, bestCost)) {
+      best = choice;
+      bestCost = cost;
+    }
+  }
+  return best;
+}
+
+function touches(nodes: Int32Array, pred: (i: number) => boolean): boolean {
+  for (const i of nodes) if (i >= 0 && pred(i)) return true;
+  return false;
+}
+
+function mergeByCost(list: RunningJob[], now: number): RunningJob[] {
+  return list.sort((a, b) => compareVictims(a, b, now));
+}
+
+/** How bad a victim set is: its highest priority, then the work it loses, then its size. */
+export function victimCost(choice: VictimChoice, now: number): number[] {
+  let maxPriority = -Infinity;
+  let lost = 0;
+  let count = 0;
+  for (const { job } of choice.victims) {
+    if (job.terminating) continue;
+    maxPriority = Math.max(maxPriority, job.priority);
+    lost += lostWorkSec(job, now) * gpusOf(job);
+    count += 1;
+  }
+  return [maxPriority, lost, count];
+}
+
+function lexLess(a: readonly number[], b: readonly number[]): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! < b[i]!;
+  return false;
+}
+
+/** Adds victims cheapest first until the job fits, then trims to those it needs. */
+function greedy(s: VictimSearch, useful: readonly RunningJob[]): VictimChoice | undefined {
   const { state, job, fit } = s;
   const g = job.gpusPerNode;
   const gpus = job.nodes * g;
   const ledger = s.ledger.clone();
-  // A victim helps if it frees GPUs on a node the job could use, or (when the job is over
-  // quota) frees its own tenant's quota.
-  const useful = s.candidates.filter((v) => {
-    if (!s.admitted && v.tenant === job.tenant) return true;
-    for (const i of s.rankNodes(v)) if (i >= 0 && fit.mask[i] === 1) return true;
-    return false;
-  });
 
   const free = state.freeCountsCopy();
   const scenario = { free, guard: s.guard, endsBefore: s.endsBefore };
@@ -130,18 +200,18 @@ export function findVictims(s: VictimSearch): VictimChoice | undefined {
     leaf: new Int32Array(state.leafNames.length),
     spine: new Int32Array(state.spineNames.length),
   };
-  let best = { nvl: 0, leaf: 0, spine: 0 };
+  let bestNvl = 0;
+  let bestLeaf = 0;
+  let bestSpine = 0;
   const count = (i: number) => {
     eligible += 1;
-    best = {
-      nvl: Math.max(best.nvl, ++perDomain.nvl[state.nvl[i]!]!),
-      leaf: Math.max(best.leaf, ++perDomain.leaf[state.leaf[i]!]!),
-      spine: Math.max(best.spine, ++perDomain.spine[state.spine[i]!]!),
-    };
+    bestNvl = Math.max(bestNvl, ++perDomain.nvl[state.nvl[i]!]!);
+    bestLeaf = Math.max(bestLeaf, ++perDomain.leaf[state.leaf[i]!]!);
+    bestSpine = Math.max(bestSpine, ++perDomain.spine[state.spine[i]!]!);
   };
   const n = job.nodes;
   const couldFit = () =>
-    job.topology === 'same-nvlink-domain' ? best.nvl >= n : job.topology === 'same-switch' ? best.leaf >= n : job.topology === 'same-spine' ? best.spine >= n : eligible >= n;
+    job.topology === 'same-nvlink-domain' ? bestNvl >= n : job.topology === 'same-switch' ? bestLeaf >= n : job.topology === 'same-spine' ? bestSpine >= n : eligible >= n;
   const fits = (i: number) => free[i]! >= g && (s.guard === undefined || s.endsBefore || s.guard.slack[i]! >= g);
   for (const i of fit.candidates) if (fits(i)) count(i);
 
