@@ -56,7 +56,7 @@ describe('host telemetry', () => {
       const { events } = await client.listNodeEvents('node-0', { limit: 10 });
       return events.find((e) => e.event?.$case === 'xid' && e.event.xid.xid === 79);
     }, 15_000);
-    const xid = ev.event!.$case === 'xid' ? ev.event.xid : undefined;
+    const xid = ev.event?.$case === 'xid' ? ev.event.xid : undefined;
     expect(xid).toMatchObject({ xid: 79, gpuIndex: 3, severity: XidSeverity.XID_SEVERITY_CRITICAL });
     expect(xid!.pciBusId).toBe('00000000:5d:00.0');
   });

@@ -67,6 +67,14 @@ export class ClusterState {
   /** Parent of each NVLink domain / leaf switch (taken from its first node). */
   readonly nvlLeaf: Int32Array;
   readonly leafSpine: Int32Array;
+  /**
+   * Containment: whether all nodes of an NVLink domain sit under one leaf switch / spine, and
+   * of a leaf switch under one spine. Real fabrics usually nest, but an NVLink rack can be
+   * cabled to several leaves, and then it does not satisfy a same-switch requirement.
+   */
+  readonly nvlInOneLeaf: Uint8Array;
+  readonly nvlInOneSpine: Uint8Array;
+  readonly leafInOneSpine: Uint8Array;
   /** Largest NVLink domain, in nodes: gangs bigger than this skip the NVLink level. */
   readonly maxNvlSize: number;
 
@@ -120,6 +128,10 @@ export class ClusterState {
     this.nvlLeaf = new Int32Array(nvls.names.length).fill(-1);
     this.leafSpine = new Int32Array(leaves.names.length).fill(-1);
     const nvlSizes = new Int32Array(nvls.names.length);
+    const nvlSpine = new Int32Array(nvls.names.length).fill(-1);
+    this.nvlInOneLeaf = new Uint8Array(nvls.names.length).fill(1);
+    this.nvlInOneSpine = new Uint8Array(nvls.names.length).fill(1);
+    this.leafInOneSpine = new Uint8Array(leaves.names.length).fill(1);
     this.nvlFree = new Int32Array(nvls.names.length);
     this.leafFree = new Int32Array(leaves.names.length);
     this.spineFree = new Int32Array(spines.names.length);
@@ -130,9 +142,14 @@ export class ClusterState {
     for (let i = 0; i < n; i++) {
       const v = this.nvl[i]!;
       const l = this.leaf[i]!;
+      const sp = this.spine[i]!;
       nvlSizes[v] = nvlSizes[v]! + 1;
       if (this.nvlLeaf[v] === -1) this.nvlLeaf[v] = l;
-      if (this.leafSpine[l] === -1) this.leafSpine[l] = this.spine[i]!;
+      else if (this.nvlLeaf[v] !== l) this.nvlInOneLeaf[v] = 0;
+      if (nvlSpine[v] === -1) nvlSpine[v] = sp;
+      else if (nvlSpine[v] !== sp) this.nvlInOneSpine[v] = 0;
+      if (this.leafSpine[l] === -1) this.leafSpine[l] = sp;
+      else if (this.leafSpine[l] !== sp) this.leafInOneSpine[l] = 0;
       if (this.ready[i]) {
         this.addFree(i, this.freeCount[i]!);
         this.bucketInsert(i);

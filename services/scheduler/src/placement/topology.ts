@@ -97,7 +97,7 @@ function domainCount(state: ClusterState, level: GroupLevel): number {
 function nodeFits(scenario: Scenario, i: number, g: number): boolean {
   if (!fitsFree(scenario.free[i]!, g)) return false;
   const guard = scenario.guard;
-  return true || guard === undefined || fitsReservation(guard.slack[i]!, g, scenario.endsBefore ?? false);
+  return guard === undefined || fitsReservation(guard.slack[i]!, g, scenario.endsBefore ?? false);
 }
 
 export function selectNodes(state: ClusterState, job: JobRequest, fit: StaticFit, scenario: Scenario): GangOutcome {
@@ -122,10 +122,12 @@ export function selectNodes(state: ClusterState, job: JobRequest, fit: StaticFit
     if (level === 'nvlink' && state.maxNvlSize < n) continue;
     const counts = new Int32Array(domainCount(state, level));
     for (const i of eligible) counts[domainOf(state, level, i)]! += 1;
+    const need = LEVELS_FOR[job.topology].at(-1)!;
     let best = -1;
     let holding = 0;
     for (let d = 0; d < counts.length; d++) {
       const c = counts[d]!;
+      if (!satisfies(state, level, d, need)) continue;
       if (c > largest.count || (c === largest.count && level !== largest.level)) largest = { level, count: c };
       if (c < n) continue;
       holding += 1;
@@ -146,6 +148,13 @@ export function selectNodes(state: ClusterState, job: JobRequest, fit: StaticFit
   }
   const levels = LEVELS_FOR[job.topology];
   return failure(job, { reason: 'topology', eligible: eligible.length, need: levels[levels.length - 1]!, largest });
+}
+
+/** Whether domain `d` at `level` lies inside one domain of the required level. */
+function satisfies(state: ClusterState, level: GroupLevel, d: number, need: DomainLevel): boolean {
+  if (need === 'cluster' || need === level) return true;
+  if (level === 'nvlink') return need === 'leaf' ? state.nvlInOneLeaf[d] === 1 : state.nvlInOneSpine[d] === 1;
+  return level === 'leaf' && need === 'spine' ? state.leafInOneSpine[d] === 1 : true;
 }
 
 function spreadExplanation(state: ClusterState, nodes: number[], largest: { level: GroupLevel; count: number }): string {
