@@ -5,6 +5,7 @@ export * from './gen/gantry/v1/agent.js';
 export * from './gen/gantry/v1/job_service.js';
 export * from './gen/gantry/v1/node_service.js';
 export * from './gen/gantry/v1/checkpoint.js';
+export * from './gen/gantry/v1/admin_service.js';
 export * from './gen/gantry/v1/telemetry.js';
 export { loadDescriptorSet, descriptorSetPath } from './gen/descriptor.js';
 export * from './states.js';

@@ -8,3 +8,4 @@ export * from './outbox.js';
 export * from './checkpoints.js';
 export { scriptRunner, type ScriptRunner, type ScriptName } from './scripts.js';
 export * from './node-telemetry.js';
+export * from './scheduling-state.js';

@@ -15,6 +15,9 @@
 //   gantry:leader                 str   instance id of the scheduler leader (PX lease)
 //   gantry:leader:epoch           str   fencing epoch of the current lease
 //   gantry:epoch                  str   epoch counter (INCR on every new lease)
+//   gantry:config:scheduling      str   scheduling policy (JSON; validated by the scheduler)
+//   gantry:usage                  hash  tenant -> decayed GPU usage record (JSON), for fair share
+//   gantry:explain                hash  pending job id -> why it waits (JSON), from the last pass
 //   gantry:checkpoint:{id}        hash  checkpoint record (see checkpoint service)
 //   gantry:job:{id}:checkpoints   zset  checkpoint ids by step
 export const PREFIX = 'gantry';
@@ -35,6 +38,9 @@ export const keys = {
   leader: `${PREFIX}:leader`,
   leaderEpoch: `${PREFIX}:leader:epoch`,
   epochCounter: `${PREFIX}:epoch`,
+  schedulingConfig: `${PREFIX}:config:scheduling`,
+  usage: `${PREFIX}:usage`,
+  explain: `${PREFIX}:explain`,
   checkpoint: (id: string) => `${PREFIX}:checkpoint:${id}`,
   jobCheckpoints: (jobId: string) => `${PREFIX}:job:${jobId}:checkpoints`,
 } as const;

@@ -39,6 +39,7 @@ export function jobService(log: Logger, scheduler: JobServiceClient, nc: NatsCon
     getJob: unary(log, 'GetJob', (req) => { requireToken('job_id', req.jobId); return call(scheduler, scheduler.getJob, req); }),
     listJobs: unary(log, 'ListJobs', (req) => call(scheduler, scheduler.listJobs, validateListJobs(req))),
     cancelJob: unary(log, 'CancelJob', (req) => { requireToken('job_id', req.jobId); return call(scheduler, scheduler.cancelJob, req); }),
+    explainJob: unary(log, 'ExplainJob', (req) => { requireToken('job_id', req.jobId); return call(scheduler, scheduler.explainJob, req); }),
 
     watchJob: serverStream(log, 'WatchJob', async (req: WatchJobRequest, stream: ServerWritableStream<WatchJobRequest, WatchJobResponse>) => {
       requireToken('job_id', req.jobId);

@@ -4,6 +4,7 @@ import { ensureStreams } from '@gantry/bus';
 import { schedulerClients } from './scheduler-client.js';
 import { JobServiceService, jobService } from './job-service.js';
 import { NodeServiceService, nodeService } from './node-service.js';
+import { AdminServiceService, adminService } from './admin-service.js';
 
 const { config, log, lifecycle } = await startService('gateway', {
   GATEWAY_GRPC_PORT: env.port(7070),
@@ -17,7 +18,9 @@ lifecycle.onShutdown('scheduler-client', () => scheduler.jobs.close());
 const grpc = await startGrpcServer(config.BIND_HOST, config.GATEWAY_GRPC_PORT, (server) => {
   server.addService(JobServiceService, jobService(log, scheduler.jobs, nc));
   server.addService(NodeServiceService, nodeService(log, scheduler.nodes));
-  return ['gantry.v1.JobService', 'gantry.v1.NodeService'];
+  // Operator RPCs; authentication and per-tenant authorisation come with the auth issue.
+  server.addService(AdminServiceService, adminService(log, scheduler.admin));
+  return ['gantry.v1.JobService', 'gantry.v1.NodeService', 'gantry.v1.AdminService'];
 });
 lifecycle.onShutdown('grpc', () => grpc.shutdown(5_000));
 log.info({ grpcPort: grpc.port, scheduler: config.SCHEDULER_ADDR }, 'gateway started');

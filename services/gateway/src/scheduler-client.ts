@@ -1,7 +1,7 @@
 // The gateway's connection to the scheduler's internal API. Errors from the scheduler are
 // passed through unchanged (they already are precise gRPC statuses).
 import * as grpc from '@grpc/grpc-js';
-import { JobServiceClient, NodeServiceClient } from '@gantry/proto';
+import { AdminServiceClient, JobServiceClient, NodeServiceClient } from '@gantry/proto';
 
 type Unary<Req, Res> = (req: Req, metadata: grpc.Metadata, options: Partial<grpc.CallOptions>, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall;
 
@@ -29,5 +29,6 @@ export function schedulerClients(address: string) {
     ...(many ? { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }) } : {}),
   };
   const jobs = new JobServiceClient(target, creds, options);
-  return { jobs, nodes: new NodeServiceClient(target, creds, { ...options, channelOverride: jobs.getChannel() }) };
+  const shared = { ...options, channelOverride: jobs.getChannel() };
+  return { jobs, nodes: new NodeServiceClient(target, creds, shared), admin: new AdminServiceClient(target, creds, shared) };
 }

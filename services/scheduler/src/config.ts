@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { env } from '@gantry/service-kit';
 
 export const schedulerEnv = {
@@ -14,5 +15,7 @@ export const schedulerEnv = {
   STOP_GRACE_SECONDS: env.int(10, 0, 3600),
   /** How long to wait before re-sending an unacknowledged assignment or stop. */
   COMMAND_RESEND_MS: env.ms(3_000),
+  /** YAML/JSON scheduling policy (tenants, quotas, fair share, preemption, backfill); seeds Redis when none is stored. */
+  SCHEDULING_CONFIG: z.string().min(1).optional(),
   INSTANCE_ID: env.str(`scheduler-${process.pid}-${Math.random().toString(36).slice(2, 8)}`),
 };

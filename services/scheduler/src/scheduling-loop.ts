@@ -1,32 +1,56 @@
-// The leader's scheduling loop: snapshot from Redis -> pure plan -> commit each placement
-// with compare-and-set (job revision, every GPU free, every node READY) -> dispatch. A
-// placement that lost a race is simply re-planned next pass.
-import { JobState, RankPlacement } from '@gantry/proto';
-import { AllocationConflictError, StaleWriteError, allocationOwner, FencedError } from '@gantry/store';
+// The leader's scheduling loop. Each pass: snapshot from Redis -> housekeeping (time limits,
+// requeue of preempted jobs) -> fair-share usage -> the pure plan -> apply it: preemptions
+// (SIGTERM with grace, then requeue), placements committed with compare-and-set (job
+// revision, every GPU free, every node READY), dispatch, and explanations of waiting jobs.
+// A placement that lost a race is simply re-planned next pass.
+import { JobFailure, JobState, RankPlacement, type Job } from '@gantry/proto';
+import { AllocationConflictError, CheckpointStore, FencedError, SchedulingStateStore, StaleWriteError, allocationOwner, type JobRecord } from '@gantry/store';
 import { Counter, Histogram } from 'prom-client';
 import type { SchedulerContext } from './context.js';
-import { planCycle, type Plan } from './placement/index.js';
-import { jobRequest, nodeView } from './snapshot.js';
-import { schedule } from './jobs/lifecycle.js';
-import { dispatchAssignments } from './dispatch/dispatcher.js';
+import { accrueUsage, allocationsOf, formatRejections, planCycle, usageAt, type CyclePlan, type Preemption, type UsageRecord } from './placement/index.js';
+import { jobRequest, nodeView, runningJob } from './snapshot.js';
+import { currentAttempt, endJob, liveRanks, schedule } from './jobs/lifecycle.js';
+import { mutateJob } from './jobs/mutate.js';
+import { dispatchAssignments, stopLiveRanks } from './dispatch/dispatcher.js';
+import { PolicyCache } from './policy.js';
+
+export interface Explanation {
+  queuePosition: number;
+  reason: string;
+  message: string;
+  quota: string;
+  rejections: Record<string, number>;
+  summary: string;
+  reservation?: { startTime: number; nodes: string[] };
+  evaluatedAt: number;
+}
 
 export class SchedulingLoop {
   private running = false;
   private wake: (() => void) | undefined;
   private kicked = false;
-  /** The last plan's view of waiting jobs, for GetJob's explanation (derived, not truth). */
-  lastUnschedulable = new Map<string, Plan['unschedulable'][number]>();
+  private readonly state: SchedulingStateStore;
+  private readonly checkpoints: CheckpointStore;
+  private readonly policy: PolicyCache;
+  /** Explanations written last pass (to write only changes); reset with leadership. */
+  private written: Map<string, string> | undefined;
   private readonly cycles: Histogram;
   private readonly placed: Counter;
+  private readonly preempted: Counter;
 
   constructor(private readonly ctx: SchedulerContext) {
+    this.state = new SchedulingStateStore(ctx.redis);
+    this.checkpoints = new CheckpointStore(ctx.redis);
+    this.policy = new PolicyCache(this.state, ctx.log);
     this.cycles = new Histogram({ name: 'gantry_scheduler_cycle_seconds', help: 'Duration of a scheduling pass', registers: [ctx.metrics], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5] });
     this.placed = new Counter({ name: 'gantry_scheduler_placements_total', help: 'Gangs placed', labelNames: ['outcome'], registers: [ctx.metrics] });
+    this.preempted = new Counter({ name: 'gantry_scheduler_preemptions_total', help: 'Jobs preempted', registers: [ctx.metrics] });
   }
 
   start(): void {
     if (this.running) return;
     this.running = true;
+    this.written = undefined;
     void this.loop();
   }
 
@@ -46,7 +70,8 @@ export class SchedulingLoop {
       try {
         await this.runOnce();
       } catch (err) {
-        this.ctx.log.warn({ err: (err as Error).message }, 'scheduling pass failed');
+        if (err instanceof FencedError) this.ctx.log.warn('fenced: another scheduler leads');
+        else this.ctx.log.warn({ err: (err as Error).message }, 'scheduling pass failed');
       }
       if (!this.kicked && this.running) {
         await new Promise<void>((r) => { this.wake = r; setTimeout(r, this.ctx.settings.cycleIntervalMs); });
@@ -59,39 +84,131 @@ export class SchedulingLoop {
     const epoch = ctx.epoch();
     if (epoch === 0) return;
     const end = this.cycles.startTimer();
-    const pendingIds = await ctx.jobs.idsInState(JobState.JOB_STATE_PENDING);
-    // Active jobs whose assignments may not have reached their agents yet.
-    const scheduledIds = await ctx.jobs.idsInState(JobState.JOB_STATE_SCHEDULED);
-    for (const rec of await ctx.jobs.getMany(scheduledIds)) void dispatchAssignments(ctx, rec.job);
-    if (pendingIds.length === 0) { this.lastUnschedulable.clear(); end(); return; }
-    const [pending, nodes] = await Promise.all([ctx.jobs.getMany(pendingIds), ctx.nodes.list()]);
-    const byName = new Map(nodes.map((n) => [n.node.name, n]));
-    const records = new Map(pending.map((r) => [r.job.id, r]));
-    const plan = planCycle(nodes.map(nodeView), pending.filter((r) => r.job.state === JobState.JOB_STATE_PENDING).map((r) => jobRequest(r.job)));
-    this.lastUnschedulable = new Map(plan.unschedulable.map((u) => [u.jobId, u]));
+    const now = Date.now();
+    const config = await this.policy.get();
+    const ids = async (s: JobState) => ctx.jobs.getMany(await ctx.jobs.idsInState(s));
+    const [pending, scheduled, runningJobs, preempted, nodes] = await Promise.all([
+      ids(JobState.JOB_STATE_PENDING), ids(JobState.JOB_STATE_SCHEDULED), ids(JobState.JOB_STATE_RUNNING), ids(JobState.JOB_STATE_PREEMPTED), ctx.nodes.list(),
+    ]);
+    // Assignments may not have reached their agents yet (an agent restarting, a lost message).
+    for (const rec of scheduled) void dispatchAssignments(ctx, rec.job);
+    await this.enforceTimeLimits(runningJobs, now, epoch);
+    await this.requeuePreempted(preempted, epoch);
+
+    const holding = [...scheduled, ...runningJobs].filter((r) => r.job.state !== JobState.JOB_STATE_FAILED);
+    const lastCheckpoint = await Promise.all(holding.map((r) => this.checkpoints.latestCommitted(r.job.id).catch(() => undefined)));
+    const running = [
+      ...holding.map((r, i) => runningJob(r.job, lastCheckpoint[i]?.committedAt?.getTime(), false)),
+      ...preempted.filter((r) => liveRanks(r.job).length > 0).map((r) => runningJob(r.job, undefined, true)),
+    ];
+    const usage = await this.accrueUsage(running, now, config.fairShare.halfLifeSec);
+
+    const plan = planCycle(nodes.map(nodeView), pending.map((r) => jobRequest(r.job)), { now, running, config, usage });
+    for (const p of plan.preemptions) await this.preempt(p, epoch);
+    await this.commitPlacements(plan, new Map(pending.map((r) => [r.job.id, r])), new Map(nodes.map((n) => [n.node.name, n.node.address])), epoch);
+    await this.writeExplanations(plan, now);
+    end();
+  }
+
+  private async commitPlacements(plan: CyclePlan, records: Map<string, JobRecord>, addresses: Map<string, string>, epoch: number): Promise<void> {
+    const { ctx } = this;
     for (const p of plan.placements) {
-      const rec = records.get(p.jobId)!;
-      const placement = p.ranks.map((r) => RankPlacement.create({ rank: r.rank, node: r.node, gpuIndices: r.gpus, address: byName.get(r.node)?.node.address ?? r.node }));
+      const rec = records.get(p.jobId);
+      if (!rec) continue;
+      const placement = p.ranks.map((r) => RankPlacement.create({ rank: r.rank, node: r.node, gpuIndices: r.gpus, address: addresses.get(r.node) || r.node }));
       const next = schedule(rec.job, placement, new Date());
+      const why = p.explanation ?? `placed in ${p.domain}`;
+      currentAttempt(next)!.placementExplanation = why;
       const claims = placement.flatMap((r) => r.gpuIndices.map((gpu) => ({ node: r.node, gpu, owner: allocationOwner(next.id, next.attempt, r.rank) })));
       try {
-        const committed = await ctx.jobs.commit({ prev: rec, next, reason: `placed on ${placement.map((r) => r.node).join(', ')} (${p.domain})`, epoch, claims });
+        const committed = await ctx.jobs.commit({ prev: rec, next, reason: `placed on ${placement.map((r) => r.node).join(', ')}: ${why}`, epoch, claims });
         this.placed.inc({ outcome: 'committed' });
-        ctx.log.info({ job: next.id, attempt: next.attempt, nodes: placement.map((r) => r.node) }, 'job scheduled');
+        ctx.log.info({ job: next.id, attempt: next.attempt, nodes: placement.map((r) => r.node), why }, 'job scheduled');
         void dispatchAssignments(ctx, committed.job, undefined, true);
       } catch (err) {
-        if (err instanceof StaleWriteError || err instanceof AllocationConflictError) {
-          this.placed.inc({ outcome: 'conflict' });
-          ctx.log.info({ job: p.jobId, err: err.message }, 'placement lost a race; re-planning');
-          this.kicked = true;
-        } else if (err instanceof FencedError) {
-          ctx.log.warn('fenced: another scheduler leads');
-          break;
-        } else {
-          throw err;
-        }
+        if (!(err instanceof StaleWriteError || err instanceof AllocationConflictError)) throw err;
+        this.placed.inc({ outcome: 'conflict' });
+        ctx.log.info({ job: p.jobId, err: err.message }, 'placement lost a race; re-planning');
+        this.kicked = true;
       }
     }
-    end();
+  }
+
+  /** Stops a lower-priority job so a waiting one can start: SIGTERM, grace, then requeue. */
+  private async preempt(p: Preemption, epoch: number): Promise<void> {
+    const { ctx } = this;
+    const reason = `preempted for ${p.preemptorId}: ${p.reason}`;
+    let victim: Job | undefined;
+    await mutateJob(ctx.jobs, p.jobId, (r) => {
+      if (r.job.state !== JobState.JOB_STATE_SCHEDULED && r.job.state !== JobState.JOB_STATE_RUNNING) return undefined;
+      const now = new Date();
+      victim = { ...r.job, state: JobState.JOB_STATE_PREEMPTED, preemptedAt: now, attempts: r.job.attempts.map((a) => (a.number === r.job.attempt ? { ...a, finishedAt: now, failure: JobFailure.create({ reason }) } : a)) };
+      return { next: victim, reason, epoch };
+    });
+    if (!victim) return;
+    this.preempted.inc();
+    ctx.log.info({ job: p.jobId, preemptor: p.preemptorId, reason: p.reason }, 'preempting');
+    await stopLiveRanks(ctx, victim, reason);
+  }
+
+  /** A preempted job whose ranks have all exited goes back to the queue (its next attempt gets a new number). */
+  private async requeuePreempted(preempted: JobRecord[], epoch: number): Promise<void> {
+    for (const rec of preempted) {
+      if (liveRanks(rec.job).length > 0) continue;
+      await mutateJob(this.ctx.jobs, rec.job.id, (r) => (r.job.state === JobState.JOB_STATE_PREEMPTED && liveRanks(r.job).length === 0
+        ? { next: { ...r.job, state: JobState.JOB_STATE_PENDING }, reason: `requeued after preemption (${r.job.reason})`, epoch }
+        : undefined));
+      this.kicked = true;
+    }
+  }
+
+  private async enforceTimeLimits(running: JobRecord[], now: number, epoch: number): Promise<void> {
+    for (const rec of running) {
+      const limit = rec.job.spec?.timeLimitSeconds ?? 0;
+      const started = currentAttempt(rec.job)?.startedAt?.getTime();
+      if (!limit || started === undefined || now - started <= limit * 1000) continue;
+      const reason = `exceeded its time limit of ${limit}s`;
+      let ended: Job | undefined;
+      await mutateJob(this.ctx.jobs, rec.job.id, (r) => {
+        if (r.job.state !== JobState.JOB_STATE_RUNNING) return undefined;
+        ended = endJob(r.job, JobState.JOB_STATE_FAILED, reason, new Date(now));
+        return { next: ended, reason, epoch };
+      });
+      if (ended) {
+        this.ctx.log.info({ job: rec.job.id, limit }, 'time limit exceeded');
+        await stopLiveRanks(this.ctx, ended, reason);
+      }
+    }
+  }
+
+  private async accrueUsage(running: ReturnType<typeof runningJob>[], now: number, halfLifeSec: number): Promise<Record<string, number>> {
+    const raw = await this.state.usage();
+    const records: Record<string, UsageRecord> = {};
+    for (const [t, json] of Object.entries(raw)) {
+      try { records[t] = JSON.parse(json) as UsageRecord; } catch { /* a corrupt record restarts at zero */ }
+    }
+    const next = accrueUsage(records, allocationsOf(running.filter((r) => !r.terminating)), now, halfLifeSec);
+    await this.state.setUsage(Object.fromEntries(Object.entries(next).map(([t, r]) => [t, JSON.stringify(r)])));
+    return usageAt(next, now, halfLifeSec);
+  }
+
+  private async writeExplanations(plan: CyclePlan, now: number): Promise<void> {
+    this.written ??= new Map((await this.state.explainedJobIds()).map((id) => [id, '']));
+    const reservations = new Map(plan.reservations.map((r) => [r.jobId, r]));
+    const current = new Map<string, string>();
+    const changed: Record<string, string> = {};
+    for (const u of plan.unschedulable) {
+      const res = u.reservation ?? reservations.get(u.jobId);
+      const e: Omit<Explanation, 'evaluatedAt'> = {
+        queuePosition: u.queuePosition, reason: u.reason ?? '', message: u.message, quota: u.quota ?? '', rejections: u.rejections,
+        summary: formatRejections(u.rejections), reservation: res ? { startTime: res.startTime, nodes: res.nodes } : undefined,
+      };
+      const key = JSON.stringify(e);
+      current.set(u.jobId, key);
+      if (this.written.get(u.jobId) !== key) changed[u.jobId] = JSON.stringify({ ...e, evaluatedAt: now });
+    }
+    const removed = [...this.written.keys()].filter((id) => !current.has(id));
+    if (Object.keys(changed).length > 0 || removed.length > 0) await this.state.updateExplanations(changed, removed);
+    this.written = current;
   }
 }

@@ -17,6 +17,9 @@ import { TelemetryIngest } from './telemetry/ingest.js';
 import { SchedulingLoop } from './scheduling-loop.js';
 import { JobServiceService, jobService } from './api/job-service.js';
 import { NodeServiceService, nodeService } from './api/node-service.js';
+import { AdminServiceService, adminService } from './api/admin-service.js';
+import { seedPolicy } from './policy.js';
+import { SchedulingStateStore } from '@gantry/store';
 
 export async function main(): Promise<void> {
   const { config, log, metrics, lifecycle } = await startService('scheduler', schedulerEnv);
@@ -26,6 +29,7 @@ export async function main(): Promise<void> {
   lifecycle.onShutdown('nats', () => nc.drain());
   await ensureStreams(nc);
   const js = jetstream(nc);
+  await seedPolicy(new SchedulingStateStore(redis), config.SCHEDULING_CONFIG, log);
 
   // The context's callbacks reach the elector and loop created below; they run only later.
   const ctx: SchedulerContext = {
@@ -78,7 +82,8 @@ export async function main(): Promise<void> {
   const grpc = await startGrpcServer(config.BIND_HOST, config.SCHEDULER_GRPC_PORT, (server) => {
     server.addService(JobServiceService, jobService(ctx));
     server.addService(NodeServiceService, nodeService(ctx));
-    return ['gantry.v1.JobService', 'gantry.v1.NodeService'];
+    server.addService(AdminServiceService, adminService(ctx));
+    return ['gantry.v1.JobService', 'gantry.v1.NodeService', 'gantry.v1.AdminService'];
   });
   lifecycle.onShutdown('grpc', () => grpc.shutdown(5_000));
   log.info({ grpcPort: grpc.port, instance: config.INSTANCE_ID }, 'scheduler started');

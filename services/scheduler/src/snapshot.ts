@@ -1,13 +1,16 @@
 // Builds the pure core's inputs from Redis records.
 import { type Job, type Node, NodeState, TopologyRequirement, nodeStateName } from '@gantry/proto';
 import type { NodeRecord } from '@gantry/store';
-import type { JobRequest, NodeView, TopologyNeed } from './placement/index.js';
+import { PRIORITY_CLASSES, priorityOf as classPriority, type JobRequest, type NodeView, type RunningJob, type TopologyNeed } from './placement/index.js';
+import { currentAttempt, liveRanks } from './jobs/lifecycle.js';
 
-/** Numeric priority of a class; unknown or empty classes are `normal`. */
-export const PRIORITY_CLASSES: Record<string, number> = { critical: 1000, high: 100, normal: 0, low: -100, preemptible: -1000 };
-
+/** Numeric priority of a class; the gateway admits only known classes, anything else counts as `normal`. */
 export function priorityOf(cls: string): number {
-  return PRIORITY_CLASSES[cls] ?? 0;
+  try {
+    return classPriority(cls);
+  } catch {
+    return PRIORITY_CLASSES.normal;
+  }
 }
 
 const TOPOLOGY_NEEDS: Record<TopologyRequirement, TopologyNeed> = {
@@ -51,6 +54,23 @@ export function jobRequest(job: Job): JobRequest {
     topology: TOPOLOGY_NEEDS[s.topology] ?? 'any',
     nodeSelector: s.nodeSelector,
     excludeNodes: s.excludeNodes,
+  };
+}
+
+/** A job holding GPUs, as the planner sees it (for preemption, backfill and quotas). */
+export function runningJob(job: Job, lastCheckpointMs: number | undefined, terminating: boolean): RunningJob {
+  const a = currentAttempt(job);
+  const live = terminating ? liveRanks(job) : (a?.placement ?? []);
+  return {
+    id: job.id,
+    tenant: job.spec?.tenant ?? '',
+    priority: priorityOf(job.spec?.priorityClass ?? ''),
+    ranks: live.map((p) => ({ rank: p.rank, node: p.node, gpus: p.gpuIndices })),
+    startTime: (a?.startedAt ?? a?.scheduledAt ?? job.createdAt ?? new Date(0)).getTime(),
+    timeLimitSec: job.spec?.timeLimitSeconds ?? 0,
+    lastCheckpointTime: lastCheckpointMs,
+    preemptedAt: job.preemptedAt?.getTime(),
+    terminating,
   };
 }
 

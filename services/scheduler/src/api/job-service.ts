@@ -1,12 +1,13 @@
 // The scheduler's internal JobService: the gateway validates and authenticates, then calls
 // this. Submit and cancel are user intents any replica may record; the leader acts on them.
 import { randomBytes } from 'node:crypto';
-import { JobServiceService, type JobServiceServer, Job, JobState, isTerminalJobState, jobStateName } from '@gantry/proto';
+import { ExplainJobResponse, JobServiceService, type JobServiceServer, Job, JobState, isTerminalJobState, jobStateName } from '@gantry/proto';
 import { failedPrecondition, invalidArgument, notFound, unary, GrpcError } from '@gantry/service-kit';
-import { InvalidPageTokenError } from '@gantry/store';
+import { InvalidPageTokenError, SchedulingStateStore } from '@gantry/store';
 import { status } from '@grpc/grpc-js';
 import type { SchedulerContext } from '../context.js';
-import { endJob, isActive } from '../jobs/lifecycle.js';
+import { currentAttempt, endJob, isActive } from '../jobs/lifecycle.js';
+import type { Explanation } from '../scheduling-loop.js';
 import { mutateJob } from '../jobs/mutate.js';
 import { stopLiveRanks } from '../dispatch/dispatcher.js';
 
@@ -16,6 +17,7 @@ export function newJobId(now = Date.now()): string {
 }
 
 export function jobService(ctx: SchedulerContext): JobServiceServer {
+  const state = new SchedulingStateStore(ctx.redis);
   const unimplemented = (what: string) => () => { throw new GrpcError(status.UNIMPLEMENTED, `${what} is served by the gateway`); };
   return {
     submitJob: unary(ctx.log, 'SubmitJob', async (req) => {
@@ -60,6 +62,30 @@ export function jobService(ctx: SchedulerContext): JobServiceServer {
       if (ctx.epoch() !== 0 && !isActive(rec.job)) await stopLiveRanks(ctx, rec.job, reason);
       ctx.kick();
       return { job: rec.job };
+    }),
+    explainJob: unary(ctx.log, 'ExplainJob', async (req) => {
+      const rec = await ctx.jobs.get(req.jobId);
+      if (!rec) throw notFound(`job ${req.jobId} not found`);
+      const job = rec.job;
+      const res = ExplainJobResponse.create({ jobId: job.id, state: job.state, placementExplanation: currentAttempt(job)?.placementExplanation ?? '' });
+      if (job.state !== JobState.JOB_STATE_PENDING) {
+        res.message = job.reason;
+        return res;
+      }
+      const raw = await state.explanation(job.id);
+      if (!raw) {
+        res.message = 'not evaluated by the scheduler yet';
+        return res;
+      }
+      const e = JSON.parse(raw) as Explanation;
+      return ExplainJobResponse.create({
+        ...res,
+        queuePosition: e.queuePosition, pendingReason: e.reason, message: e.message, quota: e.quota,
+        rejections: Object.entries(e.rejections).sort((a, b) => b[1] - a[1]).map(([reason, nodes]) => ({ reason, nodes })),
+        reservationStart: e.reservation ? new Date(e.reservation.startTime) : undefined,
+        reservationNodes: e.reservation?.nodes ?? [],
+        evaluatedAt: new Date(e.evaluatedAt),
+      });
     }),
     watchJob: unimplemented('WatchJob'),
     streamLogs: unimplemented('StreamLogs'),

@@ -143,7 +143,7 @@ export function findVictims(s: VictimSearch): VictimChoice | undefined {
     if (count < job.nodes) continue;
     const local = byDomain.get(d) ?? [];
     const victims = shared.length === 0 ? local : mergeByCost([...new Set([...local, ...shared])], s.policy.now);
-    const choice = greedy(s, victims);
+    const choice = greedy(s, victims, { level, domain: d });
     if (!choice) continue;
     const cost = victimCost(choice, s.policy.now);
     if (!best || lexLess(cost, bestCost)) {
@@ -182,8 +182,12 @@ function lexLess(a: readonly number[], b: readonly number[]): boolean {
   return false;
 }
 
-/** Adds victims cheapest first until the job fits, then trims to those it needs. */
-function greedy(s: VictimSearch, useful: readonly RunningJob[]): VictimChoice | undefined {
+/**
+ * Adds victims cheapest first until the job fits, then trims to those it needs. `within`
+ * restricts the counting to one domain (the job must fit inside it, so nodes elsewhere
+ * cannot help).
+ */
+function greedy(s: VictimSearch, useful: readonly RunningJob[], within?: { level: Int32Array; domain: number }): VictimChoice | undefined {
   const { state, job, fit } = s;
   const g = job.gpusPerNode;
   const gpus = job.nodes * g;
@@ -212,8 +216,9 @@ function greedy(s: VictimSearch, useful: readonly RunningJob[]): VictimChoice | 
   const n = job.nodes;
   const couldFit = () =>
     job.topology === 'same-nvlink-domain' ? bestNvl >= n : job.topology === 'same-switch' ? bestLeaf >= n : job.topology === 'same-spine' ? bestSpine >= n : eligible >= n;
+  const inside = (i: number) => within === undefined || within.level[i] === within.domain;
   const fits = (i: number) => free[i]! >= g && (s.guard === undefined || s.endsBefore || s.guard.slack[i]! >= g);
-  for (const i of fit.candidates) if (fits(i)) count(i);
+  for (const i of fit.candidates) if (inside(i) && fits(i)) count(i);
 
   const chosen: { job: RunningJob; reason: string }[] = [];
   let outcome: GangOutcome | undefined;
@@ -240,9 +245,10 @@ function greedy(s: VictimSearch, useful: readonly RunningJob[]): VictimChoice | 
     for (let k = 0; k < idx.length; k++) {
       const i = idx[k]!;
       if (i < 0) continue;
-      const before = fit.mask[i] === 1 && fits(i);
+      const counted = fit.mask[i] === 1 && inside(i);
+      const before = counted && fits(i);
       free[i] = free[i]! + v.ranks[k]!.gpus.length;
-      if (!before && fit.mask[i] === 1 && fits(i)) count(i);
+      if (!before && counted && fits(i)) count(i);
     }
     if (!couldFit() || eligible === eligibleAtLastTry || !quotaOk(ledger)) continue;
     if (++selections > MAX_SELECTIONS) break;

@@ -288,6 +288,8 @@ export interface Attempt {
   finishedAt?: Date | undefined;
   failure?: JobFailure | undefined;
   resumedFromCheckpoint: string;
+  /** Why these nodes: topology domain, best-fit score, borrowed quota. */
+  placementExplanation: string;
 }
 
 export interface Job {
@@ -306,6 +308,8 @@ export interface Job {
   idempotencyKey: string;
   /** Incremented on every persisted change; used for compare-and-set. */
   revision: number;
+  /** When the job was last preempted; it is not preempted again within the configured window. */
+  preemptedAt?: Date | undefined;
 }
 
 export interface JobEvent {
@@ -1374,6 +1378,7 @@ function createBaseAttempt(): Attempt {
     finishedAt: undefined,
     failure: undefined,
     resumedFromCheckpoint: "",
+    placementExplanation: "",
   };
 }
 
@@ -1402,6 +1407,9 @@ export const Attempt: MessageFns<Attempt> = {
     }
     if (message.resumedFromCheckpoint !== "") {
       writer.uint32(66).string(message.resumedFromCheckpoint);
+    }
+    if (message.placementExplanation !== "") {
+      writer.uint32(74).string(message.placementExplanation);
     }
     return writer;
   },
@@ -1483,6 +1491,14 @@ export const Attempt: MessageFns<Attempt> = {
             message.resumedFromCheckpoint = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.placementExplanation = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1523,6 +1539,11 @@ export const Attempt: MessageFns<Attempt> = {
         : isSet(object.resumed_from_checkpoint)
         ? globalThis.String(object.resumed_from_checkpoint)
         : "",
+      placementExplanation: isSet(object.placementExplanation)
+        ? globalThis.String(object.placementExplanation)
+        : isSet(object.placement_explanation)
+        ? globalThis.String(object.placement_explanation)
+        : "",
     };
   },
 
@@ -1552,6 +1573,9 @@ export const Attempt: MessageFns<Attempt> = {
     if (message.resumedFromCheckpoint !== "") {
       obj.resumedFromCheckpoint = message.resumedFromCheckpoint;
     }
+    if (message.placementExplanation !== "") {
+      obj.placementExplanation = message.placementExplanation;
+    }
     return obj;
   },
 
@@ -1570,6 +1594,7 @@ export const Attempt: MessageFns<Attempt> = {
       ? JobFailure.fromPartial(object.failure)
       : undefined;
     message.resumedFromCheckpoint = object.resumedFromCheckpoint ?? "";
+    message.placementExplanation = object.placementExplanation ?? "";
     return message;
   },
 };
@@ -1587,6 +1612,7 @@ function createBaseJob(): Job {
     finishedAt: undefined,
     idempotencyKey: "",
     revision: 0,
+    preemptedAt: undefined,
   };
 }
 
@@ -1624,6 +1650,9 @@ export const Job: MessageFns<Job> = {
     }
     if (message.revision !== 0) {
       writer.uint32(88).uint64(message.revision);
+    }
+    if (message.preemptedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.preemptedAt), writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -1729,6 +1758,14 @@ export const Job: MessageFns<Job> = {
             message.revision = longToNumber(reader.uint64());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.preemptedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1770,6 +1807,11 @@ export const Job: MessageFns<Job> = {
         ? globalThis.String(object.idempotency_key)
         : "",
       revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      preemptedAt: isSet(object.preemptedAt)
+        ? fromJsonTimestamp(object.preemptedAt)
+        : isSet(object.preempted_at)
+        ? fromJsonTimestamp(object.preempted_at)
+        : undefined,
     };
   },
 
@@ -1808,6 +1850,9 @@ export const Job: MessageFns<Job> = {
     if (message.revision !== 0) {
       obj.revision = Math.round(message.revision);
     }
+    if (message.preemptedAt !== undefined) {
+      obj.preemptedAt = message.preemptedAt.toISOString();
+    }
     return obj;
   },
 
@@ -1827,6 +1872,7 @@ export const Job: MessageFns<Job> = {
     message.finishedAt = object.finishedAt ?? undefined;
     message.idempotencyKey = object.idempotencyKey ?? "";
     message.revision = object.revision ?? 0;
+    message.preemptedAt = object.preemptedAt ?? undefined;
     return message;
   },
 };

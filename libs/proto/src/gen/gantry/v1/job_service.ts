@@ -20,6 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Timestamp } from "../../google/protobuf/timestamp.js";
 import { Job, JobEvent, JobSpec, JobState, jobStateFromJSON, jobStateToJSON, LogLine } from "./job.js";
 
 export interface SubmitJobRequest {
@@ -95,6 +96,36 @@ export interface StreamLogsResponse {
   rank: number;
   node: string;
   line?: LogLine | undefined;
+}
+
+export interface ExplainJobRequest {
+  jobId: string;
+}
+
+export interface NodeRejection {
+  /** e.g. "insufficient free GPUs", "gpu type H100 not in [B200]", "node quarantined". */
+  reason: string;
+  nodes: number;
+}
+
+export interface ExplainJobResponse {
+  jobId: string;
+  state: JobState;
+  /** Pending jobs: 1-based position in the queue after ordering (0 when not pending). */
+  queuePosition: number;
+  /** Machine-readable cause: no-capacity, topology, quota, reservation, waiting-for-preemption, invalid. */
+  pendingReason: string;
+  message: string;
+  /** e.g. "tenant ml-research at 512/512 GPUs nominal, borrowing disabled". */
+  quota: string;
+  rejections: NodeRejection[];
+  /** The head job's backfill reservation, when this job holds it. */
+  reservationStart?: Date | undefined;
+  reservationNodes: string[];
+  /** Placed jobs: why those nodes. */
+  placementExplanation: string;
+  /** When the scheduler last evaluated the job. */
+  evaluatedAt?: Date | undefined;
 }
 
 function createBaseSubmitJobRequest(): SubmitJobRequest {
@@ -1195,6 +1226,435 @@ export const StreamLogsResponse: MessageFns<StreamLogsResponse> = {
   },
 };
 
+function createBaseExplainJobRequest(): ExplainJobRequest {
+  return { jobId: "" };
+}
+
+export const ExplainJobRequest: MessageFns<ExplainJobRequest> = {
+  encode(message: ExplainJobRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExplainJobRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExplainJobRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExplainJobRequest {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ExplainJobRequest): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ExplainJobRequest>): ExplainJobRequest {
+    return ExplainJobRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExplainJobRequest>): ExplainJobRequest {
+    const message = createBaseExplainJobRequest();
+    message.jobId = object.jobId ?? "";
+    return message;
+  },
+};
+
+function createBaseNodeRejection(): NodeRejection {
+  return { reason: "", nodes: 0 };
+}
+
+export const NodeRejection: MessageFns<NodeRejection> = {
+  encode(message: NodeRejection, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reason !== "") {
+      writer.uint32(10).string(message.reason);
+    }
+    if (message.nodes !== 0) {
+      writer.uint32(16).uint32(message.nodes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeRejection {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeRejection();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.nodes = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NodeRejection {
+    return {
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      nodes: isSet(object.nodes) ? globalThis.Number(object.nodes) : 0,
+    };
+  },
+
+  toJSON(message: NodeRejection): unknown {
+    const obj: any = {};
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.nodes !== 0) {
+      obj.nodes = Math.round(message.nodes);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<NodeRejection>): NodeRejection {
+    return NodeRejection.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<NodeRejection>): NodeRejection {
+    const message = createBaseNodeRejection();
+    message.reason = object.reason ?? "";
+    message.nodes = object.nodes ?? 0;
+    return message;
+  },
+};
+
+function createBaseExplainJobResponse(): ExplainJobResponse {
+  return {
+    jobId: "",
+    state: 0,
+    queuePosition: 0,
+    pendingReason: "",
+    message: "",
+    quota: "",
+    rejections: [],
+    reservationStart: undefined,
+    reservationNodes: [],
+    placementExplanation: "",
+    evaluatedAt: undefined,
+  };
+}
+
+export const ExplainJobResponse: MessageFns<ExplainJobResponse> = {
+  encode(message: ExplainJobResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.state !== 0) {
+      writer.uint32(16).int32(message.state);
+    }
+    if (message.queuePosition !== 0) {
+      writer.uint32(24).uint32(message.queuePosition);
+    }
+    if (message.pendingReason !== "") {
+      writer.uint32(34).string(message.pendingReason);
+    }
+    if (message.message !== "") {
+      writer.uint32(42).string(message.message);
+    }
+    if (message.quota !== "") {
+      writer.uint32(50).string(message.quota);
+    }
+    for (const v of message.rejections) {
+      NodeRejection.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.reservationStart !== undefined) {
+      Timestamp.encode(toTimestamp(message.reservationStart), writer.uint32(66).fork()).join();
+    }
+    for (const v of message.reservationNodes) {
+      writer.uint32(74).string(v!);
+    }
+    if (message.placementExplanation !== "") {
+      writer.uint32(82).string(message.placementExplanation);
+    }
+    if (message.evaluatedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.evaluatedAt), writer.uint32(90).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExplainJobResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExplainJobResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.queuePosition = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pendingReason = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.quota = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.rejections.push(NodeRejection.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.reservationStart = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.reservationNodes.push(reader.string());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.placementExplanation = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.evaluatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExplainJobResponse {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      state: isSet(object.state) ? jobStateFromJSON(object.state) : 0,
+      queuePosition: isSet(object.queuePosition)
+        ? globalThis.Number(object.queuePosition)
+        : isSet(object.queue_position)
+        ? globalThis.Number(object.queue_position)
+        : 0,
+      pendingReason: isSet(object.pendingReason)
+        ? globalThis.String(object.pendingReason)
+        : isSet(object.pending_reason)
+        ? globalThis.String(object.pending_reason)
+        : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      quota: isSet(object.quota) ? globalThis.String(object.quota) : "",
+      rejections: globalThis.Array.isArray(object?.rejections)
+        ? object.rejections.map((e: any) => NodeRejection.fromJSON(e))
+        : [],
+      reservationStart: isSet(object.reservationStart)
+        ? fromJsonTimestamp(object.reservationStart)
+        : isSet(object.reservation_start)
+        ? fromJsonTimestamp(object.reservation_start)
+        : undefined,
+      reservationNodes: globalThis.Array.isArray(object?.reservationNodes)
+        ? object.reservationNodes.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.reservation_nodes)
+        ? object.reservation_nodes.map((e: any) => globalThis.String(e))
+        : [],
+      placementExplanation: isSet(object.placementExplanation)
+        ? globalThis.String(object.placementExplanation)
+        : isSet(object.placement_explanation)
+        ? globalThis.String(object.placement_explanation)
+        : "",
+      evaluatedAt: isSet(object.evaluatedAt)
+        ? fromJsonTimestamp(object.evaluatedAt)
+        : isSet(object.evaluated_at)
+        ? fromJsonTimestamp(object.evaluated_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ExplainJobResponse): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.state !== 0) {
+      obj.state = jobStateToJSON(message.state);
+    }
+    if (message.queuePosition !== 0) {
+      obj.queuePosition = Math.round(message.queuePosition);
+    }
+    if (message.pendingReason !== "") {
+      obj.pendingReason = message.pendingReason;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.quota !== "") {
+      obj.quota = message.quota;
+    }
+    if (message.rejections?.length) {
+      obj.rejections = message.rejections.map((e) => NodeRejection.toJSON(e));
+    }
+    if (message.reservationStart !== undefined) {
+      obj.reservationStart = message.reservationStart.toISOString();
+    }
+    if (message.reservationNodes?.length) {
+      obj.reservationNodes = message.reservationNodes;
+    }
+    if (message.placementExplanation !== "") {
+      obj.placementExplanation = message.placementExplanation;
+    }
+    if (message.evaluatedAt !== undefined) {
+      obj.evaluatedAt = message.evaluatedAt.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ExplainJobResponse>): ExplainJobResponse {
+    return ExplainJobResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExplainJobResponse>): ExplainJobResponse {
+    const message = createBaseExplainJobResponse();
+    message.jobId = object.jobId ?? "";
+    message.state = object.state ?? 0;
+    message.queuePosition = object.queuePosition ?? 0;
+    message.pendingReason = object.pendingReason ?? "";
+    message.message = object.message ?? "";
+    message.quota = object.quota ?? "";
+    message.rejections = object.rejections?.map((e) => NodeRejection.fromPartial(e)) || [];
+    message.reservationStart = object.reservationStart ?? undefined;
+    message.reservationNodes = object.reservationNodes?.map((e) => e) || [];
+    message.placementExplanation = object.placementExplanation ?? "";
+    message.evaluatedAt = object.evaluatedAt ?? undefined;
+    return message;
+  },
+};
+
 /** The public job API, served by the gateway (and, unauthenticated and internal, by the scheduler). */
 export type JobServiceService = typeof JobServiceService;
 export const JobServiceService = {
@@ -1253,6 +1713,19 @@ export const JobServiceService = {
     responseSerialize: (value: StreamLogsResponse): Buffer => Buffer.from(StreamLogsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StreamLogsResponse => StreamLogsResponse.decode(value),
   },
+  /**
+   * Why a pending job waits (queue position, quota, rejected nodes by reason), or why a
+   * placed job got its nodes.
+   */
+  explainJob: {
+    path: "/gantry.v1.JobService/ExplainJob" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ExplainJobRequest): Buffer => Buffer.from(ExplainJobRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExplainJobRequest => ExplainJobRequest.decode(value),
+    responseSerialize: (value: ExplainJobResponse): Buffer => Buffer.from(ExplainJobResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExplainJobResponse => ExplainJobResponse.decode(value),
+  },
 } as const;
 
 export interface JobServiceServer extends UntypedServiceImplementation {
@@ -1263,6 +1736,11 @@ export interface JobServiceServer extends UntypedServiceImplementation {
   /** Current state first, then every transition until the job ends. */
   watchJob: handleServerStreamingCall<WatchJobRequest, WatchJobResponse>;
   streamLogs: handleServerStreamingCall<StreamLogsRequest, StreamLogsResponse>;
+  /**
+   * Why a pending job waits (queue position, quota, rejected nodes by reason), or why a
+   * placed job got its nodes.
+   */
+  explainJob: handleUnaryCall<ExplainJobRequest, ExplainJobResponse>;
 }
 
 export interface JobServiceClient extends Client {
@@ -1339,6 +1817,25 @@ export interface JobServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<StreamLogsResponse>;
+  /**
+   * Why a pending job waits (queue position, quota, rejected nodes by reason), or why a
+   * placed job got its nodes.
+   */
+  explainJob(
+    request: ExplainJobRequest,
+    callback: (error: ServiceError | null, response: ExplainJobResponse) => void,
+  ): ClientUnaryCall;
+  explainJob(
+    request: ExplainJobRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExplainJobResponse) => void,
+  ): ClientUnaryCall;
+  explainJob(
+    request: ExplainJobRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExplainJobResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const JobServiceClient = makeGenericClientConstructor(JobServiceService, "gantry.v1.JobService") as unknown as {
@@ -1355,6 +1852,28 @@ type DeepPartial<T> = T extends Builtin ? T
   : T extends { $case: string } ? { [K in keyof Omit<T, "$case">]?: DeepPartial<T[K]> } & { $case: T["$case"] }
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = Math.trunc(date.getTime() / 1_000);
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (t.seconds || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
+
+function fromJsonTimestamp(o: any): Date {
+  if (o instanceof globalThis.Date) {
+    return o;
+  } else if (typeof o === "string") {
+    return new globalThis.Date(o);
+  } else {
+    return fromTimestamp(Timestamp.fromJSON(o));
+  }
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;
