@@ -1,14 +1,15 @@
-// GantryClient: the typed client of the gateway (gantry.v1.JobService and NodeService over one
-// channel). Each RPC is a one-line method over `Rpc`; to add one (e.g. further node-level admin
-// RPCs such as explain once they exist in proto/), add the service client in the constructor
-// and a method that names its retry class.
+// GantryClient: the typed client of the gateway (gantry.v1.JobService, NodeService and
+// AdminService over one channel). Each RPC is a one-line method over `Rpc`; to add one, add the
+// service client in the constructor (sharing the channel) and a method that names its retry class.
 import { randomUUID } from 'node:crypto';
 import {
+  AdminServiceClient,
   JobServiceClient,
   JobSpec,
   ListJobsRequest,
   ListNodesRequest,
   NodeServiceClient,
+  type ExplainJobResponse,
   type GetNodeTelemetryResponse,
   type Job,
   type JobEvent,
@@ -68,10 +69,31 @@ export interface NodeEventsOptions extends CallOptions {
   limit?: number;
 }
 
+/** The scheduling policy as the server stores it (see docs/scheduling.md for the format). */
+export interface SchedulingConfig {
+  /** The parsed document: tenants, defaultTenant, fairShare, preemption, backfill. */
+  config: Record<string, unknown>;
+  /** The server's text of it, unchanged. */
+  configJson: string;
+}
+
 /** Unwraps the single message of a response, which a correct server always sets. */
 function present<T>(value: T | undefined, what: string): T {
   if (value === undefined) throw new GantryError(status.INTERNAL, `server response has no ${what}`);
   return value;
+}
+
+function parseConfig(configJson: string): SchedulingConfig {
+  let config: unknown;
+  try {
+    config = JSON.parse(configJson);
+  } catch (err) {
+    throw new GantryError(status.INTERNAL, `server sent a scheduling config that is not JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+    throw new GantryError(status.INTERNAL, 'server sent a scheduling config that is not a JSON object');
+  }
+  return { config: config as Record<string, unknown>, configJson };
 }
 
 export class GantryClient {
@@ -79,6 +101,7 @@ export class GantryClient {
   private readonly rpc: Rpc;
   private readonly jobs: JobServiceClient;
   private readonly nodes: NodeServiceClient;
+  private readonly admin: AdminServiceClient;
 
   constructor(options: ClientOptions = {}) {
     this.options = addDefaults(options);
@@ -87,6 +110,7 @@ export class GantryClient {
     this.jobs = new JobServiceClient(address, credentials, channelOptions);
     // One channel (one connection) for every service of the gateway.
     this.nodes = new NodeServiceClient(address, credentials, { channelOverride: this.jobs.getChannel() });
+    this.admin = new AdminServiceClient(address, credentials, { channelOverride: this.jobs.getChannel() });
   }
 
   /** Closes the channel; calls in flight fail with CANCELLED/UNAVAILABLE. */
@@ -142,6 +166,16 @@ export class GantryClient {
     return this.rpc.serverStream(this.jobs.streamLogs.bind(this.jobs), { jobId, follow, rank, attempt }, call);
   }
 
+  /**
+   * Why a job is where it is. Pending: its queue position, the reason and message, the
+   * tenant's quota, how many nodes each filter rejected, the backfill reservation it holds and
+   * when the scheduler last evaluated it. Placed or ended: `placementExplanation` (why those
+   * nodes) and, for ended jobs, the reason in `message`. NOT_FOUND for an unknown job.
+   */
+  explainJob(jobId: string, options?: CallOptions): Promise<ExplainJobResponse> {
+    return this.rpc.unary(this.jobs.explainJob.bind(this.jobs), { jobId }, 'read', options);
+  }
+
   // --- nodes ---
 
   listNodes(request: Partial<ListNodesRequest> = {}, options?: CallOptions): Promise<ListNodesResponse> {
@@ -175,5 +209,25 @@ export class GantryClient {
   listNodeEvents(name: string, options: NodeEventsOptions = {}): Promise<ListNodeEventsResponse> {
     const { limit = 0, ...call } = options;
     return this.rpc.unary(this.nodes.listNodeEvents.bind(this.nodes), { name, limit }, 'read', call);
+  }
+
+  // --- admin (operators) ---
+
+  /** The scheduling policy in force (the defaults when none was set). */
+  async getSchedulingConfig(options?: CallOptions): Promise<SchedulingConfig> {
+    const res = await this.rpc.unary(this.admin.getSchedulingConfig.bind(this.admin), {}, 'read', options);
+    return parseConfig(res.configJson);
+  }
+
+  /**
+   * Replaces the scheduling policy and resolves to the stored one, defaults filled in. A
+   * string is sent as is (YAML or JSON text; the server parses it); anything else is sent as
+   * its JSON. INVALID_ARGUMENT lists every problem (one per line, each with its path). A
+   * replace is idempotent, so it is retried on UNAVAILABLE.
+   */
+  async setSchedulingConfig(config: string | object, options?: CallOptions): Promise<SchedulingConfig> {
+    const configJson = typeof config === 'string' ? config : JSON.stringify(config);
+    const res = await this.rpc.unary(this.admin.setSchedulingConfig.bind(this.admin), { configJson }, 'idempotent', options);
+    return parseConfig(res.configJson);
   }
 }

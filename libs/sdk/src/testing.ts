@@ -3,9 +3,11 @@
 // out answer UNIMPLEMENTED, as grpc-js does for any unregistered handler.
 import { Server, ServerCredentials, status, type ServiceError } from '@grpc/grpc-js';
 import {
+  AdminServiceService,
   CheckpointServiceService,
   JobServiceService,
   NodeServiceService,
+  type AdminServiceServer,
   type CheckpointServiceServer,
   type JobServiceServer,
   type NodeServiceServer,
@@ -15,6 +17,8 @@ export interface TestServerHandlers {
   jobs?: Partial<JobServiceServer>;
   nodes?: Partial<NodeServiceServer>;
   checkpoints?: Partial<CheckpointServiceServer>;
+  /** gantry.v1.AdminService (the gateway serves it next to jobs and nodes). */
+  admin?: Partial<AdminServiceServer>;
 }
 
 export interface TestServer {
@@ -28,6 +32,7 @@ export async function startTestServer(handlers: TestServerHandlers): Promise<Tes
   const server = new Server();
   if (handlers.jobs) server.addService(JobServiceService, handlers.jobs as JobServiceServer);
   if (handlers.nodes) server.addService(NodeServiceService, handlers.nodes as NodeServiceServer);
+  if (handlers.admin) server.addService(AdminServiceService, handlers.admin as AdminServiceServer);
   if (handlers.checkpoints) server.addService(CheckpointServiceService, handlers.checkpoints as CheckpointServiceServer);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),

@@ -1,0 +1,109 @@
+// Scheduling policy through the real services: priority preemption with a grace period,
+// quota borrowing and reclaim, EASY backfill around a reservation, time limits, explain.
+import { afterEach, describe, expect, it } from 'vitest';
+import { GantryClient } from '@gantry/sdk';
+import { JobState, jobStateName, type Job } from '@gantry/proto';
+import { TestStack, eventually } from '../harness/stack.js';
+
+let stack: TestStack | undefined;
+let client: GantryClient | undefined;
+
+afterEach(async () => {
+  client?.close();
+  await stack?.stop();
+  stack = undefined;
+});
+
+async function setup(): Promise<GantryClient> {
+  stack = await new TestStack({ agents: 2 }).start();
+  client = new GantryClient({ address: stack.gatewayAddr, timeoutMs: 5_000 });
+  return client;
+}
+
+async function state(c: GantryClient, id: string, want: JobState[], timeoutMs = 30_000): Promise<Job> {
+  return eventually(`job ${id} in ${want.map(jobStateName).join('|')}`, async () => {
+    const j = await c.getJob(id);
+    return want.includes(j.state) ? j : undefined;
+  }, timeoutMs);
+}
+
+const S = JobState;
+// Ranks that take their SIGTERM gracefully: say so, then exit after a moment.
+const GRACEFUL = ['sh', '-c', 'trap \'echo "got SIGTERM, saving"; sleep 1; exit 143\' TERM; while :; do sleep 0.2; done'];
+
+describe('scheduling policy', () => {
+  it('preempts a lower-priority gang with a grace period and requeues it as a new attempt', async () => {
+    const c = await setup();
+    const { job: low } = await c.submitJob({ name: 'low', nodes: 2, gpusPerNode: 8, priorityClass: 'low', stopGraceSeconds: 5, command: GRACEFUL });
+    await state(c, low!.id, [S.JOB_STATE_RUNNING]);
+    const { job: high } = await c.submitJob({ name: 'high', nodes: 2, gpusPerNode: 8, priorityClass: 'high', command: ['sh', '-c', 'sleep 2'] });
+    const preempted = await state(c, low!.id, [S.JOB_STATE_PREEMPTED, S.JOB_STATE_PENDING, S.JOB_STATE_SCHEDULED]);
+    expect(preempted.reason).toContain(`preempted for ${high!.id}`);
+    expect(preempted.preemptedAt).toBeDefined();
+    await state(c, high!.id, [S.JOB_STATE_RUNNING, S.JOB_STATE_SUCCEEDED]);
+    // The victim got SIGTERM and used its grace period (it printed and exited 143, not SIGKILL).
+    const lines: string[] = [];
+    for await (const l of c.streamLogs(low!.id, { attempt: 1 })) lines.push(l.line?.text ?? '');
+    expect(lines.filter((l) => l === 'got SIGTERM, saving')).toHaveLength(2);
+    const first = (await c.getJob(low!.id)).attempts[0]!;
+    expect(first.ranks.map((r) => r.signal)).toEqual(['SIGTERM', 'SIGTERM']);
+    // After the high-priority job, the low one runs again as attempt 2.
+    await state(c, high!.id, [S.JOB_STATE_SUCCEEDED]);
+    const again = await state(c, low!.id, [S.JOB_STATE_RUNNING]);
+    expect(again.attempt).toBe(2);
+    await c.cancelJob(low!.id);
+  });
+
+  it('lets a tenant borrow idle quota from its cohort and reclaims it when the owner needs it', async () => {
+    const c = await setup();
+    await c.setSchedulingConfig({ tenants: { ml: { weight: 1, nominalGpus: 8, cohort: 'research' }, vision: { weight: 1, nominalGpus: 8, cohort: 'research' } } });
+    const borrow1 = await c.submitJob({ tenant: 'ml', nodes: 1, gpusPerNode: 8, stopGraceSeconds: 1, command: GRACEFUL });
+    const borrow2 = await c.submitJob({ tenant: 'ml', nodes: 1, gpusPerNode: 8, stopGraceSeconds: 1, command: GRACEFUL });
+    // ml runs 16 GPUs: 8 of its own and 8 borrowed from vision, which is idle.
+    await state(c, borrow1.job!.id, [S.JOB_STATE_RUNNING]);
+    await state(c, borrow2.job!.id, [S.JOB_STATE_RUNNING]);
+    const { job: owner } = await c.submitJob({ tenant: 'vision', nodes: 1, gpusPerNode: 8, command: ['sh', '-c', 'sleep 1'] });
+    await state(c, owner!.id, [S.JOB_STATE_RUNNING, S.JOB_STATE_SUCCEEDED], 30_000);
+    const after = await Promise.all([c.getJob(borrow1.job!.id), c.getJob(borrow2.job!.id)]);
+    const victims = after.filter((j) => j.preemptedAt !== undefined);
+    expect(victims).toHaveLength(1);
+    expect(victims[0]!.attempts[0]!.failure?.reason).toMatch(/reclaim/i);
+    // ml keeps its nominal 8 GPUs.
+    expect(after.filter((j) => j.state === S.JOB_STATE_RUNNING)).toHaveLength(1);
+  });
+
+  it('backfills a short job around the head job reservation but holds a long one, and explains why', async () => {
+    const c = await setup();
+    const { job: a } = await c.submitJob({ name: 'a', nodes: 1, gpusPerNode: 8, timeLimitSeconds: 12, command: ['sleep', '6'] });
+    await state(c, a!.id, [S.JOB_STATE_RUNNING]);
+    const { job: head } = await c.submitJob({ name: 'head', nodes: 2, gpusPerNode: 8, timeLimitSeconds: 60, command: ['sleep', '1'] });
+    const { job: long } = await c.submitJob({ name: 'long', nodes: 1, gpusPerNode: 8, timeLimitSeconds: 600, command: ['sleep', '1'] });
+    const { job: short } = await c.submitJob({ name: 'short', nodes: 1, gpusPerNode: 8, timeLimitSeconds: 3, command: ['sleep', '1'] });
+    // The short job fits on the free node and ends before the reservation: it starts now.
+    await state(c, short!.id, [S.JOB_STATE_RUNNING, S.JOB_STATE_SUCCEEDED]);
+    const headWhy = await eventually('head explained', async () => { const e = await c.explainJob(head!.id); return e.reservationNodes.length > 0 ? e : undefined; });
+    expect(headWhy.queuePosition).toBe(1);
+    expect(headWhy.reservationNodes.sort()).toEqual(['node-0', 'node-1']);
+    const longWhy = await eventually('long explained', async () => { const e = await c.explainJob(long!.id); return e.pendingReason ? e : undefined; });
+    expect((await c.getJob(long!.id)).state).toBe(S.JOB_STATE_PENDING);
+    expect(longWhy.pendingReason).toBe('reservation');
+    // Then the head job runs before the long one.
+    const headRan = await state(c, head!.id, [S.JOB_STATE_SUCCEEDED], 40_000);
+    const longRan = await state(c, long!.id, [S.JOB_STATE_RUNNING, S.JOB_STATE_SUCCEEDED], 40_000);
+    expect(headRan.attempts[0]!.scheduledAt!.getTime()).toBeLessThan(longRan.attempts[0]!.scheduledAt!.getTime());
+  });
+
+  it('explains a job that cannot fit, node by node, and kills a job over its time limit', async () => {
+    const c = await setup();
+    const { job: big } = await c.submitJob({ nodes: 3, gpusPerNode: 8, command: ['true'] });
+    const why = await eventually('explained', async () => { const e = await c.explainJob(big!.id); return e.message && e.queuePosition ? e : undefined; });
+    expect(why.pendingReason).toBe('no-capacity');
+    const { job: typed } = await c.submitJob({ nodes: 1, gpusPerNode: 8, gpuTypes: ['NVIDIA B200'], command: ['true'] });
+    const typedWhy = await eventually('explained', async () => { const e = await c.explainJob(typed!.id); return e.rejections.length ? e : undefined; });
+    expect(typedWhy.rejections).toEqual([{ reason: 'gpu type NVIDIA H100 80GB HBM3 not in [NVIDIA B200]', nodes: 2 }]);
+    await c.cancelJob(big!.id);
+    const { job: slow } = await c.submitJob({ nodes: 1, gpusPerNode: 1, timeLimitSeconds: 2, stopGraceSeconds: 1, command: ['sleep', '60'] });
+    const ended = await state(c, slow!.id, [S.JOB_STATE_FAILED], 20_000);
+    expect(ended.reason).toBe('exceeded its time limit of 2s');
+  });
+});
