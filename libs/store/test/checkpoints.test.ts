@@ -141,6 +141,11 @@ describe('CheckpointStore.reportShard', () => {
     expect(afterCommit).toBeInstanceOf(CheckpointStateError);
     expect((afterCommit as Error).message).toBe(`checkpoint ${committed.id} is COMMITTED; shard reports are accepted only while WRITING`);
     expect((await store.get(committed.id))?.bytes).toBe(200);
+    // A retry of a report that landed before the commit (same index, same bytes) is accepted.
+    const shard0 = (await store.get(committed.id))!;
+    const retried = await store.reportShard(committed.id, 0, shard0.bytes / shard0.shardCount);
+    expect(retried.checkpoint.state).toBe(COMMITTED);
+    expect(retried.checkpoint.bytes).toBe(200);
 
     const { checkpoint } = await store.begin({ jobId, attempt: 1, step: 20, path: '/c', shardCount: 2 });
     await store.abandon(checkpoint.id, 'attempt failed');

@@ -1,7 +1,8 @@
-// `gantry job ...`: submit, list, status, logs, watch, cancel.
+// `gantry job ...`: submit, list, status, explain, logs, watch, cancel.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import {
+  ExplainJobResponse,
   Job,
   JobEvent,
   JobState,
@@ -14,6 +15,7 @@ import {
 } from '@gantry/proto';
 import { GantryError, backoffMs, status, type JobSpecInput } from '@gantry/sdk';
 import { eventLine, jobDetail, jobTable, logLine } from '../format.js';
+import { explainView } from '../format-explain.js';
 import { finalizeSubmission, loadJobFile, mergeSubmissions, type Submission } from '../jobfile.js';
 import {
   TOPOLOGIES,
@@ -194,6 +196,19 @@ export function addJobCommands(program: Command, session: Session): void {
       const j = await session.gantry().getJob(id);
       if (session.json) session.printJson(Job.toJSON(j));
       else session.out(jobDetail(j, session.now()));
+    });
+
+  job
+    .command('explain')
+    .description('why a pending job waits (queue position, quota, nodes rejected per reason, reservation), or why a placed job got its nodes')
+    .argument('<id>', 'job id')
+    .action(async (id: string) => {
+      const client = session.gantry();
+      const res = await client.explainJob(id);
+      if (session.json) return session.printJson(ExplainJobResponse.toJSON(res));
+      // A placed or ended job: its current attempt's nodes come from the job itself.
+      const j = res.state === JobState.JOB_STATE_PENDING ? undefined : await client.getJob(id);
+      session.out(explainView(res, j, session.now()));
     });
 
   job

@@ -10,6 +10,14 @@ if not cur[1] then
   return {'MISSING'}
 end
 if cur[1] ~= 'WRITING' then
+  -- A retried report whose first attempt landed before the commit is an answer, not an error.
+  local field = 'shard:' .. ARGV[1]
+  if cur[1] == 'COMMITTED' and redis.call('HGET', KEYS[1], field) == ARGV[2] then
+    local reply = redis.call('HGETALL', KEYS[1])
+    table.insert(reply, 1, ARGV[2])
+    table.insert(reply, 1, 'OK')
+    return reply
+  end
   return {'STATE', cur[1]}
 end
 if tonumber(ARGV[1]) >= tonumber(cur[2]) then
