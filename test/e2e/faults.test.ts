@@ -92,3 +92,31 @@ describe('faults', () => {
     expect(lines).toEqual(['finished']);
   });
 });
+
+describe('partitions', () => {
+  it('cut off from NATS past the grace period, an agent stops its ranks; on reconnect it reconciles and reports each exit once', async () => {
+    const { stack, client } = await setup({ agents: 1, heartbeatTimeoutMs: 3_000, env: { 'node-agent': { PARTITION_GRACE_MS: '2000' } } });
+    const { job } = await client.submitJob({ nodes: 1, gpusPerNode: 8, stopGraceSeconds: 1, command: ['sleep', '300'] });
+    const running = await waitFor(client, job!.id, (j) => j.state === JobState.JOB_STATE_RUNNING, 'RUNNING');
+    const pid = running.attempts.at(-1)!.ranks[0]!.pid;
+    await stack.nats.stop();
+    // The scheduler (on Redis) declares the silent node lost and fails the job ...
+    const failed = await waitFor(client, job!.id, (j) => j.state === JobState.JOB_STATE_FAILED, 'FAILED while partitioned', 15_000);
+    expect(failed.reason).toMatch(/node node-0 lost/);
+    // ... and the agent, past its grace period, stops the rank on its own.
+    await eventually('rank stopped by the partitioned agent', () => !pidAlive(pid) || undefined, 15_000);
+    await stack.nats.start();
+    await eventually('node READY again', async () => ((await client.getNode('node-0')).state === NodeState.NODE_STATE_READY ? true : undefined), 30_000);
+    const rank = await eventually('rank exit reported after reconnect', async () => {
+      const r = (await client.getJob(job!.id)).attempts.at(-1)!.ranks[0]!;
+      return r.phase === RankPhase.RANK_PHASE_EXITED ? r : undefined;
+    }, 30_000);
+    expect(rank.signal).toBe('SIGTERM');
+    const events = [];
+    for await (const e of client.watchJob(job!.id)) events.push(jobStateName(e.toState));
+    expect(events).toEqual(['PENDING', 'SCHEDULED', 'RUNNING', 'FAILED']);
+    // The GPUs are free again for new work.
+    const { job: next } = await client.submitJob({ nodes: 1, gpusPerNode: 8, command: ['true'] });
+    await waitFor(client, next!.id, (j) => j.state === JobState.JOB_STATE_SUCCEEDED, 'next job SUCCEEDED', 30_000);
+  });
+});

@@ -3,10 +3,12 @@
 //
 // Exit codes: 0 success; 1 an error from the server, or a job that did not succeed (watch,
 // submit --wait/--follow); 2 bad usage (commander's own errors, invalid flag values, an
-// unreadable or invalid job file). Errors are one line on stderr, never a stack trace.
+// unreadable or invalid job file, an unreadable config file). Errors are one line on stderr,
+// never a stack trace.
 import { Command, CommanderError, Option } from 'commander';
 import { GantryError, status } from '@gantry/sdk';
 import pkg from '../package.json' with { type: 'json' };
+import { addAdminCommands } from './commands/admin.js';
 import { addJobCommands } from './commands/job.js';
 import { addNodeCommands } from './commands/node.js';
 import { UsageError } from './errors.js';
@@ -37,6 +39,7 @@ export function buildProgram(session: Session): Command {
     .option('--key <file>', 'TLS: client key PEM file (implies --tls)');
   addJobCommands(program, session);
   addNodeCommands(program, session);
+  addAdminCommands(program, session);
   return program;
 }
 
