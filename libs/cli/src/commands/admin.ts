@@ -3,7 +3,7 @@
 // text untouched, so YAML comments and anchors are the server's to read.
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { GantryError, status } from '@gantry/sdk';
+import { GantryError, status, type SchedulingConfig } from '@gantry/sdk';
 import { UsageError } from '../errors.js';
 import type { Session } from '../session.js';
 
@@ -47,7 +47,7 @@ export function addAdminCommands(program: Command, session: Session): void {
     .requiredOption('-f, --file <path>', 'the policy document (YAML or JSON)')
     .action(async (o: { file: string }) => {
       const text = readConfigFile(o.file);
-      let stored;
+      let stored: SchedulingConfig;
       try {
         stored = await session.gantry().setSchedulingConfig(text);
       } catch (err) {
