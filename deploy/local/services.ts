@@ -2,6 +2,7 @@
 // test harness): node with the tsx loader, from the repository root.
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { connect as netConnect } from 'node:net';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -19,4 +20,13 @@ export function simTopology(i: number): Record<string, string> {
     TOPOLOGY_RACK: `rack-${Math.floor(i / 2)}`,
     TOPOLOGY_NVLINK_DOMAIN: `nvl-${i}`,
   };
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:port (readiness of a server). */
+export function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = netConnect({ port, host: '127.0.0.1' });
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
 }

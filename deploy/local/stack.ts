@@ -4,12 +4,11 @@
 // `down` stops exactly that and nothing else.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from 'node:fs';
-import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { NodeState } from '@gantry/proto';
 import { NodeStore } from '@gantry/store';
-import { REPO_ROOT, serviceCommand, simTopology, type ServiceName } from './services.js';
+import { REPO_ROOT, portOpen, serviceCommand, simTopology, type ServiceName } from './services.js';
 
 export const STACK_DIR = join(REPO_ROOT, '.gantry');
 const STATE_FILE = join(STACK_DIR, 'stack.json');
@@ -24,13 +23,6 @@ function alive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch { return false; }
 }
 
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = netConnect({ port, host: '127.0.0.1' });
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
-}
 
 export function readStack(): StackState | undefined {
   if (!existsSync(STATE_FILE)) return undefined;

@@ -5,8 +5,8 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect as netConnect } from 'node:net';
 import { freePort } from './ports.js';
+import { portOpen } from '../../deploy/local/services.js';
 import { ManagedProcess } from './process.js';
 
 export interface Server {
@@ -19,13 +19,6 @@ export interface Server {
   start(): Promise<void>;
 }
 
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = netConnect({ port, host: '127.0.0.1' });
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
-}
 
 let containerRuntime: Promise<boolean> | undefined;
 

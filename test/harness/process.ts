@@ -26,6 +26,11 @@ export class ManagedProcess {
     return this.child?.pid;
   }
 
+  /** Exit code of the last run (null while running or when killed by a signal). */
+  get exitCode(): number | null {
+    return this.child?.exitCode ?? null;
+  }
+
   get running(): boolean {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }

@@ -4,11 +4,10 @@
 import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect as netConnect } from 'node:net';
 import { Redis } from 'ioredis';
 import { NodeState } from '@gantry/proto';
 import { NodeStore } from '@gantry/store';
-import { serviceCommand, simTopology, type ServiceName } from '../../deploy/local/services.js';
+import { portOpen, serviceCommand, simTopology, type ServiceName } from '../../deploy/local/services.js';
 import { startNats, startRedis, type Server } from './infra.js';
 import { freePort } from './ports.js';
 import { ManagedProcess } from './process.js';
@@ -26,13 +25,6 @@ export interface StackOptions {
   env?: Partial<Record<ServiceName, NodeJS.ProcessEnv>>;
 }
 
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = netConnect({ port, host: '127.0.0.1' });
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
-}
 
 export class TestStack {
   readonly workDir = mkdtempSync(join(tmpdir(), 'gantry-stack-'));

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
+  ExplainJobResponse,
   GetNodeTelemetryResponse,
   Job,
   JobEvent,
@@ -14,6 +15,7 @@ import {
   type GetNodeTelemetryRequest,
   type ListJobsRequest,
   type ListNodeEventsRequest,
+  type SetSchedulingConfigRequest,
   type StreamLogsRequest,
   type SubmitJobRequest,
 } from '@gantry/proto';
@@ -43,6 +45,11 @@ describe('usage errors exit 2 with one line', () => {
     [['job', 'list', '--bogus'], "gantry: unknown option '--bogus'"],
     [['job', 'status'], "gantry: missing required argument 'id'"],
     [['job', 'status', 'a', 'b'], 'gantry: too many arguments'],
+    [['job', 'explain'], "gantry: missing required argument 'id'"],
+    [['admin', 'config', 'set'], "gantry: required option '-f, --file <path>' not specified"],
+    [['admin', 'config', 'set', '-f', '/nonexistent/policy.yaml'], 'gantry: cannot read config file: ENOENT'],
+    [['admin', 'config', 'set', '-f', tmpdir()], 'gantry: cannot read config file: EISDIR'],
+    [['admin', 'config', 'frob'], "gantry: unknown command 'frob'"],
     [['job', 'submit', '--nodes', '0', '--', 'x'], "gantry: option '--nodes <n>' argument '0' is invalid."],
     [['job', 'submit', '--time-limit', '5x', '--', 'x'], "gantry: option '--time-limit <duration>' argument '5x' is invalid. invalid duration"],
     [['job', 'submit', '--env', 'FOO', '--', 'x'], "gantry: option '--env <KEY=VALUE>' argument 'FOO' is invalid. expected KEY=VALUE"],
@@ -80,7 +87,7 @@ describe('usage errors exit 2 with one line', () => {
 });
 
 describe('help and version exit 0', () => {
-  it.each([[['--help']], [['job', '--help']], [['job', 'submit', '--help']], [['help', 'node']], [['--version']]])('%j', async (argv) => {
+  it.each([[['--help']], [['job', '--help']], [['job', 'submit', '--help']], [['help', 'node']], [['admin', 'config', '--help']], [['job', 'explain', '--help']], [['--version']]])('%j', async (argv) => {
     const r = await run(argv);
     expect(r.code).toBe(0);
     expect(r.stdout).not.toBe('');
@@ -90,7 +97,7 @@ describe('help and version exit 0', () => {
 
 // --- against a fake gateway ---
 
-const seen = { telemetry: [] as GetNodeTelemetryRequest[], nodeEvents: [] as ListNodeEventsRequest[], submits: [] as SubmitJobRequest[], lists: [] as ListJobsRequest[], logs: [] as StreamLogsRequest[], metadata: [] as { get(key: string): unknown[] }[], watches: 0 };
+const seen = { explains: [] as string[], getJobs: 0, configSets: [] as SetSchedulingConfigRequest[], telemetry: [] as GetNodeTelemetryRequest[], nodeEvents: [] as ListNodeEventsRequest[], submits: [] as SubmitJobRequest[], lists: [] as ListJobsRequest[], logs: [] as StreamLogsRequest[], metadata: [] as { get(key: string): unknown[] }[], watches: 0 };
 /** The states watchJob streams for a job id; "flaky" ends the first stream early. */
 const lifecycles: Record<string, JobState[]> = {
   'j-ok': [JobState.JOB_STATE_PENDING, JobState.JOB_STATE_RUNNING, JobState.JOB_STATE_SUCCEEDED],
@@ -104,6 +111,22 @@ function events(jobId: string, states: JobState[]): JobEvent[] {
   );
 }
 
+const pendingExplain = ExplainJobResponse.fromPartial({
+  jobId: 'j-pend',
+  state: JobState.JOB_STATE_PENDING,
+  queuePosition: 3,
+  pendingReason: 'no-capacity',
+  message: 'needs 4 nodes with 8 free GPUs, 2 fit',
+  quota: 'tenant ml at 16/16 GPUs nominal, borrowing 0/8',
+  rejections: [{ reason: 'node quarantined', nodes: 3 }, { reason: 'insufficient free GPUs', nodes: 4011 }, { reason: 'gpu type H100 not in [B200]', nodes: 60 }],
+  reservationStart: new Date('2026-01-01T12:12:00Z'),
+  reservationNodes: ['node-1', 'node-2', 'node-3', 'node-4'],
+  evaluatedAt: ago(2),
+});
+
+/** The stored policy (defaults filled in) the fake gateway answers with. */
+const POLICY = { tenants: { ml: { weight: 2, nominalGpus: 16, cohort: 'shared', borrowingLimitGpus: 8 } }, defaultTenant: { weight: 1 }, backfill: { enabled: true } };
+
 let server: TestServer;
 let addr: string;
 
@@ -115,6 +138,7 @@ beforeAll(async () => {
         cb(null, { job: Job.fromPartial({ id: 'j-new', spec: call.request.spec, state: JobState.JOB_STATE_PENDING }), created: seen.submits.length === 1 });
       },
       getJob(call, cb) {
+        seen.getJobs++;
         seen.metadata.push(call.metadata);
         if (call.request.jobId === 'j-42') return cb(null, { job: sampleJob });
         cb(statusError(status.NOT_FOUND, `job ${call.request.jobId} not found`));
@@ -123,6 +147,13 @@ beforeAll(async () => {
         seen.lists.push(call.request);
         const second = call.request.pageToken === 'p2';
         cb(null, { jobs: [second ? Job.fromPartial({ id: 'j-43', state: JobState.JOB_STATE_RUNNING }) : sampleJob], nextPageToken: second ? '' : 'p2' });
+      },
+      explainJob(call, cb) {
+        const { jobId } = call.request;
+        seen.explains.push(jobId);
+        if (jobId === 'j-pend') return cb(null, pendingExplain);
+        if (jobId === 'j-42') return cb(null, ExplainJobResponse.fromPartial({ jobId, state: JobState.JOB_STATE_FAILED, message: sampleJob.reason, placementExplanation: 'leaf switch leaf-2: best fit 1.00 (2 of 2 eligible nodes)' }));
+        cb(statusError(status.NOT_FOUND, `job ${jobId} not found`));
       },
       cancelJob(call, cb) {
         cb(null, { job: Job.fromPartial({ id: call.request.jobId, state: JobState.JOB_STATE_CANCELLED, reason: call.request.reason }) });
@@ -151,6 +182,16 @@ beforeAll(async () => {
         call.end();
       },
     },
+    admin: {
+      getSchedulingConfig: (_call, cb) => cb(null, { configJson: JSON.stringify(POLICY) }),
+      setSchedulingConfig(call, cb) {
+        seen.configSets.push(call.request);
+        if (call.request.configJson.includes('-5')) {
+          return cb(statusError(status.INVALID_ARGUMENT, 'config_json: invalid scheduling config:\n  tenants.ml.nominalGpus: expected an integer >= 0, got -5\n  fairshare: unknown field (expected one of tenants, defaultTenant, fairShare, preemption, backfill)'));
+        }
+        cb(null, { configJson: JSON.stringify(POLICY) });
+      },
+    },
     nodes: {
       listNodes: (_call, cb) => cb(null, { nodes: [sampleNode], nextPageToken: '' }),
       // gpu-01 reports telemetry; gpu-02 is registered but has reported none and has no events.
@@ -177,6 +218,9 @@ beforeAll(async () => {
 });
 afterAll(() => server.close());
 afterEach(() => {
+  seen.explains = [];
+  seen.getJobs = 0;
+  seen.configSets = [];
   seen.telemetry = [];
   seen.nodeEvents = [];
   seen.submits = [];
@@ -333,6 +377,94 @@ describe('job watch', () => {
 describe('job cancel', () => {
   it('prints the new state', async () => {
     expect(await gantry('job', 'cancel', 'j-9', '--reason', 'oops')).toEqual({ code: 0, stdout: 'job j-9 CANCELLED\n', stderr: '' });
+  });
+});
+
+describe('job explain', () => {
+  it('a pending job: why it waits', async () => {
+    const r = await gantry('job', 'explain', 'j-pend');
+    expect(r).toEqual({
+      code: 0,
+      stderr: '',
+      stdout: [
+        'job j-pend PENDING, position 3 in the queue',
+        'waiting: needs 4 nodes with 8 free GPUs, 2 fit   (reason: no-capacity)',
+        'quota: tenant ml at 16/16 GPUs nominal, borrowing 0/8',
+        'nodes: 4,011 nodes: insufficient free GPUs; 60: gpu type H100 not in [B200]; 3: node quarantined',
+        'reservation: starts in 12m at 12:12:00 on node-1, node-2 (+2 more)',
+        'evaluated 2s ago',
+        '',
+      ].join('\n'),
+    });
+    expect(seen.getJobs).toBe(0);
+  });
+
+  it('a placed (here ended) job: state, reason, placement and the nodes of its current attempt', async () => {
+    const r = await gantry('job', 'explain', 'j-42');
+    expect(r).toEqual({
+      code: 0,
+      stderr: '',
+      stdout: 'job j-42 FAILED (attempt 1)\nreason: rank 1 exited with code 3\nplacement: leaf switch leaf-2: best fit 1.00 (2 of 2 eligible nodes)\nnodes: gpu-01, gpu-02\n',
+    });
+    expect(seen.getJobs).toBe(1);
+  });
+
+  it('-o json prints the ExplainJobResponse', async () => {
+    const r = await gantry('-o', 'json', 'job', 'explain', 'j-pend');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual(ExplainJobResponse.toJSON(pendingExplain));
+    expect(JSON.parse(r.stdout)).toMatchObject({ state: 'JOB_STATE_PENDING', queuePosition: 3, reservationStart: '2026-01-01T12:12:00.000Z' });
+    expect(seen.explains).toEqual(['j-pend']);
+  });
+
+  it('an unknown job exits 1 with one line', async () => {
+    expect(await gantry('job', 'explain', 'j-404')).toEqual({ code: 1, stdout: '', stderr: 'gantry: NOT_FOUND: job j-404 not found\n' });
+  });
+});
+
+describe('admin config', () => {
+  const policyFile = (name: string, text: string) => {
+    const path = join(mkdtempSync(join(tmpdir(), 'gantry-cli-')), name);
+    writeFileSync(path, text);
+    return path;
+  };
+
+  it.each([[[]], [['-o', 'json']]])('get %j prints the policy as indented JSON', async (flags) => {
+    const r = await gantry(...flags, 'admin', 'config', 'get');
+    expect(r).toEqual({ code: 0, stdout: JSON.stringify(POLICY, null, 2) + '\n', stderr: '' });
+  });
+
+  it('set sends a YAML file as it is', async () => {
+    const yaml = '# policy\ntenants:\n  ml: { weight: 2, nominalGpus: 16, cohort: shared }\nbackfill:\n  enabled: true\n';
+    const path = policyFile('policy.yaml', yaml);
+    const r = await gantry('admin', 'config', 'set', '-f', path);
+    expect(r).toEqual({ code: 0, stdout: `scheduling config replaced from ${path}\n`, stderr: '' });
+    expect(seen.configSets).toEqual([{ configJson: yaml }]);
+  });
+
+  it('set -o json prints the stored policy', async () => {
+    const json = JSON.stringify({ tenants: { ml: { nominalGpus: 16 } } });
+    const r = await gantry('-o', 'json', 'admin', 'config', 'set', '--file', policyFile('policy.json', json));
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual(POLICY);
+    expect(seen.configSets).toEqual([{ configJson: json }]);
+  });
+
+  it('an invalid policy exits 1 with every problem on one line', async () => {
+    const r = await gantry('admin', 'config', 'set', '-f', policyFile('bad.yaml', 'tenants:\n  ml: { nominalGpus: -5 }\nfairshare: {}\n'));
+    expect(r).toEqual({
+      code: 1,
+      stdout: '',
+      stderr:
+        'gantry: INVALID_ARGUMENT: config_json: invalid scheduling config: tenants.ml.nominalGpus: expected an integer >= 0, got -5; ' +
+        'fairshare: unknown field (expected one of tenants, defaultTenant, fairShare, preemption, backfill)\n',
+    });
+  });
+
+  it('an unreadable file exits 2 without calling the server', async () => {
+    const r = await gantry('admin', 'config', 'set', '-f', '/nonexistent/policy.yaml');
+    expect(r.code).toBe(2);
+    expect(seen.configSets).toEqual([]);
   });
 });
 

@@ -39,5 +39,6 @@ export async function startService<S extends z.ZodRawShape>(
   lifecycle.installSignalHandlers();
   const { server, port } = await serveMetrics(metrics, common.BIND_HOST, common.METRICS_PORT);
   lifecycle.onShutdown('metrics', () => new Promise((r) => server.close(r)));
+  log.info({ metricsPort: port }, 'metrics listening');
   return { config, log, metrics, lifecycle, metricsPort: port };
 }

@@ -13,6 +13,7 @@ import { currentAttempt, endJob, liveRanks, schedule } from './jobs/lifecycle.js
 import { mutateJob } from './jobs/mutate.js';
 import { dispatchAssignments, stopLiveRanks } from './dispatch/dispatcher.js';
 import { PolicyCache } from './policy.js';
+import { WakeableLoop } from './wakeable-loop.js';
 
 export interface Explanation {
   queuePosition: number;
@@ -25,10 +26,7 @@ export interface Explanation {
   evaluatedAt: number;
 }
 
-export class SchedulingLoop {
-  private running = false;
-  private wake: (() => void) | undefined;
-  private kicked = false;
+export class SchedulingLoop extends WakeableLoop {
   private readonly state: SchedulingStateStore;
   private readonly checkpoints: CheckpointStore;
   private readonly policy: PolicyCache;
@@ -39,6 +37,7 @@ export class SchedulingLoop {
   private readonly preempted: Counter;
 
   constructor(private readonly ctx: SchedulerContext) {
+    super(() => ctx.settings.cycleIntervalMs);
     this.state = new SchedulingStateStore(ctx.redis);
     this.checkpoints = new CheckpointStore(ctx.redis);
     this.policy = new PolicyCache(this.state, ctx.log);
@@ -47,36 +46,19 @@ export class SchedulingLoop {
     this.preempted = new Counter({ name: 'gantry_scheduler_preemptions_total', help: 'Jobs preempted', registers: [ctx.metrics] });
   }
 
-  start(): void {
-    if (this.running) return;
-    this.running = true;
+  override start(): void {
     this.written = undefined;
-    void this.loop();
+    super.start();
   }
 
-  stop(): void {
-    this.running = false;
-    this.wake?.();
+  protected async pass(): Promise<boolean> {
+    await this.runOnce();
+    return false;
   }
 
-  kick(): void {
-    this.kicked = true;
-    this.wake?.();
-  }
-
-  private async loop(): Promise<void> {
-    while (this.running) {
-      this.kicked = false;
-      try {
-        await this.runOnce();
-      } catch (err) {
-        if (err instanceof FencedError) this.ctx.log.warn('fenced: another scheduler leads');
-        else this.ctx.log.warn({ err: (err as Error).message }, 'scheduling pass failed');
-      }
-      if (!this.kicked && this.running) {
-        await new Promise<void>((r) => { this.wake = r; setTimeout(r, this.ctx.settings.cycleIntervalMs); });
-      }
-    }
+  protected onError(err: unknown): void {
+    if (err instanceof FencedError) this.ctx.log.warn('fenced: another scheduler leads');
+    else this.ctx.log.warn({ err: (err as Error).message }, 'scheduling pass failed');
   }
 
   async runOnce(): Promise<void> {

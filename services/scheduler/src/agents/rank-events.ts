@@ -1,9 +1,9 @@
 // Consumes rank started/exited reports from the durable JetStream consumer and applies them
 // to jobs. A report is acknowledged only after its effect is committed, so a scheduler
 // killed mid-way sees it again; applying it twice changes nothing (lifecycle is idempotent).
-import { AckPolicy, DeliverPolicy, jetstreamManager, type ConsumerMessages } from '@nats-io/jetstream';
+import type { ConsumerMessages } from '@nats-io/jetstream';
 import { RankEvent, RankPhase, isTerminalJobState, JobState } from '@gantry/proto';
-import { consumers, decode, DecodeError, streams, subjects } from '@gantry/bus';
+import { consumeDurable, consumers, decode, streams, subjects } from '@gantry/bus';
 import type { SchedulerContext } from '../context.js';
 import { applyRankReport } from '../jobs/lifecycle.js';
 import { mutateJob } from '../jobs/mutate.js';
@@ -15,33 +15,9 @@ export class RankEventConsumer {
   constructor(private readonly ctx: SchedulerContext) {}
 
   async start(): Promise<void> {
-    const jsm = await jetstreamManager(this.ctx.nc);
-    await jsm.consumers.add(streams.agentEvents.name, {
-      durable_name: consumers.schedulerAgentEvents,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      filter_subject: subjects.rankEventAll,
-      max_deliver: -1,
-      ack_wait: 30_000_000_000,
-    });
-    const consumer = await this.ctx.js.consumers.get(streams.agentEvents.name, consumers.schedulerAgentEvents);
-    this.messages = await consumer.consume({ max_messages: 256 });
-    void (async () => {
-      for await (const m of this.messages!) {
-        try {
-          await this.handle(decode(RankEvent, m.data, 'RankEvent'));
-          m.ack();
-        } catch (err) {
-          if (err instanceof DecodeError) {
-            this.ctx.log.warn({ err: err.message, subject: m.subject }, 'dropping malformed rank event');
-            m.term();
-          } else {
-            this.ctx.log.warn({ err: (err as Error).message }, 'rank event not applied; will be redelivered');
-            m.nak(1_000);
-          }
-        }
-      }
-    })();
+    this.messages = await consumeDurable(this.ctx.nc, {
+      stream: streams.agentEvents.name, durable: consumers.schedulerAgentEvents, filterSubject: subjects.rankEventAll,
+    }, this.ctx.log, (m) => this.handle(decode(RankEvent, m.data, 'RankEvent')));
   }
 
   async stop(): Promise<void> {

@@ -2,10 +2,10 @@
 // history, and its event log. Durable consumers, acknowledged after the write, so a
 // scheduler restart loses nothing; the lag from collection to storage is a metric, since
 // the failure detection to come is only as fresh as this.
-import { AckPolicy, DeliverPolicy, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { Counter, Histogram } from 'prom-client';
 import { NodeHostEvent, TelemetryBatch, XidEvent } from '@gantry/proto';
-import { consumers, decode, DecodeError, streams, subjects } from '@gantry/bus';
+import { consumeDurable, consumers, decode, streams, subjects } from '@gantry/bus';
 import { NodeTelemetryStore } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
 
@@ -38,26 +38,8 @@ export class TelemetryIngest {
     });
   }
 
-  private async consume(stream: string, durable: string, filter: string, handle: (m: JsMsg) => Promise<void>): Promise<void> {
-    const jsm = await jetstreamManager(this.ctx.nc);
-    await jsm.consumers.add(stream, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, filter_subject: filter, max_ack_pending: 10_000 });
-    const messages = await (await this.ctx.js.consumers.get(stream, durable)).consume({ max_messages: 1_000 });
-    this.running.push(messages);
-    void (async () => {
-      for await (const m of messages) {
-        try {
-          await handle(m);
-          m.ack();
-        } catch (err) {
-          if (err instanceof DecodeError) {
-            this.ctx.log.warn({ err: err.message, subject: m.subject }, 'dropping malformed message');
-            m.term();
-          } else {
-            m.nak(1_000);
-          }
-        }
-      }
-    })();
+  private async consume(stream: string, durable: string, filterSubject: string, handle: (m: JsMsg) => Promise<void>): Promise<void> {
+    this.running.push(await consumeDurable(this.ctx.nc, { stream, durable, filterSubject, maxMessages: 1_000 }, this.ctx.log, handle));
   }
 
   async stop(): Promise<void> {

@@ -1,0 +1,50 @@
+// A durable JetStream consumer with Gantry's handling rules: acknowledge after the handler's
+// effect is committed, redeliver (after a pause) when it fails, and drop a message that does
+// not decode (it never will), logging it. Used by every service that consumes a stream.
+import type { NatsConnection } from '@nats-io/transport-node';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { DecodeError } from './codec.js';
+
+export interface DurableConsumerSpec {
+  stream: string;
+  durable: string;
+  filterSubject: string;
+  /** Messages in flight to this process. */
+  maxMessages?: number;
+  /** Pause before a failed message is redelivered, ms. */
+  retryDelayMs?: number;
+}
+
+interface WarnLogger {
+  warn(obj: object, msg: string): void;
+}
+
+export async function consumeDurable(nc: NatsConnection, spec: DurableConsumerSpec, log: WarnLogger, handle: (m: JsMsg) => Promise<void>): Promise<ConsumerMessages> {
+  const jsm = await jetstreamManager(nc);
+  await jsm.consumers.add(spec.stream, {
+    durable_name: spec.durable,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    filter_subject: spec.filterSubject,
+    max_ack_pending: Math.max(1_000, (spec.maxMessages ?? 256) * 4),
+    ack_wait: 30_000_000_000,
+  });
+  const messages = await (await jetstream(nc).consumers.get(spec.stream, spec.durable)).consume({ max_messages: spec.maxMessages ?? 256 });
+  void (async () => {
+    for await (const m of messages) {
+      try {
+        await handle(m);
+        m.ack();
+      } catch (err) {
+        if (err instanceof DecodeError) {
+          log.warn({ err: err.message, subject: m.subject }, 'dropping malformed message');
+          m.term();
+        } else {
+          log.warn({ err: (err as Error).message, subject: m.subject }, 'message not processed; will be redelivered');
+          m.nak(spec.retryDelayMs ?? 1_000);
+        }
+      }
+    }
+  })();
+  return messages;
+}
