@@ -3,6 +3,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { GantryClient } from '@gantry/sdk';
 import { JobState, jobStateName, type Job } from '@gantry/proto';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../../deploy/local/services.js';
 import { TestStack, eventually } from '../harness/stack.js';
 
 let stack: TestStack | undefined;
@@ -84,9 +87,12 @@ describe('scheduling policy', () => {
     const headWhy = await eventually('head explained', async () => { const e = await c.explainJob(head!.id); return e.reservationNodes.length > 0 ? e : undefined; });
     expect(headWhy.queuePosition).toBe(1);
     expect(headWhy.reservationNodes.sort()).toEqual(['node-0', 'node-1']);
-    const longWhy = await eventually('long explained', async () => { const e = await c.explainJob(long!.id); return e.pendingReason ? e : undefined; });
+    // Once the short job is done a node is free, yet the long job may not take it: it would
+    // delay the head job's reservation.
+    await state(c, short!.id, [S.JOB_STATE_SUCCEEDED]);
+    const longWhy = await eventually('long held by the reservation', async () => { const e = await c.explainJob(long!.id); return e.pendingReason === 'reservation' ? e : undefined; }, 6_000);
+    expect(longWhy.message).not.toBe('');
     expect((await c.getJob(long!.id)).state).toBe(S.JOB_STATE_PENDING);
-    expect(longWhy.pendingReason).toBe('reservation');
     // Then the head job runs before the long one.
     const headRan = await state(c, head!.id, [S.JOB_STATE_SUCCEEDED], 40_000);
     const longRan = await state(c, long!.id, [S.JOB_STATE_RUNNING, S.JOB_STATE_SUCCEEDED], 40_000);
@@ -101,6 +107,10 @@ describe('scheduling policy', () => {
     const { job: typed } = await c.submitJob({ nodes: 1, gpusPerNode: 8, gpuTypes: ['NVIDIA B200'], command: ['true'] });
     const typedWhy = await eventually('explained', async () => { const e = await c.explainJob(typed!.id); return e.rejections.length ? e : undefined; });
     expect(typedWhy.rejections).toEqual([{ reason: 'gpu type NVIDIA H100 80GB HBM3 not in [NVIDIA B200]', nodes: 2 }]);
+    // The same through the CLI, as an operator reads it.
+    const out = await new Promise<string>((resolve, reject) => execFile(process.execPath, [join(REPO_ROOT, 'libs/cli/bin/gantry.js'), '--addr', stack!.gatewayAddr, 'job', 'explain', typed!.id], (err, stdout, stderr) => (err ? reject(new Error(stderr)) : resolve(stdout))));
+    expect(out).toContain(`job ${typed!.id} PENDING, position`);
+    expect(out).toContain('2 nodes: gpu type NVIDIA H100 80GB HBM3 not in [NVIDIA B200]');
     await c.cancelJob(big!.id);
     const { job: slow } = await c.submitJob({ nodes: 1, gpusPerNode: 1, timeLimitSeconds: 2, stopGraceSeconds: 1, command: ['sleep', '60'] });
     const ended = await state(c, slow!.id, [S.JOB_STATE_FAILED], 20_000);
