@@ -53,6 +53,21 @@ describe('service contract', () => {
     expect(await healthCheck(stack.checkpointAddr, 'gantry.v1.CheckpointService')).toBe('SERVING');
   });
 
+  it('answers server reflection with every service, health included', async () => {
+    const client = new grpc.Client(stack.gatewayAddr, grpc.credentials.createInsecure());
+    // ServerReflectionRequest { list_services = 7: "" }, encoded by hand to keep the test free of a reflection client.
+    const call = client.makeBidiStreamRequest('/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', (b: Buffer) => b, (b: Buffer) => b);
+    const reply = await new Promise<Buffer>((resolve, reject) => {
+      call.on('data', (b: Buffer) => resolve(b));
+      call.on('error', reject);
+      call.write(Buffer.from([0x3a, 0x00]));
+    });
+    call.end();
+    client.close();
+    const text = reply.toString('latin1');
+    for (const svc of ['gantry.v1.JobService', 'gantry.v1.NodeService', 'gantry.v1.AdminService', 'grpc.health.v1.Health']) expect(text).toContain(svc);
+  });
+
   it('exposes Prometheus metrics', async () => {
     const port = /"metricsPort":(\d+)/.exec(stack.logsOf('scheduler-0'))![1];
     const body = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();

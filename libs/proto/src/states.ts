@@ -58,3 +58,6 @@ export const NODE_TRANSITIONS: ReadonlyMap<NodeState, readonly NodeState[]> = ne
 export function canTransitionNode(from: NodeState, to: NodeState): boolean {
   return NODE_TRANSITIONS.get(from)?.includes(to) ?? false;
 }
+
+/** The priority classes a job spec may name (JobSpec.priority_class), highest first; '' = normal. */
+export const PRIORITY_CLASS_NAMES = ['critical', 'high', 'normal', 'low', 'preemptible'] as const;

@@ -6,6 +6,7 @@
 //   gantry:idem:{tenant}:{key}    str   job id created with that idempotency key
 //   gantry:node:{name}            hash  state, rev, node (gantry.v1.Node JSON), hb (last heartbeat ms), instance
 //   gantry:nodes                  zset  node names (score 0, lexicographic)
+//   gantry:heartbeats             zset  node names by last heartbeat (ms): finds silent nodes without reading all
 //   gantry:node:{name}:alloc      hash  gpu index -> "{jobId}:{attempt}:{rank}"
 //   gantry:node:{name}:telemetry  str   latest TelemetryBatch (protobuf)
 //   gantry:node:{name}:telemetry:history  list  earlier TelemetryBatches, newest first (capped)
@@ -29,6 +30,7 @@ export const keys = {
   idempotency: (tenant: string, key: string) => `${PREFIX}:idem:${tenant}:${key}`,
   node: (name: string) => `${PREFIX}:node:${name}`,
   nodes: `${PREFIX}:nodes`,
+  heartbeats: `${PREFIX}:heartbeats`,
   nodeAlloc: (name: string) => `${PREFIX}:node:${name}:alloc`,
   nodeTelemetry: (name: string) => `${PREFIX}:node:${name}:telemetry`,
   nodeTelemetryHistory: (name: string) => `${PREFIX}:node:${name}:telemetry:history`,

@@ -78,7 +78,12 @@ export class NodeStore {
 
   /** Records a heartbeat time without touching the record (no event: heartbeats are not transitions). */
   async heartbeat(name: string, ms: number): Promise<void> {
-    await this.redis.hset(keys.node(name), 'hb', ms);
+    await this.redis.multi().hset(keys.node(name), 'hb', ms).zadd(keys.heartbeats, ms, name).exec();
+  }
+
+  /** Nodes whose last heartbeat is older than `beforeMs` (an index read, not a scan of every node). */
+  async silentSince(beforeMs: number): Promise<string[]> {
+    return this.redis.zrangebyscore(keys.heartbeats, '-inf', `(${beforeMs}`);
   }
 
   /** Frees allocations still held by the given owners (leader only); returns how many were freed. */
@@ -100,7 +105,7 @@ export class NodeStore {
     // Allocations and heartbeat live in their own keys; the record holds the rest.
     const next = Node.create({ ...c.next, revision: rev + 1, allocations: [], lastHeartbeat: undefined, reason: from !== to ? c.reason : c.next.reason });
     const event = from !== to ? nodeEvent(subjects.nodeEvent(next.name), next.name, from, to, c.reason, now) : undefined;
-    const res = (await this.scripts.run('gantryCommitNode', [keys.node(next.name), keys.outbox, keys.leaderEpoch, keys.nodes, keys.nodeEvents(next.name)], [
+    const res = (await this.scripts.run('gantryCommitNode', [keys.node(next.name), keys.outbox, keys.leaderEpoch, keys.nodes, keys.nodeEvents(next.name), keys.heartbeats], [
       String(rev), c.prev ? nodeStateName(from) : '*', nodeStateName(to), JSON.stringify(Node.toJSON(next)),
       c.epoch === undefined ? '' : String(c.epoch), event?.subject ?? '', event?.id ?? '', event?.data ?? '', next.name,
       c.heartbeatMs === undefined ? '' : String(c.heartbeatMs), c.instanceId ?? '', event?.logEntry ?? '', NODE_EVENT_LOG_CAP,

@@ -8,7 +8,7 @@ const load = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.
 const scripts = {
   gantrySubmitJob: { lua: load('submit-job'), keys: 5 },
   gantryCommitJob: { lua: load('commit-job'), keys: undefined },
-  gantryCommitNode: { lua: load('commit-node'), keys: 5 },
+  gantryCommitNode: { lua: load('commit-node'), keys: 6 },
   gantryLease: { lua: load('lease'), keys: 3 },
   gantryReleaseLease: { lua: load('release-lease'), keys: 1 },
   gantryReleaseGpus: { lua: load('release-gpus'), keys: undefined },

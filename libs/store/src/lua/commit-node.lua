@@ -1,5 +1,5 @@
 -- Compare-and-set of one node record with its outbox event.
--- KEYS: 1 node key, 2 outbox, 3 leader epoch key, 4 nodes index, 5 node event log
+-- KEYS: 1 node key, 2 outbox, 3 leader epoch key, 4 nodes index, 5 node event log, 6 heartbeat index
 -- ARGV: 1 expected rev ('0' = must not exist), 2 allowed from-states ("A,B"; '*' = any), 3 new state,
 --       4 node JSON, 5 epoch ('' = unfenced), 6 event subject ('' = none), 7 event id, 8 event bytes,
 --       9 node name, 10 heartbeat ms ('' = keep), 11 agent instance id ('' = keep),
@@ -26,7 +26,10 @@ if ARGV[2] ~= '*' and state ~= '' then
 end
 local newRev = tonumber(rev) + 1
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'rev', newRev, 'node', ARGV[4])
-if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'hb', ARGV[10]) end
+if ARGV[10] ~= '' then
+  redis.call('HSET', KEYS[1], 'hb', ARGV[10])
+  redis.call('ZADD', KEYS[6], ARGV[10], ARGV[9])
+end
 if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'instance', ARGV[11]) end
 redis.call('ZADD', KEYS[4], 0, ARGV[9])
 if ARGV[6] ~= '' then

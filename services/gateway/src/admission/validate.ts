@@ -1,7 +1,7 @@
 // Request validation at the edge. Every rule names the field and the rule, so a client
 // sees `spec.nodes must be between 1 and 4096, got 0` rather than a generic failure.
 // Returns the request with defaults filled in; throws INVALID_ARGUMENT on the first problem.
-import { JobSpec, JobState, NodeState, TopologyRequirement, type ListJobsRequest, type ListNodesRequest, type SubmitJobRequest } from '@gantry/proto';
+import { JobSpec, JobState, NodeState, PRIORITY_CLASS_NAMES, TopologyRequirement, type ListJobsRequest, type ListNodesRequest, type SubmitJobRequest } from '@gantry/proto';
 import { invalidArgument } from '@gantry/service-kit';
 import { SUBJECT_TOKEN } from '@gantry/bus';
 
@@ -18,7 +18,6 @@ export const LIMITS = {
   maxNodePage: 5000,
 } as const;
 
-export const PRIORITY_CLASSES = ['critical', 'high', 'normal', 'low', 'preemptible'] as const;
 
 /** Set by Gantry for every rank; a job may not override them. */
 export const RESERVED_ENV = new Set([
@@ -71,7 +70,7 @@ export function validateSpec(input: JobSpec | undefined): JobSpec {
   }
   if (spec.workingDir && !spec.workingDir.startsWith('/')) fail(`spec.working_dir must be an absolute path, got ${show(spec.workingDir)}`);
   spec.priorityClass ||= 'normal';
-  if (!(PRIORITY_CLASSES as readonly string[]).includes(spec.priorityClass)) fail(`spec.priority_class must be one of ${PRIORITY_CLASSES.join(', ')}, got ${show(spec.priorityClass)}`);
+  if (!(PRIORITY_CLASS_NAMES as readonly string[]).includes(spec.priorityClass)) fail(`spec.priority_class must be one of ${PRIORITY_CLASS_NAMES.join(', ')}, got ${show(spec.priorityClass)}`);
   between('spec.time_limit_seconds', spec.timeLimitSeconds, 0, LIMITS.maxTimeLimitSec);
   if (!(spec.topology in TopologyRequirement) || spec.topology === TopologyRequirement.UNRECOGNIZED) fail(`spec.topology has unknown value ${spec.topology}`);
   for (const [k, v] of Object.entries(spec.nodeSelector)) {

@@ -144,7 +144,7 @@ export class NodeRegistry {
     const timeout = ctx.settings.heartbeatTimeoutMs;
     // After a failover heartbeats were not recorded while nobody led: give agents a full timeout.
     if (epoch === 0 || now - this.electedAt < timeout) return;
-    for (const rec of await ctx.nodes.list()) {
+    for (const rec of await ctx.nodes.getMany(await ctx.nodes.silentSince(now - timeout))) {
       if (!WATCHED.has(rec.node.state) || now - rec.heartbeatMs < timeout) continue;
       const silentSec = Math.round((now - rec.heartbeatMs) / 1000);
       const reason = `node ${rec.node.name} lost: no heartbeat for ${silentSec}s`;

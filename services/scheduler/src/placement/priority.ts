@@ -1,13 +1,16 @@
 // Named priority classes. Jobs carry a number (JobRequest.priority) so comparisons stay cheap
 // and custom values remain possible; the names are what users type in a job spec.
 
+import type { PRIORITY_CLASS_NAMES } from '@gantry/proto';
+
+/** One number per class the API accepts (the `satisfies` keeps the two lists in step). */
 export const PRIORITY_CLASSES = {
   critical: 1000,
   high: 750,
   normal: 500,
   low: 250,
   preemptible: 0,
-} as const satisfies Record<string, number>;
+} as const satisfies Record<(typeof PRIORITY_CLASS_NAMES)[number], number>;
 
 export type PriorityClassName = keyof typeof PRIORITY_CLASSES;
 
