@@ -59,7 +59,8 @@ await scheduler.start();
 execFileSync('pnpm', ['-s', 'build:agent'], { cwd: REPO_ROOT, stdio: 'inherit' });
 const agent = new ManagedProcess({
   name: 'agent', command: process.execPath, args: [join(REPO_ROOT, 'dist/gantry-agent.mjs')], cwd: REPO_ROOT, logFile: join(work, 'agent.log'),
-  env: { NATS_URL: nats.url, GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: 'rss-probe', GANTRY_STATE_DIR: join(work, 'agent'), DEVICE_BACKEND: 'sim', TELEMETRY_INTERVAL_MS: '1000', LOG_LEVEL: 'warn' },
+  // As the systemd unit runs it (deploy/systemd/gantry-agent.service).
+  env: { MALLOC_ARENA_MAX: '2', NATS_URL: nats.url, GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: 'rss-probe', GANTRY_STATE_DIR: join(work, 'agent'), DEVICE_BACKEND: 'sim', TELEMETRY_INTERVAL_MS: '1000', LOG_LEVEL: 'warn' },
   ready: async () => true,
 });
 await agent.start();

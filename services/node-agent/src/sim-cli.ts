@@ -24,7 +24,8 @@ export function simProgram(stateDir: () => string, write: (msg: string) => void)
     .option('--port <n>', 'RDMA port', int)
     .option('--duration <seconds>', 'how long the fault lasts', int)
     .option('--param <key=value...>', 'fault-specific parameters')
-    .action((kind: string, xid: number | undefined, o: { gpu?: number; mount?: string; device?: string; port?: number; duration?: number; param?: string[] }) => {
+    .option('--state-dir <dir>', "the running agent's state directory (default: from its configuration)")
+    .action((kind: string, xid: number | undefined, o: { gpu?: number; mount?: string; device?: string; port?: number; duration?: number; param?: string[]; stateDir?: string }) => {
       if (!(FAULT_KINDS as readonly string[]).includes(kind)) throw new InvalidArgumentError(`unknown fault ${JSON.stringify(kind)}; one of ${FAULT_KINDS.join(', ')}`);
       if (kind === 'xid' && xid === undefined) throw new InvalidArgumentError('`xid` needs the Xid number, e.g. sim inject xid 79 --gpu 3');
       const params: Record<string, string | number> = {};
@@ -35,12 +36,13 @@ export function simProgram(stateDir: () => string, write: (msg: string) => void)
       }
       if (xid !== undefined) params.xid = xid;
       const fault: Fault = { fault: kind as FaultKind, gpu: o.gpu, mount: o.mount, device: o.device, port: o.port, duration: o.duration, params };
-      const dir = injectDir(stateDir());
+      const state = o.stateDir ?? stateDir();
+      const dir = injectDir(state);
       mkdirSync(dir, { recursive: true });
       const name = `${Date.now()}-${process.pid}.json`;
       writeFileSync(join(dir, `${name}.tmp`), JSON.stringify(fault));
       renameSync(join(dir, `${name}.tmp`), join(dir, name));
-      write(`queued ${kind}${xid !== undefined ? ` ${xid}` : ''} for the agent using ${stateDir()}\n`);
+      write(`queued ${kind}${xid !== undefined ? ` ${xid}` : ''} for the agent using ${state}\n`);
     });
   return program;
 }
