@@ -6,8 +6,10 @@ import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '@gantry/service-kit/config';
+import { SUBJECT_TOKEN } from '@gantry/bus';
 
-const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/, 'must be letters, digits, - or _ (at most 128)');
+// Node names become NATS subject tokens and Redis key parts.
+const name = z.string().regex(SUBJECT_TOKEN, 'must be letters, digits, - or _ (at most 128)');
 
 export const agentConfigSchema = z.object({
   node: name,

@@ -20,10 +20,6 @@ export class AgentCommander {
     return this.send(node, `stop:${s.jobId}:${s.attempt}:${s.rank}`, { $case: 'stop', stop: s }, force);
   }
 
-  forget(prefix: string): void {
-    for (const k of this.lastSent.keys()) if (k.includes(prefix)) this.lastSent.delete(k);
-  }
-
   private async send(node: string, key: string, command: AgentCommand['command'], force: boolean): Promise<boolean> {
     const now = Date.now();
     const last = this.lastSent.get(`${node}/${key}`) ?? 0;
@@ -31,6 +27,10 @@ export class AgentCommander {
     const epoch = this.epoch();
     if (epoch === 0) return false;
     this.lastSent.set(`${node}/${key}`, now);
+    // Only recent sends matter for rate limiting; keep the map from growing with every job ever run.
+    if (this.lastSent.size > 10_000) {
+      for (const [k, at] of this.lastSent) if (now - at > this.resendMs) this.lastSent.delete(k);
+    }
     try {
       const reply = await this.nc.request(subjects.agentCommand(node), encode(AgentCommand, { epoch, command }), { timeout: 2_000 });
       const ack = decode(AgentCommandReply, reply.data, 'AgentCommandReply');

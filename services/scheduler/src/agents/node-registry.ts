@@ -4,7 +4,7 @@ import type { Subscription } from '@nats-io/transport-node';
 import {
   AgentRank, JobState, Node, NodeHeartbeat, NodeState, RegisterNodeRequest, RegisterNodeResponse, StopRank, isTerminalJobState, type Job,
 } from '@gantry/proto';
-import { decode, encode, subjects } from '@gantry/bus';
+import { decode, encode, subjects, SUBJECT_TOKEN } from '@gantry/bus';
 import { allocationOwner, parseAllocationOwner, type GpuRef, type NodeRecord } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
 import { endJob, isActive, wantsRank } from '../jobs/lifecycle.js';
@@ -57,7 +57,7 @@ export class NodeRegistry {
   private async register(data: Uint8Array): Promise<RegisterNodeResponse> {
     const { ctx } = this;
     const req = decode(RegisterNodeRequest, data, 'RegisterNodeRequest');
-    if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/.test(req.node)) throw new Error(`node name ${JSON.stringify(req.node)} is invalid`);
+    if (!SUBJECT_TOKEN.test(req.node)) throw new Error(`node name ${JSON.stringify(req.node)} is invalid`);
     const epoch = ctx.epoch();
     if (epoch === 0) throw new Error('not the leader');
     const prev = await ctx.nodes.get(req.node);
