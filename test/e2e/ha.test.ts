@@ -38,7 +38,8 @@ describe('scheduler failover', () => {
     const frozenAt = Date.now();
     stack.schedulers[0]!.pause();
     await eventually('scheduler-1 leads', async () => ((await stack.redis.get(keys.leader)) === 'scheduler-1' ? true : undefined), 10_000, 50);
-    expect(Date.now() - frozenAt).toBeLessThan(2_000 + 1_500);
+    // Within the lease TTL plus one renewal period (TTL/3) and scheduling slack.
+    expect(Date.now() - frozenAt).toBeLessThan(2_000 + 2_500);
     const newEpoch = Number(await stack.redis.get(keys.leaderEpoch));
     expect(newEpoch).toBeGreaterThan(oldEpoch);
 

@@ -77,7 +77,7 @@ describe('scheduling policy', () => {
 
   it('backfills a short job around the head job reservation but holds a long one, and explains why', async () => {
     const c = await setup();
-    const { job: a } = await c.submitJob({ name: 'a', nodes: 1, gpusPerNode: 8, timeLimitSeconds: 12, command: ['sleep', '6'] });
+    const { job: a } = await c.submitJob({ name: 'a', nodes: 1, gpusPerNode: 8, timeLimitSeconds: 15, command: ['sleep', '10'] });
     await state(c, a!.id, [S.JOB_STATE_RUNNING]);
     const { job: head } = await c.submitJob({ name: 'head', nodes: 2, gpusPerNode: 8, timeLimitSeconds: 60, command: ['sleep', '1'] });
     const { job: long } = await c.submitJob({ name: 'long', nodes: 1, gpusPerNode: 8, timeLimitSeconds: 600, command: ['sleep', '1'] });
@@ -90,7 +90,7 @@ describe('scheduling policy', () => {
     // Once the short job is done a node is free, yet the long job may not take it: it would
     // delay the head job's reservation.
     await state(c, short!.id, [S.JOB_STATE_SUCCEEDED]);
-    const longWhy = await eventually('long held by the reservation', async () => { const e = await c.explainJob(long!.id); return e.pendingReason === 'reservation' ? e : undefined; }, 6_000);
+    const longWhy = await eventually('long held by the reservation', async () => { const e = await c.explainJob(long!.id); return e.pendingReason === 'reservation' ? e : undefined; }, 10_000);
     expect(longWhy.message).not.toBe('');
     expect((await c.getJob(long!.id)).state).toBe(S.JOB_STATE_PENDING);
     // Then the head job runs before the long one.
@@ -104,6 +104,8 @@ describe('scheduling policy', () => {
     const { job: big } = await c.submitJob({ nodes: 3, gpusPerNode: 8, command: ['true'] });
     const why = await eventually('explained', async () => { const e = await c.explainJob(big!.id); return e.message && e.queuePosition ? e : undefined; });
     expect(why.pendingReason).toBe('no-capacity');
+    // GetJob carries the one-line form.
+    expect((await c.getJob(big!.id)).explanation).toMatch(/^position \d+ in the queue; /);
     const { job: typed } = await c.submitJob({ nodes: 1, gpusPerNode: 8, gpuTypes: ['NVIDIA B200'], command: ['true'] });
     const typedWhy = await eventually('explained', async () => { const e = await c.explainJob(typed!.id); return e.rejections.length ? e : undefined; });
     expect(typedWhy.rejections).toEqual([{ reason: 'gpu type NVIDIA H100 80GB HBM3 not in [NVIDIA B200]', nodes: 2 }]);

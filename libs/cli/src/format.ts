@@ -111,6 +111,7 @@ export function jobDetail(job: Job, now: Date): string {
     ['Tenant', spec?.tenant || '-'],
     ['State', state(job.state)],
     ['Reason', job.reason || '-'],
+    ...(job.explanation ? [['Why', job.explanation] as [string, string]] : []),
     ['Attempt', String(job.attempt)],
     ['Resources', resources(job)],
     ['Priority', spec?.priorityClass || '-'],

@@ -18,6 +18,14 @@ export function newJobId(now = Date.now()): string {
 
 export function jobService(ctx: SchedulerContext): JobServiceServer {
   const state = new SchedulingStateStore(ctx.redis);
+  /** One line for GetJob: why a pending job waits, or why a placed job got its nodes. */
+  const explanationLine = async (job: Job): Promise<string> => {
+    if (job.state !== JobState.JOB_STATE_PENDING) return currentAttempt(job)?.placementExplanation ?? '';
+    const raw = await state.explanation(job.id);
+    if (!raw) return 'not evaluated by the scheduler yet';
+    const e = JSON.parse(raw) as Explanation;
+    return [`position ${e.queuePosition} in the queue`, e.message, e.quota, e.summary].filter(Boolean).join('; ');
+  };
   const unimplemented = (what: string) => () => { throw new GrpcError(status.UNIMPLEMENTED, `${what} is served by the gateway`); };
   return {
     submitJob: unary(ctx.log, 'SubmitJob', async (req) => {
@@ -33,7 +41,7 @@ export function jobService(ctx: SchedulerContext): JobServiceServer {
     getJob: unary(ctx.log, 'GetJob', async (req) => {
       const rec = await ctx.jobs.get(req.jobId);
       if (!rec) throw notFound(`job ${req.jobId} not found`);
-      return { job: rec.job };
+      return { job: { ...rec.job, explanation: await explanationLine(rec.job) } };
     }),
     listJobs: unary(ctx.log, 'ListJobs', async (req) => {
       try {

@@ -309,7 +309,14 @@ export interface Job {
   /** Incremented on every persisted change; used for compare-and-set. */
   revision: number;
   /** When the job was last preempted; it is not preempted again within the configured window. */
-  preemptedAt?: Date | undefined;
+  preemptedAt?:
+    | Date
+    | undefined;
+  /**
+   * Filled on read, not stored: for a pending job, why it waits (one line; ExplainJob has the
+   * details); for a placed job, why those nodes.
+   */
+  explanation: string;
 }
 
 export interface JobEvent {
@@ -1613,6 +1620,7 @@ function createBaseJob(): Job {
     idempotencyKey: "",
     revision: 0,
     preemptedAt: undefined,
+    explanation: "",
   };
 }
 
@@ -1653,6 +1661,9 @@ export const Job: MessageFns<Job> = {
     }
     if (message.preemptedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.preemptedAt), writer.uint32(98).fork()).join();
+    }
+    if (message.explanation !== "") {
+      writer.uint32(106).string(message.explanation);
     }
     return writer;
   },
@@ -1766,6 +1777,14 @@ export const Job: MessageFns<Job> = {
             message.preemptedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.explanation = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1812,6 +1831,7 @@ export const Job: MessageFns<Job> = {
         : isSet(object.preempted_at)
         ? fromJsonTimestamp(object.preempted_at)
         : undefined,
+      explanation: isSet(object.explanation) ? globalThis.String(object.explanation) : "",
     };
   },
 
@@ -1853,6 +1873,9 @@ export const Job: MessageFns<Job> = {
     if (message.preemptedAt !== undefined) {
       obj.preemptedAt = message.preemptedAt.toISOString();
     }
+    if (message.explanation !== "") {
+      obj.explanation = message.explanation;
+    }
     return obj;
   },
 
@@ -1873,6 +1896,7 @@ export const Job: MessageFns<Job> = {
     message.idempotencyKey = object.idempotencyKey ?? "";
     message.revision = object.revision ?? 0;
     message.preemptedAt = object.preemptedAt ?? undefined;
+    message.explanation = object.explanation ?? "";
     return message;
   },
 };
