@@ -46,6 +46,9 @@ describe('scheduler failover', () => {
     // The running job finishes under the new leader, exactly once, and new work is scheduled.
     const a = await finished(job!.id);
     expect(a.state).toBe(JobState.JOB_STATE_SUCCEEDED);
+    // Rank reports the frozen leader had pulled but not acknowledged reach the new leader
+    // within seconds (short ack wait and pull expiry), not after a 30 s redelivery timeout.
+    expect(Date.now() - frozenAt).toBeLessThan(12_000);
     expect(a.attempt).toBe(1);
     const { job: b } = await client.submitJob({ nodes: 1, gpusPerNode: 4, command: ['true'] });
     expect((await finished(b!.id)).state).toBe(JobState.JOB_STATE_SUCCEEDED);

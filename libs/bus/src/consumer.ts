@@ -13,7 +13,16 @@ export interface DurableConsumerSpec {
   maxMessages?: number;
   /** Pause before a failed message is redelivered, ms. */
   retryDelayMs?: number;
+  /**
+   * How long a delivered message may stay unacknowledged before it goes to another consumer
+   * instance, ms. Short, so that messages pulled by a leader that froze are redelivered to
+   * its successor within seconds (handlers are idempotent, so a rare duplicate is harmless).
+   */
+  ackWaitMs?: number;
 }
+
+/** Pull requests expire this quickly, so a frozen process stops attracting new messages. */
+const PULL_EXPIRES_MS = 2_000;
 
 interface WarnLogger {
   warn(obj: object, msg: string): void;
@@ -27,9 +36,9 @@ export async function consumeDurable(nc: NatsConnection, spec: DurableConsumerSp
     deliver_policy: DeliverPolicy.All,
     filter_subject: spec.filterSubject,
     max_ack_pending: Math.max(1_000, (spec.maxMessages ?? 256) * 4),
-    ack_wait: 30_000_000_000,
+    ack_wait: (spec.ackWaitMs ?? 5_000) * 1_000_000,
   });
-  const messages = await (await jetstream(nc).consumers.get(spec.stream, spec.durable)).consume({ max_messages: spec.maxMessages ?? 256 });
+  const messages = await (await jetstream(nc).consumers.get(spec.stream, spec.durable)).consume({ max_messages: spec.maxMessages ?? 256, expires: PULL_EXPIRES_MS });
   void (async () => {
     for await (const m of messages) {
       try {

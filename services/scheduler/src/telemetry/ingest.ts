@@ -39,7 +39,7 @@ export class TelemetryIngest {
   }
 
   private async consume(stream: string, durable: string, filterSubject: string, handle: (m: JsMsg) => Promise<void>): Promise<void> {
-    this.running.push(await consumeDurable(this.ctx.nc, { stream, durable, filterSubject, maxMessages: 1_000 }, this.ctx.log, handle));
+    this.running.push(await consumeDurable(this.ctx.nc, { stream, durable, filterSubject, maxMessages: 1_000, ackWaitMs: 15_000 }, this.ctx.log, handle));
   }
 
   async stop(): Promise<void> {
