@@ -15,10 +15,6 @@ import { RankReporter } from './reporting/rank-reporter.js';
 
 export const AGENT_VERSION = '0.1.0';
 
-export interface AgentHandle {
-  stop(): Promise<void>;
-}
-
 export class NodeAgent {
   readonly instanceId = randomUUID();
   private readonly state: StateFile;

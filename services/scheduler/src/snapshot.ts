@@ -1,5 +1,5 @@
 // Builds the pure core's inputs from Redis records.
-import { type Job, type Node, NodeState, TopologyRequirement, nodeStateName } from '@gantry/proto';
+import { type Job, type Node, TopologyRequirement, nodeStateName } from '@gantry/proto';
 import type { NodeRecord } from '@gantry/store';
 import { PRIORITY_CLASSES, priorityOf as classPriority, type JobRequest, type NodeView, type RunningJob, type TopologyNeed } from './placement/index.js';
 import { currentAttempt, liveRanks } from './jobs/lifecycle.js';
@@ -72,8 +72,4 @@ export function runningJob(job: Job, lastCheckpointMs: number | undefined, termi
     preemptedAt: job.preemptedAt?.getTime(),
     terminating,
   };
-}
-
-export function isSchedulable(n: Node): boolean {
-  return n.state === NodeState.NODE_STATE_READY;
 }

@@ -5,7 +5,7 @@ import {
   AgentRank, JobState, Node, NodeHeartbeat, NodeState, RegisterNodeRequest, RegisterNodeResponse, StopRank, isTerminalJobState, type Job,
 } from '@gantry/proto';
 import { decode, encode, subjects, SUBJECT_TOKEN } from '@gantry/bus';
-import { allocationOwner, parseAllocationOwner, type GpuRef, type NodeRecord } from '@gantry/store';
+import { allocationOwner, type GpuRef, type NodeRecord } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
 import { endJob, isActive, wantsRank } from '../jobs/lifecycle.js';
 import { mutateJob } from '../jobs/mutate.js';
@@ -168,4 +168,3 @@ export class NodeRegistry {
   }
 }
 
-export { parseAllocationOwner };

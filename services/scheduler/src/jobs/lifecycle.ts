@@ -4,8 +4,6 @@
 import { Attempt, Job, JobFailure, JobState, RankPhase, RankPlacement, RankStatus, isTerminalJobState } from '@gantry/proto';
 import { allocationOwner, type GpuRef } from '@gantry/store';
 
-export const ACTIVE_STATES = [JobState.JOB_STATE_SCHEDULED, JobState.JOB_STATE_RUNNING] as const;
-
 export function isActive(job: Job): boolean {
   return job.state === JobState.JOB_STATE_SCHEDULED || job.state === JobState.JOB_STATE_RUNNING;
 }
