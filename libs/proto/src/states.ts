@@ -52,7 +52,7 @@ export const NODE_TRANSITIONS: ReadonlyMap<NodeState, readonly NodeState[]> = ne
   [N.NODE_STATE_DRAINING, [N.NODE_STATE_DRAINED, N.NODE_STATE_READY, N.NODE_STATE_LOST]],
   [N.NODE_STATE_DRAINED, [N.NODE_STATE_READY, N.NODE_STATE_LOST]],
   // A lost node comes back through registration and reconciliation.
-  [N.NODE_STATE_LOST, [N.NODE_STATE_READY, N.NODE_STATE_QUARANTINED, N.NODE_STATE_DRAINED]],
+  [N.NODE_STATE_LOST, [N.NODE_STATE_READY, N.NODE_STATE_SUSPECT, N.NODE_STATE_QUARANTINED, N.NODE_STATE_DRAINING, N.NODE_STATE_DRAINED]],
 ]);
 
 export function canTransitionNode(from: NodeState, to: NodeState): boolean {

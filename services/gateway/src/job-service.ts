@@ -21,7 +21,11 @@ export function jobService(log: Logger, scheduler: JobServiceClient, nc: NatsCon
   const js = jetstream(nc);
   const getJob = async (jobId: string): Promise<Job> => (await call(scheduler, scheduler.getJob, { jobId })).job!;
 
-  /** Reads an ordered consumer in batches; calls onIdle when caught up, which returns whether to stop. */
+  /**
+   * Reads an ordered consumer in batches; calls onIdle when caught up, which returns whether to
+   * stop. Waits for a slow client to drain before fetching more, so a stalled reader of a
+   * large log cannot make the gateway buffer it all in memory.
+   */
   async function drain(consumer: Consumer, stream: ServerWritableStream<unknown, unknown>, onMessage: (data: Uint8Array) => boolean, onIdle: () => Promise<boolean>): Promise<void> {
     while (!stream.cancelled) {
       let got = 0;
@@ -30,6 +34,7 @@ export function jobService(log: Logger, scheduler: JobServiceClient, nc: NatsCon
         got++;
         if (onMessage(m.data)) return;
       }
+      if (stream.writableNeedDrain) await new Promise<void>((resolve) => { stream.once('drain', resolve); stream.once('cancelled', resolve); });
       if (got === 0 && (await onIdle())) return;
     }
   }
@@ -66,9 +71,17 @@ export function jobService(log: Logger, scheduler: JobServiceClient, nc: NatsCon
       await getJob(req.jobId);
       const consumer = await js.consumers.get(streams.logs.name, { filter_subjects: subjects.logsFilter(req.jobId, req.attempt, req.rank) });
       let endedAt = 0;
+      // Agents may re-send lines after a failure (at-least-once); each line's sequence number
+      // per (attempt, rank, stream) lets the stream show it once.
+      const lastSeq = new Map<string, number>();
       await drain(consumer, stream, (data) => {
         const batch = decode(LogBatch, data, 'LogBatch');
-        for (const line of batch.lines) stream.write({ jobId: batch.jobId, attempt: batch.attempt, rank: batch.rank, node: batch.node, line });
+        for (const line of batch.lines) {
+          const key = `${batch.attempt}/${batch.rank}/${line.stream}`;
+          if (line.seq <= (lastSeq.get(key) ?? 0)) continue;
+          lastSeq.set(key, line.seq);
+          stream.write({ jobId: batch.jobId, attempt: batch.attempt, rank: batch.rank, node: batch.node, line });
+        }
         return false;
       }, async () => {
         if (!req.follow) return true;

@@ -36,6 +36,7 @@ describe('job spec validation', () => {
     [{ name: '-x' }, 'spec.name must match'],
     [{ gpuTypes: [''] }, 'spec.gpu_types[0] must be a non-empty model name'],
     [{ stopGraceSeconds: 4000 }, 'spec.stop_grace_seconds must be between 0 and 3600, got 4000'],
+    [{ command: ['python', '-c', 'x'.repeat(100_000), 'y'.repeat(100_000), 'z'.repeat(100_000)] }, 'spec must encode to at most 262144 bytes'],
   ])('%j -> %s', (patch, expected) => {
     expect(message(() => validateSpec(ok(patch)))).toContain(expected);
   });

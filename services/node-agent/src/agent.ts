@@ -21,6 +21,7 @@ export class NodeAgent {
   private readonly runner: RankRunner;
   private reporter: RankReporter | undefined;
   private timers: NodeJS.Timeout[] = [];
+  private heartbeatTimer: NodeJS.Timeout | undefined;
   private sub: Subscription | undefined;
   private heartbeatMs: number;
   private seq = 0;
@@ -57,11 +58,10 @@ export class NodeAgent {
   }
 
   private scheduleHeartbeat(): void {
-    const t = setTimeout(() => {
+    this.heartbeatTimer = setTimeout(() => {
       this.heartbeat();
       if (!this.stopped) this.scheduleHeartbeat();
     }, this.heartbeatMs);
-    this.timers.push(t);
   }
 
   private ranks(): AgentRank[] {
@@ -158,6 +158,7 @@ export class NodeAgent {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
+    clearTimeout(this.heartbeatTimer);
     this.runner.stopPolling();
     this.sub?.unsubscribe();
     // Ranks keep running: a restarted agent re-adopts them.

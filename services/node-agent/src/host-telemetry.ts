@@ -45,11 +45,16 @@ export class HostTelemetry {
   }
 
   private async collectOnce(): Promise<void> {
-    this.collector.droppedReports = this.buffer.dropped;
-    const batch = await this.collector.collect();
-    for (const e of batch.collectorErrors) this.log.debug({ collector: e.collector, err: e.message }, 'collector failed this cycle');
-    this.metrics.update(batch);
-    this.reporter.telemetry(batch);
+    try {
+      this.collector.droppedReports = this.buffer.dropped;
+      const batch = await this.collector.collect();
+      for (const e of batch.collectorErrors) this.log.debug({ collector: e.collector, err: e.message }, 'collector failed this cycle');
+      this.metrics.update(batch);
+      this.reporter.telemetry(batch);
+    } catch (err) {
+      // E.g. the disk holding the report buffer is full: skip this cycle, keep the agent up.
+      this.log.warn({ err: (err as Error).message }, 'telemetry cycle failed');
+    }
   }
 
   private async followXids(): Promise<void> {
@@ -57,7 +62,11 @@ export class HostTelemetry {
       for await (const xid of xidEventMessages(this.backend, this.node, this.abort.signal)) {
         this.log.warn({ xid: xid.xid, gpu: xid.gpuIndex, mnemonic: xid.mnemonic, severity: xid.severity }, 'xid');
         this.metrics.recordXid(xid);
-        this.reporter.xid(xid);
+        try {
+          this.reporter.xid(xid);
+        } catch (err) {
+          this.log.error({ err: (err as Error).message, xid: xid.xid }, 'could not buffer an XID event');
+        }
       }
     } catch (err) {
       if (!this.abort.signal.aborted) this.log.warn({ err: (err as Error).message }, 'kernel log follower stopped');

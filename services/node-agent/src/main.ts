@@ -40,6 +40,8 @@ if (process.argv[2] === 'sim') {
 } else {
   const cfg = config();
   const log = createLogger('node-agent', cfg.logLevel);
+  // The agent must outlive a failed background step (a full disk, a NATS hiccup): log, go on.
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
   const lifecycle = new Lifecycle(log);
   lifecycle.installSignalHandlers();
   const registry = createRegistry('node-agent');

@@ -42,17 +42,26 @@ export class LeaderElector {
       if (Date.now() - this.renewedAt >= this.lease.ttlMs) epoch = 0;
     }
     if (epoch > 0) this.renewedAt = started;
-    if (epoch !== this.current) {
-      const was = this.current;
-      this.current = epoch;
-      if (was !== 0) {
-        this.log.warn({ epoch: was }, 'lost leadership');
-        await this.cb.onDeposed();
+    try {
+      if (epoch !== this.current) {
+        const was = this.current;
+        this.current = epoch;
+        if (was !== 0) {
+          this.log.warn({ epoch: was }, 'lost leadership');
+          await this.cb.onDeposed();
+        }
+        if (epoch !== 0) {
+          this.log.info({ epoch }, 'became leader');
+          await this.cb.onElected(epoch);
+        }
       }
-      if (epoch !== 0) {
-        this.log.info({ epoch }, 'became leader');
-        await this.cb.onElected(epoch);
-      }
+    } catch (err) {
+      // Half-started leadership (e.g. JetStream briefly unavailable) is worse than none: undo
+      // it, give the lease back so a healthy replica can take it, and campaign again next tick.
+      this.log.error({ err: (err as Error).message }, 'leadership change failed; stepping down');
+      this.current = 0;
+      await Promise.resolve(this.cb.onDeposed()).catch(() => undefined);
+      await this.lease.release().catch(() => undefined);
     }
     this.schedule();
   }

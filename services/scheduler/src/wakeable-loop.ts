@@ -3,7 +3,11 @@
 // outbox relay are both this shape.
 export abstract class WakeableLoop {
   private running = false;
+  /** Each start() begins a new generation; a loop of an older one exits at its next turn. */
+  private generation = 0;
   private wake: (() => void) | undefined;
+  /** The running loop; a new one starts only after it has finished its pass. */
+  private current: Promise<void> = Promise.resolve();
   protected kicked = false;
 
   constructor(private readonly idleMs: () => number) {}
@@ -16,11 +20,13 @@ export abstract class WakeableLoop {
   start(): void {
     if (this.running) return;
     this.running = true;
-    void this.loop();
+    const generation = ++this.generation;
+    this.current = this.current.then(() => this.loop(generation));
   }
 
   stop(): void {
     this.running = false;
+    this.generation++;
     this.wake?.();
   }
 
@@ -29,8 +35,8 @@ export abstract class WakeableLoop {
     this.wake?.();
   }
 
-  private async loop(): Promise<void> {
-    while (this.running) {
+  private async loop(generation: number): Promise<void> {
+    while (this.running && generation === this.generation) {
       this.kicked = false;
       let busy = false;
       try {
@@ -38,7 +44,7 @@ export abstract class WakeableLoop {
       } catch (err) {
         this.onError(err);
       }
-      if (!busy && !this.kicked && this.running) {
+      if (!busy && !this.kicked && this.running && generation === this.generation) {
         await new Promise<void>((r) => { this.wake = r; setTimeout(r, this.idleMs()); });
       }
     }

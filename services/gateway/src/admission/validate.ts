@@ -11,6 +11,8 @@ export const LIMITS = {
   maxGpuTypes: 8,
   maxArgs: 1024,
   maxArgBytes: 128 * 1024,
+  /** The whole spec travels in events and in every rank's assignment; NATS messages are at most 1 MiB. */
+  maxSpecBytes: 256 * 1024,
   maxEnv: 512,
   maxTimeLimitSec: 30 * 24 * 3600,
   maxGraceSec: 3600,
@@ -80,6 +82,8 @@ export function validateSpec(input: JobSpec | undefined): JobSpec {
   spec.excludeNodes.forEach((n, i) => { if (!SUBJECT_TOKEN.test(n)) fail(`spec.exclude_nodes[${i}] must be a node name matching ${SUBJECT_TOKEN.source}, got ${show(n)}`); });
   if (spec.masterPort !== 0) between('spec.master_port', spec.masterPort, 1024, 65535);
   between('spec.stop_grace_seconds', spec.stopGraceSeconds, 0, LIMITS.maxGraceSec);
+  const size = JobSpec.encode(spec).finish().length;
+  if (size > LIMITS.maxSpecBytes) fail(`spec must encode to at most ${LIMITS.maxSpecBytes} bytes (command, env and selectors together), got ${size}; put large scripts in a file the job reads`);
   return spec;
 }
 

@@ -10,6 +10,27 @@ import { LogTail } from '../runner/log-tail.js';
 import { join } from 'node:path';
 
 const MAX_LINES_PER_BATCH = 500;
+/** Well under NATS's default 1 MiB max_payload, whatever the lines look like. */
+const MAX_BATCH_BYTES = 512 * 1024;
+
+/** Splits lines into batches bounded by count and by bytes (a line is at most MAX_LINE_BYTES). */
+export function batchLines(lines: string[]): string[][] {
+  const out: string[][] = [];
+  let cur: string[] = [];
+  let bytes = 0;
+  for (const l of lines) {
+    const b = Buffer.byteLength(l) + 16;
+    if (cur.length > 0 && (cur.length >= MAX_LINES_PER_BATCH || bytes + b > MAX_BATCH_BYTES)) {
+      out.push(cur);
+      cur = [];
+      bytes = 0;
+    }
+    cur.push(l);
+    bytes += b;
+  }
+  if (cur.length > 0) out.push(cur);
+  return out;
+}
 
 export class RankReporter {
   private readonly tails = new Map<string, { stdout: LogTail; stderr: LogTail }>();
@@ -24,24 +45,32 @@ export class RankReporter {
     try {
       for (const rec of Object.values(this.state.state.ranks)) {
         if (rec.exitReported) continue;
-        if (!rec.startReported) {
-          await this.publishEvent(rec, RankPhase.RANK_PHASE_STARTED);
-          rec.startReported = true;
-          this.state.save();
-        }
-        const final = rec.phase === 'exited';
-        await this.shipLogs(rec, final);
-        if (final) {
-          await this.publishEvent(rec, RankPhase.RANK_PHASE_EXITED);
-          rec.exitReported = true;
-          this.tails.delete(this.key(rec));
-          this.state.save();
+        // One rank's trouble must not hold back the reports of the others.
+        try {
+          await this.flushRank(rec);
+        } catch (err) {
+          this.log.debug({ rank: this.key(rec), err: (err as Error).message }, 'report not sent; will retry');
         }
       }
-    } catch (err) {
-      this.log.debug({ err: (err as Error).message }, 'report not sent; will retry');
     } finally {
       this.busy = false;
+    }
+  }
+
+  /** Start first, then output, then the exit: the scheduler sees a rank end after its logs. */
+  private async flushRank(rec: RankRecord): Promise<void> {
+    if (!rec.startReported) {
+      await this.publishEvent(rec, RankPhase.RANK_PHASE_STARTED);
+      rec.startReported = true;
+      this.state.save();
+    }
+    const final = rec.phase === 'exited';
+    await this.shipLogs(rec, final);
+    if (final) {
+      await this.publishEvent(rec, RankPhase.RANK_PHASE_EXITED);
+      rec.exitReported = true;
+      this.tails.delete(this.key(rec));
+      this.state.save();
     }
   }
 
@@ -72,15 +101,14 @@ export class RankReporter {
       const lines = tail.readLines(final);
       const cursor = rec.logs[stream];
       const seqAtStart = cursor.seq;
-      for (let i = 0; i < lines.length; i += MAX_LINES_PER_BATCH) {
-        const chunk = lines.slice(i, i + MAX_LINES_PER_BATCH);
+      for (const chunk of batchLines(lines)) {
         const first = cursor.seq + 1;
         const batch = LogBatch.create({
           jobId: rec.jobId, attempt: rec.attempt, rank: rec.rank, node: this.node,
           lines: chunk.map((text, j) => LogLine.create({ seq: first + j, stream: stream === 'stdout' ? LogStream.LOG_STREAM_STDOUT : LogStream.LOG_STREAM_STDERR, text, time: new Date() })),
         });
         try {
-          await this.js.publish(subjects.logs(rec.jobId, rec.attempt, rec.rank), encode(LogBatch, batch), { msgID: `${rec.jobId}.${rec.attempt}.${rec.rank}.${stream}.${first}`, timeout: 5_000 });
+          await this.js.publish(subjects.logs(rec.jobId, rec.attempt, rec.rank), encode(LogBatch, batch), { msgID: `${rec.jobId}.${rec.attempt}.${rec.rank}.${stream}.${first}-${first + chunk.length - 1}`, timeout: 5_000 });
         } catch (err) {
           // Rewind so these lines are read again with the same sequence numbers (and so the
           // same message ids: whatever did reach the stream is de-duplicated).

@@ -34,7 +34,16 @@ export class RankRunner {
 
   /** Re-adopts ranks a previous agent process started; polls their liveness from now on. */
   start(): void {
+    const bootId = currentBootId();
+    const rebooted = bootId !== undefined && this.state.state.bootId !== undefined && this.state.state.bootId !== bootId;
+    this.state.state.bootId = bootId;
+    this.state.save();
     for (const rec of this.records) {
+      if (rec.phase === 'running' && rebooted) {
+        // Their pids may belong to other processes now: record the end, signal nothing.
+        this.finishWith(rec, undefined, 'SIGKILL', 'the host rebooted while the rank ran');
+        continue;
+      }
       if (rec.phase === 'running') {
         if (this.alive(rec.pid)) this.log.info({ rank: rankKey(rec.jobId, rec.attempt, rec.rank), pid: rec.pid }, 're-adopted running rank');
         else this.finish(rec, undefined);
@@ -81,7 +90,15 @@ export class RankRunner {
         this.children.delete(key);
         this.finish(rec, code ?? (signal ? 128 + (signalNumber(signal) ?? 9) : undefined));
       });
-      child.on('error', (e) => this.log.warn({ rank: key, err: e.message }, 'rank process error'));
+      child.on('error', (e) => {
+        this.log.warn({ rank: key, err: e.message }, 'rank process error');
+        // No pid means the process never started (e.g. EACCES on the working directory): no
+        // 'exit' will follow, so record the failure here, as a shell would (127).
+        if (child.pid === undefined) {
+          this.children.delete(key);
+          this.finishWith(rec, 127, '', `could not start: ${e.message}`);
+        }
+      });
       child.unref();
     } finally {
       closeSync(out);
@@ -98,7 +115,20 @@ export class RankRunner {
   stop(jobId: string, attempt: number, rank: number, graceSeconds: number, reason: string): void {
     const key = rankKey(jobId, attempt, rank);
     const rec = this.state.state.ranks[key];
-    if (!rec || rec.phase !== 'running' || this.killTimers.has(key)) return;
+    if (!rec) {
+      // Stopped before its assignment arrived: remember it as ended, so a late assignment is
+      // refused and the scheduler hears that this rank will never run.
+      const now = new Date().toISOString();
+      this.state.state.ranks[key] = {
+        jobId, attempt, rank, pid: 0, dir: join(this.state.dir, 'ranks', `${jobId}-${attempt}-${rank}`), phase: 'exited', startedAt: now, finishedAt: now,
+        signal: 'SIGKILL', message: `stopped before it started: ${reason}`, startReported: false, exitReported: false,
+        logs: { stdout: { offset: 0, seq: 0 }, stderr: { offset: 0, seq: 0 } },
+      };
+      this.state.save();
+      this.onChange();
+      return;
+    }
+    if (rec.phase !== 'running' || this.killTimers.has(key)) return;
     this.log.info({ rank: key, reason, graceSeconds }, 'stopping rank');
     rec.stopRequested = true;
     this.state.save();
@@ -176,6 +206,14 @@ export class RankRunner {
     } catch {
       return true;
     }
+  }
+}
+
+function currentBootId(): string | undefined {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return undefined;
   }
 }
 

@@ -31,6 +31,8 @@ export interface RankRecord {
 export interface AgentState {
   version: 1;
   highestEpoch: number;
+  /** Kernel boot id when the state was last written: after a reboot no rank can still be running. */
+  bootId?: string;
   ranks: Record<string, RankRecord>;
 }
 

@@ -81,3 +81,28 @@ describe('agent config', () => {
     expect(() => loadAgentConfig({ GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: 'n1', HEARTBEAT_INTERVAL_MS: 'soon' })).toThrow(/HEARTBEAT_INTERVAL_MS \(heartbeatIntervalMs\)/);
   });
 });
+
+describe('rank runner edge cases', () => {
+  it('remembers a rank stopped before its assignment arrived and refuses the late assignment', async () => {
+    const { RankRunner } = await import('../../src/runner/rank-runner.js');
+    const { pino } = await import('pino');
+    const state = new StateFile(tmp());
+    const runner = new RankRunner(state, pino({ level: 'silent' }));
+    runner.stop('j-1', 1, 0, 5, 'job cancelled');
+    expect(state.state.ranks['j-1:1:0']).toMatchObject({ phase: 'exited', signal: 'SIGKILL', exitReported: false });
+    const late = runner.assign({ jobId: 'j-1', attempt: 1, rank: 0, command: ['true'], env: {}, workingDir: '', gpuIndices: [], stopGraceSeconds: 1 });
+    expect(late).toEqual({ ok: true, message: 'already finished' });
+    expect(runner.running()).toEqual([]);
+  });
+});
+
+describe('log batches', () => {
+  it('stay under NATS max_payload however long the lines are', async () => {
+    const { batchLines } = await import('../../src/reporting/rank-reporter.js');
+    const huge = Array.from({ length: 128 }, () => 'x'.repeat(MAX_LINE_BYTES));
+    const batches = batchLines(huge);
+    expect(batches.flat()).toHaveLength(128);
+    for (const b of batches) expect(b.reduce((n, l) => n + Buffer.byteLength(l), 0)).toBeLessThanOrEqual(512 * 1024);
+    expect(batchLines(Array.from({ length: 1200 }, (_, i) => `line ${i}`)).map((b) => b.length)).toEqual([500, 500, 200]);
+  });
+});

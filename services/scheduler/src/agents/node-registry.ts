@@ -7,9 +7,18 @@ import {
 import { decode, encode, subjects, SUBJECT_TOKEN } from '@gantry/bus';
 import { allocationOwner, type GpuRef, type NodeRecord } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
-import { endJob, isActive, wantsRank } from '../jobs/lifecycle.js';
+import { endJob, isActive, liveRanks, markRanksLost, wantsRank } from '../jobs/lifecycle.js';
 import { mutateJob } from '../jobs/mutate.js';
 import { dispatchAssignments, stopLiveRanks } from '../dispatch/dispatcher.js';
+
+/** States an operator or health decision put a node in: it returns to them, not to READY. */
+const HELD_OUT = new Set([NodeState.NODE_STATE_QUARANTINED, NodeState.NODE_STATE_DRAINING, NodeState.NODE_STATE_DRAINED, NodeState.NODE_STATE_SUSPECT]);
+
+/** The state a node returns to when its agent is heard from again. */
+export function returningState(node: Node): NodeState {
+  const held = node.state === NodeState.NODE_STATE_LOST ? node.stateBeforeLost : node.state;
+  return HELD_OUT.has(held) ? held : NodeState.NODE_STATE_READY;
+}
 
 /** States in which a silent node is declared LOST. */
 const WATCHED = new Set([NodeState.NODE_STATE_READY, NodeState.NODE_STATE_SUSPECT, NodeState.NODE_STATE_DRAINING, NodeState.NODE_STATE_DRAINED, NodeState.NODE_STATE_QUARANTINED, NodeState.NODE_STATE_REGISTERING]);
@@ -63,8 +72,7 @@ export class NodeRegistry {
     const prev = await ctx.nodes.get(req.node);
     const now = new Date();
     // A node comes back READY unless an operator or health decision holds it out.
-    const keep = prev && [NodeState.NODE_STATE_QUARANTINED, NodeState.NODE_STATE_DRAINING, NodeState.NODE_STATE_DRAINED, NodeState.NODE_STATE_SUSPECT].includes(prev.node.state);
-    const state = keep ? prev.node.state : NodeState.NODE_STATE_READY;
+    const state = prev ? returningState(prev.node) : NodeState.NODE_STATE_READY;
     const next = Node.create({
       ...(prev?.node ?? {}),
       name: req.node,
@@ -76,6 +84,7 @@ export class NodeRegistry {
       agentVersion: req.agentVersion,
       deviceBackend: req.deviceBackend,
       registeredAt: now,
+      stateBeforeLost: NodeState.NODE_STATE_UNSPECIFIED,
     });
     const reason = !prev ? 'registered' : prev.node.state === NodeState.NODE_STATE_LOST ? 'agent reconnected' : 're-registered';
     const rec = await ctx.nodes.commit({ prev, next, reason, epoch, heartbeatMs: now.getTime(), instanceId: req.instanceId });
@@ -95,7 +104,7 @@ export class NodeRegistry {
     const now = Date.now();
     await ctx.nodes.heartbeat(hb.node, now);
     if (rec.node.state === NodeState.NODE_STATE_LOST) {
-      rec = await ctx.nodes.commit({ prev: rec, next: { ...rec.node, state: NodeState.NODE_STATE_READY }, reason: 'heartbeats resumed', epoch, heartbeatMs: now });
+      rec = await ctx.nodes.commit({ prev: rec, next: { ...rec.node, state: returningState(rec.node), stateBeforeLost: NodeState.NODE_STATE_UNSPECIFIED }, reason: 'heartbeats resumed', epoch, heartbeatMs: now });
       ctx.kick();
     }
     await this.reconcile(rec, hb.ranks);
@@ -145,11 +154,17 @@ export class NodeRegistry {
     // After a failover heartbeats were not recorded while nobody led: give agents a full timeout.
     if (epoch === 0 || now - this.electedAt < timeout) return;
     for (const rec of await ctx.nodes.getMany(await ctx.nodes.silentSince(now - timeout))) {
-      if (!WATCHED.has(rec.node.state) || now - rec.heartbeatMs < timeout) continue;
+      if (now - rec.heartbeatMs < timeout) continue;
       const silentSec = Math.round((now - rec.heartbeatMs) / 1000);
       const reason = `node ${rec.node.name} lost: no heartbeat for ${silentSec}s`;
-      await ctx.nodes.commit({ prev: rec, next: { ...rec.node, state: NodeState.NODE_STATE_LOST }, reason, epoch });
-      ctx.log.warn({ node: rec.node.name, silentSec }, 'node lost');
+      if (WATCHED.has(rec.node.state)) {
+        await ctx.nodes.commit({ prev: rec, next: { ...rec.node, state: NodeState.NODE_STATE_LOST, stateBeforeLost: rec.node.state }, reason, epoch });
+        ctx.log.warn({ node: rec.node.name, silentSec }, 'node lost');
+      } else if (rec.node.state !== NodeState.NODE_STATE_LOST) {
+        continue;
+      }
+      // Level-triggered: every pass, not only at the transition, so a leader that died between
+      // marking the node and failing its jobs leaves nothing behind.
       const jobIds = [...new Set(rec.allocations.map((a) => a.jobId))];
       for (const id of jobIds) await this.failJobOnLostNode(id, rec.node.name, reason);
     }
@@ -160,9 +175,16 @@ export class NodeRegistry {
     const epoch = ctx.epoch();
     let ended: Job | undefined;
     await mutateJob(ctx.jobs, jobId, (r) => {
-      if (!isActive(r.job) || !r.job.attempts.find((a) => a.number === r.job.attempt)?.placement.some((p) => p.node === node)) return undefined;
-      ended = endJob(r.job, JobState.JOB_STATE_FAILED, reason, new Date(), node);
-      return { next: ended, reason, epoch };
+      const onNode = liveRanks(r.job).filter((p) => p.node === node).map((p) => p.rank);
+      if (onNode.length === 0) return undefined;
+      if (isActive(r.job)) {
+        ended = endJob(r.job, JobState.JOB_STATE_FAILED, reason, new Date(), node);
+        return { next: ended, reason, epoch };
+      }
+      // A preempted job waits for its ranks to end before it is requeued; those on a lost
+      // node never will report, so record them as lost.
+      if (r.job.state === JobState.JOB_STATE_PREEMPTED) return { next: markRanksLost(r.job, onNode, new Date()), reason, epoch };
+      return undefined;
     });
     if (ended && isTerminalJobState(ended.state)) await stopLiveRanks(ctx, ended, reason, node);
   }

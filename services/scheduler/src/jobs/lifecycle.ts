@@ -130,6 +130,19 @@ export function endJob(job: Job, state: JobState.JOB_STATE_FAILED | JobState.JOB
   return next;
 }
 
+/** Records ranks of the current attempt as ended because their node was lost (they cannot report). */
+export function markRanksLost(job: Job, ranks: number[], now: Date): Job {
+  const next = clone(job);
+  for (const s of currentAttempt(next)?.ranks ?? []) {
+    if (ranks.includes(s.rank) && s.phase !== RankPhase.RANK_PHASE_EXITED) {
+      s.phase = RankPhase.RANK_PHASE_EXITED;
+      s.finishedAt = now;
+      s.signal = 'NODE_LOST';
+    }
+  }
+  return next;
+}
+
 /** Ranks of the current attempt that have not exited and so may still have processes. */
 export function liveRanks(job: Job): RankPlacement[] {
   const a = currentAttempt(job);

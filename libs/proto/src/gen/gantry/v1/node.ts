@@ -117,6 +117,11 @@ export interface Node {
   lastHeartbeat?: Date | undefined;
   allocations: GpuAllocation[];
   revision: number;
+  /**
+   * The state a LOST node had before it went silent; it returns to it (a quarantined or
+   * drained node stays out of service when its agent comes back).
+   */
+  stateBeforeLost: NodeState;
 }
 
 export interface Node_LabelsEntry {
@@ -559,6 +564,7 @@ function createBaseNode(): Node {
     lastHeartbeat: undefined,
     allocations: [],
     revision: 0,
+    stateBeforeLost: 0,
   };
 }
 
@@ -602,6 +608,9 @@ export const Node: MessageFns<Node> = {
     }
     if (message.revision !== 0) {
       writer.uint32(104).uint64(message.revision);
+    }
+    if (message.stateBeforeLost !== 0) {
+      writer.uint32(112).int32(message.stateBeforeLost);
     }
     return writer;
   },
@@ -726,6 +735,14 @@ export const Node: MessageFns<Node> = {
             message.revision = longToNumber(reader.uint64());
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.stateBeforeLost = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -784,6 +801,11 @@ export const Node: MessageFns<Node> = {
         ? object.allocations.map((e: any) => GpuAllocation.fromJSON(e))
         : [],
       revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      stateBeforeLost: isSet(object.stateBeforeLost)
+        ? nodeStateFromJSON(object.stateBeforeLost)
+        : isSet(object.state_before_lost)
+        ? nodeStateFromJSON(object.state_before_lost)
+        : 0,
     };
   },
 
@@ -834,6 +856,9 @@ export const Node: MessageFns<Node> = {
     if (message.revision !== 0) {
       obj.revision = Math.round(message.revision);
     }
+    if (message.stateBeforeLost !== 0) {
+      obj.stateBeforeLost = nodeStateToJSON(message.stateBeforeLost);
+    }
     return obj;
   },
 
@@ -865,6 +890,7 @@ export const Node: MessageFns<Node> = {
     message.lastHeartbeat = object.lastHeartbeat ?? undefined;
     message.allocations = object.allocations?.map((e) => GpuAllocation.fromPartial(e)) || [];
     message.revision = object.revision ?? 0;
+    message.stateBeforeLost = object.stateBeforeLost ?? 0;
     return message;
   },
 };

@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { Job, JobSpec, JobState, Node, NodeState, RankPhase, RankPlacement } from '@gantry/proto';
+import type { LeaderLease } from '@gantry/store';
+import { liveRanks, markRanksLost, schedule } from '../../src/jobs/lifecycle.js';
+import { LeaderElector } from '../../src/leader.js';
+import { WakeableLoop } from '../../src/wakeable-loop.js';
+import { returningState } from '../../src/agents/node-registry.js';
+
+const log = pino({ level: 'silent' });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('lost ranks of a preempted job', () => {
+  it('are recorded as ended so the job can be requeued', () => {
+    const placement = [RankPlacement.create({ rank: 0, node: 'a', gpuIndices: [0] }), RankPlacement.create({ rank: 1, node: 'b', gpuIndices: [0] })];
+    const job = { ...schedule(Job.create({ id: 'j', state: JobState.JOB_STATE_PENDING, spec: JobSpec.create({ nodes: 2, gpusPerNode: 1 }) }), placement, new Date()), state: JobState.JOB_STATE_PREEMPTED };
+    const after = markRanksLost(job, [1], new Date());
+    expect(liveRanks(after).map((p) => p.rank)).toEqual([0]);
+    expect(after.attempts[0]!.ranks[1]).toMatchObject({ phase: RankPhase.RANK_PHASE_EXITED, signal: 'NODE_LOST' });
+  });
+});
+
+describe('a node heard from again', () => {
+  it('returns to the state an operator or health decision held it in, else READY', () => {
+    const lost = (before: NodeState) => Node.create({ name: 'n', state: NodeState.NODE_STATE_LOST, stateBeforeLost: before });
+    expect(returningState(lost(NodeState.NODE_STATE_QUARANTINED))).toBe(NodeState.NODE_STATE_QUARANTINED);
+    expect(returningState(lost(NodeState.NODE_STATE_DRAINED))).toBe(NodeState.NODE_STATE_DRAINED);
+    expect(returningState(lost(NodeState.NODE_STATE_READY))).toBe(NodeState.NODE_STATE_READY);
+    expect(returningState(lost(NodeState.NODE_STATE_UNSPECIFIED))).toBe(NodeState.NODE_STATE_READY);
+    expect(returningState(Node.create({ state: NodeState.NODE_STATE_READY }))).toBe(NodeState.NODE_STATE_READY);
+  });
+});
+
+describe('leader elector', () => {
+  it('steps down and campaigns again when taking over fails half-way', async () => {
+    let acquires = 0;
+    let released = 0;
+    const lease = { ttlMs: 300, tryAcquire: async () => { acquires++; return 7; }, release: async () => { released++; } } as unknown as LeaderLease;
+    let elections = 0;
+    let depositions = 0;
+    const elector = new LeaderElector(lease, log, {
+      onElected: () => { elections++; if (elections === 1) throw new Error('JetStream unavailable'); },
+      onDeposed: () => { depositions++; },
+    });
+    elector.start();
+    await sleep(700);
+    await elector.stop();
+    expect(released).toBeGreaterThanOrEqual(1);
+    expect(depositions).toBeGreaterThanOrEqual(1);
+    expect(elections).toBeGreaterThanOrEqual(2); // it kept campaigning and led again
+    expect(acquires).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe('wakeable loop', () => {
+  it('never runs two passes at once after a quick stop and start', async () => {
+    let inPass = 0;
+    let maxConcurrent = 0;
+    class Probe extends WakeableLoop {
+      constructor() { super(() => 5); }
+      protected async pass(): Promise<boolean> {
+        inPass++;
+        maxConcurrent = Math.max(maxConcurrent, inPass);
+        await sleep(20);
+        inPass--;
+        return false;
+      }
+      protected onError(): void {}
+    }
+    const loop = new Probe();
+    loop.start();
+    await sleep(5);
+    for (let i = 0; i < 5; i++) { loop.stop(); loop.start(); }
+    await sleep(200);
+    loop.stop();
+    await sleep(50);
+    expect(maxConcurrent).toBe(1);
+  });
+});
