@@ -4,11 +4,11 @@
 // revision, every GPU free, every node READY), dispatch, and explanations of waiting jobs.
 // A placement that lost a race is simply re-planned next pass.
 import { JobFailure, JobState, RankPlacement, type Job } from '@gantry/proto';
-import { AllocationConflictError, CheckpointStore, FencedError, SchedulingStateStore, StaleWriteError, allocationOwner, type JobRecord } from '@gantry/store';
+import { AllocationConflictError, CheckpointStore, FencedError, SchedulingStateStore, StaleWriteError, allocationOwner, type JobRecord, type NodeRecord } from '@gantry/store';
 import { Counter, Histogram } from 'prom-client';
 import type { SchedulerContext } from './context.js';
-import { accrueUsage, allocationsOf, formatRejections, planCycle, usageAt, type CyclePlan, type Preemption, type UsageRecord } from './placement/index.js';
-import { jobRequest, nodeView, runningJob } from './snapshot.js';
+import { accrueUsage, allocationsOf, formatRejections, planCycle, usageAt, type CyclePlan, type Preemption, type RankAssignment, type RunningJob, type UsageRecord } from './placement/index.js';
+import { jobRequest, nodeView, priorityOf, runningJob } from './snapshot.js';
 import { currentAttempt, endJob, liveRanks, schedule } from './jobs/lifecycle.js';
 import { mutateJob } from './jobs/mutate.js';
 import { dispatchAssignments, stopLiveRanks } from './dispatch/dispatcher.js';
@@ -74,14 +74,16 @@ export class SchedulingLoop extends WakeableLoop {
     ]);
     // Assignments may not have reached their agents yet (an agent restarting, a lost message).
     for (const rec of scheduled) void dispatchAssignments(ctx, rec.job);
-    await this.enforceTimeLimits(runningJobs, now, epoch);
+    const ended = await this.enforceTimeLimits([...scheduled, ...runningJobs], now, epoch);
     await this.requeuePreempted(preempted, epoch);
 
-    const holding = [...scheduled, ...runningJobs].filter((r) => r.job.state !== JobState.JOB_STATE_FAILED);
+    const holding = [...scheduled, ...runningJobs].filter((r) => !ended.has(r.job.id));
     const lastCheckpoint = await Promise.all(holding.map((r) => this.checkpoints.latestCommitted(r.job.id).catch(() => undefined)));
     const running = [
       ...holding.map((r, i) => runningJob(r.job, lastCheckpoint[i]?.committedAt?.getTime(), false)),
+      ...[...scheduled, ...runningJobs].filter((r) => ended.has(r.job.id)).map((r) => runningJob(r.job, undefined, true)),
       ...preempted.filter((r) => liveRanks(r.job).length > 0).map((r) => runningJob(r.job, undefined, true)),
+      ...(await this.otherHolders(nodes, new Set([...scheduled, ...runningJobs, ...preempted].map((r) => r.job.id)))),
     ];
     const usage = await this.accrueUsage(running, now, config.fairShare.halfLifeSec);
 
@@ -130,13 +132,18 @@ export class SchedulingLoop extends WakeableLoop {
     if (!victim) return;
     this.preempted.inc();
     ctx.log.info({ job: p.jobId, preemptor: p.preemptorId, reason: p.reason }, 'preempting');
-    await stopLiveRanks(ctx, victim, reason);
+    // Not awaited: a hung agent must not hold up this pass; requeuePreempted re-sends.
+    void stopLiveRanks(ctx, victim, reason);
   }
 
   /** A preempted job whose ranks have all exited goes back to the queue (its next attempt gets a new number). */
   private async requeuePreempted(preempted: JobRecord[], epoch: number): Promise<void> {
     for (const rec of preempted) {
-      if (liveRanks(rec.job).length > 0) continue;
+      if (liveRanks(rec.job).length > 0) {
+        // The first stop may have been lost (an agent restarting); re-send, rate-limited.
+        void stopLiveRanks(this.ctx, rec.job, rec.job.reason, undefined, false);
+        continue;
+      }
       await mutateJob(this.ctx.jobs, rec.job.id, (r) => (r.job.state === JobState.JOB_STATE_PREEMPTED && liveRanks(r.job).length === 0
         ? { next: { ...r.job, state: JobState.JOB_STATE_PENDING }, reason: `requeued after preemption (${r.job.reason})`, epoch }
         : undefined));
@@ -144,23 +151,55 @@ export class SchedulingLoop extends WakeableLoop {
     }
   }
 
-  private async enforceTimeLimits(running: JobRecord[], now: number, epoch: number): Promise<void> {
-    for (const rec of running) {
+  /** Ends jobs past their time limit (counted from placement); returns the ids it ended. */
+  private async enforceTimeLimits(active: JobRecord[], now: number, epoch: number): Promise<Set<string>> {
+    const ended = new Set<string>();
+    for (const rec of active) {
       const limit = rec.job.spec?.timeLimitSeconds ?? 0;
-      const started = currentAttempt(rec.job)?.startedAt?.getTime();
-      if (!limit || started === undefined || now - started <= limit * 1000) continue;
+      const placedAt = currentAttempt(rec.job)?.scheduledAt?.getTime();
+      if (!limit || placedAt === undefined || now - placedAt <= limit * 1000) continue;
       const reason = `exceeded its time limit of ${limit}s`;
-      let ended: Job | undefined;
+      let job: Job | undefined;
       await mutateJob(this.ctx.jobs, rec.job.id, (r) => {
-        if (r.job.state !== JobState.JOB_STATE_RUNNING) return undefined;
-        ended = endJob(r.job, JobState.JOB_STATE_FAILED, reason, new Date(now));
-        return { next: ended, reason, epoch };
+        if (r.job.state !== JobState.JOB_STATE_RUNNING && r.job.state !== JobState.JOB_STATE_SCHEDULED) return undefined;
+        job = endJob(r.job, JobState.JOB_STATE_FAILED, reason, new Date(now));
+        return { next: job, reason, epoch };
       });
-      if (ended) {
-        this.ctx.log.info({ job: rec.job.id, limit }, 'time limit exceeded');
-        await stopLiveRanks(this.ctx, ended, reason);
+      if (job) {
+        ended.add(job.id);
+        this.ctx.log.info({ job: job.id, limit }, 'time limit exceeded');
+        void stopLiveRanks(this.ctx, job, reason);
       }
     }
+    return ended;
+  }
+
+  /**
+   * Jobs that still hold GPUs but are in none of the lists above: ended (failed, cancelled)
+   * while their ranks stop. The planner must see their GPUs as busy and about to free up.
+   */
+  private async otherHolders(nodes: NodeRecord[], known: Set<string>): Promise<RunningJob[]> {
+    const held = new Map<string, Map<string, RankAssignment>>();
+    for (const n of nodes) {
+      for (const a of n.allocations) {
+        if (known.has(a.jobId)) continue;
+        const ranks = held.get(a.jobId) ?? new Map<string, RankAssignment>();
+        const key = `${a.rank}/${n.node.name}`;
+        const r = ranks.get(key) ?? { rank: a.rank, node: n.node.name, gpus: [] };
+        r.gpus.push(a.gpuIndex);
+        ranks.set(key, r);
+        held.set(a.jobId, ranks);
+      }
+    }
+    if (held.size === 0) return [];
+    const jobs = new Map((await this.ctx.jobs.getMany([...held.keys()])).map((r) => [r.job.id, r.job]));
+    return [...held].map(([id, ranks]) => {
+      const job = jobs.get(id);
+      return {
+        id, tenant: job?.spec?.tenant ?? '', priority: priorityOf(job?.spec?.priorityClass ?? ''), ranks: [...ranks.values()],
+        startTime: 0, timeLimitSec: 0, terminating: true,
+      };
+    });
   }
 
   private async accrueUsage(running: ReturnType<typeof runningJob>[], now: number, halfLifeSec: number): Promise<Record<string, number>> {

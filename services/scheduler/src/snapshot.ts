@@ -60,15 +60,19 @@ export function jobRequest(job: Job): JobRequest {
 /** A job holding GPUs, as the planner sees it (for preemption, backfill and quotas). */
 export function runningJob(job: Job, lastCheckpointMs: number | undefined, terminating: boolean): RunningJob {
   const a = currentAttempt(job);
-  const live = terminating ? liveRanks(job) : (a?.placement ?? []);
+  // Only ranks that have not exited hold GPUs: an exited rank's GPUs may already be someone else's.
+  const live = liveRanks(job);
   return {
     id: job.id,
     tenant: job.spec?.tenant ?? '',
     priority: priorityOf(job.spec?.priorityClass ?? ''),
     ranks: live.map((p) => ({ rank: p.rank, node: p.node, gpus: p.gpuIndices })),
-    startTime: (a?.startedAt ?? a?.scheduledAt ?? job.createdAt ?? new Date(0)).getTime(),
+    // The time limit runs from placement (when the GPUs were claimed): the same clock the
+    // scheduler enforces it on and backfill reasons with.
+    startTime: (a?.scheduledAt ?? job.createdAt ?? new Date(0)).getTime(),
     timeLimitSec: job.spec?.timeLimitSeconds ?? 0,
-    lastCheckpointTime: lastCheckpointMs,
+    // A checkpoint from before this attempt began does not shorten this attempt's lost work.
+    lastCheckpointTime: lastCheckpointMs === undefined ? undefined : Math.max(lastCheckpointMs, (a?.scheduledAt ?? new Date(0)).getTime()),
     preemptedAt: job.preemptedAt?.getTime(),
     terminating,
   };

@@ -30,9 +30,9 @@ export async function dispatchAssignments(ctx: SchedulerContext, job: Job, onlyN
 }
 
 /** Stops every rank of the current attempt that may still be running, except on `skipNode`. */
-export async function stopLiveRanks(ctx: SchedulerContext, job: Job, reason: string, skipNode?: string): Promise<void> {
+export async function stopLiveRanks(ctx: SchedulerContext, job: Job, reason: string, skipNode?: string, force = true): Promise<void> {
   const grace = job.spec?.stopGraceSeconds || ctx.settings.stopGraceSeconds;
   await Promise.all(liveRanks(job)
     .filter((p) => p.node !== skipNode)
-    .map((p) => ctx.commander.stop(p.node, StopRank.create({ jobId: job.id, attempt: job.attempt, rank: p.rank, reason, graceSeconds: grace }), true)));
+    .map((p) => ctx.commander.stop(p.node, StopRank.create({ jobId: job.id, attempt: job.attempt, rank: p.rank, reason, graceSeconds: grace }), force)));
 }

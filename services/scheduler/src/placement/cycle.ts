@@ -17,6 +17,9 @@ import { shapeKey, StaticFitCache, type StaticFit } from './static-fit.js';
 import { describeFailure, selectNodes, type GangFailure, type GangOutcome, type ReservationGuard } from './topology.js';
 import type { CycleOptions, CyclePlan, JobRequest, NodeView, RunningJob, Unschedulable } from './types.js';
 
+/** Blocked jobs that may try for a reservation in one cycle (see Cycle.reserve). */
+const MAX_RESERVATION_TRIES = 8;
+
 export { orderQueue } from './queue.js';
 
 export function planCycle(nodes: readonly NodeView[], pending: readonly JobRequest[], options: CycleOptions = {}): CyclePlan {
@@ -71,6 +74,8 @@ class Cycle {
   /** GPUs taken this cycle (placements and holds) and when they come free. */
   private readonly taken: Release[] = [];
   private guard: ReservationGuard | undefined;
+  private reserveTries = 0;
+  private readonly reserveFailedShapes = new Set<string>();
   private readonly rankNodes = new Map<RunningJob, Int32Array>();
   private readonly left: PendingEntry[] = [];
 
@@ -273,10 +278,22 @@ class Cycle {
     );
   }
 
-  /** Gives the head job a reservation from running jobs' expected ends. */
+  /**
+   * Gives the head job a reservation from running jobs' expected ends. When the head cannot
+   * get one (its GPUs are held by jobs without a time limit), the next blocked jobs may try,
+   * but only a few per cycle and once per shape: each try costs a pass over the cluster, and
+   * with 20,000 blocked jobs an unbounded search would take seconds.
+   */
   private reserve(job: JobRequest, fit: StaticFit, entry: Unschedulable): void {
+    const shape = shapeKey(job);
+    if (this.reserveTries >= MAX_RESERVATION_TRIES || this.reserveFailedShapes.has(shape)) {
+      entry.message += '; no reservation possible this cycle';
+      return;
+    }
+    this.reserveTries++;
     const result = computeReservation(this.state, job, fit, this.releases(), this.now);
     if (!result.ok) {
+      this.reserveFailedShapes.add(shape);
       entry.message += result.never
         ? '; cannot fit even when every running job has ended'
         : '; no reservation possible: the GPUs it needs are held by jobs without a time limit';

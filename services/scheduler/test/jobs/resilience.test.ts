@@ -77,3 +77,21 @@ describe('wakeable loop', () => {
     expect(maxConcurrent).toBe(1);
   });
 });
+
+describe('what the planner is told a running job holds', () => {
+  it('only the GPUs of ranks that have not exited, on the clock of its placement', async () => {
+    const { runningJob } = await import('../../src/snapshot.js');
+    const { applyRankReport } = await import('../../src/jobs/lifecycle.js');
+    const placed = new Date('2026-11-25T10:00:00Z');
+    const placement = [RankPlacement.create({ rank: 0, node: 'a', gpuIndices: [0, 1] }), RankPlacement.create({ rank: 1, node: 'b', gpuIndices: [2, 3] })];
+    let job = schedule(Job.create({ id: 'j', state: JobState.JOB_STATE_PENDING, spec: JobSpec.create({ nodes: 2, gpusPerNode: 2, timeLimitSeconds: 60, priorityClass: 'low', tenant: 't' }) }), placement, placed);
+    for (const rank of [0, 1]) job = applyRankReport(job, { attempt: 1, rank, phase: RankPhase.RANK_PHASE_STARTED, pid: 1, signal: '', node: rank ? 'b' : 'a', time: new Date(placed.getTime() + 5_000) }).job!;
+    job = applyRankReport(job, { attempt: 1, rank: 1, phase: RankPhase.RANK_PHASE_EXITED, pid: 1, exitCode: 0, signal: '', node: 'b', time: new Date(placed.getTime() + 9_000) }).job!;
+    const r = runningJob(job, placed.getTime() - 3_600_000, false);
+    expect(r.ranks).toEqual([{ rank: 0, node: 'a', gpus: [0, 1] }]);
+    expect(r.startTime).toBe(placed.getTime());
+    // A checkpoint older than this attempt does not count as saved work of this attempt.
+    expect(r.lastCheckpointTime).toBe(placed.getTime());
+    expect(r).toMatchObject({ tenant: 't', timeLimitSec: 60, terminating: false });
+  });
+});
