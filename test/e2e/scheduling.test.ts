@@ -1,7 +1,7 @@
 // Scheduling policy through the real services: priority preemption with a grace period,
 // quota borrowing and reclaim, EASY backfill around a reservation, time limits, explain.
 import { afterEach, describe, expect, it } from 'vitest';
-import { GantryClient } from '@gantry/sdk';
+import { CheckpointClient, GantryClient } from '@gantry/sdk';
 import { JobState, jobStateName, type Job } from '@gantry/proto';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
@@ -55,6 +55,31 @@ describe('scheduling policy', () => {
     const again = await state(c, low!.id, [S.JOB_STATE_RUNNING]);
     expect(again.attempt).toBe(2);
     await c.cancelJob(low!.id);
+  });
+
+  it('preempts the job that loses the least work: the one with the newest committed checkpoint', async () => {
+    const c = await setup();
+    // b starts first, so by run time alone it would have more to lose than a ...
+    const { job: b } = await c.submitJob({ name: 'checkpointed', nodes: 1, gpusPerNode: 8, priorityClass: 'low', stopGraceSeconds: 1, command: GRACEFUL });
+    await state(c, b!.id, [S.JOB_STATE_RUNNING]);
+    await new Promise((r) => setTimeout(r, 1_500));
+    const { job: a } = await c.submitJob({ name: 'no-checkpoint', nodes: 1, gpusPerNode: 8, priorityClass: 'low', stopGraceSeconds: 1, command: GRACEFUL });
+    await state(c, a!.id, [S.JOB_STATE_RUNNING]);
+    await new Promise((r) => setTimeout(r, 1_000));
+    // ... but it commits a checkpoint through the checkpoint service: now it loses the least.
+    const ck = new CheckpointClient({ address: stack!.checkpointAddr });
+    try {
+      const begun = await ck.beginCheckpoint({ jobId: b!.id, attempt: 1, step: 100, path: '/ckpt/b/100', shardCount: 1 });
+      await ck.reportShard(begun.id, 0, 1024);
+      await ck.commitCheckpoint(begun.id);
+    } finally {
+      ck.close();
+    }
+    const { job: high } = await c.submitJob({ name: 'high', nodes: 1, gpusPerNode: 8, priorityClass: 'high', command: ['true'] });
+    await state(c, high!.id, [S.JOB_STATE_RUNNING, S.JOB_STATE_SUCCEEDED]);
+    expect((await c.getJob(b!.id)).preemptedAt).toBeDefined();
+    expect((await c.getJob(a!.id)).preemptedAt).toBeUndefined();
+    await c.cancelJob(a!.id);
   });
 
   it('lets a tenant borrow idle quota from its cohort and reclaims it when the owner needs it', async () => {

@@ -114,7 +114,7 @@ const load = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.
 const scripts = {
   gantryCheckpointBegin: { lua: load('checkpoint-begin'), numberOfKeys: 2 },
   gantryCheckpointReportShard: { lua: load('checkpoint-report-shard'), numberOfKeys: 1 },
-  gantryCheckpointCommit: { lua: load('checkpoint-commit'), numberOfKeys: 1 },
+  gantryCheckpointCommit: { lua: load('checkpoint-commit'), numberOfKeys: 2 },
   gantryCheckpointAbandon: { lua: load('checkpoint-abandon'), numberOfKeys: 1 },
 } as const;
 
@@ -167,7 +167,7 @@ export class CheckpointStore {
 
   /** Commits once every shard has reported (else CheckpointIncompleteError); committing again is a no-op. */
   async commit(id: string, now = new Date()): Promise<TransitionResult> {
-    const [verdict, ...rest] = await this.run('gantryCheckpointCommit', [keys.checkpoint(id)], [now.getTime(), MISSING_SHOWN]);
+    const [verdict, ...rest] = await this.run('gantryCheckpointCommit', [keys.checkpoint(id), keys.checkpointLastCommit], [now.getTime(), MISSING_SHOWN]);
     switch (verdict) {
       case 'COMMITTED':
       case 'ALREADY':
@@ -224,6 +224,15 @@ export class CheckpointStore {
    * Reads the index from the highest step down, a page at a time, and stops once the steps
    * fall below the best committed one found, so a long history costs little.
    */
+  /** When each job last committed a checkpoint (ms), for many jobs in one round trip. */
+  async lastCommitTimes(jobIds: string[]): Promise<Map<string, number>> {
+    if (jobIds.length === 0) return new Map();
+    const values = await this.redis.hmget(keys.checkpointLastCommit, ...jobIds);
+    const out = new Map<string, number>();
+    values.forEach((v, i) => { if (v) out.set(jobIds[i]!, Number(v)); });
+    return out;
+  }
+
   async latestCommitted(jobId: string): Promise<Checkpoint | undefined> {
     const index = keys.jobCheckpoints(jobId);
     let best: { id: string; step: number; committed: number } | undefined;

@@ -21,6 +21,7 @@
 //   gantry:explain                hash  pending job id -> why it waits (JSON), from the last pass
 //   gantry:checkpoint:{id}        hash  checkpoint record (see checkpoint service)
 //   gantry:job:{id}:checkpoints   zset  checkpoint ids by step
+//   gantry:checkpoints:last-commit hash job id -> ms of its newest committed checkpoint
 export const PREFIX = 'gantry';
 
 export const keys = {
@@ -45,6 +46,7 @@ export const keys = {
   explain: `${PREFIX}:explain`,
   checkpoint: (id: string) => `${PREFIX}:checkpoint:${id}`,
   jobCheckpoints: (jobId: string) => `${PREFIX}:job:${jobId}:checkpoints`,
+  checkpointLastCommit: `${PREFIX}:checkpoints:last-commit`,
 } as const;
 
 /** Allocation owner string stored per GPU. */

@@ -249,3 +249,18 @@ describe('CheckpointStore.list and latestCommitted', () => {
     expect(await store.latestCommitted(jobId)).toMatchObject({ step: 1 });
   });
 });
+
+describe('last commit times', () => {
+  it('tracks each job\'s newest commit for the scheduler in one read', async () => {
+    const a = newJob();
+    const b = newJob();
+    await complete(a, 10, 1, 2, new Date(1_000));
+    await complete(a, 20, 1, 2, new Date(5_000));
+    await complete(b, 10, 1, 2, new Date(3_000));
+    const times = await store.lastCommitTimes([a, b, 'j-none']);
+    expect(times.get(a)).toBe(5_000);
+    expect(times.get(b)).toBe(3_000);
+    expect(times.has('j-none')).toBe(false);
+  });
+});
+

@@ -78,9 +78,9 @@ export class SchedulingLoop extends WakeableLoop {
     await this.requeuePreempted(preempted, epoch);
 
     const holding = [...scheduled, ...runningJobs].filter((r) => !ended.has(r.job.id));
-    const lastCheckpoint = await Promise.all(holding.map((r) => this.checkpoints.latestCommitted(r.job.id).catch(() => undefined)));
+    const lastCheckpoint = await this.checkpoints.lastCommitTimes(holding.map((r) => r.job.id));
     const running = [
-      ...holding.map((r, i) => runningJob(r.job, lastCheckpoint[i]?.committedAt?.getTime(), false)),
+      ...holding.map((r) => runningJob(r.job, lastCheckpoint.get(r.job.id), false)),
       ...[...scheduled, ...runningJobs].filter((r) => ended.has(r.job.id)).map((r) => runningJob(r.job, undefined, true)),
       ...preempted.filter((r) => liveRanks(r.job).length > 0).map((r) => runningJob(r.job, undefined, true)),
       ...(await this.otherHolders(nodes, new Set([...scheduled, ...runningJobs, ...preempted].map((r) => r.job.id)))),

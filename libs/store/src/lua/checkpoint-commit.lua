@@ -1,7 +1,7 @@
 -- Marks a checkpoint COMMITTED, only if every shard index 0..shards-1 has been reported. The
 -- completeness check and the state change are one script, so no crash or concurrent report can
 -- leave an incomplete checkpoint looking committed.
--- KEYS: 1 checkpoint key
+-- KEYS: 1 checkpoint key, 2 per-job last-commit hash (job id -> ms of its newest commit)
 -- ARGV: 1 committed ms, 2 how many missing indices to list at most
 -- Returns: {'COMMITTED', hash...} (this call committed) | {'ALREADY', hash...} | {'MISSING'}
 --          | {'STATE', state} | {'INCOMPLETE', shard count, reported, missing index...}
@@ -33,6 +33,12 @@ if nMissing > 0 then
   return {'INCOMPLETE', cur[2], tostring(count - nMissing), unpack(missing)}
 end
 redis.call('HSET', KEYS[1], 'state', 'COMMITTED', 'committed', ARGV[1])
+-- One field per job so the scheduler reads every job's last commit time in one command.
+local job = redis.call('HGET', KEYS[1], 'job')
+local prev = tonumber(redis.call('HGET', KEYS[2], job) or '0')
+if tonumber(ARGV[1]) > prev then
+  redis.call('HSET', KEYS[2], job, ARGV[1])
+end
 local reply = redis.call('HGETALL', KEYS[1])
 table.insert(reply, 1, 'COMMITTED')
 return reply
