@@ -15,6 +15,9 @@ import { dispatchAssignments, stopLiveRanks } from './dispatch/dispatcher.js';
 import { PolicyCache } from './policy.js';
 import { WakeableLoop } from './wakeable-loop.js';
 
+/** How stale a waiting job's queue position in its explanation may get. */
+const POSITION_REFRESH_MS = 5_000;
+
 export interface Explanation {
   queuePosition: number;
   reason: string;
@@ -32,6 +35,7 @@ export class SchedulingLoop extends WakeableLoop {
   private readonly policy: PolicyCache;
   /** Explanations written last pass (to write only changes); reset with leadership. */
   private written: Map<string, string> | undefined;
+  private positionsWrittenAt = 0;
   private readonly cycles: Histogram;
   private readonly placed: Counter;
   private readonly preempted: Counter;
@@ -48,6 +52,7 @@ export class SchedulingLoop extends WakeableLoop {
 
   override start(): void {
     this.written = undefined;
+    this.positionsWrittenAt = 0;
     super.start();
   }
 
@@ -218,15 +223,20 @@ export class SchedulingLoop extends WakeableLoop {
     const reservations = new Map(plan.reservations.map((r) => [r.jobId, r]));
     const current = new Map<string, string>();
     const changed: Record<string, string> = {};
+    // A placement shifts the queue position of every job behind it; rewriting thousands of
+    // explanations each pass for that alone is waste, so positions refresh every few seconds
+    // and everything else as soon as it changes.
+    const refreshPositions = now - this.positionsWrittenAt >= POSITION_REFRESH_MS;
+    if (refreshPositions) this.positionsWrittenAt = now;
     for (const u of plan.unschedulable) {
       const res = u.reservation ?? reservations.get(u.jobId);
-      const e: Omit<Explanation, 'evaluatedAt'> = {
-        queuePosition: u.queuePosition, reason: u.reason ?? '', message: u.message, quota: u.quota ?? '', rejections: u.rejections,
+      const e: Omit<Explanation, 'evaluatedAt' | 'queuePosition'> = {
+        reason: u.reason ?? '', message: u.message, quota: u.quota ?? '', rejections: u.rejections,
         summary: formatRejections(u.rejections), reservation: res ? { startTime: res.startTime, nodes: res.nodes } : undefined,
       };
       const key = JSON.stringify(e);
       current.set(u.jobId, key);
-      if (this.written.get(u.jobId) !== key) changed[u.jobId] = JSON.stringify({ ...e, evaluatedAt: now });
+      if (refreshPositions || this.written.get(u.jobId) !== key) changed[u.jobId] = JSON.stringify({ ...e, queuePosition: u.queuePosition, evaluatedAt: now });
     }
     const removed = [...this.written.keys()].filter((id) => !current.has(id));
     if (Object.keys(changed).length > 0 || removed.length > 0) await this.state.updateExplanations(changed, removed);
