@@ -1,5 +1,6 @@
 // Service configuration comes from environment variables, validated once at start-up. A bad
 // value stops the process with one line that names the variable, before anything connects.
+import { existsSync } from 'node:fs';
 import { z } from 'zod';
 
 export class ConfigError extends Error {
@@ -29,6 +30,25 @@ export const env = {
   logLevel: () => z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   host: (def: string) => z.string().min(1).default(def),
 };
+
+/** TLS for a service's gRPC endpoint: both files or neither; a client CA turns on mutual TLS. */
+export const tlsEnv = {
+  TLS_CERT_FILE: z.string().min(1).optional(),
+  TLS_KEY_FILE: z.string().min(1).optional(),
+  TLS_CLIENT_CA_FILE: z.string().min(1).optional(),
+};
+
+export function tlsFiles(c: { TLS_CERT_FILE?: string; TLS_KEY_FILE?: string; TLS_CLIENT_CA_FILE?: string }): { certFile: string; keyFile: string; clientCaFile?: string } | undefined {
+  if (!c.TLS_CERT_FILE && !c.TLS_KEY_FILE) {
+    if (c.TLS_CLIENT_CA_FILE) throw new ConfigError('invalid configuration: TLS_CLIENT_CA_FILE: needs TLS_CERT_FILE and TLS_KEY_FILE');
+    return undefined;
+  }
+  if (!c.TLS_CERT_FILE || !c.TLS_KEY_FILE) throw new ConfigError(`invalid configuration: ${c.TLS_CERT_FILE ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'}: required when ${c.TLS_CERT_FILE ? 'TLS_CERT_FILE' : 'TLS_KEY_FILE'} is set`);
+  for (const [name, path] of Object.entries({ TLS_CERT_FILE: c.TLS_CERT_FILE, TLS_KEY_FILE: c.TLS_KEY_FILE, TLS_CLIENT_CA_FILE: c.TLS_CLIENT_CA_FILE })) {
+    if (path && !existsSync(path)) throw new ConfigError(`invalid configuration: ${name}: file ${path} does not exist`);
+  }
+  return { certFile: c.TLS_CERT_FILE, keyFile: c.TLS_KEY_FILE, clientCaFile: c.TLS_CLIENT_CA_FILE };
+}
 
 /** Shared by every control-plane service. */
 export const commonEnv = {

@@ -1,5 +1,6 @@
 // A gRPC server with the standard grpc.health.v1 health service and server reflection over
 // every gantry.v1 service, so grpcurl and load balancers work without extra setup.
+import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
@@ -14,10 +15,24 @@ export interface GrpcServer {
   shutdown(graceMs: number): Promise<void>;
 }
 
+/** PEM file paths; with `clientCaFile`, clients must present a certificate it signed (mutual TLS). */
+export interface TlsFiles {
+  certFile: string;
+  keyFile: string;
+  clientCaFile?: string;
+}
+
+export function serverCredentials(tls: TlsFiles | undefined): grpc.ServerCredentials {
+  if (!tls) return grpc.ServerCredentials.createInsecure();
+  const ca = tls.clientCaFile ? readFileSync(tls.clientCaFile) : null;
+  return grpc.ServerCredentials.createSsl(ca, [{ cert_chain: readFileSync(tls.certFile), private_key: readFileSync(tls.keyFile) }], ca !== null);
+}
+
 export async function startGrpcServer(
   host: string,
   port: number,
   register: (server: grpc.Server) => string[],
+  tls?: TlsFiles,
 ): Promise<GrpcServer> {
   const server = new grpc.Server({ 'grpc.keepalive_permit_without_calls': 1 });
   const services = register(server);
@@ -29,7 +44,7 @@ export async function startGrpcServer(
   };
   new ReflectionService(definitions).addToServer(server);
   const bound = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    server.bindAsync(`${host}:${port}`, serverCredentials(tls), (err, p) => (err ? reject(err) : resolve(p)));
   });
   return {
     server,
