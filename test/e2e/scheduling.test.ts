@@ -100,6 +100,23 @@ describe('scheduling policy', () => {
     expect(after.filter((j) => j.state === S.JOB_STATE_RUNNING)).toHaveLength(1);
   });
 
+  it('orders equal-priority work by fair share: a tenant that used less goes first', async () => {
+    const c = await setup();
+    await c.setSchedulingConfig({ tenants: { heavy: { weight: 1 }, light: { weight: 1 } } });
+    const { job: first } = await c.submitJob({ tenant: 'heavy', nodes: 2, gpusPerNode: 8, command: ['sleep', '4'] });
+    await state(c, first!.id, [S.JOB_STATE_RUNNING]);
+    await new Promise((r) => setTimeout(r, 1_500));
+    // Submitted first, but its tenant has been using the whole cluster ...
+    const { job: heavy } = await c.submitJob({ tenant: 'heavy', nodes: 2, gpusPerNode: 8, command: ['sleep', '1'] });
+    const { job: light } = await c.submitJob({ tenant: 'light', nodes: 2, gpusPerNode: 8, command: ['sleep', '1'] });
+    const heavyWhy = await eventually('queue explained', async () => { const e = await c.explainJob(heavy!.id); return e.queuePosition ? e : undefined; });
+    expect(heavyWhy.queuePosition).toBe(2);
+    // ... so the light tenant's job runs before it.
+    const l = await state(c, light!.id, [S.JOB_STATE_SUCCEEDED], 30_000);
+    const h = await state(c, heavy!.id, [S.JOB_STATE_SUCCEEDED], 30_000);
+    expect(l.attempts[0]!.scheduledAt!.getTime()).toBeLessThan(h.attempts[0]!.scheduledAt!.getTime());
+  });
+
   it('backfills a short job around the head job reservation but holds a long one, and explains why', async () => {
     const c = await setup();
     const { job: a } = await c.submitJob({ name: 'a', nodes: 1, gpusPerNode: 8, timeLimitSeconds: 15, command: ['sleep', '10'] });
