@@ -49,13 +49,28 @@ function processServer(name: string, port: number, command: string, args: string
   };
 }
 
+/**
+ * A server in a container. The host port is fixed when the container is created, and stop
+ * keeps the container, so a test can stop and start it again on the same address with its
+ * data (what the process servers do too).
+ */
+async function containerServer(image: string, command: string[], containerPort: number, ready: RegExp, scheme: string): Promise<Server> {
+  const { GenericContainer, Wait } = await import('testcontainers');
+  const port = await freePort();
+  const c = await new GenericContainer(image).withCommand(command).withExposedPorts({ container: containerPort, host: port }).withWaitStrategy(Wait.forLogMessage(ready)).start();
+  const waitOpen = async () => { for (let i = 0; i < 300 && !(await portOpen(port)); i++) await new Promise((r) => setTimeout(r, 100)); };
+  return {
+    url: `${scheme}://127.0.0.1:${port}`,
+    port,
+    start: async () => { await c.restart(); await waitOpen(); },
+    stop: async () => { await c.stop({ remove: false }); },
+    kill: async () => { await c.stop({ remove: false, timeout: 0 }); },
+    restart: async () => { await c.restart(); await waitOpen(); },
+  };
+}
+
 export async function startNats(workDir = mkdtempSync(join(tmpdir(), 'gantry-nats-'))): Promise<Server> {
-  if (await hasContainerRuntime()) {
-    const { GenericContainer, Wait } = await import('testcontainers');
-    const c = await new GenericContainer('nats:2.10').withCommand(['-js']).withExposedPorts(4222).withWaitStrategy(Wait.forLogMessage(/Server is ready/)).start();
-    const port = c.getMappedPort(4222);
-    return { url: `nats://127.0.0.1:${port}`, port, start: async () => { await c.restart(); }, stop: async () => { await c.stop(); }, kill: async () => { await c.stop({ timeout: 0 }); }, restart: async () => { await c.restart(); } };
-  }
+  if (await hasContainerRuntime()) return containerServer('nats:2.10', ['-js'], 4222, /Server is ready/, 'nats');
   const port = await freePort();
   const s = processServer('nats-server', port, 'nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', join(workDir, 'jetstream')], join(workDir, 'nats.log'));
   await s.start();
@@ -63,12 +78,7 @@ export async function startNats(workDir = mkdtempSync(join(tmpdir(), 'gantry-nat
 }
 
 export async function startRedis(workDir = mkdtempSync(join(tmpdir(), 'gantry-redis-'))): Promise<Server> {
-  if (await hasContainerRuntime()) {
-    const { GenericContainer, Wait } = await import('testcontainers');
-    const c = await new GenericContainer('redis:7').withExposedPorts(6379).withWaitStrategy(Wait.forLogMessage(/Ready to accept connections/)).start();
-    const port = c.getMappedPort(6379);
-    return { url: `redis://127.0.0.1:${port}`, port, start: async () => { await c.restart(); }, stop: async () => { await c.stop(); }, kill: async () => { await c.stop({ timeout: 0 }); }, restart: async () => { await c.restart(); } };
-  }
+  if (await hasContainerRuntime()) return containerServer('redis:7', ['redis-server', '--appendonly', 'yes'], 6379, /Ready to accept connections/, 'redis');
   const port = await freePort();
   // Append-only persistence so a restarted Redis keeps the control plane's state.
   const s = processServer('redis-server', port, 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--dir', workDir], join(workDir, 'redis.log'));
