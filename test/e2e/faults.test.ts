@@ -1,27 +1,10 @@
 // Faults of the control plane and of hosts, through the real services.
-import { afterEach, describe, expect, it } from 'vitest';
-import { GantryClient } from '@gantry/sdk';
-import { JobState, NodeState, RankPhase, jobStateName, type Job } from '@gantry/proto';
-import { TestStack, eventually, pidAlive } from '../harness/stack.js';
+import { describe, expect, it } from 'vitest';
+import { JobState, NodeState, RankPhase, jobStateName } from '@gantry/proto';
+import { eventually, pidAlive } from '../harness/stack.js';
+import { stackPerTest, waitForJob } from '../harness/fixtures.js';
 
-let stack: TestStack | undefined;
-let client: GantryClient | undefined;
-
-afterEach(async () => {
-  client?.close();
-  await stack?.stop();
-  stack = undefined;
-});
-
-async function setup(opts: ConstructorParameters<typeof TestStack>[0]): Promise<{ stack: TestStack; client: GantryClient }> {
-  stack = await new TestStack(opts).start();
-  client = new GantryClient({ address: stack.gatewayAddr, timeoutMs: 5_000, retry: { maxAttempts: 20 } });
-  return { stack, client };
-}
-
-async function waitFor(c: GantryClient, id: string, pred: (j: Job) => boolean, what: string, timeoutMs = 30_000): Promise<Job> {
-  return eventually(what, async () => { const j = await c.getJob(id); return pred(j) ? j : undefined; }, timeoutMs);
-}
+const setup = stackPerTest();
 
 describe('faults', () => {
   it('a scheduler killed mid-job and restarted finishes the job exactly once', async () => {
@@ -30,11 +13,11 @@ describe('faults', () => {
     const marker = `${stack.workDir}/runs.txt`;
     const { job } = await client.submitJob({ nodes: 2, gpusPerNode: 8, command: ['sh', '-c', `echo "$NODE_RANK $GANTRY_ATTEMPT" >> ${marker}; sleep 4`] });
     const id = job!.id;
-    await waitFor(client, id, (j) => j.state === JobState.JOB_STATE_RUNNING, 'RUNNING');
+    await waitForJob(client, id, (j) => j.state === JobState.JOB_STATE_RUNNING);
     await stack.schedulers[0]!.kill();
     await new Promise((r) => setTimeout(r, 1_000));
     await stack.schedulers[0]!.start();
-    const done = await waitFor(client, id, (j) => j.state === JobState.JOB_STATE_SUCCEEDED || j.state === JobState.JOB_STATE_FAILED, 'job end', 40_000);
+    const done = await waitForJob(client, id, (j) => j.state === JobState.JOB_STATE_SUCCEEDED || j.state === JobState.JOB_STATE_FAILED, 40_000);
     expect(jobStateName(done.state)).toBe('SUCCEEDED');
     expect(done.attempt).toBe(1);
     const { readFileSync } = await import('node:fs');
@@ -52,19 +35,19 @@ describe('faults', () => {
     await new Promise((r) => setTimeout(r, 1_500));
     await stack.schedulers[0]!.start();
     const { job } = await submitting;
-    const done = await waitFor(client, job!.id, (j) => j.state === JobState.JOB_STATE_SUCCEEDED, 'SUCCEEDED', 40_000);
+    const done = await waitForJob(client, job!.id, (j) => j.state === JobState.JOB_STATE_SUCCEEDED, 40_000);
     expect(done.attempt).toBe(1);
   });
 
   it('an agent killed mid-job makes its node LOST and the job FAILED within the timeout', async () => {
     const { stack, client } = await setup({ agents: 2, heartbeatTimeoutMs: 3_000 });
     const { job } = await client.submitJob({ nodes: 2, gpusPerNode: 8, stopGraceSeconds: 1, command: ['sleep', '300'] });
-    const running = await waitFor(client, job!.id, (j) => j.state === JobState.JOB_STATE_RUNNING, 'RUNNING');
+    const running = await waitForJob(client, job!.id, (j) => j.state === JobState.JOB_STATE_RUNNING);
     const victim = running.attempts.at(-1)!.placement.find((p) => p.rank === 1)!.node;
     const survivor = running.attempts.at(-1)!.ranks.find((r) => r.rank === 0)!;
     const killedAt = Date.now();
     await stack.agents[Number(victim.split('-')[1])]!.kill();
-    const failed = await waitFor(client, job!.id, (j) => j.state === JobState.JOB_STATE_FAILED, 'FAILED', 20_000);
+    const failed = await waitForJob(client, job!.id, (j) => j.state === JobState.JOB_STATE_FAILED, 20_000);
     const took = Date.now() - killedAt;
     expect(took).toBeLessThan(3_000 + 3_000);
     expect(failed.reason).toBe(`node ${victim} lost: no heartbeat for ${failed.reason.match(/for (\d+)s/)![1]}s`);
@@ -77,12 +60,12 @@ describe('faults', () => {
   it('a restarted agent re-adopts its running ranks and reports their exit', async () => {
     const { stack, client } = await setup({ agents: 1 });
     const { job } = await client.submitJob({ nodes: 1, gpusPerNode: 8, command: ['sh', '-c', 'sleep 3; echo finished; exit 7'] });
-    const running = await waitFor(client, job!.id, (j) => j.state === JobState.JOB_STATE_RUNNING, 'RUNNING');
+    const running = await waitForJob(client, job!.id, (j) => j.state === JobState.JOB_STATE_RUNNING);
     const pid = running.attempts.at(-1)!.ranks[0]!.pid;
     await stack.agents[0]!.kill();
     expect(pidAlive(pid)).toBe(true);
     await stack.agents[0]!.start();
-    const done = await waitFor(client, job!.id, (j) => j.state === JobState.JOB_STATE_FAILED, 'FAILED with exit 7', 30_000);
+    const done = await waitForJob(client, job!.id, (j) => j.state === JobState.JOB_STATE_FAILED, 30_000);
     const rank = done.attempts.at(-1)!.ranks[0]!;
     expect(rank.phase).toBe(RankPhase.RANK_PHASE_EXITED);
     expect(rank.exitCode).toBe(7);
@@ -97,11 +80,11 @@ describe('partitions', () => {
   it('cut off from NATS past the grace period, an agent stops its ranks; on reconnect it reconciles and reports each exit once', async () => {
     const { stack, client } = await setup({ agents: 1, heartbeatTimeoutMs: 3_000, env: { 'node-agent': { PARTITION_GRACE_MS: '2000' } } });
     const { job } = await client.submitJob({ nodes: 1, gpusPerNode: 8, stopGraceSeconds: 1, command: ['sleep', '300'] });
-    const running = await waitFor(client, job!.id, (j) => j.state === JobState.JOB_STATE_RUNNING, 'RUNNING');
+    const running = await waitForJob(client, job!.id, (j) => j.state === JobState.JOB_STATE_RUNNING);
     const pid = running.attempts.at(-1)!.ranks[0]!.pid;
     await stack.nats.stop();
     // The scheduler (on Redis) declares the silent node lost and fails the job ...
-    const failed = await waitFor(client, job!.id, (j) => j.state === JobState.JOB_STATE_FAILED, 'FAILED while partitioned', 15_000);
+    const failed = await waitForJob(client, job!.id, (j) => j.state === JobState.JOB_STATE_FAILED, 15_000);
     expect(failed.reason).toMatch(/node node-0 lost/);
     // ... and the agent, past its grace period, stops the rank on its own.
     await eventually('rank stopped by the partitioned agent', () => !pidAlive(pid) || undefined, 15_000);
@@ -117,6 +100,6 @@ describe('partitions', () => {
     expect(events).toEqual(['PENDING', 'SCHEDULED', 'RUNNING', 'FAILED']);
     // The GPUs are free again for new work.
     const { job: next } = await client.submitJob({ nodes: 1, gpusPerNode: 8, command: ['true'] });
-    await waitFor(client, next!.id, (j) => j.state === JobState.JOB_STATE_SUCCEEDED, 'next job SUCCEEDED', 30_000);
+    await waitForJob(client, next!.id, (j) => j.state === JobState.JOB_STATE_SUCCEEDED, 30_000);
   });
 });

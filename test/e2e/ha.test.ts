@@ -7,6 +7,7 @@ import { AgentCommand, AgentCommandReply, Job, JobState, RankAssignment } from '
 import { decode, encode, subjects } from '@gantry/bus';
 import { FencedError, JobStore, keys } from '@gantry/store';
 import { TestStack, eventually } from '../harness/stack.js';
+import { waitForJob } from '../harness/fixtures.js';
 
 let stack: TestStack;
 let client: GantryClient;
@@ -21,11 +22,8 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-async function finished(id: string): Promise<Job> {
-  return eventually(`job ${id} finished`, async () => {
-    const j = await client.getJob(id).catch(() => undefined);
-    return j && [JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED].includes(j.state) ? j : undefined;
-  }, 40_000);
+function finished(id: string): Promise<Job> {
+  return waitForJob(client, id, [JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED], 40_000);
 }
 
 describe('scheduler failover', () => {

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GantryClient, GantryError } from '@gantry/sdk';
 import { JobState, RankPhase, jobStateName, type Job } from '@gantry/proto';
 import { TestStack, eventually, pidAlive } from '../harness/stack.js';
+import { waitForJob } from '../harness/fixtures.js';
 
 let stack: TestStack;
 let client: GantryClient;
@@ -18,11 +19,8 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-async function waitForState(id: string, states: JobState[], timeoutMs = 30_000): Promise<Job> {
-  return eventually(`job ${id} in ${states.map(jobStateName).join('|')}`, async () => {
-    const job = await client.getJob(id);
-    return states.includes(job.state) ? job : undefined;
-  }, timeoutMs);
+function waitForState(id: string, states: JobState[], timeoutMs = 30_000): Promise<Job> {
+  return waitForJob(client, id, states, timeoutMs);
 }
 
 async function collectLogs(id: string): Promise<{ rank: number; text: string; stream: number }[]> {

@@ -1,33 +1,25 @@
 // Scheduling policy through the real services: priority preemption with a grace period,
 // quota borrowing and reclaim, EASY backfill around a reservation, time limits, explain.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CheckpointClient, GantryClient } from '@gantry/sdk';
-import { JobState, jobStateName, type Job } from '@gantry/proto';
+import { JobState, type Job } from '@gantry/proto';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../../deploy/local/services.js';
-import { TestStack, eventually } from '../harness/stack.js';
+import { eventually, type TestStack } from '../harness/stack.js';
+import { stackPerTest, waitForJob } from '../harness/fixtures.js';
 
+const start = stackPerTest({ retry: { maxAttempts: 5 } });
 let stack: TestStack | undefined;
-let client: GantryClient | undefined;
-
-afterEach(async () => {
-  client?.close();
-  await stack?.stop();
-  stack = undefined;
-});
 
 async function setup(): Promise<GantryClient> {
-  stack = await new TestStack({ agents: 2 }).start();
-  client = new GantryClient({ address: stack.gatewayAddr, timeoutMs: 5_000 });
-  return client;
+  const s = await start({ agents: 2 });
+  stack = s.stack;
+  return s.client;
 }
 
-async function state(c: GantryClient, id: string, want: JobState[], timeoutMs = 30_000): Promise<Job> {
-  return eventually(`job ${id} in ${want.map(jobStateName).join('|')}`, async () => {
-    const j = await c.getJob(id);
-    return want.includes(j.state) ? j : undefined;
-  }, timeoutMs);
+function state(c: GantryClient, id: string, want: JobState[], timeoutMs = 30_000): Promise<Job> {
+  return waitForJob(c, id, want, timeoutMs);
 }
 
 const S = JobState;
@@ -109,8 +101,9 @@ describe('scheduling policy', () => {
     // Submitted first, but its tenant has been using the whole cluster ...
     const { job: heavy } = await c.submitJob({ tenant: 'heavy', nodes: 2, gpusPerNode: 8, command: ['sleep', '1'] });
     const { job: light } = await c.submitJob({ tenant: 'light', nodes: 2, gpusPerNode: 8, command: ['sleep', '1'] });
-    const heavyWhy = await eventually('queue explained', async () => { const e = await c.explainJob(heavy!.id); return e.queuePosition ? e : undefined; });
-    expect(heavyWhy.queuePosition).toBe(2);
+    // (Queue positions in explanations refresh every few seconds.)
+    const heavyWhy = await eventually('heavy explained behind light', async () => { const e = await c.explainJob(heavy!.id); return e.queuePosition === 2 ? e : undefined; }, 10_000);
+    expect(heavyWhy.pendingReason).toBe('no-capacity');
     // ... so the light tenant's job runs before it.
     const l = await state(c, light!.id, [S.JOB_STATE_SUCCEEDED], 30_000);
     const h = await state(c, heavy!.id, [S.JOB_STATE_SUCCEEDED], 30_000);
