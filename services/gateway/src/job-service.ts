@@ -34,7 +34,13 @@ export function jobService(log: Logger, scheduler: JobServiceClient, nc: NatsCon
         got++;
         if (onMessage(m.data)) return;
       }
-      if (stream.writableNeedDrain) await new Promise<void>((resolve) => { stream.once('drain', resolve); stream.once('cancelled', resolve); });
+      if (stream.writableNeedDrain) {
+        await new Promise<void>((resolve) => {
+          const done = () => { stream.off('drain', done); stream.off('cancelled', done); resolve(); };
+          stream.once('drain', done);
+          stream.once('cancelled', done);
+        });
+      }
       if (got === 0 && (await onIdle())) return;
     }
   }
