@@ -45,7 +45,7 @@ export class NodeAgent {
   }
 
   async start(): Promise<void> {
-    this.reporter = new RankReporter(this.cfg.node, jetstream(this.nc), this.state, this.log);
+    this.reporter = new RankReporter(this.cfg.node, jetstream(this.nc), this.state, this.log, this.cfg.rankLogMaxBytes);
     this.runner.onChange = () => void this.reporter?.flush();
     this.runner.start();
     this.sub = this.nc.subscribe(subjects.agentCommand(this.cfg.node), { callback: (err, msg) => { if (!err) msg.respond(encode(AgentCommandReply, this.command(msg.data))); } });

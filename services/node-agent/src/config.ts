@@ -27,6 +27,8 @@ export const agentConfigSchema = z.object({
   partitionGraceMs: z.coerce.number().int().min(0).default(15 * 60_000),
   /** Disk space for reports held while NATS is unreachable; the oldest telemetry goes first. */
   reportBufferBytes: z.coerce.number().int().min(64 * 1024).default(256 * 1024 * 1024),
+  /** Disk kept per rank output stream once shipped; beyond it the file is emptied (0 = never). */
+  rankLogMaxBytes: z.coerce.number().int().min(0).default(1024 * 1024 * 1024),
   topology: z.object({
     nvlinkDomain: z.string().default(''),
     leafSwitch: z.string().default(''),
@@ -61,6 +63,7 @@ const ENV_OVERRIDES: Record<string, string> = {
   TELEMETRY_INTERVAL_MS: 'telemetryIntervalMs',
   PARTITION_GRACE_MS: 'partitionGraceMs',
   REPORT_BUFFER_BYTES: 'reportBufferBytes',
+  RANK_LOG_MAX_BYTES: 'rankLogMaxBytes',
   TOPOLOGY_NVLINK_DOMAIN: 'topology.nvlinkDomain',
   TOPOLOGY_LEAF_SWITCH: 'topology.leafSwitch',
   TOPOLOGY_SPINE: 'topology.spine',

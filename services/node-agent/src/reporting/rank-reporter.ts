@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { LogBatch, LogLine, LogStream, RankEvent, RankPhase } from '@gantry/proto';
 import { encode, subjects } from '@gantry/bus';
 import type { StateFile, RankRecord } from '../runner/state-file.js';
-import { LogTail } from '../runner/log-tail.js';
+import { LogTail, truncateShipped } from '../runner/log-tail.js';
 import { join } from 'node:path';
 
 const MAX_LINES_PER_BATCH = 500;
@@ -36,7 +36,14 @@ export class RankReporter {
   private readonly tails = new Map<string, { stdout: LogTail; stderr: LogTail }>();
   private busy = false;
 
-  constructor(private readonly node: string, private readonly js: JetStreamClient, private readonly state: StateFile, private readonly log: Logger) {}
+  constructor(
+    private readonly node: string,
+    private readonly js: JetStreamClient,
+    private readonly state: StateFile,
+    private readonly log: Logger,
+    /** Per rank and stream, the most log bytes kept on the host after they were shipped (0 = no limit). */
+    private readonly maxLogBytes = 0,
+  ) {}
 
   /** One pass: ship new output of every rank, then any unreported start or exit, in that order. */
   async flush(): Promise<void> {
@@ -119,6 +126,10 @@ export class RankReporter {
         cursor.seq += chunk.length;
       }
       cursor.offset = final ? tail.offset : tail.committedOffset;
+      if (!final && truncateShipped(tail, this.maxLogBytes)) {
+        cursor.offset = 0;
+        this.log.info({ rank: key, stream, bytes: this.maxLogBytes }, 'rank log shipped and truncated on the host');
+      }
     }
     this.state.save();
   }

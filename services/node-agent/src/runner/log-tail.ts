@@ -1,6 +1,6 @@
 // Follows a rank's log file from a saved offset and yields complete lines. Reading files
 // (not pipes) lets a restarted agent resume exactly where the previous one stopped.
-import { openSync, readSync, closeSync, fstatSync } from 'node:fs';
+import { openSync, readSync, closeSync, fstatSync, statSync, truncateSync } from 'node:fs';
 
 const CHUNK = 64 * 1024;
 /** Longest line kept whole; longer ones are split so one runaway line cannot exhaust memory. */
@@ -52,4 +52,25 @@ export class LogTail {
   get committedOffset(): number {
     return this.offset - this.partial.length;
   }
+}
+
+/**
+ * Bounds a rank's log file on the host's disk: once `maxBytes` have been shipped and nothing
+ * unread is left, the file is emptied (the rank writes with O_APPEND, so it carries on at the
+ * new end) and the tail starts over. Shipped lines are already in the control plane. Between
+ * the size check and the truncation a line written in that instant could be lost, which is why
+ * this waits for a quiet moment and applies only to very large logs. Returns whether it truncated.
+ */
+export function truncateShipped(tail: LogTail, maxBytes: number): boolean {
+  if (maxBytes <= 0 || tail.committedOffset < maxBytes || tail.committedOffset !== tail.offset) return false;
+  let size: number;
+  try {
+    size = statSync(tail.path).size;
+  } catch {
+    return false;
+  }
+  if (size !== tail.offset) return false;
+  truncateSync(tail.path, 0);
+  tail.offset = 0;
+  return true;
 }

@@ -106,3 +106,21 @@ describe('log batches', () => {
     expect(batchLines(Array.from({ length: 1200 }, (_, i) => `line ${i}`)).map((b) => b.length)).toEqual([500, 500, 200]);
   });
 });
+
+describe('rank log bound on disk', () => {
+  it('empties a shipped log past the limit once nothing unread is left, and the tail starts over', async () => {
+    const { truncateShipped } = await import('../../src/runner/log-tail.js');
+    const f = join(tmp(), 'out.log');
+    writeFileSync(f, 'a'.repeat(100) + '\n');
+    const t = new LogTail(f, 0);
+    expect(truncateShipped(t, 50)).toBe(false); // nothing read (shipped) yet
+    t.readLines();
+    appendFileSync(f, 'more\n');
+    expect(truncateShipped(t, 50)).toBe(false); // unread data: wait for a quiet moment
+    expect(t.readLines()).toEqual(['more']);
+    expect(truncateShipped(t, 1_000)).toBe(false); // under the limit
+    expect(truncateShipped(t, 50)).toBe(true);
+    appendFileSync(f, 'after\n');
+    expect(t.readLines()).toEqual(['after']);
+  });
+});
