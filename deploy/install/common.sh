@@ -39,6 +39,20 @@ optarg() {
 }
 
 # dest path for a logical path (/etc/gantry/x -> $ROOT/etc/gantry/x)
+# check_common_args: the checks both installers make of the options they share.
+check_common_args() {
+  [[ $PREFIX == /* ]] || usage_error "--prefix must be an absolute path (got $PREFIX)"
+  PREFIX=${PREFIX%/}
+  if [[ -n $ROOT ]]; then [[ $ROOT == /* ]] || usage_error "--root must be an absolute path"; ROOT=${ROOT%/}; fi
+  if [[ -n $NATS_URL ]]; then
+    local u urls
+    IFS=, read -r -a urls <<<"$NATS_URL"
+    for u in "${urls[@]}"; do
+      [[ $u =~ ^(nats|tls|ws|wss)://[^[:space:]\"\'\\]+$ ]] || usage_error "--nats-url: '$u' is not a NATS URL like nats://host:4222"
+    done
+  fi
+}
+
 dest() { printf '%s%s' "$ROOT" "$1"; }
 
 require_root() {

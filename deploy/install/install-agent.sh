@@ -56,15 +56,7 @@ while (( $# )); do
   shift "$SHIFT"
 done
 
-[[ $PREFIX == /* ]] || usage_error "--prefix must be an absolute path (got $PREFIX)"
-PREFIX=${PREFIX%/}
-if [[ -n $ROOT ]]; then [[ $ROOT == /* ]] || usage_error "--root must be an absolute path"; ROOT=${ROOT%/}; fi
-if [[ -n $NATS_URL ]]; then
-  IFS=, read -r -a _urls <<<"$NATS_URL"
-  for u in "${_urls[@]}"; do
-    [[ $u =~ ^(nats|tls|ws|wss)://[^[:space:]\"\'\\]+$ ]] || usage_error "--nats-url: '$u' is not a NATS URL like nats://host:4222"
-  done
-fi
+check_common_args
 if [[ -n $NODE_NAME ]] && ! [[ $NODE_NAME =~ ^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$ ]]; then
   usage_error "--node-name '$NODE_NAME': use letters, digits, - or _ (at most 128), starting with a letter or digit"
 fi

@@ -69,20 +69,12 @@ while (( $# )); do
   shift "$SHIFT"
 done
 
-[[ $PREFIX == /* ]] || usage_error "--prefix must be an absolute path (got $PREFIX)"
-PREFIX=${PREFIX%/}
-if [[ -n $ROOT ]]; then [[ $ROOT == /* ]] || usage_error "--root must be an absolute path"; ROOT=${ROOT%/}; fi
+check_common_args
 IFS=, read -r -a SVCS <<<"$SERVICES"
 (( ${#SVCS[@]} )) || usage_error "--services is empty"
 for s in "${SVCS[@]}"; do
   [[ ,$ALL_SERVICES, == *,"$s",* ]] || usage_error "--services: unknown service '$s' (choose from $ALL_SERVICES)"
 done
-if [[ -n $NATS_URL ]]; then
-  IFS=, read -r -a _urls <<<"$NATS_URL"
-  for u in "${_urls[@]}"; do
-    [[ $u =~ ^(nats|tls|ws|wss)://[^[:space:]]+$ ]] || usage_error "--nats-url: '$u' is not a NATS URL like nats://host:4222"
-  done
-fi
 if [[ -n $REDIS_URL ]] && ! [[ $REDIS_URL =~ ^rediss?://[^[:space:]]+$ ]]; then
   usage_error "--redis-url: '$REDIS_URL' is not a Redis URL like redis://host:6379"
 fi
