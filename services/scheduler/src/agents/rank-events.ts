@@ -33,20 +33,20 @@ export class RankEventConsumer {
     const report = {
       attempt: ev.attempt, rank: ev.rank, phase: ev.phase, pid: ev.pid, exitCode: ev.exitCode, signal: ev.signal, node: ev.node, time: ev.time ?? new Date(),
     } as const;
-    let releases: ReturnType<typeof applyRankReport>['releases'] = [];
-    const prevState = (await ctx.jobs.get(ev.jobId))?.job.state;
+    let released = false;
+    let endedNow = false;
+    // The GPUs of an exited rank are released by the same Lua commit that records the exit.
     const rec = await mutateJob(ctx.jobs, ev.jobId, (r) => {
       const out = applyRankReport(r.job, report);
-      releases = out.releases;
+      released = out.releases.length > 0 && out.job !== undefined;
+      endedNow = out.job !== undefined && isTerminalJobState(out.job.state) && !isTerminalJobState(r.job.state);
       return out.job ? { next: out.job, reason: out.reason, epoch, releases: out.releases } : undefined;
     });
     if (!rec) return;
-    await ctx.nodes.releaseGpus(releases, epoch);
-    const after = await ctx.jobs.get(ev.jobId);
-    if (after && isTerminalJobState(after.job.state) && prevState !== after.job.state) {
-      ctx.log.info({ job: ev.jobId, state: JobState[after.job.state], reason: after.job.reason }, 'job ended');
-      await stopLiveRanks(ctx, after.job, after.job.reason);
+    if (endedNow) {
+      ctx.log.info({ job: ev.jobId, state: JobState[rec.job.state], reason: rec.job.reason }, 'job ended');
+      await stopLiveRanks(ctx, rec.job, rec.job.reason);
     }
-    if (releases.length > 0) ctx.kick();
+    if (released) ctx.kick();
   }
 }
