@@ -5,19 +5,21 @@ import type { Redis } from 'ioredis';
 import { NodeHostEvent, TelemetryBatch } from '@gantry/proto';
 import { keys } from './keys.js';
 import { NODE_EVENT_LOG_CAP } from './nodes.js';
+import { scriptRunner, type ScriptRunner } from './scripts.js';
 
 /** One hour at the default 10 s interval. */
 export const TELEMETRY_HISTORY_CAP = 360;
 
 export class NodeTelemetryStore {
-  constructor(private readonly redis: Redis) {}
+  private readonly scripts: ScriptRunner;
+
+  constructor(private readonly redis: Redis) {
+    this.scripts = scriptRunner(redis);
+  }
 
   async record(batch: TelemetryBatch): Promise<void> {
     const bytes = Buffer.from(TelemetryBatch.encode(batch).finish());
-    const prev = await this.redis.getBuffer(keys.nodeTelemetry(batch.node));
-    const m = this.redis.multi().set(keys.nodeTelemetry(batch.node), bytes);
-    if (prev) m.lpush(keys.nodeTelemetryHistory(batch.node), prev).ltrim(keys.nodeTelemetryHistory(batch.node), 0, TELEMETRY_HISTORY_CAP - 1);
-    await m.exec();
+    await this.scripts.run('gantryRecordTelemetry', [keys.nodeTelemetry(batch.node), keys.nodeTelemetryHistory(batch.node)], [bytes, TELEMETRY_HISTORY_CAP]);
   }
 
   async get(node: string, history: number): Promise<{ latest: TelemetryBatch | undefined; history: TelemetryBatch[] }> {

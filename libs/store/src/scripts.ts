@@ -12,6 +12,7 @@ const scripts = {
   gantryLease: { lua: load('lease'), keys: 3 },
   gantryReleaseLease: { lua: load('release-lease'), keys: 1 },
   gantryReleaseGpus: { lua: load('release-gpus'), keys: undefined },
+  gantryRecordTelemetry: { lua: load('record-telemetry'), keys: 2 },
 } as const;
 
 export type ScriptName = keyof typeof scripts;
