@@ -103,3 +103,19 @@ describe('partitions', () => {
     await waitForJob(client, next!.id, (j) => j.state === JobState.JOB_STATE_SUCCEEDED, 30_000);
   });
 });
+
+describe('rank output on the host disk', () => {
+  it('is bounded once shipped, with every line still delivered in order', async () => {
+    const { stack, client } = await setup({ agents: 1, env: { 'node-agent': { RANK_LOG_MAX_BYTES: '4096' } } });
+    // ~20 KB of output, then a quiet moment in which the agent may empty the shipped file.
+    const { job } = await client.submitJob({ nodes: 1, gpusPerNode: 1, command: ['sh', '-c', 'i=1; while [ $i -le 2000 ]; do echo "line-$i"; i=$((i+1)); done; sleep 3'] });
+    const done = await waitForJob(client, job!.id, [JobState.JOB_STATE_SUCCEEDED], 30_000);
+    const lines: string[] = [];
+    for await (const l of client.streamLogs(job!.id)) lines.push(l.line?.text ?? '');
+    expect(lines).toEqual(Array.from({ length: 2000 }, (_, i) => `line-${i + 1}`));
+    const { statSync } = await import('node:fs');
+    const file = `${stack.agentStateDir(0)}/ranks/${job!.id}-${done.attempt}-0/stdout.log`;
+    expect(statSync(file).size).toBeLessThan(4096);
+    expect(stack.logsOf('agent-node-0')).toContain('rank log shipped and truncated on the host');
+  });
+});

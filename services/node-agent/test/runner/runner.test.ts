@@ -124,3 +124,30 @@ describe('rank log bound on disk', () => {
     expect(t.readLines()).toEqual(['after']);
   });
 });
+
+describe('re-adoption after a reboot', () => {
+  it('records ranks of an earlier boot as ended and signals nothing (their pids are someone else\'s now)', async () => {
+    const { spawn } = await import('node:child_process');
+    const { RankRunner } = await import('../../src/runner/rank-runner.js');
+    const { pino } = await import('pino');
+    // A process that merely has the recorded pid: it must survive the agent's start-up.
+    const bystander = spawn('sleep', ['30'], { detached: true, stdio: 'ignore' });
+    try {
+      const state = new StateFile(tmp());
+      state.state.bootId = 'an-earlier-boot';
+      state.state.ranks['j-1:1:0'] = {
+        jobId: 'j-1', attempt: 1, rank: 0, pid: bystander.pid!, dir: join(state.dir, 'ranks', 'j-1-1-0'), phase: 'running',
+        startedAt: new Date().toISOString(), startReported: true, exitReported: false, logs: { stdout: { offset: 0, seq: 0 }, stderr: { offset: 0, seq: 0 } },
+      };
+      state.save();
+      const runner = new RankRunner(state, pino({ level: 'silent' }));
+      runner.start();
+      runner.stopPolling();
+      expect(state.state.ranks['j-1:1:0']).toMatchObject({ phase: 'exited', signal: 'SIGKILL', message: 'the host rebooted while the rank ran' });
+      expect(state.state.bootId).not.toBe('an-earlier-boot');
+      expect(() => process.kill(bystander.pid!, 0)).not.toThrow();
+    } finally {
+      bystander.kill('SIGKILL');
+    }
+  });
+});
