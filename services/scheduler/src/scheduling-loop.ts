@@ -77,8 +77,6 @@ export class SchedulingLoop extends WakeableLoop {
     const [pending, scheduled, runningJobs, preempted, nodes] = await Promise.all([
       ids(JobState.JOB_STATE_PENDING), ids(JobState.JOB_STATE_SCHEDULED), ids(JobState.JOB_STATE_RUNNING), ids(JobState.JOB_STATE_PREEMPTED), ctx.nodes.list(),
     ]);
-    // Assignments may not have reached their agents yet (an agent restarting, a lost message).
-    for (const rec of scheduled) void dispatchAssignments(ctx, rec.job);
     const ended = await this.enforceTimeLimits([...scheduled, ...runningJobs], now, epoch);
     await this.requeuePreempted(preempted, epoch);
 
