@@ -11,10 +11,10 @@
 //
 // The shard sizes live in the record itself (not a second key) so one script sees and changes
 // everything a checkpoint is; the total size is summed on read, so it cannot drift.
-import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { Checkpoint, CheckpointState } from '@gantry/proto';
 import { keys } from './keys.js';
+import { scriptRunner, type ScriptName, type ScriptRunner } from './scripts.js';
 
 /** The bounds the store relies on; the checkpoint service validates requests against them. */
 export const MAX_SHARD_COUNT = 65_536;
@@ -109,32 +109,16 @@ const MISSING_SHOWN = 32;
 /** ids read per round trip while looking for the latest committed checkpoint. */
 const LATEST_PAGE = 32;
 
-const load = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
-
-const scripts = {
-  gantryCheckpointBegin: { lua: load('checkpoint-begin'), numberOfKeys: 2 },
-  gantryCheckpointReportShard: { lua: load('checkpoint-report-shard'), numberOfKeys: 1 },
-  gantryCheckpointCommit: { lua: load('checkpoint-commit'), numberOfKeys: 2 },
-  gantryCheckpointAbandon: { lua: load('checkpoint-abandon'), numberOfKeys: 1 },
-} as const;
-
-type ScriptName = keyof typeof scripts;
-type ScriptCaller = (...args: (string | number)[]) => Promise<string[]>;
-
-/** Registers the scripts on a connection once (EVALSHA, with EVAL after a script-cache flush). */
-function defineScripts(redis: Redis): (name: ScriptName, keyList: string[], args: (string | number)[]) => Promise<string[]> {
-  const r = redis as unknown as Record<string, ScriptCaller | undefined>;
-  for (const [name, s] of Object.entries(scripts)) {
-    if (typeof r[name] !== 'function') redis.defineCommand(name, s);
-  }
-  return (name, keyList, args) => r[name]!.call(redis, ...keyList, ...args);
-}
-
 export class CheckpointStore {
-  private readonly run: ReturnType<typeof defineScripts>;
+  private readonly scripts: ScriptRunner;
 
   constructor(private readonly redis: Redis) {
-    this.run = defineScripts(redis);
+    this.scripts = scriptRunner(redis);
+  }
+
+  /** The checkpoint scripts answer with a verdict followed by strings. */
+  private async run(name: ScriptName, keyList: string[], args: (string | number)[]): Promise<string[]> {
+    return (await this.scripts.run(name, keyList, args)) as string[];
   }
 
   /** Creates the checkpoint in WRITING, or returns the one an earlier begin of the same (job, step, attempt) created. */

@@ -13,6 +13,10 @@ const scripts = {
   gantryReleaseLease: { lua: load('release-lease'), keys: 1 },
   gantryReleaseGpus: { lua: load('release-gpus'), keys: undefined },
   gantryRecordTelemetry: { lua: load('record-telemetry'), keys: 2 },
+  gantryCheckpointBegin: { lua: load('checkpoint-begin'), keys: 2 },
+  gantryCheckpointReportShard: { lua: load('checkpoint-report-shard'), keys: 1 },
+  gantryCheckpointCommit: { lua: load('checkpoint-commit'), keys: 2 },
+  gantryCheckpointAbandon: { lua: load('checkpoint-abandon'), keys: 1 },
 } as const;
 
 export type ScriptName = keyof typeof scripts;
