@@ -4,7 +4,7 @@
 import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
+import type { Registry } from './collectors/prometheus.js';
 import { TelemetryCollector, TelemetryMetrics, xidEventMessages } from './collectors/index.js';
 import { SimulatedBackend, type DeviceBackend, type Fault } from './device/index.js';
 import type { HostReporter } from './reporting/host-reporter.js';
@@ -31,7 +31,7 @@ export class HostTelemetry {
     registry: Registry,
   ) {
     this.collector = new TelemetryCollector(backend, { node });
-    this.metrics.register(registry as never);
+    this.metrics.register(registry);
   }
 
   start(): void {
