@@ -12,6 +12,14 @@ export function serviceCommand(service: ServiceName): { command: string; args: s
   return { command: process.execPath, args: ['--import', 'tsx', join(REPO_ROOT, 'services', service, 'src', 'main.ts')], cwd: REPO_ROOT };
 }
 
+/** Environment of a simulated agent on this machine (no config file, simulated GPUs). */
+export function simAgentEnv(name: string, stateDir: string, gpus = 8): NodeJS.ProcessEnv {
+  return {
+    GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: name, GANTRY_NODE_ADDRESS: '127.0.0.1', GANTRY_STATE_DIR: stateDir,
+    DEVICE_BACKEND: 'sim', SIM_GPUS: String(gpus),
+  };
+}
+
 /** Topology of simulated agent i in a small local cluster: 2 nodes per leaf switch, one spine. */
 export function simTopology(i: number): Record<string, string> {
   return {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { NodeState } from '@gantry/proto';
 import { NodeStore } from '@gantry/store';
-import { REPO_ROOT, portOpen, serviceCommand, simTopology, type ServiceName } from './services.js';
+import { REPO_ROOT, portOpen, serviceCommand, simAgentEnv, simTopology, type ServiceName } from './services.js';
 
 export const STACK_DIR = join(REPO_ROOT, '.gantry');
 const STATE_FILE = join(STACK_DIR, 'stack.json');
@@ -94,8 +94,7 @@ export async function up(): Promise<StackState> {
         const name = `sim-node-${i}`;
         const { command, args } = serviceCommand('node-agent');
         processes.push(launch(`agent-${name}`, command, args, {
-          ...common, GANTRY_NODE_NAME: name, GANTRY_NODE_ADDRESS: '127.0.0.1', GANTRY_STATE_DIR: join(STACK_DIR, 'agents', name),
-          DEVICE_BACKEND: 'sim', SIM_GPUS: '8', GANTRY_AGENT_CONFIG: '/dev/null', METRICS_PORT: String(PORTS.metricsBase + 3 + i), ...simTopology(i),
+          ...common, ...simAgentEnv(name, join(STACK_DIR, 'agents', name)), METRICS_PORT: String(PORTS.metricsBase + 3 + i), ...simTopology(i),
         }));
         record();
       }

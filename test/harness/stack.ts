@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { NodeState } from '@gantry/proto';
 import { NodeStore } from '@gantry/store';
-import { portOpen, serviceCommand, simTopology, type ServiceName } from '../../deploy/local/services.js';
+import { portOpen, serviceCommand, simAgentEnv, simTopology, type ServiceName } from '../../deploy/local/services.js';
 import { startNats, startRedis, type Server } from './infra.js';
 import { freePort } from './ports.js';
 import { ManagedProcess } from './process.js';
@@ -104,15 +104,7 @@ export class TestStack {
 
   private agentProcess(i: number): ManagedProcess {
     const name = this.nodeName(i);
-    return this.service('node-agent', `agent-${name}`, {
-      GANTRY_NODE_NAME: name,
-      GANTRY_NODE_ADDRESS: '127.0.0.1',
-      GANTRY_STATE_DIR: this.agentStateDir(i),
-      DEVICE_BACKEND: 'sim',
-      SIM_GPUS: String(this.opts.gpusPerAgent),
-      GANTRY_AGENT_CONFIG: '/dev/null',
-      ...simTopology(i),
-    }, () => this.nodeReady(name), 45_000);
+    return this.service('node-agent', `agent-${name}`, { ...simAgentEnv(name, this.agentStateDir(i), this.opts.gpusPerAgent), ...simTopology(i) }, () => this.nodeReady(name), 45_000);
   }
 
   private service(kind: ServiceName, name: string, env: NodeJS.ProcessEnv, ready: () => Promise<boolean>, readyTimeoutMs = 45_000): ManagedProcess {

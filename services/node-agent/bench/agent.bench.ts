@@ -11,7 +11,7 @@ import { benchCollectCycle } from './collect-cycle.js';
 import { startNats, startRedis } from '../../../test/harness/infra.js';
 import { freePort } from '../../../test/harness/ports.js';
 import { ManagedProcess } from '../../../test/harness/process.js';
-import { REPO_ROOT, serviceCommand } from '../../../deploy/local/services.js';
+import { REPO_ROOT, serviceCommand, simAgentEnv } from '../../../deploy/local/services.js';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 2000);
 const INTERVAL = Number(process.env.BENCH_INTERVAL_MS ?? 10_000);
@@ -60,7 +60,7 @@ execFileSync('pnpm', ['-s', 'build:agent'], { cwd: REPO_ROOT, stdio: 'inherit' }
 const agent = new ManagedProcess({
   name: 'agent', command: process.execPath, args: [join(REPO_ROOT, 'dist/gantry-agent.mjs')], cwd: REPO_ROOT, logFile: join(work, 'agent.log'),
   // As the systemd unit runs it (deploy/systemd/gantry-agent.service).
-  env: { MALLOC_ARENA_MAX: '2', NATS_URL: nats.url, GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: 'rss-probe', GANTRY_STATE_DIR: join(work, 'agent'), DEVICE_BACKEND: 'sim', TELEMETRY_INTERVAL_MS: '1000', LOG_LEVEL: 'warn' },
+  env: { ...simAgentEnv('rss-probe', join(work, 'agent')), MALLOC_ARENA_MAX: '2', NATS_URL: nats.url, TELEMETRY_INTERVAL_MS: '1000', LOG_LEVEL: 'warn' },
   ready: async () => true,
 });
 await agent.start();
