@@ -3,13 +3,13 @@
 // (SIGTERM with grace, then requeue), placements committed with compare-and-set (job
 // revision, every GPU free, every node READY), dispatch, and explanations of waiting jobs.
 // A placement that lost a race is simply re-planned next pass.
-import { JobFailure, JobState, RankPlacement, type Job } from '@gantry/proto';
+import { JobState, RankPlacement, type Job } from '@gantry/proto';
 import { AllocationConflictError, CheckpointStore, FencedError, SchedulingStateStore, StaleWriteError, allocationOwner, type JobRecord, type NodeRecord } from '@gantry/store';
 import { Counter, Histogram } from 'prom-client';
 import type { SchedulerContext } from './context.js';
 import { accrueUsage, allocationsOf, formatRejections, planCycle, usageAt, type CyclePlan, type Preemption, type RankAssignment, type RunningJob, type UsageRecord } from './placement/index.js';
 import { jobRequest, nodeView, priorityOf, runningJob } from './snapshot.js';
-import { currentAttempt, endJob, liveRanks, schedule } from './jobs/lifecycle.js';
+import { currentAttempt, endJob, isActive, liveRanks, preemptJob, requeueJob, schedule } from './jobs/lifecycle.js';
 import { mutateJob } from './jobs/mutate.js';
 import { dispatchAssignments, stopLiveRanks } from './dispatch/dispatcher.js';
 import { PolicyCache } from './policy.js';
@@ -127,9 +127,8 @@ export class SchedulingLoop extends WakeableLoop {
     const reason = `preempted for ${p.preemptorId}: ${p.reason}`;
     let victim: Job | undefined;
     await mutateJob(ctx.jobs, p.jobId, (r) => {
-      if (r.job.state !== JobState.JOB_STATE_SCHEDULED && r.job.state !== JobState.JOB_STATE_RUNNING) return undefined;
-      const now = new Date();
-      victim = { ...r.job, state: JobState.JOB_STATE_PREEMPTED, preemptedAt: now, attempts: r.job.attempts.map((a) => (a.number === r.job.attempt ? { ...a, finishedAt: now, failure: JobFailure.create({ reason }) } : a)) };
+      if (!isActive(r.job)) return undefined;
+      victim = preemptJob(r.job, reason, new Date());
       return { next: victim, reason, epoch };
     });
     if (!victim) return;
@@ -147,9 +146,10 @@ export class SchedulingLoop extends WakeableLoop {
         void stopLiveRanks(this.ctx, rec.job, rec.job.reason, undefined, false);
         continue;
       }
-      await mutateJob(this.ctx.jobs, rec.job.id, (r) => (r.job.state === JobState.JOB_STATE_PREEMPTED && liveRanks(r.job).length === 0
-        ? { next: { ...r.job, state: JobState.JOB_STATE_PENDING }, reason: `requeued after preemption (${r.job.reason})`, epoch }
-        : undefined));
+      await mutateJob(this.ctx.jobs, rec.job.id, (r) => {
+        const next = requeueJob(r.job);
+        return next ? { next, reason: `requeued after preemption (${r.job.reason})`, epoch } : undefined;
+      });
       this.kicked = true;
     }
   }

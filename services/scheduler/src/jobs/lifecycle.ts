@@ -130,6 +130,25 @@ export function endJob(job: Job, state: JobState.JOB_STATE_FAILED | JobState.JOB
   return next;
 }
 
+/** RUNNING/SCHEDULED -> PREEMPTED: the attempt ends with the reason; ranks are stopped by the caller. */
+export function preemptJob(job: Job, reason: string, now: Date): Job {
+  const next = clone(job);
+  next.state = JobState.JOB_STATE_PREEMPTED;
+  next.preemptedAt = now;
+  const a = currentAttempt(next);
+  if (a) {
+    a.finishedAt = now;
+    a.failure = JobFailure.create({ reason });
+  }
+  return next;
+}
+
+/** PREEMPTED -> PENDING once no rank of it can still be running; its next placement is a new attempt. */
+export function requeueJob(job: Job): Job | undefined {
+  if (job.state !== JobState.JOB_STATE_PREEMPTED || liveRanks(job).length > 0) return undefined;
+  return { ...clone(job), state: JobState.JOB_STATE_PENDING };
+}
+
 /** Records ranks of the current attempt as ended because their node was lost (they cannot report). */
 export function markRanksLost(job: Job, ranks: number[], now: Date): Job {
   const next = clone(job);

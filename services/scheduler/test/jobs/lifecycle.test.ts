@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Job, JobSpec, JobState, RankPhase, RankPlacement } from '@gantry/proto';
-import { applyRankReport, endJob, gpuRefs, liveRanks, schedule, wantsRank, type RankReport } from '../../src/jobs/lifecycle.js';
+import { applyRankReport, endJob, gpuRefs, liveRanks, preemptJob, requeueJob, schedule, wantsRank, type RankReport } from '../../src/jobs/lifecycle.js';
 import { rankEnv } from '../../src/dispatch/rank-env.js';
 
 const t0 = new Date('2026-11-25T10:00:00Z');
@@ -99,5 +99,20 @@ describe('rank environment', () => {
       A: '1', MASTER_ADDR: '10.0.0.1', MASTER_PORT: '29500', WORLD_SIZE: '4', NODE_RANK: '1', NNODES: '2', LOCAL_WORLD_SIZE: '2',
       CUDA_VISIBLE_DEVICES: '4,5', GANTRY_JOB_ID: 'j-1', GANTRY_ATTEMPT: '1', PET_NODE_RANK: '1', PET_NPROC_PER_NODE: '2',
     });
+  });
+});
+
+describe('preemption lifecycle', () => {
+  it('ends the attempt with the reason, and requeues only once no rank can still run', () => {
+    let j = apply(apply(schedule(pending(), placement, t0), started(0)), started(1));
+    j = preemptJob(j, 'preempted for j-9: lower priority', t0);
+    expect(j).toMatchObject({ state: JobState.JOB_STATE_PREEMPTED, preemptedAt: t0 });
+    expect(j.attempts[0]!.failure?.reason).toBe('preempted for j-9: lower priority');
+    expect(requeueJob(j)).toBeUndefined(); // both ranks may still be running
+    j = apply(apply(j, exited(0, undefined, 'SIGTERM')), exited(1, undefined, 'SIGTERM'));
+    expect(j.state).toBe(JobState.JOB_STATE_PREEMPTED); // exits after a preemption do not fail the job
+    const back = requeueJob(j)!;
+    expect(back.state).toBe(JobState.JOB_STATE_PENDING);
+    expect(schedule(back, placement, t0).attempt).toBe(2);
   });
 });
