@@ -26,12 +26,16 @@ const J = JobState;
 export const JOB_TRANSITIONS: ReadonlyMap<JobState, readonly JobState[]> = new Map([
   [J.JOB_STATE_PENDING, [J.JOB_STATE_SCHEDULED, J.JOB_STATE_CANCELLED, J.JOB_STATE_FAILED]],
   // SCHEDULED -> SUCCEEDED: every rank ran and exited before all their starts were seen.
-  [J.JOB_STATE_SCHEDULED, [J.JOB_STATE_RUNNING, J.JOB_STATE_SUCCEEDED, J.JOB_STATE_FAILED, J.JOB_STATE_CANCELLED, J.JOB_STATE_PREEMPTED]],
+  [J.JOB_STATE_SCHEDULED, [J.JOB_STATE_RUNNING, J.JOB_STATE_SUCCEEDED, J.JOB_STATE_FAILED, J.JOB_STATE_CANCELLED, J.JOB_STATE_RECOVERING, J.JOB_STATE_PREEMPTED]],
   [J.JOB_STATE_RUNNING, [J.JOB_STATE_SUCCEEDED, J.JOB_STATE_FAILED, J.JOB_STATE_CANCELLED, J.JOB_STATE_RECOVERING, J.JOB_STATE_PREEMPTED]],
-  [J.JOB_STATE_RECOVERING, [J.JOB_STATE_SCHEDULED, J.JOB_STATE_FAILED, J.JOB_STATE_CANCELLED]],
+  // RECOVERING: the attempt's ranks are stopped and its failure attributed; then the job
+  // waits (PENDING, with a not-before time and its excluded nodes) for the next attempt, or
+  // fails when the class is not retried or the budget is spent.
+  [J.JOB_STATE_RECOVERING, [J.JOB_STATE_PENDING, J.JOB_STATE_FAILED, J.JOB_STATE_CANCELLED]],
   [J.JOB_STATE_PREEMPTED, [J.JOB_STATE_PENDING, J.JOB_STATE_CANCELLED]],
   [J.JOB_STATE_SUCCEEDED, []],
-  [J.JOB_STATE_FAILED, []],
+  // FAILED -> PENDING only by an operator's retry (gantry job retry), once no rank is left.
+  [J.JOB_STATE_FAILED, [J.JOB_STATE_PENDING]],
   [J.JOB_STATE_CANCELLED, []],
 ]);
 

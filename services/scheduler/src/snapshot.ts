@@ -37,6 +37,7 @@ export function nodeView(rec: NodeRecord): NodeView {
       spine: n.topology?.spine ?? '',
       rack: n.topology?.rack ?? '',
     },
+    lastBlamedAt: n.lastBlamedAt?.getTime(),
   };
 }
 

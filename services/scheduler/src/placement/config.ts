@@ -19,6 +19,19 @@ export interface TenantConfig {
 
 export type ReclaimPolicy = 'any' | 'lower-priority' | 'never';
 
+/** Failure classes a retry policy may name (JobSpec.retry.retry_on uses the proto enum). */
+export const RETRYABLE_CLASSES = ['node-fault', 'infrastructure', 'application', 'gpu-contained'] as const;
+export type RetryableClass = (typeof RETRYABLE_CLASSES)[number];
+
+/** A pool of idle nodes held back for recovery: `count` nodes of a GPU model, optionally per leaf switch. */
+export interface SparePool {
+  /** GPU model the pool is for (a node's model must contain it); absent = any model. */
+  gpuType?: string;
+  /** Hold `count` spares in every leaf switch (true) or across the cluster (false). */
+  perLeafSwitch?: boolean;
+  count: number;
+}
+
 export interface SchedulingConfig {
   tenants: Record<string, TenantConfig>;
   /** Applied to tenants not listed in `tenants`. */
@@ -44,9 +57,28 @@ export interface SchedulingConfig {
   backfill: {
     enabled: boolean;
   };
+  /** Defaults for JobSpec.retry, and how failures are attributed. */
+  recovery: {
+    maxRecoveries: number;
+    backoffInitialMs: number;
+    backoffMaxMs: number;
+    /** Random extra delay as a fraction of the backoff (0..1). */
+    backoffJitter: number;
+    retryOn: RetryableClass[];
+    /** After the first failure of an attempt, how long to collect other exits and XIDs before blaming. */
+    settleMs: number;
+    /** How long a node blamed for a node fault is scored down for every job. */
+    blamePenaltySec: number;
+  };
+  /** Hot spares: idle nodes only recovery attempts (and preemptible jobs, if allowed) may use. */
+  spares: {
+    pools: SparePool[];
+    /** Whether jobs of the `preemptible` class may run on spares (they are preempted for recovery). */
+    allowPreemptible: boolean;
+  };
 }
 
-type DeepPartial<T> = { [K in keyof T]?: T[K] extends Record<string, unknown> ? DeepPartial<T[K]> : T[K] };
+type DeepPartial<T> = { [K in keyof T]?: T[K] extends unknown[] ? T[K] : T[K] extends Record<string, unknown> ? DeepPartial<T[K]> : T[K] };
 
 /** What planCycle accepts: a parsed config or any subset of one (defaults fill the rest). */
 export type SchedulingConfigInput = DeepPartial<Omit<SchedulingConfig, 'tenants'>> & { tenants?: Record<string, TenantConfig> };
@@ -63,6 +95,16 @@ export const DEFAULT_CONFIG: SchedulingConfig = {
     maxVictims: 512,
   },
   backfill: { enabled: true },
+  recovery: {
+    maxRecoveries: 3,
+    backoffInitialMs: 1_000,
+    backoffMaxMs: 60_000,
+    backoffJitter: 0.2,
+    retryOn: ['node-fault', 'infrastructure', 'gpu-contained'],
+    settleMs: 2_000,
+    blamePenaltySec: 3_600,
+  },
+  spares: { pools: [], allowPreemptible: false },
 };
 
 export function resolveConfig(input: SchedulingConfigInput | undefined): SchedulingConfig {
@@ -73,6 +115,8 @@ export function resolveConfig(input: SchedulingConfigInput | undefined): Schedul
     fairShare: { ...d.fairShare, ...stripUndefined(input?.fairShare) },
     preemption: { ...d.preemption, ...stripUndefined(input?.preemption) },
     backfill: { ...d.backfill, ...stripUndefined(input?.backfill) },
+    recovery: { ...d.recovery, ...stripUndefined(input?.recovery) } as SchedulingConfig['recovery'],
+    spares: { ...d.spares, ...stripUndefined(input?.spares) } as SchedulingConfig['spares'],
   };
 }
 
@@ -91,7 +135,7 @@ export class SchedulingConfigError extends Error {
 export function parseSchedulingConfig(doc: unknown): SchedulingConfig {
   const issues: string[] = [];
   const v = new Validator(issues);
-  const root = v.object(doc, '', ['tenants', 'defaultTenant', 'fairShare', 'preemption', 'backfill']);
+  const root = v.object(doc, '', ['tenants', 'defaultTenant', 'fairShare', 'preemption', 'backfill', 'recovery', 'spares']);
   const input: SchedulingConfigInput = {};
   if (root) {
     if (root.tenants !== undefined) {
@@ -129,6 +173,8 @@ export function parseSchedulingConfig(doc: unknown): SchedulingConfig {
       const b = v.object(root.backfill, 'backfill', ['enabled']);
       if (b) input.backfill = { enabled: v.boolean(b.enabled, 'backfill.enabled') };
     }
+    if (root.recovery !== undefined) input.recovery = parseRecovery(v, root.recovery);
+    if (root.spares !== undefined) input.spares = parseSpares(v, root.spares);
     // Every tenant in a cohort must have a nominal quota: the cohort lends exactly the sum
     // of its members' nominal quotas, so a member without one would lend nothing and borrow
     // without bound.
@@ -153,6 +199,51 @@ function parseTenant(v: Validator, raw: unknown, path: string): TenantConfig | u
   const limit = v.number(t.borrowingLimitGpus, `${path}.borrowingLimitGpus`, { min: 0, integer: true, optional: true });
   if (limit !== undefined) out.borrowingLimitGpus = limit;
   return out;
+}
+
+function parseRecovery(v: Validator, raw: unknown): SchedulingConfigInput['recovery'] {
+  const r = v.object(raw, 'recovery', ['maxRecoveries', 'backoffInitialMs', 'backoffMaxMs', 'backoffJitter', 'retryOn', 'settleMs', 'blamePenaltySec']);
+  if (!r) return undefined;
+  let retryOn: RetryableClass[] | undefined;
+  if (r.retryOn !== undefined) {
+    if (!Array.isArray(r.retryOn)) v.issues.push(`recovery.retryOn: expected a list of ${RETRYABLE_CLASSES.join(', ')}, got ${describe(r.retryOn)}`);
+    else retryOn = r.retryOn.map((c, i) => v.oneOf(c, `recovery.retryOn[${i}]`, RETRYABLE_CLASSES)).filter((c): c is RetryableClass => c !== undefined);
+  }
+  const out = {
+    maxRecoveries: v.number(r.maxRecoveries, 'recovery.maxRecoveries', { min: 0, integer: true, optional: true }),
+    backoffInitialMs: v.number(r.backoffInitialMs, 'recovery.backoffInitialMs', { min: 0, integer: true, optional: true }),
+    backoffMaxMs: v.number(r.backoffMaxMs, 'recovery.backoffMaxMs', { min: 0, integer: true, optional: true }),
+    backoffJitter: v.number(r.backoffJitter, 'recovery.backoffJitter', { min: 0, optional: true }),
+    retryOn,
+    settleMs: v.number(r.settleMs, 'recovery.settleMs', { min: 0, integer: true, optional: true }),
+    blamePenaltySec: v.number(r.blamePenaltySec, 'recovery.blamePenaltySec', { min: 0, optional: true }),
+  };
+  if (out.backoffJitter !== undefined && out.backoffJitter > 1) v.issues.push(`recovery.backoffJitter: expected a number between 0 and 1, got ${out.backoffJitter}`);
+  return out;
+}
+
+function parseSpares(v: Validator, raw: unknown): SchedulingConfigInput['spares'] {
+  const s = v.object(raw, 'spares', ['pools', 'allowPreemptible']);
+  if (!s) return undefined;
+  let pools: SparePool[] | undefined;
+  if (s.pools !== undefined) {
+    if (!Array.isArray(s.pools)) v.issues.push(`spares.pools: expected a list, got ${describe(s.pools)}`);
+    else {
+      pools = [];
+      s.pools.forEach((p, i) => {
+        const o = v.object(p, `spares.pools[${i}]`, ['gpuType', 'perLeafSwitch', 'count']);
+        if (!o) return;
+        const count = v.number(o.count, `spares.pools[${i}].count`, { min: 0, integer: true });
+        const pool: SparePool = { count: count ?? 0 };
+        const gpuType = v.string(o.gpuType, `spares.pools[${i}].gpuType`);
+        if (gpuType !== undefined) pool.gpuType = gpuType;
+        const perLeaf = v.boolean(o.perLeafSwitch, `spares.pools[${i}].perLeafSwitch`);
+        if (perLeaf !== undefined) pool.perLeafSwitch = perLeaf;
+        pools!.push(pool);
+      });
+    }
+  }
+  return { pools, allowPreemptible: v.boolean(s.allowPreemptible, 'spares.allowPreemptible') };
 }
 
 function parsePriority(v: Validator, raw: unknown, path: string): number | undefined {

@@ -21,6 +21,8 @@ export interface NodeView {
   freeGpus: number[];
   labels: Record<string, string>;
   topology: NodeTopology;
+  /** When recovery last blamed the node for a node fault (ms); scored down for everyone for a while. */
+  lastBlamedAt?: number;
 }
 
 export type TopologyNeed = 'any' | 'same-nvlink-domain' | 'same-switch' | 'same-spine';
@@ -41,6 +43,14 @@ export interface JobRequest {
   topology: TopologyNeed;
   nodeSelector: Record<string, string>;
   excludeNodes: string[];
+  /**
+   * Recovery: node ranks the next attempt keeps (restart in place: all of them; replace
+   * nodes: the healthy ones). The planner places the kept ranks on their nodes and fills the
+   * others, or, when that is impossible, places the whole gang anew (Placement.kept says which).
+   */
+  keep?: RankAssignment[];
+  /** A recovery attempt: may take hot spares, and prefers them for the nodes it needs. */
+  recovery?: boolean;
 }
 
 /** A job that holds GPUs now: what preemption may take and what backfill waits for. */
@@ -104,6 +114,10 @@ export interface Placement {
   explanation?: string;
   /** GPUs above the tenant's nominal quota, borrowed from its cohort (reclaimable). */
   borrowedGpus?: number;
+  /** For a request with `keep`: whether every kept rank stayed on its node. */
+  kept?: boolean;
+  /** Hot spares this placement took. */
+  spares?: string[];
 }
 
 export type DomainLevel = 'nvlink' | 'leaf' | 'spine' | 'cluster';

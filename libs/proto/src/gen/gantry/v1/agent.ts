@@ -102,7 +102,15 @@ export interface RankEvent {
   exitCode?: number | undefined;
   signal: string;
   message: string;
-  time?: Date | undefined;
+  time?:
+    | Date
+    | undefined;
+  /**
+   * On exit: the error the rank reported (torchelastic error file, else the last exception
+   * line of its stderr) and when it was raised; empty when none was found.
+   */
+  error: string;
+  errorTime?: Date | undefined;
 }
 
 /** Agent to gateway (via JetStream): consecutive output lines of one rank. */
@@ -1513,6 +1521,8 @@ function createBaseRankEvent(): RankEvent {
     signal: "",
     message: "",
     time: undefined,
+    error: "",
+    errorTime: undefined,
   };
 }
 
@@ -1550,6 +1560,12 @@ export const RankEvent: MessageFns<RankEvent> = {
     }
     if (message.time !== undefined) {
       Timestamp.encode(toTimestamp(message.time), writer.uint32(90).fork()).join();
+    }
+    if (message.error !== "") {
+      writer.uint32(98).string(message.error);
+    }
+    if (message.errorTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.errorTime), writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -1655,6 +1671,22 @@ export const RankEvent: MessageFns<RankEvent> = {
             message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.errorTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1692,6 +1724,12 @@ export const RankEvent: MessageFns<RankEvent> = {
       signal: isSet(object.signal) ? globalThis.String(object.signal) : "",
       message: isSet(object.message) ? globalThis.String(object.message) : "",
       time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+      errorTime: isSet(object.errorTime)
+        ? fromJsonTimestamp(object.errorTime)
+        : isSet(object.error_time)
+        ? fromJsonTimestamp(object.error_time)
+        : undefined,
     };
   },
 
@@ -1730,6 +1768,12 @@ export const RankEvent: MessageFns<RankEvent> = {
     if (message.time !== undefined) {
       obj.time = message.time.toISOString();
     }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    if (message.errorTime !== undefined) {
+      obj.errorTime = message.errorTime.toISOString();
+    }
     return obj;
   },
 
@@ -1749,6 +1793,8 @@ export const RankEvent: MessageFns<RankEvent> = {
     message.signal = object.signal ?? "";
     message.message = object.message ?? "";
     message.time = object.time ?? undefined;
+    message.error = object.error ?? "";
+    message.errorTime = object.errorTime ?? undefined;
     return message;
   },
 };

@@ -131,6 +131,139 @@ export function topologyRequirementToJSON(object: TopologyRequirement): string {
   }
 }
 
+/** What ended an attempt. Recovery decides by class whether and how to try again. */
+export enum FailureClass {
+  FAILURE_CLASS_UNSPECIFIED = 0,
+  /**
+   * FAILURE_CLASS_NODE_FAULT - The node is at fault: heartbeats lost, a fatal XID on one of the job's GPUs, a GPU gone
+   * from the inventory. The node is blamed and excluded for the job.
+   */
+  FAILURE_CLASS_NODE_FAULT = 1,
+  /** FAILURE_CLASS_INFRASTRUCTURE - Shared storage or fabric, not one node (once detection can say so). */
+  FAILURE_CLASS_INFRASTRUCTURE = 2,
+  /** FAILURE_CLASS_APPLICATION - The job's own processes failed on healthy nodes. */
+  FAILURE_CLASS_APPLICATION = 3,
+  FAILURE_CLASS_CANCELLED = 4,
+  FAILURE_CLASS_TIME_LIMIT = 5,
+  FAILURE_CLASS_PREEMPTED = 6,
+  /** FAILURE_CLASS_GPU_CONTAINED - A contained GPU error (e.g. XID 94): the application must restart, the node is fine. */
+  FAILURE_CLASS_GPU_CONTAINED = 7,
+  UNRECOGNIZED = -1,
+}
+
+export function failureClassFromJSON(object: any): FailureClass {
+  switch (object) {
+    case 0:
+    case "FAILURE_CLASS_UNSPECIFIED":
+      return FailureClass.FAILURE_CLASS_UNSPECIFIED;
+    case 1:
+    case "FAILURE_CLASS_NODE_FAULT":
+      return FailureClass.FAILURE_CLASS_NODE_FAULT;
+    case 2:
+    case "FAILURE_CLASS_INFRASTRUCTURE":
+      return FailureClass.FAILURE_CLASS_INFRASTRUCTURE;
+    case 3:
+    case "FAILURE_CLASS_APPLICATION":
+      return FailureClass.FAILURE_CLASS_APPLICATION;
+    case 4:
+    case "FAILURE_CLASS_CANCELLED":
+      return FailureClass.FAILURE_CLASS_CANCELLED;
+    case 5:
+    case "FAILURE_CLASS_TIME_LIMIT":
+      return FailureClass.FAILURE_CLASS_TIME_LIMIT;
+    case 6:
+    case "FAILURE_CLASS_PREEMPTED":
+      return FailureClass.FAILURE_CLASS_PREEMPTED;
+    case 7:
+    case "FAILURE_CLASS_GPU_CONTAINED":
+      return FailureClass.FAILURE_CLASS_GPU_CONTAINED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return FailureClass.UNRECOGNIZED;
+  }
+}
+
+export function failureClassToJSON(object: FailureClass): string {
+  switch (object) {
+    case FailureClass.FAILURE_CLASS_UNSPECIFIED:
+      return "FAILURE_CLASS_UNSPECIFIED";
+    case FailureClass.FAILURE_CLASS_NODE_FAULT:
+      return "FAILURE_CLASS_NODE_FAULT";
+    case FailureClass.FAILURE_CLASS_INFRASTRUCTURE:
+      return "FAILURE_CLASS_INFRASTRUCTURE";
+    case FailureClass.FAILURE_CLASS_APPLICATION:
+      return "FAILURE_CLASS_APPLICATION";
+    case FailureClass.FAILURE_CLASS_CANCELLED:
+      return "FAILURE_CLASS_CANCELLED";
+    case FailureClass.FAILURE_CLASS_TIME_LIMIT:
+      return "FAILURE_CLASS_TIME_LIMIT";
+    case FailureClass.FAILURE_CLASS_PREEMPTED:
+      return "FAILURE_CLASS_PREEMPTED";
+    case FailureClass.FAILURE_CLASS_GPU_CONTAINED:
+      return "FAILURE_CLASS_GPU_CONTAINED";
+    case FailureClass.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** How the next attempt of a recovering job is placed, cheapest first. */
+export enum RecoveryGrade {
+  RECOVERY_GRADE_UNSPECIFIED = 0,
+  /** RECOVERY_GRADE_RESTART_IN_PLACE - Same nodes, all ranks restarted. */
+  RECOVERY_GRADE_RESTART_IN_PLACE = 1,
+  /** RECOVERY_GRADE_REPLACE_NODES - Healthy nodes kept; only the faulty ones replaced (a hot spare first). */
+  RECOVERY_GRADE_REPLACE_NODES = 2,
+  /** RECOVERY_GRADE_REPLACE_GANG - The whole gang placed anew. */
+  RECOVERY_GRADE_REPLACE_GANG = 3,
+  /** RECOVERY_GRADE_MANUAL_RETRY - Started by an operator (gantry job retry) after the job FAILED. */
+  RECOVERY_GRADE_MANUAL_RETRY = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function recoveryGradeFromJSON(object: any): RecoveryGrade {
+  switch (object) {
+    case 0:
+    case "RECOVERY_GRADE_UNSPECIFIED":
+      return RecoveryGrade.RECOVERY_GRADE_UNSPECIFIED;
+    case 1:
+    case "RECOVERY_GRADE_RESTART_IN_PLACE":
+      return RecoveryGrade.RECOVERY_GRADE_RESTART_IN_PLACE;
+    case 2:
+    case "RECOVERY_GRADE_REPLACE_NODES":
+      return RecoveryGrade.RECOVERY_GRADE_REPLACE_NODES;
+    case 3:
+    case "RECOVERY_GRADE_REPLACE_GANG":
+      return RecoveryGrade.RECOVERY_GRADE_REPLACE_GANG;
+    case 4:
+    case "RECOVERY_GRADE_MANUAL_RETRY":
+      return RecoveryGrade.RECOVERY_GRADE_MANUAL_RETRY;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RecoveryGrade.UNRECOGNIZED;
+  }
+}
+
+export function recoveryGradeToJSON(object: RecoveryGrade): string {
+  switch (object) {
+    case RecoveryGrade.RECOVERY_GRADE_UNSPECIFIED:
+      return "RECOVERY_GRADE_UNSPECIFIED";
+    case RecoveryGrade.RECOVERY_GRADE_RESTART_IN_PLACE:
+      return "RECOVERY_GRADE_RESTART_IN_PLACE";
+    case RecoveryGrade.RECOVERY_GRADE_REPLACE_NODES:
+      return "RECOVERY_GRADE_REPLACE_NODES";
+    case RecoveryGrade.RECOVERY_GRADE_REPLACE_GANG:
+      return "RECOVERY_GRADE_REPLACE_GANG";
+    case RecoveryGrade.RECOVERY_GRADE_MANUAL_RETRY:
+      return "RECOVERY_GRADE_MANUAL_RETRY";
+    case RecoveryGrade.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum RankPhase {
   RANK_PHASE_UNSPECIFIED = 0,
   RANK_PHASE_ASSIGNED = 1,
@@ -215,6 +348,29 @@ export function logStreamToJSON(object: LogStream): string {
   }
 }
 
+/**
+ * When and how often a failed attempt is tried again. Unset fields take the scheduling
+ * config's defaults (recovery.*): out of the box node, infrastructure and contained GPU
+ * faults are retried up to 3 times, application errors are not.
+ */
+export interface RetryPolicy {
+  /** Recoveries allowed over the job's life; preemptions do not count. */
+  maxRecoveries?:
+    | number
+    | undefined;
+  /** Delay before the first retry; doubles per recovery up to backoff_max_ms. */
+  backoffInitialMs?: number | undefined;
+  backoffMaxMs?:
+    | number
+    | undefined;
+  /** Random extra delay, as a fraction of the backoff (0..1). */
+  backoffJitter?:
+    | number
+    | undefined;
+  /** Failure classes that are retried; empty = the default set. */
+  retryOn: FailureClass[];
+}
+
 export interface JobSpec {
   name: string;
   /** The team the job belongs to; quotas and fair share are per tenant. */
@@ -238,6 +394,7 @@ export interface JobSpec {
   masterPort: number;
   /** SIGTERM to SIGKILL grace when ranks are stopped; 0 = scheduler default. */
   stopGraceSeconds: number;
+  retry?: RetryPolicy | undefined;
 }
 
 export interface JobSpec_EnvEntry {
@@ -268,15 +425,63 @@ export interface RankStatus {
   /** Signal name when the process was killed by a signal (e.g. SIGKILL). */
   signal: string;
   startedAt?: Date | undefined;
-  finishedAt?: Date | undefined;
+  finishedAt?:
+    | Date
+    | undefined;
+  /**
+   * The error the rank reported on exit (torchelastic error file, else the last exception
+   * line of its stderr), and when it was raised.
+   */
+  error: string;
+  errorTime?: Date | undefined;
 }
 
+/** Why an attempt ended: the class and the rank and node that failed first, with evidence. */
 export interface JobFailure {
   reason: string;
   rank?: number | undefined;
   exitCode?: number | undefined;
   signal: string;
   node: string;
+  failureClass: FailureClass;
+  /** What the attribution rests on, e.g. "XID 79 on GPU 3 at 12:00:01; ranks 0, 1 exited after". */
+  evidence: string;
+  time?: Date | undefined;
+}
+
+/**
+ * Something seen while an attempt ran that points at a node: a fatal XID on one of the
+ * job's GPUs, a lost node, a GPU missing from the inventory.
+ */
+export interface FaultSignal {
+  /** "xid", "node-lost" or "gpu-missing". */
+  kind: string;
+  node: string;
+  gpu?: number | undefined;
+  xid: number;
+  detail: string;
+  time?: Date | undefined;
+  failureClass: FailureClass;
+}
+
+/** A recovery in progress: from the first failure to the next attempt (or FAILED). */
+export interface Recovery {
+  /** When the first failure was seen; attribution waits for a settle window from here. */
+  detectedAt?: Date | undefined;
+  signals: FaultSignal[];
+  /** Set once attribution is done. */
+  decided: boolean;
+  /** Decided: try again (else the job fails once its ranks have stopped). */
+  retry: boolean;
+  grade: RecoveryGrade;
+  gradeReason: string;
+  notBefore?:
+    | Date
+    | undefined;
+  /** Nodes blamed for this failure (excluded from the next attempt). */
+  faultyNodes: string[];
+  /** Nodes the next attempt keeps (grades RESTART_IN_PLACE and REPLACE_NODES), by node rank. */
+  keep: RankPlacement[];
 }
 
 export interface Attempt {
@@ -290,6 +495,13 @@ export interface Attempt {
   resumedFromCheckpoint: string;
   /** Why these nodes: topology domain, best-fit score, borrowed quota. */
   placementExplanation: string;
+  /** How this attempt came about (unspecified for the first) and why. */
+  grade: RecoveryGrade;
+  gradeReason: string;
+  /** Nodes excluded when this attempt was placed. */
+  excludedNodes: string[];
+  /** When the attempt after this one was due to start (set when a recovery follows it). */
+  nextTryAt?: Date | undefined;
 }
 
 export interface Job {
@@ -317,6 +529,14 @@ export interface Job {
    * details); for a placed job, why those nodes.
    */
   explanation: string;
+  /** Recoveries used so far (preemptions and manual retries do not count). */
+  recoveries: number;
+  /** The recovery budget that applies (the spec's, else the scheduling config's default). */
+  maxRecoveries: number;
+  /** Nodes blamed for this job's node faults; no later attempt runs on them. */
+  excludedNodes: string[];
+  /** Set from the first failure of an attempt until the next attempt is placed. */
+  recovery?: Recovery | undefined;
 }
 
 export interface JobEvent {
@@ -342,6 +562,179 @@ export interface LogLine {
   time?: Date | undefined;
 }
 
+function createBaseRetryPolicy(): RetryPolicy {
+  return {
+    maxRecoveries: undefined,
+    backoffInitialMs: undefined,
+    backoffMaxMs: undefined,
+    backoffJitter: undefined,
+    retryOn: [],
+  };
+}
+
+export const RetryPolicy: MessageFns<RetryPolicy> = {
+  encode(message: RetryPolicy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.maxRecoveries !== undefined) {
+      writer.uint32(8).uint32(message.maxRecoveries);
+    }
+    if (message.backoffInitialMs !== undefined) {
+      writer.uint32(16).uint32(message.backoffInitialMs);
+    }
+    if (message.backoffMaxMs !== undefined) {
+      writer.uint32(24).uint32(message.backoffMaxMs);
+    }
+    if (message.backoffJitter !== undefined) {
+      writer.uint32(33).double(message.backoffJitter);
+    }
+    if (message.retryOn.length !== 0) {
+      writer.uint32(42).fork();
+      for (const v of message.retryOn) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RetryPolicy {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetryPolicy();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.maxRecoveries = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.backoffInitialMs = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.backoffMaxMs = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.backoffJitter = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag === 40) {
+              message.retryOn.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 42) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.retryOn.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RetryPolicy {
+    return {
+      maxRecoveries: isSet(object.maxRecoveries)
+        ? globalThis.Number(object.maxRecoveries)
+        : isSet(object.max_recoveries)
+        ? globalThis.Number(object.max_recoveries)
+        : undefined,
+      backoffInitialMs: isSet(object.backoffInitialMs)
+        ? globalThis.Number(object.backoffInitialMs)
+        : isSet(object.backoff_initial_ms)
+        ? globalThis.Number(object.backoff_initial_ms)
+        : undefined,
+      backoffMaxMs: isSet(object.backoffMaxMs)
+        ? globalThis.Number(object.backoffMaxMs)
+        : isSet(object.backoff_max_ms)
+        ? globalThis.Number(object.backoff_max_ms)
+        : undefined,
+      backoffJitter: isSet(object.backoffJitter)
+        ? globalThis.Number(object.backoffJitter)
+        : isSet(object.backoff_jitter)
+        ? globalThis.Number(object.backoff_jitter)
+        : undefined,
+      retryOn: globalThis.Array.isArray(object?.retryOn)
+        ? object.retryOn.map((e: any) => failureClassFromJSON(e))
+        : globalThis.Array.isArray(object?.retry_on)
+        ? object.retry_on.map((e: any) => failureClassFromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RetryPolicy): unknown {
+    const obj: any = {};
+    if (message.maxRecoveries !== undefined) {
+      obj.maxRecoveries = Math.round(message.maxRecoveries);
+    }
+    if (message.backoffInitialMs !== undefined) {
+      obj.backoffInitialMs = Math.round(message.backoffInitialMs);
+    }
+    if (message.backoffMaxMs !== undefined) {
+      obj.backoffMaxMs = Math.round(message.backoffMaxMs);
+    }
+    if (message.backoffJitter !== undefined) {
+      obj.backoffJitter = floatToJson(message.backoffJitter);
+    }
+    if (message.retryOn?.length) {
+      obj.retryOn = message.retryOn.map((e) => failureClassToJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RetryPolicy>): RetryPolicy {
+    return RetryPolicy.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RetryPolicy>): RetryPolicy {
+    const message = createBaseRetryPolicy();
+    message.maxRecoveries = object.maxRecoveries ?? undefined;
+    message.backoffInitialMs = object.backoffInitialMs ?? undefined;
+    message.backoffMaxMs = object.backoffMaxMs ?? undefined;
+    message.backoffJitter = object.backoffJitter ?? undefined;
+    message.retryOn = object.retryOn?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBaseJobSpec(): JobSpec {
   return {
     name: "",
@@ -359,6 +752,7 @@ function createBaseJobSpec(): JobSpec {
     excludeNodes: [],
     masterPort: 0,
     stopGraceSeconds: 0,
+    retry: undefined,
   };
 }
 
@@ -408,6 +802,9 @@ export const JobSpec: MessageFns<JobSpec> = {
     }
     if (message.stopGraceSeconds !== 0) {
       writer.uint32(120).uint32(message.stopGraceSeconds);
+    }
+    if (message.retry !== undefined) {
+      RetryPolicy.encode(message.retry, writer.uint32(130).fork()).join();
     }
     return writer;
   },
@@ -551,6 +948,14 @@ export const JobSpec: MessageFns<JobSpec> = {
             message.stopGraceSeconds = reader.uint32();
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.retry = RetryPolicy.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -651,6 +1056,7 @@ export const JobSpec: MessageFns<JobSpec> = {
         : isSet(object.stop_grace_seconds)
         ? globalThis.Number(object.stop_grace_seconds)
         : 0,
+      retry: isSet(object.retry) ? RetryPolicy.fromJSON(object.retry) : undefined,
     };
   },
 
@@ -713,6 +1119,9 @@ export const JobSpec: MessageFns<JobSpec> = {
     if (message.stopGraceSeconds !== 0) {
       obj.stopGraceSeconds = Math.round(message.stopGraceSeconds);
     }
+    if (message.retry !== undefined) {
+      obj.retry = RetryPolicy.toJSON(message.retry);
+    }
     return obj;
   },
 
@@ -752,6 +1161,9 @@ export const JobSpec: MessageFns<JobSpec> = {
     message.excludeNodes = object.excludeNodes?.map((e) => e) || [];
     message.masterPort = object.masterPort ?? 0;
     message.stopGraceSeconds = object.stopGraceSeconds ?? 0;
+    message.retry = (object.retry !== undefined && object.retry !== null)
+      ? RetryPolicy.fromPartial(object.retry)
+      : undefined;
     return message;
   },
 };
@@ -1062,7 +1474,17 @@ export const RankPlacement: MessageFns<RankPlacement> = {
 };
 
 function createBaseRankStatus(): RankStatus {
-  return { rank: 0, phase: 0, pid: 0, exitCode: undefined, signal: "", startedAt: undefined, finishedAt: undefined };
+  return {
+    rank: 0,
+    phase: 0,
+    pid: 0,
+    exitCode: undefined,
+    signal: "",
+    startedAt: undefined,
+    finishedAt: undefined,
+    error: "",
+    errorTime: undefined,
+  };
 }
 
 export const RankStatus: MessageFns<RankStatus> = {
@@ -1087,6 +1509,12 @@ export const RankStatus: MessageFns<RankStatus> = {
     }
     if (message.finishedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.finishedAt), writer.uint32(58).fork()).join();
+    }
+    if (message.error !== "") {
+      writer.uint32(66).string(message.error);
+    }
+    if (message.errorTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.errorTime), writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -1160,6 +1588,22 @@ export const RankStatus: MessageFns<RankStatus> = {
             message.finishedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.errorTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1193,6 +1637,12 @@ export const RankStatus: MessageFns<RankStatus> = {
         : isSet(object.finished_at)
         ? fromJsonTimestamp(object.finished_at)
         : undefined,
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+      errorTime: isSet(object.errorTime)
+        ? fromJsonTimestamp(object.errorTime)
+        : isSet(object.error_time)
+        ? fromJsonTimestamp(object.error_time)
+        : undefined,
     };
   },
 
@@ -1219,6 +1669,12 @@ export const RankStatus: MessageFns<RankStatus> = {
     if (message.finishedAt !== undefined) {
       obj.finishedAt = message.finishedAt.toISOString();
     }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    if (message.errorTime !== undefined) {
+      obj.errorTime = message.errorTime.toISOString();
+    }
     return obj;
   },
 
@@ -1234,12 +1690,23 @@ export const RankStatus: MessageFns<RankStatus> = {
     message.signal = object.signal ?? "";
     message.startedAt = object.startedAt ?? undefined;
     message.finishedAt = object.finishedAt ?? undefined;
+    message.error = object.error ?? "";
+    message.errorTime = object.errorTime ?? undefined;
     return message;
   },
 };
 
 function createBaseJobFailure(): JobFailure {
-  return { reason: "", rank: undefined, exitCode: undefined, signal: "", node: "" };
+  return {
+    reason: "",
+    rank: undefined,
+    exitCode: undefined,
+    signal: "",
+    node: "",
+    failureClass: 0,
+    evidence: "",
+    time: undefined,
+  };
 }
 
 export const JobFailure: MessageFns<JobFailure> = {
@@ -1258,6 +1725,15 @@ export const JobFailure: MessageFns<JobFailure> = {
     }
     if (message.node !== "") {
       writer.uint32(42).string(message.node);
+    }
+    if (message.failureClass !== 0) {
+      writer.uint32(48).int32(message.failureClass);
+    }
+    if (message.evidence !== "") {
+      writer.uint32(58).string(message.evidence);
+    }
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -1315,6 +1791,30 @@ export const JobFailure: MessageFns<JobFailure> = {
             message.node = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.failureClass = reader.int32() as any;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.evidence = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1338,6 +1838,13 @@ export const JobFailure: MessageFns<JobFailure> = {
         : undefined,
       signal: isSet(object.signal) ? globalThis.String(object.signal) : "",
       node: isSet(object.node) ? globalThis.String(object.node) : "",
+      failureClass: isSet(object.failureClass)
+        ? failureClassFromJSON(object.failureClass)
+        : isSet(object.failure_class)
+        ? failureClassFromJSON(object.failure_class)
+        : 0,
+      evidence: isSet(object.evidence) ? globalThis.String(object.evidence) : "",
+      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
     };
   },
 
@@ -1358,6 +1865,15 @@ export const JobFailure: MessageFns<JobFailure> = {
     if (message.node !== "") {
       obj.node = message.node;
     }
+    if (message.failureClass !== 0) {
+      obj.failureClass = failureClassToJSON(message.failureClass);
+    }
+    if (message.evidence !== "") {
+      obj.evidence = message.evidence;
+    }
+    if (message.time !== undefined) {
+      obj.time = message.time.toISOString();
+    }
     return obj;
   },
 
@@ -1371,6 +1887,403 @@ export const JobFailure: MessageFns<JobFailure> = {
     message.exitCode = object.exitCode ?? undefined;
     message.signal = object.signal ?? "";
     message.node = object.node ?? "";
+    message.failureClass = object.failureClass ?? 0;
+    message.evidence = object.evidence ?? "";
+    message.time = object.time ?? undefined;
+    return message;
+  },
+};
+
+function createBaseFaultSignal(): FaultSignal {
+  return { kind: "", node: "", gpu: undefined, xid: 0, detail: "", time: undefined, failureClass: 0 };
+}
+
+export const FaultSignal: MessageFns<FaultSignal> = {
+  encode(message: FaultSignal, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.node !== "") {
+      writer.uint32(18).string(message.node);
+    }
+    if (message.gpu !== undefined) {
+      writer.uint32(24).uint32(message.gpu);
+    }
+    if (message.xid !== 0) {
+      writer.uint32(32).uint32(message.xid);
+    }
+    if (message.detail !== "") {
+      writer.uint32(42).string(message.detail);
+    }
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(50).fork()).join();
+    }
+    if (message.failureClass !== 0) {
+      writer.uint32(56).int32(message.failureClass);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FaultSignal {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFaultSignal();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.gpu = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.xid = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.failureClass = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FaultSignal {
+    return {
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      gpu: isSet(object.gpu) ? globalThis.Number(object.gpu) : undefined,
+      xid: isSet(object.xid) ? globalThis.Number(object.xid) : 0,
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+      failureClass: isSet(object.failureClass)
+        ? failureClassFromJSON(object.failureClass)
+        : isSet(object.failure_class)
+        ? failureClassFromJSON(object.failure_class)
+        : 0,
+    };
+  },
+
+  toJSON(message: FaultSignal): unknown {
+    const obj: any = {};
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.gpu !== undefined) {
+      obj.gpu = Math.round(message.gpu);
+    }
+    if (message.xid !== 0) {
+      obj.xid = Math.round(message.xid);
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    if (message.time !== undefined) {
+      obj.time = message.time.toISOString();
+    }
+    if (message.failureClass !== 0) {
+      obj.failureClass = failureClassToJSON(message.failureClass);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FaultSignal>): FaultSignal {
+    return FaultSignal.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FaultSignal>): FaultSignal {
+    const message = createBaseFaultSignal();
+    message.kind = object.kind ?? "";
+    message.node = object.node ?? "";
+    message.gpu = object.gpu ?? undefined;
+    message.xid = object.xid ?? 0;
+    message.detail = object.detail ?? "";
+    message.time = object.time ?? undefined;
+    message.failureClass = object.failureClass ?? 0;
+    return message;
+  },
+};
+
+function createBaseRecovery(): Recovery {
+  return {
+    detectedAt: undefined,
+    signals: [],
+    decided: false,
+    retry: false,
+    grade: 0,
+    gradeReason: "",
+    notBefore: undefined,
+    faultyNodes: [],
+    keep: [],
+  };
+}
+
+export const Recovery: MessageFns<Recovery> = {
+  encode(message: Recovery, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.detectedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.detectedAt), writer.uint32(10).fork()).join();
+    }
+    for (const v of message.signals) {
+      FaultSignal.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.decided !== false) {
+      writer.uint32(24).bool(message.decided);
+    }
+    if (message.retry !== false) {
+      writer.uint32(32).bool(message.retry);
+    }
+    if (message.grade !== 0) {
+      writer.uint32(40).int32(message.grade);
+    }
+    if (message.gradeReason !== "") {
+      writer.uint32(50).string(message.gradeReason);
+    }
+    if (message.notBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.notBefore), writer.uint32(58).fork()).join();
+    }
+    for (const v of message.faultyNodes) {
+      writer.uint32(66).string(v!);
+    }
+    for (const v of message.keep) {
+      RankPlacement.encode(v!, writer.uint32(74).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Recovery {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecovery();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.detectedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.signals.push(FaultSignal.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.decided = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.retry = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.grade = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.gradeReason = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.notBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.faultyNodes.push(reader.string());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.keep.push(RankPlacement.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Recovery {
+    return {
+      detectedAt: isSet(object.detectedAt)
+        ? fromJsonTimestamp(object.detectedAt)
+        : isSet(object.detected_at)
+        ? fromJsonTimestamp(object.detected_at)
+        : undefined,
+      signals: globalThis.Array.isArray(object?.signals) ? object.signals.map((e: any) => FaultSignal.fromJSON(e)) : [],
+      decided: isSet(object.decided) ? globalThis.Boolean(object.decided) : false,
+      retry: isSet(object.retry) ? globalThis.Boolean(object.retry) : false,
+      grade: isSet(object.grade) ? recoveryGradeFromJSON(object.grade) : 0,
+      gradeReason: isSet(object.gradeReason)
+        ? globalThis.String(object.gradeReason)
+        : isSet(object.grade_reason)
+        ? globalThis.String(object.grade_reason)
+        : "",
+      notBefore: isSet(object.notBefore)
+        ? fromJsonTimestamp(object.notBefore)
+        : isSet(object.not_before)
+        ? fromJsonTimestamp(object.not_before)
+        : undefined,
+      faultyNodes: globalThis.Array.isArray(object?.faultyNodes)
+        ? object.faultyNodes.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.faulty_nodes)
+        ? object.faulty_nodes.map((e: any) => globalThis.String(e))
+        : [],
+      keep: globalThis.Array.isArray(object?.keep)
+        ? object.keep.map((e: any) => RankPlacement.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: Recovery): unknown {
+    const obj: any = {};
+    if (message.detectedAt !== undefined) {
+      obj.detectedAt = message.detectedAt.toISOString();
+    }
+    if (message.signals?.length) {
+      obj.signals = message.signals.map((e) => FaultSignal.toJSON(e));
+    }
+    if (message.decided !== false) {
+      obj.decided = message.decided;
+    }
+    if (message.retry !== false) {
+      obj.retry = message.retry;
+    }
+    if (message.grade !== 0) {
+      obj.grade = recoveryGradeToJSON(message.grade);
+    }
+    if (message.gradeReason !== "") {
+      obj.gradeReason = message.gradeReason;
+    }
+    if (message.notBefore !== undefined) {
+      obj.notBefore = message.notBefore.toISOString();
+    }
+    if (message.faultyNodes?.length) {
+      obj.faultyNodes = message.faultyNodes;
+    }
+    if (message.keep?.length) {
+      obj.keep = message.keep.map((e) => RankPlacement.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Recovery>): Recovery {
+    return Recovery.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Recovery>): Recovery {
+    const message = createBaseRecovery();
+    message.detectedAt = object.detectedAt ?? undefined;
+    message.signals = object.signals?.map((e) => FaultSignal.fromPartial(e)) || [];
+    message.decided = object.decided ?? false;
+    message.retry = object.retry ?? false;
+    message.grade = object.grade ?? 0;
+    message.gradeReason = object.gradeReason ?? "";
+    message.notBefore = object.notBefore ?? undefined;
+    message.faultyNodes = object.faultyNodes?.map((e) => e) || [];
+    message.keep = object.keep?.map((e) => RankPlacement.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1386,6 +2299,10 @@ function createBaseAttempt(): Attempt {
     failure: undefined,
     resumedFromCheckpoint: "",
     placementExplanation: "",
+    grade: 0,
+    gradeReason: "",
+    excludedNodes: [],
+    nextTryAt: undefined,
   };
 }
 
@@ -1417,6 +2334,18 @@ export const Attempt: MessageFns<Attempt> = {
     }
     if (message.placementExplanation !== "") {
       writer.uint32(74).string(message.placementExplanation);
+    }
+    if (message.grade !== 0) {
+      writer.uint32(80).int32(message.grade);
+    }
+    if (message.gradeReason !== "") {
+      writer.uint32(90).string(message.gradeReason);
+    }
+    for (const v of message.excludedNodes) {
+      writer.uint32(98).string(v!);
+    }
+    if (message.nextTryAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.nextTryAt), writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -1506,6 +2435,38 @@ export const Attempt: MessageFns<Attempt> = {
             message.placementExplanation = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.grade = reader.int32() as any;
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.gradeReason = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.excludedNodes.push(reader.string());
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.nextTryAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1551,6 +2512,22 @@ export const Attempt: MessageFns<Attempt> = {
         : isSet(object.placement_explanation)
         ? globalThis.String(object.placement_explanation)
         : "",
+      grade: isSet(object.grade) ? recoveryGradeFromJSON(object.grade) : 0,
+      gradeReason: isSet(object.gradeReason)
+        ? globalThis.String(object.gradeReason)
+        : isSet(object.grade_reason)
+        ? globalThis.String(object.grade_reason)
+        : "",
+      excludedNodes: globalThis.Array.isArray(object?.excludedNodes)
+        ? object.excludedNodes.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.excluded_nodes)
+        ? object.excluded_nodes.map((e: any) => globalThis.String(e))
+        : [],
+      nextTryAt: isSet(object.nextTryAt)
+        ? fromJsonTimestamp(object.nextTryAt)
+        : isSet(object.next_try_at)
+        ? fromJsonTimestamp(object.next_try_at)
+        : undefined,
     };
   },
 
@@ -1583,6 +2560,18 @@ export const Attempt: MessageFns<Attempt> = {
     if (message.placementExplanation !== "") {
       obj.placementExplanation = message.placementExplanation;
     }
+    if (message.grade !== 0) {
+      obj.grade = recoveryGradeToJSON(message.grade);
+    }
+    if (message.gradeReason !== "") {
+      obj.gradeReason = message.gradeReason;
+    }
+    if (message.excludedNodes?.length) {
+      obj.excludedNodes = message.excludedNodes;
+    }
+    if (message.nextTryAt !== undefined) {
+      obj.nextTryAt = message.nextTryAt.toISOString();
+    }
     return obj;
   },
 
@@ -1602,6 +2591,10 @@ export const Attempt: MessageFns<Attempt> = {
       : undefined;
     message.resumedFromCheckpoint = object.resumedFromCheckpoint ?? "";
     message.placementExplanation = object.placementExplanation ?? "";
+    message.grade = object.grade ?? 0;
+    message.gradeReason = object.gradeReason ?? "";
+    message.excludedNodes = object.excludedNodes?.map((e) => e) || [];
+    message.nextTryAt = object.nextTryAt ?? undefined;
     return message;
   },
 };
@@ -1621,6 +2614,10 @@ function createBaseJob(): Job {
     revision: 0,
     preemptedAt: undefined,
     explanation: "",
+    recoveries: 0,
+    maxRecoveries: 0,
+    excludedNodes: [],
+    recovery: undefined,
   };
 }
 
@@ -1664,6 +2661,18 @@ export const Job: MessageFns<Job> = {
     }
     if (message.explanation !== "") {
       writer.uint32(106).string(message.explanation);
+    }
+    if (message.recoveries !== 0) {
+      writer.uint32(112).uint32(message.recoveries);
+    }
+    if (message.maxRecoveries !== 0) {
+      writer.uint32(120).uint32(message.maxRecoveries);
+    }
+    for (const v of message.excludedNodes) {
+      writer.uint32(130).string(v!);
+    }
+    if (message.recovery !== undefined) {
+      Recovery.encode(message.recovery, writer.uint32(138).fork()).join();
     }
     return writer;
   },
@@ -1785,6 +2794,38 @@ export const Job: MessageFns<Job> = {
             message.explanation = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.recoveries = reader.uint32();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.maxRecoveries = reader.uint32();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.excludedNodes.push(reader.string());
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.recovery = Recovery.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1832,6 +2873,18 @@ export const Job: MessageFns<Job> = {
         ? fromJsonTimestamp(object.preempted_at)
         : undefined,
       explanation: isSet(object.explanation) ? globalThis.String(object.explanation) : "",
+      recoveries: isSet(object.recoveries) ? globalThis.Number(object.recoveries) : 0,
+      maxRecoveries: isSet(object.maxRecoveries)
+        ? globalThis.Number(object.maxRecoveries)
+        : isSet(object.max_recoveries)
+        ? globalThis.Number(object.max_recoveries)
+        : 0,
+      excludedNodes: globalThis.Array.isArray(object?.excludedNodes)
+        ? object.excludedNodes.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.excluded_nodes)
+        ? object.excluded_nodes.map((e: any) => globalThis.String(e))
+        : [],
+      recovery: isSet(object.recovery) ? Recovery.fromJSON(object.recovery) : undefined,
     };
   },
 
@@ -1876,6 +2929,18 @@ export const Job: MessageFns<Job> = {
     if (message.explanation !== "") {
       obj.explanation = message.explanation;
     }
+    if (message.recoveries !== 0) {
+      obj.recoveries = Math.round(message.recoveries);
+    }
+    if (message.maxRecoveries !== 0) {
+      obj.maxRecoveries = Math.round(message.maxRecoveries);
+    }
+    if (message.excludedNodes?.length) {
+      obj.excludedNodes = message.excludedNodes;
+    }
+    if (message.recovery !== undefined) {
+      obj.recovery = Recovery.toJSON(message.recovery);
+    }
     return obj;
   },
 
@@ -1897,6 +2962,12 @@ export const Job: MessageFns<Job> = {
     message.revision = object.revision ?? 0;
     message.preemptedAt = object.preemptedAt ?? undefined;
     message.explanation = object.explanation ?? "";
+    message.recoveries = object.recoveries ?? 0;
+    message.maxRecoveries = object.maxRecoveries ?? 0;
+    message.excludedNodes = object.excludedNodes?.map((e) => e) || [];
+    message.recovery = (object.recovery !== undefined && object.recovery !== null)
+      ? Recovery.fromPartial(object.recovery)
+      : undefined;
     return message;
   },
 };
@@ -2214,6 +3285,10 @@ export const LogLine: MessageFns<LogLine> = {
     return message;
   },
 };
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 

@@ -122,6 +122,12 @@ export interface Node {
    * drained node stays out of service when its agent comes back).
    */
   stateBeforeLost: NodeState;
+  /**
+   * Node faults this node was blamed for (recovery), and the latest; placement scores a
+   * recently blamed node down for every job.
+   */
+  faultsBlamed: number;
+  lastBlamedAt?: Date | undefined;
 }
 
 export interface Node_LabelsEntry {
@@ -565,6 +571,8 @@ function createBaseNode(): Node {
     allocations: [],
     revision: 0,
     stateBeforeLost: 0,
+    faultsBlamed: 0,
+    lastBlamedAt: undefined,
   };
 }
 
@@ -611,6 +619,12 @@ export const Node: MessageFns<Node> = {
     }
     if (message.stateBeforeLost !== 0) {
       writer.uint32(112).int32(message.stateBeforeLost);
+    }
+    if (message.faultsBlamed !== 0) {
+      writer.uint32(120).uint32(message.faultsBlamed);
+    }
+    if (message.lastBlamedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastBlamedAt), writer.uint32(130).fork()).join();
     }
     return writer;
   },
@@ -743,6 +757,22 @@ export const Node: MessageFns<Node> = {
             message.stateBeforeLost = reader.int32() as any;
             continue;
           }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.faultsBlamed = reader.uint32();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.lastBlamedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -806,6 +836,16 @@ export const Node: MessageFns<Node> = {
         : isSet(object.state_before_lost)
         ? nodeStateFromJSON(object.state_before_lost)
         : 0,
+      faultsBlamed: isSet(object.faultsBlamed)
+        ? globalThis.Number(object.faultsBlamed)
+        : isSet(object.faults_blamed)
+        ? globalThis.Number(object.faults_blamed)
+        : 0,
+      lastBlamedAt: isSet(object.lastBlamedAt)
+        ? fromJsonTimestamp(object.lastBlamedAt)
+        : isSet(object.last_blamed_at)
+        ? fromJsonTimestamp(object.last_blamed_at)
+        : undefined,
     };
   },
 
@@ -859,6 +899,12 @@ export const Node: MessageFns<Node> = {
     if (message.stateBeforeLost !== 0) {
       obj.stateBeforeLost = nodeStateToJSON(message.stateBeforeLost);
     }
+    if (message.faultsBlamed !== 0) {
+      obj.faultsBlamed = Math.round(message.faultsBlamed);
+    }
+    if (message.lastBlamedAt !== undefined) {
+      obj.lastBlamedAt = message.lastBlamedAt.toISOString();
+    }
     return obj;
   },
 
@@ -891,6 +937,8 @@ export const Node: MessageFns<Node> = {
     message.allocations = object.allocations?.map((e) => GpuAllocation.fromPartial(e)) || [];
     message.revision = object.revision ?? 0;
     message.stateBeforeLost = object.stateBeforeLost ?? 0;
+    message.faultsBlamed = object.faultsBlamed ?? 0;
+    message.lastBlamedAt = object.lastBlamedAt ?? undefined;
     return message;
   },
 };
