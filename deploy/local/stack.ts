@@ -82,7 +82,7 @@ export async function up(): Promise<StackState> {
       record();
       return waitFor(name, () => portOpen(port));
     };
-    await service('scheduler', PORTS.scheduler, PORTS.metricsBase, { SCHEDULER_GRPC_PORT: String(PORTS.scheduler) });
+    await service('scheduler', PORTS.scheduler, PORTS.metricsBase, { SCHEDULER_GRPC_PORT: String(PORTS.scheduler), CHECKPOINT_ADDR: endpoints.checkpoint });
     await Promise.all([
       service('gateway', PORTS.gateway, PORTS.metricsBase + 1, { GATEWAY_GRPC_PORT: String(PORTS.gateway), SCHEDULER_ADDR: endpoints.scheduler }),
       service('checkpoint', PORTS.checkpoint, PORTS.metricsBase + 2, { CHECKPOINT_GRPC_PORT: String(PORTS.checkpoint) }),

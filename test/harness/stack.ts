@@ -59,11 +59,11 @@ export class TestStack {
   async start(): Promise<this> {
     [this.nats, this.redisServer] = await Promise.all([startNats(join(this.workDir, 'nats')), startRedis(join(this.workDir, 'redis'))]);
     this.redis = new Redis(this.redisServer.url, { maxRetriesPerRequest: null, lazyConnect: false });
-    for (let i = 0; i < this.opts.schedulers; i++) await this.addScheduler();
     const gwPort = await freePort();
     const ckPort = await freePort();
     this.gatewayAddr = `127.0.0.1:${gwPort}`;
     this.checkpointAddr = `127.0.0.1:${ckPort}`;
+    for (let i = 0; i < this.opts.schedulers; i++) await this.addScheduler();
     this.gateway = this.service('gateway', 'gateway', { GATEWAY_GRPC_PORT: String(gwPort), SCHEDULER_ADDR: this.schedulerAddrs.join(',') }, () => portOpen(gwPort));
     this.checkpoint = this.service('checkpoint', 'checkpoint', { CHECKPOINT_GRPC_PORT: String(ckPort) }, () => portOpen(ckPort));
     await Promise.all([this.gateway.start(), this.checkpoint.start()]);
@@ -88,6 +88,7 @@ export class TestStack {
       COMMAND_RESEND_MS: '1000',
       STOP_GRACE_SECONDS: String(this.opts.stopGraceSeconds),
       INSTANCE_ID: `scheduler-${i}`,
+      CHECKPOINT_ADDR: this.checkpointAddr,
     }, () => portOpen(port));
     this.schedulers.push(p);
     await p.start();

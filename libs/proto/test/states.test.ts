@@ -10,17 +10,24 @@ describe('job state machine', () => {
     expect(canTransitionJob(J.JOB_STATE_SCHEDULED, J.JOB_STATE_RUNNING)).toBe(true);
     expect(canTransitionJob(J.JOB_STATE_RUNNING, J.JOB_STATE_SUCCEEDED)).toBe(true);
     expect(canTransitionJob(J.JOB_STATE_RUNNING, J.JOB_STATE_RECOVERING)).toBe(true);
-    expect(canTransitionJob(J.JOB_STATE_RECOVERING, J.JOB_STATE_SCHEDULED)).toBe(true);
+    expect(canTransitionJob(J.JOB_STATE_SCHEDULED, J.JOB_STATE_RECOVERING)).toBe(true);
+    expect(canTransitionJob(J.JOB_STATE_RECOVERING, J.JOB_STATE_PENDING)).toBe(true);
+    expect(canTransitionJob(J.JOB_STATE_RECOVERING, J.JOB_STATE_FAILED)).toBe(true);
+    expect(canTransitionJob(J.JOB_STATE_RECOVERING, J.JOB_STATE_CANCELLED)).toBe(true);
+    // The next attempt is placed like any pending job: never straight from RECOVERING.
+    expect(canTransitionJob(J.JOB_STATE_RECOVERING, J.JOB_STATE_SCHEDULED)).toBe(false);
     expect(canTransitionJob(J.JOB_STATE_RUNNING, J.JOB_STATE_PREEMPTED)).toBe(true);
     expect(canTransitionJob(J.JOB_STATE_PREEMPTED, J.JOB_STATE_PENDING)).toBe(true);
   });
 
-  it('refuses skipping placement and leaving a terminal state', () => {
+  it('refuses skipping placement and leaving a terminal state, except an operator retry of a FAILED job', () => {
     expect(canTransitionJob(J.JOB_STATE_PENDING, J.JOB_STATE_RUNNING)).toBe(false);
     expect(canTransitionJob(J.JOB_STATE_PENDING, J.JOB_STATE_SUCCEEDED)).toBe(false);
     for (const t of [J.JOB_STATE_SUCCEEDED, J.JOB_STATE_FAILED, J.JOB_STATE_CANCELLED]) {
       expect(isTerminalJobState(t)).toBe(true);
-      for (const to of Object.values(J).filter((v): v is JobState => typeof v === 'number')) expect(canTransitionJob(t, to)).toBe(false);
+      for (const to of Object.values(J).filter((v): v is JobState => typeof v === 'number')) {
+        expect(canTransitionJob(t, to)).toBe(t === J.JOB_STATE_FAILED && to === J.JOB_STATE_PENDING);
+      }
     }
   });
 

@@ -51,6 +51,7 @@ export function jobService(log: Logger, scheduler: JobServiceClient, nc: NatsCon
     listJobs: unary(log, 'ListJobs', (req) => call(scheduler, scheduler.listJobs, validateListJobs(req))),
     cancelJob: unary(log, 'CancelJob', (req) => { requireToken('job_id', req.jobId); return call(scheduler, scheduler.cancelJob, req); }),
     explainJob: unary(log, 'ExplainJob', (req) => { requireToken('job_id', req.jobId); return call(scheduler, scheduler.explainJob, req); }),
+    retryJob: unary(log, 'RetryJob', (req) => { requireToken('job_id', req.jobId); return call(scheduler, scheduler.retryJob, req); }),
 
     watchJob: serverStream(log, 'WatchJob', async (req: WatchJobRequest, stream: ServerWritableStream<WatchJobRequest, WatchJobResponse>) => {
       requireToken('job_id', req.jobId);
@@ -61,7 +62,8 @@ export function jobService(log: Logger, scheduler: JobServiceClient, nc: NatsCon
         const event = decode(JobEvent, data, 'JobEvent');
         stream.write({ event });
         sent++;
-        return isTerminalJobState(event.toState);
+        // A FAILED job may have been retried since: only its latest end ends the watch.
+        return isTerminalJobState(event.toState) && (event.job?.revision ?? 0) >= job.revision;
       }, async () => {
         // The events may have aged out of the stream: fall back to the job's current state.
         if (sent === 0 && isTerminalJobState(job.state)) {

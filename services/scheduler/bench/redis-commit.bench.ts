@@ -16,6 +16,8 @@ import { JobStore, LeaderLease, NodeStore } from '@gantry/store';
 import { startNats, startRedis } from '../../../test/harness/infra.js';
 import { AgentCommander } from '../src/agents/commands.js';
 import { SchedulingLoop } from '../src/scheduling-loop.js';
+import { RecoveryController } from '../src/recovery/controller.js';
+import { ResumeSource } from '../src/recovery/resume.js';
 import type { SchedulerContext } from '../src/context.js';
 
 const NODES = Number(process.env.BENCH_COMMIT_NODES ?? 4096);
@@ -58,8 +60,10 @@ const ctx: SchedulerContext = {
   settings: { heartbeatTimeoutMs: 60_000, heartbeatIntervalMs: 10_000, cycleIntervalMs: 1_000, stopGraceSeconds: 10 },
   epoch: () => epoch,
   kick: () => undefined,
+  recovered: () => undefined,
 };
-const loop = new SchedulingLoop(ctx);
+// No job here has an earlier attempt, so the checkpoint service is never asked.
+const loop = new SchedulingLoop(ctx, new RecoveryController(ctx), new ResumeSource('127.0.0.1:1'));
 const start = performance.now();
 let passes = 0;
 for (;;) {

@@ -3,7 +3,7 @@ import { env } from '@gantry/service-kit';
 
 export const schedulerEnv = {
   SCHEDULER_GRPC_PORT: env.port(7071),
-  /** A node whose heartbeats stop for this long is LOST and its jobs fail. */
+  /** A node whose heartbeats stop for this long is LOST and its jobs go to recovery. */
   HEARTBEAT_TIMEOUT_MS: env.ms(15_000),
   /** Interval agents are told to heartbeat at. */
   HEARTBEAT_INTERVAL_MS: env.ms(2_000),
@@ -17,5 +17,7 @@ export const schedulerEnv = {
   COMMAND_RESEND_MS: env.ms(3_000),
   /** YAML/JSON scheduling policy (tenants, quotas, fair share, preemption, backfill); seeds Redis when none is stored. */
   SCHEDULING_CONFIG: z.string().min(1).optional(),
+  /** The checkpoint service, asked where a new attempt resumes from (GANTRY_RESUME_FROM). */
+  CHECKPOINT_ADDR: env.str('127.0.0.1:7072'),
   INSTANCE_ID: env.str(`scheduler-${process.pid}-${Math.random().toString(36).slice(2, 8)}`),
 };

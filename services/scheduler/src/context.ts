@@ -3,6 +3,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
+import type { Job } from '@gantry/proto';
 import type { JobStore, NodeStore } from '@gantry/store';
 import type { Logger } from '@gantry/service-kit';
 import type { AgentCommander } from './agents/commands.js';
@@ -28,4 +29,6 @@ export interface SchedulerContext {
   epoch(): number;
   /** Wakes the scheduling loop (after a submit or a release). */
   kick(): void;
+  /** Every rank of the job's current attempt is running: if a recovery produced it, it is over. */
+  recovered(job: Job, at: Date): void;
 }

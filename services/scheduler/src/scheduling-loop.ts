@@ -3,13 +3,15 @@
 // (SIGTERM with grace, then requeue), placements committed with compare-and-set (job
 // revision, every GPU free, every node READY), dispatch, and explanations of waiting jobs.
 // A placement that lost a race is simply re-planned next pass.
-import { JobState, RankPlacement, type Job } from '@gantry/proto';
+import { FailureClass, JobState, RankPlacement, RecoveryGrade, type Job } from '@gantry/proto';
 import { AllocationConflictError, CheckpointStore, FencedError, SchedulingStateStore, StaleWriteError, allocationOwner, type JobRecord, type NodeRecord } from '@gantry/store';
 import { Counter, Histogram } from 'prom-client';
 import type { SchedulerContext } from './context.js';
-import { accrueUsage, allocationsOf, formatRejections, planCycle, usageAt, type CyclePlan, type Preemption, type RankAssignment, type RunningJob, type UsageRecord } from './placement/index.js';
+import { accrueUsage, allocationsOf, formatRejections, planCycle, usageAt, type CyclePlan, type Placement, type Preemption, type RankAssignment, type RunningJob, type UsageRecord } from './placement/index.js';
 import { jobRequest, nodeView, priorityOf, runningJob } from './snapshot.js';
-import { currentAttempt, endJob, isActive, liveRanks, preemptJob, requeueJob, schedule } from './jobs/lifecycle.js';
+import { currentAttempt, endJob, isActive, liveRanks, preemptJob, requeueJob, schedule, type AttemptOrigin } from './jobs/lifecycle.js';
+import type { RecoveryController } from './recovery/controller.js';
+import type { ResumeSource } from './recovery/resume.js';
 import { mutateJob } from './jobs/mutate.js';
 import { dispatchAssignments, stopLiveRanks } from './dispatch/dispatcher.js';
 import { PolicyCache } from './policy.js';
@@ -40,7 +42,7 @@ export class SchedulingLoop extends WakeableLoop {
   private readonly placed: Counter;
   private readonly preempted: Counter;
 
-  constructor(private readonly ctx: SchedulerContext) {
+  constructor(private readonly ctx: SchedulerContext, private readonly recovery: RecoveryController, private readonly resume: ResumeSource) {
     super(() => ctx.settings.cycleIntervalMs);
     this.state = new SchedulingStateStore(ctx.redis);
     this.checkpoints = new CheckpointStore(ctx.redis);
@@ -74,11 +76,15 @@ export class SchedulingLoop extends WakeableLoop {
     const now = Date.now();
     const config = await this.policy.get();
     const ids = async (s: JobState) => ctx.jobs.getMany(await ctx.jobs.idsInState(s));
-    const [pending, scheduled, runningJobs, preempted, nodes] = await Promise.all([
-      ids(JobState.JOB_STATE_PENDING), ids(JobState.JOB_STATE_SCHEDULED), ids(JobState.JOB_STATE_RUNNING), ids(JobState.JOB_STATE_PREEMPTED), ctx.nodes.list(),
+    const [queued, scheduled, runningJobs, preempted, recovering, nodes] = await Promise.all([
+      ids(JobState.JOB_STATE_PENDING), ids(JobState.JOB_STATE_SCHEDULED), ids(JobState.JOB_STATE_RUNNING), ids(JobState.JOB_STATE_PREEMPTED),
+      ids(JobState.JOB_STATE_RECOVERING), ctx.nodes.list(),
     ]);
     const ended = await this.enforceTimeLimits([...scheduled, ...runningJobs], now, epoch);
     await this.requeuePreempted(preempted, epoch);
+    if (await this.recovery.run(recovering, nodes, config, epoch, now)) this.kicked = true;
+    // A recovering job waits out its backoff in the queue, invisible to the planner until then.
+    const pending = queued.filter((r) => (r.job.recovery?.notBefore?.getTime() ?? 0) <= now);
 
     const holding = [...scheduled, ...runningJobs].filter((r) => !ended.has(r.job.id));
     const lastCheckpoint = await this.checkpoints.lastCommitTimes(holding.map((r) => r.job.id));
@@ -91,6 +97,7 @@ export class SchedulingLoop extends WakeableLoop {
     const usage = await this.accrueUsage(running, now, config.fairShare.halfLifeSec);
 
     const plan = planCycle(nodes.map(nodeView), pending.map((r) => jobRequest(r.job)), { now, running, config, usage });
+    if (queued.length > pending.length) this.wakeAt(Math.min(...queued.map((r) => r.job.recovery?.notBefore?.getTime() ?? Infinity)));
     for (const p of plan.preemptions) await this.preempt(p, epoch);
     await this.commitPlacements(plan, new Map(pending.map((r) => [r.job.id, r])), new Map(nodes.map((n) => [n.node.name, n.node.address])), epoch);
     await this.writeExplanations(plan, now);
@@ -103,7 +110,14 @@ export class SchedulingLoop extends WakeableLoop {
       const rec = records.get(p.jobId);
       if (!rec) continue;
       const placement = p.ranks.map((r) => RankPlacement.create({ rank: r.rank, node: r.node, gpuIndices: r.gpus, address: addresses.get(r.node) || r.node }));
-      const next = schedule(rec.job, placement, new Date());
+      let origin: AttemptOrigin | undefined;
+      try {
+        origin = await this.attemptOrigin(rec.job, p);
+      } catch (err) {
+        ctx.log.warn({ job: p.jobId, err: (err as Error).message }, 'cannot learn where the attempt resumes from; placing it next pass');
+        continue;
+      }
+      const next = schedule(rec.job, placement, new Date(), origin);
       const why = p.explanation ?? `placed in ${p.domain}`;
       currentAttempt(next)!.placementExplanation = why;
       const claims = placement.flatMap((r) => r.gpuIndices.map((gpu) => ({ node: r.node, gpu, owner: allocationOwner(next.id, next.attempt, r.rank) })));
@@ -119,6 +133,25 @@ export class SchedulingLoop extends WakeableLoop {
         this.kicked = true;
       }
     }
+  }
+
+  /**
+   * How the attempt about to be placed came about: the recovery grade it got (a kept rank
+   * that could not stay turns the grade into a whole-gang placement), the nodes excluded and
+   * the checkpoint it resumes from. A first attempt resumes from nothing.
+   */
+  private async attemptOrigin(job: Job, p: Placement): Promise<AttemptOrigin | undefined> {
+    if (job.attempt === 0) return undefined;
+    const r = job.recovery;
+    let grade = r?.grade ?? RecoveryGrade.RECOVERY_GRADE_UNSPECIFIED;
+    let gradeReason = r?.gradeReason ?? '';
+    if (r?.decided && p.kept === false && (grade === RecoveryGrade.RECOVERY_GRADE_RESTART_IN_PLACE || grade === RecoveryGrade.RECOVERY_GRADE_REPLACE_NODES)) {
+      grade = RecoveryGrade.RECOVERY_GRADE_REPLACE_GANG;
+      gradeReason = `${gradeReason}; the kept nodes no longer fit, so the whole gang was placed anew`;
+    }
+    if (!r?.decided && currentAttempt(job)?.failure?.failureClass === FailureClass.FAILURE_CLASS_PREEMPTED) gradeReason = 'requeued after preemption';
+    if (p.spares && p.spares.length > 0) gradeReason = `${gradeReason}${gradeReason ? '; ' : ''}took hot spare ${p.spares.join(', ')}`;
+    return { grade, gradeReason, resumeFrom: await this.resume.newestCommitted(job.id), excludedNodes: [...new Set([...(job.spec?.excludeNodes ?? []), ...job.excludedNodes])] };
   }
 
   /** Stops a lower-priority job so a waiting one can start: SIGTERM, grace, then requeue. */
@@ -165,7 +198,7 @@ export class SchedulingLoop extends WakeableLoop {
       let job: Job | undefined;
       await mutateJob(this.ctx.jobs, rec.job.id, (r) => {
         if (r.job.state !== JobState.JOB_STATE_RUNNING && r.job.state !== JobState.JOB_STATE_SCHEDULED) return undefined;
-        job = endJob(r.job, JobState.JOB_STATE_FAILED, reason, new Date(now));
+        job = endJob(r.job, JobState.JOB_STATE_FAILED, reason, new Date(now), FailureClass.FAILURE_CLASS_TIME_LIMIT);
         return { next: job, reason, epoch };
       });
       if (job) {

@@ -19,6 +19,8 @@ import { JobServiceService, jobService } from './api/job-service.js';
 import { NodeServiceService, nodeService } from './api/node-service.js';
 import { AdminServiceService, adminService } from './api/admin-service.js';
 import { seedPolicy } from './policy.js';
+import { RecoveryController } from './recovery/controller.js';
+import { ResumeSource } from './recovery/resume.js';
 import { SchedulingStateStore } from '@gantry/store';
 
 export async function main(): Promise<void> {
@@ -49,8 +51,12 @@ export async function main(): Promise<void> {
       // A replica that does not lead tells the leader.
       if (elector.epoch === 0) nc.publish(subjects.schedulerKick);
     },
+    recovered: (job, at) => recovery.observeRecovered(job, at),
   };
-  const loop = new SchedulingLoop(ctx);
+  const recovery = new RecoveryController(ctx);
+  const resume = new ResumeSource(config.CHECKPOINT_ADDR);
+  lifecycle.onShutdown('checkpoint client', () => resume.close());
+  const loop = new SchedulingLoop(ctx, recovery, resume);
   const registry = new NodeRegistry(ctx);
   const rankEvents = new RankEventConsumer(ctx);
   const relay = new OutboxRelay(new Outbox(redis), js, log);

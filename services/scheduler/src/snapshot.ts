@@ -1,5 +1,5 @@
 // Builds the pure core's inputs from Redis records.
-import { type Job, type Node, TopologyRequirement, nodeStateName } from '@gantry/proto';
+import { RecoveryGrade, type Job, type Node, TopologyRequirement, nodeStateName } from '@gantry/proto';
 import type { NodeRecord } from '@gantry/store';
 import { PRIORITY_CLASSES, priorityOf as classPriority, type JobRequest, type NodeView, type RunningJob, type TopologyNeed } from './placement/index.js';
 import { currentAttempt, liveRanks } from './jobs/lifecycle.js';
@@ -54,8 +54,17 @@ export function jobRequest(job: Job): JobRequest {
     timeLimitSec: s.timeLimitSeconds,
     topology: TOPOLOGY_NEEDS[s.topology] ?? 'any',
     nodeSelector: s.nodeSelector,
-    excludeNodes: s.excludeNodes,
+    // The spec's exclusions plus every node blamed for this job's node faults.
+    excludeNodes: job.excludedNodes.length > 0 ? [...new Set([...s.excludeNodes, ...job.excludedNodes])] : s.excludeNodes,
+    ...recoveryRequest(job),
   };
+}
+
+/** A recovering job's next attempt keeps the ranks its recovery decided to keep, and may take spares. */
+function recoveryRequest(job: Job): Pick<JobRequest, 'keep' | 'recovery'> {
+  const r = job.recovery;
+  if (!r?.decided || r.grade === RecoveryGrade.RECOVERY_GRADE_MANUAL_RETRY) return {};
+  return { recovery: true, keep: r.keep.map((p) => ({ rank: p.rank, node: p.node, gpus: p.gpuIndices })) };
 }
 
 /** A job holding GPUs, as the planner sees it (for preemption, backfill and quotas). */

@@ -9,6 +9,8 @@ export abstract class WakeableLoop {
   /** The running loop; a new one starts only after it has finished its pass. */
   private current: Promise<void> = Promise.resolve();
   protected kicked = false;
+  /** A pass may ask to run again no later than this (ms since epoch), e.g. when a backoff ends. */
+  private wakeDeadline = Infinity;
 
   constructor(private readonly idleMs: () => number) {}
 
@@ -30,6 +32,11 @@ export abstract class WakeableLoop {
     this.wake?.();
   }
 
+  /** Runs the next pass no later than `ms` (since epoch), even if nothing kicks the loop. */
+  protected wakeAt(ms: number): void {
+    this.wakeDeadline = Math.min(this.wakeDeadline, ms);
+  }
+
   kick(): void {
     this.kicked = true;
     this.wake?.();
@@ -45,7 +52,9 @@ export abstract class WakeableLoop {
         this.onError(err);
       }
       if (!busy && !this.kicked && this.running && generation === this.generation) {
-        await new Promise<void>((r) => { this.wake = r; setTimeout(r, this.idleMs()); });
+        const sleep = Math.max(0, Math.min(this.idleMs(), this.wakeDeadline - Date.now()));
+        this.wakeDeadline = Infinity;
+        await new Promise<void>((r) => { this.wake = r; setTimeout(r, sleep); });
       }
     }
   }

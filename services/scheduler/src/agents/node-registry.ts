@@ -2,12 +2,12 @@
 // agent runs with what the scheduler wants (level-triggered: every heartbeat re-checks).
 import type { Subscription } from '@nats-io/transport-node';
 import {
-  AgentRank, JobState, Node, NodeHeartbeat, NodeState, RegisterNodeRequest, RegisterNodeResponse, StopRank, isTerminalJobState, type Job,
+  AgentRank, FailureClass, FaultSignal, JobState, Node, NodeHeartbeat, NodeState, RegisterNodeRequest, RegisterNodeResponse, StopRank, type Job,
 } from '@gantry/proto';
 import { decode, encode, subjects, SUBJECT_TOKEN } from '@gantry/bus';
 import { allocationOwner, type GpuRef, type NodeRecord } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
-import { endJob, isActive, liveRanks, markRanksLost, wantsRank } from '../jobs/lifecycle.js';
+import { beginRecovery, isActive, liveRanks, markRanksLost, wantsRank } from '../jobs/lifecycle.js';
 import { mutateJob } from '../jobs/mutate.js';
 import { dispatchAssignments, stopLiveRanks } from '../dispatch/dispatcher.js';
 
@@ -166,27 +166,33 @@ export class NodeRegistry {
       // Level-triggered: every pass, not only at the transition, so a leader that died between
       // marking the node and failing its jobs leaves nothing behind.
       const jobIds = [...new Set(rec.allocations.map((a) => a.jobId))];
-      for (const id of jobIds) await this.failJobOnLostNode(id, rec.node.name, reason);
+      const lostAt = new Date(rec.heartbeatMs + timeout);
+      for (const id of jobIds) await this.recoverJobOnLostNode(id, rec.node.name, reason, lostAt);
     }
   }
 
-  private async failJobOnLostNode(jobId: string, node: string, reason: string): Promise<void> {
+  /** A job with ranks on a lost node: a node fault, handed to recovery (the ranks elsewhere are stopped). */
+  private async recoverJobOnLostNode(jobId: string, node: string, reason: string, lostAt: Date): Promise<void> {
     const { ctx } = this;
     const epoch = ctx.epoch();
-    let ended: Job | undefined;
+    let recovering: Job | undefined;
+    const signal = FaultSignal.create({ kind: 'node-lost', node, detail: reason, time: lostAt, failureClass: FailureClass.FAILURE_CLASS_NODE_FAULT });
     await mutateJob(ctx.jobs, jobId, (r) => {
       const onNode = liveRanks(r.job).filter((p) => p.node === node).map((p) => p.rank);
       if (onNode.length === 0) return undefined;
-      if (isActive(r.job)) {
-        ended = endJob(r.job, JobState.JOB_STATE_FAILED, reason, new Date(), node);
-        return { next: ended, reason, epoch };
+      if (isActive(r.job) || (r.job.state === JobState.JOB_STATE_RECOVERING && !r.job.recovery?.decided && !r.job.recovery?.signals.some((s) => s.kind === 'node-lost' && s.node === node))) {
+        recovering = beginRecovery(r.job, new Date(), signal);
+        return { next: recovering, reason: `${reason}; stopping the attempt and attributing the failure`, epoch };
       }
       // A preempted job waits for its ranks to end before it is requeued; those on a lost
       // node never will report, so record them as lost.
       if (r.job.state === JobState.JOB_STATE_PREEMPTED) return { next: markRanksLost(r.job, onNode, new Date()), reason, epoch };
       return undefined;
     });
-    if (ended && isTerminalJobState(ended.state)) await stopLiveRanks(ctx, ended, reason, node);
+    if (recovering) {
+      void stopLiveRanks(ctx, recovering, reason, node);
+      ctx.kick();
+    }
   }
 }
 

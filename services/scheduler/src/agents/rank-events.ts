@@ -32,21 +32,29 @@ export class RankEventConsumer {
     if (ev.phase !== RankPhase.RANK_PHASE_STARTED && ev.phase !== RankPhase.RANK_PHASE_EXITED) return;
     const report = {
       attempt: ev.attempt, rank: ev.rank, phase: ev.phase, pid: ev.pid, exitCode: ev.exitCode, signal: ev.signal, node: ev.node, time: ev.time ?? new Date(),
+      error: ev.error, errorTime: ev.errorTime,
     } as const;
     let released = false;
-    let endedNow = false;
+    let stopOthers = false;
+    let nowRunning = false;
     // The GPUs of an exited rank are released by the same Lua commit that records the exit.
     const rec = await mutateJob(ctx.jobs, ev.jobId, (r) => {
       const out = applyRankReport(r.job, report);
       released = out.releases.length > 0 && out.job !== undefined;
-      endedNow = out.job !== undefined && isTerminalJobState(out.job.state) && !isTerminalJobState(r.job.state);
+      const to = out.job?.state;
+      stopOthers = to !== undefined && to !== r.job.state && (isTerminalJobState(to) || to === JobState.JOB_STATE_RECOVERING);
+      nowRunning = to === JobState.JOB_STATE_RUNNING && r.job.state !== JobState.JOB_STATE_RUNNING;
       return out.job ? { next: out.job, reason: out.reason, epoch, releases: out.releases } : undefined;
     });
     if (!rec) return;
-    if (endedNow) {
-      ctx.log.info({ job: ev.jobId, state: JobState[rec.job.state], reason: rec.job.reason }, 'job ended');
-      await stopLiveRanks(ctx, rec.job, rec.job.reason);
+    if (stopOthers) {
+      ctx.log.info({ job: ev.jobId, state: JobState[rec.job.state], reason: rec.job.reason }, 'attempt ended');
+      // Not awaited: stops wait for agents' replies (seconds when one is gone), and this
+      // consumer handles rank events one at a time. Recovery and reconciliation re-send.
+      void stopLiveRanks(ctx, rec.job, rec.job.reason);
+      ctx.kick();
     }
+    if (nowRunning) ctx.recovered(rec.job, report.time);
     if (released) ctx.kick();
   }
 }

@@ -1,12 +1,12 @@
 // The scheduler's internal JobService: the gateway validates and authenticates, then calls
 // this. Submit and cancel are user intents any replica may record; the leader acts on them.
 import { randomBytes } from 'node:crypto';
-import { ExplainJobResponse, JobServiceService, type JobServiceServer, Job, JobState, isTerminalJobState, jobStateName } from '@gantry/proto';
+import { ExplainJobResponse, JobServiceService, type JobServiceServer, Job, JobState, Recovery, RecoveryGrade, isTerminalJobState, jobStateName } from '@gantry/proto';
 import { failedPrecondition, invalidArgument, notFound, unary, GrpcError } from '@gantry/service-kit';
 import { InvalidPageTokenError, SchedulingStateStore } from '@gantry/store';
 import { status } from '@grpc/grpc-js';
 import type { SchedulerContext } from '../context.js';
-import { currentAttempt, endJob, isActive } from '../jobs/lifecycle.js';
+import { currentAttempt, endJob, isActive, liveRanks } from '../jobs/lifecycle.js';
 import type { Explanation } from '../scheduling-loop.js';
 import { mutateJob } from '../jobs/mutate.js';
 import { stopLiveRanks } from '../dispatch/dispatcher.js';
@@ -68,6 +68,34 @@ export function jobService(ctx: SchedulerContext): JobServiceServer {
       if (refused) throw failedPrecondition(refused);
       // The leader stops ranks now; otherwise the leader's next heartbeat reconciliation does.
       if (ctx.epoch() !== 0 && !isActive(rec.job)) await stopLiveRanks(ctx, rec.job, reason);
+      ctx.kick();
+      return { job: rec.job };
+    }),
+    retryJob: unary(ctx.log, 'RetryJob', async (req) => {
+      const reason = req.reason || 'retried by an operator';
+      let refused: string | undefined;
+      const rec = await mutateJob(ctx.jobs, req.jobId, (r) => {
+        const j = r.job;
+        refused = undefined;
+        if (j.state !== JobState.JOB_STATE_FAILED) {
+          refused = `job ${req.jobId} is ${jobStateName(j.state)}; only a FAILED job can be retried`;
+          return undefined;
+        }
+        const live = liveRanks(j).length;
+        if (live > 0) {
+          refused = `job ${req.jobId} still has ${live} rank${live === 1 ? '' : 's'} stopping; retry once they have exited`;
+          return undefined;
+        }
+        const now = new Date();
+        const next: Job = {
+          ...j, state: JobState.JOB_STATE_PENDING, finishedAt: undefined,
+          recovery: Recovery.create({ detectedAt: now, decided: true, retry: true, grade: RecoveryGrade.RECOVERY_GRADE_MANUAL_RETRY, gradeReason: reason, notBefore: now }),
+        };
+        return { next, reason: `${reason}: a new attempt from the newest committed checkpoint` };
+      });
+      if (!rec) throw notFound(`job ${req.jobId} not found`);
+      if (refused) throw failedPrecondition(refused);
+      ctx.log.info({ job: req.jobId, reason }, 'job retried');
       ctx.kick();
       return { job: rec.job };
     }),

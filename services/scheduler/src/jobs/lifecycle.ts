@@ -1,7 +1,9 @@
 // Pure job lifecycle rules: given a job and something that happened (placement, a rank
 // started or exited, a node lost, a cancel request), the next job value and the state it
 // should move to. No I/O: the caller commits the result with compare-and-set.
-import { Attempt, Job, JobFailure, JobState, RankPhase, RankPlacement, RankStatus, isTerminalJobState } from '@gantry/proto';
+import {
+  Attempt, FailureClass, FaultSignal, Job, JobFailure, JobState, RankPhase, RankPlacement, RankStatus, Recovery, RecoveryGrade, isTerminalJobState,
+} from '@gantry/proto';
 import { allocationOwner, type GpuRef } from '@gantry/store';
 
 export function isActive(job: Job): boolean {
@@ -25,17 +27,30 @@ export function gpuRefs(job: Job, attemptNumber: number, ranks?: number[]): GpuR
     .flatMap((p) => p.gpuIndices.map((gpu) => ({ node: p.node, gpu, owner: allocationOwner(job.id, attemptNumber, p.rank) })));
 }
 
-/** PENDING -> SCHEDULED with a new attempt on the given placement. */
-export function schedule(job: Job, placement: RankPlacement[], now: Date): Job {
+export interface AttemptOrigin {
+  grade: RecoveryGrade;
+  gradeReason: string;
+  /** GANTRY_RESUME_FROM: the newest committed checkpoint when the attempt is placed. */
+  resumeFrom: string;
+  excludedNodes: string[];
+}
+
+/** PENDING -> SCHEDULED with a new attempt on the given placement; a recovery ends here. */
+export function schedule(job: Job, placement: RankPlacement[], now: Date, origin?: AttemptOrigin): Job {
   const next = clone(job);
   const number = job.attempt + 1;
   next.attempt = number;
   next.state = JobState.JOB_STATE_SCHEDULED;
+  next.recovery = undefined;
   next.attempts.push(Attempt.create({
     number,
     placement,
     ranks: placement.map((p) => RankStatus.create({ rank: p.rank, phase: RankPhase.RANK_PHASE_ASSIGNED })),
     scheduledAt: now,
+    grade: origin?.grade ?? RecoveryGrade.RECOVERY_GRADE_UNSPECIFIED,
+    gradeReason: origin?.gradeReason ?? '',
+    resumedFromCheckpoint: origin?.resumeFrom ?? '',
+    excludedNodes: origin?.excludedNodes ?? [],
   }));
   return next;
 }
@@ -49,6 +64,9 @@ export interface RankReport {
   signal: string;
   node: string;
   time: Date;
+  /** The error the rank reported on exit, and when it was raised. */
+  error?: string;
+  errorTime?: Date;
 }
 
 export interface RankOutcome {
@@ -88,17 +106,18 @@ export function applyRankReport(job: Job, r: RankReport): RankOutcome {
     s.finishedAt = r.time;
     s.exitCode = r.exitCode;
     s.signal = r.signal;
+    s.error = r.error ?? '';
+    s.errorTime = r.errorTime;
   }
-  // Reports for an older attempt, or for a job that has already ended, only record the rank.
+  // Reports for an older attempt, or for a job that has already ended or is recovering, only
+  // record the rank (a recovering job's attribution reads every exit from the record).
   if (r.attempt !== job.attempt || !isActive(job)) return { job: next, reason: `rank ${r.rank} recorded`, releases };
 
   if (r.phase === RankPhase.RANK_PHASE_EXITED && failedExit(r)) {
-    const reason = describeExit(r);
-    next.state = JobState.JOB_STATE_FAILED;
-    a.failure = JobFailure.create({ reason, rank: r.rank, exitCode: r.exitCode, signal: r.signal, node: r.node });
-    a.finishedAt = r.time;
-    next.finishedAt = r.time;
-    return { job: next, reason, releases };
+    // Not yet blamed: the first exit is often a healthy rank that lost its peer. Recovery
+    // collects the other exits and XIDs for a settle window, then attributes the failure.
+    const reason = `${describeExit(r)}; stopping the attempt and attributing the failure`;
+    return { job: beginRecovery(next, r.time), reason, releases };
   }
   const allStarted = a.ranks.every((x) => x.phase === RankPhase.RANK_PHASE_STARTED || x.phase === RankPhase.RANK_PHASE_EXITED);
   const allDone = a.ranks.every((x) => x.phase === RankPhase.RANK_PHASE_EXITED);
@@ -117,17 +136,40 @@ export function applyRankReport(job: Job, r: RankReport): RankOutcome {
   return { job: next, reason: `rank ${r.rank} ${r.phase === RankPhase.RANK_PHASE_STARTED ? 'started' : 'exited with code 0'}`, releases };
 }
 
-/** Ends an active job for a reason outside its processes (node lost, cancelled). */
-export function endJob(job: Job, state: JobState.JOB_STATE_FAILED | JobState.JOB_STATE_CANCELLED, reason: string, now: Date, node = ''): Job {
+/**
+ * Ends a job for a reason outside its processes (cancelled, time limit, a failure recovery
+ * will not retry). An attempt that already has a failure (attributed by recovery) keeps it.
+ */
+export function endJob(job: Job, state: JobState.JOB_STATE_FAILED | JobState.JOB_STATE_CANCELLED, reason: string, now: Date, failureClass = FailureClass.FAILURE_CLASS_UNSPECIFIED): Job {
   const next = clone(job);
   next.state = state;
   next.finishedAt = now;
+  next.recovery = undefined;
   const a = currentAttempt(next);
   if (a) {
-    a.finishedAt = now;
-    if (state === JobState.JOB_STATE_FAILED) a.failure = JobFailure.create({ reason, node });
+    a.finishedAt ??= now;
+    const cls = state === JobState.JOB_STATE_CANCELLED ? FailureClass.FAILURE_CLASS_CANCELLED : failureClass;
+    if (!a.failure || state === JobState.JOB_STATE_CANCELLED) a.failure = JobFailure.create({ reason, failureClass: cls, time: now });
   }
   return next;
+}
+
+/**
+ * RUNNING/SCHEDULED -> RECOVERING (or, already recovering and not yet decided, one more
+ * signal). The caller stops the ranks; the recovery controller attributes and decides.
+ */
+export function beginRecovery(job: Job, now: Date, signal?: FaultSignal): Job {
+  const next = clone(job);
+  if (isActive(job)) {
+    next.state = JobState.JOB_STATE_RECOVERING;
+    next.recovery = Recovery.create({ detectedAt: now });
+  }
+  if (signal && next.recovery && !next.recovery.decided && !next.recovery.signals.some((s) => sameSignal(s, signal))) next.recovery.signals.push(signal);
+  return next;
+}
+
+function sameSignal(a: FaultSignal, b: FaultSignal): boolean {
+  return a.kind === b.kind && a.node === b.node && a.gpu === b.gpu && a.xid === b.xid;
 }
 
 /** RUNNING/SCHEDULED -> PREEMPTED: the attempt ends with the reason; ranks are stopped by the caller. */
@@ -138,7 +180,7 @@ export function preemptJob(job: Job, reason: string, now: Date): Job {
   const a = currentAttempt(next);
   if (a) {
     a.finishedAt = now;
-    a.failure = JobFailure.create({ reason });
+    a.failure = JobFailure.create({ reason, failureClass: FailureClass.FAILURE_CLASS_PREEMPTED, time: now });
   }
   return next;
 }
@@ -152,6 +194,11 @@ export function requeueJob(job: Job): Job | undefined {
 /** Records ranks of the current attempt as ended because their node was lost (they cannot report). */
 export function markRanksLost(job: Job, ranks: number[], now: Date): Job {
   const next = clone(job);
+  markLost(next, ranks, now);
+  return next;
+}
+
+function markLost(next: Job, ranks: number[], now: Date): void {
   for (const s of currentAttempt(next)?.ranks ?? []) {
     if (ranks.includes(s.rank) && s.phase !== RankPhase.RANK_PHASE_EXITED) {
       s.phase = RankPhase.RANK_PHASE_EXITED;
@@ -159,7 +206,6 @@ export function markRanksLost(job: Job, ranks: number[], now: Date): Job {
       s.signal = 'NODE_LOST';
     }
   }
-  return next;
 }
 
 /** Ranks of the current attempt that have not exited and so may still have processes. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Job, JobSpec, JobState, RankPhase, RankPlacement } from '@gantry/proto';
+import { FailureClass, Job, JobSpec, JobState, RankPhase, RankPlacement } from '@gantry/proto';
 import { applyRankReport, endJob, gpuRefs, liveRanks, preemptJob, requeueJob, schedule, wantsRank, type RankReport } from '../../src/jobs/lifecycle.js';
 import { rankEnv } from '../../src/dispatch/rank-env.js';
 
@@ -43,18 +43,19 @@ describe('job lifecycle', () => {
     expect(last.releases.map((g) => g.gpu)).toEqual([4, 5]);
   });
 
-  it('fails at the first failing rank, naming rank, exit code and node', () => {
+  it('goes RECOVERING at the first failing rank, recording the exit and its error; blame waits for attribution', () => {
     let j = apply(apply(schedule(pending(), placement, t0), started(0)), started(1));
-    const out = applyRankReport(j, exited(1, 3));
+    const out = applyRankReport(j, { ...exited(1, 3), error: 'ValueError: bad batch', errorTime: t0 });
     j = out.job!;
-    expect(j.state).toBe(JobState.JOB_STATE_FAILED);
-    expect(out.reason).toBe('rank 1 on b exited with code 3');
-    expect(j.attempts[0]!.failure).toMatchObject({ rank: 1, exitCode: 3, node: 'b' });
+    expect(j.state).toBe(JobState.JOB_STATE_RECOVERING);
+    expect(out.reason).toBe('rank 1 on b exited with code 3; stopping the attempt and attributing the failure');
+    expect(j.recovery).toMatchObject({ detectedAt: t0, decided: false });
+    expect(j.attempts[0]!.ranks[1]).toMatchObject({ exitCode: 3, error: 'ValueError: bad batch' });
     expect(liveRanks(j).map((p) => p.rank)).toEqual([0]);
     expect(wantsRank(j, 1, 0)).toBe(false);
-    // The other rank's exit after the failure is recorded, the state stays FAILED.
+    // The other rank's exit after the failure is recorded, the state stays RECOVERING.
     const after = apply(j, exited(0, undefined, 'SIGTERM'));
-    expect(after.state).toBe(JobState.JOB_STATE_FAILED);
+    expect(after.state).toBe(JobState.JOB_STATE_RECOVERING);
     expect(after.attempts[0]!.ranks[0]!.signal).toBe('SIGTERM');
     expect(liveRanks(after)).toEqual([]);
   });
@@ -62,8 +63,8 @@ describe('job lifecycle', () => {
   it('treats a signal as a failure', () => {
     const j = apply(apply(schedule(pending(), placement, t0), started(0)), started(1));
     const out = applyRankReport(j, exited(0, undefined, 'SIGKILL'));
-    expect(out.job!.state).toBe(JobState.JOB_STATE_FAILED);
-    expect(out.reason).toBe('rank 0 on a was killed by SIGKILL');
+    expect(out.job!.state).toBe(JobState.JOB_STATE_RECOVERING);
+    expect(out.reason).toBe('rank 0 on a was killed by SIGKILL; stopping the attempt and attributing the failure');
   });
 
   it('is idempotent: a repeated report changes nothing but still releases', () => {
@@ -85,8 +86,8 @@ describe('job lifecycle', () => {
   });
 
   it('ends a job for outside reasons, keeping the failure on the attempt', () => {
-    const j = endJob(schedule(pending(), placement, t0), JobState.JOB_STATE_FAILED, 'node b lost', t0, 'b');
-    expect(j.attempts[0]!.failure).toMatchObject({ reason: 'node b lost', node: 'b' });
+    const j = endJob(schedule(pending(), placement, t0), JobState.JOB_STATE_FAILED, 'exceeded its time limit of 60s', t0, FailureClass.FAILURE_CLASS_TIME_LIMIT);
+    expect(j.attempts[0]!.failure).toMatchObject({ reason: 'exceeded its time limit of 60s', failureClass: FailureClass.FAILURE_CLASS_TIME_LIMIT });
     expect(wantsRank(j, 1, 0)).toBe(false);
   });
 });
