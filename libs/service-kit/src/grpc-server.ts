@@ -1,11 +1,11 @@
-// A gRPC server with the standard grpc.health.v1 health service and server reflection over
-// every gantry.v1 service, so grpcurl and load balancers work without extra setup.
+// A gRPC server with the standard grpc.health.v1 health service and server reflection
+// (grpc.reflection v1 and v1alpha) over the services it registers, so grpcurl and load
+// balancers work without extra setup.
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import { HealthImplementation } from 'grpc-health-check';
 import { loadDescriptorSet } from '@gantry/proto';
+import { DescriptorIndex, addReflection } from './reflection.js';
 
 export interface GrpcServer {
   server: grpc.Server;
@@ -28,6 +28,15 @@ export function serverCredentials(tls: TlsFiles | undefined): grpc.ServerCredent
   return grpc.ServerCredentials.createSsl(ca, [{ cert_chain: readFileSync(tls.certFile), private_key: readFileSync(tls.keyFile) }], ca !== null);
 }
 
+let descriptors: DescriptorIndex | undefined;
+
+/** The file descriptors of every service a Gantry server may run, read once per process. */
+function descriptorIndex(): DescriptorIndex {
+  descriptors ??= new DescriptorIndex(loadDescriptorSet());
+  return descriptors;
+}
+
+/** `register` adds the services and returns the names to report in health checks. */
 export async function startGrpcServer(
   host: string,
   port: number,
@@ -35,14 +44,19 @@ export async function startGrpcServer(
   tls?: TlsFiles,
 ): Promise<GrpcServer> {
   const server = new grpc.Server({ 'grpc.keepalive_permit_without_calls': 1 });
+  // Reflection lists what was actually added to this server, whatever `register` returns.
+  const registered: string[] = [];
+  const addService = server.addService.bind(server);
+  server.addService = (service, implementation) => {
+    addService(service, implementation);
+    const path = Object.values(service)[0]?.path;
+    if (path) registered.push(path.slice(1, path.lastIndexOf('/')));
+  };
   const services = register(server);
   const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(services.map((s) => [s, 'SERVING' as const])) });
   health.addToServer(server);
-  const definitions = {
-    ...protoLoader.loadFileDescriptorSetFromBuffer(loadDescriptorSet()),
-    ...protoLoader.loadSync(healthProtoPath),
-  };
-  new ReflectionService(definitions).addToServer(server);
+  server.addService = addService;
+  addReflection(server, descriptorIndex(), [...registered, 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection']);
   const bound = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${host}:${port}`, serverCredentials(tls), (err, p) => (err ? reject(err) : resolve(p)));
   });
