@@ -3,6 +3,8 @@
 import Table from 'cli-table3';
 import {
   LogStream,
+  failureClassName,
+  recoveryGradeName,
   jobStateName,
   nodeStateName,
   type Attempt,
@@ -72,12 +74,62 @@ export function jobTable(jobs: Job[], now: Date): string {
   return table(['ID', 'NAME', 'TENANT', 'STATE', 'NODESxGPUS', 'ATTEMPT', 'AGE'], rows);
 }
 
+/**
+ * "[node-fault] node fault: XID 79 ... on GPU 3 of sim-node-1". Gantry's reasons name the
+ * rank and node; the where and how are added only when the reason does not say them.
+ */
 function failureLine(a: Attempt): string | undefined {
   const f = a.failure;
   if (!f) return undefined;
+  const cls = f.failureClass ? `[${failureClassName(f.failureClass)}] ` : '';
   const where = [f.rank !== undefined ? `rank ${f.rank}` : '', f.node ? `on ${f.node}` : ''].filter(Boolean).join(' ');
   const how = [f.exitCode !== undefined ? `exit code ${f.exitCode}` : '', f.signal ? `signal ${f.signal}` : ''].filter(Boolean).join(', ');
-  return [where, how, f.reason].filter(Boolean).join(': ');
+  const said = (part: string) => !part || f.reason.includes(part) || f.reason.includes(part.replace('exit code', 'exited with code'));
+  return cls + [said(where) ? '' : where, said(how) ? '' : how, f.reason].filter(Boolean).join(': ');
+}
+
+/** "in 4s" / "4s ago" / "now". */
+function relative(t: Date, now: Date): string {
+  const s = Math.round((t.getTime() - now.getTime()) / 1000);
+  if (s > 0) return `in ${s}s`;
+  return s === 0 ? 'now' : `${-s}s ago`;
+}
+
+/**
+ * The state, with the recovery in progress when there is one:
+ * "RECOVERING (attempt 3 of 5, next try in 4s, excluding sim-node-2)".
+ */
+export function stateLine(job: Job, now: Date): string {
+  const r = job.recovery;
+  const recovering = job.state === JobState.JOB_STATE_RECOVERING || (job.state === JobState.JOB_STATE_PENDING && r?.decided);
+  if (!recovering || !r) return state(job.state);
+  const parts: string[] = [];
+  if (job.maxRecoveries > 0 || r.decided) parts.push(`attempt ${job.attempt + 1} of ${job.maxRecoveries + 1}`);
+  if (!r.decided) parts.push('attributing the failure');
+  else if (r.notBefore) parts.push(`${recoveryGradeName(r.grade)}, next try ${relative(r.notBefore, now)}`);
+  if (job.excludedNodes.length > 0) parts.push(`excluding ${job.excludedNodes.join(', ')}`);
+  return `${state(job.state)} (${parts.join(', ')})`;
+}
+
+/** `gantry job attempts`: one row per attempt, the recovery chain at a glance. */
+export function attemptsTable(job: Job, now: Date): string {
+  const rows = job.attempts.map((a) => {
+    const f = a.failure;
+    const first = f && (f.rank !== undefined || f.node) ? [f.rank !== undefined ? `rank ${f.rank}` : '', f.node].filter(Boolean).join(' on ') : '-';
+    return [
+      String(a.number),
+      [...new Set(a.placement.map((p) => p.node))].join(',') || '-',
+      recoveryGradeName(a.grade) || (a.number === 1 ? 'first' : a.gradeReason || '-'),
+      a.startedAt ? a.startedAt.toISOString() : '-',
+      a.finishedAt ? a.finishedAt.toISOString() : '-',
+      f?.failureClass ? failureClassName(f.failureClass) : f ? '-' : (a.finishedAt ? '-' : 'running'),
+      first,
+      f?.evidence || f?.reason || '-',
+      a.resumedFromCheckpoint || '-',
+      a.nextTryAt ? `${a.nextTryAt.toISOString()} (${relative(a.nextTryAt, now)})` : '-',
+    ];
+  });
+  return table(['ATTEMPT', 'NODES', 'GRADE', 'STARTED', 'ENDED', 'CLASS', 'FIRST FAILURE', 'EVIDENCE', 'RESUMED FROM', 'NEXT TRY'], rows) + `${stateLine(job, now)}; recoveries used ${job.recoveries}${job.maxRecoveries ? ` of ${job.maxRecoveries}` : ''}\n`;
 }
 
 function attemptView(a: Attempt, now: Date): string {
@@ -89,17 +141,18 @@ function attemptView(a: Attempt, now: Date): string {
     const r = status.get(rank);
     const phase = r && r.phase !== RankPhase.RANK_PHASE_UNSPECIFIED ? (RankPhase[r.phase] ?? '?').replace(/^RANK_PHASE_/, '') : '-';
     const exit = r?.signal ? r.signal : r?.exitCode !== undefined ? String(r.exitCode) : '-';
-    return [String(rank), p?.node ?? '-', p ? p.gpuIndices.join(',') : '-', phase, r?.pid ? String(r.pid) : '-', exit];
+    return [String(rank), p?.node ?? '-', p ? p.gpuIndices.join(',') : '-', phase, r?.pid ? String(r.pid) : '-', exit, r?.error || '-'];
   });
   const info: [string, string][] = [
     ['Scheduled', formatTime(a.scheduledAt, now)],
     ['Started', formatTime(a.startedAt, now)],
     ['Finished', formatTime(a.finishedAt, now)],
   ];
+  if (a.grade) info.push(['Recovery', `${recoveryGradeName(a.grade)}${a.gradeReason ? `: ${a.gradeReason}` : ''}`]);
   if (a.resumedFromCheckpoint) info.push(['Resumed from', a.resumedFromCheckpoint]);
   const failure = failureLine(a);
   if (failure) info.push(['Failure', failure]);
-  return `Attempt ${a.number}:\n` + fields(info, '  ') + (rows.length ? table(['RANK', 'NODE', 'GPUS', 'PHASE', 'PID', 'EXIT'], rows, '  ') : '');
+  return `Attempt ${a.number}:\n` + fields(info, '  ') + (rows.length ? table(['RANK', 'NODE', 'GPUS', 'PHASE', 'PID', 'EXIT', 'ERROR'], rows, '  ') : '');
 }
 
 /** `gantry job status`: the job, then each attempt (newest last) with its per-rank placement. */
@@ -109,7 +162,7 @@ export function jobDetail(job: Job, now: Date): string {
     ['ID', job.id],
     ['Name', spec?.name || '-'],
     ['Tenant', spec?.tenant || '-'],
-    ['State', state(job.state)],
+    ['State', stateLine(job, now)],
     ['Reason', job.reason || '-'],
     ...(job.explanation ? [['Why', job.explanation] as [string, string]] : []),
     ['Attempt', String(job.attempt)],

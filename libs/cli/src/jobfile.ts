@@ -5,7 +5,8 @@ import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import type { JobSpecInput } from '@gantry/sdk';
 import { UsageError } from './errors.js';
-import { parseInteger, parseSeconds, parseTopology } from './parse.js';
+import { RetryPolicy } from '@gantry/proto';
+import { parseDuration, parseInteger, parseRetryClass, parseSeconds, parseTopology } from './parse.js';
 
 export interface Submission {
   spec: JobSpecInput;
@@ -55,6 +56,42 @@ function seconds(v: unknown, key: string): number {
   }
 }
 
+function milliseconds(v: unknown, key: string): number {
+  if (typeof v !== 'number' && typeof v !== 'string') throw new UsageError(`${key} must be a duration such as 5s`);
+  try {
+    return parseDuration(String(v));
+  } catch (err) {
+    throw new UsageError(`${key}: ${(err as Error).message}`);
+  }
+}
+
+/** `retry: { maxRecoveries, retryOn, backoff, backoffMax, backoffJitter }`, like the submit flags. */
+function retryPolicy(v: unknown, key: string): RetryPolicy {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UsageError(`${key} must be a mapping (maxRecoveries, retryOn, backoff, backoffMax, backoffJitter)`);
+  const raw = v as Record<string, unknown>;
+  const known = ['maxRecoveries', 'retryOn', 'backoff', 'backoffMax', 'backoffJitter'];
+  for (const k of Object.keys(raw)) if (!known.includes(k)) throw new UsageError(`${key}.${k}: unknown field (known: ${known.join(', ')})`);
+  const p = RetryPolicy.create();
+  if (raw.maxRecoveries !== undefined) p.maxRecoveries = integer(raw.maxRecoveries, `${key}.maxRecoveries`, 0, 100);
+  if (raw.retryOn !== undefined) {
+    p.retryOn = list(raw.retryOn, `${key}.retryOn`).map((c, i) => {
+      try {
+        return parseRetryClass(c);
+      } catch (err) {
+        throw new UsageError(`${key}.retryOn[${i}]: ${(err as Error).message}`);
+      }
+    });
+  }
+  if (raw.backoff !== undefined) p.backoffInitialMs = milliseconds(raw.backoff, `${key}.backoff`);
+  if (raw.backoffMax !== undefined) p.backoffMaxMs = milliseconds(raw.backoffMax, `${key}.backoffMax`);
+  if (raw.backoffJitter !== undefined) {
+    const j = Number(raw.backoffJitter);
+    if (!(j >= 0 && j <= 1)) throw new UsageError(`${key}.backoffJitter must be a number between 0 and 1`);
+    p.backoffJitter = j;
+  }
+  return p;
+}
+
 /** YAML key -> how to read it into a Submission. Keys are the long flag names in camelCase. */
 const FIELDS: Record<string, (v: unknown, key: string, into: Submission) => void> = {
   name: (v, k, s) => (s.spec.name = text(v, k)),
@@ -77,6 +114,7 @@ const FIELDS: Record<string, (v: unknown, key: string, into: Submission) => void
   excludeNodes: (v, k, s) => (s.spec.excludeNodes = list(v, k)),
   masterPort: (v, k, s) => (s.spec.masterPort = integer(v, k, 1, 65535)),
   stopGrace: (v, k, s) => (s.spec.stopGraceSeconds = seconds(v, k)),
+  retry: (v, k, s) => (s.spec.retry = retryPolicy(v, k)),
   idempotencyKey: (v, k, s) => (s.idempotencyKey = text(v, k)),
   command: (v, k, s) => {
     if (!Array.isArray(v)) throw new UsageError(`${k} must be a list of strings (the argv of each rank)`);

@@ -1,7 +1,9 @@
 // Parsers for flag and job-file values. Each throws a UsageError whose message names the
 // problem in one line; `flagParser` adapts them to commander.
 import { InvalidArgumentError } from 'commander';
-import { JobState, NodeState, TopologyRequirement, jobStateName, nodeStateName, parseJobState, parseNodeState } from '@gantry/proto';
+import {
+  FailureClass, JobState, NodeState, TopologyRequirement, failureClassName, jobStateName, nodeStateName, parseFailureClass, parseJobState, parseNodeState,
+} from '@gantry/proto';
 import { UsageError } from './errors.js';
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -68,6 +70,17 @@ export function parseNodeStateFlag(text: string): NodeState {
   const s = parseNodeState(text);
   if (s === undefined) throw new UsageError(`unknown node state "${text}" (one of ${enumNames(NodeState, nodeStateName).join(', ')})`);
   return s;
+}
+
+/** Failure classes a retry policy may name. */
+export const RETRYABLE_CLASS_NAMES = [
+  FailureClass.FAILURE_CLASS_NODE_FAULT, FailureClass.FAILURE_CLASS_INFRASTRUCTURE, FailureClass.FAILURE_CLASS_APPLICATION, FailureClass.FAILURE_CLASS_GPU_CONTAINED,
+].map(failureClassName);
+
+export function parseRetryClass(text: string): FailureClass {
+  const c = parseFailureClass(text);
+  if (c === undefined || !RETRYABLE_CLASS_NAMES.includes(failureClassName(c))) throw new UsageError(`unknown failure class "${text}" (one of ${RETRYABLE_CLASS_NAMES.join(', ')})`);
+  return c;
 }
 
 /** Commander reports an argParser's InvalidArgumentError as a usage error naming the flag. */

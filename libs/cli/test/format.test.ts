@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Job, JobEvent, JobState, LogStream, StreamLogsResponse } from '@gantry/proto';
-import { eventLine, formatAge, jobDetail, jobTable, logLine, nodeDetail, nodeTable } from '../src/format.js';
+import { FailureClass, Job, JobEvent, JobState, LogStream, RecoveryGrade, StreamLogsResponse } from '@gantry/proto';
+import { attemptsTable, eventLine, formatAge, jobDetail, jobTable, logLine, nodeDetail, nodeTable, stateLine } from '../src/format.js';
 import { NOW, ago, sampleJob, sampleNode } from './fixtures.js';
 
 describe('formatAge', () => {
@@ -53,9 +53,9 @@ describe('detail views', () => {
     expect(text).toContain('Attempt 1:\n');
     expect(text).toContain('  Resumed from: ckpt-7\n');
     expect(text).toContain('  Failure:      rank 1 on gpu-02: exit code 3: process exited\n');
-    expect(text).toContain('  RANK  NODE    GPUS             PHASE   PID  EXIT\n');
-    expect(text).toContain('  0     gpu-01  0,1,2,3,4,5,6,7  EXITED  100  SIGTERM\n');
-    expect(text).toContain('  1     gpu-02  0,1,2,3,4,5,6,7  EXITED  200  3\n');
+    expect(text).toContain('  RANK  NODE    GPUS             PHASE   PID  EXIT     ERROR\n');
+    expect(text).toContain('  0     gpu-01  0,1,2,3,4,5,6,7  EXITED  100  SIGTERM  -\n');
+    expect(text).toContain('  1     gpu-02  0,1,2,3,4,5,6,7  EXITED  200  3        -\n');
   });
 
   it('shows a job without spec or attempts', () => {
@@ -87,5 +87,36 @@ describe('stream lines', () => {
     const err = StreamLogsResponse.fromPartial({ rank: 0, line: { text: 'warning', stream: LogStream.LOG_STREAM_STDERR } });
     expect(logLine(out)).toEqual({ text: '[rank 3] step 10', stderr: false });
     expect(logLine(err)).toEqual({ text: '[rank 0] warning', stderr: true });
+  });
+});
+
+describe('recovery views', () => {
+  const chain = Job.fromPartial({
+    id: 'j-7', state: JobState.JOB_STATE_RECOVERING, attempt: 2, recoveries: 1, maxRecoveries: 4, excludedNodes: ['sim-node-2'],
+    recovery: { decided: true, retry: true, grade: RecoveryGrade.RECOVERY_GRADE_REPLACE_NODES, notBefore: new Date(NOW.getTime() + 4_000) },
+    attempts: [
+      {
+        number: 1, placement: [{ rank: 0, node: 'sim-node-1' }, { rank: 1, node: 'sim-node-2' }], startedAt: ago(60), finishedAt: ago(30), nextTryAt: ago(28),
+        failure: { reason: 'node fault: XID 79 on GPU 3 of sim-node-2', rank: 1, node: 'sim-node-2', failureClass: FailureClass.FAILURE_CLASS_NODE_FAULT, evidence: 'XID 79 on GPU 3 of sim-node-2 at 11:59:30' },
+      },
+      {
+        number: 2, placement: [{ rank: 0, node: 'sim-node-1' }, { rank: 1, node: 'sim-node-3' }], grade: RecoveryGrade.RECOVERY_GRADE_REPLACE_NODES, startedAt: ago(20),
+        resumedFromCheckpoint: '/ckpt/step-20',
+      },
+    ],
+  });
+
+  it('shows the recovery in the state line', () => {
+    expect(stateLine(chain, NOW)).toBe('RECOVERING (attempt 3 of 5, replace-nodes, next try in 4s, excluding sim-node-2)');
+    expect(jobDetail(chain, NOW)).toContain('State:      RECOVERING (attempt 3 of 5, replace-nodes, next try in 4s, excluding sim-node-2)\n');
+    expect(stateLine(Job.fromPartial({ state: JobState.JOB_STATE_RUNNING }), NOW)).toBe('RUNNING');
+  });
+
+  it('lists the chain of attempts', () => {
+    const text = attemptsTable(chain, NOW);
+    expect(text).toContain('ATTEMPT  NODES                  GRADE          STARTED');
+    expect(text).toMatch(/^1 +sim-node-1,sim-node-2 +first .* node-fault +rank 1 on sim-node-2 +XID 79 on GPU 3 of sim-node-2 at 11:59:30 +- +2026-01-01T11:59:32.000Z \(28s ago\)$/m);
+    expect(text).toMatch(/^2 +sim-node-1,sim-node-3 +replace-nodes .* running +- +- +\/ckpt\/step-20 +-$/m);
+    expect(text).toContain('recoveries used 1 of 4');
   });
 });

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { TopologyRequirement } from '@gantry/proto';
+import { FailureClass, TopologyRequirement } from '@gantry/proto';
 import { submissionFromFlags } from '../src/commands/job.js';
 import { UsageError } from '../src/errors.js';
 import { finalizeSubmission, loadJobFile, mergeSubmissions, parseJobFile } from '../src/jobfile.js';
@@ -125,5 +125,19 @@ describe('merging flags over a file', () => {
     expect(() => finalizeSubmission({ spec: { name: 'x' } })).toThrow(/^no command/);
     expect(finalizeSubmission({ spec: { command: ['a'] } }).spec.nodes).toBe(1);
     expect(finalizeSubmission({ spec: { command: ['a'], nodes: 3 } }).spec.nodes).toBe(3);
+  });
+});
+
+describe('retry policy', () => {
+  it('is read from the job file and from flags, flags winning', () => {
+    const file = parseJobFile('retry:\n  maxRecoveries: 5\n  retryOn: [node-fault, application]\n  backoff: 2s\n  backoffMax: 1m\n  backoffJitter: 0.1\ncommand: [x]\n', 'job.yaml');
+    expect(file.spec.retry).toEqual({ maxRecoveries: 5, retryOn: [FailureClass.FAILURE_CLASS_NODE_FAULT, FailureClass.FAILURE_CLASS_APPLICATION], backoffInitialMs: 2_000, backoffMaxMs: 60_000, backoffJitter: 0.1 });
+    const flags = submissionFromFlags({ maxRecoveries: 1 }, []);
+    expect(mergeSubmissions(file, flags).spec.retry).toMatchObject({ maxRecoveries: 1, retryOn: [] });
+  });
+
+  it('names the bad field', () => {
+    expect(() => parseJobFile('retry:\n  retryOn: [cosmic-rays]\n', 'job.yaml')).toThrow('job.yaml: retry.retryOn[0]: unknown failure class "cosmic-rays" (one of node-fault, infrastructure, application, gpu-contained)');
+    expect(() => parseJobFile('retry:\n  tries: 3\n', 'job.yaml')).toThrow('job.yaml: retry.tries: unknown field');
   });
 });

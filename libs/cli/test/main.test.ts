@@ -311,7 +311,7 @@ describe('job status', () => {
     const r = await gantry('job', 'status', 'j-42');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('State:      FAILED\n');
-    expect(r.stdout).toContain('  1     gpu-02  0,1,2,3,4,5,6,7  EXITED  200  3\n');
+    expect(r.stdout).toContain('  1     gpu-02  0,1,2,3,4,5,6,7  EXITED  200  3        -\n');
   });
 
   it('prints the proto JSON', async () => {

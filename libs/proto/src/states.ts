@@ -1,7 +1,7 @@
 // Short, stable names for the enum values (what the CLI prints and Redis stores), and the
 // allowed transitions of the job and node state machines. One table each, used by the
 // scheduler (validation), the store (Lua pre-conditions) and the tests.
-import { JobState } from './gen/gantry/v1/job.js';
+import { FailureClass, JobState, RecoveryGrade } from './gen/gantry/v1/job.js';
 import { NodeState } from './gen/gantry/v1/node.js';
 
 export function jobStateName(s: JobState): string {
@@ -65,3 +65,17 @@ export function canTransitionNode(from: NodeState, to: NodeState): boolean {
 
 /** The priority classes a job spec may name (JobSpec.priority_class), highest first; '' = normal. */
 export const PRIORITY_CLASS_NAMES = ['critical', 'high', 'normal', 'low', 'preemptible'] as const;
+
+/** Short names of failure classes and recovery grades, as retry policies, the CLI and metrics write them. */
+export function failureClassName(c: FailureClass): string {
+  return (FailureClass[c] ?? 'UNKNOWN').replace(/^FAILURE_CLASS_/, '').toLowerCase().replace(/_/g, '-').replace(/^unspecified$/, 'unknown');
+}
+
+export function parseFailureClass(name: string): FailureClass | undefined {
+  const v = (FailureClass as unknown as Record<string, number>)[`FAILURE_CLASS_${name.toUpperCase().replace(/-/g, '_')}`];
+  return v === undefined || v === FailureClass.FAILURE_CLASS_UNSPECIFIED ? undefined : (v as FailureClass);
+}
+
+export function recoveryGradeName(g: RecoveryGrade): string {
+  return g === RecoveryGrade.RECOVERY_GRADE_UNSPECIFIED ? '' : (RecoveryGrade[g] ?? '').replace(/^RECOVERY_GRADE_/, '').toLowerCase().replace(/_/g, '-');
+}

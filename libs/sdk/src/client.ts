@@ -154,6 +154,16 @@ export class GantryClient {
     return present(res.job, 'job');
   }
 
+  /**
+   * Starts a FAILED job again as a new attempt of the same job, resuming from its newest
+   * committed checkpoint. Not retried: a lost reply followed by a second call would be
+   * refused (the job is no longer FAILED), so look at the job first.
+   */
+  async retryJob(jobId: string, reason = '', options?: CallOptions): Promise<Job> {
+    const res = await this.rpc.unary(this.jobs.retryJob.bind(this.jobs), { jobId, reason }, 'unsafe', options);
+    return present(res.job, 'job');
+  }
+
   /** The job's current state first, then every transition until the job ends. */
   async *watchJob(jobId: string, options?: CallOptions): AsyncGenerator<JobEvent, void, undefined> {
     for await (const res of this.rpc.serverStream(this.jobs.watchJob.bind(this.jobs), { jobId }, options)) {

@@ -9,17 +9,22 @@ import {
   ListJobsResponse,
   StreamLogsResponse,
   SubmitJobResponse,
+  RetryPolicy,
   isTerminalJobState,
+  type FailureClass,
   jobStateName,
   type TopologyRequirement,
 } from '@gantry/proto';
 import { GantryError, backoffMs, status, type JobSpecInput } from '@gantry/sdk';
-import { eventLine, jobDetail, jobTable, logLine } from '../format.js';
+import { attemptsTable, eventLine, jobDetail, jobTable, logLine } from '../format.js';
 import { explainView } from '../format-explain.js';
 import { finalizeSubmission, loadJobFile, mergeSubmissions, type Submission } from '../jobfile.js';
 import {
+  RETRYABLE_CLASS_NAMES,
   TOPOLOGIES,
   flagParser,
+  parseDuration,
+  parseRetryClass,
   parseInteger,
   parseJobStateFlag,
   parseKeyValue,
@@ -46,6 +51,10 @@ interface SubmitFlags {
   idempotencyKey?: string;
   masterPort?: number;
   stopGrace?: number;
+  maxRecoveries?: number;
+  retryOn?: FailureClass[];
+  backoff?: number;
+  backoffMax?: number;
   follow?: boolean;
   wait?: boolean;
 }
@@ -67,10 +76,16 @@ export function submissionFromFlags(o: SubmitFlags, command: string[]): Submissi
     excludeNodes: o.excludeNode,
     masterPort: o.masterPort,
     stopGraceSeconds: o.stopGrace,
+    retry: retryFromFlags(o),
     command: command.length ? command : undefined,
   };
   const spec = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) as JobSpecInput;
   return o.idempotencyKey === undefined ? { spec } : { spec, idempotencyKey: o.idempotencyKey };
+}
+
+function retryFromFlags(o: SubmitFlags): RetryPolicy | undefined {
+  if (o.maxRecoveries === undefined && o.retryOn === undefined && o.backoff === undefined && o.backoffMax === undefined) return undefined;
+  return RetryPolicy.create({ maxRecoveries: o.maxRecoveries, retryOn: o.retryOn ?? [], backoffInitialMs: o.backoff, backoffMaxMs: o.backoffMax });
 }
 
 const uint = (min = 0, max?: number) => flagParser((s) => parseInteger(s, max === undefined ? { min } : { min, max }));
@@ -143,6 +158,10 @@ export function addJobCommands(program: Command, session: Session): void {
     .option('--idempotency-key <key>', 'submitting the same key twice creates one job (default: random)')
     .option('--master-port <port>', 'rendezvous port of rank 0 (default 29500)', uint(1, 65535))
     .option('--stop-grace <duration>', 'SIGTERM to SIGKILL grace when ranks are stopped', flagParser(parseSeconds))
+    .option('--max-recoveries <n>', 'automatic recoveries allowed (default from the scheduling config: 3)', uint(0, 100))
+    .option('--retry-on <class>', `failure class to recover from (repeatable): ${RETRYABLE_CLASS_NAMES.join('|')}; default node-fault, infrastructure, gpu-contained`, repeatable(parseRetryClass))
+    .option('--backoff <duration>', 'delay before the first recovery, doubling per recovery (default 1s)', flagParser(parseDuration))
+    .option('--backoff-max <duration>', 'longest delay between recoveries (default 60s)', flagParser(parseDuration))
     .option('--follow', "stream the job's logs, then exit with its result (0 if it succeeded)")
     .option('--wait', 'print its events until it ends, then exit with its result')
     .action(async (command: string[], o: SubmitFlags) => {
@@ -229,6 +248,27 @@ export function addJobCommands(program: Command, session: Session): void {
     .argument('<id>', 'job id')
     .action(async (id: string) => {
       session.exitCode = succeeded(await followJob(session, id, (ev) => printEvent(session, ev)));
+    });
+
+  job
+    .command('attempts')
+    .description("a job's attempts: nodes, recovery grade, times, failure class, the rank and node that failed first with evidence, checkpoint resumed from, next try")
+    .argument('<id>', 'job id')
+    .action(async (id: string) => {
+      const j = await session.gantry().getJob(id);
+      if (session.json) return session.printJson((Job.toJSON(j) as { attempts?: unknown[] }).attempts ?? []);
+      session.out(attemptsTable(j, session.now()));
+    });
+
+  job
+    .command('retry')
+    .description('start a FAILED job again as a new attempt, from its newest committed checkpoint')
+    .argument('<id>', 'job id')
+    .option('--reason <text>', 'why, recorded on the attempt', '')
+    .action(async (id: string, o: { reason: string }) => {
+      const j = await session.gantry().retryJob(id, o.reason);
+      if (session.json) session.printJson(Job.toJSON(j));
+      else session.out(`job ${j.id} ${jobStateName(j.state)}: attempt ${j.attempt + 1} will resume from its newest committed checkpoint`);
     });
 
   job

@@ -1,7 +1,9 @@
 // Request validation at the edge. Every rule names the field and the rule, so a client
 // sees `spec.nodes must be between 1 and 4096, got 0` rather than a generic failure.
 // Returns the request with defaults filled in; throws INVALID_ARGUMENT on the first problem.
-import { JobSpec, JobState, NodeState, PRIORITY_CLASS_NAMES, TopologyRequirement, type ListJobsRequest, type ListNodesRequest, type SubmitJobRequest } from '@gantry/proto';
+import {
+  FailureClass, JobSpec, JobState, NodeState, PRIORITY_CLASS_NAMES, TopologyRequirement, failureClassName, type ListJobsRequest, type ListNodesRequest, type RetryPolicy, type SubmitJobRequest,
+} from '@gantry/proto';
 import { invalidArgument } from '@gantry/service-kit';
 import { SUBJECT_TOKEN } from '@gantry/bus';
 
@@ -18,13 +20,15 @@ export const LIMITS = {
   maxGraceSec: 3600,
   maxListPage: 1000,
   maxNodePage: 5000,
+  maxRecoveries: 100,
+  maxBackoffMs: 24 * 3600_000,
 } as const;
 
 
 /** Set by Gantry for every rank; a job may not override them. */
 export const RESERVED_ENV = new Set([
   'MASTER_ADDR', 'MASTER_PORT', 'WORLD_SIZE', 'NODE_RANK', 'NNODES', 'LOCAL_WORLD_SIZE', 'CUDA_VISIBLE_DEVICES',
-  'GANTRY_JOB_ID', 'GANTRY_JOB_NAME', 'GANTRY_TENANT', 'GANTRY_ATTEMPT', 'GANTRY_NODE_NAME', 'GANTRY_RESUME_FROM', 'GANTRY_EXIT_FILE',
+  'GANTRY_JOB_ID', 'GANTRY_JOB_NAME', 'GANTRY_TENANT', 'GANTRY_ATTEMPT', 'GANTRY_NODE_NAME', 'GANTRY_RESUME_FROM', 'GANTRY_EXIT_FILE', 'TORCHELASTIC_ERROR_FILE',
   'PET_NNODES', 'PET_NODE_RANK', 'PET_MASTER_ADDR', 'PET_MASTER_PORT', 'PET_NPROC_PER_NODE',
 ]);
 
@@ -82,9 +86,23 @@ export function validateSpec(input: JobSpec | undefined): JobSpec {
   spec.excludeNodes.forEach((n, i) => { if (!SUBJECT_TOKEN.test(n)) fail(`spec.exclude_nodes[${i}] must be a node name matching ${SUBJECT_TOKEN.source}, got ${show(n)}`); });
   if (spec.masterPort !== 0) between('spec.master_port', spec.masterPort, 1024, 65535);
   between('spec.stop_grace_seconds', spec.stopGraceSeconds, 0, LIMITS.maxGraceSec);
+  if (spec.retry) validateRetry(spec.retry);
   const size = JobSpec.encode(spec).finish().length;
   if (size > LIMITS.maxSpecBytes) fail(`spec must encode to at most ${LIMITS.maxSpecBytes} bytes (command, env and selectors together), got ${size}; put large scripts in a file the job reads`);
   return spec;
+}
+
+/** Classes a retry policy may name: the others (cancelled, time limit, preempted) are never retried. */
+const RETRYABLE = new Set([FailureClass.FAILURE_CLASS_NODE_FAULT, FailureClass.FAILURE_CLASS_INFRASTRUCTURE, FailureClass.FAILURE_CLASS_APPLICATION, FailureClass.FAILURE_CLASS_GPU_CONTAINED]);
+
+function validateRetry(r: RetryPolicy): void {
+  if (r.maxRecoveries !== undefined) between('spec.retry.max_recoveries', r.maxRecoveries, 0, LIMITS.maxRecoveries);
+  if (r.backoffInitialMs !== undefined) between('spec.retry.backoff_initial_ms', r.backoffInitialMs, 0, LIMITS.maxBackoffMs);
+  if (r.backoffMaxMs !== undefined) between('spec.retry.backoff_max_ms', r.backoffMaxMs, 0, LIMITS.maxBackoffMs);
+  if (r.backoffJitter !== undefined && !(r.backoffJitter >= 0 && r.backoffJitter <= 1)) fail(`spec.retry.backoff_jitter must be between 0 and 1, got ${r.backoffJitter}`);
+  r.retryOn.forEach((c, i) => {
+    if (!RETRYABLE.has(c)) fail(`spec.retry.retry_on[${i}] must be one of ${[...RETRYABLE].map(failureClassName).join(', ')}, got ${FailureClass[c] ? failureClassName(c) : c}`);
+  });
 }
 
 export function validateSubmit(req: SubmitJobRequest): SubmitJobRequest {

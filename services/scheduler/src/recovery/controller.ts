@@ -16,7 +16,7 @@ import { currentAttempt, endJob, liveRanks, markRanksLost } from '../jobs/lifecy
 import { mutateJob } from '../jobs/mutate.js';
 import { stopLiveRanks } from '../dispatch/dispatcher.js';
 import { attributeFailure, failureOf } from './attribution.js';
-import { CLASS_NAMES, GRADE_NAMES, decideRecovery, resolveRetryPolicy } from './policy.js';
+import { className, decideRecovery, gradeName, resolveRetryPolicy } from './policy.js';
 
 export class RecoveryController {
   private readonly recoveries: Counter;
@@ -71,7 +71,7 @@ export class RecoveryController {
       const a = currentAttempt(next);
       if (a) a.nextTryAt = j.recovery.notBefore;
       const wait = Math.max(0, (j.recovery.notBefore?.getTime() ?? now) - now);
-      return { next, reason: `recovery ${next.recoveries} of ${j.maxRecoveries}: ${GRADE_NAMES[j.recovery.grade]} ${wait > 0 ? `in ${Math.ceil(wait / 1000)}s` : 'now'}`, epoch };
+      return { next, reason: `recovery ${next.recoveries} of ${j.maxRecoveries}: ${gradeName(j.recovery.grade)} ${wait > 0 ? `in ${Math.ceil(wait / 1000)}s` : 'now'}`, epoch };
     });
     return rec?.job.state === JobState.JOB_STATE_PENDING;
   }
@@ -93,7 +93,7 @@ export class RecoveryController {
       next.attempts = j.attempts.map((x) => (x.number === attempt.number ? { ...x, failure: failureOf(attribution), finishedAt: x.finishedAt ?? at } : x));
       blamed = attribution.faultyNodes;
       next.excludedNodes = [...new Set([...j.excludedNodes, ...attribution.faultyNodes])];
-      outcome = { cls: CLASS_NAMES[attribution.failureClass], grade: decision.retry ? GRADE_NAMES[decision.grade] : 'none' };
+      outcome = { cls: className(attribution.failureClass), grade: decision.retry ? gradeName(decision.grade) : 'none' };
       if (!decision.retry) {
         failedJob = endJob(next, JobState.JOB_STATE_FAILED, `${attribution.reason}; ${decision.reason}`, at, attribution.failureClass);
         return { next: failedJob, reason: `${attribution.reason}; ${decision.reason}`, epoch };
@@ -103,7 +103,7 @@ export class RecoveryController {
         notBefore: decision.notBefore, faultyNodes: decision.faultyNodes, keep: decision.keep,
       };
       const wait = Math.ceil((decision.notBefore.getTime() - now) / 1000);
-      next.reason = `${attribution.reason}; recovering (attempt ${j.attempt + 1} of ${policy.maxRecoveries + 1}, ${GRADE_NAMES[decision.grade]} in ${wait}s${next.excludedNodes.length > 0 ? `, excluding ${next.excludedNodes.join(', ')}` : ''})`;
+      next.reason = `${attribution.reason}; recovering (attempt ${j.attempt + 1} of ${policy.maxRecoveries + 1}, ${gradeName(decision.grade)} in ${wait}s${next.excludedNodes.length > 0 ? `, excluding ${next.excludedNodes.join(', ')}` : ''})`;
       return { next, reason: next.reason, epoch };
     });
     if (!outcome) return;

@@ -1,32 +1,13 @@
 // Whether and how a failed attempt is tried again. Pure: the job's retry policy (falling back
 // to the scheduling config's defaults), the attribution and which nodes are healthy give the
 // decision: fail, or retry after a backoff with the cheapest grade that can work.
-import { FailureClass, RecoveryGrade, type Job, type RankPlacement, type RetryPolicy } from '@gantry/proto';
+import { FailureClass, RecoveryGrade, failureClassName, parseFailureClass, recoveryGradeName, type Job, type RankPlacement, type RetryPolicy } from '@gantry/proto';
 import type { RetryableClass, SchedulingConfig } from '../placement/index.js';
 import type { Attribution } from './attribution.js';
 
-export const CLASS_NAMES: Record<FailureClass, string> = {
-  [FailureClass.FAILURE_CLASS_UNSPECIFIED]: 'unknown',
-  [FailureClass.FAILURE_CLASS_NODE_FAULT]: 'node-fault',
-  [FailureClass.FAILURE_CLASS_INFRASTRUCTURE]: 'infrastructure',
-  [FailureClass.FAILURE_CLASS_APPLICATION]: 'application',
-  [FailureClass.FAILURE_CLASS_CANCELLED]: 'cancelled',
-  [FailureClass.FAILURE_CLASS_TIME_LIMIT]: 'time-limit',
-  [FailureClass.FAILURE_CLASS_PREEMPTED]: 'preempted',
-  [FailureClass.FAILURE_CLASS_GPU_CONTAINED]: 'gpu-contained',
-  [FailureClass.UNRECOGNIZED]: 'unknown',
-};
-
-export const GRADE_NAMES: Record<RecoveryGrade, string> = {
-  [RecoveryGrade.RECOVERY_GRADE_UNSPECIFIED]: '',
-  [RecoveryGrade.RECOVERY_GRADE_RESTART_IN_PLACE]: 'restart-in-place',
-  [RecoveryGrade.RECOVERY_GRADE_REPLACE_NODES]: 'replace-nodes',
-  [RecoveryGrade.RECOVERY_GRADE_REPLACE_GANG]: 'replace-gang',
-  [RecoveryGrade.RECOVERY_GRADE_MANUAL_RETRY]: 'manual-retry',
-  [RecoveryGrade.UNRECOGNIZED]: '',
-};
-
-const CLASS_BY_NAME = new Map(Object.entries(CLASS_NAMES).map(([v, n]) => [n, Number(v) as FailureClass]));
+/** Class and grade names as metrics, logs and the config write them. */
+export const className = failureClassName;
+export const gradeName = recoveryGradeName;
 
 export interface ResolvedRetryPolicy {
   maxRecoveries: number;
@@ -39,7 +20,7 @@ export interface ResolvedRetryPolicy {
 export function resolveRetryPolicy(spec: RetryPolicy | undefined, defaults: SchedulingConfig['recovery']): ResolvedRetryPolicy {
   const retryOn = spec && spec.retryOn.length > 0
     ? new Set(spec.retryOn)
-    : new Set(defaults.retryOn.map((n: RetryableClass) => CLASS_BY_NAME.get(n)!));
+    : new Set(defaults.retryOn.map((n: RetryableClass) => parseFailureClass(n)!));
   return {
     maxRecoveries: spec?.maxRecoveries ?? defaults.maxRecoveries,
     backoffInitialMs: spec?.backoffInitialMs ?? defaults.backoffInitialMs,
@@ -64,7 +45,7 @@ export type RecoveryDecision =
  * not be reused (not READY); kept ranks must sit on healthy nodes.
  */
 export function decideRecovery(job: Job, placement: RankPlacement[], a: Attribution, p: ResolvedRetryPolicy, unhealthy: ReadonlySet<string>, now: Date, rand: number): RecoveryDecision {
-  const cls = CLASS_NAMES[a.failureClass];
+  const cls = className(a.failureClass);
   if (!p.retryOn.has(a.failureClass)) return { retry: false, reason: `${cls} failures are not retried by the job's retry policy` };
   if (job.recoveries >= p.maxRecoveries) return { retry: false, reason: `recovery budget spent (${job.recoveries} of ${p.maxRecoveries})` };
   const notBefore = new Date(now.getTime() + backoffMs(p, job.recoveries, rand));
