@@ -11,6 +11,7 @@ import { decode, encode, subjects } from '@gantry/bus';
 import type { AgentConfig } from './config.js';
 import { StateFile } from './runner/state-file.js';
 import { RankRunner } from './runner/rank-runner.js';
+import { AgentBeat, beatFilePath } from './runner/beat.js';
 import { RankReporter } from './reporting/rank-reporter.js';
 
 export const AGENT_VERSION = '0.1.0';
@@ -19,6 +20,7 @@ export class NodeAgent {
   readonly instanceId = randomUUID();
   private readonly state: StateFile;
   private readonly runner: RankRunner;
+  private readonly beat: AgentBeat;
   private reporter: RankReporter | undefined;
   private timers: NodeJS.Timeout[] = [];
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -40,11 +42,15 @@ export class NodeAgent {
     private readonly onReconnect: () => void = () => undefined,
   ) {
     this.state = new StateFile(cfg.stateDir);
-    this.runner = new RankRunner(this.state, log);
+    this.beat = new AgentBeat(beatFilePath(cfg.stateDir), log);
+    this.runner = new RankRunner(this.state, log, { beatFile: this.beat.path, partitionGraceMs: cfg.partitionGraceMs });
     this.heartbeatMs = cfg.heartbeatIntervalMs;
   }
 
   async start(): Promise<void> {
+    // First, before anything that can wait: the watchdogs of re-adopted ranks count the
+    // silence since the last agent's final beat.
+    this.beat.start();
     this.reporter = new RankReporter(this.cfg.node, jetstream(this.nc), this.state, this.log, this.cfg.rankLogMaxBytes);
     this.runner.onChange = () => void this.reporter?.flush();
     this.runner.start();
@@ -157,11 +163,12 @@ export class NodeAgent {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    // Ranks keep running for the partition grace period, for a restarted agent to re-adopt.
+    this.beat.stop();
     for (const t of this.timers) clearTimeout(t);
     clearTimeout(this.heartbeatTimer);
     this.runner.stopPolling();
     this.sub?.unsubscribe();
-    // Ranks keep running: a restarted agent re-adopts them.
     await this.reporter?.flush();
   }
 }

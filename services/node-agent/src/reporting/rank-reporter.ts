@@ -92,6 +92,8 @@ export class RankReporter {
       node: this.node, jobId: rec.jobId, attempt: rec.attempt, rank: rec.rank, phase, pid: rec.pid,
       exitCode: exited ? rec.exitCode : undefined, signal: exited ? rec.signal ?? '' : '', message: rec.message ?? '',
       time: new Date(exited ? rec.finishedAt ?? Date.now() : rec.startedAt),
+      error: exited ? rec.error ?? '' : '',
+      errorTime: exited && rec.errorTime ? new Date(rec.errorTime) : undefined,
     });
     await this.js.publish(subjects.rankEvent(this.node), encode(RankEvent, event), { msgID: event.eventId, timeout: 5_000 });
   }

@@ -2,14 +2,18 @@
 // (so a stop reaches everything it forked), writes its output to files under the state
 // folder, and has its exit status recorded by the wrapper. Everything the runner knows is
 // in the state file, so a restarted agent picks up exactly where the last one left off.
+// A rank that fails leaves its error behind (torchelastic error file, stderr): the runner
+// reads it once at the exit and keeps it in the record for the reporter.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import type { Logger } from 'pino';
 import type { RankAssignment } from '@gantry/proto';
 import { StateFile, rankKey, type RankRecord } from './state-file.js';
-import { WRAPPER_SCRIPT, interpretStatus } from './wrapper.js';
+import { ORPHAN_MARKER_SUFFIX, WRAPPER_SCRIPT, interpretStatus, wrapperEnv } from './wrapper.js';
+import { readRankError } from './rank-evidence.js';
+import type { RankError } from './rank-error.js';
 
 /** Variables a rank inherits from the agent's own environment; everything else comes from the job. */
 const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'SHELL', 'LD_LIBRARY_PATH'];
@@ -19,6 +23,13 @@ const WRAPPER_ARGV0 = 'gantry-rank';
 
 export type AssignResult = { ok: true; message: string } | { ok: false; message: string };
 
+export interface RankRunnerOptions {
+  /** The agent's beat file (beat.ts); without one, ranks run without a watchdog. */
+  beatFile?: string;
+  /** How long a rank's watchdog lets it run while the agent is silent. */
+  partitionGraceMs?: number;
+}
+
 export class RankRunner {
   private readonly killTimers = new Map<string, NodeJS.Timeout>();
   private readonly children = new Set<string>();
@@ -26,7 +37,7 @@ export class RankRunner {
   /** Called whenever a rank's state changes (started, exited) so the reporter can act. */
   onChange: () => void = () => undefined;
 
-  constructor(private readonly state: StateFile, private readonly log: Logger) {}
+  constructor(private readonly state: StateFile, private readonly log: Logger, private readonly opts: RankRunnerOptions = {}) {}
 
   get records(): RankRecord[] {
     return Object.values(this.state.state.ranks);
@@ -75,14 +86,20 @@ export class RankRunner {
       this.finishWith(rec, 127, '', `working directory ${a.workingDir} does not exist`);
       return { ok: true, message: 'failed to start' };
     }
+    const cwd = a.workingDir || dir;
     const env: NodeJS.ProcessEnv = {};
     for (const k of INHERITED_ENV) if (process.env[k] !== undefined) env[k] = process.env[k];
-    Object.assign(env, a.env, { GANTRY_EXIT_FILE: join(dir, 'exit') });
+    // The job may name its own error file (an empty value turns it off, as in torchelastic).
+    env.TORCHELASTIC_ERROR_FILE = join(dir, 'error.json');
+    Object.assign(env, a.env, wrapperEnv({
+      exitFile: join(dir, 'exit'), beatFile: this.opts.beatFile, partitionGraceMs: this.opts.partitionGraceMs ?? 0, stopGraceSeconds: a.stopGraceSeconds,
+    }));
+    if (env.TORCHELASTIC_ERROR_FILE) rec.errorFile = resolve(cwd, env.TORCHELASTIC_ERROR_FILE);
     const out = openSync(join(dir, 'stdout.log'), 'a');
     const err = openSync(join(dir, 'stderr.log'), 'a');
     try {
       const child = spawn('/bin/sh', ['-c', WRAPPER_SCRIPT, WRAPPER_ARGV0, ...a.command], {
-        cwd: a.workingDir || dir, env, detached: true, stdio: ['ignore', out, err],
+        cwd, env, detached: true, stdio: ['ignore', out, err],
       });
       rec.pid = child.pid ?? 0;
       this.children.add(key);
@@ -174,22 +191,29 @@ export class RankRunner {
       if (status === undefined || status === 0) code = 128 + 9;
     }
     const { exitCode, signal } = interpretStatus(code ?? 137);
-    this.finishWith(rec, exitCode, signal, '');
+    const at = new Date();
+    const error = exitCode === 0 ? undefined : readRankError({ dir: rec.dir, errorFile: rec.errorFile, startedAt: new Date(rec.startedAt), exitedAt: at });
+    const orphaned = existsSync(join(rec.dir, `exit${ORPHAN_MARKER_SUFFIX}`));
+    this.finishWith(rec, exitCode, signal, orphaned ? 'stopped by its wrapper: the agent was gone for longer than the partition grace period' : '', error, at);
     // Whatever the rank left behind in its process group goes with it.
     signalGroup(rec.pid, 'SIGKILL');
   }
 
-  private finishWith(rec: RankRecord, exitCode: number | undefined, signal: string, message: string): void {
+  private finishWith(rec: RankRecord, exitCode: number | undefined, signal: string, message: string, error?: RankError, at = new Date()): void {
     const key = rankKey(rec.jobId, rec.attempt, rec.rank);
     clearTimeout(this.killTimers.get(key));
     this.killTimers.delete(key);
     rec.phase = 'exited';
     rec.exitCode = exitCode;
     rec.signal = signal;
-    rec.finishedAt = new Date().toISOString();
+    rec.finishedAt = at.toISOString();
     if (message) rec.message = message;
+    if (error) {
+      rec.error = error.message;
+      rec.errorTime = (error.time ?? at).toISOString();
+    }
     this.state.save();
-    this.log.info({ rank: key, exitCode, signal, message: message || undefined }, 'rank exited');
+    this.log.info({ rank: key, exitCode, signal, message: message || undefined, error: error?.message }, 'rank exited');
     this.onChange();
   }
 

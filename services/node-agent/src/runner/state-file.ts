@@ -23,6 +23,14 @@ export interface RankRecord {
   stopRequested?: boolean;
   /** SIGTERM-to-SIGKILL grace the scheduler asked for when it assigned the rank. */
   stopGraceSeconds?: number;
+  /** The rank's TORCHELASTIC_ERROR_FILE (absolute), read when it exits. */
+  errorFile?: string;
+  /**
+   * On a failed exit: the error the rank reported (error file, else the last exception line
+   * of its stderr) and when it was raised (ISO). Kept here so a restarted agent reports the same.
+   */
+  error?: string;
+  errorTime?: string;
   startReported: boolean;
   exitReported: boolean;
   logs: { stdout: { offset: number; seq: number }; stderr: { offset: number; seq: number } };

@@ -5,17 +5,101 @@
 // The wrapper ignores SIGTERM/SIGINT/SIGHUP *after* starting the command, so a SIGTERM to
 // the process group reaches the command, and the wrapper survives to record its status.
 // Exit status follows the shell convention: 128+N means killed by signal N.
+//
+// Beside the command runs a watchdog. Ranks outlive their agent on purpose (a restarted agent
+// re-adopts them), but an agent that stays dead would leave them running on GPUs the
+// scheduler already counts as free. The agent rewrites a beat file every second; when its
+// content has not changed for longer than the partition grace period, the watchdog stops the
+// process group as the agent would (SIGTERM, SIGKILL after the stop grace) and leaves a
+// marker next to the exit file. The watchdog counts its own polls instead of comparing
+// clocks, so a stepped wall clock can neither fire it early nor hold it back; under load its
+// polls only get slower, which errs towards keeping the ranks. It ignores the signals the
+// wrapper ignores (inherited), so a stop by the agent leaves it to the wrapper, which kills
+// it once the command has ended.
 import { constants } from 'node:os';
+
+/** How often the agent rewrites the beat file (the watchdog polls at the same rate). */
+export const BEAT_INTERVAL_MS = 1_000;
+/**
+ * Silence the watchdog always tolerates, whatever the grace: a few missed beats are an
+ * event-loop stall or a slow disk, not a dead agent.
+ */
+export const MIN_SILENCE_MS = 3 * BEAT_INTERVAL_MS;
+/** Stop grace for a rank assigned without one (as the agent's own partition stop). */
+export const DEFAULT_STOP_GRACE_SECONDS = 10;
+
+/** Environment variables through which the agent configures the wrapper. */
+export const WRAPPER_ENV = {
+  exitFile: 'GANTRY_EXIT_FILE',
+  beatFile: 'GANTRY_AGENT_BEAT_FILE',
+  silenceMs: 'GANTRY_AGENT_SILENCE_MS',
+  stopGraceSeconds: 'GANTRY_STOP_GRACE_SECONDS',
+} as const;
+
+/** Created by the watchdog before it stops the rank: the agent was gone past the grace. */
+export const ORPHAN_MARKER_SUFFIX = '.orphaned';
+
+const WATCHDOG = [
+  '  last=; silent=0',
+  '  while kill -0 "$child"; do',
+  '    sleep 1 || exit 0',
+  '    beat=; read -r beat < "$GANTRY_AGENT_BEAT_FILE"',
+  '    if [ -n "$beat" ] && [ "$beat" != "$last" ]; then last=$beat; silent=0; else silent=$((silent + 1)); fi',
+  '    if [ $((silent * 1000)) -gt "$GANTRY_AGENT_SILENCE_MS" ]; then',
+  '      : > "$GANTRY_EXIT_FILE.orphaned"',
+  '      kill -s TERM -- -$$',
+  '      n=0',
+  '      while kill -0 "$child" && [ "$n" -lt "$GANTRY_STOP_GRACE_SECONDS" ]; do sleep 1 || break; n=$((n + 1)); done',
+  // Only the command itself: a SIGKILL to the group now would take the wrapper before it
+  // records the status. The wrapper clears the rest of the group once it has.
+  '      kill -s KILL "$child"',
+  '      exit 0',
+  '    fi',
+  '  done',
+].join('\n');
 
 export const WRAPPER_SCRIPT = [
   '"$@" &',
   'child=$!',
+  // The job's environment may set a PATH without the system folders; the command has it
+  // already, the wrapper's own sleep and mv need them.
+  'PATH=/usr/bin:/bin:$PATH',
   "trap '' TERM INT HUP",
+  'watchdog=',
+  'if [ -n "$GANTRY_AGENT_BEAT_FILE" ]; then',
+  '  (',
+  WATCHDOG,
+  '  ) </dev/null >/dev/null 2>&1 &',
+  '  watchdog=$!',
+  'fi',
   'wait "$child"',
   'code=$?',
   'printf "%s\\n" "$code" > "$GANTRY_EXIT_FILE.tmp" && mv "$GANTRY_EXIT_FILE.tmp" "$GANTRY_EXIT_FILE"',
+  'if [ -n "$watchdog" ]; then kill -s KILL "$watchdog" 2>/dev/null; fi',
+  // No agent will clear what the command left in its group: do it here (the wrapper included).
+  'if [ -e "$GANTRY_EXIT_FILE.orphaned" ]; then kill -s KILL -- -$$; fi',
   'exit "$code"',
 ].join('\n');
+
+/**
+ * The wrapper's own environment: where to record the status and, when the agent beats, how
+ * long its silence is tolerated and how long the rank gets between SIGTERM and SIGKILL.
+ */
+export function wrapperEnv(opts: { exitFile: string; beatFile?: string; partitionGraceMs: number; stopGraceSeconds?: number }): Record<string, string> {
+  // Every key is set, so a job's environment cannot configure (or disable) its watchdog.
+  const env: Record<string, string> = { [WRAPPER_ENV.exitFile]: opts.exitFile, [WRAPPER_ENV.beatFile]: '', [WRAPPER_ENV.silenceMs]: '', [WRAPPER_ENV.stopGraceSeconds]: '' };
+  if (!opts.beatFile) return env;
+  env[WRAPPER_ENV.beatFile] = opts.beatFile;
+  env[WRAPPER_ENV.silenceMs] = String(Math.max(MIN_SILENCE_MS, Math.floor(opts.partitionGraceMs)));
+  const grace = opts.stopGraceSeconds;
+  env[WRAPPER_ENV.stopGraceSeconds] = String(grace !== undefined && Number.isFinite(grace) && grace >= 0 ? Math.ceil(grace) : DEFAULT_STOP_GRACE_SECONDS);
+  return env;
+}
+
+/** What the agent writes into the beat file: fixed width, so a rewrite in place never needs new disk space. */
+export function beatContent(nowMs: number): string {
+  return `${String(Math.max(0, Math.floor(nowMs))).padStart(16, '0')}\n`;
+}
 
 const SIGNAL_NAMES = new Map(Object.entries(constants.signals).map(([name, num]) => [num as number, name]));
 
