@@ -5,7 +5,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, type Consumer } from '@nats-io/jetstream';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import {
-  JobEvent, JobServiceService, LogBatch, isTerminalJobState, type Job, type JobServiceClient, type JobServiceServer,
+  JobEvent, JobServiceService, JobState, LogBatch, RecoveryGrade, isTerminalJobState, type Job, type JobServiceClient, type JobServiceServer,
   type StreamLogsRequest, type StreamLogsResponse, type WatchJobRequest, type WatchJobResponse,
 } from '@gantry/proto';
 import { decode, streams, subjects } from '@gantry/bus';
@@ -16,6 +16,18 @@ import { requireToken, validateListJobs, validateSubmit } from './admission/vali
 const POLL_MS = 1_000;
 /** After a followed job ends, keep reading this long for output still in flight from agents. */
 const FOLLOW_TAIL_MS = 1_500;
+
+/**
+ * Whether a terminal event ends a watch that began when the job was `start`. A FAILED job
+ * may have been retried (FAILED -> PENDING) since an end in its history: only the end of the
+ * attempt current at the start, or of a later one, ends the watch.
+ */
+export function endsWatch(event: JobEvent, start: Job): boolean {
+  if (!isTerminalJobState(event.toState)) return false;
+  if (isTerminalJobState(start.state)) return event.attempt === start.attempt && event.toState === start.state;
+  const retriedNotPlaced = start.state === JobState.JOB_STATE_PENDING && start.recovery?.grade === RecoveryGrade.RECOVERY_GRADE_MANUAL_RETRY;
+  return retriedNotPlaced ? event.attempt > start.attempt : event.attempt >= start.attempt;
+}
 
 export function jobService(log: Logger, scheduler: JobServiceClient, nc: NatsConnection): JobServiceServer {
   const js = jetstream(nc);
@@ -62,8 +74,7 @@ export function jobService(log: Logger, scheduler: JobServiceClient, nc: NatsCon
         const event = decode(JobEvent, data, 'JobEvent');
         stream.write({ event });
         sent++;
-        // A FAILED job may have been retried since: only its latest end ends the watch.
-        return isTerminalJobState(event.toState) && (event.job?.revision ?? 0) >= job.revision;
+        return endsWatch(event, job);
       }, async () => {
         // The events may have aged out of the stream: fall back to the job's current state.
         if (sent === 0 && isTerminalJobState(job.state)) {
