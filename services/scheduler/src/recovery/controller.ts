@@ -12,11 +12,10 @@ import type { JobRecord, NodeRecord } from '@gantry/store';
 import { Counter, Histogram } from 'prom-client';
 import type { SchedulerContext } from '../context.js';
 import type { SchedulingConfig } from '../placement/index.js';
-import { currentAttempt, endJob, liveRanks, markRanksLost } from '../jobs/lifecycle.js';
+import { currentAttempt, liveRanks } from '../jobs/lifecycle.js';
 import { mutateJob } from '../jobs/mutate.js';
 import { stopLiveRanks } from '../dispatch/dispatcher.js';
-import { attributeFailure, failureOf } from './attribution.js';
-import { className, decideRecovery, gradeName, resolveRetryPolicy } from './policy.js';
+import { className, decideStep, requeueStep, type Decided } from './transitions.js';
 
 export class RecoveryController {
   private readonly recoveries: Counter;
@@ -62,56 +61,26 @@ export class RecoveryController {
     }
     if (!recovery.retry || running.length > 0) return false;
     const rec = await mutateJob(ctx.jobs, job.id, (r) => {
-      const j = r.job;
-      if (j.state !== JobState.JOB_STATE_RECOVERING || !j.recovery?.decided || liveRanks(j).some((p) => !lost.has(p.node))) return undefined;
-      // Ranks on a lost node cannot report: recorded as lost, so nothing waits for them.
-      const next = markRanksLost(j, liveRanks(j).map((p) => p.rank), new Date(now));
-      next.state = JobState.JOB_STATE_PENDING;
-      next.recoveries = j.recoveries + 1;
-      const a = currentAttempt(next);
-      if (a) a.nextTryAt = j.recovery.notBefore;
-      const wait = Math.max(0, (j.recovery.notBefore?.getTime() ?? now) - now);
-      return { next, reason: `recovery ${next.recoveries} of ${j.maxRecoveries}: ${gradeName(j.recovery.grade)} ${wait > 0 ? `in ${Math.ceil(wait / 1000)}s` : 'now'}`, epoch };
+      const out = requeueStep(r.job, lost, new Date(now));
+      return out && { ...out, epoch };
     });
     return rec?.job.state === JobState.JOB_STATE_PENDING;
   }
 
   private async decide(jobId: string, unhealthy: Set<string>, config: SchedulingConfig, epoch: number, now: number): Promise<void> {
     const { ctx } = this;
-    let blamed: string[] = [];
-    let outcome: { cls: string; grade: string } | undefined;
-    let failedJob: Job | undefined;
+    let decided: Decided | undefined;
     await mutateJob(ctx.jobs, jobId, (r) => {
-      const j = r.job;
-      const attempt = currentAttempt(j);
-      if (j.state !== JobState.JOB_STATE_RECOVERING || j.recovery?.decided || !attempt) return undefined;
-      const at = new Date(now);
-      const attribution = attributeFailure(attempt, j.recovery?.signals ?? [], j.recovery?.detectedAt ?? at);
-      const policy = resolveRetryPolicy(j.spec?.retry, config.recovery);
-      const decision = decideRecovery(j, attempt.placement, attribution, policy, unhealthy, at, Math.random());
-      const next: Job = { ...j, maxRecoveries: policy.maxRecoveries };
-      next.attempts = j.attempts.map((x) => (x.number === attempt.number ? { ...x, failure: failureOf(attribution), finishedAt: x.finishedAt ?? at } : x));
-      blamed = attribution.faultyNodes;
-      next.excludedNodes = [...new Set([...j.excludedNodes, ...attribution.faultyNodes])];
-      outcome = { cls: className(attribution.failureClass), grade: decision.retry ? gradeName(decision.grade) : 'none' };
-      if (!decision.retry) {
-        failedJob = endJob(next, JobState.JOB_STATE_FAILED, `${attribution.reason}; ${decision.reason}`, at, attribution.failureClass);
-        return { next: failedJob, reason: `${attribution.reason}; ${decision.reason}`, epoch };
-      }
-      next.recovery = {
-        ...j.recovery!, decided: true, retry: true, grade: decision.grade, gradeReason: decision.gradeReason,
-        notBefore: decision.notBefore, faultyNodes: decision.faultyNodes, keep: decision.keep,
-      };
-      const wait = Math.ceil((decision.notBefore.getTime() - now) / 1000);
-      next.reason = `${attribution.reason}; recovering (attempt ${j.attempt + 1} of ${policy.maxRecoveries + 1}, ${gradeName(decision.grade)} in ${wait}s${next.excludedNodes.length > 0 ? `, excluding ${next.excludedNodes.join(', ')}` : ''})`;
-      return { next, reason: next.reason, epoch };
+      decided = decideStep(r.job, config, unhealthy, new Date(now), Math.random());
+      return decided && { next: decided.next, reason: decided.reason, epoch };
     });
-    if (!outcome) return;
-    const { cls, grade } = outcome;
+    if (!decided) return;
+    const { next, blamed, grade } = decided;
+    const cls = className(decided.failureClass);
     if (grade === 'none') this.failures.inc({ class: cls });
     else this.recoveries.inc({ class: cls, grade });
-    ctx.log.info({ job: jobId, class: cls, grade, blamed }, failedJob ? 'failure not retried; job failed' : 'recovery decided');
-    if (failedJob) void stopLiveRanks(ctx, failedJob, failedJob.reason);
+    ctx.log.info({ job: jobId, class: cls, grade, blamed }, grade === 'none' ? 'failure not retried; job failed' : 'recovery decided');
+    if (grade === 'none') void stopLiveRanks(ctx, next, next.reason);
     for (const node of blamed) await this.blame(node, jobId, epoch, now);
   }
 
