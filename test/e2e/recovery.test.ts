@@ -196,6 +196,24 @@ describe('recovery', () => {
     expect(nodesOf(done, 2)).not.toContain(victim);
   });
 
+  it('a GPU gone from the inventory when the agent comes back is a node fault of that node', async () => {
+    const { stack, client } = await setup({ agents: 2 });
+    await client.setSchedulingConfig({ recovery: FAST });
+    const { job } = await client.submitJob({ nodes: 1, gpusPerNode: 8, stopGraceSeconds: 1, command: ['sh', '-c', 'if [ "$GANTRY_ATTEMPT" = 1 ]; then sleep 300; else sleep 1; fi'] });
+    const running = await waitForJob(client, job!.id, [JobState.JOB_STATE_RUNNING]);
+    const node = running.attempts[0]!.placement[0]!.node;
+    const agent = stack.agents[Number(node.split('-')[1])]!;
+    // The host comes back with one GPU fewer (it fell off the bus while the agent was down).
+    await agent.kill();
+    agent.opts.env!.SIM_GPUS = '7';
+    await agent.start();
+    const done = await waitForJob(client, job!.id, [JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED], 40_000);
+    expect(jobStateName(done.state)).toBe('SUCCEEDED');
+    expect(done.attempts[0]!.failure).toMatchObject({ failureClass: FailureClass.FAILURE_CLASS_NODE_FAULT, node });
+    expect(done.attempts[0]!.failure!.reason).toMatch(new RegExp(`^node fault: GPU 7 \\(.+\\) is gone from ${node}'s inventory$`));
+    expect(nodesOf(done, 2)).not.toContain(node);
+  });
+
   it('gantry job retry restarts a FAILED job as a new attempt from its newest checkpoint', async () => {
     const { stack, client } = await setup({ agents: 1 });
     const marker = `${stack.workDir}/runs.txt`;

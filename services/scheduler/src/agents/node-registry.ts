@@ -2,14 +2,15 @@
 // agent runs with what the scheduler wants (level-triggered: every heartbeat re-checks).
 import type { Subscription } from '@nats-io/transport-node';
 import {
-  AgentRank, FailureClass, FaultSignal, JobState, Node, NodeHeartbeat, NodeState, RegisterNodeRequest, RegisterNodeResponse, StopRank, type Job,
+  AgentRank, FailureClass, FaultSignal, JobState, Node, NodeHeartbeat, NodeState, RegisterNodeRequest, RegisterNodeResponse, StopRank, type GpuAllocation, type GpuDevice,
 } from '@gantry/proto';
 import { decode, encode, subjects, SUBJECT_TOKEN } from '@gantry/bus';
 import { allocationOwner, type GpuRef, type NodeRecord } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
-import { beginRecovery, isActive, liveRanks, markRanksLost, wantsRank } from '../jobs/lifecycle.js';
+import { isActive, liveRanks, markRanksLost, wantsRank } from '../jobs/lifecycle.js';
+import { signalAttempt, signalHolders } from '../recovery/triggers.js';
 import { mutateJob } from '../jobs/mutate.js';
-import { dispatchAssignments, stopLiveRanks } from '../dispatch/dispatcher.js';
+import { dispatchAssignments } from '../dispatch/dispatcher.js';
 
 /** States an operator or health decision put a node in: it returns to them, not to READY. */
 const HELD_OUT = new Set([NodeState.NODE_STATE_QUARANTINED, NodeState.NODE_STATE_DRAINING, NodeState.NODE_STATE_DRAINED, NodeState.NODE_STATE_SUSPECT]);
@@ -89,6 +90,7 @@ export class NodeRegistry {
     const reason = !prev ? 'registered' : prev.node.state === NodeState.NODE_STATE_LOST ? 'agent reconnected' : 're-registered';
     const rec = await ctx.nodes.commit({ prev, next, reason, epoch, heartbeatMs: now.getTime(), instanceId: req.instanceId });
     ctx.log.info({ node: req.node, gpus: req.gpus.length, state: NodeState[state], ranks: req.ranks.length }, 'node registered');
+    await this.recoverJobsOnMissingGpus(rec.node.name, prev?.node.gpus ?? [], req.gpus, prev?.allocations ?? []);
     await this.reconcile(rec, req.ranks);
     ctx.kick();
     return RegisterNodeResponse.create({ accepted: true, message: reason, heartbeatIntervalMs: ctx.settings.heartbeatIntervalMs });
@@ -108,6 +110,19 @@ export class NodeRegistry {
       ctx.kick();
     }
     await this.reconcile(rec, hb.ranks);
+  }
+
+  /** A GPU a job holds that is gone from the node's inventory (fell off the bus, was pulled) is a node fault. */
+  private async recoverJobsOnMissingGpus(node: string, before: GpuDevice[], now: GpuDevice[], allocations: GpuAllocation[]): Promise<void> {
+    const present = new Set(now.map((g) => `${g.index}/${g.uuid}`));
+    const missing = before.filter((g) => !present.has(`${g.index}/${g.uuid}`));
+    for (const gpu of missing) {
+      const holders = allocations.filter((a) => a.gpuIndex === gpu.index);
+      if (holders.length === 0) continue;
+      const detail = `GPU ${gpu.index} (${gpu.uuid || gpu.pciBusId || 'unknown'}) is gone from ${node}'s inventory`;
+      const signal = FaultSignal.create({ kind: 'gpu-missing', node, gpu: gpu.index, detail, time: new Date(), failureClass: FailureClass.FAILURE_CLASS_NODE_FAULT });
+      await signalHolders(this.ctx, holders, signal, detail);
+    }
   }
 
   /** Stops ranks nobody wants, re-sends assignments not yet started, frees GPUs nothing holds. */
@@ -174,25 +189,15 @@ export class NodeRegistry {
   /** A job with ranks on a lost node: a node fault, handed to recovery (the ranks elsewhere are stopped). */
   private async recoverJobOnLostNode(jobId: string, node: string, reason: string, lostAt: Date): Promise<void> {
     const { ctx } = this;
-    const epoch = ctx.epoch();
-    let recovering: Job | undefined;
     const signal = FaultSignal.create({ kind: 'node-lost', node, detail: reason, time: lostAt, failureClass: FailureClass.FAILURE_CLASS_NODE_FAULT });
+    if (await signalAttempt(ctx, jobId, undefined, signal, reason)) return;
+    // A preempted job waits for its ranks to end before it is requeued; those on a lost node
+    // never will report, so record them as lost.
+    const epoch = ctx.epoch();
     await mutateJob(ctx.jobs, jobId, (r) => {
       const onNode = liveRanks(r.job).filter((p) => p.node === node).map((p) => p.rank);
-      if (onNode.length === 0) return undefined;
-      if (isActive(r.job) || (r.job.state === JobState.JOB_STATE_RECOVERING && !r.job.recovery?.decided && !r.job.recovery?.signals.some((s) => s.kind === 'node-lost' && s.node === node))) {
-        recovering = beginRecovery(r.job, new Date(), signal);
-        return { next: recovering, reason: `${reason}; stopping the attempt and attributing the failure`, epoch };
-      }
-      // A preempted job waits for its ranks to end before it is requeued; those on a lost
-      // node never will report, so record them as lost.
-      if (r.job.state === JobState.JOB_STATE_PREEMPTED) return { next: markRanksLost(r.job, onNode, new Date()), reason, epoch };
-      return undefined;
+      if (onNode.length === 0 || r.job.state !== JobState.JOB_STATE_PREEMPTED) return undefined;
+      return { next: markRanksLost(r.job, onNode, new Date()), reason, epoch };
     });
-    if (recovering) {
-      void stopLiveRanks(ctx, recovering, reason, node);
-      ctx.kick();
-    }
   }
 }
-

@@ -4,14 +4,12 @@
 // the failure detection to come is only as fresh as this.
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { Counter, Histogram } from 'prom-client';
-import { FaultSignal, JobState, NodeHostEvent, TelemetryBatch, XidEvent, type Job } from '@gantry/proto';
+import { FaultSignal, NodeHostEvent, TelemetryBatch, XidEvent } from '@gantry/proto';
 import { consumeDurable, consumers, decode, streams, subjects } from '@gantry/bus';
 import { NodeTelemetryStore } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
 import { xidFailureClass } from '../recovery/xid-policy.js';
-import { beginRecovery, isActive } from '../jobs/lifecycle.js';
-import { mutateJob } from '../jobs/mutate.js';
-import { stopLiveRanks } from '../dispatch/dispatcher.js';
+import { signalHolders } from '../recovery/triggers.js';
 
 export class TelemetryIngest {
   private readonly store: NodeTelemetryStore;
@@ -48,33 +46,13 @@ export class TelemetryIngest {
    * still run: on real hardware they hang or die; waiting for them costs minutes.
    */
   private async recoverJobsOnGpu(xid: XidEvent): Promise<void> {
-    const { ctx } = this;
     const cls = xidFailureClass(xid);
-    const epoch = ctx.epoch();
-    if (cls === undefined || epoch === 0) return;
-    const node = await ctx.nodes.get(xid.node);
+    if (cls === undefined) return;
+    const node = await this.ctx.nodes.get(xid.node);
     // An XID without a GPU index (no PCI mapping) hits every job on the node.
-    const owners = (node?.allocations ?? []).filter((a) => xid.gpuIndex === undefined || a.gpuIndex === xid.gpuIndex);
-    const signal = FaultSignal.create({
-      kind: 'xid', node: xid.node, gpu: xid.gpuIndex, xid: xid.xid, detail: xid.mnemonic, time: xid.time ?? new Date(), failureClass: cls,
-    });
-    for (const { jobId, attempt } of new Map(owners.map((o) => [o.jobId, o])).values()) {
-      let recovering: Job | undefined;
-      await mutateJob(ctx.jobs, jobId, (r) => {
-        const j = r.job;
-        const undecided = j.state === JobState.JOB_STATE_RECOVERING && !j.recovery?.decided;
-        if (j.attempt !== attempt || !(isActive(j) || undecided)) return undefined;
-        const next = beginRecovery(j, new Date(), signal);
-        if (undecided && next.recovery?.signals.length === j.recovery?.signals.length) return undefined;
-        recovering = next;
-        return { next, reason: `XID ${xid.xid} (${xid.mnemonic}) on GPU ${xid.gpuIndex ?? '?'} of ${xid.node}; stopping the attempt and attributing the failure`, epoch };
-      });
-      if (recovering) {
-        ctx.log.warn({ job: jobId, node: xid.node, xid: xid.xid }, 'fatal XID on a job GPU; recovering');
-        void stopLiveRanks(ctx, recovering, recovering.reason);
-        ctx.kick();
-      }
-    }
+    const holders = (node?.allocations ?? []).filter((a) => xid.gpuIndex === undefined || a.gpuIndex === xid.gpuIndex);
+    const signal = FaultSignal.create({ kind: 'xid', node: xid.node, gpu: xid.gpuIndex, xid: xid.xid, detail: xid.mnemonic, time: xid.time ?? new Date(), failureClass: cls });
+    await signalHolders(this.ctx, holders, signal, `XID ${xid.xid} (${xid.mnemonic}) on GPU ${xid.gpuIndex ?? '?'} of ${xid.node}`);
   }
 
   private async consume(stream: string, durable: string, filterSubject: string, handle: (m: JsMsg) => Promise<void>): Promise<void> {
