@@ -11,6 +11,14 @@ import type { Explanation } from '../scheduling-loop.js';
 import { mutateJob } from '../jobs/mutate.js';
 import { stopLiveRanks } from '../dispatch/dispatcher.js';
 
+/** A recovering job waiting out its backoff is not planned until then: say so. */
+function backoffLine(job: Job): string | undefined {
+  const notBefore = job.recovery?.notBefore?.getTime() ?? 0;
+  const wait = notBefore - Date.now();
+  if (wait <= 0) return undefined;
+  return `recovery backoff: the next attempt is placed in ${Math.ceil(wait / 1000)}s${job.excludedNodes.length > 0 ? `, excluding ${job.excludedNodes.join(', ')}` : ''}`;
+}
+
 /** Sortable, unguessable, and a valid NATS subject token. */
 export function newJobId(now = Date.now()): string {
   return `j-${now.toString(36)}-${randomBytes(4).toString('hex')}`;
@@ -21,6 +29,8 @@ export function jobService(ctx: SchedulerContext): JobServiceServer {
   /** One line for GetJob: why a pending job waits, or why a placed job got its nodes. */
   const explanationLine = async (job: Job): Promise<string> => {
     if (job.state !== JobState.JOB_STATE_PENDING) return currentAttempt(job)?.placementExplanation ?? '';
+    const backoff = backoffLine(job);
+    if (backoff) return backoff;
     const raw = await state.explanation(job.id);
     if (!raw) return 'not evaluated by the scheduler yet';
     const e = JSON.parse(raw) as Explanation;
@@ -106,6 +116,11 @@ export function jobService(ctx: SchedulerContext): JobServiceServer {
       const res = ExplainJobResponse.create({ jobId: job.id, state: job.state, placementExplanation: currentAttempt(job)?.placementExplanation ?? '' });
       if (job.state !== JobState.JOB_STATE_PENDING) {
         res.message = job.reason;
+        return res;
+      }
+      const backoff = backoffLine(job);
+      if (backoff) {
+        res.message = backoff;
         return res;
       }
       const raw = await state.explanation(job.id);
