@@ -5,7 +5,7 @@ import importX from 'eslint-plugin-import-x';
 import { createTypeScriptImportResolver } from 'eslint-import-resolver-typescript';
 
 export default tseslint.config(
-  { ignores: ['**/node_modules/**', 'libs/proto/src/gen/**', '.gantry/**', '**/*.mjs', 'libs/cli/bin/**'] },
+  { ignores: ['**/node_modules/**', '**/dist/**', 'libs/proto/src/gen/**', '.gantry/**', '**/*.mjs', 'libs/cli/bin/**'] },
   ...tseslint.configs.recommended,
   {
     files: ['**/*.ts'],

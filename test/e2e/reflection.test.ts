@@ -5,16 +5,15 @@
 // services it serves.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-// @bufbuild/protobuf (the strict client here) is a dependency of @gantry/proto, not of the
-// test package, so it is reached through that package's folder.
+// @bufbuild/protobuf (the strict client here; the same version as @gantry/proto's).
 import {
   create, createFileRegistry, fromBinary, fromJson, toBinary, toJson,
   type DescMessage, type DescService, type FileRegistry, type JsonValue,
-} from '../../libs/proto/node_modules/@bufbuild/protobuf/dist/esm/index.js';
-import { BinaryReader, BinaryWriter, WireType } from '../../libs/proto/node_modules/@bufbuild/protobuf/dist/esm/wire/index.js';
+} from '@bufbuild/protobuf';
+import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import {
   FileDescriptorProtoSchema, FileDescriptorSetSchema, type FileDescriptorProto,
-} from '../../libs/proto/node_modules/@bufbuild/protobuf/dist/esm/wkt/index.js';
+} from '@bufbuild/protobuf/wkt';
 import { TestStack } from '../harness/stack.js';
 
 let stack: TestStack;
