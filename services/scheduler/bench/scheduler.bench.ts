@@ -1,8 +1,9 @@
 // Scheduler benchmark: `pnpm bench:scheduler` (node --import tsx services/scheduler/bench/scheduler.bench.ts).
 //
 // 1. Micro-benchmarks of planCycle on a 4,096 x 8-GPU cluster: single-node placements per
-//    second (one cycle placing a queue of single-node jobs), and the latency of a whole cycle
-//    deciding one 256-node gang (also with preemption of a full cluster).
+//    second (one cycle placing a queue of single-node jobs), the latency of a whole cycle
+//    deciding one 256-node gang (also with preemption of a full cluster), and a cycle over
+//    20,000 pending jobs with 20,000 distinct exclusion lists (exclusions.ts).
 // 2. A discrete-event simulation of a job stream through the same planCycle the service
 //    calls, and through a naive baseline (FIFO, first fit, no topology/backfill/preemption).
 // Prints a table for both and PASS/FAIL for the targets. Shrink with env vars:
@@ -11,16 +12,10 @@
 import { performance } from 'node:perf_hooks';
 import { PRIORITY_CLASSES, planCycle, type JobRequest, type NodeView, type RunningJob } from '../src/placement/index.js';
 import { baselineCycle } from './baseline.js';
+import { env } from './env.js';
+import { exclusionCycle } from './exclusions.js';
 import { SIZE_BUCKETS, simulate, type SchedulerUnderTest, type SimResult } from './sim.js';
 import { buildCluster, generateJobs, loadDurations, rng, schedulingConfig, type ClusterSpec } from './workload.js';
-
-const env = (name: string, fallback: number) => {
-  const v = process.env[name];
-  if (v === undefined || v === '') return fallback;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got "${v}"`);
-  return n;
-};
 
 const JOBS = env('BENCH_JOBS', 20_000);
 const SEED = env('BENCH_SEED', 1);
@@ -122,12 +117,14 @@ function main(): void {
   const single = singleNodeThroughput();
   const gang = gangLatency(false);
   const gangPre = gangLatency(true);
+  const lists = exclusionCycle({ nodes: spec.nodes, pending: 20_000, busy: 0.9, reps: 3, seed: SEED });
   console.log('\nmicro-benchmarks (whole planCycle calls, including building the cluster index):');
   console.log(table([
     ['case', 'result'],
     [`single-node queue of ${int.format(SINGLE_JOBS)} jobs, cluster 50% busy`, `${int.format(single.perSec)} placements/s (${single.placed} placed in ${fmt(single.ms, 1)} ms)`],
     [`256-node gang, cluster 35% busy (${gang.reps} snapshots)`, `p50 ${fmt(gang.p50)} ms, p99 ${fmt(gang.p99)} ms, max ${fmt(gang.max)} ms; placed ${fmt(gang.placedShare * 100, 0)}%`],
     [`256-node critical gang, full cluster, preemption (${gangPre.reps})`, `p50 ${fmt(gangPre.p50)} ms, p99 ${fmt(gangPre.p99)} ms, max ${fmt(gangPre.max)} ms; nominated ${fmt(gangPre.placedShare * 100, 0)}%`],
+    [`20,000 pending, ${int.format(lists.distinctLists)} distinct exclusion lists, busy cluster`, `${fmt(lists.lists.ms, 1)} ms per cycle (same queue without lists ${fmt(lists.plain.ms, 1)} ms)`],
   ]));
 
   const nodes = buildCluster(spec, rng(SEED));
@@ -178,6 +175,7 @@ function main(): void {
     ['>= 2,000 single-node placements/s (one core, whole cycle)', single.perSec >= 2000, `${int.format(single.perSec)}/s; in the simulation ${int.format(desSinglePerSec)} single-node decisions/s`],
     ['256-node gang decision p99 < 50 ms (whole cycle)', gang.p99 < 50, `p99 ${fmt(gang.p99)} ms; in the simulation p99 ${fmt(quantile(gangDes, 0.99))} ms over ${gangDes.length} decisions`],
     ['256-node gang with preemption p99 < 50 ms', gangPre.p99 < 50, `p99 ${fmt(gangPre.p99)} ms`],
+    ['20,000 distinct exclusion lists < 200 ms per cycle', lists.lists.ms < 200, `${fmt(lists.lists.ms, 1)} ms (without lists ${fmt(lists.plain.ms, 1)} ms)`],
     ['utilisation >= baseline', g.utilisationArrivals >= b.utilisationArrivals, `${fmt(g.utilisationArrivals * 100, 1)}% vs ${fmt(b.utilisationArrivals * 100, 1)}%`],
     ['>= 95% of gangs that fit one leaf switch land in one', leafShare >= 0.95, `${fmt(leafShare * 100, 1)}% (baseline ${fmt((b.gangsInOneLeaf / Math.max(1, b.gangsLeafEligible)) * 100, 1)}%)`],
   ];

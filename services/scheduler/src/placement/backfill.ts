@@ -4,8 +4,9 @@
 // they cannot delay it: they end before that time, or they leave the reserved nodes enough
 // GPUs (the per-node slack in the ReservationGuard).
 import type { ClusterState } from './cluster-state.js';
-import type { StaticFit } from './static-fit.js';
-import { NOT_RESERVED, selectNodes, type ReservationGuard } from './topology.js';
+import { NOT_RESERVED, type ReservationGuard } from './framework/types.js';
+import type { JobFit } from './static-fit.js';
+import { selectNodes } from './topology.js';
 import type { JobRequest } from './types.js';
 
 /** GPUs on a node that come free at `end` (ms); Infinity = not before the job is stopped. */
@@ -34,7 +35,7 @@ function freeAt(state: ClusterState, releases: readonly Release[], t: number): U
  * Earliest start for `job` given the live state and the releases still to come; not ok if
  * it cannot start before some job without a time limit ends (or ever).
  */
-export function computeReservation(state: ClusterState, job: JobRequest, fit: StaticFit, releases: readonly Release[], now: number): ReservationResult {
+export function computeReservation(state: ClusterState, job: JobRequest, fit: JobFit, releases: readonly Release[], now: number): ReservationResult {
   const times = [...new Set(releases.filter((r) => r.end !== Infinity).map((r) => Math.max(r.end, now)))].sort((a, b) => a - b);
   const fitsAt = (t: number) => selectNodes(state, job, fit, { free: freeAt(state, releases, t) });
   if (times.length === 0 || !fitsAt(times[times.length - 1]!).ok) return { ok: false, never: !fitsAt(Infinity).ok };

@@ -4,10 +4,12 @@
 // its tightest node by looking at a few buckets instead of 4,096 nodes.
 //
 // The input NodeViews are never mutated. GPU indices must be < 32 (one bitmask per node).
-import { READY } from './filters/node-ready.js';
 import type { NodeView } from './types.js';
 
 export const MAX_GPUS_PER_NODE = 32;
+
+/** The only node state that takes new work. */
+export const READY = 'READY';
 
 /** Interns domain names to dense ids in first-seen (node) order. */
 class Interner {

@@ -1,20 +1,25 @@
 // One scheduling pass over the pending queue, in queue order (priority, fair-share deficit,
 // submit time). Each job is placed in a working copy of the snapshot so later jobs see what
 // earlier ones took. Per job:
-//   quota admission -> filters (static, once per job shape) -> topology-aware gang selection
-//   with best-fit scoring -> place; or else wait for / choose preemption victims; or else,
+//   quota admission -> filter plugins (static ones once per job shape, the job's exclusions
+//   on top) -> topology-aware gang selection (kept ranks first for a recovery attempt, score
+//   plugins, then best fit) -> place; or else wait for / choose preemption victims; or else,
 //   for the first job that cannot start, a backfill reservation that later jobs must not
 //   delay. Explanations for the jobs left pending are computed at the end, on the final state.
 import { computeReservation, consumeSlack, endsBefore, expectedEnd, type Release } from './backfill.js';
 import { ClusterState, MAX_GPUS_PER_NODE } from './cluster-state.js';
 import { resolveConfig, type SchedulingConfig } from './config.js';
-import { explainRejections, formatTime } from './explain.js';
+import { formatTime, PendingExplainer } from './explain.js';
+import { createCycleContext } from './framework/context.js';
+import { Plugins } from './framework/registry.js';
+import type { CycleContext, ReservationGuard } from './framework/types.js';
+import { FailureMemo, LiveSelector } from './memo.js';
+import { assignGpus, pickGpus } from './plugins/gpu-locality/index.js';
 import { compareVictims, findVictims, rankNodeIndices } from './preemption.js';
 import { QuotaLedger } from './quota.js';
 import { orderQueue } from './queue.js';
-import { pickGpus } from './scores/gpu-locality.js';
-import { shapeKey, StaticFitCache, type StaticFit } from './static-fit.js';
-import { describeFailure, selectNodes, type GangFailure, type GangOutcome, type ReservationGuard } from './topology.js';
+import { FitCache, type JobFit } from './static-fit.js';
+import type { GangOutcome } from './topology.js';
 import type { CycleOptions, CyclePlan, JobRequest, NodeView, RunningJob, Unschedulable } from './types.js';
 
 /** Blocked jobs that may try for a reservation in one cycle (see Cycle.reserve). */
@@ -46,7 +51,8 @@ function invalidReason(job: JobRequest): string | undefined {
 interface PendingEntry {
   entry: Unschedulable;
   job: JobRequest;
-  fit?: StaticFit;
+  shape?: string;
+  fit?: JobFit;
   /** The reservation constrains this job (it came after the head and does not end before it). */
   guarded: boolean;
 }
@@ -56,19 +62,17 @@ class Cycle {
   private readonly running: readonly RunningJob[];
   private readonly now: number;
   private readonly state: ClusterState;
-  private readonly fits: StaticFitCache;
+  private readonly plugins: Plugins;
+  private readonly context: CycleContext;
+  private readonly fits: FitCache;
   private readonly ledger: QuotaLedger;
   private readonly plan: CyclePlan = { placements: [], unschedulable: [], preemptions: [], reservations: [], nominations: [] };
   /** Running jobs not yet claimed by a preemptor this cycle, cheapest victim first. */
   private readonly claimable: Map<string, RunningJob>;
-  /**
-   * Failures remembered within the cycle. Free GPUs and reservation slack only shrink while
-   * a cycle runs, so a shape that failed at n nodes fails at >= n nodes for the rest of it:
-   * a queue of thousands of similar jobs costs one real attempt per shape.
-   */
-  private readonly failedFit = new Map<string, { nodes: number; failure: GangFailure }>();
-  /** Same for victim searches, keyed also by tenant and priority (a heuristic bound). */
-  private readonly failedPreempt = new Map<string, number>();
+  /** Selection on the live state, remembering failures within the cycle (memo.ts). */
+  private readonly selector: LiveSelector;
+  /** Failed victim searches, keyed also by tenant and priority (a heuristic bound). */
+  private readonly failedPreempt = new FailureMemo<true>();
   /** When a claimed running job's GPUs come free for others: its new holder's end. */
   private readonly endOverride = new Map<string, number>();
   /** GPUs taken this cycle (placements and holds) and when they come free. */
@@ -88,7 +92,10 @@ class Cycle {
     this.running = options.running ?? [];
     this.now = options.now ?? defaultNow(pending, this.running);
     this.state = new ClusterState(nodes);
-    this.fits = new StaticFitCache(this.state);
+    this.plugins = Plugins.of(options.plugins);
+    this.context = createCycleContext({ state: this.state, config: this.config, now: this.now, running: this.running, pending });
+    this.fits = new FitCache(this.plugins, this.context);
+    this.selector = new LiveSelector(this.state);
     this.ledger = QuotaLedger.fromRunning(this.config, this.running);
     const byCost = [...this.running].sort((a, b) => compareVictims(a, b, this.now));
     this.claimable = new Map(byCost.map((j) => [j.id, j]));
@@ -116,25 +123,17 @@ class Cycle {
       this.leave({ job, guarded: false, entry: { jobId: job.id, queuePosition, rejections: {}, message: invalid, reason: 'invalid' } });
       return false;
     }
-    const shape = shapeKey(job);
-    const fit = this.fits.get(job, shape);
+    const { shape, fit } = this.fits.get(job);
     const gpus = job.nodes * job.gpusPerNode;
     const admission = this.ledger.admit(job.tenant, gpus);
     const eb = endsBefore(job, this.now, this.guard);
     const guarded = this.guard !== undefined && !eb;
     let outcome: GangOutcome | undefined;
     if (admission.ok) {
-      const key = `${guarded ? 'g' : '-'}${job.topology}${shape}`;
-      const known = this.failedFit.get(key);
-      if (known && job.nodes >= known.nodes) {
-        outcome = { ...known.failure, message: describeFailure(job, known.failure) };
-      } else {
-        outcome = selectNodes(this.state, job, fit, { free: this.state.freeCount, guard: this.guard, endsBefore: eb });
-        if (outcome.ok) {
-          this.place(job, outcome, admission.borrowed, eb);
-          return true;
-        }
-        this.failedFit.set(key, { nodes: job.nodes, failure: outcome });
+      outcome = this.selector.select(job, shape, fit, guarded, { free: this.state.freeCount, guard: this.guard, endsBefore: eb });
+      if (outcome.ok) {
+        this.place(job, outcome, admission.borrowed, eb);
+        return true;
       }
     }
     if (this.tryPreempt(job, shape, fit, admission, eb, queuePosition)) return false;
@@ -148,16 +147,16 @@ class Cycle {
       entry.reason = outcome.reason;
       entry.message = outcome.message;
       if (this.ledger.nominal(job.tenant) !== Infinity) entry.quota = this.ledger.describe(job.tenant);
-      if (this.guard && guarded && selectNodes(this.state, job, fit, { free: this.state.freeCount }).ok) {
+      if (this.guard && guarded && this.selector.select(job, shape, fit, false, { free: this.state.freeCount }).ok) {
         entry.reason = 'reservation';
         entry.message = `would delay ${this.guard.jobId}, reserved from ${formatTime(this.guard.startTime)}; ${
           job.timeLimitSec > 0 ? `its time limit (${job.timeLimitSec}s) runs past that` : 'it has no time limit'
         }`;
       } else if (!this.guard && this.config.backfill.enabled) {
-        this.reserve(job, fit, entry);
+        this.reserve(job, shape, fit, entry);
       }
     }
-    this.leave({ job, fit, guarded, entry });
+    this.leave({ job, shape, fit, guarded, entry });
     return false;
   }
 
@@ -165,14 +164,15 @@ class Cycle {
     const end = expectedEnd(this.now, job.timeLimitSec, this.now);
     const ranks = outcome.nodes.map((i, rank) => {
       const node = this.state.nodes[i]!;
-      const gpus = pickGpus(this.state.freeMask[i]!, node.gpuCount, job.gpusPerNode);
+      const gpus = assignGpus(this.state.freeMask[i]!, node.gpuCount, job.gpusPerNode, outcome.gpus?.[rank]);
       this.state.take(i, gpus);
       this.taken.push({ node: i, gpus: gpus.length, end });
       if (this.guard && !eb) consumeSlack(this.guard, i, gpus.length);
       return { rank, node: node.name, gpus };
     });
     this.ledger.charge(job.tenant, job.nodes * job.gpusPerNode);
-    let explanation = outcome.explanation;
+    const spares = outcome.nodes.filter((i) => this.context.spares.has(i)).map((i) => this.state.nodes[i]!.name);
+    let explanation = outcome.explanation + this.plugins.describeNodes(outcome.nodes, this.context);
     if (borrowed > 0) explanation += `; borrows ${borrowed} GPUs from cohort ${this.ledger.cohortOf(job.tenant)}`;
     if (this.guard) {
       explanation += eb
@@ -186,6 +186,8 @@ class Cycle {
       level: outcome.level,
       explanation,
       ...(borrowed > 0 ? { borrowedGpus: borrowed } : {}),
+      ...(outcome.kept !== undefined ? { kept: outcome.kept } : {}),
+      ...(spares.length > 0 ? { spares } : {}),
     });
   }
 
@@ -194,32 +196,33 @@ class Cycle {
    * victims. Either way it holds the chosen nodes' free GPUs for the rest of the cycle, so
    * lower-ranked jobs cannot take what it is waiting to assemble. True when nominated.
    */
-  private tryPreempt(job: JobRequest, shape: string, fit: StaticFit, admission: ReturnType<QuotaLedger['admit']>, eb: boolean, queuePosition: number): boolean {
+  private tryPreempt(job: JobRequest, shape: string, fit: JobFit, admission: ReturnType<QuotaLedger['admit']>, eb: boolean, queuePosition: number): boolean {
     const key = `${admission.ok}${job.priority}|${job.tenant}|${job.topology}${shape}`;
-    if (job.nodes >= (this.failedPreempt.get(key) ?? Infinity)) return false;
+    if (this.failedPreempt.get(key, job, fit)) return false;
     const enabled = this.config.preemption.enabled;
     if (!this.mayFindVictims(job, admission)) return false;
     const candidates = [...this.claimable.values()].filter((j) => enabled || j.terminating);
     if (candidates.length === 0) return false;
-    const choice = findVictims({
+    const search = (f: JobFit) => findVictims({
       state: this.state,
       job,
-      fit,
+      fit: f,
       candidates,
       ledger: this.ledger,
       admitted: admission.ok,
       borrows: admission.ok && admission.borrowed > 0,
       guard: this.guard,
       endsBefore: eb,
-      policy: { now: this.now, config: this.config },
+      policy: { now: this.now, config: this.config, spareNodes: this.context.spareNames },
       rankNodes: (r) => {
         let idx = this.rankNodes.get(r);
         if (!idx) this.rankNodes.set(r, (idx = rankNodeIndices(this.state, r)));
         return idx;
       },
     });
+    const choice = search(fit);
     if (!choice) {
-      this.failedPreempt.set(key, job.nodes);
+      this.failedPreempt.remember(key, job, fit, true, () => (search({ ...fit.shape!, capacity: fit.capacity }) ? undefined : true));
       return false;
     }
     const end = expectedEnd(this.now, job.timeLimitSec, this.now);
@@ -247,6 +250,7 @@ class Cycle {
     const fresh = choice.victims.filter((v) => !v.job.terminating).length;
     this.leave({
       job,
+      shape,
       fit,
       guarded: this.guard !== undefined && !eb,
       entry: {
@@ -263,7 +267,8 @@ class Cycle {
 
   /**
    * A cheap necessary condition for findVictims: something is already terminating, or the
-   * cheapest claimable job has lower priority, or the tenant could reclaim lent quota.
+   * cheapest claimable job has lower priority, or the tenant could reclaim lent quota (some
+   * tenant of its cohort is borrowing: usage only falls while victims are chosen).
    */
   private mayFindVictims(job: JobRequest, admission: ReturnType<QuotaLedger['admit']>): boolean {
     const cheapest = this.claimable.values().next().value;
@@ -274,18 +279,18 @@ class Cycle {
       this.config.preemption.reclaimWithinCohort === 'any' &&
       admission.ok &&
       admission.borrowed === 0 &&
-      this.ledger.cohortOf(job.tenant) !== undefined
+      this.ledger.cohortBorrowing(this.ledger.cohortOf(job.tenant))
     );
   }
 
   /**
    * Gives the head job a reservation from running jobs' expected ends. When the head cannot
    * get one (its GPUs are held by jobs without a time limit), the next blocked jobs may try,
-   * but only a few per cycle and once per shape: each try costs a pass over the cluster, and
-   * with 20,000 blocked jobs an unbounded search would take seconds.
+   * but only a few per cycle and once per shape and exclusion list: each try costs a pass
+   * over the cluster, and with 20,000 blocked jobs an unbounded search would take seconds.
    */
-  private reserve(job: JobRequest, fit: StaticFit, entry: Unschedulable): void {
-    const shape = shapeKey(job);
+  private reserve(job: JobRequest, shape: string, fit: JobFit, entry: Unschedulable): void {
+    if (job.excludeNodes.length > 0) shape += `#${[...job.excludeNodes].sort().join()}`;
     if (this.reserveTries >= MAX_RESERVATION_TRIES || this.reserveFailedShapes.has(shape)) {
       entry.message += '; no reservation possible this cycle';
       return;
@@ -326,17 +331,11 @@ class Cycle {
 
   /** Rejection counts on the final state, once per job shape. */
   private explainLeftovers(): void {
-    const cache = new Map<string, Record<string, number>>();
+    const explainer = new PendingExplainer(this.state, this.guard);
     for (const p of this.left) {
-      if (!p.fit) continue;
+      if (!p.fit || p.shape === undefined) continue;
       const guarded = p.guarded && this.guard !== undefined && this.guard.jobId !== p.job.id;
-      const key = `${guarded ? 'g' : '-'}${shapeKey(p.job)}`;
-      let counts = cache.get(key);
-      if (!counts) {
-        counts = explainRejections(this.state, p.job, p.fit, guarded ? this.guard : undefined, false);
-        cache.set(key, counts);
-      }
-      p.entry.rejections = { ...counts };
+      p.entry.rejections = explainer.explain(p.job, p.shape, p.fit, guarded);
     }
   }
 }

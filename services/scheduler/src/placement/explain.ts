@@ -2,9 +2,9 @@
 // CLI prints them ("4,011 nodes: insufficient free GPUs; 60: gpu type H100 not in [B200];
 // 3: quarantined").
 import type { ClusterState } from './cluster-state.js';
-import { capacityFilters, firstRejection, type FilterContext } from './filters.js';
-import type { StaticFit } from './static-fit.js';
-import { NOT_RESERVED, type ReservationGuard } from './topology.js';
+import { capacityReason, DEFAULT_CAPACITY } from './domains.js';
+import type { ReservationGuard } from './framework/types.js';
+import { applyChanges, type JobFit, type StaticFit } from './static-fit.js';
 import type { JobRequest, RejectionCounts } from './types.js';
 
 const count = new Intl.NumberFormat('en-US');
@@ -17,20 +17,64 @@ export function formatRejections(counts: RejectionCounts): string {
   return entries.map(([reason, n], k) => `${count.format(n)}${k === 0 ? (n === 1 ? ' node' : ' nodes') : ''}: ${reason}`).join('; ');
 }
 
+function add(counts: RejectionCounts, reason: string, n: number): void {
+  const v = (counts[reason] ?? 0) + n;
+  if (v === 0) delete counts[reason];
+  else counts[reason] = v;
+}
+
+/** Capacity and reservation reasons for the candidates of a fit in the live state. */
+export function capacityRejections(state: ClusterState, job: JobRequest, fit: StaticFit, guard: ReservationGuard | undefined, endsBefore: boolean, capacity = DEFAULT_CAPACITY): RejectionCounts {
+  const out: RejectionCounts = {};
+  const scenario = { free: state.freeCount, guard, endsBefore };
+  for (const i of fit.candidates) {
+    const reason = capacityReason(state, job, i, scenario, capacity);
+    if (reason !== undefined) add(out, reason, 1);
+  }
+  return out;
+}
+
 /**
  * Why each node cannot take the job now: the static reasons (computed once per job shape)
  * plus, for nodes that pass them, capacity and reservation reasons in the live state.
  */
-export function explainRejections(state: ClusterState, job: JobRequest, fit: StaticFit, guard: ReservationGuard | undefined, endsBefore: boolean): RejectionCounts {
+export function explainRejections(state: ClusterState, job: JobRequest, fit: JobFit, guard: ReservationGuard | undefined, endsBefore: boolean): RejectionCounts {
   const out: RejectionCounts = { ...fit.rejections };
-  for (const i of fit.candidates) {
-    const ctx: FilterContext = { free: state.freeCount[i]! };
-    const slack = guard?.slack[i];
-    if (guard && slack !== undefined && slack !== NOT_RESERVED) ctx.reservation = { jobId: guard.jobId, slack, endsBefore };
-    const reason = firstRejection(capacityFilters, state.nodes[i]!, job, ctx);
-    if (reason !== undefined) out[reason] = (out[reason] ?? 0) + 1;
-  }
+  for (const [reason, n] of Object.entries(capacityRejections(state, job, fit, guard, endsBefore, fit.capacity))) add(out, reason, n);
   return out;
+}
+
+/**
+ * Rejection counts for jobs left pending, on the final state. The counts of a shape (static
+ * reasons, then capacity reasons over its candidates) are shared by every job of that
+ * shape; a job's own exclusions then only move its few excluded nodes.
+ */
+export class PendingExplainer {
+  private readonly cache = new Map<string, RejectionCounts>();
+
+  constructor(
+    private readonly state: ClusterState,
+    private readonly guard: ReservationGuard | undefined,
+  ) {}
+
+  explain(job: JobRequest, shape: string, fit: JobFit, guarded: boolean): RejectionCounts {
+    const guard = guarded ? this.guard : undefined;
+    const key = `${guarded ? 'g' : '-'}${shape}`;
+    let counts = this.cache.get(key);
+    if (!counts) {
+      const base = fit.shape ?? fit;
+      counts = { ...base.rejections };
+      for (const [reason, n] of Object.entries(capacityRejections(this.state, job, base, guard, false, fit.capacity))) add(counts, reason, n);
+      this.cache.set(key, counts);
+    }
+    if (!fit.changes) return { ...counts };
+    const out = applyChanges({ ...counts }, fit.changes);
+    for (const i of fit.excluded ?? []) {
+      const reason = capacityReason(this.state, job, i, { free: this.state.freeCount, guard }, fit.capacity);
+      if (reason !== undefined) add(out, reason, -1);
+    }
+    return out;
+  }
 }
 
 /** "2026-11-25T10:00:00Z" in plain UTC, without milliseconds. */

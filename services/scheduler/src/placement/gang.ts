@@ -1,18 +1,18 @@
 // Gang placement of one job on a snapshot: all requested nodes or none, topology-aware.
 // planCycle does this for a whole queue; placeGang is the one-job entry point (tests, tools).
 import { ClusterState, gpuIndices } from './cluster-state.js';
-import { defaultFilters, type NodeFilter } from './filters.js';
-import { pickGpus } from './scores/gpu-locality.js';
+import { explainRejections } from './explain.js';
+import { DEFAULT_PLUGINS, type PluginRegistry } from './framework/registry.js';
+import { assignGpus } from './plugins/gpu-locality/index.js';
 import { computeStaticFit } from './static-fit.js';
 import { selectNodes } from './topology.js';
 import type { JobRequest, NodeView, PlaceResult } from './types.js';
 
-export function placeGang(nodes: readonly NodeView[], job: JobRequest, filters: readonly NodeFilter[] = defaultFilters): PlaceResult {
+export function placeGang(nodes: readonly NodeView[], job: JobRequest, plugins: PluginRegistry = DEFAULT_PLUGINS): PlaceResult {
   const state = new ClusterState(nodes);
-  // The filters see each node's current freeGpus, so the capacity filters apply too.
-  const fit = computeStaticFit(state, job, filters);
+  const fit = computeStaticFit(state, job, plugins);
   const outcome = selectNodes(state, job, fit, { free: state.freeCount });
-  if (!outcome.ok) return { ok: false, rejections: fit.rejections, message: outcome.message };
+  if (!outcome.ok) return { ok: false, rejections: explainRejections(state, job, fit, undefined, false), message: outcome.message };
   return {
     ok: true,
     domain: outcome.domain,
@@ -20,7 +20,7 @@ export function placeGang(nodes: readonly NodeView[], job: JobRequest, filters: 
     ranks: outcome.nodes.map((i, rank) => ({
       rank,
       node: nodes[i]!.name,
-      gpus: pickGpus(state.freeMask[i]!, nodes[i]!.gpuCount, job.gpusPerNode),
+      gpus: assignGpus(state.freeMask[i]!, nodes[i]!.gpuCount, job.gpusPerNode, outcome.gpus?.[rank]),
     })),
   };
 }

@@ -6,10 +6,12 @@
 // preempting each other.
 import type { ClusterState } from './cluster-state.js';
 import type { SchedulingConfig } from './config.js';
+import type { ReservationGuard } from './framework/types.js';
+import { isPreemptibleClass } from './plugins/hot-spare/index.js';
 import { priorityClassName } from './priority.js';
 import { gpusOf, type QuotaLedger } from './quota.js';
-import type { StaticFit } from './static-fit.js';
-import { selectNodes, type GangOutcome, type ReservationGuard } from './topology.js';
+import type { JobFit } from './static-fit.js';
+import { selectNodes, type GangOutcome } from './topology.js';
 import type { JobRequest, RunningJob } from './types.js';
 
 const MAX_SELECTIONS = 64;
@@ -17,6 +19,8 @@ const MAX_SELECTIONS = 64;
 export interface PreemptionPolicy {
   now: number;
   config: SchedulingConfig;
+  /** Nodes held as hot spares this cycle: a recovery attempt may preempt preemptible work there. */
+  spareNodes?: ReadonlySet<string>;
 }
 
 /** Seconds of work a job loses if stopped now. */
@@ -50,6 +54,10 @@ export function preemptionReason(
   const p = policy.config.preemption;
   if (victim.preemptedAt !== undefined && policy.now - victim.preemptedAt < p.windowSec * 1000) return undefined;
   const lower = victim.priority < preemptor.priority;
+  // Preemptible work may borrow hot spares only until a recovery attempt needs them, whatever
+  // the quotas say: that is the condition under which `spares.allowPreemptible` lends them.
+  const spare = lower && preemptor.recovery === true && isPreemptibleClass(victim.priority) ? victim.ranks.find((r) => policy.spareNodes?.has(r.node)) : undefined;
+  if (spare) return `preemptible work on hot spare ${spare.node}, needed for recovery`;
   if (lower) {
     const why = `lower priority (${priorityClassName(victim.priority)} < ${priorityClassName(preemptor.priority)})`;
     // Quotas are guarantees: another tenant's job inside its nominal quota is protected from
@@ -77,7 +85,7 @@ export function preemptionReason(
 export interface VictimSearch {
   state: ClusterState;
   job: JobRequest;
-  fit: StaticFit;
+  fit: JobFit;
   /**
    * Running jobs not yet claimed this cycle (terminating ones included), already sorted by
    * compareVictims: the order does not depend on the preemptor, so a cycle sorts once.

@@ -9,8 +9,21 @@ export type Admission =
   | { ok: true; /** GPUs of this job above the tenant's nominal quota. */ borrowed: number }
   | { ok: false; message: string };
 
+/** Members of each cohort among the listed tenants, per config (a queue asks per job). */
+const cohortMembers = new WeakMap<SchedulingConfig, Map<string, string[]>>();
+
+function membersOf(config: SchedulingConfig, cohort: string): string[] {
+  let byCohort = cohortMembers.get(config);
+  if (!byCohort) cohortMembers.set(config, (byCohort = new Map()));
+  let members = byCohort.get(cohort);
+  if (!members) byCohort.set(cohort, (members = Object.keys(config.tenants).filter((t) => config.tenants[t]!.cohort === cohort)));
+  return members;
+}
+
 export class QuotaLedger {
   private readonly used: Map<string, number>;
+  /** describe() per tenant until usage next changes: every pending job of a tenant shows it. */
+  private readonly described = new Map<string, string>();
 
   constructor(
     private readonly config: SchedulingConfig,
@@ -47,12 +60,21 @@ export class QuotaLedger {
     return tenantConfig(this.config, tenant).cohort;
   }
 
+  /** Whether some tenant of the cohort runs above its nominal quota (so there is something to reclaim). */
+  cohortBorrowing(cohort: string | undefined): boolean {
+    if (cohort === undefined) return false;
+    for (const t of this.used.keys()) if (this.cohortOf(t) === cohort && this.isBorrowing(t)) return true;
+    return false;
+  }
+
   charge(tenant: string, gpus: number): void {
     this.used.set(tenant, this.usedBy(tenant) + gpus);
+    this.described.clear();
   }
 
   release(tenant: string, gpus: number): void {
     this.used.set(tenant, Math.max(0, this.usedBy(tenant) - gpus));
+    this.described.clear();
   }
 
   admit(tenant: string, gpus: number): Admission {
@@ -77,6 +99,12 @@ export class QuotaLedger {
 
   /** The quota state users see, e.g. "tenant ml at 512/512 GPUs nominal, borrowing disabled". */
   describe(tenant: string): string {
+    let text = this.described.get(tenant);
+    if (text === undefined) this.described.set(tenant, (text = this.describeNow(tenant)));
+    return text;
+  }
+
+  private describeNow(tenant: string): string {
     const cfg = tenantConfig(this.config, tenant);
     const used = this.usedBy(tenant);
     if (cfg.nominalGpus === undefined) return `tenant ${tenant} at ${used} GPUs, no quota`;
@@ -93,15 +121,14 @@ export class QuotaLedger {
   cohortUsage(cohort: string): { used: number; nominal: number } {
     let used = 0;
     let nominal = 0;
-    const members = new Set(Object.keys(this.config.tenants).filter((t) => this.config.tenants[t]!.cohort === cohort));
-    for (const t of members) {
+    for (const t of membersOf(this.config, cohort)) {
       used += this.usedBy(t);
       nominal += this.config.tenants[t]!.nominalGpus ?? 0;
     }
     // Tenants that only match defaultTenant share its cohort too, each with its own quota.
     if (this.config.defaultTenant.cohort === cohort) {
       for (const [t, u] of this.used) {
-        if (members.has(t) || Object.hasOwn(this.config.tenants, t)) continue;
+        if (Object.hasOwn(this.config.tenants, t)) continue;
         used += u;
         nominal += this.config.defaultTenant.nominalGpus ?? 0;
       }

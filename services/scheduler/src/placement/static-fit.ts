@@ -1,15 +1,25 @@
 // Static feasibility of a job: which nodes pass the filters that do not depend on what runs
-// there (state, exclusions, GPU type, labels, GPU count). Two savings make this cheap on a
-// long queue: jobs with the same shape share one result per cycle, and nodes that look the
-// same to the static filters (same state, model, GPU count and labels) are judged once per
-// class, so a shape costs one pass over typed arrays rather than 4,096 filter calls each.
+// there (state, GPU type, labels, GPU count, hot spares, exclusions). Three savings make this
+// cheap on a long queue:
+//  - jobs with the same shape share one result per cycle (Plugins.shapeKey);
+//  - nodes that look the same to the class filters (same state, model, GPU count and
+//    labels) are judged once per class, so a shape costs one pass over typed arrays rather
+//    than 4,096 filter calls each; node filters (spares) run only on the nodes they name;
+//  - a job's own exclusion list is not part of its shape: it is applied to the shape's fit
+//    as a post-filter that copies the candidate set only if a selection scans it, so 20,000
+//    jobs with 20,000 different lists cost about what 20,000 jobs without lists cost.
 import type { ClusterState } from './cluster-state.js';
-import { firstRejection, staticFilters, type NodeFilter } from './filters.js';
+import { createCycleContext } from './framework/context.js';
+import { DEFAULT_PLUGINS, firstOf, Plugins, type PluginRegistry, type Preference, type Verdict } from './framework/registry.js';
+import type { CapacityFilterPlugin, CycleContext, FilterStatus } from './framework/types.js';
+import { resolveKeep, type KeepPlan } from './kept.js';
 import type { JobRequest, NodeView, RejectionCounts } from './types.js';
 
 export interface StaticFit {
   /** 1 where the node passes every static filter. */
   mask: Uint8Array;
+  /** Which filter rejects node i and why, as computed for the fit (lets a job's own filters be merged in cheaply). */
+  verdict?: (i: number) => Verdict;
   /** Indices of those nodes, ascending. */
   candidates: Int32Array;
   /** Model ids the job accepts; undefined = any. */
@@ -18,16 +28,25 @@ export interface StaticFit {
   rejections: RejectionCounts;
 }
 
-export function shapeKey(job: JobRequest): string {
-  const selector = Object.keys(job.nodeSelector).length === 0 ? '' : JSON.stringify(Object.entries(job.nodeSelector).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-  const types = job.gpuTypes.length <= 1 ? job.gpuTypes.join() : [...job.gpuTypes].sort().join();
-  const excluded = job.excludeNodes.length === 0 ? '' : [...job.excludeNodes].sort().join();
-  return `${job.gpusPerNode}|${types}|${selector}|${excluded}`;
+/** Everything selection needs to know about one job beyond its request. */
+export interface JobFit extends StaticFit {
+  /** The shape's fit before the job's own exclusions, when they remove candidates. */
+  readonly shape?: StaticFit;
+  /** Nodes whose static reason the job's exclusions change (for its rejection counts). */
+  readonly changes?: readonly StaticChange[];
+  /** Candidates of the shape that the job's exclusions remove, ascending. */
+  readonly excluded?: readonly number[];
+  /** The registry's capacity filters (the default ones when absent). */
+  readonly capacity?: readonly CapacityFilterPlugin[];
+  /** The job's active score plugins, weighted; absent when none is active. */
+  readonly prefer?: Preference;
+  /** Ranks to keep on their nodes (recovery). */
+  readonly keep?: KeepPlan;
 }
 
 /**
- * Groups nodes that every static filter except the exclusion list treats alike. Labels only
- * matter to jobs with a node selector, so they split classes only when `withLabels`.
+ * Groups nodes that every class filter treats alike. Labels only matter to jobs with a node
+ * selector, so they split classes only when `withLabels`.
  */
 export class NodeClasses {
   readonly classOf: Int32Array;
@@ -69,53 +88,183 @@ function labelKey(labels: Record<string, string>): string {
   return key;
 }
 
-export function computeStaticFit(state: ClusterState, job: JobRequest, filters: readonly NodeFilter[] = staticFilters, classes?: NodeClasses): StaticFit {
+/** The fit of the job's shape: class filters per node class, node filters on the nodes they name. */
+function computeShapeFit(state: ClusterState, job: JobRequest, plugins: Plugins, classes: NodeClasses, cycle: CycleContext): StaticFit {
   const mask = new Uint8Array(state.size);
   const rejections: RejectionCounts = {};
   const candidates: number[] = [];
-  const reject = (reason: string) => (rejections[reason] = (rejections[reason] ?? 0) + 1);
-  if (classes && filters === staticFilters) {
-    // The exclusion filter is the only one that looks at the node's name; run the others per
-    // class, and the full list on the (few) excluded nodes.
-    const probe = job.excludeNodes.length === 0 ? job : { ...job, excludeNodes: [] };
-    const classReason = classes.representatives.map((n) => firstRejection(filters, n, probe));
-    const excluded = new Set(job.excludeNodes);
-    for (let i = 0; i < state.size; i++) {
-      const reason = excluded.size > 0 && excluded.has(state.nodes[i]!.name) ? firstRejection(filters, state.nodes[i]!, job) : classReason[classes.classOf[i]!];
-      if (reason === undefined) {
-        mask[i] = 1;
-        candidates.push(i);
-      } else reject(reason);
-    }
-  } else {
-    for (let i = 0; i < state.size; i++) {
-      const reason = firstRejection(filters, state.nodes[i]!, job);
-      if (reason === undefined) {
-        mask[i] = 1;
-        candidates.push(i);
-      } else reject(reason);
-    }
+  const byClass = classes.representatives.map((n) => plugins.classVerdict(n, job));
+  const byNode = new Map<number, Verdict>();
+  for (const f of plugins.nodeFilters) for (const i of f.affected(job, cycle)) if (!byNode.has(i)) byNode.set(i, plugins.staticVerdict(i, job, cycle, true));
+  const classOf = classes.classOf;
+  const verdict = (i: number) => byNode.get(i) ?? byClass[classOf[i]!]!;
+  for (let i = 0; i < state.size; i++) {
+    const reason = (byNode.size > 0 ? verdict(i) : byClass[classOf[i]!]!)[1];
+    if (reason === undefined) {
+      mask[i] = 1;
+      candidates.push(i);
+    } else rejections[reason] = (rejections[reason] ?? 0) + 1;
   }
   const models = job.gpuTypes.length === 0 ? undefined : state.models.flatMap((m, id) => (job.gpuTypes.includes(m) ? [id] : []));
-  return { mask, candidates: Int32Array.from(candidates), models, rejections };
+  return { mask, verdict, candidates: Int32Array.from(candidates), models, rejections };
 }
 
-/** Per-cycle cache keyed by job shape (node states do not change within a cycle). */
-export class StaticFitCache {
-  private readonly cache = new Map<string, StaticFit>();
+/** A node whose static verdict the job's own filters change: from its shape's reason to its own. */
+export interface StaticChange {
+  i: number;
+  before: FilterStatus;
+  after: FilterStatus;
+}
+
+/**
+ * The shape's fit with one job's exclusions applied. Nothing is copied unless asked for:
+ * most jobs of a long queue are turned down by the capacity bound without a scan, and only
+ * the jobs left pending need their rejection counts.
+ */
+class ExcludingFit implements JobFit {
+  private ownMask: Uint8Array | undefined;
+  private ownCandidates: Int32Array | undefined;
+  private ownChanges: StaticChange[] | undefined;
+  private ownRejections: RejectionCounts | undefined;
+
+  constructor(
+    readonly shape: StaticFit,
+    /** Candidates of the shape the job's filters reject, ascending. */
+    readonly excluded: readonly number[],
+    /** Other nodes they name (rejected by the shape already): their reason may change. */
+    private readonly others: readonly number[],
+    private readonly job: JobRequest,
+    private readonly plugins: Plugins,
+    private readonly cycle: CycleContext,
+    readonly prefer: Preference | undefined,
+    readonly keep: KeepPlan | undefined,
+  ) {}
+
+  get capacity(): readonly CapacityFilterPlugin[] {
+    return this.plugins.capacity;
+  }
+
+  get models(): number[] | undefined {
+    return this.shape.models;
+  }
+
+  get mask(): Uint8Array {
+    if (this.excluded.length === 0) return this.shape.mask;
+    if (!this.ownMask) {
+      this.ownMask = this.shape.mask.slice();
+      for (const i of this.excluded) this.ownMask[i] = 0;
+    }
+    return this.ownMask;
+  }
+
+  get candidates(): Int32Array {
+    if (this.excluded.length === 0) return this.shape.candidates;
+    if (!this.ownCandidates) {
+      const mask = this.mask;
+      const base = this.shape.candidates;
+      const out = new Int32Array(base.length - this.excluded.length);
+      let k = 0;
+      for (const i of base) if (mask[i]) out[k++] = i;
+      this.ownCandidates = out;
+    }
+    return this.ownCandidates;
+  }
+
+  get changes(): readonly StaticChange[] {
+    if (!this.ownChanges) {
+      const changes: StaticChange[] = [];
+      for (const i of this.excluded) changes.push({ i, before: undefined, after: this.plugins.jobVerdict(i, this.job, this.cycle)[1] });
+      for (const i of this.others) {
+        const before = this.shape.verdict?.(i) ?? this.plugins.staticVerdict(i, this.job, this.cycle, true);
+        const after = firstOf(before, this.plugins.jobVerdict(i, this.job, this.cycle));
+        if (before[1] !== after[1]) changes.push({ i, before: before[1], after: after[1] });
+      }
+      this.ownChanges = changes;
+    }
+    return this.ownChanges;
+  }
+
+  get rejections(): RejectionCounts {
+    return (this.ownRejections ??= applyChanges({ ...this.shape.rejections }, this.changes));
+  }
+}
+
+/** Moves each changed node from its shape's reason to its own in `counts` (which it returns). */
+export function applyChanges(counts: RejectionCounts, changes: readonly StaticChange[]): RejectionCounts {
+  for (const { before, after } of changes) {
+    if (before !== undefined && --counts[before]! === 0) delete counts[before];
+    if (after !== undefined) counts[after] = (counts[after] ?? 0) + 1;
+  }
+  return counts;
+}
+
+interface ShapeEntry {
+  fit: StaticFit;
+  /** Fits of jobs with nothing of their own, per preference (usually one or two per cycle). */
+  shared: Map<Preference | undefined, JobFit>;
+}
+
+/**
+ * The job's fit from its shape's: its job-stage filters (exclusions) as a post-filter on the
+ * few nodes they name, its score preferences and its kept ranks. A job with none of its own
+ * gets the shape's shared fit for its preference.
+ */
+function fitForJob(entry: ShapeEntry, job: JobRequest, plugins: Plugins, cycle: CycleContext): JobFit {
+  const shape = entry.fit;
+  const prefer = plugins.preference(job, cycle);
+  const keep = job.keep?.length ? resolveKeep(cycle.state, job, (i) => plugins.staticReason(i, job, cycle)) : undefined;
+  let excluded: number[] | undefined;
+  let others: number[] | undefined;
+  for (const f of plugins.jobFilters) {
+    for (const i of f.affected(job, cycle)) {
+      // Lists are short: a linear check dedupes them without a Set per job.
+      if (shape.mask[i]) {
+        if (!excluded?.includes(i)) (excluded ??= []).push(i);
+      } else if (!others?.includes(i)) (others ??= []).push(i);
+    }
+  }
+  if (excluded || others) return new ExcludingFit(shape, excluded?.sort((a, b) => a - b) ?? [], others ?? [], job, plugins, cycle, prefer, keep);
+  let fit = entry.shared.get(prefer);
+  if (!fit) entry.shared.set(prefer, (fit = { ...shape, capacity: plugins.capacity, ...(prefer ? { prefer } : {}) }));
+  return keep ? { ...fit, keep } : fit;
+}
+
+/**
+ * Every static filter of the registry for one job, exclusions included (tools, tests,
+ * placeGang). A cycle uses FitCache instead, which shares the work between jobs.
+ */
+export function computeStaticFit(state: ClusterState, job: JobRequest, registry: PluginRegistry = DEFAULT_PLUGINS, cycle: CycleContext = createCycleContext({ state })): JobFit {
+  const plugins = Plugins.of(registry);
+  const fit = computeShapeFit(state, job, plugins, new NodeClasses(state.nodes, plugins.readsLabels(job)), cycle);
+  return fitForJob({ fit, shared: new Map() }, job, plugins, cycle);
+}
+
+export interface PreparedJob {
+  /** The shape key: jobs with the same key share a static fit (exclusions are not part of it). */
+  shape: string;
+  fit: JobFit;
+}
+
+/** Per-cycle cache of shape fits (node states do not change within a cycle). */
+export class FitCache {
+  private readonly cache = new Map<string, ShapeEntry>();
   private plain: NodeClasses | undefined;
   private labelled: NodeClasses | undefined;
-  constructor(private readonly state: ClusterState) {}
-  get(job: JobRequest, key = shapeKey(job)): StaticFit {
-    let fit = this.cache.get(key);
-    if (!fit) {
-      const classes =
-        Object.keys(job.nodeSelector).length > 0
-          ? (this.labelled ??= new NodeClasses(this.state.nodes, true))
-          : (this.plain ??= new NodeClasses(this.state.nodes, false));
-      fit = computeStaticFit(this.state, job, staticFilters, classes);
-      this.cache.set(key, fit);
+
+  constructor(
+    private readonly plugins: Plugins,
+    private readonly cycle: CycleContext,
+  ) {}
+
+  get(job: JobRequest): PreparedJob {
+    const shape = this.plugins.shapeKey(job, this.cycle);
+    let entry = this.cache.get(shape);
+    if (!entry) {
+      const nodes = this.cycle.state.nodes;
+      const classes = this.plugins.readsLabels(job) ? (this.labelled ??= new NodeClasses(nodes, true)) : (this.plain ??= new NodeClasses(nodes, false));
+      entry = { fit: computeShapeFit(this.cycle.state, job, this.plugins, classes, this.cycle), shared: new Map() };
+      this.cache.set(shape, entry);
     }
-    return fit;
+    return { shape, fit: fitForJob(entry, job, this.plugins, this.cycle) };
   }
 }

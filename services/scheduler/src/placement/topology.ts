@@ -4,32 +4,16 @@
 // (`same-switch`, ...) fails rather than spreading.
 //
 // The selection works on a Scenario (free GPU counts per node) so the same code answers
-// "where now?", "where if these victims were preempted?" and "where at time T?".
+// "where now?", "where if these victims were preempted?" and "where at time T?". When the
+// job's score plugins are active (blamed nodes, hot spares for a recovery attempt), domains
+// and nodes are ranked by their weighted scores first and by best fit among equals.
 import type { ClusterState } from './cluster-state.js';
-import { fitsFree } from './filters/free-gpus.js';
-import { fitsReservation } from './filters/reservation.js';
-import { compareDomains, compareNodes, fitScore, type GroupLevel } from './scores/best-fit.js';
-import type { StaticFit } from './static-fit.js';
-import type { DomainLevel, JobRequest, TopologyNeed } from './types.js';
-
-/** Slack of a node outside the reservation: anything fits. */
-export const NOT_RESERVED = 1 << 30;
-
-/** The head job's reservation as seen by later jobs (EASY backfill). */
-export interface ReservationGuard {
-  jobId: string;
-  startTime: number;
-  /** Per node: GPUs still spare at startTime; NOT_RESERVED for nodes it does not need. */
-  slack: Int32Array;
-}
-
-export interface Scenario {
-  /** Free GPUs per node in this scenario. */
-  free: ArrayLike<number>;
-  guard?: ReservationGuard;
-  /** The job ends before the guard's reservation starts, so it cannot delay it. */
-  endsBefore?: boolean;
-}
+import { choose, domainCount, domainName, domainOf, LEVEL_LABEL, LEVELS_FOR, nodeFits, plural, satisfies, topSum } from './domains.js';
+import { selectKept } from './kept.js';
+import { compareDomains, compareNodes, fitScore, type GroupLevel } from './plugins/best-fit/index.js';
+import type { Scenario } from './framework/types.js';
+import type { JobFit } from './static-fit.js';
+import type { DomainLevel, JobRequest } from './types.js';
 
 export interface GangFailure {
   ok: false;
@@ -43,7 +27,20 @@ export interface GangFailure {
   message: string;
 }
 
-export type GangOutcome = { ok: true; nodes: number[]; level: DomainLevel; domain: string; explanation: string } | GangFailure;
+export interface GangChoice {
+  ok: true;
+  /** Node indices in rank order. */
+  nodes: number[];
+  level: DomainLevel;
+  domain: string;
+  explanation: string;
+  /** For a job with kept ranks: whether every kept rank stays on its node. */
+  kept?: boolean;
+  /** Per rank, GPU indices to prefer (a kept rank's previous ones). */
+  gpus?: (readonly number[] | undefined)[];
+}
+
+export type GangOutcome = GangChoice | GangFailure;
 
 /** The user-facing message for a failure, phrased for `job` (failures are shared by shape). */
 export function describeFailure(job: JobRequest, f: Omit<GangFailure, 'message' | 'ok'>): string {
@@ -58,72 +55,60 @@ function failure(job: JobRequest, f: Omit<GangFailure, 'message' | 'ok'>): GangF
   return { ok: false, ...f, message: describeFailure(job, f) };
 }
 
-const LEVELS_FOR: Record<TopologyNeed, DomainLevel[]> = {
-  any: ['nvlink', 'leaf', 'spine', 'cluster'],
-  'same-nvlink-domain': ['nvlink'],
-  'same-switch': ['nvlink', 'leaf'],
-  'same-spine': ['nvlink', 'leaf', 'spine'],
-};
-
-export const LEVEL_LABEL: Record<DomainLevel, string> = {
-  nvlink: 'NVLink domain',
-  leaf: 'leaf switch',
-  spine: 'spine',
-  cluster: 'cluster',
-};
-
-function plural(level: DomainLevel, count: number): string {
-  const label = LEVEL_LABEL[level];
-  if (count === 1) return label;
-  return label.endsWith('h') ? `${label}es` : `${label}s`;
-}
-
-const CHILD: Record<DomainLevel, GroupLevel | 'node'> = { cluster: 'spine', spine: 'leaf', leaf: 'nvlink', nvlink: 'node' };
-
-function domainOf(state: ClusterState, level: GroupLevel, i: number): number {
-  return level === 'nvlink' ? state.nvl[i]! : level === 'leaf' ? state.leaf[i]! : state.spine[i]!;
-}
-
-function domainName(state: ClusterState, level: DomainLevel, d: number): string {
-  if (level === 'cluster') return 'cluster';
-  const names = level === 'nvlink' ? state.nvlNames : level === 'leaf' ? state.leafNames : state.spineNames;
-  return `${LEVEL_LABEL[level]} ${names[d]}`;
-}
-
-function domainCount(state: ClusterState, level: GroupLevel): number {
-  return level === 'nvlink' ? state.nvlNames.length : level === 'leaf' ? state.leafNames.length : state.spineNames.length;
-}
-
-function nodeFits(scenario: Scenario, i: number, g: number): boolean {
-  if (!fitsFree(scenario.free[i]!, g)) return false;
-  const guard = scenario.guard;
-  return guard === undefined || fitsReservation(guard.slack[i]!, g, scenario.endsBefore ?? false);
-}
-
-export function selectNodes(state: ClusterState, job: JobRequest, fit: StaticFit, scenario: Scenario): GangOutcome {
-  const g = job.gpusPerNode;
-  const n = job.nodes;
+/**
+ * Chooses the job's nodes in the scenario: for a job with kept ranks, first on its kept
+ * nodes plus replacements (kept.ts), else, or when that is impossible, a whole gang.
+ */
+export function selectNodes(state: ClusterState, job: JobRequest, fit: JobFit, scenario: Scenario): GangOutcome {
   if (scenario.free === state.freeCount) {
     // On the live state the (model, free) histogram bounds eligibility without a scan: most
     // of a long queue is rejected here when the cluster is full.
-    const bound = state.nodesWithFree(fit.models, g);
-    if (bound < n) return failure(job, { reason: 'no-capacity', eligible: bound, bounded: true });
-    if (n === 1 && state.maxNvlSize <= 1) return selectSingleNode(state, job, fit, scenario);
+    const bound = state.nodesWithFree(fit.models, job.gpusPerNode);
+    if (bound < job.nodes) return failure(job, { reason: 'no-capacity', eligible: bound, bounded: true });
+  }
+  if (!fit.keep) return selectGang(state, job, fit, scenario);
+  const kept = selectKept(state, job, fit, scenario, fit.keep);
+  if (kept.ok) return kept;
+  const whole = selectGang(state, job, fit, scenario);
+  return whole.ok ? { ...whole, kept: false, explanation: `${kept.why}; placed anew: ${whole.explanation}` } : whole;
+}
+
+/**
+ * The selection without the job's own exclusions (its shape's), to tell whether a failure
+ * belongs to the shape: `own` when no excluded node could take a rank in the scenario anyway.
+ */
+export function shapeOutcome(state: ClusterState, job: JobRequest, fit: JobFit, scenario: Scenario, own: GangFailure): GangOutcome {
+  if (!fit.shape || !fit.excluded?.some((i) => nodeFits(fit.capacity, scenario, i, job.gpusPerNode))) return own;
+  return selectNodes(state, job, { ...fit.shape, ...(fit.capacity ? { capacity: fit.capacity } : {}) }, scenario);
+}
+
+/** All N nodes in the smallest domain that holds them, the best such domain. */
+function selectGang(state: ClusterState, job: JobRequest, fit: JobFit, scenario: Scenario): GangOutcome {
+  const g = job.gpusPerNode;
+  const n = job.nodes;
+  const prefer = fit.prefer;
+  if (scenario.free === state.freeCount && n === 1 && state.maxNvlSize <= 1 && (!prefer || prefer.lowered)) {
+    const single = selectSingleNode(state, job, fit, scenario, prefer?.lowered);
+    if (single) return single;
   }
   const eligible: number[] = [];
-  for (const i of fit.candidates) if (nodeFits(scenario, i, g)) eligible.push(i);
+  for (const i of fit.candidates) if (nodeFits(fit.capacity, scenario, i, g)) eligible.push(i);
   if (eligible.length < n) return failure(job, { reason: 'no-capacity', eligible: eligible.length });
+  // With active score plugins, a domain is worth the scores of the n best nodes it offers.
+  const scores = prefer ? eligible.map((i) => prefer.score(i)) : undefined;
   let largest = { level: 'nvlink' as GroupLevel, count: 0 };
   for (const level of LEVELS_FOR[job.topology]) {
     if (level === 'cluster') {
-      const nodes = pick(state, scenario.free, eligible, 'cluster', n);
+      const nodes = choose(state, scenario.free, eligible, 'cluster', n, prefer);
       return { ok: true, nodes, level, domain: 'cluster', explanation: spreadExplanation(state, nodes, largest) };
     }
     if (level === 'nvlink' && state.maxNvlSize < n) continue;
     const counts = new Int32Array(domainCount(state, level));
     for (const i of eligible) counts[domainOf(state, level, i)]! += 1;
+    const worth = scores ? domainWorth(state, level, eligible, scores, counts, n) : undefined;
     const need = LEVELS_FOR[job.topology].at(-1)!;
     let best = -1;
+    let tightest = -1;
     let holding = 0;
     for (let d = 0; d < counts.length; d++) {
       const c = counts[d]!;
@@ -131,30 +116,41 @@ export function selectNodes(state: ClusterState, job: JobRequest, fit: StaticFit
       if (c > largest.count || (c === largest.count && level !== largest.level)) largest = { level, count: c };
       if (c < n) continue;
       holding += 1;
-      if (best === -1 || compareDomains(state, level, d, c, best, counts[best]!) < 0) best = d;
+      if (tightest === -1 || compareDomains(state, level, d, c, tightest, counts[tightest]!) < 0) tightest = d;
+      if (worth && (best === -1 || worth(d) > worth(best) || (worth(d) === worth(best) && compareDomains(state, level, d, c, best, counts[best]!) < 0))) best = d;
     }
-    if (best === -1) continue;
+    if (tightest === -1) continue;
+    if (!worth) best = tightest;
     const members = eligible.filter((i) => domainOf(state, level, i) === best);
-    const nodes = pick(state, scenario.free, members, level, n);
+    const nodes = choose(state, scenario.free, members, level, n, prefer);
     const name = domainName(state, level, best);
     const score = fitScore(n, members.length);
-    return {
-      ok: true,
-      nodes,
-      level,
-      domain: name,
-      explanation: `${name}: best fit ${score.toFixed(2)} (${n} of ${members.length} eligible nodes; tightest of ${holding} ${plural(level, holding)} that hold the gang)`,
-    };
+    const why =
+      best === tightest
+        ? `tightest of ${holding} ${plural(level, holding)} that hold the gang`
+        : `${holding} ${plural(level, holding)} hold the gang; node scores preferred it to the tighter ${domainName(state, level, tightest)}`;
+    return { ok: true, nodes, level, domain: name, explanation: `${name}: best fit ${score.toFixed(2)} (${n} of ${members.length} eligible nodes; ${why})` };
   }
   const levels = LEVELS_FOR[job.topology];
   return failure(job, { reason: 'topology', eligible: eligible.length, need: levels[levels.length - 1]!, largest });
 }
 
-/** Whether domain `d` at `level` lies inside one domain of the required level. */
-function satisfies(state: ClusterState, level: GroupLevel, d: number, need: DomainLevel): boolean {
-  if (need === 'cluster' || need === level) return true;
-  if (level === 'nvlink') return need === 'leaf' ? state.nvlInOneLeaf[d] === 1 : state.nvlInOneSpine[d] === 1;
-  return level === 'leaf' && need === 'spine' ? state.leafInOneSpine[d] === 1 : true;
+/** Per domain at `level`, the summed scores of the `n` best eligible nodes in it (memoised). */
+function domainWorth(state: ClusterState, level: GroupLevel, eligible: number[], scores: number[], counts: Int32Array, n: number): (d: number) => number {
+  const byDomain = new Map<number, number[]>();
+  eligible.forEach((i, k) => {
+    const d = domainOf(state, level, i);
+    if (counts[d]! < n) return;
+    let list = byDomain.get(d);
+    if (!list) byDomain.set(d, (list = []));
+    list.push(scores[k]!);
+  });
+  const memo = new Map<number, number>();
+  return (d) => {
+    let w = memo.get(d);
+    if (w === undefined) memo.set(d, (w = topSum(byDomain.get(d) ?? [], n)));
+    return w;
+  };
 }
 
 function spreadExplanation(state: ClusterState, nodes: number[], largest: { level: GroupLevel; count: number }): string {
@@ -164,66 +160,17 @@ function spreadExplanation(state: ClusterState, nodes: number[], largest: { leve
 }
 
 /**
- * Chooses `n` nodes among `members` (all inside one domain at `level`): if one child domain
- * holds them all, the tightest such child; otherwise whole children, largest first (fewest
- * domains spanned), and the remainder in the tightest child that holds it.
- */
-function pick(state: ClusterState, free: ArrayLike<number>, members: number[], level: DomainLevel, n: number): number[] {
-  let child = CHILD[level];
-  if (child === 'nvlink' && state.maxNvlSize <= 1) child = 'node';
-  if (child === 'node') {
-    if (members.length === n) return members;
-    return [...members].sort((a, b) => compareNodes(state, free, a, b)).slice(0, n);
-  }
-  const groups = new Map<number, number[]>();
-  for (const i of members) {
-    const d = domainOf(state, child, i);
-    let list = groups.get(d);
-    if (!list) groups.set(d, (list = []));
-    list.push(i);
-  }
-  const childLevel = child;
-  if (groups.size === 1) return pick(state, free, members, childLevel, n);
-  const out: number[] = [];
-  let remaining = n;
-  const left = [...groups.entries()];
-  while (remaining > 0) {
-    let fitIdx = -1;
-    for (let k = 0; k < left.length; k++) {
-      const [d, list] = left[k]!;
-      if (list.length < remaining) continue;
-      if (fitIdx === -1) fitIdx = k;
-      else {
-        const [bd, blist] = left[fitIdx]!;
-        if (compareDomains(state, childLevel, d, list.length, bd, blist.length) < 0) fitIdx = k;
-      }
-    }
-    if (fitIdx !== -1) {
-      out.push(...pick(state, free, left[fitIdx]![1], childLevel, remaining));
-      break;
-    }
-    // No child holds the rest: take the largest whole (ties: the most used one).
-    let bigIdx = 0;
-    for (let k = 1; k < left.length; k++) {
-      const [d, list] = left[k]!;
-      const [bd, blist] = left[bigIdx]!;
-      if (list.length > blist.length || (list.length === blist.length && compareDomains(state, childLevel, d, 0, bd, 0) < 0)) bigIdx = k;
-    }
-    const [, list] = left.splice(bigIdx, 1)[0]!;
-    out.push(...pick(state, free, list, childLevel, list.length));
-    remaining -= list.length;
-  }
-  return out;
-}
-
-/**
  * Single-node jobs on the live state, via the (leaf, model, free) buckets: the tightest free
  * count first, then the most-used leaf switch and spine. Equivalent to the general path for
- * one node (tightest node, most-used domains) without touching every node.
+ * one node (tightest node, most-used domains) without touching every node. Nodes in `skip`
+ * (scored below the maximum) are passed over; when only they remain, the answer is
+ * undefined and the general path, which weighs the scores, decides.
  */
-function selectSingleNode(state: ClusterState, job: JobRequest, fit: StaticFit, scenario: Scenario): GangOutcome {
+function selectSingleNode(state: ClusterState, job: JobRequest, fit: JobFit, scenario: Scenario, skip: ReadonlySet<number> | undefined): GangOutcome | undefined {
   const g = job.gpusPerNode;
   const models = fit.models ?? state.models.map((_, id) => id);
+  const mask = fit.mask;
+  const capacity = fit.capacity;
   const leaves: number[] = [];
   for (let k = g; k <= state.maxGpus; k++) {
     leaves.length = 0;
@@ -241,7 +188,7 @@ function selectSingleNode(state: ClusterState, job: JobRequest, fit: StaticFit, 
       let best = -1;
       for (const m of models) {
         for (const i of state.bucket(l, m, k)) {
-          if (!fit.mask[i] || !nodeFits(scenario, i, g)) continue;
+          if (!mask[i] || skip?.has(i) || !nodeFits(capacity, scenario, i, g)) continue;
           if (best === -1 || compareNodes(state, state.freeCount, i, best) < 0) best = i;
         }
       }
@@ -256,7 +203,8 @@ function selectSingleNode(state: ClusterState, job: JobRequest, fit: StaticFit, 
       }
     }
   }
+  if (skip) return undefined;
   let eligible = 0;
-  for (const i of fit.candidates) if (nodeFits(scenario, i, g)) eligible += 1;
+  for (const i of fit.candidates) if (nodeFits(capacity, scenario, i, g)) eligible += 1;
   return failure(job, { reason: 'no-capacity', eligible });
 }

@@ -3,6 +3,7 @@
 // I/O and never reads the clock (time comes in as `CycleOptions.now`). The service builds
 // the snapshot and commits the plan with compare-and-set.
 import type { SchedulingConfigInput } from './config.js';
+import type { PluginRegistry } from './framework/registry.js';
 
 export interface NodeTopology {
   nvlinkDomain: string;
@@ -89,6 +90,8 @@ export interface CycleOptions {
    * plan records how long each job's decision took. The logic never depends on it.
    */
   clock?: () => number;
+  /** Filter and score plugins and their weights; DEFAULT_PLUGINS when absent. */
+  plugins?: PluginRegistry;
 }
 
 export interface RankAssignment {

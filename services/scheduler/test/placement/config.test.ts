@@ -29,7 +29,7 @@ describe('parseSchedulingConfig', () => {
     }
     expect(error).toBeInstanceOf(SchedulingConfigError);
     expect((error as SchedulingConfigError).issues).toEqual([
-      'backfil: unknown field (expected one of tenants, defaultTenant, fairShare, preemption, backfill)',
+      'backfil: unknown field (expected one of tenants, defaultTenant, fairShare, preemption, backfill, recovery, spares)',
       'tenants.ml-research.weight: expected a number > 0, got 0',
       'tenants.ml-research.nominalGpus: expected an integer >= 0, got -5',
       'tenants.x: expected an object, got "y"',

@@ -1,15 +1,20 @@
 // Property-based tests over random clusters, running jobs and pending queues: whatever the
 // input, a plan never double-books a GPU, places gangs whole, honours topology and static
 // constraints, respects quotas, preempts only what it may, and never delays a reservation.
+// The inputs include recovery: blamed nodes, hot-spare pools, recovery attempts with kept
+// ranks (valid or not), and exclusion lists that differ from job to job.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   ClusterState,
   computeReservation,
   computeStaticFit,
+  designateSpares,
   expectedEnd,
+  mayUseSpares,
   planCycle,
   PRIORITY_CLASSES,
+  resolveConfig,
   selectNodes,
   type CyclePlan,
   type JobRequest,
@@ -44,10 +49,15 @@ const clusterArb = fc
   .chain((shape) => {
     const count = shape.spines * shape.leaves * shape.perLeaf;
     return fc
-      .array(fc.record({ ready: fc.double({ min: 0, max: 1, noNaN: true }), model: fc.constantFrom('A', 'B'), ib: fc.boolean() }), {
-        minLength: count,
-        maxLength: count,
-      })
+      .array(
+        fc.record({
+          ready: fc.double({ min: 0, max: 1, noNaN: true }),
+          model: fc.constantFrom('A', 'B'),
+          ib: fc.boolean(),
+          blamedHoursAgo: fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined, freq: 4 }),
+        }),
+        { minLength: count, maxLength: count },
+      )
       .map((attrs) =>
         attrs.map(
           (a, i): NodeView => ({
@@ -63,6 +73,7 @@ const clusterArb = fc
               spine: `spine${Math.floor(i / (shape.perLeaf * shape.leaves))}`,
               rack: `rack${i}`,
             },
+            ...(a.blamedHoursAgo !== undefined ? { lastBlamedAt: NOW - a.blamedHoursAgo * HOUR } : {}),
           }),
         ),
       );
@@ -116,7 +127,23 @@ function occupyArb(nodes: NodeView[], allowTerminating: boolean): fc.Arbitrary<{
     });
 }
 
-const jobArb = (maxGpus: number) =>
+/**
+ * Kept ranks as recovery sends them (distinct ranks of the job on distinct nodes, with the
+ * GPUs they had), and now and then an invalid list (unknown node, rank out of range, repeats).
+ */
+const keepArb = (maxGpus: number, nodeCount: number, ranks: number) => {
+  const gpus = fc.subarray(Array.from({ length: maxGpus }, (_, g) => g));
+  const valid = fc
+    .tuple(fc.subarray(Array.from({ length: ranks }, (_, r) => r), { minLength: 1 }), fc.shuffledSubarray(Array.from({ length: nodeCount }, (_, i) => `n${i}`), { minLength: ranks, maxLength: ranks }), fc.array(gpus, { minLength: ranks, maxLength: ranks }))
+    .map(([kept, nodes, held]) => kept.map((rank) => ({ rank, node: nodes[rank]!, gpus: held[rank]! })));
+  const invalid = fc.array(
+    fc.record({ rank: fc.integer({ min: 0, max: 4 }), node: fc.integer({ min: 0, max: nodeCount }).map((i) => (i === nodeCount ? 'gone' : `n${i}`)), gpus }),
+    { maxLength: 4 },
+  );
+  return fc.option(fc.oneof({ arbitrary: valid, weight: 4 }, { arbitrary: invalid, weight: 1 }), { nil: undefined });
+};
+
+const jobArb = (maxGpus: number, nodeCount = 3) =>
   fc.record({
     id: fc.uuid(),
     tenant: fc.constantFrom(...TENANTS),
@@ -128,10 +155,26 @@ const jobArb = (maxGpus: number) =>
     timeLimitSec: fc.constantFrom(0, 1800, 3600, 4 * 3600, 20 * 3600),
     topology: fc.constantFrom<TopologyNeed>('any', 'any', 'same-nvlink-domain', 'same-switch', 'same-spine'),
     nodeSelector: fc.constantFrom<Record<string, string>>({}, {}, {}, { ib: 'ndr' }),
-    excludeNodes: fc.subarray(['n0', 'n1', 'n2']),
-  });
+    excludeNodes: fc.subarray(['n0', 'n1', 'n2', 'n3', 'n4', 'gone'].slice(0, Math.max(3, nodeCount))),
+    recovery: fc.boolean(),
+  }).chain((j) => (nodeCount >= j.nodes ? keepArb(maxGpus, nodeCount, j.nodes).map((keep) => (keep ? { ...j, keep } : j)) : fc.constant(j)));
 
-const configArb: fc.Arbitrary<SchedulingConfigInput> = fc.oneof(
+const recoveryArb = fc.record({
+  spares: fc.record({
+    pools: fc.array(
+      fc.record({
+        count: fc.integer({ min: 0, max: 2 }),
+        perLeafSwitch: fc.boolean(),
+        gpuType: fc.option(fc.constantFrom('A', 'B'), { nil: undefined }),
+      }),
+      { maxLength: 2 },
+    ),
+    allowPreemptible: fc.boolean(),
+  }),
+  recovery: fc.record({ blamePenaltySec: fc.constantFrom(0, 3600, 4 * 3600) }),
+});
+
+const configArb: fc.Arbitrary<SchedulingConfigInput> = fc.tuple(recoveryArb, fc.oneof(
   fc.constant({}),
   fc
     .record({
@@ -155,14 +198,14 @@ const configArb: fc.Arbitrary<SchedulingConfigInput> = fc.oneof(
       ),
       preemption: { reclaimWithinCohort: c.reclaim, windowSec: c.window },
     })),
-);
+)).map(([recovery, rest]): SchedulingConfigInput => ({ ...rest, ...recovery }));
 
 function worldArb(opts: { terminating: boolean; config?: fc.Arbitrary<SchedulingConfigInput> }): fc.Arbitrary<World> {
   return clusterArb.chain((nodes) =>
     fc
       .record({
         occupied: occupyArb(nodes, opts.terminating),
-        pending: fc.uniqueArray(jobArb(nodes[0]!.gpuCount), { maxLength: 10, selector: (j) => j.id }),
+        pending: fc.uniqueArray(jobArb(nodes[0]!.gpuCount, nodes.length), { maxLength: 10, selector: (j) => j.id }),
         config: opts.config ?? configArb,
       })
       .map(({ occupied, pending, config }) => ({ nodes: occupied.nodes, running: occupied.running, pending, config })),
@@ -207,12 +250,35 @@ function checkPlacements(w: World, plan: CyclePlan): void {
   expect(seen.sort()).toEqual(w.pending.map((j) => j.id).sort());
 }
 
+/** Hot spares stay with the jobs that may use them; kept ranks stay put when the plan says so. */
+function checkRecovery(w: World, plan: CyclePlan): void {
+  const config = resolveConfig(w.config);
+  const state = new ClusterState(w.nodes);
+  const spares = new Set([...designateSpares({ state, spares: config.spares, running: w.running, pending: w.pending })].map((i) => w.nodes[i]!.name));
+  const jobs = new Map(w.pending.map((j) => [j.id, j]));
+  for (const p of plan.placements) {
+    const job = jobs.get(p.jobId)!;
+    const onSpares = p.ranks.map((r) => r.node).filter((n) => spares.has(n));
+    if (!mayUseSpares(job, config)) expect(onSpares).toEqual([]);
+    expect(p.spares ?? []).toEqual(onSpares);
+    expect(p.ranks.map((r) => r.rank)).toEqual(p.ranks.map((_, k) => k));
+    if (job.keep?.length) {
+      expect(p.kept).toBeTypeOf('boolean');
+      if (p.kept) for (const k of job.keep) expect(p.ranks[k.rank]!.node).toBe(k.node);
+    } else expect(p.kept).toBeUndefined();
+  }
+  for (const n of plan.nominations) {
+    if (!mayUseSpares(jobs.get(n.jobId)!, config)) expect(n.nodes.filter((x) => spares.has(x))).toEqual([]);
+  }
+}
+
 describe('planCycle properties', () => {
   it('never double-books, places gangs whole, honours topology and constraints', () => {
     fc.assert(
       fc.property(worldArb({ terminating: true }), (w) => {
         const plan = planCycle(w.nodes, w.pending, { running: w.running, now: NOW, config: w.config });
         checkPlacements(w, plan);
+        checkRecovery(w, plan);
         // Nominated jobs hold nodes too: no two nominations and placements share a GPU-less node beyond capacity.
         for (const n of plan.nominations) expect(new Set(n.nodes).size).toBe(w.pending.find((j) => j.id === n.jobId)!.nodes);
       }),

@@ -1,5 +1,5 @@
 // Capacity now (or in the scenario the context describes, e.g. after preemption).
-import type { NodeFilter } from './types.js';
+import type { CapacityFilterPlugin, NodeFilter } from '../../framework/types.js';
 
 export const REASON_INSUFFICIENT_FREE = 'insufficient free GPUs';
 
@@ -7,3 +7,10 @@ export const fitsFree = (free: number, gpusPerNode: number): boolean => free >= 
 
 export const freeGpus: NodeFilter = (node, job, ctx) =>
   fitsFree(ctx?.free ?? node.freeGpus.length, job.gpusPerNode) ? undefined : REASON_INSUFFICIENT_FREE;
+
+export const freeGpusPlugin: CapacityFilterPlugin = {
+  name: 'FreeGpus',
+  stage: 'capacity',
+  admits: (scenario, i, gpus) => scenario.free[i]! >= gpus,
+  filter: freeGpus,
+};

@@ -1,10 +1,14 @@
-// Best-fit scoring. Small jobs go where capacity is already fragmented (the tightest node,
-// in the most-used NVLink domain, leaf switch and spine), and gangs go to the domain with
-// the fewest eligible nodes that still holds them, so large contiguous blocks stay free for
-// the big gangs that need them. Lower compares as better; ties fall back to the domain or
-// node index so plans are deterministic.
-import type { ClusterState } from '../cluster-state.js';
-import type { DomainLevel } from '../types.js';
+// Best fit: the ordering stage of gang selection. Small jobs go where capacity is already
+// fragmented (the tightest node, in the most-used NVLink domain, leaf switch and spine), and
+// gangs go to the domain with the fewest eligible nodes that still holds them, so large
+// contiguous blocks stay free for the big gangs that need them. Lower compares as better;
+// ties fall back to the domain or node index so plans are deterministic.
+//
+// It is a lexicographic order over a hierarchy (domain, then children, then nodes), not a
+// per-node number, so it is not one of the weighted score plugins: it decides among the
+// domains and nodes that the weighted scores leave equal (all of them when none is active).
+import type { ClusterState } from '../../cluster-state.js';
+import type { DomainLevel } from '../../types.js';
 
 export type GroupLevel = Exclude<DomainLevel, 'cluster'>;
 

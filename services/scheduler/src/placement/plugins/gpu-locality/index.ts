@@ -3,7 +3,8 @@
 // the smallest aligned block that holds them: a buddy allocator over power-of-two blocks.
 // Among blocks that fit, take the one with the fewest free GPUs, and break ties by the
 // fewest free GPUs in the enclosing blocks, so the emptier half stays whole for a larger job.
-import { popcount } from '../cluster-state.js';
+// This is the GPU-assignment stage of placement, after the nodes are chosen.
+import { maskOf, popcount } from '../../cluster-state.js';
 
 function blockMask(start: number, size: number, gpuCount: number): number {
   const end = Math.min(start + size, gpuCount, 32);
@@ -40,6 +41,19 @@ export function pickGpus(freeMask: number, gpuCount: number, want: number): numb
   }
   // Unreachable when popcount(freeMask) >= want: the top block holds every GPU.
   throw new Error('no block holds the request');
+}
+
+/**
+ * The GPUs a rank gets: `prefer` (the indices a kept rank had before) when they are all
+ * still free and as many as wanted, so a restarted rank finds its devices where it left
+ * them; otherwise the buddy allocator's choice.
+ */
+export function assignGpus(freeMask: number, gpuCount: number, want: number, prefer?: readonly number[]): number[] {
+  if (prefer && prefer.length === want && new Set(prefer).size === want && prefer.every((g) => g >= 0 && g < Math.min(gpuCount, 32))) {
+    const mask = maskOf(prefer);
+    if ((freeMask & mask) >>> 0 === mask) return [...prefer].sort((a, b) => a - b);
+  }
+  return pickGpus(freeMask, gpuCount, want);
 }
 
 /** Prefer a contiguous run (fewest hops on a ring or PCIe tree); else the lowest indices. */

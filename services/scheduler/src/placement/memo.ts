@@ -1,0 +1,73 @@
+// Failures remembered within a cycle. Free GPUs and reservation slack only shrink while a
+// cycle runs, so a shape that failed at n nodes fails at >= n nodes for the rest of it: a
+// queue of thousands of similar jobs costs one real attempt per shape.
+//
+// Exclusions only remove nodes, so a failure of the shape (no exclusions) holds for every
+// job of that shape whatever its list; a job's own list makes its failure its own. When a
+// job with a list fails, the memo asks once whether the shape fails too: then every later
+// job of the shape, with any list, is answered here instead of by another search.
+import type { ClusterState } from './cluster-state.js';
+import type { Scenario } from './framework/types.js';
+import type { JobFit } from './static-fit.js';
+import { describeFailure, selectNodes, shapeOutcome, type GangFailure, type GangOutcome } from './topology.js';
+import type { JobRequest } from './types.js';
+
+export class FailureMemo<T> {
+  private readonly failed = new Map<string, { nodes: number; value: T }>();
+  /** Failures kept for one exclusion list: rare, so most lookups skip building that key. */
+  private own = 0;
+
+  /** A known failure for the job: its shape's under `key`, or that of the same exclusion list. */
+  get(key: string, job: JobRequest, fit: JobFit): T | undefined {
+    const shape = this.failed.get(key);
+    if (shape && job.nodes >= shape.nodes) return shape.value;
+    const own = this.own > 0 && fit.excluded?.length ? this.failed.get(key + ownKey(fit)) : undefined;
+    return own && job.nodes >= own.nodes ? own.value : undefined;
+  }
+
+  /**
+   * Records the job's failure. `withoutExclusions` answers for the shape (the failure without
+   * the job's exclusions, or undefined when the shape would succeed); it is asked only when
+   * the job's exclusions removed candidates.
+   */
+  remember(key: string, job: JobRequest, fit: JobFit, value: T, withoutExclusions: () => T | undefined): void {
+    if (!fit.excluded?.length) {
+      this.failed.set(key, { nodes: job.nodes, value });
+      return;
+    }
+    const shape = withoutExclusions();
+    if (shape !== undefined) this.failed.set(key, { nodes: job.nodes, value: shape });
+    else {
+      this.own += 1;
+      this.failed.set(key + ownKey(fit), { nodes: job.nodes, value });
+    }
+  }
+}
+
+const ownKey = (fit: JobFit) => `#${fit.excluded!.join(',')}`;
+
+/** selectNodes on a cycle's live state, remembering failures for the rest of the cycle. */
+export class LiveSelector {
+  private readonly failed = new FailureMemo<GangFailure>();
+
+  constructor(private readonly state: ClusterState) {}
+
+  /** `guarded`: the scenario holds the backfill reservation against the job. */
+  select(job: JobRequest, shape: string, fit: JobFit, guarded: boolean, scenario: Scenario): GangOutcome {
+    const key = `${guarded ? 'g' : '-'}${job.topology}${shape}`;
+    const known = this.failed.get(key, job, fit);
+    if (known) {
+      // A shape's failure is an upper bound for a job whose own list excludes more.
+      const f = { ...known, bounded: known.bounded === true || (fit.excluded?.length ?? 0) > 0 };
+      return { ...f, message: describeFailure(job, f) };
+    }
+    const own = selectNodes(this.state, job, fit, scenario);
+    if (!own.ok) {
+      this.failed.remember(key, job, fit, own, () => {
+        const shaped = shapeOutcome(this.state, job, fit, scenario, own);
+        return shaped.ok ? undefined : shaped;
+      });
+    }
+    return own;
+  }
+}
