@@ -296,12 +296,16 @@ async function drive(stack: TestStack, client: GantryClient, policy: Policy, pla
     run.jobs.set(job!.id, job!);
   };
 
-  const shootXid = async (c: number, job: Job, a: Attempt, node: string, gpu: number, xid: number, primary: boolean) => {
+  /** Injects an XID on a GPU of the job's attempt, unless (fetched afresh) it has ended meanwhile: the GPU may be another job's by now. */
+  const shootXid = async (c: number, job: Job, a: Attempt, node: string, gpu: number, xid: number, primary: boolean): Promise<boolean> => {
+    const fresh = await client.getJob(job.id).catch(() => undefined);
+    if (!fresh || fresh.attempt !== a.number || (fresh.state !== JobState.JOB_STATE_SCHEDULED && fresh.state !== JobState.JOB_STATE_RUNNING)) return false;
     const at = Date.now();
     await inject(stack, node, ['xid', String(xid), '--gpu', String(gpu)]);
     run.xids.push({ chain: c, jobId: job.id, attempt: a.number, node, gpu, xid, at, primary });
     count(primary ? `xid${xid}` : `xid${xid} (broken node hit again)`);
     note(`XID ${xid} on ${node} GPU ${gpu} -> ${job.spec?.name} attempt ${a.number}${primary ? '' : ' (broken node)'}`);
+    return true;
   };
 
   while (true) {
@@ -345,11 +349,11 @@ async function drive(stack: TestStack, client: GantryClient, policy: Policy, pla
         const gpu = target.gpuIndices[c.plan.gpuSlot % target.gpuIndices.length]!;
         if (kind.startsWith('xid')) {
           const xid = Number(kind.slice(3));
-          if (BREAKING_XIDS.has(xid) && !broken.has(target.node)) {
-            broken.set(target.node, xid);
-            run.brokenSince.set(target.node, Date.now());
-          }
-          await shootXid(ci, job, a, target.node, gpu, xid, true);
+          const breaks = BREAKING_XIDS.has(xid) && !broken.has(target.node);
+          if (breaks) run.brokenSince.set(target.node, Date.now());
+          c.fired = await shootXid(ci, job, a, target.node, gpu, xid, true);
+          if (breaks && c.fired) broken.set(target.node, xid);
+          else if (breaks) run.brokenSince.delete(target.node);
         } else if (kind === 'agent-kill') {
           const at = Date.now();
           run.kills.push({ node: target.node, at });
@@ -445,6 +449,7 @@ interface Metrics {
   app: { checked: number; correct: number };
   probes: { total: number; clean: number };
   unexplained: number;
+  unexplainedWhat: string[];
   grades: Map<string, number>;
   sparesTaken: number;
   sparesBad: number;
@@ -483,6 +488,13 @@ function triesOf(run: PhaseRun): Try[] {
             if ((r.exitCode ?? 0) !== 0 && !r.signal) causes.push({ kind: 'app-crash', node: attempt.placement.find((p) => p.rank === r.rank)?.node ?? '', at: ms(r.errorTime) ?? ms(r.finishedAt)! });
           }
         }
+        // A failure the benchmark recorded no shot for, on a node it had broken, that Gantry
+        // pins on that node (a re-injected XID that reached the GPU's next owner in a race, or
+        // the node re-registering without its lost GPU): the broken hardware's doing.
+        const f = attempt.failure;
+        if (failed && causes.length === 0 && f?.node && (run.brokenSince.get(f.node) ?? Infinity) < (end ?? Infinity)) {
+          causes.push({ kind: 'xid-node', node: f.node, at: ms(f.time) ?? end ?? scheduled });
+        }
         causes.sort((a, b) => a.at - b.at);
         const landedOnBad = attempt.placement.map((p) => p.node).find((n) => (badSince(run, n) ?? Infinity) < scheduled);
         out.push({ chain: ci, job, attempt, gpus: attempt.placement.reduce((s, p) => s + p.gpuIndices.length, 0), ok, failed, end, causes, landedOnBad });
@@ -501,7 +513,7 @@ function analyse(run: PhaseRun): Metrics {
     policy: run.policy, run, chains: run.chains.length - bugChains.size, hitChains: 0, hitChainsOk: 0, allChainsOk: 0, tries: tries.length,
     episodes: [], gpuSecLost: 0, gpuSecUndelivered: 0, retries: 0, retriesOnBad: 0, retriesOnExcluded: 0,
     blame: { checked: 0, correct: 0, wrong: [] }, misclassified: [], wrongExclusions: 0, contained: { checked: 0, correct: 0 }, app: { checked: 0, correct: 0 },
-    probes: { total: run.probes.length, clean: 0 }, unexplained: 0, grades: new Map(), sparesTaken: 0, sparesBad: 0, bug: { tries: 0, gpuSec: 0, state: '-' },
+    probes: { total: run.probes.length, clean: 0 }, unexplained: 0, unexplainedWhat: [], grades: new Map(), sparesTaken: 0, sparesBad: 0, bug: { tries: 0, gpuSec: 0, state: '-' },
   };
   const gpuSec = (x: Try) => x.attempt.placement.reduce((s, p) => {
     const r = x.attempt.ranks.find((q) => q.rank === p.rank);
@@ -534,7 +546,10 @@ function analyse(run: PhaseRun): Metrics {
       if (x.failed) {
         m.gpuSecLost += gpuSec(x);
         const cause = x.causes[0];
-        if (!cause && !(run.timedOut && x === mine.at(-1))) m.unexplained++;
+        if (!cause && !(run.timedOut && x === mine.at(-1))) {
+          m.unexplained++;
+          m.unexplainedWhat.push(`${x.job.spec?.name} attempt ${x.attempt.number} on ${x.attempt.placement.map((p) => p.node).join(',')}: ${x.attempt.failure?.reason ?? x.job.reason}`);
+        }
         open ??= { at: cause?.at ?? x.end ?? run.endedAt, cause: cause?.kind ?? 'none', gpus: x.gpus };
       }
     }
@@ -659,6 +674,7 @@ function report(plan: JobPlan[], ms_: Metrics[], wallMs: number): void {
     for (const w of g.blame.wrong) console.log(`  WRONG BLAME: ${w}`);
     for (const w of g.misclassified) console.log(`  MISCLASSIFIED: ${w}`);
   }
+  for (const m of cols) for (const w of m.unexplainedWhat) console.log(`  ${m.policy} FAILURE WITH NO INJECTED CAUSE: ${w}`);
   console.log('  chain = one job from submit to final state (the deterministic-bug job is not one). episode = from a fault to the chain running');
   console.log('  again on hardware not already known bad ("never" if it did not); p99 = nearest rank (the max below 100 episodes).');
   console.log('  GPU-seconds lost = per rank of every try that did not complete, GPUs x (rank end - try scheduled); no GPU is held idle during');
