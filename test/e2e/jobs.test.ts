@@ -107,7 +107,7 @@ describe('jobs end to end', () => {
   it.each([
     [{ nodes: 0, gpusPerNode: 8, command: ['true'] }, 'spec.nodes must be between 1 and 4096, got 0'],
     [{ nodes: 5000, gpusPerNode: 8, command: ['true'] }, 'spec.nodes must be between 1 and 4096, got 5000'],
-    [{ nodes: 1, gpusPerNode: 9, command: ['true'] }, 'spec.gpus_per_node must be between 1 and 8, got 9'],
+    [{ nodes: 1, gpusPerNode: 33, command: ['true'] }, 'spec.gpus_per_node must be between 0 and 32, got 33'],
     [{ nodes: 1, gpusPerNode: 1, command: [] }, 'spec.command must not be empty'],
     [{ nodes: 1, gpusPerNode: 1, command: ['true'], env: { MASTER_ADDR: 'x' } }, 'spec.env.MASTER_ADDR is set by Gantry for every rank and cannot be overridden'],
     [{ nodes: 1, gpusPerNode: 1, command: ['true'], workingDir: 'relative/dir' }, 'spec.working_dir must be an absolute path, got "relative/dir"'],

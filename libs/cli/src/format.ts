@@ -13,9 +13,10 @@ import {
   type Node,
   type StreamLogsResponse,
   JobState,
+  Launcher,
   RankPhase,
 } from '@gantry/proto';
-import { topologyName } from './parse.js';
+import { launcherName, topologyName } from './parse.js';
 
 // Borderless and colourless, like kubectl: easy to read, grep and diff.
 const PLAIN_CHARS = Object.fromEntries(
@@ -54,11 +55,22 @@ export function formatTime(t: Date | undefined, now: Date): string {
 
 const state = (s: JobState) => (s === JobState.JOB_STATE_UNSPECIFIED ? '-' : jobStateName(s));
 
+/** GPUs per node as the spec asks: 0 is every GPU of each node. */
+const perNode = (n: number, unit = true) => (n === 0 ? (unit ? 'all GPUs' : 'all') : unit ? `${n} GPU${n === 1 ? '' : 's'}` : String(n));
+
 function resources(job: Job): string {
   const spec = job.spec;
   if (!spec) return '-';
   const gpus = spec.gpuTypes.length ? ` (${spec.gpuTypes.join('|')})` : '';
-  return `${spec.nodes} node${spec.nodes === 1 ? '' : 's'} x ${spec.gpusPerNode} GPU${spec.gpusPerNode === 1 ? '' : 's'}${gpus}`;
+  return `${spec.nodes} node${spec.nodes === 1 ? '' : 's'} x ${perNode(spec.gpusPerNode)}${gpus}`;
+}
+
+// Characters that never need quoting in a POSIX shell word.
+const SHELL_SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/;
+
+/** The argv as a shell command line that would give the same argv back (`python -c 'print(1)'`). */
+export function shellQuote(argv: readonly string[]): string {
+  return argv.map((a) => (SHELL_SAFE.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`)).join(' ');
 }
 
 export function jobTable(jobs: Job[], now: Date): string {
@@ -67,7 +79,7 @@ export function jobTable(jobs: Job[], now: Date): string {
     j.spec?.name ?? '',
     j.spec?.tenant ?? '',
     state(j.state),
-    j.spec ? `${j.spec.nodes}x${j.spec.gpusPerNode}` : '-',
+    j.spec ? `${j.spec.nodes}x${perNode(j.spec.gpusPerNode, false)}` : '-',
     String(j.attempt),
     formatAge(j.createdAt, now),
   ]);
@@ -76,15 +88,16 @@ export function jobTable(jobs: Job[], now: Date): string {
 
 /**
  * "[node-fault] node fault: XID 79 ... on GPU 3 of sim-node-1". Gantry's reasons name the
- * rank and node; the where and how are added only when the reason does not say them.
+ * node rank and node; the where and how are added only when the reason does not say them
+ * (the scheduler says "rank N" for the node rank, the CLI "node-rank N").
  */
 function failureLine(a: Attempt): string | undefined {
   const f = a.failure;
   if (!f) return undefined;
   const cls = f.failureClass ? `[${failureClassName(f.failureClass)}] ` : '';
-  const where = [f.rank !== undefined ? `rank ${f.rank}` : '', f.node ? `on ${f.node}` : ''].filter(Boolean).join(' ');
+  const where = [f.rank !== undefined ? `node-rank ${f.rank}` : '', f.node ? `on ${f.node}` : ''].filter(Boolean).join(' ');
   const how = [f.exitCode !== undefined ? `exit code ${f.exitCode}` : '', f.signal ? `signal ${f.signal}` : ''].filter(Boolean).join(', ');
-  const said = (part: string) => !part || f.reason.includes(part) || f.reason.includes(part.replace('exit code', 'exited with code'));
+  const said = (part: string) => !part || [part, part.replace('node-rank', 'rank'), part.replace('exit code', 'exited with code'), part.replace('signal', 'was killed by')].some((p) => f.reason.includes(p));
   return cls + [said(where) ? '' : where, said(how) ? '' : how, f.reason].filter(Boolean).join(': ');
 }
 
@@ -115,7 +128,7 @@ export function stateLine(job: Job, now: Date): string {
 export function attemptsTable(job: Job, now: Date): string {
   const rows = job.attempts.map((a) => {
     const f = a.failure;
-    const first = f && (f.rank !== undefined || f.node) ? [f.rank !== undefined ? `rank ${f.rank}` : '', f.node].filter(Boolean).join(' on ') : '-';
+    const first = f && (f.rank !== undefined || f.node) ? [f.rank !== undefined ? `node-rank ${f.rank}` : '', f.node].filter(Boolean).join(' on ') : '-';
     return [
       String(a.number),
       [...new Set(a.placement.map((p) => p.node))].join(',') || '-',
@@ -150,9 +163,11 @@ function attemptView(a: Attempt, now: Date): string {
   ];
   if (a.grade) info.push(['Recovery', `${recoveryGradeName(a.grade)}${a.gradeReason ? `: ${a.gradeReason}` : ''}`]);
   if (a.resumedFromCheckpoint) info.push(['Resumed from', a.resumedFromCheckpoint]);
+  const master = a.placement.find((p) => p.rank === 0);
+  if (master && a.masterPort) info.push(['Rendezvous', `${master.address || master.node}:${a.masterPort} (MASTER_ADDR:MASTER_PORT)`]);
   const failure = failureLine(a);
   if (failure) info.push(['Failure', failure]);
-  return `Attempt ${a.number}:\n` + fields(info, '  ') + (rows.length ? table(['RANK', 'NODE', 'GPUS', 'PHASE', 'PID', 'EXIT', 'ERROR'], rows, '  ') : '');
+  return `Attempt ${a.number}:\n` + fields(info, '  ') + (rows.length ? table(['NODE-RANK', 'NODE', 'GPUS', 'PHASE', 'PID', 'EXIT', 'ERROR'], rows, '  ') : '');
 }
 
 /** `gantry job status`: the job, then each attempt (newest last) with its per-rank placement. */
@@ -170,12 +185,20 @@ export function jobDetail(job: Job, now: Date): string {
     ['Priority', spec?.priorityClass || '-'],
     ['Topology', spec ? topologyName(spec.topology) : '-'],
     ['Time limit', spec?.timeLimitSeconds ? `${spec.timeLimitSeconds}s` : '-'],
-    ['Command', spec?.command.join(' ') || '-'],
+    ['Launcher', spec ? launcherView(spec.launcher, spec.gpusPerNode) : '-'],
+    ['Workdir', spec ? spec.workingDir || "(each rank's own folder on its node)" : '-'],
+    ['Command', spec?.command.length ? shellQuote(spec.command) : '-'],
     ['Created', formatTime(job.createdAt, now)],
     ['Updated', formatTime(job.updatedAt, now)],
     ['Finished', formatTime(job.finishedAt, now)],
   ];
   return [fields(rows), ...job.attempts.map((a) => attemptView(a, now))].join('\n');
+}
+
+function launcherView(l: Launcher, gpusPerNode: number): string {
+  const name = launcherName(l);
+  const each = gpusPerNode === 0 ? 'every GPU' : `${gpusPerNode} GPU${gpusPerNode === 1 ? '' : 's'}`;
+  return l === Launcher.LAUNCHER_PER_GPU ? `${name} (one process per GPU, ${each} per node)` : `${name} (one process per node with ${each})`;
 }
 
 /** One line per event: time, transition, attempt, reason. */
@@ -186,9 +209,11 @@ export function eventLine(ev: JobEvent): string {
   return parts.join('  ');
 }
 
+/** "[node-rank 1] ..." (per GPU: "[node-rank 1 local-rank 3] ..."): Gantry's process per node, not torch's RANK. */
 export function logLine(res: StreamLogsResponse): { text: string; stderr: boolean } {
   const text = (res.line?.text ?? '').replace(/\r?\n$/, '');
-  return { text: `[rank ${res.rank}] ${text}`, stderr: res.line?.stream === LogStream.LOG_STREAM_STDERR };
+  const local = res.line?.localRank === undefined ? '' : ` local-rank ${res.line.localRank}`;
+  return { text: `[node-rank ${res.rank}${local}] ${text}`, stderr: res.line?.stream === LogStream.LOG_STREAM_STDERR };
 }
 
 function gpusFree(node: Node): number {
@@ -238,7 +263,7 @@ export function nodeDetail(node: Node, now: Date): string {
   const alloc = new Map(node.allocations.map((a) => [a.gpuIndex, a]));
   const gpus = node.gpus.map((g) => {
     const a = alloc.get(g.index);
-    return [String(g.index), g.model, `${g.memoryMib} MiB`, g.pciBusId || '-', g.uuid || '-', a ? `${a.jobId} (attempt ${a.attempt}, rank ${a.rank})` : '-'];
+    return [String(g.index), g.model, `${g.memoryMib} MiB`, g.pciBusId || '-', g.uuid || '-', a ? `${a.jobId} (attempt ${a.attempt}, node-rank ${a.rank})` : '-'];
   });
   return fields(rows) + (gpus.length ? '\n' + table(['GPU', 'MODEL', 'MEMORY', 'PCI BUS', 'UUID', 'ALLOCATED TO'], gpus) : '');
 }

@@ -2,11 +2,12 @@
 // with command-line flags. Both sides are turned into the same `Submission` (proto field names,
 // parsed values), so the merge is a plain object merge and every value is validated once.
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { JobSpecInput } from '@gantry/sdk';
 import { UsageError } from './errors.js';
 import { RetryPolicy } from '@gantry/proto';
-import { parseDuration, parseInteger, parseRetryClass, parseSeconds, parseTopology } from './parse.js';
+import { parseDuration, parseInteger, parseLauncher, parseRetryClass, parseSeconds, parseTopology } from './parse.js';
 
 export interface Submission {
   spec: JobSpecInput;
@@ -108,6 +109,13 @@ const FIELDS: Record<string, (v: unknown, key: string, into: Submission) => void
       throw new UsageError(`${k}: ${(err as Error).message}`);
     }
   },
+  launcher: (v, k, s) => {
+    try {
+      s.spec.launcher = parseLauncher(text(v, k));
+    } catch (err) {
+      throw new UsageError(`${k}: ${(err as Error).message}`);
+    }
+  },
   env: (v, k, s) => (s.spec.env = map(v, k)),
   workdir: (v, k, s) => (s.spec.workingDir = text(v, k)),
   selector: (v, k, s) => (s.spec.nodeSelector = map(v, k)),
@@ -165,8 +173,14 @@ export function mergeSubmissions(file: Submission, flags: Submission): Submissio
   return idempotencyKey === undefined ? { spec } : { spec, idempotencyKey };
 }
 
-/** What a submission needs before it is sent; the server validates the rest. */
-export function finalizeSubmission(s: Submission): Submission {
+/**
+ * What a submission needs before it is sent; the server validates the rest. Ranks start where
+ * the submitter is (`cwd`), as `srun` does, unless the flags or the file say otherwise: a
+ * relative directory is taken from there too, and an empty one leaves each rank in its own
+ * folder on the node.
+ */
+export function finalizeSubmission(s: Submission, cwd: string): Submission {
   if (!s.spec.command?.length) throw new UsageError('no command: give it after "--" (gantry job submit [flags] -- CMD ARGS...) or as "command" in the job file');
-  return { ...s, spec: { nodes: 1, ...s.spec } };
+  const dir = s.spec.workingDir;
+  return { ...s, spec: { nodes: 1, ...s.spec, workingDir: dir === undefined ? cwd : dir && resolve(cwd, dir) } };
 }

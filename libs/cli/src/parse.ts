@@ -2,7 +2,7 @@
 // problem in one line; `flagParser` adapts them to commander.
 import { InvalidArgumentError } from 'commander';
 import {
-  FailureClass, JobState, NodeState, TopologyRequirement, failureClassName, jobStateName, nodeStateName, parseFailureClass, parseJobState, parseNodeState,
+  FailureClass, JobState, Launcher, NodeState, TopologyRequirement, failureClassName, jobStateName, nodeStateName, parseFailureClass, parseJobState, parseNodeState,
 } from '@gantry/proto';
 import { UsageError } from './errors.js';
 
@@ -51,6 +51,23 @@ export function parseTopology(text: string): TopologyRequirement {
   const t = TOPOLOGIES[text];
   if (t === undefined) throw new UsageError(`unknown topology "${text}" (one of ${Object.keys(TOPOLOGIES).join(', ')})`);
   return t;
+}
+
+/** Launcher modes by their flag and job-file names (the table in docs/cli.md). */
+export const LAUNCHERS: Record<string, Launcher> = {
+  'per-node': Launcher.LAUNCHER_PER_NODE,
+  'per-gpu': Launcher.LAUNCHER_PER_GPU,
+};
+
+export function parseLauncher(text: string): Launcher {
+  const l = LAUNCHERS[text];
+  if (l === undefined) throw new UsageError(`unknown launcher "${text}" (one of ${Object.keys(LAUNCHERS).join(', ')})`);
+  return l;
+}
+
+/** The name a job's launcher mode goes by; unset is per-node. */
+export function launcherName(l: Launcher): string {
+  return l === Launcher.LAUNCHER_PER_GPU ? 'per-gpu' : l === Launcher.LAUNCHER_UNSPECIFIED || l === Launcher.LAUNCHER_PER_NODE ? 'per-node' : String(l);
 }
 
 export function topologyName(t: TopologyRequirement): string {

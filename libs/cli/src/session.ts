@@ -14,6 +14,8 @@ export interface Io {
   env: Record<string, string | undefined>;
   /** The clock for ages ("5m ago"); tests pin it. */
   now?: () => Date;
+  /** The submitter's directory, where ranks start by default; process.cwd() when absent. */
+  cwd?: string;
 }
 
 export interface GlobalOptions {
@@ -52,6 +54,10 @@ export class Session {
 
   now(): Date {
     return this.io.now?.() ?? new Date();
+  }
+
+  cwd(): string {
+    return this.io.cwd ?? process.cwd();
   }
 
   /** The gateway client, created on first use from the global options. */

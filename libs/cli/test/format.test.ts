@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { FailureClass, Job, JobEvent, JobState, LogStream, RecoveryGrade, StreamLogsResponse } from '@gantry/proto';
-import { attemptsTable, eventLine, formatAge, jobDetail, jobTable, logLine, nodeDetail, nodeTable, stateLine } from '../src/format.js';
+import { FailureClass, Job, JobEvent, JobState, Launcher, LogStream, RecoveryGrade, StreamLogsResponse } from '@gantry/proto';
+import { attemptsTable, eventLine, formatAge, jobDetail, jobTable, logLine, nodeDetail, nodeTable, shellQuote, stateLine } from '../src/format.js';
 import { NOW, ago, sampleJob, sampleNode } from './fixtures.js';
 
 describe('formatAge', () => {
@@ -52,10 +52,35 @@ describe('detail views', () => {
     expect(text).toContain('Created:    2026-01-01T11:55:00.000Z (5m ago)\n');
     expect(text).toContain('Attempt 1:\n');
     expect(text).toContain('  Resumed from: ckpt-7\n');
-    expect(text).toContain('  Failure:      rank 1 on gpu-02: exit code 3: process exited\n');
-    expect(text).toContain('  RANK  NODE    GPUS             PHASE   PID  EXIT     ERROR\n');
-    expect(text).toContain('  0     gpu-01  0,1,2,3,4,5,6,7  EXITED  100  SIGTERM  -\n');
-    expect(text).toContain('  1     gpu-02  0,1,2,3,4,5,6,7  EXITED  200  3        -\n');
+    expect(text).toContain('  Failure:      node-rank 1 on gpu-02: exit code 3: process exited\n');
+    expect(text).toContain('  NODE-RANK  NODE    GPUS             PHASE   PID  EXIT     ERROR\n');
+    expect(text).toContain('  0          gpu-01  0,1,2,3,4,5,6,7  EXITED  100  SIGTERM  -\n');
+    expect(text).toContain('  1          gpu-02  0,1,2,3,4,5,6,7  EXITED  200  3        -\n');
+    expect(text).toContain('Launcher:   per-node (one process per node with 8 GPUs)\n');
+    expect(text).toContain("Workdir:    (each rank's own folder on its node)\n");
+  });
+
+  it('shows the command with its quoting, the working directory, the launcher and the rendezvous', () => {
+    const job = Job.fromPartial({
+      ...sampleJob,
+      spec: { ...sampleJob.spec, gpusPerNode: 0, launcher: Launcher.LAUNCHER_PER_GPU, workingDir: '/home/me/llama', command: ['python', '-c', "print('hi there')", '', '--lr=3e-4', 'a b'] },
+      attempts: [{ ...sampleJob.attempts[0], masterPort: 29501 }],
+    });
+    const text = jobDetail(job, NOW);
+    expect(text).toContain(`Command:    python -c 'print('\\''hi there'\\'')' '' --lr=3e-4 'a b'\n`);
+    expect(text).toContain('Workdir:    /home/me/llama\n');
+    expect(text).toContain('Resources:  2 nodes x all GPUs (H100)\n');
+    expect(text).toContain('Launcher:   per-gpu (one process per GPU, every GPU per node)\n');
+    expect(text).toContain('  Rendezvous:   10.0.0.1:29501 (MASTER_ADDR:MASTER_PORT)\n');
+    expect(shellQuote(['sh', '-c', 'echo "$X"; exit 3'])).toBe(`sh -c 'echo "$X"; exit 3'`);
+  });
+
+  it('does not repeat in the failure line what the reason already says', () => {
+    const failed = (failure: object) => jobDetail(Job.fromPartial({ ...sampleJob, attempts: [{ ...sampleJob.attempts[0], failure }] }), NOW);
+    expect(failed({ reason: 'rank 1 on gpu-02 exited with code 3: ValueError: x', rank: 1, exitCode: 3, node: 'gpu-02', failureClass: FailureClass.FAILURE_CLASS_APPLICATION }))
+      .toContain('  Failure:      [application] rank 1 on gpu-02 exited with code 3: ValueError: x\n');
+    expect(failed({ reason: 'rank 0 on gpu-01 was killed by SIGKILL', rank: 0, signal: 'SIGKILL', node: 'gpu-01' }))
+      .toContain('  Failure:      rank 0 on gpu-01 was killed by SIGKILL\n');
   });
 
   it('shows a job without spec or attempts', () => {
@@ -69,7 +94,7 @@ describe('detail views', () => {
     expect(text).toContain('GPUs free:      3/4\n');
     expect(text).toContain('Labels:         zone=a\n');
     expect(text).toContain('Rack:           r3\n');
-    expect(text).toMatch(/1 +H100 +81559 MiB +0000:11:00.0 +GPU-1 +j-42 \(attempt 1, rank 0\)/);
+    expect(text).toMatch(/1 +H100 +81559 MiB +0000:11:00.0 +GPU-1 +j-42 \(attempt 1, node-rank 0\)/);
   });
 });
 
@@ -82,11 +107,13 @@ describe('stream lines', () => {
     );
   });
 
-  it('prefixes log lines with the rank and routes stderr', () => {
+  it('prefixes log lines with the node rank (and per GPU the local rank) and routes stderr', () => {
     const out = StreamLogsResponse.fromPartial({ rank: 3, line: { text: 'step 10\n', stream: LogStream.LOG_STREAM_STDOUT } });
     const err = StreamLogsResponse.fromPartial({ rank: 0, line: { text: 'warning', stream: LogStream.LOG_STREAM_STDERR } });
-    expect(logLine(out)).toEqual({ text: '[rank 3] step 10', stderr: false });
-    expect(logLine(err)).toEqual({ text: '[rank 0] warning', stderr: true });
+    const gpu = StreamLogsResponse.fromPartial({ rank: 1, line: { text: 'loss 0.5', stream: LogStream.LOG_STREAM_STDOUT, localRank: 7 } });
+    expect(logLine(out)).toEqual({ text: '[node-rank 3] step 10', stderr: false });
+    expect(logLine(err)).toEqual({ text: '[node-rank 0] warning', stderr: true });
+    expect(logLine(gpu)).toEqual({ text: '[node-rank 1 local-rank 7] loss 0.5', stderr: false });
   });
 });
 
@@ -115,7 +142,7 @@ describe('recovery views', () => {
   it('lists the chain of attempts', () => {
     const text = attemptsTable(chain, NOW);
     expect(text).toContain('ATTEMPT  NODES                  GRADE          STARTED');
-    expect(text).toMatch(/^1 +sim-node-1,sim-node-2 +first .* node-fault +rank 1 on sim-node-2 +XID 79 on GPU 3 of sim-node-2 at 11:59:30 +- +2026-01-01T11:59:32.000Z \(28s ago\)$/m);
+    expect(text).toMatch(/^1 +sim-node-1,sim-node-2 +first .* node-fault +node-rank 1 on sim-node-2 +XID 79 on GPU 3 of sim-node-2 at 11:59:30 +- +2026-01-01T11:59:32.000Z \(28s ago\)$/m);
     expect(text).toMatch(/^2 +sim-node-1,sim-node-3 +replace-nodes .* running +- +- +\/ckpt\/step-20 +-$/m);
     expect(text).toContain('recoveries used 1 of 4');
   });

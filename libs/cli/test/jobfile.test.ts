@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FailureClass, TopologyRequirement } from '@gantry/proto';
+import { FailureClass, Launcher, TopologyRequirement } from '@gantry/proto';
 import { submissionFromFlags } from '../src/commands/job.js';
 import { UsageError } from '../src/errors.js';
 import { finalizeSubmission, loadJobFile, mergeSubmissions, parseJobFile } from '../src/jobfile.js';
@@ -122,9 +122,23 @@ describe('merging flags over a file', () => {
   });
 
   it('requires a command and defaults nodes to 1', () => {
-    expect(() => finalizeSubmission({ spec: { name: 'x' } })).toThrow(/^no command/);
-    expect(finalizeSubmission({ spec: { command: ['a'] } }).spec.nodes).toBe(1);
-    expect(finalizeSubmission({ spec: { command: ['a'], nodes: 3 } }).spec.nodes).toBe(3);
+    expect(() => finalizeSubmission({ spec: { name: 'x' } }, '/home/me')).toThrow(/^no command/);
+    expect(finalizeSubmission({ spec: { command: ['a'] } }, '/home/me').spec.nodes).toBe(1);
+    expect(finalizeSubmission({ spec: { command: ['a'], nodes: 3 } }, '/home/me').spec.nodes).toBe(3);
+  });
+
+  it('starts ranks in the submitter\'s directory unless told otherwise, relative directories from there', () => {
+    const dir = (workingDir?: string) => finalizeSubmission({ spec: { command: ['a'], ...(workingDir !== undefined && { workingDir }) } }, '/home/me/llama').spec.workingDir;
+    expect(dir()).toBe('/home/me/llama');
+    expect(dir('/data/run')).toBe('/data/run');
+    expect(dir('sub/dir')).toBe('/home/me/llama/sub/dir');
+    expect(dir('')).toBe(''); // each rank's own folder on its node
+  });
+
+  it('reads the launcher mode', () => {
+    expect(parseJobFile('launcher: per-gpu\ncommand: [python, train.py]\n', 'job.yaml').spec.launcher).toBe(Launcher.LAUNCHER_PER_GPU);
+    expect(parseJobFile('launcher: per-node\n', 'job.yaml').spec.launcher).toBe(Launcher.LAUNCHER_PER_NODE);
+    expect(() => parseJobFile('launcher: mpi\n', 'job.yaml')).toThrow('job.yaml: launcher: unknown launcher "mpi" (one of per-node, per-gpu)');
   });
 });
 

@@ -10,6 +10,7 @@ import {
   Job,
   JobEvent,
   JobState,
+  Launcher,
   LogStream,
   TopologyRequirement,
   type GetNodeTelemetryRequest,
@@ -32,6 +33,7 @@ async function run(argv: string[], env: Record<string, string | undefined> = {})
     stderr: { write: (s: string) => (stderr += s) },
     env,
     now: () => NOW,
+    cwd: '/home/me/llama',
   });
   return { code, stdout, stderr };
 }
@@ -55,7 +57,8 @@ describe('usage errors exit 2 with one line', () => {
     [['job', 'submit', '--env', 'FOO', '--', 'x'], "gantry: option '--env <KEY=VALUE>' argument 'FOO' is invalid. expected KEY=VALUE"],
     [['job', 'submit', '--topology', 'rack', '--', 'x'], "gantry: option '--topology <req>' argument 'rack' is invalid. unknown topology"],
     [['job', 'list', '--state', 'bogus'], "gantry: option '--state <state>' argument 'bogus' is invalid. unknown job state"],
-    [['job', 'logs', 'j', '--rank', '-1'], "gantry: option '--rank <n>' argument '-1' is invalid."],
+    [['job', 'logs', 'j', '--node-rank', '-1'], "gantry: option '--node-rank <n>' argument '-1' is invalid."],
+    [['job', 'submit', '--launcher', 'mpi', '--', 'x'], "gantry: option '--launcher <mode>' argument 'mpi' is invalid. unknown launcher \"mpi\" (one of per-node, per-gpu)"],
     [['-o', 'yaml', 'job', 'list'], "gantry: option '-o, --output <format>' argument 'yaml' is invalid."],
     [['--timeout', 'soon', 'job', 'list'], "gantry: option '--timeout <duration>' argument 'soon' is invalid."],
     [['job', 'submit'], 'gantry: no command: give it after "--"'],
@@ -135,6 +138,13 @@ beforeAll(async () => {
     jobs: {
       submitJob(call, cb) {
         seen.submits.push(call.request);
+        // What the gateway answers (its own messages, field names and all).
+        if (call.request.spec?.name === 'invalid') {
+          return cb(statusError(status.INVALID_ARGUMENT, 'spec.nodes must be between 1 and 4096, got 5000; spec.gpus_per_node must be between 0 and 32, got 40; spec.env.MASTER_PORT is set by Gantry for every rank and cannot be overridden; spec.command[0] (the program) must not be empty; spec.time_limit_seconds must be between 0 and 2592000, got 3456000'));
+        }
+        if (call.request.spec?.name === 'reused') {
+          return cb(statusError(status.ALREADY_EXISTS, `idempotency key "${call.request.idempotencyKey}" already created job j-41 with a different spec; use a new key, or the same spec to get that job back`));
+        }
         cb(null, { job: Job.fromPartial({ id: 'j-new', spec: call.request.spec, state: JobState.JOB_STATE_PENDING }), created: seen.submits.length === 1 });
       },
       getJob(call, cb) {
@@ -174,6 +184,10 @@ beforeAll(async () => {
       },
       streamLogs(call) {
         seen.logs.push(call.request);
+        if (call.request.jobId === 'j-gpu') {
+          for (const localRank of [0, 1]) call.write({ jobId: 'j-gpu', attempt: 1, rank: 1, node: 'gpu-02', line: { seq: 1, stream: LogStream.LOG_STREAM_STDOUT, text: 'loss 0.5', time: NOW, localRank } });
+          return call.end();
+        }
         const line = (rank: number, text: string, stream = LogStream.LOG_STREAM_STDOUT) =>
           call.write({ jobId: call.request.jobId, attempt: 1, rank, node: 'gpu-01', line: { seq: 1, stream, text, time: NOW } });
         line(0, 'step 1');
@@ -238,7 +252,7 @@ describe('job submit', () => {
       'job', 'submit', '--name', 'llama', '--tenant', 'ml', '--nodes', '2', '--gpus-per-node', '8', '--gpu-type', 'H100', '--gpu-type', 'A100',
       '--priority', 'high', '--time-limit', '2h', '--topology', 'same-switch', '--env', 'A=1', '--env', 'B=x=y', '--workdir', '/w',
       '--selector', 'zone=a', '--exclude-node', 'gpu-17', '--master-port', '29600', '--stop-grace', '30s', '--idempotency-key', 'k1',
-      '--', 'torchrun', '--nproc', '8', 'train.py',
+      '--launcher', 'per-gpu', '--', 'torchrun', '--nproc', '8', 'train.py',
     );
     expect(r).toEqual({ code: 0, stdout: 'job j-new submitted\n', stderr: '' });
     expect(seen.submits[0]).toEqual({
@@ -247,9 +261,27 @@ describe('job submit', () => {
         name: 'llama', tenant: 'ml', nodes: 2, gpusPerNode: 8, gpuTypes: ['H100', 'A100'], command: ['torchrun', '--nproc', '8', 'train.py'],
         env: { A: '1', B: 'x=y' }, workingDir: '/w', priorityClass: 'high', timeLimitSeconds: 7200,
         topology: TopologyRequirement.TOPOLOGY_REQUIREMENT_SAME_SWITCH, nodeSelector: { zone: 'a' }, excludeNodes: ['gpu-17'],
-        masterPort: 29600, stopGraceSeconds: 30,
+        masterPort: 29600, stopGraceSeconds: 30, launcher: Launcher.LAUNCHER_PER_GPU,
       },
     });
+  });
+
+  it('starts ranks in the current directory with every GPU of each node by default', async () => {
+    await gantry('job', 'submit', '--', 'torchrun', 'train.py');
+    expect(seen.submits[0]?.spec).toMatchObject({ workingDir: '/home/me/llama', gpusPerNode: 0, nodes: 1, launcher: Launcher.LAUNCHER_UNSPECIFIED });
+  });
+
+  it('names the flags in the server\'s validation problems, all of them on one line', async () => {
+    const r = await gantry('job', 'submit', '--name', 'invalid', '--', 'true');
+    expect(r).toEqual({
+      code: 1, stdout: '',
+      stderr: 'gantry: INVALID_ARGUMENT: --nodes must be between 1 and 4096, got 5000; --gpus-per-node must be between 0 and 32, got 40; --env MASTER_PORT is set by Gantry for every rank and cannot be overridden; argument 0 of the command (after --) (the program) must not be empty; --time-limit (seconds) must be between 0 and 2592000, got 3456000\n',
+    });
+  });
+
+  it('names the job an idempotency key already created with another spec', async () => {
+    const r = await gantry('job', 'submit', '--name', 'reused', '--idempotency-key', 'k1', '--', 'true');
+    expect(r).toEqual({ code: 1, stdout: '', stderr: 'gantry: ALREADY_EXISTS: idempotency key "k1" already created job j-41 with a different spec; use a new key, or the same spec to get that job back\n' });
   });
 
   it('reads a job file, lets flags override it, and prints JSON', async () => {
@@ -282,7 +314,7 @@ describe('job submit', () => {
 
   it('--follow streams the logs, then reports the result', async () => {
     const r = await gantry('job', 'submit', '--follow', '--', 'true');
-    expect(r).toEqual({ code: 0, stdout: 'job j-new submitted\n[rank 0] step 1\n[rank 1] step 1\n', stderr: '[rank 1] warning: slow\njob j-new SUCCEEDED\n' });
+    expect(r).toEqual({ code: 0, stdout: 'job j-new submitted\n[node-rank 0] step 1\n[node-rank 1] step 1\n', stderr: '[node-rank 1] warning: slow\njob j-new SUCCEEDED\n' });
     expect(seen.logs[0]).toMatchObject({ jobId: 'j-new', follow: true });
   });
 });
@@ -311,7 +343,8 @@ describe('job status', () => {
     const r = await gantry('job', 'status', 'j-42');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('State:      FAILED\n');
-    expect(r.stdout).toContain('  1     gpu-02  0,1,2,3,4,5,6,7  EXITED  200  3        -\n');
+    expect(r.stdout).toContain('  NODE-RANK  NODE    GPUS             PHASE   PID  EXIT     ERROR\n');
+    expect(r.stdout).toContain('  1          gpu-02  0,1,2,3,4,5,6,7  EXITED  200  3        -\n');
   });
 
   it('prints the proto JSON', async () => {
@@ -332,10 +365,17 @@ describe('job status', () => {
 });
 
 describe('job logs', () => {
-  it('prefixes ranks, sends stderr lines to stderr and passes the filters', async () => {
-    const r = await gantry('job', 'logs', 'j-42', '-f', '--rank', '1', '--attempt', '2');
-    expect(r).toEqual({ code: 0, stdout: '[rank 0] step 1\n[rank 1] step 1\n', stderr: '[rank 1] warning: slow\n' });
+  it('prefixes node ranks, sends stderr lines to stderr and passes the filters', async () => {
+    const r = await gantry('job', 'logs', 'j-42', '-f', '--node-rank', '1', '--attempt', '2');
+    expect(r).toEqual({ code: 0, stdout: '[node-rank 0] step 1\n[node-rank 1] step 1\n', stderr: '[node-rank 1] warning: slow\n' });
     expect(seen.logs[0]).toEqual({ jobId: 'j-42', follow: true, rank: 1, attempt: 2 });
+    await gantry('job', 'logs', 'j-42', '--rank', '0');
+    expect(seen.logs[1]).toMatchObject({ rank: 0 });
+  });
+
+  it('per GPU, says which local process wrote a line, and filters by it', async () => {
+    const r = await gantry('job', 'logs', 'j-gpu', '--local-rank', '1');
+    expect(r).toEqual({ code: 0, stdout: '[node-rank 1 local-rank 1] loss 0.5\n', stderr: '' });
   });
 
   it('prints JSON lines', async () => {

@@ -120,12 +120,19 @@ export class GantryClient {
 
   // --- jobs ---
 
-  /** Submits a job; `created` is false when the idempotency key matched an existing job. */
-  submitJob(spec: JobSpecInput, options: SubmitOptions = {}): Promise<SubmitJobResponse> {
-    const { idempotencyKey = randomUUID(), ...call } = options;
+  /**
+   * Submits a job; `created` is false when the caller's idempotency key matched a job an
+   * earlier call created. The same key with a different spec fails with ALREADY_EXISTS,
+   * naming that job. Retried on UNAVAILABLE and DEADLINE_EXCEEDED (the key makes it safe).
+   */
+  async submitJob(spec: JobSpecInput, options: SubmitOptions = {}): Promise<SubmitJobResponse> {
+    const { idempotencyKey, ...call } = options;
     // The key is fixed before the first attempt, so every retry carries the same one.
-    const request = { spec: JobSpec.fromPartial(spec), idempotencyKey };
-    return this.rpc.unary(this.jobs.submitJob.bind(this.jobs), request, 'idempotent', call);
+    const request = { spec: JobSpec.fromPartial(spec), idempotencyKey: idempotencyKey ?? randomUUID() };
+    const res = await this.rpc.unary(this.jobs.submitJob.bind(this.jobs), request, 'keyed', call);
+    // A key of our own making that already names a job: an earlier attempt of this very call
+    // created it (its answer was lost), so this call did create the job.
+    return idempotencyKey === undefined ? { ...res, created: true } : res;
   }
 
   async getJob(jobId: string, options?: CallOptions): Promise<Job> {

@@ -30,15 +30,20 @@ export const DEFAULT_RETRY_POLICY: Readonly<RetryPolicy> = Object.freeze({
 /**
  * How safe a call is to repeat.
  * - `read`: no side effects; retried on UNAVAILABLE and DEADLINE_EXCEEDED.
- * - `idempotent`: a write whose repetition has the same effect (cancel, or submit with an
- *   idempotency key); retried on UNAVAILABLE only, since a DEADLINE_EXCEEDED write may have
- *   been applied and its caller should look before trying again.
+ * - `keyed`: a write the server de-duplicates by a key the request carries (a submit and its
+ *   idempotency key); retried on UNAVAILABLE and DEADLINE_EXCEEDED. A submit that timed out
+ *   may well have created the job (Redis slow or down behind the gateway): the retry, with
+ *   the same key, returns that job instead of creating a second one.
+ * - `idempotent`: a write whose repetition has the same effect (cancel, a config replace);
+ *   retried on UNAVAILABLE only, since a DEADLINE_EXCEEDED write may have been applied and
+ *   its caller should look before trying again.
  * - `unsafe`: never retried.
  */
-export type RetryClass = 'read' | 'idempotent' | 'unsafe';
+export type RetryClass = 'read' | 'keyed' | 'idempotent' | 'unsafe';
 
 const RETRYABLE: Record<RetryClass, readonly status[]> = {
   read: [status.UNAVAILABLE, status.DEADLINE_EXCEEDED],
+  keyed: [status.UNAVAILABLE, status.DEADLINE_EXCEEDED],
   idempotent: [status.UNAVAILABLE],
   unsafe: [],
 };

@@ -157,6 +157,19 @@ describe('unary calls', () => {
     expect(seen.submits[0]?.spec).toMatchObject({ name: 'train', nodes: 2, command: ['python', 'x.py'], gpusPerNode: 0, env: {} });
   });
 
+  it('retries a submit that timed out with the same key, and reports the job the lost attempt created', async () => {
+    delayFirstMs = 500; // the first attempt creates the job, but its answer comes too late
+    const res = await client.submitJob({ name: 'train', nodes: 1, command: ['true'] }, { timeoutMs: 100 });
+    expect(res).toMatchObject({ job: { id: 'j-1' }, created: true });
+    expect(seen.submits).toHaveLength(2);
+    expect(seen.submits[1]?.idempotencyKey).toBe(seen.submits[0]?.idempotencyKey);
+  });
+
+  it('passes on created=false for a caller key that matched an earlier submit', async () => {
+    await client.submitJob({ name: 'a' }, { idempotencyKey: 'k' });
+    await expect(client.submitJob({ name: 'a' }, { idempotencyKey: 'k' })).resolves.toMatchObject({ created: false });
+  });
+
   it('sends a caller idempotency key unchanged, and fresh keys for separate submits', async () => {
     await client.submitJob({ name: 'a' }, { idempotencyKey: 'mine' });
     await client.submitJob({ name: 'a' });

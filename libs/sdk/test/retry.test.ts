@@ -30,6 +30,9 @@ describe('isRetryable', () => {
     expect(isRetryable(unavailable(), 'idempotent')).toBe(true);
     expect(isRetryable(deadline, 'idempotent')).toBe(false);
     expect(isRetryable(unavailable(), 'unsafe')).toBe(false);
+    // A submit carries its idempotency key: retried on both.
+    expect(isRetryable(unavailable(), 'keyed')).toBe(true);
+    expect(isRetryable(deadline, 'keyed')).toBe(true);
     expect(isRetryable(new GantryError(status.INVALID_ARGUMENT, 'bad'), 'read')).toBe(false);
   });
 });

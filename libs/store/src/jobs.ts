@@ -1,13 +1,14 @@
 // Typed access to jobs in Redis. Every write is one Lua script (compare-and-set on the job's
 // revision, the GPU claims/releases it implies, and the outbox event), so a crash at any
 // point leaves either the whole transition or none of it.
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { Job, JobState, canTransitionJob, jobStateName, parseJobState } from '@gantry/proto';
+import { Job, JobSpec, JobState, canTransitionJob, jobStateName, parseJobState } from '@gantry/proto';
 import { subjects } from '@gantry/bus';
 import { keys } from './keys.js';
 import { scriptRunner, type ScriptRunner } from './scripts.js';
 import { jobEvent } from './events.js';
-import { AllocationConflictError, FencedError, StaleWriteError } from './errors.js';
+import { AllocationConflictError, FencedError, IdempotencyConflictError, StaleWriteError } from './errors.js';
 
 export interface JobRecord {
   job: Job;
@@ -21,6 +22,14 @@ export interface GpuRef {
   owner: string;
 }
 
+/** A rendezvous port claimed on a node for node rank 0 of an attempt. */
+export interface PortRef {
+  node: string;
+  port: number;
+  /** allocationOwner(jobId, attempt, 0): released with that owner's GPUs. */
+  owner: string;
+}
+
 export interface JobCommit {
   prev: JobRecord;
   next: Job;
@@ -29,7 +38,9 @@ export interface JobCommit {
   /** Leader fencing epoch; omitted for user-intent writes that any replica may make. */
   epoch?: number;
   claims?: GpuRef[];
+  /** Releasing an owner's GPUs also frees the ports it holds on that node. */
   releases?: GpuRef[];
+  portClaims?: PortRef[];
   now?: Date;
 }
 
@@ -46,6 +57,20 @@ export interface ListJobsQuery {
 
 const IDEMPOTENCY_TTL_SEC = 7 * 24 * 3600;
 
+/** JSON with object keys sorted, so equal specs hash equally whatever order their maps were built in. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/** What an idempotency key remembers of the spec it created a job with. */
+export function specHash(spec: JobSpec | undefined): string {
+  return createHash('sha256').update(canonical(JobSpec.toJSON(spec ?? JobSpec.create()))).digest('hex').slice(0, 32);
+}
+
 export class JobStore {
   private readonly scripts: ScriptRunner;
 
@@ -53,7 +78,10 @@ export class JobStore {
     this.scripts = scriptRunner(redis);
   }
 
-  /** Creates the job in PENDING, or returns the job an earlier call with the same key created. */
+  /**
+   * Creates the job in PENDING, or returns the job an earlier call with the same key and the
+   * same spec created; the same key with another spec throws IdempotencyConflictError.
+   */
   async submit(job: Job, idempotencyKey: string): Promise<{ created: boolean; job: Job }> {
     const created = job.createdAt ?? new Date();
     const stored = Job.create({ ...job, state: JobState.JOB_STATE_PENDING, revision: 1, createdAt: created, updatedAt: created });
@@ -62,9 +90,10 @@ export class JobStore {
     const res = (await this.scripts.run(
       'gantrySubmitJob',
       [idemKey, keys.job(job.id), keys.jobsAll, keys.jobsInState('PENDING'), keys.outbox],
-      [job.id, JSON.stringify(Job.toJSON(stored)), created.getTime(), job.spec?.tenant ?? '', event.subject, event.id, event.data, IDEMPOTENCY_TTL_SEC],
+      [job.id, JSON.stringify(Job.toJSON(stored)), created.getTime(), job.spec?.tenant ?? '', event.subject, event.id, event.data, IDEMPOTENCY_TTL_SEC, specHash(job.spec)],
     )) as [number, string];
     if (res[0] === 1) return { created: true, job: stored };
+    if (res[0] === 2) throw new IdempotencyConflictError(idempotencyKey, res[1]);
     const existing = await this.get(res[1]);
     if (!existing) throw new Error(`idempotency key ${idempotencyKey} names job ${res[1]}, which no longer exists`);
     return { created: false, job: existing.job };
@@ -134,14 +163,16 @@ export class JobStore {
     const event = from !== to ? jobEvent(subjects.jobEvent(next.id), from, next, c.reason, now) : undefined;
     const releases = c.releases ?? [];
     const claims = c.claims ?? [];
+    const portClaims = c.portClaims ?? [];
     const keyList = [keys.job(next.id), keys.outbox, keys.leaderEpoch, keys.jobsInState(jobStateName(from)), keys.jobsInState(jobStateName(to))];
     const args: (string | number | Buffer)[] = [
       String(c.prev.rev), jobStateName(from), jobStateName(to), JSON.stringify(Job.toJSON(next)),
       c.epoch === undefined ? '' : String(c.epoch),
-      event?.subject ?? '', event?.id ?? '', event?.data ?? '', next.id, releases.length, claims.length,
+      event?.subject ?? '', event?.id ?? '', event?.data ?? '', next.id, releases.length, claims.length, portClaims.length,
     ];
-    for (const r of releases) { keyList.push(keys.nodeAlloc(r.node)); args.push(r.gpu, r.owner); }
+    for (const r of releases) { keyList.push(keys.nodeAlloc(r.node), keys.nodePorts(r.node)); args.push(r.gpu, r.owner); }
     for (const cl of claims) { keyList.push(keys.nodeAlloc(cl.node), keys.node(cl.node)); args.push(cl.gpu, cl.owner); }
+    for (const p of portClaims) { keyList.push(keys.nodePorts(p.node)); args.push(p.port, p.owner); }
     const res = (await this.scripts.run('gantryCommitJob', keyList, args)) as string[];
     switch (res[0]) {
       case 'OK':
@@ -154,6 +185,8 @@ export class JobStore {
         throw new AllocationConflictError(`${res[1]} gpu ${res[2]} held by ${res[3]}`);
       case 'NODE_NOT_READY':
         throw new AllocationConflictError(`${res[1]} is ${res[2] || 'unknown'}, not READY`);
+      case 'PORT_CONFLICT':
+        throw new AllocationConflictError(`${res[1]} port ${res[2]} held by ${res[3]}`);
       default:
         throw new Error(`unexpected reply from commit-job: ${JSON.stringify(res)}`);
     }

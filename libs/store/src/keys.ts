@@ -3,11 +3,12 @@
 //   gantry:job:{id}               hash  state, rev, job (gantry.v1.Job as proto JSON), tenant, created
 //   gantry:jobs:all               zset  job ids by creation time (ms)
 //   gantry:jobs:state:{STATE}     zset  job ids in that state, by creation time
-//   gantry:idem:{tenant}:{key}    str   job id created with that idempotency key
+//   gantry:idem:{tenant}:{key}    str   "{job id} {spec hash}" of the job created with that idempotency key
 //   gantry:node:{name}            hash  state, rev, node (gantry.v1.Node JSON), hb (last heartbeat ms), instance
 //   gantry:nodes                  zset  node names (score 0, lexicographic)
 //   gantry:heartbeats             zset  node names by last heartbeat (ms): finds silent nodes without reading all
 //   gantry:node:{name}:alloc      hash  gpu index -> "{jobId}:{attempt}:{rank}"
+//   gantry:node:{name}:ports      hash  rendezvous port -> "{jobId}:{attempt}:0" (node rank 0's owner; freed with its GPUs)
 //   gantry:node:{name}:telemetry  str   latest TelemetryBatch (protobuf)
 //   gantry:node:{name}:telemetry:history  list  earlier TelemetryBatches, newest first (capped)
 //   gantry:node:{name}:events     list  NodeHostEvent (protobuf), newest first (capped)
@@ -33,6 +34,7 @@ export const keys = {
   nodes: `${PREFIX}:nodes`,
   heartbeats: `${PREFIX}:heartbeats`,
   nodeAlloc: (name: string) => `${PREFIX}:node:${name}:alloc`,
+  nodePorts: (name: string) => `${PREFIX}:node:${name}:ports`,
   nodeTelemetry: (name: string) => `${PREFIX}:node:${name}:telemetry`,
   nodeTelemetryHistory: (name: string) => `${PREFIX}:node:${name}:telemetry:history`,
   nodeEvents: (name: string) => `${PREFIX}:node:${name}:events`,

@@ -86,12 +86,21 @@ export class NodeStore {
     return this.redis.zrangebyscore(keys.heartbeats, '-inf', `(${beforeMs}`);
   }
 
-  /** Frees allocations still held by the given owners (leader only); returns how many were freed. */
+  /**
+   * Frees allocations still held by the given owners (leader only), and the rendezvous ports
+   * those owners hold on the same nodes; returns how many GPUs were freed.
+   */
   async releaseGpus(refs: GpuRef[], epoch: number): Promise<number> {
     if (refs.length === 0) return 0;
-    const res = Number(await this.scripts.run('gantryReleaseGpus', [keys.leaderEpoch, ...refs.map((r) => keys.nodeAlloc(r.node))], [String(epoch), ...refs.flatMap((r) => [String(r.gpu), r.owner])]));
+    const res = Number(await this.scripts.run('gantryReleaseGpus', [keys.leaderEpoch, ...refs.flatMap((r) => [keys.nodeAlloc(r.node), keys.nodePorts(r.node)])], [String(epoch), ...refs.flatMap((r) => [String(r.gpu), r.owner])]));
     if (res < 0) throw new FencedError(String(epoch));
     return res;
+  }
+
+  /** Rendezvous ports claimed on the node, with their owners (allocationOwner of node rank 0). */
+  async ports(name: string): Promise<Map<number, string>> {
+    const raw = await this.redis.hgetall(keys.nodePorts(name));
+    return new Map(Object.entries(raw).map(([port, owner]) => [Number(port), owner]));
   }
 
   async commit(c: NodeCommit): Promise<NodeRecord> {

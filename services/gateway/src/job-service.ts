@@ -91,12 +91,12 @@ export function jobService(log: Logger, scheduler: JobServiceClient, nc: NatsCon
       const consumer = await js.consumers.get(streams.logs.name, { filter_subjects: subjects.logsFilter(req.jobId, req.attempt, req.rank) });
       let endedAt = 0;
       // Agents may re-send lines after a failure (at-least-once); each line's sequence number
-      // per (attempt, rank, stream) lets the stream show it once.
+      // per (attempt, node rank, local rank, stream) lets the stream show it once.
       const lastSeq = new Map<string, number>();
       await drain(consumer, stream, (data) => {
         const batch = decode(LogBatch, data, 'LogBatch');
         for (const line of batch.lines) {
-          const key = `${batch.attempt}/${batch.rank}/${line.stream}`;
+          const key = `${batch.attempt}/${batch.rank}/${line.localRank ?? ''}/${line.stream}`;
           if (line.seq <= (lastSeq.get(key) ?? 0)) continue;
           lastSeq.set(key, line.seq);
           stream.write({ jobId: batch.jobId, attempt: batch.attempt, rank: batch.rank, node: batch.node, line });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { JobSpec, TopologyRequirement } from '@gantry/proto';
+import { JobSpec, Launcher, TopologyRequirement } from '@gantry/proto';
 import { GrpcError } from '@gantry/service-kit';
 import { validateSpec, validateSubmit } from '../src/admission/validate.js';
 
@@ -24,7 +24,9 @@ describe('job spec validation', () => {
 
   it.each([
     [{ nodes: 0 }, 'spec.nodes must be between 1 and 4096, got 0'],
-    [{ gpusPerNode: 0 }, 'spec.gpus_per_node must be between 1 and 8, got 0'],
+    [{ gpusPerNode: 33 }, 'spec.gpus_per_node must be between 0 and 32, got 33'],
+    [{ env: { RANK: '0' } }, 'spec.env.RANK is set by Gantry for every rank and cannot be overridden'],
+    [{ launcher: 7 as Launcher }, 'spec.launcher has unknown value 7'],
     [{ command: [''] }, 'spec.command[0] (the program) must not be empty'],
     [{ command: ['a\0b'] }, 'spec.command[0] must not contain NUL characters'],
     [{ env: { '1X': 'y' } }, 'spec.env key "1X" must match ^[A-Za-z_][A-Za-z0-9_]*$'],
@@ -39,6 +41,29 @@ describe('job spec validation', () => {
     [{ command: ['python', '-c', 'x'.repeat(100_000), 'y'.repeat(100_000), 'z'.repeat(100_000)] }, 'spec must encode to at most 262144 bytes'],
   ])('%j -> %s', (patch, expected) => {
     expect(message(() => validateSpec(ok(patch)))).toContain(expected);
+  });
+
+  it('takes 0 GPUs per node (every GPU of the node) and hosts of up to 32 GPUs', () => {
+    expect(validateSpec(ok({ gpusPerNode: 0 })).gpusPerNode).toBe(0);
+    expect(validateSpec(ok({ gpusPerNode: 16 })).gpusPerNode).toBe(16);
+  });
+
+  it('reports every problem of a request at once, in one line', () => {
+    const details = message(() => validateSubmit({ spec: ok({ nodes: 0, gpusPerNode: 99, command: [], priorityClass: 'urgent' }), idempotencyKey: 'has space' }));
+    expect(details.split('; ')).toEqual([
+      'spec.nodes must be between 1 and 4096, got 0',
+      'spec.gpus_per_node must be between 0 and 32, got 99',
+      'spec.command must not be empty',
+      'spec.priority_class must be one of critical, high, normal, low, preemptible, got "urgent"',
+      'idempotency_key must be 1-128 characters of letters, digits, \'.\', \'_\', \':\' or \'-\', got "has space"',
+    ]);
+    expect(details).not.toContain('\n');
+  });
+
+  it('turns short GPU names into the models nvidia-smi reports, and keeps full names and unknown ones', () => {
+    expect(validateSpec(ok({ gpuTypes: ['h100'] })).gpuTypes).toEqual(['NVIDIA H100 80GB HBM3', 'NVIDIA H100 PCIe', 'NVIDIA H100 NVL', 'NVIDIA H100']);
+    expect(validateSpec(ok({ gpuTypes: ['A100-80GB', 'NVIDIA A100-SXM4-80GB', 'MI300X'] })).gpuTypes).toEqual(['NVIDIA A100-SXM4-80GB', 'NVIDIA A100 80GB PCIe', 'MI300X']);
+    expect(validateSubmit({ spec: ok({ gpuTypes: ['H100', 'H200', 'A100', 'B200'] }), idempotencyKey: '' }).spec!.gpuTypes).toHaveLength(11);
   });
 
   it('requires a spec and checks the idempotency key', () => {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { env } from '@gantry/service-kit';
+import { rendezvousEnv } from './dispatch/ports.js';
 
 export const schedulerEnv = {
   SCHEDULER_GRPC_PORT: env.port(7071),
@@ -19,5 +20,6 @@ export const schedulerEnv = {
   SCHEDULING_CONFIG: z.string().min(1).optional(),
   /** The checkpoint service, asked where a new attempt resumes from (GANTRY_RESUME_FROM). */
   CHECKPOINT_ADDR: env.str('127.0.0.1:7072'),
+  ...rendezvousEnv,
   INSTANCE_ID: env.str(`scheduler-${process.pid}-${Math.random().toString(36).slice(2, 8)}`),
 };

@@ -4,7 +4,8 @@
 // revision, every GPU free, every node READY), dispatch, and explanations of waiting jobs.
 // A placement that lost a race is simply re-planned next pass.
 import { FailureClass, JobState, RankPlacement, RecoveryGrade, type Job } from '@gantry/proto';
-import { AllocationConflictError, CheckpointStore, FencedError, SchedulingStateStore, StaleWriteError, allocationOwner, type JobRecord, type NodeRecord } from '@gantry/store';
+import { AllocationConflictError, CheckpointStore, FencedError, SchedulingStateStore, StaleWriteError, allocationOwner, type JobRecord, type NodeRecord, type PortRef } from '@gantry/store';
+import { loadConfig } from '@gantry/service-kit';
 import { Counter, Histogram } from 'prom-client';
 import type { SchedulerContext } from './context.js';
 import { accrueUsage, allocationsOf, formatRejections, planCycle, usageAt, type CyclePlan, type Placement, type Preemption, type RankAssignment, type RunningJob, type UsageRecord } from './placement/index.js';
@@ -14,6 +15,7 @@ import type { RecoveryController } from './recovery/controller.js';
 import type { ResumeSource } from './recovery/resume.js';
 import { mutateJob } from './jobs/mutate.js';
 import { dispatchAssignments, stopLiveRanks } from './dispatch/dispatcher.js';
+import { pickPort, rendezvousEnv, type PortRange } from './dispatch/ports.js';
 import { PolicyCache } from './policy.js';
 import { WakeableLoop } from './wakeable-loop.js';
 
@@ -41,6 +43,8 @@ export class SchedulingLoop extends WakeableLoop {
   private readonly cycles: Histogram;
   private readonly placed: Counter;
   private readonly preempted: Counter;
+  /** RENDEZVOUS_PORT_RANGE (validated with the rest of the scheduler's environment at start-up). */
+  private readonly portRange: PortRange = loadConfig(rendezvousEnv).RENDEZVOUS_PORT_RANGE;
 
   constructor(private readonly ctx: SchedulerContext, private readonly recovery: RecoveryController, private readonly resume: ResumeSource) {
     super(() => ctx.settings.cycleIntervalMs);
@@ -121,8 +125,10 @@ export class SchedulingLoop extends WakeableLoop {
       const why = p.explanation ?? `placed in ${p.domain}`;
       currentAttempt(next)!.placementExplanation = why;
       const claims = placement.flatMap((r) => r.gpuIndices.map((gpu) => ({ node: r.node, gpu, owner: allocationOwner(next.id, next.attempt, r.rank) })));
+      const portClaims = await this.rendezvousPort(next, placement);
+      if (!portClaims) continue;
       try {
-        const committed = await ctx.jobs.commit({ prev: rec, next, reason: `placed on ${placement.map((r) => r.node).join(', ')}: ${why}`, epoch, claims });
+        const committed = await ctx.jobs.commit({ prev: rec, next, reason: `placed on ${placement.map((r) => r.node).join(', ')}: ${why}`, epoch, claims, portClaims });
         this.placed.inc({ outcome: 'committed' });
         ctx.log.info({ job: next.id, attempt: next.attempt, nodes: placement.map((r) => r.node), why }, 'job scheduled');
         void dispatchAssignments(ctx, committed.job, undefined, true);
@@ -133,6 +139,28 @@ export class SchedulingLoop extends WakeableLoop {
         this.kicked = true;
       }
     }
+  }
+
+  /**
+   * Sets the new attempt's MASTER_PORT: the spec's, else the lowest free port of the range on
+   * node rank 0's host, returned as a claim for the placement's commit (which fails, and the
+   * job is re-planned, if another placement took it meanwhile). Undefined: no port is free.
+   */
+  private async rendezvousPort(next: Job, placement: RankPlacement[]): Promise<PortRef[] | undefined> {
+    const attempt = currentAttempt(next)!;
+    const spec = next.spec!;
+    if (spec.masterPort) {
+      attempt.masterPort = spec.masterPort;
+      return [];
+    }
+    const node = placement.find((r) => r.rank === 0)!.node;
+    const port = pickPort(this.portRange, new Set((await this.ctx.nodes.ports(node)).keys()));
+    if (port === undefined) {
+      this.ctx.log.warn({ job: next.id, node, range: this.portRange }, 'no free rendezvous port on node rank 0\'s host; placing the job next pass');
+      return undefined;
+    }
+    attempt.masterPort = port;
+    return [{ node, port, owner: allocationOwner(next.id, next.attempt, 0) }];
   }
 
   /**

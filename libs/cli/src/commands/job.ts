@@ -1,6 +1,6 @@
 // `gantry job ...`: submit, list, status, explain, logs, watch, cancel.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import {
   ExplainJobResponse,
   Job,
@@ -13,13 +13,16 @@ import {
   isTerminalJobState,
   type FailureClass,
   jobStateName,
+  type Launcher,
   type TopologyRequirement,
 } from '@gantry/proto';
 import { GantryError, backoffMs, status, type JobSpecInput } from '@gantry/sdk';
 import { attemptsTable, eventLine, jobDetail, jobTable, logLine } from '../format.js';
 import { explainView } from '../format-explain.js';
 import { finalizeSubmission, loadJobFile, mergeSubmissions, type Submission } from '../jobfile.js';
+import { submitProblemsAsFlags } from '../flag-names.js';
 import {
+  LAUNCHERS,
   RETRYABLE_CLASS_NAMES,
   TOPOLOGIES,
   flagParser,
@@ -28,6 +31,7 @@ import {
   parseInteger,
   parseJobStateFlag,
   parseKeyValue,
+  parseLauncher,
   parseSeconds,
   parseTopology,
   repeatable,
@@ -44,6 +48,7 @@ interface SubmitFlags {
   priority?: string;
   timeLimit?: number;
   topology?: TopologyRequirement;
+  launcher?: Launcher;
   env?: [string, string][];
   workdir?: string;
   selector?: [string, string][];
@@ -70,6 +75,7 @@ export function submissionFromFlags(o: SubmitFlags, command: string[]): Submissi
     priorityClass: o.priority,
     timeLimitSeconds: o.timeLimit,
     topology: o.topology,
+    launcher: o.launcher,
     env: o.env && Object.fromEntries(o.env),
     workingDir: o.workdir,
     nodeSelector: o.selector && Object.fromEntries(o.selector),
@@ -146,17 +152,18 @@ export function addJobCommands(program: Command, session: Session): void {
     .option('--name <name>', 'job name')
     .option('--tenant <tenant>', 'tenant (team) the job belongs to')
     .option('--nodes <n>', 'gang size: nodes that start together (default 1)', uint(1))
-    .option('--gpus-per-node <n>', 'GPUs on each node', uint())
+    .option('--gpus-per-node <n>', 'GPUs on each node (default: every GPU of each chosen node)', uint())
     .option('--gpu-type <model>', 'acceptable GPU model (repeatable; any of)', repeatable(String))
     .option('--priority <class>', 'priority class')
     .option('--time-limit <duration>', 'wall-clock limit, e.g. 90s, 30m, 2h', flagParser(parseSeconds))
     .option('--topology <req>', `how tightly to pack the gang: ${Object.keys(TOPOLOGIES).join('|')}`, flagParser(parseTopology))
+    .option('--launcher <mode>', `processes per node: ${Object.keys(LAUNCHERS).join('|')} (per-node: one, e.g. torchrun, the default; per-gpu: one per GPU with RANK and LOCAL_RANK)`, flagParser(parseLauncher))
     .option('--env <KEY=VALUE>', 'environment variable of every rank (repeatable)', repeatable(parseKeyValue))
-    .option('--workdir <dir>', 'working directory of every rank')
+    .option('--workdir <dir>', "working directory of every rank, on every node (default: the current directory; '' = the rank's own folder)")
     .option('--selector <key=value>', 'only nodes with this label (repeatable)', repeatable(parseKeyValue))
     .option('--exclude-node <name>', 'never place on this node (repeatable)', repeatable(String))
     .option('--idempotency-key <key>', 'submitting the same key twice creates one job (default: random)')
-    .option('--master-port <port>', 'rendezvous port of rank 0 (default 29500)', uint(1, 65535))
+    .option('--master-port <port>', "rendezvous port on node rank 0's host (default: a free port the scheduler allocates)", uint(1, 65535))
     .option('--stop-grace <duration>', 'SIGTERM to SIGKILL grace when ranks are stopped', flagParser(parseSeconds))
     .option('--max-recoveries <n>', 'automatic recoveries allowed (default from the scheduling config: 3)', uint(0, 100))
     .option('--retry-on <class>', `failure class to recover from (repeatable): ${RETRYABLE_CLASS_NAMES.join('|')}; default node-fault, infrastructure, gpu-contained`, repeatable(parseRetryClass))
@@ -166,10 +173,14 @@ export function addJobCommands(program: Command, session: Session): void {
     .option('--wait', 'print its events until it ends, then exit with its result')
     .action(async (command: string[], o: SubmitFlags) => {
       const file = o.file === undefined ? { spec: {} } : loadJobFile(o.file);
-      const submission = finalizeSubmission(mergeSubmissions(file, submissionFromFlags(o, command)));
+      const submission = finalizeSubmission(mergeSubmissions(file, submissionFromFlags(o, command)), session.cwd());
       const client = session.gantry();
       const options = submission.idempotencyKey === undefined ? {} : { idempotencyKey: submission.idempotencyKey };
-      const res = await client.submitJob(submission.spec, options);
+      const res = await client.submitJob(submission.spec, options).catch((err: unknown) => {
+        // The server names proto fields; the user typed flags.
+        if (GantryError.is(err, status.INVALID_ARGUMENT)) throw new GantryError(err.code, submitProblemsAsFlags(err.details), { cause: err });
+        throw err;
+      });
       const id = res.job?.id ?? '';
       const streaming = o.follow || o.wait;
       if (session.json) session.printJson(SubmitJobResponse.toJSON(res), { line: !!streaming });
@@ -232,14 +243,19 @@ export function addJobCommands(program: Command, session: Session): void {
 
   job
     .command('logs')
-    .description("print a job's logs, each line prefixed with [rank N]; stderr lines go to stderr")
+    .description("print a job's logs, each line prefixed with [node-rank N] (per GPU: [node-rank N local-rank L]); stderr lines go to stderr")
     .argument('<id>', 'job id')
     .option('-f, --follow', 'keep streaming until the job ends')
-    .option('--rank <n>', 'only this rank', uint())
+    .option('--node-rank <n>', "only this node rank (Gantry's process, or processes, on one node)", uint())
+    .addOption(new Option('--rank <n>', 'the same as --node-rank').argParser(uint()).hideHelp())
+    .option('--local-rank <n>', 'per-GPU jobs: only this LOCAL_RANK on each node', uint())
     .option('--attempt <n>', 'only this attempt (default: every attempt)', uint(1))
-    .action(async (id: string, o: { follow?: boolean; rank?: number; attempt?: number }) => {
-      const options = { follow: !!o.follow, ...(o.rank !== undefined && { rank: o.rank }), ...(o.attempt !== undefined && { attempt: o.attempt }) };
-      for await (const line of session.gantry().streamLogs(id, options)) printLog(session, line);
+    .action(async (id: string, o: { follow?: boolean; nodeRank?: number; rank?: number; localRank?: number; attempt?: number }) => {
+      const rank = o.nodeRank ?? o.rank;
+      const options = { follow: !!o.follow, ...(rank !== undefined && { rank }), ...(o.attempt !== undefined && { attempt: o.attempt }) };
+      for await (const line of session.gantry().streamLogs(id, options)) {
+        if (o.localRank === undefined || line.line?.localRank === o.localRank) printLog(session, line);
+      }
     });
 
   job

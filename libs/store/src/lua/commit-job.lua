@@ -1,11 +1,16 @@
--- Compare-and-set of one job, with its GPU claims and releases and its outbox event, atomically.
+-- Compare-and-set of one job, with its GPU and rendezvous port claims and releases and its
+-- outbox event, atomically.
 -- KEYS: 1 job key, 2 outbox, 3 leader epoch key, 4 jobs:state:{from}, 5 jobs:state:{to},
---       then for each claim/release: the node's alloc key, followed (claims only) by the node key
+--       then per release: the node's alloc key and ports key; per claim: the node's alloc key
+--       and node key; per port claim: the node's ports key
 -- ARGV: 1 expected rev, 2 allowed from-states ("A,B"), 3 new state, 4 job JSON, 5 epoch ('' = unfenced),
 --       6 event subject ('' = no event), 7 event id, 8 event bytes, 9 job id,
---       10 number of releases R, 11 number of claims C,
---       then R x (gpu, owner), then C x (gpu, owner)
--- Returns: {'OK', newRev} | {'FENCED'} | {'STALE', rev, state} | {'CONFLICT', node alloc key, gpu, holder} | {'NODE_NOT_READY', node key, state}
+--       10 number of releases R, 11 number of claims C, 12 number of port claims P,
+--       then R x (gpu, owner), then C x (gpu, owner), then P x (port, owner)
+-- A release also frees the ports its owner holds on that node (a port is claimed by node rank
+-- 0's owner and lives as long as that rank's GPUs).
+-- Returns: {'OK', newRev} | {'FENCED'} | {'STALE', rev, state} | {'CONFLICT', node alloc key, gpu, holder}
+--        | {'NODE_NOT_READY', node key, state} | {'PORT_CONFLICT', node ports key, port, holder}
 if ARGV[5] ~= '' then
   local epoch = redis.call('GET', KEYS[3])
   if epoch ~= ARGV[5] then
@@ -29,12 +34,13 @@ if not allowed then
 end
 local releases = tonumber(ARGV[10])
 local claims = tonumber(ARGV[11])
+local portClaims = tonumber(ARGV[12])
 local k = 6
-local a = 12
+local a = 13
 local releaseList = {}
 for i = 1, releases do
-  table.insert(releaseList, {KEYS[k], ARGV[a], ARGV[a + 1]})
-  k = k + 1
+  table.insert(releaseList, {KEYS[k], ARGV[a], ARGV[a + 1], KEYS[k + 1]})
+  k = k + 2
   a = a + 2
 end
 local claimList = {}
@@ -52,12 +58,37 @@ for i = 1, claims do
   k = k + 2
   a = a + 2
 end
+local portList = {}
+for i = 1, portClaims do
+  local portsKey, port, owner = KEYS[k], ARGV[a], ARGV[a + 1]
+  local holder = redis.call('HGET', portsKey, port)
+  if holder and holder ~= owner then
+    return {'PORT_CONFLICT', portsKey, port, holder}
+  end
+  table.insert(portList, {portsKey, port, owner})
+  k = k + 1
+  a = a + 2
+end
+local portsDone = {}
 for _, r in ipairs(releaseList) do
   if redis.call('HGET', r[1], r[2]) == r[3] then
     redis.call('HDEL', r[1], r[2])
   end
+  local done = r[4] .. '|' .. r[3]
+  if not portsDone[done] then
+    portsDone[done] = true
+    local held = redis.call('HGETALL', r[4])
+    for j = 1, #held, 2 do
+      if held[j + 1] == r[3] then
+        redis.call('HDEL', r[4], held[j])
+      end
+    end
+  end
 end
 for _, c in ipairs(claimList) do
+  redis.call('HSET', c[1], c[2], c[3])
+end
+for _, c in ipairs(portList) do
   redis.call('HSET', c[1], c[2], c[3])
 end
 local newRev = tonumber(rev) + 1

@@ -1,16 +1,21 @@
 // Request validation at the edge. Every rule names the field and the rule, so a client
-// sees `spec.nodes must be between 1 and 4096, got 0` rather than a generic failure.
-// Returns the request with defaults filled in; throws INVALID_ARGUMENT on the first problem.
+// sees `spec.nodes must be between 1 and 4096, got 0` rather than a generic failure, and a
+// request with several problems gets all of them in one INVALID_ARGUMENT ("; "-separated, one
+// line), not one per round trip. Returns the request with defaults filled in.
 import {
-  FailureClass, JobSpec, JobState, NodeState, PRIORITY_CLASS_NAMES, TopologyRequirement, failureClassName, type ListJobsRequest, type ListNodesRequest, type RetryPolicy, type SubmitJobRequest,
+  FailureClass, JobSpec, JobState, Launcher, NodeState, PRIORITY_CLASS_NAMES, TopologyRequirement, failureClassName, type ListJobsRequest, type ListNodesRequest, type RetryPolicy, type SubmitJobRequest,
 } from '@gantry/proto';
 import { invalidArgument } from '@gantry/service-kit';
 import { SUBJECT_TOKEN } from '@gantry/bus';
+import { expandGpuTypes } from './gpu-aliases.js';
 
 export const LIMITS = {
   maxNodes: 4096,
-  maxGpusPerNode: 8,
+  /** The planner keeps a node's GPUs in a 32-bit mask (placement/cluster-state.ts). */
+  maxGpusPerNode: 32,
   maxGpuTypes: 8,
+  /** After short names (H100, A100 ...) are expanded into the models they stand for. */
+  maxExpandedGpuTypes: 32,
   maxArgs: 1024,
   maxArgBytes: 128 * 1024,
   /** The whole spec travels in events and in every rank's assignment; NATS messages are at most 1 MiB. */
@@ -25,9 +30,9 @@ export const LIMITS = {
 } as const;
 
 
-/** Set by Gantry for every rank; a job may not override them. */
+/** Set by Gantry for every rank (in one launcher mode or the other); a job may not override them. */
 export const RESERVED_ENV = new Set([
-  'MASTER_ADDR', 'MASTER_PORT', 'WORLD_SIZE', 'NODE_RANK', 'NNODES', 'LOCAL_WORLD_SIZE', 'CUDA_VISIBLE_DEVICES',
+  'MASTER_ADDR', 'MASTER_PORT', 'WORLD_SIZE', 'NODE_RANK', 'NNODES', 'LOCAL_WORLD_SIZE', 'CUDA_VISIBLE_DEVICES', 'RANK', 'LOCAL_RANK', 'GROUP_RANK',
   'GANTRY_JOB_ID', 'GANTRY_JOB_NAME', 'GANTRY_TENANT', 'GANTRY_ATTEMPT', 'GANTRY_NODE_NAME', 'GANTRY_RESUME_FROM', 'GANTRY_EXIT_FILE', 'TORCHELASTIC_ERROR_FILE',
   'PET_NNODES', 'PET_NODE_RANK', 'PET_MASTER_ADDR', 'PET_MASTER_PORT', 'PET_NPROC_PER_NODE',
 ]);
@@ -36,9 +41,28 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9._/-]{0,126}[A-Za-z0-9])?$/;
 const LABEL_VALUE = /^[A-Za-z0-9._-]{0,128}$/;
+const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
 
 const fail = (msg: string): never => { throw invalidArgument(msg); };
 const show = (v: unknown) => JSON.stringify(v);
+
+/** Every problem of one request, reported together. */
+class Problems {
+  readonly list: string[] = [];
+
+  add(msg: string): void {
+    this.list.push(msg);
+  }
+
+  between(field: string, v: number, min: number, max: number): void {
+    if (!Number.isInteger(v) || v < min || v > max) this.add(`${field} must be between ${min} and ${max}, got ${v}`);
+  }
+
+  /** Throws INVALID_ARGUMENT with every problem found, if there is any. */
+  check(): void {
+    if (this.list.length > 0) fail(this.list.join('; '));
+  }
+}
 
 function between(field: string, v: number, min: number, max: number): void {
   if (!Number.isInteger(v) || v < min || v > max) fail(`${field} must be between ${min} and ${max}, got ${v}`);
@@ -49,44 +73,76 @@ export function requireToken(field: string, v: string): void {
   if (!SUBJECT_TOKEN.test(v)) fail(`${field} must match ${SUBJECT_TOKEN.source}, got ${show(v)}`);
 }
 
+function checkSpec(spec: JobSpec, p: Problems): void {
+  spec.name ||= 'job';
+  if (!NAME.test(spec.name)) p.add(`spec.name must match ${NAME.source}, got ${show(spec.name)}`);
+  spec.tenant ||= 'default';
+  if (!SUBJECT_TOKEN.test(spec.tenant)) p.add(`spec.tenant must match ${SUBJECT_TOKEN.source}, got ${show(spec.tenant)}`);
+  p.between('spec.nodes', spec.nodes, 1, LIMITS.maxNodes);
+  // 0 = every GPU of each chosen node.
+  p.between('spec.gpus_per_node', spec.gpusPerNode, 0, LIMITS.maxGpusPerNode);
+  checkGpuTypes(spec, p);
+  if (spec.command.length === 0) p.add('spec.command must not be empty');
+  if (spec.command.length > LIMITS.maxArgs) p.add(`spec.command must have at most ${LIMITS.maxArgs} arguments, got ${spec.command.length}`);
+  if (spec.command.length > 0 && !spec.command[0]) p.add('spec.command[0] (the program) must not be empty');
+  spec.command.forEach((a, i) => {
+    if (a.includes('\0')) p.add(`spec.command[${i}] must not contain NUL characters`);
+    if (Buffer.byteLength(a) > LIMITS.maxArgBytes) p.add(`spec.command[${i}] must be at most ${LIMITS.maxArgBytes} bytes`);
+  });
+  const envKeys = Object.keys(spec.env);
+  if (envKeys.length > LIMITS.maxEnv) p.add(`spec.env must have at most ${LIMITS.maxEnv} variables, got ${envKeys.length}`);
+  for (const [k, v] of Object.entries(spec.env)) {
+    if (!ENV_NAME.test(k)) p.add(`spec.env key ${show(k)} must match ${ENV_NAME.source}`);
+    else if (RESERVED_ENV.has(k)) p.add(`spec.env.${k} is set by Gantry for every rank and cannot be overridden`);
+    if (v.includes('\0')) p.add(`spec.env.${k} must not contain NUL characters`);
+  }
+  if (spec.workingDir && !spec.workingDir.startsWith('/')) p.add(`spec.working_dir must be an absolute path, got ${show(spec.workingDir)}`);
+  if (spec.workingDir.includes('\0')) p.add('spec.working_dir must not contain NUL characters');
+  spec.priorityClass ||= 'normal';
+  if (!(PRIORITY_CLASS_NAMES as readonly string[]).includes(spec.priorityClass)) p.add(`spec.priority_class must be one of ${PRIORITY_CLASS_NAMES.join(', ')}, got ${show(spec.priorityClass)}`);
+  p.between('spec.time_limit_seconds', spec.timeLimitSeconds, 0, LIMITS.maxTimeLimitSec);
+  if (!(spec.topology in TopologyRequirement) || spec.topology === TopologyRequirement.UNRECOGNIZED) p.add(`spec.topology has unknown value ${spec.topology}`);
+  if (!(spec.launcher in Launcher) || spec.launcher === Launcher.UNRECOGNIZED) p.add(`spec.launcher has unknown value ${spec.launcher}`);
+  for (const [k, v] of Object.entries(spec.nodeSelector)) {
+    if (!LABEL_KEY.test(k)) p.add(`spec.node_selector key ${show(k)} must match ${LABEL_KEY.source}`);
+    else if (!LABEL_VALUE.test(v)) p.add(`spec.node_selector.${k} value must match ${LABEL_VALUE.source}, got ${show(v)}`);
+  }
+  spec.excludeNodes.forEach((n, i) => { if (!SUBJECT_TOKEN.test(n)) p.add(`spec.exclude_nodes[${i}] must be a node name matching ${SUBJECT_TOKEN.source}, got ${show(n)}`); });
+  if (spec.masterPort !== 0) p.between('spec.master_port', spec.masterPort, 1024, 65535);
+  p.between('spec.stop_grace_seconds', spec.stopGraceSeconds, 0, LIMITS.maxGraceSec);
+  if (spec.retry) checkRetry(spec.retry, p);
+}
+
+/** Short names (H100, A100-80GB ...) become the model names nvidia-smi reports, which the planner matches exactly. */
+function checkGpuTypes(spec: JobSpec, p: Problems): void {
+  if (spec.gpuTypes.length > LIMITS.maxGpuTypes) {
+    p.add(`spec.gpu_types must have at most ${LIMITS.maxGpuTypes} entries, got ${spec.gpuTypes.length}`);
+    return;
+  }
+  let ok = true;
+  spec.gpuTypes.forEach((t, i) => {
+    if (!t.trim() || t.length > 128) {
+      p.add(`spec.gpu_types[${i}] must be a non-empty model name of at most 128 characters, got ${show(t)}`);
+      ok = false;
+    }
+  });
+  if (!ok) return;
+  const expanded = expandGpuTypes(spec.gpuTypes);
+  if (expanded.length > LIMITS.maxExpandedGpuTypes) p.add(`spec.gpu_types must stand for at most ${LIMITS.maxExpandedGpuTypes} models, got ${expanded.length}`);
+  else spec.gpuTypes = expanded;
+}
+
 export function validateSpec(input: JobSpec | undefined): JobSpec {
   if (!input) return fail('spec is required');
   const spec = JobSpec.create({ ...input });
-  spec.name ||= 'job';
-  if (!NAME.test(spec.name)) fail(`spec.name must match ${NAME.source}, got ${show(spec.name)}`);
-  spec.tenant ||= 'default';
-  if (!SUBJECT_TOKEN.test(spec.tenant)) fail(`spec.tenant must match ${SUBJECT_TOKEN.source}, got ${show(spec.tenant)}`);
-  between('spec.nodes', spec.nodes, 1, LIMITS.maxNodes);
-  between('spec.gpus_per_node', spec.gpusPerNode, 1, LIMITS.maxGpusPerNode);
-  if (spec.gpuTypes.length > LIMITS.maxGpuTypes) fail(`spec.gpu_types must have at most ${LIMITS.maxGpuTypes} entries, got ${spec.gpuTypes.length}`);
-  spec.gpuTypes.forEach((t, i) => { if (!t.trim() || t.length > 128) fail(`spec.gpu_types[${i}] must be a non-empty model name of at most 128 characters, got ${show(t)}`); });
-  if (spec.command.length === 0) fail('spec.command must not be empty');
-  if (spec.command.length > LIMITS.maxArgs) fail(`spec.command must have at most ${LIMITS.maxArgs} arguments, got ${spec.command.length}`);
-  if (!spec.command[0]) fail('spec.command[0] (the program) must not be empty');
-  spec.command.forEach((a, i) => {
-    if (a.includes('\0')) fail(`spec.command[${i}] must not contain NUL characters`);
-    if (Buffer.byteLength(a) > LIMITS.maxArgBytes) fail(`spec.command[${i}] must be at most ${LIMITS.maxArgBytes} bytes`);
-  });
-  const envKeys = Object.keys(spec.env);
-  if (envKeys.length > LIMITS.maxEnv) fail(`spec.env must have at most ${LIMITS.maxEnv} variables, got ${envKeys.length}`);
-  for (const [k, v] of Object.entries(spec.env)) {
-    if (!ENV_NAME.test(k)) fail(`spec.env key ${show(k)} must match ${ENV_NAME.source}`);
-    if (RESERVED_ENV.has(k)) fail(`spec.env.${k} is set by Gantry for every rank and cannot be overridden`);
-    if (v.includes('\0')) fail(`spec.env.${k} must not contain NUL characters`);
-  }
-  if (spec.workingDir && !spec.workingDir.startsWith('/')) fail(`spec.working_dir must be an absolute path, got ${show(spec.workingDir)}`);
-  spec.priorityClass ||= 'normal';
-  if (!(PRIORITY_CLASS_NAMES as readonly string[]).includes(spec.priorityClass)) fail(`spec.priority_class must be one of ${PRIORITY_CLASS_NAMES.join(', ')}, got ${show(spec.priorityClass)}`);
-  between('spec.time_limit_seconds', spec.timeLimitSeconds, 0, LIMITS.maxTimeLimitSec);
-  if (!(spec.topology in TopologyRequirement) || spec.topology === TopologyRequirement.UNRECOGNIZED) fail(`spec.topology has unknown value ${spec.topology}`);
-  for (const [k, v] of Object.entries(spec.nodeSelector)) {
-    if (!LABEL_KEY.test(k)) fail(`spec.node_selector key ${show(k)} must match ${LABEL_KEY.source}`);
-    if (!LABEL_VALUE.test(v)) fail(`spec.node_selector.${k} value must match ${LABEL_VALUE.source}, got ${show(v)}`);
-  }
-  spec.excludeNodes.forEach((n, i) => { if (!SUBJECT_TOKEN.test(n)) fail(`spec.exclude_nodes[${i}] must be a node name matching ${SUBJECT_TOKEN.source}, got ${show(n)}`); });
-  if (spec.masterPort !== 0) between('spec.master_port', spec.masterPort, 1024, 65535);
-  between('spec.stop_grace_seconds', spec.stopGraceSeconds, 0, LIMITS.maxGraceSec);
-  if (spec.retry) validateRetry(spec.retry);
+  const p = new Problems();
+  checkSpec(spec, p);
+  p.check();
+  return checkSize(spec);
+}
+
+/** Last: the size of a spec with other problems means little (and its defaults are filled in now). */
+function checkSize(spec: JobSpec): JobSpec {
   const size = JobSpec.encode(spec).finish().length;
   if (size > LIMITS.maxSpecBytes) fail(`spec must encode to at most ${LIMITS.maxSpecBytes} bytes (command, env and selectors together), got ${size}; put large scripts in a file the job reads`);
   return spec;
@@ -95,22 +151,26 @@ export function validateSpec(input: JobSpec | undefined): JobSpec {
 /** Classes a retry policy may name: the others (cancelled, time limit, preempted) are never retried. */
 const RETRYABLE = new Set([FailureClass.FAILURE_CLASS_NODE_FAULT, FailureClass.FAILURE_CLASS_INFRASTRUCTURE, FailureClass.FAILURE_CLASS_APPLICATION, FailureClass.FAILURE_CLASS_GPU_CONTAINED]);
 
-function validateRetry(r: RetryPolicy): void {
-  if (r.maxRecoveries !== undefined) between('spec.retry.max_recoveries', r.maxRecoveries, 0, LIMITS.maxRecoveries);
-  if (r.backoffInitialMs !== undefined) between('spec.retry.backoff_initial_ms', r.backoffInitialMs, 0, LIMITS.maxBackoffMs);
-  if (r.backoffMaxMs !== undefined) between('spec.retry.backoff_max_ms', r.backoffMaxMs, 0, LIMITS.maxBackoffMs);
-  if (r.backoffJitter !== undefined && !(r.backoffJitter >= 0 && r.backoffJitter <= 1)) fail(`spec.retry.backoff_jitter must be between 0 and 1, got ${r.backoffJitter}`);
+function checkRetry(r: RetryPolicy, p: Problems): void {
+  if (r.maxRecoveries !== undefined) p.between('spec.retry.max_recoveries', r.maxRecoveries, 0, LIMITS.maxRecoveries);
+  if (r.backoffInitialMs !== undefined) p.between('spec.retry.backoff_initial_ms', r.backoffInitialMs, 0, LIMITS.maxBackoffMs);
+  if (r.backoffMaxMs !== undefined) p.between('spec.retry.backoff_max_ms', r.backoffMaxMs, 0, LIMITS.maxBackoffMs);
+  if (r.backoffJitter !== undefined && !(r.backoffJitter >= 0 && r.backoffJitter <= 1)) p.add(`spec.retry.backoff_jitter must be between 0 and 1, got ${r.backoffJitter}`);
   r.retryOn.forEach((c, i) => {
-    if (!RETRYABLE.has(c)) fail(`spec.retry.retry_on[${i}] must be one of ${[...RETRYABLE].map(failureClassName).join(', ')}, got ${FailureClass[c] ? failureClassName(c) : c}`);
+    if (!RETRYABLE.has(c)) p.add(`spec.retry.retry_on[${i}] must be one of ${[...RETRYABLE].map(failureClassName).join(', ')}, got ${FailureClass[c] ? failureClassName(c) : c}`);
   });
 }
 
 export function validateSubmit(req: SubmitJobRequest): SubmitJobRequest {
-  const spec = validateSpec(req.spec);
-  if (req.idempotencyKey && !/^[A-Za-z0-9._:-]{1,128}$/.test(req.idempotencyKey)) {
-    fail(`idempotency_key must be 1-128 characters of letters, digits, '.', '_', ':' or '-', got ${show(req.idempotencyKey)}`);
+  if (!req.spec) return fail('spec is required');
+  const spec = JobSpec.create({ ...req.spec });
+  const p = new Problems();
+  checkSpec(spec, p);
+  if (req.idempotencyKey && !IDEMPOTENCY_KEY.test(req.idempotencyKey)) {
+    p.add(`idempotency_key must be 1-128 characters of letters, digits, '.', '_', ':' or '-', got ${show(req.idempotencyKey)}`);
   }
-  return { spec, idempotencyKey: req.idempotencyKey };
+  p.check();
+  return { spec: checkSize(spec), idempotencyKey: req.idempotencyKey };
 }
 
 export function validateListJobs(req: ListJobsRequest): ListJobsRequest {

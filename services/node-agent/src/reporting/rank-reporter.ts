@@ -5,7 +5,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { LogBatch, LogLine, LogStream, RankEvent, RankPhase } from '@gantry/proto';
 import { encode, subjects } from '@gantry/bus';
-import type { StateFile, RankRecord } from '../runner/state-file.js';
+import { processesOf, type ProcessRecord, type RankRecord, type StateFile } from '../runner/state-file.js';
 import { LogTail, truncateShipped } from '../runner/log-tail.js';
 import { join } from 'node:path';
 
@@ -76,7 +76,7 @@ export class RankReporter {
     if (final) {
       await this.publishEvent(rec, RankPhase.RANK_PHASE_EXITED);
       rec.exitReported = true;
-      this.tails.delete(this.key(rec));
+      for (const p of processesOf(rec)) this.tails.delete(`${this.key(rec)}#${p.local}`);
       this.state.save();
     }
   }
@@ -98,26 +98,39 @@ export class RankReporter {
     await this.js.publish(subjects.rankEvent(this.node), encode(RankEvent, event), { msgID: event.eventId, timeout: 5_000 });
   }
 
+  /**
+   * Ships what each process of the rank wrote since the last pass. Sequence numbers count per
+   * process and stream, so a re-read after a failed publish gives every line its old number
+   * (and every batch its old message id); per GPU, lines carry their LOCAL_RANK.
+   */
   private async shipLogs(rec: RankRecord, final: boolean): Promise<void> {
-    const key = this.key(rec);
+    for (const p of processesOf(rec)) await this.shipProcessLogs(rec, p, final);
+    this.state.save();
+  }
+
+  private async shipProcessLogs(rec: RankRecord, p: ProcessRecord, final: boolean): Promise<void> {
+    const key = `${this.key(rec)}#${p.local}`;
     let tails = this.tails.get(key);
     if (!tails) {
-      tails = { stdout: new LogTail(join(rec.dir, 'stdout.log'), rec.logs.stdout.offset), stderr: new LogTail(join(rec.dir, 'stderr.log'), rec.logs.stderr.offset) };
+      tails = { stdout: new LogTail(join(p.dir, 'stdout.log'), p.logs.stdout.offset), stderr: new LogTail(join(p.dir, 'stderr.log'), p.logs.stderr.offset) };
       this.tails.set(key, tails);
     }
+    // Per node, message ids keep the form they had before node ranks could have several processes.
+    const idBase = rec.perGpu ? `${rec.jobId}.${rec.attempt}.${rec.rank}.l${p.local}` : `${rec.jobId}.${rec.attempt}.${rec.rank}`;
+    const localRank = rec.perGpu ? p.local : undefined;
     for (const stream of ['stdout', 'stderr'] as const) {
       const tail = tails[stream];
       const lines = tail.readLines(final);
-      const cursor = rec.logs[stream];
+      const cursor = p.logs[stream];
       const seqAtStart = cursor.seq;
       for (const chunk of batchLines(lines)) {
         const first = cursor.seq + 1;
         const batch = LogBatch.create({
           jobId: rec.jobId, attempt: rec.attempt, rank: rec.rank, node: this.node,
-          lines: chunk.map((text, j) => LogLine.create({ seq: first + j, stream: stream === 'stdout' ? LogStream.LOG_STREAM_STDOUT : LogStream.LOG_STREAM_STDERR, text, time: new Date() })),
+          lines: chunk.map((text, j) => LogLine.create({ seq: first + j, stream: stream === 'stdout' ? LogStream.LOG_STREAM_STDOUT : LogStream.LOG_STREAM_STDERR, text, time: new Date(), localRank })),
         });
         try {
-          await this.js.publish(subjects.logs(rec.jobId, rec.attempt, rec.rank), encode(LogBatch, batch), { msgID: `${rec.jobId}.${rec.attempt}.${rec.rank}.${stream}.${first}-${first + chunk.length - 1}`, timeout: 5_000 });
+          await this.js.publish(subjects.logs(rec.jobId, rec.attempt, rec.rank), encode(LogBatch, batch), { msgID: `${idBase}.${stream}.${first}-${first + chunk.length - 1}`, timeout: 5_000 });
         } catch (err) {
           // Rewind so these lines are read again with the same sequence numbers (and so the
           // same message ids: whatever did reach the stream is de-duplicated).
@@ -133,6 +146,5 @@ export class RankReporter {
         this.log.info({ rank: key, stream, bytes: this.maxLogBytes }, 'rank log shipped and truncated on the host');
       }
     }
-    this.state.save();
   }
 }

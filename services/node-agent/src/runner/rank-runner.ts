@@ -1,25 +1,35 @@
-// Starts, watches, stops and re-adopts rank processes. Each rank is its own process group
-// (so a stop reaches everything it forked), writes its output to files under the state
-// folder, and has its exit status recorded by the wrapper. Everything the runner knows is
-// in the state file, so a restarted agent picks up exactly where the last one left off.
-// A rank that fails leaves its error behind (torchelastic error file, stderr): the runner
-// reads it once at the exit and keeps it in the record for the reporter.
+// Starts, watches, stops and re-adopts node ranks. A node rank is one process (per-node
+// launcher, e.g. torchrun) or one process per GPU (per-GPU launcher). Each process is its own
+// process group (so a stop reaches everything it forked) under its own wrapper, which records
+// its exit status and runs the no-orphan watchdog, and writes its output to files under the
+// state folder. Everything the runner knows is in the state file, so a restarted agent picks
+// up exactly where the last one left off.
+//
+// The scheduler hears of a node rank, not of its processes: it has started when its processes
+// were started, and it has exited once every one of them has (its GPUs are free only then).
+// Its exit is the first failing process's (as the agent saw them end; for processes that
+// ended while no agent watched, by the wrapper's exit time), else 0. As torchrun does with its workers, the first failure stops the
+// node rank's other processes: they would otherwise wait for the failed one in a collective
+// for as long as their timeouts allow. A failed process leaves its error behind (torchelastic
+// error file, stderr): the runner reads it once, at the node rank's exit, and keeps it in the
+// record for the reporter.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import type { Logger } from 'pino';
 import type { RankAssignment } from '@gantry/proto';
-import { StateFile, rankKey, type RankRecord } from './state-file.js';
-import { ORPHAN_MARKER_SUFFIX, WRAPPER_SCRIPT, interpretStatus, wrapperEnv } from './wrapper.js';
+import { StateFile, newCursors, processesOf, rankKey, type ProcessRecord, type RankRecord } from './state-file.js';
+import { DEFAULT_STOP_GRACE_SECONDS, ORPHAN_MARKER_SUFFIX, REASON_SUFFIX, WRAPPER_SCRIPT, interpretStatus, wrapperEnv } from './wrapper.js';
 import { readRankError } from './rank-evidence.js';
-import type { RankError } from './rank-error.js';
+import { oneLine } from './rank-error.js';
 
 /** Variables a rank inherits from the agent's own environment; everything else comes from the job. */
 const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'SHELL', 'LD_LIBRARY_PATH'];
 /** How long finished ranks are remembered, so a re-sent assignment never runs a rank twice. */
 const FINISHED_RETENTION_MS = 6 * 3600_000;
 const WRAPPER_ARGV0 = 'gantry-rank';
+const ORPHANED = 'stopped by its wrapper: the agent was gone for longer than the partition grace period';
 
 export type AssignResult = { ok: true; message: string } | { ok: false; message: string };
 
@@ -30,8 +40,11 @@ export interface RankRunnerOptions {
   partitionGraceMs?: number;
 }
 
+const processKey = (rec: RankRecord, p: ProcessRecord) => `${rankKey(rec.jobId, rec.attempt, rec.rank)}#${p.local}`;
+
 export class RankRunner {
   private readonly killTimers = new Map<string, NodeJS.Timeout>();
+  /** Processes this agent spawned (their 'exit' event reports them); others are polled. */
   private readonly children = new Set<string>();
   private pollTimer: NodeJS.Timeout | undefined;
   /** Called whenever a rank's state changes (started, exited) so the reporter can act. */
@@ -48,17 +61,19 @@ export class RankRunner {
     const bootId = currentBootId();
     const rebooted = bootId !== undefined && this.state.state.bootId !== undefined && this.state.state.bootId !== bootId;
     this.state.state.bootId = bootId;
+    for (const rec of this.records) processesOf(rec);
     this.state.save();
     for (const rec of this.records) {
-      if (rec.phase === 'running' && rebooted) {
+      if (rec.phase !== 'running') continue;
+      if (rebooted) {
         // Their pids may belong to other processes now: record the end, signal nothing.
+        for (const p of processesOf(rec)) if (p.phase === 'running') Object.assign(p, { phase: 'exited', status: 128 + 9, finishedAt: new Date().toISOString() });
         this.finishWith(rec, undefined, 'SIGKILL', 'the host rebooted while the rank ran');
         continue;
       }
-      if (rec.phase === 'running') {
-        if (this.alive(rec.pid)) this.log.info({ rank: rankKey(rec.jobId, rec.attempt, rec.rank), pid: rec.pid }, 're-adopted running rank');
-        else this.finish(rec, undefined);
-      }
+      const live = processesOf(rec).filter((p) => p.phase === 'running' && this.alive(p.pid));
+      if (live.length > 0) this.log.info({ rank: rankKey(rec.jobId, rec.attempt, rec.rank), pids: live.map((p) => p.pid) }, 're-adopted running rank');
+      this.pollRank(rec);
     }
     this.pollTimer = setInterval(() => this.pollAdopted(), 500);
   }
@@ -75,37 +90,55 @@ export class RankRunner {
     if (a.command.length === 0) return { ok: false, message: 'assignment has no command' };
     const dir = join(this.state.dir, 'ranks', `${a.jobId}-${a.attempt}-${a.rank}`);
     mkdirSync(dir, { recursive: true });
+    const perGpu = a.processes.length > 0;
     const rec: RankRecord = {
       jobId: a.jobId, attempt: a.attempt, rank: a.rank, pid: 0, dir, phase: 'running', startedAt: new Date().toISOString(),
-      startReported: false, exitReported: false, stopGraceSeconds: a.stopGraceSeconds,
-      logs: { stdout: { offset: 0, seq: 0 }, stderr: { offset: 0, seq: 0 } },
+      startReported: false, exitReported: false, stopGraceSeconds: a.stopGraceSeconds, processes: [], ...(perGpu && { perGpu }),
     };
     if (a.workingDir && !(existsSync(a.workingDir) && statSync(a.workingDir).isDirectory())) {
-      // Report a start and an immediate failure, as a shell would for a command it cannot run.
+      // Report a start and an immediate failure, as a shell would for a command it cannot run;
+      // the reason is the rank's error, so the job's failure says it.
       this.state.state.ranks[key] = rec;
-      this.finishWith(rec, 127, '', `working directory ${a.workingDir} does not exist`);
+      const why = `working directory ${a.workingDir} does not exist on ${a.env.GANTRY_NODE_NAME || 'this node'}`;
+      this.finishWith(rec, 127, '', why, { message: why });
       return { ok: true, message: 'failed to start' };
     }
     const cwd = a.workingDir || dir;
-    const env: NodeJS.ProcessEnv = {};
-    for (const k of INHERITED_ENV) if (process.env[k] !== undefined) env[k] = process.env[k];
-    // The job may name its own error file (an empty value turns it off, as in torchelastic).
-    env.TORCHELASTIC_ERROR_FILE = join(dir, 'error.json');
-    Object.assign(env, a.env, wrapperEnv({
-      exitFile: join(dir, 'exit'), beatFile: this.opts.beatFile, partitionGraceMs: this.opts.partitionGraceMs ?? 0, stopGraceSeconds: a.stopGraceSeconds,
-    }));
-    if (env.TORCHELASTIC_ERROR_FILE) rec.errorFile = resolve(cwd, env.TORCHELASTIC_ERROR_FILE);
-    const out = openSync(join(dir, 'stdout.log'), 'a');
-    const err = openSync(join(dir, 'stderr.log'), 'a');
+    const base: NodeJS.ProcessEnv = {};
+    for (const k of INHERITED_ENV) if (process.env[k] !== undefined) base[k] = process.env[k];
+    const locals = perGpu ? a.processes.map((p) => ({ local: p.localRank, env: p.env, dir: join(dir, `local-${p.localRank}`) })) : [{ local: 0, env: {}, dir }];
+    for (const l of locals) {
+      mkdirSync(l.dir, { recursive: true });
+      // The job may name its own error file (an empty value turns it off, as in torchelastic).
+      const env: NodeJS.ProcessEnv = { ...base, TORCHELASTIC_ERROR_FILE: join(l.dir, 'error.json') };
+      Object.assign(env, a.env, l.env, wrapperEnv({
+        exitFile: join(l.dir, 'exit'), beatFile: this.opts.beatFile, partitionGraceMs: this.opts.partitionGraceMs ?? 0, stopGraceSeconds: a.stopGraceSeconds,
+      }));
+      const p: ProcessRecord = { local: l.local, pid: 0, dir: l.dir, phase: 'running', logs: newCursors() };
+      if (env.TORCHELASTIC_ERROR_FILE) p.errorFile = resolve(cwd, env.TORCHELASTIC_ERROR_FILE);
+      rec.processes!.push(p);
+      this.spawnProcess(rec, p, a.command, cwd, env);
+    }
+    rec.pid = rec.processes![0]?.pid ?? 0;
+    if (!perGpu && rec.processes![0]?.errorFile) rec.errorFile = rec.processes![0].errorFile;
+    this.state.state.ranks[key] = rec;
+    this.state.save();
+    this.log.info({ rank: key, pids: rec.processes!.map((p) => p.pid), command: a.command[0] }, 'rank started');
+    this.onChange();
+    return { ok: true, message: 'started' };
+  }
+
+  private spawnProcess(rec: RankRecord, p: ProcessRecord, command: string[], cwd: string, env: NodeJS.ProcessEnv): void {
+    const key = processKey(rec, p);
+    const out = openSync(join(p.dir, 'stdout.log'), 'a');
+    const err = openSync(join(p.dir, 'stderr.log'), 'a');
     try {
-      const child = spawn('/bin/sh', ['-c', WRAPPER_SCRIPT, WRAPPER_ARGV0, ...a.command], {
-        cwd, env, detached: true, stdio: ['ignore', out, err],
-      });
-      rec.pid = child.pid ?? 0;
+      const child = spawn('/bin/sh', ['-c', WRAPPER_SCRIPT, WRAPPER_ARGV0, ...command], { cwd, env, detached: true, stdio: ['ignore', out, err] });
+      p.pid = child.pid ?? 0;
       this.children.add(key);
       child.on('exit', (code, signal) => {
         this.children.delete(key);
-        this.finish(rec, code ?? (signal ? 128 + (signalNumber(signal) ?? 9) : undefined));
+        this.finishProcess(rec, p, code ?? (signal ? 128 + (signalNumber(signal) ?? 9) : undefined));
       });
       child.on('error', (e) => {
         this.log.warn({ rank: key, err: e.message }, 'rank process error');
@@ -113,7 +146,7 @@ export class RankRunner {
         // 'exit' will follow, so record the failure here, as a shell would (127).
         if (child.pid === undefined) {
           this.children.delete(key);
-          this.finishWith(rec, 127, '', `could not start: ${e.message}`);
+          this.finishProcess(rec, p, 127, `could not start: ${e.message}`);
         }
       });
       child.unref();
@@ -121,14 +154,9 @@ export class RankRunner {
       closeSync(out);
       closeSync(err);
     }
-    this.state.state.ranks[key] = rec;
-    this.state.save();
-    this.log.info({ rank: key, pid: rec.pid, command: a.command[0] }, 'rank started');
-    this.onChange();
-    return { ok: true, message: 'started' };
   }
 
-  /** SIGTERM to the rank's process group, SIGKILL after the grace period. */
+  /** SIGTERM to every process group of the rank, SIGKILL after the grace period. */
   stop(jobId: string, attempt: number, rank: number, graceSeconds: number, reason: string): void {
     const key = rankKey(jobId, attempt, rank);
     const rec = this.state.state.ranks[key];
@@ -138,21 +166,28 @@ export class RankRunner {
       const now = new Date().toISOString();
       this.state.state.ranks[key] = {
         jobId, attempt, rank, pid: 0, dir: join(this.state.dir, 'ranks', `${jobId}-${attempt}-${rank}`), phase: 'exited', startedAt: now, finishedAt: now,
-        signal: 'SIGKILL', message: `stopped before it started: ${reason}`, startReported: false, exitReported: false,
-        logs: { stdout: { offset: 0, seq: 0 }, stderr: { offset: 0, seq: 0 } },
+        signal: 'SIGKILL', message: `stopped before it started: ${reason}`, startReported: false, exitReported: false, processes: [],
       };
       this.state.save();
       this.onChange();
       return;
     }
+    // A stop re-sent after an agent restart arms the SIGKILL again (the timer died with the agent).
     if (rec.phase !== 'running' || this.killTimers.has(key)) return;
     this.log.info({ rank: key, reason, graceSeconds }, 'stopping rank');
     rec.stopRequested = true;
     this.state.save();
-    signalGroup(rec.pid, 'SIGTERM');
+    this.terminate(rec, graceSeconds);
+  }
+
+  /** SIGTERM now, SIGKILL after the grace, to each process of the rank still running. */
+  private terminate(rec: RankRecord, graceSeconds: number): void {
+    const key = rankKey(rec.jobId, rec.attempt, rec.rank);
+    if (this.killTimers.has(key)) return;
+    for (const p of processesOf(rec)) if (p.phase === 'running') signalGroup(p.pid, 'SIGTERM');
     this.killTimers.set(key, setTimeout(() => {
       this.killTimers.delete(key);
-      if (rec.phase === 'running') signalGroup(rec.pid, 'SIGKILL');
+      for (const p of processesOf(rec)) if (p.phase === 'running') signalGroup(p.pid, 'SIGKILL');
     }, graceSeconds * 1000));
   }
 
@@ -174,32 +209,77 @@ export class RankRunner {
   }
 
   private pollAdopted(): void {
-    for (const rec of this.running()) {
-      const key = rankKey(rec.jobId, rec.attempt, rec.rank);
-      if (!this.children.has(key) && !this.alive(rec.pid)) this.finish(rec, undefined);
-    }
+    for (const rec of this.running()) this.pollRank(rec);
   }
 
-  /** Records how a rank ended: from the wrapper's exit file, else the status we saw, else killed. */
-  private finish(rec: RankRecord, status: number | undefined): void {
-    if (rec.phase === 'exited') return;
+  /** Records the end of each process of the rank this agent did not spawn and that is gone. */
+  private pollRank(rec: RankRecord): void {
+    // Several may have ended unseen (the agent was away): record them in the order they ended.
+    const gone = processesOf(rec).filter((p) => p.phase === 'running' && !this.children.has(processKey(rec, p)) && !this.alive(p.pid));
+    const ended = (p: ProcessRecord) => exitTime(join(p.dir, 'exit')) ?? Infinity;
+    for (const p of gone.sort((a, b) => ended(a) - ended(b) || a.local - b.local)) this.finishProcess(rec, p, undefined);
+    // A rank whose processes all ended while no agent watched (or that never had any).
+    if (rec.phase === 'running' && processesOf(rec).every((p) => p.phase === 'exited')) this.finishRank(rec);
+  }
+
+  /** Records how one process ended: from its wrapper's exit file, else the status we saw, else killed. */
+  private finishProcess(rec: RankRecord, p: ProcessRecord, status: number | undefined, message = ''): void {
+    if (p.phase === 'exited') return;
+    const exitFile = join(p.dir, 'exit');
     let code = status;
+    let at = new Date();
     try {
-      code = Number(readFileSync(join(rec.dir, 'exit'), 'utf8').trim());
+      code = Number(readFileSync(exitFile, 'utf8').trim());
+      at = new Date(exitTime(exitFile) ?? Date.now());
     } catch {
       // No exit file: the wrapper itself was killed (SIGKILL after the grace period).
       if (status === undefined || status === 0) code = 128 + 9;
     }
-    const { exitCode, signal } = interpretStatus(code ?? 137);
-    const at = new Date();
-    const error = exitCode === 0 ? undefined : readRankError({ dir: rec.dir, errorFile: rec.errorFile, startedAt: new Date(rec.startedAt), exitedAt: at });
-    const orphaned = existsSync(join(rec.dir, `exit${ORPHAN_MARKER_SUFFIX}`));
-    this.finishWith(rec, exitCode, signal, orphaned ? 'stopped by its wrapper: the agent was gone for longer than the partition grace period' : '', error, at);
-    // Whatever the rank left behind in its process group goes with it.
-    signalGroup(rec.pid, 'SIGKILL');
+    p.phase = 'exited';
+    p.status = code ?? 128 + 9;
+    p.finishedAt = at.toISOString();
+    const reason = readReason(exitFile);
+    if (existsSync(`${exitFile}${ORPHAN_MARKER_SUFFIX}`)) p.message = ORPHANED;
+    else if (reason || message) p.message = reason || message;
+    // Whatever the process left behind in its process group goes with it.
+    signalGroup(p.pid, 'SIGKILL');
+    // The first failure as it was seen: the stops it causes end the others within the file
+    // system's timestamp granularity, so exit times alone could not tell them apart.
+    if (p.status !== 0 && rec.firstFailed === undefined) rec.firstFailed = p.local;
+    const rest = processesOf(rec).filter((q) => q.phase === 'running');
+    if (p.status !== 0 && rest.length > 0 && !rec.stopRequested) {
+      this.log.info({ rank: rankKey(rec.jobId, rec.attempt, rec.rank), local: p.local, status: p.status }, 'a process of the rank failed; stopping the others');
+      this.terminate(rec, rec.stopGraceSeconds ?? DEFAULT_STOP_GRACE_SECONDS);
+    }
+    this.state.save();
+    if (rest.length === 0) this.finishRank(rec);
   }
 
-  private finishWith(rec: RankRecord, exitCode: number | undefined, signal: string, message: string, error?: RankError, at = new Date()): void {
+  /** Every process has exited: the rank's exit is the first failing process's, else 0. */
+  private finishRank(rec: RankRecord): void {
+    const procs = processesOf(rec);
+    const time = (p: ProcessRecord) => Date.parse(p.finishedAt ?? rec.startedAt);
+    if (procs.length === 0) {
+      this.finishWith(rec, undefined, 'SIGKILL', 'no process of the rank was found');
+      return;
+    }
+    const first = procs.find((p) => p.local === rec.firstFailed) ?? procs.filter((p) => p.status !== 0).sort((a, b) => time(a) - time(b) || a.local - b.local)[0];
+    // The rank ended with its last process.
+    const at = new Date(Math.max(...procs.map(time)));
+    if (!first) {
+      this.finishWith(rec, 0, '', '', undefined, at);
+      return;
+    }
+    const { exitCode, signal } = interpretStatus(first.status ?? 128 + 9);
+    const found = readRankError({ dir: first.dir, errorFile: first.errorFile, startedAt: new Date(rec.startedAt), exitedAt: new Date(time(first)) });
+    // A process that could not start says why; per GPU, which process it was.
+    const said = found?.message ?? (first.message && first.message !== ORPHANED ? oneLine(first.message) : '');
+    const error = rec.perGpu ? { message: oneLine(`local-rank ${first.local}${said ? `: ${said}` : ' failed first'}`), time: found?.time ?? new Date(time(first)) } : said ? { message: said, time: found?.time ?? new Date(time(first)) } : undefined;
+    const orphaned = procs.some((p) => p.message === ORPHANED);
+    this.finishWith(rec, exitCode, signal, orphaned ? ORPHANED : first.message ?? '', error, at);
+  }
+
+  private finishWith(rec: RankRecord, exitCode: number | undefined, signal: string, message: string, error?: { message: string; time?: Date }, at = new Date()): void {
     const key = rankKey(rec.jobId, rec.attempt, rec.rank);
     clearTimeout(this.killTimers.get(key));
     this.killTimers.delete(key);
@@ -230,6 +310,24 @@ export class RankRunner {
     } catch {
       return true;
     }
+  }
+}
+
+/** When the wrapper recorded the exit (ms), if it did. */
+function exitTime(exitFile: string): number | undefined {
+  try {
+    return statSync(exitFile).mtimeMs;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The wrapper's one-line reason for not starting the command (wrapper.ts), if it left one. */
+function readReason(exitFile: string): string {
+  try {
+    return readFileSync(`${exitFile}${REASON_SUFFIX}`, 'utf8').trim().split('\n')[0] ?? '';
+  } catch {
+    return '';
   }
 }
 

@@ -6,6 +6,11 @@
 // the process group reaches the command, and the wrapper survives to record its status.
 // Exit status follows the shell convention: 128+N means killed by signal N.
 //
+// Before starting the command, the wrapper looks it up as exec would (the job's PATH): a
+// command that is not there, or not executable, ends the rank with 127 or 126 and a message
+// that names the command and the node, on stderr and in a reason file next to the exit file
+// (a shell's own "gantry-rank: 1: torchrun: not found" would name the wrapper instead).
+//
 // Beside the command runs a watchdog. Ranks outlive their agent on purpose (a restarted agent
 // re-adopts them), but an agent that stays dead would leave them running on GPUs the
 // scheduler already counts as free. The agent rewrites a beat file every second; when its
@@ -38,6 +43,30 @@ export const WRAPPER_ENV = {
 
 /** Created by the watchdog before it stops the rank: the agent was gone past the grace. */
 export const ORPHAN_MARKER_SUFFIX = '.orphaned';
+/** Written by the wrapper when it could not start the command: why, in one line. */
+export const REASON_SUFFIX = '.reason';
+
+// The lookup runs with the job's PATH, as the command itself would; the wrapper's own printf
+// is a builtin, mv gets the system folders.
+const PREFLIGHT = [
+  'reason=',
+  'case "$1" in',
+  '  */*)',
+  '    if [ ! -e "$1" ]; then reason="$1: no such file"; status=127',
+  '    elif [ -d "$1" ] || [ ! -x "$1" ]; then reason="$1: not an executable file"; status=126; fi ;;',
+  '  *)',
+  '    if ! command -v "$1" >/dev/null 2>&1; then reason="$1: command not found"; status=127; fi ;;',
+  'esac',
+  'if [ -n "$reason" ]; then',
+  '  reason="cannot start $reason on ${GANTRY_NODE_NAME:-this node}"',
+  // The PATH searched goes to the log only: the reason is repeated in the job's failure.
+  '  printf "gantry: %s (PATH=%s)\\n" "$reason" "$PATH" >&2',
+  '  printf "%s\\n" "$reason" > "$GANTRY_EXIT_FILE.reason"',
+  '  PATH=/usr/bin:/bin:$PATH',
+  '  printf "%s\\n" "$status" > "$GANTRY_EXIT_FILE.tmp" && mv "$GANTRY_EXIT_FILE.tmp" "$GANTRY_EXIT_FILE"',
+  '  exit "$status"',
+  'fi',
+].join('\n');
 
 const WATCHDOG = [
   '  last=; silent=0',
@@ -59,6 +88,7 @@ const WATCHDOG = [
 ].join('\n');
 
 export const WRAPPER_SCRIPT = [
+  PREFLIGHT,
   '"$@" &',
   'child=$!',
   // The job's environment may set a PATH without the system folders; the command has it

@@ -3,7 +3,7 @@
 import { RankAssignment, RankPhase, StopRank, type Job, type RankPlacement } from '@gantry/proto';
 import type { SchedulerContext } from '../context.js';
 import { currentAttempt, liveRanks } from '../jobs/lifecycle.js';
-import { rankEnv } from './rank-env.js';
+import { localProcesses, rankEnv } from './rank-env.js';
 
 export function assignmentFor(job: Job, placement: RankPlacement[], rank: RankPlacement, stopGraceSeconds: number): RankAssignment {
   const spec = job.spec!;
@@ -16,6 +16,7 @@ export function assignmentFor(job: Job, placement: RankPlacement[], rank: RankPl
     workingDir: spec.workingDir,
     gpuIndices: rank.gpuIndices,
     stopGraceSeconds: spec.stopGraceSeconds || stopGraceSeconds,
+    processes: localProcesses(job, placement, rank),
   });
 }
 

@@ -1,17 +1,39 @@
-// The environment a distributed launcher expects. Gantry starts one process per node (the
-// launcher, e.g. torchrun, which forks one worker per GPU), so NODE_RANK is the node's index
-// and WORLD_SIZE counts GPU workers across the gang. torchrun also reads the PET_* forms.
-import type { Job, RankPlacement } from '@gantry/proto';
+// The environment a distributed launcher expects, per launcher mode (the table in docs/cli.md,
+// "The launcher environment", is the contract; keep the two in step).
+//
+// Per node (the default): Gantry starts one process per node, its "node rank" (typically
+// torchrun, which forks one worker per GPU), so NODE_RANK is the node's index, WORLD_SIZE
+// counts GPU workers across the gang, CUDA_VISIBLE_DEVICES lists the node's GPUs, and torchrun
+// reads the PET_* forms as its defaults. RANK and LOCAL_RANK are torchrun's to set for its
+// workers, so they are not set here.
+//
+// Per GPU: Gantry starts one process per GPU itself, as srun --ntasks-per-node or torchrun's
+// workers get them: each has its global RANK, LOCAL_RANK and one GPU in CUDA_VISIBLE_DEVICES.
+// No PET_*: a torchrun started in this mode would launch workers per GPU per GPU.
+import { Launcher, LocalProcess, type Job, type RankPlacement } from '@gantry/proto';
+import { currentAttempt } from '../jobs/lifecycle.js';
 
+/** MASTER_PORT of attempts placed before ports were allocated per attempt. */
 export const DEFAULT_MASTER_PORT = 29500;
 
+export function isPerGpu(job: Job): boolean {
+  return job.spec?.launcher === Launcher.LAUNCHER_PER_GPU;
+}
+
+/** The attempt's rendezvous port: the spec's, else the one claimed at placement. */
+export function masterPort(job: Job, attempt: number): number {
+  const a = job.attempts.find((x) => x.number === attempt) ?? currentAttempt(job);
+  return job.spec?.masterPort || a?.masterPort || DEFAULT_MASTER_PORT;
+}
+
+/** The variables every process of the node rank gets (per GPU: before its own, see localProcesses). */
 export function rankEnv(job: Job, attempt: number, placement: RankPlacement[], rank: RankPlacement, resumeFrom = ''): Record<string, string> {
   const spec = job.spec!;
   const master = placement.find((p) => p.rank === 0) ?? rank;
-  const port = String(spec.masterPort || DEFAULT_MASTER_PORT);
+  const port = String(masterPort(job, attempt));
   const nnodes = String(placement.length);
   const perNode = String(rank.gpuIndices.length);
-  return {
+  const common = {
     ...spec.env,
     MASTER_ADDR: master.address,
     MASTER_PORT: port,
@@ -19,17 +41,35 @@ export function rankEnv(job: Job, attempt: number, placement: RankPlacement[], r
     NODE_RANK: String(rank.rank),
     NNODES: nnodes,
     LOCAL_WORLD_SIZE: perNode,
-    CUDA_VISIBLE_DEVICES: rank.gpuIndices.join(','),
     GANTRY_JOB_ID: job.id,
     GANTRY_JOB_NAME: spec.name,
     GANTRY_TENANT: spec.tenant,
     GANTRY_ATTEMPT: String(attempt),
     GANTRY_NODE_NAME: rank.node,
     GANTRY_RESUME_FROM: resumeFrom,
+  };
+  if (isPerGpu(job)) return { ...common, GROUP_RANK: String(rank.rank) };
+  return {
+    ...common,
+    CUDA_VISIBLE_DEVICES: rank.gpuIndices.join(','),
     PET_NNODES: nnodes,
     PET_NODE_RANK: String(rank.rank),
     PET_MASTER_ADDR: master.address,
     PET_MASTER_PORT: port,
     PET_NPROC_PER_NODE: perNode,
   };
+}
+
+/**
+ * Per GPU: one process per GPU of the node rank. Global ranks are numbered node by node in
+ * node-rank order (nodes may hold different numbers of GPUs), local ranks in GPU order.
+ * Per node: none (the node rank is the one process).
+ */
+export function localProcesses(job: Job, placement: RankPlacement[], rank: RankPlacement): LocalProcess[] {
+  if (!isPerGpu(job)) return [];
+  const first = placement.filter((p) => p.rank < rank.rank).reduce((n, p) => n + p.gpuIndices.length, 0);
+  return rank.gpuIndices.map((gpu, local) => LocalProcess.create({
+    localRank: local,
+    env: { RANK: String(first + local), LOCAL_RANK: String(local), CUDA_VISIBLE_DEVICES: String(gpu) },
+  }));
 }

@@ -62,9 +62,27 @@ export interface RankAssignment {
   workingDir: string;
   gpuIndices: number[];
   stopGraceSeconds: number;
+  /**
+   * Per-GPU launcher: one entry per process to start on this node, each run with `env`
+   * plus its own variables. Empty: one process for the node rank, with `env`.
+   */
+  processes: LocalProcess[];
 }
 
 export interface RankAssignment_EnvEntry {
+  key: string;
+  value: string;
+}
+
+/** One of a node rank's processes (per-GPU launcher). */
+export interface LocalProcess {
+  /** LOCAL_RANK: 0..n-1 on this node. */
+  localRank: number;
+  /** What this process adds to the assignment's env (RANK, LOCAL_RANK, CUDA_VISIBLE_DEVICES). */
+  env: { [key: string]: string };
+}
+
+export interface LocalProcess_EnvEntry {
   key: string;
   value: string;
 }
@@ -840,7 +858,17 @@ export const NodeHeartbeat: MessageFns<NodeHeartbeat> = {
 };
 
 function createBaseRankAssignment(): RankAssignment {
-  return { jobId: "", attempt: 0, rank: 0, command: [], env: {}, workingDir: "", gpuIndices: [], stopGraceSeconds: 0 };
+  return {
+    jobId: "",
+    attempt: 0,
+    rank: 0,
+    command: [],
+    env: {},
+    workingDir: "",
+    gpuIndices: [],
+    stopGraceSeconds: 0,
+    processes: [],
+  };
 }
 
 export const RankAssignment: MessageFns<RankAssignment> = {
@@ -872,6 +900,9 @@ export const RankAssignment: MessageFns<RankAssignment> = {
     }
     if (message.stopGraceSeconds !== 0) {
       writer.uint32(64).uint32(message.stopGraceSeconds);
+    }
+    for (const v of message.processes) {
+      LocalProcess.encode(v!, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -966,6 +997,14 @@ export const RankAssignment: MessageFns<RankAssignment> = {
             message.stopGraceSeconds = reader.uint32();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.processes.push(LocalProcess.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1017,6 +1056,9 @@ export const RankAssignment: MessageFns<RankAssignment> = {
         : isSet(object.stop_grace_seconds)
         ? globalThis.Number(object.stop_grace_seconds)
         : 0,
+      processes: globalThis.Array.isArray(object?.processes)
+        ? object.processes.map((e: any) => LocalProcess.fromJSON(e))
+        : [],
     };
   },
 
@@ -1052,6 +1094,9 @@ export const RankAssignment: MessageFns<RankAssignment> = {
     if (message.stopGraceSeconds !== 0) {
       obj.stopGraceSeconds = Math.round(message.stopGraceSeconds);
     }
+    if (message.processes?.length) {
+      obj.processes = message.processes.map((e) => LocalProcess.toJSON(e));
+    }
     return obj;
   },
 
@@ -1076,6 +1121,7 @@ export const RankAssignment: MessageFns<RankAssignment> = {
     message.workingDir = object.workingDir ?? "";
     message.gpuIndices = object.gpuIndices?.map((e) => e) || [];
     message.stopGraceSeconds = object.stopGraceSeconds ?? 0;
+    message.processes = object.processes?.map((e) => LocalProcess.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1159,6 +1205,210 @@ export const RankAssignment_EnvEntry: MessageFns<RankAssignment_EnvEntry> = {
   },
   fromPartial(object: DeepPartial<RankAssignment_EnvEntry>): RankAssignment_EnvEntry {
     const message = createBaseRankAssignment_EnvEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseLocalProcess(): LocalProcess {
+  return { localRank: 0, env: {} };
+}
+
+export const LocalProcess: MessageFns<LocalProcess> = {
+  encode(message: LocalProcess, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.localRank !== 0) {
+      writer.uint32(8).uint32(message.localRank);
+    }
+    globalThis.Object.entries(message.env).forEach(([key, value]: [string, string]) => {
+      LocalProcess_EnvEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LocalProcess {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLocalProcess();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.localRank = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            const entry2 = LocalProcess_EnvEntry.decode(reader, reader.uint32());
+            if (entry2.value !== undefined) {
+              message.env[entry2.key] = entry2.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LocalProcess {
+    return {
+      localRank: isSet(object.localRank)
+        ? globalThis.Number(object.localRank)
+        : isSet(object.local_rank)
+        ? globalThis.Number(object.local_rank)
+        : 0,
+      env: isObject(object.env)
+        ? (globalThis.Object.entries(object.env) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: LocalProcess): unknown {
+    const obj: any = {};
+    if (message.localRank !== 0) {
+      obj.localRank = Math.round(message.localRank);
+    }
+    if (message.env) {
+      const entries = globalThis.Object.entries(message.env) as [string, string][];
+      if (entries.length > 0) {
+        obj.env = {};
+        entries.forEach(([k, v]) => {
+          obj.env[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LocalProcess>): LocalProcess {
+    return LocalProcess.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LocalProcess>): LocalProcess {
+    const message = createBaseLocalProcess();
+    message.localRank = object.localRank ?? 0;
+    message.env = (globalThis.Object.entries(object.env ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseLocalProcess_EnvEntry(): LocalProcess_EnvEntry {
+  return { key: "", value: "" };
+}
+
+export const LocalProcess_EnvEntry: MessageFns<LocalProcess_EnvEntry> = {
+  encode(message: LocalProcess_EnvEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LocalProcess_EnvEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLocalProcess_EnvEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LocalProcess_EnvEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: LocalProcess_EnvEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LocalProcess_EnvEntry>): LocalProcess_EnvEntry {
+    return LocalProcess_EnvEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LocalProcess_EnvEntry>): LocalProcess_EnvEntry {
+    const message = createBaseLocalProcess_EnvEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
     return message;

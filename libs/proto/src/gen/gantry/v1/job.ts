@@ -264,6 +264,59 @@ export function recoveryGradeToJSON(object: RecoveryGrade): string {
   }
 }
 
+/**
+ * How many processes Gantry starts on each node of a job, and which environment each gets
+ * (docs/cli.md, "The launcher environment", has the table of every variable per mode).
+ */
+export enum Launcher {
+  /** LAUNCHER_UNSPECIFIED - The same as LAUNCHER_PER_NODE. */
+  LAUNCHER_UNSPECIFIED = 0,
+  /**
+   * LAUNCHER_PER_NODE - One process per node (the "node rank"), typically torchrun, which forks one worker per
+   * GPU: NODE_RANK, NNODES, WORLD_SIZE (GPU workers in the gang), the node's GPUs in
+   * CUDA_VISIBLE_DEVICES and torchrun's PET_* forms; no RANK or LOCAL_RANK.
+   */
+  LAUNCHER_PER_NODE = 1,
+  /**
+   * LAUNCHER_PER_GPU - One process per GPU, as srun --ntasks-per-node or torchrun's workers: each with RANK,
+   * LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, NODE_RANK and one GPU in CUDA_VISIBLE_DEVICES.
+   */
+  LAUNCHER_PER_GPU = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function launcherFromJSON(object: any): Launcher {
+  switch (object) {
+    case 0:
+    case "LAUNCHER_UNSPECIFIED":
+      return Launcher.LAUNCHER_UNSPECIFIED;
+    case 1:
+    case "LAUNCHER_PER_NODE":
+      return Launcher.LAUNCHER_PER_NODE;
+    case 2:
+    case "LAUNCHER_PER_GPU":
+      return Launcher.LAUNCHER_PER_GPU;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return Launcher.UNRECOGNIZED;
+  }
+}
+
+export function launcherToJSON(object: Launcher): string {
+  switch (object) {
+    case Launcher.LAUNCHER_UNSPECIFIED:
+      return "LAUNCHER_UNSPECIFIED";
+    case Launcher.LAUNCHER_PER_NODE:
+      return "LAUNCHER_PER_NODE";
+    case Launcher.LAUNCHER_PER_GPU:
+      return "LAUNCHER_PER_GPU";
+    case Launcher.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum RankPhase {
   RANK_PHASE_UNSPECIFIED = 0,
   RANK_PHASE_ASSIGNED = 1,
@@ -377,6 +430,7 @@ export interface JobSpec {
   tenant: string;
   /** Gang size: every node starts or none does. */
   nodes: number;
+  /** 0 = every GPU of each chosen node. */
   gpusPerNode: number;
   /** Acceptable GPU models (any of); empty means any model. */
   gpuTypes: string[];
@@ -390,11 +444,15 @@ export interface JobSpec {
   topology: TopologyRequirement;
   nodeSelector: { [key: string]: string };
   excludeNodes: string[];
-  /** Port rank 0 listens on for the rendezvous; 0 = 29500. */
+  /**
+   * Port node rank 0 listens on for the rendezvous (MASTER_PORT); 0 = a free port the
+   * scheduler allocates per attempt on node rank 0's host (Attempt.master_port).
+   */
   masterPort: number;
   /** SIGTERM to SIGKILL grace when ranks are stopped; 0 = scheduler default. */
   stopGraceSeconds: number;
   retry?: RetryPolicy | undefined;
+  launcher: Launcher;
 }
 
 export interface JobSpec_EnvEntry {
@@ -501,7 +559,14 @@ export interface Attempt {
   /** Nodes excluded when this attempt was placed. */
   excludedNodes: string[];
   /** When the attempt after this one was due to start (set when a recovery follows it). */
-  nextTryAt?: Date | undefined;
+  nextTryAt?:
+    | Date
+    | undefined;
+  /**
+   * MASTER_PORT of this attempt: the spec's master_port, else the port claimed for it on node
+   * rank 0's host when it was placed (freed when node rank 0's process ends).
+   */
+  masterPort: number;
 }
 
 export interface Job {
@@ -555,11 +620,18 @@ export interface JobEvent {
 }
 
 export interface LogLine {
-  /** Per (job, attempt, rank, stream) sequence number, starting at 1. */
+  /** Per (job, attempt, node rank, local rank, stream) sequence number, starting at 1. */
   seq: number;
   stream: LogStream;
   text: string;
-  time?: Date | undefined;
+  time?:
+    | Date
+    | undefined;
+  /**
+   * Which of the node rank's processes wrote the line (LOCAL_RANK) when the job runs one
+   * process per GPU; absent when it runs one process per node.
+   */
+  localRank?: number | undefined;
 }
 
 function createBaseRetryPolicy(): RetryPolicy {
@@ -753,6 +825,7 @@ function createBaseJobSpec(): JobSpec {
     masterPort: 0,
     stopGraceSeconds: 0,
     retry: undefined,
+    launcher: 0,
   };
 }
 
@@ -805,6 +878,9 @@ export const JobSpec: MessageFns<JobSpec> = {
     }
     if (message.retry !== undefined) {
       RetryPolicy.encode(message.retry, writer.uint32(130).fork()).join();
+    }
+    if (message.launcher !== 0) {
+      writer.uint32(136).int32(message.launcher);
     }
     return writer;
   },
@@ -956,6 +1032,14 @@ export const JobSpec: MessageFns<JobSpec> = {
             message.retry = RetryPolicy.decode(reader, reader.uint32());
             continue;
           }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.launcher = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1057,6 +1141,7 @@ export const JobSpec: MessageFns<JobSpec> = {
         ? globalThis.Number(object.stop_grace_seconds)
         : 0,
       retry: isSet(object.retry) ? RetryPolicy.fromJSON(object.retry) : undefined,
+      launcher: isSet(object.launcher) ? launcherFromJSON(object.launcher) : 0,
     };
   },
 
@@ -1122,6 +1207,9 @@ export const JobSpec: MessageFns<JobSpec> = {
     if (message.retry !== undefined) {
       obj.retry = RetryPolicy.toJSON(message.retry);
     }
+    if (message.launcher !== 0) {
+      obj.launcher = launcherToJSON(message.launcher);
+    }
     return obj;
   },
 
@@ -1164,6 +1252,7 @@ export const JobSpec: MessageFns<JobSpec> = {
     message.retry = (object.retry !== undefined && object.retry !== null)
       ? RetryPolicy.fromPartial(object.retry)
       : undefined;
+    message.launcher = object.launcher ?? 0;
     return message;
   },
 };
@@ -2303,6 +2392,7 @@ function createBaseAttempt(): Attempt {
     gradeReason: "",
     excludedNodes: [],
     nextTryAt: undefined,
+    masterPort: 0,
   };
 }
 
@@ -2346,6 +2436,9 @@ export const Attempt: MessageFns<Attempt> = {
     }
     if (message.nextTryAt !== undefined) {
       Timestamp.encode(toTimestamp(message.nextTryAt), writer.uint32(106).fork()).join();
+    }
+    if (message.masterPort !== 0) {
+      writer.uint32(112).uint32(message.masterPort);
     }
     return writer;
   },
@@ -2467,6 +2560,14 @@ export const Attempt: MessageFns<Attempt> = {
             message.nextTryAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.masterPort = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2528,6 +2629,11 @@ export const Attempt: MessageFns<Attempt> = {
         : isSet(object.next_try_at)
         ? fromJsonTimestamp(object.next_try_at)
         : undefined,
+      masterPort: isSet(object.masterPort)
+        ? globalThis.Number(object.masterPort)
+        : isSet(object.master_port)
+        ? globalThis.Number(object.master_port)
+        : 0,
     };
   },
 
@@ -2572,6 +2678,9 @@ export const Attempt: MessageFns<Attempt> = {
     if (message.nextTryAt !== undefined) {
       obj.nextTryAt = message.nextTryAt.toISOString();
     }
+    if (message.masterPort !== 0) {
+      obj.masterPort = Math.round(message.masterPort);
+    }
     return obj;
   },
 
@@ -2595,6 +2704,7 @@ export const Attempt: MessageFns<Attempt> = {
     message.gradeReason = object.gradeReason ?? "";
     message.excludedNodes = object.excludedNodes?.map((e) => e) || [];
     message.nextTryAt = object.nextTryAt ?? undefined;
+    message.masterPort = object.masterPort ?? 0;
     return message;
   },
 };
@@ -3170,7 +3280,7 @@ export const JobEvent: MessageFns<JobEvent> = {
 };
 
 function createBaseLogLine(): LogLine {
-  return { seq: 0, stream: 0, text: "", time: undefined };
+  return { seq: 0, stream: 0, text: "", time: undefined, localRank: undefined };
 }
 
 export const LogLine: MessageFns<LogLine> = {
@@ -3186,6 +3296,9 @@ export const LogLine: MessageFns<LogLine> = {
     }
     if (message.time !== undefined) {
       Timestamp.encode(toTimestamp(message.time), writer.uint32(34).fork()).join();
+    }
+    if (message.localRank !== undefined) {
+      writer.uint32(40).uint32(message.localRank);
     }
     return writer;
   },
@@ -3235,6 +3348,14 @@ export const LogLine: MessageFns<LogLine> = {
             message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.localRank = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3253,6 +3374,11 @@ export const LogLine: MessageFns<LogLine> = {
       stream: isSet(object.stream) ? logStreamFromJSON(object.stream) : 0,
       text: isSet(object.text) ? globalThis.String(object.text) : "",
       time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+      localRank: isSet(object.localRank)
+        ? globalThis.Number(object.localRank)
+        : isSet(object.local_rank)
+        ? globalThis.Number(object.local_rank)
+        : undefined,
     };
   },
 
@@ -3270,6 +3396,9 @@ export const LogLine: MessageFns<LogLine> = {
     if (message.time !== undefined) {
       obj.time = message.time.toISOString();
     }
+    if (message.localRank !== undefined) {
+      obj.localRank = Math.round(message.localRank);
+    }
     return obj;
   },
 
@@ -3282,6 +3411,7 @@ export const LogLine: MessageFns<LogLine> = {
     message.stream = object.stream ?? 0;
     message.text = object.text ?? "";
     message.time = object.time ?? undefined;
+    message.localRank = object.localRank ?? undefined;
     return message;
   },
 };

@@ -27,7 +27,10 @@ export interface SubmitJobRequest {
   spec?:
     | JobSpec
     | undefined;
-  /** The same key (per tenant) submitted twice creates one job; the second call returns it. */
+  /**
+   * The same key (per tenant) submitted twice creates one job; the second call returns it.
+   * The same key with a different spec is ALREADY_EXISTS, naming the job the key created.
+   */
   idempotencyKey: string;
 }
 
@@ -82,7 +85,7 @@ export interface StreamLogsRequest {
   jobId: string;
   /** Keep the stream open until the job ends. */
   follow: boolean;
-  /** Only this rank when set. */
+  /** Only this node rank when set. */
   rank?:
     | number
     | undefined;
