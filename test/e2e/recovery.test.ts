@@ -23,7 +23,7 @@ function markedCommand(marker: string, then: string): string[] {
 }
 
 function markers(file: string): string[] {
-  return existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).sort() : [];
+  return existsSync(file) ? readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter(Boolean).sort() : [];
 }
 
 async function injectXid(stack: TestStack, node: string, xid: number, gpu: number): Promise<void> {
@@ -100,8 +100,8 @@ describe('recovery', () => {
     expect(cli.stdout).toMatch(new RegExp(`^2 +\\S+ +replace-nodes .* ${checkpoint.replace(/[/]/g, '\\/')} `, 'm'));
     const port = /"metricsPort":(\d+)/.exec(stack.logsOf('scheduler-0'))![1];
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    expect(metrics).toMatch(/gantry_job_recoveries_total\{class="node-fault",grade="replace-nodes"\} 1/);
-    expect(metrics).toMatch(/gantry_job_recovery_duration_seconds_count 1/);
+    expect(metrics).toMatch(/gantry_job_recoveries_total\{class="node-fault",grade="replace-nodes",service="scheduler"\} 1/);
+    expect(metrics).toMatch(/gantry_job_recovery_duration_seconds_count\{service="scheduler"\} 1/);
   });
 
   it('an application error, with retry on application errors, restarts in place on the same nodes', async () => {
