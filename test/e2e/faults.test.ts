@@ -42,7 +42,7 @@ describe('faults', () => {
   it('an agent killed mid-job makes its node LOST and, with no recovery budget, the job FAILED naming the node', async () => {
     const { stack, client } = await setup({ agents: 2, heartbeatTimeoutMs: 3_000 });
     await client.setSchedulingConfig({ recovery: { settleMs: 1_000 } });
-    const { job } = await client.submitJob({ nodes: 2, gpusPerNode: 8, stopGraceSeconds: 1, retry: { maxRecoveries: 0 }, command: ['sleep', '300'] });
+    const { job } = await client.submitJob({ nodes: 2, gpusPerNode: 8, stopGraceSeconds: 1, retry: { maxRecoveries: 0, retryOn: [] }, command: ['sleep', '300'] });
     const running = await waitForJob(client, job!.id, (j) => j.state === JobState.JOB_STATE_RUNNING);
     const victim = running.attempts.at(-1)!.placement.find((p) => p.rank === 1)!.node;
     const survivor = running.attempts.at(-1)!.ranks.find((r) => r.rank === 0)!;
@@ -83,7 +83,7 @@ describe('faults', () => {
 describe('partitions', () => {
   it('cut off from NATS past the grace period, an agent stops its ranks; on reconnect it reconciles and reports each exit once', async () => {
     const { stack, client } = await setup({ agents: 1, heartbeatTimeoutMs: 3_000, env: { 'node-agent': { PARTITION_GRACE_MS: '2000' } } });
-    const { job } = await client.submitJob({ nodes: 1, gpusPerNode: 8, stopGraceSeconds: 1, retry: { maxRecoveries: 0 }, command: ['sleep', '300'] });
+    const { job } = await client.submitJob({ nodes: 1, gpusPerNode: 8, stopGraceSeconds: 1, retry: { maxRecoveries: 0, retryOn: [] }, command: ['sleep', '300'] });
     const running = await waitForJob(client, job!.id, (j) => j.state === JobState.JOB_STATE_RUNNING);
     const pid = running.attempts.at(-1)!.ranks[0]!.pid;
     await stack.nats.stop();

@@ -61,7 +61,7 @@ describe('jobs end to end', () => {
     const failure = done.attempts.at(-1)!.failure!;
     expect(failure.rank).toBe(1);
     expect(failure.exitCode).toBe(3);
-    expect(done.reason).toMatch(/rank 1 on node-\d exited with code 3/);
+    expect(done.reason).toMatch(/node-rank 1 on node-\d exited with code 3/);
     // Rank 0 is stopped: its exit is recorded with SIGTERM and its process is gone.
     const stopped = await eventually('rank 0 recorded as stopped', async () => {
       const j = await client.getJob(job!.id);

@@ -127,11 +127,11 @@ describe('launching ranks', () => {
     const here = mkdtempSync(join(tmpdir(), 'gantry-here-'));
     const noDir = await gantry(stack.gatewayAddr, here, 'job', 'submit', '--gpus-per-node', '1', '--workdir', '/no/such/dir', '--follow', '--', 'true');
     expect(noDir.code).toBe(1);
-    expect(noDir.stderr).toMatch(/^job j-\S+ FAILED: rank 0 on node-\d exited with code 127: working directory \/no\/such\/dir does not exist on node-\d/m);
+    expect(noDir.stderr).toMatch(/^job j-\S+ FAILED: node-rank 0 on node-\d exited with code 127: working directory \/no\/such\/dir does not exist on node-\d/m);
     const noCmd = await gantry(stack.gatewayAddr, here, 'job', 'submit', '--gpus-per-node', '1', '--follow', '--', 'torchrun-not-installed', 'train.py');
     expect(noCmd.code).toBe(1);
     expect(noCmd.stderr).toMatch(/^\[node-rank 0\] gantry: cannot start torchrun-not-installed: command not found on node-\d \(PATH=.+\)$/m);
-    expect(noCmd.stderr).toMatch(/^job j-\S+ FAILED: rank 0 on node-\d exited with code 127: cannot start torchrun-not-installed: command not found on node-\d; /m);
+    expect(noCmd.stderr).toMatch(/^job j-\S+ FAILED: node-rank 0 on node-\d exited with code 127: cannot start torchrun-not-installed: command not found on node-\d; /m);
     expect(noCmd.stderr).not.toContain('gantry-rank');
   });
 

@@ -46,7 +46,9 @@ describe('orphans', () => {
     const graceMs = 3_000;
     const stopGraceSeconds = 1;
     const { stack, client } = await setup({ agents: 1, env: { 'node-agent': { PARTITION_GRACE_MS: String(graceMs) } } });
-    const { job } = await client.submitJob({ nodes: 1, gpusPerNode: 8, stopGraceSeconds, command: FORKING_RANK });
+    // No recovery: a retried job would record the lost node's rank as lost at once, and this
+    // test wants to see the exit the wrapper recorded reach the job after the agent returns.
+    const { job } = await client.submitJob({ nodes: 1, gpusPerNode: 8, stopGraceSeconds, retry: { maxRecoveries: 0, retryOn: [] }, command: FORKING_RANK });
     const running = await waitForJob(client, job!.id, (j) => j.state === JobState.JOB_STATE_RUNNING);
     const pgid = running.attempts.at(-1)!.ranks[0]!.pid;
     await eventually('the rank and its forked child', () => groupMembers(pgid).length >= GROUP_SIZE || undefined, 10_000);

@@ -114,8 +114,8 @@ describe('packed @gantry/sdk and @gantry/cli, installed outside the repository',
     writeFileSync(join(consumer, 'train.py'), 'print("training")\n');
     const r = await run(process.execPath, ['out/example.js'], consumer, 90_000);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toContain('[rank 0] torchrun train.py on node 0 of 2, world size 16');
-    expect(r.stdout).toContain('[rank 1] torchrun train.py on node 1 of 2, world size 16');
+    expect(r.stdout).toContain('[node-rank 0] torchrun train.py on node 0 of 2, world size 16');
+    expect(r.stdout).toContain('[node-rank 1] torchrun train.py on node 1 of 2, world size 16');
   });
 
   it('the README SDK example exits 1 when the job did not succeed (no train.py in its working directory)', async () => {

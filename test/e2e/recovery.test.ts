@@ -96,7 +96,7 @@ describe('recovery', () => {
 
     const cli = await gantry(stack, 'job', 'attempts', id);
     expect(cli.code).toBe(0);
-    expect(cli.stdout).toMatch(new RegExp(`^1 +${first.join(',')} +first .* node-fault +rank 1 on ${faulty} +XID 79`, 'm'));
+    expect(cli.stdout).toMatch(new RegExp(`^1 +${first.join(',')} +first .* node-fault +node-rank 1 on ${faulty} +XID 79`, 'm'));
     expect(cli.stdout).toMatch(new RegExp(`^2 +\\S+ +replace-nodes .* ${checkpoint.replace(/[/]/g, '\\/')} `, 'm'));
     const port = /"metricsPort":(\d+)/.exec(stack.logsOf('scheduler-0'))![1];
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
@@ -128,7 +128,7 @@ describe('recovery', () => {
     const { job } = await client.submitJob({ nodes: 2, gpusPerNode: 4, command: ['sh', '-c', 'if [ "$NODE_RANK" = 1 ]; then exit 3; fi; sleep 300'] });
     const done = await waitForJob(client, job!.id, [JobState.JOB_STATE_FAILED], 30_000);
     expect(done.attempt).toBe(1);
-    expect(done.reason).toMatch(/^rank 1 on node-\d exited with code 3 \(first of 2 failed ranks\); application failures are not retried by the job's retry policy$/);
+    expect(done.reason).toMatch(/^node-rank 1 on node-\d exited with code 3 \(first of 2 failed ranks\); application failures are not retried by the job's retry policy$/);
   });
 
   it('runs out of its budget: FAILED, with the whole chain shown', async () => {

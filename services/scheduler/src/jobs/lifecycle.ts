@@ -82,7 +82,7 @@ function failedExit(r: RankReport): boolean {
 }
 
 function describeExit(r: RankReport): string {
-  return r.signal ? `rank ${r.rank} on ${r.node} was killed by ${r.signal}` : `rank ${r.rank} on ${r.node} exited with code ${r.exitCode ?? 0}`;
+  return r.signal ? `node-rank ${r.rank} on ${r.node} was killed by ${r.signal}` : `node-rank ${r.rank} on ${r.node} exited with code ${r.exitCode ?? 0}`;
 }
 
 /** Applies a rank start or exit. Idempotent: a repeated report returns job undefined. */
@@ -111,7 +111,7 @@ export function applyRankReport(job: Job, r: RankReport): RankOutcome {
   }
   // Reports for an older attempt, or for a job that has already ended or is recovering, only
   // record the rank (a recovering job's attribution reads every exit from the record).
-  if (r.attempt !== job.attempt || !isActive(job)) return { job: next, reason: `rank ${r.rank} recorded`, releases };
+  if (r.attempt !== job.attempt || !isActive(job)) return { job: next, reason: `node-rank ${r.rank} recorded`, releases };
 
   if (r.phase === RankPhase.RANK_PHASE_EXITED && failedExit(r)) {
     // Not yet blamed: the first exit is often a healthy rank that lost its peer. Recovery
@@ -133,7 +133,7 @@ export function applyRankReport(job: Job, r: RankReport): RankOutcome {
     a.startedAt = r.time;
     return { job: next, reason: `all ${a.ranks.length} ranks started`, releases };
   }
-  return { job: next, reason: `rank ${r.rank} ${r.phase === RankPhase.RANK_PHASE_STARTED ? 'started' : 'exited with code 0'}`, releases };
+  return { job: next, reason: `node-rank ${r.rank} ${r.phase === RankPhase.RANK_PHASE_STARTED ? 'started' : 'exited with code 0'}`, releases };
 }
 
 /**

@@ -49,7 +49,7 @@ function failed(s: RankStatus): boolean {
 
 function describeRank(s: RankStatus, node: string): string {
   const how = s.signal ? `was killed by ${s.signal}` : `exited with code ${s.exitCode ?? 0}`;
-  return `rank ${s.rank} on ${node} ${how}${s.error ? `: ${s.error}` : ''}`;
+  return `node-rank ${s.rank} on ${node} ${how}${s.error ? `: ${s.error}` : ''}`;
 }
 
 function describeSignal(s: FaultSignal): string {

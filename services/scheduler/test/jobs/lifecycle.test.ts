@@ -48,7 +48,7 @@ describe('job lifecycle', () => {
     const out = applyRankReport(j, { ...exited(1, 3), error: 'ValueError: bad batch', errorTime: t0 });
     j = out.job!;
     expect(j.state).toBe(JobState.JOB_STATE_RECOVERING);
-    expect(out.reason).toBe('rank 1 on b exited with code 3; stopping the attempt and attributing the failure');
+    expect(out.reason).toBe('node-rank 1 on b exited with code 3; stopping the attempt and attributing the failure');
     expect(j.recovery).toMatchObject({ detectedAt: t0, decided: false });
     expect(j.attempts[0]!.ranks[1]).toMatchObject({ exitCode: 3, error: 'ValueError: bad batch' });
     expect(liveRanks(j).map((p) => p.rank)).toEqual([0]);
@@ -64,7 +64,7 @@ describe('job lifecycle', () => {
     const j = apply(apply(schedule(pending(), placement, t0), started(0)), started(1));
     const out = applyRankReport(j, exited(0, undefined, 'SIGKILL'));
     expect(out.job!.state).toBe(JobState.JOB_STATE_RECOVERING);
-    expect(out.reason).toBe('rank 0 on a was killed by SIGKILL; stopping the attempt and attributing the failure');
+    expect(out.reason).toBe('node-rank 0 on a was killed by SIGKILL; stopping the attempt and attributing the failure');
   });
 
   it('is idempotent: a repeated report changes nothing but still releases', () => {

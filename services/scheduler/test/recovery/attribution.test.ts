@@ -29,7 +29,7 @@ describe('failure attribution', () => {
     const out = attributeFailure(a, [], t(1));
     expect(out.failureClass).toBe(FailureClass.FAILURE_CLASS_APPLICATION);
     expect(out).toMatchObject({ rank: 1, node: 'sim-node-1', exitCode: 1, faultyNodes: [] });
-    expect(out.reason).toBe('rank 1 on sim-node-1 exited with code 1: ValueError: bad batch at step 7 (first of 2 failed ranks)');
+    expect(out.reason).toBe('node-rank 1 on sim-node-1 exited with code 1: ValueError: bad batch at step 7 (first of 2 failed ranks)');
     expect(out.evidence).toContain('(secondary)');
   });
 
