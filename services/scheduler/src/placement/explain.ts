@@ -3,8 +3,8 @@
 // 3: quarantined").
 import type { ClusterState } from './cluster-state.js';
 import { capacityReason, DEFAULT_CAPACITY } from './domains.js';
-import type { ReservationGuard } from './framework/types.js';
-import { applyChanges, type JobFit, type StaticFit } from './static-fit.js';
+import type { FilterStatus, ReservationGuard } from './framework/types.js';
+import type { JobFit, StaticFit } from './static-fit.js';
 import type { JobRequest, RejectionCounts } from './types.js';
 
 const count = new Intl.NumberFormat('en-US');
@@ -17,7 +17,9 @@ export function formatRejections(counts: RejectionCounts): string {
   return entries.map(([reason, n], k) => `${count.format(n)}${k === 0 ? (n === 1 ? ' node' : ' nodes') : ''}: ${reason}`).join('; ');
 }
 
-function add(counts: RejectionCounts, reason: string, n: number): void {
+/** Adds n nodes (n may be negative) to a reason's count; a count that reaches 0 is dropped. */
+export function addCount(counts: RejectionCounts, reason: FilterStatus, n: number): void {
+  if (reason === undefined) return;
   const v = (counts[reason] ?? 0) + n;
   if (v === 0) delete counts[reason];
   else counts[reason] = v;
@@ -29,7 +31,7 @@ export function capacityRejections(state: ClusterState, job: JobRequest, fit: St
   const scenario = { free: state.freeCount, guard, endsBefore };
   for (const i of fit.candidates) {
     const reason = capacityReason(state, job, i, scenario, capacity);
-    if (reason !== undefined) add(out, reason, 1);
+    if (reason !== undefined) addCount(out, reason, 1);
   }
   return out;
 }
@@ -40,14 +42,14 @@ export function capacityRejections(state: ClusterState, job: JobRequest, fit: St
  */
 export function explainRejections(state: ClusterState, job: JobRequest, fit: JobFit, guard: ReservationGuard | undefined, endsBefore: boolean): RejectionCounts {
   const out: RejectionCounts = { ...fit.rejections };
-  for (const [reason, n] of Object.entries(capacityRejections(state, job, fit, guard, endsBefore, fit.capacity))) add(out, reason, n);
+  for (const [reason, n] of Object.entries(capacityRejections(state, job, fit, guard, endsBefore, fit.capacity))) addCount(out, reason, n);
   return out;
 }
 
 /**
  * Rejection counts for jobs left pending, on the final state. The counts of a shape (static
- * reasons, then capacity reasons over its candidates) are shared by every job of that
- * shape; a job's own exclusions then only move its few excluded nodes.
+ * reasons, then capacity reasons over its candidates) are computed once and copied for
+ * every job of that shape; a job's own exclusions then only move its few excluded nodes.
  */
 export class PendingExplainer {
   private readonly cache = new Map<string, RejectionCounts>();
@@ -64,14 +66,14 @@ export class PendingExplainer {
     if (!counts) {
       const base = fit.shape ?? fit;
       counts = { ...base.rejections };
-      for (const [reason, n] of Object.entries(capacityRejections(this.state, job, base, guard, false, fit.capacity))) add(counts, reason, n);
+      for (const [reason, n] of Object.entries(capacityRejections(this.state, job, base, guard, false, fit.capacity))) addCount(counts, reason, n);
       this.cache.set(key, counts);
     }
-    if (!fit.changes) return { ...counts };
-    const out = applyChanges({ ...counts }, fit.changes);
+    if (!fit.adjust) return { ...counts };
+    const out = fit.adjust({ ...counts });
     for (const i of fit.excluded ?? []) {
       const reason = capacityReason(this.state, job, i, { free: this.state.freeCount, guard }, fit.capacity);
-      if (reason !== undefined) add(out, reason, -1);
+      if (reason !== undefined) addCount(out, reason, -1);
     }
     return out;
   }

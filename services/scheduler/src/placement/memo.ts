@@ -49,6 +49,12 @@ const ownKey = (fit: JobFit) => `#${fit.excluded!.join(',')}`;
 /** selectNodes on a cycle's live state, remembering failures for the rest of the cycle. */
 export class LiveSelector {
   private readonly failed = new FailureMemo<GangFailure>();
+  /**
+   * A remembered failure as each job size reads it, shared by the jobs of that size: a long
+   * queue would otherwise allocate a failure and its message per job, all kept alive to the
+   * end of the cycle.
+   */
+  private readonly phrased = new WeakMap<GangFailure, Map<number, GangFailure>>();
 
   constructor(private readonly state: ClusterState) {}
 
@@ -58,8 +64,16 @@ export class LiveSelector {
     const known = this.failed.get(key, job, fit);
     if (known) {
       // A shape's failure is an upper bound for a job whose own list excludes more.
-      const f = { ...known, bounded: known.bounded === true || (fit.excluded?.length ?? 0) > 0 };
-      return { ...f, message: describeFailure(job, f) };
+      const bounded = known.bounded === true || (fit.excluded?.length ?? 0) > 0;
+      let byJob = this.phrased.get(known);
+      if (!byJob) this.phrased.set(known, (byJob = new Map()));
+      const as = job.nodes * 2 + (bounded ? 1 : 0);
+      let f = byJob.get(as);
+      if (!f) {
+        const b = { ...known, bounded };
+        byJob.set(as, (f = { ...b, message: describeFailure(job, b) }));
+      }
+      return f;
     }
     const own = selectNodes(this.state, job, fit, scenario);
     if (!own.ok) {

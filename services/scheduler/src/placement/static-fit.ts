@@ -5,37 +5,39 @@
 //  - nodes that look the same to the class filters (same state, model, GPU count and
 //    labels) are judged once per class, so a shape costs one pass over typed arrays rather
 //    than 4,096 filter calls each; node filters (spares) run only on the nodes they name;
-//  - a job's own exclusion list is not part of its shape: it is applied to the shape's fit
-//    as a post-filter that copies the candidate set only if a selection scans it, so 20,000
-//    jobs with 20,000 different lists cost about what 20,000 jobs without lists cost.
+//  - a job's own exclusion list is not part of its shape: it is a post-filter on the shape's
+//    fit (gang selection skips the few excluded nodes; only a victim search or kept-rank
+//    selection copies the candidate set), so 20,000 jobs with 20,000 different lists share
+//    the fits of a few dozen shapes.
 import type { ClusterState } from './cluster-state.js';
 import { createCycleContext } from './framework/context.js';
 import { DEFAULT_PLUGINS, firstOf, Plugins, type PluginRegistry, type Preference, type Verdict } from './framework/registry.js';
-import type { CapacityFilterPlugin, CycleContext, FilterStatus } from './framework/types.js';
+import type { CapacityFilterPlugin, CycleContext } from './framework/types.js';
+import { addCount } from './explain.js';
 import { resolveKeep, type KeepPlan } from './kept.js';
 import type { JobRequest, NodeView, RejectionCounts } from './types.js';
 
 export interface StaticFit {
   /** 1 where the node passes every static filter. */
   mask: Uint8Array;
-  /** Which filter rejects node i and why, as computed for the fit (lets a job's own filters be merged in cheaply). */
-  verdict?: (i: number) => Verdict;
   /** Indices of those nodes, ascending. */
   candidates: Int32Array;
   /** Model ids the job accepts; undefined = any. */
   models: number[] | undefined;
   /** Static rejections per reason (the part of the explanation that waiting cannot fix). */
   rejections: RejectionCounts;
+  /** Which filter rejects node i and why, as computed for the fit (lets a job's own filters be merged in cheaply). */
+  verdict?: (i: number) => Verdict;
 }
 
 /** Everything selection needs to know about one job beyond its request. */
 export interface JobFit extends StaticFit {
   /** The shape's fit before the job's own exclusions, when they remove candidates. */
   readonly shape?: StaticFit;
-  /** Nodes whose static reason the job's exclusions change (for its rejection counts). */
-  readonly changes?: readonly StaticChange[];
   /** Candidates of the shape that the job's exclusions remove, ascending. */
   readonly excluded?: readonly number[];
+  /** Moves, in the shape's rejection counts, the nodes the job's exclusions name to their own reasons. */
+  adjust?(counts: RejectionCounts): RejectionCounts;
   /** The registry's capacity filters (the default ones when absent). */
   readonly capacity?: readonly CapacityFilterPlugin[];
   /** The job's active score plugins, weighted; absent when none is active. */
@@ -109,13 +111,6 @@ function computeShapeFit(state: ClusterState, job: JobRequest, plugins: Plugins,
   return { mask, verdict, candidates: Int32Array.from(candidates), models, rejections };
 }
 
-/** A node whose static verdict the job's own filters change: from its shape's reason to its own. */
-export interface StaticChange {
-  i: number;
-  before: FilterStatus;
-  after: FilterStatus;
-}
-
 /**
  * The shape's fit with one job's exclusions applied. Nothing is copied unless asked for:
  * most jobs of a long queue are turned down by the capacity bound without a scan, and only
@@ -124,7 +119,6 @@ export interface StaticChange {
 class ExcludingFit implements JobFit {
   private ownMask: Uint8Array | undefined;
   private ownCandidates: Int32Array | undefined;
-  private ownChanges: StaticChange[] | undefined;
   private ownRejections: RejectionCounts | undefined;
 
   constructor(
@@ -170,32 +164,22 @@ class ExcludingFit implements JobFit {
     return this.ownCandidates;
   }
 
-  get changes(): readonly StaticChange[] {
-    if (!this.ownChanges) {
-      const changes: StaticChange[] = [];
-      for (const i of this.excluded) changes.push({ i, before: undefined, after: this.plugins.jobVerdict(i, this.job, this.cycle)[1] });
-      for (const i of this.others) {
-        const before = this.shape.verdict?.(i) ?? this.plugins.staticVerdict(i, this.job, this.cycle, true);
-        const after = firstOf(before, this.plugins.jobVerdict(i, this.job, this.cycle));
-        if (before[1] !== after[1]) changes.push({ i, before: before[1], after: after[1] });
-      }
-      this.ownChanges = changes;
+  adjust(counts: RejectionCounts): RejectionCounts {
+    const { job, plugins, cycle } = this;
+    for (const i of this.excluded) addCount(counts, plugins.jobVerdict(i, job, cycle)[1], 1);
+    for (const i of this.others) {
+      const before = this.shape.verdict?.(i) ?? plugins.staticVerdict(i, job, cycle, true);
+      const after = firstOf(before, plugins.jobVerdict(i, job, cycle));
+      if (before[1] === after[1]) continue;
+      addCount(counts, before[1], -1);
+      addCount(counts, after[1], 1);
     }
-    return this.ownChanges;
+    return counts;
   }
 
   get rejections(): RejectionCounts {
-    return (this.ownRejections ??= applyChanges({ ...this.shape.rejections }, this.changes));
+    return (this.ownRejections ??= this.adjust({ ...this.shape.rejections }));
   }
-}
-
-/** Moves each changed node from its shape's reason to its own in `counts` (which it returns). */
-export function applyChanges(counts: RejectionCounts, changes: readonly StaticChange[]): RejectionCounts {
-  for (const { before, after } of changes) {
-    if (before !== undefined && --counts[before]! === 0) delete counts[before];
-    if (after !== undefined) counts[after] = (counts[after] ?? 0) + 1;
-  }
-  return counts;
 }
 
 interface ShapeEntry {
@@ -203,6 +187,10 @@ interface ShapeEntry {
   /** Fits of jobs with nothing of their own, per preference (usually one or two per cycle). */
   shared: Map<Preference | undefined, JobFit>;
 }
+
+/** Scratch for the nodes a job's filters name (fitForJob is not reentrant). */
+const named: number[] = [];
+const NONE: readonly number[] = [];
 
 /**
  * The job's fit from its shape's: its job-stage filters (exclusions) as a post-filter on the
@@ -213,17 +201,27 @@ function fitForJob(entry: ShapeEntry, job: JobRequest, plugins: Plugins, cycle: 
   const shape = entry.fit;
   const prefer = plugins.preference(job, cycle);
   const keep = job.keep?.length ? resolveKeep(cycle.state, job, (i) => plugins.staticReason(i, job, cycle)) : undefined;
-  let excluded: number[] | undefined;
-  let others: number[] | undefined;
-  for (const f of plugins.jobFilters) {
-    for (const i of f.affected(job, cycle)) {
-      // Lists are short: a linear check dedupes them without a Set per job.
-      if (shape.mask[i]) {
-        if (!excluded?.includes(i)) (excluded ??= []).push(i);
-      } else if (!others?.includes(i)) (others ??= []).push(i);
+  named.length = 0;
+  for (const f of plugins.jobFilters) f.affected(job, cycle, named);
+  if (named.length > 0) {
+    // Lists are short: dedupe and partition in the scratch array (the shape's candidates
+    // first, ascending), then copy each part once at its exact size.
+    let n = 0;
+    let k = 0;
+    for (const i of named) {
+      let seen = false;
+      for (let q = 0; q < n && !seen; q++) seen = named[q] === i;
+      if (seen) continue;
+      named[n++] = i;
+      if (!shape.mask[i]) continue;
+      let q = n - 1;
+      for (; q > k; q--) named[q] = named[q - 1]!;
+      for (; q > 0 && named[q - 1]! > i; q--) named[q] = named[q - 1]!;
+      named[q] = i;
+      k += 1;
     }
+    return new ExcludingFit(shape, k > 0 ? named.slice(0, k) : NONE, n > k ? named.slice(k, n) : NONE, job, plugins, cycle, prefer, keep);
   }
-  if (excluded || others) return new ExcludingFit(shape, excluded?.sort((a, b) => a - b) ?? [], others ?? [], job, plugins, cycle, prefer, keep);
   let fit = entry.shared.get(prefer);
   if (!fit) entry.shared.set(prefer, (fit = { ...shape, capacity: plugins.capacity, ...(prefer ? { prefer } : {}) }));
   return keep ? { ...fit, keep } : fit;

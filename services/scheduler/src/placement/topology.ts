@@ -86,13 +86,20 @@ export function shapeOutcome(state: ClusterState, job: JobRequest, fit: JobFit, 
 function selectGang(state: ClusterState, job: JobRequest, fit: JobFit, scenario: Scenario): GangOutcome {
   const g = job.gpusPerNode;
   const n = job.nodes;
-  const prefer = fit.prefer;
+  // A job's exclusions are skipped over its shape's candidates rather than copied out of them.
+  const base = fit.shape ?? fit;
+  const skip = fit.excluded?.length ? fit.excluded : undefined;
+  const passes = (i: number) => base.mask[i] === 1 && !skip?.includes(i);
+  // Scores that only lower a few nodes matter only if one of them could take a rank here:
+  // otherwise every eligible node scores the maximum and best fit alone decides.
+  const lowered = fit.prefer?.lowered;
+  const prefer = lowered && ![...lowered].some((i) => passes(i) && nodeFits(fit.capacity, scenario, i, g)) ? undefined : fit.prefer;
   if (scenario.free === state.freeCount && n === 1 && state.maxNvlSize <= 1 && (!prefer || prefer.lowered)) {
-    const single = selectSingleNode(state, job, fit, scenario, prefer?.lowered);
+    const single = selectSingleNode(state, job, fit, scenario, passes, prefer?.lowered);
     if (single) return single;
   }
   const eligible: number[] = [];
-  for (const i of fit.candidates) if (nodeFits(fit.capacity, scenario, i, g)) eligible.push(i);
+  for (const i of base.candidates) if (!skip?.includes(i) && nodeFits(fit.capacity, scenario, i, g)) eligible.push(i);
   if (eligible.length < n) return failure(job, { reason: 'no-capacity', eligible: eligible.length });
   // With active score plugins, a domain is worth the scores of the n best nodes it offers.
   const scores = prefer ? eligible.map((i) => prefer.score(i)) : undefined;
@@ -162,14 +169,20 @@ function spreadExplanation(state: ClusterState, nodes: number[], largest: { leve
 /**
  * Single-node jobs on the live state, via the (leaf, model, free) buckets: the tightest free
  * count first, then the most-used leaf switch and spine. Equivalent to the general path for
- * one node (tightest node, most-used domains) without touching every node. Nodes in `skip`
- * (scored below the maximum) are passed over; when only they remain, the answer is
+ * one node (tightest node, most-used domains) without touching every node. `passes` is the
+ * job's static fit; nodes in `skip` (scored below the maximum) are passed over; when only they remain, the answer is
  * undefined and the general path, which weighs the scores, decides.
  */
-function selectSingleNode(state: ClusterState, job: JobRequest, fit: JobFit, scenario: Scenario, skip: ReadonlySet<number> | undefined): GangOutcome | undefined {
+function selectSingleNode(
+  state: ClusterState,
+  job: JobRequest,
+  fit: JobFit,
+  scenario: Scenario,
+  passes: (i: number) => boolean,
+  skip: ReadonlySet<number> | undefined,
+): GangOutcome | undefined {
   const g = job.gpusPerNode;
   const models = fit.models ?? state.models.map((_, id) => id);
-  const mask = fit.mask;
   const capacity = fit.capacity;
   const leaves: number[] = [];
   for (let k = g; k <= state.maxGpus; k++) {
@@ -188,7 +201,7 @@ function selectSingleNode(state: ClusterState, job: JobRequest, fit: JobFit, sce
       let best = -1;
       for (const m of models) {
         for (const i of state.bucket(l, m, k)) {
-          if (!mask[i] || skip?.has(i) || !nodeFits(capacity, scenario, i, g)) continue;
+          if (!passes(i) || skip?.has(i) || !nodeFits(capacity, scenario, i, g)) continue;
           if (best === -1 || compareNodes(state, state.freeCount, i, best) < 0) best = i;
         }
       }
@@ -205,6 +218,6 @@ function selectSingleNode(state: ClusterState, job: JobRequest, fit: JobFit, sce
   }
   if (skip) return undefined;
   let eligible = 0;
-  for (const i of fit.candidates) if (nodeFits(capacity, scenario, i, g)) eligible += 1;
+  for (const i of fit.shape?.candidates ?? fit.candidates) if (passes(i) && nodeFits(capacity, scenario, i, g)) eligible += 1;
   return failure(job, { reason: 'no-capacity', eligible });
 }

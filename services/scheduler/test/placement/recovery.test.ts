@@ -37,6 +37,11 @@ describe('hot spares', () => {
     expect(spares(nodes, { spares: { pools: [{ count: 1, gpuType: 'H100' }, { count: 2 }] } })).toEqual(['n0000', 'n0001', 'n0002']);
   });
 
+  it('counts nodes that report no leaf switch as one group, not one switch each', () => {
+    const nodes = cluster({ spines: 1, leavesPerSpine: 1, nodesPerLeaf: 3 }).map((n) => ({ ...n, topology: { ...n.topology, leafSwitch: '' } }));
+    expect(spares(nodes, spareConfig())).toEqual(['n0000']);
+  });
+
   it('leaves alone nodes that a pending job keeps ranks on', () => {
     const nodes = cluster({ spines: 1, leavesPerSpine: 1, nodesPerLeaf: 3 });
     const back = job('back', { keep: [{ rank: 0, node: 'n0000', gpus: [0, 1, 2, 3, 4, 5, 6, 7] }] });

@@ -56,7 +56,7 @@ export interface Preference {
 }
 
 /**
- * Which static filter rejects a node first: its position in Plugins.static and its reason
+ * Which static filter rejects a node first: its position in Plugins.staticFilters and its reason
  * ([-1, undefined] when none does). Positions let a job's own filters be merged with its
  * shape's verdict without running the shape's filters again.
  */
@@ -80,7 +80,7 @@ const compiled = new WeakMap<PluginRegistry, Plugins>();
 /** A registry checked and split by stage, for the planner's hot paths. */
 export class Plugins {
   /** Class, node and job filters in registry order. */
-  readonly static: readonly StaticFilterPlugin[];
+  readonly staticFilters: readonly StaticFilterPlugin[];
   readonly classFilters: readonly ClassFilterPlugin[];
   readonly nodeFilters: readonly NodeFilterPlugin[];
   readonly jobFilters: readonly JobFilterPlugin[];
@@ -88,6 +88,8 @@ export class Plugins {
   readonly scores: readonly WeightedScore[];
   /** The weighted form of a lone active scorer (scorers live for one cycle, so do these). */
   private readonly weighted = new WeakMap<NodeScorer, Preference>();
+  /** Verdicts per filter position and reason, shared: explanations ask for thousands per cycle. */
+  private readonly verdicts: Map<string, Verdict>[] = [];
 
   static of(registry: PluginRegistry = DEFAULT_PLUGINS): Plugins {
     let p = compiled.get(registry);
@@ -104,7 +106,7 @@ export class Plugins {
     for (const { plugin, weight } of registry.scores) {
       if (!Number.isFinite(weight) || weight <= 0) throw new PluginRegistryError(`score plugin ${plugin.name}: weight must be a number > 0, got ${weight}`);
     }
-    this.static = registry.filters.filter((f): f is StaticFilterPlugin => f.stage !== 'capacity');
+    this.staticFilters = registry.filters.filter((f): f is StaticFilterPlugin => f.stage !== 'capacity');
     this.classFilters = registry.filters.filter((f): f is ClassFilterPlugin => f.stage === 'class');
     this.nodeFilters = registry.filters.filter((f): f is NodeFilterPlugin => f.stage === 'node');
     this.jobFilters = registry.filters.filter((f): f is JobFilterPlugin => f.stage === 'job');
@@ -129,13 +131,13 @@ export class Plugins {
     return this.classFilters.some((f) => f.labels?.(job) ?? false);
   }
 
-  /** The first failing class filter (its position in `static`, -1 when none): the verdict for every node of the class. */
+  /** The first failing class filter (its position in `staticFilters`, -1 when none): the verdict for every node of the class. */
   classVerdict(node: NodeView, job: JobRequest): Verdict {
-    for (let k = 0; k < this.static.length; k++) {
-      const f = this.static[k]!;
+    for (let k = 0; k < this.staticFilters.length; k++) {
+      const f = this.staticFilters[k]!;
       if (f.stage !== 'class') continue;
       const reason = f.filter(node, job);
-      if (reason !== undefined) return [k, reason];
+      if (reason !== undefined) return this.verdict(k, reason);
     }
     return PASS;
   }
@@ -143,11 +145,11 @@ export class Plugins {
   /** The first failing job filter for node i (exclusions), as a verdict. */
   jobVerdict(i: number, job: JobRequest, cycle: CycleContext): Verdict {
     const node = cycle.state.nodes[i]!;
-    for (let k = 0; k < this.static.length; k++) {
-      const f = this.static[k]!;
+    for (let k = 0; k < this.staticFilters.length; k++) {
+      const f = this.staticFilters[k]!;
       if (f.stage !== 'job') continue;
       const reason = f.filter(node, i, job, cycle);
-      if (reason !== undefined) return [k, reason];
+      if (reason !== undefined) return this.verdict(k, reason);
     }
     return PASS;
   }
@@ -155,10 +157,10 @@ export class Plugins {
   /** The first failing static filter for node i, in registry order; without the job stage when `shapeOnly`. */
   staticVerdict(i: number, job: JobRequest, cycle: CycleContext, shapeOnly = false): Verdict {
     const node = cycle.state.nodes[i]!;
-    for (let k = 0; k < this.static.length; k++) {
-      const f = this.static[k]!;
+    for (let k = 0; k < this.staticFilters.length; k++) {
+      const f = this.staticFilters[k]!;
       const reason = f.stage === 'class' ? f.filter(node, job) : shapeOnly && f.stage === 'job' ? undefined : f.filter(node, i, job, cycle);
-      if (reason !== undefined) return [k, reason];
+      if (reason !== undefined) return this.verdict(k, reason);
     }
     return PASS;
   }
@@ -167,24 +169,35 @@ export class Plugins {
     return this.staticVerdict(i, job, cycle, shapeOnly)[1];
   }
 
+  private verdict(position: number, reason: string): Verdict {
+    const byReason = (this.verdicts[position] ??= new Map());
+    let v = byReason.get(reason);
+    if (!v) byReason.set(reason, (v = [position, reason]));
+    return v;
+  }
+
   /** The job's active score plugins combined, or undefined when none is active (best fit alone decides). */
   preference(job: JobRequest, cycle: CycleContext): Preference | undefined {
-    let first: { scorer: NodeScorer; weight: number } | undefined;
+    let scorer: NodeScorer | undefined;
+    let weight = 0;
     let active: { scorer: NodeScorer; weight: number }[] | undefined;
-    for (const { plugin, weight } of this.scores) {
-      const scorer = plugin.prepare(job, cycle);
-      if (!scorer) continue;
-      if (!first) first = { scorer, weight };
-      else (active ??= [first]).push({ scorer, weight });
+    for (const s of this.scores) {
+      const prepared = s.plugin.prepare(job, cycle);
+      if (!prepared) continue;
+      if (!scorer) {
+        scorer = prepared;
+        weight = s.weight;
+      } else (active ??= [{ scorer, weight }]).push({ scorer: prepared, weight: s.weight });
     }
-    if (!first) return undefined;
+    if (!scorer) return undefined;
     if (!active) {
       // A scorer is usually shared by every job of the cycle, and so is its weighted form.
-      const { scorer, weight } = first;
-      let p = this.weighted.get(scorer);
+      const one = scorer;
+      const w = weight;
+      let p = this.weighted.get(one);
       if (!p) {
-        p = { score: (i) => weight * scorer.score(i), max: weight * MAX_NODE_SCORE, ...(scorer.lowered ? { lowered: scorer.lowered } : {}) };
-        this.weighted.set(scorer, p);
+        p = { score: (i) => w * one.score(i), max: w * MAX_NODE_SCORE, ...(one.lowered ? { lowered: one.lowered } : {}) };
+        this.weighted.set(one, p);
       }
       return p;
     }

@@ -104,8 +104,8 @@ export interface NodeFilterPlugin extends Plugin {
 
 export interface JobFilterPlugin extends Plugin {
   readonly stage: 'job';
-  /** The nodes this job's own list names (indices in the snapshot; unknown names dropped). */
-  affected(job: JobRequest, cycle: CycleContext): readonly number[];
+  /** Appends to `into` the nodes this job's own list names (indices in the snapshot; unknown names dropped). */
+  affected(job: JobRequest, cycle: CycleContext, into: number[]): void;
   filter(node: NodeView, i: number, job: JobRequest, cycle: CycleContext): FilterStatus;
 }
 

@@ -56,11 +56,12 @@ export function designateSpares({ state, spares, running, pending }: SpareInputs
   for (const pool of spares.pools) {
     if (pool.count === 0) continue;
     const models = state.models.map((m) => pool.gpuType === undefined || m.includes(pool.gpuType));
-    // Spares taken so far per group (leaf switch, or the whole cluster).
-    const taken = new Map<number, number>();
+    // Spares taken so far per group: the leaf switch the node reports (nodes that report none
+    // form one group, rather than each being its own switch), or the whole cluster.
+    const taken = new Map<string, number>();
     for (const i of order) {
       if (out.has(i) || !models[state.model[i]!]) continue;
-      const group = pool.perLeafSwitch ? state.leaf[i]! : 0;
+      const group = pool.perLeafSwitch ? state.nodes[i]!.topology.leafSwitch : '';
       const n = taken.get(group) ?? 0;
       if (n >= pool.count) continue;
       taken.set(group, n + 1);

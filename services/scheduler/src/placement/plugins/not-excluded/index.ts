@@ -10,13 +10,11 @@ export const notExcluded: NodeFilter = (node, job) => (job.excludeNodes.includes
 export const notExcludedPlugin: JobFilterPlugin = {
   name: 'NotExcluded',
   stage: 'job',
-  affected(job, cycle) {
-    const out: number[] = [];
+  affected(job, cycle, into) {
     for (const name of job.excludeNodes) {
       const i = cycle.state.byName.get(name);
-      if (i !== undefined) out.push(i);
+      if (i !== undefined) into.push(i);
     }
-    return out;
   },
   filter: (node, _i, job) => notExcluded(node, job),
 };
