@@ -197,10 +197,10 @@ class Cycle {
    * lower-ranked jobs cannot take what it is waiting to assemble. True when nominated.
    */
   private tryPreempt(job: JobRequest, shape: string, fit: JobFit, admission: ReturnType<QuotaLedger['admit']>, eb: boolean, queuePosition: number): boolean {
-    const key = `${admission.ok}${job.priority}|${job.tenant}|${job.topology}${shape}`;
-    if (this.failedPreempt.get(key, job, fit)) return false;
-    const enabled = this.config.preemption.enabled;
     if (!this.mayFindVictims(job, admission)) return false;
+    const key = `${admission.ok}${job.priority}|${job.tenant}|${job.topology}`;
+    if (this.failedPreempt.get(shape, key, job, fit)) return false;
+    const enabled = this.config.preemption.enabled;
     const candidates = [...this.claimable.values()].filter((j) => enabled || j.terminating);
     if (candidates.length === 0) return false;
     const search = (f: JobFit) => findVictims({
@@ -222,7 +222,7 @@ class Cycle {
     });
     const choice = search(fit);
     if (!choice) {
-      this.failedPreempt.remember(key, job, fit, true, () => (search({ ...fit.shape!, capacity: fit.capacity }) ? undefined : true));
+      this.failedPreempt.remember(shape, key, job, fit, true, () => (search({ ...fit.shape!, capacity: fit.capacity }) ? undefined : true));
       return false;
     }
     const end = expectedEnd(this.now, job.timeLimitSec, this.now);

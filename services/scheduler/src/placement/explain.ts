@@ -79,7 +79,11 @@ export class PendingExplainer {
   }
 }
 
+/** The last time formatted: every job behind a reservation names the same start time. */
+let formatted: { ms: number; text: string } | undefined;
+
 /** "2026-11-25T10:00:00Z" in plain UTC, without milliseconds. */
 export function formatTime(ms: number): string {
-  return Number.isFinite(ms) ? new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z') : 'never';
+  if (formatted?.ms !== ms) formatted = { ms, text: Number.isFinite(ms) ? new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z') : 'never' };
+  return formatted.text;
 }

@@ -10,18 +10,23 @@ import type { ClusterState } from './cluster-state.js';
 import type { Scenario } from './framework/types.js';
 import type { JobFit } from './static-fit.js';
 import { describeFailure, selectNodes, shapeOutcome, type GangFailure, type GangOutcome } from './topology.js';
-import type { JobRequest } from './types.js';
+import type { JobRequest, TopologyNeed } from './types.js';
 
 export class FailureMemo<T> {
-  private readonly failed = new Map<string, { nodes: number; value: T }>();
+  /**
+   * By shape, then by the rest of the key: the shape string is hashed once per job already
+   * (FitCache), so a long queue builds no new key strings here.
+   */
+  private readonly failed = new Map<string, Map<string, { nodes: number; value: T }>>();
   /** Failures kept for one exclusion list: rare, so most lookups skip building that key. */
   private own = 0;
 
-  /** A known failure for the job: its shape's under `key`, or that of the same exclusion list. */
-  get(key: string, job: JobRequest, fit: JobFit): T | undefined {
-    const shape = this.failed.get(key);
-    if (shape && job.nodes >= shape.nodes) return shape.value;
-    const own = this.own > 0 && fit.excluded?.length ? this.failed.get(key + ownKey(fit)) : undefined;
+  /** A known failure for the job: its shape's, or that of the same exclusion list. */
+  get(shape: string, key: string, job: JobRequest, fit: JobFit): T | undefined {
+    const byKey = this.failed.get(shape);
+    const known = byKey?.get(key);
+    if (known && job.nodes >= known.nodes) return known.value;
+    const own = this.own > 0 && fit.excluded?.length ? byKey?.get(key + ownKey(fit)) : undefined;
     return own && job.nodes >= own.nodes ? own.value : undefined;
   }
 
@@ -30,21 +35,25 @@ export class FailureMemo<T> {
    * the job's exclusions, or undefined when the shape would succeed); it is asked only when
    * the job's exclusions removed candidates.
    */
-  remember(key: string, job: JobRequest, fit: JobFit, value: T, withoutExclusions: () => T | undefined): void {
+  remember(shape: string, key: string, job: JobRequest, fit: JobFit, value: T, withoutExclusions: () => T | undefined): void {
+    let byKey = this.failed.get(shape);
+    if (!byKey) this.failed.set(shape, (byKey = new Map()));
     if (!fit.excluded?.length) {
-      this.failed.set(key, { nodes: job.nodes, value });
+      byKey.set(key, { nodes: job.nodes, value });
       return;
     }
-    const shape = withoutExclusions();
-    if (shape !== undefined) this.failed.set(key, { nodes: job.nodes, value: shape });
+    const general = withoutExclusions();
+    if (general !== undefined) byKey.set(key, { nodes: job.nodes, value: general });
     else {
       this.own += 1;
-      this.failed.set(key + ownKey(fit), { nodes: job.nodes, value });
+      byKey.set(key + ownKey(fit), { nodes: job.nodes, value });
     }
   }
 }
 
 const ownKey = (fit: JobFit) => `#${fit.excluded!.join(',')}`;
+
+const GUARDED: Record<TopologyNeed, string> = { any: 'g:any', 'same-nvlink-domain': 'g:same-nvlink-domain', 'same-switch': 'g:same-switch', 'same-spine': 'g:same-spine' };
 
 /** selectNodes on a cycle's live state, remembering failures for the rest of the cycle. */
 export class LiveSelector {
@@ -60,8 +69,9 @@ export class LiveSelector {
 
   /** `guarded`: the scenario holds the backfill reservation against the job. */
   select(job: JobRequest, shape: string, fit: JobFit, guarded: boolean, scenario: Scenario): GangOutcome {
-    const key = `${guarded ? 'g' : '-'}${job.topology}${shape}`;
-    const known = this.failed.get(key, job, fit);
+    // One of a handful of constant strings, so a long queue builds no keys here.
+    const key = guarded ? GUARDED[job.topology] : job.topology;
+    const known = this.failed.get(shape, key, job, fit);
     if (known) {
       // A shape's failure is an upper bound for a job whose own list excludes more.
       const bounded = known.bounded === true || (fit.excluded?.length ?? 0) > 0;
@@ -77,7 +87,7 @@ export class LiveSelector {
     }
     const own = selectNodes(this.state, job, fit, scenario);
     if (!own.ok) {
-      this.failed.remember(key, job, fit, own, () => {
+      this.failed.remember(shape, key, job, fit, own, () => {
         const shaped = shapeOutcome(this.state, job, fit, scenario, own);
         return shaped.ok ? undefined : shaped;
       });

@@ -254,7 +254,7 @@ function checkPlacements(w: World, plan: CyclePlan): void {
 function checkRecovery(w: World, plan: CyclePlan): void {
   const config = resolveConfig(w.config);
   const state = new ClusterState(w.nodes);
-  const spares = new Set([...designateSpares({ state, spares: config.spares, running: w.running, pending: w.pending })].map((i) => w.nodes[i]!.name));
+  const spares = new Set([...designateSpares({ state, spares: config.spares, running: w.running, pending: w.pending, now: NOW, blamePenaltySec: config.recovery.blamePenaltySec })].map((i) => w.nodes[i]!.name));
   const jobs = new Map(w.pending.map((j) => [j.id, j]));
   for (const p of plan.placements) {
     const job = jobs.get(p.jobId)!;

@@ -10,9 +10,10 @@ const spareConfig = (over: Partial<NonNullable<SchedulingConfigInput['spares']>>
   spares: { pools: [{ count: 1, perLeafSwitch: true }], allowPreemptible: false, ...over },
 });
 
-const spares = (nodes: NodeView[], config: SchedulingConfigInput, pending = [job('p')], running = [] as Parameters<typeof designateSpares>[0]['running']) => {
+const spares = (nodes: NodeView[], config: SchedulingConfigInput, pending = [job('p')], running = [] as Parameters<typeof designateSpares>[0]['running'], now = 10 * HOUR) => {
   const state = new ClusterState(nodes);
-  return [...designateSpares({ state, spares: resolveConfig(config).spares, running, pending })].map((i) => nodes[i]!.name).sort();
+  const resolved = resolveConfig(config);
+  return [...designateSpares({ state, spares: resolved.spares, running, pending, now, blamePenaltySec: resolved.recovery.blamePenaltySec })].map((i) => nodes[i]!.name).sort();
 };
 
 describe('hot spares', () => {
@@ -22,11 +23,13 @@ describe('hot spares', () => {
     nodes[4]!.freeGpus = [0, 1]; // leaf-1: n0004 is busy
     nodes[5]!.state = 'QUARANTINED';
     expect(spares(nodes, spareConfig())).toEqual(['n0001', 'n0006']);
-    // A blamed node is still better than none.
+    // Once its penalty is over, a node blamed long ago is better than none ...
     nodes[1]!.lastBlamedAt = 6 * HOUR;
     nodes[2]!.freeGpus = [];
     nodes[3]!.freeGpus = [];
     expect(spares(nodes, spareConfig())).toEqual(['n0000', 'n0006']);
+    // ... but while it lasts (recovery.blamePenaltySec, an hour by default) a blamed node is no spare.
+    expect(spares(nodes, spareConfig(), undefined, undefined, 5.5 * HOUR)).toEqual(['n0006']);
   });
 
   it('takes count across the cluster without perLeafSwitch, and only models containing gpuType', () => {

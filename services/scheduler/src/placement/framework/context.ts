@@ -16,6 +16,6 @@ export interface CycleInputs {
 
 /** A context for one cycle; without config or jobs (tools, tests), one without spares at time 0. */
 export function createCycleContext({ state, config = DEFAULT_CONFIG, now = 0, running = [], pending = [] }: CycleInputs): CycleContext {
-  const spares = designateSpares({ state, spares: config.spares, running, pending });
+  const spares = designateSpares({ state, spares: config.spares, running, pending, now, blamePenaltySec: config.recovery.blamePenaltySec });
   return { state, config, now, spares, spareNames: new Set([...spares].map((i) => state.nodes[i]!.name)) };
 }

@@ -9,6 +9,6 @@ export const gpuType: NodeFilter = (node, job) =>
 export const gpuTypePlugin: ClassFilterPlugin = {
   name: 'GpuType',
   stage: 'class',
-  key: (job) => (job.gpuTypes.length <= 1 ? job.gpuTypes.join() : [...job.gpuTypes].sort().join()),
+  key: (job) => (job.gpuTypes.length <= 1 ? (job.gpuTypes[0] ?? '') : [...job.gpuTypes].sort().join()),
   filter: gpuType,
 };

@@ -2,7 +2,8 @@
 // GPU model contains its `gpuType` (any model when absent), in every leaf switch when
 // `perLeafSwitch`, else across the cluster. Candidates are fully idle nodes and, when
 // preemptible work may use spares, nodes running only such work (a recovery job preempts
-// it); idle ones first, then the least recently blamed, then by name. The choice depends
+// it); never a node blamed for a node fault within `recovery.blamePenaltySec`; idle ones
+// first, then the least recently blamed, then by name. The choice depends
 // only on the snapshot, so it is the same cycle after cycle while nothing changes, and a
 // spare that a recovery job took is replaced from the healthy idle nodes in the next cycle.
 import type { ClusterState } from '../../cluster-state.js';
@@ -19,9 +20,12 @@ export interface SpareInputs {
   running: readonly RunningJob[];
   /** Nodes a pending job keeps ranks on are never taken as spares (the job is coming back). */
   pending: readonly JobRequest[];
+  /** Milliseconds since epoch, and how long a blamed node stays under suspicion. */
+  now: number;
+  blamePenaltySec: number;
 }
 
-export function designateSpares({ state, spares, running, pending }: SpareInputs): Set<number> {
+export function designateSpares({ state, spares, running, pending, now, blamePenaltySec }: SpareInputs): Set<number> {
   const out = new Set<number>();
   if (spares.pools.every((p) => p.count === 0)) return out;
   const claimed = new Set<number>();
@@ -41,7 +45,10 @@ export function designateSpares({ state, spares, running, pending }: SpareInputs
   const busy: number[] = [];
   for (let i = 0; i < state.size; i++) {
     const capacity = Math.min(state.nodes[i]!.gpuCount, 32);
-    if (!state.ready[i] || capacity === 0 || claimed.has(i)) continue;
+    // A spare stands in for a faulty node: one blamed for a node fault recently is not healthy.
+    const blamedAt = state.nodes[i]!.lastBlamedAt;
+    const suspect = blamedAt !== undefined && now - blamedAt < blamePenaltySec * 1000;
+    if (!state.ready[i] || capacity === 0 || claimed.has(i) || suspect) continue;
     if (state.freeCount[i] === capacity) idle.push(i);
     else if (state.freeCount[i]! + preemptible[i]! >= capacity) busy.push(i);
   }
