@@ -164,7 +164,7 @@ describe('launching ranks', () => {
   });
 
   it('takes a submit without --gpus-per-node as every GPU of the node', async () => {
-    const sub = await gantry(stack.gatewayAddr, tmpdir(), '-o', 'json', 'job', 'submit', '--nodes', '1', '--', 'true');
+    const sub = await gantry(stack.gatewayAddr, tmpdir(), '-o', 'json', 'job', 'submit', '--nodes', '1', '--', 'sleep', '60');
     expect(sub.code, sub.stderr).toBe(0);
     const job = (JSON.parse(sub.stdout) as { job: { id: string } }).job;
     const j: Job = await client.getJob(job.id);
@@ -190,9 +190,13 @@ describe('launching ranks', () => {
   // possible this cycle"), with a reason of its own rather than no-capacity. See the report of issue 9.
   it.todo('explains a never-fitting job queued behind other blocked jobs as never fitting');
 
-  // Needs the planner to place gpusPerNode 0 as every GPU of each chosen node (see the report
-  // of issue 9): until then such a job waits as invalid.
-  it.todo('runs a job submitted without --gpus-per-node on every GPU of its node');
+  it('runs a job submitted without --gpus-per-node on every GPU of its node', async () => {
+    const sub = await gantry(stack.gatewayAddr, tmpdir(), 'job', 'submit', '--nodes', '1', '--wait', '--', 'sh', '-c', 'echo "$CUDA_VISIBLE_DEVICES"');
+    expect(sub.code, sub.stdout + sub.stderr).toBe(0);
+    const j = await client.getJob(jobId(sub.stdout));
+    expect(j.spec!.gpusPerNode).toBe(0);
+    expect(j.attempts.at(-1)!.placement[0]!.gpuIndices).toHaveLength(16);
+  });
 });
 
 describe('a submit that times out', () => {

@@ -9,7 +9,7 @@ import { loadConfig } from '@gantry/service-kit';
 import { Counter, Histogram } from 'prom-client';
 import type { SchedulerContext } from './context.js';
 import { accrueUsage, allocationsOf, formatRejections, planCycle, usageAt, type CyclePlan, type Placement, type Preemption, type RankAssignment, type RunningJob, type UsageRecord } from './placement/index.js';
-import { jobRequest, nodeView, priorityOf, runningJob } from './snapshot.js';
+import { WholeNodeSizer, jobRequest, nodeView, priorityOf, runningJob } from './snapshot.js';
 import { currentAttempt, endJob, isActive, liveRanks, preemptJob, requeueJob, schedule, type AttemptOrigin } from './jobs/lifecycle.js';
 import type { RecoveryController } from './recovery/controller.js';
 import type { ResumeSource } from './recovery/resume.js';
@@ -100,7 +100,9 @@ export class SchedulingLoop extends WakeableLoop {
     ];
     const usage = await this.accrueUsage(running, now, config.fairShare.halfLifeSec);
 
-    const plan = planCycle(nodes.map(nodeView), pending.map((r) => jobRequest(r.job)), { now, running, config, usage });
+    const views = nodes.map(nodeView);
+    const sizer = new WholeNodeSizer(views);
+    const plan = planCycle(views, pending.map((r) => jobRequest(r.job, sizer)), { now, running, config, usage });
     if (queued.length > pending.length) this.wakeAt(Math.min(...queued.map((r) => r.job.recovery?.notBefore?.getTime() ?? Infinity)));
     for (const p of plan.preemptions) await this.preempt(p, epoch);
     await this.commitPlacements(plan, new Map(pending.map((r) => [r.job.id, r])), new Map(nodes.map((n) => [n.node.name, n.node.address])), epoch);

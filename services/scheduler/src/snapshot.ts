@@ -1,7 +1,7 @@
 // Builds the pure core's inputs from Redis records.
 import { RecoveryGrade, type Job, type Node, TopologyRequirement, nodeStateName } from '@gantry/proto';
 import type { NodeRecord } from '@gantry/store';
-import { PRIORITY_CLASSES, priorityOf as classPriority, type JobRequest, type NodeView, type RunningJob, type TopologyNeed } from './placement/index.js';
+import { PRIORITY_CLASSES, gpuType, nodeSelector, priorityOf as classPriority, type JobRequest, type NodeView, type RunningJob, type TopologyNeed } from './placement/index.js';
 import { currentAttempt, liveRanks } from './jobs/lifecycle.js';
 
 /** Numeric priority of a class; the gateway admits only known classes, anything else counts as `normal`. */
@@ -41,13 +41,36 @@ export function nodeView(rec: NodeRecord): NodeView {
   };
 }
 
-export function jobRequest(job: Job): JobRequest {
+/**
+ * "All GPUs of the node" (gpus_per_node 0) as a number the planner can place: the most GPUs a
+ * READY node that matches the job's GPU types and selector has. On a mixed pool this asks for
+ * the biggest such nodes. 0 (no such node) is left for the planner to refuse with its reason.
+ */
+export class WholeNodeSizer {
+  private readonly cache = new Map<string, number>();
+
+  constructor(private readonly nodes: readonly NodeView[]) {}
+
+  gpusPerNode(spec: { gpusPerNode: number; gpuTypes: string[]; nodeSelector: Record<string, string> }): number {
+    if (spec.gpusPerNode !== 0) return spec.gpusPerNode;
+    const key = JSON.stringify([spec.gpuTypes, spec.nodeSelector]);
+    let n = this.cache.get(key);
+    if (n === undefined) {
+      const probe = { gpuTypes: spec.gpuTypes, nodeSelector: spec.nodeSelector } as JobRequest;
+      n = Math.max(0, ...this.nodes.filter((v) => v.state === 'READY' && !gpuType(v, probe) && !nodeSelector(v, probe)).map((v) => v.gpuCount));
+      this.cache.set(key, n);
+    }
+    return n;
+  }
+}
+
+export function jobRequest(job: Job, sizer?: WholeNodeSizer): JobRequest {
   const s = job.spec!;
   return {
     id: job.id,
     tenant: s.tenant,
     nodes: s.nodes,
-    gpusPerNode: s.gpusPerNode,
+    gpusPerNode: sizer ? sizer.gpusPerNode(s) : s.gpusPerNode,
     gpuTypes: s.gpuTypes,
     priority: priorityOf(s.priorityClass),
     submitTime: job.createdAt?.getTime() ?? 0,

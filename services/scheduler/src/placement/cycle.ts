@@ -41,6 +41,7 @@ function defaultNow(pending: readonly JobRequest[], running: readonly RunningJob
 
 function invalidReason(job: JobRequest): string | undefined {
   if (!Number.isInteger(job.nodes) || job.nodes < 1) return `nodes must be a positive integer, got ${job.nodes}`;
+  if (job.gpusPerNode === 0) return 'it asks for all GPUs of each node, and no READY node matches its GPU type and node selector';
   if (!Number.isInteger(job.gpusPerNode) || job.gpusPerNode < 1 || job.gpusPerNode > MAX_GPUS_PER_NODE) {
     return `gpusPerNode must be 1..${MAX_GPUS_PER_NODE}, got ${job.gpusPerNode}`;
   }
