@@ -291,6 +291,13 @@ class Cycle {
    * over the cluster, and with 20,000 blocked jobs an unbounded search would take seconds.
    */
   private reserve(job: JobRequest, shape: string, fit: JobFit, entry: Unschedulable): void {
+    // Too few nodes pass its static filters (type, count, labels, state, exclusions): no
+    // reservation search needed, and waiting alone will not help. Cheap, so checked always.
+    const eligible = fit.candidates.length - (fit.excluded?.length ?? 0);
+    if (eligible < job.nodes) {
+      entry.message += `; can never fit as the cluster stands: ${eligible} node${eligible === 1 ? '' : 's'} pass its filters, it needs ${job.nodes}`;
+      return;
+    }
     if (job.excludeNodes.length > 0) shape += `#${[...job.excludeNodes].sort().join()}`;
     if (this.reserveTries >= MAX_RESERVATION_TRIES || this.reserveFailedShapes.has(shape)) {
       entry.message += '; no reservation possible this cycle';
