@@ -122,6 +122,24 @@ describe('recovery', () => {
     expect(markers(marker).map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['1 0', '1 1', '2 0', '2 1']);
   });
 
+  it('holds the GPUs of a restart in place through the backoff: a job waiting in the queue does not take them', async () => {
+    const { client } = await setup({ agents: 2 });
+    await client.setSchedulingConfig({ recovery: { ...FAST, backoffInitialMs: 2_000 } });
+    const { job } = await client.submitJob({
+      nodes: 2, gpusPerNode: 8, stopGraceSeconds: 1, retry: { maxRecoveries: 1, retryOn: [FailureClass.FAILURE_CLASS_APPLICATION] },
+      command: ['sh', '-c', 'if [ "$GANTRY_ATTEMPT" = 1 ]; then sleep 2; exit 1; fi; sleep 1'],
+    });
+    await waitForJob(client, job!.id, [JobState.JOB_STATE_RUNNING]);
+    const { job: waiting } = await client.submitJob({ nodes: 1, gpusPerNode: 8, command: ['true'] });
+    const done = await waitForJob(client, job!.id, [JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED], 40_000);
+    expect(jobStateName(done.state)).toBe('SUCCEEDED');
+    expect(done.attempts[1]!.grade).toBe(RecoveryGrade.RECOVERY_GRADE_RESTART_IN_PLACE);
+    expect(nodesOf(done, 2)).toEqual(nodesOf(done, 1));
+    // The waiting job ran only after the restarted attempt had its GPUs.
+    const other = await waitForJob(client, waiting!.id, [JobState.JOB_STATE_SUCCEEDED], 30_000);
+    expect(other.attempts[0]!.scheduledAt!.getTime()).toBeGreaterThanOrEqual(done.attempts[1]!.scheduledAt!.getTime());
+  });
+
   it('an application error is not retried by default: FAILED, naming the rank that failed first', async () => {
     const { client } = await setup({ agents: 2 });
     await client.setSchedulingConfig({ recovery: FAST });

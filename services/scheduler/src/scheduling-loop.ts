@@ -8,7 +8,7 @@ import { AllocationConflictError, CheckpointStore, FencedError, SchedulingStateS
 import { loadConfig } from '@gantry/service-kit';
 import { Counter, Histogram } from 'prom-client';
 import type { SchedulerContext } from './context.js';
-import { accrueUsage, allocationsOf, formatRejections, planCycle, usageAt, type CyclePlan, type Placement, type Preemption, type RankAssignment, type RunningJob, type UsageRecord } from './placement/index.js';
+import { accrueUsage, allocationsOf, formatRejections, planCycle, usageAt, type CyclePlan, type NodeView, type Placement, type Preemption, type RankAssignment, type RunningJob, type UsageRecord } from './placement/index.js';
 import { WholeNodeSizer, jobRequest, nodeView, priorityOf, runningJob } from './snapshot.js';
 import { currentAttempt, endJob, isActive, liveRanks, preemptJob, requeueJob, schedule, type AttemptOrigin } from './jobs/lifecycle.js';
 import type { RecoveryController } from './recovery/controller.js';
@@ -31,6 +31,35 @@ export interface Explanation {
   summary: string;
   reservation?: { startTime: number; nodes: string[] };
   evaluatedAt: number;
+}
+
+/**
+ * GPUs a recovery is coming back to, held from other jobs until its next attempt is placed:
+ * released as the failed attempt's ranks exit, they would otherwise go to whoever is next in
+ * the queue during the settle window and the backoff, and a restart in place would become a
+ * whole-gang move. Undecided: every GPU of the attempt; decided: the kept ranks' GPUs.
+ */
+function heldForRecovery(records: JobRecord[]): Map<string, Set<number>> {
+  const held = new Map<string, Set<number>>();
+  for (const { job } of records) {
+    const r = job.recovery;
+    if (!r || (r.decided && !r.retry)) continue;
+    const ranks = r.decided ? r.keep : (currentAttempt(job)?.placement ?? []);
+    for (const p of ranks) {
+      const gpus = held.get(p.node) ?? new Set<number>();
+      for (const g of p.gpuIndices) gpus.add(g);
+      held.set(p.node, gpus);
+    }
+  }
+  return held;
+}
+
+function withheld(views: NodeView[], held: Map<string, Set<number>>): NodeView[] {
+  if (held.size === 0) return views;
+  return views.map((v) => {
+    const h = held.get(v.name);
+    return h ? { ...v, freeGpus: v.freeGpus.filter((g) => !h.has(g)) } : v;
+  });
 }
 
 export class SchedulingLoop extends WakeableLoop {
@@ -100,7 +129,7 @@ export class SchedulingLoop extends WakeableLoop {
     ];
     const usage = await this.accrueUsage(running, now, config.fairShare.halfLifeSec);
 
-    const views = nodes.map(nodeView);
+    const views = withheld(nodes.map(nodeView), heldForRecovery([...recovering, ...queued.filter((r) => !pending.includes(r))]));
     const sizer = new WholeNodeSizer(views);
     const plan = planCycle(views, pending.map((r) => jobRequest(r.job, sizer)), { now, running, config, usage });
     if (queued.length > pending.length) this.wakeAt(Math.min(...queued.map((r) => r.job.recovery?.notBefore?.getTime() ?? Infinity)));
