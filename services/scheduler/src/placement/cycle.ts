@@ -293,7 +293,8 @@ class Cycle {
   private reserve(job: JobRequest, shape: string, fit: JobFit, entry: Unschedulable): void {
     // Too few nodes pass its static filters (type, count, labels, state, exclusions): no
     // reservation search needed, and waiting alone will not help. Cheap, so checked always.
-    const eligible = fit.candidates.length - (fit.excluded?.length ?? 0);
+    // The shape's candidates less the job's own exclusions (its own candidate list is built only on demand).
+    const eligible = (fit.shape ?? fit).candidates.length - (fit.excluded?.length ?? 0);
     if (eligible < job.nodes) {
       entry.message += `; can never fit as the cluster stands: ${eligible} node${eligible === 1 ? '' : 's'} pass its filters, it needs ${job.nodes}`;
       return;

@@ -117,4 +117,10 @@ describe('exclusions as a post-filter', () => {
     expect(plan.unschedulable[0]!.rejections).toEqual({ 'excluded by the job': 1, quarantined: 1, 'insufficient free GPUs': 2 });
     expect(plan.unschedulable[2]!.rejections).toEqual({ quarantined: 1, 'insufficient free GPUs': 3 });
   });
+
+  it('counts a job\'s own exclusions once when it says it can never fit', () => {
+    const nodes = cluster({ spines: 1, leavesPerSpine: 1, nodesPerLeaf: 4 });
+    const plan = planCycle(nodes, [job('j', { nodes: 4, excludeNodes: ['n0001'] })]);
+    expect(plan.unschedulable[0]!.message).toContain('can never fit as the cluster stands: 3 nodes pass its filters, it needs 4');
+  });
 });
