@@ -34,8 +34,8 @@ export interface PluginRegistry {
 /**
  * Cheap and decisive filters first. HotSpare comes after the model and size checks so a
  * spare is reported as held only to jobs that could otherwise use it. BlamePenalty weighs
- * twice PreferSpares: a recovery attempt takes a healthy ordinary node before a spare that
- * was blamed a moment ago.
+ * twice PreferSpares, so health stays the stronger preference should a spare ever be a node
+ * under penalty (designation avoids them today).
  */
 export const DEFAULT_PLUGINS: PluginRegistry = {
   filters: [nodeReadyPlugin, notExcludedPlugin, gpuTypePlugin, nodeSelectorPlugin, gpuCountPlugin, hotSparePlugin, freeGpusPlugin, notReservedPlugin],
