@@ -72,6 +72,15 @@ describe('usage accounting', () => {
     );
     expect(q.map((j) => j.id)).toEqual(['heavy-high', 'light-early', 'light-late', 'heavy-early']);
   });
+
+  it('puts a recovery attempt first within its priority: it comes back to GPUs it just left', () => {
+    const config = resolveConfig({ tenants: { heavy: { weight: 1 }, light: { weight: 1 } } });
+    const q = orderQueue(
+      [job('light-early', { tenant: 'light', submitTime: 1 }), job('heavy-recovering', { tenant: 'heavy', submitTime: 9, recovery: true }), job('top', { submitTime: 10, priority: PRIORITY_CLASSES.high })],
+      { config, usage: { heavy: 1000, light: 10 } },
+    );
+    expect(q.map((j) => j.id)).toEqual(['top', 'heavy-recovering', 'light-early']);
+  });
 });
 
 describe('quotas and borrowing', () => {
