@@ -677,8 +677,8 @@ function report(plan: JobPlan[], ms_: Metrics[], wallMs: number): void {
   for (const m of cols) for (const w of m.unexplainedWhat) console.log(`  ${m.policy} FAILURE WITH NO INJECTED CAUSE: ${w}`);
   console.log('  chain = one job from submit to final state (the deterministic-bug job is not one). episode = from a fault to the chain running');
   console.log('  again on hardware not already known bad ("never" if it did not); p99 = nearest rank (the max below 100 episodes).');
-  console.log('  GPU-seconds lost = per rank of every try that did not complete, GPUs x (rank end - try scheduled); no GPU is held idle during');
-  console.log('  a recovery (a failed attempt releases all of them), so none is added for that.');
+  console.log('  GPU-seconds lost = per rank of every try that did not complete, GPUs x (rank end - try scheduled); not counted: the GPUs');
+  console.log('  Gantry holds for a recovery from its settle window to the end of its backoff (seconds; the hot spares idle line is separate).');
   if (g && g.retriesOnBad > 0) {
     console.log(`  note: ${g.retriesOnBad} Gantry retries were placed on nodes the benchmark had already broken (blamed for another job, so not`);
     console.log('  excluded for this one; hot spares included): those retries fail again and spend the recovery budget.');
