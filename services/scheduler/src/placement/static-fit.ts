@@ -12,7 +12,7 @@
 import type { ClusterState } from './cluster-state.js';
 import { createCycleContext } from './framework/context.js';
 import { DEFAULT_PLUGINS, firstOf, Plugins, type PluginRegistry, type Preference, type Verdict } from './framework/registry.js';
-import type { CapacityFilterPlugin, CycleContext } from './framework/types.js';
+import type { CapacityFilterPlugin, CycleContext, FilterStatus } from './framework/types.js';
 import { addCount } from './explain.js';
 import { resolveKeep, type KeepPlan } from './kept.js';
 import type { JobRequest, NodeView, RejectionCounts } from './types.js';
@@ -38,6 +38,8 @@ export interface JobFit extends StaticFit {
   readonly excluded?: readonly number[];
   /** Moves, in the shape's rejection counts, the nodes the job's exclusions name to their own reasons. */
   adjust?(counts: RejectionCounts): RejectionCounts;
+  /** The same moves as `adjust`, in the same order, told to `sink` instead of applied (lets explanations share equal results). */
+  moves?(sink: (reason: FilterStatus, n: number) => void): void;
   /** The registry's capacity filters (the default ones when absent). */
   readonly capacity?: readonly CapacityFilterPlugin[];
   /** The job's active score plugins, weighted; absent when none is active. */
@@ -164,16 +166,20 @@ class ExcludingFit implements JobFit {
     return this.ownCandidates;
   }
 
-  adjust(counts: RejectionCounts): RejectionCounts {
+  moves(sink: (reason: FilterStatus, n: number) => void): void {
     const { job, plugins, cycle } = this;
-    for (const i of this.excluded) addCount(counts, plugins.jobVerdict(i, job, cycle)[1], 1);
+    for (const i of this.excluded) sink(plugins.jobVerdict(i, job, cycle)[1], 1);
     for (const i of this.others) {
       const before = this.shape.verdict?.(i) ?? plugins.staticVerdict(i, job, cycle, true);
       const after = firstOf(before, plugins.jobVerdict(i, job, cycle));
       if (before[1] === after[1]) continue;
-      addCount(counts, before[1], -1);
-      addCount(counts, after[1], 1);
+      sink(before[1], -1);
+      sink(after[1], 1);
     }
+  }
+
+  adjust(counts: RejectionCounts): RejectionCounts {
+    this.moves((reason, n) => addCount(counts, reason, n));
     return counts;
   }
 

@@ -9,6 +9,17 @@ export const gpuType: NodeFilter = (node, job) =>
 export const gpuTypePlugin: ClassFilterPlugin = {
   name: 'GpuType',
   stage: 'class',
-  key: (job) => (job.gpuTypes.length <= 1 ? (job.gpuTypes[0] ?? '') : [...job.gpuTypes].sort().join()),
+  key: (job) => typesKey(job.gpuTypes),
   filter: gpuType,
 };
+
+/** The job's GPU types sorted and joined: asked once per job per cycle, so two types (common) skip the copy and sort. */
+function typesKey(types: readonly string[]): string {
+  if (types.length <= 1) return types[0] ?? '';
+  if (types.length === 2) {
+    const [a, b] = types as [string, string];
+    // What sort() would do: compare UTF-16 code units.
+    return a <= b ? `${a},${b}` : `${b},${a}`;
+  }
+  return [...types].sort().join();
+}
