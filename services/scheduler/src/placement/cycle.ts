@@ -20,7 +20,7 @@ import { QuotaLedger } from './quota.js';
 import { orderQueue } from './queue.js';
 import { FitCache, type JobFit } from './static-fit.js';
 import type { GangOutcome } from './topology.js';
-import type { CycleOptions, CyclePlan, JobRequest, NodeView, RunningJob, Unschedulable } from './types.js';
+import type { CycleOptions, CyclePlan, JobRequest, NodeView, RejectionCounts, RunningJob, Unschedulable } from './types.js';
 
 /** Blocked jobs that may try for a reservation in one cycle (see Cycle.reserve). */
 const MAX_RESERVATION_TRIES = 8;
@@ -48,6 +48,12 @@ function invalidReason(job: JobRequest): string | undefined {
   if (!Number.isFinite(job.timeLimitSec) || job.timeLimitSec < 0) return `timeLimitSec must be >= 0, got ${job.timeLimitSec}`;
   return undefined;
 }
+
+/**
+ * Placeholder counts of a pending job with a fit until explainLeftovers replaces them (it
+ * always does): one shared object instead of one per job kept alive to the end of the cycle.
+ */
+const UNEXPLAINED: RejectionCounts = Object.freeze({});
 
 interface PendingEntry {
   entry: Unschedulable;
@@ -139,7 +145,7 @@ class Cycle {
     }
     if (this.tryPreempt(job, shape, fit, admission, eb, queuePosition)) return false;
 
-    const entry: Unschedulable = { jobId: job.id, queuePosition, rejections: {}, message: '' };
+    const entry: Unschedulable = { jobId: job.id, queuePosition, rejections: UNEXPLAINED, message: '' };
     if (!admission.ok) {
       entry.reason = 'quota';
       entry.quota = admission.message;
@@ -257,7 +263,7 @@ class Cycle {
       entry: {
         jobId: job.id,
         queuePosition,
-        rejections: {},
+        rejections: UNEXPLAINED,
         reason: 'waiting-for-preemption',
         ...(this.ledger.nominal(job.tenant) !== Infinity ? { quota: this.ledger.describe(job.tenant) } : {}),
         message: `waiting for ${waitingFor.length} job(s) to release GPUs (${fresh} preempted now) on ${choice.outcome.domain}: ${waitingFor.slice(0, 5).join(', ')}${waitingFor.length > 5 ? ', ...' : ''}`,
