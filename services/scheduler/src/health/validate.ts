@@ -1,0 +1,90 @@
+// A small collecting validator for the health config: every problem is reported with its
+// path in one pass (`states.suspect.exit: expected a number >= 0, got -1`), the same style
+// as the scheduling config (placement/config.ts), without a schema dependency in a pure core.
+
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'string') return `"${value}"`;
+  if (typeof value === 'object') return 'an object';
+  return String(value);
+}
+
+export interface NumberRule {
+  min?: number;
+  /** Exclusive lower bound. */
+  above?: number;
+  max?: number;
+  integer?: boolean;
+}
+
+export class Validator {
+  readonly issues: string[] = [];
+
+  object(value: unknown, path: string, known?: readonly string[]): Record<string, unknown> | undefined {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      this.issues.push(`${path || '(root)'}: expected an object, got ${describe(value)}`);
+      return undefined;
+    }
+    if (known) {
+      for (const key of Object.keys(value)) {
+        if (!known.includes(key)) this.issues.push(`${join(path, key)}: unknown field (expected one of ${known.join(', ')})`);
+      }
+    }
+    return value as Record<string, unknown>;
+  }
+
+  /** undefined stays undefined (the default applies); anything else must satisfy the rule. */
+  number(value: unknown, path: string, rule: NumberRule = {}): number | undefined {
+    if (value === undefined) return undefined;
+    const ok = typeof value === 'number' && Number.isFinite(value)
+      && (!rule.integer || Number.isInteger(value))
+      && (rule.min === undefined || value >= rule.min)
+      && (rule.above === undefined || value > rule.above)
+      && (rule.max === undefined || value <= rule.max);
+    if (!ok) {
+      const bounds = [
+        rule.min !== undefined ? `>= ${rule.min}` : undefined,
+        rule.above !== undefined ? `> ${rule.above}` : undefined,
+        rule.max !== undefined ? `<= ${rule.max}` : undefined,
+      ].filter((b) => b !== undefined).join(' and ');
+      this.issues.push(`${path}: expected ${rule.integer ? 'an integer' : 'a number'}${bounds ? ` ${bounds}` : ''}, got ${describe(value)}`);
+      return undefined;
+    }
+    return value as number;
+  }
+
+  boolean(value: unknown, path: string): boolean | undefined {
+    if (value === undefined) return undefined;
+    if (typeof value !== 'boolean') {
+      this.issues.push(`${path}: expected true or false, got ${describe(value)}`);
+      return undefined;
+    }
+    return value;
+  }
+
+  oneOf<T extends string>(value: unknown, path: string, allowed: readonly T[]): T | undefined {
+    if (value === undefined) return undefined;
+    if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
+      this.issues.push(`${path}: expected one of ${allowed.join(', ')}, got ${describe(value)}`);
+      return undefined;
+    }
+    return value as T;
+  }
+
+  /** A section of plain numbers: each known key validated by its rule; unknown keys reported. */
+  numbers<K extends string>(value: unknown, path: string, rules: Readonly<Record<K, NumberRule>>): Partial<Record<K, number>> | undefined {
+    const o = this.object(value, path, Object.keys(rules));
+    if (!o) return undefined;
+    const out: Partial<Record<K, number>> = {};
+    for (const k of Object.keys(rules) as K[]) {
+      const n = this.number(o[k], join(path, k), rules[k]);
+      if (n !== undefined) out[k] = n;
+    }
+    return out;
+  }
+}
+
+export function join(path: string, key: string): string {
+  return path ? `${path}.${key}` : key;
+}
