@@ -89,6 +89,8 @@ class Cycle {
   private readonly reserveFailedShapes = new Set<string>();
   private readonly rankNodes = new Map<RunningJob, Int32Array>();
   private readonly left: PendingEntry[] = [];
+  /** "over quota: ..." per refusal message (the ledger shares refusals until usage changes). */
+  private readonly overQuotaText = new Map<string, string>();
 
   constructor(
     nodes: readonly NodeView[],
@@ -149,7 +151,7 @@ class Cycle {
     if (!admission.ok) {
       entry.reason = 'quota';
       entry.quota = admission.message;
-      entry.message = `over quota: ${admission.message}`;
+      entry.message = this.overQuota(admission.message);
     } else if (outcome && !outcome.ok) {
       entry.reason = outcome.reason;
       entry.message = outcome.message;
@@ -337,6 +339,12 @@ class Cycle {
       }
     }
     return out;
+  }
+
+  private overQuota(message: string): string {
+    let text = this.overQuotaText.get(message);
+    if (text === undefined) this.overQuotaText.set(message, (text = `over quota: ${message}`));
+    return text;
   }
 
   private leave(p: PendingEntry): void {

@@ -20,10 +20,17 @@ function membersOf(config: SchedulingConfig, cohort: string): string[] {
   return members;
 }
 
+const WITHIN_QUOTA: Admission = Object.freeze({ ok: true as const, borrowed: 0 });
+
 export class QuotaLedger {
   private readonly used: Map<string, number>;
   /** describe() per tenant until usage next changes: every pending job of a tenant shows it. */
   private readonly described = new Map<string, string>();
+  /**
+   * Refusals per tenant and GPU count until usage next changes: a long queue asks the same
+   * question thousands of times, and each pending job keeps its refusal's message.
+   */
+  private readonly refused = new Map<string, Map<number, Admission>>();
 
   constructor(
     private readonly config: SchedulingConfig,
@@ -70,19 +77,34 @@ export class QuotaLedger {
   charge(tenant: string, gpus: number): void {
     this.used.set(tenant, this.usedBy(tenant) + gpus);
     this.described.clear();
+    this.refused.clear();
   }
 
   release(tenant: string, gpus: number): void {
     this.used.set(tenant, Math.max(0, this.usedBy(tenant) - gpus));
     this.described.clear();
+    this.refused.clear();
   }
 
+  /** Whether the tenant may take `gpus` more GPUs now. Results are shared: callers only read them. */
   admit(tenant: string, gpus: number): Admission {
     const cfg = tenantConfig(this.config, tenant);
     const used = this.usedBy(tenant);
-    if (cfg.nominalGpus === undefined) return { ok: true, borrowed: 0 };
-    const nominal = cfg.nominalGpus;
-    if (used + gpus <= nominal) return { ok: true, borrowed: 0 };
+    if (cfg.nominalGpus === undefined) return WITHIN_QUOTA;
+    if (used + gpus <= cfg.nominalGpus) return WITHIN_QUOTA;
+    let byGpus = this.refused.get(tenant);
+    const known = byGpus?.get(gpus);
+    if (known) return known;
+    const admission = this.admitAbove(tenant, gpus, cfg.nominalGpus, used);
+    if (!admission.ok) {
+      if (!byGpus) this.refused.set(tenant, (byGpus = new Map()));
+      byGpus.set(gpus, admission);
+    }
+    return admission;
+  }
+
+  private admitAbove(tenant: string, gpus: number, nominal: number, used: number): Admission {
+    const cfg = tenantConfig(this.config, tenant);
     const borrowedAfter = used + gpus - nominal;
     const borrowedBefore = Math.max(0, used - nominal);
     const newlyBorrowed = borrowedAfter - borrowedBefore;
