@@ -45,6 +45,9 @@ const SKIPPED: Record<string, string> = {
   'pnpm lint': 'run by .ci/run',
   'pnpm bench:scheduler': 'a benchmark of minutes (20,000 jobs on 4,096 simulated nodes)',
   'pnpm bench:agent': 'a benchmark of minutes (2,000 simulated agents)',
+  'pnpm bench:exclusions': 'a benchmark (20,000 pending jobs on 4,096 simulated nodes, several cycles)',
+  'pnpm bench:recovery': 'a benchmark of minutes (two real stacks of 12 agents, 26 jobs with faults)',
+  'pnpm eval:detection': 'an evaluation of minutes (63 simulated nodes over four weeks)',
   // Inline mentions of a tool or subcommand by name, not commands to run as written.
   'gantry': 'names the binary',
   'gantry admin config set': 'names the subcommand; its concrete form (with -f) runs from the CLI block',

@@ -97,9 +97,17 @@ describe.concurrent('per-GPU node ranks', () => {
     const state = new StateFile(tmp());
     const first = new RankRunner(state, log);
     first.start();
-    first.assign(perGpu(['sh', '-c', 'trap "exit 0" TERM; sleep 300 & wait'], [0, 1]));
+    first.assign(perGpu(['sh', '-c', 'trap "exit 0" TERM; echo ready; sleep 300 & wait'], [0, 1]));
     first.stopPolling(); // the agent is gone; its processes run on
     const pids = processesOf(state.state.ranks['j-1:1:1']!).map((p) => p.pid);
+    // A SIGTERM before the trap is set would be a failure, not the clean exit this test wants.
+    await until('both processes to have set their trap', () => processesOf(state.state.ranks['j-1:1:1']!).every((p) => {
+      try {
+        return readFileSync(join(p.dir, 'stdout.log'), 'utf8').includes('ready');
+      } catch {
+        return false;
+      }
+    }) || undefined);
     const restarted = new StateFile(state.dir);
     const second = new RankRunner(restarted, log);
     second.start();
