@@ -46,6 +46,20 @@ export function explainRejections(state: ClusterState, job: JobRequest, fit: Job
   return out;
 }
 
+/** Jobs' moves (reason, amount) in order, ending in the counts they lead to. */
+interface MoveTrie {
+  counts?: RejectionCounts;
+  next?: Map<number, MoveTrie>;
+}
+
+interface ShapeCounts {
+  counts: RejectionCounts;
+  moved: MoveTrie;
+}
+
+/** Amounts of a move are -1 or 1 (one node each); the trie codes amounts within this span (others are not shared). */
+const MOVE_SPAN = 1 << 12;
+
 /**
  * Rejection counts for jobs left pending, on the final state. The counts of a shape (static
  * reasons, then capacity reasons over its candidates) are computed once; a job's own
@@ -54,7 +68,10 @@ export function explainRejections(state: ClusterState, job: JobRequest, fit: Job
  * would otherwise keep 20,000 copies alive to the end of the cycle.
  */
 export class PendingExplainer {
-  private readonly cache = new Map<string, { counts: RejectionCounts; moved: Map<string, RejectionCounts> }>();
+  /** By shape, unguarded and guarded: the shape strings are hashed already (FitCache), so no key is built per job. */
+  private readonly cache = [new Map<string, ShapeCounts>(), new Map<string, ShapeCounts>()] as const;
+  /** Reasons as small numbers, for the trie (0: no reason). */
+  private readonly reasonIds = new Map<string, number>();
   /** A job's moves (reasons and counts, in order), reused from job to job. */
   private readonly reasons: FilterStatus[] = [];
   private readonly amounts: number[] = [];
@@ -70,37 +87,45 @@ export class PendingExplainer {
 
   explain(job: JobRequest, shape: string, fit: JobFit, guarded: boolean): RejectionCounts {
     const guard = guarded ? this.guard : undefined;
-    const key = `${guarded ? 'g' : '-'}${shape}`;
-    let base = this.cache.get(key);
+    const cache = this.cache[guarded ? 1 : 0];
+    let base = cache.get(shape);
     if (!base) {
       const f = fit.shape ?? fit;
       const counts = { ...f.rejections };
       for (const [reason, n] of Object.entries(capacityRejections(this.state, job, f, guard, false, fit.capacity))) addCount(counts, reason, n);
-      this.cache.set(key, (base = { counts, moved: new Map() }));
+      cache.set(shape, (base = { counts, moved: {} }));
     }
     if (!fit.moves && !fit.adjust) return base.counts;
     const { reasons, amounts } = this;
     reasons.length = 0;
     amounts.length = 0;
-    if (fit.moves) fit.moves(this.sink);
-    else {
-      // A fit that only knows how to adjust counts: nothing to share.
-      const out = fit.adjust!({ ...base.counts });
-      this.capacityMoves(job, fit, guard);
+    // A fit that only knows how to adjust counts: nothing to share.
+    const start = fit.moves ? base.counts : fit.adjust!({ ...base.counts });
+    fit.moves?.(this.sink);
+    this.capacityMoves(job, fit, guard);
+    if (!fit.moves || amounts.some((n) => !(Math.abs(n) < MOVE_SPAN / 2))) {
+      const out = fit.moves ? { ...start } : start;
       for (let k = 0; k < reasons.length; k++) addCount(out, reasons[k], amounts[k]!);
       return out;
     }
-    this.capacityMoves(job, fit, guard);
-    // The moves decide the result (addCount is deterministic, key order included).
-    let id = '';
-    for (let k = 0; k < reasons.length; k++) id += `${reasons[k] ?? '\u0003'}\u0001${amounts[k]}\u0002`;
-    let out = base.moved.get(id);
-    if (!out) {
-      out = { ...base.counts };
-      for (let k = 0; k < reasons.length; k++) addCount(out, reasons[k], amounts[k]!);
-      base.moved.set(id, out);
+    // The moves decide the result (addCount is deterministic, key order included): look
+    // them up in a trie of moves, without building a key.
+    let node = base.moved;
+    for (let k = 0; k < reasons.length; k++) {
+      const reason = reasons[k];
+      let id = reason === undefined ? 0 : this.reasonIds.get(reason);
+      if (id === undefined) this.reasonIds.set(reason!, (id = this.reasonIds.size + 1));
+      const code = id * MOVE_SPAN + amounts[k]! + MOVE_SPAN / 2;
+      let next = node.next?.get(code);
+      if (!next) (node.next ??= new Map()).set(code, (next = {}));
+      node = next;
     }
-    return out;
+    if (!node.counts) {
+      const out = { ...base.counts };
+      for (let k = 0; k < reasons.length; k++) addCount(out, reasons[k], amounts[k]!);
+      node.counts = out;
+    }
+    return node.counts;
   }
 
   /** The excluded nodes leave the capacity reasons they were counted under. */
