@@ -77,6 +77,18 @@ export class PluginRegistryError extends Error {
 
 const compiled = new WeakMap<PluginRegistry, Plugins>();
 
+/** Shape keys by their parts: each level one part, the leaf the joined key. */
+interface KeyTrie {
+  key?: string;
+  next?: Map<unknown, KeyTrie>;
+}
+
+function step(node: KeyTrie, part: unknown): KeyTrie {
+  let next = node.next?.get(part);
+  if (!next) (node.next ??= new Map()).set(part, (next = {}));
+  return next;
+}
+
 /** A registry checked and split by stage, for the planner's hot paths. */
 export class Plugins {
   /** Class, node and job filters in registry order. */
@@ -88,6 +100,8 @@ export class Plugins {
   readonly scores: readonly WeightedScore[];
   /** The weighted form of a lone active scorer (scorers live for one cycle, so do these). */
   private readonly weighted = new WeakMap<NodeScorer, Preference>();
+  /** Shape keys per cycle, by their parts (see shapeKey). */
+  private readonly shapes = new WeakMap<CycleContext, KeyTrie>();
   /** Verdicts per filter position and reason, shared: explanations ask for thousands per cycle. */
   private readonly verdicts: Map<string, Verdict>[] = [];
 
@@ -120,10 +134,20 @@ export class Plugins {
    * per job on top of the shape's fit, so thousands of distinct lists share one fit.
    */
   shapeKey(job: JobRequest, cycle: CycleContext): string {
-    let key = String(job.gpusPerNode);
-    for (const f of this.classFilters) key += `|${f.key(job)}`;
-    for (const f of this.nodeFilters) key += `|${f.key(job, cycle)}`;
-    return key;
+    // The parts are looked up in a trie of the cycle's shapes, so the jobs of a shape share
+    // one key string (already hashed for the fit cache) instead of each building its own.
+    let node = this.shapes.get(cycle);
+    if (!node) this.shapes.set(cycle, (node = {}));
+    node = step(node, job.gpusPerNode);
+    for (const f of this.classFilters) node = step(node, f.key(job));
+    for (const f of this.nodeFilters) node = step(node, f.key(job, cycle));
+    if (node.key === undefined) {
+      let key = String(job.gpusPerNode);
+      for (const f of this.classFilters) key += `|${f.key(job)}`;
+      for (const f of this.nodeFilters) key += `|${f.key(job, cycle)}`;
+      node.key = key;
+    }
+    return node.key;
   }
 
   /** Whether some class filter reads labels for this job. */
