@@ -81,27 +81,23 @@ export interface DurationSource {
   description: string;
 }
 
+/** Run durations from the trace excerpt in bench/data (see its PROVENANCE.md); BENCH_TRACE overrides. */
 export function loadDurations(): DurationSource {
-  const path =
-    process.env.BENCH_TRACE ??
-    fileURLToPath(new URL('../../../../shared/data/traces/alibaba-gpu-v2023/openb_pod_list_default.head501.csv', import.meta.url));
-  if (existsSync(path)) {
-    const [header, ...rows] = readFileSync(path, 'utf8').trim().split('\n');
-    const cols = header!.split(',');
-    const del = cols.indexOf('deletion_time');
-    const sch = cols.indexOf('scheduled_time');
-    const gpu = cols.indexOf('num_gpu');
-    const samples = rows
-      .map((r) => r.split(','))
-      .filter((c) => c[del] !== '' && c[sch] !== '' && Number(c[gpu]) > 0)
-      .map((c) => Number(c[del]) - Number(c[sch]))
-      .filter((d) => Number.isFinite(d) && d > 0);
-    if (samples.length > 50) return { samples, description: `${samples.length} durations from Alibaba GPU trace v2023 (openb pods)` };
-  }
-  // Fallback: a log-normal with the trace's median (~10 min) and a heavy tail.
-  const r = rng(7);
-  const samples = Array.from({ length: 1000 }, () => Math.exp(Math.log(600) + 2 * Math.sqrt(-2 * Math.log(r() || 1e-9)) * Math.cos(2 * Math.PI * r())));
-  return { samples, description: 'log-normal fallback (trace not readable)' };
+  const path = process.env.BENCH_TRACE ?? fileURLToPath(new URL('./data/alibaba-gpu-v2023/openb_pod_list_default.head501.csv', import.meta.url));
+  if (!existsSync(path)) throw new Error(`duration trace ${path} is missing (services/scheduler/bench/data holds the excerpt the benchmark uses)`);
+  const [header, ...rows] = readFileSync(path, 'utf8').trim().split('\n');
+  const cols = header!.split(',');
+  const del = cols.indexOf('deletion_time');
+  const sch = cols.indexOf('scheduled_time');
+  const gpu = cols.indexOf('num_gpu');
+  if (del < 0 || sch < 0 || gpu < 0) throw new Error(`duration trace ${path} lacks deletion_time, scheduled_time or num_gpu columns`);
+  const samples = rows
+    .map((r) => r.split(','))
+    .filter((c) => c[del] !== '' && c[sch] !== '' && Number(c[gpu]) > 0)
+    .map((c) => Number(c[del]) - Number(c[sch]))
+    .filter((d) => Number.isFinite(d) && d > 0);
+  if (samples.length < 50) throw new Error(`duration trace ${path} has only ${samples.length} usable rows`);
+  return { samples, description: `${samples.length} durations from ${path.endsWith('head501.csv') ? 'the Alibaba GPU trace v2023 (openb pods, inference and training pods; bench/data)' : path}` };
 }
 
 export function generateJobs(count: number, spec: ClusterSpec, durations: DurationSource, random: () => number, load = 1.1): SimJob[] {
