@@ -16,7 +16,7 @@ const script = [
 try {
   const { job } = await client.submitJob({ name: 'demo', tenant: 'demo', nodes: 2, gpusPerNode: 8, command: ['sh', '-c', script] });
   console.log(`submitted ${job!.id}; following logs`);
-  for await (const l of client.streamLogs(job!.id, { follow: true })) console.log(`[rank ${l.rank}] ${l.line?.text}`);
+  for await (const l of client.streamLogs(job!.id, { follow: true })) console.log(`[node-rank ${l.rank}] ${l.line?.text}`);
   let final = await client.getJob(job!.id);
   for (let i = 0; i < 50 && ![JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED, JobState.JOB_STATE_CANCELLED].includes(final.state); i++) {
     await new Promise((r) => setTimeout(r, 100));
