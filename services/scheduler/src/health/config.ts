@@ -3,7 +3,7 @@
 // path). parseHealthConfig validates a document and reports every problem with its path;
 // resolveHealthConfig fills defaults into a trusted partial one.
 import { DEFAULT_SIGNALS, SIGNAL_NAMES, isSignalName, type SignalName, type SignalSpec } from './signals.js';
-import { Validator, join, type NumberRule } from './validate.js';
+import { Validator, join, type NumberRule } from '../config-validator.js';
 import { DEFAULT_XID_POLICY, XID_ACTIONS, type XidAction, type XidPolicyEntry } from './xid-actions.js';
 
 /**

@@ -3,8 +3,10 @@
 // can load it from a YAML or JSON file; parseSchedulingConfig validates such a document and
 // reports every problem with its path, e.g.
 //   tenants.ml-research.nominalGpus: expected an integer >= 0, got -5
-// A hand-written validator keeps this pure core free of dependencies.
+// A hand-written validator (../config-validator.ts, shared with the health config) keeps this
+// pure core free of dependencies.
 import { PRIORITY_CLASSES, isPriorityClass } from './priority.js';
+import { Validator, describe } from '../config-validator.js';
 
 export interface TenantConfig {
   /** Fair-share weight (> 0): the tenant's target share is weight / sum of weights. */
@@ -133,8 +135,8 @@ export class SchedulingConfigError extends Error {
 
 /** Validates a parsed YAML/JSON document and returns the config with defaults applied. */
 export function parseSchedulingConfig(doc: unknown): SchedulingConfig {
-  const issues: string[] = [];
-  const v = new Validator(issues);
+  const v = new Validator();
+  const issues = v.issues;
   const root = v.object(doc, '', ['tenants', 'defaultTenant', 'fairShare', 'preemption', 'backfill', 'recovery', 'spares']);
   const input: SchedulingConfigInput = {};
   if (root) {
@@ -155,17 +157,17 @@ export function parseSchedulingConfig(doc: unknown): SchedulingConfig {
     }
     if (root.fairShare !== undefined) {
       const fs = v.object(root.fairShare, 'fairShare', ['halfLifeSec']);
-      if (fs) input.fairShare = { halfLifeSec: v.number(fs.halfLifeSec, 'fairShare.halfLifeSec', { min: 1, optional: true }) };
+      if (fs) input.fairShare = { halfLifeSec: v.number(fs.halfLifeSec, 'fairShare.halfLifeSec', { min: 1 }) };
     }
     if (root.preemption !== undefined) {
       const p = v.object(root.preemption, 'preemption', ['enabled', 'windowSec', 'reclaimWithinCohort', 'crossTenantMinPriority', 'maxVictims']);
       if (p) {
         input.preemption = {
           enabled: v.boolean(p.enabled, 'preemption.enabled'),
-          windowSec: v.number(p.windowSec, 'preemption.windowSec', { min: 0, optional: true }),
+          windowSec: v.number(p.windowSec, 'preemption.windowSec', { min: 0 }),
           reclaimWithinCohort: v.oneOf(p.reclaimWithinCohort, 'preemption.reclaimWithinCohort', ['any', 'lower-priority', 'never'] as const),
           crossTenantMinPriority: parsePriority(v, p.crossTenantMinPriority, 'preemption.crossTenantMinPriority'),
-          maxVictims: v.number(p.maxVictims, 'preemption.maxVictims', { min: 1, integer: true, optional: true }),
+          maxVictims: v.number(p.maxVictims, 'preemption.maxVictims', { min: 1, integer: true }),
         };
       }
     }
@@ -191,12 +193,12 @@ export function parseSchedulingConfig(doc: unknown): SchedulingConfig {
 function parseTenant(v: Validator, raw: unknown, path: string): TenantConfig | undefined {
   const t = v.object(raw, path, ['weight', 'nominalGpus', 'cohort', 'borrowingLimitGpus']);
   if (!t) return undefined;
-  const out: TenantConfig = { weight: v.number(t.weight, `${path}.weight`, { min: Number.MIN_VALUE, optional: true }) ?? 1 };
-  const nominal = v.number(t.nominalGpus, `${path}.nominalGpus`, { min: 0, integer: true, optional: true });
+  const out: TenantConfig = { weight: v.number(t.weight, `${path}.weight`, { above: 0 }) ?? 1 };
+  const nominal = v.number(t.nominalGpus, `${path}.nominalGpus`, { min: 0, integer: true });
   if (nominal !== undefined) out.nominalGpus = nominal;
   const cohort = v.string(t.cohort, `${path}.cohort`);
   if (cohort !== undefined) out.cohort = cohort;
-  const limit = v.number(t.borrowingLimitGpus, `${path}.borrowingLimitGpus`, { min: 0, integer: true, optional: true });
+  const limit = v.number(t.borrowingLimitGpus, `${path}.borrowingLimitGpus`, { min: 0, integer: true });
   if (limit !== undefined) out.borrowingLimitGpus = limit;
   return out;
 }
@@ -210,13 +212,13 @@ function parseRecovery(v: Validator, raw: unknown): SchedulingConfigInput['recov
     else retryOn = r.retryOn.map((c, i) => v.oneOf(c, `recovery.retryOn[${i}]`, RETRYABLE_CLASSES)).filter((c): c is RetryableClass => c !== undefined);
   }
   const out = {
-    maxRecoveries: v.number(r.maxRecoveries, 'recovery.maxRecoveries', { min: 0, integer: true, optional: true }),
-    backoffInitialMs: v.number(r.backoffInitialMs, 'recovery.backoffInitialMs', { min: 0, integer: true, optional: true }),
-    backoffMaxMs: v.number(r.backoffMaxMs, 'recovery.backoffMaxMs', { min: 0, integer: true, optional: true }),
-    backoffJitter: v.number(r.backoffJitter, 'recovery.backoffJitter', { min: 0, optional: true }),
+    maxRecoveries: v.number(r.maxRecoveries, 'recovery.maxRecoveries', { min: 0, integer: true }),
+    backoffInitialMs: v.number(r.backoffInitialMs, 'recovery.backoffInitialMs', { min: 0, integer: true }),
+    backoffMaxMs: v.number(r.backoffMaxMs, 'recovery.backoffMaxMs', { min: 0, integer: true }),
+    backoffJitter: v.number(r.backoffJitter, 'recovery.backoffJitter', { min: 0 }),
     retryOn,
-    settleMs: v.number(r.settleMs, 'recovery.settleMs', { min: 0, integer: true, optional: true }),
-    blamePenaltySec: v.number(r.blamePenaltySec, 'recovery.blamePenaltySec', { min: 0, optional: true }),
+    settleMs: v.number(r.settleMs, 'recovery.settleMs', { min: 0, integer: true }),
+    blamePenaltySec: v.number(r.blamePenaltySec, 'recovery.blamePenaltySec', { min: 0 }),
   };
   if (out.backoffJitter !== undefined && out.backoffJitter > 1) v.issues.push(`recovery.backoffJitter: expected a number between 0 and 1, got ${out.backoffJitter}`);
   return out;
@@ -233,7 +235,7 @@ function parseSpares(v: Validator, raw: unknown): SchedulingConfigInput['spares'
       s.pools.forEach((p, i) => {
         const o = v.object(p, `spares.pools[${i}]`, ['gpuType', 'perLeafSwitch', 'count']);
         if (!o) return;
-        const count = v.number(o.count, `spares.pools[${i}].count`, { min: 0, integer: true });
+        const count = v.number(o.count, `spares.pools[${i}].count`, { min: 0, integer: true, required: true });
         const pool: SparePool = { count: count ?? 0 };
         const gpuType = v.string(o.gpuType, `spares.pools[${i}].gpuType`);
         if (gpuType !== undefined) pool.gpuType = gpuType;
@@ -253,7 +255,7 @@ function parsePriority(v: Validator, raw: unknown, path: string): number | undef
     v.issues.push(`${path}: expected a priority class (${Object.keys(PRIORITY_CLASSES).join(', ')}) or a number, got "${raw}"`);
     return undefined;
   }
-  return v.number(raw, path, { optional: true });
+  return v.number(raw, path, {});
 }
 
 function stripUndefined<T>(value: T): T {
@@ -261,67 +263,4 @@ function stripUndefined<T>(value: T): T {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) if (v !== undefined) out[k] = stripUndefined(v);
   return out as T;
-}
-
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'string') return `"${value}"`;
-  if (typeof value === 'object') return 'an object';
-  return String(value);
-}
-
-/** Collects issues instead of throwing on the first, so a config file is fixed in one pass. */
-class Validator {
-  constructor(readonly issues: string[]) {}
-
-  object(value: unknown, path: string, known?: string[]): Record<string, unknown> | undefined {
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-      this.issues.push(`${path || '(root)'}: expected an object, got ${describe(value)}`);
-      return undefined;
-    }
-    if (known) {
-      for (const key of Object.keys(value)) {
-        if (!known.includes(key)) this.issues.push(`${path ? `${path}.` : ''}${key}: unknown field (expected one of ${known.join(', ')})`);
-      }
-    }
-    return value as Record<string, unknown>;
-  }
-
-  number(value: unknown, path: string, opts: { min?: number; integer?: boolean; optional?: boolean }): number | undefined {
-    if (value === undefined && opts.optional) return undefined;
-    const what = `${opts.integer ? 'an integer' : 'a number'}${opts.min !== undefined ? (opts.min === Number.MIN_VALUE ? ' > 0' : ` >= ${opts.min}`) : ''}`;
-    if (typeof value !== 'number' || !Number.isFinite(value) || (opts.integer && !Number.isInteger(value)) || (opts.min !== undefined && value < opts.min)) {
-      this.issues.push(`${path}: expected ${what}, got ${describe(value)}`);
-      return undefined;
-    }
-    return value;
-  }
-
-  boolean(value: unknown, path: string): boolean | undefined {
-    if (value === undefined) return undefined;
-    if (typeof value !== 'boolean') {
-      this.issues.push(`${path}: expected true or false, got ${describe(value)}`);
-      return undefined;
-    }
-    return value;
-  }
-
-  string(value: unknown, path: string): string | undefined {
-    if (value === undefined) return undefined;
-    if (typeof value !== 'string' || value === '') {
-      this.issues.push(`${path}: expected a non-empty string, got ${describe(value)}`);
-      return undefined;
-    }
-    return value;
-  }
-
-  oneOf<T extends string>(value: unknown, path: string, allowed: readonly T[]): T | undefined {
-    if (value === undefined) return undefined;
-    if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
-      this.issues.push(`${path}: expected one of ${allowed.join(', ')}, got ${describe(value)}`);
-      return undefined;
-    }
-    return value as T;
-  }
 }

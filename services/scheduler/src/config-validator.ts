@@ -1,6 +1,7 @@
-// A small collecting validator for the health config: every problem is reported with its
-// path in one pass (`states.suspect.exit: expected a number >= 0, got -1`), the same style
-// as the scheduling config (placement/config.ts), without a schema dependency in a pure core.
+// A small collecting validator for the scheduler's policy documents (the scheduling config in
+// placement/config.ts, the health config in health/config.ts): every problem is reported with
+// its path in one pass (`states.suspect.exit: expected a number >= 0, got -1`), without a
+// schema dependency in the pure cores.
 
 export function describe(value: unknown): string {
   if (value === null) return 'null';
@@ -16,6 +17,8 @@ export interface NumberRule {
   above?: number;
   max?: number;
   integer?: boolean;
+  /** Absent is a problem too (by default absent means "use the default"). */
+  required?: boolean;
 }
 
 export class Validator {
@@ -36,7 +39,7 @@ export class Validator {
 
   /** undefined stays undefined (the default applies); anything else must satisfy the rule. */
   number(value: unknown, path: string, rule: NumberRule = {}): number | undefined {
-    if (value === undefined) return undefined;
+    if (value === undefined && !rule.required) return undefined;
     const ok = typeof value === 'number' && Number.isFinite(value)
       && (!rule.integer || Number.isInteger(value))
       && (rule.min === undefined || value >= rule.min)
@@ -58,6 +61,15 @@ export class Validator {
     if (value === undefined) return undefined;
     if (typeof value !== 'boolean') {
       this.issues.push(`${path}: expected true or false, got ${describe(value)}`);
+      return undefined;
+    }
+    return value;
+  }
+
+  string(value: unknown, path: string): string | undefined {
+    if (value === undefined) return undefined;
+    if (typeof value !== 'string' || value === '') {
+      this.issues.push(`${path}: expected a non-empty string, got ${describe(value)}`);
       return undefined;
     }
     return value;
