@@ -117,7 +117,17 @@ export class SchedulingLoop extends WakeableLoop {
     await this.requeuePreempted(preempted, epoch);
     if (await this.recovery.run(recovering, nodes, config, epoch, now)) this.kicked = true;
     // A recovering job waits out its backoff in the queue, invisible to the planner until then.
-    const pending = queued.filter((r) => (r.job.recovery?.notBefore?.getTime() ?? 0) <= now);
+    const pending: JobRecord[] = [];
+    const waiting: JobRecord[] = [];
+    let nextDue = Infinity;
+    for (const r of queued) {
+      const due = r.job.recovery?.notBefore?.getTime() ?? 0;
+      if (due <= now) pending.push(r);
+      else {
+        waiting.push(r);
+        nextDue = Math.min(nextDue, due);
+      }
+    }
 
     const holding = [...scheduled, ...runningJobs].filter((r) => !ended.has(r.job.id));
     const lastCheckpoint = await this.checkpoints.lastCommitTimes(holding.map((r) => r.job.id));
@@ -129,10 +139,12 @@ export class SchedulingLoop extends WakeableLoop {
     ];
     const usage = await this.accrueUsage(running, now, config.fairShare.halfLifeSec);
 
-    const views = withheld(nodes.map(nodeView), heldForRecovery([...recovering, ...queued.filter((r) => !pending.includes(r))]));
+    const views = withheld(nodes.map(nodeView), heldForRecovery([...recovering, ...waiting]));
     const sizer = new WholeNodeSizer(views);
     const plan = planCycle(views, pending.map((r) => jobRequest(r.job, sizer)), { now, running, config, usage });
-    if (queued.length > pending.length) this.wakeAt(Math.min(...queued.map((r) => r.job.recovery?.notBefore?.getTime() ?? Infinity)));
+    // The pass after the next backoff ends (only waiting jobs count: a due one that did not fit
+    // must not make the loop spin).
+    if (nextDue < Infinity) this.wakeAt(nextDue);
     for (const p of plan.preemptions) await this.preempt(p, epoch);
     await this.commitPlacements(plan, new Map(pending.map((r) => [r.job.id, r])), new Map(nodes.map((n) => [n.node.name, n.node.address])), epoch);
     await this.writeExplanations(plan, now);
