@@ -2,13 +2,13 @@
 // agent runs with what the scheduler wants (level-triggered: every heartbeat re-checks).
 import type { Subscription } from '@nats-io/transport-node';
 import {
-  AgentRank, FailureClass, FaultSignal, JobState, Node, NodeHeartbeat, NodeState, RegisterNodeRequest, RegisterNodeResponse, StopRank, type GpuAllocation, type GpuDevice,
+  AgentRank, FailureClass, FaultSignal, JobState, Node, NodeHeartbeat, NodeState, RegisterNodeRequest, RegisterNodeResponse, StopRank, type GpuAllocation, type GpuDevice, type Job,
 } from '@gantry/proto';
 import { decode, encode, subjects, SUBJECT_TOKEN } from '@gantry/bus';
 import { allocationOwner, type GpuRef, type NodeRecord } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
 import { isActive, liveRanks, markRanksLost, wantsRank } from '../jobs/lifecycle.js';
-import { signalAttempt, signalHolders } from '../recovery/triggers.js';
+import { afterFaultSignal, recoveringReason, signalHolders, withFaultSignal } from '../recovery/triggers.js';
 import { mutateJob } from '../jobs/mutate.js';
 import { dispatchAssignments } from '../dispatch/dispatcher.js';
 
@@ -186,18 +186,24 @@ export class NodeRegistry {
     }
   }
 
-  /** A job with ranks on a lost node: a node fault, handed to recovery (the ranks elsewhere are stopped). */
+  /**
+   * A job with ranks on a lost node: a node fault, handed to recovery (the ranks elsewhere are
+   * stopped). A preempted job waits for its ranks to end before it is requeued; those on a lost
+   * node never will report, so they are recorded as lost. One read-modify-write either way:
+   * this runs every pass for as long as the node stays lost.
+   */
   private async recoverJobOnLostNode(jobId: string, node: string, reason: string, lostAt: Date): Promise<void> {
     const { ctx } = this;
-    const signal = FaultSignal.create({ kind: 'node-lost', node, detail: reason, time: lostAt, failureClass: FailureClass.FAILURE_CLASS_NODE_FAULT });
-    if (await signalAttempt(ctx, jobId, undefined, signal, reason)) return;
-    // A preempted job waits for its ranks to end before it is requeued; those on a lost node
-    // never will report, so record them as lost.
     const epoch = ctx.epoch();
+    const signal = FaultSignal.create({ kind: 'node-lost', node, detail: reason, time: lostAt, failureClass: FailureClass.FAILURE_CLASS_NODE_FAULT });
+    let recovering: Job | undefined;
     await mutateJob(ctx.jobs, jobId, (r) => {
+      recovering = withFaultSignal(r.job, undefined, signal);
+      if (recovering) return { next: recovering, reason: recoveringReason(reason), epoch };
       const onNode = liveRanks(r.job).filter((p) => p.node === node).map((p) => p.rank);
       if (onNode.length === 0 || r.job.state !== JobState.JOB_STATE_PREEMPTED) return undefined;
       return { next: markRanksLost(r.job, onNode, new Date()), reason, epoch };
     });
+    if (recovering) afterFaultSignal(ctx, recovering, signal);
   }
 }
