@@ -67,6 +67,7 @@ import { join } from 'node:path';
 import { GantryClient, type JobSpecInput } from '@gantry/sdk';
 import { simProgram } from '../../services/node-agent/src/sim-cli.js';
 import { TestStack } from '../harness/stack.js';
+import { rng } from '../../services/scheduler/bench/workload.js';
 
 const env = (name: string, fallback: number): number => {
   const v = process.env[name];
@@ -117,16 +118,6 @@ const INJECTED: ReadonlySet<FaultKind> = new Set(['xid79', 'xid48', 'xid119', 'x
 
 // ---- the seeded schedule ----------------------------------------------------------------
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const pick = <T>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
 

@@ -6,17 +6,13 @@
 // mostly sub-node and single-node jobs, a tail of gangs up to 256 nodes.
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { Rng } from '../../node-agent/src/device/sim/rng.js';
 import { PRIORITY_CLASSES, type JobRequest, type NodeView, type SchedulingConfigInput, type TopologyNeed } from '../src/placement/index.js';
 
+/** A seeded uniform [0, 1) stream: the simulator's mulberry32, so a seed means the same everywhere. */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 export interface ClusterSpec {
