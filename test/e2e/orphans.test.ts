@@ -1,6 +1,7 @@
 // Ranks whose agent is gone, and the evidence a failed rank leaves, through the real stack.
+import { processGroupMembers } from '../harness/process.js';
 import { describe, expect, it } from 'vitest';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { JobState, NodeState, RankPhase, jobStateName, type Job } from '@gantry/proto';
 import { eventually } from '../harness/stack.js';
@@ -9,25 +10,10 @@ import { stackPerTest, waitForJob } from '../harness/fixtures.js';
 const setup = stackPerTest();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Live processes of a process group (Linux /proc): a rank's wrapper, watchdog, command and whatever it forked. */
-function groupMembers(pgid: number): number[] {
-  const out: number[] = [];
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(pgrp) === pgid && state !== 'Z') out.push(Number(e));
-    } catch {
-      // exited while we looked
-    }
-  }
-  return out;
-}
 
 /** The group less the watchdog's one-second `sleep 1`, which is a new process every poll. */
 function lastingMembers(pgid: number): number[] {
-  return groupMembers(pgid).filter((pid) => {
+  return processGroupMembers(pgid).filter((pid) => {
     try {
       return readFileSync(`/proc/${pid}/cmdline`, 'utf8') !== 'sleep\u00001\u0000';
     } catch {
@@ -51,15 +37,15 @@ describe('orphans', () => {
     const { job } = await client.submitJob({ nodes: 1, gpusPerNode: 8, stopGraceSeconds, retry: { maxRecoveries: 0, retryOn: [] }, command: FORKING_RANK });
     const running = await waitForJob(client, job!.id, (j) => j.state === JobState.JOB_STATE_RUNNING);
     const pgid = running.attempts.at(-1)!.ranks[0]!.pid;
-    await eventually('the rank and its forked child', () => groupMembers(pgid).length >= GROUP_SIZE || undefined, 10_000);
+    await eventually('the rank and its forked child', () => processGroupMembers(pgid).length >= GROUP_SIZE || undefined, 10_000);
 
     await stack.agents[0]!.kill();
     const killedAt = Date.now();
     // Within the grace the ranks run on, as for an agent about to be restarted.
     await sleep(graceMs - 1_000);
-    expect(groupMembers(pgid).length).toBeGreaterThanOrEqual(GROUP_SIZE);
+    expect(processGroupMembers(pgid).length).toBeGreaterThanOrEqual(GROUP_SIZE);
 
-    await eventually('every process of the rank gone', () => groupMembers(pgid).length === 0 || undefined, graceMs + stopGraceSeconds * 1_000 + 10_000);
+    await eventually('every process of the rank gone', () => processGroupMembers(pgid).length === 0 || undefined, graceMs + stopGraceSeconds * 1_000 + 10_000);
     // The watchdog polls once a second, so up to a couple of seconds past the grace; a margin for a busy machine.
     expect(Date.now() - killedAt).toBeLessThan(graceMs + stopGraceSeconds * 1_000 + 6_000);
 
@@ -105,7 +91,7 @@ describe('orphans', () => {
     // The re-adopted rank is the agent's again: a cancel stops all of it.
     await client.cancelJob(job!.id, 'test over');
     await waitForJob(client, job!.id, [JobState.JOB_STATE_CANCELLED], 20_000);
-    await eventually('every process of the rank gone after the cancel', () => groupMembers(pgid).length === 0 || undefined, 15_000);
+    await eventually('every process of the rank gone after the cancel', () => processGroupMembers(pgid).length === 0 || undefined, 15_000);
   });
 });
 

@@ -1,6 +1,7 @@
-// A child process the tests can kill (any signal) and start again with the same arguments.
+// A child process the tests can kill (any signal) and start again with the same arguments, and
+// a look at which processes of a process group are still alive.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync, readdirSync, readFileSync, type WriteStream } from 'node:fs';
 import { dirname } from 'node:path';
 
 export interface ManagedProcessOptions {
@@ -82,4 +83,21 @@ export class ManagedProcess {
     await this.stop();
     await this.start();
   }
+}
+
+/** Live processes of a process group (Linux /proc): a rank's wrapper, watchdog, command and whatever it forked. */
+export function processGroupMembers(pgid: number): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      // After the command name: the state, then the parent, then the process group; a zombie is gone for our purposes.
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(pgrp) === pgid && state !== 'Z') out.push(Number(e));
+    } catch {
+      // exited while we looked
+    }
+  }
+  return out;
 }

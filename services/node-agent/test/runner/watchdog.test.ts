@@ -1,8 +1,9 @@
 // The rank wrapper's watchdog, run for real under /bin/sh: a rank outlives its agent for the
 // partition grace period and no longer, and the wrapper still records how it ended.
+import { processGroupMembers } from '../../../../test/harness/process.js';
 import { describe, expect, it } from 'vitest';
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -12,22 +13,6 @@ import { beatContent, MIN_SILENCE_MS, WRAPPER_SCRIPT, wrapperEnv } from '../../s
 const tmp = () => mkdtempSync(join(tmpdir(), 'gantry-watchdog-test-'));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Pids whose process group is `pgid` (Linux /proc). */
-function groupMembers(pgid: number): number[] {
-  const out: number[] = [];
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // fields[0] is the state, [2] the process group; a zombie is already gone for our purposes.
-      if (Number(fields[2]) === pgid && fields[0] !== 'Z') out.push(Number(e));
-    } catch {
-      // exited while we looked
-    }
-  }
-  return out;
-}
 
 async function until(what: string, check: () => boolean, timeoutMs: number): Promise<number> {
   const start = Date.now();
@@ -60,10 +45,10 @@ describe.concurrent('rank watchdog', () => {
     const env = { ...silentAgent(dir, 1_000, 5), PATH: '/nonexistent' };
     const rank = startRank(['/bin/sh', '-c', `PATH=${process.env.PATH}; sleep 300 & wait`], env);
     try {
-      await until('the forked child', () => groupMembers(rank.pgid).length >= 4, 5_000); // wrapper, watchdog, sh, sleep
+      await until('the forked child', () => processGroupMembers(rank.pgid).length >= 4, 5_000); // wrapper, watchdog, sh, sleep
       await sleep(1_000);
-      expect(groupMembers(rank.pgid).length).toBeGreaterThanOrEqual(4); // not before the grace
-      const took = await until('the process group gone', () => groupMembers(rank.pgid).length === 0, 10_000);
+      expect(processGroupMembers(rank.pgid).length).toBeGreaterThanOrEqual(4); // not before the grace
+      const took = await until('the process group gone', () => processGroupMembers(rank.pgid).length === 0, 10_000);
       expect(took).toBeLessThan(5_000); // SIGTERM sufficed: no wait for the 5 s stop grace
       expect(readFileSync(join(dir, 'exit'), 'utf8').trim()).toBe('143');
       expect(existsSync(join(dir, 'exit.orphaned'))).toBe(true);
@@ -76,9 +61,9 @@ describe.concurrent('rank watchdog', () => {
     const dir = tmp();
     const rank = startRank(['sh', '-c', 'trap "" TERM; sleep 300 & wait'], silentAgent(dir, 1_000, 2));
     try {
-      await until('the forked child', () => groupMembers(rank.pgid).length >= 4, 5_000);
+      await until('the forked child', () => processGroupMembers(rank.pgid).length >= 4, 5_000);
       const start = Date.now();
-      await until('the process group gone', () => groupMembers(rank.pgid).length === 0, 15_000);
+      await until('the process group gone', () => processGroupMembers(rank.pgid).length === 0, 15_000);
       expect(Date.now() - start).toBeGreaterThanOrEqual(2_000); // silence, then the whole stop grace
       expect(readFileSync(join(dir, 'exit'), 'utf8').trim()).toBe('137');
     } finally {
@@ -102,7 +87,7 @@ describe.concurrent('rank watchdog', () => {
       expect(readFileSync(join(dir, 'exit'), 'utf8').trim()).toBe('3');
       expect(existsSync(join(dir, 'exit.orphaned'))).toBe(false);
       // The watchdog went with the wrapper (its last `sleep 1` may take a moment).
-      await until('the watchdog gone', () => groupMembers(rank.pgid).length === 0, 2_000);
+      await until('the watchdog gone', () => processGroupMembers(rank.pgid).length === 0, 2_000);
     } finally {
       beat.stop();
       rank.cleanup();
