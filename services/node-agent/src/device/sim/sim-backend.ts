@@ -32,7 +32,8 @@ interface ActiveFault extends Fault {
   fired: Set<string>;
 }
 
-const XID_TEXT: Record<number, string> = {
+/** Kernel-log message text per Xid, as the driver words it (shared with the detection evaluation). */
+export const XID_TEXT: Record<number, string> = {
   13: 'Graphics SM Warp Exception on (GPC 1, TPC 0, SM 0): Illegal Instruction Encoding',
   31: 'Ch 0000003a, intr 10000000. MMU Fault: ENGINE GRAPHICS GPCCLIENT_T1_3 faulted @ 0x17_00592000. Fault is of type FAULT_PDE ACCESS_TYPE_READ',
   43: 'Ch 00000010',
@@ -44,6 +45,8 @@ const XID_TEXT: Record<number, string> = {
   94: 'Contained: SM (0x1). RST: No, D-RST: No',
   95: 'Uncontained: FBHUB. RST: Yes, D-RST: No',
   119: 'Timeout after 6s of waiting for RPC response from GPU0 GSP! Expected function 76 (GSP_RM_CONTROL) (0x20803032 0x58c).',
+  145: 'Fatal RLW error on link 5 (0x00000004)',
+  149: 'Fatal NETIR link event on link 2 (0x00000001)',
 };
 
 const PORT_COUNTERS = ['VL15_dropped', 'excessive_buffer_overrun_errors', 'link_downed', 'link_error_recovery',
