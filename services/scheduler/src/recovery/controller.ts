@@ -13,7 +13,7 @@ import { Counter, Histogram } from 'prom-client';
 import type { SchedulerContext } from '../context.js';
 import type { SchedulingConfig } from '../placement/index.js';
 import { currentAttempt, liveRanks } from '../jobs/lifecycle.js';
-import { mutateJob } from '../jobs/mutate.js';
+import { mutateJob, mutateNode } from '../jobs/mutate.js';
 import { stopLiveRanks } from '../dispatch/dispatcher.js';
 import { className, decideStep, requeueStep, type Decided } from './transitions.js';
 
@@ -86,20 +86,12 @@ export class RecoveryController {
 
   /** Records that a node was blamed for a node fault: placement scores it down for a while. */
   private async blame(name: string, jobId: string, epoch: number, now: number): Promise<void> {
-    for (let i = 0; i < 4; i++) {
-      const prev = await this.ctx.nodes.get(name);
-      if (!prev) return;
-      try {
-        await this.ctx.nodes.commit({
-          prev, epoch, reason: `blamed for a node fault of job ${jobId}`,
-          next: { ...prev.node, faultsBlamed: prev.node.faultsBlamed + 1, lastBlamedAt: new Date(now), reason: `blamed for a node fault of job ${jobId}` },
-        });
-        return;
-      } catch (err) {
-        if ((err as Error).name !== 'StaleWriteError') throw err;
-      }
-    }
+    const reason = `blamed for a node fault of job ${jobId}`;
+    await mutateNode(this.ctx.nodes, name, (prev) => ({
+      epoch, reason, next: { ...prev.node, faultsBlamed: prev.node.faultsBlamed + 1, lastBlamedAt: new Date(now), reason },
+    }));
   }
+
 
   /** Observes how long a recovery took, when the attempt it produced has all ranks running. */
   observeRecovered(job: Job, at: Date): void {
