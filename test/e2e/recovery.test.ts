@@ -81,6 +81,10 @@ describe('recovery', () => {
     expect(done.attempt).toBe(2);
     expect(done.recoveries).toBe(1);
     expect(done.excludedNodes).toEqual([faulty]);
+    // Blamed for everyone: placement scores the node down, and it is no hot spare for a while.
+    const blamed = await client.getNode(faulty);
+    expect(blamed.faultsBlamed).toBe(1);
+    expect(blamed.lastBlamedAt).toBeDefined();
     const [a1, a2] = done.attempts;
     expect(a1!.failure).toMatchObject({ failureClass: FailureClass.FAILURE_CLASS_NODE_FAULT, node: faulty, rank: 1 });
     expect(a1!.failure!.reason).toBe(`node fault: XID 79 (ROBUST_CHANNEL_GPU_HAS_FALLEN_OFF_THE_BUS) on GPU 3 of ${faulty}`);
