@@ -153,14 +153,19 @@ export class SchedulingLoop extends WakeableLoop {
 
   private async commitPlacements(plan: CyclePlan, records: Map<string, JobRecord>, addresses: Map<string, string>, epoch: number): Promise<void> {
     const { ctx } = this;
+    let checkpointsDown = false;
     for (const p of plan.placements) {
       const rec = records.get(p.jobId);
       if (!rec) continue;
       const placement = p.ranks.map((r) => RankPlacement.create({ rank: r.rank, node: r.node, gpuIndices: r.gpus, address: addresses.get(r.node) || r.node }));
       let origin: AttemptOrigin | undefined;
+      // Once the checkpoint service has not answered, the other later attempts of this pass
+      // would each wait out the same deadline: they are placed next pass too.
+      if (checkpointsDown && rec.job.attempt > 0) continue;
       try {
         origin = await this.attemptOrigin(rec.job, p);
       } catch (err) {
+        checkpointsDown = true;
         ctx.log.warn({ job: p.jobId, err: (err as Error).message }, 'cannot learn where the attempt resumes from; placing it next pass');
         continue;
       }
