@@ -144,6 +144,26 @@ describe('recovery', () => {
     expect(other.attempts[0]!.scheduledAt!.getTime()).toBeGreaterThanOrEqual(done.attempts[1]!.scheduledAt!.getTime());
   });
 
+  it('waits to place the next attempt while the checkpoint service cannot say where it resumes from', async () => {
+    const { stack, client } = await setup({ agents: 1 });
+    await client.setSchedulingConfig({ recovery: FAST });
+    const { job } = await client.submitJob({
+      nodes: 1, gpusPerNode: 2, retry: { maxRecoveries: 1, retryOn: [FailureClass.FAILURE_CLASS_APPLICATION] },
+      command: ['sh', '-c', 'if [ "$GANTRY_ATTEMPT" = 1 ]; then sleep 2; exit 1; fi; echo "resumed from $GANTRY_RESUME_FROM"'],
+    });
+    await waitForJob(client, job!.id, [JobState.JOB_STATE_RUNNING]);
+    const checkpoint = await commitCheckpoint(stack, job!.id, 1, 5);
+    await stack.checkpoint.kill();
+    // Placed without its checkpoint, the attempt would train from scratch: it waits instead.
+    await waitForJob(client, job!.id, [JobState.JOB_STATE_PENDING], 20_000);
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(jobStateName((await client.getJob(job!.id)).state)).toBe('PENDING');
+    await stack.checkpoint.start();
+    const done = await waitForJob(client, job!.id, [JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED], 30_000);
+    expect(jobStateName(done.state)).toBe('SUCCEEDED');
+    expect(done.attempts[1]!.resumedFromCheckpoint).toBe(checkpoint);
+  });
+
   it('an application error is not retried by default: FAILED, naming the rank that failed first', async () => {
     const { client } = await setup({ agents: 2 });
     await client.setSchedulingConfig({ recovery: FAST });
