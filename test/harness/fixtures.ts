@@ -8,7 +8,9 @@ import { TestStack, eventually, type StackOptions } from './stack.js';
 export function stackPerTest(clientOptions: ClientOptions = {}): (opts?: StackOptions) => Promise<{ stack: TestStack; client: GantryClient }> {
   let stack: TestStack | undefined;
   let client: GantryClient | undefined;
-  afterEach(async () => {
+  afterEach(async (ctx) => {
+    // A failed test shows what the control plane logged about it (CI keeps nothing else).
+    if (ctx.task.result?.state === 'fail' && stack) printLogTails(stack);
     client?.close();
     await stack?.stop();
     stack = client = undefined;
@@ -18,6 +20,14 @@ export function stackPerTest(clientOptions: ClientOptions = {}): (opts?: StackOp
     client = new GantryClient({ address: stack.gatewayAddr, timeoutMs: 5_000, retry: { maxAttempts: 20 }, ...clientOptions });
     return { stack, client };
   };
+}
+
+/** The last lines of the scheduler and checkpoint logs, lines about jobs and placement only. */
+function printLogTails(stack: TestStack): void {
+  for (const name of ['scheduler-0', 'checkpoint']) {
+    const lines = stack.logsOf(name).split('\n').filter((l) => /"job"|checkpoint|resume|placed|recover/i.test(l));
+    console.error(`--- ${name} (last ${Math.min(lines.length, 40)} relevant lines)\n${lines.slice(-40).join('\n')}`);
+  }
 }
 
 /** Waits until the job is in one of `states` (or satisfies `pred`), and returns it. */
