@@ -51,13 +51,29 @@ export interface StreamSpec {
   maxBytes: number;
   /** JetStream de-duplication window for Nats-Msg-Id, seconds. */
   duplicateWindowSec: number;
+  /** Message count limit (default: none). */
+  maxMsgs?: number;
+  /**
+   * When a limit is reached: `old` drops the oldest messages, `new` refuses the publish (the
+   * publisher gets an error and keeps the message). Default `old`.
+   */
+  discard?: 'old' | 'new';
+  /** `limits` (default) keeps messages until a limit; `workqueue` deletes each once its consumer acknowledged it. */
+  retention?: 'limits' | 'workqueue';
 }
 
 const DAY = 24 * 3600;
 const GiB = 1024 ** 3;
 
 export const streams = {
-  agentEvents: { name: 'GANTRY_AGENT_EVENTS', subjects: [subjects.rankEventAll, subjects.hostEventAll], maxAgeSec: 7 * DAY, maxBytes: 1 * GiB, duplicateWindowSec: 3600 },
+  /**
+   * Rank starts/exits and host events, each read by one scheduler consumer. A work queue holds
+   * exactly what the scheduler has not acknowledged yet, with no age limit, and refuses new
+   * messages when full instead of dropping old ones: during a long scheduler outage an exit is
+   * never silently lost, the agent gets a publish error and keeps it in its state file.
+   * `gantry_nats_stream_fill_ratio` warns long before the limit.
+   */
+  agentEvents: { name: 'GANTRY_AGENT_EVENTS', subjects: [subjects.rankEventAll, subjects.hostEventAll], maxAgeSec: 0, maxBytes: 2 * GiB, maxMsgs: 5_000_000, duplicateWindowSec: 3600, discard: 'new', retention: 'workqueue' },
   telemetry: { name: 'GANTRY_TELEMETRY', subjects: [subjects.telemetryAll], maxAgeSec: 1 * DAY, maxBytes: 4 * GiB, duplicateWindowSec: 600 },
   logs: { name: 'GANTRY_LOGS', subjects: [subjects.logsAll], maxAgeSec: 7 * DAY, maxBytes: 8 * GiB, duplicateWindowSec: 600 },
   events: { name: 'GANTRY_EVENTS', subjects: [subjects.jobEventAll, subjects.nodeEventAll], maxAgeSec: 30 * DAY, maxBytes: 2 * GiB, duplicateWindowSec: 3600 },

@@ -1,35 +1,94 @@
 // Connections to the two pieces of shared infrastructure. Both retry forever in the
-// background: a control plane that outlives a NATS or Redis restart is the point.
+// background: a control plane that outlives a NATS or Redis restart (or failover) is the point.
 import { readFileSync } from 'node:fs';
 import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from './logger.js';
+import { natsServers, type RedisTarget } from './config.js';
 
+/**
+ * Connects to any server of `url` (one server, or a cluster's servers comma-separated) and
+ * reconnects across them forever, servers in random order so a fleet of agents spreads out.
+ * The client also learns the cluster's other members from the server it reaches.
+ */
 export async function connectNats(url: string, name: string, log: Logger, credsFile?: string): Promise<NatsConnection> {
   const nc = await connect({
     ...(credsFile ? { authenticator: credsAuthenticator(readFileSync(credsFile)) } : {}),
-    servers: url.split(','),
+    servers: natsServers(url),
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
+    reconnectJitter: 100,
     waitOnFirstConnect: true,
   });
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect' || s.type === 'reconnect' || s.type === 'error') {
-        log.warn({ nats: s.type }, `nats ${s.type}`);
+        log.warn({ nats: s.type, server: 'server' in s ? s.server : undefined }, `nats ${s.type}`);
       }
     }
   })();
   return nc;
 }
 
-export function connectRedis(url: string, log: Logger): Redis {
-  const redis = new Redis(url, {
+/**
+ * Where libs/store finds how many replicas a commit that matters waits for (Redis WAIT). A
+ * global symbol, so the store needs no dependency on this kit.
+ */
+export const REPLICA_WAIT = Symbol.for('gantry.redis.replicaWait');
+
+export interface ReplicaWait {
+  replicas: number;
+  timeoutMs: number;
+}
+
+/** Sets (or clears, with replicas 0) the replica wait of a connection made elsewhere (tests, tools). */
+export function setReplicaWait(redis: Redis, wait: ReplicaWait): void {
+  (redis as unknown as Record<symbol, ReplicaWait | undefined>)[REPLICA_WAIT] = wait.replicas > 0 ? wait : undefined;
+}
+
+/** ioredis options for a target: by URL, or through Sentinel (password and db still from the URL). */
+export function redisOptions(target: RedisTarget): { url?: string; options: RedisOptions } {
+  const common: RedisOptions = {
     maxRetriesPerRequest: null,
     enableAutoPipelining: true,
     retryStrategy: (times) => Math.min(50 * times, 1000),
-  });
+    // A connection that still points at a demoted primary gets READONLY on its next write:
+    // reconnect (through the sentinels, to the new primary) and resend the command there.
+    reconnectOnError: (err) => (/^READONLY|^LOADING|^MASTERDOWN/.test(err.message) ? 2 : false),
+  };
+  if (!target.sentinels) return { url: target.url, options: common };
+  const u = new URL(target.url);
+  const db = Number(u.pathname.replace(/^\//, '') || '0');
+  return {
+    options: {
+      ...common,
+      sentinels: target.sentinels,
+      name: target.masterName!,
+      role: 'master',
+      ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+      ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+      ...(Number.isInteger(db) && db > 0 ? { db } : {}),
+      ...(target.sentinelPassword ? { sentinelPassword: target.sentinelPassword } : {}),
+      // Subscribe to +switch-master on the sentinels: drop the connection to the old primary
+      // at once on a failover instead of waiting for it to fail.
+      failoverDetector: true,
+      sentinelRetryStrategy: (times) => Math.min(100 * times, 1000),
+    },
+  };
+}
+
+/** A Redis connection by URL (a string, or a target without sentinels) or through Sentinel. */
+export function connectRedis(target: string | RedisTarget, log: Logger): Redis {
+  const t: RedisTarget = typeof target === 'string' ? { url: target, waitReplicas: 0, waitTimeoutMs: 0 } : target;
+  const { url, options } = redisOptions(t);
+  const redis = url ? new Redis(url, options) : new Redis(options);
+  setReplicaWait(redis, { replicas: t.waitReplicas, timeoutMs: t.waitTimeoutMs });
   redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis error'));
+  let connects = 0;
+  redis.on('ready', () => {
+    const stream = (redis as unknown as { stream?: { remoteAddress?: string; remotePort?: number } }).stream;
+    if (connects++ > 0) log.warn({ primary: `${stream?.remoteAddress}:${stream?.remotePort}` }, 'redis reconnected');
+  });
   return redis;
 }

@@ -2,7 +2,7 @@
 // graceful shutdown. A config error prints one line naming the variable and exits 2.
 import type { z } from 'zod';
 import type { Registry } from 'prom-client';
-import { ConfigError, loadConfig, commonEnv } from './config.js';
+import { ConfigError, loadConfig, commonEnv, redisTarget } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { createRegistry, serveMetrics } from './metrics.js';
 import { Lifecycle } from './lifecycle.js';
@@ -24,6 +24,7 @@ export async function startService<S extends z.ZodRawShape>(
   let config: z.infer<z.ZodObject<Common & S>>;
   try {
     config = loadConfig({ ...commonEnv, ...shape } as Common & S);
+    redisTarget(config as unknown as z.infer<z.ZodObject<Common>>); // Sentinel settings come in pairs
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${name}: ${err.message}\n`);

@@ -3,17 +3,27 @@
 import type { Redis } from 'ioredis';
 import { keys } from './keys.js';
 import { scriptRunner, type ScriptRunner } from './scripts.js';
+import { awaitReplicas } from './durability.js';
 
 export class LeaderLease {
   private readonly scripts: ScriptRunner;
+  /** The last epoch confirmed on the replicas; a new one is used only once they have it. */
+  private confirmedEpoch = 0;
 
-  constructor(redis: Redis, readonly instanceId: string, readonly ttlMs: number) {
+  constructor(private readonly redis: Redis, readonly instanceId: string, readonly ttlMs: number) {
     this.scripts = scriptRunner(redis);
   }
 
   /** Acquires or renews; returns this instance's epoch, or 0 when another instance leads. */
   async tryAcquire(): Promise<number> {
-    return Number(await this.scripts.run('gantryLease', [keys.leader, keys.leaderEpoch, keys.epochCounter], [this.instanceId, this.ttlMs]));
+    const epoch = Number(await this.scripts.run('gantryLease', [keys.leader, keys.leaderEpoch, keys.epochCounter], [this.instanceId, this.ttlMs]));
+    // A fencing epoch is never used before a replica has it, so a failover cannot bring back
+    // an older one. Renewals of a confirmed epoch do not wait: losing one only shortens the lease.
+    if (epoch > 0 && epoch !== this.confirmedEpoch) {
+      await awaitReplicas(this.redis);
+      this.confirmedEpoch = epoch;
+    }
+    return epoch;
   }
 
   async release(): Promise<void> {

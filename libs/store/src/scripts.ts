@@ -2,6 +2,7 @@
 // after a Redis restart flushed the script cache).
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
+import { awaitReplicas } from './durability.js';
 
 const load = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
 
@@ -20,6 +21,16 @@ const scripts = {
 } as const;
 
 export type ScriptName = keyof typeof scripts;
+
+/**
+ * Scripts whose writes must survive a Redis failover before the caller acts on them (see
+ * durability.ts): job submission and transitions (placement, rank exits), node transitions,
+ * GPU releases and the checkpoint registry. The lease waits in LeaderLease, on a new epoch only.
+ */
+const DURABLE: ReadonlySet<ScriptName> = new Set<ScriptName>([
+  'gantrySubmitJob', 'gantryCommitJob', 'gantryCommitNode', 'gantryReleaseGpus',
+  'gantryCheckpointBegin', 'gantryCheckpointCommit', 'gantryCheckpointAbandon',
+]);
 type ScriptArg = string | Buffer | number;
 
 /** Registers the scripts on a connection (idempotent) and returns a typed caller. */
@@ -31,10 +42,12 @@ export function scriptRunner(redis: Redis) {
     }
   }
   return {
-    run(name: ScriptName, keys: string[], args: ScriptArg[]): Promise<unknown> {
+    async run(name: ScriptName, keys: string[], args: ScriptArg[]): Promise<unknown> {
       const fn = r[name]!.bind(redis);
       const s = scripts[name];
-      return s.keys === undefined ? fn(keys.length, ...keys, ...args) : fn(...keys, ...args);
+      const res = await (s.keys === undefined ? fn(keys.length, ...keys, ...args) : fn(...keys, ...args));
+      if (DURABLE.has(name)) await awaitReplicas(redis);
+      return res;
     },
   };
 }

@@ -5,6 +5,7 @@
 // and embedders can run several in one process.
 import {
   connectRedis,
+  redisTarget,
   createLogger,
   createRegistry,
   Lifecycle,
@@ -32,7 +33,7 @@ export interface CheckpointServiceHandle {
 /** Starts the gRPC server in `ctx`; returns once it is bound and Redis has answered. */
 export async function serveCheckpoints(ctx: ServiceContext<CheckpointConfig>): Promise<{ port: number }> {
   const { config, log, lifecycle } = ctx;
-  const redis = connectRedis(config.REDIS_URL, log);
+  const redis = connectRedis(redisTarget(config), log);
   lifecycle.onShutdown('redis', () => redis.quit().catch(() => redis.disconnect()));
   // Report SERVING only once the registry can actually be read and written.
   await redis.ping();

@@ -21,7 +21,7 @@ try {
 }
 const nc = await connectNats(config.NATS_URL, 'gateway', log);
 lifecycle.onShutdown('nats', () => nc.drain());
-await ensureStreams(nc);
+await ensureStreams(nc, { replicas: config.NATS_STREAM_REPLICAS, log });
 const scheduler = schedulerClients(config.SCHEDULER_ADDR);
 lifecycle.onShutdown('scheduler-client', () => scheduler.jobs.close());
 const grpc = await startGrpcServer(config.BIND_HOST, config.GATEWAY_GRPC_PORT, (server) => {

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { ConfigError } from '@gantry/service-kit/config';
+import { ConfigError, natsServersProblem } from '@gantry/service-kit/config';
 import { SUBJECT_TOKEN } from '@gantry/bus';
 
 // Node names become NATS subject tokens and Redis key parts.
@@ -15,7 +15,11 @@ export const agentConfigSchema = z.object({
   node: name,
   /** Address other ranks use to reach this host (MASTER_ADDR when it runs rank 0). */
   address: z.string().min(1),
-  natsUrl: z.string().min(1),
+  /** One NATS server or every server of a cluster, comma-separated; the agent reconnects across them. */
+  natsUrl: z.string().min(1).superRefine((v, ctx) => {
+    const problem = natsServersProblem(v);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  }),
   natsCredsFile: z.string().optional(),
   stateDir: z.string().min(1),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

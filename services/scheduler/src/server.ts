@@ -2,9 +2,9 @@
 // work (scheduling loop, node registry, rank events, outbox relay) started and stopped with
 // leadership.
 import { jetstream } from '@nats-io/jetstream';
-import { connectNats, connectRedis, startGrpcServer, startService } from '@gantry/service-kit';
+import { connectNats, connectRedis, redisTarget, startGrpcServer, startService } from '@gantry/service-kit';
 import { JobStore, LeaderLease, NodeStore, Outbox } from '@gantry/store';
-import { ensureStreams, subjects } from '@gantry/bus';
+import { ensureStreams, streamFill, subjects } from '@gantry/bus';
 import { Gauge } from 'prom-client';
 import { schedulerEnv } from './config.js';
 import type { SchedulerContext } from './context.js';
@@ -25,11 +25,19 @@ import { SchedulingStateStore } from '@gantry/store';
 
 export async function main(): Promise<void> {
   const { config, log, metrics, lifecycle } = await startService('scheduler', schedulerEnv);
-  const redis = connectRedis(config.REDIS_URL, log);
+  const redis = connectRedis(redisTarget(config), log);
   lifecycle.onShutdown('redis', () => redis.quit());
   const nc = await connectNats(config.NATS_URL, `scheduler ${config.INSTANCE_ID}`, log);
   lifecycle.onShutdown('nats', () => nc.drain());
-  await ensureStreams(nc);
+  await ensureStreams(nc, { replicas: config.NATS_STREAM_REPLICAS, log });
+  // How full each stream is: GANTRY_AGENT_EVENTS refuses new rank exits when full (never drops them); alert well before.
+  new Gauge({
+    name: 'gantry_nats_stream_fill_ratio', help: 'Fill of a JetStream stream against its byte or message limit (0..1)', labelNames: ['stream', 'discard'], registers: [metrics],
+    async collect() {
+      this.reset();
+      for (const f of await streamFill(nc).catch(() => [])) this.set({ stream: f.stream, discard: f.discard }, f.fillRatio);
+    },
+  });
   const js = jetstream(nc);
   await seedPolicy(new SchedulingStateStore(redis), config.SCHEDULING_CONFIG, log);
 
