@@ -8,7 +8,8 @@ import { Redis } from 'ioredis';
 import { NodeState } from '@gantry/proto';
 import { NodeStore } from '@gantry/store';
 import { portOpen, serviceCommand, simAgentEnv, simTopology, type ServiceName } from '../../deploy/local/services.js';
-import { startNats, startRedis, type Server } from './infra.js';
+import { startNats, startNatsCluster, startRedis, startRedisHa, type NatsCluster, type RedisHa, type Server } from './infra.js';
+import { parseSentinels } from '@gantry/service-kit/config';
 import { freePort } from './ports.js';
 import { ManagedProcess } from './process.js';
 
@@ -23,6 +24,8 @@ export interface StackOptions {
   stopGraceSeconds?: number;
   /** Extra environment per process kind. */
   env?: Partial<Record<ServiceName, NodeJS.ProcessEnv>>;
+  /** The HA data plane: a three-node NATS cluster (streams with 3 replicas) and Redis with a replica and three sentinels. */
+  ha?: boolean;
 }
 
 
@@ -30,6 +33,9 @@ export class TestStack {
   readonly workDir = mkdtempSync(join(tmpdir(), 'gantry-stack-'));
   nats!: Server;
   redisServer!: Server;
+  /** With `ha`: the NATS cluster and the Redis primary/replica/sentinels (`nats` and `redisServer` then stand for them as a whole). */
+  natsCluster?: NatsCluster;
+  redisHa?: RedisHa;
   redis!: Redis;
   schedulers: ManagedProcess[] = [];
   gateway!: ManagedProcess;
@@ -48,17 +54,34 @@ export class TestStack {
       heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 500,
       leaseTtlMs: opts.leaseTtlMs ?? 2_000,
       stopGraceSeconds: opts.stopGraceSeconds ?? 2,
+      ha: opts.ha ?? false,
       env: opts.env,
     };
   }
 
   private common(): NodeJS.ProcessEnv {
-    return { NATS_URL: this.nats.url, REDIS_URL: this.redisServer.url, LOG_LEVEL: 'debug', METRICS_PORT: '0' };
+    const ha = this.redisHa ? { ...this.redisHa.env(), NATS_STREAM_REPLICAS: '3' } : {};
+    return { NATS_URL: this.nats.url, REDIS_URL: this.redisServer.url, LOG_LEVEL: 'debug', METRICS_PORT: '0', ...ha };
+  }
+
+  private async startHaInfra(): Promise<void> {
+    const [cluster, redisHa] = await Promise.all([startNatsCluster(join(this.workDir, 'nats')), startRedisHa(join(this.workDir, 'redis'))]);
+    this.natsCluster = cluster;
+    this.redisHa = redisHa;
+    const whole = (url: string, stop: () => Promise<void>): Server => {
+      const no = () => Promise.reject(new Error('an HA stack: kill or restart one member (natsCluster.members, redisHa.servers)'));
+      return { url, port: 0, stop, kill: no, restart: no, start: no };
+    };
+    this.nats = whole(cluster.url, () => cluster.stop());
+    this.redisServer = whole(redisHa.url, () => redisHa.stop());
   }
 
   async start(): Promise<this> {
-    [this.nats, this.redisServer] = await Promise.all([startNats(join(this.workDir, 'nats')), startRedis(join(this.workDir, 'redis'))]);
-    this.redis = new Redis(this.redisServer.url, { maxRetriesPerRequest: null, lazyConnect: false });
+    if (this.opts.ha) await this.startHaInfra();
+    else [this.nats, this.redisServer] = await Promise.all([startNats(join(this.workDir, 'nats')), startRedis(join(this.workDir, 'redis'))]);
+    this.redis = this.redisHa
+      ? new Redis({ sentinels: parseSentinels(this.redisHa.sentinels), name: this.redisHa.masterName, role: 'master', failoverDetector: true, maxRetriesPerRequest: null, reconnectOnError: (e) => (/^READONLY/.test(e.message) ? 2 : false) })
+      : new Redis(this.redisServer.url, { maxRetriesPerRequest: null, lazyConnect: false });
     const gwPort = await freePort();
     const ckPort = await freePort();
     this.gatewayAddr = `127.0.0.1:${gwPort}`;
