@@ -31,11 +31,13 @@ export class NodeAgent {
   private stopped = false;
   /** When the connection to NATS was lost; 0 while connected. */
   private disconnectedAt = 0;
+  /** Registrations run one after another, so the last one sent carries the latest GPU list. */
+  private registration: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly cfg: AgentConfig,
     private readonly nc: NatsConnection,
-    private readonly gpus: GpuDevice[],
+    private gpus: GpuDevice[],
     private readonly backend: string,
     private readonly log: Logger,
     /** Called after NATS comes back, so other reporters resend what they buffered. */
@@ -56,7 +58,7 @@ export class NodeAgent {
     this.runner.start();
     this.sub = this.nc.subscribe(subjects.agentCommand(this.cfg.node), { callback: (err, msg) => { if (!err) msg.respond(encode(AgentCommandReply, this.command(msg.data))); } });
     void this.watchConnection();
-    await this.register();
+    await this.reRegister();
     this.timers.push(setInterval(() => void this.reporter?.flush(), 250));
     this.timers.push(setInterval(() => this.runner.gc(), 60_000));
     this.timers.push(setInterval(() => this.enforcePartitionGrace(), 1_000));
@@ -74,15 +76,31 @@ export class NodeAgent {
     return this.runner.running().map((r) => AgentRank.create({ jobId: r.jobId, attempt: r.attempt, rank: r.rank, pid: r.pid, phase: RankPhase.RANK_PHASE_STARTED }));
   }
 
+  /**
+   * The GPU inventory changed (a GPU fell off the bus): register again with the new list, so
+   * the scheduler stops placing work on the missing GPU and recovers the jobs that held it.
+   */
+  setGpus(gpus: GpuDevice[]): Promise<void> {
+    this.gpus = gpus;
+    return this.reRegister();
+  }
+
+  /** Registers after any registration in flight (see `registration`). */
+  reRegister(): Promise<void> {
+    this.registration = this.registration.then(() => this.register());
+    return this.registration;
+  }
+
   /** Registers, retrying until a scheduler leader accepts (there may be none for a while). */
-  async register(): Promise<void> {
+  private async register(): Promise<void> {
     const req = RegisterNodeRequest.create({
-      node: this.cfg.node, address: this.cfg.address, gpus: this.gpus, topology: Topology.create(this.cfg.topology), labels: this.cfg.labels,
+      node: this.cfg.node, address: this.cfg.address, topology: Topology.create(this.cfg.topology), labels: this.cfg.labels,
       agentVersion: AGENT_VERSION, deviceBackend: this.backend, instanceId: this.instanceId,
     });
     for (let delay = 250; !this.stopped; delay = Math.min(delay * 2, 5_000)) {
       try {
         req.ranks = this.ranks();
+        req.gpus = this.gpus;
         const reply = await this.nc.request(subjects.agentRegister, encode(RegisterNodeRequest, req), { timeout: 5_000 });
         const res = decode(RegisterNodeResponse, reply.data, 'RegisterNodeResponse');
         if (res.accepted) {
@@ -145,7 +163,7 @@ export class NodeAgent {
         this.log.info('reconnected to NATS; re-registering');
         // Registration reports the ranks still running; the scheduler stops those it no
         // longer wants (attempt numbers fence old ones), and exits are reported once.
-        void this.register().then(() => { void this.reporter?.flush(); this.onReconnect(); });
+        void this.reRegister().then(() => { void this.reporter?.flush(); this.onReconnect(); });
       }
     }
   }

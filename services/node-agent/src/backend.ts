@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { GpuDevice } from '@gantry/proto';
 import type { AgentConfig } from './config.js';
-import { detectBackend, parseScenario, type DeviceBackend } from './device/index.js';
+import { detectBackend, parseScenario, SimKernelRing, simKernelDir, type DeviceBackend, type GpuInventoryEntry } from './device/index.js';
 
 export async function createBackend(cfg: AgentConfig): Promise<DeviceBackend> {
   const backend = cfg.device.backend === 'auto' ? undefined : cfg.device.backend === 'sim' ? 'simulated' : 'nvidia-smi';
@@ -15,10 +15,16 @@ export async function createBackend(cfg: AgentConfig): Promise<DeviceBackend> {
       // Each simulated host differs from its peers, the same way on every start.
       seed: createHash('sha256').update(cfg.node).digest().readUInt32BE(0),
       scenario: cfg.device.simScenario ? parseScenario(readFileSync(cfg.device.simScenario, 'utf8')) : undefined,
+      // The simulated kernel lives in the state directory and outlives the agent, like a real one.
+      kernel: new SimKernelRing(simKernelDir(cfg.stateDir)),
     },
   });
 }
 
+export function toGpuDevices(inventory: readonly GpuInventoryEntry[]): GpuDevice[] {
+  return inventory.map((g) => GpuDevice.create({ index: g.index, uuid: g.uuid, model: g.model, memoryMib: g.memoryMiB, pciBusId: g.pciBusId }));
+}
+
 export async function gpuDevices(backend: DeviceBackend): Promise<GpuDevice[]> {
-  return (await backend.fingerprint()).map((g) => GpuDevice.create({ index: g.index, uuid: g.uuid, model: g.model, memoryMib: g.memoryMiB, pciBusId: g.pciBusId }));
+  return toGpuDevices(await backend.fingerprint());
 }

@@ -27,6 +27,8 @@ export const agentConfigSchema = z.object({
   bindHost: z.string().default('127.0.0.1'),
   heartbeatIntervalMs: z.coerce.number().int().min(100).default(2_000),
   telemetryIntervalMs: z.coerce.number().int().min(500).default(10_000),
+  /** How often the GPU inventory is fingerprinted again (a GPU that falls off the bus leaves it). */
+  inventoryIntervalMs: z.coerce.number().int().min(500).default(30_000),
   /** How long ranks keep running while the control plane is unreachable. */
   partitionGraceMs: z.coerce.number().int().min(0).default(15 * 60_000),
   /** Disk space for reports held while NATS is unreachable; the oldest telemetry goes first. */
@@ -65,6 +67,7 @@ const ENV_OVERRIDES: Record<string, string> = {
   BIND_HOST: 'bindHost',
   HEARTBEAT_INTERVAL_MS: 'heartbeatIntervalMs',
   TELEMETRY_INTERVAL_MS: 'telemetryIntervalMs',
+  INVENTORY_INTERVAL_MS: 'inventoryIntervalMs',
   PARTITION_GRACE_MS: 'partitionGraceMs',
   REPORT_BUFFER_BYTES: 'reportBufferBytes',
   RANK_LOG_MAX_BYTES: 'rankLogMaxBytes',

@@ -1,12 +1,16 @@
 // Watches the host: one telemetry batch per interval and every XID as soon as the kernel
-// logs it, both through the report buffer to the control plane and to /metrics. On the
-// simulated backend it also takes injected faults from `gantry-agent sim inject`.
+// logs it, both through the report buffer to the control plane and to /metrics. XIDs are
+// read from a persisted kmsg cursor (collectors/xid/kmsg-cursor.ts): those logged while the
+// agent was down are reported after it starts, none twice. On the simulated backend it also
+// takes injected faults from `gantry-agent sim inject`.
 import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Registry } from './collectors/prometheus.js';
-import { TelemetryCollector, TelemetryMetrics, xidEventMessages } from './collectors/index.js';
-import { SimulatedBackend, type DeviceBackend, type Fault } from './device/index.js';
+import { GpuInventory, TelemetryCollector, TelemetryMetrics, XidLogParser, xidEventToProto, xidRecords } from './collectors/index.js';
+import { KmsgCursorTracker, kmsgCursorPath } from './collectors/xid/kmsg-cursor.js';
+import type { KmsgMissed } from './collectors/xid/reader.js';
+import { SimulatedBackend, type DeviceBackend, type Fault, type GpuInventoryEntry } from './device/index.js';
 import type { HostReporter } from './reporting/host-reporter.js';
 import type { ReportBuffer } from './reporting/report-buffer.js';
 
@@ -19,6 +23,10 @@ export class HostTelemetry {
   private readonly metrics = new TelemetryMetrics();
   private readonly abort = new AbortController();
   private timers: NodeJS.Timeout[] = [];
+  private readonly xidParser = new XidLogParser({ year: new Date().getFullYear() });
+  /** Every GPU seen since start: XIDs of a GPU that has since left the inventory still map to it. */
+  private readonly knownGpus = new Map<string, GpuInventoryEntry>();
+  private cursor: KmsgCursorTracker | undefined;
 
   constructor(
     private readonly node: string,
@@ -32,6 +40,12 @@ export class HostTelemetry {
   ) {
     this.collector = new TelemetryCollector(backend, { node });
     this.metrics.register(registry);
+  }
+
+  /** The GPU inventory now (at start, and after every change). */
+  setInventory(inventory: readonly GpuInventoryEntry[]): void {
+    for (const g of inventory) this.knownGpus.set(g.pciBusId || `#${g.index}`, g);
+    this.xidParser.setInventory(new GpuInventory([...this.knownGpus.values()]));
   }
 
   start(): void {
@@ -59,18 +73,47 @@ export class HostTelemetry {
 
   private async followXids(): Promise<void> {
     try {
-      for await (const xid of xidEventMessages(this.backend, this.node, this.abort.signal)) {
-        this.log.warn({ xid: xid.xid, gpu: xid.gpuIndex, mnemonic: xid.mnemonic, severity: xid.severity }, 'xid');
-        this.metrics.recordXid(xid);
-        try {
-          this.reporter.xid(xid);
-        } catch (err) {
-          this.log.error({ err: (err as Error).message, xid: xid.xid }, 'could not buffer an XID event');
+      const boot = await this.backend.kernelBoot().catch(() => undefined);
+      const cursor = boot && new KmsgCursorTracker(kmsgCursorPath(this.stateDir), boot.id, {
+        onError: (err) => this.log.warn({ err: err.message }, 'could not save the kernel log cursor'),
+      });
+      this.cursor = cursor;
+      if (cursor) this.timers.push(setInterval(() => cursor.flush(), 1_000));
+      this.log.info({ bootId: boot?.id, afterSeq: cursor?.afterSeq }, cursor
+        ? cursor.afterSeq < 0 ? 'reading the kernel log from the oldest record of this boot' : 'reading the kernel log after the last record handled'
+        : 'boot unknown: following new kernel log records only');
+      const records = xidRecords(this.backend, {
+        signal: this.abort.signal, parser: this.xidParser,
+        ...(boot ? { bootTimeMs: boot.timeMs } : {}),
+        ...(cursor ? { afterSeq: cursor.afterSeq, onMissed: (m: KmsgMissed) => this.missed(m) } : {}),
+      });
+      for await (const record of records) {
+        let reported = false;
+        for (const e of record.events) {
+          const xid = xidEventToProto(e, this.node);
+          this.log.warn({ xid: xid.xid, gpu: xid.gpuIndex, mnemonic: xid.mnemonic, severity: xid.severity, kmsgSeq: record.seq }, 'xid');
+          this.metrics.recordXid(xid);
+          try {
+            this.reporter.xid(xid);
+            reported = true;
+          } catch (err) {
+            this.log.error({ err: (err as Error).message, xid: xid.xid }, 'could not buffer an XID event');
+          }
         }
+        // Only once the XIDs are in the report buffer (on disk) does the cursor pass the record.
+        if (record.seq !== undefined) cursor?.advance(record.seq, reported);
       }
     } catch (err) {
       if (!this.abort.signal.aborted) this.log.warn({ err: (err as Error).message }, 'kernel log follower stopped');
+    } finally {
+      this.cursor?.flush();
     }
+  }
+
+  private missed(m: KmsgMissed): void {
+    const lost = m.nextSeq !== undefined && m.afterSeq !== undefined ? m.nextSeq - m.afterSeq - 1 : undefined;
+    this.log.warn({ afterSeq: m.afterSeq, nextSeq: m.nextSeq, lost, how: m.how },
+      'kernel log records were overwritten before the agent read them (ring buffer wrapped); XIDs among them are lost');
   }
 
   /** Faults dropped into the inject folder by `gantry-agent sim inject`, applied in name order. */
@@ -93,5 +136,6 @@ export class HostTelemetry {
   stop(): void {
     this.abort.abort();
     for (const t of this.timers) clearInterval(t);
+    this.cursor?.flush();
   }
 }

@@ -9,7 +9,8 @@ import { createLogger } from '@gantry/service-kit/logger';
 import { createRegistry, serveMetrics } from '@gantry/service-kit/metrics';
 import { Lifecycle } from '@gantry/service-kit/lifecycle';
 import { loadAgentConfig, type AgentConfig } from './config.js';
-import { createBackend, gpuDevices } from './backend.js';
+import { createBackend, toGpuDevices } from './backend.js';
+import { InventoryWatch } from './inventory-watch.js';
 import { NodeAgent } from './agent.js';
 import { HostTelemetry } from './host-telemetry.js';
 import { HostReporter } from './reporting/host-reporter.js';
@@ -48,7 +49,8 @@ if (process.argv[2] === 'sim') {
   const metrics = await serveMetrics(registry, cfg.bindHost, cfg.metricsPort);
   lifecycle.onShutdown('metrics', () => new Promise((r) => metrics.server.close(r)));
   const backend = await createBackend(cfg);
-  const gpus = await gpuDevices(backend);
+  const inventory = await backend.fingerprint();
+  const gpus = toGpuDevices(inventory);
   log.info({ node: cfg.node, backend: backend.kind, gpus: gpus.length, model: gpus[0]?.model, metricsPort: metrics.port }, 'fingerprinted host');
   const nc = await connectNats(cfg.natsUrl, `agent ${cfg.node}`, log, cfg.natsCredsFile);
   lifecycle.onShutdown('nats', () => nc.drain());
@@ -58,6 +60,14 @@ if (process.argv[2] === 'sim') {
   lifecycle.onShutdown('agent', () => agent.stop());
   const telemetry = new HostTelemetry(cfg.node, backend, reporter, buffer, cfg.telemetryIntervalMs, cfg.stateDir, log, registry);
   lifecycle.onShutdown('telemetry', () => telemetry.stop());
+  telemetry.setInventory(inventory);
+  // Fingerprinted again periodically: a GPU that falls off the bus leaves the registration.
+  const inventoryWatch = new InventoryWatch(backend, inventory, cfg.inventoryIntervalMs, async (change) => {
+    telemetry.setInventory(change.inventory);
+    await agent.setGpus(toGpuDevices(change.inventory));
+  }, log);
+  lifecycle.onShutdown('inventory', () => inventoryWatch.stop());
   await agent.start();
   telemetry.start();
+  inventoryWatch.start();
 }

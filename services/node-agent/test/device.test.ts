@@ -78,7 +78,9 @@ describe('kernel log reader', () => {
   it('yields kmsg records one line each (a regular file stands in for /dev/kmsg)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gantry-kmsg-'));
     const path = join(dir, 'kmsg');
-    writeFileSync(path, fixture('xid/gpud_testdata_kmsg.2.peermem.log'));
+    // The capture lacks a final newline; a line is only yielded once complete (a regular file
+    // may be read while a record is being appended).
+    writeFileSync(path, `${fixture('xid/gpud_testdata_kmsg.2.peermem.log')}\n`);
     const ac = new AbortController();
     const lines: string[] = [];
     for await (const l of followKmsg({ kmsgPath: path, fromStart: true, pollMs: 10, signal: ac.signal })) {

@@ -88,12 +88,15 @@ describe('fault injection is visible in parsed values', () => {
   it('xid 79: the GPU falls off the bus and nvidia-smi reports it lost', async () => {
     const s = sim();
     await at(s, 1);
+    const before = await s.backend.fingerprint();
     s.backend.inject({ fault: 'xid', gpu: 6, params: { xid: 79 } });
     const sample = await at(s, 5);
     expect(sample.gpus[6]!.metrics).toMatchObject({ index: 6, unavailable: 'GPU is lost' });
     expect(sample.gpus[6]!.metrics.temperatureGpuC).toBeUndefined();
-    const [e] = parseXidLog(s.backend.drainKernelLog().join('\n'), { inventory: new GpuInventory(await s.backend.fingerprint()) });
+    const [e] = parseXidLog(s.backend.drainKernelLog().join('\n'), { inventory: new GpuInventory(before) });
     expect(e).toMatchObject({ xid: 79, gpuIndex: 6, severity: 'critical' });
+    // Gone from the inventory, as from nvidia-smi's on a real host.
+    expect((await s.backend.fingerprint()).map((g) => g.index)).toEqual([0, 1, 2, 3, 4, 5, 7]);
   });
 
   it('ecc-storm: volatile SBE climbs, then a DBE with Xid 48, 63 and 64 and a pending remap', async () => {

@@ -2,12 +2,13 @@
 // gives the next TelemetryBatch; `xidEvents()` turns the backend's kernel log into
 // classified XidEvents for as long as the agent runs.
 import type { TelemetryBatch, XidEvent as XidEventProto } from '@gantry/proto';
-import type { DeviceBackend } from '../device/types.js';
+import type { DeviceBackend, KernelLogReadOptions } from '../device/types.js';
 import type { NfsDeriveOptions } from './nfs/derive.js';
 import { GpuInventory } from './pci.js';
 import { deriveSample, parseSnapshot, readRaw, type HostSnapshot, type TelemetrySample } from './snapshot.js';
 import { sampleToProto, xidEventToProto } from './to-proto.js';
 import { XidLogParser, type XidEvent } from './xid/parse.js';
+import { parseKernelLogLine } from './xid/kernel-log.js';
 
 export interface TelemetryCollectorOptions extends NfsDeriveOptions {
   node: string;
@@ -40,17 +41,45 @@ export class TelemetryCollector {
   }
 }
 
+export interface XidRecordOptions extends KernelLogReadOptions {
+  signal?: AbortSignal;
+  /** The parser to feed (its inventory kept current by the caller); by default one mapped to the inventory at start. */
+  parser?: XidLogParser;
+  /** Wall-clock ms of the boot: kmsg records carry only the time since boot. */
+  bootTimeMs?: number;
+}
+
+/** One kernel log line read: the XIDs it completed and, for a kmsg record, its sequence number. */
+export interface XidRecord {
+  seq?: number;
+  events: XidEvent[];
+}
+
+/**
+ * The backend's kernel log line by line, with the classified Xid events each completes, for a
+ * caller that keeps a cursor (seq) of what it has handled. Ends when the signal aborts or the
+ * log source ends.
+ */
+export async function* xidRecords(backend: DeviceBackend, options: XidRecordOptions = {}): AsyncGenerator<XidRecord> {
+  const { signal, parser: given, bootTimeMs, ...read } = options;
+  const parser = given ?? new XidLogParser({ inventory: new GpuInventory(await backend.fingerprint().catch(() => [])), year: new Date().getFullYear() });
+  for await (const line of backend.kernelLog(signal, read)) {
+    const seq = line.startsWith(' ') ? undefined : parseKernelLogLine(line).seq;
+    let events = parser.push(line);
+    if (bootTimeMs !== undefined) {
+      events = events.map((e) => (e.time === undefined && e.uptimeSeconds !== undefined ? { ...e, time: new Date(bootTimeMs + e.uptimeSeconds * 1000) } : e));
+    }
+    yield { ...(seq !== undefined ? { seq } : {}), events };
+    if (signal?.aborted) return;
+  }
+}
+
 /**
  * Classified Xid events from the backend's kernel log, mapped to the GPU inventory taken at
  * start. Ends when the signal aborts or the log source ends.
  */
 export async function* xidEvents(backend: DeviceBackend, signal?: AbortSignal): AsyncGenerator<XidEvent> {
-  const inventory = new GpuInventory(await backend.fingerprint().catch(() => []));
-  const parser = new XidLogParser({ inventory, year: new Date().getFullYear() });
-  for await (const line of backend.kernelLog(signal)) {
-    for (const e of parser.push(line)) yield e;
-    if (signal?.aborted) return;
-  }
+  for await (const r of xidRecords(backend, signal ? { signal } : {})) yield* r.events;
 }
 
 /** xidEvents as gantry.v1.XidEvent messages. */

@@ -4,3 +4,4 @@ export * from './nvidia-smi.js';
 export * from './sim/sim-backend.js';
 export * from './sim/host-model.js';
 export * from './sim/scenario.js';
+export * from './sim/kernel-ring.js';

@@ -3,12 +3,15 @@
 // the journal) for the kernel log. detectBackend() picks it when nvidia-smi exists and
 // falls back to the simulator otherwise.
 import { readFile } from 'node:fs/promises';
-import { parseGpuQueryCsv, GPU_INVENTORY_FIELDS, GPU_QUERY_FIELDS } from '../collectors/gpu/query-csv.js';
-import { findNvidiaSmi, queryGpuCsv, runNvidiaSmi } from '../collectors/gpu/reader.js';
+import { uptime } from 'node:os';
+import { parseGpuInventoryCsv, GPU_INVENTORY_FIELDS, GPU_QUERY_FIELDS } from '../collectors/gpu/query-csv.js';
+import { findNvidiaSmi, NvidiaSmiError, queryGpuCsv, runNvidiaSmi } from '../collectors/gpu/reader.js';
 import { readInfinibandSysfs, rdmaNetdevs, runEthtoolStats } from '../collectors/rdma/reader.js';
 import { followKernelLog } from '../collectors/xid/reader.js';
 import { SimulatedBackend, type SimOptions } from './sim/sim-backend.js';
-import type { DeviceBackend, GpuInventoryEntry, GpuMetricsText, RdmaReadings } from './types.js';
+import type { DeviceBackend, GpuInventoryEntry, GpuMetricsText, KernelBoot, KernelLogReadOptions, RdmaReadings } from './types.js';
+
+const GPU_UNREACHABLE = /Unable to determine the device handle for GPU|GPU is lost|GPU requires reset/i;
 
 export interface NvidiaSmiBackendOptions {
   binary: string;
@@ -18,6 +21,7 @@ export interface NvidiaSmiBackendOptions {
   mountstatsPath?: string;
   infinibandRoot?: string;
   kmsgPath?: string;
+  bootIdPath?: string;
 }
 
 export class NvidiaSmiBackend implements DeviceBackend {
@@ -31,11 +35,16 @@ export class NvidiaSmiBackend implements DeviceBackend {
   }
 
   async fingerprint(): Promise<GpuInventoryEntry[]> {
-    const text = await this.smi([`--query-gpu=${GPU_INVENTORY_FIELDS.join(',')}`, '--format=csv,noheader,nounits']);
-    return parseGpuQueryCsv(text, GPU_INVENTORY_FIELDS).flatMap((g) =>
-      g.index === undefined || g.uuid === undefined
-        ? []
-        : [{ index: g.index, uuid: g.uuid, model: g.name ?? '', memoryMiB: g.memoryTotalMiB ?? 0, pciBusId: g.pciBusId ?? '' }]);
+    let text: string;
+    try {
+      text = await this.smi([`--query-gpu=${GPU_INVENTORY_FIELDS.join(',')}`, '--format=csv,noheader,nounits']);
+    } catch (err) {
+      // With a GPU fallen off the bus nvidia-smi prints the others, a line saying it cannot
+      // reach that one, and exits non-zero: that is an inventory without it, not a failure.
+      if (!(err instanceof NvidiaSmiError) || err.timedOut || !GPU_UNREACHABLE.test(err.stderr)) throw err;
+      text = err.stderr;
+    }
+    return parseGpuInventoryCsv(text, GPU_INVENTORY_FIELDS);
   }
 
   async readGpuMetricsText(): Promise<GpuMetricsText> {
@@ -74,8 +83,17 @@ export class NvidiaSmiBackend implements DeviceBackend {
     return { sysfs, ethtool };
   }
 
-  kernelLog(signal?: AbortSignal): AsyncIterable<string> {
-    return followKernelLog({ ...(signal ? { signal } : {}), ...(this.options.kmsgPath ? { kmsgPath: this.options.kmsgPath } : {}) });
+  kernelLog(signal?: AbortSignal, options: KernelLogReadOptions = {}): AsyncIterable<string> {
+    return followKernelLog({ ...options, ...(signal ? { signal } : {}), ...(this.options.kmsgPath ? { kmsgPath: this.options.kmsgPath } : {}) });
+  }
+
+  async kernelBoot(): Promise<KernelBoot | undefined> {
+    try {
+      const id = (await readFile(this.options.bootIdPath ?? '/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+      return id === '' ? undefined : { id, timeMs: Date.now() - uptime() * 1000 };
+    } catch {
+      return undefined;
+    }
   }
 }
 

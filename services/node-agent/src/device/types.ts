@@ -4,6 +4,7 @@
 // parsers, and a parser bug shows up in simulation too.
 import type { GpuInventoryEntry } from '../collectors/pci.js';
 import type { SysfsTree } from '../collectors/rdma/sysfs.js';
+import type { KernelLogFollowOptions } from '../collectors/xid/reader.js';
 
 export type { GpuInventoryEntry } from '../collectors/pci.js';
 export type { SysfsTree } from '../collectors/rdma/sysfs.js';
@@ -26,6 +27,17 @@ export interface RdmaReadings {
   ethtool: Readonly<Record<string, string>>;
 }
 
+/** The boot the kernel log belongs to: /dev/kmsg sequence numbers restart at every boot. */
+export interface KernelBoot {
+  /** /proc/sys/kernel/random/boot_id (or the simulated host's). */
+  id: string;
+  /** Wall-clock ms of the boot: a kmsg record's time is this plus its microseconds since boot. */
+  timeMs: number;
+}
+
+/** Where to resume the kernel log (see collectors/xid/reader.ts). */
+export type KernelLogReadOptions = Pick<KernelLogFollowOptions, 'afterSeq' | 'onMissed'>;
+
 export interface DeviceBackend {
   /** 'nvidia-smi' or 'simulated'; reported at registration (Node.device_backend). */
   readonly kind: string;
@@ -34,6 +46,11 @@ export interface DeviceBackend {
   readGpuMetricsText(): Promise<GpuMetricsText>;
   readMountstatsText(): Promise<string>;
   readRdma(): Promise<RdmaReadings>;
-  /** New kernel log lines as they arrive, until the signal aborts. */
-  kernelLog(signal?: AbortSignal): AsyncIterable<string>;
+  /**
+   * Kernel log lines as they arrive, until the signal aborts: only new ones, or with
+   * `afterSeq` the backlog after that /dev/kmsg record first.
+   */
+  kernelLog(signal?: AbortSignal, options?: KernelLogReadOptions): AsyncIterable<string>;
+  /** The current boot, or undefined when unknown (then the backlog cannot be resumed and is skipped). */
+  kernelBoot(): Promise<KernelBoot | undefined>;
 }

@@ -4,7 +4,7 @@
 // stripped, and every bracketed or N/A answer ([N/A], [Not Supported], [Requested
 // functionality has been deprecated], ...) becomes undefined.
 import { parseNumber } from '../counters.js';
-import { normalizePciBusId } from '../pci.js';
+import { normalizePciBusId, type GpuInventoryEntry } from '../pci.js';
 import { clockEventReasonNames, type GpuMetrics } from './types.js';
 
 /** What the agent asks nvidia-smi for each cycle (the reader drops fields an old driver rejects). */
@@ -26,6 +26,18 @@ export const GPU_QUERY_FIELDS: readonly string[] = [
 
 /** The fingerprint query (DeviceBackend.fingerprint). */
 export const GPU_INVENTORY_FIELDS: readonly string[] = ['index', 'uuid', 'name', 'memory.total', 'pci.bus_id'];
+
+/**
+ * The fingerprint query's output as the GPU inventory: a GPU that answers "[GPU is lost]",
+ * "[Unknown Error]" or "[GPU requires reset]", or whose line nvidia-smi replaced with
+ * "Unable to determine the device handle for GPU ...", is not in it (it fell off the bus).
+ */
+export function parseGpuInventoryCsv(text: string, fields: readonly string[] = GPU_INVENTORY_FIELDS): GpuInventoryEntry[] {
+  return parseGpuQueryCsv(text, fields).flatMap((g) =>
+    g.index === undefined || g.uuid === undefined || g.unavailable !== undefined
+      ? []
+      : [{ index: g.index, uuid: g.uuid, model: g.name ?? '', memoryMiB: g.memoryTotalMiB ?? 0, pciBusId: g.pciBusId ?? '' }]);
+}
 
 const UNIT_SUFFIX = /^(-?\d+(?:\.\d+)?)\s*(?:MiB|GiB|W|%|MHz|us|ms|C|KB\/s)$/;
 const LOST = /GPU is lost|Unknown Error|GPU requires reset/i;

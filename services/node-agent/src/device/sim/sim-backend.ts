@@ -3,8 +3,10 @@
 // training-like load (steady GPU and fabric use, periodic checkpoint write bursts), and
 // faults from a scenario or inject() bend it. Deterministic for a given seed: ticks are
 // computed in order whatever the read pattern, each drawing from one seeded PRNG.
-import type { DeviceBackend, GpuInventoryEntry, GpuMetricsText, RdmaReadings } from '../types.js';
-import { GPU_QUERY_FIELDS } from '../../collectors/gpu/query-csv.js';
+import type { DeviceBackend, GpuInventoryEntry, GpuMetricsText, KernelBoot, KernelLogReadOptions, RdmaReadings } from '../types.js';
+import { GPU_INVENTORY_FIELDS, GPU_QUERY_FIELDS, parseGpuInventoryCsv } from '../../collectors/gpu/query-csv.js';
+import { followKmsg } from '../../collectors/xid/reader.js';
+import type { SimKernelRing } from './kernel-ring.js';
 import { defaultHostModel, type HostModel, type SimMount } from './host-model.js';
 import {
   NFS3_OPS, NFS4_OPS, renderEthtool, renderGpuCsv, renderKmsg, renderMountstats, renderPcieQuery, renderSysfs,
@@ -24,12 +26,28 @@ export interface SimOptions {
   clock?: 'manual' | 'wall';
   /** Wall-clock epoch (ms) of simulated time 0. */
   startMs?: number;
+  /**
+   * The host's kernel on disk (a running agent's): kernel log lines go to its kmsg file and
+   * are read back through the /dev/kmsg reader, and GPUs lost this boot stay lost across agent
+   * restarts. Without one the kernel log is kept in memory (tests, drainKernelLog).
+   */
+  kernel?: SimKernelRing;
 }
 
 interface ActiveFault extends Fault {
   start: number;
   end: number;
   fired: Set<string>;
+}
+
+/** The driver's kernel message for an Xid on the GPU at `busId` (`00000000:5d:00.0`). */
+export function xidKernelMessage(index: number, busId: string, xid: number, params?: Fault['params']): string {
+  const bus = busId.replace(/^0000/, '').replace(/\.\d$/, '');
+  const pid = params?.['pid'] ?? 4242 + index;
+  const name = params?.['name'] ?? 'python3';
+  const who = xid === 79 || xid === 48 || xid === 63 || xid === 64 ? '' : `pid=${pid}, name=${name}, `;
+  const text = String(params?.['message'] ?? XID_TEXT[xid] ?? 'simulated Xid');
+  return `NVRM: Xid (PCI:${bus}): ${xid}, ${who}${text}`;
 }
 
 /** Kernel-log message text per Xid, as the driver words it (shared with the detection evaluation). */
@@ -84,6 +102,15 @@ export class SimulatedBackend implements DeviceBackend {
     this.pending = [...(options.scenario ?? [])].sort((a, b) => a.at - b.at);
     this.startMs = options.startMs ?? Date.now();
     this.init();
+    const kernel = options.kernel;
+    if (kernel) {
+      kernel.boot();
+      kernel.writeHost(this.gpus.map((g) => ({ index: g.index, pciBusId: g.busId, uuid: g.uuid })));
+      for (const i of kernel.host()?.lost ?? []) {
+        const g = this.gpus[i];
+        if (g) g.lost = true;
+      }
+    }
   }
 
   // ---- time -------------------------------------------------------------------------
@@ -132,14 +159,22 @@ export class SimulatedBackend implements DeviceBackend {
     this.active.push(a);
     if (f.fault === 'xid') {
       const xid = Number(f.params?.['xid'] ?? 13);
-      this.emitXid(this.gpuOf(f), xid, f.params);
-      if (xid === 79) this.gpuOf(f).lost = true;
+      const g = this.gpuOf(f);
+      // `sim inject` writes the record into the kernel log itself (the agent may be down).
+      if (f.params?.['logged'] !== true) this.emitXid(g, xid, f.params);
+      if (xid === 79) this.loseGpu(g);
     }
     if (f.fault === 'link-flap') {
       const p = this.portOf(f);
       p.up = false;
       p.counters['link_downed']! += 1;
     }
+  }
+
+  /** Fallen off the bus: gone from the inventory, "[GPU is lost]" in queries, until a reboot. */
+  private loseGpu(g: GpuState): void {
+    g.lost = true;
+    this.options.kernel?.markLost(g.index);
   }
 
   private gpuOf(f: Fault): GpuState {
@@ -155,16 +190,12 @@ export class SimulatedBackend implements DeviceBackend {
   }
 
   private emitXid(g: GpuState, xid: number, params?: Fault['params']): void {
-    const bus = g.busId.replace(/^0000/, '').replace(/\.\d$/, '');
-    const pid = params?.['pid'] ?? 4242 + g.index;
-    const name = params?.['name'] ?? 'python3';
-    const who = xid === 79 || xid === 48 || xid === 63 || xid === 64 ? '' : `pid=${pid}, name=${name}, `;
-    const text = String(params?.['message'] ?? XID_TEXT[xid] ?? 'simulated Xid');
-    this.kernel(3, `NVRM: Xid (PCI:${bus}): ${xid}, ${who}${text}`);
+    this.kernel(3, xidKernelMessage(g.index, g.busId, xid, params));
   }
 
   private kernel(priority: number, message: string): void {
-    this.log.push(renderKmsg(priority, this.kmsgSeq++, this.model.uptimeSeconds + this.tick, message));
+    if (this.options.kernel) this.options.kernel.append(priority, message);
+    else this.log.push(renderKmsg(priority, this.kmsgSeq++, this.model.uptimeSeconds + this.tick, message));
     for (const w of this.waiters.splice(0)) w();
   }
 
@@ -412,8 +443,10 @@ export class SimulatedBackend implements DeviceBackend {
 
   // ---- DeviceBackend ----------------------------------------------------------------
 
+  /** Through the real backend's parser: a GPU that fell off the bus is not in it. */
   async fingerprint(): Promise<GpuInventoryEntry[]> {
-    return this.gpus.map((g) => ({ index: g.index, uuid: g.uuid, model: g.name, memoryMiB: g.memoryTotalMiB, pciBusId: g.busId }));
+    this.sync();
+    return parseGpuInventoryCsv(renderGpuCsv(this.gpus, GPU_INVENTORY_FIELDS), GPU_INVENTORY_FIELDS);
   }
 
   /** The fingerprint query's CSV, as the real backend would parse it. */
@@ -447,7 +480,23 @@ export class SimulatedBackend implements DeviceBackend {
     return this.log.splice(0);
   }
 
-  async *kernelLog(signal?: AbortSignal): AsyncGenerator<string> {
+  async kernelBoot(): Promise<KernelBoot | undefined> {
+    const boot = this.options.kernel?.boot();
+    return boot && { id: boot.bootId, timeMs: boot.bootTimeMs };
+  }
+
+  async *kernelLog(signal?: AbortSignal, options: KernelLogReadOptions = {}): AsyncGenerator<string> {
+    const kernel = this.options.kernel;
+    if (kernel) {
+      // Time moves on while nobody reads telemetry: scenario faults log when they are due.
+      const ticker = setInterval(() => this.sync(), 1000);
+      try {
+        yield* followKmsg({ ...options, kmsgPath: kernel.kmsgPath, pollMs: 100, ...(signal ? { signal } : {}) });
+      } finally {
+        clearInterval(ticker);
+      }
+      return;
+    }
     while (!signal?.aborted) {
       this.sync();
       const lines = this.log.splice(0);
