@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { Registry } from './collectors/prometheus.js';
 import { GpuInventory, TelemetryCollector, TelemetryMetrics, XidLogParser, xidEventToProto, xidRecords } from './collectors/index.js';
 import { KmsgCursorTracker, kmsgCursorPath } from './collectors/xid/kmsg-cursor.js';
+import { KnownGpus } from './collectors/xid/known-gpus.js';
 import type { KmsgMissed } from './collectors/xid/reader.js';
 import { SimulatedBackend, type DeviceBackend, type Fault, type GpuInventoryEntry } from './device/index.js';
 import type { HostReporter } from './reporting/host-reporter.js';
@@ -24,8 +25,8 @@ export class HostTelemetry {
   private readonly abort = new AbortController();
   private timers: NodeJS.Timeout[] = [];
   private readonly xidParser = new XidLogParser({ year: new Date().getFullYear() });
-  /** Every GPU seen since start: XIDs of a GPU that has since left the inventory still map to it. */
-  private readonly knownGpus = new Map<string, GpuInventoryEntry>();
+  /** Every GPU seen this boot: XIDs of a GPU that has since left the inventory still map to it. */
+  private readonly knownGpus: KnownGpus;
   private cursor: KmsgCursorTracker | undefined;
 
   constructor(
@@ -39,13 +40,14 @@ export class HostTelemetry {
     registry: Registry,
   ) {
     this.collector = new TelemetryCollector(backend, { node });
+    this.knownGpus = new KnownGpus(stateDir, (err) => log.warn({ err: err.message }, 'could not save the known GPUs'));
     this.metrics.register(registry);
   }
 
   /** The GPU inventory now (at start, and after every change). */
   setInventory(inventory: readonly GpuInventoryEntry[]): void {
-    for (const g of inventory) this.knownGpus.set(g.pciBusId || `#${g.index}`, g);
-    this.xidParser.setInventory(new GpuInventory([...this.knownGpus.values()]));
+    this.knownGpus.add(inventory);
+    this.xidParser.setInventory(new GpuInventory(this.knownGpus.list()));
   }
 
   start(): void {
@@ -78,6 +80,10 @@ export class HostTelemetry {
         onError: (err) => this.log.warn({ err: err.message }, 'could not save the kernel log cursor'),
       });
       this.cursor = cursor;
+      if (boot) {
+        this.knownGpus.load(boot.id);
+        this.xidParser.setInventory(new GpuInventory(this.knownGpus.list()));
+      }
       if (cursor) this.timers.push(setInterval(() => cursor.flush(), 1_000));
       this.log.info({ bootId: boot?.id, afterSeq: cursor?.afterSeq }, cursor
         ? cursor.afterSeq < 0 ? 'reading the kernel log from the oldest record of this boot' : 'reading the kernel log after the last record handled'
