@@ -82,6 +82,8 @@ export class TestStack {
     this.redis = this.redisHa
       ? new Redis({ sentinels: parseSentinels(this.redisHa.sentinels), name: this.redisHa.masterName, role: 'master', failoverDetector: true, maxRetriesPerRequest: null, reconnectOnError: (e) => (/^READONLY/.test(e.message) ? 2 : false) })
       : new Redis(this.redisServer.url, { maxRetriesPerRequest: null, lazyConnect: false });
+    // The tests kill Redis on purpose; the client reconnects, its errors are noise.
+    if (this.redisHa) this.redis.on('error', () => undefined);
     const gwPort = await freePort();
     const ckPort = await freePort();
     this.gatewayAddr = `127.0.0.1:${gwPort}`;

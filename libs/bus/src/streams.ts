@@ -62,6 +62,9 @@ export interface StreamFill {
   /** The larger of bytes/maxBytes and messages/maxMessages, 0..1 (0 when unlimited). */
   fillRatio: number;
   discard: 'old' | 'new';
+  retention: 'limits' | 'workqueue' | 'interest';
+  /** 0 = no age limit. */
+  maxAgeSec: number;
   replicas: number;
   /** Cluster view of the stream: its leader and each replica's state. */
   leader?: string;
@@ -79,7 +82,8 @@ export async function streamFill(nc: NatsConnection, specs: StreamSpec[] = Objec
     const byMsgs = c.max_msgs > 0 ? s.messages / c.max_msgs : 0;
     out.push({
       stream: spec.name, messages: s.messages, bytes: s.bytes, maxBytes: c.max_bytes, maxMessages: c.max_msgs,
-      fillRatio: Math.max(byBytes, byMsgs), discard: c.discard === DiscardPolicy.New ? 'new' : 'old', replicas: c.num_replicas,
+      fillRatio: Math.max(byBytes, byMsgs), discard: c.discard === DiscardPolicy.New ? 'new' : 'old',
+      retention: c.retention, maxAgeSec: Math.round(c.max_age / 1e9), replicas: c.num_replicas,
       leader: info.cluster?.leader,
       peers: (info.cluster?.replicas ?? []).map((r) => ({ name: r.name, current: r.current, lagMessages: r.lag ?? 0 })),
     });
