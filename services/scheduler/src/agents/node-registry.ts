@@ -1,11 +1,12 @@
 // Node membership: registration, heartbeats, LOST detection, and reconciliation of what an
 // agent runs with what the scheduler wants (level-triggered: every heartbeat re-checks).
+import { randomUUID } from 'node:crypto';
 import type { Subscription } from '@nats-io/transport-node';
 import {
-  AgentRank, FailureClass, FaultSignal, JobState, Node, NodeHeartbeat, NodeState, RegisterNodeRequest, RegisterNodeResponse, StopRank, type GpuAllocation, type GpuDevice, type Job,
+  AgentRank, FailureClass, FaultSignal, JobState, Node, NodeEvent, NodeHeartbeat, NodeHostEvent, NodeState, RegisterNodeRequest, RegisterNodeResponse, StopRank, type GpuAllocation, type GpuDevice, type Job,
 } from '@gantry/proto';
 import { decode, encode, subjects, SUBJECT_TOKEN } from '@gantry/bus';
-import { allocationOwner, type GpuRef, type NodeRecord } from '@gantry/store';
+import { allocationOwner, NodeTelemetryStore, type GpuRef, type NodeRecord } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
 import { isActive, liveRanks, markRanksLost, wantsRank } from '../jobs/lifecycle.js';
 import { afterFaultSignal, recoveringReason, signalHolders, withFaultSignal } from '../recovery/triggers.js';
@@ -21,6 +22,28 @@ export function returningState(node: Node): NodeState {
   return HELD_OUT.has(held) ? held : NodeState.NODE_STATE_READY;
 }
 
+/** GPUs in one inventory and not the other, by index and UUID (a GPU swapped in place is both). */
+export function inventoryChange(before: readonly GpuDevice[], now: readonly GpuDevice[]): { gone: GpuDevice[]; added: GpuDevice[] } {
+  const key = (g: GpuDevice) => `${g.index}/${g.uuid}`;
+  const was = new Set(before.map(key));
+  const is = new Set(now.map(key));
+  return { gone: before.filter((g) => !is.has(key(g))), added: now.filter((g) => !was.has(key(g))) };
+}
+
+/** "GPU 3 (GPU-8f…) is gone from node-7's inventory": the fault signal's evidence and the node event's reason. */
+export function missingGpuDetail(node: string, gpu: GpuDevice): string {
+  return `GPU ${gpu.index} (${gpu.uuid || gpu.pciBusId || 'unknown'}) is gone from ${node}'s inventory`;
+}
+
+/** The node event for a registration whose GPU list changed; undefined when it did not. */
+export function inventoryChangeReason(node: string, change: { gone: GpuDevice[]; added: GpuDevice[] }): string | undefined {
+  const parts = [
+    ...change.gone.map((g) => missingGpuDetail(node, g)),
+    ...change.added.map((g) => `GPU ${g.index} (${g.uuid || g.pciBusId || 'unknown'}) is back in ${node}'s inventory`),
+  ];
+  return parts.length > 0 ? parts.join('; ') : undefined;
+}
+
 /** States in which a silent node is declared LOST. */
 const WATCHED = new Set([NodeState.NODE_STATE_READY, NodeState.NODE_STATE_SUSPECT, NodeState.NODE_STATE_DRAINING, NodeState.NODE_STATE_DRAINED, NodeState.NODE_STATE_QUARANTINED, NodeState.NODE_STATE_REGISTERING]);
 
@@ -29,7 +52,11 @@ export class NodeRegistry {
   private lostTimer: NodeJS.Timeout | undefined;
   private electedAt = 0;
 
-  constructor(private readonly ctx: SchedulerContext) {}
+  private readonly events: NodeTelemetryStore;
+
+  constructor(private readonly ctx: SchedulerContext) {
+    this.events = new NodeTelemetryStore(ctx.redis);
+  }
 
   start(): void {
     const { ctx } = this;
@@ -90,6 +117,7 @@ export class NodeRegistry {
     const reason = !prev ? 'registered' : prev.node.state === NodeState.NODE_STATE_LOST ? 'agent reconnected' : 're-registered';
     const rec = await ctx.nodes.commit({ prev, next, reason, epoch, heartbeatMs: now.getTime(), instanceId: req.instanceId });
     ctx.log.info({ node: req.node, gpus: req.gpus.length, state: NodeState[state], ranks: req.ranks.length }, 'node registered');
+    if (prev) await this.recordInventoryChange(rec.node, prev.node.gpus, req.gpus);
     await this.recoverJobsOnMissingGpus(rec.node.name, prev?.node.gpus ?? [], req.gpus, prev?.allocations ?? []);
     await this.reconcile(rec, req.ranks);
     ctx.kick();
@@ -112,14 +140,31 @@ export class NodeRegistry {
     await this.reconcile(rec, hb.ranks);
   }
 
+  /**
+   * A registration whose GPU list changed (the agent fingerprints periodically: a GPU fell off
+   * the bus, or came back after a reboot) goes into the node's event log, beside its XIDs. The
+   * state does not change, so it is logged as a transition to the same state.
+   */
+  private async recordInventoryChange(node: Node, before: GpuDevice[], now: GpuDevice[]): Promise<void> {
+    const reason = inventoryChangeReason(node.name, inventoryChange(before, now));
+    if (!reason) return;
+    this.ctx.log.warn({ node: node.name, gpus: now.length, reason }, 'GPU inventory changed');
+    const time = new Date();
+    const transition = NodeEvent.create({ eventId: randomUUID(), nodeName: node.name, fromState: node.state, toState: node.state, reason, time });
+    try {
+      await this.events.appendEvent(node.name, NodeHostEvent.create({ time, event: { $case: 'transition', transition } }));
+    } catch (err) {
+      // The event log is for people; recovery below must run regardless.
+      this.ctx.log.warn({ node: node.name, err: (err as Error).message }, 'could not record the inventory change');
+    }
+  }
+
   /** A GPU a job holds that is gone from the node's inventory (fell off the bus, was pulled) is a node fault. */
   private async recoverJobsOnMissingGpus(node: string, before: GpuDevice[], now: GpuDevice[], allocations: GpuAllocation[]): Promise<void> {
-    const present = new Set(now.map((g) => `${g.index}/${g.uuid}`));
-    const missing = before.filter((g) => !present.has(`${g.index}/${g.uuid}`));
-    for (const gpu of missing) {
+    for (const gpu of inventoryChange(before, now).gone) {
       const holders = allocations.filter((a) => a.gpuIndex === gpu.index);
       if (holders.length === 0) continue;
-      const detail = `GPU ${gpu.index} (${gpu.uuid || gpu.pciBusId || 'unknown'}) is gone from ${node}'s inventory`;
+      const detail = missingGpuDetail(node, gpu);
       const signal = FaultSignal.create({ kind: 'gpu-missing', node, gpu: gpu.index, detail, time: new Date(), failureClass: FailureClass.FAILURE_CLASS_NODE_FAULT });
       await signalHolders(this.ctx, holders, signal, detail);
     }
