@@ -5,7 +5,7 @@
 // and searches: 20,000 such jobs took about 20 s per cycle here, the queue without lists
 // about 0.6 s.
 import { performance } from 'node:perf_hooks';
-import { PRIORITY_CLASSES, planCycle, type JobRequest, type NodeView, type RunningJob } from '../src/placement/index.js';
+import { PRIORITY_CLASSES, planCycle, type JobRequest, type NodeView, type RunningJob, type SchedulingConfigInput } from '../src/placement/index.js';
 import { buildCluster, generateJobs, loadDurations, rng, schedulingConfig, type ClusterSpec } from './workload.js';
 
 export interface ExclusionScenario {
@@ -32,7 +32,7 @@ const NOW = 10 * 3600_000;
  * proportion to their quotas, hold every GPU of `busy` of the nodes and some of the rest.
  * The queue (at most high) mostly waits, so the figure is the planner's own cost.
  */
-function world(spec: ClusterSpec, s: ExclusionScenario, random: () => number): { nodes: NodeView[]; running: RunningJob[] } {
+function world(spec: ClusterSpec, s: Omit<ExclusionScenario, 'reps'>, random: () => number): { nodes: NodeView[]; running: RunningJob[] } {
   const nodes = buildCluster(spec, rng(s.seed));
   const running: RunningJob[] = [];
   nodes.forEach((n, i) => {
@@ -61,7 +61,17 @@ function withLists(jobs: readonly JobRequest[], nodes: readonly NodeView[], rand
   });
 }
 
-export function exclusionCycle(s: ExclusionScenario): ExclusionFigures {
+/** The scenario's inputs: one snapshot, and the queue without and with lists. */
+export interface ExclusionWorld {
+  nodes: NodeView[];
+  running: RunningJob[];
+  plain: JobRequest[];
+  lists: JobRequest[];
+  config: SchedulingConfigInput;
+  now: number;
+}
+
+export function exclusionWorld(s: Omit<ExclusionScenario, 'reps'>): ExclusionWorld {
   const spec: ClusterSpec = { nodes: s.nodes, gpusPerNode: 8, nodesPerLeaf: 32, leavesPerSpine: 16, nvlinkSize: 1 };
   const config = schedulingConfig(spec.nodes * spec.gpusPerNode);
   const random = rng(s.seed + 31);
@@ -71,7 +81,11 @@ export function exclusionCycle(s: ExclusionScenario): ExclusionFigures {
     priority: Math.min(j.priority, PRIORITY_CLASSES.high),
     submitTime: NOW - 1000,
   }));
-  const lists = withLists(plain, nodes, random);
+  return { nodes, running, plain, lists: withLists(plain, nodes, random), config, now: NOW };
+}
+
+export function exclusionCycle(s: ExclusionScenario): ExclusionFigures {
+  const { nodes, running, plain, lists, config } = exclusionWorld(s);
   const samples = { plain: [] as number[], lists: [] as number[] };
   const placed = { plain: 0, lists: 0 };
   // Alternate the two queues so both see the same machine; the first round warms the JIT.

@@ -72,12 +72,25 @@ export class PendingExplainer {
   private readonly cache = [new Map<string, ShapeCounts>(), new Map<string, ShapeCounts>()] as const;
   /** Reasons as small numbers, for the trie (0: no reason). */
   private readonly reasonIds = new Map<string, number>();
-  /** A job's moves (reasons and counts, in order), reused from job to job. */
+  /**
+   * A job's moves (reasons and counts, in order), reused from job to job: the arrays only
+   * grow (`length = 0` would drop their storage, to be allocated again for the next job).
+   */
   private readonly reasons: FilterStatus[] = [];
   private readonly amounts: number[] = [];
+  private moveCount = 0;
+  /** Whether an amount of the job's moves falls outside what the trie codes. */
+  private wide = false;
   private readonly sink = (reason: FilterStatus, n: number): void => {
-    this.reasons.push(reason);
-    this.amounts.push(n);
+    const k = this.moveCount++;
+    if (k < this.reasons.length) {
+      this.reasons[k] = reason;
+      this.amounts[k] = n;
+    } else {
+      this.reasons.push(reason);
+      this.amounts.push(n);
+    }
+    if (!(Math.abs(n) < MOVE_SPAN / 2)) this.wide = true;
   };
 
   constructor(
@@ -97,21 +110,22 @@ export class PendingExplainer {
     }
     if (!fit.moves && !fit.adjust) return base.counts;
     const { reasons, amounts } = this;
-    reasons.length = 0;
-    amounts.length = 0;
+    this.moveCount = 0;
+    this.wide = false;
     // A fit that only knows how to adjust counts: nothing to share.
     const start = fit.moves ? base.counts : fit.adjust!({ ...base.counts });
     fit.moves?.(this.sink);
     this.capacityMoves(job, fit, guard);
-    if (!fit.moves || amounts.some((n) => !(Math.abs(n) < MOVE_SPAN / 2))) {
+    const count = this.moveCount;
+    if (!fit.moves || this.wide) {
       const out = fit.moves ? { ...start } : start;
-      for (let k = 0; k < reasons.length; k++) addCount(out, reasons[k], amounts[k]!);
+      for (let k = 0; k < count; k++) addCount(out, reasons[k], amounts[k]!);
       return out;
     }
     // The moves decide the result (addCount is deterministic, key order included): look
     // them up in a trie of moves, without building a key.
     let node = base.moved;
-    for (let k = 0; k < reasons.length; k++) {
+    for (let k = 0; k < count; k++) {
       const reason = reasons[k];
       let id = reason === undefined ? 0 : this.reasonIds.get(reason);
       if (id === undefined) this.reasonIds.set(reason!, (id = this.reasonIds.size + 1));
@@ -122,7 +136,7 @@ export class PendingExplainer {
     }
     if (!node.counts) {
       const out = { ...base.counts };
-      for (let k = 0; k < reasons.length; k++) addCount(out, reasons[k], amounts[k]!);
+      for (let k = 0; k < count; k++) addCount(out, reasons[k], amounts[k]!);
       node.counts = out;
     }
     return node.counts;
@@ -130,8 +144,9 @@ export class PendingExplainer {
 
   /** The excluded nodes leave the capacity reasons they were counted under. */
   private capacityMoves(job: JobRequest, fit: JobFit, guard: ReservationGuard | undefined): void {
+    if (!fit.excluded?.length) return;
     const scenario = { free: this.state.freeCount, guard };
-    for (const i of fit.excluded ?? []) {
+    for (const i of fit.excluded) {
       const reason = capacityReason(this.state, job, i, scenario, fit.capacity);
       if (reason !== undefined) this.sink(reason, -1);
     }

@@ -12,21 +12,37 @@ import type { JobFit } from './static-fit.js';
 import { describeFailure, selectNodes, shapeOutcome, type GangFailure, type GangOutcome } from './topology.js';
 import type { JobRequest, TopologyNeed } from './types.js';
 
+interface Failure<T> {
+  nodes: number;
+  value: T;
+}
+
+/** A failure kept for one exclusion list (the candidates it removes). */
+interface OwnFailure<T> extends Failure<T> {
+  excluded: readonly number[];
+}
+
 export class FailureMemo<T> {
   /**
    * By shape, then by the rest of the key: the shape string is hashed once per job already
    * (FitCache), so a long queue builds no new key strings here.
    */
-  private readonly failed = new Map<string, Map<string, { nodes: number; value: T }>>();
-  /** Failures kept for one exclusion list: rare, so most lookups skip building that key. */
+  private readonly failed = new Map<string, Map<string, Failure<T>>>();
+  /**
+   * Failures kept for one exclusion list, by shape and key, then by a hash of the list: a
+   * lookup hashes the job's few excluded indices instead of building a key string, so jobs
+   * with lists cost no garbage here however many such failures there are.
+   */
+  private readonly ownFailed = new Map<string, Map<string, Map<number, OwnFailure<T>[]>>>();
+  /** How many failures are kept for one exclusion list: rare, so most lookups skip that search. */
   private own = 0;
 
   /** A known failure for the job: its shape's, or that of the same exclusion list. */
   get(shape: string, key: string, job: JobRequest, fit: JobFit): T | undefined {
-    const byKey = this.failed.get(shape);
-    const known = byKey?.get(key);
+    const known = this.failed.get(shape)?.get(key);
     if (known && job.nodes >= known.nodes) return known.value;
-    const own = this.own > 0 && fit.excluded?.length ? byKey?.get(key + ownKey(fit)) : undefined;
+    if (this.own === 0 || !fit.excluded?.length) return undefined;
+    const own = findOwn(this.ownFailed.get(shape)?.get(key)?.get(listHash(fit.excluded)), fit.excluded);
     return own && job.nodes >= own.nodes ? own.value : undefined;
   }
 
@@ -43,15 +59,46 @@ export class FailureMemo<T> {
       return;
     }
     const general = withoutExclusions();
-    if (general !== undefined) byKey.set(key, { nodes: job.nodes, value: general });
-    else {
+    if (general !== undefined) {
+      byKey.set(key, { nodes: job.nodes, value: general });
+      return;
+    }
+    const excluded = fit.excluded;
+    let byList = this.ownFailed.get(shape);
+    if (!byList) this.ownFailed.set(shape, (byList = new Map()));
+    let byHash = byList.get(key);
+    if (!byHash) byList.set(key, (byHash = new Map()));
+    const hash = listHash(excluded);
+    let bucket = byHash.get(hash);
+    if (!bucket) byHash.set(hash, (bucket = []));
+    const known = findOwn(bucket, excluded);
+    if (known) {
+      known.nodes = job.nodes;
+      known.value = value;
+    } else {
       this.own += 1;
-      byKey.set(key + ownKey(fit), { nodes: job.nodes, value });
+      bucket.push({ excluded: excluded.slice(), nodes: job.nodes, value });
     }
   }
 }
 
-const ownKey = (fit: JobFit) => `#${fit.excluded!.join(',')}`;
+/** A hash of a list of node indices (order matters: lists are kept ascending). */
+export function listHash(list: readonly number[]): number {
+  let h = 0x811c9dc5 ^ list.length;
+  for (let k = 0; k < list.length; k++) h = Math.imul(h ^ list[k]!, 0x01000193);
+  return h | 0;
+}
+
+function findOwn<T>(bucket: readonly OwnFailure<T>[] | undefined, excluded: readonly number[]): OwnFailure<T> | undefined {
+  if (!bucket) return undefined;
+  for (const f of bucket) {
+    if (f.excluded.length !== excluded.length) continue;
+    let same = true;
+    for (let k = 0; k < excluded.length && same; k++) same = f.excluded[k] === excluded[k];
+    if (same) return f;
+  }
+  return undefined;
+}
 
 const GUARDED: Record<TopologyNeed, string> = { any: 'g:any', 'same-nvlink-domain': 'g:same-nvlink-domain', 'same-switch': 'g:same-switch', 'same-spine': 'g:same-spine' };
 

@@ -12,7 +12,7 @@
 import type { ClusterState } from './cluster-state.js';
 import { createCycleContext } from './framework/context.js';
 import { DEFAULT_PLUGINS, firstOf, Plugins, type PluginRegistry, type Preference, type Verdict } from './framework/registry.js';
-import type { CapacityFilterPlugin, CycleContext, FilterStatus } from './framework/types.js';
+import type { CapacityFilterPlugin, CycleContext, FilterStatus, NodeSink } from './framework/types.js';
 import { addCount } from './explain.js';
 import { resolveKeep, type KeepPlan } from './kept.js';
 import type { JobRequest, NodeView, RejectionCounts } from './types.js';
@@ -194,8 +194,22 @@ interface ShapeEntry {
   shared: Map<Preference | undefined, JobFit>;
 }
 
-/** Scratch for the nodes a job's filters name (fitForJob is not reentrant). */
-const named: number[] = [];
+/**
+ * Scratch for the nodes a job's filters name, reused from job to job (fitForJob is not
+ * reentrant). Its array only grows: emptying an array with `length = 0` drops its storage,
+ * and a long queue would allocate it again for every job.
+ */
+class NamedNodes implements NodeSink {
+  readonly items: number[] = [];
+  count = 0;
+  push(i: number): void {
+    if (this.count < this.items.length) this.items[this.count] = i;
+    else this.items.push(i);
+    this.count += 1;
+  }
+}
+
+const named = new NamedNodes();
 const NONE: readonly number[] = [];
 
 /**
@@ -207,26 +221,28 @@ function fitForJob(entry: ShapeEntry, job: JobRequest, plugins: Plugins, cycle: 
   const shape = entry.fit;
   const prefer = plugins.preference(job, cycle);
   const keep = job.keep?.length ? resolveKeep(cycle.state, job, (i) => plugins.staticReason(i, job, cycle)) : undefined;
-  named.length = 0;
+  named.count = 0;
   for (const f of plugins.jobFilters) f.affected(job, cycle, named);
-  if (named.length > 0) {
+  if (named.count > 0) {
     // Lists are short: dedupe and partition in the scratch array (the shape's candidates
     // first, ascending), then copy each part once at its exact size.
+    const list = named.items;
     let n = 0;
     let k = 0;
-    for (const i of named) {
+    for (let r = 0; r < named.count; r++) {
+      const i = list[r]!;
       let seen = false;
-      for (let q = 0; q < n && !seen; q++) seen = named[q] === i;
+      for (let q = 0; q < n && !seen; q++) seen = list[q] === i;
       if (seen) continue;
-      named[n++] = i;
+      list[n++] = i;
       if (!shape.mask[i]) continue;
       let q = n - 1;
-      for (; q > k; q--) named[q] = named[q - 1]!;
-      for (; q > 0 && named[q - 1]! > i; q--) named[q] = named[q - 1]!;
-      named[q] = i;
+      for (; q > k; q--) list[q] = list[q - 1]!;
+      for (; q > 0 && list[q - 1]! > i; q--) list[q] = list[q - 1]!;
+      list[q] = i;
       k += 1;
     }
-    return new ExcludingFit(shape, k > 0 ? named.slice(0, k) : NONE, n > k ? named.slice(k, n) : NONE, job, plugins, cycle, prefer, keep);
+    return new ExcludingFit(shape, k > 0 ? list.slice(0, k) : NONE, n > k ? list.slice(k, n) : NONE, job, plugins, cycle, prefer, keep);
   }
   let fit = entry.shared.get(prefer);
   if (!fit) entry.shared.set(prefer, (fit = { ...shape, capacity: plugins.capacity, ...(prefer ? { prefer } : {}) }));

@@ -82,6 +82,9 @@ export function shapeOutcome(state: ClusterState, job: JobRequest, fit: JobFit, 
   return selectNodes(state, job, { ...fit.shape, ...(fit.capacity ? { capacity: fit.capacity } : {}) }, scenario);
 }
 
+/** Past the last node index (ends a walk over an ascending list). */
+const NO_NODE = 0x7fffffff;
+
 /** All N nodes in the smallest domain that holds them, the best such domain. */
 function selectGang(state: ClusterState, job: JobRequest, fit: JobFit, scenario: Scenario): GangOutcome {
   const g = job.gpusPerNode;
@@ -93,13 +96,26 @@ function selectGang(state: ClusterState, job: JobRequest, fit: JobFit, scenario:
   // Scores that only lower a few nodes matter only if one of them could take a rank here:
   // otherwise every eligible node scores the maximum and best fit alone decides.
   const lowered = fit.prefer?.lowered;
-  const prefer = lowered && ![...lowered].some((i) => passes(i) && nodeFits(fit.capacity, scenario, i, g)) ? undefined : fit.prefer;
+  const prefer = lowered && !someFits(lowered, passes, fit, scenario, g) ? undefined : fit.prefer;
   if (scenario.free === state.freeCount && n === 1 && state.maxNvlSize <= 1 && (!prefer || prefer.lowered)) {
     const single = selectSingleNode(state, job, fit, scenario, passes, prefer?.lowered);
     if (single) return single;
   }
   const eligible: number[] = [];
-  for (const i of base.candidates) if (!skip?.includes(i) && nodeFits(fit.capacity, scenario, i, g)) eligible.push(i);
+  const candidates = base.candidates;
+  if (!skip) {
+    for (let c = 0; c < candidates.length; c++) if (nodeFits(fit.capacity, scenario, candidates[c]!, g)) eligible.push(candidates[c]!);
+  } else {
+    // Both lists ascending: walk the exclusions alongside the candidates (no search per node).
+    let e = 0;
+    let next = skip[0]!;
+    for (let c = 0; c < candidates.length; c++) {
+      const i = candidates[c]!;
+      while (next < i) next = ++e < skip.length ? skip[e]! : NO_NODE;
+      if (next === i || !nodeFits(fit.capacity, scenario, i, g)) continue;
+      eligible.push(i);
+    }
+  }
   if (eligible.length < n) return failure(job, { reason: 'no-capacity', eligible: eligible.length });
   // With active score plugins, a domain is worth the scores of the n best nodes it offers.
   const scores = prefer ? eligible.map((i) => prefer.score(i)) : undefined;
@@ -140,6 +156,12 @@ function selectGang(state: ClusterState, job: JobRequest, fit: JobFit, scenario:
   }
   const levels = LEVELS_FOR[job.topology];
   return failure(job, { reason: 'topology', eligible: eligible.length, need: levels[levels.length - 1]!, largest });
+}
+
+/** Whether one of the nodes passes the job's static filters and takes a rank in the scenario. */
+function someFits(nodes: ReadonlySet<number>, passes: (i: number) => boolean, fit: JobFit, scenario: Scenario, g: number): boolean {
+  for (const i of nodes) if (passes(i) && nodeFits(fit.capacity, scenario, i, g)) return true;
+  return false;
 }
 
 /** Per domain at `level`, the summed scores of the `n` best eligible nodes in it (memoised). */
@@ -217,7 +239,10 @@ function selectSingleNode(
     }
   }
   if (skip) return undefined;
+  // The shape's candidates that take a rank, less the job's own exclusions among them.
+  const base = fit.shape ?? fit;
   let eligible = 0;
-  for (const i of fit.shape?.candidates ?? fit.candidates) if (passes(i) && nodeFits(capacity, scenario, i, g)) eligible += 1;
+  for (const i of base.candidates) if (nodeFits(capacity, scenario, i, g)) eligible += 1;
+  if (fit.excluded) for (const i of fit.excluded) if (base.mask[i] === 1 && nodeFits(capacity, scenario, i, g)) eligible -= 1;
   return failure(job, { reason: 'no-capacity', eligible });
 }

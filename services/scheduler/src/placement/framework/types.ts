@@ -102,10 +102,15 @@ export interface NodeFilterPlugin extends Plugin {
   filter(node: NodeView, i: number, job: JobRequest, cycle: CycleContext): FilterStatus;
 }
 
+/** Where a job filter lists node indices: an array will do (the planner passes a reused scratch list). */
+export interface NodeSink {
+  push(i: number): void;
+}
+
 export interface JobFilterPlugin extends Plugin {
   readonly stage: 'job';
-  /** Appends to `into` the nodes this job's own list names (indices in the snapshot; unknown names dropped). */
-  affected(job: JobRequest, cycle: CycleContext, into: number[]): void;
+  /** Pushes into `into` the nodes this job's own list names (indices in the snapshot; unknown names dropped). */
+  affected(job: JobRequest, cycle: CycleContext, into: NodeSink): void;
   filter(node: NodeView, i: number, job: JobRequest, cycle: CycleContext): FilterStatus;
 }
 
