@@ -127,7 +127,7 @@ export function unpickle(
   const u64 = (): number => {
     const at = need(8);
     const v = view.getBigUint64(at, true);
-    if (v > BigInt(buf.length)) throw new PickleError(`length ${v} at offset ${at} exceeds the pickle`);
+    if (v > BigInt(buf.length - pos)) throw new PickleError(`truncated pickle: length ${v} at offset ${at} exceeds the ${buf.length - pos} bytes left`);
     return Number(v);
   };
   const bytes = (n: number): Uint8Array => {
