@@ -57,6 +57,7 @@ export function simProgram(stateDir: () => string, write: (msg: string) => void)
         if (xid === 79) kernel.markLost(gpu.index);
         params.logged = true;
       }
+      if (kind === 'gpu-lost') new SimKernelRing(simKernelDir(state)).markLost(o.gpu ?? 0);
       const fault: Fault = { fault: kind as FaultKind, gpu: o.gpu, mount: o.mount, device: o.device, port: o.port, duration: o.duration, params };
       const dir = injectDir(state);
       mkdirSync(dir, { recursive: true });

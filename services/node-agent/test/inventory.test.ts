@@ -48,6 +48,10 @@ exit 15
     sim.inject({ fault: 'xid', gpu: 3, params: { xid: 79 } });
     expect((await sim.fingerprint()).map((g) => g.index)).toEqual([0, 1, 2, 4, 5, 6, 7]);
     expect(parseGpuInventoryCsv(sim.fingerprintCsv(GPU_INVENTORY_FIELDS))).toHaveLength(8); // the query shape itself is unchanged
+    // gpu-lost: off the bus without a kernel log record.
+    sim.inject({ fault: 'gpu-lost', gpu: 0 });
+    expect((await sim.fingerprint()).map((g) => g.index)).toEqual([1, 2, 4, 5, 6, 7]);
+    expect(sim.drainKernelLog()).toHaveLength(1); // only the Xid 79
   });
 });
 

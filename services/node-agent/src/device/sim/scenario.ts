@@ -7,11 +7,13 @@
 //     params: {xid: 79}
 //   - {at: 120, fault: nfs-stall, mount: /mnt/datasets, duration: 90}
 
+// `gpu-lost`: the GPU falls off the bus with no kernel log record the agent can read (the
+// record was overwritten, or the log is unreadable): only the inventory shows it.
 export type FaultKind =
-  | 'xid' | 'ecc-storm' | 'thermal' | 'pcie-replay' | 'nfs-stall' | 'link-flap' | 'link-errors' | 'straggler';
+  | 'xid' | 'ecc-storm' | 'thermal' | 'pcie-replay' | 'nfs-stall' | 'link-flap' | 'link-errors' | 'straggler' | 'gpu-lost';
 
 export const FAULT_KINDS: readonly FaultKind[] = [
-  'xid', 'ecc-storm', 'thermal', 'pcie-replay', 'nfs-stall', 'link-flap', 'link-errors', 'straggler',
+  'xid', 'ecc-storm', 'thermal', 'pcie-replay', 'nfs-stall', 'link-flap', 'link-errors', 'straggler', 'gpu-lost',
 ];
 
 export interface Fault {

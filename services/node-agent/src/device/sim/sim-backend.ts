@@ -164,6 +164,7 @@ export class SimulatedBackend implements DeviceBackend {
       if (f.params?.['logged'] !== true) this.emitXid(g, xid, f.params);
       if (xid === 79) this.loseGpu(g);
     }
+    if (f.fault === 'gpu-lost') this.loseGpu(this.gpuOf(f));
     if (f.fault === 'link-flap') {
       const p = this.portOf(f);
       p.up = false;
@@ -263,7 +264,7 @@ export class SimulatedBackend implements DeviceBackend {
     for (let i = this.active.length - 1; i >= 0; i--) {
       const a = this.active[i]!;
       // An Xid is one log line; faults without a duration last until the end.
-      const finished = a.fault === 'xid' || (a.duration !== undefined && this.tick >= a.end);
+      const finished = a.fault === 'xid' || a.fault === 'gpu-lost' || (a.duration !== undefined && this.tick >= a.end);
       if (!finished) continue;
       if (a.fault === 'link-flap') {
         const p = this.portOf(a);
