@@ -1,7 +1,9 @@
 // `pnpm stack:up` / `pnpm stack:down`: a complete local Gantry in the background. NATS
 // (JetStream) and Redis on their own ports with data under .gantry/, the four services and
 // four simulated 8-GPU agents. What was started is recorded in .gantry/stack.json so that
-// `down` stops exactly that and nothing else.
+// `down` stops exactly that and nothing else. `pnpm stack:up --ha` runs the HA data plane
+// instead (three nats-server processes as one JetStream cluster with 3-replica streams; Redis
+// primary + replica + three sentinels) and two schedulers, one leading, one standing by.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,12 +11,48 @@ import { Redis } from 'ioredis';
 import { NodeState } from '@gantry/proto';
 import { NodeStore } from '@gantry/store';
 import { REPO_ROOT, portOpen, serviceCommand, simAgentEnv, simTopology, type ServiceName } from './services.js';
+import { natsClusterUrl, natsMemberConfig, redisServerArgs, SENTINEL_MASTER, sentinelConfig, sentinelConfigPath, type NatsMember } from './ha.js';
 
 export const STACK_DIR = join(REPO_ROOT, '.gantry');
 const STATE_FILE = join(STACK_DIR, 'stack.json');
 
 export const PORTS = { nats: 14222, redis: 16379, gateway: 7070, scheduler: 7071, checkpoint: 7072, metricsBase: 9400 };
 export const AGENTS = 4;
+/** The `--ha` data plane: NATS client/route/monitoring ports, Redis replica and sentinels, the standby scheduler. */
+export const HA_PORTS = {
+  nats: [14222, 14223, 14224], natsCluster: [16222, 16223, 16224], natsHttp: [18222, 18223, 18224],
+  redisReplica: 16380, sentinels: [16390, 16391, 16392], standbyScheduler: 7073,
+};
+
+function haNatsMembers(): NatsMember[] {
+  return HA_PORTS.nats.map((port, i) => ({ name: `nats-${i + 1}`, port, clusterPort: HA_PORTS.natsCluster[i]!, httpPort: HA_PORTS.natsHttp[i]! }));
+}
+
+async function natsClusterHealthy(): Promise<boolean> {
+  const ok = await Promise.all(HA_PORTS.natsHttp.map((p) => fetch(`http://127.0.0.1:${p}/healthz`, { signal: AbortSignal.timeout(1_000) }).then((r) => r.ok, () => false)));
+  return ok.every(Boolean);
+}
+
+/** The primary has its replica online and every sentinel knows the two others (so a failover can happen). */
+async function redisHaHealthy(): Promise<boolean> {
+  const primary = new Redis(PORTS.redis, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    await primary.connect();
+    if (!/slave\d+:.*state=online/.test(await primary.info('replication'))) return false;
+  } finally {
+    primary.disconnect();
+  }
+  for (const port of HA_PORTS.sentinels) {
+    const s = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    try {
+      await s.connect();
+      if (((await s.call('SENTINEL', 'sentinels', SENTINEL_MASTER)) as unknown[]).length < 2) return false;
+    } finally {
+      s.disconnect();
+    }
+  }
+  return true;
+}
 
 interface StackProcess { name: string; pid: number }
 interface StackState { startedAt: string; processes: StackProcess[]; endpoints: Record<string, string> }
@@ -53,41 +91,77 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
   throw new Error(`${what} did not come up within ${timeoutMs / 1000}s; see ${join(STACK_DIR, 'logs')}`);
 }
 
-export async function up(): Promise<StackState> {
+export async function up(opts: { ha?: boolean } = {}): Promise<StackState> {
   const existing = runningStack();
   if (existing) return existing;
   if (readStack()) await down(); // a partly dead stack: clear it before starting afresh
-  for (const [name, port] of Object.entries(PORTS)) {
-    if (name !== 'metricsBase' && (await portOpen(port))) throw new Error(`port ${port} (${name}) is already in use; stop whatever holds it or run pnpm stack:down`);
+  const ha = opts.ha ?? false;
+  const ports: [string, number][] = Object.entries(PORTS).filter(([name]) => name !== 'metricsBase');
+  if (ha) ports.push(...[...HA_PORTS.nats.slice(1), ...HA_PORTS.natsCluster, ...HA_PORTS.natsHttp, HA_PORTS.redisReplica, ...HA_PORTS.sentinels, HA_PORTS.standbyScheduler].map((p): [string, number] => ['ha', p]));
+  for (const [name, port] of ports) {
+    if (await portOpen(port)) throw new Error(`port ${port} (${name}) is already in use; stop whatever holds it or run pnpm stack:down`);
   }
   for (const d of ['nats', 'redis', 'logs', 'agents']) mkdirSync(join(STACK_DIR, d), { recursive: true });
   const processes: StackProcess[] = [];
   const record = () => writeFileSync(STATE_FILE, JSON.stringify({ startedAt: new Date().toISOString(), processes, endpoints }, null, 2));
-  const natsUrl = `nats://127.0.0.1:${PORTS.nats}`;
+  const natsUrl = ha ? natsClusterUrl(haNatsMembers()) : `nats://127.0.0.1:${PORTS.nats}`;
   const redisUrl = `redis://127.0.0.1:${PORTS.redis}`;
-  const endpoints = {
-    gateway: `127.0.0.1:${PORTS.gateway}`, scheduler: `127.0.0.1:${PORTS.scheduler}`, checkpoint: `127.0.0.1:${PORTS.checkpoint}`, nats: natsUrl, redis: redisUrl,
-    metrics: `http://127.0.0.1:${PORTS.metricsBase}-${PORTS.metricsBase + 2 + AGENTS}/metrics`,
+  const sentinels = HA_PORTS.sentinels.map((p) => `127.0.0.1:${p}`).join(',');
+  const schedulers = ha ? `127.0.0.1:${PORTS.scheduler},127.0.0.1:${HA_PORTS.standbyScheduler}` : `127.0.0.1:${PORTS.scheduler}`;
+  const endpoints: Record<string, string> = {
+    gateway: `127.0.0.1:${PORTS.gateway}`, scheduler: schedulers, checkpoint: `127.0.0.1:${PORTS.checkpoint}`, nats: natsUrl, redis: redisUrl,
+    ...(ha ? { sentinels: `${sentinels} (master ${SENTINEL_MASTER})`, 'nats http': HA_PORTS.natsHttp.map((p) => `http://127.0.0.1:${p}`).join(',') } : {}),
+    metrics: `http://127.0.0.1:${PORTS.metricsBase}-${PORTS.metricsBase + 2 + AGENTS + (ha ? 1 : 0)}/metrics`,
   };
   try {
-    processes.push(launch('nats-server', 'nats-server', ['-js', '-a', '127.0.0.1', '-p', String(PORTS.nats), '-sd', join(STACK_DIR, 'nats')], {}));
-    processes.push(launch('redis-server', 'redis-server', ['--port', String(PORTS.redis), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--dir', join(STACK_DIR, 'redis')], {}));
-    record();
-    await waitFor('nats-server', () => portOpen(PORTS.nats));
-    await waitFor('redis-server', () => portOpen(PORTS.redis));
-    const common = { NATS_URL: natsUrl, REDIS_URL: redisUrl, LOG_LEVEL: 'info' };
-    const service = (name: ServiceName, port: number, metrics: number, env: NodeJS.ProcessEnv) => {
+    if (ha) {
+      const members = haNatsMembers();
+      for (const m of members) {
+        const dir = join(STACK_DIR, 'nats', m.name);
+        mkdirSync(dir, { recursive: true });
+        writeFileSync(join(dir, 'nats.conf'), natsMemberConfig(m, members, join(dir, 'jetstream')));
+        processes.push(launch(m.name, 'nats-server', ['-c', join(dir, 'nats.conf')], {}));
+      }
+      for (const [i, port] of [PORTS.redis, HA_PORTS.redisReplica].entries()) {
+        const dir = join(STACK_DIR, 'redis', `redis-${i}`);
+        mkdirSync(dir, { recursive: true });
+        processes.push(launch(`redis-${i}`, 'redis-server', redisServerArgs(port, dir, i === 0 ? undefined : PORTS.redis), {}));
+      }
+      for (const [i, port] of HA_PORTS.sentinels.entries()) {
+        const dir = join(STACK_DIR, 'redis', `sentinel-${i}`);
+        mkdirSync(dir, { recursive: true });
+        writeFileSync(sentinelConfigPath(dir), sentinelConfig(port, dir, PORTS.redis, { downAfterMs: 2_000, failoverTimeoutMs: 10_000 }));
+        processes.push(launch(`sentinel-${i}`, 'redis-server', [sentinelConfigPath(dir), '--sentinel'], {}));
+      }
+      record();
+      await waitFor('the NATS cluster', natsClusterHealthy);
+      await waitFor('Redis primary, replica and sentinels', redisHaHealthy);
+    } else {
+      processes.push(launch('nats-server', 'nats-server', ['-js', '-a', '127.0.0.1', '-p', String(PORTS.nats), '-sd', join(STACK_DIR, 'nats')], {}));
+      processes.push(launch('redis-server', 'redis-server', redisServerArgs(PORTS.redis, join(STACK_DIR, 'redis')), {}));
+      record();
+      await waitFor('nats-server', () => portOpen(PORTS.nats));
+      await waitFor('redis-server', () => portOpen(PORTS.redis));
+    }
+    const common: NodeJS.ProcessEnv = {
+      NATS_URL: natsUrl, REDIS_URL: redisUrl, LOG_LEVEL: 'info',
+      ...(ha ? { NATS_STREAM_REPLICAS: '3', REDIS_SENTINELS: sentinels, REDIS_SENTINEL_MASTER: SENTINEL_MASTER } : {}),
+    };
+    const service = (name: ServiceName, port: number, metrics: number, env: NodeJS.ProcessEnv, label: string = name) => {
       const { command, args } = serviceCommand(name);
-      processes.push(launch(name, command, args, { ...common, METRICS_PORT: String(metrics), ...env }));
+      processes.push(launch(label, command, args, { ...common, METRICS_PORT: String(metrics), ...env }));
       record();
       return waitFor(name, () => portOpen(port));
     };
-    await service('scheduler', PORTS.scheduler, PORTS.metricsBase, { SCHEDULER_GRPC_PORT: String(PORTS.scheduler), CHECKPOINT_ADDR: endpoints.checkpoint });
+    await service('scheduler', PORTS.scheduler, PORTS.metricsBase, { SCHEDULER_GRPC_PORT: String(PORTS.scheduler), CHECKPOINT_ADDR: endpoints.checkpoint! });
+    if (ha) await service('scheduler', HA_PORTS.standbyScheduler, PORTS.metricsBase + 3 + AGENTS, { SCHEDULER_GRPC_PORT: String(HA_PORTS.standbyScheduler), CHECKPOINT_ADDR: endpoints.checkpoint! }, 'scheduler-standby');
     await Promise.all([
-      service('gateway', PORTS.gateway, PORTS.metricsBase + 1, { GATEWAY_GRPC_PORT: String(PORTS.gateway), SCHEDULER_ADDR: endpoints.scheduler }),
+      service('gateway', PORTS.gateway, PORTS.metricsBase + 1, { GATEWAY_GRPC_PORT: String(PORTS.gateway), SCHEDULER_ADDR: schedulers }),
       service('checkpoint', PORTS.checkpoint, PORTS.metricsBase + 2, { CHECKPOINT_GRPC_PORT: String(PORTS.checkpoint) }),
     ]);
-    const redis = new Redis(redisUrl, { maxRetriesPerRequest: 3 });
+    const redis = ha
+      ? new Redis({ sentinels: HA_PORTS.sentinels.map((port) => ({ host: '127.0.0.1', port })), name: SENTINEL_MASTER, maxRetriesPerRequest: 3 })
+      : new Redis(redisUrl, { maxRetriesPerRequest: 3 });
     try {
       const nodes = new NodeStore(redis);
       for (let i = 0; i < AGENTS; i++) {
@@ -151,7 +225,7 @@ const isMain = process.argv[1] && import.meta.url.endsWith(process.argv[1].split
 if (isMain) {
   const cmd = process.argv[2];
   try {
-    if (cmd === 'up') printEndpoints(await up());
+    if (cmd === 'up') printEndpoints(await up({ ha: process.argv.includes('--ha') }));
     else if (cmd === 'down') console.log(`stopped ${await down()} processes`);
     else { console.error('usage: stack.ts up|down'); process.exitCode = 2; }
   } catch (err) {
