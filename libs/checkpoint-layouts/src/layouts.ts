@@ -235,7 +235,7 @@ async function assessMegatronLegacy(view: FsView, dir: string, entries: Entry[],
     const file = `${r.e.name}/model_optim_rng.pt`;
     const t = await attempt(a.problems, () => checkTorchFile(view, join(r.e.path, 'model_optim_rng.pt'), sizes === undefined, file));
     if (t?.value !== undefined && sizes === undefined) {
-      const args = attrs(field(t.value, 'args') as never);
+      const args = attrs(field(t.value, 'args'));
       const tp = asInt(args?.get('tensor_model_parallel_size'));
       const pp = asInt(args?.get('pipeline_model_parallel_size'));
       const ep = asInt(args?.get('expert_model_parallel_size')) ?? 1;
@@ -271,7 +271,7 @@ async function assessMegatronLegacy(view: FsView, dir: string, entries: Entry[],
     a.problems.push(`${missing.length} model-parallel rank director${missing.length === 1 ? 'y' : 'ies'} missing (${['TP', 'PP', 'EP'].slice(0, arity).map((n, i) => `${n}=${dims[i]}`).join(' ')} from ${from}): ${missing.slice(0, 5).join(', ')}`);
 }
 
-function megatronCandidate(view: FsView, root: string, e: Entry, tracker: Tracker, siblingsUseMetadataJson: boolean): Candidate {
+function megatronCandidate(view: FsView, e: Entry, tracker: Tracker, siblingsUseMetadataJson: boolean): Candidate {
   const m = ITER_RE.exec(e.name);
   const step = e.name === 'release' ? 0 : stepFrom(m?.[1]);
   const latest = tracker.kind === 'ok' && (tracker.text === 'release' ? e.name === 'release' : e.name !== 'release' && step === tracker.step);
@@ -286,7 +286,7 @@ function megatronCandidate(view: FsView, root: string, e: Entry, tracker: Tracke
       if (blocked) return blocked;
       const a = await assessMegatronDir(view, e.path, siblingsUseMetadataJson);
       if (tracker.kind === 'none') {
-        return { ...a, marker: false, problems: [`no ${TRACKER} in ${view.label(root)}: Megatron writes it after every rank finished, so no save has completed`, ...a.problems] };
+        return { ...a, marker: false, problems: [`no ${TRACKER} beside it: Megatron writes it after every rank finished, so no save has completed`, ...a.problems] };
       }
       if (tracker.kind === 'bad') return { ...a, problems: [`${tracker.why}: Megatron cannot load from this directory`, ...a.problems] };
       if (step !== null && step > tracker.step)
@@ -309,7 +309,7 @@ export const megatron: Layout = {
     const iters = dirs(entries, ITER_RE);
     let usesJson = false;
     for (const e of iters) if (e.kind === 'dir' && (await view.exists(join(e.path, 'metadata.json')))) usesJson = true;
-    const out = iters.map((e) => megatronCandidate(view, root, e, tracker, usesJson));
+    const out = iters.map((e) => megatronCandidate(view, e, tracker, usesJson));
     if (tracker.kind === 'ok') {
       const want = tracker.text === 'release' ? 'release' : `iter_${String(tracker.step).padStart(7, '0')}`;
       if (!out.some((c) => c.latest)) {
@@ -334,7 +334,7 @@ export const megatron: Layout = {
     const e = entries.find((x) => x.name === name) ?? { name, path: join(parent, name), kind: 'broken' as const, size: 0, symlink: false };
     let usesJson = false;
     for (const x of dirs(entries, ITER_RE)) if (x.kind === 'dir' && (await view.exists(join(x.path, 'metadata.json')))) usesJson = true;
-    return megatronCandidate(view, parent, e, tracker, usesJson);
+    return megatronCandidate(view, e, tracker, usesJson);
   },
 };
 
