@@ -2,7 +2,7 @@
 // realpath and must stay under the root's real path, so a symlink that points outside is
 // reported, not followed. Files are opened by their resolved path with O_NOFOLLOW.
 import { createHash } from 'node:crypto';
-import { constants, createReadStream } from 'node:fs';
+import { constants } from 'node:fs';
 import { lstat, open, readdir, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { isAbsolute, join, relative, sep } from 'node:path';
 
@@ -230,7 +230,7 @@ export class FsView {
   async sha256(abs: string): Promise<string> {
     const { fh } = await this.openFile(abs, this.label(abs));
     const hash = createHash('sha256');
-    const stream = createReadStream('', { fd: fh.fd, autoClose: false, highWaterMark: 1 << 20 });
+    const stream = fh.createReadStream({ autoClose: false, highWaterMark: 1 << 20 });
     try {
       for await (const chunk of stream) hash.update(chunk as Buffer);
     } finally {
