@@ -1,4 +1,4 @@
-import { rm, stat, writeFile } from 'node:fs/promises';
+import { cp, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkCheckpoint, scanCheckpoints } from '../src/index.js';
@@ -46,5 +46,21 @@ describe('Hugging Face Trainer', () => {
       'trainer_state.json is not valid JSON (26 bytes; cut short while being written?)',
       'optimizer.pt has no zip end-of-central-directory record: truncated or still being written',
     ]);
+  });
+});
+
+describe('Hugging Face Trainer with DeepSpeed', () => {
+  it('checks the DeepSpeed checkpoint kept inside checkpoint-N (latest + global_stepN/)', async () => {
+    const root = await copyFixture('hf_trainer');
+    const ds = await copyFixture('deepspeed_zero2');
+    const ck = join(root, 'output_dir', 'checkpoint-500');
+    await cp(join(ds, 'save_dir'), ck, { recursive: true });
+    await rm(join(ck, 'optimizer.pt'));
+    let c = await checkCheckpoint(ck);
+    expect([c.status, c.variant]).toEqual(['COMPLETE', 'deepspeed']);
+    await rm(join(ck, 'global_step300', 'zero_pp_rank_1_mp_rank_00_optim_states.pt'));
+    c = await checkCheckpoint(ck);
+    expect(c.status).toBe('CORRUPT');
+    expect(c.reasons).toEqual(['global_step300/: expected 2 *_optim_states.pt (partition_count recorded inside them) for mp_rank_00, found 1; missing DP rank(s) 1']);
   });
 });

@@ -1,4 +1,4 @@
-import { rm, stat, writeFile } from 'node:fs/promises';
+import { rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkCheckpoint, scanCheckpoints } from '../src/index.js';
@@ -112,5 +112,16 @@ describe('Megatron-LM legacy torch format (mp_rank_*)', () => {
     await writeFile(join(root, 'save', 'latest_checkpointed_iteration.txt'), '1000');
     const found = await scanCheckpoints(join(root, 'save'));
     expect(found.map((c) => c.name + ':' + c.status)).toEqual(['iter_0001000:CORRUPT', 'iter_0002000:INCOMPLETE']);
+  });
+});
+
+describe('Megatron-LM release checkpoints', () => {
+  it('a tracker holding "release" points at release/ (iteration 0)', async () => {
+    const root = await copyFixture('megatron_legacy');
+    const save = join(root, 'save');
+    await rename(join(save, 'iter_0002000'), join(save, 'release'));
+    await writeFile(join(save, 'latest_checkpointed_iteration.txt'), 'release\n');
+    const found = await scanCheckpoints(save);
+    expect(found.map((c) => [c.name, c.step, c.status, c.latest])).toEqual([['release', 0, 'COMPLETE', true]]);
   });
 });
