@@ -6,7 +6,7 @@ import { basename, join } from 'node:path';
 import { assessDcp, attempt, isRecord, message, names, readJson, stepFrom, type Assessment } from './assess.js';
 import { CheckError, FsView, type Entry } from './fsview.js';
 import { asInt, attrs, field, seq } from './pickle.js';
-import { checkSafetensors, checkTorchFile } from './torchfile.js';
+import { NotTorchFile, checkSafetensors, checkTorchFile } from './torchfile.js';
 import type { CheckpointFormat } from './types.js';
 
 export interface Candidate {
@@ -70,14 +70,19 @@ async function checkWeights(view: FsView, dir: string, entries: Entry[], problem
       problems.push(`${index}: weight_map values are not file names`);
       continue;
     }
+    const byFile = new Map<string, string[]>();
+    for (const [tensor, f] of Object.entries(map)) {
+      const list = byFile.get(f as string) ?? [];
+      list.push(tensor);
+      byFile.set(f as string, list);
+    }
     for (const f of files.sort()) {
       checked.add(f);
       await attempt(problems, async () => {
         const abs = FsView.child(dir, f);
         if (f.endsWith('.safetensors')) {
           const tensors = new Set(await checkSafetensors(view, abs, f));
-          const expected = Object.entries(map).filter(([, v]) => v === f).map(([k]) => k);
-          const lost = expected.filter((t) => !tensors.has(t));
+          const lost = (byFile.get(f) ?? []).filter((t) => !tensors.has(t));
           if (lost.length) throw new CheckError(`${f} lacks ${lost.length} tensor(s) that ${index} maps to it, e.g. ${lost[0]}`);
         } else await checkTorchFile(view, abs, false, f);
       });
@@ -91,11 +96,16 @@ async function checkWeights(view: FsView, dir: string, entries: Entry[], problem
 }
 
 /** torch.save files directly in `dir` (.pt, .pth, .bin): complete archives? */
-async function checkTorchFiles(view: FsView, entries: Entry[], problems: string[], notes: string[], skip: Set<string> = new Set()): Promise<void> {
+async function checkTorchFiles(view: FsView, entries: Entry[], problems: string[], notes: string[]): Promise<void> {
   for (const e of entries) {
-    if (e.kind !== 'file' || skip.has(e.name) || !/\.(pt|pth|bin)$/.test(e.name)) continue;
-    const r = await attempt(problems, () => checkTorchFile(view, e.path, false, e.name));
-    if (r?.format === 'legacy') notes.push(`${e.name} uses the legacy torch.save format; its completeness is not checked`);
+    if (e.kind !== 'file' || !/\.(pt|pth|bin)$/.test(e.name)) continue;
+    try {
+      const r = await checkTorchFile(view, e.path, false, e.name);
+      if (r.format === 'legacy') notes.push(`${e.name} uses the legacy torch.save format; its completeness is not checked`);
+    } catch (err) {
+      if (err instanceof NotTorchFile) notes.push(`${e.name} is not a torch.save file; not checked`);
+      else problems.push(message(err));
+    }
   }
 }
 
@@ -343,6 +353,8 @@ export const megatron: Layout = {
 const ZERO_OPTIM_RE = /^(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_(\d+)_optim_states\.pt$/;
 const ZERO3_MODEL_RE = /^(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_(\d+)_model_states\.pt$/;
 const MP_MODEL_RE = /^mp_rank_(\d+)_model_states\.pt$/;
+/** Largest data- or model-parallel size believed from inside a file; beyond it the directory's own names are used. */
+const MAX_RANKS = 1 << 20;
 
 function rangeGaps(have: Set<number>, n: number): number[] {
   const out: number[] = [];
@@ -403,7 +415,8 @@ export async function assessDeepspeedTag(view: FsView, dir: string): Promise<Ass
       s.add(Number(dp));
       byMp.set(Number(mp), s);
     }
-    const mps = worlds?.mp ?? Math.max(...byMp.keys()) + 1;
+    const recorded = worlds?.mp;
+    const mps = recorded !== undefined && recorded > 0 && recorded <= MAX_RANKS ? recorded : Math.max(...byMp.keys()) + 1;
     for (let mp = 0; mp < mps; mp++) {
       const have = byMp.get(mp) ?? new Set<number>();
       if (have.size !== n) {
@@ -420,13 +433,19 @@ export async function assessDeepspeedTag(view: FsView, dir: string): Promise<Ass
     a.notes.push('no *_optim_states.pt (ZeRO stage 0, or saved without optimizer state): partition count not checkable');
   }
   // model-states set against the recorded world sizes
-  if (worlds?.mp !== undefined && worlds.mp > 0 && worlds.mp < 100_000) {
+  if (worlds?.mp !== undefined && worlds.mp > 0 && worlds.mp <= MAX_RANKS) {
     const z3 = model.filter((e) => ZERO3_MODEL_RE.test(e.name));
     const flat = model.filter((e) => MP_MODEL_RE.test(e.name));
-    if (z3.length > 0 && worlds.dp !== undefined && worlds.dp > 0 && worlds.dp < 1_000_000) {
+    if (z3.length > 0 && worlds.dp !== undefined && worlds.dp > 0 && worlds.dp <= MAX_RANKS) {
+      const byMp = new Map<number, Set<number>>();
+      for (const e of z3) {
+        const [, dp, mp] = ZERO3_MODEL_RE.exec(e.name)!;
+        const set = byMp.get(Number(mp)) ?? new Set<number>();
+        set.add(Number(dp));
+        byMp.set(Number(mp), set);
+      }
       for (let mp = 0; mp < worlds.mp; mp++) {
-        const have = new Set(z3.map((e) => ZERO3_MODEL_RE.exec(e.name)!).filter((m) => Number(m[2]) === mp).map((m) => Number(m[1])));
-        const gaps = rangeGaps(have, worlds.dp);
+        const gaps = rangeGaps(byMp.get(mp) ?? new Set<number>(), worlds.dp);
         if (gaps.length) a.problems.push(`ZeRO-3 model states for mp_rank_${String(mp).padStart(2, '0')} missing DP rank(s) ${gaps.join(', ')} (dp_world_size ${worlds.dp})`);
       }
     } else if (flat.length > 0) {

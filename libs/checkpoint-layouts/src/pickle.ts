@@ -81,7 +81,7 @@ export type PyValue =
 export interface PickleLimits {
   /** Largest pickle accepted, bytes. */
   maxBytes: number;
-  /** Most opcodes executed. */
+  /** Most opcodes executed (every opcode takes at least one byte, so maxBytes bounds this too). */
   maxOps: number;
   /** Most values on the stack plus mark stack, and most memo entries. */
   maxStack: number;
@@ -91,7 +91,7 @@ export interface PickleLimits {
 
 export const DEFAULT_PICKLE_LIMITS: PickleLimits = {
   maxBytes: 256 * 1024 * 1024,
-  maxOps: 50_000_000,
+  maxOps: 500_000_000,
   maxStack: 10_000_000,
   maxIntBytes: 256,
 };

@@ -122,6 +122,11 @@ async function readEntry(fh: FileHandle, entry: ZipEntry, cdOffset: number, labe
 // PROTO 2, LONG1 of 10 bytes: the legacy torch.save magic number 0x1950a86a20f9469cfc6c
 const LEGACY_MAGIC = Buffer.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]);
 
+/** The file does not start like a torch.save file at all (as opposed to one cut short). */
+export class NotTorchFile extends CheckError {
+  override name = 'NotTorchFile';
+}
+
 export interface TorchFile {
   format: 'zip' | 'legacy';
   /** The pickled object, when read. */
@@ -150,7 +155,7 @@ export async function checkTorchFile(view: FsView, abs: string, readPickle: bool
         }
       }
       if (size >= 4 && head.readUInt32LE(0) !== LOCAL_SIG)
-        throw new CheckError(`${label} is not a torch.save file (neither a zip archive nor a legacy pickle stream)`);
+        throw new NotTorchFile(`${label} is not a torch.save file (neither a zip archive nor a legacy pickle stream)`);
       const { entries, cdOffset } = await readZipIndex(fh, size, label);
       const pkl = entries.filter((e) => /^[^/]+\/data\.pkl$/.test(e.name));
       if (pkl.length !== 1) throw new CheckError(`${label}: torch archive has ${pkl.length === 0 ? 'no' : 'several'} <archive>/data.pkl entries`);

@@ -84,6 +84,11 @@ describe('PyTorch DCP', () => {
     expect(c.notes).toContain('1 .distcp file(s) not named by .metadata (left by an earlier save?): __5_0.distcp');
   });
 
+  it('reads .metadata pickled at protocol 2 and 5 alike', async () => {
+    const found = await scanCheckpoints(join(FIXTURES, 'pytorch_dcp_protocols'));
+    expect(summary(found)).toEqual({ ckpt_p2: 'COMPLETE', ckpt_p5: 'COMPLETE' });
+  });
+
   it('a directory that is itself one checkpoint', async () => {
     const found = await scanCheckpoints(join(FIXTURES, 'pytorch_dcp', 'ckpt'));
     expect(found.map((c) => [c.name, c.status])).toEqual([['ckpt', 'COMPLETE']]);

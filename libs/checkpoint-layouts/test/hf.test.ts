@@ -49,6 +49,17 @@ describe('Hugging Face Trainer', () => {
   });
 });
 
+describe('Hugging Face Trainer: other files', () => {
+  it('a .bin that is not a torch.save file is noted, not failed', async () => {
+    const root = await copyFixture('hf_trainer');
+    const ck = join(root, 'output_dir', 'checkpoint-500');
+    await writeFile(join(ck, 'vocab.bin'), 'plain data');
+    const c = await checkCheckpoint(ck);
+    expect(c.status).toBe('COMPLETE');
+    expect(c.notes).toContain('vocab.bin is not a torch.save file; not checked');
+  });
+});
+
 describe('Hugging Face Trainer with DeepSpeed', () => {
   it('checks the DeepSpeed checkpoint kept inside checkpoint-N (latest + global_stepN/)', async () => {
     const root = await copyFixture('hf_trainer');
