@@ -104,7 +104,8 @@ describe('GPU inventory', () => {
     expect(jobStateName(done.state)).toBe('SUCCEEDED');
     expect(done.attempts[0]!.failure).toMatchObject({ failureClass: FailureClass.FAILURE_CLASS_NODE_FAULT, node });
     expect(done.attempts[0]!.failure!.reason).toBe(`node fault: GPU 3 (${uuid}) is gone from ${node}'s inventory`);
-    // The node now has 7 GPUs: an 8-GPU attempt cannot go back to it.
+    // Blamed and excluded; with 7 GPUs left an 8-GPU attempt could not go back to it anyway.
+    expect(done.excludedNodes).toEqual([node]);
     expect(done.attempts[1]!.placement.map((p) => p.node)).not.toContain(node);
     const { events } = await client.listNodeEvents(node, { limit: 50 });
     const reasons = events.flatMap((e) => (e.event?.$case === 'transition' ? [e.event.transition.reason] : []));
