@@ -168,10 +168,10 @@ class ExcludingFit implements JobFit {
 
   moves(sink: (reason: FilterStatus, n: number) => void): void {
     const { job, plugins, cycle } = this;
-    for (const i of this.excluded) sink(plugins.jobVerdict(i, job, cycle)[1], 1);
+    for (const i of this.excluded) sink(plugins.namedVerdict(i, job, cycle)[1], 1);
     for (const i of this.others) {
       const before = this.shape.verdict?.(i) ?? plugins.staticVerdict(i, job, cycle, true);
-      const after = firstOf(before, plugins.jobVerdict(i, job, cycle));
+      const after = firstOf(before, plugins.namedVerdict(i, job, cycle));
       if (before[1] === after[1]) continue;
       sink(before[1], -1);
       sink(after[1], 1);

@@ -104,6 +104,8 @@ export class Plugins {
   private readonly shapes = new WeakMap<CycleContext, KeyTrie>();
   /** Verdicts per filter position and reason, shared: explanations ask for thousands per cycle. */
   private readonly verdicts: Map<string, Verdict>[] = [];
+  /** The verdict on every node the job filters name, when a lone job filter declares it (`rejects`). */
+  private readonly namedConstant: Verdict | undefined;
 
   static of(registry: PluginRegistry = DEFAULT_PLUGINS): Plugins {
     let p = compiled.get(registry);
@@ -126,6 +128,8 @@ export class Plugins {
     this.jobFilters = registry.filters.filter((f): f is JobFilterPlugin => f.stage === 'job');
     this.capacity = registry.filters.filter((f): f is CapacityFilterPlugin => f.stage === 'capacity');
     this.scores = registry.scores;
+    const only = this.jobFilters.length === 1 ? this.jobFilters[0]! : undefined;
+    this.namedConstant = only?.rejects !== undefined ? this.verdict(this.staticFilters.indexOf(only), only.rejects) : undefined;
   }
 
   /**
@@ -176,6 +180,14 @@ export class Plugins {
       if (reason !== undefined) return this.verdict(k, reason);
     }
     return PASS;
+  }
+
+  /**
+   * jobVerdict for a node the job's filters named (JobFilterPlugin.affected): without calling
+   * a filter when the registry's only job filter declares what it rejects.
+   */
+  namedVerdict(i: number, job: JobRequest, cycle: CycleContext): Verdict {
+    return this.namedConstant ?? this.jobVerdict(i, job, cycle);
   }
 
   /** The first failing static filter for node i, in registry order; without the job stage when `shapeOnly`. */

@@ -111,6 +111,12 @@ export interface JobFilterPlugin extends Plugin {
   readonly stage: 'job';
   /** Pushes into `into` the nodes this job's own list names (indices in the snapshot; unknown names dropped). */
   affected(job: JobRequest, cycle: CycleContext, into: NodeSink): void;
+  /**
+   * When set: the filter rejects every node `affected` names, always with this reason, and
+   * passes every other node. The planner then knows a named node's verdict without calling
+   * the filter (explanations of a long queue would otherwise call it for every named node).
+   */
+  readonly rejects?: string;
   filter(node: NodeView, i: number, job: JobRequest, cycle: CycleContext): FilterStatus;
 }
 

@@ -16,5 +16,6 @@ export const notExcludedPlugin: JobFilterPlugin = {
       if (i !== undefined) into.push(i);
     }
   },
+  rejects: REASON_EXCLUDED,
   filter: (node, _i, job) => notExcluded(node, job),
 };
