@@ -76,6 +76,7 @@ export class HostTelemetry {
   private async followXids(): Promise<void> {
     try {
       const boot = await this.backend.kernelBoot().catch(() => undefined);
+      if (this.abort.signal.aborted) return;
       const cursor = boot && new KmsgCursorTracker(kmsgCursorPath(this.stateDir), boot.id, {
         onError: (err) => this.log.warn({ err: err.message }, 'could not save the kernel log cursor'),
       });
@@ -93,6 +94,9 @@ export class HostTelemetry {
         ...(boot ? { bootTimeMs: boot.timeMs } : {}),
         ...(cursor ? { afterSeq: cursor.afterSeq, onMissed: (m: KmsgMissed) => this.missed(m) } : {}),
       });
+      // Set when an XID could not be buffered: the cursor stays before it for the rest of this
+      // run, so the next start reads it again (a repeat is better than a loss).
+      let held = false;
       for await (const record of records) {
         let reported = false;
         for (const e of record.events) {
@@ -103,11 +107,12 @@ export class HostTelemetry {
             this.reporter.xid(xid);
             reported = true;
           } catch (err) {
-            this.log.error({ err: (err as Error).message, xid: xid.xid }, 'could not buffer an XID event');
+            held = true;
+            this.log.error({ err: (err as Error).message, xid: xid.xid }, 'could not buffer an XID event; the kernel log cursor stays before it');
           }
         }
         // Only once the XIDs are in the report buffer (on disk) does the cursor pass the record.
-        if (record.seq !== undefined) cursor?.advance(record.seq, reported);
+        if (record.seq !== undefined && !held) cursor?.advance(record.seq, reported);
       }
     } catch (err) {
       if (!this.abort.signal.aborted) this.log.warn({ err: (err as Error).message }, 'kernel log follower stopped');

@@ -62,9 +62,11 @@ if (process.argv[2] === 'sim') {
   lifecycle.onShutdown('telemetry', () => telemetry.stop());
   telemetry.setInventory(inventory);
   // Fingerprinted again periodically: a GPU that falls off the bus leaves the registration.
-  const inventoryWatch = new InventoryWatch(backend, inventory, cfg.inventoryIntervalMs, async (change) => {
+  // Not awaited: while no scheduler answers, the next fingerprints go on (each registration
+  // sends the newest list).
+  const inventoryWatch = new InventoryWatch(backend, inventory, cfg.inventoryIntervalMs, (change) => {
     telemetry.setInventory(change.inventory);
-    await agent.setGpus(toGpuDevices(change.inventory));
+    void agent.setGpus(toGpuDevices(change.inventory));
   }, log);
   lifecycle.onShutdown('inventory', () => inventoryWatch.stop());
   await agent.start();
