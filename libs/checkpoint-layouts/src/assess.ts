@@ -83,11 +83,11 @@ export function dcpStorage(value: PyValue): DcpStorage {
   const version = state.get('version');
   const files = new Map<string, number>();
   if (!(storage instanceof PyDict)) {
-    if (sdm instanceof PyDict && sdm.map.size === 0) return { files, items: 0 };
+    if (sdm instanceof PyDict && sdm.size === 0) return { files, items: 0 };
     throw new CheckError(`.metadata: storage_data is ${describe(storage)}, not a dict of _StorageInfo; the files cannot be verified`);
   }
   let i = 0;
-  for (const info of storage.map.values()) {
+  for (const info of storage.values()) {
     i++;
     if (!(info instanceof PyObject) || info.className !== STORAGE_INFO_CLASS)
       throw new CheckError(`.metadata: storage_data entry ${i} is ${describe(info)}, not ${STORAGE_INFO_CLASS}`);
@@ -98,7 +98,7 @@ export function dcpStorage(value: PyValue): DcpStorage {
       throw new CheckError(`.metadata: storage_data entry ${i} lacks a valid relative_path/offset/length`);
     files.set(rel, Math.max(files.get(rel) ?? 0, offset + length));
   }
-  return { files, items: storage.map.size, version: typeof version === 'string' ? version : undefined };
+  return { files, items: storage.size, version: typeof version === 'string' ? version : undefined };
 }
 
 /**

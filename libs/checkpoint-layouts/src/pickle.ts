@@ -17,21 +17,21 @@ export class PickleError extends Error {
 
 /** A module global named by GLOBAL / STACK_GLOBAL / INST, e.g. torch.distributed.checkpoint.metadata.Metadata. */
 export class PyGlobal {
+  readonly qualified: string;
   constructor(
     readonly module: string,
     readonly name: string,
-  ) {}
-  get qualified(): string {
-    return `${this.module}.${this.name}`;
+  ) {
+    this.qualified = `${module}.${name}`;
   }
 }
 
 /** The result of calling `callee(*args)` (REDUCE, NEWOBJ, OBJ, INST); BUILD sets `state`. */
 export class PyObject {
-  state: PyValue | undefined = undefined;
+  state: PyValue | undefined;
   /** Items added by APPEND(S)/SETITEM(S) to an object that is not a plain list/dict (e.g. an OrderedDict). */
-  items: PyValue[] | undefined;
-  dict: PyDict | undefined;
+  declare items: PyValue[] | undefined;
+  declare dict: PyDict | undefined;
   constructor(
     readonly callee: PyValue,
     readonly args: PyValue[],
@@ -47,11 +47,52 @@ export class PyPersistent {
   constructor(readonly pid: PyValue) {}
 }
 
-/** A Python dict; keys are primitives (by value) or other values (by identity). */
+/**
+ * A Python dict; keys are primitives (by value) or other values (by identity). Small dicts (most
+ * are: one per dataclass instance) are two arrays searched linearly; a Map index is built once a
+ * dict grows past a few keys, so millions of small dicts stay cheap.
+ */
 export class PyDict {
-  readonly map = new Map<PyValue, PyValue>();
-  get(key: string | number): PyValue | undefined {
-    return this.map.get(key);
+  /** k0, v0, k1, v1, ... */
+  private readonly kv: PyValue[] = [];
+  private index: Map<PyValue, number> | undefined;
+
+  get size(): number {
+    return this.kv.length >> 1;
+  }
+  private find(key: PyValue): number {
+    if (this.index) return this.index.get(key) ?? -1;
+    const kv = this.kv;
+    if (kv.length > 16) {
+      const index = new Map<PyValue, number>();
+      for (let i = 0; i < kv.length; i += 2) index.set(kv[i]!, i);
+      this.index = index;
+      return index.get(key) ?? -1;
+    }
+    for (let i = 0; i < kv.length; i += 2) if (kv[i] === key) return i;
+    return -1;
+  }
+  get(key: PyValue): PyValue | undefined {
+    const i = this.find(key);
+    return i < 0 ? undefined : this.kv[i + 1];
+  }
+  set(key: PyValue, value: PyValue): void {
+    const i = this.find(key);
+    if (i >= 0) {
+      this.kv[i + 1] = value;
+      return;
+    }
+    this.index?.set(key, this.kv.length);
+    this.kv.push(key, value);
+  }
+  keys(): PyValue[] {
+    return this.kv.filter((_, i) => i % 2 === 0);
+  }
+  values(): PyValue[] {
+    return this.kv.filter((_, i) => i % 2 === 1);
+  }
+  *entries(): IterableIterator<[PyValue, PyValue]> {
+    for (let i = 0; i < this.kv.length; i += 2) yield [this.kv[i]!, this.kv[i + 1]!];
   }
 }
 
@@ -62,6 +103,8 @@ export class PySet {
 export class PyTuple {
   constructor(readonly items: PyValue[]) {}
 }
+
+const EMPTY_TUPLE = Object.freeze(new PyTuple(Object.freeze([]) as unknown as PyValue[]));
 
 export type PyValue =
   | null
@@ -106,12 +149,14 @@ export function unpickle(
   const lim = { ...DEFAULT_PICKLE_LIMITS, ...limits };
   if (buf.length - start > lim.maxBytes) throw new PickleError(`pickle is ${buf.length - start} bytes, over the limit of ${lim.maxBytes}`);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const utf8 = new TextDecoder('utf-8');
-  const latin1 = new TextDecoder('latin1');
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   let pos = start;
   let stack: PyValue[] = [];
   const marks: PyValue[][] = [];
-  const memo = new Map<number, PyValue>();
+  // memo keys are small dense integers in practice (MEMOIZE numbers them 0, 1, 2, ...): an array
+  // is much faster than a Map at millions of entries; keys are bounded, holes read as missing.
+  const memo: (PyValue | undefined)[] = [];
+  let memoCount = 0;
   let ops = 0;
 
   const need = (n: number): number => {
@@ -134,10 +179,18 @@ export function unpickle(
     const at = need(n);
     return buf.subarray(at, at + n);
   };
+  const utf8 = (n: number): string => {
+    const at = need(n);
+    return b.utf8Slice(at, at + n);
+  };
+  const latin1 = (n: number): string => {
+    const at = need(n);
+    return b.latin1Slice(at, at + n);
+  };
   const line = (): string => {
     const nl = buf.indexOf(0x0a, pos);
     if (nl < 0) throw new PickleError(`truncated pickle: no end of line after offset ${pos}`);
-    const s = latin1.decode(buf.subarray(pos, nl));
+    const s = b.latin1Slice(pos, nl);
     pos = nl + 1;
     return s;
   };
@@ -161,12 +214,14 @@ export function unpickle(
     stack.push(v);
   };
   const memoPut = (k: number, v: PyValue): void => {
-    if (memo.size >= lim.maxStack && !memo.has(k)) throw new PickleError('pickle memo too large');
-    memo.set(k, v);
+    if (!Number.isSafeInteger(k) || k < 0 || k >= lim.maxStack) throw new PickleError(`memo key ${k} out of range`);
+    if (memo[k] === undefined) memoCount++;
+    memo[k] = v;
   };
   const memoGet = (k: number): PyValue => {
-    if (!memo.has(k)) throw new PickleError(`memo key ${k} not found at offset ${pos}`);
-    return memo.get(k)!;
+    const v = k >= 0 && k < memo.length ? memo[k] : undefined;
+    if (v === undefined) throw new PickleError(`memo key ${k} not found at offset ${pos}`);
+    return v;
   };
   const signedLE = (b: Uint8Array): number | bigint => {
     if (b.length > lim.maxIntBytes) throw new PickleError(`integer of ${b.length} bytes over the limit`);
@@ -197,7 +252,7 @@ export function unpickle(
     if (target instanceof PyDict) dict = target;
     else if (target instanceof PyObject) dict = target.dict ??= new PyDict();
     else throw new PickleError(`SETITEM on ${describe(target)}`);
-    for (let i = 0; i < items.length; i += 2) dict.map.set(items[i]!, items[i + 1]!);
+    for (let i = 0; i < items.length; i += 2) dict.set(items[i]!, items[i + 1]!);
   };
 
   while (pos < buf.length) {
@@ -238,7 +293,7 @@ export function unpickle(
         memoPut(u32(), top());
         break;
       case 0x94: // MEMOIZE
-        memoPut(memo.size, top());
+        memoPut(memoCount, top());
         break;
       case 0x67: // GET 'g'
         push(memoGet(Number(decimal(line()))));
@@ -308,20 +363,20 @@ export function unpickle(
       case 0x54: {
         // BINSTRING 'T'
         const n = i32();
-        push(latin1.decode(bytes(n)));
+        push(latin1(n));
         break;
       }
       case 0x55: // SHORT_BINSTRING 'U'
-        push(latin1.decode(bytes(u8())));
+        push(latin1(u8()));
         break;
       case 0x58: // BINUNICODE 'X'
-        push(utf8.decode(bytes(u32())));
+        push(utf8(u32()));
         break;
       case 0x8c: // SHORT_BINUNICODE
-        push(utf8.decode(bytes(u8())));
+        push(utf8(u8()));
         break;
       case 0x8d: // BINUNICODE8
-        push(utf8.decode(bytes(u64())));
+        push(utf8(u64()));
         break;
       case 0x42: // BINBYTES 'B'
         push(bytes(u32()));
@@ -338,8 +393,8 @@ export function unpickle(
       case 0x98: // READONLY_BUFFER
         break;
       // containers
-      case 0x29: // EMPTY_TUPLE ')'
-        push(new PyTuple([]));
+      case 0x29: // EMPTY_TUPLE ')' (one shared, frozen instance: every NEWOBJ of a dataclass pushes one)
+        push(EMPTY_TUPLE);
         break;
       case 0x74: // TUPLE 't'
         push(new PyTuple(popMark()));
@@ -538,7 +593,7 @@ export function attrs(v: PyValue | undefined): PyDict | undefined {
   if (s instanceof PyDict) return s;
   if (s instanceof PyTuple && s.items.length === 2) {
     const merged = new PyDict();
-    for (const part of s.items) if (part instanceof PyDict) for (const [k, val] of part.map) merged.map.set(k, val);
+    for (const part of s.items) if (part instanceof PyDict) for (const [k, val] of part.entries()) merged.set(k, val);
     return merged;
   }
   return undefined;
