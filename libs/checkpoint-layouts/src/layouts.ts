@@ -589,6 +589,15 @@ function hfCandidate(view: FsView, e: Entry): Candidate {
           a.notes.push(...d.notes.map((n) => `${tag}/: ${n}`));
         }
       }
+      // FSDP runs (accelerate) save model/optimizer as DCP directories inside, e.g. pytorch_model_fsdp_0/
+      for (const sub of entries) {
+        if (sub.kind !== 'dir') continue;
+        const inner = await view.list(sub.path).catch(() => [] as Entry[]);
+        if (!inner.some(DCP_MARKS)) continue;
+        const d = await assessDcp(view, sub.path, inner);
+        a.problems.push(...d.problems.map((p) => `${sub.name}/: ${p}`));
+        a.notes.push(...d.notes.map((n) => `${sub.name}/: ${n}`));
+      }
       const rng = entries.map((x) => /^rng_state_(\d+)\.pth$/.exec(x.name)).filter((m) => m !== null);
       if (rng.length) {
         const gaps = rangeGaps(new Set(rng.map((m) => Number(m[1]))), Math.max(...rng.map((m) => Number(m[1]))) + 1);

@@ -60,6 +60,18 @@ describe('Hugging Face Trainer: other files', () => {
   });
 });
 
+describe('Hugging Face Trainer with FSDP', () => {
+  it('checks DCP directories kept inside checkpoint-N (e.g. pytorch_model_fsdp_0/)', async () => {
+    const root = await copyFixture('hf_trainer');
+    const ck = join(root, 'output_dir', 'checkpoint-500');
+    await cp(join(FIXTURES, 'pytorch_dcp', 'ckpt'), join(ck, 'pytorch_model_fsdp_0'), { recursive: true });
+    expect((await checkCheckpoint(ck)).status).toBe('COMPLETE');
+    await rm(join(ck, 'pytorch_model_fsdp_0', '__1_0.distcp'));
+    const c = await checkCheckpoint(ck);
+    expect([c.status, c.reasons]).toEqual(['CORRUPT', ['pytorch_model_fsdp_0/: __1_0.distcp is missing (named by .metadata storage_data)']]);
+  });
+});
+
 describe('Hugging Face Trainer with DeepSpeed', () => {
   it('checks the DeepSpeed checkpoint kept inside checkpoint-N (latest + global_stepN/)', async () => {
     const root = await copyFixture('hf_trainer');
