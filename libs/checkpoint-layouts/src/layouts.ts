@@ -53,7 +53,8 @@ async function listOr(view: FsView, dir: string, a: Assessment): Promise<Entry[]
 
 // ----- Hugging Face weights (index + safetensors), shared by HF Trainer and TorchTitan's HF export ---
 
-async function checkWeights(view: FsView, dir: string, entries: Entry[], problems: string[], notes: string[]): Promise<void> {
+/** Checks weight files; returns the names it checked. */
+async function checkWeights(view: FsView, dir: string, entries: Entry[], problems: string[]): Promise<Set<string>> {
   const present = names(entries);
   const checked = new Set<string>();
   for (const index of ['model.safetensors.index.json', 'pytorch_model.bin.index.json', 'adapter_model.safetensors.index.json']) {
@@ -92,13 +93,13 @@ async function checkWeights(view: FsView, dir: string, entries: Entry[], problem
     if (e.kind !== 'file' || checked.has(e.name)) continue;
     if (e.name.endsWith('.safetensors')) await attempt(problems, () => checkSafetensors(view, e.path, e.name));
   }
-  void notes;
+  return checked;
 }
 
 /** torch.save files directly in `dir` (.pt, .pth, .bin): complete archives? */
-async function checkTorchFiles(view: FsView, entries: Entry[], problems: string[], notes: string[]): Promise<void> {
+async function checkTorchFiles(view: FsView, entries: Entry[], problems: string[], notes: string[], skip: Set<string>): Promise<void> {
   for (const e of entries) {
-    if (e.kind !== 'file' || !/\.(pt|pth|bin)$/.test(e.name)) continue;
+    if (e.kind !== 'file' || skip.has(e.name) || !/\.(pt|pth|bin)$/.test(e.name)) continue;
     try {
       const r = await checkTorchFile(view, e.path, false, e.name);
       if (r.format === 'legacy') notes.push(`${e.name} uses the legacy torch.save format; its completeness is not checked`);
@@ -576,8 +577,8 @@ function hfCandidate(view: FsView, e: Entry): Candidate {
       } else {
         a.problems.push('no trainer_state.json (the Trainer writes it last): save in progress or crashed');
       }
-      await checkWeights(view, e.path, entries, a.problems, a.notes);
-      await checkTorchFiles(view, entries, a.problems, a.notes);
+      const weights = await checkWeights(view, e.path, entries, a.problems);
+      await checkTorchFiles(view, entries, a.problems, a.notes, weights);
       // DeepSpeed runs keep a whole DeepSpeed checkpoint inside (latest + global_stepN/)
       if (entries.some((x) => x.name === 'latest' && x.kind === 'file')) {
         const { tag, note } = await readLatestTag(view, e.path, entries);
@@ -646,7 +647,7 @@ function torchtitanCandidate(view: FsView, e: Entry): Candidate {
       if (present.has('model.safetensors.index.json')) {
         a.marker = true;
         a.variant = 'hf';
-        await checkWeights(view, e.path, entries, a.problems, a.notes);
+        await checkWeights(view, e.path, entries, a.problems);
         return a;
       }
       a.problems.push(
@@ -666,13 +667,12 @@ export const torchtitan: Layout = {
     const folder = entries.find((e) => e.name === 'checkpoint' && e.kind === 'dir');
     return folder ? (await view.list(folder.path).catch(() => [] as Entry[])).some((e) => e.kind === 'dir' && STEP_RE.test(e.name)) : false;
   },
-  async discover(view, root, entries) {
+  async discover(view, _root, entries) {
     let list = entries;
     if (dirs(entries, STEP_RE).length === 0) {
       const folder = entries.find((e) => e.name === 'checkpoint' && e.kind === 'dir');
       if (folder) list = await view.list(folder.path).catch(() => [] as Entry[]);
     }
-    void root;
     return dirs(list, STEP_RE).map((e) => torchtitanCandidate(view, e));
   },
   async single(view, parent, name) {
