@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { constants, promises as fsp } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseKernelLogLine } from './kernel-log.js';
 
@@ -69,6 +70,8 @@ export async function* followKmsg(options: KernelLogFollowOptions = {}): AsyncGe
   /** Whether the record being read is one to skip (its continuation lines go with it). */
   let skipRecord = false;
   let partial = '';
+  // A regular file's read may end inside a multi-byte character.
+  const decoder = new StringDecoder('utf8');
   try {
     while (!options.signal?.aborted) {
       let n: number;
@@ -97,7 +100,7 @@ export async function* followKmsg(options: KernelLogFollowOptions = {}): AsyncGe
       }
       if (skipping) continue;
       // A record is "prio,seq,usec,flags;message\n" plus optional " KEY=value" lines.
-      const text = partial + buf.toString('utf8', 0, n);
+      const text = partial + decoder.write(buf.subarray(0, n));
       const end = text.lastIndexOf('\n');
       partial = end < 0 ? text : text.slice(end + 1);
       if (end < 0) continue;
