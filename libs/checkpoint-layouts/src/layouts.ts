@@ -236,6 +236,7 @@ async function assessMegatronLegacy(view: FsView, dir: string, entries: Entry[],
   // Parallel sizes recorded in the checkpoint's args (argparse.Namespace), from the first rank's file.
   let sizes: number[] | undefined;
   let hasDistribOptim = false;
+  let readArgs = true;
   for (const r of ranks) {
     const sub = await view.list(r.e.path).catch((err: unknown) => {
       a.problems.push(message(err));
@@ -244,8 +245,9 @@ async function assessMegatronLegacy(view: FsView, dir: string, entries: Entry[],
     const subNames = names(sub);
     if (subNames.has('distrib_optim.pt')) hasDistribOptim = true;
     const file = `${r.e.name}/model_optim_rng.pt`;
-    const t = await attempt(a.problems, () => checkTorchFile(view, join(r.e.path, 'model_optim_rng.pt'), sizes === undefined, file));
-    if (t?.value !== undefined && sizes === undefined) {
+    const t = await attempt(a.problems, () => checkTorchFile(view, join(r.e.path, 'model_optim_rng.pt'), readArgs, file));
+    if (t?.value !== undefined && readArgs) {
+      readArgs = false;
       const args = attrs(field(t.value, 'args'));
       const tp = asInt(args?.get('tensor_model_parallel_size'));
       const pp = asInt(args?.get('pipeline_model_parallel_size'));
@@ -261,7 +263,7 @@ async function assessMegatronLegacy(view: FsView, dir: string, entries: Entry[],
     for (const r of ranks) await attempt(a.problems, () => checkTorchFile(view, join(r.e.path, 'distrib_optim.pt'), false, `${r.e.name}/distrib_optim.pt`));
   }
   const from = sizes ? 'args in model_optim_rng.pt' : 'the directories present';
-  const dims = sizes ?? Array.from({ length: arity }, (_, i) => Math.max(...ranks.map((r) => r.parts[i]!)) + 1);
+  const dims = sizes ?? Array.from({ length: arity }, (_, i) => maxOf(ranks.map((r) => r.parts[i]!)) + 1);
   const have = new Set(ranks.map((r) => r.parts.join('_')));
   const missing: string[] = [];
   const total = dims.reduce((x, y) => x * y, 1);
@@ -357,6 +359,13 @@ const MP_MODEL_RE = /^mp_rank_(\d+)_model_states\.pt$/;
 /** Largest data- or model-parallel size believed from inside a file; beyond it the directory's own names are used. */
 const MAX_RANKS = 1 << 20;
 
+/** Largest of the numbers (-Infinity for none), without spreading them as call arguments. */
+function maxOf(xs: Iterable<number>): number {
+  let m = -Infinity;
+  for (const x of xs) if (x > m) m = x;
+  return m;
+}
+
 function rangeGaps(have: Set<number>, n: number): number[] {
   const out: number[] = [];
   for (let i = 0; i < n && out.length < 8; i++) if (!have.has(i)) out.push(i);
@@ -397,7 +406,7 @@ export async function assessDeepspeedTag(view: FsView, dir: string): Promise<Ass
     const osd = field(t.value, 'optimizer_state_dict');
     const pc = field(osd, 'partition_count');
     const list = seq(pc);
-    const n = list ? Math.max(...list.map((x) => asInt(x) ?? -1)) : asInt(pc);
+    const n = list ? maxOf(list.map((x) => asInt(x) ?? -1)) : asInt(pc);
     if (n === undefined || n < 1) {
       a.problems.push(`${e.name}: no partition_count in optimizer_state_dict (not a ZeRO optimizer partition?)`);
       continue;
@@ -417,7 +426,7 @@ export async function assessDeepspeedTag(view: FsView, dir: string): Promise<Ass
       byMp.set(Number(mp), s);
     }
     const recorded = worlds?.mp;
-    const mps = recorded !== undefined && recorded > 0 && recorded <= MAX_RANKS ? recorded : Math.max(...byMp.keys()) + 1;
+    const mps = recorded !== undefined && recorded > 0 && recorded <= MAX_RANKS ? recorded : maxOf([...byMp.keys()]) + 1;
     for (let mp = 0; mp < mps; mp++) {
       const have = byMp.get(mp) ?? new Set<number>();
       if (have.size !== n) {
@@ -601,7 +610,7 @@ function hfCandidate(view: FsView, e: Entry): Candidate {
       }
       const rng = entries.map((x) => /^rng_state_(\d+)\.pth$/.exec(x.name)).filter((m) => m !== null);
       if (rng.length) {
-        const gaps = rangeGaps(new Set(rng.map((m) => Number(m[1]))), Math.max(...rng.map((m) => Number(m[1]))) + 1);
+        const gaps = rangeGaps(new Set(rng.map((m) => Number(m[1]))), maxOf(rng.map((m) => Number(m[1]))) + 1);
         if (gaps.length) a.notes.push(`rng_state_<i>.pth missing for process(es) ${gaps.join(', ')} (written by each process without a barrier)`);
       }
       return a;
