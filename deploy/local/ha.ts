@@ -38,6 +38,8 @@ export function natsMemberConfig(member: NatsMember, all: NatsMember[], storeDir
     '  name: gantry',
     `  listen: 127.0.0.1:${member.clusterPort}`,
     `  routes: [${routes.join(', ')}]`,
+    // Clients use the servers their NATS_URL lists, not addresses gossiped by the cluster.
+    '  no_advertise: true',
     '}',
     '',
   ].join('\n');

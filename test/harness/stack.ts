@@ -26,6 +26,8 @@ export interface StackOptions {
   env?: Partial<Record<ServiceName, NodeJS.ProcessEnv>>;
   /** The HA data plane: a three-node NATS cluster (streams with 3 replicas) and Redis with a replica and three sentinels. */
   ha?: boolean;
+  /** Extra environment of agent i (after `env`), e.g. its own NATS_URL through a proxy. */
+  agentEnv?: (i: number) => NodeJS.ProcessEnv;
 }
 
 
@@ -43,7 +45,7 @@ export class TestStack {
   agents: ManagedProcess[] = [];
   gatewayAddr = '';
   checkpointAddr = '';
-  private readonly opts: Required<Omit<StackOptions, 'env'>> & { env: StackOptions['env'] };
+  private readonly opts: Required<Omit<StackOptions, 'env' | 'agentEnv'>> & Pick<StackOptions, 'env' | 'agentEnv'>;
 
   constructor(opts: StackOptions = {}) {
     this.opts = {
@@ -56,6 +58,7 @@ export class TestStack {
       stopGraceSeconds: opts.stopGraceSeconds ?? 2,
       ha: opts.ha ?? false,
       env: opts.env,
+      agentEnv: opts.agentEnv,
     };
   }
 
@@ -130,14 +133,14 @@ export class TestStack {
 
   private agentProcess(i: number): ManagedProcess {
     const name = this.nodeName(i);
-    return this.service('node-agent', `agent-${name}`, { ...simAgentEnv(name, this.agentStateDir(i), this.opts.gpusPerAgent), ...simTopology(i) }, () => this.nodeReady(name), 45_000);
+    return this.service('node-agent', `agent-${name}`, { ...simAgentEnv(name, this.agentStateDir(i), this.opts.gpusPerAgent), ...simTopology(i) }, () => this.nodeReady(name), 45_000, this.opts.agentEnv?.(i));
   }
 
-  private service(kind: ServiceName, name: string, env: NodeJS.ProcessEnv, ready: () => Promise<boolean>, readyTimeoutMs = 45_000): ManagedProcess {
+  private service(kind: ServiceName, name: string, env: NodeJS.ProcessEnv, ready: () => Promise<boolean>, readyTimeoutMs = 45_000, last: NodeJS.ProcessEnv = {}): ManagedProcess {
     const { command, args, cwd } = serviceCommand(kind);
     return new ManagedProcess({
       name, command, args, cwd, readyTimeoutMs,
-      env: { ...this.common(), ...env, ...this.opts.env?.[kind] },
+      env: { ...this.common(), ...env, ...this.opts.env?.[kind], ...last },
       logFile: join(this.workDir, 'logs', `${name}.log`),
       ready,
     });
