@@ -1,16 +1,13 @@
 // Automatic recovery through the real services: faults injected into simulated agents, the
 // scheduler attributes them, excludes the faulty node, takes a hot spare, and resumes the
 // next attempt from the newest committed checkpoint.
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CheckpointClient, type GantryClient } from '@gantry/sdk';
 import { FailureClass, JobState, RecoveryGrade, jobStateName, type Job } from '@gantry/proto';
-import { REPO_ROOT } from '../../deploy/local/services.js';
-import { simProgram } from '../../services/node-agent/src/sim-cli.js';
 import { eventually, pidAlive, type TestStack } from '../harness/stack.js';
 import { stackPerTest, waitForJob } from '../harness/fixtures.js';
+import { gantry, sim } from '../harness/tools.js';
 
 const setup = stackPerTest();
 
@@ -26,19 +23,10 @@ function markers(file: string): string[] {
   return existsSync(file) ? readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter(Boolean).sort() : [];
 }
 
-async function injectXid(stack: TestStack, node: string, xid: number, gpu: number): Promise<void> {
-  const i = Number(node.split('-')[1]);
-  const dir = stack.agentStateDir(i);
-  await simProgram(() => dir, () => undefined).parseAsync(['sim', 'inject', 'xid', String(xid), '--gpu', String(gpu), '--state-dir', dir], { from: 'user' });
+function injectXid(stack: TestStack, node: string, xid: number, gpu: number): Promise<void> {
+  return sim(stack, node, 'inject', 'xid', String(xid), '--gpu', String(gpu));
 }
 
-function gantry(stack: TestStack, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [join(REPO_ROOT, 'libs/cli/bin/gantry.js'), '--addr', stack.gatewayAddr, ...args], { cwd: REPO_ROOT, timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 async function commitCheckpoint(stack: TestStack, jobId: string, attempt: number, step: number): Promise<string> {
   const ck = new CheckpointClient({ address: stack.checkpointAddr, timeoutMs: 5_000 });

@@ -11,6 +11,7 @@ import pkg from '../package.json' with { type: 'json' };
 import { addAdminCommands } from './commands/admin.js';
 import { addJobCommands } from './commands/job.js';
 import { addNodeCommands } from './commands/node.js';
+import { addHealthCommand } from './commands/health.js';
 import { UsageError } from './errors.js';
 import { flagParser, parseDuration } from './parse.js';
 import { Session, type GlobalOptions, type Io } from './session.js';
@@ -39,6 +40,7 @@ export function buildProgram(session: Session): Command {
     .option('--key <file>', 'TLS: client key PEM file (implies --tls)');
   addJobCommands(program, session);
   addNodeCommands(program, session);
+  addHealthCommand(program, session);
   addAdminCommands(program, session);
   return program;
 }

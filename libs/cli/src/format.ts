@@ -230,24 +230,32 @@ function topology(node: Node): string {
   return t ? [t.nvlinkDomain, t.leafSwitch, t.spine].map((x) => x || '-').join('/') : '-';
 }
 
+/** "READY", "READY,cordoned", "QUARANTINED,lemon": the state and the flags an operator scans for. */
+export function nodeStateLabel(n: Node): string {
+  return [nodeStateName(n.state), n.cordoned ? 'cordoned' : '', n.lemon ? 'lemon' : ''].filter(Boolean).join(',');
+}
+
 export function nodeTable(nodes: Node[], now: Date): string {
   const rows = nodes.map((n) => [
     n.name,
-    nodeStateName(n.state),
+    nodeStateLabel(n),
     `${gpusFree(n)}/${n.gpus.length}`,
     models(n),
     topology(n),
+    n.healthScore > 0 ? n.healthScore.toFixed(1) : '0',
     formatAge(n.lastHeartbeat, now),
   ]);
-  return table(['NAME', 'STATE', 'GPUS FREE/TOTAL', 'MODEL', 'NVLINK/SWITCH/SPINE', 'HEARTBEAT'], rows);
+  return table(['NAME', 'STATE', 'GPUS FREE/TOTAL', 'MODEL', 'NVLINK/SWITCH/SPINE', 'HEALTH', 'HEARTBEAT'], rows);
 }
 
 export function nodeDetail(node: Node, now: Date): string {
   const t = node.topology;
   const rows: [string, string][] = [
     ['Name', node.name],
-    ['State', nodeStateName(node.state)],
+    ['State', nodeStateLabel(node)],
     ['Reason', node.reason || '-'],
+    ['Health score', node.healthScore.toFixed(1)],
+    ...node.conditions.map((c): [string, string] => [`  ${c.type}`, `${c.status ? 'True' : 'False'} ${c.reason}${c.message ? `: ${c.message}` : ''} (${formatAge(c.since, now)})`]),
     ['Address', node.address || '-'],
     ['GPUs free', `${gpusFree(node)}/${node.gpus.length}`],
     ['NVLink domain', t?.nvlinkDomain || '-'],

@@ -91,7 +91,7 @@ export function parseNodeStateFlag(text: string): NodeState {
 
 /** Failure classes a retry policy may name. */
 export const RETRYABLE_CLASS_NAMES = [
-  FailureClass.FAILURE_CLASS_NODE_FAULT, FailureClass.FAILURE_CLASS_INFRASTRUCTURE, FailureClass.FAILURE_CLASS_APPLICATION, FailureClass.FAILURE_CLASS_GPU_CONTAINED,
+  FailureClass.FAILURE_CLASS_NODE_FAULT, FailureClass.FAILURE_CLASS_INFRASTRUCTURE, FailureClass.FAILURE_CLASS_APPLICATION, FailureClass.FAILURE_CLASS_GPU_CONTAINED, FailureClass.FAILURE_CLASS_HANG,
 ].map(failureClassName);
 
 export function parseRetryClass(text: string): FailureClass {

@@ -34,8 +34,8 @@ describe('tables', () => {
   it('lists nodes with free/total GPUs, model, topology and heartbeat age', () => {
     expect(nodeTable([sampleNode], NOW)).toBe(
       [
-        'NAME    STATE  GPUS FREE/TOTAL  MODEL  NVLINK/SWITCH/SPINE   HEARTBEAT',
-        'gpu-01  READY  3/4              H100   nvl-1/leaf-2/spine-1  3s',
+        'NAME    STATE  GPUS FREE/TOTAL  MODEL  NVLINK/SWITCH/SPINE   HEALTH  HEARTBEAT',
+        'gpu-01  READY  3/4              H100   nvl-1/leaf-2/spine-1  0       3s',
         '',
       ].join('\n'),
     );

@@ -151,7 +151,7 @@ describe('retry policy', () => {
   });
 
   it('names the bad field', () => {
-    expect(() => parseJobFile('retry:\n  retryOn: [cosmic-rays]\n', 'job.yaml')).toThrow('job.yaml: retry.retryOn[0]: unknown failure class "cosmic-rays" (one of node-fault, infrastructure, application, gpu-contained)');
+    expect(() => parseJobFile('retry:\n  retryOn: [cosmic-rays]\n', 'job.yaml')).toThrow('job.yaml: retry.retryOn[0]: unknown failure class "cosmic-rays" (one of node-fault, infrastructure, application, gpu-contained, hang)');
     expect(() => parseJobFile('retry:\n  tries: 3\n', 'job.yaml')).toThrow('job.yaml: retry.tries: unknown field');
   });
 });

@@ -512,7 +512,7 @@ describe('node commands', () => {
   it('lists nodes as a table and as JSON', async () => {
     const table = await gantry('node', 'list');
     expect(table.code).toBe(0);
-    expect(table.stdout).toContain('gpu-01  READY  3/4              H100   nvl-1/leaf-2/spine-1  3s');
+    expect(table.stdout).toContain('gpu-01  READY  3/4              H100   nvl-1/leaf-2/spine-1  0       3s');
     const json = await gantry('node', 'list', '-o', 'json');
     expect(JSON.parse(json.stdout)).toMatchObject({ nodes: [{ name: 'gpu-01', state: 'NODE_STATE_READY' }] });
   });

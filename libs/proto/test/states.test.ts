@@ -49,9 +49,11 @@ describe('job state machine', () => {
 });
 
 describe('node state machine', () => {
-  it('quarantine is left only to READY (operator or probation), lost nodes come back READY', () => {
+  it('quarantine is left to READY, or to SUSPECT when a released node still deviates; a drained node can be quarantined; lost nodes come back READY', () => {
     expect(canTransitionNode(NodeState.NODE_STATE_QUARANTINED, NodeState.NODE_STATE_READY)).toBe(true);
-    expect(canTransitionNode(NodeState.NODE_STATE_QUARANTINED, NodeState.NODE_STATE_SUSPECT)).toBe(false);
+    expect(canTransitionNode(NodeState.NODE_STATE_QUARANTINED, NodeState.NODE_STATE_SUSPECT)).toBe(true);
+    expect(canTransitionNode(NodeState.NODE_STATE_QUARANTINED, NodeState.NODE_STATE_DRAINING)).toBe(false);
+    expect(canTransitionNode(NodeState.NODE_STATE_DRAINING, NodeState.NODE_STATE_QUARANTINED)).toBe(true);
     expect(canTransitionNode(NodeState.NODE_STATE_LOST, NodeState.NODE_STATE_READY)).toBe(true);
     expect(canTransitionNode(NodeState.NODE_STATE_READY, NodeState.NODE_STATE_SUSPECT)).toBe(true);
     expect(canTransitionNode(NodeState.NODE_STATE_DRAINED, NodeState.NODE_STATE_DRAINING)).toBe(false);

@@ -8,8 +8,11 @@ import {
   JobSpec,
   ListJobsRequest,
   ListNodesRequest,
+  NodeOperation,
   NodeServiceClient,
   type ExplainJobResponse,
+  type ExplainNodeResponse,
+  type GetClusterHealthResponse,
   type GetNodeTelemetryResponse,
   type Job,
   type JobEvent,
@@ -64,12 +67,19 @@ export interface NodeTelemetryOptions extends CallOptions {
   history?: number;
 }
 
+export interface NodeOperationOptions extends CallOptions {
+  /** Why: recorded with the node event and shown in `gantry node events`. */
+  reason?: string;
+  /** drain only: move the jobs still running after this many seconds (0 = let them finish). */
+  drainTimeoutSeconds?: number;
+}
+
 export interface NodeEventsOptions extends CallOptions {
   /** At most this many events, newest first (1..1000; 0 or absent = the server's default, 100). */
   limit?: number;
 }
 
-/** The scheduling policy as the server stores it (see docs/scheduling.md for the format). */
+/** A config document as the server stores it: the scheduling policy (docs/scheduling.md) or the health config (docs/health.md). */
 export interface SchedulingConfig {
   /** The parsed document: tenants, defaultTenant, fairShare, preemption, backfill. */
   config: Record<string, unknown>;
@@ -83,15 +93,15 @@ function present<T>(value: T | undefined, what: string): T {
   return value;
 }
 
-function parseConfig(configJson: string): SchedulingConfig {
+function parseConfig(configJson: string, what = 'scheduling'): SchedulingConfig {
   let config: unknown;
   try {
     config = JSON.parse(configJson);
   } catch (err) {
-    throw new GantryError(status.INTERNAL, `server sent a scheduling config that is not JSON: ${(err as Error).message}`, { cause: err });
+    throw new GantryError(status.INTERNAL, `server sent a ${what} config that is not JSON: ${(err as Error).message}`, { cause: err });
   }
   if (typeof config !== 'object' || config === null || Array.isArray(config)) {
-    throw new GantryError(status.INTERNAL, 'server sent a scheduling config that is not a JSON object');
+    throw new GantryError(status.INTERNAL, `server sent a ${what} config that is not a JSON object`);
   }
   return { config: config as Record<string, unknown>, configJson };
 }
@@ -228,7 +238,46 @@ export class GantryClient {
     return this.rpc.unary(this.nodes.listNodeEvents.bind(this.nodes), { name, limit }, 'read', call);
   }
 
+  /**
+   * Why the node is in its state: its health score, each contributing signal with its value and
+   * baselines (absent until the detector has evaluated the node), and the decision history.
+   */
+  explainNode(name: string, options: CallOptions & { history?: number } = {}): Promise<ExplainNodeResponse> {
+    const { history = 0, ...call } = options;
+    return this.rpc.unary(this.nodes.explainNode.bind(this.nodes), { name, history }, 'read', call);
+  }
+
+  /** Shared storage and fabric faults, hangs and stragglers, and every node that is not plainly healthy. */
+  getClusterHealth(options?: CallOptions): Promise<GetClusterHealthResponse> {
+    return this.rpc.unary(this.nodes.getClusterHealth.bind(this.nodes), {}, 'read', options);
+  }
+
   // --- admin (operators) ---
+
+  /**
+   * Cordons, uncordons, drains, quarantines or releases a node and resolves to the node after
+   * it. FAILED_PRECONDITION when the operation makes no sense in the node's state (releasing a
+   * node that is not quarantined). All but release are idempotent and retried on UNAVAILABLE.
+   */
+  async operateNode(name: string, operation: NodeOperation, options: NodeOperationOptions = {}): Promise<Node> {
+    const { reason = '', drainTimeoutSeconds = 0, ...call } = options;
+    const retry = operation === NodeOperation.NODE_OPERATION_RELEASE ? 'unsafe' : 'idempotent';
+    const res = await this.rpc.unary(this.admin.operateNode.bind(this.admin), { name, operation, reason, drainTimeoutSeconds }, retry, call);
+    return present(res.node, 'node');
+  }
+
+  /** The node health detector's config in force (thresholds, signal weights, XID policy; docs/health.md). */
+  async getHealthConfig(options?: CallOptions): Promise<SchedulingConfig> {
+    const res = await this.rpc.unary(this.admin.getHealthConfig.bind(this.admin), {}, 'read', options);
+    return parseConfig(res.configJson, 'health');
+  }
+
+  /** Replaces the health config (YAML/JSON text or an object) and resolves to the stored one, defaults filled in. */
+  async setHealthConfig(config: string | object, options?: CallOptions): Promise<SchedulingConfig> {
+    const configJson = typeof config === 'string' ? config : JSON.stringify(config);
+    const res = await this.rpc.unary(this.admin.setHealthConfig.bind(this.admin), { configJson }, 'idempotent', options);
+    return parseConfig(res.configJson, 'health');
+  }
 
   /** The scheduling policy in force (the defaults when none was set). */
   async getSchedulingConfig(options?: CallOptions): Promise<SchedulingConfig> {

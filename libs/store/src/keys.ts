@@ -23,6 +23,13 @@
 //   gantry:checkpoint:{id}        hash  checkpoint record (see checkpoint service)
 //   gantry:job:{id}:checkpoints   zset  checkpoint ids by step
 //   gantry:checkpoints:last-commit hash job id -> ms of its newest committed checkpoint
+//   gantry:config:health          str   node health detector config (JSON; validated by the scheduler)
+//   gantry:health:state           str   the detector's state (baselines, hysteresis counters; JSON)
+//   gantry:health:cursor          hash  node -> time (ms) of the newest telemetry batch evaluated
+//   gantry:health:xids            list  XidEvents (protobuf) received and not yet evaluated, oldest first
+//   gantry:health:operator        list  operator quarantines/releases (JSON) the detector has not applied yet
+//   gantry:health:nodes           hash  node -> NodeHealth (proto JSON) of the latest evaluation
+//   gantry:health:cluster         str   GetClusterHealthResponse (proto JSON) of the latest evaluation
 export const PREFIX = 'gantry';
 
 export const keys = {
@@ -49,6 +56,13 @@ export const keys = {
   checkpoint: (id: string) => `${PREFIX}:checkpoint:${id}`,
   jobCheckpoints: (jobId: string) => `${PREFIX}:job:${jobId}:checkpoints`,
   checkpointLastCommit: `${PREFIX}:checkpoints:last-commit`,
+  healthConfig: `${PREFIX}:config:health`,
+  healthState: `${PREFIX}:health:state`,
+  healthCursor: `${PREFIX}:health:cursor`,
+  healthXids: `${PREFIX}:health:xids`,
+  healthOperator: `${PREFIX}:health:operator`,
+  healthNodes: `${PREFIX}:health:nodes`,
+  healthCluster: `${PREFIX}:health:cluster`,
 } as const;
 
 /** Allocation owner string stored per GPU. */

@@ -29,6 +29,11 @@ export interface NodeCommit {
   heartbeatMs?: number;
   instanceId?: string;
   now?: Date;
+  /**
+   * Record and publish an event even though the state stays (an operator's cordon or
+   * uncordon, a held node's new reason): every decision about a node shows in its history.
+   */
+  event?: boolean;
 }
 
 export class NodeStore {
@@ -112,8 +117,9 @@ export class NodeStore {
     const now = c.now ?? new Date();
     const rev = c.prev?.rev ?? 0;
     // Allocations and heartbeat live in their own keys; the record holds the rest.
-    const next = Node.create({ ...c.next, revision: rev + 1, allocations: [], lastHeartbeat: undefined, reason: from !== to ? c.reason : c.next.reason });
-    const event = from !== to ? nodeEvent(subjects.nodeEvent(next.name), next.name, from, to, c.reason, now) : undefined;
+    const decided = from !== to || c.event === true;
+    const next = Node.create({ ...c.next, revision: rev + 1, allocations: [], lastHeartbeat: undefined, reason: decided ? c.reason : c.next.reason });
+    const event = decided ? nodeEvent(subjects.nodeEvent(next.name), next.name, from, to, c.reason, now) : undefined;
     const res = (await this.scripts.run('gantryCommitNode', [keys.node(next.name), keys.outbox, keys.leaderEpoch, keys.nodes, keys.nodeEvents(next.name), keys.heartbeats], [
       String(rev), c.prev ? nodeStateName(from) : '*', nodeStateName(to), JSON.stringify(Node.toJSON(next)),
       c.epoch === undefined ? '' : String(c.epoch), event?.subject ?? '', event?.id ?? '', event?.data ?? '', next.name,

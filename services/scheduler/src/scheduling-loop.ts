@@ -18,6 +18,7 @@ import { dispatchAssignments, stopLiveRanks } from './dispatch/dispatcher.js';
 import { pickPort, rendezvousEnv, type PortRange } from './dispatch/ports.js';
 import { PolicyCache } from './policy.js';
 import { WakeableLoop } from './wakeable-loop.js';
+import { enforceNodeStates } from './nodes/enforce.js';
 
 /** How stale a waiting job's queue position in its explanation may get. */
 const POSITION_REFRESH_MS = 5_000;
@@ -114,6 +115,7 @@ export class SchedulingLoop extends WakeableLoop {
       ids(JobState.JOB_STATE_RECOVERING), ctx.nodes.list(),
     ]);
     const ended = await this.enforceTimeLimits([...scheduled, ...runningJobs], now, epoch);
+    await enforceNodeStates(ctx, nodes, epoch, new Date(now));
     await this.requeuePreempted(preempted, epoch);
     if (await this.recovery.run(recovering, nodes, config, epoch, now)) this.kicked = true;
     // A recovering job waits out its backoff in the queue, invisible to the planner until then.

@@ -21,7 +21,10 @@ import { AdminServiceService, adminService } from './api/admin-service.js';
 import { seedPolicy } from './policy.js';
 import { RecoveryController } from './recovery/controller.js';
 import { ResumeSource } from './recovery/resume.js';
-import { SchedulingStateStore } from '@gantry/store';
+import { HealthStore, SchedulingStateStore } from '@gantry/store';
+import { HealthConfigCache } from './health-monitor/config-source.js';
+import { HealthMonitor } from './health-monitor/monitor.js';
+import { LogActivity } from './health-monitor/log-activity.js';
 
 export async function main(): Promise<void> {
   const { config, log, metrics, lifecycle } = await startService('scheduler', schedulerEnv);
@@ -68,7 +71,10 @@ export async function main(): Promise<void> {
   const registry = new NodeRegistry(ctx);
   const rankEvents = new RankEventConsumer(ctx);
   const relay = new OutboxRelay(new Outbox(redis), js, log);
-  const telemetry = new TelemetryIngest(ctx);
+  const healthStore = new HealthStore(redis);
+  const healthConfigs = new HealthConfigCache(healthStore, log);
+  const telemetry = new TelemetryIngest(ctx, healthConfigs);
+  const health = new HealthMonitor(ctx, healthStore, healthConfigs, new LogActivity(nc));
   const leaderGauge = new Gauge({ name: 'gantry_scheduler_leader', help: '1 while this replica leads', registers: [metrics] });
   const kickSub = nc.subscribe(subjects.schedulerKick, { callback: () => loop.kick() });
 
@@ -80,10 +86,12 @@ export async function main(): Promise<void> {
       await rankEvents.start();
       await telemetry.start();
       loop.start();
+      health.start();
     },
     onDeposed: async () => {
       leaderGauge.set(0);
       loop.stop();
+      health.stop();
       registry.stop();
       relay.stop();
       await rankEvents.stop();

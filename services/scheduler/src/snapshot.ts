@@ -1,5 +1,5 @@
 // Builds the pure core's inputs from Redis records.
-import { RecoveryGrade, type Job, type Node, TopologyRequirement, nodeStateName } from '@gantry/proto';
+import { NodeState, RecoveryGrade, type Job, type Node, TopologyRequirement, nodeStateName } from '@gantry/proto';
 import type { NodeRecord } from '@gantry/store';
 import { PRIORITY_CLASSES, gpuType, nodeSelector, priorityOf as classPriority, type JobRequest, type NodeView, type RunningJob, type TopologyNeed } from './placement/index.js';
 import { currentAttempt, liveRanks } from './jobs/lifecycle.js';
@@ -26,7 +26,8 @@ export function nodeView(rec: NodeRecord): NodeView {
   const used = new Set(rec.allocations.map((a) => a.gpuIndex));
   return {
     name: n.name,
-    state: nodeStateName(n.state),
+    // A cordoned node takes no new work; the planner explains it by this name.
+    state: n.cordoned && n.state === NodeState.NODE_STATE_READY ? 'CORDONED' : nodeStateName(n.state),
     gpuModel: n.gpus[0]?.model ?? '',
     gpuCount: n.gpus.length,
     freeGpus: n.gpus.map((g) => g.index).filter((i) => !used.has(i)).sort((a, b) => a - b),

@@ -9,7 +9,7 @@
 // Every detector reports alarm intervals per node (alarm raised → cleared), so detection,
 // lead time and false alarms are counted the same way for all of them.
 import { FailureClass } from '@gantry/proto';
-import { HealthEvaluator, resolveHealthConfig, type HealthConfigInput } from '../../../services/scheduler/src/health/index.js';
+import { DEFAULT_HEALTH_CONFIG, HealthEvaluator, resolveHealthConfig, type HealthConfigInput } from '../../../services/scheduler/src/health/index.js';
 import type { LemonFlag, ProgressFinding, SharedFaultFlag } from '../../../services/scheduler/src/health/types.js';
 import { xidFailureClass } from '../../../services/scheduler/src/recovery/xid-policy.js';
 import type { WindowData } from './cluster.js';
@@ -81,7 +81,7 @@ export class XidOnly implements Detector {
   observe(w: WindowData): void {
     this.book.tick(w.nowMs, w.operator.filter((o) => o.action === 'release').map((o) => o.node));
     for (const x of w.xids) {
-      if (xidFailureClass(x) === FailureClass.FAILURE_CLASS_NODE_FAULT) this.book.raise(x.node, w.nowMs, `XID ${x.xid}`);
+      if (xidFailureClass(x, DEFAULT_HEALTH_CONFIG).failureClass === FailureClass.FAILURE_CLASS_NODE_FAULT) this.book.raise(x.node, w.nowMs, `XID ${x.xid}`);
     }
   }
 

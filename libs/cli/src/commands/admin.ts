@@ -58,4 +58,31 @@ export function addAdminCommands(program: Command, session: Session): void {
       if (session.json) session.printJson(stored.config);
       else session.out(`scheduling config replaced from ${o.file}`);
     });
+
+  const health = admin.command('health-config').description('the node health detector: thresholds, signal weights, XID policy (docs/health.md)');
+
+  health
+    .command('get')
+    .description('print the health config in force, as indented JSON (whatever -o says)')
+    .action(async () => {
+      const { config: stored } = await session.gantry().getHealthConfig();
+      session.printJson(stored);
+    });
+
+  health
+    .command('set')
+    .description('replace the health config with a YAML or JSON file (any subset; defaults fill the rest); the server validates it and lists every problem')
+    .requiredOption('-f, --file <path>', 'the health config document (YAML or JSON)')
+    .action(async (o: { file: string }) => {
+      const text = readConfigFile(o.file);
+      let stored: SchedulingConfig;
+      try {
+        stored = await session.gantry().setHealthConfig(text);
+      } catch (err) {
+        if (GantryError.is(err, status.INVALID_ARGUMENT)) throw new GantryError(err.code, oneLine(err.details), { cause: err, metadata: err.metadata });
+        throw err;
+      }
+      if (session.json) session.printJson(stored.config);
+      else session.out(`health config replaced from ${o.file}`);
+    });
 }

@@ -1,10 +1,12 @@
-// `gantry node ...`: list, show (with host telemetry) and events.
+// `gantry node ...`: list, show (with host telemetry), events, explain, and the operator's
+// cordon, uncordon, drain, quarantine and release.
 import type { Command } from 'commander';
-import { GetNodeTelemetryResponse, ListNodeEventsResponse, ListNodesResponse, Node, type NodeState } from '@gantry/proto';
+import { ExplainNodeResponse, GetNodeTelemetryResponse, ListNodeEventsResponse, ListNodesResponse, Node, NodeOperation, type NodeState } from '@gantry/proto';
 import { GantryError, status } from '@gantry/sdk';
-import { nodeDetail, nodeTable } from '../format.js';
+import { nodeDetail, nodeStateLabel, nodeTable } from '../format.js';
 import { nodeEventLine, sortEventsNewestFirst, telemetryDetail } from '../format-telemetry.js';
-import { flagParser, parseInteger, parseNodeStateFlag, repeatable } from '../parse.js';
+import { nodeExplanation } from '../format-health.js';
+import { flagParser, parseInteger, parseNodeStateFlag, parseSeconds, repeatable } from '../parse.js';
 import type { Session } from '../session.js';
 
 /** What GetNodeTelemetry gave: a response, or why there is none (the node has not reported yet, an older gateway). */
@@ -65,4 +67,38 @@ export function addNodeCommands(program: Command, session: Session): void {
       else if (events.length === 0) session.err(`no events for node ${name}`);
       else session.out(events.map(nodeEventLine).join('\n'));
     });
+
+  node
+    .command('explain')
+    .description('why the node is in its state: health score, each contributing signal with its value and baselines, conditions, decision history')
+    .argument('<name>', 'node name')
+    .option('--history <n>', 'at most this many decisions (1..200; default 20)', flagParser((t) => parseInteger(t, { min: 1, max: 200 })))
+    .action(async (name: string, o: { history?: number }) => {
+      const res = await session.gantry().explainNode(name, { history: o.history ?? 0 });
+      if (session.json) session.printJson(ExplainNodeResponse.toJSON(res));
+      else session.out(nodeExplanation(res, session.now()));
+    });
+
+  const operations: Array<[string, NodeOperation, string]> = [
+    ['cordon', NodeOperation.NODE_OPERATION_CORDON, 'no new work on the node; running jobs continue'],
+    ['uncordon', NodeOperation.NODE_OPERATION_UNCORDON, 'undo a cordon or drain: the node takes work again'],
+    ['drain', NodeOperation.NODE_OPERATION_DRAIN, 'no new work; running jobs finish (or move after --move-after), then the node is DRAINED'],
+    ['quarantine', NodeOperation.NODE_OPERATION_QUARANTINE, 'out of service now: the jobs on it are handed to recovery as a node fault'],
+    ['release', NodeOperation.NODE_OPERATION_RELEASE, "end a quarantine (the detector's or an operator's): READY again"],
+  ];
+  for (const [verb, op, what] of operations) {
+    const cmd = node
+      .command(verb)
+      .description(what)
+      .argument('<name>', 'node name')
+      .requiredOption('--reason <text>', 'why: recorded with the node event');
+    if (op === NodeOperation.NODE_OPERATION_DRAIN) {
+      cmd.option('--move-after <duration>', 'move the jobs still running after this long, e.g. 30m (default: let them finish)', flagParser(parseSeconds));
+    }
+    cmd.action(async (name: string, o: { reason: string; moveAfter?: number }) => {
+      const n = await session.gantry().operateNode(name, op, { reason: o.reason, drainTimeoutSeconds: o.moveAfter ?? 0 });
+      if (session.json) session.printJson(Node.toJSON(n));
+      else session.out(`node ${n.name}: ${nodeStateLabel(n)}${n.reason ? ` (${n.reason})` : ''}`);
+    });
+  }
 }

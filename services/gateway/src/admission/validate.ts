@@ -149,7 +149,7 @@ function checkSize(spec: JobSpec): JobSpec {
 }
 
 /** Classes a retry policy may name: the others (cancelled, time limit, preempted) are never retried. */
-const RETRYABLE = new Set([FailureClass.FAILURE_CLASS_NODE_FAULT, FailureClass.FAILURE_CLASS_INFRASTRUCTURE, FailureClass.FAILURE_CLASS_APPLICATION, FailureClass.FAILURE_CLASS_GPU_CONTAINED]);
+const RETRYABLE = new Set([FailureClass.FAILURE_CLASS_NODE_FAULT, FailureClass.FAILURE_CLASS_INFRASTRUCTURE, FailureClass.FAILURE_CLASS_APPLICATION, FailureClass.FAILURE_CLASS_GPU_CONTAINED, FailureClass.FAILURE_CLASS_HANG]);
 
 function checkRetry(r: RetryPolicy, p: Problems): void {
   if (r.maxRecoveries !== undefined) p.between('spec.retry.max_recoveries', r.maxRecoveries, 0, LIMITS.maxRecoveries);

@@ -1,10 +1,11 @@
 import { NodeServiceService, type NodeServiceServer } from '@gantry/proto';
 import { invalidArgument, notFound, unary } from '@gantry/service-kit';
-import { NodeTelemetryStore } from '@gantry/store';
+import { HealthStore, NodeTelemetryStore } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
 
 export function nodeService(ctx: SchedulerContext): NodeServiceServer {
   const telemetry = new NodeTelemetryStore(ctx.redis);
+  const health = new HealthStore(ctx.redis);
   const mustExist = async (name: string) => {
     if (!(await ctx.nodes.get(name))) throw notFound(`node ${name} not found`);
   };
@@ -30,6 +31,14 @@ export function nodeService(ctx: SchedulerContext): NodeServiceServer {
       const more = matching.length > size;
       return { nodes: page.map((r) => r.node), nextPageToken: more ? Buffer.from(page[page.length - 1]!.node.name).toString('base64url') : '' };
     }),
+    explainNode: unary(ctx.log, 'ExplainNode', async (req) => {
+      const rec = await ctx.nodes.get(req.name);
+      if (!rec) throw notFound(`node ${req.name} not found`);
+      const events = await telemetry.events(req.name, 200);
+      const history = events.flatMap((e) => (e.event?.$case === 'transition' ? [e.event.transition] : [])).slice(0, req.history || 20);
+      return { node: rec.node, health: await health.nodeHealth(req.name), history };
+    }),
+    getClusterHealth: unary(ctx.log, 'GetClusterHealth', async () => (await health.cluster()) ?? { sharedFaults: [], nodes: [], findings: [], nodesEvaluated: 0 }),
     getNode: unary(ctx.log, 'GetNode', async (req) => {
       const rec = await ctx.nodes.get(req.name);
       if (!rec) throw notFound(`node ${req.name} not found`);

@@ -22,7 +22,7 @@ export interface TenantConfig {
 export type ReclaimPolicy = 'any' | 'lower-priority' | 'never';
 
 /** Failure classes a retry policy may name (JobSpec.retry.retry_on uses the proto enum). */
-export const RETRYABLE_CLASSES = ['node-fault', 'infrastructure', 'application', 'gpu-contained'] as const;
+export const RETRYABLE_CLASSES = ['node-fault', 'infrastructure', 'application', 'gpu-contained', 'hang'] as const;
 export type RetryableClass = (typeof RETRYABLE_CLASSES)[number];
 
 /** A pool of idle nodes held back for recovery: `count` nodes of a GPU model, optionally per leaf switch. */
@@ -102,7 +102,7 @@ export const DEFAULT_CONFIG: SchedulingConfig = {
     backoffInitialMs: 1_000,
     backoffMaxMs: 60_000,
     backoffJitter: 0.2,
-    retryOn: ['node-fault', 'infrastructure', 'gpu-contained'],
+    retryOn: ['node-fault', 'infrastructure', 'gpu-contained', 'hang'],
     settleMs: 2_000,
     blamePenaltySec: 3_600,
   },

@@ -17,6 +17,15 @@ const PEER_ERROR = new RegExp([
   'timed out', 'Timeout', 'gloo.*(closed|reset|read|write)', 'ProcessGroup.*(abort|timeout)', 'SignalException',
 ].join('|'), 'i');
 
+/** Signal classes that explain a failure when no node fault does, strongest first. */
+const SECONDARY_SIGNALS = [FailureClass.FAILURE_CLASS_GPU_CONTAINED, FailureClass.FAILURE_CLASS_INFRASTRUCTURE, FailureClass.FAILURE_CLASS_HANG];
+const SIGNAL_WHAT = new Map([
+  [FailureClass.FAILURE_CLASS_NODE_FAULT, 'node fault'],
+  [FailureClass.FAILURE_CLASS_GPU_CONTAINED, 'contained GPU error'],
+  [FailureClass.FAILURE_CLASS_INFRASTRUCTURE, 'shared infrastructure fault'],
+  [FailureClass.FAILURE_CLASS_HANG, 'hang'],
+]);
+
 /** Launcher wrappers that only say "a child failed": never the root cause themselves. */
 const LAUNCHER_ERROR = /ChildFailedError/;
 
@@ -75,16 +84,22 @@ export function attributeFailure(attempt: Attempt, signals: FaultSignal[], detec
   }).sort((a, b) => Number(a.secondary) - Number(b.secondary) || a.at - b.at || a.status.rank - b.status.rank);
   const exitEvidence = exits.map((e) => `${describeRank(e.status, e.node)} at ${hhmmss(e.at)}${e.secondary ? ' (secondary)' : ''}`);
 
-  const blame = nodeFaults[0] ?? ordered.find((s) => s.failureClass === FailureClass.FAILURE_CLASS_GPU_CONTAINED);
+  // A node fault outranks the rest; then a contained GPU error, a shared storage or fabric
+  // fault, and a hang nobody could pin on a node, in that order.
+  const firstOwnExit = exits.find((e) => !e.secondary);
+  let blame = nodeFaults[0] ?? SECONDARY_SIGNALS.map((c) => ordered.find((s) => s.failureClass === c)).find((s) => s !== undefined);
+  // A contained GPU error after a rank's own crash is its echo (XID 43: the app was killed).
+  if (blame?.failureClass === FailureClass.FAILURE_CLASS_GPU_CONTAINED && firstOwnExit && firstOwnExit.at < (blame.time?.getTime() ?? 0)) blame = undefined;
   if (blame) {
     const faultyNodes = [...new Set(nodeFaults.map((s) => s.node))];
-    const rank = attempt.placement.find((p) => p.node === blame.node)?.rank;
     const cls = blame.failureClass;
-    const what = cls === FailureClass.FAILURE_CLASS_NODE_FAULT ? 'node fault' : 'contained GPU error';
+    const named = cls === FailureClass.FAILURE_CLASS_NODE_FAULT || cls === FailureClass.FAILURE_CLASS_GPU_CONTAINED;
+    const rank = named ? attempt.placement.find((p) => p.node === blame.node)?.rank : undefined;
+    const what = SIGNAL_WHAT.get(cls) ?? 'fault';
     return {
       failureClass: cls,
       reason: `${what}: ${describeSignal(blame)}`,
-      rank, node: blame.node, signal: '',
+      rank, node: named ? blame.node : '', signal: '',
       evidence: [...ordered.map((s) => `${describeSignal(s)} at ${hhmmss(s.time?.getTime() ?? 0)}`), ...exitEvidence].join('; '),
       time: blame.time ?? detectedAt,
       faultyNodes,

@@ -1,25 +1,28 @@
-// Which XIDs on a job's GPU end its attempt at once, and how they are classed. Follows the
-// catalogue's immediate actions (services/node-agent/src/collectors/xid/xid-catalog.csv) and
-// operators' practice: a GPU that fell off the bus, uncorrectable or uncontained memory
-// errors, GSP firmware timeouts and fatal NVLink errors are the node's fault; a contained
-// error (94) needs the application restarted, not the node blamed. Application XIDs (13, 31,
-// 43) are left to the process: it dies on its own and its exit is classed then.
-import { FailureClass } from '@gantry/proto';
+// What an XID on a job's GPU does to the job's attempt, read from the health config's XID
+// policy (services/scheduler/src/health/xid-actions.ts; operators override entries without a
+// release): an action that takes the GPU or node out of service (quarantine, reset, reboot)
+// is the node's fault and ends the attempt at once; restart-app (31, 43, 94 and the like)
+// restarts the application without blaming the node; the rest (warn, ignore, drain after the
+// job) leaves the attempt running.
+import { FailureClass, type XidEvent } from '@gantry/proto';
+import { decideXid, type HealthConfig, type XidAction } from '../health/index.js';
 
-const NODE_FAULT_XIDS = new Set([48, 64, 74, 79, 95, 119, 120, 140]);
-/** NVLink5 unit errors: node faults only when the message says Fatal. */
-const NVLINK5_XIDS = new Set([144, 145, 146, 147, 148, 149, 150]);
-const CONTAINED_XIDS = new Set([94]);
-
-export interface XidFacts {
-  xid: number;
-  fatal?: boolean;
+export function failureClassOfAction(action: XidAction): FailureClass | undefined {
+  switch (action) {
+    case 'quarantine-now':
+    case 'reset-gpu':
+    case 'reboot':
+      return FailureClass.FAILURE_CLASS_NODE_FAULT;
+    case 'restart-app':
+      return FailureClass.FAILURE_CLASS_GPU_CONTAINED;
+    default:
+      return undefined;
+  }
 }
 
 /** The failure class an XID on a job's GPU implies, or undefined when it does not end the attempt. */
-export function xidFailureClass(x: XidFacts): FailureClass | undefined {
-  if (NODE_FAULT_XIDS.has(x.xid)) return FailureClass.FAILURE_CLASS_NODE_FAULT;
-  if (NVLINK5_XIDS.has(x.xid) && x.fatal === true) return FailureClass.FAILURE_CLASS_NODE_FAULT;
-  if (CONTAINED_XIDS.has(x.xid)) return FailureClass.FAILURE_CLASS_GPU_CONTAINED;
-  return undefined;
+export function xidFailureClass(xid: Pick<XidEvent, 'xid' | 'fatal'>, config: HealthConfig): { failureClass: FailureClass | undefined; rule: string } {
+  // Repeat and remap-failure escalations need the detector's history; they act at its window.
+  const d = decideXid({ xid: xid.xid, fatal: xid.fatal }, config.xid.policy, config.xid.unknownAction, { remapFailure: false, earlierOnGpu: 0 });
+  return { failureClass: failureClassOfAction(d.action), rule: d.rule };
 }

@@ -6,9 +6,10 @@ import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { Counter, Histogram } from 'prom-client';
 import { FaultSignal, NodeHostEvent, TelemetryBatch, XidEvent } from '@gantry/proto';
 import { consumeDurable, consumers, decode, streams, subjects } from '@gantry/bus';
-import { NodeTelemetryStore } from '@gantry/store';
+import { HealthStore, NodeTelemetryStore } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
 import { xidFailureClass } from '../recovery/xid-policy.js';
+import type { HealthConfigCache } from '../health-monitor/config-source.js';
 import { signalHolders } from '../recovery/triggers.js';
 
 export class TelemetryIngest {
@@ -18,8 +19,11 @@ export class TelemetryIngest {
   private readonly batches: Counter;
   private readonly xids: Counter;
 
-  constructor(private readonly ctx: SchedulerContext) {
+  private readonly health: HealthStore;
+
+  constructor(private readonly ctx: SchedulerContext, private readonly healthConfig: HealthConfigCache) {
     this.store = new NodeTelemetryStore(ctx.redis);
+    this.health = new HealthStore(ctx.redis);
     this.lag = new Histogram({ name: 'gantry_telemetry_ingest_lag_seconds', help: 'From collection on the host to storage in Redis', registers: [ctx.metrics], buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60] });
     this.batches = new Counter({ name: 'gantry_telemetry_batches_total', help: 'Telemetry batches stored', registers: [ctx.metrics] });
     this.xids = new Counter({ name: 'gantry_xid_events_received_total', help: 'XID events received from agents', labelNames: ['xid', 'severity'], registers: [ctx.metrics] });
@@ -35,6 +39,8 @@ export class TelemetryIngest {
     await this.consume(streams.agentEvents.name, consumers.schedulerHostEvents, subjects.hostEventAll, async (m) => {
       const xid = decode(XidEvent, m.data, 'XidEvent');
       await this.store.appendEvent(xid.node, NodeHostEvent.create({ time: xid.time ?? new Date(), event: { $case: 'xid', xid } }));
+      // The detector weighs it at its next window (holds, repeats, lemons); jobs are acted on now.
+      await this.health.queueXid(xid);
       this.xids.inc({ xid: String(xid.xid), severity: String(xid.severity) });
       this.ctx.log.warn({ node: xid.node, xid: xid.xid, gpu: xid.gpuIndex, mnemonic: xid.mnemonic }, 'xid event');
       await this.recoverJobsOnGpu(xid);
@@ -42,11 +48,12 @@ export class TelemetryIngest {
   }
 
   /**
-   * A fatal XID on a GPU a job holds ends that job's attempt at once, even while its processes
-   * still run: on real hardware they hang or die; waiting for them costs minutes.
+   * An XID whose policy action takes the GPU out of service (or restarts the application) ends
+   * the attempt of the job holding that GPU at once, even while its processes still run: on
+   * real hardware they hang or die; waiting for them costs minutes.
    */
   private async recoverJobsOnGpu(xid: XidEvent): Promise<void> {
-    const cls = xidFailureClass(xid);
+    const { failureClass: cls } = xidFailureClass(xid, await this.healthConfig.get());
     if (cls === undefined) return;
     const node = await this.ctx.nodes.get(xid.node);
     // An XID without a GPU index (no PCI mapping) hits every job on the node.

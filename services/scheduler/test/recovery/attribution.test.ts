@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { Attempt, FailureClass, FaultSignal, RankPhase, RankPlacement, RankStatus } from '@gantry/proto';
 import { attributeFailure } from '../../src/recovery/attribution.js';
 import { xidFailureClass } from '../../src/recovery/xid-policy.js';
+import { DEFAULT_HEALTH_CONFIG, resolveHealthConfig } from '../../src/health/index.js';
 
 const t = (s: number) => new Date(Date.UTC(2026, 11, 1, 12, 0, s));
 const placement = [
@@ -68,12 +69,24 @@ describe('failure attribution', () => {
     expect(out).toMatchObject({ failureClass: FailureClass.FAILURE_CLASS_NODE_FAULT, node: 'sim-node-0', faultyNodes: ['sim-node-0'] });
   });
 
-  it('follows the XID policy: 79/48/95/119 are node faults, 94 contained, 13/31/43 left to the process', () => {
-    for (const x of [48, 79, 95, 119, 140]) expect(xidFailureClass({ xid: x })).toBe(FailureClass.FAILURE_CLASS_NODE_FAULT);
-    expect(xidFailureClass({ xid: 94 })).toBe(FailureClass.FAILURE_CLASS_GPU_CONTAINED);
-    for (const x of [13, 31, 43, 63, 92]) expect(xidFailureClass({ xid: x })).toBeUndefined();
-    expect(xidFailureClass({ xid: 149, fatal: false })).toBeUndefined();
-    expect(xidFailureClass({ xid: 149, fatal: true })).toBe(FailureClass.FAILURE_CLASS_NODE_FAULT);
+  it('follows the health config XID policy: 79/48/95/119 are node faults, 94/31/43 restart the application, 63/92 leave the attempt running', () => {
+    const cls = (xid: number, fatal?: boolean) => xidFailureClass({ xid, fatal }, DEFAULT_HEALTH_CONFIG).failureClass;
+    for (const x of [48, 79, 95, 119, 140]) expect(cls(x)).toBe(FailureClass.FAILURE_CLASS_NODE_FAULT);
+    for (const x of [94, 31, 43]) expect(cls(x)).toBe(FailureClass.FAILURE_CLASS_GPU_CONTAINED);
+    for (const x of [63, 92]) expect(cls(x)).toBeUndefined();
+    expect(cls(149, false)).toBeUndefined();
+    expect(cls(149, true)).toBe(FailureClass.FAILURE_CLASS_NODE_FAULT);
+    // An operator's override applies at once.
+    const config = resolveHealthConfig({ xid: { policy: { ...DEFAULT_HEALTH_CONFIG.xid.policy, 79: { action: 'warn' } } } });
+    expect(xidFailureClass({ xid: 79 }, config).failureClass).toBeUndefined();
+  });
+
+  it('an application XID that follows a rank\'s own crash is its echo: the crash is the failure', () => {
+    const xid = FaultSignal.create({ kind: 'xid', node: 'sim-node-1', xid: 43, time: t(2), failureClass: FailureClass.FAILURE_CLASS_GPU_CONTAINED });
+    const out = attributeFailure(attempt([exited(1, 3, t(1), { error: 'RuntimeError: CUDA error: an illegal memory access was encountered' })]), [xid], t(1));
+    expect(out).toMatchObject({ failureClass: FailureClass.FAILURE_CLASS_APPLICATION, rank: 1 });
+    const first = attributeFailure(attempt([exited(1, 3, t(3))]), [xid], t(2));
+    expect(first.failureClass).toBe(FailureClass.FAILURE_CLASS_GPU_CONTAINED);
   });
 
   it('never blames a node without a node-fault signal, and always names a rank of the placement when ranks failed', () => {

@@ -13,7 +13,7 @@ const defaults = resolveRetryPolicy(undefined, DEFAULT_CONFIG.recovery);
 describe('retry policy', () => {
   it('out of the box retries node, infrastructure and contained GPU faults up to 3 times, not application errors', () => {
     expect(defaults.maxRecoveries).toBe(3);
-    expect([...defaults.retryOn].sort()).toEqual([FailureClass.FAILURE_CLASS_NODE_FAULT, FailureClass.FAILURE_CLASS_INFRASTRUCTURE, FailureClass.FAILURE_CLASS_GPU_CONTAINED].sort());
+    expect([...defaults.retryOn].sort()).toEqual([FailureClass.FAILURE_CLASS_NODE_FAULT, FailureClass.FAILURE_CLASS_INFRASTRUCTURE, FailureClass.FAILURE_CLASS_GPU_CONTAINED, FailureClass.FAILURE_CLASS_HANG].sort());
     const d = decideRecovery(job(), placement, attribution(FailureClass.FAILURE_CLASS_APPLICATION), defaults, new Set(), now, 0);
     expect(d).toEqual({ retry: false, reason: 'application failures are not retried by the job\'s retry policy' });
   });
@@ -61,7 +61,7 @@ describe('retry policy', () => {
       message = (err as Error).message;
     }
     expect(message).toContain('recovery.maxRecoveries: expected an integer >= 0, got -1');
-    expect(message).toContain('recovery.retryOn[0]: expected one of node-fault, infrastructure, application, gpu-contained, got "cosmic-rays"');
+    expect(message).toContain('recovery.retryOn[0]: expected one of node-fault, infrastructure, application, gpu-contained, hang, got "cosmic-rays"');
     expect(message).toContain('recovery.backoffJitter: expected a number between 0 and 1, got 2');
   });
 });

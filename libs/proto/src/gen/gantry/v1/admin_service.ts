@@ -18,6 +18,100 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Node } from "./node.js";
+
+export enum NodeOperation {
+  NODE_OPERATION_UNSPECIFIED = 0,
+  /** NODE_OPERATION_CORDON - No new work; running work continues. */
+  NODE_OPERATION_CORDON = 1,
+  /** NODE_OPERATION_UNCORDON - Undo a cordon or drain: the node takes work again. */
+  NODE_OPERATION_UNCORDON = 2,
+  /**
+   * NODE_OPERATION_DRAIN - No new work; running jobs finish (or, after drain_timeout_seconds, move elsewhere without
+   * using their recovery budget); then the node is DRAINED.
+   */
+  NODE_OPERATION_DRAIN = 3,
+  /** NODE_OPERATION_QUARANTINE - Out of service now: jobs on it are handed to recovery as a node fault. */
+  NODE_OPERATION_QUARANTINE = 4,
+  /** NODE_OPERATION_RELEASE - End a quarantine (the detector's or an operator's): READY, the detector's holds cleared. */
+  NODE_OPERATION_RELEASE = 5,
+  UNRECOGNIZED = -1,
+}
+
+export function nodeOperationFromJSON(object: any): NodeOperation {
+  switch (object) {
+    case 0:
+    case "NODE_OPERATION_UNSPECIFIED":
+      return NodeOperation.NODE_OPERATION_UNSPECIFIED;
+    case 1:
+    case "NODE_OPERATION_CORDON":
+      return NodeOperation.NODE_OPERATION_CORDON;
+    case 2:
+    case "NODE_OPERATION_UNCORDON":
+      return NodeOperation.NODE_OPERATION_UNCORDON;
+    case 3:
+    case "NODE_OPERATION_DRAIN":
+      return NodeOperation.NODE_OPERATION_DRAIN;
+    case 4:
+    case "NODE_OPERATION_QUARANTINE":
+      return NodeOperation.NODE_OPERATION_QUARANTINE;
+    case 5:
+    case "NODE_OPERATION_RELEASE":
+      return NodeOperation.NODE_OPERATION_RELEASE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return NodeOperation.UNRECOGNIZED;
+  }
+}
+
+export function nodeOperationToJSON(object: NodeOperation): string {
+  switch (object) {
+    case NodeOperation.NODE_OPERATION_UNSPECIFIED:
+      return "NODE_OPERATION_UNSPECIFIED";
+    case NodeOperation.NODE_OPERATION_CORDON:
+      return "NODE_OPERATION_CORDON";
+    case NodeOperation.NODE_OPERATION_UNCORDON:
+      return "NODE_OPERATION_UNCORDON";
+    case NodeOperation.NODE_OPERATION_DRAIN:
+      return "NODE_OPERATION_DRAIN";
+    case NodeOperation.NODE_OPERATION_QUARANTINE:
+      return "NODE_OPERATION_QUARANTINE";
+    case NodeOperation.NODE_OPERATION_RELEASE:
+      return "NODE_OPERATION_RELEASE";
+    case NodeOperation.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export interface GetHealthConfigRequest {
+}
+
+export interface GetHealthConfigResponse {
+  configJson: string;
+}
+
+export interface SetHealthConfigRequest {
+  configJson: string;
+}
+
+export interface SetHealthConfigResponse {
+  /** The stored config with defaults filled in. */
+  configJson: string;
+}
+
+export interface OperateNodeRequest {
+  name: string;
+  operation: NodeOperation;
+  reason: string;
+  /** Drain only: move the jobs still running after this many seconds (0 = let them finish). */
+  drainTimeoutSeconds: number;
+}
+
+export interface OperateNodeResponse {
+  node?: Node | undefined;
+}
 
 export interface GetSchedulingConfigRequest {
 }
@@ -34,6 +128,465 @@ export interface SetSchedulingConfigResponse {
   /** The stored policy with defaults filled in. */
   configJson: string;
 }
+
+function createBaseGetHealthConfigRequest(): GetHealthConfigRequest {
+  return {};
+}
+
+export const GetHealthConfigRequest: MessageFns<GetHealthConfigRequest> = {
+  encode(_: GetHealthConfigRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetHealthConfigRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetHealthConfigRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): GetHealthConfigRequest {
+    return {};
+  },
+
+  toJSON(_: GetHealthConfigRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetHealthConfigRequest>): GetHealthConfigRequest {
+    return GetHealthConfigRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<GetHealthConfigRequest>): GetHealthConfigRequest {
+    const message = createBaseGetHealthConfigRequest();
+    return message;
+  },
+};
+
+function createBaseGetHealthConfigResponse(): GetHealthConfigResponse {
+  return { configJson: "" };
+}
+
+export const GetHealthConfigResponse: MessageFns<GetHealthConfigResponse> = {
+  encode(message: GetHealthConfigResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.configJson !== "") {
+      writer.uint32(10).string(message.configJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetHealthConfigResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetHealthConfigResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.configJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetHealthConfigResponse {
+    return {
+      configJson: isSet(object.configJson)
+        ? globalThis.String(object.configJson)
+        : isSet(object.config_json)
+        ? globalThis.String(object.config_json)
+        : "",
+    };
+  },
+
+  toJSON(message: GetHealthConfigResponse): unknown {
+    const obj: any = {};
+    if (message.configJson !== "") {
+      obj.configJson = message.configJson;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetHealthConfigResponse>): GetHealthConfigResponse {
+    return GetHealthConfigResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetHealthConfigResponse>): GetHealthConfigResponse {
+    const message = createBaseGetHealthConfigResponse();
+    message.configJson = object.configJson ?? "";
+    return message;
+  },
+};
+
+function createBaseSetHealthConfigRequest(): SetHealthConfigRequest {
+  return { configJson: "" };
+}
+
+export const SetHealthConfigRequest: MessageFns<SetHealthConfigRequest> = {
+  encode(message: SetHealthConfigRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.configJson !== "") {
+      writer.uint32(10).string(message.configJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetHealthConfigRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetHealthConfigRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.configJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetHealthConfigRequest {
+    return {
+      configJson: isSet(object.configJson)
+        ? globalThis.String(object.configJson)
+        : isSet(object.config_json)
+        ? globalThis.String(object.config_json)
+        : "",
+    };
+  },
+
+  toJSON(message: SetHealthConfigRequest): unknown {
+    const obj: any = {};
+    if (message.configJson !== "") {
+      obj.configJson = message.configJson;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetHealthConfigRequest>): SetHealthConfigRequest {
+    return SetHealthConfigRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetHealthConfigRequest>): SetHealthConfigRequest {
+    const message = createBaseSetHealthConfigRequest();
+    message.configJson = object.configJson ?? "";
+    return message;
+  },
+};
+
+function createBaseSetHealthConfigResponse(): SetHealthConfigResponse {
+  return { configJson: "" };
+}
+
+export const SetHealthConfigResponse: MessageFns<SetHealthConfigResponse> = {
+  encode(message: SetHealthConfigResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.configJson !== "") {
+      writer.uint32(10).string(message.configJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetHealthConfigResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetHealthConfigResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.configJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetHealthConfigResponse {
+    return {
+      configJson: isSet(object.configJson)
+        ? globalThis.String(object.configJson)
+        : isSet(object.config_json)
+        ? globalThis.String(object.config_json)
+        : "",
+    };
+  },
+
+  toJSON(message: SetHealthConfigResponse): unknown {
+    const obj: any = {};
+    if (message.configJson !== "") {
+      obj.configJson = message.configJson;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetHealthConfigResponse>): SetHealthConfigResponse {
+    return SetHealthConfigResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetHealthConfigResponse>): SetHealthConfigResponse {
+    const message = createBaseSetHealthConfigResponse();
+    message.configJson = object.configJson ?? "";
+    return message;
+  },
+};
+
+function createBaseOperateNodeRequest(): OperateNodeRequest {
+  return { name: "", operation: 0, reason: "", drainTimeoutSeconds: 0 };
+}
+
+export const OperateNodeRequest: MessageFns<OperateNodeRequest> = {
+  encode(message: OperateNodeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.operation !== 0) {
+      writer.uint32(16).int32(message.operation);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    if (message.drainTimeoutSeconds !== 0) {
+      writer.uint32(32).uint32(message.drainTimeoutSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OperateNodeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOperateNodeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.operation = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.drainTimeoutSeconds = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OperateNodeRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      operation: isSet(object.operation) ? nodeOperationFromJSON(object.operation) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      drainTimeoutSeconds: isSet(object.drainTimeoutSeconds)
+        ? globalThis.Number(object.drainTimeoutSeconds)
+        : isSet(object.drain_timeout_seconds)
+        ? globalThis.Number(object.drain_timeout_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: OperateNodeRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.operation !== 0) {
+      obj.operation = nodeOperationToJSON(message.operation);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.drainTimeoutSeconds !== 0) {
+      obj.drainTimeoutSeconds = Math.round(message.drainTimeoutSeconds);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<OperateNodeRequest>): OperateNodeRequest {
+    return OperateNodeRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<OperateNodeRequest>): OperateNodeRequest {
+    const message = createBaseOperateNodeRequest();
+    message.name = object.name ?? "";
+    message.operation = object.operation ?? 0;
+    message.reason = object.reason ?? "";
+    message.drainTimeoutSeconds = object.drainTimeoutSeconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseOperateNodeResponse(): OperateNodeResponse {
+  return { node: undefined };
+}
+
+export const OperateNodeResponse: MessageFns<OperateNodeResponse> = {
+  encode(message: OperateNodeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.node !== undefined) {
+      Node.encode(message.node, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OperateNodeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOperateNodeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.node = Node.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OperateNodeResponse {
+    return { node: isSet(object.node) ? Node.fromJSON(object.node) : undefined };
+  },
+
+  toJSON(message: OperateNodeResponse): unknown {
+    const obj: any = {};
+    if (message.node !== undefined) {
+      obj.node = Node.toJSON(message.node);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<OperateNodeResponse>): OperateNodeResponse {
+    return OperateNodeResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<OperateNodeResponse>): OperateNodeResponse {
+    const message = createBaseOperateNodeResponse();
+    message.node = (object.node !== undefined && object.node !== null) ? Node.fromPartial(object.node) : undefined;
+    return message;
+  },
+};
 
 function createBaseGetSchedulingConfigRequest(): GetSchedulingConfigRequest {
   return {};
@@ -336,6 +889,46 @@ export const AdminServiceService = {
       Buffer.from(SetSchedulingConfigResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SetSchedulingConfigResponse => SetSchedulingConfigResponse.decode(value),
   },
+  /**
+   * The node health detector's thresholds, signal weights and XID policy as a JSON document;
+   * see docs/health.md.
+   */
+  getHealthConfig: {
+    path: "/gantry.v1.AdminService/GetHealthConfig" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetHealthConfigRequest): Buffer =>
+      Buffer.from(GetHealthConfigRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetHealthConfigRequest => GetHealthConfigRequest.decode(value),
+    responseSerialize: (value: GetHealthConfigResponse): Buffer =>
+      Buffer.from(GetHealthConfigResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetHealthConfigResponse => GetHealthConfigResponse.decode(value),
+  },
+  /** Replaces the health config after validating it; INVALID_ARGUMENT lists every problem. */
+  setHealthConfig: {
+    path: "/gantry.v1.AdminService/SetHealthConfig" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetHealthConfigRequest): Buffer =>
+      Buffer.from(SetHealthConfigRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetHealthConfigRequest => SetHealthConfigRequest.decode(value),
+    responseSerialize: (value: SetHealthConfigResponse): Buffer =>
+      Buffer.from(SetHealthConfigResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetHealthConfigResponse => SetHealthConfigResponse.decode(value),
+  },
+  /**
+   * Cordon, uncordon, drain, quarantine or release a node: a validated node transition,
+   * published as a node event with the operator's reason.
+   */
+  operateNode: {
+    path: "/gantry.v1.AdminService/OperateNode" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: OperateNodeRequest): Buffer => Buffer.from(OperateNodeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): OperateNodeRequest => OperateNodeRequest.decode(value),
+    responseSerialize: (value: OperateNodeResponse): Buffer => Buffer.from(OperateNodeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): OperateNodeResponse => OperateNodeResponse.decode(value),
+  },
 } as const;
 
 export interface AdminServiceServer extends UntypedServiceImplementation {
@@ -346,6 +939,18 @@ export interface AdminServiceServer extends UntypedServiceImplementation {
   getSchedulingConfig: handleUnaryCall<GetSchedulingConfigRequest, GetSchedulingConfigResponse>;
   /** Replaces the policy after validating it; INVALID_ARGUMENT lists every problem. */
   setSchedulingConfig: handleUnaryCall<SetSchedulingConfigRequest, SetSchedulingConfigResponse>;
+  /**
+   * The node health detector's thresholds, signal weights and XID policy as a JSON document;
+   * see docs/health.md.
+   */
+  getHealthConfig: handleUnaryCall<GetHealthConfigRequest, GetHealthConfigResponse>;
+  /** Replaces the health config after validating it; INVALID_ARGUMENT lists every problem. */
+  setHealthConfig: handleUnaryCall<SetHealthConfigRequest, SetHealthConfigResponse>;
+  /**
+   * Cordon, uncordon, drain, quarantine or release a node: a validated node transition,
+   * published as a node event with the operator's reason.
+   */
+  operateNode: handleUnaryCall<OperateNodeRequest, OperateNodeResponse>;
 }
 
 export interface AdminServiceClient extends Client {
@@ -383,6 +988,60 @@ export interface AdminServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SetSchedulingConfigResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The node health detector's thresholds, signal weights and XID policy as a JSON document;
+   * see docs/health.md.
+   */
+  getHealthConfig(
+    request: GetHealthConfigRequest,
+    callback: (error: ServiceError | null, response: GetHealthConfigResponse) => void,
+  ): ClientUnaryCall;
+  getHealthConfig(
+    request: GetHealthConfigRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetHealthConfigResponse) => void,
+  ): ClientUnaryCall;
+  getHealthConfig(
+    request: GetHealthConfigRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetHealthConfigResponse) => void,
+  ): ClientUnaryCall;
+  /** Replaces the health config after validating it; INVALID_ARGUMENT lists every problem. */
+  setHealthConfig(
+    request: SetHealthConfigRequest,
+    callback: (error: ServiceError | null, response: SetHealthConfigResponse) => void,
+  ): ClientUnaryCall;
+  setHealthConfig(
+    request: SetHealthConfigRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetHealthConfigResponse) => void,
+  ): ClientUnaryCall;
+  setHealthConfig(
+    request: SetHealthConfigRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetHealthConfigResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Cordon, uncordon, drain, quarantine or release a node: a validated node transition,
+   * published as a node event with the operator's reason.
+   */
+  operateNode(
+    request: OperateNodeRequest,
+    callback: (error: ServiceError | null, response: OperateNodeResponse) => void,
+  ): ClientUnaryCall;
+  operateNode(
+    request: OperateNodeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: OperateNodeResponse) => void,
+  ): ClientUnaryCall;
+  operateNode(
+    request: OperateNodeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: OperateNodeResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -148,6 +148,11 @@ export enum FailureClass {
   FAILURE_CLASS_PREEMPTED = 6,
   /** FAILURE_CLASS_GPU_CONTAINED - A contained GPU error (e.g. XID 94): the application must restart, the node is fine. */
   FAILURE_CLASS_GPU_CONTAINED = 7,
+  /**
+   * FAILURE_CLASS_HANG - The job stopped making progress (no output with idle GPUs, or NCCL timeouts on many of
+   * its nodes) and no node or shared fault could be named.
+   */
+  FAILURE_CLASS_HANG = 8,
   UNRECOGNIZED = -1,
 }
 
@@ -177,6 +182,9 @@ export function failureClassFromJSON(object: any): FailureClass {
     case 7:
     case "FAILURE_CLASS_GPU_CONTAINED":
       return FailureClass.FAILURE_CLASS_GPU_CONTAINED;
+    case 8:
+    case "FAILURE_CLASS_HANG":
+      return FailureClass.FAILURE_CLASS_HANG;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -202,6 +210,8 @@ export function failureClassToJSON(object: FailureClass): string {
       return "FAILURE_CLASS_PREEMPTED";
     case FailureClass.FAILURE_CLASS_GPU_CONTAINED:
       return "FAILURE_CLASS_GPU_CONTAINED";
+    case FailureClass.FAILURE_CLASS_HANG:
+      return "FAILURE_CLASS_HANG";
     case FailureClass.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -512,7 +522,10 @@ export interface JobFailure {
  * job's GPUs, a lost node, a GPU missing from the inventory.
  */
 export interface FaultSignal {
-  /** "xid", "node-lost" or "gpu-missing". */
+  /**
+   * "xid", "node-lost", "gpu-missing", "health" (the detector quarantined the node),
+   * "quarantine" (an operator did), "hang" or "straggler".
+   */
   kind: string;
   node: string;
   gpu?: number | undefined;

@@ -127,12 +127,46 @@ export interface Node {
    * recently blamed node down for every job.
    */
   faultsBlamed: number;
-  lastBlamedAt?: Date | undefined;
+  lastBlamedAt?:
+    | Date
+    | undefined;
+  /**
+   * Why the node is in its state, one condition per concern (health, XID hold, missing GPU,
+   * repeat offender, operator cordon/drain/quarantine). `reason` above is the short summary.
+   */
+  conditions: NodeCondition[];
+  /** Operator cordon (or drain): no new work is placed here; running work continues. */
+  cordoned: boolean;
+  /**
+   * A repeat offender: several incidents within the health config's lemon window. Placement
+   * scores it down for every job.
+   */
+  lemon: boolean;
+  /** The health detector's latest score (0 = nothing abnormal). */
+  healthScore: number;
+  /** Draining with a timeout: jobs still running then are moved elsewhere. */
+  drainDeadline?: Date | undefined;
 }
 
 export interface Node_LabelsEntry {
   key: string;
   value: string;
+}
+
+/**
+ * One concern about a node, kube-style: what, whether it holds, why, since when, and the
+ * evidence behind it.
+ */
+export interface NodeCondition {
+  /** Healthy, Held (XID or inventory action), RepeatOffender, Cordoned, Draining, Quarantined. */
+  type: string;
+  /** True when the condition holds (for Healthy: the node is healthy). */
+  status: boolean;
+  /** One CamelCase word, e.g. ScoreAboveQuarantine, Xid79, OperatorCordon. */
+  reason: string;
+  message: string;
+  since?: Date | undefined;
+  evidence: string[];
 }
 
 export interface NodeEvent {
@@ -573,6 +607,11 @@ function createBaseNode(): Node {
     stateBeforeLost: 0,
     faultsBlamed: 0,
     lastBlamedAt: undefined,
+    conditions: [],
+    cordoned: false,
+    lemon: false,
+    healthScore: 0,
+    drainDeadline: undefined,
   };
 }
 
@@ -625,6 +664,21 @@ export const Node: MessageFns<Node> = {
     }
     if (message.lastBlamedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.lastBlamedAt), writer.uint32(130).fork()).join();
+    }
+    for (const v of message.conditions) {
+      NodeCondition.encode(v!, writer.uint32(138).fork()).join();
+    }
+    if (message.cordoned !== false) {
+      writer.uint32(144).bool(message.cordoned);
+    }
+    if (message.lemon !== false) {
+      writer.uint32(152).bool(message.lemon);
+    }
+    if (message.healthScore !== 0) {
+      writer.uint32(161).double(message.healthScore);
+    }
+    if (message.drainDeadline !== undefined) {
+      Timestamp.encode(toTimestamp(message.drainDeadline), writer.uint32(170).fork()).join();
     }
     return writer;
   },
@@ -773,6 +827,46 @@ export const Node: MessageFns<Node> = {
             message.lastBlamedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.conditions.push(NodeCondition.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.cordoned = reader.bool();
+            continue;
+          }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.lemon = reader.bool();
+            continue;
+          }
+          case 20: {
+            if (tag !== 161) {
+              break;
+            }
+
+            message.healthScore = reader.double();
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.drainDeadline = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -846,6 +940,21 @@ export const Node: MessageFns<Node> = {
         : isSet(object.last_blamed_at)
         ? fromJsonTimestamp(object.last_blamed_at)
         : undefined,
+      conditions: globalThis.Array.isArray(object?.conditions)
+        ? object.conditions.map((e: any) => NodeCondition.fromJSON(e))
+        : [],
+      cordoned: isSet(object.cordoned) ? globalThis.Boolean(object.cordoned) : false,
+      lemon: isSet(object.lemon) ? globalThis.Boolean(object.lemon) : false,
+      healthScore: isSet(object.healthScore)
+        ? globalThis.Number(object.healthScore)
+        : isSet(object.health_score)
+        ? globalThis.Number(object.health_score)
+        : 0,
+      drainDeadline: isSet(object.drainDeadline)
+        ? fromJsonTimestamp(object.drainDeadline)
+        : isSet(object.drain_deadline)
+        ? fromJsonTimestamp(object.drain_deadline)
+        : undefined,
     };
   },
 
@@ -905,6 +1014,21 @@ export const Node: MessageFns<Node> = {
     if (message.lastBlamedAt !== undefined) {
       obj.lastBlamedAt = message.lastBlamedAt.toISOString();
     }
+    if (message.conditions?.length) {
+      obj.conditions = message.conditions.map((e) => NodeCondition.toJSON(e));
+    }
+    if (message.cordoned !== false) {
+      obj.cordoned = message.cordoned;
+    }
+    if (message.lemon !== false) {
+      obj.lemon = message.lemon;
+    }
+    if (message.healthScore !== 0) {
+      obj.healthScore = floatToJson(message.healthScore);
+    }
+    if (message.drainDeadline !== undefined) {
+      obj.drainDeadline = message.drainDeadline.toISOString();
+    }
     return obj;
   },
 
@@ -939,6 +1063,11 @@ export const Node: MessageFns<Node> = {
     message.stateBeforeLost = object.stateBeforeLost ?? 0;
     message.faultsBlamed = object.faultsBlamed ?? 0;
     message.lastBlamedAt = object.lastBlamedAt ?? undefined;
+    message.conditions = object.conditions?.map((e) => NodeCondition.fromPartial(e)) || [];
+    message.cordoned = object.cordoned ?? false;
+    message.lemon = object.lemon ?? false;
+    message.healthScore = object.healthScore ?? 0;
+    message.drainDeadline = object.drainDeadline ?? undefined;
     return message;
   },
 };
@@ -1024,6 +1153,155 @@ export const Node_LabelsEntry: MessageFns<Node_LabelsEntry> = {
     const message = createBaseNode_LabelsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseNodeCondition(): NodeCondition {
+  return { type: "", status: false, reason: "", message: "", since: undefined, evidence: [] };
+}
+
+export const NodeCondition: MessageFns<NodeCondition> = {
+  encode(message: NodeCondition, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== "") {
+      writer.uint32(10).string(message.type);
+    }
+    if (message.status !== false) {
+      writer.uint32(16).bool(message.status);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    if (message.message !== "") {
+      writer.uint32(34).string(message.message);
+    }
+    if (message.since !== undefined) {
+      Timestamp.encode(toTimestamp(message.since), writer.uint32(42).fork()).join();
+    }
+    for (const v of message.evidence) {
+      writer.uint32(50).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeCondition {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeCondition();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.type = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.status = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.since = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.evidence.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NodeCondition {
+    return {
+      type: isSet(object.type) ? globalThis.String(object.type) : "",
+      status: isSet(object.status) ? globalThis.Boolean(object.status) : false,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      since: isSet(object.since) ? fromJsonTimestamp(object.since) : undefined,
+      evidence: globalThis.Array.isArray(object?.evidence) ? object.evidence.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: NodeCondition): unknown {
+    const obj: any = {};
+    if (message.type !== "") {
+      obj.type = message.type;
+    }
+    if (message.status !== false) {
+      obj.status = message.status;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.since !== undefined) {
+      obj.since = message.since.toISOString();
+    }
+    if (message.evidence?.length) {
+      obj.evidence = message.evidence;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<NodeCondition>): NodeCondition {
+    return NodeCondition.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<NodeCondition>): NodeCondition {
+    const message = createBaseNodeCondition();
+    message.type = object.type ?? "";
+    message.status = object.status ?? false;
+    message.reason = object.reason ?? "";
+    message.message = object.message ?? "";
+    message.since = object.since ?? undefined;
+    message.evidence = object.evidence?.map((e) => e) || [];
     return message;
   },
 };
@@ -1192,6 +1470,10 @@ export const NodeEvent: MessageFns<NodeEvent> = {
     return message;
   },
 };
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 

@@ -22,6 +22,120 @@ import { Timestamp } from "../../google/protobuf/timestamp.js";
 import { Node, NodeEvent, NodeState, nodeStateFromJSON, nodeStateToJSON } from "./node.js";
 import { TelemetryBatch, XidEvent } from "./telemetry.js";
 
+export interface ExplainNodeRequest {
+  name: string;
+  /** Decision history entries to return (1..200; 0 = 20). */
+  history: number;
+}
+
+/** One signal's part in a node's health score. */
+export interface HealthSignal {
+  /** e.g. gpu.ecc_sbe_rate, nfs.rtt_ms@10.0.0.11:/checkpoints, xid.memory. */
+  signal: string;
+  value: number;
+  /** The node's own baseline (median of its recent normal windows). */
+  baseline?:
+    | number
+    | undefined;
+  /** Median of the peers' values in the same window. */
+  peerMedian?: number | undefined;
+  zOwn?: number | undefined;
+  zPeer?: number | undefined;
+  weight: number;
+  /** Points the signal adds to the score now. */
+  contribution: number;
+  gpu?: number | undefined;
+  detail: string;
+  /** Set when a shared storage or fabric fault took the signal off this host's score. */
+  attributedTo: string;
+}
+
+export interface NodeIncident {
+  time?: Date | undefined;
+  kind: string;
+  detail: string;
+}
+
+/** The detector's view of one node at its latest evaluation. */
+export interface NodeHealth {
+  node: string;
+  /**
+   * READY, SUSPECT or QUARANTINED as the detector sees it (an operator decision may hold the
+   * node in another state).
+   */
+  status: string;
+  score: number;
+  signals: HealthSignal[];
+  /** A hard XID or inventory action holds the node until it is remediated or released. */
+  holdAction: string;
+  holdReason: string;
+  holdSince?: Date | undefined;
+  lemon: boolean;
+  incidents: NodeIncident[];
+  evaluatedAt?:
+    | Date
+    | undefined;
+  /** The thresholds the score is read against. */
+  suspectAt: number;
+  quarantineAt: number;
+}
+
+export interface ExplainNodeResponse {
+  node?:
+    | Node
+    | undefined;
+  /** Absent until the detector has evaluated the node once. */
+  health?:
+    | NodeHealth
+    | undefined;
+  /** Health and operator decisions about the node, newest first. */
+  history: NodeEvent[];
+}
+
+export interface GetClusterHealthRequest {
+}
+
+/**
+ * Many nodes on one storage target or fabric segment degraded together: the target is at
+ * fault, not the hosts.
+ */
+export interface SharedFault {
+  /** storage, fabric or management. */
+  kind: string;
+  /** server:export for storage, the leaf switch for fabric. */
+  target: string;
+  active: boolean;
+  since?: Date | undefined;
+  clearedAt?: Date | undefined;
+  degradedNodes: string[];
+  totalNodes: number;
+  signals: string[];
+}
+
+/** A hang or straggler the detector found in a running job. */
+export interface ProgressFinding {
+  /** hang or straggler. */
+  kind: string;
+  jobId: string;
+  /** The node blamed, when one can be named. */
+  node: string;
+  since?: Date | undefined;
+  detectedAt?: Date | undefined;
+  evidence: string[];
+  /** The shared fault active on the job's nodes, when there was one (kind:target). */
+  cause: string;
+}
+
+export interface GetClusterHealthResponse {
+  evaluatedAt?: Date | undefined;
+  sharedFaults: SharedFault[];
+  /** Nodes that are not plainly healthy (a score above zero, held, or repeat offenders). */
+  nodes: NodeHealth[];
+  /** Hangs and stragglers found recently, newest first. */
+  findings: ProgressFinding[];
+  nodesEvaluated: number;
+}
+
 export interface ListNodesRequest {
   states: NodeState[];
   /** 1..5000; 0 = 500. */
@@ -68,6 +182,1416 @@ export interface NodeHostEvent {
 export interface ListNodeEventsResponse {
   events: NodeHostEvent[];
 }
+
+function createBaseExplainNodeRequest(): ExplainNodeRequest {
+  return { name: "", history: 0 };
+}
+
+export const ExplainNodeRequest: MessageFns<ExplainNodeRequest> = {
+  encode(message: ExplainNodeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.history !== 0) {
+      writer.uint32(16).uint32(message.history);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExplainNodeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExplainNodeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.history = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExplainNodeRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      history: isSet(object.history) ? globalThis.Number(object.history) : 0,
+    };
+  },
+
+  toJSON(message: ExplainNodeRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.history !== 0) {
+      obj.history = Math.round(message.history);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ExplainNodeRequest>): ExplainNodeRequest {
+    return ExplainNodeRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExplainNodeRequest>): ExplainNodeRequest {
+    const message = createBaseExplainNodeRequest();
+    message.name = object.name ?? "";
+    message.history = object.history ?? 0;
+    return message;
+  },
+};
+
+function createBaseHealthSignal(): HealthSignal {
+  return {
+    signal: "",
+    value: 0,
+    baseline: undefined,
+    peerMedian: undefined,
+    zOwn: undefined,
+    zPeer: undefined,
+    weight: 0,
+    contribution: 0,
+    gpu: undefined,
+    detail: "",
+    attributedTo: "",
+  };
+}
+
+export const HealthSignal: MessageFns<HealthSignal> = {
+  encode(message: HealthSignal, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.signal !== "") {
+      writer.uint32(10).string(message.signal);
+    }
+    if (message.value !== 0) {
+      writer.uint32(17).double(message.value);
+    }
+    if (message.baseline !== undefined) {
+      writer.uint32(25).double(message.baseline);
+    }
+    if (message.peerMedian !== undefined) {
+      writer.uint32(33).double(message.peerMedian);
+    }
+    if (message.zOwn !== undefined) {
+      writer.uint32(41).double(message.zOwn);
+    }
+    if (message.zPeer !== undefined) {
+      writer.uint32(49).double(message.zPeer);
+    }
+    if (message.weight !== 0) {
+      writer.uint32(57).double(message.weight);
+    }
+    if (message.contribution !== 0) {
+      writer.uint32(65).double(message.contribution);
+    }
+    if (message.gpu !== undefined) {
+      writer.uint32(72).uint32(message.gpu);
+    }
+    if (message.detail !== "") {
+      writer.uint32(82).string(message.detail);
+    }
+    if (message.attributedTo !== "") {
+      writer.uint32(90).string(message.attributedTo);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HealthSignal {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHealthSignal();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.signal = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.value = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.baseline = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.peerMedian = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.zOwn = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.zPeer = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.weight = reader.double();
+            continue;
+          }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.contribution = reader.double();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.gpu = reader.uint32();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.attributedTo = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HealthSignal {
+    return {
+      signal: isSet(object.signal) ? globalThis.String(object.signal) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+      baseline: isSet(object.baseline) ? globalThis.Number(object.baseline) : undefined,
+      peerMedian: isSet(object.peerMedian)
+        ? globalThis.Number(object.peerMedian)
+        : isSet(object.peer_median)
+        ? globalThis.Number(object.peer_median)
+        : undefined,
+      zOwn: isSet(object.zOwn)
+        ? globalThis.Number(object.zOwn)
+        : isSet(object.z_own)
+        ? globalThis.Number(object.z_own)
+        : undefined,
+      zPeer: isSet(object.zPeer)
+        ? globalThis.Number(object.zPeer)
+        : isSet(object.z_peer)
+        ? globalThis.Number(object.z_peer)
+        : undefined,
+      weight: isSet(object.weight) ? globalThis.Number(object.weight) : 0,
+      contribution: isSet(object.contribution) ? globalThis.Number(object.contribution) : 0,
+      gpu: isSet(object.gpu) ? globalThis.Number(object.gpu) : undefined,
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+      attributedTo: isSet(object.attributedTo)
+        ? globalThis.String(object.attributedTo)
+        : isSet(object.attributed_to)
+        ? globalThis.String(object.attributed_to)
+        : "",
+    };
+  },
+
+  toJSON(message: HealthSignal): unknown {
+    const obj: any = {};
+    if (message.signal !== "") {
+      obj.signal = message.signal;
+    }
+    if (message.value !== 0) {
+      obj.value = floatToJson(message.value);
+    }
+    if (message.baseline !== undefined) {
+      obj.baseline = floatToJson(message.baseline);
+    }
+    if (message.peerMedian !== undefined) {
+      obj.peerMedian = floatToJson(message.peerMedian);
+    }
+    if (message.zOwn !== undefined) {
+      obj.zOwn = floatToJson(message.zOwn);
+    }
+    if (message.zPeer !== undefined) {
+      obj.zPeer = floatToJson(message.zPeer);
+    }
+    if (message.weight !== 0) {
+      obj.weight = floatToJson(message.weight);
+    }
+    if (message.contribution !== 0) {
+      obj.contribution = floatToJson(message.contribution);
+    }
+    if (message.gpu !== undefined) {
+      obj.gpu = Math.round(message.gpu);
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    if (message.attributedTo !== "") {
+      obj.attributedTo = message.attributedTo;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HealthSignal>): HealthSignal {
+    return HealthSignal.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HealthSignal>): HealthSignal {
+    const message = createBaseHealthSignal();
+    message.signal = object.signal ?? "";
+    message.value = object.value ?? 0;
+    message.baseline = object.baseline ?? undefined;
+    message.peerMedian = object.peerMedian ?? undefined;
+    message.zOwn = object.zOwn ?? undefined;
+    message.zPeer = object.zPeer ?? undefined;
+    message.weight = object.weight ?? 0;
+    message.contribution = object.contribution ?? 0;
+    message.gpu = object.gpu ?? undefined;
+    message.detail = object.detail ?? "";
+    message.attributedTo = object.attributedTo ?? "";
+    return message;
+  },
+};
+
+function createBaseNodeIncident(): NodeIncident {
+  return { time: undefined, kind: "", detail: "" };
+}
+
+export const NodeIncident: MessageFns<NodeIncident> = {
+  encode(message: NodeIncident, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(10).fork()).join();
+    }
+    if (message.kind !== "") {
+      writer.uint32(18).string(message.kind);
+    }
+    if (message.detail !== "") {
+      writer.uint32(26).string(message.detail);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeIncident {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeIncident();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NodeIncident {
+    return {
+      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+    };
+  },
+
+  toJSON(message: NodeIncident): unknown {
+    const obj: any = {};
+    if (message.time !== undefined) {
+      obj.time = message.time.toISOString();
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<NodeIncident>): NodeIncident {
+    return NodeIncident.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<NodeIncident>): NodeIncident {
+    const message = createBaseNodeIncident();
+    message.time = object.time ?? undefined;
+    message.kind = object.kind ?? "";
+    message.detail = object.detail ?? "";
+    return message;
+  },
+};
+
+function createBaseNodeHealth(): NodeHealth {
+  return {
+    node: "",
+    status: "",
+    score: 0,
+    signals: [],
+    holdAction: "",
+    holdReason: "",
+    holdSince: undefined,
+    lemon: false,
+    incidents: [],
+    evaluatedAt: undefined,
+    suspectAt: 0,
+    quarantineAt: 0,
+  };
+}
+
+export const NodeHealth: MessageFns<NodeHealth> = {
+  encode(message: NodeHealth, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.node !== "") {
+      writer.uint32(10).string(message.node);
+    }
+    if (message.status !== "") {
+      writer.uint32(18).string(message.status);
+    }
+    if (message.score !== 0) {
+      writer.uint32(25).double(message.score);
+    }
+    for (const v of message.signals) {
+      HealthSignal.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.holdAction !== "") {
+      writer.uint32(42).string(message.holdAction);
+    }
+    if (message.holdReason !== "") {
+      writer.uint32(50).string(message.holdReason);
+    }
+    if (message.holdSince !== undefined) {
+      Timestamp.encode(toTimestamp(message.holdSince), writer.uint32(58).fork()).join();
+    }
+    if (message.lemon !== false) {
+      writer.uint32(64).bool(message.lemon);
+    }
+    for (const v of message.incidents) {
+      NodeIncident.encode(v!, writer.uint32(74).fork()).join();
+    }
+    if (message.evaluatedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.evaluatedAt), writer.uint32(82).fork()).join();
+    }
+    if (message.suspectAt !== 0) {
+      writer.uint32(89).double(message.suspectAt);
+    }
+    if (message.quarantineAt !== 0) {
+      writer.uint32(97).double(message.quarantineAt);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeHealth {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeHealth();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.score = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.signals.push(HealthSignal.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.holdAction = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.holdReason = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.holdSince = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.lemon = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.incidents.push(NodeIncident.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.evaluatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 11: {
+            if (tag !== 89) {
+              break;
+            }
+
+            message.suspectAt = reader.double();
+            continue;
+          }
+          case 12: {
+            if (tag !== 97) {
+              break;
+            }
+
+            message.quarantineAt = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NodeHealth {
+    return {
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+      score: isSet(object.score) ? globalThis.Number(object.score) : 0,
+      signals: globalThis.Array.isArray(object?.signals)
+        ? object.signals.map((e: any) => HealthSignal.fromJSON(e))
+        : [],
+      holdAction: isSet(object.holdAction)
+        ? globalThis.String(object.holdAction)
+        : isSet(object.hold_action)
+        ? globalThis.String(object.hold_action)
+        : "",
+      holdReason: isSet(object.holdReason)
+        ? globalThis.String(object.holdReason)
+        : isSet(object.hold_reason)
+        ? globalThis.String(object.hold_reason)
+        : "",
+      holdSince: isSet(object.holdSince)
+        ? fromJsonTimestamp(object.holdSince)
+        : isSet(object.hold_since)
+        ? fromJsonTimestamp(object.hold_since)
+        : undefined,
+      lemon: isSet(object.lemon) ? globalThis.Boolean(object.lemon) : false,
+      incidents: globalThis.Array.isArray(object?.incidents)
+        ? object.incidents.map((e: any) => NodeIncident.fromJSON(e))
+        : [],
+      evaluatedAt: isSet(object.evaluatedAt)
+        ? fromJsonTimestamp(object.evaluatedAt)
+        : isSet(object.evaluated_at)
+        ? fromJsonTimestamp(object.evaluated_at)
+        : undefined,
+      suspectAt: isSet(object.suspectAt)
+        ? globalThis.Number(object.suspectAt)
+        : isSet(object.suspect_at)
+        ? globalThis.Number(object.suspect_at)
+        : 0,
+      quarantineAt: isSet(object.quarantineAt)
+        ? globalThis.Number(object.quarantineAt)
+        : isSet(object.quarantine_at)
+        ? globalThis.Number(object.quarantine_at)
+        : 0,
+    };
+  },
+
+  toJSON(message: NodeHealth): unknown {
+    const obj: any = {};
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.status !== "") {
+      obj.status = message.status;
+    }
+    if (message.score !== 0) {
+      obj.score = floatToJson(message.score);
+    }
+    if (message.signals?.length) {
+      obj.signals = message.signals.map((e) => HealthSignal.toJSON(e));
+    }
+    if (message.holdAction !== "") {
+      obj.holdAction = message.holdAction;
+    }
+    if (message.holdReason !== "") {
+      obj.holdReason = message.holdReason;
+    }
+    if (message.holdSince !== undefined) {
+      obj.holdSince = message.holdSince.toISOString();
+    }
+    if (message.lemon !== false) {
+      obj.lemon = message.lemon;
+    }
+    if (message.incidents?.length) {
+      obj.incidents = message.incidents.map((e) => NodeIncident.toJSON(e));
+    }
+    if (message.evaluatedAt !== undefined) {
+      obj.evaluatedAt = message.evaluatedAt.toISOString();
+    }
+    if (message.suspectAt !== 0) {
+      obj.suspectAt = floatToJson(message.suspectAt);
+    }
+    if (message.quarantineAt !== 0) {
+      obj.quarantineAt = floatToJson(message.quarantineAt);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<NodeHealth>): NodeHealth {
+    return NodeHealth.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<NodeHealth>): NodeHealth {
+    const message = createBaseNodeHealth();
+    message.node = object.node ?? "";
+    message.status = object.status ?? "";
+    message.score = object.score ?? 0;
+    message.signals = object.signals?.map((e) => HealthSignal.fromPartial(e)) || [];
+    message.holdAction = object.holdAction ?? "";
+    message.holdReason = object.holdReason ?? "";
+    message.holdSince = object.holdSince ?? undefined;
+    message.lemon = object.lemon ?? false;
+    message.incidents = object.incidents?.map((e) => NodeIncident.fromPartial(e)) || [];
+    message.evaluatedAt = object.evaluatedAt ?? undefined;
+    message.suspectAt = object.suspectAt ?? 0;
+    message.quarantineAt = object.quarantineAt ?? 0;
+    return message;
+  },
+};
+
+function createBaseExplainNodeResponse(): ExplainNodeResponse {
+  return { node: undefined, health: undefined, history: [] };
+}
+
+export const ExplainNodeResponse: MessageFns<ExplainNodeResponse> = {
+  encode(message: ExplainNodeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.node !== undefined) {
+      Node.encode(message.node, writer.uint32(10).fork()).join();
+    }
+    if (message.health !== undefined) {
+      NodeHealth.encode(message.health, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.history) {
+      NodeEvent.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExplainNodeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExplainNodeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.node = Node.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.health = NodeHealth.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.history.push(NodeEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExplainNodeResponse {
+    return {
+      node: isSet(object.node) ? Node.fromJSON(object.node) : undefined,
+      health: isSet(object.health) ? NodeHealth.fromJSON(object.health) : undefined,
+      history: globalThis.Array.isArray(object?.history) ? object.history.map((e: any) => NodeEvent.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ExplainNodeResponse): unknown {
+    const obj: any = {};
+    if (message.node !== undefined) {
+      obj.node = Node.toJSON(message.node);
+    }
+    if (message.health !== undefined) {
+      obj.health = NodeHealth.toJSON(message.health);
+    }
+    if (message.history?.length) {
+      obj.history = message.history.map((e) => NodeEvent.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ExplainNodeResponse>): ExplainNodeResponse {
+    return ExplainNodeResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExplainNodeResponse>): ExplainNodeResponse {
+    const message = createBaseExplainNodeResponse();
+    message.node = (object.node !== undefined && object.node !== null) ? Node.fromPartial(object.node) : undefined;
+    message.health = (object.health !== undefined && object.health !== null)
+      ? NodeHealth.fromPartial(object.health)
+      : undefined;
+    message.history = object.history?.map((e) => NodeEvent.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGetClusterHealthRequest(): GetClusterHealthRequest {
+  return {};
+}
+
+export const GetClusterHealthRequest: MessageFns<GetClusterHealthRequest> = {
+  encode(_: GetClusterHealthRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetClusterHealthRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetClusterHealthRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): GetClusterHealthRequest {
+    return {};
+  },
+
+  toJSON(_: GetClusterHealthRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetClusterHealthRequest>): GetClusterHealthRequest {
+    return GetClusterHealthRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<GetClusterHealthRequest>): GetClusterHealthRequest {
+    const message = createBaseGetClusterHealthRequest();
+    return message;
+  },
+};
+
+function createBaseSharedFault(): SharedFault {
+  return {
+    kind: "",
+    target: "",
+    active: false,
+    since: undefined,
+    clearedAt: undefined,
+    degradedNodes: [],
+    totalNodes: 0,
+    signals: [],
+  };
+}
+
+export const SharedFault: MessageFns<SharedFault> = {
+  encode(message: SharedFault, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.target !== "") {
+      writer.uint32(18).string(message.target);
+    }
+    if (message.active !== false) {
+      writer.uint32(24).bool(message.active);
+    }
+    if (message.since !== undefined) {
+      Timestamp.encode(toTimestamp(message.since), writer.uint32(34).fork()).join();
+    }
+    if (message.clearedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.clearedAt), writer.uint32(42).fork()).join();
+    }
+    for (const v of message.degradedNodes) {
+      writer.uint32(50).string(v!);
+    }
+    if (message.totalNodes !== 0) {
+      writer.uint32(56).uint32(message.totalNodes);
+    }
+    for (const v of message.signals) {
+      writer.uint32(66).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SharedFault {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSharedFault();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.target = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.active = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.since = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.clearedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.degradedNodes.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.totalNodes = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.signals.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SharedFault {
+    return {
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      target: isSet(object.target) ? globalThis.String(object.target) : "",
+      active: isSet(object.active) ? globalThis.Boolean(object.active) : false,
+      since: isSet(object.since) ? fromJsonTimestamp(object.since) : undefined,
+      clearedAt: isSet(object.clearedAt)
+        ? fromJsonTimestamp(object.clearedAt)
+        : isSet(object.cleared_at)
+        ? fromJsonTimestamp(object.cleared_at)
+        : undefined,
+      degradedNodes: globalThis.Array.isArray(object?.degradedNodes)
+        ? object.degradedNodes.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.degraded_nodes)
+        ? object.degraded_nodes.map((e: any) => globalThis.String(e))
+        : [],
+      totalNodes: isSet(object.totalNodes)
+        ? globalThis.Number(object.totalNodes)
+        : isSet(object.total_nodes)
+        ? globalThis.Number(object.total_nodes)
+        : 0,
+      signals: globalThis.Array.isArray(object?.signals)
+        ? object.signals.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SharedFault): unknown {
+    const obj: any = {};
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.target !== "") {
+      obj.target = message.target;
+    }
+    if (message.active !== false) {
+      obj.active = message.active;
+    }
+    if (message.since !== undefined) {
+      obj.since = message.since.toISOString();
+    }
+    if (message.clearedAt !== undefined) {
+      obj.clearedAt = message.clearedAt.toISOString();
+    }
+    if (message.degradedNodes?.length) {
+      obj.degradedNodes = message.degradedNodes;
+    }
+    if (message.totalNodes !== 0) {
+      obj.totalNodes = Math.round(message.totalNodes);
+    }
+    if (message.signals?.length) {
+      obj.signals = message.signals;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SharedFault>): SharedFault {
+    return SharedFault.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SharedFault>): SharedFault {
+    const message = createBaseSharedFault();
+    message.kind = object.kind ?? "";
+    message.target = object.target ?? "";
+    message.active = object.active ?? false;
+    message.since = object.since ?? undefined;
+    message.clearedAt = object.clearedAt ?? undefined;
+    message.degradedNodes = object.degradedNodes?.map((e) => e) || [];
+    message.totalNodes = object.totalNodes ?? 0;
+    message.signals = object.signals?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseProgressFinding(): ProgressFinding {
+  return { kind: "", jobId: "", node: "", since: undefined, detectedAt: undefined, evidence: [], cause: "" };
+}
+
+export const ProgressFinding: MessageFns<ProgressFinding> = {
+  encode(message: ProgressFinding, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.jobId !== "") {
+      writer.uint32(18).string(message.jobId);
+    }
+    if (message.node !== "") {
+      writer.uint32(26).string(message.node);
+    }
+    if (message.since !== undefined) {
+      Timestamp.encode(toTimestamp(message.since), writer.uint32(34).fork()).join();
+    }
+    if (message.detectedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.detectedAt), writer.uint32(42).fork()).join();
+    }
+    for (const v of message.evidence) {
+      writer.uint32(50).string(v!);
+    }
+    if (message.cause !== "") {
+      writer.uint32(58).string(message.cause);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ProgressFinding {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProgressFinding();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.since = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.detectedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.evidence.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.cause = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ProgressFinding {
+    return {
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      since: isSet(object.since) ? fromJsonTimestamp(object.since) : undefined,
+      detectedAt: isSet(object.detectedAt)
+        ? fromJsonTimestamp(object.detectedAt)
+        : isSet(object.detected_at)
+        ? fromJsonTimestamp(object.detected_at)
+        : undefined,
+      evidence: globalThis.Array.isArray(object?.evidence)
+        ? object.evidence.map((e: any) => globalThis.String(e))
+        : [],
+      cause: isSet(object.cause) ? globalThis.String(object.cause) : "",
+    };
+  },
+
+  toJSON(message: ProgressFinding): unknown {
+    const obj: any = {};
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.since !== undefined) {
+      obj.since = message.since.toISOString();
+    }
+    if (message.detectedAt !== undefined) {
+      obj.detectedAt = message.detectedAt.toISOString();
+    }
+    if (message.evidence?.length) {
+      obj.evidence = message.evidence;
+    }
+    if (message.cause !== "") {
+      obj.cause = message.cause;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ProgressFinding>): ProgressFinding {
+    return ProgressFinding.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ProgressFinding>): ProgressFinding {
+    const message = createBaseProgressFinding();
+    message.kind = object.kind ?? "";
+    message.jobId = object.jobId ?? "";
+    message.node = object.node ?? "";
+    message.since = object.since ?? undefined;
+    message.detectedAt = object.detectedAt ?? undefined;
+    message.evidence = object.evidence?.map((e) => e) || [];
+    message.cause = object.cause ?? "";
+    return message;
+  },
+};
+
+function createBaseGetClusterHealthResponse(): GetClusterHealthResponse {
+  return { evaluatedAt: undefined, sharedFaults: [], nodes: [], findings: [], nodesEvaluated: 0 };
+}
+
+export const GetClusterHealthResponse: MessageFns<GetClusterHealthResponse> = {
+  encode(message: GetClusterHealthResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.evaluatedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.evaluatedAt), writer.uint32(10).fork()).join();
+    }
+    for (const v of message.sharedFaults) {
+      SharedFault.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.nodes) {
+      NodeHealth.encode(v!, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.findings) {
+      ProgressFinding.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.nodesEvaluated !== 0) {
+      writer.uint32(40).uint32(message.nodesEvaluated);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetClusterHealthResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetClusterHealthResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.evaluatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.sharedFaults.push(SharedFault.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.nodes.push(NodeHealth.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.findings.push(ProgressFinding.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.nodesEvaluated = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetClusterHealthResponse {
+    return {
+      evaluatedAt: isSet(object.evaluatedAt)
+        ? fromJsonTimestamp(object.evaluatedAt)
+        : isSet(object.evaluated_at)
+        ? fromJsonTimestamp(object.evaluated_at)
+        : undefined,
+      sharedFaults: globalThis.Array.isArray(object?.sharedFaults)
+        ? object.sharedFaults.map((e: any) => SharedFault.fromJSON(e))
+        : globalThis.Array.isArray(object?.shared_faults)
+        ? object.shared_faults.map((e: any) => SharedFault.fromJSON(e))
+        : [],
+      nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => NodeHealth.fromJSON(e)) : [],
+      findings: globalThis.Array.isArray(object?.findings)
+        ? object.findings.map((e: any) => ProgressFinding.fromJSON(e))
+        : [],
+      nodesEvaluated: isSet(object.nodesEvaluated)
+        ? globalThis.Number(object.nodesEvaluated)
+        : isSet(object.nodes_evaluated)
+        ? globalThis.Number(object.nodes_evaluated)
+        : 0,
+    };
+  },
+
+  toJSON(message: GetClusterHealthResponse): unknown {
+    const obj: any = {};
+    if (message.evaluatedAt !== undefined) {
+      obj.evaluatedAt = message.evaluatedAt.toISOString();
+    }
+    if (message.sharedFaults?.length) {
+      obj.sharedFaults = message.sharedFaults.map((e) => SharedFault.toJSON(e));
+    }
+    if (message.nodes?.length) {
+      obj.nodes = message.nodes.map((e) => NodeHealth.toJSON(e));
+    }
+    if (message.findings?.length) {
+      obj.findings = message.findings.map((e) => ProgressFinding.toJSON(e));
+    }
+    if (message.nodesEvaluated !== 0) {
+      obj.nodesEvaluated = Math.round(message.nodesEvaluated);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetClusterHealthResponse>): GetClusterHealthResponse {
+    return GetClusterHealthResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetClusterHealthResponse>): GetClusterHealthResponse {
+    const message = createBaseGetClusterHealthResponse();
+    message.evaluatedAt = object.evaluatedAt ?? undefined;
+    message.sharedFaults = object.sharedFaults?.map((e) => SharedFault.fromPartial(e)) || [];
+    message.nodes = object.nodes?.map((e) => NodeHealth.fromPartial(e)) || [];
+    message.findings = object.findings?.map((e) => ProgressFinding.fromPartial(e)) || [];
+    message.nodesEvaluated = object.nodesEvaluated ?? 0;
+    return message;
+  },
+};
 
 function createBaseListNodesRequest(): ListNodesRequest {
   return { states: [], pageSize: 0, pageToken: "" };
@@ -904,6 +2428,34 @@ export const NodeServiceService = {
       Buffer.from(ListNodeEventsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListNodeEventsResponse => ListNodeEventsResponse.decode(value),
   },
+  /**
+   * Why the node is in its state: the health score, each contributing signal with its value
+   * and baselines, and the decision history.
+   */
+  explainNode: {
+    path: "/gantry.v1.NodeService/ExplainNode" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ExplainNodeRequest): Buffer => Buffer.from(ExplainNodeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExplainNodeRequest => ExplainNodeRequest.decode(value),
+    responseSerialize: (value: ExplainNodeResponse): Buffer => Buffer.from(ExplainNodeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExplainNodeResponse => ExplainNodeResponse.decode(value),
+  },
+  /**
+   * The cluster's health at the latest evaluation: shared storage and fabric faults, hangs
+   * and stragglers, repeat offenders, and every node that is not plainly healthy.
+   */
+  getClusterHealth: {
+    path: "/gantry.v1.NodeService/GetClusterHealth" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetClusterHealthRequest): Buffer =>
+      Buffer.from(GetClusterHealthRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetClusterHealthRequest => GetClusterHealthRequest.decode(value),
+    responseSerialize: (value: GetClusterHealthResponse): Buffer =>
+      Buffer.from(GetClusterHealthResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetClusterHealthResponse => GetClusterHealthResponse.decode(value),
+  },
 } as const;
 
 export interface NodeServiceServer extends UntypedServiceImplementation {
@@ -913,6 +2465,16 @@ export interface NodeServiceServer extends UntypedServiceImplementation {
   getNodeTelemetry: handleUnaryCall<GetNodeTelemetryRequest, GetNodeTelemetryResponse>;
   /** XID, health and state-change events of a node, newest first. */
   listNodeEvents: handleUnaryCall<ListNodeEventsRequest, ListNodeEventsResponse>;
+  /**
+   * Why the node is in its state: the health score, each contributing signal with its value
+   * and baselines, and the decision history.
+   */
+  explainNode: handleUnaryCall<ExplainNodeRequest, ExplainNodeResponse>;
+  /**
+   * The cluster's health at the latest evaluation: shared storage and fabric faults, hangs
+   * and stragglers, repeat offenders, and every node that is not plainly healthy.
+   */
+  getClusterHealth: handleUnaryCall<GetClusterHealthRequest, GetClusterHealthResponse>;
 }
 
 export interface NodeServiceClient extends Client {
@@ -978,6 +2540,44 @@ export interface NodeServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListNodeEventsResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Why the node is in its state: the health score, each contributing signal with its value
+   * and baselines, and the decision history.
+   */
+  explainNode(
+    request: ExplainNodeRequest,
+    callback: (error: ServiceError | null, response: ExplainNodeResponse) => void,
+  ): ClientUnaryCall;
+  explainNode(
+    request: ExplainNodeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExplainNodeResponse) => void,
+  ): ClientUnaryCall;
+  explainNode(
+    request: ExplainNodeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExplainNodeResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The cluster's health at the latest evaluation: shared storage and fabric faults, hangs
+   * and stragglers, repeat offenders, and every node that is not plainly healthy.
+   */
+  getClusterHealth(
+    request: GetClusterHealthRequest,
+    callback: (error: ServiceError | null, response: GetClusterHealthResponse) => void,
+  ): ClientUnaryCall;
+  getClusterHealth(
+    request: GetClusterHealthRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetClusterHealthResponse) => void,
+  ): ClientUnaryCall;
+  getClusterHealth(
+    request: GetClusterHealthRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetClusterHealthResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const NodeServiceClient = makeGenericClientConstructor(
@@ -988,6 +2588,10 @@ export const NodeServiceClient = makeGenericClientConstructor(
   service: typeof NodeServiceService;
   serviceName: string;
 };
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 

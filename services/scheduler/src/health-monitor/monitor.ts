@@ -1,0 +1,195 @@
+// The node health detector at work: once per window, on the leader, it reads what arrived
+// since the last window (telemetry batches past each node's cursor, queued XIDs, operator
+// decisions, heartbeats, running jobs and their output), advances the pure evaluator
+// (../health) and acts on what it decided:
+//   - node transitions (READY, SUSPECT, QUARANTINED, DRAINING) and conditions, each through the
+//     node's compare-and-set path, so each is validated and published as a node event;
+//   - a node that leaves service hands the jobs on it to recovery as a node fault;
+//   - a hang or straggler hands its job to recovery, naming the node when one can be named.
+// Then it stores the new state with the results in one transaction. Acting before storing
+// makes a crash in between harmless: the next leader evaluates the same window again, and
+// every action is idempotent (a node already in its state, a job already recovering).
+import { Counter, Gauge, Histogram } from 'prom-client';
+import { FailureClass, FaultSignal, JobState, nodeStateName, type TelemetryBatch } from '@gantry/proto';
+import { HealthStore, NodeTelemetryStore, type NodeRecord } from '@gantry/store';
+import type { SchedulerContext } from '../context.js';
+import {
+  advanceHealth, emptyHealthState, parseHealthState, serializeHealthState,
+  type HealthConfig, type HealthState, type JobInfo, type ProgressFinding,
+} from '../health/index.js';
+import { currentAttempt, liveRanks } from '../jobs/lifecycle.js';
+import { mutateNode } from '../jobs/mutate.js';
+import { signalAttempt, signalHolders } from '../recovery/triggers.js';
+import { WakeableLoop } from '../wakeable-loop.js';
+import type { HealthConfigCache } from './config-source.js';
+import { applyHealthDecision } from './decisions.js';
+import type { LogActivity } from './log-activity.js';
+import { clusterHealth, nodeHealth } from './report.js';
+
+/** A changed window length (health config) takes effect within this. */
+const CONFIG_POLL_MS = 5_000;
+
+/** Batches read per node and window: enough for a window at the shortest telemetry interval. */
+const BATCHES_PER_WINDOW = 64;
+
+export class HealthMonitor extends WakeableLoop {
+  private windowMs = 60_000;
+  private readonly telemetry: NodeTelemetryStore;
+  private readonly evaluations: Histogram;
+  private readonly transitions: Counter;
+  private readonly statuses: Gauge;
+  private readonly sharedActive: Gauge;
+  private readonly findings: Counter;
+
+  constructor(private readonly ctx: SchedulerContext, private readonly store: HealthStore, private readonly configs: HealthConfigCache, private readonly logs: LogActivity) {
+    super(() => Math.min(this.windowMs, CONFIG_POLL_MS));
+    this.telemetry = new NodeTelemetryStore(ctx.redis);
+    const registers = [ctx.metrics];
+    this.evaluations = new Histogram({ name: 'gantry_health_evaluation_seconds', help: 'Duration of one health window: read, evaluate, act, store', registers, buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10] });
+    this.transitions = new Counter({ name: 'gantry_health_transitions_total', help: 'Node state changes the health detector made', labelNames: ['to'], registers });
+    this.statuses = new Gauge({ name: 'gantry_health_nodes', help: 'Nodes by the health status the detector gave them at its latest window', labelNames: ['status'], registers });
+    this.sharedActive = new Gauge({ name: 'gantry_health_shared_faults_active', help: 'Storage targets and fabric segments flagged as a shared fault', labelNames: ['kind'], registers });
+    this.findings = new Counter({ name: 'gantry_health_findings_total', help: 'Hangs and stragglers found in running jobs', labelNames: ['kind'], registers });
+  }
+
+  override start(): void {
+    this.logs.start();
+    super.start();
+  }
+
+  override stop(): void {
+    super.stop();
+    this.logs.stop();
+  }
+
+  protected async pass(): Promise<boolean> {
+    await this.evaluateWindow(Date.now());
+    return false;
+  }
+
+  protected onError(err: unknown): void {
+    this.ctx.log.warn({ err: (err as Error).message }, 'health window failed');
+  }
+
+  /** Evaluates one window if one is due (windows are config.windowSec apart). */
+  async evaluateWindow(nowMs: number): Promise<void> {
+    const { ctx } = this;
+    const epoch = ctx.epoch();
+    if (epoch === 0) return;
+    const config = await this.configs.get();
+    this.windowMs = config.windowSec * 1000;
+    const loaded = await this.store.load();
+    const state = this.parseState(loaded.stateJson);
+    if (state.lastEvalMs !== undefined && nowMs - state.lastEvalMs < this.windowMs && nowMs >= state.lastEvalMs) {
+      this.wakeAt(state.lastEvalMs + this.windowMs);
+      return;
+    }
+    const end = this.evaluations.startTimer();
+    const records = await ctx.nodes.list();
+    const since = (name: string) => loaded.cursors.get(name) ?? nowMs - this.windowMs;
+    const cursors = new Map<string, number>();
+    const batches: TelemetryBatch[] = [];
+    for (const rec of records) {
+      const fresh = await this.newBatches(rec.node.name, since(rec.node.name));
+      if (fresh.length > 0) cursors.set(rec.node.name, fresh[fresh.length - 1]!.time!.getTime());
+      batches.push(...fresh);
+    }
+    const [xids, operator, jobs] = await Promise.all([this.store.pendingXids(), this.store.pendingOperator(), this.runningJobs()]);
+    const previousNodes = Object.keys(state.nodes);
+    const ev = advanceHealth(state, {
+      nowMs, batches, xids, operator, jobs,
+      heartbeats: Object.fromEntries(records.filter((r) => r.heartbeatMs > 0).map((r) => [r.node.name, { lastSeenMs: r.heartbeatMs }])),
+      nodes: records.map((r) => ({ name: r.node.name, leafSwitch: r.node.topology?.leafSwitch || undefined, gpuUuids: r.node.gpus.map((g) => g.uuid) })),
+    }, config);
+
+    const at = new Date(nowMs);
+    const byName = new Map(records.map((r) => [r.node.name, r]));
+    for (const d of ev.nodes) await this.applyDecision(byName.get(d.node), d, config, at, epoch);
+    for (const f of ev.findings) await this.handToRecovery(f);
+
+    if (ctx.epoch() !== epoch) return;
+    const healths = ev.nodes.map((d) => nodeHealth(d, ev.state, config, at));
+    await this.store.commit({
+      stateJson: serializeHealthState(ev.state), cursors, xidsConsumed: xids.length, operatorConsumed: operator.length,
+      nodes: healths, removedNodes: previousNodes.filter((n) => !byName.has(n)),
+      cluster: clusterHealth(ev, healths, await this.store.cluster(), at),
+    });
+    this.statuses.reset();
+    for (const d of ev.nodes) this.statuses.inc({ status: d.status });
+    this.sharedActive.reset();
+    for (const s of ev.sharedFaults) if (s.active) this.sharedActive.inc({ kind: s.kind });
+    this.logs.retain(new Set(jobs.map((j) => j.id)));
+    this.wakeAt(nowMs + this.windowMs);
+    const seconds = end();
+    ctx.log.debug({ nodes: ev.nodes.length, batches: batches.length, xids: xids.length, transitions: ev.transitions.length, findings: ev.findings.length, seconds }, 'health window evaluated');
+  }
+
+  private parseState(json: string | undefined): HealthState {
+    if (!json) return emptyHealthState();
+    try {
+      return parseHealthState(json);
+    } catch (err) {
+      // Baselines are relearned; holds are not lost for good: the nodes keep their states.
+      this.ctx.log.error({ err: (err as Error).message }, 'stored health state unreadable; starting afresh');
+      return emptyHealthState();
+    }
+  }
+
+  /** The node's batches newer than `afterMs`, oldest first. */
+  private async newBatches(node: string, afterMs: number): Promise<TelemetryBatch[]> {
+    const t = await this.telemetry.get(node, BATCHES_PER_WINDOW);
+    return [t.latest, ...t.history]
+      .filter((b): b is TelemetryBatch => b !== undefined && b.time !== undefined && b.time.getTime() > afterMs)
+      .sort((a, b) => a.time!.getTime() - b.time!.getTime());
+  }
+
+  private async runningJobs(): Promise<JobInfo[]> {
+    const recs = await this.ctx.jobs.getMany(await this.ctx.jobs.idsInState(JobState.JOB_STATE_RUNNING));
+    const nccl = this.logs.takeNcclTimeouts();
+    return recs.map(({ job }) => {
+      const info: JobInfo = { id: job.id, nodes: [...new Set(liveRanks(job).map((p) => p.node))] };
+      const lastLog = this.logs.lastLogMs(job.id);
+      if (lastLog !== undefined) info.lastLogMs = lastLog;
+      const started = currentAttempt(job)?.startedAt?.getTime();
+      if (started !== undefined) info.startedMs = started;
+      const lines = nccl.get(job.id);
+      if (lines) info.ncclTimeouts = lines;
+      return info;
+    });
+  }
+
+  private async applyDecision(rec: NodeRecord | undefined, d: Parameters<typeof applyHealthDecision>[1], config: HealthConfig, at: Date, epoch: number): Promise<void> {
+    if (!rec || !applyHealthDecision(rec.node, d, config, at)) return;
+    let evicted: NodeRecord | undefined;
+    let reason = '';
+    const committed = await mutateNode(this.ctx.nodes, rec.node.name, (r) => {
+      const u = applyHealthDecision(r.node, d, config, at);
+      if (!u) return undefined;
+      reason = u.reason;
+      evicted = u.evictJobs ? r : undefined;
+      return { next: u.next, reason: u.reason, epoch };
+    });
+    if (committed && committed.node.state !== rec.node.state) {
+      this.transitions.inc({ to: nodeStateName(committed.node.state) });
+      this.ctx.log.warn({ node: rec.node.name, from: nodeStateName(rec.node.state), to: nodeStateName(committed.node.state), score: d.score, reason }, 'node health transition');
+    }
+    if (evicted && evicted.allocations.length > 0) {
+      const signal = FaultSignal.create({ kind: 'health', node: rec.node.name, detail: `quarantined by the health detector: ${reason}`, time: at, failureClass: FailureClass.FAILURE_CLASS_NODE_FAULT });
+      await signalHolders(this.ctx, evicted.allocations, signal, `node ${rec.node.name} quarantined: ${reason}`);
+    }
+  }
+
+  /** A hang or straggler ends the job's attempt: recovery restarts it (without the node when one is named). */
+  private async handToRecovery(f: ProgressFinding): Promise<void> {
+    this.findings.inc({ kind: f.kind });
+    const rec = await this.ctx.jobs.get(f.job);
+    if (!rec) return;
+    const node = f.node ?? liveRanks(rec.job)[0]?.node;
+    if (!node) return;
+    const failureClass = f.cause ? FailureClass.FAILURE_CLASS_INFRASTRUCTURE : f.node ? FailureClass.FAILURE_CLASS_NODE_FAULT : FailureClass.FAILURE_CLASS_HANG;
+    const what = f.kind === 'hang' ? (f.node ? `hang, blamed on ${f.node}` : 'hang') : `straggler ${f.node}`;
+    const detail = `${what}: ${f.evidence.join('; ')}`;
+    this.ctx.log.warn({ job: f.job, kind: f.kind, node: f.node, cause: f.cause }, 'job stopped making progress');
+    await signalAttempt(this.ctx, f.job, undefined, FaultSignal.create({ kind: f.kind, node, detail, time: new Date(f.detectedAtMs), failureClass }), detail);
+  }
+}

@@ -1,0 +1,28 @@
+// The operator's tools as the e2e tests run them: the `gantry` CLI as a separate process
+// against a stack's gateway, and `gantry-agent sim ...` against a simulated agent's state.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../../deploy/local/services.js';
+import { simProgram } from '../../services/node-agent/src/sim-cli.js';
+import type { TestStack } from './stack.js';
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `gantry --addr <gateway> ...args` and resolves with its exit code and output. */
+export function gantry(stack: TestStack, ...args: string[]): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [join(REPO_ROOT, 'libs/cli/bin/gantry.js'), '--addr', stack.gatewayAddr, ...args], { cwd: REPO_ROOT, timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+/** `gantry-agent sim ...args` on node `node` ("node-2") of the stack. */
+export async function sim(stack: TestStack, node: string, ...args: string[]): Promise<void> {
+  const dir = stack.agentStateDir(Number(node.split('-')[1]));
+  await simProgram(() => dir, () => undefined).parseAsync(['sim', ...args, '--state-dir', dir], { from: 'user' });
+}
