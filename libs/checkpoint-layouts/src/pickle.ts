@@ -181,16 +181,16 @@ export function unpickle(
   };
   const utf8 = (n: number): string => {
     const at = need(n);
-    return b.utf8Slice(at, at + n);
+    return b.toString('utf8', at, at + n);
   };
   const latin1 = (n: number): string => {
     const at = need(n);
-    return b.latin1Slice(at, at + n);
+    return b.toString('latin1', at, at + n);
   };
   const line = (): string => {
     const nl = buf.indexOf(0x0a, pos);
     if (nl < 0) throw new PickleError(`truncated pickle: no end of line after offset ${pos}`);
-    const s = b.latin1Slice(pos, nl);
+    const s = b.toString('latin1', pos, nl);
     pos = nl + 1;
     return s;
   };
