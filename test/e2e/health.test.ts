@@ -138,6 +138,23 @@ describe('node health', () => {
     expect(events.stdout).toContain('quarantined by operator: ECC storm seen by hand');
   });
 
+  it('a job whose ranks all report NCCL watchdog timeouts and then fall silent is a hang: recovery restarts it', async () => {
+    const { client } = await setup({ agents: 2, env: agents });
+    await client.setSchedulingConfig({ recovery: FAST_RECOVERY });
+    await client.setHealthConfig({ ...FAST_HEALTH, hang: { silentSec: 3 } });
+    const watchdog = '[E ProcessGroupNCCL.cpp:1535] [Rank $NODE_RANK] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=4, OpType=ALLREDUCE, Timeout(ms)=600000) ran for 600020 milliseconds before timing out.';
+    const { job } = await client.submitJob({
+      nodes: 2, gpusPerNode: 8, stopGraceSeconds: 1,
+      command: ['sh', '-c', `if [ "$GANTRY_ATTEMPT" = 1 ]; then sleep 1; echo "${watchdog}" >&2; sleep 300; fi`],
+    });
+    const done = await waitForJob(client, job!.id, [JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED], 60_000);
+    expect(jobStateName(done.state)).toBe('SUCCEEDED');
+    expect(done.attempts[0]!.failure!.failureClass).toBe(FailureClass.FAILURE_CLASS_HANG);
+    expect(done.attempts[0]!.failure!.reason).toMatch(/^hang: no log output for \d+s; .*NCCL watchdog\/timeout lines from [12] of 2 nodes/);
+    const health = await client.getClusterHealth();
+    expect(health.findings[0]).toMatchObject({ kind: 'hang', jobId: job!.id });
+  });
+
   it('the XID policy is data: an operator override applies at once, and a bad config is refused naming every problem', async () => {
     const { stack, client } = await setup({ agents: 1 });
     const file = join(stack.workDir, 'health.yaml');

@@ -187,8 +187,8 @@ export class HealthMonitor extends WakeableLoop {
     const node = f.node ?? liveRanks(rec.job)[0]?.node;
     if (!node) return;
     const failureClass = f.cause ? FailureClass.FAILURE_CLASS_INFRASTRUCTURE : f.node ? FailureClass.FAILURE_CLASS_NODE_FAULT : FailureClass.FAILURE_CLASS_HANG;
-    const what = f.kind === 'hang' ? (f.node ? `hang, blamed on ${f.node}` : 'hang') : `straggler ${f.node}`;
-    const detail = `${what}: ${f.evidence.join('; ')}`;
+    const who = f.kind === 'straggler' ? `${f.node} is a straggler: ` : f.node ? `hang blamed on ${f.node}: ` : f.cause ? 'hang: ' : '';
+    const detail = `${who}${f.evidence.join('; ')}`;
     this.ctx.log.warn({ job: f.job, kind: f.kind, node: f.node, cause: f.cause }, 'job stopped making progress');
     await signalAttempt(this.ctx, f.job, undefined, FaultSignal.create({ kind: f.kind, node, detail, time: new Date(f.detectedAtMs), failureClass }), detail);
   }
