@@ -12,7 +12,7 @@ import { resolveConfig, type SchedulingConfig } from './config.js';
 import { formatTime, PendingExplainer } from './explain.js';
 import { createCycleContext } from './framework/context.js';
 import { Plugins } from './framework/registry.js';
-import type { CycleContext, ReservationGuard } from './framework/types.js';
+import type { CycleContext, ReservationGuard, Scenario } from './framework/types.js';
 import { FailureMemo, LiveSelector } from './memo.js';
 import { assignGpus, pickGpus } from './plugins/gpu-locality/index.js';
 import { compareVictims, findVictims, rankNodeIndices } from './preemption.js';
@@ -91,6 +91,12 @@ class Cycle {
   private readonly left: PendingEntry[] = [];
   /** "over quota: ..." per refusal message (the ledger shares refusals until usage changes). */
   private readonly overQuotaText = new Map<string, string>();
+  /** liveScenario's two scenarios (the job ends before the reservation or not) for the current guard. */
+  private live: [Scenario, Scenario] | undefined;
+  /** The first of `claimable` (the cheapest victim); null once a claim may have removed it. */
+  private cheapest: RunningJob | undefined | null = null;
+  /** Keys of failed victim searches by tenant, topology, priority and admission (no string built per job). */
+  private readonly preemptKeys = [new Map<string, Map<string, Map<number, string>>>(), new Map<string, Map<string, Map<number, string>>>()] as const;
 
   constructor(
     nodes: readonly NodeView[],
@@ -115,7 +121,8 @@ class Cycle {
     const clock = this.options.clock;
     const order = orderQueue(this.pending, { config: this.config, usage: this.options.usage ?? {}, running: this.running });
     let position = 0;
-    for (const job of order) {
+    for (let k = 0; k < order.length; k++) {
+      const job = order[k]!;
       const t0 = clock?.() ?? 0;
       const placed = this.decide(job, position + 1);
       if (!placed) position += 1;
@@ -125,6 +132,19 @@ class Cycle {
     return this.plan;
   }
 
+  /** The live state as a scenario, with the reservation as it stands (shared: selection only reads it). */
+  private liveScenario(endsBefore: boolean): Scenario {
+    let s = this.live;
+    if (!s || s[0].guard !== this.guard) {
+      const free = this.state.freeCount;
+      s = this.live = [
+        { free, guard: this.guard, endsBefore: false },
+        { free, guard: this.guard, endsBefore: true },
+      ];
+    }
+    return s[endsBefore ? 1 : 0];
+  }
+
   /** Places the job or records why not; true when placed. */
   private decide(job: JobRequest, queuePosition: number): boolean {
     const invalid = invalidReason(job);
@@ -132,14 +152,15 @@ class Cycle {
       this.leave({ job, guarded: false, entry: { jobId: job.id, queuePosition, rejections: {}, message: invalid, reason: 'invalid' } });
       return false;
     }
-    const { shape, fit } = this.fits.get(job);
+    const fit = this.fits.fit(job);
+    const shape = this.fits.shape;
     const gpus = job.nodes * job.gpusPerNode;
     const admission = this.ledger.admit(job.tenant, gpus);
     const eb = endsBefore(job, this.now, this.guard);
     const guarded = this.guard !== undefined && !eb;
     let outcome: GangOutcome | undefined;
     if (admission.ok) {
-      outcome = this.selector.select(job, shape, fit, guarded, { free: this.state.freeCount, guard: this.guard, endsBefore: eb });
+      outcome = this.selector.select(job, shape, fit, guarded, this.liveScenario(eb));
       if (outcome.ok) {
         this.place(job, outcome, admission.borrowed, eb);
         return true;
@@ -207,7 +228,7 @@ class Cycle {
    */
   private tryPreempt(job: JobRequest, shape: string, fit: JobFit, admission: ReturnType<QuotaLedger['admit']>, eb: boolean, queuePosition: number): boolean {
     if (!this.mayFindVictims(job, admission)) return false;
-    const key = `${admission.ok}${job.priority}|${job.tenant}|${job.topology}`;
+    const key = this.preemptKey(admission.ok, job);
     if (this.failedPreempt.get(shape, key, job, fit)) return false;
     const enabled = this.config.preemption.enabled;
     const candidates = [...this.claimable.values()].filter((j) => enabled || j.terminating);
@@ -235,6 +256,7 @@ class Cycle {
       return false;
     }
     const end = expectedEnd(this.now, job.timeLimitSec, this.now);
+    this.cheapest = null;
     for (const { job: victim, reason } of choice.victims) {
       this.claimable.delete(victim.id);
       this.endOverride.set(victim.id, end);
@@ -280,7 +302,8 @@ class Cycle {
    * tenant of its cohort is borrowing: usage only falls while victims are chosen).
    */
   private mayFindVictims(job: JobRequest, admission: ReturnType<QuotaLedger['admit']>): boolean {
-    const cheapest = this.claimable.values().next().value;
+    if (this.cheapest === null) this.cheapest = this.claimable.values().next().value;
+    const cheapest = this.cheapest;
     if (cheapest === undefined) return false;
     if (cheapest.terminating || cheapest.priority < job.priority) return true;
     return (
@@ -290,6 +313,18 @@ class Cycle {
       admission.borrowed === 0 &&
       this.ledger.cohortBorrowing(this.ledger.cohortOf(job.tenant))
     );
+  }
+
+  /** `${admitted}${priority}|${tenant}|${topology}`, built once per combination. */
+  private preemptKey(admitted: boolean, job: JobRequest): string {
+    const byTenant = this.preemptKeys[admitted ? 1 : 0];
+    let byTopology = byTenant.get(job.tenant);
+    if (!byTopology) byTenant.set(job.tenant, (byTopology = new Map()));
+    let byPriority = byTopology.get(job.topology);
+    if (!byPriority) byTopology.set(job.topology, (byPriority = new Map()));
+    let key = byPriority.get(job.priority);
+    if (key === undefined) byPriority.set(job.priority, (key = `${admitted}${job.priority}|${job.tenant}|${job.topology}`));
+    return key;
   }
 
   /**
@@ -355,7 +390,8 @@ class Cycle {
   /** Rejection counts on the final state, once per job shape. */
   private explainLeftovers(): void {
     const explainer = new PendingExplainer(this.state, this.guard);
-    for (const p of this.left) {
+    for (let k = 0; k < this.left.length; k++) {
+      const p = this.left[k]!;
       if (!p.fit || p.shape === undefined) continue;
       const guarded = p.guarded && this.guard !== undefined && this.guard.jobId !== p.job.id;
       p.entry.rejections = explainer.explain(p.job, p.shape, p.fit, guarded);

@@ -59,11 +59,24 @@ export function nodeFits(capacity: readonly CapacityFilterPlugin[] = DEFAULT_CAP
   return true;
 }
 
+/**
+ * Contexts reused from call to call (explanations ask about every candidate of every shape):
+ * a filter reads its context during the call only. One without a reservation, one with.
+ */
+const plainContext: FilterContext = { free: 0 };
+const reservedContext: FilterContext & { reservation: NonNullable<FilterContext['reservation']> } = { free: 0, reservation: { jobId: '', slack: 0, endsBefore: false } };
+
 /** The first capacity filter that rejects node i in the scenario, as its reason (undefined when none does). */
 export function capacityReason(state: ClusterState, job: JobRequest, i: number, scenario: Scenario, capacity: readonly CapacityFilterPlugin[] = DEFAULT_CAPACITY): FilterStatus {
-  const ctx: FilterContext = { free: scenario.free[i]! };
   const slack = scenario.guard?.slack[i];
-  if (scenario.guard && slack !== undefined && slack !== NOT_RESERVED) ctx.reservation = { jobId: scenario.guard.jobId, slack, endsBefore: scenario.endsBefore ?? false };
+  let ctx: FilterContext;
+  if (scenario.guard && slack !== undefined && slack !== NOT_RESERVED) {
+    ctx = reservedContext;
+    reservedContext.reservation.jobId = scenario.guard.jobId;
+    reservedContext.reservation.slack = slack;
+    reservedContext.reservation.endsBefore = scenario.endsBefore ?? false;
+  } else ctx = plainContext;
+  ctx.free = scenario.free[i]!;
   for (const f of capacity) {
     const reason = f.filter(state.nodes[i]!, job, ctx);
     if (reason !== undefined) return reason;

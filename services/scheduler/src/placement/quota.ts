@@ -76,14 +76,18 @@ export class QuotaLedger {
 
   charge(tenant: string, gpus: number): void {
     this.used.set(tenant, this.usedBy(tenant) + gpus);
-    this.described.clear();
-    this.refused.clear();
+    this.forget();
   }
 
   release(tenant: string, gpus: number): void {
     this.used.set(tenant, Math.max(0, this.usedBy(tenant) - gpus));
-    this.described.clear();
-    this.refused.clear();
+    this.forget();
+  }
+
+  /** Drops what was derived from usage (clearing an empty Map would still allocate its new table). */
+  private forget(): void {
+    if (this.described.size > 0) this.described.clear();
+    if (this.refused.size > 0) this.refused.clear();
   }
 
   /** Whether the tenant may take `gpus` more GPUs now. Results are shared: callers only read them. */

@@ -276,7 +276,16 @@ export class FitCache {
     private readonly cycle: CycleContext,
   ) {}
 
+  /** The shape key of the job `fit` was last asked about. */
+  shape = '';
+
   get(job: JobRequest): PreparedJob {
+    const fit = this.fit(job);
+    return { shape: this.shape, fit };
+  }
+
+  /** The job's fit; its shape key is left in `shape` (a long queue allocates no pair per job). */
+  fit(job: JobRequest): JobFit {
     const shape = this.plugins.shapeKey(job, this.cycle);
     let entry = this.cache.get(shape);
     if (!entry) {
@@ -285,6 +294,7 @@ export class FitCache {
       entry = { fit: computeShapeFit(this.cycle.state, job, this.plugins, classes, this.cycle), shared: new Map() };
       this.cache.set(shape, entry);
     }
-    return { shape, fit: fitForJob(entry, job, this.plugins, this.cycle) };
+    this.shape = shape;
+    return fitForJob(entry, job, this.plugins, this.cycle);
   }
 }

@@ -60,7 +60,10 @@ export interface Scenario {
   endsBefore?: boolean;
 }
 
-/** What a capacity filter needs beyond the node itself, for one node in the scenario. */
+/**
+ * What a capacity filter needs beyond the node itself, for one node in the scenario. The
+ * planner may reuse one context from call to call: read it during the call, do not keep it.
+ */
 export interface FilterContext {
   /** Free GPUs on the node in this scenario (now, or with preemption victims released). */
   free: number;
