@@ -4,7 +4,7 @@
 // be part of the planner's shape key, so each job paid for its own static fit, explanation
 // and searches: 20,000 such jobs took about 20 s per cycle here, the queue without lists
 // about 0.6 s.
-import { performance } from 'node:perf_hooks';
+import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { PRIORITY_CLASSES, planCycle, type JobRequest, type NodeView, type RunningJob, type SchedulingConfigInput } from '../src/placement/index.js';
 import { buildCluster, generateJobs, loadDurations, rng, schedulingConfig, type ClusterSpec } from './workload.js';
 
@@ -13,16 +13,42 @@ export interface ExclusionScenario {
   pending: number;
   /** Share of nodes with every GPU busy (the rest are partly busy). */
   busy: number;
+  /** Measured cycles of each queue (after the warm-up rounds). */
   reps: number;
   seed: number;
+  /** Rounds of both queues run first and not measured (the JIT settles); 3 when absent. */
+  warmup?: number;
+}
+
+/** Median and p99 (nearest rank) of a sample. */
+export interface Spread {
+  median: number;
+  p99: number;
+}
+
+export interface QueueFigures {
+  /** Milliseconds per cycle: wall clock, CPU time of the process, and GC pauses within. */
+  wall: Spread;
+  cpu: Spread;
+  gc: Spread;
+  /** Jobs the cycle placed. */
+  placed: number;
 }
 
 export interface ExclusionFigures {
   runningJobs: number;
   distinctLists: number;
-  /** Median ms per cycle, and what the cycle decided. */
-  plain: { ms: number; placed: number };
-  lists: { ms: number; placed: number };
+  cycles: number;
+  plain: QueueFigures;
+  lists: QueueFigures;
+  /** What the lists cost, paired by round (lists minus plain in the same round): less exposed to drift in machine load. */
+  extra: { wall: Spread; cpu: Spread };
+}
+
+export function spread(xs: readonly number[]): Spread {
+  const s = [...xs].sort((a, b) => a - b);
+  const rank = (q: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
+  return { median: s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2, p99: rank(0.99) };
 }
 
 const NOW = 10 * 3600_000;
@@ -84,24 +110,45 @@ export function exclusionWorld(s: Omit<ExclusionScenario, 'reps'>): ExclusionWor
   return { nodes, running, plain, lists: withLists(plain, nodes, random), config, now: NOW };
 }
 
-export function exclusionCycle(s: ExclusionScenario): ExclusionFigures {
+/**
+ * Plans one cycle of each queue, alternately (both see the same machine), `reps` times after
+ * the warm-up rounds. Async only to let GC pauses be reported between cycles.
+ */
+export async function exclusionCycle(s: ExclusionScenario): Promise<ExclusionFigures> {
   const { nodes, running, plain, lists, config } = exclusionWorld(s);
-  const samples = { plain: [] as number[], lists: [] as number[] };
+  const gc = new PerformanceObserver(() => {});
+  gc.observe({ entryTypes: ['gc'] });
+  const samples = { plain: { wall: [] as number[], cpu: [] as number[], gc: [] as number[] }, lists: { wall: [] as number[], cpu: [] as number[], gc: [] as number[] } };
   const placed = { plain: 0, lists: 0 };
-  // Alternate the two queues so both see the same machine; the first round warms the JIT.
-  for (let rep = 0; rep <= s.reps; rep++) {
+  const warmup = s.warmup ?? 3;
+  for (let rep = 0; rep < warmup + s.reps; rep++) {
     for (const [name, queue] of [['plain', plain], ['lists', lists]] as const) {
+      gc.takeRecords();
+      const c0 = process.cpuUsage();
       const t0 = performance.now();
       const plan = planCycle(nodes, queue, { running, now: NOW, config });
-      if (rep > 0) samples[name].push(performance.now() - t0);
+      const wall = performance.now() - t0;
+      const cpu = process.cpuUsage(c0);
+      // GC entries are queued after the pause: one turn of the event loop delivers them.
+      await new Promise((resolve) => setImmediate(resolve));
+      const paused = gc.takeRecords().reduce((ms, e) => ms + e.duration, 0);
+      if (rep >= warmup) {
+        samples[name].wall.push(wall);
+        samples[name].cpu.push((cpu.user + cpu.system) / 1000);
+        samples[name].gc.push(paused);
+      }
       placed[name] = plan.placements.length;
     }
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  gc.disconnect();
+  const figures = (name: 'plain' | 'lists'): QueueFigures => ({ wall: spread(samples[name].wall), cpu: spread(samples[name].cpu), gc: spread(samples[name].gc), placed: placed[name] });
+  const paired = (k: 'wall' | 'cpu') => spread(samples.lists[k].map((x, r) => x - samples.plain[k][r]!));
   return {
     runningJobs: running.length,
     distinctLists: new Set(lists.map((j) => j.excludeNodes.join())).size,
-    plain: { ms: median(samples.plain), placed: placed.plain },
-    lists: { ms: median(samples.lists), placed: placed.lists },
+    cycles: s.reps,
+    plain: figures('plain'),
+    lists: figures('lists'),
+    extra: { wall: paired('wall'), cpu: paired('cpu') },
   };
 }
