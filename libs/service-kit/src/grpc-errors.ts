@@ -15,9 +15,29 @@ export const failedPrecondition = (msg: string) => new GrpcError(status.FAILED_P
 export const unavailable = (msg: string) => new GrpcError(status.UNAVAILABLE, msg);
 export const alreadyExists = (msg: string) => new GrpcError(status.ALREADY_EXISTS, msg);
 
+/**
+ * Errors of a Redis failing over or briefly unreachable: a write the replicas did not confirm
+ * (the store's ReplicationError), a demoted or loading server, a dropped connection. The call can
+ * be retried (every write is a compare-and-set, submissions are keyed), so they are UNAVAILABLE,
+ * which clients retry, not INTERNAL.
+ */
+export function isTransientStoreError(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const e = err as { name?: unknown; message?: unknown; code?: unknown };
+  if (e.name === 'ReplicationError' || e.name === 'MaxRetriesPerRequestError') return true;
+  const message = typeof e.message === 'string' ? e.message : '';
+  return /^(READONLY|LOADING|MASTERDOWN|NOREPLICAS|TRYAGAIN|CLUSTERDOWN)\b/.test(message)
+    || message === 'Connection is closed.'
+    || (typeof e.code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(e.code));
+}
+
 /** Anything thrown by a handler becomes a status; unexpected errors become INTERNAL without internals. */
 export function toServiceError(err: unknown): Partial<ServiceError> {
   if (err instanceof GrpcError) return { code: err.code, details: err.details, message: err.details };
+  if (isTransientStoreError(err)) {
+    const details = 'the control-plane store is failing over or unreachable; retry';
+    return { code: status.UNAVAILABLE, details, message: details };
+  }
   if (typeof err === 'object' && err !== null && 'code' in err && typeof (err as ServiceError).code === 'number' && 'details' in err) {
     const e = err as ServiceError;
     return { code: e.code, details: e.details, message: e.details };

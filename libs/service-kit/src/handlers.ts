@@ -1,7 +1,7 @@
 // Adapters from async functions to grpc-js handlers, so every service converts errors the
 // same way and never leaks a stack trace to a client.
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
-import { GrpcError, toServiceError } from './grpc-errors.js';
+import { GrpcError, isTransientStoreError, toServiceError } from './grpc-errors.js';
 import type { Logger } from './logger.js';
 
 /** Statuses we raised, or that an upstream service returned, are answers, not faults. */
@@ -15,7 +15,8 @@ export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call
     Promise.resolve().then(() => fn(call.request, call)).then(
       (res) => callback(null, res),
       (err: unknown) => {
-        if (!expected(err)) log.error({ err, method }, 'handler failed');
+        if (isTransientStoreError(err)) log.warn({ err: (err as Error).message, method }, 'store failing over; answered UNAVAILABLE');
+        else if (!expected(err)) log.error({ err, method }, 'handler failed');
         callback(toServiceError(err), null);
       },
     );
@@ -27,7 +28,8 @@ export function serverStream<Req, Res>(log: Logger, method: string, fn: (req: Re
     Promise.resolve().then(() => fn(call.request, call)).then(
       () => call.end(),
       (err: unknown) => {
-        if (!expected(err)) log.error({ err, method }, 'stream handler failed');
+        if (isTransientStoreError(err)) log.warn({ err: (err as Error).message, method }, 'store failing over; answered UNAVAILABLE');
+        else if (!expected(err)) log.error({ err, method }, 'stream handler failed');
         if (!call.cancelled) call.emit('error', toServiceError(err));
       },
     );
