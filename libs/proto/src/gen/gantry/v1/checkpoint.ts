@@ -22,9 +22,22 @@ import { Timestamp } from "../../google/protobuf/timestamp.js";
 
 export enum CheckpointState {
   CHECKPOINT_STATE_UNSPECIFIED = 0,
+  /**
+   * CHECKPOINT_STATE_WRITING - IN_PROGRESS: begun (or found without its completion marker) and not yet complete. The
+   * name WRITING is kept for wire and JSON compatibility.
+   */
   CHECKPOINT_STATE_WRITING = 1,
+  /** CHECKPOINT_STATE_COMMITTED - Complete; the only state offered for resume. */
   CHECKPOINT_STATE_COMMITTED = 2,
+  /** CHECKPOINT_STATE_ABANDONED - Its attempt ended before it was complete. */
   CHECKPOINT_STATE_ABANDONED = 3,
+  /**
+   * CHECKPOINT_STATE_CORRUPT - A completion marker claims it but a file is missing, short or unreadable (see reason);
+   * also a committed checkpoint that later failed the check. Never offered for resume.
+   */
+  CHECKPOINT_STATE_CORRUPT = 4,
+  /** CHECKPOINT_STATE_DELETED - Removed by retention (or its directory disappeared); the record stays until it expires. */
+  CHECKPOINT_STATE_DELETED = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -42,6 +55,12 @@ export function checkpointStateFromJSON(object: any): CheckpointState {
     case 3:
     case "CHECKPOINT_STATE_ABANDONED":
       return CheckpointState.CHECKPOINT_STATE_ABANDONED;
+    case 4:
+    case "CHECKPOINT_STATE_CORRUPT":
+      return CheckpointState.CHECKPOINT_STATE_CORRUPT;
+    case 5:
+    case "CHECKPOINT_STATE_DELETED":
+      return CheckpointState.CHECKPOINT_STATE_DELETED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -59,10 +78,179 @@ export function checkpointStateToJSON(object: CheckpointState): string {
       return "CHECKPOINT_STATE_COMMITTED";
     case CheckpointState.CHECKPOINT_STATE_ABANDONED:
       return "CHECKPOINT_STATE_ABANDONED";
+    case CheckpointState.CHECKPOINT_STATE_CORRUPT:
+      return "CHECKPOINT_STATE_CORRUPT";
+    case CheckpointState.CHECKPOINT_STATE_DELETED:
+      return "CHECKPOINT_STATE_DELETED";
     case CheckpointState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
+}
+
+/** The on-disk layout of a job's checkpoints (libs/checkpoint-layouts). */
+export enum CheckpointFormat {
+  /** CHECKPOINT_FORMAT_UNSPECIFIED - Detect the layout from the directory. */
+  CHECKPOINT_FORMAT_UNSPECIFIED = 0,
+  /** CHECKPOINT_FORMAT_DCP - PyTorch Distributed Checkpoint: `.metadata` plus the storage files it names. */
+  CHECKPOINT_FORMAT_DCP = 1,
+  /** CHECKPOINT_FORMAT_MEGATRON - Megatron-LM: `latest_checkpointed_iteration.txt` and `iter_NNNNNNN/`. */
+  CHECKPOINT_FORMAT_MEGATRON = 2,
+  /** CHECKPOINT_FORMAT_DEEPSPEED - DeepSpeed: `latest` and `global_stepN/`. */
+  CHECKPOINT_FORMAT_DEEPSPEED = 3,
+  /** CHECKPOINT_FORMAT_HF - Hugging Face Trainer: `checkpoint-N/` with `trainer_state.json`. */
+  CHECKPOINT_FORMAT_HF = 4,
+  /** CHECKPOINT_FORMAT_TORCHTITAN - TorchTitan: `step-N/`. */
+  CHECKPOINT_FORMAT_TORCHTITAN = 5,
+  /** CHECKPOINT_FORMAT_MARKER - Any directory holding a `GANTRY_COMPLETE` file is complete. */
+  CHECKPOINT_FORMAT_MARKER = 6,
+  UNRECOGNIZED = -1,
+}
+
+export function checkpointFormatFromJSON(object: any): CheckpointFormat {
+  switch (object) {
+    case 0:
+    case "CHECKPOINT_FORMAT_UNSPECIFIED":
+      return CheckpointFormat.CHECKPOINT_FORMAT_UNSPECIFIED;
+    case 1:
+    case "CHECKPOINT_FORMAT_DCP":
+      return CheckpointFormat.CHECKPOINT_FORMAT_DCP;
+    case 2:
+    case "CHECKPOINT_FORMAT_MEGATRON":
+      return CheckpointFormat.CHECKPOINT_FORMAT_MEGATRON;
+    case 3:
+    case "CHECKPOINT_FORMAT_DEEPSPEED":
+      return CheckpointFormat.CHECKPOINT_FORMAT_DEEPSPEED;
+    case 4:
+    case "CHECKPOINT_FORMAT_HF":
+      return CheckpointFormat.CHECKPOINT_FORMAT_HF;
+    case 5:
+    case "CHECKPOINT_FORMAT_TORCHTITAN":
+      return CheckpointFormat.CHECKPOINT_FORMAT_TORCHTITAN;
+    case 6:
+    case "CHECKPOINT_FORMAT_MARKER":
+      return CheckpointFormat.CHECKPOINT_FORMAT_MARKER;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return CheckpointFormat.UNRECOGNIZED;
+  }
+}
+
+export function checkpointFormatToJSON(object: CheckpointFormat): string {
+  switch (object) {
+    case CheckpointFormat.CHECKPOINT_FORMAT_UNSPECIFIED:
+      return "CHECKPOINT_FORMAT_UNSPECIFIED";
+    case CheckpointFormat.CHECKPOINT_FORMAT_DCP:
+      return "CHECKPOINT_FORMAT_DCP";
+    case CheckpointFormat.CHECKPOINT_FORMAT_MEGATRON:
+      return "CHECKPOINT_FORMAT_MEGATRON";
+    case CheckpointFormat.CHECKPOINT_FORMAT_DEEPSPEED:
+      return "CHECKPOINT_FORMAT_DEEPSPEED";
+    case CheckpointFormat.CHECKPOINT_FORMAT_HF:
+      return "CHECKPOINT_FORMAT_HF";
+    case CheckpointFormat.CHECKPOINT_FORMAT_TORCHTITAN:
+      return "CHECKPOINT_FORMAT_TORCHTITAN";
+    case CheckpointFormat.CHECKPOINT_FORMAT_MARKER:
+      return "CHECKPOINT_FORMAT_MARKER";
+    case CheckpointFormat.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/**
+ * How many of a job's checkpoints are kept; the rest are deleted by the agent that can reach
+ * them, inside the job's checkpoint directory only.
+ */
+export interface CheckpointRetention {
+  /** Keep the newest K committed checkpoints; 0 = keep every committed checkpoint. */
+  keepLast: number;
+  /** Also keep every committed checkpoint whose step is a multiple of N; 0 = none. */
+  keepEvery: number;
+  /** CORRUPT and ABANDONED checkpoints are deleted this long after they became so; 0 = default (1 h). */
+  gcGraceSeconds: number;
+  /** Delete for real; false (the default) only records what would be deleted (a dry run). */
+  delete: boolean;
+}
+
+/** JobSpec.checkpoint: where a job writes its checkpoints and how Gantry treats them. */
+export interface CheckpointSpec {
+  /**
+   * Absolute directory, the same path on every node. The agent on node rank 0's host watches
+   * it, and ranks get it as GANTRY_CHECKPOINT_DIR.
+   */
+  dir: string;
+  format: CheckpointFormat;
+  /** Name of a configured storage target (storage admission); empty = none. */
+  storageTarget: string;
+  retention?: CheckpointRetention | undefined;
+}
+
+export interface CheckpointFile {
+  /** Relative to the checkpoint directory, '/'-separated. */
+  path: string;
+  size: number;
+  /** Hex sha256 when checksums were taken. */
+  sha256: string;
+}
+
+/**
+ * Agent -> checkpoint service (JetStream GANTRY_CHECKPOINTS): one checkpoint found in a job's
+ * checkpoint directory, as the layout check saw it, or an explicit report from training code.
+ */
+export interface CheckpointReport {
+  jobId: string;
+  attempt: number;
+  node: string;
+  /** The job's checkpoint directory (JobSpec.checkpoint.dir) and the checkpoint's own directory inside it. */
+  dir: string;
+  path: string;
+  name: string;
+  step?: number | undefined;
+  format: CheckpointFormat;
+  variant: string;
+  /** COMPLETE, INCOMPLETE or CORRUPT (libs/checkpoint-layouts); GONE when the directory vanished. */
+  status: string;
+  reasons: string[];
+  files: CheckpointFile[];
+  totalBytes: number;
+  seenAt?:
+    | Date
+    | undefined;
+  /** The attempt's node rank 0 exited: what is still INCOMPLETE will never be completed by it. */
+  attemptEnded: boolean;
+  /** Where the report came from: "discovery" (the directory watch) or "explicit" (training code). */
+  source: string;
+  retention?: CheckpointRetention | undefined;
+}
+
+/** Checkpoint service -> agent (core NATS request/reply): delete one checkpoint directory. */
+export interface CheckpointDeleteRequest {
+  jobId: string;
+  checkpointId: string;
+  /** The job's checkpoint directory: the deletion must stay inside it. */
+  dir: string;
+  path: string;
+  dryRun: boolean;
+  reason: string;
+}
+
+export interface CheckpointDeleteReply {
+  ok: boolean;
+  /** True when files were removed (false for a dry run or a refusal). */
+  deleted: boolean;
+  message: string;
+}
+
+export interface CheckpointEvent {
+  checkpointId: string;
+  jobId: string;
+  /** "committed", "corrupt", "abandoned", "deleted", "delete-dry-run", "delete-refused". */
+  kind: string;
+  path: string;
+  message: string;
+  time?: Date | undefined;
 }
 
 export interface Checkpoint {
@@ -78,6 +266,17 @@ export interface Checkpoint {
   state: CheckpointState;
   createdAt?: Date | undefined;
   committedAt?: Date | undefined;
+  format: CheckpointFormat;
+  /** Why it is CORRUPT, ABANDONED or DELETED. */
+  reason: string;
+  /** The manifest it was committed by (discovered and explicit reports). */
+  files: CheckpointFile[];
+  /** "client" (Begin/Report/Commit), "discovery" or "explicit". */
+  source: string;
+  /** The node whose agent found it (and deletes it). */
+  node: string;
+  variant: string;
+  updatedAt?: Date | undefined;
 }
 
 export interface BeginCheckpointRequest {
@@ -128,6 +327,1155 @@ export interface GetLatestCheckpointResponse {
   checkpoint?: Checkpoint | undefined;
 }
 
+export interface GetCheckpointRequest {
+  checkpointId: string;
+}
+
+export interface GetCheckpointResponse {
+  checkpoint?: Checkpoint | undefined;
+}
+
+export interface ListCheckpointEventsRequest {
+  jobId: string;
+}
+
+export interface ListCheckpointEventsResponse {
+  events: CheckpointEvent[];
+}
+
+function createBaseCheckpointRetention(): CheckpointRetention {
+  return { keepLast: 0, keepEvery: 0, gcGraceSeconds: 0, delete: false };
+}
+
+export const CheckpointRetention: MessageFns<CheckpointRetention> = {
+  encode(message: CheckpointRetention, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keepLast !== 0) {
+      writer.uint32(8).uint32(message.keepLast);
+    }
+    if (message.keepEvery !== 0) {
+      writer.uint32(16).uint64(message.keepEvery);
+    }
+    if (message.gcGraceSeconds !== 0) {
+      writer.uint32(24).uint32(message.gcGraceSeconds);
+    }
+    if (message.delete !== false) {
+      writer.uint32(32).bool(message.delete);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckpointRetention {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckpointRetention();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.keepLast = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.keepEvery = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.gcGraceSeconds = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.delete = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckpointRetention {
+    return {
+      keepLast: isSet(object.keepLast)
+        ? globalThis.Number(object.keepLast)
+        : isSet(object.keep_last)
+        ? globalThis.Number(object.keep_last)
+        : 0,
+      keepEvery: isSet(object.keepEvery)
+        ? globalThis.Number(object.keepEvery)
+        : isSet(object.keep_every)
+        ? globalThis.Number(object.keep_every)
+        : 0,
+      gcGraceSeconds: isSet(object.gcGraceSeconds)
+        ? globalThis.Number(object.gcGraceSeconds)
+        : isSet(object.gc_grace_seconds)
+        ? globalThis.Number(object.gc_grace_seconds)
+        : 0,
+      delete: isSet(object.delete) ? globalThis.Boolean(object.delete) : false,
+    };
+  },
+
+  toJSON(message: CheckpointRetention): unknown {
+    const obj: any = {};
+    if (message.keepLast !== 0) {
+      obj.keepLast = Math.round(message.keepLast);
+    }
+    if (message.keepEvery !== 0) {
+      obj.keepEvery = Math.round(message.keepEvery);
+    }
+    if (message.gcGraceSeconds !== 0) {
+      obj.gcGraceSeconds = Math.round(message.gcGraceSeconds);
+    }
+    if (message.delete !== false) {
+      obj.delete = message.delete;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CheckpointRetention>): CheckpointRetention {
+    return CheckpointRetention.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CheckpointRetention>): CheckpointRetention {
+    const message = createBaseCheckpointRetention();
+    message.keepLast = object.keepLast ?? 0;
+    message.keepEvery = object.keepEvery ?? 0;
+    message.gcGraceSeconds = object.gcGraceSeconds ?? 0;
+    message.delete = object.delete ?? false;
+    return message;
+  },
+};
+
+function createBaseCheckpointSpec(): CheckpointSpec {
+  return { dir: "", format: 0, storageTarget: "", retention: undefined };
+}
+
+export const CheckpointSpec: MessageFns<CheckpointSpec> = {
+  encode(message: CheckpointSpec, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dir !== "") {
+      writer.uint32(10).string(message.dir);
+    }
+    if (message.format !== 0) {
+      writer.uint32(16).int32(message.format);
+    }
+    if (message.storageTarget !== "") {
+      writer.uint32(26).string(message.storageTarget);
+    }
+    if (message.retention !== undefined) {
+      CheckpointRetention.encode(message.retention, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckpointSpec {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckpointSpec();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.dir = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.format = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.storageTarget = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.retention = CheckpointRetention.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckpointSpec {
+    return {
+      dir: isSet(object.dir) ? globalThis.String(object.dir) : "",
+      format: isSet(object.format) ? checkpointFormatFromJSON(object.format) : 0,
+      storageTarget: isSet(object.storageTarget)
+        ? globalThis.String(object.storageTarget)
+        : isSet(object.storage_target)
+        ? globalThis.String(object.storage_target)
+        : "",
+      retention: isSet(object.retention) ? CheckpointRetention.fromJSON(object.retention) : undefined,
+    };
+  },
+
+  toJSON(message: CheckpointSpec): unknown {
+    const obj: any = {};
+    if (message.dir !== "") {
+      obj.dir = message.dir;
+    }
+    if (message.format !== 0) {
+      obj.format = checkpointFormatToJSON(message.format);
+    }
+    if (message.storageTarget !== "") {
+      obj.storageTarget = message.storageTarget;
+    }
+    if (message.retention !== undefined) {
+      obj.retention = CheckpointRetention.toJSON(message.retention);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CheckpointSpec>): CheckpointSpec {
+    return CheckpointSpec.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CheckpointSpec>): CheckpointSpec {
+    const message = createBaseCheckpointSpec();
+    message.dir = object.dir ?? "";
+    message.format = object.format ?? 0;
+    message.storageTarget = object.storageTarget ?? "";
+    message.retention = (object.retention !== undefined && object.retention !== null)
+      ? CheckpointRetention.fromPartial(object.retention)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCheckpointFile(): CheckpointFile {
+  return { path: "", size: 0, sha256: "" };
+}
+
+export const CheckpointFile: MessageFns<CheckpointFile> = {
+  encode(message: CheckpointFile, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.size !== 0) {
+      writer.uint32(16).uint64(message.size);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(26).string(message.sha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckpointFile {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckpointFile();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.size = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckpointFile {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+    };
+  },
+
+  toJSON(message: CheckpointFile): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.size !== 0) {
+      obj.size = Math.round(message.size);
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CheckpointFile>): CheckpointFile {
+    return CheckpointFile.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CheckpointFile>): CheckpointFile {
+    const message = createBaseCheckpointFile();
+    message.path = object.path ?? "";
+    message.size = object.size ?? 0;
+    message.sha256 = object.sha256 ?? "";
+    return message;
+  },
+};
+
+function createBaseCheckpointReport(): CheckpointReport {
+  return {
+    jobId: "",
+    attempt: 0,
+    node: "",
+    dir: "",
+    path: "",
+    name: "",
+    step: undefined,
+    format: 0,
+    variant: "",
+    status: "",
+    reasons: [],
+    files: [],
+    totalBytes: 0,
+    seenAt: undefined,
+    attemptEnded: false,
+    source: "",
+    retention: undefined,
+  };
+}
+
+export const CheckpointReport: MessageFns<CheckpointReport> = {
+  encode(message: CheckpointReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(16).uint32(message.attempt);
+    }
+    if (message.node !== "") {
+      writer.uint32(26).string(message.node);
+    }
+    if (message.dir !== "") {
+      writer.uint32(34).string(message.dir);
+    }
+    if (message.path !== "") {
+      writer.uint32(42).string(message.path);
+    }
+    if (message.name !== "") {
+      writer.uint32(50).string(message.name);
+    }
+    if (message.step !== undefined) {
+      writer.uint32(56).uint64(message.step);
+    }
+    if (message.format !== 0) {
+      writer.uint32(64).int32(message.format);
+    }
+    if (message.variant !== "") {
+      writer.uint32(74).string(message.variant);
+    }
+    if (message.status !== "") {
+      writer.uint32(82).string(message.status);
+    }
+    for (const v of message.reasons) {
+      writer.uint32(90).string(v!);
+    }
+    for (const v of message.files) {
+      CheckpointFile.encode(v!, writer.uint32(98).fork()).join();
+    }
+    if (message.totalBytes !== 0) {
+      writer.uint32(104).uint64(message.totalBytes);
+    }
+    if (message.seenAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.seenAt), writer.uint32(114).fork()).join();
+    }
+    if (message.attemptEnded !== false) {
+      writer.uint32(120).bool(message.attemptEnded);
+    }
+    if (message.source !== "") {
+      writer.uint32(130).string(message.source);
+    }
+    if (message.retention !== undefined) {
+      CheckpointRetention.encode(message.retention, writer.uint32(138).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckpointReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckpointReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.attempt = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.dir = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.step = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.format = reader.int32() as any;
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.variant = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.reasons.push(reader.string());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.files.push(CheckpointFile.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.totalBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.seenAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.attemptEnded = reader.bool();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.retention = CheckpointRetention.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckpointReport {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      dir: isSet(object.dir) ? globalThis.String(object.dir) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      step: isSet(object.step) ? globalThis.Number(object.step) : undefined,
+      format: isSet(object.format) ? checkpointFormatFromJSON(object.format) : 0,
+      variant: isSet(object.variant) ? globalThis.String(object.variant) : "",
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+      reasons: globalThis.Array.isArray(object?.reasons) ? object.reasons.map((e: any) => globalThis.String(e)) : [],
+      files: globalThis.Array.isArray(object?.files) ? object.files.map((e: any) => CheckpointFile.fromJSON(e)) : [],
+      totalBytes: isSet(object.totalBytes)
+        ? globalThis.Number(object.totalBytes)
+        : isSet(object.total_bytes)
+        ? globalThis.Number(object.total_bytes)
+        : 0,
+      seenAt: isSet(object.seenAt)
+        ? fromJsonTimestamp(object.seenAt)
+        : isSet(object.seen_at)
+        ? fromJsonTimestamp(object.seen_at)
+        : undefined,
+      attemptEnded: isSet(object.attemptEnded)
+        ? globalThis.Boolean(object.attemptEnded)
+        : isSet(object.attempt_ended)
+        ? globalThis.Boolean(object.attempt_ended)
+        : false,
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      retention: isSet(object.retention) ? CheckpointRetention.fromJSON(object.retention) : undefined,
+    };
+  },
+
+  toJSON(message: CheckpointReport): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.dir !== "") {
+      obj.dir = message.dir;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.step !== undefined) {
+      obj.step = Math.round(message.step);
+    }
+    if (message.format !== 0) {
+      obj.format = checkpointFormatToJSON(message.format);
+    }
+    if (message.variant !== "") {
+      obj.variant = message.variant;
+    }
+    if (message.status !== "") {
+      obj.status = message.status;
+    }
+    if (message.reasons?.length) {
+      obj.reasons = message.reasons;
+    }
+    if (message.files?.length) {
+      obj.files = message.files.map((e) => CheckpointFile.toJSON(e));
+    }
+    if (message.totalBytes !== 0) {
+      obj.totalBytes = Math.round(message.totalBytes);
+    }
+    if (message.seenAt !== undefined) {
+      obj.seenAt = message.seenAt.toISOString();
+    }
+    if (message.attemptEnded !== false) {
+      obj.attemptEnded = message.attemptEnded;
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.retention !== undefined) {
+      obj.retention = CheckpointRetention.toJSON(message.retention);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CheckpointReport>): CheckpointReport {
+    return CheckpointReport.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CheckpointReport>): CheckpointReport {
+    const message = createBaseCheckpointReport();
+    message.jobId = object.jobId ?? "";
+    message.attempt = object.attempt ?? 0;
+    message.node = object.node ?? "";
+    message.dir = object.dir ?? "";
+    message.path = object.path ?? "";
+    message.name = object.name ?? "";
+    message.step = object.step ?? undefined;
+    message.format = object.format ?? 0;
+    message.variant = object.variant ?? "";
+    message.status = object.status ?? "";
+    message.reasons = object.reasons?.map((e) => e) || [];
+    message.files = object.files?.map((e) => CheckpointFile.fromPartial(e)) || [];
+    message.totalBytes = object.totalBytes ?? 0;
+    message.seenAt = object.seenAt ?? undefined;
+    message.attemptEnded = object.attemptEnded ?? false;
+    message.source = object.source ?? "";
+    message.retention = (object.retention !== undefined && object.retention !== null)
+      ? CheckpointRetention.fromPartial(object.retention)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCheckpointDeleteRequest(): CheckpointDeleteRequest {
+  return { jobId: "", checkpointId: "", dir: "", path: "", dryRun: false, reason: "" };
+}
+
+export const CheckpointDeleteRequest: MessageFns<CheckpointDeleteRequest> = {
+  encode(message: CheckpointDeleteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.checkpointId !== "") {
+      writer.uint32(18).string(message.checkpointId);
+    }
+    if (message.dir !== "") {
+      writer.uint32(26).string(message.dir);
+    }
+    if (message.path !== "") {
+      writer.uint32(34).string(message.path);
+    }
+    if (message.dryRun !== false) {
+      writer.uint32(40).bool(message.dryRun);
+    }
+    if (message.reason !== "") {
+      writer.uint32(50).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckpointDeleteRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckpointDeleteRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.checkpointId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.dir = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckpointDeleteRequest {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      checkpointId: isSet(object.checkpointId)
+        ? globalThis.String(object.checkpointId)
+        : isSet(object.checkpoint_id)
+        ? globalThis.String(object.checkpoint_id)
+        : "",
+      dir: isSet(object.dir) ? globalThis.String(object.dir) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+        ? globalThis.Boolean(object.dry_run)
+        : false,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: CheckpointDeleteRequest): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.checkpointId !== "") {
+      obj.checkpointId = message.checkpointId;
+    }
+    if (message.dir !== "") {
+      obj.dir = message.dir;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.dryRun !== false) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CheckpointDeleteRequest>): CheckpointDeleteRequest {
+    return CheckpointDeleteRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CheckpointDeleteRequest>): CheckpointDeleteRequest {
+    const message = createBaseCheckpointDeleteRequest();
+    message.jobId = object.jobId ?? "";
+    message.checkpointId = object.checkpointId ?? "";
+    message.dir = object.dir ?? "";
+    message.path = object.path ?? "";
+    message.dryRun = object.dryRun ?? false;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseCheckpointDeleteReply(): CheckpointDeleteReply {
+  return { ok: false, deleted: false, message: "" };
+}
+
+export const CheckpointDeleteReply: MessageFns<CheckpointDeleteReply> = {
+  encode(message: CheckpointDeleteReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ok !== false) {
+      writer.uint32(8).bool(message.ok);
+    }
+    if (message.deleted !== false) {
+      writer.uint32(16).bool(message.deleted);
+    }
+    if (message.message !== "") {
+      writer.uint32(26).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckpointDeleteReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckpointDeleteReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ok = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.deleted = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckpointDeleteReply {
+    return {
+      ok: isSet(object.ok) ? globalThis.Boolean(object.ok) : false,
+      deleted: isSet(object.deleted) ? globalThis.Boolean(object.deleted) : false,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: CheckpointDeleteReply): unknown {
+    const obj: any = {};
+    if (message.ok !== false) {
+      obj.ok = message.ok;
+    }
+    if (message.deleted !== false) {
+      obj.deleted = message.deleted;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CheckpointDeleteReply>): CheckpointDeleteReply {
+    return CheckpointDeleteReply.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CheckpointDeleteReply>): CheckpointDeleteReply {
+    const message = createBaseCheckpointDeleteReply();
+    message.ok = object.ok ?? false;
+    message.deleted = object.deleted ?? false;
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseCheckpointEvent(): CheckpointEvent {
+  return { checkpointId: "", jobId: "", kind: "", path: "", message: "", time: undefined };
+}
+
+export const CheckpointEvent: MessageFns<CheckpointEvent> = {
+  encode(message: CheckpointEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.checkpointId !== "") {
+      writer.uint32(10).string(message.checkpointId);
+    }
+    if (message.jobId !== "") {
+      writer.uint32(18).string(message.jobId);
+    }
+    if (message.kind !== "") {
+      writer.uint32(26).string(message.kind);
+    }
+    if (message.path !== "") {
+      writer.uint32(34).string(message.path);
+    }
+    if (message.message !== "") {
+      writer.uint32(42).string(message.message);
+    }
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckpointEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckpointEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.checkpointId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckpointEvent {
+    return {
+      checkpointId: isSet(object.checkpointId)
+        ? globalThis.String(object.checkpointId)
+        : isSet(object.checkpoint_id)
+        ? globalThis.String(object.checkpoint_id)
+        : "",
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+    };
+  },
+
+  toJSON(message: CheckpointEvent): unknown {
+    const obj: any = {};
+    if (message.checkpointId !== "") {
+      obj.checkpointId = message.checkpointId;
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.time !== undefined) {
+      obj.time = message.time.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CheckpointEvent>): CheckpointEvent {
+    return CheckpointEvent.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CheckpointEvent>): CheckpointEvent {
+    const message = createBaseCheckpointEvent();
+    message.checkpointId = object.checkpointId ?? "";
+    message.jobId = object.jobId ?? "";
+    message.kind = object.kind ?? "";
+    message.path = object.path ?? "";
+    message.message = object.message ?? "";
+    message.time = object.time ?? undefined;
+    return message;
+  },
+};
+
 function createBaseCheckpoint(): Checkpoint {
   return {
     id: "",
@@ -141,6 +1489,13 @@ function createBaseCheckpoint(): Checkpoint {
     state: 0,
     createdAt: undefined,
     committedAt: undefined,
+    format: 0,
+    reason: "",
+    files: [],
+    source: "",
+    node: "",
+    variant: "",
+    updatedAt: undefined,
   };
 }
 
@@ -182,6 +1537,27 @@ export const Checkpoint: MessageFns<Checkpoint> = {
     }
     if (message.committedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.committedAt), writer.uint32(90).fork()).join();
+    }
+    if (message.format !== 0) {
+      writer.uint32(96).int32(message.format);
+    }
+    if (message.reason !== "") {
+      writer.uint32(106).string(message.reason);
+    }
+    for (const v of message.files) {
+      CheckpointFile.encode(v!, writer.uint32(114).fork()).join();
+    }
+    if (message.source !== "") {
+      writer.uint32(122).string(message.source);
+    }
+    if (message.node !== "") {
+      writer.uint32(130).string(message.node);
+    }
+    if (message.variant !== "") {
+      writer.uint32(138).string(message.variant);
+    }
+    if (message.updatedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(146).fork()).join();
     }
     return writer;
   },
@@ -297,6 +1673,62 @@ export const Checkpoint: MessageFns<Checkpoint> = {
             message.committedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.format = reader.int32() as any;
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.files.push(CheckpointFile.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.variant = reader.string();
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -342,6 +1774,19 @@ export const Checkpoint: MessageFns<Checkpoint> = {
         : isSet(object.committed_at)
         ? fromJsonTimestamp(object.committed_at)
         : undefined,
+      format: isSet(object.format) ? checkpointFormatFromJSON(object.format) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      files: globalThis.Array.isArray(object?.files)
+        ? object.files.map((e: any) => CheckpointFile.fromJSON(e))
+        : [],
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      variant: isSet(object.variant) ? globalThis.String(object.variant) : "",
+      updatedAt: isSet(object.updatedAt)
+        ? fromJsonTimestamp(object.updatedAt)
+        : isSet(object.updated_at)
+        ? fromJsonTimestamp(object.updated_at)
+        : undefined,
     };
   },
 
@@ -380,6 +1825,27 @@ export const Checkpoint: MessageFns<Checkpoint> = {
     if (message.committedAt !== undefined) {
       obj.committedAt = message.committedAt.toISOString();
     }
+    if (message.format !== 0) {
+      obj.format = checkpointFormatToJSON(message.format);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.files?.length) {
+      obj.files = message.files.map((e) => CheckpointFile.toJSON(e));
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.variant !== "") {
+      obj.variant = message.variant;
+    }
+    if (message.updatedAt !== undefined) {
+      obj.updatedAt = message.updatedAt.toISOString();
+    }
     return obj;
   },
 
@@ -399,6 +1865,13 @@ export const Checkpoint: MessageFns<Checkpoint> = {
     message.state = object.state ?? 0;
     message.createdAt = object.createdAt ?? undefined;
     message.committedAt = object.committedAt ?? undefined;
+    message.format = object.format ?? 0;
+    message.reason = object.reason ?? "";
+    message.files = object.files?.map((e) => CheckpointFile.fromPartial(e)) || [];
+    message.source = object.source ?? "";
+    message.node = object.node ?? "";
+    message.variant = object.variant ?? "";
+    message.updatedAt = object.updatedAt ?? undefined;
     return message;
   },
 };
@@ -1239,6 +2712,292 @@ export const GetLatestCheckpointResponse: MessageFns<GetLatestCheckpointResponse
   },
 };
 
+function createBaseGetCheckpointRequest(): GetCheckpointRequest {
+  return { checkpointId: "" };
+}
+
+export const GetCheckpointRequest: MessageFns<GetCheckpointRequest> = {
+  encode(message: GetCheckpointRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.checkpointId !== "") {
+      writer.uint32(10).string(message.checkpointId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetCheckpointRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetCheckpointRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.checkpointId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetCheckpointRequest {
+    return {
+      checkpointId: isSet(object.checkpointId)
+        ? globalThis.String(object.checkpointId)
+        : isSet(object.checkpoint_id)
+        ? globalThis.String(object.checkpoint_id)
+        : "",
+    };
+  },
+
+  toJSON(message: GetCheckpointRequest): unknown {
+    const obj: any = {};
+    if (message.checkpointId !== "") {
+      obj.checkpointId = message.checkpointId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetCheckpointRequest>): GetCheckpointRequest {
+    return GetCheckpointRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetCheckpointRequest>): GetCheckpointRequest {
+    const message = createBaseGetCheckpointRequest();
+    message.checkpointId = object.checkpointId ?? "";
+    return message;
+  },
+};
+
+function createBaseGetCheckpointResponse(): GetCheckpointResponse {
+  return { checkpoint: undefined };
+}
+
+export const GetCheckpointResponse: MessageFns<GetCheckpointResponse> = {
+  encode(message: GetCheckpointResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.checkpoint !== undefined) {
+      Checkpoint.encode(message.checkpoint, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetCheckpointResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetCheckpointResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.checkpoint = Checkpoint.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetCheckpointResponse {
+    return { checkpoint: isSet(object.checkpoint) ? Checkpoint.fromJSON(object.checkpoint) : undefined };
+  },
+
+  toJSON(message: GetCheckpointResponse): unknown {
+    const obj: any = {};
+    if (message.checkpoint !== undefined) {
+      obj.checkpoint = Checkpoint.toJSON(message.checkpoint);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetCheckpointResponse>): GetCheckpointResponse {
+    return GetCheckpointResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetCheckpointResponse>): GetCheckpointResponse {
+    const message = createBaseGetCheckpointResponse();
+    message.checkpoint = (object.checkpoint !== undefined && object.checkpoint !== null)
+      ? Checkpoint.fromPartial(object.checkpoint)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseListCheckpointEventsRequest(): ListCheckpointEventsRequest {
+  return { jobId: "" };
+}
+
+export const ListCheckpointEventsRequest: MessageFns<ListCheckpointEventsRequest> = {
+  encode(message: ListCheckpointEventsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListCheckpointEventsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListCheckpointEventsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListCheckpointEventsRequest {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ListCheckpointEventsRequest): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListCheckpointEventsRequest>): ListCheckpointEventsRequest {
+    return ListCheckpointEventsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListCheckpointEventsRequest>): ListCheckpointEventsRequest {
+    const message = createBaseListCheckpointEventsRequest();
+    message.jobId = object.jobId ?? "";
+    return message;
+  },
+};
+
+function createBaseListCheckpointEventsResponse(): ListCheckpointEventsResponse {
+  return { events: [] };
+}
+
+export const ListCheckpointEventsResponse: MessageFns<ListCheckpointEventsResponse> = {
+  encode(message: ListCheckpointEventsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.events) {
+      CheckpointEvent.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListCheckpointEventsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListCheckpointEventsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.events.push(CheckpointEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListCheckpointEventsResponse {
+    return {
+      events: globalThis.Array.isArray(object?.events)
+        ? object.events.map((e: any) => CheckpointEvent.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListCheckpointEventsResponse): unknown {
+    const obj: any = {};
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => CheckpointEvent.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListCheckpointEventsResponse>): ListCheckpointEventsResponse {
+    return ListCheckpointEventsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListCheckpointEventsResponse>): ListCheckpointEventsResponse {
+    const message = createBaseListCheckpointEventsResponse();
+    message.events = object.events?.map((e) => CheckpointEvent.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /** The registry of a job's checkpoints; only committed ones are offered for resume. */
 export type CheckpointServiceService = typeof CheckpointServiceService;
 export const CheckpointServiceService = {
@@ -1297,6 +3056,28 @@ export const CheckpointServiceService = {
       Buffer.from(GetLatestCheckpointResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetLatestCheckpointResponse => GetLatestCheckpointResponse.decode(value),
   },
+  getCheckpoint: {
+    path: "/gantry.v1.CheckpointService/GetCheckpoint" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetCheckpointRequest): Buffer => Buffer.from(GetCheckpointRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetCheckpointRequest => GetCheckpointRequest.decode(value),
+    responseSerialize: (value: GetCheckpointResponse): Buffer =>
+      Buffer.from(GetCheckpointResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetCheckpointResponse => GetCheckpointResponse.decode(value),
+  },
+  /** What retention and discovery did to a job's checkpoints (deletions, dry runs, corruption). */
+  listCheckpointEvents: {
+    path: "/gantry.v1.CheckpointService/ListCheckpointEvents" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListCheckpointEventsRequest): Buffer =>
+      Buffer.from(ListCheckpointEventsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListCheckpointEventsRequest => ListCheckpointEventsRequest.decode(value),
+    responseSerialize: (value: ListCheckpointEventsResponse): Buffer =>
+      Buffer.from(ListCheckpointEventsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListCheckpointEventsResponse => ListCheckpointEventsResponse.decode(value),
+  },
 } as const;
 
 export interface CheckpointServiceServer extends UntypedServiceImplementation {
@@ -1305,6 +3086,9 @@ export interface CheckpointServiceServer extends UntypedServiceImplementation {
   commitCheckpoint: handleUnaryCall<CommitCheckpointRequest, CommitCheckpointResponse>;
   listCheckpoints: handleUnaryCall<ListCheckpointsRequest, ListCheckpointsResponse>;
   getLatestCheckpoint: handleUnaryCall<GetLatestCheckpointRequest, GetLatestCheckpointResponse>;
+  getCheckpoint: handleUnaryCall<GetCheckpointRequest, GetCheckpointResponse>;
+  /** What retention and discovery did to a job's checkpoints (deletions, dry runs, corruption). */
+  listCheckpointEvents: handleUnaryCall<ListCheckpointEventsRequest, ListCheckpointEventsResponse>;
 }
 
 export interface CheckpointServiceClient extends Client {
@@ -1382,6 +3166,37 @@ export interface CheckpointServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetLatestCheckpointResponse) => void,
+  ): ClientUnaryCall;
+  getCheckpoint(
+    request: GetCheckpointRequest,
+    callback: (error: ServiceError | null, response: GetCheckpointResponse) => void,
+  ): ClientUnaryCall;
+  getCheckpoint(
+    request: GetCheckpointRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetCheckpointResponse) => void,
+  ): ClientUnaryCall;
+  getCheckpoint(
+    request: GetCheckpointRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetCheckpointResponse) => void,
+  ): ClientUnaryCall;
+  /** What retention and discovery did to a job's checkpoints (deletions, dry runs, corruption). */
+  listCheckpointEvents(
+    request: ListCheckpointEventsRequest,
+    callback: (error: ServiceError | null, response: ListCheckpointEventsResponse) => void,
+  ): ClientUnaryCall;
+  listCheckpointEvents(
+    request: ListCheckpointEventsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListCheckpointEventsResponse) => void,
+  ): ClientUnaryCall;
+  listCheckpointEvents(
+    request: ListCheckpointEventsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListCheckpointEventsResponse) => void,
   ): ClientUnaryCall;
 }
 

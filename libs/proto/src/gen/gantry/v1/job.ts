@@ -7,6 +7,7 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
+import { CheckpointSpec } from "./checkpoint.js";
 
 /** The lifecycle of a job. Transitions are validated by the scheduler (see docs/state-machines.md). */
 export enum JobState {
@@ -463,6 +464,8 @@ export interface JobSpec {
   stopGraceSeconds: number;
   retry?: RetryPolicy | undefined;
   launcher: Launcher;
+  /** Where the job writes checkpoints; unset = Gantry does not look for them. */
+  checkpoint?: CheckpointSpec | undefined;
 }
 
 export interface JobSpec_EnvEntry {
@@ -839,6 +842,7 @@ function createBaseJobSpec(): JobSpec {
     stopGraceSeconds: 0,
     retry: undefined,
     launcher: 0,
+    checkpoint: undefined,
   };
 }
 
@@ -894,6 +898,9 @@ export const JobSpec: MessageFns<JobSpec> = {
     }
     if (message.launcher !== 0) {
       writer.uint32(136).int32(message.launcher);
+    }
+    if (message.checkpoint !== undefined) {
+      CheckpointSpec.encode(message.checkpoint, writer.uint32(146).fork()).join();
     }
     return writer;
   },
@@ -1053,6 +1060,14 @@ export const JobSpec: MessageFns<JobSpec> = {
             message.launcher = reader.int32() as any;
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.checkpoint = CheckpointSpec.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1155,6 +1170,7 @@ export const JobSpec: MessageFns<JobSpec> = {
         : 0,
       retry: isSet(object.retry) ? RetryPolicy.fromJSON(object.retry) : undefined,
       launcher: isSet(object.launcher) ? launcherFromJSON(object.launcher) : 0,
+      checkpoint: isSet(object.checkpoint) ? CheckpointSpec.fromJSON(object.checkpoint) : undefined,
     };
   },
 
@@ -1223,6 +1239,9 @@ export const JobSpec: MessageFns<JobSpec> = {
     if (message.launcher !== 0) {
       obj.launcher = launcherToJSON(message.launcher);
     }
+    if (message.checkpoint !== undefined) {
+      obj.checkpoint = CheckpointSpec.toJSON(message.checkpoint);
+    }
     return obj;
   },
 
@@ -1266,6 +1285,9 @@ export const JobSpec: MessageFns<JobSpec> = {
       ? RetryPolicy.fromPartial(object.retry)
       : undefined;
     message.launcher = object.launcher ?? 0;
+    message.checkpoint = (object.checkpoint !== undefined && object.checkpoint !== null)
+      ? CheckpointSpec.fromPartial(object.checkpoint)
+      : undefined;
     return message;
   },
 };
