@@ -7,5 +7,6 @@ export * from './gen/gantry/v1/node_service.js';
 export * from './gen/gantry/v1/checkpoint.js';
 export * from './gen/gantry/v1/admin_service.js';
 export * from './gen/gantry/v1/telemetry.js';
+export * from './gen/gantry/v1/storage.js';
 export { loadDescriptorSet, descriptorSetPath } from './gen/descriptor.js';
 export * from './states.js';
