@@ -213,7 +213,7 @@ export async function startRedisHa(workDir = mkdtempSync(join(tmpdir(), 'gantry-
   const askSentinels = async <T>(fn: (r: Redis) => Promise<T>): Promise<T> => {
     let last: unknown;
     for (const s of sentinelServers) {
-      const r = new Redis(s.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 500 });
+      const r = probe(s.port);
       try {
         await r.connect();
         return await fn(r);
@@ -248,7 +248,7 @@ export async function startRedisHa(workDir = mkdtempSync(join(tmpdir(), 'gantry-
     },
     healthy: (timeoutMs = 30_000) => waitUntil('Redis primary with an online replica, known to all sentinels', async () => {
       const port = await primaryPort();
-      const r = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 500 });
+      const r = probe(port);
       try {
         await r.connect();
         const info = await r.info('replication');
@@ -258,7 +258,7 @@ export async function startRedisHa(workDir = mkdtempSync(join(tmpdir(), 'gantry-
       }
       // Every sentinel must know the replica and the two other sentinels, or it cannot fail over.
       const views = await Promise.all(sentinelServers.map(async (s) => {
-        const c = new Redis(s.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 500 });
+        const c = probe(s.port);
         try {
           await c.connect();
           const master = (await c.call('SENTINEL', 'get-master-addr-by-name', SENTINEL_MASTER)) as string[];
@@ -282,6 +282,13 @@ export async function startRedisHa(workDir = mkdtempSync(join(tmpdir(), 'gantry-
   };
   await ha.healthy(30_000);
   return ha;
+}
+
+/** A one-shot client for probing a server that may be down (its errors are the answer, not noise). */
+function probe(port: number): Redis {
+  const r = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 500 });
+  r.on('error', () => undefined);
+  return r;
 }
 
 function fieldMap(fields: string[]): Record<string, string> {

@@ -45,6 +45,8 @@ export interface SoakReport {
   retriedAttempts: number;
   historyGaps: string[];
   orphanClaims: string[];
+  /** Submissions that failed with an error the client does not retry (each was tried again). */
+  submitErrors: string[];
   faults: FaultResult[];
   durationMs: number;
 }
@@ -97,13 +99,26 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   // Submitter: a mix of 2 x 8, 1 x 8 and 1 x 4 GPU jobs, at most inFlight unfinished; it goes
   // on past opts.jobs while faults are still being injected, so every fault hits running work.
   let faultsDone = false;
+  const submitErrors: string[] = [];
   const submitter = (async () => {
     for (let n = 0; n < opts.jobs || !faultsDone; n++) {
       while (submitted.length - done.size >= opts.inFlight) await sleep(100);
       const shape = n % 3 === 0 ? { nodes: 2, gpusPerNode: 8 } : n % 3 === 1 ? { nodes: 1, gpusPerNode: 8 } : { nodes: 1, gpusPerNode: 4 };
       const sleepS = [0.3, 0.8, 1.5][n % 3]!;
-      const { job } = await client.submitJob({ ...shape, name: `soak-${n}`, command: markerCommand(marker, sleepS) }, { idempotencyKey: `soak-${n}` });
-      submitted.push(job!.id);
+      // The client retries what is retryable; anything else is reported and tried again with
+      // the same idempotency key (so never a second job).
+      for (let tries = 1; ; tries++) {
+        try {
+          const { job } = await client.submitJob({ ...shape, name: `soak-${n}`, command: markerCommand(marker, sleepS) }, { idempotencyKey: `soak-${n}` });
+          submitted.push(job!.id);
+          break;
+        } catch (err) {
+          submitErrors.push(`soak-${n}: ${(err as Error).message}`);
+          log(`submit soak-${n} failed (try ${tries}): ${(err as Error).message}`);
+          if (tries >= 5) throw err;
+          await sleep(1_000);
+        }
+      }
       if ((n + 1) % 50 === 0) log(`submitted ${n + 1}/${opts.jobs}, finished ${done.size}`);
     }
   })();
@@ -208,7 +223,16 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       log(`gateway warnings/errors (last 5):\n${lines.slice(-5).join('\n')}`);
     }
     const orphans = await orphanClaims(stack.redis);
-    return { jobs: submitted.length, byState, stuck, ranTwice: duplicates, retriedAttempts, historyGaps, orphanClaims: orphans, faults, durationMs: Date.now() - started };
+    if (stuck.length + duplicates.length + historyGaps.length + orphans.length + submitErrors.length > 0) {
+      process.env.GANTRY_KEEP_TEST_DIRS = '1';
+      log(`logs kept in ${stack.workDir}/logs`);
+    }
+    return { jobs: submitted.length, byState, stuck, ranTwice: duplicates, retriedAttempts, historyGaps, orphanClaims: orphans, submitErrors, faults, durationMs: Date.now() - started };
+  } catch (err) {
+    // Keep the logs of a soak that broke down.
+    process.env.GANTRY_KEEP_TEST_DIRS = '1';
+    log(`soak aborted: ${(err as Error).message}; logs kept in ${stack.workDir}/logs`);
+    throw err;
   } finally {
     polling = false;
     await poller;
@@ -241,10 +265,11 @@ export function printReport(r: SoakReport, log: (l: string) => void = (l) => con
   log(`  jobs stuck:                     ${r.stuck.length}${r.stuck.length ? ` (${r.stuck.slice(0, 10).join('; ')})` : ''}`);
   log(`  rank executions run twice:      ${r.ranTwice.length}${r.ranTwice.length ? ` (${r.ranTwice.slice(0, 10).join('; ')})` : ''}`);
   log(`  events lost from WatchJob:      ${r.historyGaps.length}${r.historyGaps.length ? ` (${r.historyGaps.slice(0, 10).join('; ')})` : ''}`);
+  log(`  submits failed (not retried by the client): ${r.submitErrors.length}${r.submitErrors.length ? ` (${r.submitErrors.slice(0, 5).join('; ')})` : ''}`);
   log(`  GPU claims with nothing running: ${r.orphanClaims.length}${r.orphanClaims.length ? ` (${r.orphanClaims.slice(0, 10).join('; ')})` : ''}`);
   log('  faults (healed = component whole again; flowing = first job finished after the fault):');
   for (const f of r.faults) log(`    ${f.fault.padEnd(58)} healed ${String(f.healedMs).padStart(6)} ms   flowing ${String(f.jobsFlowingMs).padStart(6)} ms`);
-  const ok = r.stuck.length === 0 && r.ranTwice.length === 0 && r.historyGaps.length === 0 && r.orphanClaims.length === 0 && r.faults.length === 5;
+  const ok = r.stuck.length === 0 && r.ranTwice.length === 0 && r.submitErrors.length === 0 && r.historyGaps.length === 0 && r.orphanClaims.length === 0 && r.faults.length === 5;
   log(ok ? 'OK' : 'FAILED');
   return ok;
 }
