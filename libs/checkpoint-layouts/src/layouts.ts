@@ -691,4 +691,52 @@ export const torchtitan: Layout = {
   },
 };
 
-export const LAYOUTS: Record<CheckpointFormat, Layout> = { dcp, megatron, deepspeed, hf, torchtitan };
+// ----- Gantry's own marker (issue 11): any directory holding GANTRY_COMPLETE is complete --------
+
+export const MARKER_FILE = 'GANTRY_COMPLETE';
+const TRAILING_DIGITS = /(\d+)$/;
+
+function markerCandidate(view: FsView, e: Entry): Candidate {
+  return {
+    format: 'marker',
+    path: e.path,
+    name: e.name,
+    step: stepFrom(TRAILING_DIGITS.exec(e.name)?.[1]),
+    latest: false,
+    async assess() {
+      const blocked = unreachable(e);
+      if (blocked) return blocked;
+      const a: Assessment = { marker: false, problems: [], notes: [] };
+      const entries = await listOr(view, e.path, a);
+      if (!entries) return a;
+      const m = entries.find((x) => x.name === MARKER_FILE);
+      if (m && m.kind === 'file') a.marker = true;
+      else a.problems.push(m ? `${MARKER_FILE} is not a regular file` : `no ${MARKER_FILE} file yet: the save is in progress or crashed`);
+      return a;
+    },
+  };
+}
+
+/** Whether a directory holds the marker (auto mode claims only those no other layout did). */
+export async function hasMarker(view: FsView, dir: string): Promise<boolean> {
+  const entries = await view.list(dir).catch(() => [] as Entry[]);
+  return entries.some((x) => x.name === MARKER_FILE && x.kind === 'file');
+}
+
+export const marker: Layout = {
+  format: 'marker',
+  async detect(view, _root, entries) {
+    for (const e of dirs(entries, /./)) if (e.kind === 'dir' && (await hasMarker(view, e.path))) return true;
+    return false;
+  },
+  async discover(view, _root, entries) {
+    return dirs(entries, /^[^.]/).map((e) => markerCandidate(view, e));
+  },
+  async single(view, parent, name) {
+    const entries = await view.list(parent);
+    const e = entries.find((x) => x.name === name) ?? { name, path: join(parent, name), kind: 'broken' as const, size: 0, symlink: false };
+    return markerCandidate(view, e);
+  },
+};
+
+export const LAYOUTS: Record<CheckpointFormat, Layout> = { dcp, megatron, deepspeed, hf, torchtitan, marker };

@@ -1,7 +1,7 @@
 import { basename, dirname, join, resolve } from 'node:path';
 import { message, statusOf, type Assessment } from './assess.js';
 import { DEFAULT_LIMITS, FsView, type Entry } from './fsview.js';
-import { LAYOUTS, type Candidate, type Layout } from './layouts.js';
+import { LAYOUTS, MARKER_FILE, hasMarker, type Candidate, type Layout } from './layouts.js';
 import { CHECKPOINT_FORMATS, type CheckpointFormat, type FormatOption, type FoundCheckpoint, type ScanOptions } from './types.js';
 
 // Detection order for 'auto': the layouts with a distinctive top-level name first; plain DCP last,
@@ -46,6 +46,14 @@ export async function scanCheckpoints(dir: string, options: ScanOptions = {}): P
     } catch {
       // as above
     }
+    // Directories no framework layout claimed but holding Gantry's GANTRY_COMPLETE marker.
+    try {
+      for (const c of await LAYOUTS.marker.discover(view, root, entries)) {
+        if (!candidates.some((x) => x.path === c.path) && (await hasMarker(view, c.path))) candidates.push(c);
+      }
+    } catch {
+      // as above
+    }
   }
   const found: FoundCheckpoint[] = [];
   for (const c of candidates) found.push(await finish(view, c, options.checksums === true));
@@ -75,6 +83,10 @@ export async function checkCheckpoint(path: string, format: FormatOption = 'auto
 }
 
 async function guessFormat(abs: string, name: string): Promise<CheckpointFormat> {
+  const own = await FsView.open(abs, DEFAULT_LIMITS);
+  const listed = own ? await own.list(abs).catch(() => [] as Entry[]) : [];
+  const frameworkMarkers = ['.metadata', '.metadata.tmp', 'trainer_state.json', 'metadata.json', 'model.safetensors.index.json'];
+  if (listed.some((e) => e.name === MARKER_FILE) && !listed.some((e) => frameworkMarkers.includes(e.name) || e.name.endsWith('.pt') || e.name.endsWith('.distcp'))) return 'marker';
   if (/^(iter_\d+|release)$/.test(name)) return 'megatron';
   if (/^global_step\d+$/.test(name)) return 'deepspeed';
   if (/^checkpoint-\d+$/.test(name)) return 'hf';

@@ -1,8 +1,9 @@
 import type { Limits } from './fsview.js';
 
-export type CheckpointFormat = 'dcp' | 'megatron' | 'deepspeed' | 'hf' | 'torchtitan';
+/** `marker`: Gantry's own layout, any directory holding a `GANTRY_COMPLETE` file is complete. */
+export type CheckpointFormat = 'dcp' | 'megatron' | 'deepspeed' | 'hf' | 'torchtitan' | 'marker';
 export type FormatOption = 'auto' | CheckpointFormat;
-export const CHECKPOINT_FORMATS: readonly CheckpointFormat[] = ['dcp', 'megatron', 'deepspeed', 'hf', 'torchtitan'];
+export const CHECKPOINT_FORMATS: readonly CheckpointFormat[] = ['dcp', 'megatron', 'deepspeed', 'hf', 'torchtitan', 'marker'];
 
 /**
  * COMPLETE: the layout's completion marker is present and everything it names is there in full.
