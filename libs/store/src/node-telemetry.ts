@@ -9,6 +9,7 @@ import { scriptRunner, type ScriptRunner } from './scripts.js';
 
 /** One hour at the default 10 s interval. */
 export const TELEMETRY_HISTORY_CAP = 360;
+const SINCE_PAGE = 8;
 
 export class NodeTelemetryStore {
   private readonly scripts: ScriptRunner;
@@ -28,6 +29,31 @@ export class NodeTelemetryStore {
       history > 0 ? this.redis.lrangeBuffer(keys.nodeTelemetryHistory(node), 0, history - 1) : Promise.resolve([] as Buffer[]),
     ]);
     return { latest: latest ? TelemetryBatch.decode(latest) : undefined, history: hist.map((b) => TelemetryBatch.decode(b)) };
+  }
+
+  /**
+   * The node's batches collected after `afterMs`, oldest first, at most `max`: the latest and
+   * then the history a page at a time, stopping at the first batch not newer (the history is
+   * newest first), so a caller that reads every window pays for the new batches only.
+   */
+  async since(node: string, afterMs: number, max = TELEMETRY_HISTORY_CAP): Promise<TelemetryBatch[]> {
+    const newer = (b: TelemetryBatch) => (b.time?.getTime() ?? 0) > afterMs;
+    const latest = await this.redis.getBuffer(keys.nodeTelemetry(node));
+    const out: TelemetryBatch[] = [];
+    if (!latest) return out;
+    const first = TelemetryBatch.decode(latest);
+    if (!newer(first)) return out;
+    out.push(first);
+    for (let offset = 0; out.length < max; offset += SINCE_PAGE) {
+      const page = await this.redis.lrangeBuffer(keys.nodeTelemetryHistory(node), offset, offset + SINCE_PAGE - 1);
+      for (const raw of page) {
+        const b = TelemetryBatch.decode(raw);
+        if (!newer(b) || out.length >= max) return out.reverse();
+        out.push(b);
+      }
+      if (page.length < SINCE_PAGE) break;
+    }
+    return out.reverse();
   }
 
   async appendEvent(node: string, event: NodeHostEvent): Promise<void> {

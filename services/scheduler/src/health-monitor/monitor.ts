@@ -29,7 +29,7 @@ import { clusterHealth, nodeHealth } from './report.js';
 /** A changed window length (health config) takes effect within this. */
 const CONFIG_POLL_MS = 5_000;
 
-/** Batches read per node and window: enough for a window at the shortest telemetry interval. */
+/** At most this many batches per node and window (a window at a 1 s telemetry interval). */
 const BATCHES_PER_WINDOW = 64;
 
 export class HealthMonitor extends WakeableLoop {
@@ -90,7 +90,7 @@ export class HealthMonitor extends WakeableLoop {
     const cursors = new Map<string, number>();
     const batches: TelemetryBatch[] = [];
     for (const rec of records) {
-      const fresh = await this.newBatches(rec.node.name, since(rec.node.name));
+      const fresh = await this.telemetry.since(rec.node.name, since(rec.node.name), BATCHES_PER_WINDOW);
       if (fresh.length > 0) cursors.set(rec.node.name, fresh[fresh.length - 1]!.time!.getTime());
       batches.push(...fresh);
     }
@@ -133,14 +133,6 @@ export class HealthMonitor extends WakeableLoop {
       this.ctx.log.error({ err: (err as Error).message }, 'stored health state unreadable; starting afresh');
       return emptyHealthState();
     }
-  }
-
-  /** The node's batches newer than `afterMs`, oldest first. */
-  private async newBatches(node: string, afterMs: number): Promise<TelemetryBatch[]> {
-    const t = await this.telemetry.get(node, BATCHES_PER_WINDOW);
-    return [t.latest, ...t.history]
-      .filter((b): b is TelemetryBatch => b !== undefined && b.time !== undefined && b.time.getTime() > afterMs)
-      .sort((a, b) => a.time!.getTime() - b.time!.getTime());
   }
 
   private async runningJobs(): Promise<JobInfo[]> {
