@@ -11,3 +11,4 @@ export { scriptRunner, type ScriptRunner, type ScriptName } from './scripts.js';
 export * from './node-telemetry.js';
 export * from './scheduling-state.js';
 export * from './health.js';
+export * from './storage-leases.js';

@@ -30,6 +30,8 @@
 //   gantry:health:operator        list  operator quarantines/releases (JSON) the detector has not applied yet
 //   gantry:health:nodes           hash  node -> NodeHealth (proto JSON) of the latest evaluation
 //   gantry:health:cluster         str   GetClusterHealthResponse (proto JSON) of the latest evaluation
+//   gantry:storage:{target}:{mode}:*  storage admission pool (storage-leases.ts): leases (zset id -> expiry ms),
+//                                 holders (hash), waiters (zset id -> ticket), waiters:seen, waiters:info, pool (hash limit, seq)
 export const PREFIX = 'gantry';
 
 export const keys = {
@@ -63,6 +65,7 @@ export const keys = {
   healthOperator: `${PREFIX}:health:operator`,
   healthNodes: `${PREFIX}:health:nodes`,
   healthCluster: `${PREFIX}:health:cluster`,
+  storagePool: (target: string, mode: string, part: string) => `${PREFIX}:storage:${target}:${mode}:${part}`,
 } as const;
 
 /** Allocation owner string stored per GPU. */

@@ -1,0 +1,205 @@
+// Storage admission leases: a bounded pool per storage target and mode (write: checkpoint
+// saves, read: restart reads), held in Redis. Acquire, renew and release are each one Lua
+// script (compare-and-set): a lease is granted only while fewer than `limit` are held, and only
+// to a waiter with fewer waiters ahead of it than there are free slots, so the pool is FIFO
+// across every job that asked. Leases expire when their holder stops renewing (a killed rank);
+// a waiter that stops asking loses its place; a newer attempt of a job drops its older
+// attempts' leases and places. The limit is set by the checkpoint service's AIMD controller.
+//
+// Time: by default the scripts use Redis's clock (TIME), one clock for every service replica;
+// the benchmark passes its simulated clock instead (`clock`).
+import { readFileSync } from 'node:fs';
+import type { Redis } from 'ioredis';
+import { keys } from './keys.js';
+
+export type StorageMode = 'write' | 'read';
+
+export interface StorageHolder {
+  jobId: string;
+  attempt: number;
+  rank: number;
+  node?: string;
+}
+
+export interface HeldLease {
+  id: string;
+  holder: StorageHolder;
+  acquiredMs: number;
+  expiresMs: number;
+}
+
+export interface WaitingHolder {
+  id: string;
+  holder: StorageHolder;
+  sinceMs: number;
+  position: number;
+}
+
+export interface AcquireResult {
+  granted: boolean;
+  id: string;
+  /** 0 is next; 0 when granted. */
+  position: number;
+  limit: number;
+  /** Leases held after this call. */
+  leases: number;
+  /** Expiry (ms) when granted. */
+  expiresMs: number;
+  nowMs: number;
+}
+
+export interface PoolState {
+  limit: number | undefined;
+  leases: HeldLease[];
+  waiters: WaitingHolder[];
+}
+
+export const STORAGE_TARGET_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+/** The stable lease id of a holder: "{w|r}:{job}:{attempt}:{rank}". */
+export function storageLeaseId(mode: StorageMode, h: Pick<StorageHolder, 'jobId' | 'attempt' | 'rank'>): string {
+  return `${mode === 'write' ? 'w' : 'r'}:${h.jobId}:${h.attempt}:${h.rank}`;
+}
+
+export function parseStorageLeaseId(id: string): { mode: StorageMode; jobId: string; attempt: number; rank: number } | undefined {
+  const m = /^([wr]):(.+):(\d+):(\d+)$/.exec(id);
+  return m ? { mode: m[1] === 'w' ? 'write' : 'read', jobId: m[2]!, attempt: Number(m[3]), rank: Number(m[4]) } : undefined;
+}
+
+const load = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
+const LUA = { acquire: load('storage-acquire'), renew: load('storage-renew'), release: load('storage-release') };
+
+type Cmd = (...args: (string | number)[]) => Promise<unknown>;
+type WithStorage = Redis & { gantryStorageAcquire?: Cmd; gantryStorageRenew?: Cmd; gantryStorageRelease?: Cmd };
+
+interface StoredHolder extends StorageHolder {
+  atMs: number;
+}
+
+function parseHolder(json: string | undefined, id: string): StoredHolder {
+  if (json) {
+    try {
+      return JSON.parse(json) as StoredHolder;
+    } catch {
+      // fall through: the id alone names the holder
+    }
+  }
+  const p = parseStorageLeaseId(id);
+  return { jobId: p?.jobId ?? id, attempt: p?.attempt ?? 0, rank: p?.rank ?? 0, atMs: 0 };
+}
+
+export interface StorageLeaseStoreOptions {
+  /** Milliseconds since the epoch; undefined: Redis's own clock. */
+  clock?: () => number;
+  /** A waiter that has not asked for this long loses its place (default 15 s). */
+  waiterTtlMs?: number;
+}
+
+export class StorageLeaseStore {
+  private readonly r: WithStorage;
+  private readonly clock: (() => number) | undefined;
+  readonly waiterTtlMs: number;
+
+  constructor(private readonly redis: Redis, opts: StorageLeaseStoreOptions = {}) {
+    this.r = redis as WithStorage;
+    this.clock = opts.clock;
+    this.waiterTtlMs = opts.waiterTtlMs ?? 15_000;
+    if (typeof this.r.gantryStorageAcquire !== 'function') {
+      redis.defineCommand('gantryStorageAcquire', { lua: LUA.acquire, numberOfKeys: 6 });
+      redis.defineCommand('gantryStorageRenew', { lua: LUA.renew, numberOfKeys: 2 });
+      redis.defineCommand('gantryStorageRelease', { lua: LUA.release, numberOfKeys: 5 });
+    }
+  }
+
+  private now(): number {
+    return this.clock ? Math.round(this.clock()) : 0;
+  }
+
+  private k(target: string, mode: StorageMode) {
+    const p = (part: string) => keys.storagePool(target, mode, part);
+    return { leases: p('leases'), holders: p('holders'), waiters: p('waiters'), seen: p('waiters:seen'), info: p('waiters:info'), pool: p('pool') };
+  }
+
+  /**
+   * Takes a lease, renews one already held, or joins (or keeps its place in) the waiter queue.
+   * `defaultLimit` is the pool size used when the controller has not set one yet.
+   */
+  async acquire(target: string, mode: StorageMode, holder: StorageHolder, ttlMs: number, defaultLimit: number): Promise<AcquireResult> {
+    const id = storageLeaseId(mode, holder);
+    const k = this.k(target, mode);
+    const now = this.now();
+    const stored: StoredHolder = { ...holder, atMs: now || Date.now() };
+    const res = (await this.r.gantryStorageAcquire!(
+      k.leases, k.holders, k.waiters, k.seen, k.info, k.pool,
+      id, JSON.stringify(stored), now, ttlMs, this.waiterTtlMs, holder.jobId, holder.attempt, defaultLimit,
+    )) as number[];
+    const [granted, position, limit, leases, expiresMs, nowMs] = res.map(Number) as [number, number, number, number, number, number];
+    return { granted: granted === 1, id, position, limit, leases, expiresMs, nowMs };
+  }
+
+  /** The new expiry (ms), or undefined when the lease is gone (expired or released). */
+  async renew(target: string, mode: StorageMode, id: string, ttlMs: number): Promise<number | undefined> {
+    const k = this.k(target, mode);
+    const expiry = Number(await this.r.gantryStorageRenew!(k.leases, k.holders, id, this.now(), ttlMs));
+    return expiry > 0 ? expiry : undefined;
+  }
+
+  /** Gives a lease (or a place in the queue) back; true when there was one. */
+  async release(target: string, mode: StorageMode, id: string): Promise<boolean> {
+    const k = this.k(target, mode);
+    return Number(await this.r.gantryStorageRelease!(k.leases, k.holders, k.waiters, k.seen, k.info, id)) === 1;
+  }
+
+  /** Releases every lease and place of one job attempt in this pool; returns how many. */
+  async releaseAttempt(target: string, mode: StorageMode, jobId: string, attempt: number): Promise<number> {
+    const k = this.k(target, mode);
+    const [held, waiting] = await Promise.all([this.redis.hkeys(k.holders), this.redis.zrange(k.waiters, 0, -1)]);
+    let n = 0;
+    for (const id of new Set([...held, ...waiting])) {
+      const p = parseStorageLeaseId(id);
+      if (p && p.jobId === jobId && p.attempt === attempt && (await this.release(target, mode, id))) n++;
+    }
+    return n;
+  }
+
+  async setLimit(target: string, mode: StorageMode, limit: number): Promise<void> {
+    await this.redis.hset(this.k(target, mode).pool, 'limit', Math.max(0, Math.floor(limit)));
+  }
+
+  /** The pool as it stands: unexpired leases and live waiters in queue order. */
+  async state(target: string, mode: StorageMode, nowMs?: number): Promise<PoolState> {
+    const k = this.k(target, mode);
+    const res = await this.redis.multi()
+      .zrange(k.leases, 0, -1, 'WITHSCORES')
+      .hgetall(k.holders)
+      .zrange(k.waiters, 0, -1)
+      .zrange(k.seen, 0, -1, 'WITHSCORES')
+      .hgetall(k.info)
+      .hget(k.pool, 'limit')
+      .time()
+      .exec();
+    if (!res) throw new Error('storage pool read was aborted');
+    for (const [err] of res) if (err) throw err;
+    const [leasesRaw, holders, waitersRaw, seenRaw, info, limit, time] = res.map(([, v]) => v) as [
+      string[], Record<string, string>, string[], string[], Record<string, string>, string | null, [string, string],
+    ];
+    const now = nowMs ?? (this.clock ? this.clock() : Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000));
+    const leases: HeldLease[] = [];
+    for (let i = 0; i < leasesRaw.length; i += 2) {
+      const id = leasesRaw[i]!;
+      const expiresMs = Number(leasesRaw[i + 1]);
+      if (expiresMs <= now) continue;
+      const { atMs, ...holder } = parseHolder(holders[id], id);
+      leases.push({ id, holder, acquiredMs: atMs, expiresMs });
+    }
+    const seen = new Map<string, number>();
+    for (let i = 0; i < seenRaw.length; i += 2) seen.set(seenRaw[i]!, Number(seenRaw[i + 1]));
+    const waiters: WaitingHolder[] = [];
+    for (const id of waitersRaw) {
+      if ((seen.get(id) ?? 0) <= now - this.waiterTtlMs) continue;
+      const { atMs, ...holder } = parseHolder(info[id], id);
+      waiters.push({ id, holder, sinceMs: atMs, position: waiters.length });
+    }
+    return { limit: limit === null ? undefined : Number(limit), leases, waiters };
+  }
+}

@@ -1,0 +1,119 @@
+// StorageLeaseStore against a real redis-server: the Lua scripts are the behaviour under test.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { startRedis, type Server } from '../../../test/harness/infra.js';
+import { StorageLeaseStore, parseStorageLeaseId, storageLeaseId } from '../src/storage-leases.js';
+
+let server: Server;
+let redis: Redis;
+let seq = 0;
+const newTarget = () => `t${process.pid}-${++seq}`;
+const h = (jobId: string, rank: number, attempt = 1) => ({ jobId, attempt, rank });
+
+beforeAll(async () => {
+  server = await startRedis();
+  redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
+}, 60_000);
+
+afterAll(async () => {
+  await redis?.quit();
+  await server?.stop();
+});
+
+describe('StorageLeaseStore', () => {
+  it('lease ids round-trip', () => {
+    const id = storageLeaseId('write', { jobId: 'j-a:b', attempt: 3, rank: 7 });
+    expect(id).toBe('w:j-a:b:3:7');
+    expect(parseStorageLeaseId(id)).toEqual({ mode: 'write', jobId: 'j-a:b', attempt: 3, rank: 7 });
+  });
+
+  it('grants up to the limit, queues the rest FIFO, and hands a freed slot to the first waiter', async () => {
+    let now = 1_000_000;
+    const store = new StorageLeaseStore(redis, { clock: () => now });
+    const t = newTarget();
+    const a = await store.acquire(t, 'write', h('A', 0), 10_000, 2);
+    const b = await store.acquire(t, 'write', h('A', 1), 10_000, 2);
+    expect([a.granted, b.granted]).toEqual([true, true]);
+    const c = await store.acquire(t, 'write', h('B', 0), 10_000, 2);
+    const d = await store.acquire(t, 'write', h('C', 0), 10_000, 2);
+    expect(c).toMatchObject({ granted: false, position: 0, limit: 2, leases: 2 });
+    expect(d).toMatchObject({ granted: false, position: 1 });
+    // The later waiter asking again does not jump the queue when one slot frees.
+    expect(await store.release(t, 'write', a.id)).toBe(true);
+    expect((await store.acquire(t, 'write', h('C', 0), 10_000, 2)).granted).toBe(false);
+    expect((await store.acquire(t, 'write', h('B', 0), 10_000, 2)).granted).toBe(true);
+    now += 1;
+    const state = await store.state(t, 'write');
+    expect(state.limit).toBe(2);
+    expect(state.leases.map((l) => l.id).sort()).toEqual(['w:A:1:1', 'w:B:1:0']);
+    expect(state.waiters.map((w) => [w.id, w.position])).toEqual([['w:C:1:0', 0]]);
+  });
+
+  it('expires a lease that is not renewed, and renews one that is', async () => {
+    let now = 2_000_000;
+    const store = new StorageLeaseStore(redis, { clock: () => now });
+    const t = newTarget();
+    const a = await store.acquire(t, 'read', h('A', 0), 1_000, 1);
+    expect(a.granted).toBe(true);
+    now += 800;
+    expect(await store.renew(t, 'read', a.id, 1_000)).toBe(now + 1_000);
+    expect((await store.acquire(t, 'read', h('B', 0), 1_000, 1)).granted).toBe(false);
+    now += 1_001; // A stopped renewing (killed)
+    expect(await store.renew(t, 'read', a.id, 1_000)).toBeUndefined();
+    expect((await store.acquire(t, 'read', h('B', 0), 1_000, 1)).granted).toBe(true);
+  });
+
+  it('drops a waiter that stopped asking, and a newer attempt drops the older attempt', async () => {
+    let now = 3_000_000;
+    const store = new StorageLeaseStore(redis, { clock: () => now, waiterTtlMs: 500 });
+    const t = newTarget();
+    await store.acquire(t, 'write', h('A', 0, 1), 60_000, 1);
+    await store.acquire(t, 'write', h('B', 0), 60_000, 1);
+    now += 600;
+    const c = await store.acquire(t, 'write', h('C', 0), 60_000, 1);
+    expect(c.position).toBe(0); // B gave up asking
+    // A's attempt 2 starts: attempt 1's lease is dropped, attempt 2 queues behind C.
+    const a2 = await store.acquire(t, 'write', h('A', 0, 2), 60_000, 1);
+    expect(a2).toMatchObject({ granted: false, position: 1, leases: 0 });
+    expect((await store.acquire(t, 'write', h('C', 0), 60_000, 1)).granted).toBe(true);
+    expect(await store.releaseAttempt(t, 'write', 'A', 2)).toBe(1);
+    expect((await store.state(t, 'write')).waiters).toEqual([]);
+  });
+
+  it('never holds more leases than the limit under concurrent acquires from many clients', async () => {
+    const t = newTarget();
+    const limit = 7;
+    const clients = Array.from({ length: 8 }, () => new Redis(server.url, { maxRetriesPerRequest: 1 }));
+    const stores = clients.map((c) => new StorageLeaseStore(c, { waiterTtlMs: 60_000 }));
+    let inside = 0;
+    let peak = 0;
+    let violations = 0;
+    const worker = async (w: number) => {
+      const store = stores[w % stores.length]!;
+      for (let round = 0; round < 3; round++) {
+        const holder = h(`job-${w % 5}`, w * 10 + round);
+        for (;;) {
+          const r = await store.acquire(t, 'write', holder, 10_000, limit);
+          if (r.granted) break;
+          await new Promise((res) => setTimeout(res, 1 + (w % 3)));
+        }
+        inside++;
+        peak = Math.max(peak, inside);
+        const held = (await store.state(t, 'write')).leases.length;
+        if (held > limit) violations++;
+        await new Promise((res) => setTimeout(res, 2));
+        inside--;
+        await store.release(t, 'write', storageLeaseId('write', holder));
+      }
+    };
+    try {
+      await Promise.all(Array.from({ length: 40 }, (_, w) => worker(w)));
+    } finally {
+      await Promise.all(clients.map((c) => c.quit()));
+    }
+    expect(violations).toBe(0);
+    expect(peak).toBeLessThanOrEqual(limit);
+    expect(peak).toBe(limit);
+    expect((await new StorageLeaseStore(redis).state(t, 'write')).leases).toEqual([]);
+  });
+});
