@@ -3,7 +3,7 @@
 // request with several problems gets all of them in one INVALID_ARGUMENT ("; "-separated, one
 // line), not one per round trip. Returns the request with defaults filled in.
 import {
-  FailureClass, JobSpec, JobState, Launcher, NodeState, PRIORITY_CLASS_NAMES, TopologyRequirement, failureClassName, type ListJobsRequest, type ListNodesRequest, type RetryPolicy, type SubmitJobRequest,
+  CheckpointFormat, FailureClass, JobSpec, JobState, Launcher, NodeState, PRIORITY_CLASS_NAMES, TopologyRequirement, failureClassName, type ListJobsRequest, type ListNodesRequest, type CheckpointSpec, type RetryPolicy, type SubmitJobRequest,
 } from '@gantry/proto';
 import { invalidArgument } from '@gantry/service-kit';
 import { SUBJECT_TOKEN } from '@gantry/bus';
@@ -27,6 +27,10 @@ export const LIMITS = {
   maxNodePage: 5000,
   maxRecoveries: 100,
   maxBackoffMs: 24 * 3600_000,
+  /** PATH_MAX on Linux. */
+  maxPathBytes: 4096,
+  maxKeepLast: 100_000,
+  maxGcGraceSec: 30 * 24 * 3600,
 } as const;
 
 
@@ -35,6 +39,7 @@ export const RESERVED_ENV = new Set([
   'MASTER_ADDR', 'MASTER_PORT', 'WORLD_SIZE', 'NODE_RANK', 'NNODES', 'LOCAL_WORLD_SIZE', 'CUDA_VISIBLE_DEVICES', 'RANK', 'LOCAL_RANK', 'GROUP_RANK',
   'GANTRY_JOB_ID', 'GANTRY_JOB_NAME', 'GANTRY_TENANT', 'GANTRY_ATTEMPT', 'GANTRY_NODE_NAME', 'GANTRY_RESUME_FROM', 'GANTRY_EXIT_FILE', 'TORCHELASTIC_ERROR_FILE',
   'PET_NNODES', 'PET_NODE_RANK', 'PET_MASTER_ADDR', 'PET_MASTER_PORT', 'PET_NPROC_PER_NODE',
+  'GANTRY_CHECKPOINT_DIR', 'GANTRY_CHECKPOINT_FORMAT', 'GANTRY_CHECKPOINT_RETENTION', 'GANTRY_CKPT_URL', 'GANTRY_CKPT_TOKEN',
 ]);
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -111,6 +116,29 @@ function checkSpec(spec: JobSpec, p: Problems): void {
   if (spec.masterPort !== 0) p.between('spec.master_port', spec.masterPort, 1024, 65535);
   p.between('spec.stop_grace_seconds', spec.stopGraceSeconds, 0, LIMITS.maxGraceSec);
   if (spec.retry) checkRetry(spec.retry, p);
+  if (spec.checkpoint) checkCheckpoint(spec.checkpoint, p);
+}
+
+/**
+ * JobSpec.checkpoint. The directory is watched on node rank 0's host and retention deletes
+ * inside it, so it must be absolute, without '..' segments, and not the root itself.
+ */
+function checkCheckpoint(c: CheckpointSpec, p: Problems): void {
+  const dir = c.dir;
+  if (!dir) p.add('spec.checkpoint.dir is required when spec.checkpoint is set');
+  else if (!dir.startsWith('/')) p.add(`spec.checkpoint.dir must be an absolute path, got ${show(dir)}`);
+  else if (dir.includes('\0')) p.add('spec.checkpoint.dir must not contain NUL characters');
+  else if (Buffer.byteLength(dir) > LIMITS.maxPathBytes) p.add(`spec.checkpoint.dir must be at most ${LIMITS.maxPathBytes} bytes, got ${Buffer.byteLength(dir)}`);
+  else if (dir.split('/').includes('..')) p.add(`spec.checkpoint.dir must not contain '..' segments, got ${show(dir)}`);
+  else if (dir.split('/').every((seg) => seg === '' || seg === '.')) p.add('spec.checkpoint.dir must not be the root directory');
+  if (!(c.format in CheckpointFormat) || c.format === CheckpointFormat.UNRECOGNIZED) p.add(`spec.checkpoint.format has unknown value ${c.format}`);
+  if (c.storageTarget && !NAME.test(c.storageTarget)) p.add(`spec.checkpoint.storage_target must match ${NAME.source}, got ${show(c.storageTarget)}`);
+  const r = c.retention;
+  if (r) {
+    p.between('spec.checkpoint.retention.keep_last', r.keepLast, 0, LIMITS.maxKeepLast);
+    p.between('spec.checkpoint.retention.keep_every', r.keepEvery, 0, Number.MAX_SAFE_INTEGER);
+    p.between('spec.checkpoint.retention.gc_grace_seconds', r.gcGraceSeconds, 0, LIMITS.maxGcGraceSec);
+  }
 }
 
 /** Short names (H100, A100-80GB ...) become the model names nvidia-smi reports, which the planner matches exactly. */
