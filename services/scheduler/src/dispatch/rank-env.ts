@@ -10,7 +10,7 @@
 // Per GPU: Gantry starts one process per GPU itself, as srun --ntasks-per-node or torchrun's
 // workers get them: each has its global RANK, LOCAL_RANK and one GPU in CUDA_VISIBLE_DEVICES.
 // No PET_*: a torchrun started in this mode would launch workers per GPU per GPU.
-import { Launcher, LocalProcess, type Job, type RankPlacement } from '@gantry/proto';
+import { CheckpointFormat, CheckpointRetention, Launcher, LocalProcess, type Job, type RankPlacement } from '@gantry/proto';
 import { currentAttempt } from '../jobs/lifecycle.js';
 
 /** MASTER_PORT of attempts placed before ports were allocated per attempt. */
@@ -47,6 +47,7 @@ export function rankEnv(job: Job, attempt: number, placement: RankPlacement[], r
     GANTRY_ATTEMPT: String(attempt),
     GANTRY_NODE_NAME: rank.node,
     GANTRY_RESUME_FROM: resumeFrom,
+    ...checkpointEnv(job),
   };
   if (isPerGpu(job)) return { ...common, GROUP_RANK: String(rank.rank) };
   return {
@@ -57,6 +58,21 @@ export function rankEnv(job: Job, attempt: number, placement: RankPlacement[], r
     PET_MASTER_ADDR: master.address,
     PET_MASTER_PORT: port,
     PET_NPROC_PER_NODE: perNode,
+  };
+}
+
+/**
+ * JobSpec.checkpoint for the ranks (GANTRY_CHECKPOINT_DIR) and for the agent's checkpoint hook,
+ * which reads the format and retention from the assignment's environment (issue 11).
+ */
+export function checkpointEnv(job: Job): Record<string, string> {
+  const c = job.spec?.checkpoint;
+  if (!c?.dir) return {};
+  const format = c.format === CheckpointFormat.CHECKPOINT_FORMAT_UNSPECIFIED ? 'auto' : (CheckpointFormat[c.format] ?? '').replace('CHECKPOINT_FORMAT_', '').toLowerCase();
+  return {
+    GANTRY_CHECKPOINT_DIR: c.dir,
+    GANTRY_CHECKPOINT_FORMAT: format || 'auto',
+    ...(c.retention && { GANTRY_CHECKPOINT_RETENTION: JSON.stringify(CheckpointRetention.toJSON(c.retention)) }),
   };
 }
 
