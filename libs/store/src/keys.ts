@@ -23,6 +23,8 @@
 //   gantry:checkpoint:{id}        hash  checkpoint record (see checkpoint service)
 //   gantry:job:{id}:checkpoints   zset  checkpoint ids by step
 //   gantry:checkpoints:last-commit hash job id -> ms of its newest committed checkpoint
+//   gantry:job:{id}:checkpoint-events list  JSON events (committed, corrupt, deleted, dry runs), capped
+//   gantry:job:{id}:checkpoint-meta   hash  dir, node, retention (JSON) from the latest report
 //   gantry:config:health          str   node health detector config (JSON; validated by the scheduler)
 //   gantry:health:state           str   the detector's state (baselines, hysteresis counters; JSON)
 //   gantry:health:cursor          hash  node -> time (ms) of the newest telemetry batch evaluated
@@ -58,6 +60,9 @@ export const keys = {
   checkpoint: (id: string) => `${PREFIX}:checkpoint:${id}`,
   jobCheckpoints: (jobId: string) => `${PREFIX}:job:${jobId}:checkpoints`,
   checkpointLastCommit: `${PREFIX}:checkpoints:last-commit`,
+  /** A job's checkpoint events (list of JSON, newest first, capped) and its checkpoint settings (dir, node, retention). */
+  jobCheckpointEvents: (jobId: string) => `${PREFIX}:job:${jobId}:checkpoint-events`,
+  jobCheckpointMeta: (jobId: string) => `${PREFIX}:job:${jobId}:checkpoint-meta`,
   healthConfig: `${PREFIX}:config:health`,
   healthState: `${PREFIX}:health:state`,
   healthCursor: `${PREFIX}:health:cursor`,

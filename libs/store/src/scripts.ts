@@ -18,6 +18,8 @@ const scripts = {
   gantryCheckpointReportShard: { lua: load('checkpoint-report-shard'), keys: 1 },
   gantryCheckpointCommit: { lua: load('checkpoint-commit'), keys: 2 },
   gantryCheckpointAbandon: { lua: load('checkpoint-abandon'), keys: 1 },
+  gantryCheckpointObserve: { lua: load('checkpoint-observe'), keys: 4 },
+  gantryCheckpointDelete: { lua: load('checkpoint-delete'), keys: 2 },
 } as const;
 
 export type ScriptName = keyof typeof scripts;
@@ -29,7 +31,7 @@ export type ScriptName = keyof typeof scripts;
  */
 const DURABLE: ReadonlySet<ScriptName> = new Set<ScriptName>([
   'gantrySubmitJob', 'gantryCommitJob', 'gantryCommitNode', 'gantryReleaseGpus',
-  'gantryCheckpointBegin', 'gantryCheckpointCommit', 'gantryCheckpointAbandon',
+  'gantryCheckpointBegin', 'gantryCheckpointCommit', 'gantryCheckpointAbandon', 'gantryCheckpointObserve', 'gantryCheckpointDelete',
 ]);
 type ScriptArg = string | Buffer | number;
 
