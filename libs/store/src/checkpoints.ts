@@ -11,8 +11,9 @@
 //
 // The shard sizes live in the record itself (not a second key) so one script sees and changes
 // everything a checkpoint is; the total size is summed on read, so it cannot drift.
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { Checkpoint, CheckpointState } from '@gantry/proto';
+import { Checkpoint, CheckpointEvent, CheckpointFile, CheckpointFormat, CheckpointRetention, CheckpointState } from '@gantry/proto';
 import { keys } from './keys.js';
 import { scriptRunner, type ScriptName, type ScriptRunner } from './scripts.js';
 
@@ -26,6 +27,17 @@ export const MAX_SHARD_COUNT = 65_536;
  */
 export function checkpointId(jobId: string, step: number, attempt: number): string {
   return `ck-${jobId}-${step}-${attempt}`;
+}
+
+/**
+ * Checkpoints found on disk (discovery, explicit reports) are named by their directory, not by
+ * the attempt that saw them: every attempt and every agent restart that sees the same directory
+ * reaches the same record. The last part is a 32-bit number from the path's sha256, so ids keep
+ * CHECKPOINT_ID_PATTERN.
+ */
+export function discoveredCheckpointId(jobId: string, step: number, path: string): string {
+  const h = createHash('sha256').update(path).digest().readUInt32BE(0);
+  return `ck-${jobId}-${step}-${h}`;
 }
 
 /** What `checkpointId` produces for a valid job id (see SUBJECT_TOKEN in @gantry/bus). */
@@ -103,6 +115,41 @@ export interface TransitionResult {
   /** False when the checkpoint was already in the target state (a retry). */
   changed: boolean;
 }
+
+/** What an agent saw of one checkpoint directory (CheckpointReport, validated). */
+export interface ObservedCheckpoint {
+  jobId: string;
+  attempt: number;
+  node: string;
+  path: string;
+  step: number;
+  /** COMPLETE | INCOMPLETE | CORRUPT (libs/checkpoint-layouts), GONE when the directory vanished. */
+  status: 'COMPLETE' | 'INCOMPLETE' | 'CORRUPT' | 'GONE';
+  reason: string;
+  files: CheckpointFile[];
+  bytes: number;
+  format: CheckpointFormat;
+  variant: string;
+  source: string;
+  attemptEnded: boolean;
+}
+
+export interface ObserveResult {
+  checkpoint: Checkpoint | undefined;
+  /** The state before ('' = new record); undefined when the report was ignored. */
+  previous: CheckpointState | undefined;
+  changed: boolean;
+}
+
+/** A job's checkpoint settings, as the latest report carried them. */
+export interface CheckpointMeta {
+  dir: string;
+  node: string;
+  retention: CheckpointRetention | undefined;
+}
+
+/** How many events a job keeps (newest first). */
+export const CHECKPOINT_EVENTS_KEPT = 1000;
 
 /** How many missing shard indices an incomplete-commit error lists. */
 const MISSING_SHOWN = 32;
@@ -188,6 +235,94 @@ export class CheckpointStore {
     }
   }
 
+  /**
+   * Records what an agent saw of one checkpoint directory and moves its state (see
+   * lua/checkpoint-observe.lua). Idempotent: the same report twice changes nothing.
+   */
+  async observe(o: ObservedCheckpoint, now = new Date()): Promise<ObserveResult> {
+    const id = discoveredCheckpointId(o.jobId, o.step, o.path);
+    const files = JSON.stringify(o.files.map((f) => (f.sha256 ? [f.path, f.size, f.sha256] : [f.path, f.size])));
+    const [verdict, previous, ...hash] = await this.run('gantryCheckpointObserve', [keys.checkpoint(id), keys.jobCheckpoints(o.jobId), keys.checkpointLastCommit, keys.jobCheckpointEvents(o.jobId)], [
+      id, o.jobId, o.attempt, o.step, o.path, o.status, o.reason, files, o.bytes, o.format, o.variant, o.node, now.getTime(), o.source, CHECKPOINT_EVENTS_KEPT, o.attemptEnded ? '1' : '0',
+    ]);
+    if (verdict === 'IGNORED') return { checkpoint: hash.length ? parseRecord(hash) : undefined, previous: undefined, changed: false };
+    if (verdict !== 'CHANGED' && verdict !== 'SAME') throw unexpected('observe', verdict);
+    return { checkpoint: parseRecord(hash), previous: previous ? (STATES[previous] ?? CheckpointState.CHECKPOINT_STATE_UNSPECIFIED) : CheckpointState.CHECKPOINT_STATE_UNSPECIFIED, changed: verdict === 'CHANGED' };
+  }
+
+  /** Marks a checkpoint DELETED (its agent removed it) and records the event; twice is a no-op. */
+  async markDeleted(id: string, reason: string, now = new Date()): Promise<TransitionResult> {
+    const rec = await this.redis.hget(keys.checkpoint(id), 'job');
+    if (rec === null) throw new CheckpointNotFoundError(id);
+    const [verdict, ...rest] = await this.run('gantryCheckpointDelete', [keys.checkpoint(id), keys.jobCheckpointEvents(rec)], [now.getTime(), reason, CHECKPOINT_EVENTS_KEPT]);
+    if (verdict === 'MISSING') throw new CheckpointNotFoundError(id);
+    if (verdict !== 'DELETED' && verdict !== 'ALREADY') throw unexpected('delete', verdict);
+    return { checkpoint: parseRecord(rest), changed: verdict === 'DELETED' };
+  }
+
+  /** Appends an event that changes no state (a retention dry run, a refused deletion). */
+  async recordEvent(e: CheckpointEvent): Promise<void> {
+    const json = JSON.stringify({ checkpoint: e.checkpointId, job: e.jobId, kind: e.kind, path: e.path, message: e.message, time: (e.time ?? new Date()).getTime() });
+    await this.redis.multi().lpush(keys.jobCheckpointEvents(e.jobId), json).ltrim(keys.jobCheckpointEvents(e.jobId), 0, CHECKPOINT_EVENTS_KEPT - 1).exec();
+  }
+
+  /** Sets a field once (e.g. that a dry run was recorded); true when this call set it. */
+  async flagOnce(id: string, field: string, value: string): Promise<boolean> {
+    return (await this.redis.hsetnx(keys.checkpoint(id), field, value)) === 1;
+  }
+
+  async events(jobId: string): Promise<CheckpointEvent[]> {
+    const raw = await this.redis.lrange(keys.jobCheckpointEvents(jobId), 0, -1);
+    return raw.flatMap((r) => {
+      try {
+        const e = JSON.parse(r) as { checkpoint: string; job: string; kind: string; path: string; message: string; time: number };
+        return [CheckpointEvent.create({ checkpointId: e.checkpoint, jobId: e.job, kind: e.kind, path: e.path ?? '', message: e.message ?? '', time: new Date(e.time) })];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  async setMeta(jobId: string, meta: CheckpointMeta): Promise<void> {
+    await this.redis.hset(keys.jobCheckpointMeta(jobId), {
+      dir: meta.dir, node: meta.node, retention: meta.retention ? JSON.stringify(CheckpointRetention.toJSON(meta.retention)) : '',
+    });
+  }
+
+  async meta(jobId: string): Promise<CheckpointMeta | undefined> {
+    const h = await this.redis.hgetall(keys.jobCheckpointMeta(jobId));
+    if (!h.dir) return undefined;
+    let retention: CheckpointRetention | undefined;
+    try {
+      retention = h.retention ? CheckpointRetention.fromJSON(JSON.parse(h.retention)) : undefined;
+    } catch {
+      retention = undefined;
+    }
+    return { dir: h.dir, node: h.node ?? '', retention };
+  }
+
+  /**
+   * A finished job's checkpoint records expire after `ttlSeconds` (its last commit time goes
+   * at once); a job that runs again (retry) calls `keepJob` to lift the expiry.
+   */
+  async expireJob(jobId: string, ttlSeconds: number): Promise<number> {
+    const ids = await this.redis.zrange(keys.jobCheckpoints(jobId), 0, -1);
+    const m = this.redis.multi();
+    for (const id of ids) m.expire(keys.checkpoint(id), ttlSeconds);
+    for (const k of [keys.jobCheckpoints(jobId), keys.jobCheckpointEvents(jobId), keys.jobCheckpointMeta(jobId)]) m.expire(k, ttlSeconds);
+    m.hdel(keys.checkpointLastCommit, jobId);
+    await m.exec();
+    return ids.length;
+  }
+
+  async keepJob(jobId: string): Promise<void> {
+    const ids = await this.redis.zrange(keys.jobCheckpoints(jobId), 0, -1);
+    const m = this.redis.multi();
+    for (const id of ids) m.persist(keys.checkpoint(id));
+    for (const k of [keys.jobCheckpoints(jobId), keys.jobCheckpointEvents(jobId), keys.jobCheckpointMeta(jobId)]) m.persist(k);
+    await m.exec();
+  }
+
   async get(id: string): Promise<Checkpoint | undefined> {
     const hash = await this.redis.hgetall(keys.checkpoint(id));
     return hash.state === undefined ? undefined : fromHash(hash);
@@ -256,7 +391,22 @@ const STATES: Record<string, CheckpointState> = {
   WRITING: CheckpointState.CHECKPOINT_STATE_WRITING,
   COMMITTED: CheckpointState.CHECKPOINT_STATE_COMMITTED,
   ABANDONED: CheckpointState.CHECKPOINT_STATE_ABANDONED,
+  CORRUPT: CheckpointState.CHECKPOINT_STATE_CORRUPT,
+  DELETED: CheckpointState.CHECKPOINT_STATE_DELETED,
 };
+
+/** The manifest as stored: [path, size] or [path, size, sha256] per file. */
+function parseFiles(json: string | undefined): CheckpointFile[] {
+  if (!json) return [];
+  try {
+    const rows = JSON.parse(json) as [string, number, string?][];
+    return rows.map(([path, size, sha256]) => CheckpointFile.create({ path, size, sha256: sha256 ?? '' }));
+  } catch {
+    return [];
+  }
+}
+
+const ms = (v: string | undefined) => (v ? new Date(Number(v)) : undefined);
 
 const SHARD_FIELD = 'shard:';
 
@@ -283,10 +433,18 @@ function fromHash(h: Record<string, string>): Checkpoint {
     path: h.path ?? '',
     shardCount: Number(h.shards ?? 0),
     shardsReported: shards.sort((a, b) => a - b),
-    bytes,
+    bytes: bytes || Number(h.bytes ?? 0),
     state: STATES[h.state ?? ''] ?? CheckpointState.CHECKPOINT_STATE_UNSPECIFIED,
-    createdAt: h.created ? new Date(Number(h.created)) : undefined,
-    committedAt: h.committed ? new Date(Number(h.committed)) : undefined,
+    createdAt: ms(h.created),
+    committedAt: ms(h.committed),
+    format: Number(h.format ?? 0) as CheckpointFormat,
+    reason: h.reason ?? '',
+    files: parseFiles(h.files),
+    source: h.source ?? 'client',
+    node: h.node ?? '',
+    variant: h.variant ?? '',
+    // When it entered its current state (retention counts grace periods from it).
+    updatedAt: ms(h.since ?? h.committed ?? h.created),
   });
 }
 

@@ -1,0 +1,107 @@
+// Discovery and explicit reports against a real redis-server: lua/checkpoint-observe.lua and
+// lua/checkpoint-delete.lua are the behaviour under test.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { CheckpointFormat, CheckpointState } from '@gantry/proto';
+import { startRedis, type Server } from '../../../test/harness/infra.js';
+import { CHECKPOINT_ID_PATTERN, CheckpointStore, discoveredCheckpointId, type ObservedCheckpoint } from '../src/checkpoints.js';
+import { keys } from '../src/keys.js';
+
+const { CHECKPOINT_STATE_WRITING: WRITING, CHECKPOINT_STATE_COMMITTED: COMMITTED, CHECKPOINT_STATE_ABANDONED: ABANDONED, CHECKPOINT_STATE_CORRUPT: CORRUPT, CHECKPOINT_STATE_DELETED: DELETED } = CheckpointState;
+
+let server: Server;
+let redis: Redis;
+let store: CheckpointStore;
+let seq = 0;
+const newJob = () => `obs-${process.pid}-${++seq}`;
+
+function report(jobId: string, step: number, status: ObservedCheckpoint['status'], extra: Partial<ObservedCheckpoint> = {}): ObservedCheckpoint {
+  return {
+    jobId, attempt: 1, node: 'node-0', path: `/ckpt/${jobId}/step-${step}`, step, status, reason: status === 'COMPLETE' ? '' : `${status.toLowerCase()} because`,
+    files: [{ path: '.metadata', size: 10, sha256: '' }, { path: '__0_0.distcp', size: 90, sha256: 'ab' }], bytes: 100,
+    format: CheckpointFormat.CHECKPOINT_FORMAT_DCP, variant: '', source: 'discovery', attemptEnded: false, ...extra,
+  };
+}
+
+beforeAll(async () => {
+  server = await startRedis();
+  redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
+  store = new CheckpointStore(redis);
+}, 60_000);
+
+afterAll(async () => {
+  await redis?.quit();
+  await server?.stop();
+});
+
+describe('CheckpointStore.observe', () => {
+  it('ids are per (job, step, path) and keep the id pattern', () => {
+    const a = discoveredCheckpointId('job-1', 500, '/ckpt/a');
+    expect(a).toMatch(CHECKPOINT_ID_PATTERN);
+    expect(discoveredCheckpointId('job-1', 500, '/ckpt/a')).toBe(a);
+    expect(discoveredCheckpointId('job-1', 500, '/ckpt/b')).not.toBe(a);
+  });
+
+  it('IN_PROGRESS, then COMMITTED by manifest; repeating the report changes nothing; latestCommitted offers it', async () => {
+    const job = newJob();
+    const first = await store.observe(report(job, 10, 'INCOMPLETE'));
+    expect(first).toMatchObject({ changed: true, checkpoint: { state: WRITING, step: 10, source: 'discovery', node: 'node-0', reason: 'incomplete because' } });
+    const done = await store.observe(report(job, 10, 'COMPLETE'));
+    expect(done.changed).toBe(true);
+    expect(done.checkpoint).toMatchObject({ state: COMMITTED, bytes: 100, reason: '', format: CheckpointFormat.CHECKPOINT_FORMAT_DCP });
+    expect(done.checkpoint!.files).toEqual([{ path: '.metadata', size: 10, sha256: '' }, { path: '__0_0.distcp', size: 90, sha256: 'ab' }]);
+    expect((await store.observe(report(job, 10, 'COMPLETE'))).changed).toBe(false);
+    expect((await store.latestCommitted(job))?.id).toBe(done.checkpoint!.id);
+    expect((await store.lastCommitTimes([job])).has(job)).toBe(true);
+    expect((await store.events(job)).map((e) => e.kind)).toEqual(['committed', 'in-progress']);
+  });
+
+  it('a committed checkpoint that later fails the check is CORRUPT, stays so, and is no longer offered for resume', async () => {
+    const job = newJob();
+    await store.observe(report(job, 10, 'COMPLETE'));
+    const good = await store.observe(report(job, 20, 'COMPLETE'));
+    expect((await store.latestCommitted(job))?.id).toBe(good.checkpoint!.id);
+    const bad = await store.observe(report(job, 20, 'CORRUPT', { reason: '__0_0.distcp is missing' }));
+    expect(bad.checkpoint).toMatchObject({ state: CORRUPT, reason: 'failed the check after commit: __0_0.distcp is missing' });
+    // a later COMPLETE verdict does not bring back a checkpoint that broke after commit
+    expect((await store.observe(report(job, 20, 'COMPLETE'))).checkpoint!.state).toBe(CORRUPT);
+    expect((await store.latestCommitted(job))?.step).toBe(10);
+    const lost = await store.observe(report(job, 10, 'INCOMPLETE', { reason: 'no .metadata' }));
+    expect(lost.checkpoint).toMatchObject({ state: CORRUPT, reason: 'no longer complete after commit: no .metadata' });
+    expect(await store.latestCommitted(job)).toBeUndefined();
+  });
+
+  it('CORRUPT before any commit may still complete (a tracker written before its last shard)', async () => {
+    const job = newJob();
+    expect((await store.observe(report(job, 5, 'CORRUPT'))).checkpoint!.state).toBe(CORRUPT);
+    expect((await store.observe(report(job, 5, 'COMPLETE'))).checkpoint!.state).toBe(COMMITTED);
+  });
+
+  it('INCOMPLETE when the attempt ended is ABANDONED with the reason; a vanished directory is DELETED; DELETED is final', async () => {
+    const job = newJob();
+    await store.observe(report(job, 30, 'INCOMPLETE'));
+    const ab = await store.observe(report(job, 30, 'INCOMPLETE', { attemptEnded: true, reason: 'no .metadata yet' }));
+    expect(ab.checkpoint).toMatchObject({ state: ABANDONED, reason: 'attempt 1 ended before it was complete: no .metadata yet' });
+    expect((await store.observe(report(job, 40, 'GONE'))).checkpoint).toBeUndefined();
+    await store.observe(report(job, 50, 'COMPLETE'));
+    const gone = await store.observe(report(job, 50, 'GONE'));
+    expect(gone.checkpoint).toMatchObject({ state: DELETED, reason: 'the directory was removed outside Gantry' });
+    expect((await store.observe(report(job, 50, 'COMPLETE'))).checkpoint!.state).toBe(DELETED);
+  });
+
+  it('markDeleted records an event once; expireJob sets TTLs and keepJob lifts them', async () => {
+    const job = newJob();
+    const c = (await store.observe(report(job, 60, 'COMPLETE'))).checkpoint!;
+    expect((await store.markDeleted(c.id, 'retention: keep_last 1')).changed).toBe(true);
+    expect((await store.markDeleted(c.id, 'retention: keep_last 1')).changed).toBe(false);
+    const events = await store.events(job);
+    expect(events[0]).toMatchObject({ kind: 'deleted', message: 'retention: keep_last 1', checkpointId: c.id });
+    await store.setMeta(job, { dir: `/ckpt/${job}`, node: 'node-0', retention: { keepLast: 2, keepEvery: 0, gcGraceSeconds: 0, delete: false } });
+    expect(await store.meta(job)).toMatchObject({ dir: `/ckpt/${job}`, retention: { keepLast: 2 } });
+    expect(await store.expireJob(job, 100)).toBe(1);
+    expect(await redis.ttl(keys.checkpoint(c.id))).toBeGreaterThan(0);
+    expect(await redis.ttl(keys.jobCheckpointEvents(job))).toBeGreaterThan(0);
+    await store.keepJob(job);
+    expect(await redis.ttl(keys.checkpoint(c.id))).toBe(-1);
+  });
+});
