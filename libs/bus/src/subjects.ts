@@ -39,6 +39,11 @@ export const subjects = {
   jobEventAll: `${PREFIX}.events.job.*`,
   nodeEvent: (node: string) => `${PREFIX}.events.node.${token(node, 'node')}`,
   nodeEventAll: `${PREFIX}.events.node.*`,
+  /** Agent -> checkpoint service (JetStream GANTRY_CHECKPOINTS): CheckpointReport, de-duplicated by Nats-Msg-Id. */
+  checkpointReport: (jobId: string) => `${PREFIX}.checkpoint.report.${token(jobId, 'job id')}`,
+  checkpointReportAll: `${PREFIX}.checkpoint.report.*`,
+  /** Checkpoint service -> agent, request/reply (core NATS): CheckpointDeleteRequest (retention). */
+  checkpointDelete: (node: string) => `${PREFIX}.agent.checkpoint-delete.${token(node, 'node')}`,
   /** Scheduler-internal (core NATS): wake the scheduling loop after a submit. */
   schedulerKick: `${PREFIX}.scheduler.kick`,
 } as const;
@@ -77,6 +82,12 @@ export const streams = {
   telemetry: { name: 'GANTRY_TELEMETRY', subjects: [subjects.telemetryAll], maxAgeSec: 1 * DAY, maxBytes: 4 * GiB, duplicateWindowSec: 600 },
   logs: { name: 'GANTRY_LOGS', subjects: [subjects.logsAll], maxAgeSec: 7 * DAY, maxBytes: 8 * GiB, duplicateWindowSec: 600 },
   events: { name: 'GANTRY_EVENTS', subjects: [subjects.jobEventAll, subjects.nodeEventAll], maxAgeSec: 30 * DAY, maxBytes: 2 * GiB, duplicateWindowSec: 3600 },
+  /**
+   * Checkpoint reports, read by the checkpoint service. A work queue like agent events: a
+   * report waits (the agent keeps it on a refused publish) rather than being dropped, and the
+   * hour-long duplicate window absorbs the same report resent after an agent restart.
+   */
+  checkpoints: { name: 'GANTRY_CHECKPOINTS', subjects: [subjects.checkpointReportAll], maxAgeSec: 0, maxBytes: 1 * GiB, maxMsgs: 1_000_000, duplicateWindowSec: 3600, discard: 'new', retention: 'workqueue' },
 } satisfies Record<string, StreamSpec>;
 
 /** Durable consumer names, one per purpose. */
@@ -84,4 +95,7 @@ export const consumers = {
   schedulerAgentEvents: 'scheduler-agent-events',
   schedulerTelemetry: 'scheduler-telemetry',
   schedulerHostEvents: 'scheduler-host-events',
+  checkpointReports: 'checkpoint-reports',
+  /** The checkpoint service follows job events to expire the records of finished jobs. */
+  checkpointJobEvents: 'checkpoint-job-events',
 } as const;
