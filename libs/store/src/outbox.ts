@@ -3,6 +3,7 @@
 import type { Redis } from 'ioredis';
 import { keys } from './keys.js';
 import type { OutboxEvent } from './events.js';
+import { awaitReplicas } from './durability.js';
 
 export interface OutboxEntry extends OutboxEvent {
   streamId: string;
@@ -11,9 +12,16 @@ export interface OutboxEntry extends OutboxEvent {
 export class Outbox {
   constructor(private readonly redis: Redis) {}
 
+  /**
+   * Entries after the cursor, oldest first. With a replica wait configured, only once the
+   * replicas have them: an event whose commit a failover could still undo (the commit's own wait
+   * failed) is never published to JetStream, so WatchJob never shows a transition that did not
+   * survive.
+   */
   async readAfterCursor(count: number): Promise<OutboxEntry[]> {
     const cursor = (await this.redis.get(keys.outboxCursor)) ?? '0-0';
     const raw = await this.redis.xrangeBuffer(keys.outbox, `(${cursor}`, '+', 'COUNT', count);
+    if (raw.length > 0) await awaitReplicas(this.redis);
     return raw.map(([id, fields]) => {
       const f = new Map<string, Buffer>();
       for (let i = 0; i < fields.length; i += 2) f.set(fields[i]!.toString(), fields[i + 1]!);
