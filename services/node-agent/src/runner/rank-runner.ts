@@ -13,6 +13,9 @@
 // for as long as their timeouts allow. A failed process leaves its error behind (torchelastic
 // error file, stderr): the runner reads it once, at the node rank's exit, and keeps it in the
 // record for the reporter.
+//
+// Anything else done around a rank's life (checkpoint discovery, the per-job checkpoint token
+// ...) is a hook (hooks.ts: prestart, poststart, stop, exited), not more code here.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -23,6 +26,7 @@ import { StateFile, newCursors, processesOf, rankKey, type ProcessRecord, type R
 import { DEFAULT_STOP_GRACE_SECONDS, ORPHAN_MARKER_SUFFIX, REASON_SUFFIX, WRAPPER_SCRIPT, interpretStatus, wrapperEnv } from './wrapper.js';
 import { readRankError } from './rank-evidence.js';
 import { oneLine } from './rank-error.js';
+import { RankHooks, hookContext, type RankHook } from './hooks.js';
 
 /** Variables a rank inherits from the agent's own environment; everything else comes from the job. */
 const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'SHELL', 'LD_LIBRARY_PATH'];
@@ -38,6 +42,8 @@ export interface RankRunnerOptions {
   beatFile?: string;
   /** How long a rank's watchdog lets it run while the agent is silent. */
   partitionGraceMs?: number;
+  /** Work around each rank's life (hooks.ts): checkpoint discovery, the per-job token ... */
+  hooks?: RankHook[];
 }
 
 const processKey = (rec: RankRecord, p: ProcessRecord) => `${rankKey(rec.jobId, rec.attempt, rec.rank)}#${p.local}`;
@@ -49,8 +55,11 @@ export class RankRunner {
   private pollTimer: NodeJS.Timeout | undefined;
   /** Called whenever a rank's state changes (started, exited) so the reporter can act. */
   onChange: () => void = () => undefined;
+  readonly hooks: RankHooks;
 
-  constructor(private readonly state: StateFile, private readonly log: Logger, private readonly opts: RankRunnerOptions = {}) {}
+  constructor(private readonly state: StateFile, private readonly log: Logger, private readonly opts: RankRunnerOptions = {}) {
+    this.hooks = new RankHooks(opts.hooks ?? [], log);
+  }
 
   get records(): RankRecord[] {
     return Object.values(this.state.state.ranks);
@@ -73,6 +82,7 @@ export class RankRunner {
       }
       const live = processesOf(rec).filter((p) => p.phase === 'running' && this.alive(p.pid));
       if (live.length > 0) this.log.info({ rank: rankKey(rec.jobId, rec.attempt, rec.rank), pids: live.map((p) => p.pid) }, 're-adopted running rank');
+      this.hooks.poststart(hookContext(rec, { restored: true }));
       this.pollRank(rec);
     }
     this.pollTimer = setInterval(() => this.pollAdopted(), 500);
@@ -103,6 +113,15 @@ export class RankRunner {
       this.finishWith(rec, 127, '', why, { message: why });
       return { ok: true, message: 'failed to start' };
     }
+    let added: Record<string, string>;
+    try {
+      added = this.hooks.prestart(hookContext(rec, { env: a.env }));
+    } catch (err) {
+      this.state.state.ranks[key] = rec;
+      const why = `not started: ${(err as Error).message}`;
+      this.finishWith(rec, 127, '', why, { message: why });
+      return { ok: true, message: 'failed to start' };
+    }
     const cwd = a.workingDir || dir;
     const base: NodeJS.ProcessEnv = {};
     for (const k of INHERITED_ENV) if (process.env[k] !== undefined) base[k] = process.env[k];
@@ -111,7 +130,7 @@ export class RankRunner {
       mkdirSync(l.dir, { recursive: true });
       // The job may name its own error file (an empty value turns it off, as in torchelastic).
       const env: NodeJS.ProcessEnv = { ...base, TORCHELASTIC_ERROR_FILE: join(l.dir, 'error.json') };
-      Object.assign(env, a.env, l.env, wrapperEnv({
+      Object.assign(env, a.env, added, l.env, wrapperEnv({
         exitFile: join(l.dir, 'exit'), beatFile: this.opts.beatFile, partitionGraceMs: this.opts.partitionGraceMs ?? 0, stopGraceSeconds: a.stopGraceSeconds,
       }));
       const p: ProcessRecord = { local: l.local, pid: 0, dir: l.dir, phase: 'running', logs: newCursors() };
@@ -124,6 +143,7 @@ export class RankRunner {
     this.state.state.ranks[key] = rec;
     this.state.save();
     this.log.info({ rank: key, pids: rec.processes!.map((p) => p.pid), command: a.command[0] }, 'rank started');
+    this.hooks.poststart(hookContext(rec, { env: a.env }));
     this.onChange();
     return { ok: true, message: 'started' };
   }
@@ -177,6 +197,7 @@ export class RankRunner {
     this.log.info({ rank: key, reason, graceSeconds }, 'stopping rank');
     rec.stopRequested = true;
     this.state.save();
+    this.hooks.stop(hookContext(rec), reason);
     this.terminate(rec, graceSeconds);
   }
 
@@ -294,6 +315,7 @@ export class RankRunner {
     }
     this.state.save();
     this.log.info({ rank: key, exitCode, signal, message: message || undefined, error: error?.message }, 'rank exited');
+    this.hooks.exited(hookContext(rec));
     this.onChange();
   }
 
