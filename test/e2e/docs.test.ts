@@ -8,7 +8,7 @@
 // - job ids (j-...) name a job of the state the command needs: a SUCCEEDED job, a RUNNING one for
 //   `job cancel`, a FAILED one for `job retry`;
 // - sim-node-N (the local stack's names) is node-N, `.gantry/agents/sim-node-N` that agent's
-//   state folder, and job.yaml, policy.yaml and policy.json are files in a temporary folder;
+//   state folder, and job.yaml, policy.yaml, policy.json and health.yaml are files in a temporary folder;
 // - `gantry` is libs/cli/bin/gantry.js (the documented binary), run outside the repository;
 //   `pnpm ...` runs from the repository root, as documented;
 // - the simulated hosts have a stand-in `torchrun` on their PATH (it prints its arguments).
@@ -145,6 +145,7 @@ beforeAll(async () => {
   writeFileSync(join(work, 'job.yaml'), 'name: docs-job-file\nnodes: 1\ngpusPerNode: 1\ncommand: [sh, -c, "echo from job.yaml"]\n');
   const { configJson } = await client.getSchedulingConfig();
   writeFileSync(join(work, 'policy.yaml'), `# the policy in force, as YAML (JSON is YAML)\n${configJson}\n`);
+  writeFileSync(join(work, 'health.yaml'), '# a subset: the defaults fill the rest\nwindowSec: 60\nxid:\n  policy:\n    48: {action: quarantine-now}\n');
 }, 120_000);
 
 afterAll(async () => {
@@ -190,7 +191,7 @@ async function substitute(text: string): Promise<string> {
   }
   out = out.replace(/\.gantry\/agents\/sim-node-(\d+)/g, (_, i: string) => stack.agentStateDir(Number(i)));
   out = out.replace(/\bsim-node-(\d+)/g, 'node-$1');
-  out = out.replace(/(^|[\s=>])(job\.yaml|policy\.yaml|policy\.json)(?=\s|$)/g, (_, pre: string, f: string) => `${pre}${join(work, f)}`);
+  out = out.replace(/(^|[\s=>])(job\.yaml|policy\.yaml|policy\.json|health\.yaml)(?=\s|$)/g, (_, pre: string, f: string) => `${pre}${join(work, f)}`);
   out = out.replace(/--addr\s+\S+/g, `--addr ${stack.gatewayAddr}`);
   // Without jq the JSON is checked by the test instead.
   if (/\|\s*jq\b/.test(out) && !(await sh('command -v jq', work)).code) return out;
