@@ -18,6 +18,7 @@ import { CheckpointStore } from '@gantry/store';
 import { loadCheckpointConfig, type CheckpointConfig } from './config.js';
 import { createCheckpointMetrics } from './metrics.js';
 import { CHECKPOINT_SERVICE_NAME, checkpointService } from './checkpoint-service.js';
+import { addStorageService } from './storage-service.js';
 
 const SERVICE = 'checkpoint';
 /** In-flight calls are single Redis round trips; a few seconds is plenty to let them finish. */
@@ -41,7 +42,7 @@ export async function serveCheckpoints(ctx: ServiceContext<CheckpointConfig>): P
   const metrics = createCheckpointMetrics(ctx.metrics);
   const grpc = await startGrpcServer(config.BIND_HOST, config.CHECKPOINT_GRPC_PORT, (server) => {
     server.addService(CheckpointServiceService, checkpointService(store, metrics, log));
-    return [CHECKPOINT_SERVICE_NAME];
+    return [CHECKPOINT_SERVICE_NAME, addStorageService(server, ctx, redis)];
   });
   lifecycle.onShutdown('grpc', () => grpc.shutdown(SHUTDOWN_GRACE_MS));
   return { port: grpc.port };

@@ -1,0 +1,364 @@
+// gantry.v1.StorageService and the admission controller behind it.
+//
+// Leases live in Redis (StorageLeaseStore: Lua CAS, TTL, FIFO waiters). Every control interval
+// the controller reads the agents' NFS client telemetry and the cluster health through the
+// scheduler's gRPC NodeService (ListNodes + GetNodeTelemetry, GetClusterHealth), never the
+// scheduler's Redis keys, aggregates the target's mounts (storage-admission.ts), runs one AIMD
+// step per pool and writes the new limit. Without SCHEDULER_ADDR the pools keep their initial
+// size. One controller per checkpoint service: with several replicas each would step the
+// limits (see docs/storage.md).
+import * as grpc from '@grpc/grpc-js';
+import type { Redis } from 'ioredis';
+import { Gauge, type Registry } from 'prom-client';
+import {
+  NodeServiceClient,
+  StorageLeaseMode,
+  StorageServiceService,
+  type GetClusterHealthResponse,
+  type ListNodesResponse,
+  type GetNodeTelemetryResponse,
+  type StorageLease,
+  type StorageLeaseHolder,
+  type StoragePool,
+  type StorageServiceServer,
+  type StorageTarget,
+  type TelemetryBatch,
+} from '@gantry/proto';
+import { StorageLeaseStore, parseStorageLeaseId, type StorageHolder, type StorageMode } from '@gantry/store';
+import { invalidArgument, notFound, unary, type Logger, type ServiceContext } from '@gantry/service-kit';
+import { aggregateTelemetry, aimdStep, mountBelongs, type AimdState, type StorageSignals } from './storage-admission.js';
+import { loadStorageConfig, type StorageConfig, type StorageTargetConfig } from './storage-config.js';
+
+export const STORAGE_SERVICE_NAME = 'gantry.v1.StorageService';
+const MODES: StorageMode[] = ['write', 'read'];
+const MAX_WAIT_MS = 60_000;
+const POLL_MS = 100;
+
+const toProtoMode = (m: StorageMode) => (m === 'write' ? StorageLeaseMode.STORAGE_LEASE_MODE_WRITE : StorageLeaseMode.STORAGE_LEASE_MODE_READ);
+function fromProtoMode(m: StorageLeaseMode): StorageMode {
+  if (m === StorageLeaseMode.STORAGE_LEASE_MODE_WRITE) return 'write';
+  if (m === StorageLeaseMode.STORAGE_LEASE_MODE_READ) return 'read';
+  throw invalidArgument('mode must be STORAGE_LEASE_MODE_WRITE or STORAGE_LEASE_MODE_READ');
+}
+const ts = (ms: number) => new Date(ms);
+
+interface PoolRuntime {
+  aimd: AimdState;
+  reason: string;
+  updatedMs: number;
+  signals: StorageSignals | undefined;
+}
+
+interface TargetRuntime {
+  cfg: StorageTargetConfig;
+  degraded: boolean;
+  pools: Record<StorageMode, PoolRuntime>;
+  observedMs: number;
+}
+
+type Unary<Req, Res> = (req: Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall;
+function call<Req, Res>(client: grpc.Client, method: Unary<Req, Res>, req: Req, timeoutMs = 5_000): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    method.call(client, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res as Res)));
+  });
+}
+
+/** Telemetry and health as the controller gets them; the gRPC NodeService by default, a stub in tests. */
+export interface ClusterView {
+  telemetry(): Promise<TelemetryBatch[]>;
+  storageFaults(): Promise<string[]>;
+  close(): void;
+}
+
+export function nodeServiceView(address: string): ClusterView {
+  const many = address.includes(',');
+  const client = new NodeServiceClient(many ? `ipv4:${address}` : address, grpc.credentials.createInsecure(), many ? { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }) } : {});
+  return {
+    async telemetry() {
+      const names: string[] = [];
+      let pageToken = '';
+      do {
+        const res = await call<unknown, ListNodesResponse>(client, client.listNodes as Unary<unknown, ListNodesResponse>, { states: [], pageSize: 5000, pageToken });
+        names.push(...res.nodes.map((n) => n.name));
+        pageToken = res.nextPageToken;
+      } while (pageToken);
+      const out: TelemetryBatch[] = [];
+      // A few at a time: a thousand nodes is a thousand small reads of the scheduler's store.
+      for (let i = 0; i < names.length; i += 32) {
+        const got = await Promise.all(names.slice(i, i + 32).map((name) =>
+          call<unknown, GetNodeTelemetryResponse>(client, client.getNodeTelemetry as Unary<unknown, GetNodeTelemetryResponse>, { name, history: 0 }).catch(() => undefined)));
+        for (const r of got) if (r?.latest) out.push(r.latest);
+      }
+      return out;
+    },
+    async storageFaults() {
+      const res = await call<unknown, GetClusterHealthResponse>(client, client.getClusterHealth as Unary<unknown, GetClusterHealthResponse>, {});
+      return res.sharedFaults.filter((f) => f.kind === 'storage' && f.active).map((f) => f.target);
+    },
+    close: () => client.close(),
+  };
+}
+
+/** Does the health detector's storage target (server:export) name this target? */
+export function faultMatches(fault: string, t: StorageTargetConfig): boolean {
+  return fault === t.serverExport || fault === t.name || (t.serverExport.includes(':') && fault.startsWith(t.serverExport + '/'));
+}
+
+export class StorageAdmission {
+  readonly store: StorageLeaseStore;
+  readonly targets = new Map<string, TargetRuntime>();
+  private timer: NodeJS.Timeout | undefined;
+  private stepping = false;
+
+  constructor(redis: Redis, readonly config: StorageConfig, private readonly view: ClusterView | undefined, private readonly log: Logger) {
+    this.store = new StorageLeaseStore(redis);
+    const now = Date.now();
+    for (const cfg of config.targets) {
+      const pool = (): PoolRuntime => ({ aimd: { hold: 0 }, reason: view ? 'initial' : 'fixed: no SCHEDULER_ADDR, no telemetry', updatedMs: now, signals: undefined });
+      this.targets.set(cfg.name, { cfg, degraded: false, pools: { write: pool(), read: pool() }, observedMs: 0 });
+    }
+  }
+
+  start(): void {
+    if (!this.view || this.targets.size === 0) return;
+    this.timer = setInterval(() => void this.step(), this.config.controlIntervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.view?.close();
+  }
+
+  target(name: string): TargetRuntime {
+    const t = this.targets.get(name);
+    if (!t) throw notFound(`storage target ${JSON.stringify(name)} is not configured (have: ${[...this.targets.keys()].join(', ') || 'none'})`);
+    return t;
+  }
+
+  /** The target whose mount prefix holds `path` (the longest prefix wins). */
+  targetForPath(path: string): TargetRuntime {
+    let best: TargetRuntime | undefined;
+    for (const t of this.targets.values()) {
+      if ((path === t.cfg.mountPrefix || path.startsWith(t.cfg.mountPrefix.replace(/\/$/, '') + '/')) && (!best || t.cfg.mountPrefix.length > best.cfg.mountPrefix.length)) best = t;
+    }
+    if (!best) throw notFound(`no storage target has a mount prefix holding ${JSON.stringify(path)}`);
+    return best;
+  }
+
+  /** One controller round over every target; also callable directly (tests). */
+  async step(): Promise<void> {
+    if (this.stepping || !this.view) return;
+    this.stepping = true;
+    try {
+      const [batches, faults] = await Promise.all([
+        this.view.telemetry().catch((err: unknown) => { this.log.warn({ err: (err as Error).message }, 'storage: telemetry unavailable'); return undefined; }),
+        this.view.storageFaults().catch((err: unknown) => { this.log.warn({ err: (err as Error).message }, 'storage: cluster health unavailable'); return undefined; }),
+      ]);
+      const now = Date.now();
+      // Stale batches (an agent gone quiet) say nothing about the present.
+      const fresh = batches?.filter((b) => !b.time || now - b.time.getTime() <= 3 * this.config.controlIntervalMs + 30_000);
+      for (const t of this.targets.values()) {
+        if (faults) {
+          const degraded = faults.some((f) => faultMatches(f, t.cfg));
+          if (degraded !== t.degraded) this.log.warn({ target: t.cfg.name, degraded }, 'storage target health changed');
+          t.degraded = degraded;
+        }
+        if (fresh) t.observedMs = now;
+        for (const mode of MODES) {
+          const pr = t.pools[mode];
+          const bounds = t.cfg[mode];
+          const signals = fresh ? aggregateTelemetry(fresh, t.cfg.mountPrefix, mode, t.cfg.rpcSlots) : pr.signals;
+          const state = await this.store.state(t.cfg.name, mode);
+          const limit = state.limit ?? bounds.initial;
+          const capacity = mode === 'write' ? t.cfg.writeBytesPerSecond : t.cfg.readBytesPerSecond;
+          const d = aimdStep({ limit, leases: state.leases.length, waiters: state.waiters.length }, bounds, capacity, signals, t.degraded, pr.aimd, t.cfg.aimd);
+          if (d.limit !== limit) {
+            await this.store.setLimit(t.cfg.name, mode, d.limit);
+            this.log.info({ target: t.cfg.name, mode, from: limit, to: d.limit, reason: d.reason }, 'storage pool resized');
+          }
+          Object.assign(pr, { aimd: d.state, reason: d.reason, updatedMs: now, signals });
+        }
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'storage controller step failed');
+    } finally {
+      this.stepping = false;
+    }
+  }
+
+  async show(t: TargetRuntime): Promise<StorageTarget> {
+    const [w, r] = await Promise.all(MODES.map((m) => this.store.state(t.cfg.name, m)));
+    const pool = (mode: StorageMode, s: NonNullable<typeof w>): StoragePool => ({
+      mode: toProtoMode(mode),
+      limit: s.limit ?? t.cfg[mode].initial,
+      min: t.cfg[mode].min,
+      max: t.cfg[mode].max,
+      leases: s.leases.length,
+      waiters: s.waiters.length,
+      reason: t.pools[mode].reason,
+      updatedAt: ts(t.pools[mode].updatedMs),
+    });
+    const ws = t.pools.write.signals;
+    const rs = t.pools.read.signals;
+    const any = ws ?? rs;
+    const leases = (mode: StorageMode, s: NonNullable<typeof w>): StorageLease[] => s.leases.map((l) => ({
+      id: l.id, target: t.cfg.name, mode: toProtoMode(mode), holder: toProtoHolder(l.holder), acquiredAt: ts(l.acquiredMs), expiresAt: ts(l.expiresMs),
+    }));
+    return {
+      name: t.cfg.name,
+      mountPrefix: t.cfg.mountPrefix,
+      serverExport: t.cfg.serverExport,
+      writeBytesPerSecond: t.cfg.writeBytesPerSecond,
+      readBytesPerSecond: t.cfg.readBytesPerSecond,
+      rpcSlots: t.cfg.rpcSlots,
+      leaseTtlMs: t.cfg.leaseTtlMs,
+      degraded: t.degraded,
+      writePool: pool('write', w!),
+      readPool: pool('read', r!),
+      telemetry: any ? {
+        nodes: any.nodes,
+        backlogQueueLength: Math.max(ws?.backlog ?? 0, rs?.backlog ?? 0),
+        avgRttMs: ws?.rttMs ?? rs?.rttMs ?? 0,
+        slotTableUtilization: Math.max(ws?.slotUtilization ?? 0, rs?.slotUtilization ?? 0),
+        readBytesPerSecond: rs?.bytesPerSecond ?? 0,
+        writeBytesPerSecond: ws?.bytesPerSecond ?? 0,
+        observedAt: t.observedMs ? ts(t.observedMs) : undefined,
+      } : undefined,
+      leases: [...leases('write', w!), ...leases('read', r!)],
+      waiters: [
+        ...w!.waiters.map((x) => ({ holder: toProtoHolder(x.holder), mode: toProtoMode('write'), since: ts(x.sinceMs), position: x.position })),
+        ...r!.waiters.map((x) => ({ holder: toProtoHolder(x.holder), mode: toProtoMode('read'), since: ts(x.sinceMs), position: x.position })),
+      ],
+    };
+  }
+}
+
+function toProtoHolder(h: StorageHolder): StorageLeaseHolder {
+  return { jobId: h.jobId, attempt: h.attempt, rank: h.rank, node: h.node ?? '' };
+}
+
+function holderOf(h: StorageLeaseHolder | undefined): StorageHolder {
+  if (!h || !h.jobId) throw invalidArgument('holder.job_id is required');
+  if (h.jobId.length > 128 || /\s/.test(h.jobId)) throw invalidArgument('holder.job_id must be at most 128 characters without spaces');
+  if (h.node.length > 253) throw invalidArgument('holder.node must be at most 253 characters');
+  return { jobId: h.jobId, attempt: h.attempt, rank: h.rank, ...(h.node ? { node: h.node } : {}) };
+}
+
+function ttlOf(ttlMs: number, t: TargetRuntime): number {
+  if (ttlMs === 0) return t.cfg.leaseTtlMs;
+  if (ttlMs < 500 || ttlMs > 3_600_000) throw invalidArgument(`ttl_ms must be between 500 and 3600000, got ${ttlMs}`);
+  return ttlMs;
+}
+
+export function storageService(adm: StorageAdmission, log: Logger): StorageServiceServer {
+  return {
+    listStorageTargets: unary(log, 'ListStorageTargets', async () => ({
+      targets: await Promise.all([...adm.targets.values()].map((t) => adm.show(t))),
+    })),
+
+    getStorageTarget: unary(log, 'GetStorageTarget', async (req) => ({ target: await adm.show(adm.target(req.name)) })),
+
+    acquireStorageLease: unary(log, 'AcquireStorageLease', async (req, callCtx) => {
+      const t = req.target ? adm.target(req.target) : req.path ? adm.targetForPath(req.path) : undefined;
+      if (!t) throw invalidArgument('target or path is required');
+      const mode = fromProtoMode(req.mode);
+      const holder = holderOf(req.holder);
+      const ttl = ttlOf(req.ttlMs, t);
+      if (req.waitMs > MAX_WAIT_MS) throw invalidArgument(`wait_ms must be at most ${MAX_WAIT_MS}, got ${req.waitMs}`);
+      const deadline = Date.now() + req.waitMs;
+      for (;;) {
+        const r = await adm.store.acquire(t.cfg.name, mode, holder, ttl, t.cfg[mode].initial);
+        if (r.granted) {
+          return {
+            granted: true,
+            lease: { id: r.id, target: t.cfg.name, mode: req.mode, holder: toProtoHolder(holder), acquiredAt: ts(r.nowMs), expiresAt: ts(r.expiresMs) },
+            position: 0, limit: r.limit, leases: r.leases,
+          };
+        }
+        const left = deadline - Date.now();
+        if (left <= 0 || callCtx.cancelled) return { granted: false, lease: undefined, position: r.position, limit: r.limit, leases: r.leases };
+        await new Promise((res) => setTimeout(res, Math.min(POLL_MS, left)));
+      }
+    }),
+
+    renewStorageLease: unary(log, 'RenewStorageLease', async (req) => {
+      const t = adm.target(req.target);
+      const parsed = parseStorageLeaseId(req.leaseId);
+      if (!parsed) throw invalidArgument(`lease_id ${JSON.stringify(req.leaseId)} is not a storage lease id`);
+      const ttl = ttlOf(req.ttlMs, t);
+      const expiry = await adm.store.renew(t.cfg.name, parsed.mode, req.leaseId, ttl);
+      if (expiry === undefined) throw notFound(`lease ${req.leaseId} on ${t.cfg.name} expired or was released`);
+      return {
+        lease: { id: req.leaseId, target: t.cfg.name, mode: toProtoMode(parsed.mode), holder: { jobId: parsed.jobId, attempt: parsed.attempt, rank: parsed.rank, node: '' }, acquiredAt: undefined, expiresAt: ts(expiry) },
+      };
+    }),
+
+    releaseStorageLease: unary(log, 'ReleaseStorageLease', async (req) => {
+      if (req.leaseId) {
+        const t = adm.target(req.target);
+        const parsed = parseStorageLeaseId(req.leaseId);
+        if (!parsed) throw invalidArgument(`lease_id ${JSON.stringify(req.leaseId)} is not a storage lease id`);
+        return { released: (await adm.store.release(t.cfg.name, parsed.mode, req.leaseId)) ? 1 : 0 };
+      }
+      if (!req.jobId) throw invalidArgument('lease_id, or job_id (with attempt), is required');
+      const targets = req.target ? [adm.target(req.target)] : [...adm.targets.values()];
+      let released = 0;
+      for (const t of targets) for (const m of MODES) released += await adm.store.releaseAttempt(t.cfg.name, m, req.jobId, req.attempt);
+      return { released };
+    }),
+  };
+}
+
+function registerMetrics(adm: StorageAdmission, registry: Registry): void {
+  const labelNames = ['target', 'mode'] as const;
+  const cache = new Map<string, { limit: number; leases: number; waiters: number }>();
+  const refresh = async () => {
+    for (const t of adm.targets.values()) {
+      for (const m of MODES) {
+        const s = await adm.store.state(t.cfg.name, m);
+        cache.set(`${t.cfg.name}\u0000${m}`, { limit: s.limit ?? t.cfg[m].initial, leases: s.leases.length, waiters: s.waiters.length });
+      }
+    }
+  };
+  const gauge = (name: string, help: string, pick: (v: { limit: number; leases: number; waiters: number }) => number, first = false) =>
+    new Gauge({
+      name, help, labelNames, registers: [registry],
+      async collect() {
+        if (first) await refresh().catch(() => undefined);
+        for (const [k, v] of cache) {
+          const [target, mode] = k.split('\u0000') as [string, string];
+          this.set({ target, mode }, pick(v));
+        }
+      },
+    });
+  // Metrics are collected in registration order: the first gauge reads Redis for all three.
+  gauge('gantry_storage_leases', 'Storage admission leases held, per target and mode.', (v) => v.leases, true);
+  gauge('gantry_storage_waiters', 'Writers (or restart readers) waiting for a storage lease.', (v) => v.waiters);
+  gauge('gantry_storage_pool_size', 'Current storage admission pool size (AIMD limit).', (v) => v.limit);
+  new Gauge({
+    name: 'gantry_storage_degraded', help: 'The health detector flags the storage target (1) or not (0).', labelNames: ['target'], registers: [registry],
+    collect() {
+      for (const t of adm.targets.values()) this.set({ target: t.cfg.name }, t.degraded ? 1 : 0);
+    },
+  });
+}
+
+/**
+ * Adds gantry.v1.StorageService to the checkpoint service's gRPC server and starts the
+ * controller (stopped with the lifecycle); returns the service name for health and reflection.
+ * The storage settings are read from the process environment (storage-config.ts).
+ */
+export function addStorageService(server: grpc.Server, ctx: Pick<ServiceContext<unknown>, 'log' | 'metrics' | 'lifecycle'>, redis: Redis, source: NodeJS.ProcessEnv = process.env): string {
+  const config = loadStorageConfig(source);
+  const view = config.schedulerAddr ? nodeServiceView(config.schedulerAddr) : undefined;
+  const adm = new StorageAdmission(redis, config, view, ctx.log);
+  registerMetrics(adm, ctx.metrics);
+  server.addService(StorageServiceService, storageService(adm, ctx.log));
+  adm.start();
+  ctx.lifecycle.onShutdown('storage-controller', () => adm.stop());
+  ctx.log.info({ targets: config.targets.map((t) => t.name), scheduler: config.schedulerAddr ?? null, controlMs: config.controlIntervalMs }, 'storage admission ready');
+  return STORAGE_SERVICE_NAME;
+}
+
+export { mountBelongs };
