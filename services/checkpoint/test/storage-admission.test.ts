@@ -1,0 +1,123 @@
+// The admission policy (AIMD, telemetry aggregation), the target configuration, and the
+// controller end to end on a real Redis with a stubbed cluster view.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import { TelemetryBatch, type NfsMountTelemetry } from '@gantry/proto';
+import { ConfigError } from '@gantry/service-kit';
+import { startRedis, type Server } from '../../../test/harness/infra.js';
+import { DEFAULT_AIMD, aggregateTelemetry, aimdStep, mountBelongs, type StorageSignals } from '../src/storage-admission.js';
+import { loadStorageConfig, parseStorageTargets } from '../src/storage-config.js';
+import { StorageAdmission, faultMatches, type ClusterView } from '../src/storage-service.js';
+
+const bounds = { initial: 10, min: 1, max: 100 };
+const quiet: StorageSignals = { nodes: 4, activeNodes: 2, backlog: 0, rttMs: 2, slotUtilization: 0.3, bytesPerSecond: 10e9 };
+
+function mount(mountpoint: string, write: { ops: number; rtt: number }, backlog: number, util: number, bytes: number): NfsMountTelemetry {
+  return {
+    device: 'nfs1:/export', mountpoint, fstype: 'nfs4', statvers: '1.1', ops: [], transport: undefined,
+    rates: {
+      writeBytesPerSecond: bytes, backlogQueueLength: backlog, slotTableUtilization: util,
+      ops: [{ op: 'WRITE', opsPerSecond: write.ops, avgRttMs: write.rtt }],
+    },
+  } as NfsMountTelemetry;
+}
+const batch = (node: string, mounts: NfsMountTelemetry[]) => TelemetryBatch.fromPartial({ node, time: new Date(), nfsMounts: mounts });
+
+describe('aimdStep', () => {
+  it('increases additively only while the pool holds writers back and bandwidth is left', () => {
+    expect(aimdStep({ limit: 10, leases: 10, waiters: 5 }, bounds, 100e9, quiet, false, { hold: 0 }).limit).toBe(12);
+    expect(aimdStep({ limit: 10, leases: 4, waiters: 0 }, bounds, 100e9, quiet, false, { hold: 0 }).limit).toBe(10);
+    const full = aimdStep({ limit: 10, leases: 10, waiters: 5 }, bounds, 100e9, { ...quiet, bytesPerSecond: 95e9 }, false, { hold: 0 });
+    expect(full).toMatchObject({ limit: 10, reason: expect.stringMatching(/^hold: at capacity/) });
+  });
+
+  it('decreases multiplicatively on backlog, RTT or slot saturation, then holds one step', () => {
+    for (const s of [{ backlog: 100 }, { rttMs: 80 }, { slotUtilization: 0.99 }]) {
+      const d = aimdStep({ limit: 40, leases: 40, waiters: 9 }, bounds, 100e9, { ...quiet, ...s }, false, { hold: 0 });
+      expect(d.limit).toBe(28);
+      expect(d.reason).toMatch(/^decrease: /);
+      expect(aimdStep({ limit: 28, leases: 28, waiters: 9 }, bounds, 100e9, { ...quiet, ...s }, false, d.state).limit).toBe(28);
+    }
+  });
+
+  it('shrinks to the degraded cap while health flags the target, and stays within bounds', () => {
+    const d = aimdStep({ limit: 100, leases: 0, waiters: 0 }, bounds, 100e9, quiet, true, { hold: 0 });
+    expect(d.limit).toBe(25);
+    expect(d.reason).toMatch(/degraded/);
+    expect(aimdStep({ limit: 1, leases: 1, waiters: 0 }, bounds, 100e9, { ...quiet, rttMs: 999 }, false, { hold: 0 }).limit).toBe(1);
+    expect(aimdStep({ limit: 100, leases: 100, waiters: 3 }, bounds, 100e9, quiet, false, { hold: 0 }).limit).toBe(100);
+  });
+});
+
+describe('aggregateTelemetry', () => {
+  it('keeps the target mounts, weights RTT by ops, averages backlog over writing nodes', () => {
+    const s = aggregateTelemetry([
+      batch('a', [mount('/mnt/ckpt', { ops: 100, rtt: 10 }, 40, 1, 5e9), mount('/home', { ops: 1000, rtt: 900 }, 999, 1, 1e9)]),
+      batch('b', [mount('/mnt/ckpt', { ops: 300, rtt: 2 }, 0, 0.5, 15e9)]),
+      batch('c', [mount('/mnt/ckpt', { ops: 0, rtt: 0 }, 0, 0, 0)]),
+      batch('d', []),
+    ], '/mnt/ckpt', 'write', 128);
+    expect(s).toEqual({ nodes: 3, activeNodes: 2, backlog: 20, rttMs: 4, slotUtilization: 0.75, bytesPerSecond: 20e9 });
+    expect(mountBelongs('/mnt/ckpt', '/mnt/ckpt/')).toBe(true);
+    expect(mountBelongs('/mnt/ckpt2', '/mnt/ckpt')).toBe(false);
+    expect(mountBelongs('/mnt', '/mnt/ckpt')).toBe(true); // the target lives inside that mount
+  });
+});
+
+describe('storage configuration', () => {
+  const ok = [{ name: 'ckpt', mountPrefix: '/mnt/ckpt', writeBytesPerSecond: 250e9, readBytesPerSecond: 700e9 }];
+  it('fills defaults: 128 RPC slots, 30 s TTL, server export from the name', () => {
+    const [t] = parseStorageTargets(JSON.stringify(ok));
+    expect(t).toMatchObject({ rpcSlots: 128, leaseTtlMs: 30_000, serverExport: 'ckpt', write: { initial: 32, min: 1 }, aimd: DEFAULT_AIMD });
+    expect(loadStorageConfig({}).targets).toEqual([]);
+  });
+  it('names the variable, the target and the field of a bad value', () => {
+    const bad = [{ ...ok[0], name: 'fast', writeBytesPerSecond: -1, write: { initial: 5, min: 6, max: 10 } }];
+    expect(() => parseStorageTargets(JSON.stringify(bad))).toThrow(ConfigError);
+    expect(() => parseStorageTargets(JSON.stringify(bad))).toThrow(/STORAGE_TARGETS: target "fast" writeBytesPerSecond: .*; target "fast" write: needs min <= initial <= max/);
+    expect(() => parseStorageTargets('[{"name":"A"}')).toThrow(/STORAGE_TARGETS: not JSON/);
+    expect(() => parseStorageTargets(JSON.stringify([...ok, ...ok]))).toThrow(/listed twice/);
+    expect(() => loadStorageConfig({ STORAGE_CONTROL_MS: '5' })).toThrow(/STORAGE_CONTROL_MS/);
+  });
+  it('matches a health storage fault (server:export) to its target', () => {
+    const [t] = parseStorageTargets(JSON.stringify([{ ...ok[0], serverExport: 'nfs1:/export/ckpt' }]));
+    expect(faultMatches('nfs1:/export/ckpt', t!)).toBe(true);
+    expect(faultMatches('nfs2:/export/ckpt', t!)).toBe(false);
+  });
+});
+
+describe('StorageAdmission controller', () => {
+  let server: Server;
+  let redis: Redis;
+  beforeAll(async () => {
+    server = await startRedis();
+    redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
+  }, 60_000);
+  afterAll(async () => {
+    await redis?.quit();
+    await server?.stop();
+  });
+
+  it('grows a saturated pool, shrinks it on backlog and on a storage fault', async () => {
+    const [t] = parseStorageTargets(JSON.stringify([{ name: `c${process.pid}`, mountPrefix: '/mnt/ckpt', serverExport: 'nfs1:/export/ckpt', writeBytesPerSecond: 250e9, readBytesPerSecond: 700e9, write: { initial: 2, min: 1, max: 40 } }]));
+    let batches: TelemetryBatch[] = [batch('a', [mount('/mnt/ckpt', { ops: 100, rtt: 2 }, 0, 0.2, 1e9)])];
+    let faults: string[] = [];
+    const view: ClusterView = { telemetry: async () => batches, storageFaults: async () => faults, close: () => undefined };
+    const adm = new StorageAdmission(redis, { targets: [t!], controlIntervalMs: 1000, schedulerAddr: 'stub' }, view, pino({ level: 'silent' }));
+    const limit = async () => (await adm.store.state(t!.name, 'write')).limit;
+    for (let r = 0; r < 3; r++) await adm.store.acquire(t!.name, 'write', { jobId: 'j', attempt: 1, rank: r }, 60_000, 2);
+    await adm.step();
+    expect(await limit()).toBe(4);
+    batches = [batch('a', [mount('/mnt/ckpt', { ops: 100, rtt: 2 }, 500, 1, 1e9)])];
+    await adm.step();
+    expect(await limit()).toBe(3);
+    expect(adm.targets.get(t!.name)!.pools.write.reason).toMatch(/backlog 500 > 32/);
+    faults = ['nfs1:/export/ckpt'];
+    await adm.step();
+    const shown = await adm.show(adm.target(t!.name));
+    expect(shown.degraded).toBe(true);
+    expect(shown.writePool).toMatchObject({ limit: 2, leases: 2, waiters: 1 }); // the third asked once, before the pool grew
+    expect(shown.telemetry).toMatchObject({ nodes: 1, backlogQueueLength: 500 });
+  });
+});
