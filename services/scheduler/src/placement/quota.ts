@@ -31,6 +31,8 @@ export class QuotaLedger {
    * question thousands of times, and each pending job keeps its refusal's message.
    */
   private readonly refused = new Map<string, Map<number, Admission>>();
+  /** cohortBorrowing per cohort until usage next changes. */
+  private readonly borrowing = new Map<string, boolean>();
 
   constructor(
     private readonly config: SchedulingConfig,
@@ -70,8 +72,19 @@ export class QuotaLedger {
   /** Whether some tenant of the cohort runs above its nominal quota (so there is something to reclaim). */
   cohortBorrowing(cohort: string | undefined): boolean {
     if (cohort === undefined) return false;
-    for (const t of this.used.keys()) if (this.cohortOf(t) === cohort && this.isBorrowing(t)) return true;
-    return false;
+    // Asked for most jobs of a long queue: kept until usage next changes.
+    let known = this.borrowing.get(cohort);
+    if (known === undefined) {
+      known = false;
+      for (const t of this.used.keys()) {
+        if (this.cohortOf(t) === cohort && this.isBorrowing(t)) {
+          known = true;
+          break;
+        }
+      }
+      this.borrowing.set(cohort, known);
+    }
+    return known;
   }
 
   charge(tenant: string, gpus: number): void {
@@ -88,6 +101,7 @@ export class QuotaLedger {
   private forget(): void {
     if (this.described.size > 0) this.described.clear();
     if (this.refused.size > 0) this.refused.clear();
+    if (this.borrowing.size > 0) this.borrowing.clear();
   }
 
   /** Whether the tenant may take `gpus` more GPUs now. Results are shared: callers only read them. */

@@ -188,6 +188,9 @@ function spreadExplanation(state: ClusterState, nodes: number[], largest: { leve
   return `cluster: spread over ${spines} spine(s) and ${leaves} leaf switch(es); no single domain holds ${nodes.length} eligible nodes (largest ${LEVEL_LABEL[largest.level]}: ${largest.count})`;
 }
 
+/** Leaves picked one by one before selectSingleNode sorts the rest. */
+const PICKED_LEAVES = 4;
+
 /**
  * Single-node jobs on the live state, via the (leaf, model, free) buckets: the tightest free
  * count first, then the most-used leaf switch and spine. Equivalent to the general path for
@@ -208,18 +211,31 @@ function selectSingleNode(
   const capacity = fit.capacity;
   const leaves: number[] = [];
   for (let k = g; k <= state.maxGpus; k++) {
-    leaves.length = 0;
+    let count = 0;
     for (let l = 0; l < state.leafCount; l++) {
       for (const m of models) {
         if (state.bucket(l, m, k).length > 0) {
-          leaves.push(l);
+          if (count < leaves.length) leaves[count] = l;
+          else leaves.push(l);
+          count += 1;
           break;
         }
       }
     }
-    if (leaves.length === 0) continue;
-    leaves.sort((a, b) => compareDomains(state, 'leaf', a, 0, b, 0));
-    for (const l of leaves) {
+    // The leaves in best-fit order. The first usually has a node, so the first few are picked
+    // by a scan for the next best each; should those all fail, the rest are sorted once.
+    for (let taken = 0; taken < count; taken++) {
+      if (taken < PICKED_LEAVES) {
+        let next = taken;
+        for (let c = taken + 1; c < count; c++) if (compareDomains(state, 'leaf', leaves[c]!, 0, leaves[next]!, 0) < 0) next = c;
+        const chosen = leaves[next]!;
+        leaves[next] = leaves[taken]!;
+        leaves[taken] = chosen;
+      } else if (taken === PICKED_LEAVES) {
+        const rest = leaves.slice(taken, count).sort((a, b) => compareDomains(state, 'leaf', a, 0, b, 0));
+        for (let c = 0; c < rest.length; c++) leaves[taken + c] = rest[c]!;
+      }
+      const l = leaves[taken]!;
       let best = -1;
       for (const m of models) {
         for (const i of state.bucket(l, m, k)) {

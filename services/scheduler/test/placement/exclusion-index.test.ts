@@ -28,12 +28,12 @@ import { job } from './fixtures.js';
 
 const NOW = 10 * 3600_000;
 
-/** Up to 3 spines x 3 leaves x 6 nodes, two models, some not READY, random free GPUs. */
-const clusterArb = fc
+/** Up to 3 spines x 3 leaves x 6 nodes (or more leaves of fewer nodes), two models, some not READY, random free GPUs. */
+const clusterOf = (maxLeaves: number, maxPerLeaf: number) => fc
   .record({
     spines: fc.integer({ min: 1, max: 3 }),
-    leaves: fc.integer({ min: 1, max: 3 }),
-    perLeaf: fc.integer({ min: 1, max: 6 }),
+    leaves: fc.integer({ min: 1, max: maxLeaves }),
+    perLeaf: fc.integer({ min: 1, max: maxPerLeaf }),
     nvl: fc.integer({ min: 1, max: 2 }),
   })
   .chain((s) => {
@@ -53,6 +53,8 @@ const clusterArb = fc
       ),
     );
   });
+
+const clusterArb = clusterOf(3, 6);
 
 const jobArb = (nodes: readonly NodeView[]) =>
   fc.record({
@@ -104,6 +106,42 @@ describe('exclusion lists: shortcuts against the simple rule', () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('takes for a single node the node the general path takes (leaves picked one by one, then sorted)', () => {
+    fc.assert(
+      fc.property(clusterOf(8, 2).chain((nodes) => fc.tuple(fc.constant(nodes), fc.array(jobArb(nodes), { minLength: 1, maxLength: 6 }))), ([nodes, jobs]) => {
+        const state = new ClusterState(nodes);
+        fc.pre(state.maxNvlSize <= 1);
+        for (const j of jobs.map((x) => ({ ...x, nodes: 1 }))) {
+          const fit = computeStaticFit(state, j);
+          const fast = selectNodes(state, j, fit, { free: state.freeCount });
+          const general = selectNodes(state, j, fit, { free: state.freeCountsCopy() });
+          expect(fast.ok).toBe(general.ok);
+          if (fast.ok && general.ok) expect(fast.nodes).toEqual(general.nodes);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('goes on in best-fit order past the leaves it picks one by one', () => {
+    // One node per leaf, the most used leaves first; the job excludes the five best.
+    const nodes: NodeView[] = Array.from({ length: 8 }, (_, i) => ({
+      name: `n${i}`,
+      state: 'READY',
+      gpuModel: 'A',
+      gpuCount: 8,
+      freeGpus: Array.from({ length: 8 }, (_, g) => g),
+      labels: {},
+      topology: { nvlinkDomain: `v${i}`, leafSwitch: `l${i}`, spine: `s${i >> 2}`, rack: `r${i}` },
+    }));
+    const state = new ClusterState(nodes);
+    const j = job('j', { excludeNodes: ['n0', 'n1', 'n2', 'n3', 'n4'] });
+    const fit = computeStaticFit(state, j);
+    const fast = selectNodes(state, j, fit, { free: state.freeCount });
+    expect(fast.ok && fast.nodes).toEqual([5]);
+    expect(selectNodes(state, j, fit, { free: state.freeCountsCopy() })).toMatchObject({ ok: true, nodes: [5] });
   });
 
   it('gives a named node the verdict its filter would give', () => {

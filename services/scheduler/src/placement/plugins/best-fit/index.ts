@@ -12,29 +12,29 @@ import type { DomainLevel } from '../../types.js';
 
 export type GroupLevel = Exclude<DomainLevel, 'cluster'>;
 
-/** Free GPUs on READY nodes of a domain, then of its ancestors (lexicographic). */
-function freeChain(state: ClusterState, level: GroupLevel, d: number): [number, number, number] {
-  switch (level) {
-    case 'nvlink': {
-      const leaf = state.nvlLeaf[d]!;
-      return [state.nvlFree[d]!, state.leafFree[leaf]!, state.spineFree[state.leafSpine[leaf]!]!];
-    }
-    case 'leaf':
-      return [state.leafFree[d]!, state.spineFree[state.leafSpine[d]!]!, 0];
-    case 'spine':
-      return [state.spineFree[d]!, 0, 0];
-  }
-}
-
 /**
  * Compares two domains that can each hold the request: fewer eligible nodes first (the
  * tightest fit), then fewer free GPUs in the domain and its ancestors (the most used).
+ * Free GPUs are compared level by level without building the chains (sorts call this often).
  */
 export function compareDomains(state: ClusterState, level: GroupLevel, a: number, eligibleA: number, b: number, eligibleB: number): number {
   if (eligibleA !== eligibleB) return eligibleA - eligibleB;
-  const fa = freeChain(state, level, a);
-  const fb = freeChain(state, level, b);
-  return fa[0] - fb[0] || fa[1] - fb[1] || fa[2] - fb[2] || a - b;
+  switch (level) {
+    case 'nvlink': {
+      const la = state.nvlLeaf[a]!;
+      const lb = state.nvlLeaf[b]!;
+      return (
+        state.nvlFree[a]! - state.nvlFree[b]! ||
+        state.leafFree[la]! - state.leafFree[lb]! ||
+        state.spineFree[state.leafSpine[la]!]! - state.spineFree[state.leafSpine[lb]!]! ||
+        a - b
+      );
+    }
+    case 'leaf':
+      return state.leafFree[a]! - state.leafFree[b]! || state.spineFree[state.leafSpine[a]!]! - state.spineFree[state.leafSpine[b]!]! || a - b;
+    case 'spine':
+      return state.spineFree[a]! - state.spineFree[b]! || a - b;
+  }
 }
 
 /** Compares nodes for a gang's or a small job's pick: fewest free GPUs (tightest) first. */
