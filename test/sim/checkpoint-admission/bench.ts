@@ -1,0 +1,163 @@
+// `pnpm bench:checkpoint`: 60 nodes x 8 ranks save a checkpoint at once, then restart (read it)
+// at once, through the queueing model in model.ts, twice in the same run: uncoordinated (every
+// rank writes as soon as it gets there) and admitted (every rank takes a lease first).
+//
+// The admitted arm runs the storage service's own code: the lease pool is
+// @gantry/store's StorageLeaseStore (its Lua scripts, on a real redis-server, with the
+// model's clock), the target comes from target.json through the service's
+// parseStorageTargets, the telemetry goes through the service's aggregateTelemetry and the
+// pool size through its aimdStep. Deterministic: seeded arrivals, no wall clock in the model.
+//
+// Prints total time, p99 per-RPC latency (execute = backlog wait + RTT, as nfsiostat's "exe"),
+// peak backlog, training stall per node, then PASS/FAIL against the issue's targets.
+import { readFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
+import { StorageLeaseStore, storageLeaseId, type StorageMode } from '@gantry/store';
+import { aggregateTelemetry, aimdStep, type AimdState } from '../../../services/checkpoint/src/storage-admission.js';
+import { parseStorageTargets, type StorageTargetConfig } from '../../../services/checkpoint/src/storage-config.js';
+import { startRedis } from '../../harness/infra.js';
+import { runPhase, type Admission, type ModelParams, type PhaseResult, type RankRef } from './model.js';
+
+const SEED = Number(process.env.BENCH_SEED ?? 11);
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
+
+const [target] = parseStorageTargets(readFileSync(new URL('./target.json', import.meta.url), 'utf8'), 'target.json');
+if (!target) throw new Error('target.json has no target');
+
+/** The model's parameters; sources and assumptions in README.md. */
+function params(mode: StorageMode): ModelParams {
+  return {
+    nodes: 60,
+    ranksPerNode: 8,
+    bytesPerRank: 1 * GiB,
+    rpcBytes: 1 * MiB,
+    slots: target!.rpcSlots,
+    windowRpcs: mode === 'write' ? 64 : 15,
+    serverBytesPerSecond: mode === 'write' ? target!.writeBytesPerSecond : target!.readBytesPerSecond,
+    nicBytesPerSecond: 25e9,
+    baseRttMs: 0.5,
+    arrivalJitterMs: 20,
+    telemetryIntervalMs: 50,
+    seed: SEED,
+    mountpoint: target!.mountPrefix,
+  };
+}
+
+interface Trace { limits: number[]; decisions: string[] }
+
+/** The admitted arm: the service's lease store and AIMD step, on the model's clock. */
+function admitted(redis: Redis, t: StorageTargetConfig, mode: StorageMode, trace: Trace): Admission {
+  let simNow = 0;
+  const EPOCH = 1_700_000_000_000;
+  const store = new StorageLeaseStore(redis, { clock: () => EPOCH + simNow, waiterTtlMs: 1e12 });
+  const bounds = t[mode];
+  const capacity = mode === 'write' ? t.writeBytesPerSecond : t.readBytesPerSecond;
+  const refs = new Map<string, RankRef>();
+  const holder = (r: RankRef) => ({ jobId: 'bench-job', attempt: 1, rank: r.rank, node: `sim-${r.node}` });
+  let aimd: AimdState = { hold: 0 };
+  // Every waiting rank asks again as soon as a slot may be free (the SDK polls); asking in
+  // queue order for as many as there are free slots is the same thing without the misses.
+  const offer = async (): Promise<RankRef[]> => {
+    const st = await store.state(t.name, mode);
+    const free = (st.limit ?? bounds.initial) - st.leases.length;
+    const out: RankRef[] = [];
+    for (const w of st.waiters.slice(0, Math.max(0, free))) {
+      const r = await store.acquire(t.name, mode, w.holder, t.leaseTtlMs, bounds.initial);
+      if (r.granted) out.push(refs.get(r.id)!);
+    }
+    return out;
+  };
+  return {
+    async arrive(r, nowMs) {
+      simNow = nowMs;
+      refs.set(storageLeaseId(mode, holder(r)), r);
+      return (await store.acquire(t.name, mode, holder(r), t.leaseTtlMs, bounds.initial)).granted;
+    },
+    async finished(r, nowMs) {
+      simNow = nowMs;
+      await store.release(t.name, mode, storageLeaseId(mode, holder(r)));
+      return offer();
+    },
+    async control(batches, nowMs) {
+      simNow = nowMs;
+      const signals = aggregateTelemetry(batches, t.mountPrefix, mode, t.rpcSlots);
+      const st = await store.state(t.name, mode);
+      const limit = st.limit ?? bounds.initial;
+      const d = aimdStep({ limit, leases: st.leases.length, waiters: st.waiters.length }, bounds, capacity, signals, false, aimd, t.aimd);
+      aimd = d.state;
+      if (d.limit !== limit) await store.setLimit(t.name, mode, d.limit);
+      trace.limits.push(d.limit);
+      trace.decisions.push(d.reason);
+      return offer();
+    },
+  };
+}
+
+const s = (ms: number) => (ms / 1000).toFixed(2);
+const ms = (v: number) => v.toFixed(v < 10 ? 2 : 1);
+
+function table(name: string, u: PhaseResult, a: PhaseResult): string {
+  const rows: [string, string, string][] = [
+    ['total time (s)', s(u.totalMs), s(a.totalMs)],
+    ['throughput (GB/s)', u.throughputGBs.toFixed(1), a.throughputGBs.toFixed(1)],
+    ['per-RPC execute p50 / p99 (ms)', `${ms(u.p50ExecMs)} / ${ms(u.p99ExecMs)}`, `${ms(a.p50ExecMs)} / ${ms(a.p99ExecMs)}`],
+    ['per-RPC RTT p99 (ms)', ms(u.p99RttMs), ms(a.p99RttMs)],
+    ['peak backlog, all nodes / one node (RPCs)', `${u.peakBacklog} / ${u.peakNodeBacklog}`, `${a.peakBacklog} / ${a.peakNodeBacklog}`],
+    ['training stall per node, mean / max (s)', `${s(u.stallMeanMs)} / ${s(u.stallMaxMs)}`, `${s(a.stallMeanMs)} / ${s(a.stallMaxMs)}`],
+  ];
+  const w0 = Math.max(...rows.map((r) => r[0].length), name.length);
+  const w1 = Math.max(...rows.map((r) => r[1].length), 'uncoordinated'.length);
+  const lines = [`${name.padEnd(w0)}  ${'uncoordinated'.padStart(w1)}  admitted`];
+  for (const [k, x, y] of rows) lines.push(`${k.padEnd(w0)}  ${x.padStart(w1)}  ${y}`);
+  return lines.join('\n');
+}
+
+function verdicts(phase: string, u: PhaseResult, a: PhaseResult): { line: string; pass: boolean }[] {
+  const v = (ok: boolean, what: string) => ({ pass: ok, line: `${ok ? 'PASS' : 'FAIL'}  ${phase}: ${what}` });
+  return [
+    v(a.totalMs <= u.totalMs, `admitted total time ${s(a.totalMs)} s <= uncoordinated ${s(u.totalMs)} s`),
+    v(a.p99ExecMs * 5 <= u.p99ExecMs, `p99 RPC latency ${ms(u.p99ExecMs)} -> ${ms(a.p99ExecMs)} ms, ${(u.p99ExecMs / a.p99ExecMs).toFixed(1)}x lower (target >= 5x)`),
+    v(a.peakBacklog * 10 <= u.peakBacklog, `peak backlog ${u.peakBacklog} -> ${a.peakBacklog} RPCs (target <= a tenth${u.peakBacklog === 0 ? '; none in either arm' : ''})`),
+  ];
+}
+
+function traceLine(t: Trace): string {
+  const inc = t.decisions.filter((d) => d.startsWith('increase')).length;
+  const dec = t.decisions.filter((d) => d.startsWith('decrease')).length;
+  const distinct = [...new Set(t.decisions.map((d) => d.split(':')[0]))].join('/');
+  return `pool ${Math.min(...t.limits)}..${Math.max(...t.limits)} (final ${t.limits.at(-1)}), ${t.limits.length} controller steps: ${inc} increases, ${dec} decreases (${distinct}); last: ${t.decisions.at(-1)}`;
+}
+
+const started = Date.now();
+const redisServer = await startRedis();
+const redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
+try {
+  const wp = params('write');
+  const rp = params('read');
+  console.log(`checkpoint admission model, seed ${SEED}: ${wp.nodes} nodes x ${wp.ranksPerNode} ranks, ${wp.bytesPerRank / GiB} GiB per rank (${(wp.nodes * wp.ranksPerNode * wp.bytesPerRank / 1e9).toFixed(0)} GB), ` +
+    `${wp.rpcBytes / MiB} MiB RPCs, ${wp.slots} RPC slots per node, NIC ${wp.nicBytesPerSecond / 1e9} GB/s, server write ${wp.serverBytesPerSecond / 1e9} GB/s / read ${rp.serverBytesPerSecond / 1e9} GB/s, ` +
+    `base RTT ${wp.baseRttMs} ms, window ${wp.windowRpcs} RPCs per writer / ${rp.windowRpcs} per reader, telemetry every ${wp.telemetryIntervalMs} ms; ` +
+    `pool from target.json: write ${target.write.initial} (${target.write.min}..${target.write.max}), read ${target.read.initial} (${target.read.min}..${target.read.max})`);
+  const wTrace: Trace = { limits: [], decisions: [] };
+  const rTrace: Trace = { limits: [], decisions: [] };
+  const saveU = await runPhase(wp, 'write');
+  const saveA = await runPhase(wp, 'write', admitted(redis, target, 'write', wTrace));
+  const readU = await runPhase(rp, 'read');
+  const readA = await runPhase(rp, 'read', admitted(redis, target, 'read', rTrace));
+  console.log('');
+  console.log(table('save (all ranks at once)', saveU, saveA));
+  console.log(`  admitted write ${traceLine(wTrace)}`);
+  console.log('');
+  console.log(table('restart read (all ranks at once)', readU, readA));
+  console.log(`  admitted read ${traceLine(rTrace)}`);
+  console.log('');
+  const all = [...verdicts('save', saveU, saveA), ...verdicts('restart', readU, readA)];
+  for (const x of all) console.log(x.line);
+  const savePass = all.slice(0, 3).every((x) => x.pass);
+  console.log(`\n${savePass ? 'PASS' : 'FAIL'}: save targets (the issue's); restart ${all.slice(3).every((x) => x.pass) ? 'PASS' : 'FAIL'}; ${((Date.now() - started) / 1000).toFixed(1)} s wall`);
+  process.exitCode = savePass ? 0 : 1;
+} finally {
+  await redis.quit();
+  await redisServer.stop();
+}
