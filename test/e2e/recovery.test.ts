@@ -147,6 +147,13 @@ describe('recovery', () => {
     await new Promise((r) => setTimeout(r, 3_000));
     expect(jobStateName((await client.getJob(job!.id)).state)).toBe('PENDING');
     await stack.checkpoint.start();
+    // The restarted service answers with the committed checkpoint (what the scheduler asks next).
+    const ck = new CheckpointClient({ address: stack.checkpointAddr, timeoutMs: 5_000 });
+    try {
+      expect((await ck.getLatestCheckpoint(job!.id))?.path).toBe(checkpoint);
+    } finally {
+      ck.close();
+    }
     const done = await waitForJob(client, job!.id, [JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED], 30_000);
     expect(jobStateName(done.state)).toBe('SUCCEEDED');
     expect(done.attempts[1]!.resumedFromCheckpoint).toBe(checkpoint);
