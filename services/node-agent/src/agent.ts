@@ -5,7 +5,7 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import {
-  AgentCommand, AgentCommandReply, AgentRank, NodeHeartbeat, RankPhase, RegisterNodeRequest, RegisterNodeResponse, Topology, type GpuDevice,
+  AgentCommand, AgentCommandReply, AgentRank, CheckpointDeleteReply, CheckpointDeleteRequest, NodeHeartbeat, RankPhase, RegisterNodeRequest, RegisterNodeResponse, Topology, type GpuDevice,
 } from '@gantry/proto';
 import { decode, encode, subjects } from '@gantry/bus';
 import type { AgentConfig } from './config.js';
@@ -13,6 +13,7 @@ import { StateFile } from './runner/state-file.js';
 import { RankRunner } from './runner/rank-runner.js';
 import { AgentBeat, beatFilePath } from './runner/beat.js';
 import { RankReporter } from './reporting/rank-reporter.js';
+import { CheckpointHook } from './checkpoints/hook.js';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -25,6 +26,9 @@ export class NodeAgent {
   private timers: NodeJS.Timeout[] = [];
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private sub: Subscription | undefined;
+  private deleteSub: Subscription | undefined;
+  /** Checkpoint discovery, the per-job endpoint and retention's deletions (a rank hook). */
+  readonly checkpoints: CheckpointHook;
   private heartbeatMs: number;
   private seq = 0;
   private registered = false;
@@ -45,7 +49,14 @@ export class NodeAgent {
   ) {
     this.state = new StateFile(cfg.stateDir);
     this.beat = new AgentBeat(beatFilePath(cfg.stateDir), log);
-    this.runner = new RankRunner(this.state, log, { beatFile: this.beat.path, partitionGraceMs: cfg.partitionGraceMs });
+    const js = jetstream(nc);
+    this.checkpoints = new CheckpointHook({
+      node: cfg.node, stateDir: cfg.stateDir, log,
+      publish: async (subject, data, msgID) => { await js.publish(subject, data, { msgID }); },
+      // How often node rank 0's host scans a job's checkpoint directory (docs/checkpoints.md).
+      pollMs: Number(process.env.CHECKPOINT_POLL_MS) || undefined,
+    });
+    this.runner = new RankRunner(this.state, log, { beatFile: this.beat.path, partitionGraceMs: cfg.partitionGraceMs, hooks: [this.checkpoints] });
     this.heartbeatMs = cfg.heartbeatIntervalMs;
   }
 
@@ -55,7 +66,19 @@ export class NodeAgent {
     this.beat.start();
     this.reporter = new RankReporter(this.cfg.node, jetstream(this.nc), this.state, this.log, this.cfg.rankLogMaxBytes);
     this.runner.onChange = () => void this.reporter?.flush();
+    await this.checkpoints.start();
     this.runner.start();
+    this.deleteSub = this.nc.subscribe(subjects.checkpointDelete(this.cfg.node), { callback: (err, msg) => {
+      if (err) return;
+      let req: CheckpointDeleteRequest;
+      try {
+        req = decode(CheckpointDeleteRequest, msg.data, 'CheckpointDeleteRequest');
+      } catch (e) {
+        msg.respond(encode(CheckpointDeleteReply, { ok: false, deleted: false, message: (e as Error).message }));
+        return;
+      }
+      void this.checkpoints.deleteCheckpoint(req).then((reply) => msg.respond(encode(CheckpointDeleteReply, reply)));
+    } });
     this.sub = this.nc.subscribe(subjects.agentCommand(this.cfg.node), { callback: (err, msg) => { if (!err) msg.respond(encode(AgentCommandReply, this.command(msg.data))); } });
     void this.watchConnection();
     await this.reRegister();
@@ -187,6 +210,8 @@ export class NodeAgent {
     clearTimeout(this.heartbeatTimer);
     this.runner.stopPolling();
     this.sub?.unsubscribe();
+    this.deleteSub?.unsubscribe();
+    await this.runner.hooks.shutdown();
     await this.reporter?.flush();
   }
 }

@@ -1,0 +1,126 @@
+// The checkpoint hook (issue 11), attached to the rank runner (runner/hooks.ts):
+//
+//   prestart   a rank of a job with a checkpoint directory (GANTRY_CHECKPOINT_DIR in its
+//              assignment) gets GANTRY_CKPT_URL (this agent's loopback endpoint) and
+//              GANTRY_CKPT_TOKEN (one per job attempt on this host) for explicit reports.
+//   poststart  on the host of node rank 0 only, the directory is watched (watcher.ts); a
+//              restarted agent resumes the watches its state file lists.
+//   exited     node rank 0's exit ends the attempt here: one last pass reports what is still
+//              incomplete as abandoned by the attempt, then the watch stops. The token is
+//              revoked when the last rank of the attempt on this host has exited.
+//
+// Deletions asked by retention are served here too (delete.ts), confined to the directory
+// this agent watched for the job.
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { RankHook, RankHookContext } from '../runner/hooks.js';
+import { rankKey } from '../runner/state-file.js';
+import { CheckpointStateFile, type WatchRecord } from './state.js';
+import { CheckpointWatcher, type Publish } from './watcher.js';
+import { CheckpointEndpoint } from './endpoint.js';
+import { handleDelete } from './delete.js';
+import type { CheckpointDeleteReply, CheckpointDeleteRequest } from '@gantry/proto';
+
+/** How often a watched directory is scanned unless CHECKPOINT_POLL_MS says otherwise. */
+export const DEFAULT_POLL_MS = 5_000;
+/** A job's directory is remembered this long after its last watch (deletions may come later). */
+const DIR_MEMORY_MS = 7 * 24 * 3600_000;
+
+export interface CheckpointHookOptions {
+  node: string;
+  stateDir: string;
+  publish: Publish;
+  log: Logger;
+  pollMs?: number;
+}
+
+export class CheckpointHook implements RankHook {
+  readonly name = 'checkpoints';
+  readonly state: CheckpointStateFile;
+  readonly endpoint: CheckpointEndpoint;
+  private readonly watchers = new Map<string, CheckpointWatcher>();
+  private readonly pollMs: number;
+
+  constructor(private readonly opts: CheckpointHookOptions) {
+    this.state = new CheckpointStateFile(opts.stateDir);
+    this.pollMs = opts.pollMs ?? DEFAULT_POLL_MS;
+    this.endpoint = new CheckpointEndpoint({ node: opts.node, state: this.state, publish: opts.publish, log: opts.log });
+  }
+
+  /** Before any rank starts: the endpoint must be up for prestart to hand out its URL. */
+  async start(): Promise<void> {
+    await this.endpoint.start();
+    const now = Date.now();
+    for (const [job, d] of Object.entries(this.state.state.dirs)) if (now - d.at > DIR_MEMORY_MS) delete this.state.state.dirs[job];
+    this.state.save();
+  }
+
+  prestart(ctx: RankHookContext): Record<string, string> | void {
+    const dir = ctx.env?.GANTRY_CHECKPOINT_DIR;
+    if (!dir) return;
+    const tokens = this.state.state.tokens;
+    let token = Object.keys(tokens).find((t) => tokens[t]!.jobId === ctx.jobId && tokens[t]!.attempt === ctx.attempt);
+    if (!token) {
+      token = randomBytes(32).toString('hex');
+      tokens[token] = { jobId: ctx.jobId, attempt: ctx.attempt, dir, format: ctx.env?.GANTRY_CHECKPOINT_FORMAT ?? 'auto', retention: ctx.env?.GANTRY_CHECKPOINT_RETENTION ?? '', ranks: [] };
+    }
+    if (!tokens[token]!.ranks.includes(ctx.rank)) tokens[token]!.ranks.push(ctx.rank);
+    this.state.state.dirs[ctx.jobId] = { dir, at: Date.now() };
+    this.state.save();
+    return { GANTRY_CKPT_URL: this.endpoint.url, GANTRY_CKPT_TOKEN: token };
+  }
+
+  poststart(ctx: RankHookContext): void {
+    const key = rankKey(ctx.jobId, ctx.attempt, ctx.rank);
+    let w: WatchRecord | undefined = this.state.state.watches[key];
+    if (!w && !ctx.restored) {
+      const env = ctx.env ?? {};
+      // Node rank 0's host watches (NODE_RANK in both launcher modes).
+      if (!env.GANTRY_CHECKPOINT_DIR || env.NODE_RANK !== '0') return;
+      w = { jobId: ctx.jobId, attempt: ctx.attempt, rank: ctx.rank, dir: env.GANTRY_CHECKPOINT_DIR, format: env.GANTRY_CHECKPOINT_FORMAT ?? 'auto', retention: env.GANTRY_CHECKPOINT_RETENTION ?? '' };
+      this.state.state.watches[key] = w;
+      this.state.save();
+    }
+    if (!w || this.watchers.has(key)) return;
+    const watcher = new CheckpointWatcher(w, { node: this.opts.node, state: this.state, publish: this.opts.publish, log: this.opts.log, pollMs: this.pollMs });
+    this.watchers.set(key, watcher);
+    watcher.start();
+    this.opts.log.info({ job: w.jobId, attempt: w.attempt, dir: w.dir, format: w.format, restored: ctx.restored || undefined }, 'watching checkpoint directory');
+  }
+
+  exited(ctx: RankHookContext): void {
+    const key = rankKey(ctx.jobId, ctx.attempt, ctx.rank);
+    const tokens = this.state.state.tokens;
+    for (const [t, rec] of Object.entries(tokens)) {
+      if (rec.jobId !== ctx.jobId || rec.attempt !== ctx.attempt) continue;
+      rec.ranks = rec.ranks.filter((r) => r !== ctx.rank);
+      if (rec.ranks.length === 0) delete tokens[t];
+    }
+    const w = this.state.state.watches[key];
+    if (!w) {
+      this.state.save();
+      return;
+    }
+    const watcher = this.watchers.get(key) ?? new CheckpointWatcher(w, { node: this.opts.node, state: this.state, publish: this.opts.publish, log: this.opts.log, pollMs: this.pollMs });
+    watcher.stop();
+    this.watchers.delete(key);
+    this.state.state.dirs[ctx.jobId] = { dir: w.dir, at: Date.now() };
+    this.state.save();
+    // The last pass; the watch is forgotten only once it went through (else a restart redoes it).
+    void watcher.scan(true).then(() => {
+      delete this.state.state.watches[key];
+      this.state.save();
+    }, (err: unknown) => this.opts.log.warn({ job: ctx.jobId, err: (err as Error).message }, 'last checkpoint pass failed'));
+  }
+
+  deleteCheckpoint(req: CheckpointDeleteRequest): Promise<CheckpointDeleteReply> {
+    return handleDelete(req, this.state, this.opts.log);
+  }
+
+  /** Watches of ranks that exited while no agent ran get their last pass at the runner's start (exited). */
+  async shutdown(): Promise<void> {
+    for (const w of this.watchers.values()) w.stop();
+    this.watchers.clear();
+    await this.endpoint.stop();
+  }
+}

@@ -1,0 +1,110 @@
+// Watches one job's checkpoint directory on the host of its node rank 0: every poll it runs
+// the layout check (libs/checkpoint-layouts) over the directory and publishes what changed,
+// one CheckpointReport per checkpoint, and a GONE report for a checkpoint whose directory
+// vanished. What was last published per path is kept in the hook's state file, so a restarted
+// agent does not report the same thing again (and the message id makes a re-send within the
+// stream's duplicate window a no-op anyway).
+import { existsSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { scanCheckpoints } from '@gantry/checkpoint-layouts';
+import { CheckpointReport } from '@gantry/proto';
+import { encode, subjects } from '@gantry/bus';
+import type { CheckpointStateFile, WatchRecord } from './state.js';
+import { digestOf, formatOption, goneReport, messageId, toReport, type ReportContext } from './report.js';
+
+/** Publishes to JetStream with a message id (Nats-Msg-Id); rejects when not stored. */
+export type Publish = (subject: string, data: Uint8Array, msgId: string) => Promise<void>;
+
+export interface WatcherDeps {
+  node: string;
+  state: CheckpointStateFile;
+  publish: Publish;
+  log: Logger;
+  pollMs: number;
+}
+
+export class CheckpointWatcher {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(readonly watch: WatchRecord, private readonly deps: WatcherDeps) {}
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => { if (!this.running) void this.scan(false); }, this.deps.pollMs);
+    void this.scan(false);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** One pass (after any pass in progress). `attemptEnded`: the last pass of the attempt. */
+  async scan(attemptEnded: boolean): Promise<void> {
+    while (this.running) await this.running.catch(() => undefined);
+    this.running = this.pass(attemptEnded).finally(() => { this.running = undefined; });
+    return this.running;
+  }
+
+  private context(attemptEnded: boolean, step?: number): ReportContext {
+    const w = this.watch;
+    return { jobId: w.jobId, attempt: w.attempt, node: this.deps.node, dir: w.dir, retention: w.retention, source: 'discovery', attemptEnded, ...(step !== undefined && { step }) };
+  }
+
+  private async pass(attemptEnded: boolean): Promise<void> {
+    const { state, log } = this.deps;
+    const w = this.watch;
+    let found;
+    try {
+      found = await scanCheckpoints(w.dir, { format: formatOption(w.format) });
+    } catch (err) {
+      log.warn({ job: w.jobId, dir: w.dir, err: (err as Error).message }, 'checkpoint scan failed');
+      return;
+    }
+    const reported = (state.state.reported[w.jobId] ??= {});
+    const seen = new Set<string>();
+    for (const f of found) {
+      seen.add(f.path);
+      const prev = reported[f.path];
+      await this.send(toReport(f, this.context(attemptEnded, prev?.step)));
+    }
+    // A missing directory (unmounted, not created yet) says nothing about what is in it.
+    if (!existsSync(w.dir)) return;
+    for (const path of Object.keys(reported)) {
+      if (seen.has(path) || !path.startsWith(`${w.dir.replace(/\/+$/, '')}/`)) continue;
+      const r = goneReport(path, this.context(attemptEnded, reported[path]?.step));
+      if ((await this.send(r)) === 'sent') {
+        delete reported[path];
+        state.save();
+      }
+    }
+  }
+
+  /** Publishes the report unless it says what was last published for its path. */
+  async send(r: CheckpointReport): Promise<SendResult> {
+    return sendReport(r, this.deps);
+  }
+}
+
+export type SendResult = 'sent' | 'unchanged' | 'failed';
+
+/** Shared by the watcher and the endpoint: publish when changed, then remember it. */
+export async function sendReport(r: CheckpointReport, deps: Pick<WatcherDeps, 'state' | 'publish' | 'log'>): Promise<SendResult> {
+  const reported = (deps.state.state.reported[r.jobId] ??= {});
+  const prev = reported[r.path];
+  const digest = digestOf(r);
+  if (prev?.digest === digest) return 'unchanged';
+  const seq = (prev?.seq ?? 0) + 1;
+  try {
+    await deps.publish(subjects.checkpointReport(r.jobId), encode(CheckpointReport, r), messageId(r, seq, digest));
+  } catch (err) {
+    // Not stored: the next pass sees the same difference and tries again.
+    deps.log.debug({ job: r.jobId, path: r.path, err: (err as Error).message }, 'checkpoint report not sent; will retry');
+    return 'failed';
+  }
+  reported[r.path] = { digest, seq, ...(prev?.step !== undefined && { step: prev.step }) };
+  deps.state.save();
+  deps.log.info({ job: r.jobId, path: r.path, status: r.status, step: r.step, files: r.files.length, source: r.source, attemptEnded: r.attemptEnded || undefined }, 'checkpoint reported');
+  return 'sent';
+}

@@ -1,0 +1,170 @@
+// The checkpoint hook without NATS: a fake publisher records what JetStream would get.
+// Real layouts (the DCP fixture of libs/checkpoint-layouts), real files, a real HTTP endpoint.
+import { describe, expect, it } from 'vitest';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { CheckpointReport } from '@gantry/proto';
+import { decode } from '@gantry/bus';
+import { CheckpointHook } from '../../src/checkpoints/hook.js';
+import { hookContext } from '../../src/runner/hooks.js';
+import type { RankRecord } from '../../src/runner/state-file.js';
+
+const FIXTURE = join(import.meta.dirname, '../../../../libs/checkpoint-layouts/test/fixtures/layouts/pytorch_dcp/ckpt');
+const log = pino({ level: 'silent' });
+const tmp = () => mkdtempSync(join(tmpdir(), 'gantry-ckpt-hook-'));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function fakeBus() {
+  const sent: { subject: string; report: CheckpointReport; id: string }[] = [];
+  const ids = new Set<string>();
+  return {
+    sent,
+    publish: async (subject: string, data: Uint8Array, id: string) => {
+      if (ids.has(id)) return; // JetStream de-duplication
+      ids.add(id);
+      sent.push({ subject, report: decode(CheckpointReport, data, 'CheckpointReport'), id });
+    },
+  };
+}
+
+const rec = (jobId: string, rank = 0): RankRecord => ({ jobId, attempt: 1, rank, pid: 1, dir: '/x', phase: 'running', startedAt: new Date().toISOString(), startReported: true, exitReported: false, processes: [] });
+const env = (dir: string, rank = 0) => ({ NODE_RANK: String(rank), GANTRY_CHECKPOINT_DIR: dir, GANTRY_CHECKPOINT_FORMAT: 'auto', GANTRY_CHECKPOINT_RETENTION: '{"keepLast":2}' });
+
+async function until<T>(what: string, check: () => T | undefined, timeoutMs = 10_000): Promise<T> {
+  const start = Date.now();
+  for (;;) {
+    const v = check();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+describe('checkpoint hook', () => {
+  it('node rank 0 watches: IN_PROGRESS, COMPLETE, a removed storage file (CORRUPT) and a vanished directory (GONE), each once', async () => {
+    const stateDir = tmp();
+    const dir = join(tmp(), 'ckpt');
+    mkdirSync(dir);
+    const bus = fakeBus();
+    const hook = new CheckpointHook({ node: 'node-0', stateDir, publish: bus.publish, log, pollMs: 50 });
+    await hook.start();
+    try {
+      const added = hook.prestart(hookContext(rec('job-a'), { env: env(dir) }));
+      expect(added).toMatchObject({ GANTRY_CKPT_URL: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/), GANTRY_CKPT_TOKEN: expect.stringMatching(/^[0-9a-f]{64}$/) });
+      hook.poststart(hookContext(rec('job-a'), { env: env(dir) }));
+      // a save in progress: storage files first, .metadata last
+      mkdirSync(join(dir, 'step-100'));
+      cpSync(join(FIXTURE, '__0_0.distcp'), join(dir, 'step-100', '__0_0.distcp'));
+      writeFileSync(join(dir, 'step-100', '.metadata.tmp'), '');
+      await until('IN_PROGRESS report', () => bus.sent.find((s) => s.report.status === 'INCOMPLETE'));
+      rmSync(join(dir, 'step-100'), { recursive: true });
+      cpSync(FIXTURE, join(dir, 'step-100'), { recursive: true });
+      const done = await until('COMPLETE report', () => bus.sent.find((s) => s.report.status === 'COMPLETE'));
+      expect(done.subject).toBe('gantry.v1.checkpoint.report.job-a');
+      expect(done.report).toMatchObject({ jobId: 'job-a', attempt: 1, node: 'node-0', dir, path: join(dir, 'step-100'), step: 100, source: 'discovery', retention: { keepLast: 2 } });
+      expect(done.report.files.map((f) => f.path).sort()).toEqual(['.metadata', '__0_0.distcp', '__1_0.distcp', '__1_1.distcp']);
+      await sleep(200);
+      expect(bus.sent.filter((s) => s.report.status === 'COMPLETE')).toHaveLength(1);
+      rmSync(join(dir, 'step-100', '__1_0.distcp'));
+      const bad = await until('CORRUPT report', () => bus.sent.find((s) => s.report.status === 'CORRUPT'));
+      expect(bad.report.reasons.join(' ')).toMatch(/__1_0\.distcp/);
+      rmSync(join(dir, 'step-100'), { recursive: true });
+      await until('GONE report', () => bus.sent.find((s) => s.report.status === 'GONE'));
+    } finally {
+      await hook.shutdown();
+    }
+  });
+
+  it('other node ranks get the token but do not watch; a restarted hook resumes the watch without re-reporting; exit abandons what is incomplete', async () => {
+    const stateDir = tmp();
+    const dir = join(tmp(), 'ckpt');
+    mkdirSync(join(dir, 'step-10'), { recursive: true });
+    cpSync(FIXTURE, join(dir, 'step-10'), { recursive: true });
+    const bus = fakeBus();
+    let hook = new CheckpointHook({ node: 'node-0', stateDir, publish: bus.publish, log, pollMs: 50 });
+    await hook.start();
+    hook.prestart(hookContext(rec('job-b', 1), { env: env(dir, 1) }));
+    hook.poststart(hookContext(rec('job-b', 1), { env: env(dir, 1) }));
+    await sleep(200);
+    expect(bus.sent).toHaveLength(0);
+    hook.prestart(hookContext(rec('job-b'), { env: env(dir) }));
+    hook.poststart(hookContext(rec('job-b'), { env: env(dir) }));
+    await until('COMPLETE', () => bus.sent.length === 1);
+    await hook.shutdown();
+    // a new agent process (same state folder) re-adopts the rank
+    const bus2 = fakeBus();
+    hook = new CheckpointHook({ node: 'node-0', stateDir, publish: bus2.publish, log, pollMs: 50 });
+    await hook.start();
+    hook.poststart(hookContext(rec('job-b'), { restored: true }));
+    mkdirSync(join(dir, 'step-20'));
+    cpSync(join(FIXTURE, '__0_0.distcp'), join(dir, 'step-20', '__0_0.distcp'));
+    await until('step-20 in progress', () => bus2.sent.find((s) => s.report.step === 20));
+    expect(bus2.sent.map((s) => s.report.step)).toEqual([20]);
+    hook.exited(hookContext(rec('job-b')));
+    const ended = await until('attempt-ended report', () => bus2.sent.find((s) => s.report.attemptEnded));
+    expect(ended.report).toMatchObject({ step: 20, status: 'INCOMPLETE' });
+    await until('watch forgotten', () => Object.keys(hook.state.state.watches).length === 0);
+    await hook.shutdown();
+  });
+
+  it('the endpoint: bearer token only, paths confined to the job directory, begin then commit by check', async () => {
+    const stateDir = tmp();
+    const dir = join(tmp(), 'ckpt');
+    mkdirSync(dir);
+    const bus = fakeBus();
+    const hook = new CheckpointHook({ node: 'node-0', stateDir, publish: bus.publish, log, pollMs: 60_000 });
+    await hook.start();
+    try {
+      const { GANTRY_CKPT_URL: url, GANTRY_CKPT_TOKEN: token } = hook.prestart(hookContext(rec('job-c', 1), { env: env(dir, 1) })) as Record<string, string>;
+      const post = (route: string, body: unknown, tok = token) => fetch(`${url}${route}`, { method: 'POST', headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      expect((await post('/v1/checkpoints/begin', { path: join(dir, 'a') }, 'f'.repeat(64))).status).toBe(401);
+      expect((await post('/v1/checkpoints/begin', { path: '/etc/passwd' })).status).toBe(403);
+      const begun = await post('/v1/checkpoints/begin', { path: join(dir, 'final'), step: 7 });
+      expect(begun.status).toBe(200);
+      expect(bus.sent.at(-1)!.report).toMatchObject({ status: 'INCOMPLETE', step: 7, source: 'explicit', path: join(dir, 'final') });
+      mkdirSync(join(dir, 'final'));
+      writeFileSync(join(dir, 'final', 'w.bin'), 'x');
+      const early = await post('/v1/checkpoints/commit', { path: join(dir, 'final'), step: 7 });
+      expect(early.status).toBe(409);
+      writeFileSync(join(dir, 'final', 'GANTRY_COMPLETE'), '');
+      const ok = await post('/v1/checkpoints/commit', { path: join(dir, 'final'), step: 7 });
+      expect(ok.status).toBe(200);
+      expect(await ok.json()).toMatchObject({ status: 'COMPLETE', step: 7, files: 2 });
+      expect(bus.sent.at(-1)!.report).toMatchObject({ status: 'COMPLETE', step: 7, format: 6 });
+      symlinkSync('/etc', join(dir, 'escape'));
+      expect((await post('/v1/checkpoints/commit', { path: join(dir, 'escape') })).status).toBe(403);
+      hook.exited(hookContext(rec('job-c', 1)));
+      expect((await post('/v1/checkpoints/begin', { path: join(dir, 'b') })).status).toBe(401);
+    } finally {
+      await hook.shutdown();
+    }
+  });
+
+  it('deletion: only inside the directory watched for the job, never through a symlink, a dry run deletes nothing', async () => {
+    const stateDir = tmp();
+    const dir = join(tmp(), 'ckpt');
+    mkdirSync(join(dir, 'step-1'), { recursive: true });
+    const outside = tmp();
+    symlinkSync(outside, join(dir, 'step-2'));
+    const hook = new CheckpointHook({ node: 'node-0', stateDir, publish: fakeBus().publish, log, pollMs: 60_000 });
+    await hook.start();
+    try {
+      const req = (path: string, extra = {}) => ({ jobId: 'job-d', checkpointId: 'ck', dir, path, dryRun: false, reason: 'keep_last 1', ...extra });
+      expect((await hook.deleteCheckpoint(req(join(dir, 'step-1')))).message).toMatch(/has not watched/);
+      hook.prestart(hookContext(rec('job-d'), { env: env(dir) }));
+      expect(await hook.deleteCheckpoint(req(join(dir, 'step-1'), { dryRun: true }))).toMatchObject({ ok: true, deleted: false, message: expect.stringMatching(/^dry run/) });
+      expect((await hook.deleteCheckpoint(req(join(dir, 'step-2')))).message).toMatch(/symlink/);
+      expect((await hook.deleteCheckpoint(req(join(dir, '..', 'x')))).message).toMatch(/not inside/);
+      expect((await hook.deleteCheckpoint(req(dir))).message).toMatch(/not inside/);
+      expect((await hook.deleteCheckpoint(req(join(dir, 'step-1'), { dir: '/' }))).message).toMatch(/not \//);
+      expect(await hook.deleteCheckpoint(req(join(dir, 'step-1')))).toMatchObject({ ok: true, deleted: true });
+      const { existsSync } = await import('node:fs');
+      expect(existsSync(join(dir, 'step-1'))).toBe(false);
+      expect(existsSync(outside)).toBe(true);
+    } finally {
+      await hook.shutdown();
+    }
+  });
+});
