@@ -39,6 +39,7 @@ export function nodeView(rec: NodeRecord): NodeView {
       rack: n.topology?.rack ?? '',
     },
     lastBlamedAt: n.lastBlamedAt?.getTime(),
+    lemon: n.lemon,
   };
 }
 

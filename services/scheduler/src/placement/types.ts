@@ -24,6 +24,8 @@ export interface NodeView {
   topology: NodeTopology;
   /** When recovery last blamed the node for a node fault (ms); scored down for everyone for a while. */
   lastBlamedAt?: number;
+  /** The health detector marked the node a repeat offender (Node.lemon). */
+  lemon?: boolean;
 }
 
 export type TopologyNeed = 'any' | 'same-nvlink-domain' | 'same-switch' | 'same-spine';

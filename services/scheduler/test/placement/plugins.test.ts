@@ -25,7 +25,7 @@ describe('plugin registry', () => {
   it('runs the filters in the documented order, with the documented score weights', () => {
     expect(names(DEFAULT_PLUGINS)).toEqual({
       filters: ['NodeReady:class', 'NotExcluded:job', 'GpuType:class', 'NodeSelector:class', 'GpuCount:class', 'HotSpare:node', 'FreeGpus:capacity', 'NotReserved:capacity'],
-      scores: ['BlamePenaltyx2', 'PreferSparesx1'],
+      scores: ['BlamePenaltyx2', 'RepeatOffenderx2', 'PreferSparesx1'],
     });
   });
 

@@ -219,3 +219,19 @@ describe('blamed nodes', () => {
     expect(planCycle(nodes, [job('g', { nodes: 2, gpusPerNode: 4 })], { now: 10 * HOUR, config }).placements[0]!.domain).toBe('leaf switch leaf-0');
   });
 });
+
+describe('repeat offenders', () => {
+  it('are scored down for every job, never made ineligible', () => {
+    const nodes = cluster({ spines: 1, leavesPerSpine: 1, nodesPerLeaf: 3 });
+    nodes[0]!.freeGpus = [0, 1, 2, 3]; // the tightest node...
+    nodes[0]!.lemon = true; // ...is a repeat offender
+    const pick = () => planCycle(nodes, [job('j', { gpusPerNode: 4 })]).placements[0]!;
+    expect(pick().ranks[0]!.node).toBe('n0001');
+    nodes[1]!.freeGpus = [];
+    nodes[2]!.freeGpus = [];
+    const forced = pick();
+    expect(forced.ranks[0]!.node).toBe('n0000');
+    expect(forced.explanation).toContain('n0000 (repeat offender)');
+    nodes[0]!.lemon = false;
+  });
+});

@@ -10,6 +10,7 @@ import { nodeReadyPlugin } from '../plugins/node-ready/index.js';
 import { nodeSelectorPlugin } from '../plugins/node-selector/index.js';
 import { notExcludedPlugin } from '../plugins/not-excluded/index.js';
 import { notReservedPlugin } from '../plugins/reservation/index.js';
+import { repeatOffenderPlugin } from '../plugins/repeat-offender/index.js';
 import type { JobRequest, NodeView } from '../types.js';
 import {
   MAX_NODE_SCORE,
@@ -35,12 +36,13 @@ export interface PluginRegistry {
  * Cheap and decisive filters first. HotSpare comes after the model and size checks so a
  * spare is reported as held only to jobs that could otherwise use it. BlamePenalty weighs
  * twice PreferSpares, so health stays the stronger preference should a spare ever be a node
- * under penalty (designation avoids them today).
+ * under penalty (designation avoids them today); RepeatOffender weighs as much as a fresh blame.
  */
 export const DEFAULT_PLUGINS: PluginRegistry = {
   filters: [nodeReadyPlugin, notExcludedPlugin, gpuTypePlugin, nodeSelectorPlugin, gpuCountPlugin, hotSparePlugin, freeGpusPlugin, notReservedPlugin],
   scores: [
     { plugin: blamePenaltyPlugin, weight: 2 },
+    { plugin: repeatOffenderPlugin, weight: 2 },
     { plugin: preferSparesPlugin, weight: 1 },
   ],
 };
