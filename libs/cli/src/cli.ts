@@ -12,6 +12,7 @@ import { addAdminCommands } from './commands/admin.js';
 import { addJobCommands } from './commands/job.js';
 import { addNodeCommands } from './commands/node.js';
 import { addHealthCommand } from './commands/health.js';
+import { addStorageCommands } from './commands/storage.js';
 import { UsageError } from './errors.js';
 import { flagParser, parseDuration } from './parse.js';
 import { Session, type GlobalOptions, type Io } from './session.js';
@@ -41,6 +42,7 @@ export function buildProgram(session: Session): Command {
   addJobCommands(program, session);
   addNodeCommands(program, session);
   addHealthCommand(program, session);
+  addStorageCommands(program, session);
   addAdminCommands(program, session);
   return program;
 }
