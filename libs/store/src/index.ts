@@ -12,3 +12,4 @@ export * from './node-telemetry.js';
 export * from './scheduling-state.js';
 export * from './health.js';
 export * from './storage-leases.js';
+export * from './audit.js';

@@ -32,6 +32,7 @@
 //   gantry:health:operator        list  operator quarantines/releases (JSON) the detector has not applied yet
 //   gantry:health:nodes           hash  node -> NodeHealth (proto JSON) of the latest evaluation
 //   gantry:health:cluster         str   GetClusterHealthResponse (proto JSON) of the latest evaluation
+//   gantry:audit                  stream audit trail of mutating gateway calls (capped, audit.ts)
 //   gantry:storage:{target}:{mode}:*  storage admission pool (storage-leases.ts): leases (zset id -> expiry ms),
 //                                 holders (hash), waiters (zset id -> ticket), waiters:seen, waiters:info, pool (hash limit, seq)
 export const PREFIX = 'gantry';
@@ -70,6 +71,7 @@ export const keys = {
   healthOperator: `${PREFIX}:health:operator`,
   healthNodes: `${PREFIX}:health:nodes`,
   healthCluster: `${PREFIX}:health:cluster`,
+  audit: `${PREFIX}:audit`,
   storagePool: (target: string, mode: string, part: string) => `${PREFIX}:storage:${target}:${mode}:${part}`,
 } as const;
 
