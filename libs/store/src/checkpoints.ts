@@ -271,6 +271,10 @@ export class CheckpointStore {
     return (await this.redis.hsetnx(keys.checkpoint(id), field, value)) === 1;
   }
 
+  async clearFlag(id: string, field: string): Promise<void> {
+    await this.redis.hdel(keys.checkpoint(id), field);
+  }
+
   async events(jobId: string): Promise<CheckpointEvent[]> {
     const raw = await this.redis.lrange(keys.jobCheckpointEvents(jobId), 0, -1);
     return raw.flatMap((r) => {

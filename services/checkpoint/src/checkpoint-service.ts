@@ -12,7 +12,7 @@ import {
 } from '@gantry/store';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, unary, type Logger } from '@gantry/service-kit';
 import type { CheckpointMetrics } from './metrics.js';
-import { validateBegin, validateCommit, validateGetLatest, validateList, validateReportShard } from './validation.js';
+import { validateBegin, validateCommit, validateGet, validateGetLatest, validateList, validateReportShard } from './validation.js';
 
 export const CHECKPOINT_SERVICE_NAME = 'gantry.v1.CheckpointService';
 
@@ -65,6 +65,18 @@ export function checkpointService(store: CheckpointStore, metrics: CheckpointMet
     listCheckpoints: unary(log, 'ListCheckpoints', async (req) => {
       validateList(req);
       return { checkpoints: await call(() => store.list(req.jobId, req.committedOnly)) };
+    }),
+
+    getCheckpoint: unary(log, 'GetCheckpoint', async (req) => {
+      validateGet(req);
+      const checkpoint = await call(() => store.get(req.checkpointId));
+      if (!checkpoint) throw notFound(`checkpoint ${req.checkpointId} not found`);
+      return { checkpoint };
+    }),
+
+    listCheckpointEvents: unary(log, 'ListCheckpointEvents', async (req) => {
+      validateList(req);
+      return { events: await call(() => store.events(req.jobId)) };
     }),
 
     // A job without a committed checkpoint is a normal answer (start from scratch), not an error.

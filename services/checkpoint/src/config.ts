@@ -4,6 +4,10 @@ import { commonEnv, env, loadConfig } from '@gantry/service-kit';
 /** Variables of this service only; REDIS_URL, NATS_URL, METRICS_PORT, BIND_HOST, LOG_LEVEL come from commonEnv. */
 export const checkpointEnv = {
   CHECKPOINT_GRPC_PORT: env.port(7072),
+  /** How long the checkpoint records of a finished job are kept (seconds). */
+  CHECKPOINT_RECORD_TTL_SECONDS: env.int(7 * 24 * 3600, 60),
+  /** How often retention passes over the jobs seen since start (grace periods end without a report). */
+  CHECKPOINT_RETENTION_INTERVAL_MS: env.ms(60_000),
 };
 
 export function loadCheckpointConfig(source: NodeJS.ProcessEnv = process.env) {

@@ -6,6 +6,10 @@ export interface CheckpointMetrics {
   begun: Counter;
   committed: Counter;
   shardBytes: Counter;
+  corrupt: Counter;
+  deleted: Counter;
+  dryRuns: Counter;
+  refused: Counter;
 }
 
 export function createCheckpointMetrics(registry: Registry): CheckpointMetrics {
@@ -17,9 +21,17 @@ export function createCheckpointMetrics(registry: Registry): CheckpointMetrics {
     }),
     committed: new Counter({
       name: 'gantry_checkpoints_committed_total',
-      help: 'Checkpoints committed with every shard reported; a repeated commit is not counted again.',
+      help: 'Checkpoints committed (every shard reported, or found complete on disk); a repeated commit is not counted again.',
       registers: [registry],
     }),
+    corrupt: new Counter({
+      name: 'gantry_checkpoints_corrupt_total',
+      help: 'Checkpoints found CORRUPT (a completion marker claims them but a file is missing, short or unreadable).',
+      registers: [registry],
+    }),
+    deleted: new Counter({ name: 'gantry_checkpoints_deleted_total', help: 'Checkpoints deleted by retention.', registers: [registry] }),
+    dryRuns: new Counter({ name: 'gantry_checkpoints_delete_dry_runs_total', help: 'Deletions retention would have made (retention.delete is off).', registers: [registry] }),
+    refused: new Counter({ name: 'gantry_checkpoints_delete_refused_total', help: 'Deletions an agent refused (outside the job directory, symlink, unknown job).', registers: [registry] }),
     shardBytes: new Counter({
       name: 'gantry_checkpoint_shard_bytes_total',
       help: 'Bytes of checkpoint shards reported, counted at the first report of each shard.',

@@ -4,6 +4,7 @@
 // `startCheckpointService` builds its own, without signal handlers or process.exit, so tests
 // and embedders can run several in one process.
 import {
+  connectNats,
   connectRedis,
   redisTarget,
   createLogger,
@@ -14,10 +15,14 @@ import {
   type ServiceContext,
 } from '@gantry/service-kit';
 import { CheckpointServiceService } from '@gantry/proto';
+import { ensureStreams } from '@gantry/bus';
 import { CheckpointStore } from '@gantry/store';
 import { loadCheckpointConfig, type CheckpointConfig } from './config.js';
 import { createCheckpointMetrics } from './metrics.js';
 import { CHECKPOINT_SERVICE_NAME, checkpointService } from './checkpoint-service.js';
+import { RetentionRunner } from './retention.js';
+import { ReportConsumer } from './reports.js';
+import { JobEventConsumer } from './job-events.js';
 import { addStorageService } from './storage-service.js';
 
 const SERVICE = 'checkpoint';
@@ -40,6 +45,23 @@ export async function serveCheckpoints(ctx: ServiceContext<CheckpointConfig>): P
   await redis.ping();
   const store = new CheckpointStore(redis);
   const metrics = createCheckpointMetrics(ctx.metrics);
+  // Discovery (issue 11): the agents' reports and the job transitions, from JetStream.
+  const nc = await connectNats(config.NATS_URL, 'checkpoint', log);
+  lifecycle.onShutdown('nats', () => nc.drain().catch(() => nc.close()));
+  await ensureStreams(nc, { replicas: config.NATS_STREAM_REPLICAS, log });
+  const retention = new RetentionRunner(store, nc, log, metrics);
+  const reports = new ReportConsumer(nc, store, retention, metrics, log);
+  const jobEvents = new JobEventConsumer(nc, store, config.CHECKPOINT_RECORD_TTL_SECONDS, log);
+  await reports.start();
+  await jobEvents.start();
+  // Grace periods end without a report: pass over the jobs seen since start now and then.
+  const sweep = setInterval(() => {
+    for (const job of reports.jobsSeen()) void retention.run(job).catch((err: unknown) => log.warn({ job, err: (err as Error).message }, 'retention pass failed'));
+  }, config.CHECKPOINT_RETENTION_INTERVAL_MS);
+  lifecycle.onShutdown('consumers', async () => {
+    clearInterval(sweep);
+    await Promise.all([reports.stop(), jobEvents.stop()]);
+  });
   const grpc = await startGrpcServer(config.BIND_HOST, config.CHECKPOINT_GRPC_PORT, (server) => {
     server.addService(CheckpointServiceService, checkpointService(store, metrics, log));
     return [CHECKPOINT_SERVICE_NAME, addStorageService(server, ctx, redis)];

@@ -4,6 +4,7 @@
 import type {
   BeginCheckpointRequest,
   CommitCheckpointRequest,
+  GetCheckpointRequest,
   GetLatestCheckpointRequest,
   ListCheckpointsRequest,
   ReportCheckpointShardRequest,
@@ -74,7 +75,11 @@ export function validateCommit(req: CommitCheckpointRequest): void {
   validate(matches('checkpoint_id', req.checkpointId, CHECKPOINT_ID_PATTERN));
 }
 
-export function validateList(req: ListCheckpointsRequest): void {
+export function validateGet(req: GetCheckpointRequest): void {
+  validate(matches('checkpoint_id', req.checkpointId, CHECKPOINT_ID_PATTERN));
+}
+
+export function validateList(req: Pick<ListCheckpointsRequest, 'jobId'>): void {
   validate(matches('job_id', req.jobId, JOB_ID_PATTERN));
 }
 

@@ -18,11 +18,12 @@ import {
   type ReportCheckpointShardResponse,
 } from '@gantry/proto';
 import { ConfigError } from '@gantry/service-kit';
-import { startRedis, type Server } from '../../../test/harness/infra.js';
+import { startNats, startRedis, type Server } from '../../../test/harness/infra.js';
 import { startCheckpointService, type CheckpointServiceHandle } from '../src/server.js';
 
 
 let redis: Server;
+let nats: Server;
 let service: CheckpointServiceHandle;
 let client: CheckpointServiceClient;
 let jobSeq = 0;
@@ -69,9 +70,10 @@ async function beginComplete(over: Partial<BeginCheckpointRequest> = {}): Promis
 }
 
 beforeAll(async () => {
-  redis = await startRedis();
+  [redis, nats] = await Promise.all([startRedis(), startNats()]);
   service = await startCheckpointService({
     REDIS_URL: redis.url,
+    NATS_URL: nats.url,
     CHECKPOINT_GRPC_PORT: '0',
     METRICS_PORT: '0',
     BIND_HOST: '127.0.0.1',
@@ -84,6 +86,7 @@ afterAll(async () => {
   client?.close();
   await service?.stop();
   await redis?.stop();
+  await nats?.stop();
 });
 
 describe('checkpoint service: the happy path', () => {

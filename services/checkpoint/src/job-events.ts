@@ -1,0 +1,52 @@
+// Follows job transitions (JetStream GANTRY_EVENTS) for what the checkpoint registry must do
+// when an attempt or a job ends, whatever the agents could still say:
+//   - an attempt that ended (RECOVERING, PREEMPTED or a final state): its IN_PROGRESS
+//     checkpoints are ABANDONED (their writer is gone; a node that died sends no last pass);
+//   - a job in a final state: its checkpoint records expire after CHECKPOINT_RECORD_TTL_SECONDS;
+//     a job that runs again (gantry job retry) keeps them.
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { ConsumerMessages } from '@nats-io/jetstream';
+import type { Logger } from '@gantry/service-kit';
+import { CheckpointState, JobEvent, JobState, isTerminalJobState } from '@gantry/proto';
+import { consumeDurable, consumers, decode, streams, subjects } from '@gantry/bus';
+import type { CheckpointStore } from '@gantry/store';
+
+const ENDS_ATTEMPT = new Set([JobState.JOB_STATE_RECOVERING, JobState.JOB_STATE_PREEMPTED]);
+
+export class JobEventConsumer {
+  private messages: ConsumerMessages | undefined;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly store: CheckpointStore,
+    private readonly recordTtlSeconds: number,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    this.messages = await consumeDurable(this.nc, {
+      stream: streams.events.name, durable: consumers.checkpointJobEvents, filterSubject: subjects.jobEventAll,
+    }, this.log, (m) => this.handle(decode(JobEvent, m.data, 'JobEvent')));
+  }
+
+  async stop(): Promise<void> {
+    await this.messages?.close();
+    this.messages = undefined;
+  }
+
+  async handle(ev: JobEvent): Promise<void> {
+    const to = ev.toState;
+    if (ENDS_ATTEMPT.has(to) || isTerminalJobState(to)) {
+      for (const c of await this.store.list(ev.jobId)) {
+        if (c.state !== CheckpointState.CHECKPOINT_STATE_WRITING || c.attempt > ev.attempt) continue;
+        await this.store.abandon(c.id, `attempt ${ev.attempt} ended (${JobState[to]}) before it was complete`).catch(() => undefined);
+      }
+    }
+    if (isTerminalJobState(to)) {
+      const n = await this.store.expireJob(ev.jobId, this.recordTtlSeconds);
+      if (n > 0) this.log.info({ job: ev.jobId, checkpoints: n, ttlSeconds: this.recordTtlSeconds }, 'checkpoint records of a finished job expire');
+    } else if (isTerminalJobState(ev.fromState)) {
+      await this.store.keepJob(ev.jobId);
+    }
+  }
+}

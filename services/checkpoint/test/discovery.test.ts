@@ -1,0 +1,149 @@
+// The checkpoint service's discovery side against real NATS (JetStream) and Redis: reports
+// published as an agent publishes them are committed by manifest, a broken committed one turns
+// CORRUPT and is no longer offered for resume, a duplicate message id is recorded once, and
+// retention asks the reporting agent (a fake one here) to delete, dry run unless enabled.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { credentials, Metadata } from '@grpc/grpc-js';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import {
+  CheckpointDeleteReply, CheckpointDeleteRequest, CheckpointFormat, CheckpointReport, CheckpointServiceClient, CheckpointState, JobEvent, JobState,
+  type Checkpoint, type CheckpointEvent, type CheckpointRetention,
+} from '@gantry/proto';
+import { decode, encode, ensureStreams, subjects } from '@gantry/bus';
+import { startNats, startRedis, type Server } from '../../../test/harness/infra.js';
+import { startCheckpointService, type CheckpointServiceHandle } from '../src/server.js';
+import { planRetention } from '../src/retention.js';
+
+let redis: Server;
+let nats: Server;
+let nc: NatsConnection;
+let service: CheckpointServiceHandle;
+let client: CheckpointServiceClient;
+let seq = 0;
+const deletes: CheckpointDeleteRequest[] = [];
+
+const call = <T>(method: 'listCheckpoints' | 'getLatestCheckpoint' | 'listCheckpointEvents', req: object): Promise<T> =>
+  new Promise((resolve, reject) => {
+    (client[method] as unknown as (r: object, m: Metadata, cb: (e: Error | null, v: T) => void) => void).call(client, req, new Metadata(), (e, v) => (e ? reject(e) : resolve(v)));
+  });
+const list = async (jobId: string) => (await call<{ checkpoints: Checkpoint[] }>('listCheckpoints', { jobId })).checkpoints;
+const latest = async (jobId: string) => (await call<{ checkpoint?: Checkpoint }>('getLatestCheckpoint', { jobId })).checkpoint;
+const events = async (jobId: string) => (await call<{ events: CheckpointEvent[] }>('listCheckpointEvents', { jobId })).events;
+
+async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+  const start = Date.now();
+  for (;;) {
+    const v = await check();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function report(jobId: string, step: number, status: string, extra: Partial<CheckpointReport> = {}): CheckpointReport {
+  return CheckpointReport.create({
+    jobId, attempt: 1, node: 'node-0', dir: `/ckpt/${jobId}`, path: `/ckpt/${jobId}/step-${step}`, name: `step-${step}`, step, format: CheckpointFormat.CHECKPOINT_FORMAT_DCP,
+    status, reasons: status === 'COMPLETE' ? [] : [`${status} because`], files: [{ path: '.metadata', size: 10, sha256: '' }, { path: '__0_0.distcp', size: 90, sha256: '' }], totalBytes: 100,
+    seenAt: new Date(), source: 'discovery', ...extra,
+  });
+}
+
+const publish = (r: CheckpointReport, id = `${r.jobId}-${r.path}-${r.status}-${++seq}`) => jetstream(nc).publish(subjects.checkpointReport(r.jobId), encode(CheckpointReport, r), { msgID: id });
+
+beforeAll(async () => {
+  [redis, nats] = await Promise.all([startRedis(), startNats()]);
+  nc = await connect({ servers: nats.url });
+  await ensureStreams(nc);
+  // A fake agent on node-0: confirms every deletion (or dry run).
+  nc.subscribe(subjects.checkpointDelete('node-0'), { callback: (_e, m) => {
+    const req = decode(CheckpointDeleteRequest, m.data, 'CheckpointDeleteRequest');
+    deletes.push(req);
+    m.respond(encode(CheckpointDeleteReply, req.dryRun ? { ok: true, deleted: false, message: `dry run: would delete ${req.path}` } : { ok: true, deleted: true, message: `deleted ${req.path}` }));
+  } });
+  service = await startCheckpointService({
+    REDIS_URL: redis.url, NATS_URL: nats.url, CHECKPOINT_GRPC_PORT: '0', METRICS_PORT: '0', BIND_HOST: '127.0.0.1', LOG_LEVEL: 'silent', CHECKPOINT_RECORD_TTL_SECONDS: '120',
+  });
+  client = new CheckpointServiceClient(`127.0.0.1:${service.port}`, credentials.createInsecure());
+}, 60_000);
+
+afterAll(async () => {
+  client?.close();
+  await service?.stop();
+  await nc?.close();
+  await Promise.all([redis?.stop(), nats?.stop()]);
+});
+
+describe('checkpoint service: discovery reports', () => {
+  it('commits by manifest without any client call; a duplicate message is recorded once; a committed one that breaks is CORRUPT and resume falls back', async () => {
+    const job = `disc-${process.pid}-1`;
+    await publish(report(job, 100, 'INCOMPLETE'));
+    await until('IN_PROGRESS', async () => (await list(job))[0]?.state === CheckpointState.CHECKPOINT_STATE_WRITING);
+    await publish(report(job, 100, 'COMPLETE'), 'same-id');
+    await publish(report(job, 100, 'COMPLETE'), 'same-id');
+    await publish(report(job, 200, 'COMPLETE'));
+    await until('two committed', async () => (await list(job)).filter((c) => c.state === CheckpointState.CHECKPOINT_STATE_COMMITTED).length === 2);
+    expect((await latest(job))?.step).toBe(200);
+    const c = (await list(job))[0]!;
+    expect(c).toMatchObject({ step: 100, format: CheckpointFormat.CHECKPOINT_FORMAT_DCP, bytes: 100, source: 'discovery', node: 'node-0', reason: '' });
+    expect(c.files.map((f) => f.path)).toEqual(['.metadata', '__0_0.distcp']);
+    await publish(report(job, 200, 'CORRUPT', { reasons: ['__0_0.distcp is missing'] }));
+    await until('CORRUPT', async () => (await list(job))[1]?.state === CheckpointState.CHECKPOINT_STATE_CORRUPT);
+    expect((await list(job))[1]!.reason).toBe('failed the check after commit: __0_0.distcp is missing');
+    expect((await latest(job))?.step).toBe(100);
+    expect((await events(job)).map((e) => e.kind)).toEqual(['corrupt', 'committed', 'committed', 'in-progress']);
+  });
+
+  it('drops reports whose path is outside their directory', async () => {
+    const job = `disc-${process.pid}-2`;
+    await publish(report(job, 1, 'COMPLETE', { path: '/etc/step-1' }));
+    await publish(report(job, 2, 'COMPLETE'));
+    await until('the valid one', async () => (await list(job)).length === 1);
+    expect((await list(job)).map((c) => c.step)).toEqual([2]);
+  });
+
+  it('retention: keep_last and keep_every, a dry run recorded once, real deletions marked DELETED with an event', async () => {
+    const dry = `disc-${process.pid}-3`;
+    const retention: CheckpointRetention = { keepLast: 1, keepEvery: 200, gcGraceSeconds: 0, delete: false };
+    for (const step of [100, 200, 300]) await publish(report(dry, step, 'COMPLETE', { retention }));
+    await until('dry-run event', async () => (await events(dry)).find((e) => e.kind === 'delete-dry-run'));
+    expect((await list(dry)).every((c) => c.state === CheckpointState.CHECKPOINT_STATE_COMMITTED)).toBe(true);
+    expect(deletes.filter((d) => d.jobId === dry).map((d) => [d.path, d.dryRun])).toEqual([[`/ckpt/${dry}/step-100`, true]]);
+
+    const real = `disc-${process.pid}-4`;
+    for (const step of [100, 200, 300]) await publish(report(real, step, 'COMPLETE', { retention: { ...retention, delete: true } }));
+    await until('DELETED', async () => (await list(real)).find((c) => c.state === CheckpointState.CHECKPOINT_STATE_DELETED));
+    const states = (await list(real)).map((c) => [c.step, CheckpointState[c.state]]);
+    expect(states).toEqual([[100, 'CHECKPOINT_STATE_DELETED'], [200, 'CHECKPOINT_STATE_COMMITTED'], [300, 'CHECKPOINT_STATE_COMMITTED']]);
+    expect((await events(real)).find((e) => e.kind === 'deleted')).toMatchObject({ kind: 'deleted', path: `/ckpt/${real}/step-100`, message: expect.stringMatching(/not among the newest 1/) });
+  });
+
+  it('an attempt that ended abandons its IN_PROGRESS checkpoints; a finished job\'s records expire', async () => {
+    const job = `disc-${process.pid}-5`;
+    await publish(report(job, 10, 'INCOMPLETE'));
+    await until('IN_PROGRESS', async () => (await list(job)).length === 1);
+    const ev = JobEvent.create({ eventId: `e-${job}`, jobId: job, fromState: JobState.JOB_STATE_RUNNING, toState: JobState.JOB_STATE_FAILED, attempt: 1, time: new Date() });
+    await jetstream(nc).publish(subjects.jobEvent(job), encode(JobEvent, ev), { msgID: ev.eventId });
+    const c = await until('ABANDONED', async () => (await list(job)).find((x) => x.state === CheckpointState.CHECKPOINT_STATE_ABANDONED));
+    expect(c.reason).toMatch(/attempt 1 ended \(JOB_STATE_FAILED\)/);
+    const { Redis } = await import('ioredis');
+    const r = new Redis(redis.url);
+    try {
+      await until('a TTL', async () => (await r.ttl(`gantry:checkpoint:${c.id}`)) > 0);
+    } finally {
+      r.disconnect();
+    }
+  });
+});
+
+describe('planRetention', () => {
+  const ck = (step: number, state: CheckpointState, extra: Partial<Checkpoint> = {}) => ({ id: `c${step}`, step, state, node: 'n', committedAt: new Date(step), updatedAt: new Date(0), reason: '', ...extra }) as Checkpoint;
+  const C = CheckpointState.CHECKPOINT_STATE_COMMITTED;
+  it('keeps the newest K and every Nth, always the newest committed; collects CORRUPT/ABANDONED after the grace', () => {
+    const cks = [ck(100, C), ck(200, C), ck(300, C), ck(400, C), ck(500, CheckpointState.CHECKPOINT_STATE_CORRUPT), ck(600, CheckpointState.CHECKPOINT_STATE_ABANDONED, { updatedAt: new Date(10_000_000) })];
+    const plan = planRetention(cks, { keepLast: 2, keepEvery: 200, gcGraceSeconds: 3600, delete: true }, 10_000_000 + 1000);
+    expect(plan.map((a) => a.checkpoint.step)).toEqual([100, 500]);
+    expect(planRetention(cks, undefined, 1e12).map((a) => a.checkpoint.step)).toEqual([500, 600]);
+    expect(planRetention([ck(1, C, { node: '' }), ck(2, C)], { keepLast: 1, keepEvery: 0, gcGraceSeconds: 0, delete: true }, 0)).toEqual([]);
+  });
+});
