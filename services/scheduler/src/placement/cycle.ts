@@ -15,7 +15,7 @@ import { Plugins } from './framework/registry.js';
 import type { CycleContext, ReservationGuard, Scenario } from './framework/types.js';
 import { FailureMemo, LiveSelector } from './memo.js';
 import { assignGpus, pickGpus } from './plugins/gpu-locality/index.js';
-import { compareVictims, findVictims, rankNodeIndices } from './preemption.js';
+import { findVictims, rankNodeIndices, victimOrder } from './preemption.js';
 import { QuotaLedger } from './quota.js';
 import { orderQueue } from './queue.js';
 import { FitCache, type JobFit } from './static-fit.js';
@@ -112,8 +112,8 @@ class Cycle {
     this.fits = new FitCache(this.plugins, this.context);
     this.selector = new LiveSelector(this.state);
     this.ledger = QuotaLedger.fromRunning(this.config, this.running);
-    const byCost = [...this.running].sort((a, b) => compareVictims(a, b, this.now));
-    this.claimable = new Map(byCost.map((j) => [j.id, j]));
+    this.claimable = new Map();
+    for (const j of victimOrder(this.running, this.now)) this.claimable.set(j.id, j);
     if (options.clock) this.plan.timings = [];
   }
 

@@ -40,6 +40,34 @@ export function compareVictims(a: RunningJob, b: RunningJob, now: number): numbe
 }
 
 /**
+ * Running jobs sorted by compareVictims: the same order, with each job's lost work and GPUs
+ * worked out once instead of in every comparison (a cycle sorts thousands).
+ */
+export function victimOrder(running: readonly RunningJob[], now: number): RunningJob[] {
+  const n = running.length;
+  const terminating = new Uint8Array(n);
+  const priority = new Float64Array(n);
+  const lost = new Float64Array(n);
+  const gpus = new Float64Array(n);
+  const order: number[] = [];
+  for (let k = 0; k < n; k++) {
+    const j = running[k]!;
+    terminating[k] = j.terminating ? 1 : 0;
+    priority[k] = j.priority;
+    lost[k] = lostWorkSec(j, now);
+    gpus[k] = gpusOf(j);
+    order.push(k);
+  }
+  order.sort((a, b) => {
+    if (terminating[a] !== terminating[b]) return terminating[a] ? -1 : 1;
+    const x = running[a]!.id;
+    const y = running[b]!.id;
+    return priority[a]! - priority[b]! || lost[a]! - lost[b]! || gpus[a]! - gpus[b]! || (x < y ? -1 : x > y ? 1 : 0);
+  });
+  return order.map((k) => running[k]!);
+}
+
+/**
  * Why `victim` may be preempted for `preemptor` given the quota state, or undefined if it
  * may not. `preemptorBorrows`: the preemptor would run above its own nominal quota.
  */
@@ -105,7 +133,9 @@ export interface VictimSearch {
 
 /** Node indices of a running job's ranks in `state` (-1 for nodes not in the snapshot). */
 export function rankNodeIndices(state: ClusterState, job: RunningJob): Int32Array {
-  return Int32Array.from(job.ranks, (r) => state.byName.get(r.node) ?? -1);
+  const out = new Int32Array(job.ranks.length);
+  for (let k = 0; k < out.length; k++) out[k] = state.byName.get(job.ranks[k]!.node) ?? -1;
+  return out;
 }
 
 export interface VictimChoice {

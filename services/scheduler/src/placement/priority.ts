@@ -29,8 +29,20 @@ export function priorityOf(className: string): number {
   return PRIORITY_CLASSES[className];
 }
 
+/** Names already worked out: a victim search names two classes per candidate victim. */
+const classNames = new Map<number, string>();
+
 /** The class name for explanations: the highest class at or below the number. */
 export function priorityClassName(priority: number): string {
+  let name = classNames.get(priority);
+  if (name === undefined) {
+    name = className(priority);
+    if (classNames.size < 1024) classNames.set(priority, name);
+  }
+  return name;
+}
+
+function className(priority: number): string {
   let best: string | undefined;
   let bestValue = -Infinity;
   for (const [name, value] of Object.entries(PRIORITY_CLASSES)) {
