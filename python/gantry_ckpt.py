@@ -1,0 +1,148 @@
+"""Explicit checkpoint reporting to Gantry, for training code that wants it.
+
+Dependency-free (Python 3.8+ standard library only). Gantry finds checkpoints on its own: the
+agent on node rank 0's host watches the job's checkpoint directory (JobSpec.checkpoint.dir,
+GANTRY_CHECKPOINT_DIR) and checks each checkpoint it finds (PyTorch DCP, Megatron-LM,
+DeepSpeed, Hugging Face Trainer, TorchTitan, GANTRY_COMPLETE). This module lets the training
+code say it explicitly and learn the verdict at once:
+
+    import gantry_ckpt
+
+    path = gantry_ckpt.checkpoint_path("step-%d" % step)     # inside GANTRY_CHECKPOINT_DIR
+    gantry_ckpt.begin(path, step)                           # recorded IN_PROGRESS
+    save(model, path)                                       # your framework's save
+    result = gantry_ckpt.commit(path, step, marker=True)    # checked now; COMMITTED when complete
+    if not result.ok:
+        print("not complete:", result.reasons)
+
+`commit` runs the same layout check as discovery on the agent: a checkpoint is COMMITTED
+(offered to the next attempt as GANTRY_RESUME_FROM) only when it is complete. `marker=True`
+first writes an empty GANTRY_COMPLETE file into the directory, for layouts Gantry does not
+know (any directory holding that file is complete).
+
+The agent listens on loopback only (GANTRY_CKPT_URL) and answers only the job's own token
+(GANTRY_CKPT_TOKEN); both are in every rank's environment when the job has a checkpoint
+directory. Outside Gantry (no such variables) every call is a no-op that returns a result
+with ok=False and reason "not running under Gantry", so the same script runs anywhere.
+
+"May I write now?" (storage admission: a lease on the storage target before a save) is not
+part of this module yet; it will be a function next to `begin` calling the agent's
+storage route with the same token.
+"""
+
+import json
+import os
+import urllib.error
+import urllib.request
+
+__all__ = ["Result", "GantryError", "enabled", "checkpoint_dir", "checkpoint_path", "resume_from", "begin", "commit"]
+
+MARKER = "GANTRY_COMPLETE"
+_TIMEOUT = float(os.environ.get("GANTRY_CKPT_TIMEOUT", "60"))
+
+
+class GantryError(Exception):
+    """The agent refused the call (bad token, path outside the checkpoint directory ...)."""
+
+    def __init__(self, status, message):
+        super().__init__("%s: %s" % (status, message))
+        self.status = status
+        self.message = message
+
+
+class Result(object):
+    """What the agent said: `status` is COMPLETE, INCOMPLETE, CORRUPT or IN_PROGRESS."""
+
+    def __init__(self, status, reasons=None, files=0, total_bytes=0, step=None, path=""):
+        self.status = status
+        self.reasons = list(reasons or [])
+        self.files = files
+        self.total_bytes = total_bytes
+        self.step = step
+        self.path = path
+
+    @property
+    def ok(self):
+        return self.status in ("COMPLETE", "IN_PROGRESS")
+
+    def __repr__(self):
+        return "Result(status=%r, step=%r, files=%r, total_bytes=%r, reasons=%r)" % (self.status, self.step, self.files, self.total_bytes, self.reasons)
+
+
+def enabled():
+    """True when running under Gantry with a checkpoint directory (the endpoint is reachable)."""
+    return bool(os.environ.get("GANTRY_CKPT_URL") and os.environ.get("GANTRY_CKPT_TOKEN"))
+
+
+def checkpoint_dir():
+    """The job's checkpoint directory (GANTRY_CHECKPOINT_DIR), or None."""
+    return os.environ.get("GANTRY_CHECKPOINT_DIR") or None
+
+
+def checkpoint_path(name):
+    """`name` inside the job's checkpoint directory."""
+    d = checkpoint_dir()
+    if not d:
+        raise GantryError(0, "GANTRY_CHECKPOINT_DIR is not set (the job has no checkpoint directory)")
+    return os.path.join(d, name)
+
+
+def resume_from():
+    """The newest COMMITTED checkpoint this attempt should resume from (GANTRY_RESUME_FROM), or None."""
+    return os.environ.get("GANTRY_RESUME_FROM") or None
+
+
+def _post(route, body):
+    url = os.environ["GANTRY_CKPT_URL"].rstrip("/") + route
+    data = json.dumps(body).encode("utf-8")
+    req = urllib.request.Request(url, data=data, method="POST", headers={
+        "Content-Type": "application/json",
+        "Authorization": "Bearer " + os.environ["GANTRY_CKPT_TOKEN"],
+    })
+    try:
+        with urllib.request.urlopen(req, timeout=_TIMEOUT) as res:
+            return res.status, json.loads(res.read().decode("utf-8") or "{}")
+    except urllib.error.HTTPError as e:
+        try:
+            payload = json.loads(e.read().decode("utf-8") or "{}")
+        except ValueError:
+            payload = {}
+        if e.code == 409:
+            return e.code, payload
+        raise GantryError(e.code, payload.get("error", e.reason))
+
+
+def _result(payload):
+    return Result(payload.get("status", ""), payload.get("reasons"), payload.get("files", 0), payload.get("total_bytes", 0), payload.get("step"), payload.get("path", ""))
+
+
+def _body(path, step):
+    body = {"path": os.path.abspath(path)}
+    if step is not None:
+        body["step"] = int(step)
+    return body
+
+
+def begin(path, step=None):
+    """Records that a checkpoint is being written at `path` (IN_PROGRESS until committed)."""
+    if not enabled():
+        return Result("", ["not running under Gantry"])
+    _, payload = _post("/v1/checkpoints/begin", _body(path, step))
+    return _result(payload)
+
+
+def commit(path, step=None, marker=False, checksums=False):
+    """Asks the agent to check `path` now; COMMITTED when complete, else the reasons.
+
+    marker: write GANTRY_COMPLETE into `path` first (for layouts Gantry does not recognise).
+    checksums: record a sha256 of every file in the manifest (reads every byte; slow on big checkpoints).
+    """
+    if not enabled():
+        return Result("", ["not running under Gantry"])
+    if marker:
+        with open(os.path.join(path, MARKER), "w"):
+            pass
+    body = _body(path, step)
+    body["checksums"] = bool(checksums)
+    _, payload = _post("/v1/checkpoints/commit", body)
+    return _result(payload)
