@@ -313,27 +313,34 @@ export function storageService(adm: StorageAdmission, log: Logger): StorageServi
 function registerMetrics(adm: StorageAdmission, registry: Registry): void {
   const labelNames = ['target', 'mode'] as const;
   const cache = new Map<string, { limit: number; leases: number; waiters: number }>();
-  const refresh = async () => {
-    for (const t of adm.targets.values()) {
-      for (const m of MODES) {
-        const s = await adm.store.state(t.cfg.name, m);
-        cache.set(`${t.cfg.name}\u0000${m}`, { limit: s.limit ?? t.cfg[m].initial, leases: s.leases.length, waiters: s.waiters.length });
+  // The registry collects every metric at once: one Redis read per scrape, shared by the three.
+  let inflight: Promise<void> | undefined;
+  const refresh = () => (inflight ??= (async () => {
+    try {
+      for (const t of adm.targets.values()) {
+        for (const m of MODES) {
+          const s = await adm.store.state(t.cfg.name, m);
+          cache.set(`${t.cfg.name}\u0000${m}`, { limit: s.limit ?? t.cfg[m].initial, leases: s.leases.length, waiters: s.waiters.length });
+        }
       }
+    } catch {
+      // keep the last values
+    } finally {
+      setTimeout(() => (inflight = undefined), 200).unref();
     }
-  };
-  const gauge = (name: string, help: string, pick: (v: { limit: number; leases: number; waiters: number }) => number, first = false) =>
+  })());
+  const gauge = (name: string, help: string, pick: (v: { limit: number; leases: number; waiters: number }) => number) =>
     new Gauge({
       name, help, labelNames, registers: [registry],
       async collect() {
-        if (first) await refresh().catch(() => undefined);
+        await refresh();
         for (const [k, v] of cache) {
           const [target, mode] = k.split('\u0000') as [string, string];
           this.set({ target, mode }, pick(v));
         }
       },
     });
-  // Metrics are collected in registration order: the first gauge reads Redis for all three.
-  gauge('gantry_storage_leases', 'Storage admission leases held, per target and mode.', (v) => v.leases, true);
+  gauge('gantry_storage_leases', 'Storage admission leases held, per target and mode.', (v) => v.leases);
   gauge('gantry_storage_waiters', 'Writers (or restart readers) waiting for a storage lease.', (v) => v.waiters);
   gauge('gantry_storage_pool_size', 'Current storage admission pool size (AIMD limit).', (v) => v.limit);
   new Gauge({
