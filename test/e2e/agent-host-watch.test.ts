@@ -81,6 +81,23 @@ describe('agent restarts', () => {
     expect((await client.getNode('node-0')).gpus.map((g) => g.index)).toEqual([0, 1, 2, 3, 4, 6, 7]);
     expect(await reportedByAgent(stack, 0, second)).toEqual({});
     expect((await xidsOf(client, 'node-0')).sort((a, b) => a - b)).toEqual([13, 31, 79]);
+
+    // A reboot while the agent is down: sequence numbers restart, the GPU is back. The new
+    // boot's XID is reported although its number is below the old cursor; the old ones are not.
+    const third = await restart(stack, 0, async () => {
+      await sim(stack, 0, 'reboot');
+      await sim(stack, 0, 'inject', 'xid', '13', '--gpu', '6');
+    });
+    await eventually('GPU 5 back on node-0', async () => ((await client.getNode('node-0')).gpus.length === 8 ? true : undefined), 15_000);
+    expect(await eventually('the new boot XID reported', async () => {
+      const r = await reportedByAgent(stack, 0, third);
+      return r['13'] ? r : undefined;
+    }, 15_000)).toEqual({ 13: 1 });
+    expect(stack.logsOf('agent-node-0').slice(third)).toContain('reading the kernel log from the oldest record of this boot');
+    const log = await client.listNodeEvents('node-0', { limit: 100 });
+    const reasons = log.events.flatMap((e) => (e.event?.$case === 'transition' ? [e.event.transition.reason] : []));
+    expect(reasons.some((r) => /^GPU 5 \(GPU-.+\) is back in node-0's inventory$/.test(r))).toBe(true);
+    expect(reasons.some((r) => /^GPU 5 \(GPU-.+\) is gone from node-0's inventory$/.test(r))).toBe(true);
   });
 });
 
