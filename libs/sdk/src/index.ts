@@ -1,6 +1,8 @@
 // @gantry/sdk: typed clients for the Gantry gateway and the checkpoint service.
 export { GantryClient, type JobSpecInput, type SubmitOptions, type LogOptions, type JobFilter, type NodeFilter, type NodeTelemetryOptions, type NodeEventsOptions, type SchedulingConfig } from './client.js';
-export { CheckpointClient, type BeginCheckpointInput } from './checkpoint-client.js';
+export {
+  CheckpointClient, CHECKPOINT_FORMAT_NAMES, checkpointFormatName, checkpointSpec, checkpointStateName, parseCheckpointFormat, type BeginCheckpointInput, type CheckpointSpecInput,
+} from './checkpoint-client.js';
 export { StorageClient, type StorageLeaseRequest, type StorageLeaseKind, type AcquireOptions } from './storage.js';
 export { GantryError, toGantryError, statusName, status } from './errors.js';
 export {
