@@ -43,17 +43,27 @@ export function readMarkers(marker: string): MarkerReport {
  * state (the submission), each next one must start where the previous one ended, and the last
  * must be the job's final state.
  */
-export async function watchHistoryGaps(client: GantryClient, jobId: string, finalState: JobState, timeoutMs = 15_000): Promise<string[]> {
-  const events: JobEvent[] = [];
+export async function watchHistoryGaps(client: GantryClient, jobId: string, finalState: JobState, timeoutMs = 30_000): Promise<string[]> {
+  let events: JobEvent[] = [];
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), timeoutMs);
   try {
-    for await (const e of client.watchJob(jobId, { signal: ac.signal })) {
-      events.push(e);
-      if (isTerminalJobState(e.toState) && e.toState === finalState) break;
+    // UNAVAILABLE (a NATS server died and the events stream is electing a new leader): watch
+    // again from the start, as a client following a job does; the history replays whole.
+    for (;;) {
+      events = [];
+      try {
+        for await (const e of client.watchJob(jobId, { signal: ac.signal })) {
+          events.push(e);
+          if (isTerminalJobState(e.toState) && e.toState === finalState) break;
+        }
+        break;
+      } catch (err) {
+        if (ac.signal.aborted) break;
+        if ((err as { code?: number }).code !== 14) return [`watch failed: ${(err as Error).message}`];
+        await new Promise((r) => setTimeout(r, 500));
+      }
     }
-  } catch (err) {
-    if (!ac.signal.aborted) return [`watch failed: ${(err as Error).message}`];
   } finally {
     clearTimeout(timer);
   }

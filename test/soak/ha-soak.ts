@@ -124,12 +124,14 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   })();
 
   const faults: FaultResult[] = [];
-  const fault = async (name: string, inject: () => Promise<void>, healed: () => Promise<unknown>, after?: () => Promise<void>) => {
+  /** healFrom 'end': heal time counted from the end of the injection (a partition lifted), not its start. */
+  const fault = async (name: string, inject: () => Promise<void>, healed: () => Promise<unknown>, after?: () => Promise<void>, healFrom: 'start' | 'end' = 'start') => {
     await eventually('some jobs finishing before the fault', () => (done.size >= Math.min(opts.jobs, 5) ? true : undefined), 180_000, 200);
     const t0 = Date.now();
     await inject();
+    const tHeal = healFrom === 'start' ? t0 : Date.now();
     await eventually(`${name} to heal`, healed, 120_000, 100);
-    const healedMs = Date.now() - t0;
+    const healedMs = Date.now() - tHeal;
     if (after) await after();
     const jobsFlowingMs = await firstFinishAfter(t0);
     faults.push({ fault: name, healedMs, jobsFlowingMs });
@@ -182,12 +184,12 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
 
     // 5. A partition of one agent from NATS, longer than the heartbeat timeout.
     let cutAt = 0;
-    await fault(`partition an agent from NATS for ${(HEARTBEAT_TIMEOUT_MS * 2) / 1000} s`, async () => {
+    await fault(`partition an agent from NATS for ${(HEARTBEAT_TIMEOUT_MS * 2) / 1000} s (heal from restore)`, async () => {
       cutAt = Date.now();
       await Promise.all(proxies.map((p) => p.partition()));
       await sleep(HEARTBEAT_TIMEOUT_MS * 2);
       await Promise.all(proxies.map((p) => p.restore()));
-    }, () => nodeReady(PARTITIONED_AGENT, cutAt + HEARTBEAT_TIMEOUT_MS * 2));
+    }, () => nodeReady(PARTITIONED_AGENT, cutAt + HEARTBEAT_TIMEOUT_MS * 2), undefined, 'end');
   })().finally(() => { faultsDone = true; });
 
   const deadline = started + opts.deadlineMs;
@@ -268,7 +270,7 @@ export function printReport(r: SoakReport, log: (l: string) => void = (l) => con
   log(`  submits failed (not retried by the client): ${r.submitErrors.length}${r.submitErrors.length ? ` (${r.submitErrors.slice(0, 5).join('; ')})` : ''}`);
   log(`  GPU claims with nothing running: ${r.orphanClaims.length}${r.orphanClaims.length ? ` (${r.orphanClaims.slice(0, 10).join('; ')})` : ''}`);
   log('  faults (healed = component whole again; flowing = first job finished after the fault):');
-  for (const f of r.faults) log(`    ${f.fault.padEnd(58)} healed ${String(f.healedMs).padStart(6)} ms   flowing ${String(f.jobsFlowingMs).padStart(6)} ms`);
+  for (const f of r.faults) log(`    ${f.fault.padEnd(62)} healed ${String(f.healedMs).padStart(6)} ms   flowing ${String(f.jobsFlowingMs).padStart(6)} ms`);
   const ok = r.stuck.length === 0 && r.ranTwice.length === 0 && r.submitErrors.length === 0 && r.historyGaps.length === 0 && r.orphanClaims.length === 0 && r.faults.length === 5;
   log(ok ? 'OK' : 'FAILED');
   return ok;

@@ -16,16 +16,22 @@ export const unavailable = (msg: string) => new GrpcError(status.UNAVAILABLE, ms
 export const alreadyExists = (msg: string) => new GrpcError(status.ALREADY_EXISTS, msg);
 
 /**
- * Errors of a Redis failing over or briefly unreachable: a write the replicas did not confirm
- * (the store's ReplicationError), a demoted or loading server, a dropped connection. The call can
- * be retried (every write is a compare-and-set, submissions are keyed), so they are UNAVAILABLE,
- * which clients retry, not INTERNAL.
+ * Errors of a Redis or NATS failing over or briefly unreachable: a write the replicas did not
+ * confirm (the store's ReplicationError), a demoted or loading server, a dropped connection, a
+ * NATS request timing out while a stream elects a new leader. The call can be retried (every
+ * write is a compare-and-set, submissions are keyed), so they are UNAVAILABLE, which clients
+ * retry, not INTERNAL.
  */
 export function isTransientStoreError(err: unknown): boolean {
   if (typeof err !== 'object' || err === null) return false;
   const e = err as { name?: unknown; message?: unknown; code?: unknown };
   if (e.name === 'ReplicationError' || e.name === 'MaxRetriesPerRequestError') return true;
   const message = typeof e.message === 'string' ? e.message : '';
+  // NATS: a request that timed out or found no responder (a JetStream stream electing a new
+  // leader after a server died answers nothing for a few seconds), a closed connection, or
+  // JetStream saying it is temporarily unavailable.
+  if (typeof e.name === 'string' && ['TimeoutError', 'NoRespondersError', 'ClosedConnectionError', 'ConnectionError', 'RequestError'].includes(e.name)) return true;
+  if (e.name === 'JetStreamApiError' && /temporarily unavailable|no suitable peers|insufficient resources/i.test(message)) return true;
   return /^(READONLY|LOADING|MASTERDOWN|NOREPLICAS|TRYAGAIN|CLUSTERDOWN)\b/.test(message)
     || message === 'Connection is closed.'
     || (typeof e.code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(e.code));
@@ -35,7 +41,7 @@ export function isTransientStoreError(err: unknown): boolean {
 export function toServiceError(err: unknown): Partial<ServiceError> {
   if (err instanceof GrpcError) return { code: err.code, details: err.details, message: err.details };
   if (isTransientStoreError(err)) {
-    const details = 'the control-plane store is failing over or unreachable; retry';
+    const details = 'the control plane\'s Redis or NATS is failing over or unreachable; retry';
     return { code: status.UNAVAILABLE, details, message: details };
   }
   if (typeof err === 'object' && err !== null && 'code' in err && typeof (err as ServiceError).code === 'number' && 'details' in err) {

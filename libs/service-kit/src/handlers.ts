@@ -15,7 +15,7 @@ export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call
     Promise.resolve().then(() => fn(call.request, call)).then(
       (res) => callback(null, res),
       (err: unknown) => {
-        if (isTransientStoreError(err)) log.warn({ err: (err as Error).message, method }, 'store failing over; answered UNAVAILABLE');
+        if (isTransientStoreError(err)) log.warn({ err: (err as Error).message, method }, 'Redis or NATS failing over; answered UNAVAILABLE');
         else if (!expected(err)) log.error({ err, method }, 'handler failed');
         callback(toServiceError(err), null);
       },
@@ -28,7 +28,7 @@ export function serverStream<Req, Res>(log: Logger, method: string, fn: (req: Re
     Promise.resolve().then(() => fn(call.request, call)).then(
       () => call.end(),
       (err: unknown) => {
-        if (isTransientStoreError(err)) log.warn({ err: (err as Error).message, method }, 'store failing over; answered UNAVAILABLE');
+        if (isTransientStoreError(err)) log.warn({ err: (err as Error).message, method }, 'Redis or NATS failing over; answered UNAVAILABLE');
         else if (!expected(err)) log.error({ err, method }, 'stream handler failed');
         if (!call.cancelled) call.emit('error', toServiceError(err));
       },

@@ -60,7 +60,7 @@ describe('errors of a Redis failover', () => {
   it('are UNAVAILABLE (clients retry), other errors stay INTERNAL', async () => {
     const { toServiceError } = await import('../src/grpc-errors.js');
     const replication = Object.assign(new Error('write not confirmed by 1 Redis replica(s)'), { name: 'ReplicationError' });
-    for (const err of [replication, new Error('READONLY You can\'t write against a read only replica.'), new Error('Connection is closed.'), Object.assign(new Error('connect'), { code: 'ECONNREFUSED' })]) {
+    for (const err of [replication, new Error('READONLY You can\'t write against a read only replica.'), new Error('Connection is closed.'), Object.assign(new Error('connect'), { code: 'ECONNREFUSED' }), Object.assign(new Error('timeout'), { name: 'TimeoutError' })]) {
       expect(toServiceError(err)).toMatchObject({ code: 14, details: expect.stringMatching(/failing over/) });
     }
     expect(toServiceError(new Error('boom'))).toMatchObject({ code: 13, details: 'internal error' });
