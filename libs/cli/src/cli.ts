@@ -10,6 +10,7 @@ import { GantryError, status } from '@gantry/sdk';
 import pkg from '../package.json' with { type: 'json' };
 import { addAdminCommands } from './commands/admin.js';
 import { addJobCommands } from './commands/job.js';
+import { addCheckpointCommands } from './commands/ckpt.js';
 import { addNodeCommands } from './commands/node.js';
 import { addHealthCommand } from './commands/health.js';
 import { addStorageCommands } from './commands/storage.js';
@@ -43,6 +44,7 @@ export function buildProgram(session: Session): Command {
   addNodeCommands(program, session);
   addHealthCommand(program, session);
   addStorageCommands(program, session);
+  addCheckpointCommands(program, session);
   addAdminCommands(program, session);
   return program;
 }
