@@ -214,7 +214,7 @@ function service(registry: FileRegistry, name: string): DescService {
 
 describe('server reflection, as a strict client uses it', () => {
   it.each([
-    ['gateway', () => stack.gatewayAddr, ['gantry.v1.AdminService', 'gantry.v1.JobService', 'gantry.v1.NodeService']],
+    ['gateway', () => stack.gatewayAddr, ['gantry.v1.AdminService', 'gantry.v1.AuthService', 'gantry.v1.JobService', 'gantry.v1.NodeService']],
     ['scheduler', () => stack.schedulerAddrs[0]!, ['gantry.v1.AdminService', 'gantry.v1.JobService', 'gantry.v1.NodeService']],
     ['checkpoint', () => stack.checkpointAddr, ['gantry.v1.CheckpointService']],
   ] as const)('%s advertises only its own services, each resolving with every method typed', async (_name, addr, own) => {

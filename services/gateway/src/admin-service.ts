@@ -1,8 +1,9 @@
 // Operator RPCs, forwarded to the scheduler (which validates the policy).
 import { AdminServiceService, NodeOperation, type AdminServiceClient, type AdminServiceServer } from '@gantry/proto';
-import { invalidArgument, unary, type Logger } from '@gantry/service-kit';
+import { invalidArgument } from '@gantry/service-kit';
 import { call } from './scheduler-client.js';
-import { requireToken } from './admission/validate.js';
+import { admitToken } from './admission/shared.js';
+import type { Guard } from './auth/guard.js';
 
 const MAX_CONFIG_BYTES = 1024 * 1024;
 const MAX_REASON_BYTES = 1024;
@@ -14,20 +15,24 @@ function requireConfig(json: string): void {
   if (Buffer.byteLength(json) > MAX_CONFIG_BYTES) throw invalidArgument(`config_json must be at most ${MAX_CONFIG_BYTES} bytes`);
 }
 
-export function adminService(log: Logger, scheduler: AdminServiceClient): AdminServiceServer {
+const ADMIN = (m: string) => `gantry.v1.AdminService/${m}`;
+
+export function adminService(guard: Guard, scheduler: AdminServiceClient): AdminServiceServer {
   return {
-    getSchedulingConfig: unary(log, 'GetSchedulingConfig', (req) => call(scheduler, scheduler.getSchedulingConfig, req)),
-    setSchedulingConfig: unary(log, 'SetSchedulingConfig', (req) => {
+    getSchedulingConfig: guard.unary(ADMIN('GetSchedulingConfig'), (req) => call(scheduler, scheduler.getSchedulingConfig, req)),
+    setSchedulingConfig: guard.unary(ADMIN('SetSchedulingConfig'), (req, ctx) => {
+      ctx.audit.target = 'scheduling-config';
       requireConfig(req.configJson);
       return call(scheduler, scheduler.setSchedulingConfig, req);
     }),
-    getHealthConfig: unary(log, 'GetHealthConfig', (req) => call(scheduler, scheduler.getHealthConfig, req)),
-    setHealthConfig: unary(log, 'SetHealthConfig', (req) => {
+    getHealthConfig: guard.unary(ADMIN('GetHealthConfig'), (req) => call(scheduler, scheduler.getHealthConfig, req)),
+    setHealthConfig: guard.unary(ADMIN('SetHealthConfig'), (req, ctx) => {
+      ctx.audit.target = 'health-config';
       requireConfig(req.configJson);
       return call(scheduler, scheduler.setHealthConfig, req);
     }),
-    operateNode: unary(log, 'OperateNode', (req) => {
-      requireToken('name', req.name);
+    operateNode: guard.unary(ADMIN('OperateNode'), (req) => {
+      admitToken('name', req.name);
       if (!Object.values(NodeOperation).includes(req.operation) || req.operation === NodeOperation.NODE_OPERATION_UNSPECIFIED) {
         throw invalidArgument('operation must be one of cordon, uncordon, drain, quarantine, release');
       }

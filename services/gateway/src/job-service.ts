@@ -6,12 +6,16 @@ import { jetstream, type Consumer } from '@nats-io/jetstream';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import {
   JobEvent, JobServiceService, JobState, LogBatch, RecoveryGrade, isTerminalJobState, type Job, type JobServiceClient, type JobServiceServer,
-  type StreamLogsRequest, type StreamLogsResponse, type WatchJobRequest, type WatchJobResponse,
+  type CancelJobRequest, type ExplainJobRequest, type GetJobRequest, type ListJobsRequest, type RetryJobRequest, type SubmitJobRequest, type StreamLogsRequest, type StreamLogsResponse, type WatchJobRequest, type WatchJobResponse,
 } from '@gantry/proto';
 import { decode, streams, subjects } from '@gantry/bus';
-import { serverStream, unary, type Logger } from '@gantry/service-kit';
+import { invalidArgument } from '@gantry/service-kit';
+import { ALL_TENANTS, hasRole, inTenant, isAdmin, permissionDenied, preview, userPriorityClasses, type Principal } from '@gantry/auth';
 import { call } from './scheduler-client.js';
-import { requireToken, validateListJobs, validateSubmit } from './admission/validate.js';
+import { admitListJobs, admitSubmit, admitToken } from './admission/shared.js';
+import type { CallContext, Guard } from './auth/guard.js';
+import { assertVisible, redactEvent, redactJob } from './auth/scope.js';
+import type { TenantDirectory } from './auth/tenants.js';
 
 const POLL_MS = 1_000;
 /** After a followed job ends, keep reading this long for output still in flight from agents. */
@@ -29,9 +33,41 @@ export function endsWatch(event: JobEvent, start: Job): boolean {
   return retriedNotPlaced ? event.attempt > start.attempt : event.attempt >= start.attempt;
 }
 
-export function jobService(log: Logger, scheduler: JobServiceClient, nc: NatsConnection): JobServiceServer {
+/** The tenant a submission is for: the spec's, else the principal's only tenant. */
+function submitTenant(specTenant: string, p: Principal): string {
+  if (specTenant) return specTenant;
+  const own = p.tenants.filter((t) => t !== ALL_TENANTS);
+  if (own.length === 1) return own[0]!;
+  if (own.length === 0 && !isAdmin(p)) throw permissionDenied(`${p.subject} belongs to no tenant and cannot submit jobs`);
+  throw invalidArgument(`spec.tenant is required: ${p.subject} acts for ${own.length ? `several tenants (${own.slice(0, 10).join(', ')})` : 'every tenant'}`);
+}
+
+const JOB = (m: string) => `gantry.v1.JobService/${m}`;
+
+export function jobService(guard: Guard, scheduler: JobServiceClient, nc: NatsConnection, tenants: TenantDirectory): JobServiceServer {
   const js = jetstream(nc);
+  const authOn = guard.auth.enabled;
   const getJob = async (jobId: string): Promise<Job> => (await call(scheduler, scheduler.getJob, { jobId })).job!;
+  /** The job, if the caller may see it; NOT_FOUND (as for a missing job) otherwise. */
+  const visibleJob = async (jobId: string, ctx: CallContext): Promise<Job> => {
+    admitToken('job_id', jobId);
+    const job = await getJob(jobId);
+    assertVisible(job, ctx.principal);
+    ctx.audit.tenant = job.spec?.tenant ?? '';
+    return job;
+  };
+
+  /** Tenant, known tenant and priority class rules of a submission (auth on). */
+  async function authorizeSubmit(spec: NonNullable<SubmitJobRequest['spec']>, p: Principal): Promise<void> {
+    if (!authOn) return;
+    if (!inTenant(p, spec.tenant)) throw permissionDenied(`${p.subject} may not submit jobs for tenant ${preview(spec.tenant)}`);
+    if (!(await tenants.known(spec.tenant))) throw invalidArgument(`spec.tenant ${preview(spec.tenant)} is not a tenant of the scheduling policy`);
+    const pc = spec.priorityClass;
+    if (pc === 'critical' && !hasRole(p, 'operator')) throw permissionDenied('priority class critical is for operators and admins');
+    if (!hasRole(p, 'operator') && !userPriorityClasses(guard.auth.policy, spec.tenant).includes(pc)) {
+      throw permissionDenied(`tenant ${spec.tenant} may not use priority class ${preview(pc)} (allowed: ${userPriorityClasses(guard.auth.policy, spec.tenant).join(', ')})`);
+    }
+  }
 
   /**
    * Reads an ordered consumer in batches; calls onIdle when caught up, which returns whether to
@@ -58,36 +94,73 @@ export function jobService(log: Logger, scheduler: JobServiceClient, nc: NatsCon
   }
 
   return {
-    submitJob: unary(log, 'SubmitJob', (req) => call(scheduler, scheduler.submitJob, validateSubmit(req))),
-    getJob: unary(log, 'GetJob', (req) => { requireToken('job_id', req.jobId); return call(scheduler, scheduler.getJob, req); }),
-    listJobs: unary(log, 'ListJobs', (req) => call(scheduler, scheduler.listJobs, validateListJobs(req))),
-    cancelJob: unary(log, 'CancelJob', (req) => { requireToken('job_id', req.jobId); return call(scheduler, scheduler.cancelJob, req); }),
-    explainJob: unary(log, 'ExplainJob', (req) => { requireToken('job_id', req.jobId); return call(scheduler, scheduler.explainJob, req); }),
-    retryJob: unary(log, 'RetryJob', (req) => { requireToken('job_id', req.jobId); return call(scheduler, scheduler.retryJob, req); }),
+    submitJob: guard.unary(JOB('SubmitJob'), async (req: SubmitJobRequest, ctx) => {
+      const p = ctx.principal;
+      const input = authOn && req.spec ? { ...req, spec: { ...req.spec, tenant: submitTenant(req.spec.tenant, p) } } : req;
+      const admitted = admitSubmit(input);
+      ctx.audit = { target: admitted.spec!.name, tenant: admitted.spec!.tenant };
+      await authorizeSubmit(admitted.spec!, p);
+      const res = await call(scheduler, scheduler.submitJob, admitted);
+      if (res.job) ctx.audit.target = res.job.id;
+      return { ...res, job: res.job && redactJob(res.job, p) };
+    }),
+    getJob: guard.unary(JOB('GetJob'), async (req: GetJobRequest, ctx) => {
+      await visibleJob(req.jobId, ctx);
+      const res = await call(scheduler, scheduler.getJob, req);
+      return { job: res.job && redactJob(res.job, ctx.principal) };
+    }),
+    listJobs: guard.unary(JOB('ListJobs'), async (req: ListJobsRequest, ctx) => {
+      const p = ctx.principal;
+      const admitted = admitListJobs(req);
+      if (authOn && !isAdmin(p) && !p.tenants.includes(ALL_TENANTS)) {
+        if (admitted.tenant) {
+          if (!inTenant(p, admitted.tenant)) throw permissionDenied(`${p.subject} may not list the jobs of tenant ${preview(admitted.tenant)}`);
+        } else if (p.tenants.length === 1) {
+          admitted.tenant = p.tenants[0]!;
+        } else {
+          throw invalidArgument(p.tenants.length === 0 ? `${p.subject} belongs to no tenant` : `tenant is required: ${p.subject} acts for several tenants (${p.tenants.slice(0, 10).join(', ')})`);
+        }
+      }
+      const res = await call(scheduler, scheduler.listJobs, admitted);
+      // Defence in depth: whatever the scheduler returned, only the caller's tenants' jobs.
+      return { ...res, jobs: res.jobs.filter((j) => inTenant(p, j.spec?.tenant ?? '')).map((j) => redactJob(j, p)) };
+    }),
+    cancelJob: guard.unary(JOB('CancelJob'), async (req: CancelJobRequest, ctx) => {
+      await visibleJob(req.jobId, ctx);
+      const res = await call(scheduler, scheduler.cancelJob, req);
+      return { job: res.job && redactJob(res.job, ctx.principal) };
+    }),
+    explainJob: guard.unary(JOB('ExplainJob'), async (req: ExplainJobRequest, ctx) => {
+      await visibleJob(req.jobId, ctx);
+      return call(scheduler, scheduler.explainJob, req);
+    }),
+    retryJob: guard.unary(JOB('RetryJob'), async (req: RetryJobRequest, ctx) => {
+      await visibleJob(req.jobId, ctx);
+      const res = await call(scheduler, scheduler.retryJob, req);
+      return { job: res.job && redactJob(res.job, ctx.principal) };
+    }),
 
-    watchJob: serverStream(log, 'WatchJob', async (req: WatchJobRequest, stream: ServerWritableStream<WatchJobRequest, WatchJobResponse>) => {
-      requireToken('job_id', req.jobId);
-      const job = await getJob(req.jobId); // NOT_FOUND surfaces here
+    watchJob: guard.serverStream(JOB('WatchJob'), async (req: WatchJobRequest, ctx, stream: ServerWritableStream<WatchJobRequest, WatchJobResponse>) => {
+      const job = await visibleJob(req.jobId, ctx); // NOT_FOUND surfaces here
       const consumer = await js.consumers.get(streams.events.name, { filter_subjects: subjects.jobEvent(req.jobId) });
       let sent = 0;
       await drain(consumer, stream, (data) => {
         const event = decode(JobEvent, data, 'JobEvent');
-        stream.write({ event });
+        stream.write({ event: redactEvent(event, ctx.principal) });
         sent++;
         return endsWatch(event, job);
       }, async () => {
         // The events may have aged out of the stream: fall back to the job's current state.
         if (sent === 0 && isTerminalJobState(job.state)) {
-          stream.write({ event: JobEvent.create({ eventId: `current-${job.revision}`, jobId: job.id, toState: job.state, fromState: job.state, attempt: job.attempt, reason: job.reason, time: job.updatedAt, job }) });
+          stream.write({ event: JobEvent.create({ eventId: `current-${job.revision}`, jobId: job.id, toState: job.state, fromState: job.state, attempt: job.attempt, reason: job.reason, time: job.updatedAt, job: redactJob(job, ctx.principal) }) });
           return true;
         }
         return false;
       });
     }),
 
-    streamLogs: serverStream(log, 'StreamLogs', async (req: StreamLogsRequest, stream: ServerWritableStream<StreamLogsRequest, StreamLogsResponse>) => {
-      requireToken('job_id', req.jobId);
-      await getJob(req.jobId);
+    streamLogs: guard.serverStream(JOB('StreamLogs'), async (req: StreamLogsRequest, ctx, stream: ServerWritableStream<StreamLogsRequest, StreamLogsResponse>) => {
+      await visibleJob(req.jobId, ctx);
       const consumer = await js.consumers.get(streams.logs.name, { filter_subjects: subjects.logsFilter(req.jobId, req.attempt, req.rank) });
       let endedAt = 0;
       // Agents may re-send lines after a failure (at-least-once); each line's sequence number

@@ -1,35 +1,58 @@
 // The gateway: Gantry's one public endpoint. Stateless; run as many as you like.
-import { ConfigError, connectNats, env, startGrpcServer, startService, tlsEnv, tlsFiles } from '@gantry/service-kit';
+import { ConfigError, connectNats, connectRedis, env, redisTarget, startGrpcServer, startService, tlsEnv, tlsFiles } from '@gantry/service-kit';
 import { ensureStreams } from '@gantry/bus';
+import { AuthConfigError, Authenticator, assertEveryMethodListed, authSettingsFromEnv, strictService } from '@gantry/auth';
 import { schedulerClients } from './scheduler-client.js';
 import { JobServiceService, jobService } from './job-service.js';
 import { NodeServiceService, nodeService } from './node-service.js';
 import { AdminServiceService, adminService } from './admin-service.js';
+import { AuthServiceService, authService } from './auth-service.js';
+import { AuditLog } from './auth/audit.js';
+import { Guard } from './auth/guard.js';
+import { TenantDirectory } from './auth/tenants.js';
 
-const { config, log, lifecycle } = await startService('gateway', {
+const { config, log, lifecycle, metrics } = await startService('gateway', {
   GATEWAY_GRPC_PORT: env.port(7070),
   SCHEDULER_ADDR: env.str('127.0.0.1:7071'),
+  /** Entries kept in the audit stream (the oldest are trimmed). */
+  GATEWAY_AUDIT_MAX_ENTRIES: env.int(100_000, 1_000, 10_000_000),
   ...tlsEnv,
 });
 let tls;
+let auth: Authenticator;
 try {
   tls = tlsFiles(config);
+  const settings = authSettingsFromEnv(process.env);
+  if (settings.modes.includes('mtls') && !tls?.clientCaFile) throw new AuthConfigError('GATEWAY_AUTH', 'mtls needs mutual TLS: set TLS_CERT_FILE, TLS_KEY_FILE and TLS_CLIENT_CA_FILE');
+  auth = await Authenticator.create(settings);
 } catch (err) {
-  if (!(err instanceof ConfigError)) throw err;
+  if (!(err instanceof ConfigError) && !(err instanceof AuthConfigError)) throw err;
   process.stderr.write(`gateway: ${err.message}\n`);
   process.exit(2);
+}
+if (!auth.enabled) {
+  log.warn('GATEWAY_AUTH=off: every caller is an anonymous admin of every tenant. Local development only; see docs/security.md before exposing this gateway.');
 }
 const nc = await connectNats(config.NATS_URL, 'gateway', log);
 lifecycle.onShutdown('nats', () => nc.drain());
 await ensureStreams(nc, { replicas: config.NATS_STREAM_REPLICAS, log });
+const redis = connectRedis(redisTarget(config), log);
+lifecycle.onShutdown('redis', () => redis.quit().then(() => undefined, () => undefined));
+const audit = new AuditLog(redis, log, metrics, config.GATEWAY_AUDIT_MAX_ENTRIES);
+const guard = new Guard(auth, log, audit, metrics);
 const scheduler = schedulerClients(config.SCHEDULER_ADDR);
 lifecycle.onShutdown('scheduler-client', () => scheduler.jobs.close());
+const tenants = new TenantDirectory(scheduler.admin);
+const services = [JobServiceService, NodeServiceService, AdminServiceService, AuthServiceService];
+assertEveryMethodListed(services);
 const grpc = await startGrpcServer(config.BIND_HOST, config.GATEWAY_GRPC_PORT, (server) => {
-  server.addService(JobServiceService, jobService(log, scheduler.jobs, nc));
-  server.addService(NodeServiceService, nodeService(log, scheduler.nodes));
-  // Operator RPCs; authentication and per-tenant authorisation come with the auth issue.
-  server.addService(AdminServiceService, adminService(log, scheduler.admin));
-  return ['gantry.v1.JobService', 'gantry.v1.NodeService', 'gantry.v1.AdminService'];
+  // strictService: requests are decoded with a fatal UTF-8 decoder, malformed ones reach the
+  // guard as MalformedRequest (INVALID_ARGUMENT) instead of grpc-js's INTERNAL.
+  server.addService(strictService(JobServiceService), jobService(guard, scheduler.jobs, nc, tenants));
+  server.addService(strictService(NodeServiceService), nodeService(guard, scheduler.nodes));
+  server.addService(strictService(AdminServiceService), adminService(guard, scheduler.admin));
+  server.addService(strictService(AuthServiceService), authService(guard, audit));
+  return ['gantry.v1.JobService', 'gantry.v1.NodeService', 'gantry.v1.AdminService', 'gantry.v1.AuthService'];
 }, tls);
 lifecycle.onShutdown('grpc', () => grpc.shutdown(5_000));
-log.info({ grpcPort: grpc.port, scheduler: config.SCHEDULER_ADDR, tls: tls ? (tls.clientCaFile ? 'mutual' : 'server') : 'off' }, 'gateway started');
+log.info({ grpcPort: grpc.port, scheduler: config.SCHEDULER_ADDR, tls: tls ? (tls.clientCaFile ? 'mutual' : 'server') : 'off', auth: auth.enabled ? auth.settings.modes.join(',') : 'off', rateLimit: auth.settings.rateLimit }, 'gateway started');

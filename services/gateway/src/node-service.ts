@@ -1,25 +1,28 @@
 import { NodeServiceService, type NodeServiceClient, type NodeServiceServer } from '@gantry/proto';
-import { invalidArgument, unary, type Logger } from '@gantry/service-kit';
+import { invalidArgument } from '@gantry/service-kit';
 import { call } from './scheduler-client.js';
-import { requireToken, validateListNodes } from './admission/validate.js';
+import { admitListNodes, admitToken } from './admission/shared.js';
+import type { Guard } from './auth/guard.js';
 
-export function nodeService(log: Logger, scheduler: NodeServiceClient): NodeServiceServer {
+const NODE = (m: string) => `gantry.v1.NodeService/${m}`;
+
+export function nodeService(guard: Guard, scheduler: NodeServiceClient): NodeServiceServer {
   return {
-    listNodes: unary(log, 'ListNodes', (req) => call(scheduler, scheduler.listNodes, validateListNodes(req))),
-    getNode: unary(log, 'GetNode', (req) => { requireToken('name', req.name); return call(scheduler, scheduler.getNode, req); }),
-    getNodeTelemetry: unary(log, 'GetNodeTelemetry', (req) => {
-      requireToken('name', req.name);
+    listNodes: guard.unary(NODE('ListNodes'), (req) => call(scheduler, scheduler.listNodes, admitListNodes(req))),
+    getNode: guard.unary(NODE('GetNode'), (req) => { admitToken('name', req.name); return call(scheduler, scheduler.getNode, req); }),
+    getNodeTelemetry: guard.unary(NODE('GetNodeTelemetry'), (req) => {
+      admitToken('name', req.name);
       if (req.history > 360) throw invalidArgument(`history must be between 0 and 360, got ${req.history}`);
       return call(scheduler, scheduler.getNodeTelemetry, req);
     }),
-    explainNode: unary(log, 'ExplainNode', (req) => {
-      requireToken('name', req.name);
+    explainNode: guard.unary(NODE('ExplainNode'), (req) => {
+      admitToken('name', req.name);
       if (req.history > 200) throw invalidArgument(`history must be between 0 and 200, got ${req.history}`);
       return call(scheduler, scheduler.explainNode, req);
     }),
-    getClusterHealth: unary(log, 'GetClusterHealth', (req) => call(scheduler, scheduler.getClusterHealth, req)),
-    listNodeEvents: unary(log, 'ListNodeEvents', (req) => {
-      requireToken('name', req.name);
+    getClusterHealth: guard.unary(NODE('GetClusterHealth'), (req) => call(scheduler, scheduler.getClusterHealth, req)),
+    listNodeEvents: guard.unary(NODE('ListNodeEvents'), (req) => {
+      admitToken('name', req.name);
       if (req.limit > 1000) throw invalidArgument(`limit must be between 0 and 1000, got ${req.limit}`);
       return call(scheduler, scheduler.listNodeEvents, req);
     }),

@@ -10,6 +10,7 @@ import { currentAttempt, endJob, isActive, liveRanks } from '../jobs/lifecycle.j
 import type { Explanation } from '../scheduling-loop.js';
 import { mutateJob } from '../jobs/mutate.js';
 import { stopLiveRanks } from '../dispatch/dispatcher.js';
+import { admitSubmit } from '@gantry/gateway/admission';
 
 /** A recovering job waiting out its backoff is not planned until then: say so. */
 function backoffLine(job: Job): string | undefined {
@@ -38,7 +39,10 @@ export function jobService(ctx: SchedulerContext): JobServiceServer {
   };
   const unimplemented = (what: string) => () => { throw new GrpcError(status.UNIMPLEMENTED, `${what} is served by the gateway`); };
   return {
-    submitJob: unary(ctx.log, 'SubmitJob', async (req) => {
+    submitJob: unary(ctx.log, 'SubmitJob', async (input) => {
+      // The gateway's rules and bounds again: a request sent straight to the scheduler (or by a
+      // future caller) gets no more latitude than one through the gateway.
+      const req = admitSubmit(input);
       if (!req.spec) throw invalidArgument('spec is required');
       const job = Job.create({ id: newJobId(), spec: req.spec, idempotencyKey: req.idempotencyKey, createdAt: new Date() });
       const res = await ctx.jobs.submit(job, req.idempotencyKey);
