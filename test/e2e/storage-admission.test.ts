@@ -21,6 +21,7 @@ let stack: TestStack;
 let checkpoint: ManagedProcess;
 let addr = '';
 let metricsPort = 0;
+let httpPort = 0;
 let client: StorageClient;
 const children: ChildProcess[] = [];
 
@@ -30,6 +31,7 @@ beforeAll(async () => {
   stack = await new TestStack({ agents: 1, env: { 'node-agent': { TELEMETRY_INTERVAL_MS: '1000' } } }).start();
   const port = await freePort();
   metricsPort = await freePort();
+  httpPort = await freePort();
   addr = `127.0.0.1:${port}`;
   const { command, args, cwd } = serviceCommand('checkpoint');
   checkpoint = new ManagedProcess({
@@ -39,6 +41,7 @@ beforeAll(async () => {
       CHECKPOINT_GRPC_PORT: String(port),
       SCHEDULER_ADDR: stack.schedulerAddrs.join(','),
       STORAGE_CONTROL_MS: '500',
+      STORAGE_HTTP_PORT: String(httpPort),
       STORAGE_TARGETS: JSON.stringify([{
         name: TARGET, mountPrefix: '/mnt/checkpoints', serverExport: '10.0.0.11:/checkpoints',
         writeBytesPerSecond: 250e9, readBytesPerSecond: 700e9, leaseTtlMs: TTL_MS,
@@ -142,4 +145,23 @@ describe('storage admission e2e', () => {
     expect(t.writePool!.reason).not.toBe('initial');
     expect(t.degraded).toBe(false);
   }, 60_000);
+
+  it('serves the same calls as JSON over HTTP (the contract for clients without gRPC)', async () => {
+    const post = async (path: string, body: unknown) => {
+      const r = await fetch(`http://127.0.0.1:${httpPort}/v1/storage/${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+      return { status: r.status, json: (await r.json()) as Record<string, unknown> };
+    };
+    const holder = { job_id: 'job-py', attempt: 1, rank: 5, node: 'py-node' };
+    const got = await post('leases:acquire', { path: '/mnt/checkpoints/job-py/step-10', mode: 'write', holder, ttl_ms: 5000, wait_ms: 1000 });
+    expect(got.status).toBe(200);
+    expect(got.json).toMatchObject({ granted: true, lease: { id: 'w:job-py:1:5', target: TARGET, mode: 'STORAGE_LEASE_MODE_WRITE' } });
+    expect((await post('leases:renew', { target: TARGET, lease_id: 'w:job-py:1:5' })).status).toBe(200);
+    expect((await post('leases:release', { target: TARGET, lease_id: 'w:job-py:1:5' })).json).toEqual({ released: 1 });
+    const gone = await post('leases:renew', { target: TARGET, lease_id: 'w:job-py:1:5' });
+    expect(gone).toMatchObject({ status: 404, json: { code: 'NOT_FOUND' } });
+    expect((await post('leases:acquire', { target: 'nope', mode: 'write', holder })).status).toBe(404);
+    expect((await post('leases:acquire', { target: TARGET, mode: 'write', holder: {} })).json).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    const targets = (await (await fetch(`http://127.0.0.1:${httpPort}/v1/storage/targets`)).json()) as { targets: { name: string; rpcSlots: number }[] };
+    expect(targets.targets.map((t) => [t.name, t.rpcSlots])).toEqual([[TARGET, 128]]);
+  });
 });

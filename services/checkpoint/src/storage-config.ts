@@ -2,6 +2,8 @@
 //
 //   STORAGE_TARGETS        JSON array of targets (or STORAGE_TARGETS_FILE: a file holding it)
 //   STORAGE_CONTROL_MS     controller interval (default 10000, the agents' telemetry interval)
+//   STORAGE_HTTP_PORT      serve the JSON/HTTP mapping of StorageService on this port (unset: off;
+//                          0: any free port), on STORAGE_HTTP_HOST (default BIND_HOST, else 127.0.0.1)
 //   SCHEDULER_ADDR         scheduler (or gateway) address(es) for NodeService telemetry and
 //                          cluster health; unset: pools stay at their configured initial size
 //
@@ -65,6 +67,8 @@ export interface StorageConfig {
   targets: StorageTargetConfig[];
   controlIntervalMs: number;
   schedulerAddr: string | undefined;
+  httpPort: number | undefined;
+  httpHost: string;
 }
 
 /** Parses the targets' JSON (an array); throws ConfigError naming the variable, target and field. */
@@ -118,5 +122,13 @@ export function loadStorageConfig(source: NodeJS.ProcessEnv = process.env): Stor
     throw new ConfigError(`invalid configuration: STORAGE_CONTROL_MS: an integer of at least 100 ms (got ${JSON.stringify(ms)})`);
   }
   const addr = source.SCHEDULER_ADDR?.trim();
-  return { targets, controlIntervalMs, schedulerAddr: addr ? addr : undefined };
+  let httpPort: number | undefined;
+  if (source.STORAGE_HTTP_PORT !== undefined && source.STORAGE_HTTP_PORT !== '') {
+    httpPort = Number(source.STORAGE_HTTP_PORT);
+    if (!Number.isInteger(httpPort) || httpPort < 0 || httpPort > 65535) {
+      throw new ConfigError(`invalid configuration: STORAGE_HTTP_PORT: a port number (got ${JSON.stringify(source.STORAGE_HTTP_PORT)})`);
+    }
+  }
+  const httpHost = source.STORAGE_HTTP_HOST || source.BIND_HOST || '127.0.0.1';
+  return { targets, controlIntervalMs, schedulerAddr: addr ? addr : undefined, httpPort, httpHost };
 }

@@ -14,7 +14,17 @@ import {
   NodeServiceClient,
   StorageLeaseMode,
   StorageServiceService,
+  type AcquireStorageLeaseRequest,
+  type AcquireStorageLeaseResponse,
   type GetClusterHealthResponse,
+  type GetStorageTargetRequest,
+  type GetStorageTargetResponse,
+  type ListStorageTargetsRequest,
+  type ListStorageTargetsResponse,
+  type ReleaseStorageLeaseRequest,
+  type ReleaseStorageLeaseResponse,
+  type RenewStorageLeaseRequest,
+  type RenewStorageLeaseResponse,
   type ListNodesResponse,
   type GetNodeTelemetryResponse,
   type StorageLease,
@@ -28,6 +38,7 @@ import { StorageLeaseStore, parseStorageLeaseId, type StorageHolder, type Storag
 import { invalidArgument, notFound, unary, type Logger, type ServiceContext } from '@gantry/service-kit';
 import { aggregateTelemetry, aimdStep, mountBelongs, type AimdState, type StorageSignals } from './storage-admission.js';
 import { loadStorageConfig, type StorageConfig, type StorageTargetConfig } from './storage-config.js';
+import { serveStorageHttp } from './storage-http.js';
 
 export const STORAGE_SERVICE_NAME = 'gantry.v1.StorageService';
 const MODES: StorageMode[] = ['write', 'read'];
@@ -251,15 +262,24 @@ function ttlOf(ttlMs: number, t: TargetRuntime): number {
   return ttlMs;
 }
 
-export function storageService(adm: StorageAdmission, log: Logger): StorageServiceServer {
+/** The calls as plain async functions (GrpcError on bad input), shared by gRPC and the HTTP mapping. */
+export interface StorageCalls {
+  listStorageTargets(req: ListStorageTargetsRequest): Promise<ListStorageTargetsResponse>;
+  getStorageTarget(req: GetStorageTargetRequest): Promise<GetStorageTargetResponse>;
+  acquireStorageLease(req: AcquireStorageLeaseRequest, cancelled?: () => boolean): Promise<AcquireStorageLeaseResponse>;
+  renewStorageLease(req: RenewStorageLeaseRequest): Promise<RenewStorageLeaseResponse>;
+  releaseStorageLease(req: ReleaseStorageLeaseRequest): Promise<ReleaseStorageLeaseResponse>;
+}
+
+export function storageCalls(adm: StorageAdmission): StorageCalls {
   return {
-    listStorageTargets: unary(log, 'ListStorageTargets', async () => ({
+    listStorageTargets: async () => ({
       targets: await Promise.all([...adm.targets.values()].map((t) => adm.show(t))),
-    })),
+    }),
 
-    getStorageTarget: unary(log, 'GetStorageTarget', async (req) => ({ target: await adm.show(adm.target(req.name)) })),
+    getStorageTarget: async (req) => ({ target: await adm.show(adm.target(req.name)) }),
 
-    acquireStorageLease: unary(log, 'AcquireStorageLease', async (req, callCtx) => {
+    acquireStorageLease: async (req, cancelled = () => false) => {
       const t = req.target ? adm.target(req.target) : req.path ? adm.targetForPath(req.path) : undefined;
       if (!t) throw invalidArgument('target or path is required');
       const mode = fromProtoMode(req.mode);
@@ -272,17 +292,17 @@ export function storageService(adm: StorageAdmission, log: Logger): StorageServi
         if (r.granted) {
           return {
             granted: true,
-            lease: { id: r.id, target: t.cfg.name, mode: req.mode, holder: toProtoHolder(holder), acquiredAt: ts(r.nowMs), expiresAt: ts(r.expiresMs) },
+            lease: { id: r.id, target: t.cfg.name, mode: toProtoMode(mode), holder: toProtoHolder(holder), acquiredAt: ts(r.nowMs), expiresAt: ts(r.expiresMs) },
             position: 0, limit: r.limit, leases: r.leases,
           };
         }
         const left = deadline - Date.now();
-        if (left <= 0 || callCtx.cancelled) return { granted: false, lease: undefined, position: r.position, limit: r.limit, leases: r.leases };
+        if (left <= 0 || cancelled()) return { granted: false, lease: undefined, position: r.position, limit: r.limit, leases: r.leases };
         await new Promise((res) => setTimeout(res, Math.min(POLL_MS, left)));
       }
-    }),
+    },
 
-    renewStorageLease: unary(log, 'RenewStorageLease', async (req) => {
+    renewStorageLease: async (req) => {
       const t = adm.target(req.target);
       const parsed = parseStorageLeaseId(req.leaseId);
       if (!parsed) throw invalidArgument(`lease_id ${JSON.stringify(req.leaseId)} is not a storage lease id`);
@@ -292,9 +312,9 @@ export function storageService(adm: StorageAdmission, log: Logger): StorageServi
       return {
         lease: { id: req.leaseId, target: t.cfg.name, mode: toProtoMode(parsed.mode), holder: { jobId: parsed.jobId, attempt: parsed.attempt, rank: parsed.rank, node: '' }, acquiredAt: undefined, expiresAt: ts(expiry) },
       };
-    }),
+    },
 
-    releaseStorageLease: unary(log, 'ReleaseStorageLease', async (req) => {
+    releaseStorageLease: async (req) => {
       if (req.leaseId) {
         const t = adm.target(req.target);
         const parsed = parseStorageLeaseId(req.leaseId);
@@ -306,7 +326,17 @@ export function storageService(adm: StorageAdmission, log: Logger): StorageServi
       let released = 0;
       for (const t of targets) for (const m of MODES) released += await adm.store.releaseAttempt(t.cfg.name, m, req.jobId, req.attempt);
       return { released };
-    }),
+    },
+  };
+}
+
+export function storageService(calls: StorageCalls, log: Logger): StorageServiceServer {
+  return {
+    listStorageTargets: unary(log, 'ListStorageTargets', (req) => calls.listStorageTargets(req)),
+    getStorageTarget: unary(log, 'GetStorageTarget', (req) => calls.getStorageTarget(req)),
+    acquireStorageLease: unary(log, 'AcquireStorageLease', (req, call) => calls.acquireStorageLease(req, () => call.cancelled)),
+    renewStorageLease: unary(log, 'RenewStorageLease', (req) => calls.renewStorageLease(req)),
+    releaseStorageLease: unary(log, 'ReleaseStorageLease', (req) => calls.releaseStorageLease(req)),
   };
 }
 
@@ -361,9 +391,14 @@ export function addStorageService(server: grpc.Server, ctx: Pick<ServiceContext<
   const view = config.schedulerAddr ? nodeServiceView(config.schedulerAddr) : undefined;
   const adm = new StorageAdmission(redis, config, view, ctx.log);
   registerMetrics(adm, ctx.metrics);
-  server.addService(StorageServiceService, storageService(adm, ctx.log));
+  const calls = storageCalls(adm);
+  server.addService(StorageServiceService, storageService(calls, ctx.log));
   adm.start();
   ctx.lifecycle.onShutdown('storage-controller', () => adm.stop());
+  if (config.httpPort !== undefined) {
+    const http = serveStorageHttp(calls, config.httpHost, config.httpPort, ctx.log);
+    ctx.lifecycle.onShutdown('storage-http', () => new Promise<void>((resolve) => http.close(() => resolve())));
+  }
   ctx.log.info({ targets: config.targets.map((t) => t.name), scheduler: config.schedulerAddr ?? null, controlMs: config.controlIntervalMs }, 'storage admission ready');
   return STORAGE_SERVICE_NAME;
 }

@@ -104,7 +104,7 @@ describe('StorageAdmission controller', () => {
     let batches: TelemetryBatch[] = [batch('a', [mount('/mnt/ckpt', { ops: 100, rtt: 2 }, 0, 0.2, 1e9)])];
     let faults: string[] = [];
     const view: ClusterView = { telemetry: async () => batches, storageFaults: async () => faults, close: () => undefined };
-    const adm = new StorageAdmission(redis, { targets: [t!], controlIntervalMs: 1000, schedulerAddr: 'stub' }, view, pino({ level: 'silent' }));
+    const adm = new StorageAdmission(redis, { targets: [t!], controlIntervalMs: 1000, schedulerAddr: 'stub', httpPort: undefined, httpHost: '127.0.0.1' }, view, pino({ level: 'silent' }));
     const limit = async () => (await adm.store.state(t!.name, 'write')).limit;
     for (let r = 0; r < 3; r++) await adm.store.acquire(t!.name, 'write', { jobId: 'j', attempt: 1, rank: r }, 60_000, 2);
     await adm.step();
