@@ -26,4 +26,11 @@ describe('pickGpus', () => {
   it('refuses a request larger than the free set', () => {
     expect(() => pickGpus(maskOf([0, 1]), 8, 3)).toThrow(RangeError);
   });
+
+  it('uses every index of a node that lost a GPU in the middle (GPU 3 of 0-7 gone: 7 GPUs up to index 7)', () => {
+    const left = maskOf([0, 1, 2, 4, 5, 6, 7]);
+    expect(pickGpus(left, 7, 7)).toEqual([0, 1, 2, 4, 5, 6, 7]);
+    expect(pickGpus(left, 7, 4)).toEqual([4, 5, 6, 7]);
+    expect(pickGpus(left, 7, 1)).toHaveLength(1);
+  });
 });

@@ -13,10 +13,18 @@ function blockMask(start: number, size: number, gpuCount: number): number {
   return m >>> 0;
 }
 
+/**
+ * How many GPU index positions the node spans: its GPU count, or more when a GPU has left the
+ * inventory and the remaining indices have a hole (GPU 3 of 0-7 gone: 7 GPUs, indices up to 7).
+ */
+function indexSpan(freeMask: number, gpuCount: number): number {
+  return Math.min(Math.max(gpuCount, 32 - Math.clz32(freeMask)), 32);
+}
+
 /** Picks `want` GPU indices from `freeMask` on a node with `gpuCount` GPUs (ascending). */
 export function pickGpus(freeMask: number, gpuCount: number, want: number): number[] {
   if (popcount(freeMask) < want) throw new RangeError(`node has ${popcount(freeMask)} free GPUs, ${want} wanted`);
-  const count = Math.min(gpuCount, 32);
+  const count = indexSpan(freeMask, gpuCount);
   let top = 1;
   while (top < count) top *= 2;
   let size = 1;
@@ -49,7 +57,7 @@ export function pickGpus(freeMask: number, gpuCount: number, want: number): numb
  * them; otherwise the buddy allocator's choice.
  */
 export function assignGpus(freeMask: number, gpuCount: number, want: number, prefer?: readonly number[]): number[] {
-  if (prefer && prefer.length === want && new Set(prefer).size === want && prefer.every((g) => g >= 0 && g < Math.min(gpuCount, 32))) {
+  if (prefer && prefer.length === want && new Set(prefer).size === want && prefer.every((g) => g >= 0 && g < indexSpan(freeMask, gpuCount))) {
     const mask = maskOf(prefer);
     if ((freeMask & mask) >>> 0 === mask) return [...prefer].sort((a, b) => a - b);
   }
