@@ -234,7 +234,9 @@ describe('recovery', () => {
   });
 
   it('a GPU gone from the inventory when the agent comes back is a node fault of that node', async () => {
-    const { stack, client } = await setup({ agents: 2 });
+    // A heartbeat timeout well above an agent's restart time on a loaded machine: the node must
+    // come back before it is declared lost, so the missing GPU is what the job's failure names.
+    const { stack, client } = await setup({ agents: 2, heartbeatTimeoutMs: 15_000 });
     await client.setSchedulingConfig({ recovery: FAST });
     const { job } = await client.submitJob({ nodes: 1, gpusPerNode: 8, stopGraceSeconds: 1, command: ['sh', '-c', 'if [ "$GANTRY_ATTEMPT" = 1 ]; then sleep 300; else sleep 1; fi'] });
     const running = await waitForJob(client, job!.id, [JobState.JOB_STATE_RUNNING]);
