@@ -157,7 +157,8 @@ export async function up(opts: { ha?: boolean } = {}): Promise<StackState> {
     if (ha) await service('scheduler', HA_PORTS.standbyScheduler, PORTS.metricsBase + 3 + AGENTS, { SCHEDULER_GRPC_PORT: String(HA_PORTS.standbyScheduler), CHECKPOINT_ADDR: endpoints.checkpoint! }, 'scheduler-standby');
     await Promise.all([
       service('gateway', PORTS.gateway, PORTS.metricsBase + 1, { GATEWAY_GRPC_PORT: String(PORTS.gateway), SCHEDULER_ADDR: schedulers }),
-      service('checkpoint', PORTS.checkpoint, PORTS.metricsBase + 2, { CHECKPOINT_GRPC_PORT: String(PORTS.checkpoint) }),
+      // Storage admission for the simulated hosts' /mnt/checkpoints mount (docs/storage.md), sized from their telemetry through the scheduler.
+      service('checkpoint', PORTS.checkpoint, PORTS.metricsBase + 2, { CHECKPOINT_GRPC_PORT: String(PORTS.checkpoint), SCHEDULER_ADDR: schedulers, STORAGE_TARGETS: process.env.STORAGE_TARGETS ?? JSON.stringify([{ name: 'checkpoints', mountPrefix: '/mnt/checkpoints', serverExport: '10.0.0.11:/checkpoints', writeBytesPerSecond: 250e9, readBytesPerSecond: 700e9 }]) }),
     ]);
     const redis = ha
       ? new Redis({ sentinels: HA_PORTS.sentinels.map((port) => ({ host: '127.0.0.1', port })), name: SENTINEL_MASTER, maxRetriesPerRequest: 3 })
