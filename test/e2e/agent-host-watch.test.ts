@@ -5,20 +5,15 @@
 import { describe, expect, it } from 'vitest';
 import type { GantryClient } from '@gantry/sdk';
 import { FailureClass, JobState, jobStateName } from '@gantry/proto';
-import { simProgram } from '../../services/node-agent/src/sim-cli.js';
 import { eventually, type TestStack } from '../harness/stack.js';
 import { stackPerTest, waitForJob } from '../harness/fixtures.js';
+import { sim } from '../harness/tools.js';
 
 const setup = stackPerTest();
 
 /** Fast settle and backoff so a recovery takes seconds (as in recovery.test.ts). */
 const FAST = { settleMs: 1_000, backoffInitialMs: 200, backoffMaxMs: 1_000 };
 const AGENT_ENV = { 'node-agent': { INVENTORY_INTERVAL_MS: '1000' } };
-
-async function sim(stack: TestStack, i: number, ...args: string[]): Promise<void> {
-  const dir = stack.agentStateDir(i);
-  await simProgram(() => dir, () => undefined).parseAsync(['sim', ...args, '--state-dir', dir], { from: 'user' });
-}
 
 async function xidsOf(client: GantryClient, node: string): Promise<number[]> {
   const { events } = await client.listNodeEvents(node, { limit: 100 });

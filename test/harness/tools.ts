@@ -21,8 +21,8 @@ export function gantry(stack: TestStack, ...args: string[]): Promise<CliResult> 
   });
 }
 
-/** `gantry-agent sim ...args` on node `node` ("node-2") of the stack. */
-export async function sim(stack: TestStack, node: string, ...args: string[]): Promise<void> {
-  const dir = stack.agentStateDir(Number(node.split('-')[1]));
+/** `gantry-agent sim ...args` on a simulated agent of the stack: its index, or its node name ("node-2"). */
+export async function sim(stack: TestStack, node: number | string, ...args: string[]): Promise<void> {
+  const dir = stack.agentStateDir(typeof node === 'number' ? node : Number(node.split('-')[1]));
   await simProgram(() => dir, () => undefined).parseAsync(['sim', ...args, '--state-dir', dir], { from: 'user' });
 }
