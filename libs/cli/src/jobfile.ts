@@ -4,9 +4,9 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
-import type { JobSpecInput } from '@gantry/sdk';
+import { parseCheckpointFormat, type JobSpecInput } from '@gantry/sdk';
 import { UsageError } from './errors.js';
-import { RetryPolicy } from '@gantry/proto';
+import { CheckpointRetention, CheckpointSpec, RetryPolicy } from '@gantry/proto';
 import { parseDuration, parseInteger, parseLauncher, parseRetryClass, parseSeconds, parseTopology } from './parse.js';
 
 export interface Submission {
@@ -93,6 +93,67 @@ function retryPolicy(v: unknown, key: string): RetryPolicy {
   return p;
 }
 
+/**
+ * `checkpoint: { dir, format, storageTarget, retention: { keepLast, keepEvery, gcGrace, delete } }`,
+ * like the --checkpoint-* flags.
+ */
+function checkpointSection(v: unknown, key: string): CheckpointSpec {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UsageError(`${key} must be a mapping (dir, format, storageTarget, retention)`);
+  const raw = v as Record<string, unknown>;
+  const known = ['dir', 'format', 'storageTarget', 'retention'];
+  for (const k of Object.keys(raw)) if (!known.includes(k)) throw new UsageError(`${key}.${k}: unknown field (known: ${known.join(', ')})`);
+  const c = CheckpointSpec.create();
+  if (raw.dir !== undefined) c.dir = text(raw.dir, `${key}.dir`);
+  if (raw.format !== undefined) {
+    try {
+      c.format = parseCheckpointFormat(text(raw.format, `${key}.format`));
+    } catch (err) {
+      throw new UsageError(`${key}.format: ${(err as Error).message}`);
+    }
+  }
+  if (raw.storageTarget !== undefined) c.storageTarget = text(raw.storageTarget, `${key}.storageTarget`);
+  if (raw.retention !== undefined) c.retention = retentionSection(raw.retention, `${key}.retention`);
+  return c;
+}
+
+function retentionSection(v: unknown, key: string): CheckpointRetention {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UsageError(`${key} must be a mapping (keepLast, keepEvery, gcGrace, delete)`);
+  const raw = v as Record<string, unknown>;
+  const known = ['keepLast', 'keepEvery', 'gcGrace', 'delete'];
+  for (const k of Object.keys(raw)) if (!known.includes(k)) throw new UsageError(`${key}.${k}: unknown field (known: ${known.join(', ')})`);
+  const r = CheckpointRetention.create();
+  if (raw.keepLast !== undefined) r.keepLast = integer(raw.keepLast, `${key}.keepLast`);
+  if (raw.keepEvery !== undefined) r.keepEvery = integer(raw.keepEvery, `${key}.keepEvery`);
+  if (raw.gcGrace !== undefined) r.gcGraceSeconds = seconds(raw.gcGrace, `${key}.gcGrace`);
+  if (raw.delete !== undefined) {
+    if (typeof raw.delete !== 'boolean') throw new UsageError(`${key}.delete must be true or false`);
+    r.delete = raw.delete;
+  }
+  return r;
+}
+
+/**
+ * The flags' checkpoint fields over the file's: only what the flags set (a non-empty dir,
+ * format, target, or a non-zero retention field) replaces the file's value.
+ */
+export function mergeCheckpoint(file: CheckpointSpec | undefined, flags: CheckpointSpec | undefined): CheckpointSpec | undefined {
+  if (!flags) return file;
+  if (!file) return flags;
+  const out = CheckpointSpec.fromPartial(file);
+  if (flags.dir) out.dir = flags.dir;
+  if (flags.format) out.format = flags.format;
+  if (flags.storageTarget) out.storageTarget = flags.storageTarget;
+  if (flags.retention) {
+    const r = CheckpointRetention.fromPartial(out.retention ?? {});
+    if (flags.retention.keepLast) r.keepLast = flags.retention.keepLast;
+    if (flags.retention.keepEvery) r.keepEvery = flags.retention.keepEvery;
+    if (flags.retention.gcGraceSeconds) r.gcGraceSeconds = flags.retention.gcGraceSeconds;
+    if (flags.retention.delete) r.delete = true;
+    out.retention = r;
+  }
+  return out;
+}
+
 /** YAML key -> how to read it into a Submission. Keys are the long flag names in camelCase. */
 const FIELDS: Record<string, (v: unknown, key: string, into: Submission) => void> = {
   name: (v, k, s) => (s.spec.name = text(v, k)),
@@ -123,6 +184,7 @@ const FIELDS: Record<string, (v: unknown, key: string, into: Submission) => void
   masterPort: (v, k, s) => (s.spec.masterPort = integer(v, k, 1, 65535)),
   stopGrace: (v, k, s) => (s.spec.stopGraceSeconds = seconds(v, k)),
   retry: (v, k, s) => (s.spec.retry = retryPolicy(v, k)),
+  checkpoint: (v, k, s) => (s.spec.checkpoint = checkpointSection(v, k)),
   idempotencyKey: (v, k, s) => (s.idempotencyKey = text(v, k)),
   command: (v, k, s) => {
     if (!Array.isArray(v)) throw new UsageError(`${k} must be a list of strings (the argv of each rank)`);
@@ -169,6 +231,8 @@ export function mergeSubmissions(file: Submission, flags: Submission): Submissio
   const spec: JobSpecInput = { ...file.spec, ...flags.spec };
   if (file.spec.env || flags.spec.env) spec.env = { ...file.spec.env, ...flags.spec.env };
   if (file.spec.nodeSelector || flags.spec.nodeSelector) spec.nodeSelector = { ...file.spec.nodeSelector, ...flags.spec.nodeSelector };
+  const checkpoint = mergeCheckpoint(file.spec.checkpoint, flags.spec.checkpoint);
+  if (checkpoint) spec.checkpoint = checkpoint;
   const idempotencyKey = flags.idempotencyKey ?? file.idempotencyKey;
   return idempotencyKey === undefined ? { spec } : { spec, idempotencyKey };
 }

@@ -10,13 +10,16 @@ import {
   StreamLogsResponse,
   SubmitJobResponse,
   RetryPolicy,
+  CheckpointRetention,
+  CheckpointSpec,
   isTerminalJobState,
+  type CheckpointFormat,
   type FailureClass,
   jobStateName,
   type Launcher,
   type TopologyRequirement,
 } from '@gantry/proto';
-import { GantryError, backoffMs, status, type JobSpecInput } from '@gantry/sdk';
+import { CHECKPOINT_FORMAT_NAMES, GantryError, backoffMs, parseCheckpointFormat, status, type JobSpecInput } from '@gantry/sdk';
 import { attemptsTable, eventLine, jobDetail, jobTable, logLine } from '../format.js';
 import { explainView } from '../format-explain.js';
 import { finalizeSubmission, loadJobFile, mergeSubmissions, type Submission } from '../jobfile.js';
@@ -58,6 +61,13 @@ interface SubmitFlags {
   stopGrace?: number;
   maxRecoveries?: number;
   retryOn?: FailureClass[];
+  checkpointDir?: string;
+  checkpointFormat?: CheckpointFormat;
+  checkpointStorage?: string;
+  checkpointKeepLast?: number;
+  checkpointKeepEvery?: number;
+  checkpointGcGrace?: number;
+  checkpointDelete?: boolean;
   backoff?: number;
   backoffMax?: number;
   follow?: boolean;
@@ -83,10 +93,20 @@ export function submissionFromFlags(o: SubmitFlags, command: string[]): Submissi
     masterPort: o.masterPort,
     stopGraceSeconds: o.stopGrace,
     retry: retryFromFlags(o),
+    checkpoint: checkpointFromFlags(o),
     command: command.length ? command : undefined,
   };
   const spec = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) as JobSpecInput;
   return o.idempotencyKey === undefined ? { spec } : { spec, idempotencyKey: o.idempotencyKey };
+}
+
+/** Only the --checkpoint-* flags given; mergeCheckpoint lays them over the job file's section. */
+function checkpointFromFlags(o: SubmitFlags): CheckpointSpec | undefined {
+  const retention = o.checkpointKeepLast !== undefined || o.checkpointKeepEvery !== undefined || o.checkpointGcGrace !== undefined || o.checkpointDelete !== undefined
+    ? CheckpointRetention.create({ keepLast: o.checkpointKeepLast ?? 0, keepEvery: o.checkpointKeepEvery ?? 0, gcGraceSeconds: o.checkpointGcGrace ?? 0, delete: !!o.checkpointDelete })
+    : undefined;
+  if (o.checkpointDir === undefined && o.checkpointFormat === undefined && o.checkpointStorage === undefined && !retention) return undefined;
+  return CheckpointSpec.create({ dir: o.checkpointDir ?? '', format: o.checkpointFormat ?? 0, storageTarget: o.checkpointStorage ?? '', retention });
 }
 
 function retryFromFlags(o: SubmitFlags): RetryPolicy | undefined {
@@ -169,6 +189,13 @@ export function addJobCommands(program: Command, session: Session): void {
     .option('--retry-on <class>', `failure class to recover from (repeatable): ${RETRYABLE_CLASS_NAMES.join('|')}; default node-fault, infrastructure, gpu-contained`, repeatable(parseRetryClass))
     .option('--backoff <duration>', 'delay before the first recovery, doubling per recovery (default 1s)', flagParser(parseDuration))
     .option('--backoff-max <duration>', 'longest delay between recoveries (default 60s)', flagParser(parseDuration))
+    .option('--checkpoint-dir <dir>', "where the job writes checkpoints (absolute, same path on every node); node rank 0's agent finds and checks them, ranks get GANTRY_CHECKPOINT_DIR")
+    .option('--checkpoint-format <format>', `checkpoint layout: ${Object.keys(CHECKPOINT_FORMAT_NAMES).join('|')} (default auto)`, flagParser(parseCheckpointFormat))
+    .option('--checkpoint-storage <target>', 'storage target the checkpoints are written to (storage admission)')
+    .option('--checkpoint-keep-last <n>', 'retention: keep the newest N committed checkpoints (default: all)', uint(0, 100_000))
+    .option('--checkpoint-keep-every <n>', 'retention: also keep every checkpoint whose step is a multiple of N', uint(0))
+    .option('--checkpoint-gc-grace <duration>', 'retention: delete CORRUPT and ABANDONED checkpoints this long after (default 1h)', flagParser(parseSeconds))
+    .option('--checkpoint-delete', 'retention deletes for real (default: a dry run, recorded as events)')
     .option('--follow', "stream the job's logs, then exit with its result (0 if it succeeded)")
     .option('--wait', 'print its events until it ends, then exit with its result')
     .action(async (command: string[], o: SubmitFlags) => {
