@@ -6,9 +6,10 @@
 // unreadable or invalid job file, an unreadable config file). Errors are one line on stderr,
 // never a stack trace.
 import { Command, CommanderError, Option } from 'commander';
-import { GantryError, status } from '@gantry/sdk';
+import { ConfigFileError, GantryError, status } from '@gantry/sdk';
 import pkg from '../package.json' with { type: 'json' };
 import { addAdminCommands } from './commands/admin.js';
+import { addAuthCommands } from './commands/auth.js';
 import { addJobCommands } from './commands/job.js';
 import { addCheckpointCommands } from './commands/ckpt.js';
 import { addNodeCommands } from './commands/node.js';
@@ -35,7 +36,7 @@ export function buildProgram(session: Session): Command {
     .option('--addr <host:port>', 'gateway address (default: $GANTRY_ADDR, else 127.0.0.1:7070)')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .option('--timeout <duration>', 'deadline of each request, e.g. 5s (default 10s)', flagParser(parseDuration))
-    .option('--token <token>', 'bearer token (default: $GANTRY_TOKEN)')
+    .option('--token <token>', 'bearer token (default: $GANTRY_TOKEN, else the config file ~/.config/gantry/config.yaml)')
     .option('--tls', 'connect with TLS, trusting the system roots')
     .option('--ca <file>', 'TLS: PEM file of the roots to trust (implies --tls)')
     .option('--cert <file>', 'TLS: client certificate PEM file (implies --tls)')
@@ -46,6 +47,7 @@ export function buildProgram(session: Session): Command {
   addStorageCommands(program, session);
   addCheckpointCommands(program, session);
   addAdminCommands(program, session);
+  addAuthCommands(program, session);
   return program;
 }
 
@@ -70,7 +72,7 @@ function report(err: unknown, session: Session): number {
   // Commander has already printed its message (or the help); --help and --version exit 0.
   if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
   const line = (msg: string) => session.io.stderr.write(`gantry: ${msg.split('\n')[0]}\n`);
-  if (err instanceof UsageError) {
+  if (err instanceof UsageError || err instanceof ConfigFileError) {
     line(err.message);
     return 2;
   }

@@ -4,6 +4,9 @@
 import { randomUUID } from 'node:crypto';
 import {
   AdminServiceClient,
+  AuthServiceClient,
+  type AuditEvent,
+  type WhoAmIResponse,
   JobServiceClient,
   JobSpec,
   ListJobsRequest,
@@ -74,6 +77,17 @@ export interface NodeOperationOptions extends CallOptions {
   drainTimeoutSeconds?: number;
 }
 
+export interface AuditFilter {
+  /** At most this many events (1..1000; absent = 100). */
+  limit?: number;
+  /** Only this principal's calls. */
+  subject?: string;
+  /** Only methods ending with this, e.g. CancelJob. */
+  method?: string;
+  /** Only events older than this id (the previous page's nextBeforeId). */
+  beforeId?: string;
+}
+
 export interface NodeEventsOptions extends CallOptions {
   /** At most this many events, newest first (1..1000; 0 or absent = the server's default, 100). */
   limit?: number;
@@ -112,6 +126,7 @@ export class GantryClient {
   private readonly jobs: JobServiceClient;
   private readonly nodes: NodeServiceClient;
   private readonly admin: AdminServiceClient;
+  private readonly auth: AuthServiceClient;
 
   constructor(options: ClientOptions = {}) {
     this.options = addDefaults(options);
@@ -121,6 +136,7 @@ export class GantryClient {
     // One channel (one connection) for every service of the gateway.
     this.nodes = new NodeServiceClient(address, credentials, { channelOverride: this.jobs.getChannel() });
     this.admin = new AdminServiceClient(address, credentials, { channelOverride: this.jobs.getChannel() });
+    this.auth = new AuthServiceClient(address, credentials, { channelOverride: this.jobs.getChannel() });
   }
 
   /** Closes the channel; calls in flight fail with CANCELLED/UNAVAILABLE. */
@@ -295,5 +311,18 @@ export class GantryClient {
     const configJson = typeof config === 'string' ? config : JSON.stringify(config);
     const res = await this.rpc.unary(this.admin.setSchedulingConfig.bind(this.admin), { configJson }, 'idempotent', options);
     return parseConfig(res.configJson);
+  }
+
+  // --- auth ---
+
+  /** Who the gateway takes this client for: subject, roles, tenants, how it authenticated. */
+  whoAmI(options?: CallOptions): Promise<WhoAmIResponse> {
+    return this.rpc.unary(this.auth.whoAmI.bind(this.auth), {}, 'read', options);
+  }
+
+  /** The audit trail of mutating calls, newest first (admin only). */
+  async listAuditEvents(filter: AuditFilter = {}, options?: CallOptions): Promise<{ events: AuditEvent[]; nextBeforeId: string }> {
+    const request = { limit: filter.limit ?? 0, subject: filter.subject ?? '', method: filter.method ?? '', beforeId: filter.beforeId ?? '' };
+    return this.rpc.unary(this.auth.listAuditEvents.bind(this.auth), request, 'read', options);
   }
 }

@@ -3,6 +3,7 @@
 import { credentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from './retry.js';
 import type { GantryError } from './errors.js';
+import { loadConfigFile } from './config-file.js';
 
 export const DEFAULT_ADDRESS = '127.0.0.1:7070';
 export const DEFAULT_TIMEOUT_MS = 10_000;
@@ -33,6 +34,12 @@ export interface ClientOptions {
   channelOptions?: ChannelOptions;
   /** Called before each retry; e.g. to log. */
   onRetry?: (err: GantryError, attempt: number, delayMs: number) => void;
+  /**
+   * The client config file (address, token or tokenFile, tls: see config-file.ts), below
+   * options and environment in precedence. Default: $GANTRY_CONFIG, else
+   * ~/.config/gantry/config.yaml when it exists; `false` reads none.
+   */
+  configFile?: string | false;
   /** Where defaults are read from; `process.env` when absent (tests pass their own). */
   env?: Record<string, string | undefined>;
 }
@@ -57,12 +64,13 @@ export function channelCredentials(tls: TlsOptions | true | undefined): ChannelC
 
 export function addDefaults(options: ClientOptions = {}): ResolvedClientOptions {
   const env = options.env ?? process.env;
-  const token = options.token ?? env['GANTRY_TOKEN'];
+  const file = options.configFile === false ? undefined : loadConfigFile(env, options.configFile);
+  const token = options.token ?? (env['GANTRY_TOKEN'] || file?.token);
   return {
-    address: options.address || env['GANTRY_ADDR'] || DEFAULT_ADDRESS,
+    address: options.address || env['GANTRY_ADDR'] || file?.address || DEFAULT_ADDRESS,
     timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     retry: options.retry === false ? { ...DEFAULT_RETRY_POLICY, maxAttempts: 1 } : { ...DEFAULT_RETRY_POLICY, ...options.retry },
-    credentials: channelCredentials(options.tls),
+    credentials: channelCredentials(options.tls ?? file?.tls),
     metadata: { ...options.metadata, ...(token ? { authorization: `Bearer ${token}` } : {}) },
     channelOptions: options.channelOptions ?? {},
     onRetry: options.onRetry,
