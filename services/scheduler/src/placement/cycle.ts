@@ -55,13 +55,16 @@ function invalidReason(job: JobRequest): string | undefined {
  */
 const UNEXPLAINED: RejectionCounts = Object.freeze({});
 
-interface PendingEntry {
-  entry: Unschedulable;
-  job: JobRequest;
-  shape?: string;
-  fit?: JobFit;
-  /** The reservation constrains this job (it came after the head and does not end before it). */
-  guarded: boolean;
+/**
+ * The jobs left pending, in the order of plan.unschedulable, with what explaining them needs:
+ * columns rather than an object per job (a long queue would keep 20,000 of them to the end).
+ */
+interface Leftovers {
+  jobs: JobRequest[];
+  shapes: (string | undefined)[];
+  fits: (JobFit | undefined)[];
+  /** The reservation constrains the job (it came after the head and does not end before it). */
+  guarded: boolean[];
 }
 
 class Cycle {
@@ -88,7 +91,7 @@ class Cycle {
   private reserveTries = 0;
   private readonly reserveFailedShapes = new Set<string>();
   private readonly rankNodes = new Map<RunningJob, Int32Array>();
-  private readonly left: PendingEntry[] = [];
+  private readonly left: Leftovers = { jobs: [], shapes: [], fits: [], guarded: [] };
   /** "over quota: ..." per refusal message (the ledger shares refusals until usage changes). */
   private readonly overQuotaText = new Map<string, string>();
   /** liveScenario's two scenarios (the job ends before the reservation or not) for the current guard. */
@@ -149,7 +152,7 @@ class Cycle {
   private decide(job: JobRequest, queuePosition: number): boolean {
     const invalid = invalidReason(job);
     if (invalid) {
-      this.leave({ job, guarded: false, entry: { jobId: job.id, queuePosition, rejections: {}, message: invalid, reason: 'invalid' } });
+      this.leave(job, { jobId: job.id, queuePosition, rejections: {}, message: invalid, reason: 'invalid' }, false);
       return false;
     }
     const fit = this.fits.fit(job);
@@ -186,7 +189,7 @@ class Cycle {
         this.reserve(job, shape, fit, entry);
       }
     }
-    this.leave({ job, shape, fit, guarded, entry });
+    this.leave(job, entry, guarded, shape, fit);
     return false;
   }
 
@@ -279,12 +282,9 @@ class Cycle {
     const waitingFor = choice.victims.map((v) => v.job.id);
     this.plan.nominations.push({ jobId: job.id, nodes: names, waitingFor });
     const fresh = choice.victims.filter((v) => !v.job.terminating).length;
-    this.leave({
+    this.leave(
       job,
-      shape,
-      fit,
-      guarded: this.guard !== undefined && !eb,
-      entry: {
+      {
         jobId: job.id,
         queuePosition,
         rejections: UNEXPLAINED,
@@ -292,7 +292,10 @@ class Cycle {
         ...(this.ledger.nominal(job.tenant) !== Infinity ? { quota: this.ledger.describe(job.tenant) } : {}),
         message: `waiting for ${waitingFor.length} job(s) to release GPUs (${fresh} preempted now) on ${choice.outcome.domain}: ${waitingFor.slice(0, 5).join(', ')}${waitingFor.length > 5 ? ', ...' : ''}`,
       },
-    });
+      this.guard !== undefined && !eb,
+      shape,
+      fit,
+    );
     return true;
   }
 
@@ -382,19 +385,26 @@ class Cycle {
     return text;
   }
 
-  private leave(p: PendingEntry): void {
-    this.left.push(p);
-    this.plan.unschedulable.push(p.entry);
+  private leave(job: JobRequest, entry: Unschedulable, guarded: boolean, shape?: string, fit?: JobFit): void {
+    this.left.jobs.push(job);
+    this.left.shapes.push(shape);
+    this.left.fits.push(fit);
+    this.left.guarded.push(guarded);
+    this.plan.unschedulable.push(entry);
   }
 
   /** Rejection counts on the final state, once per job shape. */
   private explainLeftovers(): void {
     const explainer = new PendingExplainer(this.state, this.guard);
-    for (let k = 0; k < this.left.length; k++) {
-      const p = this.left[k]!;
-      if (!p.fit || p.shape === undefined) continue;
-      const guarded = p.guarded && this.guard !== undefined && this.guard.jobId !== p.job.id;
-      p.entry.rejections = explainer.explain(p.job, p.shape, p.fit, guarded);
+    const { jobs, shapes, fits, guarded } = this.left;
+    const entries = this.plan.unschedulable;
+    for (let k = 0; k < jobs.length; k++) {
+      const fit = fits[k];
+      const shape = shapes[k];
+      if (!fit || shape === undefined) continue;
+      const job = jobs[k]!;
+      const constrained = guarded[k]! && this.guard !== undefined && this.guard.jobId !== job.id;
+      entries[k]!.rejections = explainer.explain(job, shape, fit, constrained);
     }
   }
 }

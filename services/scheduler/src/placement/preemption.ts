@@ -58,11 +58,18 @@ export function victimOrder(running: readonly RunningJob[], now: number): Runnin
     gpus[k] = gpusOf(j);
     order.push(k);
   }
+  // Signs only (all a sort reads): no fractional difference is boxed per comparison.
   order.sort((a, b) => {
     if (terminating[a] !== terminating[b]) return terminating[a] ? -1 : 1;
+    let d = priority[a]! - priority[b]!;
+    if (d) return d > 0 ? 1 : -1;
+    d = lost[a]! - lost[b]!;
+    if (d) return d > 0 ? 1 : -1;
+    d = gpus[a]! - gpus[b]!;
+    if (d) return d > 0 ? 1 : -1;
     const x = running[a]!.id;
     const y = running[b]!.id;
-    return priority[a]! - priority[b]! || lost[a]! - lost[b]! || gpus[a]! - gpus[b]! || (x < y ? -1 : x > y ? 1 : 0);
+    return x < y ? -1 : x > y ? 1 : 0;
   });
   return order.map((k) => running[k]!);
 }

@@ -20,7 +20,8 @@ export function orderQueue(pending: readonly JobRequest[], ctx?: QueueContext): 
     deficit = fairShareDeficits(tenants, ctx.usage, (t) => tenantConfig(ctx.config, t).weight);
   }
   // The comparison reads each job's keys from arrays filled once (a long queue compares each
-  // job some 15 times), then the same order as comparing the jobs' fields directly.
+  // job some 15 times): the same order as comparing the jobs' fields directly. It answers
+  // with the sign only (all a sort reads), so no fractional difference is boxed per call.
   const n = pending.length;
   const priority = new Float64Array(n);
   const recovery = new Uint8Array(n);
@@ -36,11 +37,18 @@ export function orderQueue(pending: readonly JobRequest[], ctx?: QueueContext): 
     order.push(k);
   }
   order.sort((a, b) => {
-    const x = pending[a]!;
-    const y = pending[b]!;
-    return priority[b]! - priority[a]! || recovery[b]! - recovery[a]! || share[b]! - share[a]! || submit[a]! - submit[b]! || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0);
+    // `if (d)` passes over 0 and NaN, as `||` did.
+    let d = priority[b]! - priority[a]!;
+    if (d) return d > 0 ? 1 : -1;
+    d = recovery[b]! - recovery[a]!;
+    if (d) return d;
+    d = share[b]! - share[a]!;
+    if (d) return d > 0 ? 1 : -1;
+    d = submit[a]! - submit[b]!;
+    if (d) return d > 0 ? 1 : -1;
+    const x = pending[a]!.id;
+    const y = pending[b]!.id;
+    return x < y ? -1 : x > y ? 1 : 0;
   });
-  const out: JobRequest[] = [];
-  for (let k = 0; k < n; k++) out.push(pending[order[k]!]!);
-  return out;
+  return order.map((k) => pending[k]!);
 }

@@ -119,25 +119,27 @@ function computeShapeFit(state: ClusterState, job: JobRequest, plugins: Plugins,
  * the jobs left pending need their rejection counts.
  */
 class ExcludingFit implements JobFit {
-  private ownMask: Uint8Array | undefined;
-  private ownCandidates: Int32Array | undefined;
-  private ownRejections: RejectionCounts | undefined;
+  /** What is copied on demand (rare): kept apart so the thousands of fits of a queue stay small. */
+  private own: { mask?: Uint8Array; candidates?: Int32Array; rejections?: RejectionCounts } | undefined;
 
   constructor(
-    readonly shape: StaticFit,
+    /** The shape's entry: its fit, and the registry and cycle it was computed for. */
+    private readonly entry: ShapeEntry,
     /** Candidates of the shape the job's filters reject, ascending. */
     readonly excluded: readonly number[],
     /** Other nodes they name (rejected by the shape already): their reason may change. */
     private readonly others: readonly number[],
     private readonly job: JobRequest,
-    private readonly plugins: Plugins,
-    private readonly cycle: CycleContext,
     readonly prefer: Preference | undefined,
     readonly keep: KeepPlan | undefined,
   ) {}
 
+  get shape(): StaticFit {
+    return this.entry.fit;
+  }
+
   get capacity(): readonly CapacityFilterPlugin[] {
-    return this.plugins.capacity;
+    return this.entry.plugins.capacity;
   }
 
   get models(): number[] | undefined {
@@ -146,28 +148,31 @@ class ExcludingFit implements JobFit {
 
   get mask(): Uint8Array {
     if (this.excluded.length === 0) return this.shape.mask;
-    if (!this.ownMask) {
-      this.ownMask = this.shape.mask.slice();
-      for (const i of this.excluded) this.ownMask[i] = 0;
+    const own = (this.own ??= {});
+    if (!own.mask) {
+      own.mask = this.shape.mask.slice();
+      for (const i of this.excluded) own.mask[i] = 0;
     }
-    return this.ownMask;
+    return own.mask;
   }
 
   get candidates(): Int32Array {
     if (this.excluded.length === 0) return this.shape.candidates;
-    if (!this.ownCandidates) {
+    const own = (this.own ??= {});
+    if (!own.candidates) {
       const mask = this.mask;
       const base = this.shape.candidates;
       const out = new Int32Array(base.length - this.excluded.length);
       let k = 0;
       for (const i of base) if (mask[i]) out[k++] = i;
-      this.ownCandidates = out;
+      own.candidates = out;
     }
-    return this.ownCandidates;
+    return own.candidates;
   }
 
   moves(sink: (reason: FilterStatus, n: number) => void): void {
-    const { job, plugins, cycle } = this;
+    const { job } = this;
+    const { plugins, cycle } = this.entry;
     for (const i of this.excluded) sink(plugins.namedVerdict(i, job, cycle)[1], 1);
     for (const i of this.others) {
       const before = this.shape.verdict?.(i) ?? plugins.staticVerdict(i, job, cycle, true);
@@ -184,7 +189,8 @@ class ExcludingFit implements JobFit {
   }
 
   get rejections(): RejectionCounts {
-    return (this.ownRejections ??= this.adjust({ ...this.shape.rejections }));
+    const own = (this.own ??= {});
+    return (own.rejections ??= this.adjust({ ...this.shape.rejections }));
   }
 }
 
@@ -192,6 +198,8 @@ interface ShapeEntry {
   fit: StaticFit;
   /** Fits of jobs with nothing of their own, per preference (usually one or two per cycle). */
   shared: Map<Preference | undefined, JobFit>;
+  plugins: Plugins;
+  cycle: CycleContext;
 }
 
 /**
@@ -242,7 +250,7 @@ function fitForJob(entry: ShapeEntry, job: JobRequest, plugins: Plugins, cycle: 
       list[q] = i;
       k += 1;
     }
-    return new ExcludingFit(shape, k > 0 ? list.slice(0, k) : NONE, n > k ? list.slice(k, n) : NONE, job, plugins, cycle, prefer, keep);
+    return new ExcludingFit(entry, k > 0 ? list.slice(0, k) : NONE, n > k ? list.slice(k, n) : NONE, job, prefer, keep);
   }
   let fit = entry.shared.get(prefer);
   if (!fit) entry.shared.set(prefer, (fit = { ...shape, capacity: plugins.capacity, ...(prefer ? { prefer } : {}) }));
@@ -256,7 +264,7 @@ function fitForJob(entry: ShapeEntry, job: JobRequest, plugins: Plugins, cycle: 
 export function computeStaticFit(state: ClusterState, job: JobRequest, registry: PluginRegistry = DEFAULT_PLUGINS, cycle: CycleContext = createCycleContext({ state })): JobFit {
   const plugins = Plugins.of(registry);
   const fit = computeShapeFit(state, job, plugins, new NodeClasses(state.nodes, plugins.readsLabels(job)), cycle);
-  return fitForJob({ fit, shared: new Map() }, job, plugins, cycle);
+  return fitForJob({ fit, shared: new Map(), plugins, cycle }, job, plugins, cycle);
 }
 
 export interface PreparedJob {
@@ -291,7 +299,7 @@ export class FitCache {
     if (!entry) {
       const nodes = this.cycle.state.nodes;
       const classes = this.plugins.readsLabels(job) ? (this.labelled ??= new NodeClasses(nodes, true)) : (this.plain ??= new NodeClasses(nodes, false));
-      entry = { fit: computeShapeFit(this.cycle.state, job, this.plugins, classes, this.cycle), shared: new Map() };
+      entry = { fit: computeShapeFit(this.cycle.state, job, this.plugins, classes, this.cycle), shared: new Map(), plugins: this.plugins, cycle: this.cycle };
       this.cache.set(shape, entry);
     }
     this.shape = shape;
