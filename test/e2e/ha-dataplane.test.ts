@@ -53,6 +53,13 @@ describe('HA data plane', () => {
       expect(ev).toMatchObject({ discard: 'new', retention: 'workqueue', maxAgeSec: 0 });
       expect(ev.leader).toBeTruthy();
       expect(ev.peers).toHaveLength(2);
+      // Durable consumers inherit the stream's three replicas (once the leader created them).
+      await eventually('the scheduler consumers replicated', async () => {
+        const m = stack.natsCluster!.members[0]!;
+        const jsz = (await (await fetch(`http://127.0.0.1:${m.httpPort}/jsz?consumers=true&config=true`)).json()) as { account_details?: { stream_detail?: { name: string; consumer_detail?: { name: string; cluster?: { replicas?: unknown[] } }[] }[] }[] };
+        const consumers = (jsz.account_details ?? []).flatMap((a) => a.stream_detail ?? []).filter((s) => s.name === streams.agentEvents.name).flatMap((s) => s.consumer_detail ?? []);
+        return consumers.length >= 2 && consumers.every((c) => c.cluster?.replicas?.length === 2) ? true : undefined;
+      }, 20_000);
     } finally {
       await nc.close();
     }
