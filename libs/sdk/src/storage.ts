@@ -83,9 +83,20 @@ export class StorageClient {
         waitMs,
       }, 'idempotent', { ...options, timeoutMs: (options.timeoutMs ?? this.options.timeoutMs) + waitMs });
       if (res.granted && res.lease) return res.lease;
-      if (Date.now() >= until) throw new GantryError(status.DEADLINE_EXCEEDED, `no storage lease within ${maxWaitMs} ms (place ${res.position} in the queue, ${res.leases}/${res.limit} held)`);
+      if (Date.now() >= until || options.signal?.aborted) {
+        await this.leaveQueue(req);
+        options.signal?.throwIfAborted();
+        throw new GantryError(status.DEADLINE_EXCEEDED, `no storage lease within ${maxWaitMs} ms (place ${res.position} in the queue, ${res.leases}/${res.limit} held)`);
+      }
       onWait?.(res.position, res);
     }
+  }
+
+  /** Gives up a place in the queue at once (the server would drop it 15 s after the last ask). */
+  private async leaveQueue(req: StorageLeaseRequest): Promise<void> {
+    if (!req.target) return; // picked by path: the answer did not say which target
+    const id = `${req.mode === 'write' ? 'w' : 'r'}:${req.jobId}:${req.attempt}:${req.rank}`;
+    await this.release({ target: req.target, id }, { timeoutMs: 2_000 }).catch(() => undefined);
   }
 
   /** Extends the lease; NOT_FOUND once it expired or was released (stop writing then). */
