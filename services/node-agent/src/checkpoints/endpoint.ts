@@ -122,7 +122,7 @@ export class CheckpointEndpoint {
     } else {
       r = CheckpointReport.create({ ...toReport({ format: 'dcp', path, name: path.split('/').pop() ?? '', step: null, status: 'INCOMPLETE', reasons: ['begun by the training code'], notes: [], latest: false, files: [], totalBytes: 0 }, ctx), format: 0 });
     }
-    if ((await sendReport(r, this.deps)) === 'failed') throw new HttpError(503, 'the report could not be sent to the control plane; try again');
+    if ((await sendReport(r, this.deps, commit)) === 'failed') throw new HttpError(503, 'the report could not be sent to the control plane; try again');
     return { status: commit ? r.status : 'IN_PROGRESS', path, step: r.step ?? null, reasons: r.reasons, files: r.files.length, total_bytes: r.totalBytes };
   }
 }

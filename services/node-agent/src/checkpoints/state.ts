@@ -24,6 +24,12 @@ export interface ReportedRecord {
   seq: number;
   /** Step given by an explicit report, used for this path from then on. */
   step?: number;
+  /**
+   * The directory was seen on disk (a scan found it, or a commit checked it). Only such a path
+   * is reported GONE when it is no longer there: one only announced by an explicit begin may
+   * not have been created yet.
+   */
+  seen?: boolean;
 }
 
 export interface TokenRecord {

@@ -67,14 +67,14 @@ export class CheckpointWatcher {
     for (const f of found) {
       seen.add(f.path);
       const prev = reported[f.path];
-      await this.send(toReport(f, this.context(attemptEnded, prev?.step)));
+      await this.send(toReport(f, this.context(attemptEnded, prev?.step)), true);
     }
     // A missing directory (unmounted, not created yet) says nothing about what is in it.
     if (!existsSync(w.dir)) return;
     for (const path of Object.keys(reported)) {
-      if (seen.has(path) || !path.startsWith(`${w.dir.replace(/\/+$/, '')}/`)) continue;
+      if (seen.has(path) || !reported[path]?.seen || !path.startsWith(`${w.dir.replace(/\/+$/, '')}/`)) continue;
       const r = goneReport(path, this.context(attemptEnded, reported[path]?.step));
-      if ((await this.send(r)) === 'sent') {
+      if ((await this.send(r, false)) === 'sent') {
         delete reported[path];
         state.save();
       }
@@ -82,19 +82,25 @@ export class CheckpointWatcher {
   }
 
   /** Publishes the report unless it says what was last published for its path. */
-  async send(r: CheckpointReport): Promise<SendResult> {
-    return sendReport(r, this.deps);
+  async send(r: CheckpointReport, onDisk: boolean): Promise<SendResult> {
+    return sendReport(r, this.deps, onDisk);
   }
 }
 
 export type SendResult = 'sent' | 'unchanged' | 'failed';
 
 /** Shared by the watcher and the endpoint: publish when changed, then remember it. */
-export async function sendReport(r: CheckpointReport, deps: Pick<WatcherDeps, 'state' | 'publish' | 'log'>): Promise<SendResult> {
+export async function sendReport(r: CheckpointReport, deps: Pick<WatcherDeps, 'state' | 'publish' | 'log'>, onDisk: boolean): Promise<SendResult> {
   const reported = (deps.state.state.reported[r.jobId] ??= {});
   const prev = reported[r.path];
   const digest = digestOf(r);
-  if (prev?.digest === digest) return 'unchanged';
+  if (prev?.digest === digest) {
+    if (onDisk && !prev.seen) {
+      prev.seen = true;
+      deps.state.save();
+    }
+    return 'unchanged';
+  }
   const seq = (prev?.seq ?? 0) + 1;
   try {
     await deps.publish(subjects.checkpointReport(r.jobId), encode(CheckpointReport, r), messageId(r, seq, digest));
@@ -103,7 +109,7 @@ export async function sendReport(r: CheckpointReport, deps: Pick<WatcherDeps, 's
     deps.log.debug({ job: r.jobId, path: r.path, err: (err as Error).message }, 'checkpoint report not sent; will retry');
     return 'failed';
   }
-  reported[r.path] = { digest, seq, ...(prev?.step !== undefined && { step: prev.step }) };
+  reported[r.path] = { digest, seq, ...(prev?.step !== undefined && { step: prev.step }), ...((onDisk || prev?.seen) && { seen: true }) };
   deps.state.save();
   deps.log.info({ job: r.jobId, path: r.path, status: r.status, step: r.step, files: r.files.length, source: r.source, attemptEnded: r.attemptEnded || undefined }, 'checkpoint reported');
   return 'sent';

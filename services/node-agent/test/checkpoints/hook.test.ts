@@ -142,6 +142,30 @@ describe('checkpoint hook', () => {
     }
   });
 
+  it('a path only announced by an explicit begin is not reported GONE by the watch before it exists', async () => {
+    const stateDir = tmp();
+    const dir = join(tmp(), 'ckpt');
+    mkdirSync(dir);
+    const bus = fakeBus();
+    const hook = new CheckpointHook({ node: 'node-0', stateDir, publish: bus.publish, log, pollMs: 30 });
+    await hook.start();
+    try {
+      const { GANTRY_CKPT_URL: url, GANTRY_CKPT_TOKEN: token } = hook.prestart(hookContext(rec('job-e'), { env: env(dir) })) as Record<string, string>;
+      hook.poststart(hookContext(rec('job-e'), { env: env(dir) }));
+      const res = await fetch(`${url}/v1/checkpoints/begin`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: JSON.stringify({ path: join(dir, 'later'), step: 5 }) });
+      expect(res.status).toBe(200);
+      await sleep(300);
+      expect(bus.sent.map((s) => s.report.status)).toEqual(['INCOMPLETE']);
+      mkdirSync(join(dir, 'later'));
+      writeFileSync(join(dir, 'later', 'GANTRY_COMPLETE'), '');
+      await until('COMPLETE by discovery', () => bus.sent.find((s) => s.report.status === 'COMPLETE' && s.report.step === 5));
+      rmSync(join(dir, 'later'), { recursive: true });
+      await until('GONE once it was seen', () => bus.sent.find((s) => s.report.status === 'GONE'));
+    } finally {
+      await hook.shutdown();
+    }
+  });
+
   it('deletion: only inside the directory watched for the job, never through a symlink, a dry run deletes nothing', async () => {
     const stateDir = tmp();
     const dir = join(tmp(), 'ckpt');
