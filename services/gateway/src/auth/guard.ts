@@ -50,8 +50,9 @@ export class Guard {
   }
 
   /** Authentication, rate limit, access rule, request shape: throws the refusal. */
-  private async admit(path: string, call: AnyCall): Promise<CallContext> {
+  private async admit(path: string, call: AnyCall, seen: { principal?: Principal }): Promise<CallContext> {
     const principal = await this.auth.authenticate(call.metadata, peerCertificate(call));
+    seen.principal = principal; // for the audit entry of a call refused below
     if (this.limiter) {
       const key = principal.method === 'none' ? `anonymous@${call.getPeer().replace(/:\d+$/, '')}` : `${principal.method}:${principal.subject}`;
       const d = this.limiter.take(key);
@@ -71,7 +72,7 @@ export class Guard {
     return { principal, audit: defaultTarget(call.request) };
   }
 
-  private finish(path: string, call: AnyCall, ctx: CallContext | undefined, err: unknown): Partial<ServiceError> | null {
+  private finish(path: string, call: AnyCall, ctx: CallContext | undefined, err: unknown, seen: { principal?: Principal } = {}): Partial<ServiceError> | null {
     let se: Partial<ServiceError> | null = null;
     if (err !== undefined) {
       if (isTransientStoreError(err)) this.log.warn({ err: (err as Error).message, method: path }, 'store failing over; answered UNAVAILABLE');
@@ -84,7 +85,7 @@ export class Guard {
     const rule = methodRule(path);
     const denied = se?.code === status.PERMISSION_DENIED;
     if (this.audit && (rule?.mutating || denied)) {
-      const who = ctx?.principal;
+      const who = ctx?.principal ?? seen.principal;
       const target = ctx?.audit ?? defaultTarget(isMalformed(call.request) ? {} : call.request);
       this.audit.record({
         time: new Date(), subject: who?.subject ?? 'unauthenticated', authMethod: who?.method ?? '', method: path,
@@ -97,9 +98,10 @@ export class Guard {
   unary<Req, Res>(path: string, fn: (req: Req, ctx: CallContext, call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
       let ctx: CallContext | undefined;
-      this.admit(path, call as AnyCall).then((c) => { ctx = c; return fn(call.request, c, call); }).then(
+      const seen: { principal?: Principal } = {};
+      this.admit(path, call as AnyCall, seen).then((c) => { ctx = c; return fn(call.request, c, call); }).then(
         (res) => { this.finish(path, call as AnyCall, ctx, undefined); callback(null, res); },
-        (err: unknown) => callback(this.finish(path, call as AnyCall, ctx, err), null),
+        (err: unknown) => callback(this.finish(path, call as AnyCall, ctx, err, seen), null),
       );
     };
   }
@@ -108,8 +110,9 @@ export class Guard {
     return (call: ServerWritableStream<Req, Res>): void => {
       let ctx: CallContext | undefined;
       let key: string | undefined;
+      const seen: { principal?: Principal } = {};
       const release = () => { if (key) { const n = (this.streams.get(key) ?? 1) - 1; if (n <= 0) this.streams.delete(key); else this.streams.set(key, n); key = undefined; } };
-      this.admit(path, call as AnyCall).then((c) => {
+      this.admit(path, call as AnyCall, seen).then((c) => {
         ctx = c;
         // Streams hold gateway resources for long: a bounded number per principal.
         const k = `${c.principal.method}:${c.principal.subject}`;
@@ -124,7 +127,7 @@ export class Guard {
         () => { release(); call.end(); },
         (err: unknown) => {
           release();
-          const se = this.finish(path, call as AnyCall, ctx, err);
+          const se = this.finish(path, call as AnyCall, ctx, err, seen);
           if (!call.cancelled && se) call.emit('error', se);
         },
       );
