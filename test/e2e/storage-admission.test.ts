@@ -6,7 +6,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GetClusterHealthResponse } from '@gantry/proto';
 import { StorageClient } from '@gantry/sdk';
+import { keys } from '@gantry/store';
 import { portOpen, serviceCommand } from '../../deploy/local/services.js';
 import { freePort } from '../harness/ports.js';
 import { ManagedProcess } from '../harness/process.js';
@@ -46,6 +48,9 @@ beforeAll(async () => {
         name: TARGET, mountPrefix: '/mnt/checkpoints', serverExport: '10.0.0.11:/checkpoints',
         writeBytesPerSecond: 250e9, readBytesPerSecond: 700e9, leaseTtlMs: TTL_MS,
         write: { initial: POOL, min: POOL, max: POOL }, read: { initial: POOL, min: POOL, max: POOL },
+      }, {
+        name: 'ckpt2', mountPrefix: '/mnt/other', serverExport: '10.0.0.99:/degraded',
+        writeBytesPerSecond: 100e9, readBytesPerSecond: 100e9, write: { initial: 8, min: 1, max: 8 },
       }]),
     },
     logFile: join(stack.workDir, 'logs', 'checkpoint-storage.log'),
@@ -162,6 +167,30 @@ describe('storage admission e2e', () => {
     expect((await post('leases:acquire', { target: 'nope', mode: 'write', holder })).status).toBe(404);
     expect((await post('leases:acquire', { target: TARGET, mode: 'write', holder: {} })).json).toMatchObject({ code: 'INVALID_ARGUMENT' });
     const targets = (await (await fetch(`http://127.0.0.1:${httpPort}/v1/storage/targets`)).json()) as { targets: { name: string; rpcSlots: number }[] };
-    expect(targets.targets.map((t) => [t.name, t.rpcSlots])).toEqual([[TARGET, 128]]);
+    expect(targets.targets.map((t) => [t.name, t.rpcSlots])).toEqual([[TARGET, 128], ['ckpt2', 128]]);
   });
+
+  it('shrinks the pool of a target the health detector flags (GetClusterHealth over gRPC)', async () => {
+    // Stands in for the detector's verdict: the scheduler serves GetClusterHealth from this key;
+    // the checkpoint service reads it through the scheduler's gRPC API like any other.
+    const verdict = GetClusterHealthResponse.fromPartial({
+      evaluatedAt: new Date(),
+      sharedFaults: [{ kind: 'storage', target: '10.0.0.99:/degraded', active: true, since: new Date(), degradedNodes: ['node-0'], totalNodes: 1, signals: ['nfs rtt'] }],
+    });
+    let t = await client.getTarget('ckpt2');
+    expect(t).toMatchObject({ degraded: false, writePool: { limit: 8 } });
+    for (let i = 0; i < 40 && !t.degraded; i++) {
+      // The detector rewrites the key once a window (60 s): write it again until seen.
+      if (i % 8 === 0) await stack.redis.set(keys.healthCluster, JSON.stringify(GetClusterHealthResponse.toJSON(verdict)));
+      await sleep(250);
+      t = await client.getTarget('ckpt2');
+    }
+    expect(t.degraded).toBe(true);
+    expect(t.writePool!.limit).toBeLessThanOrEqual(2);
+    expect(t.writePool!.reason).toMatch(/degraded/);
+    expect((await client.getTarget(TARGET)).degraded).toBe(false);
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toMatch(/gantry_storage_degraded\{target="ckpt2"[^}]*\} 1\n/);
+    await stack.redis.del(keys.healthCluster);
+  }, 60_000);
 });
