@@ -6,6 +6,7 @@ import { parse as parseYaml } from 'yaml';
 import type { SchedulingStateStore } from '@gantry/store';
 import type { Logger } from '@gantry/service-kit';
 import { DEFAULT_CONFIG, parseSchedulingConfig, type SchedulingConfig } from './placement/index.js';
+import { StoredConfigCache } from './stored-config.js';
 
 export class PolicyError extends Error {
   override name = 'PolicyError';
@@ -32,24 +33,9 @@ export async function seedPolicy(store: SchedulingStateStore, file: string | und
   if (await store.seedConfigJson(JSON.stringify(config))) log.info({ file, tenants: Object.keys(config.tenants).length }, 'seeded scheduling policy');
 }
 
-/** The stored policy; a stored document that no longer validates falls back to defaults (and says so). */
-export class PolicyCache {
-  private lastJson: string | undefined;
-  private current: SchedulingConfig = DEFAULT_CONFIG;
-
-  constructor(private readonly store: SchedulingStateStore, private readonly log: Logger) {}
-
-  async get(): Promise<SchedulingConfig> {
-    const json = await this.store.configJson();
-    if (json !== this.lastJson) {
-      this.lastJson = json;
-      try {
-        this.current = json ? parseSchedulingConfig(JSON.parse(json)) : DEFAULT_CONFIG;
-      } catch (err) {
-        this.log.error({ err: (err as Error).message }, 'stored scheduling policy is invalid; using defaults');
-        this.current = DEFAULT_CONFIG;
-      }
-    }
-    return this.current;
+/** The stored policy (defaults when none is stored or it no longer validates). */
+export class PolicyCache extends StoredConfigCache<SchedulingConfig> {
+  constructor(store: SchedulingStateStore, log: Logger) {
+    super(() => store.configJson(), parseSchedulingConfig, DEFAULT_CONFIG, 'scheduling policy', log);
   }
 }

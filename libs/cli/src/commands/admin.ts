@@ -3,7 +3,7 @@
 // text untouched, so YAML comments and anchors are the server's to read.
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { GantryError, status, type SchedulingConfig } from '@gantry/sdk';
+import { GantryError, status, type GantryClient, type SchedulingConfig } from '@gantry/sdk';
 import { UsageError } from '../errors.js';
 import type { Session } from '../session.js';
 
@@ -28,61 +28,59 @@ function readConfigFile(path: string): string {
   }
 }
 
+interface ConfigCommands {
+  name: string;
+  description: string;
+  /** "scheduling policy", "health config": what get prints and set replaces. */
+  what: string;
+  /** The `-f` file's name in help: "the policy document". */
+  document: string;
+  /** Printed after a replace: "scheduling config replaced from FILE". */
+  replaced: string;
+  get(gantry: GantryClient): Promise<SchedulingConfig>;
+  set(gantry: GantryClient, text: string): Promise<SchedulingConfig>;
+}
+
+/** `NAME get` and `NAME set -f FILE` for a config document the server validates and stores. */
+function addConfigCommands(admin: Command, session: Session, c: ConfigCommands): void {
+  const group = admin.command(c.name).description(c.description);
+  group
+    .command('get')
+    .description(`print the ${c.what} in force, as indented JSON (whatever -o says)`)
+    .action(async () => {
+      const { config } = await c.get(session.gantry());
+      session.printJson(config);
+    });
+  group
+    .command('set')
+    .description(`replace the ${c.what} with a YAML or JSON file; the server validates it and lists every problem`)
+    .requiredOption('-f, --file <path>', `${c.document} (YAML or JSON)`)
+    .action(async (o: { file: string }) => {
+      const text = readConfigFile(o.file);
+      let stored: SchedulingConfig;
+      try {
+        stored = await c.set(session.gantry(), text);
+      } catch (err) {
+        if (GantryError.is(err, status.INVALID_ARGUMENT)) throw new GantryError(err.code, oneLine(err.details), { cause: err, metadata: err.metadata });
+        throw err;
+      }
+      // -o json: the stored document, defaults filled in (what `get` prints from now on).
+      if (session.json) session.printJson(stored.config);
+      else session.out(`${c.replaced} from ${o.file}`);
+    });
+}
+
 /** Adds `admin` and its subcommands to `program` (via .command(), so they inherit its exit and output settings). */
 export function addAdminCommands(program: Command, session: Session): void {
   const admin = program.command('admin').description('operator settings of the control plane');
-  const config = admin.command('config').description('the scheduling policy: tenants, quotas, cohorts, fair share, preemption, backfill (docs/scheduling.md)');
-
-  config
-    .command('get')
-    .description('print the scheduling policy in force, as indented JSON (whatever -o says)')
-    .action(async () => {
-      const { config: policy } = await session.gantry().getSchedulingConfig();
-      session.printJson(policy);
-    });
-
-  config
-    .command('set')
-    .description('replace the scheduling policy with a YAML or JSON file; the server validates it and lists every problem')
-    .requiredOption('-f, --file <path>', 'the policy document (YAML or JSON)')
-    .action(async (o: { file: string }) => {
-      const text = readConfigFile(o.file);
-      let stored: SchedulingConfig;
-      try {
-        stored = await session.gantry().setSchedulingConfig(text);
-      } catch (err) {
-        if (GantryError.is(err, status.INVALID_ARGUMENT)) throw new GantryError(err.code, oneLine(err.details), { cause: err, metadata: err.metadata });
-        throw err;
-      }
-      // -o json: the stored policy, defaults filled in (what `config get` prints from now on).
-      if (session.json) session.printJson(stored.config);
-      else session.out(`scheduling config replaced from ${o.file}`);
-    });
-
-  const health = admin.command('health-config').description('the node health detector: thresholds, signal weights, XID policy (docs/health.md)');
-
-  health
-    .command('get')
-    .description('print the health config in force, as indented JSON (whatever -o says)')
-    .action(async () => {
-      const { config: stored } = await session.gantry().getHealthConfig();
-      session.printJson(stored);
-    });
-
-  health
-    .command('set')
-    .description('replace the health config with a YAML or JSON file (any subset; defaults fill the rest); the server validates it and lists every problem')
-    .requiredOption('-f, --file <path>', 'the health config document (YAML or JSON)')
-    .action(async (o: { file: string }) => {
-      const text = readConfigFile(o.file);
-      let stored: SchedulingConfig;
-      try {
-        stored = await session.gantry().setHealthConfig(text);
-      } catch (err) {
-        if (GantryError.is(err, status.INVALID_ARGUMENT)) throw new GantryError(err.code, oneLine(err.details), { cause: err, metadata: err.metadata });
-        throw err;
-      }
-      if (session.json) session.printJson(stored.config);
-      else session.out(`health config replaced from ${o.file}`);
-    });
+  addConfigCommands(admin, session, {
+    name: 'config', description: 'the scheduling policy: tenants, quotas, cohorts, fair share, preemption, backfill (docs/scheduling.md)',
+    what: 'scheduling policy', document: 'the policy document', replaced: 'scheduling config replaced',
+    get: (g) => g.getSchedulingConfig(), set: (g, text) => g.setSchedulingConfig(text),
+  });
+  addConfigCommands(admin, session, {
+    name: 'health-config', description: 'the node health detector: thresholds, signal weights, XID policy (docs/health.md)',
+    what: 'health config', document: 'the health config document', replaced: 'health config replaced',
+    get: (g) => g.getHealthConfig(), set: (g, text) => g.setHealthConfig(text),
+  });
 }

@@ -1,4 +1,5 @@
-// Operator settings: the scheduling policy, validated before it is stored.
+// Operator settings: the scheduling policy and the health config, validated before they are
+// stored; operator decisions about nodes.
 import { AdminServiceService, type AdminServiceServer } from '@gantry/proto';
 import { failedPrecondition, invalidArgument, notFound, unary } from '@gantry/service-kit';
 import { HealthStore, SchedulingStateStore } from '@gantry/store';
@@ -10,37 +11,40 @@ import type { SchedulerContext } from '../context.js';
 import { DEFAULT_CONFIG } from '../placement/index.js';
 import { PolicyError, parsePolicyText } from '../policy.js';
 
+async function storedOrDefault(read: () => Promise<string | undefined>, defaults: object): Promise<{ configJson: string }> {
+  return { configJson: (await read()) ?? JSON.stringify(defaults) };
+}
+
+/** Validates a config document (`parse` throws `invalid` listing every problem), stores it with defaults filled in and returns that. */
+async function replaceConfig(
+  ctx: SchedulerContext, what: string, parse: () => object, invalid: new (...args: never[]) => Error, write: (json: string) => Promise<void>,
+): Promise<{ configJson: string }> {
+  let json: string;
+  try {
+    json = JSON.stringify(parse());
+  } catch (err) {
+    if (err instanceof invalid) throw invalidArgument(err.message);
+    throw err;
+  }
+  await write(json);
+  ctx.log.info(`${what} replaced`);
+  return { configJson: json };
+}
+
 export function adminService(ctx: SchedulerContext): AdminServiceServer {
   const state = new SchedulingStateStore(ctx.redis);
   const health = new HealthStore(ctx.redis);
   return {
-    getSchedulingConfig: unary(ctx.log, 'GetSchedulingConfig', async () => ({ configJson: (await state.configJson()) ?? JSON.stringify(DEFAULT_CONFIG) })),
+    getSchedulingConfig: unary(ctx.log, 'GetSchedulingConfig', () => storedOrDefault(() => state.configJson(), DEFAULT_CONFIG)),
     setSchedulingConfig: unary(ctx.log, 'SetSchedulingConfig', async (req) => {
-      let json: string;
-      try {
-        json = JSON.stringify(parsePolicyText(req.configJson, 'config_json'));
-      } catch (err) {
-        if (err instanceof PolicyError) throw invalidArgument(err.message);
-        throw err;
-      }
-      await state.setConfigJson(json);
-      ctx.log.info('scheduling policy replaced');
+      const res = await replaceConfig(ctx, 'scheduling policy', () => parsePolicyText(req.configJson, 'config_json'), PolicyError, (json) => state.setConfigJson(json));
+      // The next pass uses it at once.
       ctx.kick();
-      return { configJson: json };
+      return res;
     }),
-    getHealthConfig: unary(ctx.log, 'GetHealthConfig', async () => ({ configJson: (await health.configJson()) ?? JSON.stringify(DEFAULT_HEALTH_CONFIG) })),
-    setHealthConfig: unary(ctx.log, 'SetHealthConfig', async (req) => {
-      let json: string;
-      try {
-        json = JSON.stringify(parseHealthConfigText(req.configJson, 'config_json'));
-      } catch (err) {
-        if (err instanceof HealthConfigError) throw invalidArgument(err.message);
-        throw err;
-      }
-      await health.setConfigJson(json);
-      ctx.log.info('health config replaced');
-      return { configJson: json };
-    }),
+    getHealthConfig: unary(ctx.log, 'GetHealthConfig', () => storedOrDefault(() => health.configJson(), DEFAULT_HEALTH_CONFIG)),
+    setHealthConfig: unary(ctx.log, 'SetHealthConfig', (req) =>
+      replaceConfig(ctx, 'health config', () => parseHealthConfigText(req.configJson, 'config_json'), HealthConfigError, (json) => health.setConfigJson(json))),
     operateNode: unary(ctx.log, 'OperateNode', async (req) => {
       try {
         return { node: await applyNodeOperation(ctx, health, req) };

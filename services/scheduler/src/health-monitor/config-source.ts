@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import type { HealthStore } from '@gantry/store';
 import type { Logger } from '@gantry/service-kit';
 import { DEFAULT_HEALTH_CONFIG, HealthConfigError, parseHealthConfig, type HealthConfig } from '../health/index.js';
+import { StoredConfigCache } from '../stored-config.js';
 
 /** Parses and validates a health config document (YAML or JSON); throws HealthConfigError listing every problem. */
 export function parseHealthConfigText(text: string, source: string): HealthConfig {
@@ -16,24 +17,9 @@ export function parseHealthConfigText(text: string, source: string): HealthConfi
   return parseHealthConfig(doc ?? {});
 }
 
-/** The stored config; a stored document that no longer validates falls back to defaults (and says so). */
-export class HealthConfigCache {
-  private lastJson: string | undefined;
-  private current: HealthConfig = DEFAULT_HEALTH_CONFIG;
-
-  constructor(private readonly store: HealthStore, private readonly log: Logger) {}
-
-  async get(): Promise<HealthConfig> {
-    const json = await this.store.configJson();
-    if (json !== this.lastJson) {
-      this.lastJson = json;
-      try {
-        this.current = json ? parseHealthConfig(JSON.parse(json)) : DEFAULT_HEALTH_CONFIG;
-      } catch (err) {
-        this.log.error({ err: (err as Error).message }, 'stored health config is invalid; using defaults');
-        this.current = DEFAULT_HEALTH_CONFIG;
-      }
-    }
-    return this.current;
+/** The stored health config (defaults when none is stored or it no longer validates). */
+export class HealthConfigCache extends StoredConfigCache<HealthConfig> {
+  constructor(store: HealthStore, log: Logger) {
+    super(() => store.configJson(), parseHealthConfig, DEFAULT_HEALTH_CONFIG, 'health config', log);
   }
 }
