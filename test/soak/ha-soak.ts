@@ -12,8 +12,9 @@
 // heal; it exits 1 when any of the must-be-zero figures is not.
 //
 // Options (environment): SOAK_JOBS (default 500), SOAK_IN_FLIGHT (jobs submitted but not
-// finished at a time, default 12), SOAK_DEADLINE_S (default 1200), GANTRY_KEEP_TEST_DIRS=1 keeps
-// the logs and the marker file.
+// finished at a time, default 12), SOAK_DEADLINE_S (default 1200), SOAK_HEARTBEAT_TIMEOUT_MS
+// (default 6000; the partition lasts twice that), SOAK_SETTLE_MS (pause between faults, default
+// 3000); GANTRY_KEEP_TEST_DIRS=1 keeps the logs and the marker file.
 import { join } from 'node:path';
 import { GantryClient } from '@gantry/sdk';
 import { JobState, NodeState, jobStateName, isTerminalJobState } from '@gantry/proto';
@@ -26,6 +27,10 @@ export interface SoakOptions {
   jobs: number;
   inFlight: number;
   deadlineMs: number;
+  /** Heartbeat timeout of the schedulers (the partition lasts twice as long); default 6000. */
+  heartbeatTimeoutMs?: number;
+  /** Pause after each fault has healed, before the next; default 3000. */
+  settleMs?: number;
   log?: (line: string) => void;
 }
 
@@ -52,17 +57,18 @@ export interface SoakReport {
 }
 
 const PARTITIONED_AGENT = 3;
-const HEARTBEAT_TIMEOUT_MS = 6_000;
 
 export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   const log = opts.log ?? ((l: string) => console.log(l));
+  const HEARTBEAT_TIMEOUT_MS = opts.heartbeatTimeoutMs ?? 6_000;
+  const settleMs = opts.settleMs ?? 3_000;
   const started = Date.now();
   // The partitioned agent reaches the NATS servers through proxies the soak can cut.
   const proxies: TcpProxy[] = [];
   const stack = new TestStack({
     ha: true, agents: 4, schedulers: 2, gpusPerAgent: 8,
     heartbeatTimeoutMs: HEARTBEAT_TIMEOUT_MS, heartbeatIntervalMs: 500, leaseTtlMs: 3_000, stopGraceSeconds: 1,
-    env: { 'node-agent': { PARTITION_GRACE_MS: '8000', LOG_LEVEL: 'info' }, scheduler: { LOG_LEVEL: 'info' }, gateway: { LOG_LEVEL: 'info' } },
+    env: { 'node-agent': { PARTITION_GRACE_MS: String(Math.round(HEARTBEAT_TIMEOUT_MS * 4 / 3)), LOG_LEVEL: 'info' }, scheduler: { LOG_LEVEL: 'info' }, gateway: { LOG_LEVEL: 'info' } },
     agentEnv: (i) => (i === PARTITIONED_AGENT ? { NATS_URL: proxies.map((p) => `nats://127.0.0.1:${p.port}`).join(',') } : {}),
   });
   await startWithProxies(stack, proxies);
@@ -136,7 +142,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     const jobsFlowingMs = await firstFinishAfter(t0);
     faults.push({ fault: name, healedMs, jobsFlowingMs });
     log(`fault: ${name}: healed in ${healedMs} ms, jobs finishing again after ${jobsFlowingMs} ms`);
-    await sleep(3_000);
+    await sleep(settleMs);
   };
   const leaderId = async () => (await stack.redis.get(keys.leader)) ?? '';
   const schedulerProc = (id: string) => stack.schedulers[Number(id.replace('scheduler-', ''))]!;
@@ -198,7 +204,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     await Promise.all([submitter, faultRunner]);
     while (Date.now() < deadline && submitted.some((id) => !done.has(id))) await sleep(250);
     // Let the last releases and events settle.
-    await sleep(3_000);
+    await sleep(Math.min(settleMs, 2_000));
     stuck = [];
     for (const id of submitted) {
       const rec = await jobs.get(id);
@@ -282,6 +288,8 @@ if (isMain) {
     jobs: Number(process.env.SOAK_JOBS ?? 500),
     inFlight: Number(process.env.SOAK_IN_FLIGHT ?? 12),
     deadlineMs: Number(process.env.SOAK_DEADLINE_S ?? 1200) * 1000,
+    heartbeatTimeoutMs: Number(process.env.SOAK_HEARTBEAT_TIMEOUT_MS ?? 6000),
+    settleMs: Number(process.env.SOAK_SETTLE_MS ?? 3000),
   });
   process.exitCode = printReport(report) ? 0 : 1;
 }
