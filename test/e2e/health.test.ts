@@ -80,6 +80,20 @@ describe('node health', () => {
     for (const n of ['node-0', 'node-1', 'node-2'].filter((x) => x !== faulty)) expect((await client.getNode(n)).state).toBe(NodeState.NODE_STATE_READY);
   });
 
+  it('a GPU that leaves the inventory holds its node QUARANTINED until an operator releases it', async () => {
+    const { stack, client } = await setup({ agents: 2, env: { 'node-agent': { TELEMETRY_INTERVAL_MS: '1000', INVENTORY_INTERVAL_MS: '1000' } } });
+    await client.setHealthConfig(FAST_HEALTH);
+    await eventually('evaluated', async () => ((await client.getClusterHealth()).nodesEvaluated === 2 ? true : undefined), 20_000);
+    await sim(stack, 'node-1', 'inject', 'gpu-lost', '--gpu', '3');
+    await nodeState(client, 'node-1', NodeState.NODE_STATE_QUARANTINED);
+    const why = await client.explainNode('node-1');
+    expect(why.node!.conditions.find((c) => c.type === 'Held')).toMatchObject({ status: true, reason: 'QuarantineNow' });
+    expect(why.health!.holdReason).toMatch(/^GPU \S+ \(index 3\) is missing from the inventory$/);
+    // The score alone would not hold it: only a release does.
+    await client.operateNode('node-1', NodeOperation.NODE_OPERATION_RELEASE, { reason: 'GPU reseated' });
+    expect((await client.getNode('node-1')).state).toBe(NodeState.NODE_STATE_READY);
+  });
+
   it('operators cordon, drain, quarantine and release nodes; every decision is a node event with its reason', async () => {
     const { stack, client } = await setup({ agents: 2 });
     await client.setSchedulingConfig({ recovery: FAST_RECOVERY });

@@ -99,7 +99,9 @@ export class HealthMonitor extends WakeableLoop {
     const ev = advanceHealth(state, {
       nowMs, batches, xids, operator, jobs,
       heartbeats: Object.fromEntries(records.filter((r) => r.heartbeatMs > 0).map((r) => [r.node.name, { lastSeenMs: r.heartbeatMs }])),
-      nodes: records.map((r) => ({ name: r.node.name, leafSwitch: r.node.topology?.leafSwitch || undefined, gpuUuids: r.node.gpus.map((g) => g.uuid) })),
+      // No registered inventory: the agent re-registers without a GPU that left it, so the
+      // detector learns each node's GPUs from the batches and holds the node when one vanishes.
+      nodes: records.map((r) => ({ name: r.node.name, leafSwitch: r.node.topology?.leafSwitch || undefined })),
     }, config);
 
     const at = new Date(nowMs);
