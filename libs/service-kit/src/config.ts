@@ -154,6 +154,10 @@ export function redisTarget(c: RedisTargetConfig): RedisTarget {
     throw new ConfigError(`invalid configuration: ${c.REDIS_SENTINELS ? 'REDIS_SENTINEL_MASTER' : 'REDIS_SENTINELS'}: required when ${c.REDIS_SENTINELS ? 'REDIS_SENTINELS' : 'REDIS_SENTINEL_MASTER'} is set`);
   }
   const sentinels = c.REDIS_SENTINELS ? parseSentinels(c.REDIS_SENTINELS) : undefined;
+  if (sentinels && /^rediss:/i.test(c.REDIS_URL)) {
+    // Not built or tested yet: say so rather than connect in plaintext.
+    throw new ConfigError('invalid configuration: REDIS_URL: TLS (rediss://) through Sentinel is not supported; use redis:// with REDIS_SENTINELS');
+  }
   return {
     url: c.REDIS_URL,
     ...(sentinels ? { sentinels, masterName: c.REDIS_SENTINEL_MASTER } : {}),

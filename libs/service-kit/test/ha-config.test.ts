@@ -48,6 +48,7 @@ describe('Redis through Sentinel', () => {
     expect(() => redisTarget(loadConfig(commonEnv, { REDIS_SENTINELS: 's1:26379' }))).toThrow(ConfigError);
     expect(() => redisTarget(loadConfig(commonEnv, { REDIS_SENTINEL_MASTER: 'gantry' }))).toThrow(/REDIS_SENTINELS: required/);
     expect(() => loadConfig(commonEnv, { REDIS_SENTINELS: 's1', REDIS_SENTINEL_MASTER: 'g' })).toThrow(/REDIS_SENTINELS: "s1" is not host:port/);
+    expect(() => redisTarget(loadConfig(commonEnv, { REDIS_URL: 'rediss://r:6380', REDIS_SENTINELS: 's:1', REDIS_SENTINEL_MASTER: 'g' }))).toThrow(/TLS .* not supported/);
   });
 
   it('REDIS_WAIT_REPLICAS overrides the default', () => {
