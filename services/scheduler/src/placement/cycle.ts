@@ -90,7 +90,7 @@ class Cycle {
   private guard: ReservationGuard | undefined;
   private reserveTries = 0;
   private readonly reserveFailedShapes = new Set<string>();
-  private readonly rankNodes = new Map<RunningJob, Int32Array>();
+  private readonly rankNodes = new Map<RunningJob, readonly number[]>();
   private readonly left: Leftovers = { jobs: [], shapes: [], fits: [], guarded: [] };
   /** "over quota: ..." per refusal message (the ledger shares refusals until usage changes). */
   private readonly overQuotaText = new Map<string, string>();
@@ -234,7 +234,8 @@ class Cycle {
     const key = this.preemptKey(admission.ok, job);
     if (this.failedPreempt.get(shape, key, job, fit)) return false;
     const enabled = this.config.preemption.enabled;
-    const candidates = [...this.claimable.values()].filter((j) => enabled || j.terminating);
+    const all = [...this.claimable.values()];
+    const candidates = enabled ? all : all.filter((j) => j.terminating);
     if (candidates.length === 0) return false;
     const search = (f: JobFit) => findVictims({
       state: this.state,

@@ -135,14 +135,12 @@ export interface VictimSearch {
   endsBefore: boolean;
   policy: PreemptionPolicy;
   /** Node index of each rank of a running job (-1 = not in the snapshot); computed per cycle. */
-  rankNodes: (job: RunningJob) => Int32Array;
+  rankNodes: (job: RunningJob) => readonly number[];
 }
 
 /** Node indices of a running job's ranks in `state` (-1 for nodes not in the snapshot). */
-export function rankNodeIndices(state: ClusterState, job: RunningJob): Int32Array {
-  const out = new Int32Array(job.ranks.length);
-  for (let k = 0; k < out.length; k++) out[k] = state.byName.get(job.ranks[k]!.node) ?? -1;
-  return out;
+export function rankNodeIndices(state: ClusterState, job: RunningJob): number[] {
+  return job.ranks.map((r) => state.byName.get(r.node) ?? -1);
 }
 
 export interface VictimChoice {
@@ -165,27 +163,29 @@ export function findVictims(search: VictimSearch): VictimChoice | undefined {
     const useful = s.candidates.filter((v) => quotaVictim(v) || touches(s.rankNodes(v), (i) => fit.mask[i] === 1));
     return greedy(s, useful);
   }
-  // Domains with enough statically eligible nodes, and the victims touching each.
-  const eligible = new Map<number, number>();
-  for (const i of fit.candidates) eligible.set(level[i]!, (eligible.get(level[i]!) ?? 0) + 1);
+  // Domains with enough statically eligible nodes (in the order the candidates first name
+  // them), and the victims touching each.
+  const perDomain = new Int32Array(level === state.leaf ? state.leafNames.length : level === state.spine ? state.spineNames.length : state.nvlNames.length);
+  const domains: number[] = [];
+  for (const i of fit.candidates) if (perDomain[level[i]!]!++ === 0) domains.push(level[i]!);
   const byDomain = new Map<number, RunningJob[]>();
   const shared: RunningJob[] = [];
   for (const v of s.candidates) {
     if (quotaVictim(v)) shared.push(v);
-    const seen = new Set<number>();
     for (const i of s.rankNodes(v)) {
       if (i < 0 || fit.mask[i] !== 1) continue;
       const d = level[i]!;
-      if ((eligible.get(d) ?? 0) < job.nodes || seen.has(d)) continue;
-      seen.add(d);
+      if (perDomain[d]! < job.nodes) continue;
       let list = byDomain.get(d);
       if (!list) byDomain.set(d, (list = []));
-      list.push(v);
+      // Victims are visited one at a time: one already listed here is the list's last.
+      if (list[list.length - 1] !== v) list.push(v);
     }
   }
   let best: VictimChoice | undefined;
   let bestCost: number[] = [];
-  for (const [d, count] of eligible) {
+  for (const d of domains) {
+    const count = perDomain[d]!;
     if (count < job.nodes) continue;
     const local = byDomain.get(d) ?? [];
     const victims = shared.length === 0 ? local : mergeByCost([...new Set([...local, ...shared])], s.policy.now);
@@ -220,7 +220,7 @@ function mayBeVictim(s: VictimSearch): (v: RunningJob) => boolean {
   return (v) => v.terminating === true || v.priority < job.priority || (reclaims && fromTenant(v.tenant));
 }
 
-function touches(nodes: Int32Array, pred: (i: number) => boolean): boolean {
+function touches(nodes: readonly number[], pred: (i: number) => boolean): boolean {
   for (const i of nodes) if (i >= 0 && pred(i)) return true;
   return false;
 }
