@@ -49,8 +49,15 @@ interface Trace { limits: number[]; decisions: string[] }
 /** The admitted arm: the service's lease store and AIMD step, on the model's clock. */
 function admitted(redis: Redis, t: StorageTargetConfig, mode: StorageMode, trace: Trace): Admission {
   let simNow = 0;
-  const EPOCH = 1_700_000_000_000;
-  const store = new StorageLeaseStore(redis, { clock: () => EPOCH + simNow, waiterTtlMs: 1e12 });
+  // Each phase's clock starts at 0; consecutive phases on one arm continue the store's clock.
+  let base = 1_700_000_000_000;
+  let last = 0;
+  const at = (nowMs: number) => {
+    if (nowMs < last) base += last + 1_000;
+    last = nowMs;
+    simNow = nowMs;
+  };
+  const store = new StorageLeaseStore(redis, { clock: () => base + simNow, waiterTtlMs: 1e12 });
   const bounds = t[mode];
   const capacity = mode === 'write' ? t.writeBytesPerSecond : t.readBytesPerSecond;
   const refs = new Map<string, RankRef>();
@@ -70,17 +77,17 @@ function admitted(redis: Redis, t: StorageTargetConfig, mode: StorageMode, trace
   };
   return {
     async arrive(r, nowMs) {
-      simNow = nowMs;
+      at(nowMs);
       refs.set(storageLeaseId(mode, holder(r)), r);
       return (await store.acquire(t.name, mode, holder(r), t.leaseTtlMs, bounds.initial)).granted;
     },
     async finished(r, nowMs) {
-      simNow = nowMs;
+      at(nowMs);
       await store.release(t.name, mode, storageLeaseId(mode, holder(r)));
       return offer();
     },
     async control(batches, nowMs) {
-      simNow = nowMs;
+      at(nowMs);
       const signals = aggregateTelemetry(batches, t.mountPrefix, mode, t.rpcSlots);
       const st = await store.state(t.name, mode);
       const limit = st.limit ?? bounds.initial;
@@ -151,6 +158,21 @@ try {
   console.log('');
   console.log(table('restart read (all ranks at once)', readU, readA));
   console.log(`  admitted read ${traceLine(rTrace)}`);
+  console.log('');
+  // The adaptive part: the pool limit persists in Redis between checkpoints, so a badly sized
+  // pool is corrected over consecutive saves (reported, no target).
+  console.log('AIMD from a mis-sized write pool, three consecutive saves (no target):');
+  for (const initial of [8, 480]) {
+    const trace: Trace = { limits: [], decisions: [] };
+    const arm = admitted(redis, { ...target, name: `${target.name}-from-${initial}`, write: { ...target.write, initial } }, 'write', trace);
+    const row: string[] = [];
+    for (let save = 1; save <= 3; save++) {
+      const from = trace.limits.at(-1) ?? initial;
+      const r = await runPhase({ ...wp, seed: SEED + save }, 'write', arm);
+      row.push(`save ${save}: pool ${from}->${trace.limits.at(-1)}, ${s(r.totalMs)} s, p99 ${ms(r.p99ExecMs)} ms, backlog ${r.peakBacklog}`);
+    }
+    console.log(`  initial ${String(initial).padStart(3)}  ${row.join('; ')}`);
+  }
   console.log('');
   const all = [...verdicts('save', saveU, saveA), ...verdicts('restart', readU, readA)];
   for (const x of all) console.log(x.line);
