@@ -37,8 +37,27 @@ export function isTransientStoreError(err: unknown): boolean {
     || (typeof e.code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(e.code));
 }
 
-/** Anything thrown by a handler becomes a status; unexpected errors become INTERNAL without internals. */
+/**
+ * A status message travels in an HTTP/2 trailer: one of many kilobytes (a message quoting a
+ * whole oversize input) is more than a peer accepts, and the connection is dropped, failing
+ * every call on it. So any quoted string longer than 80 characters is cut to a prefix, and the
+ * whole message to 1 KiB.
+ */
+export function boundDetails(details: string): string {
+  let out = details.length <= 120 ? details : details.replace(/"(?:[^"\\]|\\.){80,}"/g, (q) => `${q.slice(0, 33)}…" (${q.length - 2} characters)`);
+  if (out.length > 1024) out = `${out.slice(0, 1024)}… (message shortened)`;
+  return out;
+}
+
+/** Anything thrown by a handler becomes a status (its message bounded); unexpected errors become INTERNAL without internals. */
 export function toServiceError(err: unknown): Partial<ServiceError> {
+  const bounded = toServiceErrorUnbounded(err);
+  if (bounded.details === undefined || bounded.details.length <= 120) return bounded;
+  const details = boundDetails(bounded.details);
+  return { ...bounded, details, message: details };
+}
+
+function toServiceErrorUnbounded(err: unknown): Partial<ServiceError> {
   if (err instanceof GrpcError) return { code: err.code, details: err.details, message: err.details };
   if (isTransientStoreError(err)) {
     const details = 'the control plane\'s Redis or NATS is failing over or unreachable; retry';
