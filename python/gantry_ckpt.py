@@ -32,6 +32,7 @@ storage route with the same token.
 
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 
@@ -93,23 +94,35 @@ def resume_from():
 
 
 def _post(route, body):
+    """POST to the agent; retried while the agent is unreachable (it may be restarting: its
+    ranks keep running and it comes back on the same port) or answers 503, for up to
+    GANTRY_CKPT_TIMEOUT seconds (default 60)."""
     url = os.environ["GANTRY_CKPT_URL"].rstrip("/") + route
     data = json.dumps(body).encode("utf-8")
-    req = urllib.request.Request(url, data=data, method="POST", headers={
-        "Content-Type": "application/json",
-        "Authorization": "Bearer " + os.environ["GANTRY_CKPT_TOKEN"],
-    })
-    try:
-        with urllib.request.urlopen(req, timeout=_TIMEOUT) as res:
-            return res.status, json.loads(res.read().decode("utf-8") or "{}")
-    except urllib.error.HTTPError as e:
+    deadline = time.monotonic() + _TIMEOUT
+    delay = 0.25
+    while True:
+        req = urllib.request.Request(url, data=data, method="POST", headers={
+            "Content-Type": "application/json",
+            "Authorization": "Bearer " + os.environ["GANTRY_CKPT_TOKEN"],
+        })
         try:
-            payload = json.loads(e.read().decode("utf-8") or "{}")
-        except ValueError:
-            payload = {}
-        if e.code == 409:
-            return e.code, payload
-        raise GantryError(e.code, payload.get("error", e.reason))
+            with urllib.request.urlopen(req, timeout=max(1.0, deadline - time.monotonic())) as res:
+                return res.status, json.loads(res.read().decode("utf-8") or "{}")
+        except urllib.error.HTTPError as e:
+            try:
+                payload = json.loads(e.read().decode("utf-8") or "{}")
+            except ValueError:
+                payload = {}
+            if e.code == 409:
+                return e.code, payload
+            if e.code != 503 or time.monotonic() + delay > deadline:
+                raise GantryError(e.code, payload.get("error", e.reason))
+        except (urllib.error.URLError, ConnectionError, OSError) as e:
+            if time.monotonic() + delay > deadline:
+                raise GantryError(0, "agent unreachable at %s: %s" % (url, getattr(e, "reason", e)))
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 def _result(payload):

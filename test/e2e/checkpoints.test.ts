@@ -3,7 +3,7 @@
 // (libs/checkpoint-layouts fixtures copied in, step by step), and the checkpoint service
 // commits them without any client call; a corrupted DCP checkpoint (one storage file removed)
 // is never offered for resume; python/gantry_ckpt.py reports explicitly through the agent.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CheckpointClient } from '@gantry/sdk';
@@ -117,6 +117,48 @@ describe('checkpoints', () => {
       expect(existsSync(join(dir, 'save-3'))).toBe(true);
       const events = await ck.listCheckpointEvents(id);
       expect(events.filter((e) => e.kind === 'deleted').map((e) => e.path).sort()).toEqual([join(dir, 'save-1'), join(dir, 'save-2')]);
+    } finally {
+      ck.close();
+    }
+  });
+
+  it('an agent killed -9 mid-job: the restarted one resumes the watch without reporting twice, and the rank still reaches the endpoint', async () => {
+    const { stack, client } = await setup({ agents: 1, env: AGENT_ENV });
+    const dir = join(stack.workDir, 'ckpt');
+    const go = join(stack.workDir, 'go');
+    const out = join(stack.workDir, 'explicit.txt');
+    const commit = `import sys; sys.path.insert(0, ${JSON.stringify(join(REPO_ROOT, 'python'))}); import gantry_ckpt as g; print(g.commit(sys.argv[1], 30).status)`;
+    const script = [
+      `mkdir -p "$GANTRY_CHECKPOINT_DIR/step-10"; cp ${FIXTURE}/__* ${FIXTURE}/.metadata "$GANTRY_CHECKPOINT_DIR/step-10/"`,
+      `while [ ! -f ${go} ]; do sleep 0.2; done`,
+      `mkdir -p "$GANTRY_CHECKPOINT_DIR/step-20"; cp ${FIXTURE}/__* ${FIXTURE}/.metadata "$GANTRY_CHECKPOINT_DIR/step-20/"`,
+      `mkdir -p "$GANTRY_CHECKPOINT_DIR/final-30"; echo w > "$GANTRY_CHECKPOINT_DIR/final-30/w"; touch "$GANTRY_CHECKPOINT_DIR/final-30/GANTRY_COMPLETE"`,
+      `python3 -c '${commit}' "$GANTRY_CHECKPOINT_DIR/final-30" > ${out} 2>&1`,
+      'sleep 2',
+    ].join('\n');
+    const { job } = await client.submitJob({
+      nodes: 1, gpusPerNode: 8, command: ['sh', '-c', script],
+      checkpoint: { dir, format: CheckpointFormat.CHECKPOINT_FORMAT_UNSPECIFIED, storageTarget: '', retention: undefined },
+    });
+    const id = job!.id;
+    const ck = new CheckpointClient({ address: stack.checkpointAddr, timeoutMs: 5_000 });
+    try {
+      await eventually('step-10 committed', async () => (await ck.listCheckpoints(id)).find((c) => c.step === 10 && c.state === COMMITTED), 30_000);
+      await stack.agents[0]!.kill();
+      await stack.agents[0]!.start();
+      writeFileSync(go, '');
+      const done = await waitForJob(client, id, [JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED], 60_000);
+      expect(jobStateName(done.state)).toBe('SUCCEEDED');
+      expect(readFileSync(out, 'utf8').trim()).toBe('COMPLETE');
+      const all = await eventually('three committed', async () => {
+        const l = await ck.listCheckpoints(id);
+        return l.filter((c) => c.state === COMMITTED).length === 3 ? l : undefined;
+      }, 20_000);
+      expect(all.map((c) => c.step)).toEqual([10, 20, 30]);
+      // final-30: whichever saw it first (the watch or the explicit commit) created the record
+      expect(all.slice(0, 2).map((c) => c.source)).toEqual(['discovery', 'discovery']);
+      const events = await ck.listCheckpointEvents(id);
+      expect(events.filter((e) => e.kind === 'committed' && e.path === join(dir, 'step-10'))).toHaveLength(1);
     } finally {
       ck.close();
     }

@@ -68,6 +68,7 @@ export class CheckpointEndpoint {
       this.deps.state.state.port = this.port;
       this.deps.state.save();
     }
+    this.deps.log.info({ url: this.url }, 'checkpoint endpoint listening');
   }
 
   async stop(): Promise<void> {
