@@ -6,8 +6,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GetClusterHealthResponse } from '@gantry/proto';
-import { StorageClient } from '@gantry/sdk';
+import { GetClusterHealthResponse, JobState } from '@gantry/proto';
+import { GantryClient, StorageClient } from '@gantry/sdk';
 import { keys } from '@gantry/store';
 import { portOpen, serviceCommand } from '../../deploy/local/services.js';
 import { freePort } from '../harness/ports.js';
@@ -193,4 +193,31 @@ describe('storage admission e2e', () => {
     expect(metrics).toMatch(/gantry_storage_degraded\{target="ckpt2"[^}]*\} 1\n/);
     await stack.redis.del(keys.healthCluster);
   }, 60_000);
+
+  it("releases a job attempt's leases once the scheduler says the attempt is over (cancel), before the TTL", async () => {
+    const gantry = new GantryClient({ address: stack.gatewayAddr });
+    try {
+      const { job } = await gantry.submitJob({ name: 'storage-writer', nodes: 1, gpusPerNode: 1, command: ['sleep', '300'] });
+      let current = await gantry.getJob(job!.id);
+      for (let i = 0; i < 120 && current.state !== JobState.JOB_STATE_RUNNING; i++) {
+        await sleep(250);
+        current = await gantry.getJob(job!.id);
+      }
+      expect(current.state).toBe(JobState.JOB_STATE_RUNNING);
+      const lease = await client.acquire({ target: TARGET, mode: 'write', jobId: job!.id, attempt: current.attempt, rank: 0, ttlMs: 60_000 });
+      await sleep(1_200); // a few controller rounds: a running attempt keeps its lease
+      expect((await client.getTarget(TARGET)).leases.map((l) => l.id)).toContain(lease.id);
+      const cancelledAt = Date.now();
+      await gantry.cancelJob(job!.id, 'storage e2e');
+      let ids = [lease.id];
+      for (let i = 0; i < 40 && ids.includes(lease.id); i++) {
+        await sleep(250);
+        ids = (await client.getTarget(TARGET)).leases.map((l) => l.id);
+      }
+      expect(ids).not.toContain(lease.id);
+      console.log(`cancelled job's lease released after ${Date.now() - cancelledAt} ms (lease TTL 60 s)`);
+    } finally {
+      gantry.close();
+    }
+  }, 90_000);
 });

@@ -11,7 +11,10 @@ import * as grpc from '@grpc/grpc-js';
 import type { Redis } from 'ioredis';
 import { Gauge, type Registry } from 'prom-client';
 import {
+  JobServiceClient,
+  JobState,
   NodeServiceClient,
+  type GetJobResponse,
   StorageLeaseMode,
   StorageServiceService,
   type AcquireStorageLeaseRequest,
@@ -78,13 +81,36 @@ function call<Req, Res>(client: grpc.Client, method: Unary<Req, Res>, req: Req, 
 export interface ClusterView {
   telemetry(): Promise<TelemetryBatch[]>;
   storageFaults(): Promise<string[]>;
+  /** The job's current attempt and state; undefined when the scheduler does not know it. */
+  job(jobId: string): Promise<{ attempt: number; state: JobState } | undefined>;
   close(): void;
+}
+
+/** Job states in which the given attempt's ranks are gone or being stopped. */
+const ATTEMPT_OVER = new Set<JobState>([
+  JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED, JobState.JOB_STATE_CANCELLED,
+  JobState.JOB_STATE_RECOVERING, JobState.JOB_STATE_PREEMPTED,
+]);
+
+/** Has the attempt ended (the job moved on to a later attempt, or the attempt stopped)? */
+export function attemptOver(job: { attempt: number; state: JobState }, attempt: number): boolean {
+  return job.attempt > attempt || (job.attempt === attempt && ATTEMPT_OVER.has(job.state));
 }
 
 export function nodeServiceView(address: string): ClusterView {
   const many = address.includes(',');
   const client = new NodeServiceClient(many ? `ipv4:${address}` : address, grpc.credentials.createInsecure(), many ? { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }) } : {});
+  const jobs = new JobServiceClient(many ? `ipv4:${address}` : address, grpc.credentials.createInsecure(), { channelOverride: client.getChannel() });
   return {
+    async job(jobId) {
+      try {
+        const res = await call<unknown, GetJobResponse>(jobs, jobs.getJob as Unary<unknown, GetJobResponse>, { jobId });
+        return res.job ? { attempt: res.job.attempt, state: res.job.state } : undefined;
+      } catch (err) {
+        if ((err as { code?: number }).code === grpc.status.NOT_FOUND) return undefined;
+        throw err;
+      }
+    },
     async telemetry() {
       const names: string[] = [];
       let pageToken = '';
@@ -106,7 +132,10 @@ export function nodeServiceView(address: string): ClusterView {
       const res = await call<unknown, GetClusterHealthResponse>(client, client.getClusterHealth as Unary<unknown, GetClusterHealthResponse>, {});
       return res.sharedFaults.filter((f) => f.kind === 'storage' && f.active).map((f) => f.target);
     },
-    close: () => client.close(),
+    close: () => {
+      jobs.close();
+      client.close();
+    },
   };
 }
 
@@ -191,11 +220,40 @@ export class StorageAdmission {
           Object.assign(pr, { aimd: d.state, reason: d.reason, updatedMs: now, signals });
         }
       }
+      await this.reap();
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'storage controller step failed');
     } finally {
       this.stepping = false;
     }
+  }
+
+  /**
+   * Releases the leases and queue places of attempts that are over (the job finished, stopped
+   * for recovery or preemption, or moved to a later attempt), without waiting for their TTL.
+   * Jobs the scheduler does not know are left to the TTL.
+   */
+  async reap(): Promise<number> {
+    if (!this.view) return 0;
+    let released = 0;
+    const verdict = new Map<string, Promise<{ attempt: number; state: JobState } | undefined>>();
+    for (const t of this.targets.values()) {
+      for (const mode of MODES) {
+        const st = await this.store.state(t.cfg.name, mode);
+        const attempts = new Map<string, StorageHolder>();
+        for (const h of [...st.leases.map((l) => l.holder), ...st.waiters.map((w) => w.holder)]) attempts.set(`${h.jobId}\u0000${h.attempt}`, h);
+        for (const h of attempts.values()) {
+          if (!verdict.has(h.jobId)) verdict.set(h.jobId, this.view.job(h.jobId).catch(() => undefined));
+          const job = await verdict.get(h.jobId);
+          if (job && attemptOver(job, h.attempt)) {
+            const n = await this.store.releaseAttempt(t.cfg.name, mode, h.jobId, h.attempt);
+            if (n > 0) this.log.info({ target: t.cfg.name, mode, job: h.jobId, attempt: h.attempt, released: n, state: JobState[job.state], current: job.attempt }, 'storage leases of a finished attempt released');
+            released += n;
+          }
+        }
+      }
+    }
+    return released;
   }
 
   async show(t: TargetRuntime): Promise<StorageTarget> {

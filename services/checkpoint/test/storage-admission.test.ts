@@ -8,7 +8,8 @@ import { ConfigError } from '@gantry/service-kit';
 import { startRedis, type Server } from '../../../test/harness/infra.js';
 import { DEFAULT_AIMD, aggregateTelemetry, aimdStep, mountBelongs, type StorageSignals } from '../src/storage-admission.js';
 import { loadStorageConfig, parseStorageTargets } from '../src/storage-config.js';
-import { StorageAdmission, faultMatches, type ClusterView } from '../src/storage-service.js';
+import { JobState } from '@gantry/proto';
+import { StorageAdmission, attemptOver, faultMatches, type ClusterView } from '../src/storage-service.js';
 
 const bounds = { initial: 10, min: 1, max: 100 };
 const quiet: StorageSignals = { nodes: 4, activeNodes: 2, backlog: 0, rttMs: 2, slotUtilization: 0.3, bytesPerSecond: 10e9 };
@@ -103,7 +104,7 @@ describe('StorageAdmission controller', () => {
     const [t] = parseStorageTargets(JSON.stringify([{ name: `c${process.pid}`, mountPrefix: '/mnt/ckpt', serverExport: 'nfs1:/export/ckpt', writeBytesPerSecond: 250e9, readBytesPerSecond: 700e9, write: { initial: 2, min: 1, max: 40 } }]));
     let batches: TelemetryBatch[] = [batch('a', [mount('/mnt/ckpt', { ops: 100, rtt: 2 }, 0, 0.2, 1e9)])];
     let faults: string[] = [];
-    const view: ClusterView = { telemetry: async () => batches, storageFaults: async () => faults, close: () => undefined };
+    const view: ClusterView = { telemetry: async () => batches, storageFaults: async () => faults, job: async () => undefined, close: () => undefined };
     const adm = new StorageAdmission(redis, { targets: [t!], controlIntervalMs: 1000, schedulerAddr: 'stub', httpPort: undefined, httpHost: '127.0.0.1' }, view, pino({ level: 'silent' }));
     const limit = async () => (await adm.store.state(t!.name, 'write')).limit;
     for (let r = 0; r < 3; r++) await adm.store.acquire(t!.name, 'write', { jobId: 'j', attempt: 1, rank: r }, 60_000, 2);
@@ -119,5 +120,23 @@ describe('StorageAdmission controller', () => {
     expect(shown.degraded).toBe(true);
     expect(shown.writePool).toMatchObject({ limit: 2, leases: 2, waiters: 1 }); // the third asked once, before the pool grew
     expect(shown.telemetry).toMatchObject({ nodes: 1, backlogQueueLength: 500 });
+  });
+
+  it('releases the leases and places of attempts that are over, and leaves unknown jobs to the TTL', async () => {
+    const [t] = parseStorageTargets(JSON.stringify([{ name: `r${process.pid}`, mountPrefix: '/mnt/r', writeBytesPerSecond: 1e9, readBytesPerSecond: 1e9, write: { initial: 2, min: 2, max: 2 } }]));
+    const jobs: Record<string, { attempt: number; state: JobState }> = {
+      done: { attempt: 1, state: JobState.JOB_STATE_SUCCEEDED },
+      moved: { attempt: 3, state: JobState.JOB_STATE_RUNNING },
+      live: { attempt: 2, state: JobState.JOB_STATE_RUNNING },
+    };
+    const view: ClusterView = { telemetry: async () => [], storageFaults: async () => [], job: async (id) => jobs[id], close: () => undefined };
+    const adm = new StorageAdmission(redis, { targets: [t!], controlIntervalMs: 1000, schedulerAddr: 'stub', httpPort: undefined, httpHost: '127.0.0.1' }, view, pino({ level: 'silent' }));
+    for (const [jobId, attempt] of [['done', 1], ['live', 2], ['moved', 2], ['unknown', 1]] as const) await adm.store.acquire(t!.name, 'write', { jobId, attempt, rank: 0 }, 60_000, 2);
+    expect(await adm.reap()).toBe(2);
+    const st = await adm.store.state(t!.name, 'write');
+    expect(st.leases.map((l) => l.holder.jobId)).toEqual(['live']);
+    expect(st.waiters.map((w) => w.holder.jobId)).toEqual(['unknown']);
+    expect(attemptOver({ attempt: 2, state: JobState.JOB_STATE_RECOVERING }, 2)).toBe(true);
+    expect(attemptOver({ attempt: 2, state: JobState.JOB_STATE_RUNNING }, 2)).toBe(false);
   });
 });
