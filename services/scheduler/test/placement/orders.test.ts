@@ -3,7 +3,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  ClusterState,
   compareVictims,
+  createCycleContext,
+  MAX_NODE_SCORE,
+  Plugins,
   orderQueue,
   priorityClassName,
   PRIORITY_CLASSES,
@@ -14,7 +18,7 @@ import {
   type JobRequest,
   type RunningJob,
 } from '../../src/placement/index.js';
-import { job } from './fixtures.js';
+import { cluster, job } from './fixtures.js';
 
 const TENANTS = ['a', 'b', 'c', 'd'];
 
@@ -83,6 +87,33 @@ describe('victim order', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('combined preferences', () => {
+  it('are shared by jobs with the same active scorers, and score as a fresh combination does', () => {
+    const state = new ClusterState(cluster({ spines: 1, leavesPerSpine: 1, nodesPerLeaf: 4 }));
+    const cycle = createCycleContext({ state });
+    const a = { score: (i: number) => (i === 0 ? 0 : MAX_NODE_SCORE), lowered: new Set([0]) };
+    const b = { score: (i: number) => (i === 2 ? 40 : MAX_NODE_SCORE), lowered: new Set([2]) };
+    const only = (j: JobRequest) => j.recovery === true;
+    const plugins = Plugins.of({
+      filters: [],
+      scores: [
+        { plugin: { name: 'A', prepare: () => a }, weight: 2 },
+        { plugin: { name: 'B', prepare: (j) => (only(j) ? b : undefined) }, weight: 1 },
+      ],
+    });
+    const first = plugins.preference(job('x', { recovery: true }), cycle)!;
+    const second = plugins.preference(job('y', { recovery: true }), cycle)!;
+    expect(second).toBe(first);
+    expect([0, 1, 2, 3].map((i) => first.score(i))).toEqual([100, 300, 240, 300]);
+    expect(first.max).toBe(300);
+    expect([...first.lowered!].sort()).toEqual([0, 2]);
+    // Another set of active scorers gets its own.
+    const alone = plugins.preference(job('z'), cycle)!;
+    expect(alone).not.toBe(first);
+    expect([0, 1].map((i) => alone.score(i))).toEqual([0, 200]);
   });
 });
 

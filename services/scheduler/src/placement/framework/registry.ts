@@ -102,6 +102,8 @@ export class Plugins {
   readonly scores: readonly WeightedScore[];
   /** The weighted form of a lone active scorer (scorers live for one cycle, so do these). */
   private readonly weighted = new WeakMap<NodeScorer, Preference>();
+  /** Combined forms of several active scorers, by the first of them (they live for one cycle, so do these). */
+  private readonly combined = new WeakMap<NodeScorer, { active: readonly { scorer: NodeScorer; weight: number }[]; preference: Preference }[]>();
   /** Shape keys per cycle, by their parts (see shapeKey). */
   private readonly shapes = new WeakMap<CycleContext, KeyTrie>();
   /** Verdicts per filter position and reason, shared: explanations ask for thousands per cycle. */
@@ -239,11 +241,17 @@ export class Plugins {
       }
       return p;
     }
+    // Several active scorers: also shared by the jobs that have the same ones (e.g. blamed
+    // nodes and repeat offenders in one cycle), rather than combined again for every job.
+    let known = this.combined.get(scorer);
+    if (!known) this.combined.set(scorer, (known = []));
+    const same = known.find((c) => c.active.length === active.length && c.active.every((a, k) => a.scorer === active[k]!.scorer && a.weight === active[k]!.weight));
+    if (same) return same.preference;
     let max = 0;
     for (const a of active) max += a.weight * MAX_NODE_SCORE;
     const all = active;
     const sparse = all.every((a) => a.scorer.lowered !== undefined);
-    return {
+    const preference: Preference = {
       score: (i) => {
         let sum = 0;
         for (const a of all) sum += a.weight * a.scorer.score(i);
@@ -252,6 +260,8 @@ export class Plugins {
       max,
       ...(sparse ? { lowered: new Set(all.flatMap((a) => [...a.scorer.lowered!])) } : {}),
     };
+    known.push({ active: all, preference });
+    return preference;
   }
 
   /** What the score plugins say about chosen nodes, for a placement's explanation: "; n7 (hot spare)", or ''. */
