@@ -30,5 +30,8 @@ console.log(row('queue without exclusion lists', f.plain));
 console.log(row(`same queue, ${int.format(f.distinctLists)} distinct lists`, f.lists));
 console.log(`${'lists cost (lists - plain, same round)'.padEnd(40)}${ms(f.extra.wall)}     ${ms(f.extra.cpu)}`);
 const ok = f.lists.wall.median < TARGET_MS;
-console.log(`${ok ? 'PASS' : 'FAIL'}  ${int.format(f.distinctLists)} distinct exclusion lists on ${int.format(s.nodes)} nodes < ${TARGET_MS} ms per cycle (median wall): ${f.lists.wall.median.toFixed(1)} ms (p99 ${f.lists.wall.p99.toFixed(1)} ms, CPU median ${f.lists.cpu.median.toFixed(1)} ms)`);
+console.log(`${ok ? 'PASS' : 'FAIL'}  ${int.format(f.distinctLists)} distinct exclusion lists on ${int.format(s.nodes)} nodes < ${TARGET_MS} ms per cycle (median wall): ${f.lists.wall.median.toFixed(1)} ms (p99 ${f.lists.wall.p99.toFixed(1)} ms)`);
+// Process CPU time counts V8's helper threads (GC, compiler) too, so it is no less than the
+// planner's own; on a busy machine it is the steadier figure. Informational: the target is wall time.
+console.log(`info  CPU time per cycle with lists: median ${f.lists.cpu.median.toFixed(1)} ms, ${f.lists.cpu.median < TARGET_MS ? 'within' : 'above'} the ${TARGET_MS} ms target on that measure too`);
 if (!ok) process.exitCode = 1;
