@@ -4,7 +4,10 @@
 // vanished. What was last published per path is kept in the hook's state file, so a restarted
 // agent does not report the same thing again (and the message id makes a re-send within the
 // stream's duplicate window a no-op anyway).
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { lstat, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { scanCheckpoints } from '@gantry/checkpoint-layouts';
 import { CheckpointReport } from '@gantry/proto';
@@ -23,9 +26,50 @@ export interface WatcherDeps {
   pollMs: number;
 }
 
+/** How deep and how many entries the change fingerprint looks at; past that it always scans. */
+const FINGERPRINT_DEPTH = 4;
+const FINGERPRINT_MAX_ENTRIES = 100_000;
+
+/**
+ * A digest of every entry under `dir` (path, kind, size, mtime), or undefined when the tree is
+ * too big to fingerprint. Stat calls only: far cheaper than the layout checks, which read and
+ * unpickle metadata files, so an unchanged directory costs a walk, not a check.
+ */
+export async function treeFingerprint(dir: string): Promise<string | undefined> {
+  const h = createHash('sha256');
+  let entries = 0;
+  const walk = async (abs: string, rel: string, depth: number): Promise<boolean> => {
+    let names: string[];
+    try {
+      names = (await readdir(abs)).sort();
+    } catch {
+      h.update(`${rel}\0unreadable\n`);
+      return true;
+    }
+    for (const name of names) {
+      if (++entries > FINGERPRINT_MAX_ENTRIES) return false;
+      const p = join(abs, name);
+      const st = await lstat(p).catch(() => undefined);
+      if (!st) continue;
+      const kind = st.isDirectory() ? 'd' : st.isSymbolicLink() ? 'l' : 'f';
+      h.update(`${rel}/${name}\0${kind}\0${st.size}\0${st.mtimeMs}\n`);
+      if (kind === 'd') {
+        if (depth >= FINGERPRINT_DEPTH) return false;
+        if (!(await walk(p, `${rel}/${name}`, depth + 1))) return false;
+      }
+    }
+    return true;
+  };
+  return (await walk(dir, '', 1)) ? h.digest('hex') : undefined;
+}
+
 export class CheckpointWatcher {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  /** The tree as of the last full check; an unchanged tree is not checked again. */
+  private lastFingerprint: string | undefined;
+  /** Full layout checks run (for tests and the debug log). */
+  checks = 0;
 
   constructor(readonly watch: WatchRecord, private readonly deps: WatcherDeps) {}
 
@@ -55,8 +99,13 @@ export class CheckpointWatcher {
   private async pass(attemptEnded: boolean): Promise<void> {
     const { state, log } = this.deps;
     const w = this.watch;
+    // Skipped when nothing changed on disk since the last check and nothing is left to send
+    // (a report that failed to publish is retried by the next full pass).
+    const fingerprint = await treeFingerprint(w.dir).catch(() => undefined);
+    if (!attemptEnded && fingerprint !== undefined && fingerprint === this.lastFingerprint) return;
     let found;
     try {
+      this.checks++;
       found = await scanCheckpoints(w.dir, { format: formatOption(w.format) });
     } catch (err) {
       log.warn({ job: w.jobId, dir: w.dir, err: (err as Error).message }, 'checkpoint scan failed');
@@ -64,21 +113,29 @@ export class CheckpointWatcher {
     }
     const reported = (state.state.reported[w.jobId] ??= {});
     const seen = new Set<string>();
+    let complete = true;
     for (const f of found) {
       seen.add(f.path);
       const prev = reported[f.path];
-      await this.send(toReport(f, this.context(attemptEnded, prev?.step)), true);
+      if ((await this.send(toReport(f, this.context(attemptEnded, prev?.step)), true)) === 'failed') complete = false;
     }
     // A missing directory (unmounted, not created yet) says nothing about what is in it.
-    if (!existsSync(w.dir)) return;
+    if (!existsSync(w.dir)) {
+      if (complete) this.lastFingerprint = fingerprint;
+      return;
+    }
     for (const path of Object.keys(reported)) {
       if (seen.has(path) || !reported[path]?.seen || !path.startsWith(`${w.dir.replace(/\/+$/, '')}/`)) continue;
       const r = goneReport(path, this.context(attemptEnded, reported[path]?.step));
-      if ((await this.send(r, false)) === 'sent') {
+      const sent = await this.send(r, false);
+      if (sent === 'sent') {
         delete reported[path];
         state.save();
+      } else if (sent === 'failed') {
+        complete = false;
       }
     }
+    if (complete) this.lastFingerprint = fingerprint;
   }
 
   /** Publishes the report unless it says what was last published for its path. */

@@ -9,6 +9,8 @@ import { CheckpointReport } from '@gantry/proto';
 import { decode } from '@gantry/bus';
 import { CheckpointHook } from '../../src/checkpoints/hook.js';
 import { hookContext } from '../../src/runner/hooks.js';
+import { CheckpointWatcher } from '../../src/checkpoints/watcher.js';
+import { CheckpointStateFile } from '../../src/checkpoints/state.js';
 import type { RankRecord } from '../../src/runner/state-file.js';
 
 const FIXTURE = join(import.meta.dirname, '../../../../libs/checkpoint-layouts/test/fixtures/layouts/pytorch_dcp/ckpt');
@@ -164,6 +166,24 @@ describe('checkpoint hook', () => {
     } finally {
       await hook.shutdown();
     }
+  });
+
+  it('an unchanged directory is not checked again (stat walk only); any change, or the last pass, checks it', async () => {
+    const dir = join(tmp(), 'ckpt');
+    mkdirSync(join(dir, 'step-1'), { recursive: true });
+    cpSync(FIXTURE, join(dir, 'step-1'), { recursive: true });
+    const bus = fakeBus();
+    const w = new CheckpointWatcher({ jobId: 'job-f', attempt: 1, rank: 0, dir, format: 'dcp', retention: '' }, { node: 'n', state: new CheckpointStateFile(tmp()), publish: bus.publish, log, pollMs: 60_000 });
+    await w.scan(false);
+    await w.scan(false);
+    await w.scan(false);
+    expect([w.checks, bus.sent.length]).toEqual([1, 1]);
+    writeFileSync(join(dir, 'step-1', '__0_0.distcp'), 'short');
+    await w.scan(false);
+    expect(w.checks).toBe(2);
+    expect(bus.sent.at(-1)!.report.status).toBe('CORRUPT');
+    await w.scan(true);
+    expect(w.checks).toBe(3);
   });
 
   it('deletion: only inside the directory watched for the job, never through a symlink, a dry run deletes nothing', async () => {
