@@ -208,6 +208,11 @@ export class StorageAdmission {
         for (const mode of MODES) {
           const pr = t.pools[mode];
           const bounds = t.cfg[mode];
+          if (!fresh && !t.degraded) {
+            // No telemetry this round: neither grow blind nor shrink on stale figures.
+            Object.assign(pr, { reason: 'hold: telemetry unavailable', updatedMs: now });
+            continue;
+          }
           const signals = fresh ? aggregateTelemetry(fresh, t.cfg.mountPrefix, mode, t.cfg.rpcSlots) : pr.signals;
           const state = await this.store.state(t.cfg.name, mode);
           const limit = state.limit ?? bounds.initial;
