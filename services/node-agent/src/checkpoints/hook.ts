@@ -50,8 +50,19 @@ export class CheckpointHook implements RankHook {
   /** Before any rank starts: the endpoint must be up for prestart to hand out its URL. */
   async start(): Promise<void> {
     await this.endpoint.start();
-    const now = Date.now();
-    for (const [job, d] of Object.entries(this.state.state.dirs)) if (now - d.at > DIR_MEMORY_MS) delete this.state.state.dirs[job];
+    this.prune();
+  }
+
+  /**
+   * Forgets jobs not watched for DIR_MEMORY_MS (their directory, what was reported of them), so
+   * the state file does not grow with every job the host ever ran.
+   */
+  prune(now = Date.now()): void {
+    const st = this.state.state;
+    const watched = new Set(Object.values(st.watches).map((w) => w.jobId));
+    const tokened = new Set(Object.values(st.tokens).map((t) => t.jobId));
+    for (const [job, d] of Object.entries(st.dirs)) if (now - d.at > DIR_MEMORY_MS && !watched.has(job) && !tokened.has(job)) delete st.dirs[job];
+    for (const job of Object.keys(st.reported)) if (!st.dirs[job] && !watched.has(job) && !tokened.has(job)) delete st.reported[job];
     this.state.save();
   }
 
@@ -109,7 +120,7 @@ export class CheckpointHook implements RankHook {
     // The last pass; the watch is forgotten only once it went through (else a restart redoes it).
     void watcher.scan(true).then(() => {
       delete this.state.state.watches[key];
-      this.state.save();
+      this.prune();
     }, (err: unknown) => this.opts.log.warn({ job: ctx.jobId, err: (err as Error).message }, 'last checkpoint pass failed'));
   }
 

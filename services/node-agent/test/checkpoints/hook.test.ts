@@ -186,6 +186,17 @@ describe('checkpoint hook', () => {
     expect(w.checks).toBe(3);
   });
 
+  it('forgets jobs not seen for a week (their directory and what was reported), keeps watched ones', async () => {
+    const hook = new CheckpointHook({ node: 'node-0', stateDir: tmp(), publish: fakeBus().publish, log, pollMs: 60_000 });
+    const st = hook.state.state;
+    st.dirs = { old: { dir: '/c/old', at: 0 }, fresh: { dir: '/c/fresh', at: Date.now() }, watched: { dir: '/c/w', at: 0 } };
+    st.reported = { old: { '/c/old/a': { digest: 'd', seq: 1 } }, fresh: { '/c/fresh/a': { digest: 'd', seq: 1 } }, watched: {}, stray: {} };
+    st.watches = { 'watched:1:0': { jobId: 'watched', attempt: 1, rank: 0, dir: '/c/w', format: 'auto', retention: '' } };
+    hook.prune();
+    expect(Object.keys(st.dirs).sort()).toEqual(['fresh', 'watched']);
+    expect(Object.keys(st.reported).sort()).toEqual(['fresh', 'watched']);
+  });
+
   it('deletion: only inside the directory watched for the job, never through a symlink, a dry run deletes nothing', async () => {
     const stateDir = tmp();
     const dir = join(tmp(), 'ckpt');
