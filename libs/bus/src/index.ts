@@ -2,3 +2,4 @@ export * from './subjects.js';
 export * from './streams.js';
 export * from './codec.js';
 export * from './consumer.js';
+export * from './fencing.js';

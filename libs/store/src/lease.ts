@@ -26,6 +26,20 @@ export class LeaderLease {
     return epoch;
   }
 
+  /**
+   * Raises the epoch counter to at least `floor` (the highest epoch an agent reports having
+   * accepted). Returns this instance's leader epoch afterwards: a new one above the floor when
+   * it leads and its epoch was not above it, 0 when it does not lead.
+   */
+  async raiseFloor(floor: number): Promise<number> {
+    const epoch = Number(await this.scripts.run('gantryEpochFloor', [keys.epochCounter, keys.leader, keys.leaderEpoch], [floor, this.instanceId]));
+    if (epoch > 0 && epoch !== this.confirmedEpoch) {
+      await awaitReplicas(this.redis);
+      this.confirmedEpoch = epoch;
+    }
+    return epoch;
+  }
+
   async release(): Promise<void> {
     await this.scripts.run('gantryReleaseLease', [keys.leader], [this.instanceId]);
   }

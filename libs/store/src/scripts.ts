@@ -12,6 +12,7 @@ const scripts = {
   gantryCommitNode: { lua: load('commit-node'), keys: 6 },
   gantryLease: { lua: load('lease'), keys: 3 },
   gantryReleaseLease: { lua: load('release-lease'), keys: 1 },
+  gantryEpochFloor: { lua: load('epoch-floor'), keys: 3 },
   gantryReleaseGpus: { lua: load('release-gpus'), keys: undefined },
   gantryRecordTelemetry: { lua: load('record-telemetry'), keys: 2 },
   gantryCheckpointBegin: { lua: load('checkpoint-begin'), keys: 2 },

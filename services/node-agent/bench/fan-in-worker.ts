@@ -46,7 +46,7 @@ await Promise.all(agents.map(async (a, i) => {
     const batch = await a.collector.collect();
     const data = encode(TelemetryBatch, batch);
     cpuMs += (process.cpuUsage(c0).user + process.cpuUsage(c0).system) / 1000;
-    nc.publish(subjects.agentHeartbeat(a.node), encode(NodeHeartbeat, { node: a.node, seq: ++a.seq, time: new Date(), ranks: [], instanceId: a.node }));
+    nc.publish(subjects.agentHeartbeat(a.node), encode(NodeHeartbeat, { node: a.node, seq: ++a.seq, time: new Date(), ranks: [], instanceId: a.node, highestEpoch: 0 }));
     try {
       await js.publish(subjects.telemetry(a.node), data, { msgID: `${a.node}.${batch.seq}` });
       published++;

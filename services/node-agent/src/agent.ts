@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import {
   AgentCommand, AgentCommandReply, AgentRank, CheckpointDeleteReply, CheckpointDeleteRequest, NodeHeartbeat, RankPhase, RegisterNodeRequest, RegisterNodeResponse, Topology, type GpuDevice,
 } from '@gantry/proto';
-import { decode, encode, subjects } from '@gantry/bus';
+import { MAX_EPOCH_JUMP, decode, encode, subjects } from '@gantry/bus';
 import type { AgentConfig } from './config.js';
 import { StateFile } from './runner/state-file.js';
 import { RankRunner } from './runner/rank-runner.js';
@@ -118,7 +118,7 @@ export class NodeAgent {
   private async register(): Promise<void> {
     const req = RegisterNodeRequest.create({
       node: this.cfg.node, address: this.cfg.address, topology: Topology.create(this.cfg.topology), labels: this.cfg.labels,
-      agentVersion: AGENT_VERSION, deviceBackend: this.backend, instanceId: this.instanceId,
+      agentVersion: AGENT_VERSION, deviceBackend: this.backend, instanceId: this.instanceId, highestEpoch: this.state.state.highestEpoch,
     });
     for (let delay = 250; !this.stopped; delay = Math.min(delay * 2, 5_000)) {
       try {
@@ -142,7 +142,7 @@ export class NodeAgent {
 
   private heartbeat(): void {
     if (!this.registered || this.nc.isClosed()) return;
-    const hb = NodeHeartbeat.create({ node: this.cfg.node, seq: ++this.seq, time: new Date(), ranks: this.ranks(), instanceId: this.instanceId });
+    const hb = NodeHeartbeat.create({ node: this.cfg.node, seq: ++this.seq, time: new Date(), ranks: this.ranks(), instanceId: this.instanceId, highestEpoch: this.state.state.highestEpoch });
     try {
       this.nc.publish(subjects.agentHeartbeat(this.cfg.node), encode(NodeHeartbeat, hb));
     } catch (err) {
@@ -150,7 +150,11 @@ export class NodeAgent {
     }
   }
 
-  /** Commands carry the leader's epoch: one from an older leader (a paused, deposed one) is refused. */
+  /**
+   * Commands carry the leader's epoch: one from an older leader (a paused, deposed one) is
+   * refused. The highest accepted is reported in every heartbeat, so a leader whose counter
+   * went back (a restore) raises its own above it instead of being refused for ever.
+   */
   private command(data: Uint8Array): AgentCommandReply {
     let cmd: AgentCommand;
     try {
@@ -161,6 +165,12 @@ export class NodeAgent {
     if (cmd.epoch < this.state.state.highestEpoch) {
       this.log.warn({ epoch: cmd.epoch, highest: this.state.state.highestEpoch }, 'ignoring command from a stale scheduler');
       return { ok: false, message: `stale epoch ${cmd.epoch} < ${this.state.state.highestEpoch}` };
+    }
+    // A leader is elected once per lease takeover: an epoch far beyond the last one is forged
+    // or corrupt, and accepting it would make this agent refuse the real scheduler.
+    if (cmd.epoch > this.state.state.highestEpoch + MAX_EPOCH_JUMP) {
+      this.log.warn({ epoch: cmd.epoch, highest: this.state.state.highestEpoch }, 'ignoring a command with an implausible epoch');
+      return { ok: false, message: `implausible epoch ${cmd.epoch} (last accepted ${this.state.state.highestEpoch})` };
     }
     if (cmd.epoch > this.state.state.highestEpoch) {
       this.state.state.highestEpoch = cmd.epoch;

@@ -61,6 +61,7 @@ const ctx: SchedulerContext = {
   epoch: () => epoch,
   kick: () => undefined,
   recovered: () => undefined,
+  agentEpoch: () => undefined,
 };
 // No job here has an earlier attempt, so the checkpoint service is never asked.
 const loop = new SchedulingLoop(ctx, new RecoveryController(ctx), new ResumeSource('127.0.0.1:1'));

@@ -31,4 +31,6 @@ export interface SchedulerContext {
   kick(): void;
   /** Every rank of the job's current attempt is running: if a recovery produced it, it is over. */
   recovered(job: Job, at: Date): void;
+  /** An agent reports the highest fencing epoch it has accepted (see LeaderElector.agentEpoch). */
+  agentEpoch(epoch: number): void;
 }

@@ -3,6 +3,7 @@
 // lapses. Losing the lease (or failing to renew it in time) stops leader work at once.
 import type { LeaderLease } from '@gantry/store';
 import type { Logger } from '@gantry/service-kit';
+import { MAX_EPOCH_JUMP } from '@gantry/bus';
 
 export interface LeaderCallbacks {
   onElected(epoch: number): Promise<void> | void;
@@ -14,6 +15,9 @@ export class LeaderElector {
   private current = 0;
   private renewedAt = 0;
   private stopped = false;
+  private ticking = false;
+  /** The highest epoch an agent reported having accepted, not yet applied as the floor. */
+  private floor = 0;
 
   constructor(private readonly lease: LeaderLease, private readonly log: Logger, private readonly cb: LeaderCallbacks) {}
 
@@ -27,14 +31,39 @@ export class LeaderElector {
     void this.tick();
   }
 
+  /**
+   * An agent has accepted epochs up to `epoch`. When that is not below this leader's own, the
+   * epoch counter went back (a control plane restored from an older backup): the agents refuse
+   * every command, so the floor is raised and this leader takes a new epoch above it at once.
+   */
+  agentEpoch(epoch: number): boolean {
+    if (this.current === 0 || epoch <= this.current || epoch <= this.floor) return false;
+    if (epoch > this.current + MAX_EPOCH_JUMP) {
+      this.log.warn({ reported: epoch, epoch: this.current }, 'an agent reports an implausible fencing epoch; ignored');
+      return false;
+    }
+    this.log.warn({ reported: epoch, epoch: this.current }, 'an agent has accepted a fencing epoch above this leader\'s (restored control plane?): raising the epoch floor');
+    this.floor = epoch;
+    if (!this.ticking && !this.stopped) {
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => void this.tick(), 0);
+    }
+    return true;
+  }
+
   private schedule(): void {
     if (!this.stopped) this.timer = setTimeout(() => void this.tick(), Math.max(100, Math.floor(this.lease.ttlMs / 3)));
   }
 
   private async tick(): Promise<void> {
+    this.ticking = true;
     const started = Date.now();
     let epoch = 0;
     try {
+      if (this.floor > 0) {
+        await this.lease.raiseFloor(this.floor);
+        this.floor = 0;
+      }
       epoch = await this.lease.tryAcquire();
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'lease renewal failed');
@@ -63,6 +92,7 @@ export class LeaderElector {
       await Promise.resolve(this.cb.onDeposed()).catch(() => undefined);
       await this.lease.release().catch(() => undefined);
     }
+    this.ticking = false;
     this.schedule();
   }
 

@@ -63,6 +63,7 @@ export async function main(): Promise<void> {
       if (elector.epoch === 0) nc.publish(subjects.schedulerKick);
     },
     recovered: (job, at) => recovery.observeRecovered(job, at),
+    agentEpoch: (epoch) => { elector.agentEpoch(epoch); },
   };
   const recovery = new RecoveryController(ctx);
   const resume = new ResumeSource(config.CHECKPOINT_ADDR);

@@ -97,6 +97,7 @@ export class NodeRegistry {
     if (!SUBJECT_TOKEN.test(req.node)) throw new Error(`node name ${JSON.stringify(req.node)} is invalid`);
     const epoch = ctx.epoch();
     if (epoch === 0) throw new Error('not the leader');
+    if (req.highestEpoch > epoch) ctx.agentEpoch(req.highestEpoch);
     const prev = await ctx.nodes.get(req.node);
     const now = new Date();
     // A node comes back READY unless an operator or health decision holds it out.
@@ -129,6 +130,7 @@ export class NodeRegistry {
     const hb = decode(NodeHeartbeat, data, 'NodeHeartbeat');
     const epoch = ctx.epoch();
     if (epoch === 0) return;
+    if (hb.highestEpoch > epoch) ctx.agentEpoch(hb.highestEpoch);
     let rec = await ctx.nodes.get(hb.node);
     if (!rec) return; // unknown node: it registers first
     const now = Date.now();

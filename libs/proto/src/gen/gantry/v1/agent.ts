@@ -31,6 +31,12 @@ export interface RegisterNodeRequest {
   ranks: AgentRank[];
   /** Random per agent process; lets the scheduler tell a restart from a reconnect. */
   instanceId: string;
+  /**
+   * The highest scheduler fencing epoch this agent has accepted (kept on its disk). A leader
+   * whose epoch is not above it raises the epoch floor, so a control plane restored from an
+   * older backup (epoch counter gone back) is not refused by the fleet for ever.
+   */
+  highestEpoch: number;
 }
 
 export interface RegisterNodeRequest_LabelsEntry {
@@ -50,6 +56,8 @@ export interface NodeHeartbeat {
   time?: Date | undefined;
   ranks: AgentRank[];
   instanceId: string;
+  /** As in RegisterNodeRequest. */
+  highestEpoch: number;
 }
 
 export interface RankAssignment {
@@ -288,6 +296,7 @@ function createBaseRegisterNodeRequest(): RegisterNodeRequest {
     deviceBackend: "",
     ranks: [],
     instanceId: "",
+    highestEpoch: 0,
   };
 }
 
@@ -319,6 +328,9 @@ export const RegisterNodeRequest: MessageFns<RegisterNodeRequest> = {
     }
     if (message.instanceId !== "") {
       writer.uint32(74).string(message.instanceId);
+    }
+    if (message.highestEpoch !== 0) {
+      writer.uint32(80).uint64(message.highestEpoch);
     }
     return writer;
   },
@@ -411,6 +423,14 @@ export const RegisterNodeRequest: MessageFns<RegisterNodeRequest> = {
             message.instanceId = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.highestEpoch = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -461,6 +481,11 @@ export const RegisterNodeRequest: MessageFns<RegisterNodeRequest> = {
         : isSet(object.instance_id)
         ? globalThis.String(object.instance_id)
         : "",
+      highestEpoch: isSet(object.highestEpoch)
+        ? globalThis.Number(object.highestEpoch)
+        : isSet(object.highest_epoch)
+        ? globalThis.Number(object.highest_epoch)
+        : 0,
     };
   },
 
@@ -499,6 +524,9 @@ export const RegisterNodeRequest: MessageFns<RegisterNodeRequest> = {
     if (message.instanceId !== "") {
       obj.instanceId = message.instanceId;
     }
+    if (message.highestEpoch !== 0) {
+      obj.highestEpoch = Math.round(message.highestEpoch);
+    }
     return obj;
   },
 
@@ -526,6 +554,7 @@ export const RegisterNodeRequest: MessageFns<RegisterNodeRequest> = {
     message.deviceBackend = object.deviceBackend ?? "";
     message.ranks = object.ranks?.map((e) => AgentRank.fromPartial(e)) || [];
     message.instanceId = object.instanceId ?? "";
+    message.highestEpoch = object.highestEpoch ?? 0;
     return message;
   },
 };
@@ -721,7 +750,7 @@ export const RegisterNodeResponse: MessageFns<RegisterNodeResponse> = {
 };
 
 function createBaseNodeHeartbeat(): NodeHeartbeat {
-  return { node: "", seq: 0, time: undefined, ranks: [], instanceId: "" };
+  return { node: "", seq: 0, time: undefined, ranks: [], instanceId: "", highestEpoch: 0 };
 }
 
 export const NodeHeartbeat: MessageFns<NodeHeartbeat> = {
@@ -740,6 +769,9 @@ export const NodeHeartbeat: MessageFns<NodeHeartbeat> = {
     }
     if (message.instanceId !== "") {
       writer.uint32(42).string(message.instanceId);
+    }
+    if (message.highestEpoch !== 0) {
+      writer.uint32(48).uint64(message.highestEpoch);
     }
     return writer;
   },
@@ -797,6 +829,14 @@ export const NodeHeartbeat: MessageFns<NodeHeartbeat> = {
             message.instanceId = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.highestEpoch = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -820,6 +860,11 @@ export const NodeHeartbeat: MessageFns<NodeHeartbeat> = {
         : isSet(object.instance_id)
         ? globalThis.String(object.instance_id)
         : "",
+      highestEpoch: isSet(object.highestEpoch)
+        ? globalThis.Number(object.highestEpoch)
+        : isSet(object.highest_epoch)
+        ? globalThis.Number(object.highest_epoch)
+        : 0,
     };
   },
 
@@ -840,6 +885,9 @@ export const NodeHeartbeat: MessageFns<NodeHeartbeat> = {
     if (message.instanceId !== "") {
       obj.instanceId = message.instanceId;
     }
+    if (message.highestEpoch !== 0) {
+      obj.highestEpoch = Math.round(message.highestEpoch);
+    }
     return obj;
   },
 
@@ -853,6 +901,7 @@ export const NodeHeartbeat: MessageFns<NodeHeartbeat> = {
     message.time = object.time ?? undefined;
     message.ranks = object.ranks?.map((e) => AgentRank.fromPartial(e)) || [];
     message.instanceId = object.instanceId ?? "";
+    message.highestEpoch = object.highestEpoch ?? 0;
     return message;
   },
 };
