@@ -361,7 +361,10 @@ export function storageCalls(adm: StorageAdmission): StorageCalls {
         }
         const left = deadline - Date.now();
         if (left <= 0 || cancelled()) return { granted: false, lease: undefined, position: r.position, limit: r.limit, leases: r.leases };
-        await new Promise((res) => setTimeout(res, Math.min(POLL_MS, left)));
+        // Waiters far back in the queue cannot be next soon: they ask less often (up to 1 s),
+        // so a long queue does not turn into thousands of Redis calls a second.
+        const pause = POLL_MS * Math.min(10, 1 + Math.floor(r.position / Math.max(1, r.limit)));
+        await new Promise((res) => setTimeout(res, Math.min(pause, left)));
       }
     },
 
