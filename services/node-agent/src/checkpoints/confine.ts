@@ -7,7 +7,8 @@ export class OutsideError extends Error {
   override name = 'OutsideError';
 }
 
-const inside = (root: string, p: string) => {
+/** Lexically strictly inside `root` (after normalising '.' and '..'). */
+export const inside = (root: string, p: string) => {
   const rel = relative(root, p);
   return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
 };

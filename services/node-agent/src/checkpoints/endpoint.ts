@@ -17,7 +17,8 @@ import type { Logger } from 'pino';
 import { checkCheckpoint } from '@gantry/checkpoint-layouts';
 import { CheckpointReport } from '@gantry/proto';
 import type { CheckpointStateFile, TokenRecord } from './state.js';
-import { OutsideError, confined } from './confine.js';
+import { OutsideError, confined, inside } from './confine.js';
+import { isAbsolute, resolve } from 'node:path';
 import { formatOption, toReport } from './report.js';
 import { sendReport, type Publish } from './watcher.js';
 
@@ -112,7 +113,7 @@ export class CheckpointEndpoint {
     const step = body.step;
     if (step !== undefined && !(typeof step === 'number' && Number.isSafeInteger(step) && step >= 0)) throw new HttpError(400, 'step must be a non-negative integer');
     if (commit || (await exists(path))) await confined(tok.dir, path);
-    else if (!path.startsWith(`${tok.dir.replace(/\/+$/, '')}/`)) throw new OutsideError(`${path} is not inside the job's checkpoint directory ${tok.dir}`);
+    else if (!isAbsolute(path) || path.split('/').includes('..') || !inside(resolve(tok.dir), resolve(path))) throw new OutsideError(`${path} is not inside the job's checkpoint directory ${tok.dir}`);
     const reported = (this.deps.state.state.reported[tok.jobId] ??= {});
     if (typeof step === 'number') reported[path] = { ...(reported[path] ?? { digest: '', seq: 0 }), step };
     const ctx = { jobId: tok.jobId, attempt: tok.attempt, node: this.deps.node, dir: tok.dir, retention: tok.retention, source: 'explicit' as const, attemptEnded: false, ...(typeof step === 'number' && { step }) };

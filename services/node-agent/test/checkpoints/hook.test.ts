@@ -123,6 +123,8 @@ describe('checkpoint hook', () => {
       const post = (route: string, body: unknown, tok = token) => fetch(`${url}${route}`, { method: 'POST', headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
       expect((await post('/v1/checkpoints/begin', { path: join(dir, 'a') }, 'f'.repeat(64))).status).toBe(401);
       expect((await post('/v1/checkpoints/begin', { path: '/etc/passwd' })).status).toBe(403);
+      expect((await post('/v1/checkpoints/begin', { path: join(dir, '..', '..', 'etc', 'x') })).status).toBe(403);
+      expect((await post('/v1/checkpoints/begin', { path: `${dir}/new/../../escape` })).status).toBe(403);
       const begun = await post('/v1/checkpoints/begin', { path: join(dir, 'final'), step: 7 });
       expect(begun.status).toBe(200);
       expect(bus.sent.at(-1)!.report).toMatchObject({ status: 'INCOMPLETE', step: 7, source: 'explicit', path: join(dir, 'final') });
