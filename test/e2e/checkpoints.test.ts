@@ -123,7 +123,8 @@ describe('checkpoints', () => {
   });
 
   it('an agent killed -9 mid-job: the restarted one resumes the watch without reporting twice, and the rank still reaches the endpoint', async () => {
-    const { stack, client } = await setup({ agents: 1, env: AGENT_ENV });
+    // A long heartbeat timeout: the restart must not be taken for a lost node on a busy machine.
+    const { stack, client } = await setup({ agents: 1, env: AGENT_ENV, heartbeatTimeoutMs: 30_000 });
     const dir = join(stack.workDir, 'ckpt');
     const go = join(stack.workDir, 'go');
     const out = join(stack.workDir, 'explicit.txt');
@@ -146,8 +147,11 @@ describe('checkpoints', () => {
       await eventually('step-10 committed', async () => (await ck.listCheckpoints(id)).find((c) => c.step === 10 && c.state === COMMITTED), 30_000);
       await stack.agents[0]!.kill();
       await stack.agents[0]!.start();
+      // start() returns on the old heartbeat; wait for the new process's endpoint
+      await eventually('the restarted agent', () => (stack.logsOf('agent-node-0').match(/checkpoint endpoint listening/g)?.length ?? 0) >= 2 || undefined, 60_000);
       writeFileSync(go, '');
-      const done = await waitForJob(client, id, [JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED], 60_000);
+      const done = await waitForJob(client, id, [JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED], 90_000);
+      expect(done.attempt).toBe(1);
       expect(jobStateName(done.state)).toBe('SUCCEEDED');
       expect(readFileSync(out, 'utf8').trim()).toBe('COMPLETE');
       const all = await eventually('three committed', async () => {
