@@ -2,7 +2,7 @@
 // each one is checked, recorded by manifest through the store's observe script (one Lua step:
 // IN_PROGRESS, COMMITTED, CORRUPT with the reason, ABANDONED, DELETED) and acknowledged only
 // after that, so a service killed mid-way sees it again and applying it twice changes nothing.
-// Then the job's retention runs.
+// Then the job's retention runs (in the background).
 import { isAbsolute } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ConsumerMessages } from '@nats-io/jetstream';
@@ -83,6 +83,8 @@ export class ReportConsumer {
     this.log.info({ job: r.jobId, checkpoint: checkpoint.id, step: checkpoint.step, state: CheckpointState[state], reason: checkpoint.reason || undefined, source: r.source }, 'checkpoint state');
     if (state === CheckpointState.CHECKPOINT_STATE_COMMITTED) this.metrics.committed.inc();
     if (state === CheckpointState.CHECKPOINT_STATE_CORRUPT) this.metrics.corrupt.inc();
-    await this.retention.run(r.jobId).catch((err: unknown) => this.log.warn({ job: r.jobId, err: (err as Error).message }, 'retention pass failed'));
+    // Not awaited: deletions wait for an agent's answer, and the report is recorded already
+    // (a pass that does not happen now happens at the next change or the periodic sweep).
+    void this.retention.run(r.jobId).catch((err: unknown) => this.log.warn({ job: r.jobId, err: (err as Error).message }, 'retention pass failed'));
   }
 }

@@ -65,17 +65,27 @@ export class RetentionRunner {
     private readonly requestTimeoutMs = 10_000,
   ) {}
 
-  /** Applies the job's policy now; one pass per job at a time. */
-  async run(jobId: string, now = Date.now()): Promise<void> {
-    if (this.busy.has(jobId)) return;
+  /** Jobs whose records changed while their pass ran: they get one more pass after it. */
+  private readonly again = new Set<string>();
+
+  /** Applies the job's policy now; one pass per job at a time (a call during a pass queues one more). */
+  async run(jobId: string, now?: number): Promise<void> {
+    if (this.busy.has(jobId)) {
+      this.again.add(jobId);
+      return;
+    }
     this.busy.add(jobId);
     try {
-      const meta = await this.store.meta(jobId);
-      if (!meta) return;
-      const actions = planRetention(await this.store.list(jobId), meta.retention, now);
-      for (const a of actions) await this.apply(jobId, meta, a);
+      do {
+        this.again.delete(jobId);
+        const meta = await this.store.meta(jobId);
+        if (!meta) return;
+        const actions = planRetention(await this.store.list(jobId), meta.retention, now ?? Date.now());
+        for (const a of actions) await this.apply(jobId, meta, a);
+      } while (this.again.has(jobId));
     } finally {
       this.busy.delete(jobId);
+      this.again.delete(jobId);
     }
   }
 
