@@ -1,6 +1,7 @@
-// What `gantry node explain` and `gantry health` print: the detector's score with each signal
-// behind it, the node's conditions and decision history; shared faults and findings.
-import { nodeStateName, type ExplainNodeResponse, type GetClusterHealthResponse, type HealthSignal, type NodeEvent } from '@gantry/proto';
+// What `gantry node explain`, `gantry health` and `gantry admin status` print: the detector's
+// score with each signal behind it, the node's conditions and decision history; shared faults
+// and findings; the control plane's members.
+import { nodeStateName, type ExplainNodeResponse, type GetClusterHealthResponse, type GetClusterStatusResponse, type HealthSignal, type NodeEvent } from '@gantry/proto';
 import { fields, formatAge, nodeStateLabel, table } from './format.js';
 
 const num = (n: number | undefined) => (n === undefined ? '-' : Math.abs(n) >= 100 || Number.isInteger(n) ? n.toFixed(0) : n.toPrecision(3));
@@ -65,6 +66,29 @@ export function clusterHealthView(res: GetClusterHealthResponse, now: Date): str
     out += '\nHangs and stragglers:\n' + table(['KIND', 'JOB', 'NODE', 'DETECTED', 'CAUSE', 'EVIDENCE'], res.findings.map((f) => [
       f.kind, f.jobId, f.node || '-', `${formatAge(f.detectedAt, now)} ago`, f.cause || '-', f.evidence.join('; '),
     ]), '  ');
+  }
+  return out;
+}
+
+const bytes = (n: number) => (n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(1)} GiB` : n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
+
+/** `gantry admin status`: leader, services, NATS and streams, Redis. */
+export function clusterStatusView(res: GetClusterStatusResponse, now: Date): string {
+  const l = res.leader;
+  let out = fields([
+    ['Leader', l?.instanceId ? `${l.instanceId}, epoch ${l.epoch}, lease ${(l.leaseRemainingMs / 1000).toFixed(1)} s left` : 'none (no scheduler holds the lease)'],
+    ['NATS', res.nats ? `${res.nats.serverName} (nats-server ${res.nats.version})${res.nats.cluster ? `, cluster ${res.nats.cluster}` : ''}${res.nats.connectUrls.length ? `, members ${res.nats.connectUrls.join(' ')}` : ''}` : '-'],
+    ['Redis', res.redis ? `${res.redis.role}${res.redis.sentinelMaster ? ` (through Sentinel, master ${res.redis.sentinelMaster})` : ''}, ${res.redis.replicas.length} replica(s)` : '-'],
+  ]);
+  out += '\nServices:\n' + table(['SERVICE', 'INSTANCE', 'VERSION', 'STARTED', 'LAST SEEN'], res.services.map((s) => [
+    s.service, s.instanceId, s.version, `${formatAge(s.startedAt, now)} ago`, s.stale ? `${formatAge(s.lastSeen, now)} ago (stale)` : `${formatAge(s.lastSeen, now)} ago`,
+  ]), '  ');
+  out += '\nStreams:\n' + table(['STREAM', 'REPLICAS', 'MESSAGES', 'SIZE', 'PEERS'], res.streams.map((s) => [
+    s.name, String(s.replicas), String(s.messages), bytes(s.bytes),
+    s.peers.map((p) => `${p.name}${p.leader ? '*' : p.current ? '' : ` (behind ${p.lag})`}`).join(' ') || '-',
+  ]), '  ');
+  if (res.redis && res.redis.replicas.length > 0) {
+    out += '\nRedis replicas:\n' + table(['ADDRESS', 'STATE', 'LAG', 'BEHIND'], res.redis.replicas.map((r) => [r.address, r.state, `${r.lagSeconds} s`, bytes(r.offsetLagBytes)]), '  ');
   }
   return out;
 }

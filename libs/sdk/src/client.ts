@@ -16,6 +16,7 @@ import {
   type ExplainJobResponse,
   type ExplainNodeResponse,
   type GetClusterHealthResponse,
+  type GetClusterStatusResponse,
   type GetNodeTelemetryResponse,
   type Job,
   type JobEvent,
@@ -280,6 +281,11 @@ export class GantryClient {
     const retry = operation === NodeOperation.NODE_OPERATION_RELEASE ? 'unsafe' : 'idempotent';
     const res = await this.rpc.unary(this.admin.operateNode.bind(this.admin), { name, operation, reason, drainTimeoutSeconds }, retry, call);
     return present(res.node, 'node');
+  }
+
+  /** The control plane: leader and epoch, every Gantry process and its version, NATS and stream replicas, Redis replication. */
+  getClusterStatus(options?: CallOptions): Promise<GetClusterStatusResponse> {
+    return this.rpc.unary(this.admin.getClusterStatus.bind(this.admin), {}, 'read', options);
   }
 
   /** The node health detector's config in force (thresholds, signal weights, XID policy; docs/health.md). */

@@ -7,3 +7,4 @@ export * from './handlers.js';
 export * from './connections.js';
 export * from './lifecycle.js';
 export * from './service.js';
+export * from './version.js';

@@ -13,3 +13,4 @@ export * from './scheduling-state.js';
 export * from './health.js';
 export * from './storage-leases.js';
 export * from './audit.js';
+export * from './instances.js';

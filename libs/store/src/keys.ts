@@ -25,6 +25,7 @@
 //   gantry:checkpoints:last-commit hash job id -> ms of its newest committed checkpoint
 //   gantry:job:{id}:checkpoint-events list  JSON events (committed, corrupt, deleted, dry runs), capped
 //   gantry:job:{id}:checkpoint-meta   hash  dir, node, retention (JSON) from the latest report
+//   gantry:instances              hash  "{service}/{instance}" -> announced version, start and last-seen (JSON)
 //   gantry:config:health          str   node health detector config (JSON; validated by the scheduler)
 //   gantry:health:state           str   the detector's state (baselines, hysteresis counters; JSON)
 //   gantry:health:cursor          hash  node -> time (ms) of the newest telemetry batch evaluated
@@ -64,6 +65,7 @@ export const keys = {
   /** A job's checkpoint events (list of JSON, newest first, capped) and its checkpoint settings (dir, node, retention). */
   jobCheckpointEvents: (jobId: string) => `${PREFIX}:job:${jobId}:checkpoint-events`,
   jobCheckpointMeta: (jobId: string) => `${PREFIX}:job:${jobId}:checkpoint-meta`,
+  instances: `${PREFIX}:instances`,
   healthConfig: `${PREFIX}:config:health`,
   healthState: `${PREFIX}:health:state`,
   healthCursor: `${PREFIX}:health:cursor`,

@@ -3,7 +3,9 @@
 // `serveCheckpoints` runs inside any ServiceContext (main.ts gets one from startService);
 // `startCheckpointService` builds its own, without signal handlers or process.exit, so tests
 // and embedders can run several in one process.
+import { hostname } from 'node:os';
 import {
+  GANTRY_VERSION,
   connectNats,
   connectRedis,
   redisTarget,
@@ -16,7 +18,7 @@ import {
 } from '@gantry/service-kit';
 import { CheckpointServiceService } from '@gantry/proto';
 import { ensureStreams } from '@gantry/bus';
-import { CheckpointStore } from '@gantry/store';
+import { CheckpointStore, announceInstance } from '@gantry/store';
 import { loadCheckpointConfig, type CheckpointConfig } from './config.js';
 import { createCheckpointMetrics } from './metrics.js';
 import { CHECKPOINT_SERVICE_NAME, checkpointService } from './checkpoint-service.js';
@@ -43,6 +45,8 @@ export async function serveCheckpoints(ctx: ServiceContext<CheckpointConfig>): P
   lifecycle.onShutdown('redis', () => redis.quit().catch(() => redis.disconnect()));
   // Report SERVING only once the registry can actually be read and written.
   await redis.ping();
+  const withdraw = announceInstance(redis, { service: 'checkpoint', instanceId: `${hostname()}-${process.pid}`, version: GANTRY_VERSION, startedMs: Date.now() }, (err) => log.warn({ err: err.message }, 'announcing this instance failed'));
+  lifecycle.onShutdown('announcement', withdraw);
   const store = new CheckpointStore(redis);
   const metrics = createCheckpointMetrics(ctx.metrics);
   // Discovery (issue 11): the agents' reports and the job transitions, from JetStream.

@@ -1,6 +1,7 @@
 // Operator RPCs, forwarded to the scheduler (which validates the policy).
-import { AdminServiceService, NodeOperation, type AdminServiceClient, type AdminServiceServer } from '@gantry/proto';
-import { invalidArgument } from '@gantry/service-kit';
+import { hostname } from 'node:os';
+import { AdminServiceService, NodeOperation, ServiceInstance, type AdminServiceClient, type AdminServiceServer } from '@gantry/proto';
+import { GANTRY_VERSION, invalidArgument } from '@gantry/service-kit';
 import { call } from './scheduler-client.js';
 import { admitToken } from './admission/shared.js';
 import type { Guard } from './auth/guard.js';
@@ -17,6 +18,9 @@ function requireConfig(json: string): void {
 
 const ADMIN = (m: string) => `gantry.v1.AdminService/${m}`;
 
+/** This gateway, as `gantry admin status` lists it beside the instances the scheduler knows. */
+const SELF = { service: 'gateway', instanceId: `${hostname()}-${process.pid}`, version: GANTRY_VERSION, startedAt: new Date() };
+
 export function adminService(guard: Guard, scheduler: AdminServiceClient): AdminServiceServer {
   return {
     getSchedulingConfig: guard.unary(ADMIN('GetSchedulingConfig'), (req) => call(scheduler, scheduler.getSchedulingConfig, req)),
@@ -30,6 +34,10 @@ export function adminService(guard: Guard, scheduler: AdminServiceClient): Admin
       ctx.audit.target = 'health-config';
       requireConfig(req.configJson);
       return call(scheduler, scheduler.setHealthConfig, req);
+    }),
+    getClusterStatus: guard.unary(ADMIN('GetClusterStatus'), async (req) => {
+      const res = await call(scheduler, scheduler.getClusterStatus, req);
+      return { ...res, services: [ServiceInstance.create({ ...SELF, lastSeen: new Date() }), ...res.services] };
     }),
     operateNode: guard.unary(ADMIN('OperateNode'), (req) => {
       admitToken('name', req.name);

@@ -8,6 +8,7 @@ import {
   AgentCommand, AgentCommandReply, AgentRank, CheckpointDeleteReply, CheckpointDeleteRequest, NodeHeartbeat, RankPhase, RegisterNodeRequest, RegisterNodeResponse, Topology, type GpuDevice,
 } from '@gantry/proto';
 import { MAX_EPOCH_JUMP, decode, encode, subjects } from '@gantry/bus';
+import { GANTRY_VERSION } from '@gantry/service-kit';
 import type { AgentConfig } from './config.js';
 import { StateFile } from './runner/state-file.js';
 import { RankRunner } from './runner/rank-runner.js';
@@ -15,7 +16,7 @@ import { AgentBeat, beatFilePath } from './runner/beat.js';
 import { RankReporter } from './reporting/rank-reporter.js';
 import { CheckpointHook } from './checkpoints/hook.js';
 
-export const AGENT_VERSION = '0.1.0';
+export const AGENT_VERSION = GANTRY_VERSION;
 
 export class NodeAgent {
   readonly instanceId = randomUUID();

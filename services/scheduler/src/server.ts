@@ -2,7 +2,7 @@
 // work (scheduling loop, node registry, rank events, outbox relay) started and stopped with
 // leadership.
 import { jetstream } from '@nats-io/jetstream';
-import { connectNats, connectRedis, redisTarget, startGrpcServer, startService } from '@gantry/service-kit';
+import { GANTRY_VERSION, connectNats, connectRedis, redisTarget, startGrpcServer, startService } from '@gantry/service-kit';
 import { JobStore, LeaderLease, NodeStore, Outbox } from '@gantry/store';
 import { ensureStreams, streamFill, subjects } from '@gantry/bus';
 import { Gauge } from 'prom-client';
@@ -21,7 +21,7 @@ import { AdminServiceService, adminService } from './api/admin-service.js';
 import { seedPolicy } from './policy.js';
 import { RecoveryController } from './recovery/controller.js';
 import { ResumeSource } from './recovery/resume.js';
-import { HealthStore, SchedulingStateStore } from '@gantry/store';
+import { HealthStore, SchedulingStateStore, announceInstance } from '@gantry/store';
 import { HealthConfigCache } from './health-monitor/config-source.js';
 import { HealthMonitor } from './health-monitor/monitor.js';
 import { LogActivity } from './health-monitor/log-activity.js';
@@ -105,9 +105,11 @@ export async function main(): Promise<void> {
   const grpc = await startGrpcServer(config.BIND_HOST, config.SCHEDULER_GRPC_PORT, (server) => {
     server.addService(JobServiceService, jobService(ctx));
     server.addService(NodeServiceService, nodeService(ctx));
-    server.addService(AdminServiceService, adminService(ctx));
+    server.addService(AdminServiceService, adminService(ctx, { sentinelMaster: config.REDIS_SENTINEL_MASTER }));
     return ['gantry.v1.JobService', 'gantry.v1.NodeService', 'gantry.v1.AdminService'];
   });
   lifecycle.onShutdown('grpc', () => grpc.shutdown(5_000));
+  const withdraw = announceInstance(redis, { service: 'scheduler', instanceId: config.INSTANCE_ID, version: GANTRY_VERSION, startedMs: Date.now() }, (err) => log.warn({ err: err.message }, 'announcing this instance failed'));
+  lifecycle.onShutdown('announcement', withdraw);
   log.info({ grpcPort: grpc.port, instance: config.INSTANCE_ID }, 'scheduler started');
 }

@@ -5,6 +5,8 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { GantryError, status, type GantryClient, type SchedulingConfig } from '@gantry/sdk';
 import { UsageError } from '../errors.js';
+import { GetClusterStatusResponse } from '@gantry/proto';
+import { clusterStatusView } from '../format-health.js';
 import type { Session } from '../session.js';
 
 /**
@@ -78,6 +80,14 @@ export function addAdminCommands(program: Command, session: Session): void {
     what: 'scheduling policy', document: 'the policy document', replaced: 'scheduling config replaced',
     get: (g) => g.getSchedulingConfig(), set: (g, text) => g.setSchedulingConfig(text),
   });
+  admin
+    .command('status')
+    .description('the control plane: scheduler leader and epoch, every service instance and its version, NATS server and stream replicas, Redis role and replication lag')
+    .action(async () => {
+      const res = await session.gantry().getClusterStatus();
+      if (session.json) session.printJson(GetClusterStatusResponse.toJSON(res));
+      else session.out(clusterStatusView(res, session.now()));
+    });
   addConfigCommands(admin, session, {
     name: 'health-config', description: 'the node health detector: thresholds, signal weights, XID policy (docs/health.md)',
     what: 'health config', document: 'the health config document', replaced: 'health config replaced',

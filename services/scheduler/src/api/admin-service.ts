@@ -10,6 +10,7 @@ import { NodeOperationError } from '../nodes/operations.js';
 import type { SchedulerContext } from '../context.js';
 import { DEFAULT_CONFIG } from '../placement/index.js';
 import { PolicyError, parsePolicyText } from '../policy.js';
+import { clusterStatus } from './cluster-status.js';
 
 async function storedOrDefault(read: () => Promise<string | undefined>, defaults: object): Promise<{ configJson: string }> {
   return { configJson: (await read()) ?? JSON.stringify(defaults) };
@@ -31,7 +32,7 @@ async function replaceConfig(
   return { configJson: json };
 }
 
-export function adminService(ctx: SchedulerContext): AdminServiceServer {
+export function adminService(ctx: SchedulerContext, opts: { sentinelMaster?: string | undefined } = {}): AdminServiceServer {
   const state = new SchedulingStateStore(ctx.redis);
   const health = new HealthStore(ctx.redis);
   return {
@@ -45,6 +46,7 @@ export function adminService(ctx: SchedulerContext): AdminServiceServer {
     getHealthConfig: unary(ctx.log, 'GetHealthConfig', () => storedOrDefault(() => health.configJson(), DEFAULT_HEALTH_CONFIG)),
     setHealthConfig: unary(ctx.log, 'SetHealthConfig', (req) =>
       replaceConfig(ctx, 'health config', () => parseHealthConfigText(req.configJson, 'config_json'), HealthConfigError, (json) => health.setConfigJson(json))),
+    getClusterStatus: unary(ctx.log, 'GetClusterStatus', () => clusterStatus(ctx, opts.sentinelMaster)),
     operateNode: unary(ctx.log, 'OperateNode', async (req) => {
       try {
         return { node: await applyNodeOperation(ctx, health, req) };

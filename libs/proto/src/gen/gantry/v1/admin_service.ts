@@ -18,6 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Timestamp } from "../../google/protobuf/timestamp.js";
 import { Node } from "./node.js";
 
 export enum NodeOperation {
@@ -85,6 +86,81 @@ export function nodeOperationToJSON(object: NodeOperation): string {
   }
 }
 
+export interface GetClusterStatusRequest {
+}
+
+export interface LeaderStatus {
+  /** The scheduler instance holding the lease; empty when none does. */
+  instanceId: string;
+  epoch: number;
+  /** How long the lease has left unless renewed. */
+  leaseRemainingMs: number;
+}
+
+/** A running Gantry process, as it last announced itself. */
+export interface ServiceInstance {
+  /** gateway, scheduler or checkpoint. */
+  service: string;
+  instanceId: string;
+  version: string;
+  startedAt?: Date | undefined;
+  lastSeen?:
+    | Date
+    | undefined;
+  /** Not heard from for longer than three announcement periods. */
+  stale: boolean;
+}
+
+export interface NatsServerStatus {
+  serverName: string;
+  version: string;
+  cluster: string;
+  /** The cluster's client URLs this server advertises. */
+  connectUrls: string[];
+}
+
+export interface StreamReplica {
+  name: string;
+  leader: boolean;
+  current: boolean;
+  /** Operations behind the leader. */
+  lag: number;
+}
+
+export interface StreamStatus {
+  name: string;
+  replicas: number;
+  messages: number;
+  bytes: number;
+  peers: StreamReplica[];
+}
+
+export interface RedisReplica {
+  address: string;
+  state: string;
+  /** Bytes of replication stream not yet acknowledged by the replica. */
+  offsetLagBytes: number;
+  /** Seconds since the replica last acknowledged. */
+  lagSeconds: number;
+}
+
+export interface RedisStatus {
+  /** master or replica (as the scheduler's connection sees it). */
+  role: string;
+  replicas: RedisReplica[];
+  /** Set when connected through Sentinel. */
+  sentinelMaster: string;
+}
+
+export interface GetClusterStatusResponse {
+  leader?: LeaderStatus | undefined;
+  services: ServiceInstance[];
+  /** The NATS server the scheduler leader is connected to, and the streams' replicas. */
+  nats?: NatsServerStatus | undefined;
+  streams: StreamStatus[];
+  redis?: RedisStatus | undefined;
+}
+
 export interface GetHealthConfigRequest {
 }
 
@@ -128,6 +204,1078 @@ export interface SetSchedulingConfigResponse {
   /** The stored policy with defaults filled in. */
   configJson: string;
 }
+
+function createBaseGetClusterStatusRequest(): GetClusterStatusRequest {
+  return {};
+}
+
+export const GetClusterStatusRequest: MessageFns<GetClusterStatusRequest> = {
+  encode(_: GetClusterStatusRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetClusterStatusRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetClusterStatusRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): GetClusterStatusRequest {
+    return {};
+  },
+
+  toJSON(_: GetClusterStatusRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetClusterStatusRequest>): GetClusterStatusRequest {
+    return GetClusterStatusRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<GetClusterStatusRequest>): GetClusterStatusRequest {
+    const message = createBaseGetClusterStatusRequest();
+    return message;
+  },
+};
+
+function createBaseLeaderStatus(): LeaderStatus {
+  return { instanceId: "", epoch: 0, leaseRemainingMs: 0 };
+}
+
+export const LeaderStatus: MessageFns<LeaderStatus> = {
+  encode(message: LeaderStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.instanceId !== "") {
+      writer.uint32(10).string(message.instanceId);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(16).uint64(message.epoch);
+    }
+    if (message.leaseRemainingMs !== 0) {
+      writer.uint32(24).uint32(message.leaseRemainingMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaderStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaderStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.instanceId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.epoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.leaseRemainingMs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LeaderStatus {
+    return {
+      instanceId: isSet(object.instanceId)
+        ? globalThis.String(object.instanceId)
+        : isSet(object.instance_id)
+        ? globalThis.String(object.instance_id)
+        : "",
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+      leaseRemainingMs: isSet(object.leaseRemainingMs)
+        ? globalThis.Number(object.leaseRemainingMs)
+        : isSet(object.lease_remaining_ms)
+        ? globalThis.Number(object.lease_remaining_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: LeaderStatus): unknown {
+    const obj: any = {};
+    if (message.instanceId !== "") {
+      obj.instanceId = message.instanceId;
+    }
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
+    if (message.leaseRemainingMs !== 0) {
+      obj.leaseRemainingMs = Math.round(message.leaseRemainingMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LeaderStatus>): LeaderStatus {
+    return LeaderStatus.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LeaderStatus>): LeaderStatus {
+    const message = createBaseLeaderStatus();
+    message.instanceId = object.instanceId ?? "";
+    message.epoch = object.epoch ?? 0;
+    message.leaseRemainingMs = object.leaseRemainingMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseServiceInstance(): ServiceInstance {
+  return { service: "", instanceId: "", version: "", startedAt: undefined, lastSeen: undefined, stale: false };
+}
+
+export const ServiceInstance: MessageFns<ServiceInstance> = {
+  encode(message: ServiceInstance, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.service !== "") {
+      writer.uint32(10).string(message.service);
+    }
+    if (message.instanceId !== "") {
+      writer.uint32(18).string(message.instanceId);
+    }
+    if (message.version !== "") {
+      writer.uint32(26).string(message.version);
+    }
+    if (message.startedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.startedAt), writer.uint32(34).fork()).join();
+    }
+    if (message.lastSeen !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastSeen), writer.uint32(42).fork()).join();
+    }
+    if (message.stale !== false) {
+      writer.uint32(48).bool(message.stale);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ServiceInstance {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseServiceInstance();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.service = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.instanceId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.startedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.lastSeen = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.stale = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ServiceInstance {
+    return {
+      service: isSet(object.service) ? globalThis.String(object.service) : "",
+      instanceId: isSet(object.instanceId)
+        ? globalThis.String(object.instanceId)
+        : isSet(object.instance_id)
+        ? globalThis.String(object.instance_id)
+        : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      startedAt: isSet(object.startedAt)
+        ? fromJsonTimestamp(object.startedAt)
+        : isSet(object.started_at)
+        ? fromJsonTimestamp(object.started_at)
+        : undefined,
+      lastSeen: isSet(object.lastSeen)
+        ? fromJsonTimestamp(object.lastSeen)
+        : isSet(object.last_seen)
+        ? fromJsonTimestamp(object.last_seen)
+        : undefined,
+      stale: isSet(object.stale) ? globalThis.Boolean(object.stale) : false,
+    };
+  },
+
+  toJSON(message: ServiceInstance): unknown {
+    const obj: any = {};
+    if (message.service !== "") {
+      obj.service = message.service;
+    }
+    if (message.instanceId !== "") {
+      obj.instanceId = message.instanceId;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.startedAt !== undefined) {
+      obj.startedAt = message.startedAt.toISOString();
+    }
+    if (message.lastSeen !== undefined) {
+      obj.lastSeen = message.lastSeen.toISOString();
+    }
+    if (message.stale !== false) {
+      obj.stale = message.stale;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ServiceInstance>): ServiceInstance {
+    return ServiceInstance.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ServiceInstance>): ServiceInstance {
+    const message = createBaseServiceInstance();
+    message.service = object.service ?? "";
+    message.instanceId = object.instanceId ?? "";
+    message.version = object.version ?? "";
+    message.startedAt = object.startedAt ?? undefined;
+    message.lastSeen = object.lastSeen ?? undefined;
+    message.stale = object.stale ?? false;
+    return message;
+  },
+};
+
+function createBaseNatsServerStatus(): NatsServerStatus {
+  return { serverName: "", version: "", cluster: "", connectUrls: [] };
+}
+
+export const NatsServerStatus: MessageFns<NatsServerStatus> = {
+  encode(message: NatsServerStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.serverName !== "") {
+      writer.uint32(10).string(message.serverName);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    if (message.cluster !== "") {
+      writer.uint32(26).string(message.cluster);
+    }
+    for (const v of message.connectUrls) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NatsServerStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNatsServerStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.serverName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.cluster = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.connectUrls.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NatsServerStatus {
+    return {
+      serverName: isSet(object.serverName)
+        ? globalThis.String(object.serverName)
+        : isSet(object.server_name)
+        ? globalThis.String(object.server_name)
+        : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      cluster: isSet(object.cluster) ? globalThis.String(object.cluster) : "",
+      connectUrls: globalThis.Array.isArray(object?.connectUrls)
+        ? object.connectUrls.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.connect_urls)
+        ? object.connect_urls.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: NatsServerStatus): unknown {
+    const obj: any = {};
+    if (message.serverName !== "") {
+      obj.serverName = message.serverName;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.cluster !== "") {
+      obj.cluster = message.cluster;
+    }
+    if (message.connectUrls?.length) {
+      obj.connectUrls = message.connectUrls;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<NatsServerStatus>): NatsServerStatus {
+    return NatsServerStatus.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<NatsServerStatus>): NatsServerStatus {
+    const message = createBaseNatsServerStatus();
+    message.serverName = object.serverName ?? "";
+    message.version = object.version ?? "";
+    message.cluster = object.cluster ?? "";
+    message.connectUrls = object.connectUrls?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseStreamReplica(): StreamReplica {
+  return { name: "", leader: false, current: false, lag: 0 };
+}
+
+export const StreamReplica: MessageFns<StreamReplica> = {
+  encode(message: StreamReplica, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.leader !== false) {
+      writer.uint32(16).bool(message.leader);
+    }
+    if (message.current !== false) {
+      writer.uint32(24).bool(message.current);
+    }
+    if (message.lag !== 0) {
+      writer.uint32(32).uint64(message.lag);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamReplica {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamReplica();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.leader = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.current = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.lag = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamReplica {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      leader: isSet(object.leader) ? globalThis.Boolean(object.leader) : false,
+      current: isSet(object.current) ? globalThis.Boolean(object.current) : false,
+      lag: isSet(object.lag) ? globalThis.Number(object.lag) : 0,
+    };
+  },
+
+  toJSON(message: StreamReplica): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.leader !== false) {
+      obj.leader = message.leader;
+    }
+    if (message.current !== false) {
+      obj.current = message.current;
+    }
+    if (message.lag !== 0) {
+      obj.lag = Math.round(message.lag);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StreamReplica>): StreamReplica {
+    return StreamReplica.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StreamReplica>): StreamReplica {
+    const message = createBaseStreamReplica();
+    message.name = object.name ?? "";
+    message.leader = object.leader ?? false;
+    message.current = object.current ?? false;
+    message.lag = object.lag ?? 0;
+    return message;
+  },
+};
+
+function createBaseStreamStatus(): StreamStatus {
+  return { name: "", replicas: 0, messages: 0, bytes: 0, peers: [] };
+}
+
+export const StreamStatus: MessageFns<StreamStatus> = {
+  encode(message: StreamStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.replicas !== 0) {
+      writer.uint32(16).uint32(message.replicas);
+    }
+    if (message.messages !== 0) {
+      writer.uint32(24).uint64(message.messages);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(32).uint64(message.bytes);
+    }
+    for (const v of message.peers) {
+      StreamReplica.encode(v!, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.replicas = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.messages = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.peers.push(StreamReplica.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamStatus {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      replicas: isSet(object.replicas) ? globalThis.Number(object.replicas) : 0,
+      messages: isSet(object.messages) ? globalThis.Number(object.messages) : 0,
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+      peers: globalThis.Array.isArray(object?.peers) ? object.peers.map((e: any) => StreamReplica.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: StreamStatus): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.replicas !== 0) {
+      obj.replicas = Math.round(message.replicas);
+    }
+    if (message.messages !== 0) {
+      obj.messages = Math.round(message.messages);
+    }
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    if (message.peers?.length) {
+      obj.peers = message.peers.map((e) => StreamReplica.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StreamStatus>): StreamStatus {
+    return StreamStatus.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StreamStatus>): StreamStatus {
+    const message = createBaseStreamStatus();
+    message.name = object.name ?? "";
+    message.replicas = object.replicas ?? 0;
+    message.messages = object.messages ?? 0;
+    message.bytes = object.bytes ?? 0;
+    message.peers = object.peers?.map((e) => StreamReplica.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRedisReplica(): RedisReplica {
+  return { address: "", state: "", offsetLagBytes: 0, lagSeconds: 0 };
+}
+
+export const RedisReplica: MessageFns<RedisReplica> = {
+  encode(message: RedisReplica, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.address !== "") {
+      writer.uint32(10).string(message.address);
+    }
+    if (message.state !== "") {
+      writer.uint32(18).string(message.state);
+    }
+    if (message.offsetLagBytes !== 0) {
+      writer.uint32(24).uint64(message.offsetLagBytes);
+    }
+    if (message.lagSeconds !== 0) {
+      writer.uint32(32).uint32(message.lagSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedisReplica {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedisReplica();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.offsetLagBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.lagSeconds = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedisReplica {
+    return {
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      offsetLagBytes: isSet(object.offsetLagBytes)
+        ? globalThis.Number(object.offsetLagBytes)
+        : isSet(object.offset_lag_bytes)
+        ? globalThis.Number(object.offset_lag_bytes)
+        : 0,
+      lagSeconds: isSet(object.lagSeconds)
+        ? globalThis.Number(object.lagSeconds)
+        : isSet(object.lag_seconds)
+        ? globalThis.Number(object.lag_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: RedisReplica): unknown {
+    const obj: any = {};
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.offsetLagBytes !== 0) {
+      obj.offsetLagBytes = Math.round(message.offsetLagBytes);
+    }
+    if (message.lagSeconds !== 0) {
+      obj.lagSeconds = Math.round(message.lagSeconds);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RedisReplica>): RedisReplica {
+    return RedisReplica.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RedisReplica>): RedisReplica {
+    const message = createBaseRedisReplica();
+    message.address = object.address ?? "";
+    message.state = object.state ?? "";
+    message.offsetLagBytes = object.offsetLagBytes ?? 0;
+    message.lagSeconds = object.lagSeconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseRedisStatus(): RedisStatus {
+  return { role: "", replicas: [], sentinelMaster: "" };
+}
+
+export const RedisStatus: MessageFns<RedisStatus> = {
+  encode(message: RedisStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.role !== "") {
+      writer.uint32(10).string(message.role);
+    }
+    for (const v of message.replicas) {
+      RedisReplica.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.sentinelMaster !== "") {
+      writer.uint32(26).string(message.sentinelMaster);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedisStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedisStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.replicas.push(RedisReplica.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sentinelMaster = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedisStatus {
+    return {
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
+      replicas: globalThis.Array.isArray(object?.replicas)
+        ? object.replicas.map((e: any) => RedisReplica.fromJSON(e))
+        : [],
+      sentinelMaster: isSet(object.sentinelMaster)
+        ? globalThis.String(object.sentinelMaster)
+        : isSet(object.sentinel_master)
+        ? globalThis.String(object.sentinel_master)
+        : "",
+    };
+  },
+
+  toJSON(message: RedisStatus): unknown {
+    const obj: any = {};
+    if (message.role !== "") {
+      obj.role = message.role;
+    }
+    if (message.replicas?.length) {
+      obj.replicas = message.replicas.map((e) => RedisReplica.toJSON(e));
+    }
+    if (message.sentinelMaster !== "") {
+      obj.sentinelMaster = message.sentinelMaster;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RedisStatus>): RedisStatus {
+    return RedisStatus.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RedisStatus>): RedisStatus {
+    const message = createBaseRedisStatus();
+    message.role = object.role ?? "";
+    message.replicas = object.replicas?.map((e) => RedisReplica.fromPartial(e)) || [];
+    message.sentinelMaster = object.sentinelMaster ?? "";
+    return message;
+  },
+};
+
+function createBaseGetClusterStatusResponse(): GetClusterStatusResponse {
+  return { leader: undefined, services: [], nats: undefined, streams: [], redis: undefined };
+}
+
+export const GetClusterStatusResponse: MessageFns<GetClusterStatusResponse> = {
+  encode(message: GetClusterStatusResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.leader !== undefined) {
+      LeaderStatus.encode(message.leader, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.services) {
+      ServiceInstance.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.nats !== undefined) {
+      NatsServerStatus.encode(message.nats, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.streams) {
+      StreamStatus.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.redis !== undefined) {
+      RedisStatus.encode(message.redis, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetClusterStatusResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetClusterStatusResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.leader = LeaderStatus.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.services.push(ServiceInstance.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.nats = NatsServerStatus.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.streams.push(StreamStatus.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.redis = RedisStatus.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetClusterStatusResponse {
+    return {
+      leader: isSet(object.leader) ? LeaderStatus.fromJSON(object.leader) : undefined,
+      services: globalThis.Array.isArray(object?.services)
+        ? object.services.map((e: any) => ServiceInstance.fromJSON(e))
+        : [],
+      nats: isSet(object.nats) ? NatsServerStatus.fromJSON(object.nats) : undefined,
+      streams: globalThis.Array.isArray(object?.streams)
+        ? object.streams.map((e: any) => StreamStatus.fromJSON(e))
+        : [],
+      redis: isSet(object.redis) ? RedisStatus.fromJSON(object.redis) : undefined,
+    };
+  },
+
+  toJSON(message: GetClusterStatusResponse): unknown {
+    const obj: any = {};
+    if (message.leader !== undefined) {
+      obj.leader = LeaderStatus.toJSON(message.leader);
+    }
+    if (message.services?.length) {
+      obj.services = message.services.map((e) => ServiceInstance.toJSON(e));
+    }
+    if (message.nats !== undefined) {
+      obj.nats = NatsServerStatus.toJSON(message.nats);
+    }
+    if (message.streams?.length) {
+      obj.streams = message.streams.map((e) => StreamStatus.toJSON(e));
+    }
+    if (message.redis !== undefined) {
+      obj.redis = RedisStatus.toJSON(message.redis);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetClusterStatusResponse>): GetClusterStatusResponse {
+    return GetClusterStatusResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetClusterStatusResponse>): GetClusterStatusResponse {
+    const message = createBaseGetClusterStatusResponse();
+    message.leader = (object.leader !== undefined && object.leader !== null)
+      ? LeaderStatus.fromPartial(object.leader)
+      : undefined;
+    message.services = object.services?.map((e) => ServiceInstance.fromPartial(e)) || [];
+    message.nats = (object.nats !== undefined && object.nats !== null)
+      ? NatsServerStatus.fromPartial(object.nats)
+      : undefined;
+    message.streams = object.streams?.map((e) => StreamStatus.fromPartial(e)) || [];
+    message.redis = (object.redis !== undefined && object.redis !== null)
+      ? RedisStatus.fromPartial(object.redis)
+      : undefined;
+    return message;
+  },
+};
 
 function createBaseGetHealthConfigRequest(): GetHealthConfigRequest {
   return {};
@@ -929,6 +2077,21 @@ export const AdminServiceService = {
     responseSerialize: (value: OperateNodeResponse): Buffer => Buffer.from(OperateNodeResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): OperateNodeResponse => OperateNodeResponse.decode(value),
   },
+  /**
+   * The control plane itself: the scheduler leader and its epoch, every service instance with
+   * its version, the NATS servers and stream replicas, the Redis role and replication lag.
+   */
+  getClusterStatus: {
+    path: "/gantry.v1.AdminService/GetClusterStatus" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetClusterStatusRequest): Buffer =>
+      Buffer.from(GetClusterStatusRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetClusterStatusRequest => GetClusterStatusRequest.decode(value),
+    responseSerialize: (value: GetClusterStatusResponse): Buffer =>
+      Buffer.from(GetClusterStatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetClusterStatusResponse => GetClusterStatusResponse.decode(value),
+  },
 } as const;
 
 export interface AdminServiceServer extends UntypedServiceImplementation {
@@ -951,6 +2114,11 @@ export interface AdminServiceServer extends UntypedServiceImplementation {
    * published as a node event with the operator's reason.
    */
   operateNode: handleUnaryCall<OperateNodeRequest, OperateNodeResponse>;
+  /**
+   * The control plane itself: the scheduler leader and its epoch, every service instance with
+   * its version, the NATS servers and stream replicas, the Redis role and replication lag.
+   */
+  getClusterStatus: handleUnaryCall<GetClusterStatusRequest, GetClusterStatusResponse>;
 }
 
 export interface AdminServiceClient extends Client {
@@ -1043,6 +2211,25 @@ export interface AdminServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: OperateNodeResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * The control plane itself: the scheduler leader and its epoch, every service instance with
+   * its version, the NATS servers and stream replicas, the Redis role and replication lag.
+   */
+  getClusterStatus(
+    request: GetClusterStatusRequest,
+    callback: (error: ServiceError | null, response: GetClusterStatusResponse) => void,
+  ): ClientUnaryCall;
+  getClusterStatus(
+    request: GetClusterStatusRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetClusterStatusResponse) => void,
+  ): ClientUnaryCall;
+  getClusterStatus(
+    request: GetClusterStatusRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetClusterStatusResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const AdminServiceClient = makeGenericClientConstructor(
@@ -1062,6 +2249,39 @@ type DeepPartial<T> = T extends Builtin ? T
   : T extends { $case: string } ? { [K in keyof Omit<T, "$case">]?: DeepPartial<T[K]> } & { $case: T["$case"] }
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = Math.trunc(date.getTime() / 1_000);
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (t.seconds || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
+
+function fromJsonTimestamp(o: any): Date {
+  if (o instanceof globalThis.Date) {
+    return o;
+  } else if (typeof o === "string") {
+    return new globalThis.Date(o);
+  } else {
+    return fromTimestamp(Timestamp.fromJSON(o));
+  }
+}
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;
