@@ -16,7 +16,12 @@ export interface QueueContext {
 export function orderQueue(pending: readonly JobRequest[], ctx?: QueueContext): JobRequest[] {
   let deficit: Map<string, number> | undefined;
   if (ctx) {
-    const tenants = [...pending.map((j) => j.tenant), ...(ctx.running ?? []).map((j) => j.tenant), ...Object.keys(ctx.usage)];
+    // The distinct tenants in order of first mention (pending, running, usage), without
+    // copying every job's tenant into one long array first.
+    const tenants = new Set<string>();
+    for (const j of pending) tenants.add(j.tenant);
+    for (const j of ctx.running ?? []) tenants.add(j.tenant);
+    for (const t of Object.keys(ctx.usage)) tenants.add(t);
     deficit = fairShareDeficits(tenants, ctx.usage, (t) => tenantConfig(ctx.config, t).weight);
   }
   // The comparison reads each job's keys from arrays filled once (a long queue compares each
