@@ -37,7 +37,8 @@ const nc = await connectNats(config.NATS_URL, 'gateway', log);
 lifecycle.onShutdown('nats', () => nc.drain());
 await ensureStreams(nc, { replicas: config.NATS_STREAM_REPLICAS, log });
 const redis = connectRedis(redisTarget(config), log);
-lifecycle.onShutdown('redis', () => redis.quit().then(() => undefined, () => undefined));
+// Audit appends still in flight get a second to land; a Redis that is down must not hold up the exit.
+lifecycle.onShutdown('redis', () => Promise.race([redis.quit().catch(() => undefined), new Promise((r) => setTimeout(r, 1_000).unref())]).then(() => redis.disconnect()));
 const audit = new AuditLog(redis, log, metrics, config.GATEWAY_AUDIT_MAX_ENTRIES);
 const guard = new Guard(auth, log, audit, metrics);
 const scheduler = schedulerClients(config.SCHEDULER_ADDR);
