@@ -38,7 +38,7 @@ function submitTenant(specTenant: string, p: Principal): string {
   if (specTenant) return specTenant;
   const own = p.tenants.filter((t) => t !== ALL_TENANTS);
   if (own.length === 1) return own[0]!;
-  if (own.length === 0 && !isAdmin(p)) throw permissionDenied(`${p.subject} belongs to no tenant and cannot submit jobs`);
+  if (own.length === 0 && !isAdmin(p) && !p.tenants.includes(ALL_TENANTS)) throw permissionDenied(`${p.subject} belongs to no tenant and cannot submit jobs`);
   throw invalidArgument(`spec.tenant is required: ${p.subject} acts for ${own.length ? `several tenants (${own.slice(0, 10).join(', ')})` : 'every tenant'}`);
 }
 
