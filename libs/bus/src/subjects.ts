@@ -44,6 +44,8 @@ export const subjects = {
   checkpointReportAll: `${PREFIX}.checkpoint.report.*`,
   /** Checkpoint service -> agent, request/reply (core NATS): CheckpointDeleteRequest (retention). */
   checkpointDelete: (node: string) => `${PREFIX}.agent.checkpoint-delete.${token(node, 'node')}`,
+  /** Checkpoint service -> agent, request/reply (core NATS): re-check a checkpoint before it is offered for resume (CheckpointReport both ways). */
+  checkpointVerify: (node: string) => `${PREFIX}.agent.checkpoint-verify.${token(node, 'node')}`,
   /** Scheduler-internal (core NATS): wake the scheduling loop after a submit. */
   schedulerKick: `${PREFIX}.scheduler.kick`,
 } as const;
