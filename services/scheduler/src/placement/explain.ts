@@ -146,8 +146,9 @@ export class PendingExplainer {
   private capacityMoves(job: JobRequest, fit: JobFit, guard: ReservationGuard | undefined): void {
     if (!fit.excluded?.length) return;
     const scenario = { free: this.state.freeCount, guard };
+    const capacity = fit.capacity;
     for (const i of fit.excluded) {
-      const reason = capacityReason(this.state, job, i, scenario, fit.capacity);
+      const reason = capacityReason(this.state, job, i, scenario, capacity);
       if (reason !== undefined) this.sink(reason, -1);
     }
   }

@@ -103,8 +103,9 @@ function selectGang(state: ClusterState, job: JobRequest, fit: JobFit, scenario:
   }
   const eligible: number[] = [];
   const candidates = base.candidates;
+  const capacity = fit.capacity;
   if (!skip) {
-    for (let c = 0; c < candidates.length; c++) if (nodeFits(fit.capacity, scenario, candidates[c]!, g)) eligible.push(candidates[c]!);
+    for (let c = 0; c < candidates.length; c++) if (nodeFits(capacity, scenario, candidates[c]!, g)) eligible.push(candidates[c]!);
   } else {
     // Both lists ascending: walk the exclusions alongside the candidates (no search per node).
     let e = 0;
@@ -112,7 +113,7 @@ function selectGang(state: ClusterState, job: JobRequest, fit: JobFit, scenario:
     for (let c = 0; c < candidates.length; c++) {
       const i = candidates[c]!;
       while (next < i) next = ++e < skip.length ? skip[e]! : NO_NODE;
-      if (next === i || !nodeFits(fit.capacity, scenario, i, g)) continue;
+      if (next === i || !nodeFits(capacity, scenario, i, g)) continue;
       eligible.push(i);
     }
   }
