@@ -5,7 +5,7 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import {
-  AgentCommand, AgentCommandReply, AgentRank, CheckpointDeleteReply, CheckpointDeleteRequest, NodeHeartbeat, RankPhase, RegisterNodeRequest, RegisterNodeResponse, Topology, type GpuDevice,
+  AgentCommand, AgentCommandReply, AgentRank, CheckpointDeleteReply, CheckpointDeleteRequest, CheckpointReport, NodeHeartbeat, RankPhase, RegisterNodeRequest, RegisterNodeResponse, Topology, type GpuDevice,
 } from '@gantry/proto';
 import { MAX_EPOCH_JUMP, decode, encode, subjects } from '@gantry/bus';
 import { GANTRY_VERSION } from '@gantry/service-kit';
@@ -28,6 +28,7 @@ export class NodeAgent {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private sub: Subscription | undefined;
   private deleteSub: Subscription | undefined;
+  private verifySub: Subscription | undefined;
   /** Checkpoint discovery, the per-job endpoint and retention's deletions (a rank hook). */
   readonly checkpoints: CheckpointHook;
   private heartbeatMs: number;
@@ -79,6 +80,16 @@ export class NodeAgent {
         return;
       }
       void this.checkpoints.deleteCheckpoint(req).then((reply) => msg.respond(encode(CheckpointDeleteReply, reply)));
+    } });
+    this.verifySub = this.nc.subscribe(subjects.checkpointVerify(this.cfg.node), { callback: (err, msg) => {
+      if (err) return;
+      let req: CheckpointReport;
+      try {
+        req = decode(CheckpointReport, msg.data, 'CheckpointReport');
+      } catch {
+        return;
+      }
+      void this.checkpoints.verify(req).then((reply) => msg.respond(encode(CheckpointReport, reply)), () => undefined);
     } });
     this.sub = this.nc.subscribe(subjects.agentCommand(this.cfg.node), { callback: (err, msg) => { if (!err) msg.respond(encode(AgentCommandReply, this.command(msg.data))); } });
     void this.watchConnection();
@@ -222,6 +233,7 @@ export class NodeAgent {
     this.runner.stopPolling();
     this.sub?.unsubscribe();
     this.deleteSub?.unsubscribe();
+    this.verifySub?.unsubscribe();
     await this.runner.hooks.shutdown();
     await this.reporter?.flush();
   }

@@ -19,7 +19,10 @@ import { CheckpointStateFile, type WatchRecord } from './state.js';
 import { CheckpointWatcher, type Publish } from './watcher.js';
 import { CheckpointEndpoint } from './endpoint.js';
 import { handleDelete } from './delete.js';
-import type { CheckpointDeleteReply, CheckpointDeleteRequest } from '@gantry/proto';
+import { CheckpointReport, type CheckpointDeleteReply, type CheckpointDeleteRequest } from '@gantry/proto';
+import { checkCheckpoint } from '@gantry/checkpoint-layouts';
+import { confined } from './confine.js';
+import { formatName, goneReport, toReport } from './report.js';
 
 /** How often a watched directory is scanned unless CHECKPOINT_POLL_MS says otherwise. */
 export const DEFAULT_POLL_MS = 5_000;
@@ -126,6 +129,27 @@ export class CheckpointHook implements RankHook {
 
   deleteCheckpoint(req: CheckpointDeleteRequest): Promise<CheckpointDeleteReply> {
     return handleDelete(req, this.state, this.opts.log);
+  }
+
+  /**
+   * The checkpoint service asks before it offers a committed checkpoint for resume: the layout
+   * check runs again now, on the path as it is. The answer's status is COMPLETE, INCOMPLETE,
+   * CORRUPT, GONE (no such directory), or '' when this agent cannot tell (it never watched
+   * that job's directory, or the path is not inside it).
+   */
+  async verify(req: CheckpointReport): Promise<CheckpointReport> {
+    const known = this.state.state.dirs[req.jobId];
+    const unknown = (why: string) => CheckpointReport.create({ ...req, status: '', reasons: [why] });
+    if (!known || known.dir !== req.dir) return unknown(`this agent has not watched ${req.dir} for job ${req.jobId}`);
+    const ctx = { jobId: req.jobId, attempt: req.attempt, node: this.opts.node, dir: known.dir, retention: '', source: 'discovery' as const, attemptEnded: false, ...(req.step !== undefined && { step: req.step }) };
+    try {
+      await confined(known.dir, req.path);
+    } catch (err) {
+      if (/does not exist/.test((err as Error).message)) return goneReport(req.path, ctx);
+      return unknown((err as Error).message);
+    }
+    const found = await checkCheckpoint(req.path, formatName(req.format));
+    return toReport({ ...found, path: req.path }, ctx);
   }
 
   /** Watches of ranks that exited while no agent ran get their last pass at the runner's start (exited). */

@@ -20,6 +20,11 @@ export function formatEnum(name: string): CheckpointFormat {
   return FORMATS[name] ?? CheckpointFormat.CHECKPOINT_FORMAT_UNSPECIFIED;
 }
 
+/** The library's name of a format enum ('auto' for unspecified). */
+export function formatName(f: CheckpointFormat): FormatOption {
+  return (Object.entries(FORMATS).find(([, v]) => v === f)?.[0] as FormatOption | undefined) ?? 'auto';
+}
+
 /** GANTRY_CHECKPOINT_FORMAT as the library's option; anything unknown is 'auto'. */
 export function formatOption(name: string | undefined): FormatOption {
   return name && name in FORMATS ? (name as FormatOption) : 'auto';

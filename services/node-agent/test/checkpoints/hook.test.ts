@@ -199,6 +199,29 @@ describe('checkpoint hook', () => {
     expect(Object.keys(st.reported).sort()).toEqual(['fresh', 'watched']);
   });
 
+  it('verify: re-checks a checkpoint on demand (COMPLETE, CORRUPT after a file is removed, GONE), and says nothing for directories it never watched', async () => {
+    const dir = join(tmp(), 'ckpt');
+    mkdirSync(dir);
+    cpSync(FIXTURE, join(dir, 'step-7'), { recursive: true });
+    const hook = new CheckpointHook({ node: 'node-0', stateDir: tmp(), publish: fakeBus().publish, log, pollMs: 60_000 });
+    await hook.start();
+    try {
+      const req = CheckpointReport.create({ jobId: 'job-v', attempt: 1, dir, path: join(dir, 'step-7'), step: 7, format: 1 });
+      expect((await hook.verify(req)).status).toBe('');
+      hook.prestart(hookContext(rec('job-v'), { env: env(dir) }));
+      expect((await hook.verify(req)).status).toBe('COMPLETE');
+      rmSync(join(dir, 'step-7', '__1_1.distcp'));
+      const bad = await hook.verify(req);
+      expect(bad.status).toBe('CORRUPT');
+      expect(bad.reasons.join(' ')).toMatch(/__1_1\.distcp/);
+      rmSync(join(dir, 'step-7'), { recursive: true });
+      expect((await hook.verify(req)).status).toBe('GONE');
+      expect((await hook.verify({ ...req, path: '/etc' })).status).toBe('');
+    } finally {
+      await hook.shutdown();
+    }
+  });
+
   it('deletion: only inside the directory watched for the job, never through a symlink, a dry run deletes nothing', async () => {
     const stateDir = tmp();
     const dir = join(tmp(), 'ckpt');
