@@ -12,6 +12,7 @@ import {
 } from '@gantry/store';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, unary, type Logger } from '@gantry/service-kit';
 import type { CheckpointMetrics } from './metrics.js';
+import type { ResumeVerifier } from './verify.js';
 import { validateBegin, validateCommit, validateGet, validateGetLatest, validateList, validateReportShard } from './validation.js';
 
 export const CHECKPOINT_SERVICE_NAME = 'gantry.v1.CheckpointService';
@@ -33,7 +34,7 @@ async function call<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-export function checkpointService(store: CheckpointStore, metrics: CheckpointMetrics, log: Logger): CheckpointServiceServer {
+export function checkpointService(store: CheckpointStore, metrics: CheckpointMetrics, log: Logger, verifier?: ResumeVerifier): CheckpointServiceServer {
   return {
     beginCheckpoint: unary(log, 'BeginCheckpoint', async (req) => {
       validateBegin(req);
@@ -80,9 +81,10 @@ export function checkpointService(store: CheckpointStore, metrics: CheckpointMet
     }),
 
     // A job without a committed checkpoint is a normal answer (start from scratch), not an error.
+    // A discovered one is re-checked by its agent first (verify.ts).
     getLatestCheckpoint: unary(log, 'GetLatestCheckpoint', async (req) => {
       validateGetLatest(req);
-      return { checkpoint: await call(() => store.latestCommitted(req.jobId)) };
+      return { checkpoint: await call(() => (verifier ? verifier.latest(req.jobId) : store.latestCommitted(req.jobId))) };
     }),
   };
 }

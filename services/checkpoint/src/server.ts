@@ -25,6 +25,7 @@ import { CHECKPOINT_SERVICE_NAME, checkpointService } from './checkpoint-service
 import { RetentionRunner } from './retention.js';
 import { ReportConsumer } from './reports.js';
 import { JobEventConsumer } from './job-events.js';
+import { ResumeVerifier } from './verify.js';
 import { addStorageService } from './storage-service.js';
 
 const SERVICE = 'checkpoint';
@@ -67,7 +68,7 @@ export async function serveCheckpoints(ctx: ServiceContext<CheckpointConfig>): P
     await Promise.all([reports.stop(), jobEvents.stop()]);
   });
   const grpc = await startGrpcServer(config.BIND_HOST, config.CHECKPOINT_GRPC_PORT, (server) => {
-    server.addService(CheckpointServiceService, checkpointService(store, metrics, log));
+    server.addService(CheckpointServiceService, checkpointService(store, metrics, log, new ResumeVerifier(nc, store, log)));
     return [CHECKPOINT_SERVICE_NAME, addStorageService(server, ctx, redis)];
   });
   lifecycle.onShutdown('grpc', () => grpc.shutdown(SHUTDOWN_GRACE_MS));

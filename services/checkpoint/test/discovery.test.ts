@@ -94,6 +94,27 @@ describe('checkpoint service: discovery reports', () => {
     expect((await events(job)).map((e) => e.kind)).toEqual(['corrupt', 'committed', 'committed', 'in-progress']);
   });
 
+  it('GetLatestCheckpoint has the agent re-check the newest committed one first: one that broke since is CORRUPT and the previous is offered', async () => {
+    const job = `disc-${process.pid}-6`;
+    const asked: string[] = [];
+    const sub = nc.subscribe(subjects.checkpointVerify('node-v'), { callback: (_e, m) => {
+      const req = decode(CheckpointReport, m.data, 'CheckpointReport');
+      asked.push(req.path);
+      const broken = req.path.endsWith('step-200');
+      m.respond(encode(CheckpointReport, { ...req, status: broken ? 'CORRUPT' : 'COMPLETE', reasons: broken ? ['__0_0.distcp is missing'] : [] }));
+    } });
+    try {
+      for (const step of [100, 200]) await publish(report(job, step, 'COMPLETE', { node: 'node-v' }));
+      await until('two committed', async () => (await list(job)).filter((c) => c.state === CheckpointState.CHECKPOINT_STATE_COMMITTED).length === 2);
+      expect((await latest(job))?.step).toBe(100);
+      expect(asked).toEqual([`/ckpt/${job}/step-200`, `/ckpt/${job}/step-100`]);
+      const bad = (await list(job)).find((c) => c.step === 200)!;
+      expect(bad).toMatchObject({ state: CheckpointState.CHECKPOINT_STATE_CORRUPT, reason: 'failed the check after commit: __0_0.distcp is missing' });
+    } finally {
+      sub.unsubscribe();
+    }
+  });
+
   it('drops reports whose path is outside their directory', async () => {
     const job = `disc-${process.pid}-2`;
     await publish(report(job, 1, 'COMPLETE', { path: '/etc/step-1' }));
