@@ -2,10 +2,12 @@
 // stack runs a job, an XID and an ECC storm so that the health and recovery series exist, then
 // every /metrics endpoint (scheduler, gateway, checkpoint service, each agent) is scraped and
 // every metric and label that deploy/prometheus/rules.yml and deploy/grafana/dashboards/*.json
-// name must be among them. Every gantry_* family has HELP text; `promtool check rules` runs where
-// promtool is installed.
+// name must be among them. Every gantry_* family has HELP text. Where promtool is installed
+// (Debian's `prometheus` package), `promtool check rules` checks the rules and every panel query,
+// and `promtool test rules` runs deploy/prometheus/rules.test.yml.
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -173,6 +175,8 @@ interface Rule { record?: string; alert?: string; expr: string; for?: string; la
 interface Use { where: string; expr: string; annotations?: Record<string, string> }
 
 const RULES = join(REPO_ROOT, 'deploy/prometheus/rules.yml');
+/** Unit tests of the alerts on synthetic series (`promtool test rules`). */
+const RULES_TEST = join(REPO_ROOT, 'deploy/prometheus/rules.test.yml');
 const DASHBOARDS = join(REPO_ROOT, 'deploy/grafana/dashboards');
 
 function ruleFile(): Rule[] {
@@ -296,7 +300,14 @@ describe('observability: alert rules and dashboards against the metrics the serv
     expect(dashboardUses().length).toBeGreaterThan(70);
     for (const u of dashboardUses()) expect(scanPromql(u.expr).selectors.length, u.where).toBeGreaterThan(0);
     const tool = promtool();
-    if (tool) execFileSync(tool, ['check', 'rules', RULES], { encoding: 'utf8' });
+    if (tool) {
+      execFileSync(tool, ['check', 'rules', RULES], { encoding: 'utf8' });
+      execFileSync(tool, ['test', 'rules', RULES_TEST], { encoding: 'utf8', cwd: join(REPO_ROOT, 'deploy/prometheus') });
+      // The panels' queries too, as recording rules of a scratch file (JSON is YAML).
+      const scratch = join(mkdtempSync(join(tmpdir(), 'gantry-panels-')), 'panels.yml');
+      writeFileSync(scratch, JSON.stringify({ groups: [{ name: 'panels', rules: dashboardUses().map((u, i) => ({ record: `gantry:panel_query:n${i}`, expr: u.expr })) }] }));
+      execFileSync(tool, ['check', 'rules', scratch], { encoding: 'utf8' });
+    }
   });
 
   it('every metric and label the rules and panels use is exported by a service, with HELP text', async () => {
