@@ -216,7 +216,7 @@ describe('server reflection, as a strict client uses it', () => {
   it.each([
     ['gateway', () => stack.gatewayAddr, ['gantry.v1.AdminService', 'gantry.v1.AuthService', 'gantry.v1.JobService', 'gantry.v1.NodeService']],
     ['scheduler', () => stack.schedulerAddrs[0]!, ['gantry.v1.AdminService', 'gantry.v1.JobService', 'gantry.v1.NodeService']],
-    ['checkpoint', () => stack.checkpointAddr, ['gantry.v1.CheckpointService']],
+    ['checkpoint', () => stack.checkpointAddr, ['gantry.v1.CheckpointService', 'gantry.v1.StorageService']],
   ] as const)('%s advertises only its own services, each resolving with every method typed', async (_name, addr, own) => {
     for (const version of ['v1', 'v1alpha'] as const) {
       const { services, registry } = await reflect(addr(), version);

@@ -38,8 +38,8 @@ describe('reflection descriptor index', () => {
   });
 
   it('answers with the declaring file first, then every file it imports, directly or not', () => {
-    expect(names(index.fileContainingSymbol('gantry.v1.JobService'))).toEqual(['gantry/v1/job_service.proto', 'gantry/v1/job.proto', 'google/protobuf/timestamp.proto']);
-    expect(new Set(names(index.fileByFilename('gantry/v1/agent.proto')))).toEqual(new Set(['gantry/v1/agent.proto', 'gantry/v1/job.proto', 'gantry/v1/node.proto', 'google/protobuf/timestamp.proto']));
+    expect(names(index.fileContainingSymbol('gantry.v1.JobService'))).toEqual(['gantry/v1/job_service.proto', 'gantry/v1/job.proto', 'google/protobuf/timestamp.proto', 'gantry/v1/checkpoint.proto']);
+    expect(new Set(names(index.fileByFilename('gantry/v1/agent.proto')))).toEqual(new Set(['gantry/v1/agent.proto', 'gantry/v1/job.proto', 'gantry/v1/checkpoint.proto', 'gantry/v1/node.proto', 'google/protobuf/timestamp.proto']));
     expect(names(index.fileByFilename('google/protobuf/duration.proto'))).toEqual(['google/protobuf/duration.proto']);
     expect(names(index.fileContainingSymbol('grpc.health.v1.Health'))).toEqual(['grpc/health/v1/health.proto']);
   });
