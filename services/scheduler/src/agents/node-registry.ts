@@ -2,6 +2,7 @@
 // agent runs with what the scheduler wants (level-triggered: every heartbeat re-checks).
 import { randomUUID } from 'node:crypto';
 import type { Subscription } from '@nats-io/transport-node';
+import { Counter, Gauge } from 'prom-client';
 import {
   AgentRank, FailureClass, FaultSignal, JobState, Node, NodeEvent, NodeHeartbeat, NodeHostEvent, NodeState, RegisterNodeRequest, RegisterNodeResponse, StopRank, type GpuAllocation, type GpuDevice, type Job,
 } from '@gantry/proto';
@@ -53,9 +54,13 @@ export class NodeRegistry {
   private electedAt = 0;
 
   private readonly events: NodeTelemetryStore;
+  private readonly lost: Counter;
+  private readonly overdue: Gauge;
 
   constructor(private readonly ctx: SchedulerContext) {
     this.events = new NodeTelemetryStore(ctx.redis);
+    this.lost = new Counter({ name: 'gantry_nodes_lost_total', help: 'Nodes declared LOST: no heartbeat for HEARTBEAT_TIMEOUT_MS', registers: [ctx.metrics] });
+    this.overdue = new Gauge({ name: 'gantry_nodes_heartbeat_overdue', help: 'Nodes without a heartbeat for longer than HEARTBEAT_TIMEOUT_MS (LOST ones included), at the leader\'s latest check', registers: [ctx.metrics] });
   }
 
   start(): void {
@@ -215,13 +220,15 @@ export class NodeRegistry {
     const timeout = ctx.settings.heartbeatTimeoutMs;
     // After a failover heartbeats were not recorded while nobody led: give agents a full timeout.
     if (epoch === 0 || now - this.electedAt < timeout) return;
-    for (const rec of await ctx.nodes.getMany(await ctx.nodes.silentSince(now - timeout))) {
-      if (now - rec.heartbeatMs < timeout) continue;
+    const silent = (await ctx.nodes.getMany(await ctx.nodes.silentSince(now - timeout))).filter((rec) => now - rec.heartbeatMs >= timeout);
+    this.overdue.set(silent.length);
+    for (const rec of silent) {
       const silentSec = Math.round((now - rec.heartbeatMs) / 1000);
       const reason = `node ${rec.node.name} lost: no heartbeat for ${silentSec}s`;
       if (WATCHED.has(rec.node.state)) {
         await ctx.nodes.commit({ prev: rec, next: { ...rec.node, state: NodeState.NODE_STATE_LOST, stateBeforeLost: rec.node.state }, reason, epoch });
         ctx.log.warn({ node: rec.node.name, silentSec }, 'node lost');
+        this.lost.inc();
       } else if (rec.node.state !== NodeState.NODE_STATE_LOST) {
         continue;
       }
