@@ -325,7 +325,7 @@ describe('observability: alert rules and dashboards against the metrics the serv
 
     // A job on a node that an ECC storm quarantines (health transitions and statuses, a recovery
     // and its duration), one that fails without retry (an exhausted chain), a call the gateway
-    // refuses, and an XID on another host.
+    // refuses, and an XID on another host (whose agent is stopped at the end: a LOST node).
     await eventually('baselines', async () => ((await client.getClusterHealth()).nodesEvaluated === 3 ? true : undefined), 20_000);
     const { job } = await client.submitJob({ nodes: 1, gpusPerNode: 8, stopGraceSeconds: 1, command: ['sh', '-c', 'if [ "$GANTRY_ATTEMPT" = 1 ]; then sleep 300; else sleep 1; fi'] });
     const running = await waitForJob(client, job!.id, [JobState.JOB_STATE_RUNNING]);
@@ -354,6 +354,14 @@ describe('observability: alert rules and dashboards against the metrics the serv
 
     expect(unknownReferences(exported, ruleFile(), dashboardUses())).toEqual([]);
     expect(namingProblems(exported)).toEqual([]);
+
+    // An agent that stops: its node is LOST, counted, and its heartbeat overdue.
+    const victim = stack.agents.findIndex((_, i) => stack.nodeName(i) === other);
+    await stack.agents[victim]!.kill();
+    const scheduler = metricsPorts(stack).get('scheduler-0')!;
+    const sample = async (name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, 'm').exec(await (await fetch(`http://127.0.0.1:${scheduler}/metrics`)).text())?.[1] ?? NaN);
+    await eventually('gantry_nodes_lost_total 1', async () => ((await sample('gantry_nodes_lost_total')) === 1 ? true : undefined), 15_000, 250);
+    expect(await sample('gantry_nodes_heartbeat_overdue')).toBe(1);
   });
 
   it('the reference check itself: an unknown metric, label or grouping is named', () => {
