@@ -10,7 +10,7 @@
 // makes a crash in between harmless: the next leader evaluates the same window again, and
 // every action is idempotent (a node already in its state, a job already recovering).
 import { Counter, Gauge, Histogram } from 'prom-client';
-import { FailureClass, FaultSignal, JobState, nodeStateName, type TelemetryBatch } from '@gantry/proto';
+import { FailureClass, FaultSignal, JobState, NodeState, nodeStateName, type TelemetryBatch } from '@gantry/proto';
 import { HealthStore, NodeTelemetryStore, type NodeRecord } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
 import {
@@ -37,6 +37,7 @@ export class HealthMonitor extends WakeableLoop {
   private readonly telemetry: NodeTelemetryStore;
   private readonly evaluations: Histogram;
   private readonly transitions: Counter;
+  private readonly quarantines: Counter;
   private readonly statuses: Gauge;
   private readonly sharedActive: Gauge;
   private readonly findings: Counter;
@@ -47,6 +48,7 @@ export class HealthMonitor extends WakeableLoop {
     const registers = [ctx.metrics];
     this.evaluations = new Histogram({ name: 'gantry_health_evaluation_seconds', help: 'Duration of one health window: read, evaluate, act, store', registers, buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 10] });
     this.transitions = new Counter({ name: 'gantry_health_transitions_total', help: 'Node state changes the health detector made', labelNames: ['to'], registers });
+    this.quarantines = new Counter({ name: 'gantry_health_node_quarantines_total', help: 'Nodes the health detector quarantined, per node (repeat offenders)', labelNames: ['node'], registers });
     this.statuses = new Gauge({ name: 'gantry_health_nodes', help: 'Nodes by the health status the detector gave them at its latest window', labelNames: ['status'], registers });
     this.sharedActive = new Gauge({ name: 'gantry_health_shared_faults_active', help: 'Storage targets and fabric segments flagged as a shared fault', labelNames: ['kind'], registers });
     this.findings = new Counter({ name: 'gantry_health_findings_total', help: 'Hangs and stragglers found in running jobs', labelNames: ['kind'], registers });
@@ -165,6 +167,7 @@ export class HealthMonitor extends WakeableLoop {
     });
     if (committed && committed.node.state !== rec.node.state) {
       this.transitions.inc({ to: nodeStateName(committed.node.state) });
+      if (committed.node.state === NodeState.NODE_STATE_QUARANTINED) this.quarantines.inc({ node: rec.node.name });
       this.ctx.log.warn({ node: rec.node.name, from: nodeStateName(rec.node.state), to: nodeStateName(committed.node.state), score: d.score, reason }, 'node health transition');
     }
     if (evicted && evicted.allocations.length > 0) {
