@@ -342,7 +342,7 @@ describe('observability: alert rules and dashboards against the metrics the serv
     await sim(stack, other, 'inject', 'xid', '79', '--gpu', '3');
 
     // Series appear at the next collection (agents every second, storage gauges on scrape).
-    const want = ['gantry_job_recoveries_total', 'gantry_job_recovery_exhausted_total', 'gantry_job_recovery_duration_seconds_bucket', 'gantry_health_nodes', 'gantry_health_transitions_total', 'gantry_xid_events_total', 'gantry_xid_events_received_total', 'gantry_storage_pool_size', 'gantry_gateway_refusals_total'];
+    const want = ['gantry_job_recoveries_total', 'gantry_job_recovery_exhausted_total', 'gantry_job_recovery_duration_seconds_bucket', 'gantry_health_nodes', 'gantry_health_transitions_total', 'gantry_health_node_quarantines_total', 'gantry_xid_events_total', 'gantry_xid_events_received_total', 'gantry_storage_pool_size', 'gantry_gateway_refusals_total'];
     let exported = await scrapeAll(stack);
     for (const deadline = Date.now() + 10_000; want.some((n) => !exported.samples.has(n)) && Date.now() < deadline;) {
       await new Promise((r) => setTimeout(r, 500));
