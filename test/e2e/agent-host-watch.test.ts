@@ -8,11 +8,10 @@ import { FailureClass, JobState, jobStateName } from '@gantry/proto';
 import { eventually, type TestStack } from '../harness/stack.js';
 import { stackPerTest, waitForJob } from '../harness/fixtures.js';
 import { sim } from '../harness/tools.js';
+import { FAST_RECOVERY } from '../harness/fast-config.js';
 
 const setup = stackPerTest();
 
-/** Fast settle and backoff so a recovery takes seconds (as in recovery.test.ts). */
-const FAST = { settleMs: 1_000, backoffInitialMs: 200, backoffMaxMs: 1_000 };
 const AGENT_ENV = { 'node-agent': { INVENTORY_INTERVAL_MS: '1000' } };
 
 async function xidsOf(client: GantryClient, node: string): Promise<number[]> {
@@ -99,7 +98,7 @@ describe('agent restarts', () => {
 describe('GPU inventory', () => {
   it('a GPU that leaves the inventory while a job uses it: the node GPU list shrinks, the job recovers elsewhere as a node fault', async () => {
     const { stack, client } = await setup({ agents: 2, env: AGENT_ENV });
-    await client.setSchedulingConfig({ recovery: FAST });
+    await client.setSchedulingConfig({ recovery: FAST_RECOVERY });
     const { job } = await client.submitJob({ nodes: 1, gpusPerNode: 8, stopGraceSeconds: 1, command: ['sh', '-c', 'if [ "$GANTRY_ATTEMPT" = 1 ]; then sleep 300; else sleep 1; fi'] });
     const running = await waitForJob(client, job!.id, [JobState.JOB_STATE_RUNNING]);
     const node = running.attempts[0]!.placement[0]!.node;

@@ -12,17 +12,17 @@ import { REPO_ROOT } from '../../deploy/local/services.js';
 import { eventually } from '../harness/stack.js';
 import { stackPerTest, waitForJob } from '../harness/fixtures.js';
 import { gantry } from '../harness/tools.js';
+import { FAST_RECOVERY } from '../harness/fast-config.js';
 
 const setup = stackPerTest();
 const FIXTURE = join(REPO_ROOT, 'libs/checkpoint-layouts/test/fixtures/layouts/pytorch_dcp/ckpt');
-const FAST = { settleMs: 1_000, backoffInitialMs: 200, backoffMaxMs: 1_000 };
 const AGENT_ENV = { 'node-agent': { CHECKPOINT_POLL_MS: '250' } };
 const { CHECKPOINT_STATE_COMMITTED: COMMITTED, CHECKPOINT_STATE_CORRUPT: CORRUPT } = CheckpointState;
 
 describe('checkpoints', () => {
   it('a DCP checkpoint written by the job is discovered and COMMITTED; one with a storage file removed is CORRUPT, and the recovery resumes from the previous good one', async () => {
     const { stack, client } = await setup({ agents: 2, env: AGENT_ENV });
-    await client.setSchedulingConfig({ recovery: FAST });
+    await client.setSchedulingConfig({ recovery: FAST_RECOVERY });
     const dir = join(stack.workDir, 'ckpt');
     const resumed = join(stack.workDir, 'resumed.txt');
     // Attempt 1 saves step-10 and step-20 the way DCP does (storage files, then .metadata), then

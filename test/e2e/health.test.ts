@@ -10,24 +10,9 @@ import type { GantryClient } from '@gantry/sdk';
 import { eventually } from '../harness/stack.js';
 import { stackPerTest, waitForJob } from '../harness/fixtures.js';
 import { gantry, sim } from '../harness/tools.js';
+import { FAST_HEALTH, FAST_RECOVERY } from '../harness/fast-config.js';
 
 const setup = stackPerTest();
-
-const FAST_RECOVERY = { settleMs: 1_000, backoffInitialMs: 200, backoffMaxMs: 1_000 };
-
-/**
- * The detector at test speed: one-second windows, baselines ready after two seconds of normal
- * telemetry, evidence that builds within seconds. Corrected ECC weighs double so that a
- * storm alone reaches QUARANTINED (the defaults need corroboration from other signals).
- */
-const FAST_HEALTH = {
-  windowSec: 1,
-  baseline: { bucketSec: 1, buckets: 30, minBuckets: 2 },
-  peers: { minPeers: 2 },
-  deviation: { halfLifeSec: 2 },
-  signals: { 'gpu.ecc_sbe_rate': { weight: 2 } },
-  states: { suspect: { enterWindows: 2 }, quarantine: { enterWindows: 3 } },
-};
 
 const agents = { 'node-agent': { TELEMETRY_INTERVAL_MS: '1000' } };
 

@@ -16,21 +16,12 @@ import { REPO_ROOT } from '../../deploy/local/services.js';
 import { eventually, type TestStack } from '../harness/stack.js';
 import { stackPerTest, waitForJob } from '../harness/fixtures.js';
 import { sim } from '../harness/tools.js';
+import { FAST_HEALTH, FAST_RECOVERY } from '../harness/fast-config.js';
 
 // `yaml` is a dependency of the services, not of the test package: borrow the scheduler's.
 const { parse: parseYaml } = createRequire(join(REPO_ROOT, 'services/scheduler/package.json'))('yaml') as { parse: (s: string) => unknown };
 
 const setup = stackPerTest();
-
-const FAST_RECOVERY = { settleMs: 500, backoffInitialMs: 200, backoffMaxMs: 500 };
-const FAST_HEALTH = {
-  windowSec: 1,
-  baseline: { bucketSec: 1, buckets: 30, minBuckets: 2 },
-  peers: { minPeers: 2 },
-  deviation: { halfLifeSec: 2 },
-  signals: { 'gpu.ecc_sbe_rate': { weight: 2 } },
-  states: { suspect: { enterWindows: 2 }, quarantine: { enterWindows: 3 } },
-};
 
 /** Labels Prometheus adds to every scraped series (target labels), not exported by a service. */
 const TARGET_LABELS = new Set(['instance', 'job']);

@@ -8,11 +8,9 @@ import { FailureClass, JobState, RecoveryGrade, jobStateName, type Job } from '@
 import { eventually, pidAlive, type TestStack } from '../harness/stack.js';
 import { stackPerTest, waitForJob } from '../harness/fixtures.js';
 import { gantry, sim } from '../harness/tools.js';
+import { FAST_RECOVERY } from '../harness/fast-config.js';
 
 const setup = stackPerTest();
-
-/** Fast settle and backoff so a recovery takes seconds in a test, as it should in production. */
-const FAST = { settleMs: 1_000, backoffInitialMs: 200, backoffMaxMs: 1_000 };
 
 /** Every rank appends "attempt rank node resume-from" when it starts: runs twice show up. */
 function markedCommand(marker: string, then: string): string[] {
@@ -26,7 +24,6 @@ function markers(file: string): string[] {
 function injectXid(stack: TestStack, node: string, xid: number, gpu: number): Promise<void> {
   return sim(stack, node, 'inject', 'xid', String(xid), '--gpu', String(gpu));
 }
-
 
 async function commitCheckpoint(stack: TestStack, jobId: string, attempt: number, step: number): Promise<string> {
   const ck = new CheckpointClient({ address: stack.checkpointAddr, timeoutMs: 5_000 });
@@ -52,7 +49,7 @@ async function history(client: GantryClient, id: string): Promise<string[]> {
 describe('recovery', () => {
   it('an XID 79 on a job GPU: RECOVERING, the faulty node excluded, a hot spare taken, resumed from the last checkpoint, SUCCEEDED', async () => {
     const { stack, client } = await setup({ agents: 3 });
-    await client.setSchedulingConfig({ recovery: FAST, spares: { pools: [{ count: 1 }] } });
+    await client.setSchedulingConfig({ recovery: FAST_RECOVERY, spares: { pools: [{ count: 1 }] } });
     const marker = `${stack.workDir}/runs.txt`;
     const { job } = await client.submitJob({ nodes: 2, gpusPerNode: 8, stopGraceSeconds: 1, command: markedCommand(marker, 'if [ "$GANTRY_ATTEMPT" = 1 ]; then sleep 300; else sleep 1; fi') });
     const id = job!.id;
@@ -98,7 +95,7 @@ describe('recovery', () => {
 
   it('an application error, with retry on application errors, restarts in place on the same nodes', async () => {
     const { stack, client } = await setup({ agents: 2 });
-    await client.setSchedulingConfig({ recovery: FAST });
+    await client.setSchedulingConfig({ recovery: FAST_RECOVERY });
     const marker = `${stack.workDir}/runs.txt`;
     const { job } = await client.submitJob({
       nodes: 2, gpusPerNode: 4, retry: { maxRecoveries: 2, retryOn: [FailureClass.FAILURE_CLASS_APPLICATION] },
@@ -116,7 +113,7 @@ describe('recovery', () => {
 
   it('holds the GPUs of a restart in place through the backoff: a job waiting in the queue does not take them', async () => {
     const { client } = await setup({ agents: 2 });
-    await client.setSchedulingConfig({ recovery: { ...FAST, backoffInitialMs: 2_000 } });
+    await client.setSchedulingConfig({ recovery: { ...FAST_RECOVERY, backoffInitialMs: 2_000 } });
     const { job } = await client.submitJob({
       nodes: 2, gpusPerNode: 8, stopGraceSeconds: 1, retry: { maxRecoveries: 1, retryOn: [FailureClass.FAILURE_CLASS_APPLICATION] },
       command: ['sh', '-c', 'if [ "$GANTRY_ATTEMPT" = 1 ]; then sleep 2; exit 1; fi; sleep 1'],
@@ -134,7 +131,7 @@ describe('recovery', () => {
 
   it('waits to place the next attempt while the checkpoint service cannot say where it resumes from', async () => {
     const { stack, client } = await setup({ agents: 1 });
-    await client.setSchedulingConfig({ recovery: FAST });
+    await client.setSchedulingConfig({ recovery: FAST_RECOVERY });
     const { job } = await client.submitJob({
       nodes: 1, gpusPerNode: 2, retry: { maxRecoveries: 1, retryOn: [FailureClass.FAILURE_CLASS_APPLICATION] },
       command: ['sh', '-c', 'if [ "$GANTRY_ATTEMPT" = 1 ]; then sleep 2; exit 1; fi; echo "resumed from $GANTRY_RESUME_FROM"'],
@@ -161,7 +158,7 @@ describe('recovery', () => {
 
   it('an application error is not retried by default: FAILED, naming the rank that failed first', async () => {
     const { client } = await setup({ agents: 2 });
-    await client.setSchedulingConfig({ recovery: FAST });
+    await client.setSchedulingConfig({ recovery: FAST_RECOVERY });
     const { job } = await client.submitJob({ nodes: 2, gpusPerNode: 4, command: ['sh', '-c', 'if [ "$NODE_RANK" = 1 ]; then exit 3; fi; sleep 300'] });
     const done = await waitForJob(client, job!.id, [JobState.JOB_STATE_FAILED], 30_000);
     expect(done.attempt).toBe(1);
@@ -170,7 +167,7 @@ describe('recovery', () => {
 
   it('runs out of its budget: FAILED, with the whole chain shown', async () => {
     const { stack, client } = await setup({ agents: 2 });
-    await client.setSchedulingConfig({ recovery: FAST });
+    await client.setSchedulingConfig({ recovery: FAST_RECOVERY });
     const { job } = await client.submitJob({ nodes: 1, gpusPerNode: 2, retry: { maxRecoveries: 2, retryOn: [FailureClass.FAILURE_CLASS_APPLICATION] }, command: ['sh', '-c', 'exit 1'] });
     const done = await waitForJob(client, job!.id, (j) => j.state === JobState.JOB_STATE_FAILED, 40_000);
     expect(done.attempt).toBe(3);
@@ -184,7 +181,7 @@ describe('recovery', () => {
 
   it('a job cancelled while RECOVERING is CANCELLED and leaves no process', async () => {
     const { stack, client } = await setup({ agents: 2 });
-    await client.setSchedulingConfig({ recovery: { ...FAST, settleMs: 3_000 } });
+    await client.setSchedulingConfig({ recovery: { ...FAST_RECOVERY, settleMs: 3_000 } });
     const { job } = await client.submitJob({ nodes: 2, gpusPerNode: 8, stopGraceSeconds: 1, command: ['sh', '-c', 'sleep 300 & wait'] });
     const running = await waitForJob(client, job!.id, [JobState.JOB_STATE_RUNNING]);
     const pids = running.attempts[0]!.ranks.map((r) => r.pid);
@@ -202,7 +199,7 @@ describe('recovery', () => {
 
   it('a scheduler SIGKILLed during a recovery finishes it exactly once', async () => {
     const { stack, client } = await setup({ agents: 3 });
-    await client.setSchedulingConfig({ recovery: FAST });
+    await client.setSchedulingConfig({ recovery: FAST_RECOVERY });
     const marker = `${stack.workDir}/runs.txt`;
     const { job } = await client.submitJob({ nodes: 2, gpusPerNode: 8, stopGraceSeconds: 1, command: markedCommand(marker, 'if [ "$GANTRY_ATTEMPT" = 1 ]; then sleep 300; else sleep 2; fi') });
     const running = await waitForJob(client, job!.id, [JobState.JOB_STATE_RUNNING]);
@@ -221,7 +218,7 @@ describe('recovery', () => {
 
   it('a lost node is a node fault: the job recovers on the other nodes', async () => {
     const { stack, client } = await setup({ agents: 3, heartbeatTimeoutMs: 3_000 });
-    await client.setSchedulingConfig({ recovery: FAST });
+    await client.setSchedulingConfig({ recovery: FAST_RECOVERY });
     const { job } = await client.submitJob({ nodes: 2, gpusPerNode: 8, stopGraceSeconds: 1, command: ['sh', '-c', 'if [ "$GANTRY_ATTEMPT" = 1 ]; then sleep 300; else sleep 1; fi'] });
     const running = await waitForJob(client, job!.id, [JobState.JOB_STATE_RUNNING]);
     const victim = running.attempts[0]!.placement[1]!.node;
@@ -237,7 +234,7 @@ describe('recovery', () => {
     // A heartbeat timeout well above an agent's restart time on a loaded machine: the node must
     // come back before it is declared lost, so the missing GPU is what the job's failure names.
     const { stack, client } = await setup({ agents: 2, heartbeatTimeoutMs: 15_000 });
-    await client.setSchedulingConfig({ recovery: FAST });
+    await client.setSchedulingConfig({ recovery: FAST_RECOVERY });
     const { job } = await client.submitJob({ nodes: 1, gpusPerNode: 8, stopGraceSeconds: 1, command: ['sh', '-c', 'if [ "$GANTRY_ATTEMPT" = 1 ]; then sleep 300; else sleep 1; fi'] });
     const running = await waitForJob(client, job!.id, [JobState.JOB_STATE_RUNNING]);
     const node = running.attempts[0]!.placement[0]!.node;

@@ -1,16 +1,14 @@
 // Discovery and explicit reports against a real redis-server: lua/checkpoint-observe.lua and
 // lua/checkpoint-delete.lua are the behaviour under test.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { CheckpointFormat, CheckpointState } from '@gantry/proto';
-import { startRedis, type Server } from '../../../test/harness/infra.js';
+import { useRedis } from './redis-fixture.js';
 import { CHECKPOINT_ID_PATTERN, CheckpointStore, discoveredCheckpointId, type ObservedCheckpoint } from '../src/checkpoints.js';
 import { keys } from '../src/keys.js';
 
 const { CHECKPOINT_STATE_WRITING: WRITING, CHECKPOINT_STATE_COMMITTED: COMMITTED, CHECKPOINT_STATE_ABANDONED: ABANDONED, CHECKPOINT_STATE_CORRUPT: CORRUPT, CHECKPOINT_STATE_DELETED: DELETED } = CheckpointState;
 
-let server: Server;
-let redis: Redis;
+const redisOf = useRedis();
 let store: CheckpointStore;
 let seq = 0;
 const newJob = () => `obs-${process.pid}-${++seq}`;
@@ -23,15 +21,8 @@ function report(jobId: string, step: number, status: ObservedCheckpoint['status'
   };
 }
 
-beforeAll(async () => {
-  server = await startRedis();
-  redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
-  store = new CheckpointStore(redis);
-}, 60_000);
-
-afterAll(async () => {
-  await redis?.quit();
-  await server?.stop();
+beforeAll(() => {
+  store = new CheckpointStore(redisOf());
 });
 
 describe('CheckpointStore.observe', () => {
@@ -99,9 +90,9 @@ describe('CheckpointStore.observe', () => {
     await store.setMeta(job, { dir: `/ckpt/${job}`, node: 'node-0', retention: { keepLast: 2, keepEvery: 0, gcGraceSeconds: 0, delete: false } });
     expect(await store.meta(job)).toMatchObject({ dir: `/ckpt/${job}`, retention: { keepLast: 2 } });
     expect(await store.expireJob(job, 100)).toBe(1);
-    expect(await redis.ttl(keys.checkpoint(c.id))).toBeGreaterThan(0);
-    expect(await redis.ttl(keys.jobCheckpointEvents(job))).toBeGreaterThan(0);
+    expect(await redisOf().ttl(keys.checkpoint(c.id))).toBeGreaterThan(0);
+    expect(await redisOf().ttl(keys.jobCheckpointEvents(job))).toBeGreaterThan(0);
     await store.keepJob(job);
-    expect(await redis.ttl(keys.checkpoint(c.id))).toBe(-1);
+    expect(await redisOf().ttl(keys.checkpoint(c.id))).toBe(-1);
   });
 });

@@ -1,31 +1,19 @@
 // The detector's storage against a real redis-server: reading only the telemetry that arrived
 // since a node's cursor, and a window committed in one transaction (state, cursors, results,
 // and exactly the XIDs and operator decisions it consumed).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
 import { GetClusterHealthResponse, NodeHealth, TelemetryBatch, XidEvent } from '@gantry/proto';
-import { startRedis, type Server } from '../../../test/harness/infra.js';
+import { useRedis } from './redis-fixture.js';
 import { NodeTelemetryStore } from '../src/node-telemetry.js';
 import { HealthStore } from '../src/health.js';
 
-let server: Server;
-let redis: Redis;
-
-beforeAll(async () => {
-  server = await startRedis();
-  redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
-}, 60_000);
-
-afterAll(async () => {
-  await redis?.quit();
-  await server?.stop();
-});
+const redisOf = useRedis();
 
 const T0 = Date.UTC(2026, 11, 2, 12, 0, 0);
 
 describe('NodeTelemetryStore.since', () => {
   it('returns the batches after the cursor, oldest first, across history pages, bounded', async () => {
-    const store = new NodeTelemetryStore(redis);
+    const store = new NodeTelemetryStore(redisOf());
     for (let i = 1; i <= 30; i++) await store.record(TelemetryBatch.create({ node: 'n1', seq: i, time: new Date(T0 + i * 1000) }));
     const seqs = async (after: number, max?: number) => (await store.since('n1', T0 + after * 1000, max)).map((b) => b.seq);
     expect(await seqs(27)).toEqual([28, 29, 30]);
@@ -38,7 +26,7 @@ describe('NodeTelemetryStore.since', () => {
 
 describe('HealthStore', () => {
   it('commits a window atomically and consumes exactly what it evaluated', async () => {
-    const store = new HealthStore(redis);
+    const store = new HealthStore(redisOf());
     for (const xid of [79, 48, 94]) await store.queueXid(XidEvent.create({ node: 'n1', xid }));
     await store.queueOperator({ node: 'n1', action: 'release', reason: 'swapped' });
     const xids = await store.pendingXids();

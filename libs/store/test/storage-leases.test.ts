@@ -1,24 +1,14 @@
 // StorageLeaseStore against a real redis-server: the Lua scripts are the behaviour under test.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { startRedis, type Server } from '../../../test/harness/infra.js';
+import { useRedis } from './redis-fixture.js';
 import { StorageLeaseStore, parseStorageLeaseId, storageLeaseId } from '../src/storage-leases.js';
 
-let server: Server;
-let redis: Redis;
+const redisOf = useRedis();
 let seq = 0;
 const newTarget = () => `t${process.pid}-${++seq}`;
 const h = (jobId: string, rank: number, attempt = 1) => ({ jobId, attempt, rank });
 
-beforeAll(async () => {
-  server = await startRedis();
-  redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
-}, 60_000);
-
-afterAll(async () => {
-  await redis?.quit();
-  await server?.stop();
-});
 
 describe('StorageLeaseStore', () => {
   it('lease ids round-trip', () => {
@@ -29,7 +19,7 @@ describe('StorageLeaseStore', () => {
 
   it('grants up to the limit, queues the rest FIFO, and hands a freed slot to the first waiter', async () => {
     let now = 1_000_000;
-    const store = new StorageLeaseStore(redis, { clock: () => now });
+    const store = new StorageLeaseStore(redisOf(), { clock: () => now });
     const t = newTarget();
     const a = await store.acquire(t, 'write', h('A', 0), 10_000, 2);
     const b = await store.acquire(t, 'write', h('A', 1), 10_000, 2);
@@ -51,7 +41,7 @@ describe('StorageLeaseStore', () => {
 
   it('expires a lease that is not renewed, and renews one that is', async () => {
     let now = 2_000_000;
-    const store = new StorageLeaseStore(redis, { clock: () => now });
+    const store = new StorageLeaseStore(redisOf(), { clock: () => now });
     const t = newTarget();
     const a = await store.acquire(t, 'read', h('A', 0), 1_000, 1);
     expect(a.granted).toBe(true);
@@ -65,7 +55,7 @@ describe('StorageLeaseStore', () => {
 
   it('drops a waiter that stopped asking, and a newer attempt drops the older attempt', async () => {
     let now = 3_000_000;
-    const store = new StorageLeaseStore(redis, { clock: () => now, waiterTtlMs: 500 });
+    const store = new StorageLeaseStore(redisOf(), { clock: () => now, waiterTtlMs: 500 });
     const t = newTarget();
     await store.acquire(t, 'write', h('A', 0, 1), 60_000, 1);
     await store.acquire(t, 'write', h('B', 0), 60_000, 1);
@@ -83,7 +73,7 @@ describe('StorageLeaseStore', () => {
   it('never holds more leases than the limit under concurrent acquires from many clients', async () => {
     const t = newTarget();
     const limit = 7;
-    const clients = Array.from({ length: 8 }, () => new Redis(server.url, { maxRetriesPerRequest: 1 }));
+    const clients = Array.from({ length: 8 }, () => new Redis(redisOf.url(), { maxRetriesPerRequest: 1 }));
     const stores = clients.map((c) => new StorageLeaseStore(c, { waiterTtlMs: 60_000 }));
     let inside = 0;
     let peak = 0;
@@ -114,6 +104,6 @@ describe('StorageLeaseStore', () => {
     expect(violations).toBe(0);
     expect(peak).toBeLessThanOrEqual(limit);
     expect(peak).toBe(limit);
-    expect((await new StorageLeaseStore(redis).state(t, 'write')).leases).toEqual([]);
+    expect((await new StorageLeaseStore(redisOf()).state(t, 'write')).leases).toEqual([]);
   });
 });
