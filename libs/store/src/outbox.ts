@@ -29,6 +29,20 @@ export class Outbox {
     });
   }
 
+  /**
+   * What waits to be relayed: how many entries, and how old the oldest is (its stream id is
+   * the time it was written). The relayed ones are trimmed up to the cursor's own entry.
+   */
+  async backlog(nowMs = Date.now()): Promise<{ pending: number; oldestAgeSec: number }> {
+    const cursor = (await this.redis.get(keys.outboxCursor)) ?? '0-0';
+    const [len, next] = await Promise.all([this.redis.xlen(keys.outbox), this.redis.xrange(keys.outbox, `(${cursor}`, '+', 'COUNT', 1)]);
+    const oldestMs = next.length > 0 ? Number(next[0]![0].split('-')[0]) : undefined;
+    return {
+      pending: next.length === 0 ? 0 : Math.max(1, len - (cursor === '0-0' ? 0 : 1)),
+      oldestAgeSec: oldestMs === undefined ? 0 : Math.max(0, (nowMs - oldestMs) / 1000),
+    };
+  }
+
   /** Marks entries up to streamId relayed and trims them. */
   async advance(streamId: string): Promise<void> {
     await this.redis.multi().set(keys.outboxCursor, streamId).xtrim(keys.outbox, 'MINID', streamId).exec();

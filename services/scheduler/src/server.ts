@@ -71,7 +71,17 @@ export async function main(): Promise<void> {
   const loop = new SchedulingLoop(ctx, recovery, resume);
   const registry = new NodeRegistry(ctx);
   const rankEvents = new RankEventConsumer(ctx);
-  const relay = new OutboxRelay(new Outbox(redis), js, log);
+  const outbox = new Outbox(redis);
+  const relay = new OutboxRelay(outbox, js, log);
+  // Read on scrape from Redis (every replica sees the same outbox): a stuck relay shows as a growing age.
+  new Gauge({
+    name: 'gantry_outbox_pending_entries', help: 'Job and node events written to the Redis outbox and not yet relayed to JetStream', registers: [metrics],
+    async collect() { this.set((await outbox.backlog().catch(() => ({ pending: 0 }))).pending); },
+  });
+  new Gauge({
+    name: 'gantry_outbox_oldest_entry_age_seconds', help: 'Age of the oldest outbox entry not yet relayed to JetStream (0 when none waits)', registers: [metrics],
+    async collect() { this.set((await outbox.backlog().catch(() => ({ oldestAgeSec: 0 }))).oldestAgeSec); },
+  });
   const healthStore = new HealthStore(redis);
   const healthConfigs = new HealthConfigCache(healthStore, log);
   const telemetry = new TelemetryIngest(ctx, healthConfigs);
