@@ -1,20 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { JobSpec, Launcher, TopologyRequirement } from '@gantry/proto';
-import { GrpcError } from '@gantry/service-kit';
+import { Launcher, TopologyRequirement } from '@gantry/proto';
+import { ok, message } from './spec-fixtures.js';
 import { validateSpec, validateSubmit } from '../src/admission/validate.js';
 
-const ok = (p: Partial<JobSpec>) => JobSpec.fromPartial({ nodes: 1, gpusPerNode: 8, command: ['true'], ...p });
-
-function message(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(GrpcError);
-    expect((err as GrpcError).code).toBe(3);
-    return (err as GrpcError).details;
-  }
-  throw new Error('expected INVALID_ARGUMENT');
-}
 
 describe('job spec validation', () => {
   it('fills defaults', () => {
