@@ -28,6 +28,8 @@ const spec = JobSpec.fromPartial({ nodes: 1, gpusPerNode: 1, command: ['true'], 
 
 describe('Redis through Sentinel', () => {
   it('waits for the replica after a commit, and fails a commit the replica does not confirm', async () => {
+    // The replica must have finished its first sync before a write can be confirmed by it.
+    await ha.healthy(30_000);
     const jobs = new JobStore(redis);
     const waits = replicationStats.waits;
     await jobs.submit(Job.create({ id: 'j-ok', spec }), '');
