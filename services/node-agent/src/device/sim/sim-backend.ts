@@ -504,9 +504,19 @@ export class SimulatedBackend implements DeviceBackend {
       for (const l of lines) yield l;
       if (lines.length > 0) continue;
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, this.options.clock === 'wall' ? 1000 : 60_000);
-        this.waiters.push(() => { clearTimeout(t); resolve(); });
-        signal?.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+        // Every way out removes the abort listener: the signal lives as long as the agent, and a
+        // listener left behind per wait was the agents' MaxListenersExceededWarning.
+        // The same for the waiter entry, which only a kernel message would clear otherwise.
+        const done = () => {
+          clearTimeout(t);
+          signal?.removeEventListener('abort', done);
+          const i = this.waiters.indexOf(done);
+          if (i >= 0) this.waiters.splice(i, 1);
+          resolve();
+        };
+        const t = setTimeout(done, this.options.clock === 'wall' ? 1000 : 60_000);
+        this.waiters.push(done);
+        signal?.addEventListener('abort', done, { once: true });
       });
     }
   }
