@@ -2,7 +2,7 @@
 // this. Submit and cancel are user intents any replica may record; the leader acts on them.
 import { randomBytes } from 'node:crypto';
 import { ExplainJobResponse, JobServiceService, type JobServiceServer, Job, JobState, Recovery, RecoveryGrade, isTerminalJobState, jobStateName } from '@gantry/proto';
-import { failedPrecondition, invalidArgument, notFound, unary, GrpcError } from '@gantry/service-kit';
+import { failedPrecondition, invalidArgument, notFound, serverStream, unary, GrpcError } from '@gantry/service-kit';
 import { InvalidPageTokenError, SchedulingStateStore } from '@gantry/store';
 import { status } from '@grpc/grpc-js';
 import type { SchedulerContext } from '../context.js';
@@ -37,7 +37,9 @@ export function jobService(ctx: SchedulerContext): JobServiceServer {
     const e = JSON.parse(raw) as Explanation;
     return [`position ${e.queuePosition} in the queue`, e.message, e.quota, e.summary].filter(Boolean).join('; ');
   };
-  const unimplemented = (what: string) => () => { throw new GrpcError(status.UNIMPLEMENTED, `${what} is served by the gateway`); };
+  // Streams to clients are the gateway's (it follows the job events and log subjects); through
+  // the stream adapter a client is answered UNIMPLEMENTED with this message, not UNKNOWN.
+  const unimplemented = (what: string) => serverStream(ctx.log, what, () => Promise.reject(new GrpcError(status.UNIMPLEMENTED, `${what} is served by the gateway`)));
   return {
     submitJob: unary(ctx.log, 'SubmitJob', async (input) => {
       // The gateway's rules and bounds again: a request sent straight to the scheduler (or by a
