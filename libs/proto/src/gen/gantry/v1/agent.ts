@@ -110,6 +110,20 @@ export interface AgentCommand {
   command?: { $case: "assign"; assign: RankAssignment } | { $case: "stop"; stop: StopRank } | undefined;
 }
 
+/**
+ * What the scheduler actually sends on an agent's command subject: an encoded AgentCommand
+ * and the scheduler's Ed25519 signature over it, bound to the node it is for (see
+ * libs/bus/src/command-signing.ts for the signed bytes). Agents refuse anything unsigned.
+ */
+export interface SignedAgentCommand {
+  /** An encoded AgentCommand. */
+  command: Buffer;
+  /** The node the command is for; a command signed for one node is refused by every other. */
+  node: string;
+  /** Ed25519 signature (64 bytes) by the scheduler's command signing key. */
+  signature: Buffer;
+}
+
 export interface AgentCommandReply {
   ok: boolean;
   message: string;
@@ -1722,6 +1736,107 @@ export const AgentCommand: MessageFns<AgentCommand> = {
   },
 };
 
+function createBaseSignedAgentCommand(): SignedAgentCommand {
+  return { command: Buffer.alloc(0), node: "", signature: Buffer.alloc(0) };
+}
+
+export const SignedAgentCommand: MessageFns<SignedAgentCommand> = {
+  encode(message: SignedAgentCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.command.length !== 0) {
+      writer.uint32(10).bytes(message.command);
+    }
+    if (message.node !== "") {
+      writer.uint32(18).string(message.node);
+    }
+    if (message.signature.length !== 0) {
+      writer.uint32(26).bytes(message.signature);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignedAgentCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignedAgentCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.command = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.signature = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SignedAgentCommand {
+    return {
+      command: isSet(object.command) ? Buffer.from(bytesFromBase64(object.command)) : Buffer.alloc(0),
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: SignedAgentCommand): unknown {
+    const obj: any = {};
+    if (message.command.length !== 0) {
+      obj.command = base64FromBytes(message.command);
+    }
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.signature.length !== 0) {
+      obj.signature = base64FromBytes(message.signature);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SignedAgentCommand>): SignedAgentCommand {
+    return SignedAgentCommand.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SignedAgentCommand>): SignedAgentCommand {
+    const message = createBaseSignedAgentCommand();
+    message.command = object.command ?? Buffer.alloc(0);
+    message.node = object.node ?? "";
+    message.signature = object.signature ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
 function createBaseAgentCommandReply(): AgentCommandReply {
   return { ok: false, message: "" };
 }
@@ -2234,6 +2349,14 @@ export const LogBatch: MessageFns<LogBatch> = {
     return message;
   },
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
