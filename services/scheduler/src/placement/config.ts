@@ -55,6 +55,12 @@ export interface SchedulingConfig {
     crossTenantMinPriority: number;
     /** Upper bound on victims per preemptor, to bound the blast radius of one decision. */
     maxVictims: number;
+    /**
+     * A running job that has used at least this fraction of its time limit is near completion
+     * and not preempted: its GPUs come back soon anyway, and stopping it now would throw away
+     * the most work for the least gain. 0 = off; jobs without a time limit are never covered.
+     */
+    nearCompletionFraction: number;
   };
   backfill: {
     enabled: boolean;
@@ -95,6 +101,7 @@ export const DEFAULT_CONFIG: SchedulingConfig = {
     reclaimWithinCohort: 'any',
     crossTenantMinPriority: PRIORITY_CLASSES.critical,
     maxVictims: 512,
+    nearCompletionFraction: 0,
   },
   backfill: { enabled: true },
   recovery: {
@@ -160,7 +167,7 @@ export function parseSchedulingConfig(doc: unknown): SchedulingConfig {
       if (fs) input.fairShare = { halfLifeSec: v.number(fs.halfLifeSec, 'fairShare.halfLifeSec', { min: 1 }) };
     }
     if (root.preemption !== undefined) {
-      const p = v.object(root.preemption, 'preemption', ['enabled', 'windowSec', 'reclaimWithinCohort', 'crossTenantMinPriority', 'maxVictims']);
+      const p = v.object(root.preemption, 'preemption', ['enabled', 'windowSec', 'reclaimWithinCohort', 'crossTenantMinPriority', 'maxVictims', 'nearCompletionFraction']);
       if (p) {
         input.preemption = {
           enabled: v.boolean(p.enabled, 'preemption.enabled'),
@@ -168,6 +175,7 @@ export function parseSchedulingConfig(doc: unknown): SchedulingConfig {
           reclaimWithinCohort: v.oneOf(p.reclaimWithinCohort, 'preemption.reclaimWithinCohort', ['any', 'lower-priority', 'never'] as const),
           crossTenantMinPriority: parsePriority(v, p.crossTenantMinPriority, 'preemption.crossTenantMinPriority'),
           maxVictims: v.number(p.maxVictims, 'preemption.maxVictims', { min: 1, integer: true }),
+          nearCompletionFraction: v.number(p.nearCompletionFraction, 'preemption.nearCompletionFraction', { min: 0, max: 1 }),
         };
       }
     }

@@ -3,7 +3,8 @@
 // priority first, then the least time since their last committed checkpoint (or start),
 // then the fewest GPUs; and only as many as the gang needs (respecting its topology).
 // A job preempted within the configured window is left alone, so two jobs cannot keep
-// preempting each other.
+// preempting each other; with `nearCompletionFraction`, so is a job that has used that share
+// of its time limit.
 import type { ClusterState } from './cluster-state.js';
 import type { SchedulingConfig } from './config.js';
 import type { ReservationGuard } from './framework/types.js';
@@ -26,6 +27,11 @@ export interface PreemptionPolicy {
 /** Seconds of work a job loses if stopped now. */
 export function lostWorkSec(job: RunningJob, now: number): number {
   return Math.max(0, (now - (job.lastCheckpointTime ?? job.startTime)) / 1000);
+}
+
+/** Whether the job has used at least `fraction` of its time limit (never when either is 0). */
+export function nearCompletion(job: RunningJob, now: number, fraction: number): boolean {
+  return fraction > 0 && job.timeLimitSec > 0 && now - job.startTime >= fraction * job.timeLimitSec * 1000;
 }
 
 /** Cheapest victim first: terminating ones (free to wait for), then the victim order above. */
@@ -88,6 +94,7 @@ export function preemptionReason(
   if (victim.terminating) return 'already terminating';
   const p = policy.config.preemption;
   if (victim.preemptedAt !== undefined && policy.now - victim.preemptedAt < p.windowSec * 1000) return undefined;
+  if (nearCompletion(victim, policy.now, p.nearCompletionFraction)) return undefined;
   const lower = victim.priority < preemptor.priority;
   // Preemptible work may borrow hot spares only until a recovery attempt needs them, whatever
   // the quotas say: that is the condition under which `spares.allowPreemptible` lends them.
