@@ -103,6 +103,12 @@ export const commonEnv = {
   LOG_LEVEL: env.logLevel(),
   /** One NATS server or every server of a cluster, comma-separated; the client reconnects across them. */
   NATS_URL: natsServerList('nats://127.0.0.1:4222'),
+  /**
+   * The service's NATS credentials: a file holding its NKEY user seed (`SU…`, what the bus
+   * authorisation of docs/security.md gives each service) or a decentralised `.creds` file.
+   * Unset: connect without credentials (a server without authorisation).
+   */
+  NATS_CREDS_FILE: z.string().min(1).optional(),
   /** Replicas of every JetStream stream (and so of its consumers): 1 on a single server, 3 on a three-node cluster. */
   NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   /** Redis by URL; ignored for the address when REDIS_SENTINELS is set (its password and db still apply). */

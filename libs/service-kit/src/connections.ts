@@ -1,7 +1,7 @@
 // Connections to the two pieces of shared infrastructure. Both retry forever in the
 // background: a control plane that outlives a NATS or Redis restart (or failover) is the point.
 import { readFileSync } from 'node:fs';
-import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node';
+import { connect, credsAuthenticator, nkeyAuthenticator, type Authenticator, type NatsConnection } from '@nats-io/transport-node';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from './logger.js';
 import { natsServers, type RedisTarget } from './config.js';
@@ -11,9 +11,10 @@ import { natsServers, type RedisTarget } from './config.js';
  * reconnects across them forever, servers in random order so a fleet of agents spreads out.
  * The client also learns the cluster's other members from the server it reaches.
  */
-export async function connectNats(url: string, name: string, log: Logger, credsFile?: string): Promise<NatsConnection> {
+export async function connectNats(url: string, name: string, log: Logger, credsFile?: string, opts: { inboxPrefix?: string } = {}): Promise<NatsConnection> {
   const nc = await connect({
-    ...(credsFile ? { authenticator: credsAuthenticator(readFileSync(credsFile)) } : {}),
+    ...(credsFile ? { authenticator: natsAuthenticator(credsFile) } : {}),
+    ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
     servers: natsServers(url),
     name,
     maxReconnectAttempts: -1,
@@ -29,6 +30,23 @@ export async function connectNats(url: string, name: string, log: Logger, credsF
     }
   })();
   return nc;
+}
+
+/**
+ * The authenticator for a credentials file: an NKEY user seed (`SU…`, one line; the bus
+ * authorisation's users) or a decentralised `.creds` file (user JWT and seed).
+ */
+export function natsAuthenticator(file: string): Authenticator {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read NATS credentials ${file}: ${(err as Error).message}`);
+  }
+  const seed = text.trim();
+  if (/^SU[A-Z2-7]+$/.test(seed)) return nkeyAuthenticator(new TextEncoder().encode(seed));
+  if (text.includes('-----BEGIN NATS USER JWT-----')) return credsAuthenticator(new TextEncoder().encode(text));
+  throw new Error(`NATS credentials ${file} hold neither an NKEY user seed (SU…) nor a .creds file`);
 }
 
 /**
