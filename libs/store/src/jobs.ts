@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { Job, JobSpec, JobState, canTransitionJob, jobStateName, parseJobState } from '@gantry/proto';
 import { subjects } from '@gantry/bus';
-import { keys } from './keys.js';
+import { keys, PREFIX } from './keys.js';
 import { scriptRunner, type ScriptRunner } from './scripts.js';
 import { jobEvent } from './events.js';
 import { AllocationConflictError, FencedError, IdempotencyConflictError, StaleWriteError } from './errors.js';
@@ -56,6 +56,10 @@ export interface ListJobsQuery {
 }
 
 const IDEMPOTENCY_TTL_SEC = 7 * 24 * 3600;
+/** 2: per-tenant and per-tenant-state sets beside the per-state ones. */
+const JOB_INDEX_VERSION = 2;
+
+const tenantOf = (job: Job): string => job.spec?.tenant ?? '';
 
 /** JSON with object keys sorted, so equal specs hash equally whatever order their maps were built in. */
 function canonical(v: unknown): string {
@@ -89,7 +93,7 @@ export class JobStore {
     const idemKey = idempotencyKey ? keys.idempotency(job.spec?.tenant ?? '', idempotencyKey) : '';
     const res = (await this.scripts.run(
       'gantrySubmitJob',
-      [idemKey, keys.job(job.id), keys.jobsAll, keys.jobsInState('PENDING'), keys.outbox],
+      [idemKey, keys.job(job.id), keys.jobsAll, keys.jobsInState('PENDING'), keys.outbox, keys.jobsOfTenant(tenantOf(job)), keys.jobsOfTenantInState(tenantOf(job), 'PENDING')],
       [job.id, JSON.stringify(Job.toJSON(stored)), created.getTime(), job.spec?.tenant ?? '', event.subject, event.id, event.data, IDEMPOTENCY_TTL_SEC, specHash(job.spec)],
     )) as [number, string];
     if (res[0] === 1) return { created: true, job: stored };
@@ -124,31 +128,68 @@ export class JobStore {
     return this.redis.zrange(keys.jobsInState(jobStateName(state)), 0, -1);
   }
 
-  /** Newest first; the page token is an opaque cursor (creation time and id of the last job). */
+  /**
+   * Newest first; the page token is an opaque cursor (creation time and id of the last job).
+   * Reads only the index sets that match (per state, per tenant, or both) and then exactly the
+   * jobs of the page, in one pipelined round trip per batch: the cost of a page does not grow
+   * with the number of jobs kept.
+   */
   async list(q: ListJobsQuery): Promise<{ jobs: Job[]; nextPageToken: string }> {
-    const sets = q.states && q.states.length > 0 ? q.states.map((s) => keys.jobsInState(jobStateName(s))) : [keys.jobsAll];
+    const states = q.states && q.states.length > 0 ? q.states.map((s) => jobStateName(s)) : undefined;
+    const sets = q.tenant !== undefined && q.tenant !== ''
+      ? (states ? states.map((s) => keys.jobsOfTenantInState(q.tenant!, s)) : [keys.jobsOfTenant(q.tenant)])
+      : (states ? states.map((s) => keys.jobsInState(s)) : [keys.jobsAll]);
     let cursor = decodeCursor(q.pageToken);
     const jobs: Job[] = [];
-    const batch = Math.max(q.pageSize * 2, 50);
     for (;;) {
-      // Merge the newest `batch` entries at or below the cursor from each set.
-      const candidates: { id: string; score: number }[] = [];
+      const want = q.pageSize - jobs.length;
+      // From each set: the jobs created in the cursor's millisecond (ties, ordered by id as the
+      // cursor is) and the newest `want` created before it; merged below.
+      const pipeline = this.redis.pipeline();
       for (const set of sets) {
-        const raw = await this.redis.zrevrangebyscore(set, cursor ? cursor.score : '+inf', '-inf', 'WITHSCORES', 'LIMIT', 0, batch);
-        for (let i = 0; i < raw.length; i += 2) candidates.push({ id: raw[i]!, score: Number(raw[i + 1]) });
+        if (cursor) pipeline.zrevrangebyscore(set, cursor.score, cursor.score, 'WITHSCORES');
+        pipeline.zrevrangebyscore(set, cursor ? `(${cursor.score}` : '+inf', '-inf', 'WITHSCORES', 'LIMIT', 0, want);
+      }
+      const candidates: { id: string; score: number }[] = [];
+      for (const [err, raw] of (await pipeline.exec()) ?? []) {
+        if (err) throw err;
+        const r = raw as string[];
+        for (let i = 0; i < r.length; i += 2) candidates.push({ id: r[i]!, score: Number(r[i + 1]) });
       }
       const fresh = candidates
         .filter((c) => !cursor || c.score < cursor.score || (c.score === cursor.score && c.id < cursor.id))
-        .sort((a, b) => b.score - a.score || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+        .sort((a, b) => b.score - a.score || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0))
+        .slice(0, want);
       if (fresh.length === 0) return { jobs, nextPageToken: '' };
+      const byId = new Map((await this.getMany(fresh.map((c) => c.id))).map((r) => [r.job.id, r.job]));
       for (const c of fresh) {
         cursor = c;
-        const rec = await this.get(c.id);
-        if (!rec || (q.tenant && rec.job.spec?.tenant !== q.tenant)) continue;
-        jobs.push(rec.job);
-        if (jobs.length === q.pageSize) return { jobs, nextPageToken: encodeCursor(c) };
+        const job = byId.get(c.id);
+        // A job removed meanwhile, or (defence in depth) one of another tenant, is skipped.
+        if (!job || (q.tenant && job.spec?.tenant !== q.tenant)) continue;
+        jobs.push(job);
       }
+      if (jobs.length === q.pageSize) return { jobs, nextPageToken: encodeCursor(cursor!) };
     }
+  }
+
+  /**
+   * Indexes jobs written before the per-tenant sets existed (idempotent; each job in one atomic
+   * step). Runs once per store version, at a scheduler's start; returns how many were indexed.
+   */
+  async ensureIndexes(): Promise<number> {
+    if (Number(await this.redis.get(keys.jobIndexVersion)) >= JOB_INDEX_VERSION) return 0;
+    let indexed = 0;
+    let cursor = '0';
+    do {
+      const [next, raw] = await this.redis.zscan(keys.jobsAll, cursor, 'COUNT', 1000);
+      cursor = next;
+      const ids = raw.filter((_, i) => i % 2 === 0);
+      const results = await Promise.all(ids.map((id) => this.scripts.run('gantryIndexJob', [keys.job(id)], [id, PREFIX])));
+      indexed += results.filter((r) => r === 1).length;
+    } while (cursor !== '0');
+    await this.redis.set(keys.jobIndexVersion, JOB_INDEX_VERSION);
+    return indexed;
   }
 
   /** Applies one validated change of a job; throws StaleWriteError, FencedError or AllocationConflictError. */
@@ -164,7 +205,11 @@ export class JobStore {
     const releases = c.releases ?? [];
     const claims = c.claims ?? [];
     const portClaims = c.portClaims ?? [];
-    const keyList = [keys.job(next.id), keys.outbox, keys.leaderEpoch, keys.jobsInState(jobStateName(from)), keys.jobsInState(jobStateName(to))];
+    const tenant = tenantOf(c.prev.job);
+    const keyList = [
+      keys.job(next.id), keys.outbox, keys.leaderEpoch, keys.jobsInState(jobStateName(from)), keys.jobsInState(jobStateName(to)),
+      keys.jobsOfTenantInState(tenant, jobStateName(from)), keys.jobsOfTenantInState(tenant, jobStateName(to)),
+    ];
     const args: (string | number | Buffer)[] = [
       String(c.prev.rev), jobStateName(from), jobStateName(to), JSON.stringify(Job.toJSON(next)),
       c.epoch === undefined ? '' : String(c.epoch),

@@ -3,6 +3,9 @@
 //   gantry:job:{id}               hash  state, rev, job (gantry.v1.Job as proto JSON), tenant, created
 //   gantry:jobs:all               zset  job ids by creation time (ms)
 //   gantry:jobs:state:{STATE}     zset  job ids in that state, by creation time
+//   gantry:jobs:tenant:{tenant}   zset  the tenant's job ids by creation time (lists one tenant without reading others' jobs)
+//   gantry:jobs:tenant:{tenant}:state:{STATE}  zset  the tenant's job ids in that state, by creation time
+//   gantry:jobs:index-version     str   version of the job indexes above (older jobs are indexed once at start)
 //   gantry:idem:{tenant}:{key}    str   "{job id} {spec hash}" of the job created with that idempotency key
 //   gantry:node:{name}            hash  state, rev, node (gantry.v1.Node JSON), hb (last heartbeat ms), instance
 //   gantry:nodes                  zset  node names (score 0, lexicographic)
@@ -42,6 +45,9 @@ export const keys = {
   job: (id: string) => `${PREFIX}:job:${id}`,
   jobsAll: `${PREFIX}:jobs:all`,
   jobsInState: (state: string) => `${PREFIX}:jobs:state:${state}`,
+  jobsOfTenant: (tenant: string) => `${PREFIX}:jobs:tenant:${tenant}`,
+  jobsOfTenantInState: (tenant: string, state: string) => `${PREFIX}:jobs:tenant:${tenant}:state:${state}`,
+  jobIndexVersion: `${PREFIX}:jobs:index-version`,
   idempotency: (tenant: string, key: string) => `${PREFIX}:idem:${tenant}:${key}`,
   node: (name: string) => `${PREFIX}:node:${name}`,
   nodes: `${PREFIX}:nodes`,

@@ -7,7 +7,8 @@ import { awaitReplicas } from './durability.js';
 const load = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
 
 const scripts = {
-  gantrySubmitJob: { lua: load('submit-job'), keys: 5 },
+  gantrySubmitJob: { lua: load('submit-job'), keys: 7 },
+  gantryIndexJob: { lua: load('index-job'), keys: 1 },
   gantryCommitJob: { lua: load('commit-job'), keys: undefined },
   gantryCommitNode: { lua: load('commit-node'), keys: 6 },
   gantryLease: { lua: load('lease'), keys: 3 },
