@@ -43,6 +43,9 @@ export async function main(): Promise<void> {
   });
   const js = jetstream(nc);
   await seedPolicy(new SchedulingStateStore(redis), config.SCHEDULING_CONFIG, log);
+  // Jobs kept from before the per-tenant indexes: indexed once, so listing never falls back to a scan.
+  const indexed = await new JobStore(redis).ensureIndexes();
+  if (indexed > 0) log.info({ indexed }, 'indexed existing jobs by tenant');
 
   // The context's callbacks reach the elector and loop created below; they run only later.
   const ctx: SchedulerContext = {
