@@ -38,6 +38,24 @@ export const tlsEnv = {
   TLS_CLIENT_CA_FILE: z.string().min(1).optional(),
 };
 
+/**
+ * Mutual TLS between Gantry's own processes (gateway, scheduler, checkpoint service, agents);
+ * checked and loaded by internalTls() in internal-tls.ts.
+ */
+export const internalTlsEnv = {
+  /** PEM of the internal CA: peers' certificates must chain to it. */
+  INTERNAL_TLS_CA_FILE: z.string().min(1).optional(),
+  /** PEM certificate (chain) of this process, signed by the internal CA; serves and dials with it. */
+  INTERNAL_TLS_CERT_FILE: z.string().min(1).optional(),
+  /** PEM private key of INTERNAL_TLS_CERT_FILE. */
+  INTERNAL_TLS_KEY_FILE: z.string().min(1).optional(),
+  /**
+   * The name checked in the servers' certificates instead of the address's host (e.g. when
+   * scheduler replicas are dialled as a list of IPs and share one certificate).
+   */
+  INTERNAL_TLS_SERVER_NAME: z.string().min(1).max(253).optional(),
+};
+
 export function tlsFiles(c: { TLS_CERT_FILE?: string; TLS_KEY_FILE?: string; TLS_CLIENT_CA_FILE?: string }): { certFile: string; keyFile: string; clientCaFile?: string } | undefined {
   if (!c.TLS_CERT_FILE && !c.TLS_KEY_FILE) {
     if (c.TLS_CLIENT_CA_FILE) throw new ConfigError('invalid configuration: TLS_CLIENT_CA_FILE: needs TLS_CERT_FILE and TLS_KEY_FILE');
@@ -132,6 +150,8 @@ export const commonEnv = {
   REDIS_WAIT_TIMEOUT_MS: env.ms(2_000),
   METRICS_PORT: env.port(0),
   BIND_HOST: env.host('127.0.0.1'),
+  /** Mutual TLS between the services (internal-tls.ts): CA, certificate and key, all or none. */
+  ...internalTlsEnv,
 };
 
 export interface RedisTargetConfig {

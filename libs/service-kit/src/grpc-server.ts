@@ -22,8 +22,10 @@ export interface TlsFiles {
   clientCaFile?: string;
 }
 
-export function serverCredentials(tls: TlsFiles | undefined): grpc.ServerCredentials {
+/** Credentials for `tls`: none (plaintext), PEM files, or ready credentials (e.g. internalServerCredentials). */
+export function serverCredentials(tls: TlsFiles | grpc.ServerCredentials | undefined): grpc.ServerCredentials {
   if (!tls) return grpc.ServerCredentials.createInsecure();
+  if (tls instanceof grpc.ServerCredentials) return tls;
   const ca = tls.clientCaFile ? readFileSync(tls.clientCaFile) : null;
   return grpc.ServerCredentials.createSsl(ca, [{ cert_chain: readFileSync(tls.certFile), private_key: readFileSync(tls.keyFile) }], ca !== null);
 }
@@ -41,7 +43,7 @@ export async function startGrpcServer(
   host: string,
   port: number,
   register: (server: grpc.Server) => string[],
-  tls?: TlsFiles,
+  tls?: TlsFiles | grpc.ServerCredentials,
 ): Promise<GrpcServer> {
   const server = new grpc.Server({ 'grpc.keepalive_permit_without_calls': 1 });
   // Reflection lists what was actually added to this server, whatever `register` returns.

@@ -8,3 +8,4 @@ export * from './connections.js';
 export * from './lifecycle.js';
 export * from './service.js';
 export * from './version.js';
+export * from './internal-tls.js';

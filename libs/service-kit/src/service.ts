@@ -6,6 +6,7 @@ import { ConfigError, loadConfig, commonEnv, redisTarget } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { createRegistry, serveMetrics } from './metrics.js';
 import { Lifecycle } from './lifecycle.js';
+import { internalTls, type InternalTls } from './internal-tls.js';
 
 export interface ServiceContext<C> {
   config: C;
@@ -13,6 +14,8 @@ export interface ServiceContext<C> {
   metrics: Registry;
   lifecycle: Lifecycle;
   metricsPort: number;
+  /** Internal mutual TLS (INTERNAL_TLS_*), validated at start; undefined: plaintext. */
+  internalTls?: InternalTls | undefined;
 }
 
 type Common = typeof commonEnv;
@@ -22,9 +25,11 @@ export async function startService<S extends z.ZodRawShape>(
   shape: S,
 ): Promise<ServiceContext<z.infer<z.ZodObject<Common & S>>>> {
   let config: z.infer<z.ZodObject<Common & S>>;
+  let tls: InternalTls | undefined;
   try {
     config = loadConfig({ ...commonEnv, ...shape } as Common & S);
     redisTarget(config as unknown as z.infer<z.ZodObject<Common>>); // Sentinel settings come in pairs
+    tls = internalTls(config as unknown as z.infer<z.ZodObject<Common>>);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${name}: ${err.message}\n`);
@@ -40,6 +45,6 @@ export async function startService<S extends z.ZodRawShape>(
   lifecycle.installSignalHandlers();
   const { server, port } = await serveMetrics(metrics, common.BIND_HOST, common.METRICS_PORT);
   lifecycle.onShutdown('metrics', () => new Promise((r) => server.close(r)));
-  log.info({ metricsPort: port }, 'metrics listening');
-  return { config, log, metrics, lifecycle, metricsPort: port };
+  log.info({ metricsPort: port, internalTls: tls ? 'mutual' : 'off' }, 'metrics listening');
+  return { config, log, metrics, lifecycle, metricsPort: port, internalTls: tls };
 }

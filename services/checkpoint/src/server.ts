@@ -11,6 +11,8 @@ import {
   redisTarget,
   createLogger,
   createRegistry,
+  internalServerCredentials,
+  internalTls,
   Lifecycle,
   serveMetrics,
   startGrpcServer,
@@ -51,7 +53,7 @@ export async function serveCheckpoints(ctx: ServiceContext<CheckpointConfig>): P
   const store = new CheckpointStore(redis);
   const metrics = createCheckpointMetrics(ctx.metrics);
   // Discovery (issue 11): the agents' reports and the job transitions, from JetStream.
-  const nc = await connectNats(config.NATS_URL, 'checkpoint', log);
+  const nc = await connectNats(config.NATS_URL, 'checkpoint', log, config.NATS_CREDS_FILE);
   lifecycle.onShutdown('nats', () => nc.drain().catch(() => nc.close()));
   await ensureStreams(nc, { replicas: config.NATS_STREAM_REPLICAS, log });
   const retention = new RetentionRunner(store, nc, log, metrics);
@@ -70,7 +72,7 @@ export async function serveCheckpoints(ctx: ServiceContext<CheckpointConfig>): P
   const grpc = await startGrpcServer(config.BIND_HOST, config.CHECKPOINT_GRPC_PORT, (server) => {
     server.addService(CheckpointServiceService, checkpointService(store, metrics, log, new ResumeVerifier(nc, store, log)));
     return [CHECKPOINT_SERVICE_NAME, addStorageService(server, ctx, redis)];
-  });
+  }, ctx.internalTls && internalServerCredentials(ctx.internalTls)); // callers: the scheduler, agents, CLI and SDK with a certificate of the internal CA
   lifecycle.onShutdown('grpc', () => grpc.shutdown(SHUTDOWN_GRACE_MS));
   return { port: grpc.port };
 }
@@ -78,13 +80,14 @@ export async function serveCheckpoints(ctx: ServiceContext<CheckpointConfig>): P
 /** Runs the service in this process from `source` (default process.env); throws ConfigError on bad config. */
 export async function startCheckpointService(source: NodeJS.ProcessEnv = process.env): Promise<CheckpointServiceHandle> {
   const config = loadCheckpointConfig(source);
+  const tls = internalTls(config);
   const log = createLogger(SERVICE, config.LOG_LEVEL);
   const metrics = createRegistry(SERVICE);
   const lifecycle = new Lifecycle(log);
   try {
     const served = await serveMetrics(metrics, config.BIND_HOST, config.METRICS_PORT);
     lifecycle.onShutdown('metrics', () => new Promise((resolve) => served.server.close(resolve)));
-    const { port } = await serveCheckpoints({ config, log, metrics, lifecycle, metricsPort: served.port });
+    const { port } = await serveCheckpoints({ config, log, metrics, lifecycle, metricsPort: served.port, internalTls: tls });
     log.info({ port, metricsPort: served.port }, 'checkpoint service listening');
     return { port, metricsPort: served.port, stop: () => lifecycle.shutdown() };
   } catch (err) {

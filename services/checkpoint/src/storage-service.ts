@@ -38,7 +38,7 @@ import {
   type TelemetryBatch,
 } from '@gantry/proto';
 import { StorageLeaseStore, parseStorageLeaseId, type StorageHolder, type StorageMode } from '@gantry/store';
-import { invalidArgument, notFound, unary, type Logger, type ServiceContext } from '@gantry/service-kit';
+import { internalChannelCredentials, internalChannelOptions, invalidArgument, notFound, unary, type InternalTls, type Logger, type ServiceContext } from '@gantry/service-kit';
 import { aggregateTelemetry, aimdStep, mountBelongs, type AimdState, type StorageSignals } from './storage-admission.js';
 import { loadStorageConfig, type StorageConfig, type StorageTargetConfig } from './storage-config.js';
 import { serveStorageHttp } from './storage-http.js';
@@ -97,10 +97,13 @@ export function attemptOver(job: { attempt: number; state: JobState }, attempt: 
   return job.attempt > attempt || (job.attempt === attempt && ATTEMPT_OVER.has(job.state));
 }
 
-export function nodeServiceView(address: string): ClusterView {
+/** With `tls`, over internal mutual TLS (the scheduler asks for this service's certificate). */
+export function nodeServiceView(address: string, tls?: InternalTls): ClusterView {
   const many = address.includes(',');
-  const client = new NodeServiceClient(many ? `ipv4:${address}` : address, grpc.credentials.createInsecure(), many ? { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }) } : {});
-  const jobs = new JobServiceClient(many ? `ipv4:${address}` : address, grpc.credentials.createInsecure(), { channelOverride: client.getChannel() });
+  const creds = internalChannelCredentials(tls);
+  const options: grpc.ChannelOptions = { ...internalChannelOptions(tls), ...(many ? { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }) } : {}) };
+  const client = new NodeServiceClient(many ? `ipv4:${address}` : address, creds, options);
+  const jobs = new JobServiceClient(many ? `ipv4:${address}` : address, creds, { ...options, channelOverride: client.getChannel() });
   return {
     async job(jobId) {
       try {
@@ -452,9 +455,9 @@ function registerMetrics(adm: StorageAdmission, registry: Registry): void {
  * controller (stopped with the lifecycle); returns the service name for health and reflection.
  * The storage settings are read from the process environment (storage-config.ts).
  */
-export function addStorageService(server: grpc.Server, ctx: Pick<ServiceContext<unknown>, 'log' | 'metrics' | 'lifecycle'>, redis: Redis, source: NodeJS.ProcessEnv = process.env): string {
+export function addStorageService(server: grpc.Server, ctx: Pick<ServiceContext<unknown>, 'log' | 'metrics' | 'lifecycle' | 'internalTls'>, redis: Redis, source: NodeJS.ProcessEnv = process.env): string {
   const config = loadStorageConfig(source);
-  const view = config.schedulerAddr ? nodeServiceView(config.schedulerAddr) : undefined;
+  const view = config.schedulerAddr ? nodeServiceView(config.schedulerAddr, ctx.internalTls) : undefined;
   const adm = new StorageAdmission(redis, config, view, ctx.log);
   registerMetrics(adm, ctx.metrics);
   const calls = storageCalls(adm);

@@ -11,7 +11,7 @@ import { AuditLog } from './auth/audit.js';
 import { Guard } from './auth/guard.js';
 import { TenantDirectory } from './auth/tenants.js';
 
-const { config, log, lifecycle, metrics } = await startService('gateway', {
+const { config, log, lifecycle, metrics, internalTls } = await startService('gateway', {
   GATEWAY_GRPC_PORT: env.port(7070),
   SCHEDULER_ADDR: env.str('127.0.0.1:7071'),
   /** Entries kept in the audit stream (the oldest are trimmed). */
@@ -33,7 +33,7 @@ try {
 if (!auth.enabled) {
   log.warn('GATEWAY_AUTH=off: every caller is an anonymous admin of every tenant. Local development only; see docs/security.md before exposing this gateway.');
 }
-const nc = await connectNats(config.NATS_URL, 'gateway', log);
+const nc = await connectNats(config.NATS_URL, 'gateway', log, config.NATS_CREDS_FILE);
 lifecycle.onShutdown('nats', () => nc.drain());
 await ensureStreams(nc, { replicas: config.NATS_STREAM_REPLICAS, log });
 const redis = connectRedis(redisTarget(config), log);
@@ -41,7 +41,7 @@ const redis = connectRedis(redisTarget(config), log);
 lifecycle.onShutdown('redis', () => Promise.race([redis.quit().catch(() => undefined), new Promise((r) => setTimeout(r, 1_000).unref())]).then(() => redis.disconnect()));
 const audit = new AuditLog(redis, log, metrics, config.GATEWAY_AUDIT_MAX_ENTRIES);
 const guard = new Guard(auth, log, audit, metrics);
-const scheduler = schedulerClients(config.SCHEDULER_ADDR);
+const scheduler = schedulerClients(config.SCHEDULER_ADDR, internalTls);
 lifecycle.onShutdown('scheduler-client', () => scheduler.jobs.close());
 const tenants = new TenantDirectory(scheduler.admin);
 const services = [JobServiceService, NodeServiceService, AdminServiceService, AuthServiceService];
@@ -56,4 +56,4 @@ const grpc = await startGrpcServer(config.BIND_HOST, config.GATEWAY_GRPC_PORT, (
   return ['gantry.v1.JobService', 'gantry.v1.NodeService', 'gantry.v1.AdminService', 'gantry.v1.AuthService'];
 }, tls);
 lifecycle.onShutdown('grpc', () => grpc.shutdown(5_000));
-log.info({ grpcPort: grpc.port, scheduler: config.SCHEDULER_ADDR, tls: tls ? (tls.clientCaFile ? 'mutual' : 'server') : 'off', auth: auth.enabled ? auth.settings.modes.join(',') : 'off', rateLimit: auth.settings.rateLimit }, 'gateway started');
+log.info({ grpcPort: grpc.port, scheduler: config.SCHEDULER_ADDR, internalTls: internalTls ? 'mutual' : 'off', tls: tls ? (tls.clientCaFile ? 'mutual' : 'server') : 'off', auth: auth.enabled ? auth.settings.modes.join(',') : 'off', rateLimit: auth.settings.rateLimit }, 'gateway started');

@@ -3,7 +3,7 @@
 // "MaxListenersExceededWarning: 11 abort listeners added to [AbortSignal]" in agent logs.
 import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { xidRecords } from '../src/collectors/telemetry-collector.js';
+import { xidRecords, type XidRecord } from '../src/collectors/telemetry-collector.js';
 import { SimulatedBackend } from '../src/device/sim/sim-backend.js';
 
 describe('kernel log follower on a long-lived AbortSignal', () => {
@@ -24,7 +24,7 @@ describe('kernel log follower on a long-lived AbortSignal', () => {
         backend.inject({ fault: 'xid', gpu: i % 8, params: { xid: 13 } });
         const got = await next;
         expect(got.done).toBe(false);
-        expect(got.value!.events.map((e) => e.xid)).toEqual([13]);
+        expect((got.value as XidRecord).events.map((e) => e.xid)).toEqual([13]);
       }
       // One wait in progress at a time: one listener, never a growing count.
       expect(Math.max(...counts)).toBe(1);

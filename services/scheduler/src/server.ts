@@ -2,14 +2,16 @@
 // work (scheduling loop, node registry, rank events, outbox relay) started and stopped with
 // leadership.
 import { jetstream } from '@nats-io/jetstream';
-import { GANTRY_VERSION, connectNats, connectRedis, redisTarget, startGrpcServer, startService } from '@gantry/service-kit';
+import { GANTRY_VERSION, connectNats, connectRedis, internalServerCredentials, redisTarget, startGrpcServer, startService } from '@gantry/service-kit';
 import { JobStore, LeaderLease, NodeStore, Outbox } from '@gantry/store';
 import { ensureStreams, streamFill, subjects } from '@gantry/bus';
 import { Gauge } from 'prom-client';
 import { schedulerEnv } from './config.js';
 import type { SchedulerContext } from './context.js';
 import { AgentCommander } from './agents/commands.js';
+import { loadCommandSigningKey } from './agents/signing-key.js';
 import { NodeRegistry } from './agents/node-registry.js';
+import { registerNodeGauges } from './agents/node-gauges.js';
 import { RankEventConsumer } from './agents/rank-events.js';
 import { LeaderElector } from './leader.js';
 import { OutboxRelay } from './relay.js';
@@ -27,10 +29,10 @@ import { HealthMonitor } from './health-monitor/monitor.js';
 import { LogActivity } from './health-monitor/log-activity.js';
 
 export async function main(): Promise<void> {
-  const { config, log, metrics, lifecycle } = await startService('scheduler', schedulerEnv);
+  const { config, log, metrics, lifecycle, internalTls } = await startService('scheduler', schedulerEnv);
   const redis = connectRedis(redisTarget(config), log);
   lifecycle.onShutdown('redis', () => redis.quit());
-  const nc = await connectNats(config.NATS_URL, `scheduler ${config.INSTANCE_ID}`, log);
+  const nc = await connectNats(config.NATS_URL, `scheduler ${config.INSTANCE_ID}`, log, config.NATS_CREDS_FILE);
   lifecycle.onShutdown('nats', () => nc.drain());
   await ensureStreams(nc, { replicas: config.NATS_STREAM_REPLICAS, log });
   // How full each stream is: GANTRY_AGENT_EVENTS refuses new rank exits when full (never drops them); alert well before.
@@ -52,7 +54,7 @@ export async function main(): Promise<void> {
     log, nc, js, redis, metrics,
     jobs: new JobStore(redis),
     nodes: new NodeStore(redis),
-    commander: new AgentCommander(nc, log, config.COMMAND_RESEND_MS, () => elector.epoch),
+    commander: new AgentCommander(nc, log, config.COMMAND_RESEND_MS, () => elector.epoch, loadCommandSigningKey(config.COMMAND_SIGNING_KEY_FILE)),
     settings: {
       heartbeatTimeoutMs: config.HEARTBEAT_TIMEOUT_MS,
       heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,
@@ -69,7 +71,7 @@ export async function main(): Promise<void> {
     agentEpoch: (epoch) => { elector.agentEpoch(epoch); },
   };
   const recovery = new RecoveryController(ctx);
-  const resume = new ResumeSource(config.CHECKPOINT_ADDR);
+  const resume = new ResumeSource(config.CHECKPOINT_ADDR, internalTls);
   lifecycle.onShutdown('checkpoint client', () => resume.close());
   const loop = new SchedulingLoop(ctx, recovery, resume);
   const registry = new NodeRegistry(ctx);
@@ -89,6 +91,7 @@ export async function main(): Promise<void> {
   const healthConfigs = new HealthConfigCache(healthStore, log);
   const telemetry = new TelemetryIngest(ctx, healthConfigs);
   const health = new HealthMonitor(ctx, healthStore, healthConfigs, new LogActivity(nc));
+  registerNodeGauges(redis, metrics, () => elector.epoch > 0);
   const leaderGauge = new Gauge({ name: 'gantry_scheduler_leader', help: '1 while this replica leads', registers: [metrics] });
   const kickSub = nc.subscribe(subjects.schedulerKick, { callback: () => loop.kick() });
 
@@ -120,9 +123,9 @@ export async function main(): Promise<void> {
     server.addService(NodeServiceService, nodeService(ctx));
     server.addService(AdminServiceService, adminService(ctx, { sentinelMaster: config.REDIS_SENTINEL_MASTER }));
     return ['gantry.v1.JobService', 'gantry.v1.NodeService', 'gantry.v1.AdminService'];
-  });
+  }, internalTls && internalServerCredentials(internalTls)); // callers: the gateway, the checkpoint service
   lifecycle.onShutdown('grpc', () => grpc.shutdown(5_000));
   const withdraw = announceInstance(redis, { service: 'scheduler', instanceId: config.INSTANCE_ID, version: GANTRY_VERSION, startedMs: Date.now() }, (err) => log.warn({ err: err.message }, 'announcing this instance failed'));
   lifecycle.onShutdown('announcement', withdraw);
-  log.info({ grpcPort: grpc.port, instance: config.INSTANCE_ID }, 'scheduler started');
+  log.info({ grpcPort: grpc.port, instance: config.INSTANCE_ID, internalTls: internalTls ? 'mutual' : 'off' }, 'scheduler started');
 }

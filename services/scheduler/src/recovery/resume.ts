@@ -1,13 +1,15 @@
 // Where a new attempt resumes from: the newest COMMITTED checkpoint, asked of the checkpoint
 // service (its records are its own; the scheduler does not read them behind its back).
-import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { CheckpointServiceClient } from '@gantry/proto';
+import { internalChannelCredentials, internalChannelOptions, type InternalTls } from '@gantry/service-kit';
 
 export class ResumeSource {
   private readonly client: CheckpointServiceClient;
 
-  constructor(address: string, private readonly timeoutMs = 2_000) {
-    this.client = new CheckpointServiceClient(address, credentials.createInsecure());
+  /** With `tls`, over internal mutual TLS. */
+  constructor(address: string, tls?: InternalTls, private readonly timeoutMs = 2_000) {
+    this.client = new CheckpointServiceClient(address, internalChannelCredentials(tls), internalChannelOptions(tls));
   }
 
   /**
