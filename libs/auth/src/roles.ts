@@ -48,6 +48,7 @@ export const METHOD_RULES: Readonly<Record<string, MethodRule>> = Object.freeze(
   'gantry.v1.AdminService/SetHealthConfig': rule(admin, true),
   'gantry.v1.AdminService/OperateNode': rule(operator, true),
   'gantry.v1.AdminService/GetClusterStatus': rule(operator),
+  'gantry.v1.AdminService/GetOperationsReport': rule(operator),
 
   'gantry.v1.AuthService/WhoAmI': rule(anyone),
   'gantry.v1.AuthService/ListAuditEvents': rule(admin),

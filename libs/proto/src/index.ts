@@ -9,5 +9,6 @@ export * from './gen/gantry/v1/admin_service.js';
 export * from './gen/gantry/v1/telemetry.js';
 export * from './gen/gantry/v1/storage.js';
 export * from './gen/gantry/v1/auth_service.js';
+export * from './gen/gantry/v1/report.js';
 export { loadDescriptorSet, descriptorSetPath } from './gen/descriptor.js';
 export * from './states.js';

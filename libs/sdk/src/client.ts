@@ -17,6 +17,7 @@ import {
   type ExplainNodeResponse,
   type GetClusterHealthResponse,
   type GetClusterStatusResponse,
+  type OperationsReport,
   type GetNodeTelemetryResponse,
   type Job,
   type JobEvent,
@@ -286,6 +287,12 @@ export class GantryClient {
   /** The control plane: leader and epoch, every Gantry process and its version, NATS and stream replicas, Redis replication. */
   getClusterStatus(options?: CallOptions): Promise<GetClusterStatusResponse> {
     return this.rpc.unary(this.admin.getClusterStatus.bind(this.admin), {}, 'read', options);
+  }
+
+  /** The operations report of the last `sinceSeconds` (60 .. 90 days; operators): failures, exclusions, detection, retry chains, checkpoints, NFS queueing. */
+  async getOperationsReport(sinceSeconds: number, options?: CallOptions): Promise<OperationsReport> {
+    const res = await this.rpc.unary(this.admin.getOperationsReport.bind(this.admin), { sinceSeconds }, 'read', options);
+    return present(res.report, 'report');
   }
 
   /** The node health detector's config in force (thresholds, signal weights, XID policy; docs/health.md). */

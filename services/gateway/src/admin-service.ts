@@ -10,6 +10,9 @@ const MAX_CONFIG_BYTES = 1024 * 1024;
 const MAX_REASON_BYTES = 1024;
 /** A week: a drain that should take longer is one an operator ends by hand. */
 const MAX_DRAIN_TIMEOUT_SECONDS = 86_400 * 7;
+/** The operations report's window: a minute .. 90 days (the scheduler reads every node's records for it). */
+const MIN_REPORT_SECONDS = 60;
+const MAX_REPORT_SECONDS = 86_400 * 90;
 
 function requireConfig(json: string): void {
   if (!json.trim()) throw invalidArgument('config_json is required');
@@ -38,6 +41,12 @@ export function adminService(guard: Guard, scheduler: AdminServiceClient): Admin
     getClusterStatus: guard.unary(ADMIN('GetClusterStatus'), async (req) => {
       const res = await call(scheduler, scheduler.getClusterStatus, req);
       return { ...res, services: [ServiceInstance.create({ ...SELF, lastSeen: new Date() }), ...res.services] };
+    }),
+    getOperationsReport: guard.unary(ADMIN('GetOperationsReport'), (req) => {
+      if (req.sinceSeconds < MIN_REPORT_SECONDS || req.sinceSeconds > MAX_REPORT_SECONDS) {
+        throw invalidArgument(`since_seconds must be ${MIN_REPORT_SECONDS}..${MAX_REPORT_SECONDS} (90 days), got ${req.sinceSeconds}`);
+      }
+      return call(scheduler, scheduler.getOperationsReport, req);
     }),
     operateNode: guard.unary(ADMIN('OperateNode'), (req) => {
       admitToken('name', req.name);

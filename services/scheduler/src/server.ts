@@ -20,6 +20,7 @@ import { SchedulingLoop } from './scheduling-loop.js';
 import { JobServiceService, jobService } from './api/job-service.js';
 import { NodeServiceService, nodeService } from './api/node-service.js';
 import { AdminServiceService, adminService } from './api/admin-service.js';
+import { ReportSource } from './report/service.js';
 import { seedPolicy } from './policy.js';
 import { RecoveryController } from './recovery/controller.js';
 import { ResumeSource } from './recovery/resume.js';
@@ -73,6 +74,9 @@ export async function main(): Promise<void> {
   const recovery = new RecoveryController(ctx);
   const resume = new ResumeSource(config.CHECKPOINT_ADDR, internalTls);
   lifecycle.onShutdown('checkpoint client', () => resume.close());
+  // The operations report asks the checkpoint process for checkpoint records and storage targets.
+  const report = new ReportSource(ctx, config.CHECKPOINT_ADDR);
+  lifecycle.onShutdown('report checkpoint client', () => report.close());
   const loop = new SchedulingLoop(ctx, recovery, resume);
   const registry = new NodeRegistry(ctx);
   const rankEvents = new RankEventConsumer(ctx);
@@ -121,7 +125,7 @@ export async function main(): Promise<void> {
   const grpc = await startGrpcServer(config.BIND_HOST, config.SCHEDULER_GRPC_PORT, (server) => {
     server.addService(JobServiceService, jobService(ctx));
     server.addService(NodeServiceService, nodeService(ctx));
-    server.addService(AdminServiceService, adminService(ctx, { sentinelMaster: config.REDIS_SENTINEL_MASTER }));
+    server.addService(AdminServiceService, adminService(ctx, { sentinelMaster: config.REDIS_SENTINEL_MASTER, report }));
     return ['gantry.v1.JobService', 'gantry.v1.NodeService', 'gantry.v1.AdminService'];
   }, internalTls && internalServerCredentials(internalTls)); // callers: the gateway, the checkpoint service
   lifecycle.onShutdown('grpc', () => grpc.shutdown(5_000));

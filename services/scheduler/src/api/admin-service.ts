@@ -11,6 +11,7 @@ import type { SchedulerContext } from '../context.js';
 import { DEFAULT_CONFIG } from '../placement/index.js';
 import { PolicyError, parsePolicyText } from '../policy.js';
 import { clusterStatus } from './cluster-status.js';
+import { MAX_REPORT_SECONDS, MIN_REPORT_SECONDS, type ReportSource } from '../report/service.js';
 
 async function storedOrDefault(read: () => Promise<string | undefined>, defaults: object): Promise<{ configJson: string }> {
   return { configJson: (await read()) ?? JSON.stringify(defaults) };
@@ -32,7 +33,7 @@ async function replaceConfig(
   return { configJson: json };
 }
 
-export function adminService(ctx: SchedulerContext, opts: { sentinelMaster?: string | undefined } = {}): AdminServiceServer {
+export function adminService(ctx: SchedulerContext, opts: { sentinelMaster?: string | undefined; report?: ReportSource } = {}): AdminServiceServer {
   const state = new SchedulingStateStore(ctx.redis);
   const health = new HealthStore(ctx.redis);
   return {
@@ -47,6 +48,13 @@ export function adminService(ctx: SchedulerContext, opts: { sentinelMaster?: str
     setHealthConfig: unary(ctx.log, 'SetHealthConfig', (req) =>
       replaceConfig(ctx, 'health config', () => parseHealthConfigText(req.configJson, 'config_json'), HealthConfigError, (json) => health.setConfigJson(json))),
     getClusterStatus: unary(ctx.log, 'GetClusterStatus', () => clusterStatus(ctx, opts.sentinelMaster)),
+    getOperationsReport: unary(ctx.log, 'GetOperationsReport', async (req) => {
+      if (req.sinceSeconds < MIN_REPORT_SECONDS || req.sinceSeconds > MAX_REPORT_SECONDS) {
+        throw invalidArgument(`since_seconds must be ${MIN_REPORT_SECONDS}..${MAX_REPORT_SECONDS} (90 days), got ${req.sinceSeconds}`);
+      }
+      if (!opts.report) throw failedPrecondition('this scheduler was started without the operations report');
+      return { report: await opts.report.report(req.sinceSeconds) };
+    }),
     operateNode: unary(ctx.log, 'OperateNode', async (req) => {
       try {
         return { node: await applyNodeOperation(ctx, health, req) };

@@ -20,6 +20,7 @@ import {
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
 import { Node } from "./node.js";
+import { GetOperationsReportRequest, GetOperationsReportResponse } from "./report.js";
 
 export enum NodeOperation {
   NODE_OPERATION_UNSPECIFIED = 0,
@@ -2092,6 +2093,18 @@ export const AdminServiceService = {
       Buffer.from(GetClusterStatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetClusterStatusResponse => GetClusterStatusResponse.decode(value),
   },
+  /** The operations report of the last since_seconds (report.proto, `gantry report`). */
+  getOperationsReport: {
+    path: "/gantry.v1.AdminService/GetOperationsReport" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetOperationsReportRequest): Buffer =>
+      Buffer.from(GetOperationsReportRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetOperationsReportRequest => GetOperationsReportRequest.decode(value),
+    responseSerialize: (value: GetOperationsReportResponse): Buffer =>
+      Buffer.from(GetOperationsReportResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetOperationsReportResponse => GetOperationsReportResponse.decode(value),
+  },
 } as const;
 
 export interface AdminServiceServer extends UntypedServiceImplementation {
@@ -2119,6 +2132,8 @@ export interface AdminServiceServer extends UntypedServiceImplementation {
    * its version, the NATS servers and stream replicas, the Redis role and replication lag.
    */
   getClusterStatus: handleUnaryCall<GetClusterStatusRequest, GetClusterStatusResponse>;
+  /** The operations report of the last since_seconds (report.proto, `gantry report`). */
+  getOperationsReport: handleUnaryCall<GetOperationsReportRequest, GetOperationsReportResponse>;
 }
 
 export interface AdminServiceClient extends Client {
@@ -2229,6 +2244,22 @@ export interface AdminServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetClusterStatusResponse) => void,
+  ): ClientUnaryCall;
+  /** The operations report of the last since_seconds (report.proto, `gantry report`). */
+  getOperationsReport(
+    request: GetOperationsReportRequest,
+    callback: (error: ServiceError | null, response: GetOperationsReportResponse) => void,
+  ): ClientUnaryCall;
+  getOperationsReport(
+    request: GetOperationsReportRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetOperationsReportResponse) => void,
+  ): ClientUnaryCall;
+  getOperationsReport(
+    request: GetOperationsReportRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetOperationsReportResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,126 @@
+// Reads what the operations report needs and hands it to the pure analyses (analyze.ts):
+// every node's event log and telemetry history (the scheduler's own records), the jobs
+// created in the window (newest first, a page at a time, stopping at the window's start),
+// and, from the checkpoint process's API, the jobs' committed checkpoints and the storage
+// targets. Every read is bounded: event logs and telemetry history are capped in Redis, and
+// what the caps cut off inside the window is listed in the report's `limits`.
+import { credentials, Metadata, type ChannelCredentials, type Client, type ServiceError } from '@grpc/grpc-js';
+import {
+  CheckpointServiceClient, StorageServiceClient, type Checkpoint, type Job, type OperationsReport, type StorageTarget, type TelemetryBatch,
+} from '@gantry/proto';
+import { HealthStore, NODE_EVENT_LOG_CAP, NodeTelemetryStore, TELEMETRY_HISTORY_CAP } from '@gantry/store';
+import type { SchedulerContext } from '../context.js';
+import { DEFAULT_HEALTH_CONFIG, type HealthConfig } from '../health/index.js';
+import { parseHealthConfigText } from '../health-monitor/config-source.js';
+import { xidFailureClass } from '../recovery/xid-policy.js';
+import { operationsReport, type NodeRecords } from './analyze.js';
+import { NfsQueueTally } from './nfs.js';
+
+/** The longest window a report covers: 90 days. */
+export const MAX_REPORT_SECONDS = 90 * 86_400;
+export const MIN_REPORT_SECONDS = 60;
+const JOB_PAGE = 200;
+/** Checkpoint and storage calls run this many at a time. */
+const CHECKPOINT_CONCURRENCY = 8;
+
+/** Maps `items` through `fn`, at most `limit` at a time, keeping the order. */
+async function mapLimited<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+function unaryCall<Req, Res>(client: Client, method: (req: Req, md: Metadata, opts: { deadline: number }, cb: (err: ServiceError | null, res?: Res) => void) => unknown, req: Req, timeoutMs: number): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    method.call(client, req, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(new Error(err.details || err.message)) : resolve(res!)));
+  });
+}
+
+/** The sum of a node's RDMA port rates in bytes/s, from its newest batch; undefined when it reports none. */
+function linkBytesPerSecond(batch: TelemetryBatch | undefined): number | undefined {
+  const gbps = (batch?.rdmaPorts ?? []).map((p) => p.rateGbps).filter((r): r is number => r !== undefined && r > 0);
+  return gbps.length ? (gbps.reduce((s, r) => s + r, 0) * 1e9) / 8 : undefined;
+}
+
+export class ReportSource {
+  private readonly checkpoints: CheckpointServiceClient;
+  private readonly storage: StorageServiceClient;
+  private readonly telemetry: NodeTelemetryStore;
+  private readonly health: HealthStore;
+
+  constructor(private readonly ctx: SchedulerContext, checkpointAddr: string, creds: ChannelCredentials = credentials.createInsecure(), private readonly timeoutMs = 5_000) {
+    this.checkpoints = new CheckpointServiceClient(checkpointAddr, creds);
+    this.storage = new StorageServiceClient(checkpointAddr, creds, { channelOverride: this.checkpoints.getChannel() });
+    this.telemetry = new NodeTelemetryStore(ctx.redis);
+    this.health = new HealthStore(ctx.redis);
+  }
+
+  async report(sinceSeconds: number, nowMs = Date.now()): Promise<OperationsReport> {
+    const fromMs = nowMs - sinceSeconds * 1000;
+    const limits: string[] = [];
+    const config = await this.healthConfig();
+    const nfs = new NfsQueueTally(fromMs, nowMs);
+    const names = await this.ctx.nodes.names();
+    let historyCut = 0;
+    const nodes: NodeRecords[] = [];
+    for (const name of names) {
+      const events = await this.telemetry.events(name, NODE_EVENT_LOG_CAP);
+      const oldest = events.at(-1)?.time?.getTime();
+      if (events.length >= NODE_EVENT_LOG_CAP && oldest !== undefined && oldest > fromMs) {
+        limits.push(`${name}: the event log keeps its last ${NODE_EVENT_LOG_CAP} entries, from ${new Date(oldest).toISOString()}; earlier events of the window are not counted`);
+      }
+      const batches = await this.telemetry.since(name, fromMs, TELEMETRY_HISTORY_CAP + 1);
+      for (const b of batches) nfs.add(b);
+      if (batches.length > 0 && (batches[0]!.time?.getTime() ?? 0) > fromMs + 60_000 && batches.length >= TELEMETRY_HISTORY_CAP) historyCut++;
+      nodes.push({ name, events, linkBytesPerSecond: linkBytesPerSecond(batches.at(-1)) });
+    }
+    if (historyCut > 0) limits.push(`NFS queueing: ${historyCut} node(s) keep only their last ${TELEMETRY_HISTORY_CAP} telemetry batches, so it covers less than the window (see covered_from)`);
+    const jobs = await this.jobsSince(fromMs);
+    const { checkpoints, targets } = await this.checkpointRecords(jobs, limits);
+    return operationsReport({
+      fromMs, toMs: nowMs, nodes, jobs, checkpoints, targets, nfs, limits,
+      xidClass: (x) => xidFailureClass(x, config).failureClass,
+    });
+  }
+
+  close(): void {
+    this.checkpoints.close();
+  }
+
+  private async healthConfig(): Promise<HealthConfig> {
+    const json = await this.health.configJson();
+    return json ? parseHealthConfigText(json, 'stored health config') : DEFAULT_HEALTH_CONFIG;
+  }
+
+  /** Jobs created at or after `fromMs`: the job index is newest first, so paging stops at the first older one. */
+  private async jobsSince(fromMs: number): Promise<Job[]> {
+    const out: Job[] = [];
+    let pageToken = '';
+    for (;;) {
+      const page = await this.ctx.jobs.list({ pageSize: JOB_PAGE, pageToken });
+      for (const j of page.jobs) {
+        if ((j.createdAt?.getTime() ?? 0) < fromMs) return out;
+        out.push(j);
+      }
+      if (!page.nextPageToken) return out;
+      pageToken = page.nextPageToken;
+    }
+  }
+
+  /** The checkpoint service owns checkpoint records: asked through its API, never its Redis keys. */
+  private async checkpointRecords(jobs: Job[], limits: string[]): Promise<{ checkpoints: Checkpoint[]; targets: StorageTarget[] }> {
+    try {
+      const targets = (await unaryCall(this.storage, this.storage.listStorageTargets, {}, this.timeoutMs)).targets;
+      const lists = await mapLimited(jobs, CHECKPOINT_CONCURRENCY, async (j) =>
+        (await unaryCall(this.checkpoints, this.checkpoints.listCheckpoints, { jobId: j.id, committedOnly: true }, this.timeoutMs)).checkpoints);
+      return { checkpoints: lists.flat(), targets };
+    } catch (err) {
+      limits.push(`checkpoints: the checkpoint service did not answer (${(err as Error).message}); no checkpoint figures`);
+      return { checkpoints: [], targets: [] };
+    }
+  }
+}
