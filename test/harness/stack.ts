@@ -92,7 +92,7 @@ export class TestStack {
     this.gatewayAddr = `127.0.0.1:${gwPort}`;
     this.checkpointAddr = `127.0.0.1:${ckPort}`;
     for (let i = 0; i < this.opts.schedulers; i++) await this.addScheduler();
-    this.gateway = this.service('gateway', 'gateway', { GATEWAY_GRPC_PORT: String(gwPort), SCHEDULER_ADDR: this.schedulerAddrs.join(',') }, () => portOpen(gwPort));
+    this.gateway = this.service('gateway', 'gateway', { GATEWAY_GRPC_PORT: String(gwPort), SCHEDULER_ADDR: this.schedulerAddrs.join(','), CHECKPOINT_ADDR: this.checkpointAddr }, () => portOpen(gwPort));
     this.checkpoint = this.service('checkpoint', 'checkpoint', { CHECKPOINT_GRPC_PORT: String(ckPort) }, () => portOpen(ckPort));
     await Promise.all([this.gateway.start(), this.checkpoint.start()]);
     for (let i = 0; i < this.opts.agents; i++) this.agents.push(this.agentProcess(i));
