@@ -10,6 +10,7 @@ import { AuthServiceService, authService } from './auth-service.js';
 import { AuditLog } from './auth/audit.js';
 import { Guard } from './auth/guard.js';
 import { TenantDirectory } from './auth/tenants.js';
+import { startStatusPageFromConfig, statusPageEnv } from './status-page/index.js';
 
 const { config, log, lifecycle, metrics, internalTls } = await startService('gateway', {
   GATEWAY_GRPC_PORT: env.port(7070),
@@ -17,6 +18,7 @@ const { config, log, lifecycle, metrics, internalTls } = await startService('gat
   /** Entries kept in the audit stream (the oldest are trimmed). */
   GATEWAY_AUDIT_MAX_ENTRIES: env.int(100_000, 1_000, 10_000_000),
   ...tlsEnv,
+  ...statusPageEnv,
 });
 let tls;
 let auth: Authenticator;
@@ -46,14 +48,18 @@ lifecycle.onShutdown('scheduler-client', () => scheduler.jobs.close());
 const tenants = new TenantDirectory(scheduler.admin);
 const services = [JobServiceService, NodeServiceService, AdminServiceService, AuthServiceService];
 assertEveryMethodListed(services);
+const handlers = { jobs: jobService(guard, scheduler.jobs, nc, tenants), nodes: nodeService(guard, scheduler.nodes), admin: adminService(guard, scheduler.admin), auth: authService(guard, audit) };
 const grpc = await startGrpcServer(config.BIND_HOST, config.GATEWAY_GRPC_PORT, (server) => {
   // strictService: requests are decoded with a fatal UTF-8 decoder, malformed ones reach the
   // guard as MalformedRequest (INVALID_ARGUMENT) instead of grpc-js's INTERNAL.
-  server.addService(strictService(JobServiceService), jobService(guard, scheduler.jobs, nc, tenants));
-  server.addService(strictService(NodeServiceService), nodeService(guard, scheduler.nodes));
-  server.addService(strictService(AdminServiceService), adminService(guard, scheduler.admin));
-  server.addService(strictService(AuthServiceService), authService(guard, audit));
+  server.addService(strictService(JobServiceService), handlers.jobs);
+  server.addService(strictService(NodeServiceService), handlers.nodes);
+  server.addService(strictService(AdminServiceService), handlers.admin);
+  server.addService(strictService(AuthServiceService), handlers.auth);
   return ['gantry.v1.JobService', 'gantry.v1.NodeService', 'gantry.v1.AdminService', 'gantry.v1.AuthService'];
 }, tls);
 lifecycle.onShutdown('grpc', () => grpc.shutdown(5_000));
-log.info({ grpcPort: grpc.port, scheduler: config.SCHEDULER_ADDR, internalTls: internalTls ? 'mutual' : 'off', tls: tls ? (tls.clientCaFile ? 'mutual' : 'server') : 'off', auth: auth.enabled ? auth.settings.modes.join(',') : 'off', rateLimit: auth.settings.rateLimit }, 'gateway started');
+// The read-only web status page, when GATEWAY_STATUS_PORT is set: the same handlers, through the same guard.
+const statusPage = await startStatusPageFromConfig(config, { handlers, nc, tls, internalTls, log });
+if (statusPage) lifecycle.onShutdown('status-page', () => statusPage.close());
+log.info({ grpcPort: grpc.port, statusPort: statusPage?.port ?? 'off', scheduler: config.SCHEDULER_ADDR, internalTls: internalTls ? 'mutual' : 'off', tls: tls ? (tls.clientCaFile ? 'mutual' : 'server') : 'off', auth: auth.enabled ? auth.settings.modes.join(',') : 'off', rateLimit: auth.settings.rateLimit }, 'gateway started');

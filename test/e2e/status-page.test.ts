@@ -1,0 +1,139 @@
+// The gateway's web status page in a real headless Chromium (Debian's `chromium`, driven by
+// playwright-core; no browser download) against a real stack: the page shows the nodes, jobs,
+// events and storage targets; an XID 79 injected on a simulated host turns that node QUARANTINED
+// on screen without a reload; text from a job's output is shown as text, never run. With token
+// auth on, the data endpoint answers 401 without a token and the page works once a token is
+// entered. A screenshot is kept under test-artifacts/ (git-ignored).
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { generateSigningKey, signToken } from '@gantry/auth';
+import { JobState } from '@gantry/proto';
+import { REPO_ROOT } from '../../deploy/local/services.js';
+import { stackPerTest, waitForJob } from '../harness/fixtures.js';
+import { freePort } from '../harness/ports.js';
+import { sim } from '../harness/tools.js';
+import { FAST_HEALTH, FAST_RECOVERY } from '../harness/fast-config.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ARTIFACTS = join(REPO_ROOT, 'test-artifacts');
+const STORAGE_TARGETS = JSON.stringify([{ name: 'ckpt', mountPrefix: '/mnt/checkpoints', serverExport: '10.0.0.11:/checkpoints', writeBytesPerSecond: 250e9, readBytesPerSecond: 700e9 }]);
+/** Output a job prints before failing: its last exception line becomes the failure's evidence. */
+const HOSTILE = '<img src=x onerror="window.__xss=1">';
+
+const setup = stackPerTest();
+let browser: BrowserContext | undefined;
+let profile: string | undefined;
+
+afterEach(async () => {
+  await browser?.close();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+  browser = profile = undefined;
+});
+
+async function openBrowser(): Promise<Page> {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium (node deploy/local/bootstrap.mjs does)`);
+  profile = mkdtempSync(join(tmpdir(), 'gantry-chromium-'));
+  // A fresh profile per test; launchPersistentContext passes it as --user-data-dir.
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1400, height: 1000 },
+  });
+  const page = browser.pages()[0] ?? (await browser.newPage());
+  page.setDefaultTimeout(60_000);
+  return page;
+}
+
+/** The state cell of a node's row as the page shows it now. */
+const nodeState = (page: Page, node: string) => page.locator(`#nodes tr[data-node="${node}"] td.state`);
+
+describe('web status page', () => {
+  it('shows nodes, jobs, events and storage; an injected XID 79 turns the node QUARANTINED on screen without a reload', async () => {
+    const port = await freePort();
+    const { stack, client } = await setup({
+      agents: 2,
+      env: {
+        gateway: { GATEWAY_STATUS_PORT: String(port) },
+        'node-agent': { TELEMETRY_INTERVAL_MS: '1000' },
+        checkpoint: { STORAGE_TARGETS },
+      },
+    });
+    await client.setSchedulingConfig({ recovery: FAST_RECOVERY });
+    await client.setHealthConfig(FAST_HEALTH);
+    // A job whose output the page shows in its recovery chain: markup in it must stay text.
+    const { job } = await client.submitJob({ name: 'hostile-output', nodes: 1, gpusPerNode: 1, command: ['sh', '-c', `echo 'ValueError: ${HOSTILE}' >&2; exit 1`] });
+    await waitForJob(client, job!.id, [JobState.JOB_STATE_FAILED], 45_000);
+
+    const page = await openBrowser();
+    await page.goto(`http://127.0.0.1:${port}/`);
+    await expect.poll(() => nodeState(page, 'node-1').textContent(), { timeout: 30_000 }).toBe('READY');
+    await page.evaluate(() => { (window as unknown as { __sameDocument: boolean }).__sameDocument = true; });
+
+    await sim(stack, 'node-1', 'inject', 'xid', '79', '--gpu', '3');
+    await expect.poll(() => nodeState(page, 'node-1').textContent(), { timeout: 60_000, interval: 500 }).toBe('QUARANTINED');
+    expect(await nodeState(page, 'node-0').textContent()).toBe('READY');
+    // The same document all along: the change arrived by polling, not by a reload.
+    expect(await page.evaluate(() => (window as unknown as { __sameDocument?: boolean }).__sameDocument)).toBe(true);
+    // Its conditions and the event feed say why.
+    await expect.poll(() => page.locator('#events tbody').textContent(), { timeout: 15_000 }).toMatch(/node-1.*→ QUARANTINED/s);
+
+    // The failed job and its chain, with the hostile line as literal text and nothing executed.
+    const row = page.locator(`#jobs tr[data-job="${job!.id}"]`);
+    expect(await row.locator('td.state').textContent()).toBe('FAILED');
+    expect(await row.textContent()).toContain(HOSTILE);
+    expect(await page.locator('#jobs img, #events img').count()).toBe(0);
+    expect(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss)).toBeUndefined();
+    // Storage targets from the checkpoint service.
+    expect(await page.locator('#storage tr[data-target="ckpt"]').textContent()).toContain('/mnt/checkpoints');
+
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, 'status-page.png'), fullPage: true });
+  });
+
+  it('with token auth: 401 without a token, the page works once a token is entered, and a caller without a role sees no nodes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gantry-status-auth-'));
+    const key = await generateSigningKey('status-test');
+    writeFileSync(join(dir, 'jwks.json'), JSON.stringify(key.jwks));
+    const issuer = 'https://issuer.test/';
+    const port = await freePort();
+    await setup({
+      agents: 1,
+      env: { gateway: { GATEWAY_STATUS_PORT: String(port), GATEWAY_AUTH: 'token', GATEWAY_JWT_KEYS_FILE: join(dir, 'jwks.json'), GATEWAY_JWT_ISSUER: issuer } },
+    });
+    const base = `http://127.0.0.1:${port}`;
+    const noToken = await fetch(`${base}/api/snapshot`);
+    expect(noToken.status).toBe(401);
+    expect(noToken.headers.get('www-authenticate')).toMatch(/^Bearer/);
+    expect(((await noToken.json()) as { error: string }).error).toMatch(/missing credentials/);
+    const garbage = await fetch(`${base}/api/snapshot`, { headers: { authorization: 'Bearer not-a-jwt' } });
+    expect(garbage.status).toBe(401);
+
+    const alice = await signToken(key, { subject: 'alice@example.com', roles: ['user'], tenants: ['alice'], issuer });
+    const ok = await fetch(`${base}/api/snapshot`, { headers: { authorization: `Bearer ${alice}` } });
+    expect(ok.status).toBe(200);
+    const snap = (await ok.json()) as { subject: string; nodes: { items?: { name: string }[] }; jobs: { items?: unknown[] } };
+    expect(snap.subject).toBe('alice@example.com');
+    expect(snap.nodes.items?.map((n) => n.name)).toEqual(['node-0']);
+    expect(snap.jobs.items).toEqual([]);
+    // A principal without a role: authenticated, but node and storage sections are refused with the reason.
+    const nobody = await signToken(key, { subject: 'nobody@example.com', roles: [], tenants: ['alice'], issuer });
+    const limited = (await (await fetch(`${base}/api/snapshot`, { headers: { authorization: `Bearer ${nobody}` } })).json()) as { nodes: { error?: string }; storage: { error?: string } };
+    expect(limited.nodes.error).toMatch(/ListNodes needs the user role/);
+    expect(limited.storage.error).toMatch(/need the user role/);
+
+    const page = await openBrowser();
+    await page.goto(`${base}/`);
+    await expect.poll(() => page.locator('#status').textContent(), { timeout: 30_000 }).toMatch(/Not updated: 401/);
+    await page.fill('#token', alice);
+    await page.click('#credentials button[type="submit"]');
+    await expect.poll(() => nodeState(page, 'node-0').textContent(), { timeout: 30_000 }).toBe('READY');
+    expect(await page.locator('#status').textContent()).toContain('Signed in as alice@example.com');
+    // The token stays in this tab's sessionStorage, sent as the Authorization header.
+    expect(await page.evaluate(() => sessionStorage.getItem('gantry.status.token'))).toBe(alice);
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
