@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Makes a fresh machine (Node 20+ and npm only) ready to run Gantry from this checkout:
-// pnpm, the workspace's dependencies, and the nats-server and redis-server binaries. Plain
+// pnpm, the workspace's dependencies, and the nats-server and redis-server binaries (and, when
+// run without a task as .ci/run does, Debian's chromium for the browser test). Plain
 // JavaScript with no dependencies, because it runs before anything is installed.
 // Usage: node deploy/local/bootstrap.mjs [demo|stack:up|stack:down|test ...args]
 import { spawnSync } from 'node:child_process';
@@ -33,7 +34,11 @@ if (!has('pnpm')) {
   run('npm', ['install', '--global', 'pnpm@10']);
 }
 
-const missing = [['nats-server', 'nats-server'], ['redis-server', 'redis-server']].filter(([bin]) => !has(bin) && !existsSync(`/usr/sbin/${bin}`));
+const [task, ...rest] = process.argv.slice(2);
+// Chromium is for the tests only (the status page's browser test drives /usr/bin/chromium):
+// installed when preparing for tests (no task, as .ci/run does), not for the demo or the stack.
+const forTests = !task ? [['chromium', 'chromium']] : [];
+const missing = [['nats-server', 'nats-server'], ['redis-server', 'redis-server'], ...forTests].filter(([bin]) => !has(bin) && !existsSync(`/usr/sbin/${bin}`));
 if (missing.length > 0) {
   const pkgs = missing.map(([, pkg]) => pkg);
   console.log(`bootstrap: installing ${pkgs.join(', ')} with apt-get`);
@@ -52,7 +57,6 @@ if (!existsSync(join(root, 'node_modules', '.modules.yaml'))) {
   run('pnpm', ['install', '--frozen-lockfile']);
 }
 
-const [task, ...rest] = process.argv.slice(2);
 if (task) {
   const scripts = { demo: 'deploy/local/demo.ts', 'stack:up': 'deploy/local/stack.ts', 'stack:down': 'deploy/local/stack.ts' };
   const target = scripts[task];
