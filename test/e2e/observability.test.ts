@@ -353,6 +353,18 @@ describe('observability: alert rules and dashboards against the metrics the serv
     const sample = async (name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, 'm').exec(await (await fetch(`http://127.0.0.1:${scheduler}/metrics`)).text())?.[1] ?? NaN);
     await eventually('gantry_nodes_lost_total 1', async () => ((await sample('gantry_nodes_lost_total')) === 1 ? true : undefined), 15_000, 250);
     expect(await sample('gantry_nodes_heartbeat_overdue')).toBe(1);
+    // Nodes per state and each node's heartbeat age, read from Redis at this scrape.
+    const text = await (await fetch(`http://127.0.0.1:${scheduler}/metrics`)).text();
+    const labelled = (name: string, label: string) => new Map([...text.matchAll(new RegExp(`^${name}\\{[^}]*${label}="([^"]+)"[^}]*\\} (\\S+)$`, 'gm'))].map((m) => [m[1]!, Number(m[2])]));
+    const states = labelled('gantry_nodes', 'state');
+    expect([...states.values()].reduce((a, b) => a + b, 0)).toBe(3);
+    expect(states.get('LOST')).toBe(1);
+    expect(states.get('QUARANTINED')).toBeGreaterThanOrEqual(1); // the ECC storm's node
+    expect(states.get('DRAINING')).toBe(0); // every state is exported, 0 when empty
+    const ages = labelled('gantry_node_heartbeat_age_seconds', 'node');
+    expect([...ages.keys()].sort()).toEqual(['node-0', 'node-1', 'node-2']);
+    expect(ages.get(other)).toBeGreaterThanOrEqual(4); // the stack's HEARTBEAT_TIMEOUT_MS
+    for (const [node, age] of ages) if (node !== other) expect(age, node).toBeLessThan(4);
   });
 
   it('the reference check itself: an unknown metric, label or grouping is named', () => {
