@@ -102,7 +102,7 @@ export function exclusionWorld(s: Omit<ExclusionScenario, 'reps'>): ExclusionWor
   const config = schedulingConfig(spec.nodes * spec.gpusPerNode);
   const random = rng(s.seed + 31);
   const { nodes, running } = world(spec, s, random);
-  const plain: JobRequest[] = generateJobs(s.pending, spec, loadDurations(), rng(s.seed + 1)).map(({ durationSec: _, ...j }) => ({
+  const plain: JobRequest[] = generateJobs(s.pending, spec, loadDurations(), rng(s.seed + 1)).map(({ durationSec: _d, checkpointEverySec: _c, ...j }) => ({
     ...j,
     priority: Math.min(j.priority, PRIORITY_CLASSES.high),
     submitTime: NOW - 1000,

@@ -3,6 +3,7 @@
 // placement with its Lua compare-and-set (job revision, every GPU claimed, node READY), and
 // the outbox event. Prints committed placements per second. Target: >= 500 jobs/s.
 // Env: BENCH_COMMIT_NODES (4096), BENCH_COMMIT_JOBS (4000).
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,7 +57,8 @@ console.log(`  setup ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
 const ctx: SchedulerContext = {
   log, nc, js: jetstream(nc), redis, jobs, nodes, metrics: new Registry(),
-  commander: new AgentCommander(nc, log, 60_000, () => epoch),
+  // A throwaway signing key: there are no agents here to verify it.
+  commander: new AgentCommander(nc, log, 60_000, () => epoch, generateKeyPairSync('ed25519').privateKey),
   settings: { heartbeatTimeoutMs: 60_000, heartbeatIntervalMs: 10_000, cycleIntervalMs: 1_000, stopGraceSeconds: 10 },
   epoch: () => epoch,
   kick: () => undefined,

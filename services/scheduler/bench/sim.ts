@@ -1,7 +1,8 @@
 // Discrete-event simulation over simulated time. Jobs arrive, the scheduler runs a cycle
 // (at most every cycleSec of simulated time, and only when something changed), placements
 // start jobs, jobs end after their duration, preempted jobs release their GPUs after a grace
-// period and go back to the queue having lost the work since their last checkpoint.
+// period and go back to the queue having lost the work since their last checkpoint (each job
+// has its own checkpoint interval; some never checkpoint).
 // The simulator checks every plan it applies: a double-booked GPU aborts the run.
 import { performance } from 'node:perf_hooks';
 import { accrueUsage, allocationsOf, usageAt, type JobRequest, type NodeView, type Plan, type RunningJob, type UsageRecord } from '../src/placement/index.js';
@@ -17,8 +18,9 @@ export interface SimOptions {
   /** Cycle interval when nothing changed but jobs wait (backfill windows open over time). */
   idleCycleSec: number;
   graceSec: number;
-  checkpointEverySec: number;
   halfLifeSec: number;
+  /** A preemption of a job past this share of its time limit counts as "near completion". */
+  nearCompletionFraction: number;
   nodesPerLeaf: number;
 }
 
@@ -44,11 +46,28 @@ export interface SimResult {
   utilisationArrivals: number;
   utilisationMakespan: number;
   makespanSec: number;
+  /** Waits of the jobs that started, seconds. */
   waits: Map<SizeBucket, number[]>;
+  /** Waits of every job, those never started counted until the simulation ended (censored). */
+  censoredWaits: Map<SizeBucket, number[]>;
+  neverStarted: Map<SizeBucket, number>;
   gangsLeafEligible: number;
   gangsInOneLeaf: number;
   preemptions: number;
+  /** Distinct jobs preempted, and the most times one job was. */
+  preemptedJobs: number;
+  maxPreemptionsPerJob: number;
+  /** Preemptions of jobs past nearCompletionFraction of their time limit. */
+  preemptedNearCompletion: number;
+  /** GPU-hours held by jobs, work lost since the last checkpoint, held during preemption grace. */
+  busyGpuHours: number;
   lostGpuHours: number;
+  graceGpuHours: number;
+  /** Work that counts: busy - lost - grace, GPU-hours; and as a share of capacity to the last job end. */
+  goodputGpuHours: number;
+  goodput: number;
+  /** Goodput while jobs were still arriving: busy - lost - grace of preemptions in that span, over capacity. */
+  goodputArrivals: number;
   unfinished: number;
 }
 
@@ -129,12 +148,25 @@ export function simulate(nodes: readonly NodeView[], jobs: readonly SimJob[], sc
     utilisationMakespan: 0,
     makespanSec: 0,
     waits: new Map(SIZE_BUCKETS.map((b) => [b, []])),
+    censoredWaits: new Map(SIZE_BUCKETS.map((b) => [b, []])),
+    neverStarted: new Map(SIZE_BUCKETS.map((b) => [b, 0])),
     gangsLeafEligible: 0,
     gangsInOneLeaf: 0,
     preemptions: 0,
+    preemptedJobs: 0,
+    maxPreemptionsPerJob: 0,
+    preemptedNearCompletion: 0,
+    busyGpuHours: 0,
     lostGpuHours: 0,
+    graceGpuHours: 0,
+    goodputGpuHours: 0,
+    goodput: 0,
+    goodputArrivals: 0,
     unfinished: 0,
   };
+  const timesPreempted = new Map<string, number>();
+  /** GPU-seconds lost or in grace from preemptions while jobs were arriving. */
+  let wasteArrivals = 0;
 
   let busy = 0;
   let busyIntegral = 0;
@@ -174,10 +206,13 @@ export function simulate(nodes: readonly NodeView[], jobs: readonly SimJob[], sc
     while (releases.size > 0 && releases.peek() <= t) {
       const l = live.get(releases.pop())!;
       const ran = (l.preemptedAt! - l.start) / 1000;
-      const kept = Math.floor(ran / o.checkpointEverySec) * o.checkpointEverySec;
-      r.lostGpuHours += ((ran - kept) * l.ranks.reduce((n, rk) => n + rk.gpus.length, 0)) / 3600;
+      const kept = checkpointed(l.job, ran);
+      const gpus = l.ranks.reduce((n, rk) => n + rk.gpus.length, 0);
+      r.lostGpuHours += ((ran - kept) * gpus) / 3600;
+      r.graceGpuHours += ((t - l.preemptedAt!) / 1000 / 3600) * gpus;
+      if (l.preemptedAt! < lastArrival) wasteArrivals += (ran - kept + (Math.min(t, lastArrival) - l.preemptedAt!) / 1000) * gpus;
       release(l);
-      pending.set(l.job.id, { job: l.job, remaining: Math.max(1, l.remaining - kept), preemptedAt: l.preemptedAt });
+      pending.set(l.job.id, { job: l.job, remaining: Math.max(1, l.remaining - kept), preemptedAt: l.preemptedAt! });
       changed = true;
     }
     while (next < arrivals.length && arrivals[next]!.submitTime <= t) {
@@ -208,8 +243,25 @@ export function simulate(nodes: readonly NodeView[], jobs: readonly SimJob[], sc
   r.makespanSec = (lastT - t0) / 1000;
   r.utilisationMakespan = busyIntegral / (totalGpus * Math.max(1, r.makespanSec));
   r.utilisationArrivals = busyIntegralArrivals / (totalGpus * Math.max(1, (lastArrival - t0) / 1000));
+  r.goodputArrivals = (busyIntegralArrivals - wasteArrivals) / (totalGpus * Math.max(1, (lastArrival - t0) / 1000));
   r.unfinished = jobs.length - done.size;
+  r.busyGpuHours = busyIntegral / 3600;
+  r.goodputGpuHours = r.busyGpuHours - r.lostGpuHours - r.graceGpuHours;
+  r.goodput = r.goodputGpuHours / ((totalGpus * Math.max(1, r.makespanSec)) / 3600);
+  for (const j of jobs) {
+    const b = bucketOf(j.nodes, j.gpusPerNode);
+    const start = firstStart.get(j.id);
+    if (start === undefined) r.neverStarted.set(b, r.neverStarted.get(b)! + 1);
+    if (j.submitTime <= lastT) r.censoredWaits.get(b)!.push(((start ?? lastT) - j.submitTime) / 1000);
+  }
+  r.preemptedJobs = timesPreempted.size;
+  r.maxPreemptionsPerJob = Math.max(0, ...timesPreempted.values());
   return r;
+
+  /** Seconds of an attempt's `ran` seconds that its last checkpoint kept. */
+  function checkpointed(job: SimJob, ran: number): number {
+    return job.checkpointEverySec > 0 ? Math.floor(ran / job.checkpointEverySec) * job.checkpointEverySec : 0;
+  }
 
   function cycle(now: number): void {
     const snapshot: NodeView[] = nodes.map((n, i) => ({ ...n, freeGpus: [...free[i]!].sort((a, b) => a - b) }));
@@ -221,7 +273,7 @@ export function simulate(nodes: readonly NodeView[], jobs: readonly SimJob[], sc
       ranks: l.ranks,
       startTime: l.start,
       timeLimitSec: l.job.timeLimitSec,
-      lastCheckpointTime: l.start + Math.floor((now - l.start) / 1000 / o.checkpointEverySec) * o.checkpointEverySec * 1000,
+      lastCheckpointTime: l.start + checkpointed(l.job, (now - l.start) / 1000) * 1000,
       ...(l.preemptedAt !== undefined ? { preemptedAt: l.preemptedAt } : {}),
       ...(l.terminatingUntil !== undefined ? { terminating: true } : {}),
     }));
@@ -275,6 +327,8 @@ export function simulate(nodes: readonly NodeView[], jobs: readonly SimJob[], sc
       if (!l || l.terminatingUntil !== undefined) throw new Error(`${scheduler.name}: preempted ${pre.jobId}, which is not running`);
       l.terminatingUntil = now + o.graceSec * 1000;
       l.preemptedAt = now;
+      timesPreempted.set(l.job.id, (timesPreempted.get(l.job.id) ?? 0) + 1);
+      if (l.job.timeLimitSec > 0 && now - l.start >= o.nearCompletionFraction * l.job.timeLimitSec * 1000) r.preemptedNearCompletion += 1;
       releases.push(l.terminatingUntil, l.job.id);
       r.preemptions += 1;
     }

@@ -63,14 +63,19 @@ export function schedulingConfig(totalGpus: number): SchedulingConfigInput {
       exploration: { weight: 1, nominalGpus: Math.floor(totalGpus * 0.25), cohort: 'shared', borrowingLimitGpus: Math.floor(totalGpus * 0.25) },
     },
     fairShare: { halfLifeSec: 24 * 3600 },
-    preemption: { enabled: true, windowSec: 3600 },
+    preemption: { enabled: true, windowSec: 3600, nearCompletionFraction: 0.5 },
   };
 }
 
 export interface SimJob extends JobRequest {
   /** Seconds of work at full speed. */
   durationSec: number;
+  /** How often it commits a checkpoint, in seconds of work; 0 = never (a preemption loses all its work). */
+  checkpointEverySec: number;
 }
+
+/** The checkpoint intervals generateJobs draws (a synthetic mix: the traces have none). */
+export const CHECKPOINT_MIX = 'gangs every 15, 30 or 60 min; single-node and smaller jobs: 60% every 60 min, 40% never';
 
 export interface DurationSource {
   samples: number[];
@@ -149,6 +154,7 @@ export function generateJobs(count: number, spec: ClusterSpec, durations: Durati
       nodeSelector: {},
       excludeNodes: [],
       durationSec,
+      checkpointEverySec: 0,
     });
     work += nodes * gpusPerNode * durationSec;
   }
@@ -156,5 +162,10 @@ export function generateJobs(count: number, spec: ClusterSpec, durations: Durati
   const span = work / (load * spec.nodes * spec.gpusPerNode);
   const times = jobs.map(() => random() * span).sort((a, b) => a - b);
   jobs.forEach((j, k) => (j.submitTime = Math.round(times[k]! * 1000)));
+  // Drawn last, so the sizes, durations and arrivals above do not depend on them.
+  for (const j of jobs) {
+    const r = random();
+    j.checkpointEverySec = j.nodes > 1 ? [900, 1800, 3600][Math.floor(r * 3)]! : r < 0.6 ? 3600 : 0;
+  }
   return jobs;
 }
