@@ -11,6 +11,7 @@ import { Redis } from 'ioredis';
 import { NodeState } from '@gantry/proto';
 import { NodeStore } from '@gantry/store';
 import { REPO_ROOT, portOpen, serviceCommand, simAgentEnv, simTopology, type ServiceName } from './services.js';
+import { BusSecurity } from './bus-security.js';
 import { natsClusterUrl, natsMemberConfig, redisServerArgs, SENTINEL_MASTER, sentinelConfig, sentinelConfigPath, type NatsMember } from './ha.js';
 
 export const STACK_DIR = join(REPO_ROOT, '.gantry');
@@ -23,6 +24,10 @@ export const HA_PORTS = {
   nats: [14222, 14223, 14224], natsCluster: [16222, 16223, 16224], natsHttp: [18222, 18223, 18224],
   redisReplica: 16380, sentinels: [16390, 16391, 16392], standbyScheduler: 7073,
 };
+
+function agentName(i: number): string {
+  return `sim-node-${i}`;
+}
 
 function haNatsMembers(): NatsMember[] {
   return HA_PORTS.nats.map((port, i) => ({ name: `nats-${i + 1}`, port, clusterPort: HA_PORTS.natsCluster[i]!, httpPort: HA_PORTS.natsHttp[i]! }));
@@ -102,6 +107,9 @@ export async function up(opts: { ha?: boolean } = {}): Promise<StackState> {
     if (await portOpen(port)) throw new Error(`port ${port} (${name}) is already in use; stop whatever holds it or run pnpm stack:down`);
   }
   for (const d of ['nats', 'redis', 'logs', 'agents']) mkdirSync(join(STACK_DIR, d), { recursive: true });
+  // Fresh bus credentials at every start (docs/security.md): a NATS user per service and agent,
+  // the server's authorisation, and the scheduler's command signing key pair.
+  const bus = new BusSecurity(join(STACK_DIR, 'bus'), Array.from({ length: AGENTS }, (_, i) => agentName(i)));
   const processes: StackProcess[] = [];
   const record = () => writeFileSync(STATE_FILE, JSON.stringify({ startedAt: new Date().toISOString(), processes, endpoints }, null, 2));
   const natsUrl = ha ? natsClusterUrl(haNatsMembers()) : `nats://127.0.0.1:${PORTS.nats}`;
@@ -119,7 +127,7 @@ export async function up(opts: { ha?: boolean } = {}): Promise<StackState> {
       for (const m of members) {
         const dir = join(STACK_DIR, 'nats', m.name);
         mkdirSync(dir, { recursive: true });
-        writeFileSync(join(dir, 'nats.conf'), natsMemberConfig(m, members, join(dir, 'jetstream')));
+        writeFileSync(join(dir, 'nats.conf'), natsMemberConfig(m, members, join(dir, 'jetstream')) + readFileSync(bus.natsAuthFile, 'utf8'));
         processes.push(launch(m.name, 'nats-server', ['-c', join(dir, 'nats.conf')], {}));
       }
       for (const [i, port] of [PORTS.redis, HA_PORTS.redisReplica].entries()) {
@@ -137,7 +145,7 @@ export async function up(opts: { ha?: boolean } = {}): Promise<StackState> {
       await waitFor('the NATS cluster', natsClusterHealthy);
       await waitFor('Redis primary, replica and sentinels', redisHaHealthy);
     } else {
-      processes.push(launch('nats-server', 'nats-server', ['-js', '-a', '127.0.0.1', '-p', String(PORTS.nats), '-sd', join(STACK_DIR, 'nats')], {}));
+      processes.push(launch('nats-server', 'nats-server', ['-c', bus.natsAuthFile, '-js', '-a', '127.0.0.1', '-p', String(PORTS.nats), '-sd', join(STACK_DIR, 'nats')], {}));
       processes.push(launch('redis-server', 'redis-server', redisServerArgs(PORTS.redis, join(STACK_DIR, 'redis')), {}));
       record();
       await waitFor('nats-server', () => portOpen(PORTS.nats));
@@ -149,7 +157,7 @@ export async function up(opts: { ha?: boolean } = {}): Promise<StackState> {
     };
     const service = (name: ServiceName, port: number, metrics: number, env: NodeJS.ProcessEnv, label: string = name) => {
       const { command, args } = serviceCommand(name);
-      processes.push(launch(label, command, args, { ...common, METRICS_PORT: String(metrics), ...env }));
+      processes.push(launch(label, command, args, { ...common, ...bus.env(name), METRICS_PORT: String(metrics), ...env }));
       record();
       return waitFor(name, () => portOpen(port));
     };
@@ -166,10 +174,10 @@ export async function up(opts: { ha?: boolean } = {}): Promise<StackState> {
     try {
       const nodes = new NodeStore(redis);
       for (let i = 0; i < AGENTS; i++) {
-        const name = `sim-node-${i}`;
+        const name = agentName(i);
         const { command, args } = serviceCommand('node-agent');
         processes.push(launch(`agent-${name}`, command, args, {
-          ...common, ...simAgentEnv(name, join(STACK_DIR, 'agents', name)), METRICS_PORT: String(PORTS.metricsBase + 3 + i), ...simTopology(i),
+          ...common, ...bus.env('node-agent', name), ...simAgentEnv(name, join(STACK_DIR, 'agents', name)), METRICS_PORT: String(PORTS.metricsBase + 3 + i), ...simTopology(i),
         }));
         record();
       }

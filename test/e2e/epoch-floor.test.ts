@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { AgentCommand, AgentCommandReply, JobState, RankAssignment, jobStateName } from '@gantry/proto';
-import { MAX_EPOCH_JUMP, decode, encode, subjects } from '@gantry/bus';
+import { MAX_EPOCH_JUMP, decode, subjects } from '@gantry/bus';
 import { keys } from '@gantry/store';
 import type { TestStack } from '../harness/stack.js';
 import { stackPerTest, waitForJob } from '../harness/fixtures.js';
@@ -21,10 +21,10 @@ async function restartScheduler(stack: TestStack, meanwhile: () => Promise<unkno
 }
 
 async function command(stack: TestStack, epoch: number): Promise<AgentCommandReply> {
-  const nc = await connect({ servers: stack.nats.url });
+  const nc = await connect(stack.natsOptions());
   try {
     const cmd = AgentCommand.create({ epoch, command: { $case: 'assign', assign: RankAssignment.create({ jobId: 'j-forged', attempt: 1, rank: 0, command: ['id'] }) } });
-    return decode(AgentCommandReply, (await nc.request(subjects.agentCommand('node-0'), encode(AgentCommand, cmd), { timeout: 5_000 })).data, 'reply');
+    return decode(AgentCommandReply, (await nc.request(subjects.agentCommand('node-0'), stack.bus.signCommand('node-0', cmd), { timeout: 5_000 })).data, 'reply');
   } finally {
     await nc.close();
   }

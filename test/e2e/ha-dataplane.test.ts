@@ -45,7 +45,7 @@ function ranRankOnce(id: string, ranks: number): void {
 
 describe('HA data plane', () => {
   it('streams are replicated three times and the agent-events stream refuses rather than drops', async () => {
-    const nc = await connect({ servers: stack.natsCluster!.url.split(',') });
+    const nc = await connect(stack.natsOptions());
     try {
       const fill = await streamFill(nc);
       expect(fill.filter((f) => f.replicas !== 3).map((f) => f.stream)).toEqual([]);

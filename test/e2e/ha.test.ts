@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { GantryClient } from '@gantry/sdk';
 import { AgentCommand, AgentCommandReply, Job, JobState, RankAssignment } from '@gantry/proto';
-import { decode, encode, subjects } from '@gantry/bus';
+import { decode, subjects } from '@gantry/bus';
 import { FencedError, JobStore, keys } from '@gantry/store';
 import { TestStack, eventually } from '../harness/stack.js';
 import { waitForJob } from '../harness/fixtures.js';
@@ -61,10 +61,10 @@ describe('scheduler failover', () => {
     const rec = (await store.get(b!.id))!;
     await expect(store.commit({ prev: rec, next: rec.job, reason: 'stale write', epoch: oldEpoch })).rejects.toBeInstanceOf(FencedError);
     // ... and agents refuse its commands.
-    const nc = await connect({ servers: stack.nats.url });
+    const nc = await connect(stack.natsOptions());
     try {
       const cmd = AgentCommand.create({ epoch: oldEpoch, command: { $case: 'assign', assign: RankAssignment.create({ jobId: 'j-stale', attempt: 1, rank: 0, command: ['true'] }) } });
-      const reply = decode(AgentCommandReply, (await nc.request(subjects.agentCommand('node-0'), encode(AgentCommand, cmd), { timeout: 5_000 })).data, 'reply');
+      const reply = decode(AgentCommandReply, (await nc.request(subjects.agentCommand('node-0'), stack.bus.signCommand('node-0', cmd), { timeout: 5_000 })).data, 'reply');
       expect(reply.ok).toBe(false);
       expect(reply.message).toMatch(/stale epoch/);
     } finally {

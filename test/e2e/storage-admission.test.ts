@@ -40,6 +40,7 @@ beforeAll(async () => {
     name: 'checkpoint-storage', command, args, cwd,
     env: {
       NATS_URL: stack.nats.url, REDIS_URL: stack.redisServer.url, LOG_LEVEL: 'debug', METRICS_PORT: String(metricsPort),
+      ...stack.busEnv('checkpoint'),
       CHECKPOINT_GRPC_PORT: String(port),
       SCHEDULER_ADDR: stack.schedulerAddrs.join(','),
       STORAGE_CONTROL_MS: '500',

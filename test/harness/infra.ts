@@ -2,7 +2,7 @@
 // its own temporary data folder. Through testcontainers when a container runtime answers,
 // otherwise by spawning the nats-server and redis-server binaries, so tests can kill and
 // restart them either way.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -71,12 +71,28 @@ async function containerServer(image: string, command: string[], containerPort: 
   };
 }
 
-export async function startNats(workDir = mkdtempSync(join(tmpdir(), 'gantry-nats-'))): Promise<Server> {
-  if (await hasContainerRuntime()) return containerServer('nats:2.10', ['-js'], 4222, /Server is ready/, 'nats');
+export interface NatsServer extends Server {
+  /** Re-reads the configuration file (SIGHUP): new bus users take effect without a restart. */
+  reload(): void;
+}
+
+/**
+ * One nats-server with JetStream. With `configFile` (the bus authorisation of
+ * deploy/local/bus-security.ts) it refuses clients without a listed NKEY, and always runs as a
+ * process (so the file is the one the test wrote).
+ */
+export async function startNats(workDir = mkdtempSync(join(tmpdir(), 'gantry-nats-')), opts: { configFile?: string } = {}): Promise<NatsServer> {
+  if (!opts.configFile && await hasContainerRuntime()) return { ...(await containerServer('nats:2.10', ['-js'], 4222, /Server is ready/, 'nats')), reload: () => undefined };
   const port = await freePort();
-  const s = processServer('nats-server', port, 'nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', join(workDir, 'jetstream')], join(workDir, 'nats.log'));
+  const args = [...(opts.configFile ? ['-c', opts.configFile] : []), '-js', '-a', '127.0.0.1', '-p', String(port), '-sd', join(workDir, 'jetstream')];
+  const proc = new ManagedProcess({ name: 'nats-server', command: 'nats-server', args, logFile: join(workDir, 'nats.log'), ready: () => portOpen(port) });
+  const s: NatsServer = {
+    url: `nats://127.0.0.1:${port}`, port,
+    start: () => proc.start(), stop: () => proc.stop('SIGTERM'), kill: () => proc.kill(), restart: () => proc.restart(),
+    reload: () => { if (proc.pid) process.kill(proc.pid, 'SIGHUP'); },
+  };
   await s.start();
-  return { ...s, url: `nats://127.0.0.1:${port}` };
+  return s;
 }
 
 export async function startRedis(workDir = mkdtempSync(join(tmpdir(), 'gantry-redis-'))): Promise<Server> {
@@ -126,14 +142,15 @@ async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs:
 }
 
 /** Three nats-server processes routed into one JetStream cluster, each with its own store. */
-export async function startNatsCluster(workDir = mkdtempSync(join(tmpdir(), 'gantry-nats-cluster-'))): Promise<NatsCluster> {
+export async function startNatsCluster(workDir = mkdtempSync(join(tmpdir(), 'gantry-nats-cluster-')), opts: { authFile?: string } = {}): Promise<NatsCluster> {
   const specs: NatsMember[] = [];
   for (let i = 1; i <= 3; i++) specs.push({ name: `nats-${i}`, port: await freePort(), clusterPort: await freePort(), httpPort: await freePort() });
   const members = specs.map((m): NatsClusterMember => {
     const dir = join(workDir, m.name);
     mkdirSync(dir, { recursive: true });
     const conf = join(dir, 'nats.conf');
-    writeFileSync(conf, natsMemberConfig(m, specs, join(dir, 'jetstream')));
+    // With the bus authorisation, every member enforces the same users and permissions.
+    writeFileSync(conf, natsMemberConfig(m, specs, join(dir, 'jetstream')) + (opts.authFile ? readFileSync(opts.authFile, 'utf8') : ''));
     const proc = new ManagedProcess({ name: m.name, command: 'nats-server', args: ['-c', conf], logFile: join(dir, 'nats.log'), ready: () => portOpen(m.port) });
     return {
       name: m.name, port: m.port, httpPort: m.httpPort, url: `nats://127.0.0.1:${m.port}`, process: proc,

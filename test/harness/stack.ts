@@ -8,10 +8,13 @@ import { Redis } from 'ioredis';
 import { NodeState } from '@gantry/proto';
 import { NodeStore } from '@gantry/store';
 import { portOpen, serviceCommand, simAgentEnv, simTopology, type ServiceName } from '../../deploy/local/services.js';
-import { startNats, startNatsCluster, startRedis, startRedisHa, type NatsCluster, type RedisHa, type Server } from './infra.js';
+import { startNats, startNatsCluster, startRedis, startRedisHa, type NatsCluster, type NatsServer, type RedisHa, type Server } from './infra.js';
 import { parseSentinels } from '@gantry/service-kit/config';
 import { freePort } from './ports.js';
 import { ManagedProcess } from './process.js';
+import { BusSecurity } from '../../deploy/local/bus-security.js';
+import { natsAuthenticator } from '@gantry/service-kit/connections';
+import type { ConnectionOptions } from '@nats-io/transport-node';
 
 export interface StackOptions {
   agents?: number;
@@ -28,6 +31,12 @@ export interface StackOptions {
   ha?: boolean;
   /** Extra environment of agent i (after `env`), e.g. its own NATS_URL through a proxy. */
   agentEnv?: (i: number) => NodeJS.ProcessEnv;
+  /**
+   * The bus authorisation (deploy/local/bus-security.ts): nats-server admits only the NKEY
+   * users made for this stack, each held to its subjects, and agents verify signed commands.
+   * Default: on, unless GANTRY_NATS_AUTH=off.
+   */
+  natsAuth?: boolean;
 }
 
 
@@ -59,6 +68,7 @@ export class TestStack {
       ha: opts.ha ?? false,
       env: opts.env,
       agentEnv: opts.agentEnv,
+      natsAuth: opts.natsAuth ?? process.env.GANTRY_NATS_AUTH !== 'off',
     };
   }
 
@@ -68,7 +78,7 @@ export class TestStack {
   }
 
   private async startHaInfra(): Promise<void> {
-    const [cluster, redisHa] = await Promise.all([startNatsCluster(join(this.workDir, 'nats')), startRedisHa(join(this.workDir, 'redis'))]);
+    const [cluster, redisHa] = await Promise.all([startNatsCluster(join(this.workDir, 'nats'), { authFile: this.opts.natsAuth ? this.bus.natsAuthFile : undefined }), startRedisHa(join(this.workDir, 'redis'))]);
     this.natsCluster = cluster;
     this.redisHa = redisHa;
     const whole = (url: string, stop: () => Promise<void>): Server => {
@@ -79,9 +89,28 @@ export class TestStack {
     this.redisServer = whole(redisHa.url, () => redisHa.stop());
   }
 
+  /** This stack's bus users (used with natsAuth) and command signing keys (always). */
+  readonly bus = new BusSecurity(join(this.workDir, 'bus'));
+
+  /**
+   * A service's bus credentials (with natsAuth) and command keys; an agent's node gets its
+   * user on first use, and nats-server re-reads the users.
+   */
+  busEnv(kind: ServiceName, node?: string): NodeJS.ProcessEnv {
+    if (!this.opts.natsAuth) return this.bus.commandKeyEnv(kind);
+    if (kind === 'node-agent' && node && this.bus.addAgent(node)) (this.nats as Partial<NatsServer>).reload?.();
+    return this.bus.env(kind, node);
+  }
+
+  /** Options for a test's own NATS connection: the operator user (allowed everything) with natsAuth. */
+  natsOptions(): ConnectionOptions {
+    return { servers: this.nats.url.split(','), ...(this.opts.natsAuth ? { authenticator: natsAuthenticator(this.bus.seedFile({ kind: 'operator' })) } : {}) };
+  }
+
   async start(): Promise<this> {
+    if (this.opts.natsAuth) for (let i = 0; i < this.opts.agents; i++) this.bus.addAgent(this.nodeName(i));
     if (this.opts.ha) await this.startHaInfra();
-    else [this.nats, this.redisServer] = await Promise.all([startNats(join(this.workDir, 'nats')), startRedis(join(this.workDir, 'redis'))]);
+    else [this.nats, this.redisServer] = await Promise.all([startNats(join(this.workDir, 'nats'), { configFile: this.opts.natsAuth ? this.bus.natsAuthFile : undefined }), startRedis(join(this.workDir, 'redis'))]);
     this.redis = this.redisHa
       ? new Redis({ sentinels: parseSentinels(this.redisHa.sentinels), name: this.redisHa.masterName, role: 'master', failoverDetector: true, maxRetriesPerRequest: null, reconnectOnError: (e) => (/^READONLY/.test(e.message) ? 2 : false) })
       : new Redis(this.redisServer.url, { maxRetriesPerRequest: null, lazyConnect: false });
@@ -140,7 +169,7 @@ export class TestStack {
     const { command, args, cwd } = serviceCommand(kind);
     return new ManagedProcess({
       name, command, args, cwd, readyTimeoutMs,
-      env: { ...this.common(), ...env, ...this.opts.env?.[kind], ...last },
+      env: { ...this.common(), ...this.busEnv(kind, env.GANTRY_NODE_NAME), ...env, ...this.opts.env?.[kind], ...last },
       logFile: join(this.workDir, 'logs', `${name}.log`),
       ready,
     });

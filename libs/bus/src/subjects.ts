@@ -12,13 +12,19 @@ function token(value: string, what: string): string {
 }
 
 export const subjects = {
-  /** Agent -> scheduler, request/reply (core NATS): registration after start and reconnect. */
-  agentRegister: `${PREFIX}.agent.register`,
+  /**
+   * Agent -> scheduler, request/reply (core NATS): registration after start and reconnect. Per
+   * node, like every subject an agent publishes on, so NATS permissions can hold each agent to
+   * its own node's subjects (libs/bus/src/nats-auth.ts).
+   */
+  agentRegister: (node: string) => `${PREFIX}.agent.register.${token(node, 'node')}`,
+  agentRegisterAll: `${PREFIX}.agent.register.*`,
   /** Agent -> scheduler (core NATS): liveness plus the ranks the agent is running. */
   agentHeartbeat: (node: string) => `${PREFIX}.agent.heartbeat.${token(node, 'node')}`,
   agentHeartbeatAll: `${PREFIX}.agent.heartbeat.*`,
   /** Scheduler -> agent, request/reply (core NATS): assignments and stops. */
   agentCommand: (node: string) => `${PREFIX}.agent.command.${token(node, 'node')}`,
+  agentCommandAll: `${PREFIX}.agent.command.*`,
   /** Agent -> scheduler (JetStream AGENT_EVENTS): rank started / exited. */
   rankEvent: (node: string) => `${PREFIX}.agent.rank.${token(node, 'node')}`,
   rankEventAll: `${PREFIX}.agent.rank.*`,
@@ -28,11 +34,18 @@ export const subjects = {
   /** Agent -> scheduler (JetStream TELEMETRY): one TelemetryBatch per interval. */
   telemetry: (node: string) => `${PREFIX}.telemetry.${token(node, 'node')}`,
   telemetryAll: `${PREFIX}.telemetry.*`,
-  /** Agent -> gateway (JetStream LOGS): LogBatch per rank. */
-  logs: (jobId: string, attempt: number, rank: number) => `${PREFIX}.logs.${token(jobId, 'job id')}.${attempt}.${rank}`,
+  /** Agent -> gateway (JetStream LOGS): LogBatch per rank, ending in the node that ran it (for permissions). */
+  logs: (jobId: string, attempt: number, rank: number, node: string) => `${PREFIX}.logs.${token(jobId, 'job id')}.${attempt}.${rank}.${token(node, 'node')}`,
+  /** Everything one node may publish as logs (any job, attempt, rank). */
+  logsOfNode: (node: string) => `${PREFIX}.logs.*.*.*.${token(node, 'node')}`,
   logsOfJob: (jobId: string) => `${PREFIX}.logs.${token(jobId, 'job id')}.>`,
-  /** Filter for one job's output, optionally one attempt and/or one rank. */
-  logsFilter: (jobId: string, attempt?: number, rank?: number) => `${PREFIX}.logs.${token(jobId, 'job id')}.${attempt || '*'}.${rank ?? '*'}`,
+  /**
+   * Filter for one job's output, optionally one attempt and/or one rank. Without either it is
+   * the whole job, which also matches batches stored before logs subjects named the node.
+   */
+  logsFilter: (jobId: string, attempt?: number, rank?: number) => (!attempt && rank === undefined
+    ? `${PREFIX}.logs.${token(jobId, 'job id')}.>`
+    : `${PREFIX}.logs.${token(jobId, 'job id')}.${attempt || '*'}.${rank ?? '*'}.*`),
   logsAll: `${PREFIX}.logs.>`,
   /** Scheduler outbox relay -> anyone (JetStream EVENTS): job and node transitions. */
   jobEvent: (jobId: string) => `${PREFIX}.events.job.${token(jobId, 'job id')}`,
@@ -44,8 +57,10 @@ export const subjects = {
   checkpointReportAll: `${PREFIX}.checkpoint.report.*`,
   /** Checkpoint service -> agent, request/reply (core NATS): CheckpointDeleteRequest (retention). */
   checkpointDelete: (node: string) => `${PREFIX}.agent.checkpoint-delete.${token(node, 'node')}`,
+  checkpointDeleteAll: `${PREFIX}.agent.checkpoint-delete.*`,
   /** Checkpoint service -> agent, request/reply (core NATS): re-check a checkpoint before it is offered for resume (CheckpointReport both ways). */
   checkpointVerify: (node: string) => `${PREFIX}.agent.checkpoint-verify.${token(node, 'node')}`,
+  checkpointVerifyAll: `${PREFIX}.agent.checkpoint-verify.*`,
   /** Scheduler-internal (core NATS): wake the scheduling loop after a submit. */
   schedulerKick: `${PREFIX}.scheduler.kick`,
 } as const;
@@ -101,3 +116,12 @@ export const consumers = {
   /** The checkpoint service follows job events to expire the records of finished jobs. */
   checkpointJobEvents: 'checkpoint-job-events',
 } as const;
+
+/**
+ * The node an agent subject names: its last token (heartbeat, register, rank, host,
+ * telemetry and logs subjects all end in it). NATS permissions guarantee an agent can publish
+ * only subjects ending in its own node, so the scheduler trusts this token, not the payload.
+ */
+export function subjectNode(subject: string): string {
+  return subject.slice(subject.lastIndexOf('.') + 1);
+}

@@ -12,6 +12,7 @@ import { startNats, startRedis } from '../../../test/harness/infra.js';
 import { freePort } from '../../../test/harness/ports.js';
 import { ManagedProcess } from '../../../test/harness/process.js';
 import { REPO_ROOT, serviceCommand, simAgentEnv } from '../../../deploy/local/services.js';
+import { writeCommandKeys } from '../../../deploy/local/bus-security.js';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 2000);
 const INTERVAL = Number(process.env.BENCH_INTERVAL_MS ?? 10_000);
@@ -47,10 +48,12 @@ console.log(`  ${cycle.msPerCycle.toFixed(3)} ms/cycle wall, ${cycle.cpuMsPerCyc
 const work = mkdtempSync(join(tmpdir(), 'gantry-bench-agent-'));
 const [nats, redis] = await Promise.all([startNats(join(work, 'nats')), startRedis(join(work, 'redis'))]);
 const schedMetrics = await freePort();
+// Command signing keys as the local stack makes them (no NATS users here: the fan-in workers connect plainly).
+const keys = writeCommandKeys(join(work, 'keys'));
 const { command, args, cwd } = serviceCommand('scheduler');
 const scheduler = new ManagedProcess({
   name: 'scheduler', command, args, cwd, logFile: join(work, 'scheduler.log'),
-  env: { NATS_URL: nats.url, REDIS_URL: redis.url, METRICS_PORT: String(schedMetrics), SCHEDULER_GRPC_PORT: String(await freePort()), HEARTBEAT_INTERVAL_MS: String(INTERVAL), HEARTBEAT_TIMEOUT_MS: String(INTERVAL * 6), LOG_LEVEL: 'warn' },
+  env: { NATS_URL: nats.url, REDIS_URL: redis.url, METRICS_PORT: String(schedMetrics), SCHEDULER_GRPC_PORT: String(await freePort()), HEARTBEAT_INTERVAL_MS: String(INTERVAL), HEARTBEAT_TIMEOUT_MS: String(INTERVAL * 6), LOG_LEVEL: 'warn', COMMAND_SIGNING_KEY_FILE: keys.privateKeyFile },
   ready: async () => (await scrape(schedMetrics).catch(() => '')).includes('gantry_scheduler_leader 1'),
 });
 await scheduler.start();
@@ -60,7 +63,7 @@ execFileSync('pnpm', ['-s', 'build:agent'], { cwd: REPO_ROOT, stdio: 'inherit' }
 const agent = new ManagedProcess({
   name: 'agent', command: process.execPath, args: [join(REPO_ROOT, 'dist/gantry-agent.mjs')], cwd: REPO_ROOT, logFile: join(work, 'agent.log'),
   // As the systemd unit runs it (deploy/systemd/gantry-agent.service).
-  env: { ...simAgentEnv('rss-probe', join(work, 'agent')), MALLOC_ARENA_MAX: '2', NATS_URL: nats.url, TELEMETRY_INTERVAL_MS: '1000', LOG_LEVEL: 'warn' },
+  env: { ...simAgentEnv('rss-probe', join(work, 'agent')), MALLOC_ARENA_MAX: '2', NATS_URL: nats.url, TELEMETRY_INTERVAL_MS: '1000', LOG_LEVEL: 'warn', SCHEDULER_PUBLIC_KEY_FILE: keys.publicKeyFile },
   ready: async () => true,
 });
 await agent.start();

@@ -28,7 +28,7 @@ for (const a of agents) {
   const leaf = Math.floor((first + agents.indexOf(a)) / 32);
   const req = RegisterNodeRequest.create({ node: a.node, address: '127.0.0.1', gpus: a.gpus, topology: Topology.create({ leafSwitch: `leaf-${leaf}`, spine: `spine-${Math.floor(leaf / 16)}` }), agentVersion: 'bench', deviceBackend: 'simulated', instanceId: a.node });
   for (;;) {
-    try { await nc.request(subjects.agentRegister, encode(RegisterNodeRequest, req), { timeout: 10_000 }); break; } catch { await new Promise((r) => setTimeout(r, 200)); }
+    try { await nc.request(subjects.agentRegister(a.node), encode(RegisterNodeRequest, req), { timeout: 10_000 }); break; } catch { await new Promise((r) => setTimeout(r, 200)); }
   }
 }
 process.send?.({ type: 'registered', count });

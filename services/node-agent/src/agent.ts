@@ -1,13 +1,15 @@
 // The node agent: registers with the scheduler, heartbeats, runs the ranks it is assigned
 // and reports on them. It only dials out (NATS); GPU hosts need no inbound port.
-import { randomUUID } from 'node:crypto';
+import { randomUUID, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
 import {
-  AgentCommand, AgentCommandReply, AgentRank, CheckpointDeleteReply, CheckpointDeleteRequest, CheckpointReport, NodeHeartbeat, RankPhase, RegisterNodeRequest, RegisterNodeResponse, Topology, type GpuDevice,
+  AgentCommandReply, AgentRank, CheckpointDeleteReply, CheckpointDeleteRequest, CheckpointReport, NodeHeartbeat, RankPhase, RegisterNodeRequest, RegisterNodeResponse, Topology, type GpuDevice,
 } from '@gantry/proto';
-import { MAX_EPOCH_JUMP, decode, encode, subjects } from '@gantry/bus';
+import { CommandRefused, MAX_EPOCH_JUMP, commandVerifyKeys, decode, encode, subjects, verifyCommand } from '@gantry/bus';
 import { GANTRY_VERSION } from '@gantry/service-kit';
 import type { AgentConfig } from './config.js';
 import { StateFile } from './runner/state-file.js';
@@ -39,6 +41,9 @@ export class NodeAgent {
   private disconnectedAt = 0;
   /** Registrations run one after another, so the last one sent carries the latest GPU list. */
   private registration: Promise<void> = Promise.resolve();
+  /** The scheduler's public keys: a command must be signed by one of them. */
+  private readonly commandKeys: KeyObject[];
+  private readonly refusedCommands: Counter<'reason'>;
 
   constructor(
     private readonly cfg: AgentConfig,
@@ -48,7 +53,14 @@ export class NodeAgent {
     private readonly log: Logger,
     /** Called after NATS comes back, so other reporters resend what they buffered. */
     private readonly onReconnect: () => void = () => undefined,
+    metrics?: Registry,
   ) {
+    this.commandKeys = commandVerifyKeys(readFileSync(cfg.schedulerPublicKeyFile, 'utf8'));
+    this.refusedCommands = new Counter({
+      name: 'gantry_agent_commands_refused_total',
+      help: 'Commands refused before running: malformed, unsigned, signed for another node, bad signature, stale or implausible epoch',
+      labelNames: ['reason'], registers: metrics ? [metrics] : [],
+    });
     this.state = new StateFile(cfg.stateDir);
     this.beat = new AgentBeat(beatFilePath(cfg.stateDir), log);
     const js = jetstream(nc);
@@ -57,6 +69,7 @@ export class NodeAgent {
       publish: async (subject, data, msgID) => { await js.publish(subject, data, { msgID }); },
       // How often node rank 0's host scans a job's checkpoint directory (docs/checkpoints.md).
       pollMs: Number(process.env.CHECKPOINT_POLL_MS) || undefined,
+      checkpointAddr: cfg.checkpointAddr,
     });
     this.runner = new RankRunner(this.state, log, { beatFile: this.beat.path, partitionGraceMs: cfg.partitionGraceMs, hooks: [this.checkpoints] });
     this.heartbeatMs = cfg.heartbeatIntervalMs;
@@ -136,7 +149,7 @@ export class NodeAgent {
       try {
         req.ranks = this.ranks();
         req.gpus = this.gpus;
-        const reply = await this.nc.request(subjects.agentRegister, encode(RegisterNodeRequest, req), { timeout: 5_000 });
+        const reply = await this.nc.request(subjects.agentRegister(this.cfg.node), encode(RegisterNodeRequest, req), { timeout: 5_000 });
         const res = decode(RegisterNodeResponse, reply.data, 'RegisterNodeResponse');
         if (res.accepted) {
           if (res.heartbeatIntervalMs > 0) this.heartbeatMs = res.heartbeatIntervalMs;
@@ -163,24 +176,31 @@ export class NodeAgent {
   }
 
   /**
-   * Commands carry the leader's epoch: one from an older leader (a paused, deposed one) is
-   * refused. The highest accepted is reported in every heartbeat, so a leader whose counter
-   * went back (a restore) raises its own above it instead of being refused for ever.
+   * Commands must be signed by the scheduler (libs/bus/src/command-signing.ts) for this node;
+   * anything else is refused before it is even decoded as a command. They carry the leader's
+   * epoch: one from an older leader (a paused, deposed one) is refused. The highest accepted
+   * is reported in every heartbeat, so a leader whose counter went back (a restore) raises its
+   * own above it instead of being refused for ever.
    */
-  private command(data: Uint8Array): AgentCommandReply {
-    let cmd: AgentCommand;
+  command(data: Uint8Array): AgentCommandReply {
+    let cmd;
     try {
-      cmd = decode(AgentCommand, data, 'AgentCommand');
+      cmd = verifyCommand(this.commandKeys, this.cfg.node, data);
     } catch (err) {
+      const reason = err instanceof CommandRefused ? err.reason : 'malformed';
+      this.refusedCommands.inc({ reason });
+      this.log.warn({ reason, bytes: data.length, err: (err as Error).message }, 'refused a command');
       return { ok: false, message: (err as Error).message };
     }
     if (cmd.epoch < this.state.state.highestEpoch) {
+      this.refusedCommands.inc({ reason: 'stale-epoch' });
       this.log.warn({ epoch: cmd.epoch, highest: this.state.state.highestEpoch }, 'ignoring command from a stale scheduler');
       return { ok: false, message: `stale epoch ${cmd.epoch} < ${this.state.state.highestEpoch}` };
     }
     // A leader is elected once per lease takeover: an epoch far beyond the last one is forged
     // or corrupt, and accepting it would make this agent refuse the real scheduler.
     if (cmd.epoch > this.state.state.highestEpoch + MAX_EPOCH_JUMP) {
+      this.refusedCommands.inc({ reason: 'implausible-epoch' });
       this.log.warn({ epoch: cmd.epoch, highest: this.state.state.highestEpoch }, 'ignoring a command with an implausible epoch');
       return { ok: false, message: `implausible epoch ${cmd.epoch} (last accepted ${this.state.state.highestEpoch})` };
     }

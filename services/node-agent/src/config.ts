@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, natsServersProblem } from '@gantry/service-kit/config';
-import { SUBJECT_TOKEN } from '@gantry/bus';
+import { commandVerifyKeys, SUBJECT_TOKEN } from '@gantry/bus';
 
 // Node names become NATS subject tokens and Redis key parts.
 const name = z.string().regex(SUBJECT_TOKEN, 'must be letters, digits, - or _ (at most 128)');
@@ -21,7 +21,24 @@ export const agentConfigSchema = z.object({
     if (problem) ctx.addIssue({ code: 'custom', message: problem });
   }),
   natsCredsFile: z.string().optional(),
+  /**
+   * PEM file with the scheduler's Ed25519 public key(s): every command must carry a signature
+   * by one of them (two during a key rotation; docs/security.md). Required: an agent that
+   * cannot verify commands would run whatever reaches its command subject.
+   */
+  schedulerPublicKeyFile: z.string({ error: 'required: the scheduler\'s command signing public key (PEM), see docs/security.md' }).min(1).superRefine((file, ctx) => {
+    try {
+      commandVerifyKeys(readFileSync(file, 'utf8'));
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `${file}: ${(err as Error).message}` });
+    }
+  }),
   stateDir: z.string().min(1),
+  /**
+   * The checkpoint service's gRPC address (host:port) for storage admission on the per-job
+   * endpoint (POST /v1/storage/*); optional: without it those routes answer 501.
+   */
+  checkpointAddr: z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be host:port').optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   metricsPort: z.coerce.number().int().min(0).max(65535).default(0),
   bindHost: z.string().default('127.0.0.1'),
@@ -61,6 +78,8 @@ const ENV_OVERRIDES: Record<string, string> = {
   GANTRY_NODE_ADDRESS: 'address',
   NATS_URL: 'natsUrl',
   NATS_CREDS_FILE: 'natsCredsFile',
+  GANTRY_CHECKPOINT_ADDR: 'checkpointAddr',
+  SCHEDULER_PUBLIC_KEY_FILE: 'schedulerPublicKeyFile',
   GANTRY_STATE_DIR: 'stateDir',
   LOG_LEVEL: 'logLevel',
   METRICS_PORT: 'metricsPort',

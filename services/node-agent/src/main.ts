@@ -1,5 +1,6 @@
 // gantry-agent: the node agent process; `gantry-agent sim inject ...` talks to a running one.
 import { jetstream } from '@nats-io/jetstream';
+import { agentInboxPrefix } from '@gantry/bus';
 import { CommanderError } from 'commander';
 // Subpath imports keep the gRPC server stack (proto-loader, reflection) out of the agent: it
 // has no inbound port, and those modules alone cost tens of MB of its memory.
@@ -52,11 +53,12 @@ if (process.argv[2] === 'sim') {
   const inventory = await backend.fingerprint();
   const gpus = toGpuDevices(inventory);
   log.info({ node: cfg.node, backend: backend.kind, gpus: gpus.length, model: gpus[0]?.model, metricsPort: metrics.port }, 'fingerprinted host');
-  const nc = await connectNats(cfg.natsUrl, `agent ${cfg.node}`, log, cfg.natsCredsFile);
+  // Replies to this agent's requests come to its own inbox prefix: its NATS user may read no other.
+  const nc = await connectNats(cfg.natsUrl, `agent ${cfg.node}`, log, cfg.natsCredsFile, { inboxPrefix: agentInboxPrefix(cfg.node) });
   lifecycle.onShutdown('nats', () => nc.drain());
   const buffer = new ReportBuffer(join(cfg.stateDir, 'reports'), { maxBytes: cfg.reportBufferBytes });
   const reporter = new HostReporter(cfg.node, jetstream(nc), buffer, log);
-  const agent = new NodeAgent(cfg, nc, gpus, backend.kind, log, () => void reporter.drain());
+  const agent = new NodeAgent(cfg, nc, gpus, backend.kind, log, () => void reporter.drain(), registry);
   lifecycle.onShutdown('agent', () => agent.stop());
   const telemetry = new HostTelemetry(cfg.node, backend, reporter, buffer, cfg.telemetryIntervalMs, cfg.stateDir, log, registry);
   lifecycle.onShutdown('telemetry', () => telemetry.stop());

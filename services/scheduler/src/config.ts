@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { env } from '@gantry/service-kit';
 import { rendezvousEnv } from './dispatch/ports.js';
+import { commandSigningKeyEnv } from './agents/signing-key.js';
 
 export const schedulerEnv = {
   SCHEDULER_GRPC_PORT: env.port(7071),
@@ -21,5 +22,7 @@ export const schedulerEnv = {
   /** The checkpoint service, asked where a new attempt resumes from (GANTRY_RESUME_FROM). */
   CHECKPOINT_ADDR: env.str('127.0.0.1:7072'),
   ...rendezvousEnv,
+  /** Agents verify every command's signature with the matching public key (their schedulerPublicKeyFile). */
+  ...commandSigningKeyEnv,
   INSTANCE_ID: env.str(`scheduler-${process.pid}-${Math.random().toString(36).slice(2, 8)}`),
 };

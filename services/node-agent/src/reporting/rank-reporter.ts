@@ -130,7 +130,7 @@ export class RankReporter {
           lines: chunk.map((text, j) => LogLine.create({ seq: first + j, stream: stream === 'stdout' ? LogStream.LOG_STREAM_STDOUT : LogStream.LOG_STREAM_STDERR, text, time: new Date(), localRank })),
         });
         try {
-          await this.js.publish(subjects.logs(rec.jobId, rec.attempt, rec.rank), encode(LogBatch, batch), { msgID: `${idBase}.${stream}.${first}-${first + chunk.length - 1}`, timeout: 5_000 });
+          await this.js.publish(subjects.logs(rec.jobId, rec.attempt, rec.rank, this.node), encode(LogBatch, batch), { msgID: `${idBase}.${stream}.${first}-${first + chunk.length - 1}`, timeout: 5_000 });
         } catch (err) {
           // Rewind so these lines are read again with the same sequence numbers (and so the
           // same message ids: whatever did reach the stream is de-duplicated).

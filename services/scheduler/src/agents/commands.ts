@@ -1,15 +1,17 @@
 // Sends assignments and stops to agents (request/reply, acknowledged). Delivery is also
 // level-triggered: reconciliation re-sends anything an agent does not report as done, so
-// a lost message only delays, never loses, a command. Re-sends are rate-limited here.
+// a lost message only delays, never loses, a command. Re-sends are rate-limited here. Every
+// command is signed (libs/bus/src/command-signing.ts): agents run nothing else.
+import type { KeyObject } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { AgentCommand, AgentCommandReply, RankAssignment, StopRank } from '@gantry/proto';
-import { decode, encode, subjects } from '@gantry/bus';
+import { AgentCommandReply, type AgentCommand, type RankAssignment, type StopRank } from '@gantry/proto';
+import { decode, signCommand, subjects } from '@gantry/bus';
 import type { Logger } from '@gantry/service-kit';
 
 export class AgentCommander {
   private lastSent = new Map<string, number>();
 
-  constructor(private readonly nc: NatsConnection, private readonly log: Logger, private readonly resendMs: number, private readonly epoch: () => number) {}
+  constructor(private readonly nc: NatsConnection, private readonly log: Logger, private readonly resendMs: number, private readonly epoch: () => number, private readonly signingKey: KeyObject) {}
 
   /** Sends unless the same command went out less than resendMs ago; returns whether the agent acknowledged. */
   async assign(node: string, a: RankAssignment, force = false): Promise<boolean> {
@@ -32,7 +34,7 @@ export class AgentCommander {
       for (const [k, at] of this.lastSent) if (now - at > this.resendMs) this.lastSent.delete(k);
     }
     try {
-      const reply = await this.nc.request(subjects.agentCommand(node), encode(AgentCommand, { epoch, command }), { timeout: 2_000 });
+      const reply = await this.nc.request(subjects.agentCommand(node), signCommand(this.signingKey, node, { epoch, command }), { timeout: 2_000 });
       const ack = decode(AgentCommandReply, reply.data, 'AgentCommandReply');
       if (!ack.ok) this.log.warn({ node, key, message: ack.message }, 'agent refused command');
       return ack.ok;

@@ -13,6 +13,7 @@ import { isActive, liveRanks, markRanksLost, wantsRank } from '../jobs/lifecycle
 import { afterFaultSignal, recoveringReason, signalHolders, withFaultSignal } from '../recovery/triggers.js';
 import { mutateJob } from '../jobs/mutate.js';
 import { dispatchAssignments } from '../dispatch/dispatcher.js';
+import { AgentMessageGuard } from './message-guard.js';
 
 /** States an operator or health decision put a node in: it returns to them, not to READY. */
 const HELD_OUT = new Set([NodeState.NODE_STATE_QUARANTINED, NodeState.NODE_STATE_DRAINING, NodeState.NODE_STATE_DRAINED, NodeState.NODE_STATE_SUSPECT]);
@@ -56,8 +57,10 @@ export class NodeRegistry {
   private readonly events: NodeTelemetryStore;
   private readonly lost: Counter;
   private readonly overdue: Gauge;
+  private readonly guard: AgentMessageGuard;
 
   constructor(private readonly ctx: SchedulerContext) {
+    this.guard = AgentMessageGuard.of(ctx.metrics, ctx.log);
     this.events = new NodeTelemetryStore(ctx.redis);
     this.lost = new Counter({ name: 'gantry_nodes_lost_total', help: 'Nodes declared LOST: no heartbeat for HEARTBEAT_TIMEOUT_MS', registers: [ctx.metrics] });
     this.overdue = new Gauge({ name: 'gantry_nodes_heartbeat_overdue', help: 'Nodes without a heartbeat for longer than HEARTBEAT_TIMEOUT_MS (LOST ones included), at the leader\'s latest check', registers: [ctx.metrics] });
@@ -67,11 +70,11 @@ export class NodeRegistry {
     const { ctx } = this;
     this.electedAt = Date.now();
     // Queue groups: with several replicas subscribed, each message is handled once.
-    this.subs.push(ctx.nc.subscribe(subjects.agentRegister, {
+    this.subs.push(ctx.nc.subscribe(subjects.agentRegisterAll, {
       queue: 'scheduler',
       callback: (err, msg) => {
         if (err) return;
-        void this.register(msg.data).then(
+        void this.register(msg.data, msg.subject).then(
           (res) => msg.respond(encode(RegisterNodeResponse, res)),
           (e: unknown) => {
             ctx.log.warn({ err: (e as Error).message }, 'registration failed');
@@ -84,7 +87,7 @@ export class NodeRegistry {
       queue: 'scheduler',
       callback: (err, msg) => {
         if (err) return;
-        void this.heartbeat(msg.data).catch((e: unknown) => ctx.log.warn({ err: (e as Error).message }, 'heartbeat not processed'));
+        void this.heartbeat(msg.data, msg.subject).catch((e: unknown) => ctx.log.warn({ err: (e as Error).message }, 'heartbeat not processed'));
       },
     }));
     this.lostTimer = setInterval(() => void this.detectLost().catch((e: unknown) => ctx.log.warn({ err: (e as Error).message }, 'lost-node check failed')), 500);
@@ -96,10 +99,12 @@ export class NodeRegistry {
     clearInterval(this.lostTimer);
   }
 
-  private async register(data: Uint8Array): Promise<RegisterNodeResponse> {
+  /** A registration on `subject` (agentRegister of the sending node). */
+  async register(data: Uint8Array, subject: string): Promise<RegisterNodeResponse> {
     const { ctx } = this;
     const req = decode(RegisterNodeRequest, data, 'RegisterNodeRequest');
-    if (!SUBJECT_TOKEN.test(req.node)) throw new Error(`node name ${JSON.stringify(req.node)} is invalid`);
+    if (!SUBJECT_TOKEN.test(req.node)) throw new Error(`node name ${JSON.stringify(req.node.slice(0, 64))} is invalid`);
+    if (!this.guard.sameNode('register', subject, req.node)) throw new Error(`registration for node ${req.node} sent on another node's subject`);
     const epoch = ctx.epoch();
     if (epoch === 0) throw new Error('not the leader');
     if (req.highestEpoch > epoch) ctx.agentEpoch(req.highestEpoch);
@@ -130,14 +135,19 @@ export class NodeRegistry {
     return RegisterNodeResponse.create({ accepted: true, message: reason, heartbeatIntervalMs: ctx.settings.heartbeatIntervalMs });
   }
 
-  private async heartbeat(data: Uint8Array): Promise<void> {
+  /** A heartbeat on `subject` (agentHeartbeat of the sending node). */
+  async heartbeat(data: Uint8Array, subject: string): Promise<void> {
     const { ctx } = this;
     const hb = decode(NodeHeartbeat, data, 'NodeHeartbeat');
     const epoch = ctx.epoch();
     if (epoch === 0) return;
-    if (hb.highestEpoch > epoch) ctx.agentEpoch(hb.highestEpoch);
+    if (!this.guard.sameNode('heartbeat', subject, hb.node)) return;
     let rec = await ctx.nodes.get(hb.node);
     if (!rec) return; // unknown node: it registers first
+    // Only the instance that registered last speaks for the node (a stale process, or anything
+    // replaying an old heartbeat, must not keep it READY).
+    if (!this.guard.sameInstance(hb.node, rec.instanceId, hb.instanceId)) return;
+    if (hb.highestEpoch > epoch) ctx.agentEpoch(hb.highestEpoch);
     const now = Date.now();
     await ctx.nodes.heartbeat(hb.node, now);
     if (rec.node.state === NodeState.NODE_STATE_LOST) {

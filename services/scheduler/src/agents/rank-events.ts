@@ -4,6 +4,7 @@
 import type { ConsumerMessages } from '@nats-io/jetstream';
 import { RankEvent, RankPhase, isTerminalJobState, JobState } from '@gantry/proto';
 import { consumeDurable, consumers, decode, streams, subjects } from '@gantry/bus';
+import { AgentMessageGuard } from './message-guard.js';
 import type { SchedulerContext } from '../context.js';
 import { applyRankReport } from '../jobs/lifecycle.js';
 import { mutateJob } from '../jobs/mutate.js';
@@ -12,12 +13,16 @@ import { stopLiveRanks } from '../dispatch/dispatcher.js';
 export class RankEventConsumer {
   private messages: ConsumerMessages | undefined;
 
-  constructor(private readonly ctx: SchedulerContext) {}
+  private readonly guard: AgentMessageGuard;
+
+  constructor(private readonly ctx: SchedulerContext) {
+    this.guard = AgentMessageGuard.of(ctx.metrics, ctx.log);
+  }
 
   async start(): Promise<void> {
     this.messages = await consumeDurable(this.ctx.nc, {
       stream: streams.agentEvents.name, durable: consumers.schedulerAgentEvents, filterSubject: subjects.rankEventAll,
-    }, this.ctx.log, (m) => this.handle(decode(RankEvent, m.data, 'RankEvent')));
+    }, this.ctx.log, (m) => this.handle(decode(RankEvent, m.data, 'RankEvent'), m.subject));
   }
 
   async stop(): Promise<void> {
@@ -25,11 +30,13 @@ export class RankEventConsumer {
     this.messages = undefined;
   }
 
-  async handle(ev: RankEvent): Promise<void> {
+  /** A rank event that came on `subject` (rankEvent of the sending node). */
+  async handle(ev: RankEvent, subject: string): Promise<void> {
     const { ctx } = this;
     const epoch = ctx.epoch();
     if (epoch === 0) throw new Error('not the leader');
     if (ev.phase !== RankPhase.RANK_PHASE_STARTED && ev.phase !== RankPhase.RANK_PHASE_EXITED) return;
+    if (!this.guard.sameNode('rank-event', subject, ev.node)) return;
     const report = {
       attempt: ev.attempt, rank: ev.rank, phase: ev.phase, pid: ev.pid, exitCode: ev.exitCode, signal: ev.signal, node: ev.node, time: ev.time ?? new Date(),
       error: ev.error, errorTime: ev.errorTime,
@@ -39,6 +46,8 @@ export class RankEventConsumer {
     let nowRunning = false;
     // The GPUs of an exited rank are released by the same Lua commit that records the exit.
     const rec = await mutateJob(ctx.jobs, ev.jobId, (r) => {
+      // Only the node a rank was placed on may report it (a forged exit could fail any job).
+      if (!this.guard.placedOn(r.job, ev.attempt, ev.rank, ev.node)) return undefined;
       const out = applyRankReport(r.job, report);
       released = out.releases.length > 0 && out.job !== undefined;
       const to = out.job?.state;

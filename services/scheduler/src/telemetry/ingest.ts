@@ -11,6 +11,7 @@ import type { SchedulerContext } from '../context.js';
 import { xidFailureClass } from '../recovery/xid-policy.js';
 import type { HealthConfigCache } from '../health-monitor/config-source.js';
 import { signalHolders } from '../recovery/triggers.js';
+import { AgentMessageGuard } from '../agents/message-guard.js';
 
 export class TelemetryIngest {
   private readonly store: NodeTelemetryStore;
@@ -32,12 +33,14 @@ export class TelemetryIngest {
   async start(): Promise<void> {
     await this.consume(streams.telemetry.name, consumers.schedulerTelemetry, subjects.telemetryAll, async (m) => {
       const batch = decode(TelemetryBatch, m.data, 'TelemetryBatch');
+      if (!AgentMessageGuard.of(this.ctx.metrics, this.ctx.log).sameNode('telemetry', m.subject, batch.node)) return;
       await this.store.record(batch);
       this.batches.inc();
       if (batch.time) this.lag.observe(Math.max(0, (Date.now() - batch.time.getTime()) / 1000));
     });
     await this.consume(streams.agentEvents.name, consumers.schedulerHostEvents, subjects.hostEventAll, async (m) => {
       const xid = decode(XidEvent, m.data, 'XidEvent');
+      if (!AgentMessageGuard.of(this.ctx.metrics, this.ctx.log).sameNode('host-event', m.subject, xid.node)) return;
       await this.store.appendEvent(xid.node, NodeHostEvent.create({ time: xid.time ?? new Date(), event: { $case: 'xid', xid } }));
       // The detector weighs it at its next window (holds, repeats, lemons); jobs are acted on now.
       await this.health.queueXid(xid);

@@ -1,0 +1,73 @@
+// What the scheduler believes of an agent's message. NATS permissions let an agent publish
+// only on subjects ending in its own node (libs/bus/src/nats-auth.ts), so the subject's node
+// token is the sender; the node named in the payload must be the same, a heartbeat must come
+// from the agent instance that registered last, and a rank event must be for a rank the job
+// placed on that node. Anything else is dropped, counted and logged: it is forged, or from a
+// stale or broken agent, and acting on it could fail jobs or fill Redis.
+import { Counter, type Registry } from 'prom-client';
+import type { Job } from '@gantry/proto';
+import { subjectNode } from '@gantry/bus';
+import type { Logger } from '@gantry/service-kit';
+
+export type AgentMessageKind = 'register' | 'heartbeat' | 'rank-event' | 'host-event' | 'telemetry' | 'logs';
+export type DropReason =
+  /** The payload names another node than the subject it came on. */
+  | 'node-mismatch'
+  /** A heartbeat from an agent instance other than the one registered. */
+  | 'instance-mismatch'
+  /** A rank event for a rank the job's attempt did not place on that node (or no such job, attempt or rank). */
+  | 'rank-not-placed';
+
+const guards = new WeakMap<Registry, AgentMessageGuard>();
+
+export class AgentMessageGuard {
+  private readonly dropped: Counter<'kind' | 'reason'>;
+
+  private constructor(metrics: Registry, private readonly log: Logger) {
+    this.dropped = new Counter({
+      name: 'gantry_agent_messages_dropped_total',
+      help: 'Agent messages the scheduler dropped as untrustworthy: payload node not the subject\'s, heartbeat from another agent instance, rank event for a rank not placed on that node',
+      labelNames: ['kind', 'reason'], registers: [metrics],
+    });
+  }
+
+  /** One guard (one counter) per metrics registry, shared by the registry, rank and telemetry consumers. */
+  static of(metrics: Registry, log: Logger): AgentMessageGuard {
+    let g = guards.get(metrics);
+    if (!g) guards.set(metrics, (g = new AgentMessageGuard(metrics, log)));
+    return g;
+  }
+
+  /** Whether the payload's node is the one its subject names; a mismatch is dropped. */
+  sameNode(kind: AgentMessageKind, subject: string, payloadNode: string): boolean {
+    const sender = subjectNode(subject);
+    if (payloadNode === sender) return true;
+    this.drop(kind, 'node-mismatch', { sender, claimed: payloadNode.slice(0, 128) });
+    return false;
+  }
+
+  /** Whether a heartbeat's instance is the registered one (a record without one accepts any). */
+  sameInstance(node: string, registered: string, instance: string): boolean {
+    if (!registered || registered === instance) return true;
+    this.drop('heartbeat', 'instance-mismatch', { node, registered, instance: instance.slice(0, 64) });
+    return false;
+  }
+
+  /** Whether the job's attempt placed this rank on this node; otherwise dropped. */
+  placedOn(job: Job, attempt: number, rank: number, node: string): boolean {
+    const placed = job.attempts.find((a) => a.number === attempt)?.placement.find((p) => p.rank === rank)?.node;
+    if (placed === node) return true;
+    this.drop('rank-event', 'rank-not-placed', { node, job: job.id, attempt, rank, placedOn: placed ?? 'nowhere' });
+    return false;
+  }
+
+  drop(kind: AgentMessageKind, reason: DropReason, detail: Record<string, unknown>): void {
+    this.dropped.inc({ kind, reason });
+    this.log.warn({ kind, reason, ...detail }, 'dropped an agent message');
+  }
+
+  /** Dropped so far (tests and fuzzing read it). */
+  async count(kind: AgentMessageKind, reason: DropReason): Promise<number> {
+    return (await this.dropped.get()).values.find((v) => v.labels.kind === kind && v.labels.reason === reason)?.value ?? 0;
+  }
+}
