@@ -4,6 +4,7 @@
 // on screen without a reload; text from a job's output is shown as text, never run. With token
 // auth on, the data endpoint answers 401 without a token and the page works once a token is
 // entered. A screenshot is kept under test-artifacts/ (git-ignored).
+import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +12,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { generateSigningKey, signToken } from '@gantry/auth';
 import { JobState } from '@gantry/proto';
-import { REPO_ROOT } from '../../deploy/local/services.js';
+import { GantryClient } from '@gantry/sdk';
+import { REPO_ROOT, serviceCommand } from '../../deploy/local/services.js';
 import { stackPerTest, waitForJob } from '../harness/fixtures.js';
 import { freePort } from '../harness/ports.js';
 import { sim } from '../harness/tools.js';
@@ -94,16 +96,27 @@ describe('web status page', () => {
     await page.screenshot({ path: join(ARTIFACTS, 'status-page.png'), fullPage: true });
   });
 
-  it('with token auth: 401 without a token, the page works once a token is entered, and a caller without a role sees no nodes', async () => {
+  it('with token auth: 401 without a token, each caller sees its own tenant\'s jobs and events, the page works once a token is entered', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gantry-status-auth-'));
     const key = await generateSigningKey('status-test');
     writeFileSync(join(dir, 'jwks.json'), JSON.stringify(key.jwks));
     const issuer = 'https://issuer.test/';
     const port = await freePort();
-    await setup({
+    const { stack } = await setup({
       agents: 1,
       env: { gateway: { GATEWAY_STATUS_PORT: String(port), GATEWAY_AUTH: 'token', GATEWAY_JWT_KEYS_FILE: join(dir, 'jwks.json'), GATEWAY_JWT_ISSUER: issuer } },
     });
+    const mint = (subject: string, roles: ('admin' | 'user')[], tenants: string[]) => signToken(key, { subject, roles, tenants, issuer });
+    const as = async (subject: string, roles: ('admin' | 'user')[], tenants: string[]) => new GantryClient({ address: stack.gatewayAddr, timeoutMs: 5_000, retry: false, configFile: false, token: await mint(subject, roles, tenants) });
+    const admin = await as('root@example.com', ['admin'], []);
+    const bobClient = await as('bob@example.com', ['user'], ['bob']);
+    try {
+      await admin.setSchedulingConfig({ tenants: { alice: { weight: 1 }, bob: { weight: 1 } } });
+      await bobClient.submitJob({ name: 'bobs-job', nodes: 1, gpusPerNode: 1, command: ['true'] });
+    } finally {
+      admin.close();
+      bobClient.close();
+    }
     const base = `http://127.0.0.1:${port}`;
     const noToken = await fetch(`${base}/api/snapshot`);
     expect(noToken.status).toBe(401);
@@ -112,15 +125,22 @@ describe('web status page', () => {
     const garbage = await fetch(`${base}/api/snapshot`, { headers: { authorization: 'Bearer not-a-jwt' } });
     expect(garbage.status).toBe(401);
 
-    const alice = await signToken(key, { subject: 'alice@example.com', roles: ['user'], tenants: ['alice'], issuer });
+    const alice = await mint('alice@example.com', ['user'], ['alice']);
     const ok = await fetch(`${base}/api/snapshot`, { headers: { authorization: `Bearer ${alice}` } });
     expect(ok.status).toBe(200);
-    const snap = (await ok.json()) as { subject: string; nodes: { items?: { name: string }[] }; jobs: { items?: unknown[] } };
+    type Snap = { subject: string; nodes: { items?: { name: string }[] }; jobs: { items?: { name: string }[] }; events: { items?: { kind: string; jobName: string; subject: string }[] } };
+    const snap = (await ok.json()) as Snap;
     expect(snap.subject).toBe('alice@example.com');
     expect(snap.nodes.items?.map((n) => n.name)).toEqual(['node-0']);
+    // Bob's job is neither listed nor in the event feed for alice; node events are.
     expect(snap.jobs.items).toEqual([]);
+    expect(snap.events.items?.filter((e) => e.kind === 'job')).toEqual([]);
+    expect(snap.events.items?.some((e) => e.kind === 'node' && e.subject === 'node-0')).toBe(true);
+    const bob = (await (await fetch(`${base}/api/snapshot`, { headers: { authorization: `Bearer ${await mint('bob@example.com', ['user'], ['bob'])}` } })).json()) as Snap;
+    expect(bob.jobs.items?.map((j) => j.name)).toEqual(['bobs-job']);
+    expect(bob.events.items?.some((e) => e.kind === 'job' && e.jobName === 'bobs-job')).toBe(true);
     // A principal without a role: authenticated, but node and storage sections are refused with the reason.
-    const nobody = await signToken(key, { subject: 'nobody@example.com', roles: [], tenants: ['alice'], issuer });
+    const nobody = await mint('nobody@example.com', [], ['alice']);
     const limited = (await (await fetch(`${base}/api/snapshot`, { headers: { authorization: `Bearer ${nobody}` } })).json()) as { nodes: { error?: string }; storage: { error?: string } };
     expect(limited.nodes.error).toMatch(/ListNodes needs the user role/);
     expect(limited.storage.error).toMatch(/need the user role/);
@@ -135,5 +155,12 @@ describe('web status page', () => {
     // The token stays in this tab's sessionStorage, sent as the Authorization header.
     expect(await page.evaluate(() => sessionStorage.getItem('gantry.status.token'))).toBe(alice);
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a bad GATEWAY_STATUS_PORT stops the gateway at start, naming the variable', async () => {
+    const { command, args, cwd } = serviceCommand('gateway');
+    const res = await new Promise<{ code: number; stderr: string }>((resolve) => execFile(command, args, { cwd, env: { ...process.env, METRICS_PORT: '0', GATEWAY_GRPC_PORT: '0', GATEWAY_STATUS_PORT: 'http' }, timeout: 20_000 }, (err, _o, stderr) => resolve({ code: err ? Number(err.code) : 0, stderr })));
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain('GATEWAY_STATUS_PORT: must be off or a TCP port (0-65535)');
   });
 });
