@@ -230,7 +230,7 @@ describe('limits', () => {
   });
 
   it('the scheduler\'s own SubmitJob applies the gateway\'s rules', async () => {
-    const direct = track(new GantryClient({ address: stack.schedulerAddrs[0]!, timeoutMs: 5_000, retry: false, configFile: false }));
+    const direct = track(new GantryClient({ address: stack.schedulerAddrs[0]!, timeoutMs: 5_000, retry: false, configFile: false, tls: stack.internalClientTls }));
     const cases: [string, Parameters<GantryClient['submitJob']>[0], string][] = [
       ['nodes=0', { nodes: 0, command: ['true'] }, 'spec.nodes must be between 1 and 4096, got 0'],
       ['empty command', { nodes: 1, command: [] }, 'spec.command must not be empty'],

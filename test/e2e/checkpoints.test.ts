@@ -40,7 +40,7 @@ describe('checkpoints', () => {
       checkpoint: { dir, format: CheckpointFormat.CHECKPOINT_FORMAT_DCP, storageTarget: '', retention: undefined },
     });
     const id = job!.id;
-    const ck = new CheckpointClient({ address: stack.checkpointAddr, timeoutMs: 5_000 });
+    const ck = new CheckpointClient({ address: stack.checkpointAddr, timeoutMs: 5_000, tls: stack.internalClientTls });
     try {
       // step-10 is committed while the job still runs, with nobody calling the service.
       const first = await eventually('step-10 committed', async () => (await ck.listCheckpoints(id)).find((c) => c.step === 10 && c.state === COMMITTED), 30_000);
@@ -60,11 +60,11 @@ describe('checkpoints', () => {
       expect((await ck.getLatestCheckpoint(id))?.path).toBe(join(dir, 'step-10'));
 
       // the CLI shows it
-      const list = await gantry(stack, 'ckpt', 'list', id, '--checkpoint-addr', stack.checkpointAddr);
+      const list = await gantry(stack, ...stack.internalClientFlags(), 'ckpt', 'list', id, '--checkpoint-addr', stack.checkpointAddr);
       expect(list.code).toBe(0);
       expect(list.stdout).toMatch(/ 10 +COMMITTED +dcp .*step-10/);
       expect(list.stdout).toMatch(/CORRUPT/);
-      const show = await gantry(stack, 'ckpt', 'show', bad.id, '--checkpoint-addr', stack.checkpointAddr);
+      const show = await gantry(stack, ...stack.internalClientFlags(), 'ckpt', 'show', bad.id, '--checkpoint-addr', stack.checkpointAddr);
       expect(show.code).toBe(0);
       expect(show.stdout).toMatch(/__1_0\.distcp/);
       expect(show.stdout).toMatch(/dcp/);
@@ -105,7 +105,7 @@ describe('checkpoints', () => {
     const done = await waitForJob(client, id, [JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED], 60_000);
     expect(jobStateName(done.state)).toBe('SUCCEEDED');
     expect(readFileSync(out, 'utf8')).toBe('IN_PROGRESS INCOMPLETE COMPLETE IN_PROGRESS INCOMPLETE COMPLETE IN_PROGRESS INCOMPLETE COMPLETE 403');
-    const ck = new CheckpointClient({ address: stack.checkpointAddr, timeoutMs: 5_000 });
+    const ck = new CheckpointClient({ address: stack.checkpointAddr, timeoutMs: 5_000, tls: stack.internalClientTls });
     try {
       // commit returned once the report was in JetStream; the service records it right after
       const latest = await eventually('save-3 committed', async () => ((await ck.getLatestCheckpoint(id))?.step === 3 ? ck.getLatestCheckpoint(id) : undefined), 20_000);
@@ -142,7 +142,7 @@ describe('checkpoints', () => {
       checkpoint: { dir, format: CheckpointFormat.CHECKPOINT_FORMAT_UNSPECIFIED, storageTarget: '', retention: undefined },
     });
     const id = job!.id;
-    const ck = new CheckpointClient({ address: stack.checkpointAddr, timeoutMs: 5_000 });
+    const ck = new CheckpointClient({ address: stack.checkpointAddr, timeoutMs: 5_000, tls: stack.internalClientTls });
     try {
       await eventually('step-10 committed', async () => (await ck.listCheckpoints(id)).find((c) => c.step === 10 && c.state === COMMITTED), 30_000);
       await stack.agents[0]!.kill();

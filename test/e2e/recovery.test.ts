@@ -26,7 +26,7 @@ function injectXid(stack: TestStack, node: string, xid: number, gpu: number): Pr
 }
 
 async function commitCheckpoint(stack: TestStack, jobId: string, attempt: number, step: number): Promise<string> {
-  const ck = new CheckpointClient({ address: stack.checkpointAddr, timeoutMs: 5_000 });
+  const ck = new CheckpointClient({ address: stack.checkpointAddr, timeoutMs: 5_000, tls: stack.internalClientTls });
   try {
     const path = `/checkpoints/${jobId}/step-${step}`;
     const c = await ck.beginCheckpoint({ jobId, attempt, step, path, shardCount: 1 });
@@ -145,7 +145,7 @@ describe('recovery', () => {
     expect(jobStateName((await client.getJob(job!.id)).state)).toBe('PENDING');
     await stack.checkpoint.start();
     // The restarted service answers with the committed checkpoint (what the scheduler asks next).
-    const ck = new CheckpointClient({ address: stack.checkpointAddr, timeoutMs: 5_000 });
+    const ck = new CheckpointClient({ address: stack.checkpointAddr, timeoutMs: 5_000, tls: stack.internalClientTls });
     try {
       expect((await ck.getLatestCheckpoint(job!.id))?.path).toBe(checkpoint);
     } finally {

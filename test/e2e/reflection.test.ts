@@ -44,7 +44,7 @@ class ReflectionClient {
   private readonly waiting: { resolve: (r: ReflectionReply) => void; reject: (e: Error) => void }[] = [];
 
   constructor(address: string, version: 'v1' | 'v1alpha' = 'v1') {
-    this.client = new grpc.Client(address, grpc.credentials.createInsecure());
+    this.client = new grpc.Client(address, stack.credentialsFor(address));
     this.call = this.client.makeBidiStreamRequest(`/grpc.reflection.${version}.ServerReflection/ServerReflectionInfo`, (b: Uint8Array) => Buffer.from(b), (b: Buffer) => b);
     this.call.on('data', (b: Buffer) => this.waiting.shift()?.resolve(decodeReply(b)));
     this.call.on('error', (e: Error) => { for (const w of this.waiting.splice(0)) w.reject(e); });
@@ -195,7 +195,7 @@ async function reflect(address: string, version: 'v1' | 'v1alpha' = 'v1'): Promi
  * message of a server stream, which is then cancelled) or the status the server ended with.
  */
 function callAnyKind(address: string, path: string, kind: string, body: Uint8Array): Promise<{ code: grpc.status; details: string; reply?: Buffer }> {
-  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  const client = new grpc.Client(address, stack.credentialsFor(address));
   const ser = (b: Uint8Array): Buffer => Buffer.from(b);
   const de = (b: Buffer): Buffer => b;
   const deadline = Date.now() + 10_000;
@@ -224,7 +224,7 @@ function callJson(address: string, svc: DescService, method: string, request: Js
   if (!m) throw new Error(`${svc.typeName} has no method ${method}`);
   expect(m.methodKind).toBe('unary');
   const body = toBinary(m.input, fromJson(m.input, request, { registry }));
-  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  const client = new grpc.Client(address, stack.credentialsFor(address));
   return new Promise((resolve, reject) => {
     client.makeUnaryRequest(`/${svc.typeName}/${m.name}`, (b: Uint8Array) => Buffer.from(b), (b: Buffer) => b, body, { deadline: Date.now() + 10_000 }, (err, res) => {
       client.close();

@@ -59,7 +59,7 @@ describe('scheduling policy', () => {
     await state(c, a!.id, [S.JOB_STATE_RUNNING]);
     await new Promise((r) => setTimeout(r, 1_000));
     // ... but it commits a checkpoint through the checkpoint service: now it loses the least.
-    const ck = new CheckpointClient({ address: stack!.checkpointAddr });
+    const ck = new CheckpointClient({ address: stack!.checkpointAddr, tls: stack!.internalClientTls });
     try {
       const begun = await ck.beginCheckpoint({ jobId: b!.id, attempt: 1, step: 100, path: '/ckpt/b/100', shardCount: 1 });
       await ck.reportShard(begun.id, 0, 1024);

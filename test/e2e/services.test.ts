@@ -20,7 +20,7 @@ function runService(name: ServiceName, env: NodeJS.ProcessEnv): Promise<{ code: 
 }
 
 function healthCheck(address: string, service: string): Promise<string> {
-  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  const client = new grpc.Client(address, stack.credentialsFor(address));
   // grpc.health.v1.HealthCheckRequest { string service = 1; } encoded by hand: field 1, length-delimited.
   const req = Buffer.concat([Buffer.from([0x0a, service.length]), Buffer.from(service)]);
   return new Promise((resolve, reject) => {

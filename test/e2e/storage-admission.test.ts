@@ -43,6 +43,7 @@ beforeAll(async () => {
       ...stack.busEnv('checkpoint'),
       CHECKPOINT_GRPC_PORT: String(port),
       SCHEDULER_ADDR: stack.schedulerAddrs.join(','),
+      ...stack.internalTlsEnv('checkpoint'),
       STORAGE_CONTROL_MS: '500',
       STORAGE_HTTP_PORT: String(httpPort),
       STORAGE_TARGETS: JSON.stringify([{
@@ -58,7 +59,7 @@ beforeAll(async () => {
     ready: () => portOpen(port),
   });
   await checkpoint.start();
-  client = new StorageClient({ address: addr });
+  client = new StorageClient({ address: addr, tls: stack.internalClientTls });
 }, 120_000);
 
 afterAll(async () => {
@@ -82,7 +83,7 @@ describe('storage admission e2e', () => {
       }
     })();
     const writers = Array.from({ length: 12 }, async (_, w) => {
-      const own = new StorageClient({ address: addr });
+      const own = new StorageClient({ address: addr, tls: stack.internalClientTls });
       try {
         for (let round = 0; round < 2; round++) {
           await own.withStorageLease({ target: TARGET, mode: 'write', jobId: `job-${w % 4}`, attempt: 1, rank: w * 10 + round, node: `n${w}` }, async () => {

@@ -4,6 +4,7 @@
 import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import { NodeState } from '@gantry/proto';
 import { NodeStore } from '@gantry/store';
@@ -11,6 +12,7 @@ import { portOpen, serviceCommand, simAgentEnv, simTopology, type ServiceName } 
 import { startNats, startNatsCluster, startRedis, startRedisHa, type NatsCluster, type NatsServer, type RedisHa, type Server } from './infra.js';
 import { parseSentinels } from '@gantry/service-kit/config';
 import { freePort } from './ports.js';
+import { devClientTls, devTlsEnv, ensureDevCerts, type DevCertFiles, type DevCertName } from '../../deploy/local/dev-certs.js';
 import { ManagedProcess } from './process.js';
 import { BusSecurity } from '../../deploy/local/bus-security.js';
 import { natsAuthenticator } from '@gantry/service-kit/connections';
@@ -37,6 +39,11 @@ export interface StackOptions {
    * Default: on, unless GANTRY_NATS_AUTH=off.
    */
   natsAuth?: boolean;
+  /**
+   * Internal mutual TLS between the services with a CA made for this stack (dev mode,
+   * deploy/local/dev-certs.ts). Default: on, unless GANTRY_INTERNAL_TLS=off.
+   */
+  internalTls?: boolean;
 }
 
 
@@ -55,6 +62,8 @@ export class TestStack {
   gatewayAddr = '';
   checkpointAddr = '';
   private readonly opts: Required<Omit<StackOptions, 'env' | 'agentEnv'>> & Pick<StackOptions, 'env' | 'agentEnv'>;
+  /** With internal TLS: this stack's CA, and a certificate per process kind and for clients. */
+  tlsFiles?: DevCertFiles;
 
   constructor(opts: StackOptions = {}) {
     this.opts = {
@@ -69,7 +78,33 @@ export class TestStack {
       env: opts.env,
       agentEnv: opts.agentEnv,
       natsAuth: opts.natsAuth ?? process.env.GANTRY_NATS_AUTH !== 'off',
+      internalTls: opts.internalTls ?? process.env.GANTRY_INTERNAL_TLS !== 'off',
     };
+  }
+
+  /** INTERNAL_TLS_* for a process holding `name`'s certificate; empty without internal TLS. */
+  internalTlsEnv(name: DevCertName): NodeJS.ProcessEnv {
+    return this.tlsFiles ? devTlsEnv(this.tlsFiles, name) : {};
+  }
+
+  /**
+   * The SDK's `tls` option for a client that calls the scheduler or the checkpoint service
+   * directly (they ask for a certificate of the internal CA); undefined: plaintext.
+   */
+  get internalClientTls(): { ca: Buffer; cert: Buffer; key: Buffer } | undefined {
+    return this.tlsFiles && devClientTls(this.tlsFiles);
+  }
+
+  /** Credentials for a raw gRPC client of `address`: the client certificate for the scheduler and checkpoint service, plaintext for the gateway. */
+  credentialsFor(address: string): grpc.ChannelCredentials {
+    const tls = address === this.gatewayAddr ? undefined : this.internalClientTls;
+    return tls ? grpc.credentials.createSsl(tls.ca, tls.key, tls.cert) : grpc.credentials.createInsecure();
+  }
+
+  /** CLI flags to the same effect (`gantry ... ckpt list`). */
+  internalClientFlags(): string[] {
+    const f = this.tlsFiles;
+    return f ? ['--ca', f.ca, '--cert', f.cert('client'), '--key', f.key('client')] : [];
   }
 
   private common(): NodeJS.ProcessEnv {
@@ -109,6 +144,7 @@ export class TestStack {
 
   async start(): Promise<this> {
     if (this.opts.natsAuth) for (let i = 0; i < this.opts.agents; i++) this.bus.addAgent(this.nodeName(i));
+    if (this.opts.internalTls) this.tlsFiles = ensureDevCerts(join(this.workDir, 'tls'));
     if (this.opts.ha) await this.startHaInfra();
     else [this.nats, this.redisServer] = await Promise.all([startNats(join(this.workDir, 'nats'), { configFile: this.opts.natsAuth ? this.bus.natsAuthFile : undefined }), startRedis(join(this.workDir, 'redis'))]);
     this.redis = this.redisHa
@@ -169,7 +205,7 @@ export class TestStack {
     const { command, args, cwd } = serviceCommand(kind);
     return new ManagedProcess({
       name, command, args, cwd, readyTimeoutMs,
-      env: { ...this.common(), ...this.busEnv(kind, env.GANTRY_NODE_NAME), ...env, ...this.opts.env?.[kind], ...last },
+      env: { ...this.common(), ...this.busEnv(kind, env.GANTRY_NODE_NAME), ...this.internalTlsEnv(kind), ...env, ...this.opts.env?.[kind], ...last },
       logFile: join(this.workDir, 'logs', `${name}.log`),
       ready,
     });

@@ -60,20 +60,27 @@ export class Session {
     return this.io.cwd ?? process.cwd();
   }
 
+  /** TLS from the global flags (--tls, --ca, --cert, --key); undefined when none is given. */
+  tls(): TlsOptions | true | undefined {
+    const g = this.globals();
+    if (g.ca || g.cert || g.key) {
+      const tls: TlsOptions = {};
+      const ca = readPem(g.ca, 'CA certificate');
+      const cert = readPem(g.cert, 'client certificate');
+      const key = readPem(g.key, 'client key');
+      if (ca) tls.ca = ca;
+      if (cert) tls.cert = cert;
+      if (key) tls.key = key;
+      return tls;
+    }
+    return g.tls ? true : undefined;
+  }
+
   /** The gateway client, created on first use from the global options. */
   gantry(): GantryClient {
     if (!this.client) {
       const g = this.globals();
-      let tls: TlsOptions | true | undefined;
-      if (g.ca || g.cert || g.key) {
-        tls = {};
-        const ca = readPem(g.ca, 'CA certificate');
-        const cert = readPem(g.cert, 'client certificate');
-        const key = readPem(g.key, 'client key');
-        if (ca) tls.ca = ca;
-        if (cert) tls.cert = cert;
-        if (key) tls.key = key;
-      } else if (g.tls) tls = true;
+      const tls = this.tls();
       this.client = new GantryClient({
         env: this.io.env,
         ...(g.addr !== undefined && { address: g.addr }),

@@ -68,7 +68,11 @@ function jobOf(id: string): string {
 
 export function addCheckpointCommands(program: Command, session: Session): void {
   const ckpt = program.command('ckpt').description("a job's checkpoints: format, step, size, files, state and reason");
-  const client = (o: { checkpointAddr?: string }) => new CheckpointClient({ address: o.checkpointAddr ?? session.io.env.GANTRY_CHECKPOINT_ADDR ?? DEFAULT_CHECKPOINT_ADDR });
+  // --ca/--cert/--key apply here too: with internal mutual TLS the service wants a client certificate of the internal CA.
+  const client = (o: { checkpointAddr?: string }) => {
+    const tls = session.tls();
+    return new CheckpointClient({ address: o.checkpointAddr ?? session.io.env.GANTRY_CHECKPOINT_ADDR ?? DEFAULT_CHECKPOINT_ADDR, ...(tls !== undefined && { tls }) });
+  };
   const addrOption = `checkpoint service address (default: $GANTRY_CHECKPOINT_ADDR, else ${DEFAULT_CHECKPOINT_ADDR})`;
 
   ckpt

@@ -54,7 +54,8 @@ export function addStorageCommands(program: Command, session: Session): void {
     .description('each storage target (or one) with its leases, waiters, capacity and the telemetry behind the current limit')
     .option('--checkpoint-addr <host:port>', `checkpoint service address (default: $GANTRY_CHECKPOINT_ADDR, else ${DEFAULT_CHECKPOINT_ADDR})`)
     .action(async (name: string | undefined, opts: { checkpointAddr?: string }) => {
-      const client = new StorageClient({ address: opts.checkpointAddr ?? session.io.env.GANTRY_CHECKPOINT_ADDR ?? DEFAULT_CHECKPOINT_ADDR });
+      const tls = session.tls(); // a client certificate of the internal CA, with internal mutual TLS
+      const client = new StorageClient({ address: opts.checkpointAddr ?? session.io.env.GANTRY_CHECKPOINT_ADDR ?? DEFAULT_CHECKPOINT_ADDR, ...(tls !== undefined && { tls }) });
       try {
         const targets = name ? [await client.getTarget(name)] : await client.listTargets();
         if (session.json) session.printJson(ListStorageTargetsResponse.toJSON({ targets }));
