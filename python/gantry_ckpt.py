@@ -25,18 +25,30 @@ The agent listens on loopback only (GANTRY_CKPT_URL) and answers only the job's 
 directory. Outside Gantry (no such variables) every call is a no-op that returns a result
 with ok=False and reason "not running under Gantry", so the same script runs anywhere.
 
-"May I write now?" (storage admission: a lease on the storage target before a save) is not
-part of this module yet; it will be a function next to `begin` calling the agent's
-storage route with the same token.
+"May I write now?" is storage admission: before a save, take a write lease on the storage
+target that holds the checkpoint directory, and give it back when the save is done; a rank
+resuming from GANTRY_RESUME_FROM takes a read lease the same way:
+
+    with gantry_ckpt.admitted("write"):      # waits for its turn in the target's FIFO queue
+        save(model, path)                    # renewed in the background while it runs
+    with gantry_ckpt.admitted("read"):
+        load(gantry_ckpt.resume_from())
+
+`acquire` / `Lease.release` are the same without the `with`. The agent forwards these calls to
+the checkpoint service's StorageService; an agent without its address answers 501, raised as
+GantryError. Outside Gantry they are no-ops (`admitted` yields None).
 """
 
+import contextlib
+import datetime
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
 
-__all__ = ["Result", "GantryError", "enabled", "checkpoint_dir", "checkpoint_path", "resume_from", "begin", "commit"]
+__all__ = ["Result", "GantryError", "Lease", "enabled", "checkpoint_dir", "checkpoint_path", "resume_from", "begin", "commit", "acquire", "admitted"]
 
 MARKER = "GANTRY_COMPLETE"
 _TIMEOUT = float(os.environ.get("GANTRY_CKPT_TIMEOUT", "60"))
@@ -159,3 +171,98 @@ def commit(path, step=None, marker=False, checksums=False):
     body["checksums"] = bool(checksums)
     _, payload = _post("/v1/checkpoints/commit", body)
     return _result(payload)
+
+
+class Lease(object):
+    """A storage lease held by this rank: renewed in the background until `release`.
+
+    `lost` is set when a renewal finds the lease gone (expired or released by the control
+    plane, e.g. the attempt was declared dead): stop writing then.
+    """
+
+    def __init__(self, payload, ttl_ms=0):
+        self.id = payload["lease_id"]
+        self.target = payload.get("target", "")
+        self.mode = payload.get("mode", "")
+        self.expires_at = payload.get("expires_at")
+        self.lost = threading.Event()
+        self._ttl_ms = ttl_ms
+        self._stop = threading.Event()
+        left = _seconds_until(self.expires_at)
+        self._interval = max(0.2, left / 3.0) if left else 10.0
+        self._thread = threading.Thread(target=self._renew_loop, name="gantry-lease-renew", daemon=True)
+        self._thread.start()
+
+    def renew(self):
+        """Extends the lease now; GantryError(404) once it is gone."""
+        _, payload = _post("/v1/storage/renew", {"lease_id": self.id, "target": self.target, "ttl_ms": self._ttl_ms})
+        self.expires_at = payload.get("expires_at", self.expires_at)
+
+    def _renew_loop(self):
+        while not self._stop.wait(self._interval):
+            try:
+                self.renew()
+            except GantryError as e:
+                if e.status == 404:
+                    self.lost.set()
+                    return
+
+    def release(self):
+        """Gives the lease back ("I am done"); the next rank in the queue gets it at once."""
+        if self._stop.is_set():
+            return 0
+        self._stop.set()
+        _, payload = _post("/v1/storage/release", {"lease_id": self.id, "target": self.target})
+        return payload.get("released", 0)
+
+    def __repr__(self):
+        return "Lease(id=%r, target=%r, expires_at=%r)" % (self.id, self.target, self.expires_at)
+
+
+def _seconds_until(stamp):
+    if not stamp:
+        return 0.0
+    try:
+        at = datetime.datetime.strptime(stamp.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z")
+    except ValueError:
+        return 0.0
+    return max(0.0, (at - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+
+
+def acquire(mode="write", timeout=None, rank=None, ttl_ms=0, on_wait=None):
+    """Waits for a storage lease ("may I write now?") and returns it as a Lease.
+
+    mode: "write" before a save, "read" before loading a checkpoint at restart.
+    timeout: seconds to wait for the turn (None: as long as it takes); GantryError(408) after.
+    rank: this process's global rank (default: RANK from the environment, else 0).
+    ttl_ms: lease TTL (0: the target's default); renewed every third of it.
+    on_wait: called with the place in the queue (0 is next) while waiting.
+    Outside Gantry: returns None at once.
+    """
+    if not enabled():
+        return None
+    if mode not in ("write", "read"):
+        raise ValueError('mode must be "write" or "read"')
+    if rank is None:
+        rank = int(os.environ.get("RANK", "0") or 0)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        wait_ms = 10000 if deadline is None else int(max(0.0, min(10.0, deadline - time.monotonic())) * 1000)
+        _, payload = _post("/v1/storage/acquire", {"mode": mode, "rank": int(rank), "wait_ms": wait_ms, "ttl_ms": int(ttl_ms)})
+        if payload.get("granted"):
+            return Lease(payload, ttl_ms)
+        if on_wait is not None:
+            on_wait(payload.get("position", 0))
+        if deadline is not None and time.monotonic() >= deadline:
+            raise GantryError(408, "no %s lease within %ss (place %s in the queue)" % (mode, timeout, payload.get("position")))
+
+
+@contextlib.contextmanager
+def admitted(mode="write", timeout=None, rank=None, ttl_ms=0, on_wait=None):
+    """`with admitted("write"): save(...)`: holds a storage lease for the block (see acquire)."""
+    lease = acquire(mode, timeout=timeout, rank=rank, ttl_ms=ttl_ms, on_wait=on_wait)
+    try:
+        yield lease
+    finally:
+        if lease is not None:
+            lease.release()

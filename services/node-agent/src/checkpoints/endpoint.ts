@@ -9,8 +9,10 @@
 //        -> the layout check runs now (format from the job); 200 when COMPLETE (committed by
 //           manifest), 409 with the reasons when INCOMPLETE or CORRUPT (recorded as such)
 //
-// Extension point: storage admission ("may I write now?") adds its own route here (e.g.
-// POST /v1/storage/lease) with the same token check; nothing answers it yet (404).
+//   POST /v1/storage/acquire | renew | release
+//        -> storage admission for the job's checkpoint directory ("may I write now?", "I am
+//           done"), forwarded to the checkpoint service's StorageService (storage-route.ts);
+//           501 with a clear message when this agent has no checkpoint service address
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -21,6 +23,7 @@ import { OutsideError, confined, inside } from './confine.js';
 import { isAbsolute, resolve } from 'node:path';
 import { formatOption, toReport } from './report.js';
 import { sendReport, type Publish } from './watcher.js';
+import { StorageRoute, StorageRouteError } from './storage-route.js';
 
 const MAX_BODY = 64 * 1024;
 
@@ -29,6 +32,7 @@ export interface EndpointDeps {
   state: CheckpointStateFile;
   publish: Publish;
   log: Logger;
+  storage: StorageRoute;
 }
 
 class HttpError extends Error {
@@ -99,9 +103,12 @@ export class CheckpointEndpoint {
         const out = await this.report(tok, body, true);
         return reply(res, out.status === 'COMPLETE' ? 200 : 409, out);
       }
+      if (route === '/v1/storage/acquire') return reply(res, 200, await this.deps.storage.acquire(tok, body));
+      if (route === '/v1/storage/renew') return reply(res, 200, await this.deps.storage.renew(tok, body));
+      if (route === '/v1/storage/release') return reply(res, 200, await this.deps.storage.release(tok, body));
       throw new HttpError(404, `no route ${route}`);
     } catch (err) {
-      const code = err instanceof HttpError ? err.code : err instanceof OutsideError ? 403 : 500;
+      const code = err instanceof HttpError || err instanceof StorageRouteError ? err.code : err instanceof OutsideError ? 403 : 500;
       if (code === 500) this.deps.log.warn({ err: (err as Error).message }, 'checkpoint endpoint error');
       reply(res, code, { error: (err as Error).message });
     }

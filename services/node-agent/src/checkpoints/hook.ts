@@ -7,7 +7,8 @@
 //              restarted agent resumes the watches its state file lists.
 //   exited     node rank 0's exit ends the attempt here: one last pass reports what is still
 //              incomplete as abandoned by the attempt, then the watch stops. The token is
-//              revoked when the last rank of the attempt on this host has exited.
+//              revoked when the last rank of the attempt on this host has exited, and the
+//              storage leases its ranks took through the endpoint are given back then.
 //
 // Deletions asked by retention are served here too (delete.ts), confined to the directory
 // this agent watched for the job.
@@ -18,6 +19,7 @@ import { rankKey } from '../runner/state-file.js';
 import { CheckpointStateFile, type WatchRecord } from './state.js';
 import { CheckpointWatcher, type Publish } from './watcher.js';
 import { CheckpointEndpoint } from './endpoint.js';
+import { StorageRoute } from './storage-route.js';
 import { handleDelete } from './delete.js';
 import { CheckpointReport, type CheckpointDeleteReply, type CheckpointDeleteRequest } from '@gantry/proto';
 import { checkCheckpoint } from '@gantry/checkpoint-layouts';
@@ -35,19 +37,23 @@ export interface CheckpointHookOptions {
   publish: Publish;
   log: Logger;
   pollMs?: number;
+  /** The checkpoint service (StorageService) for the endpoint's storage routes; unset: they answer 501. */
+  checkpointAddr?: string;
 }
 
 export class CheckpointHook implements RankHook {
   readonly name = 'checkpoints';
   readonly state: CheckpointStateFile;
   readonly endpoint: CheckpointEndpoint;
+  readonly storage: StorageRoute;
   private readonly watchers = new Map<string, CheckpointWatcher>();
   private readonly pollMs: number;
 
   constructor(private readonly opts: CheckpointHookOptions) {
     this.state = new CheckpointStateFile(opts.stateDir);
     this.pollMs = opts.pollMs ?? DEFAULT_POLL_MS;
-    this.endpoint = new CheckpointEndpoint({ node: opts.node, state: this.state, publish: opts.publish, log: opts.log });
+    this.storage = new StorageRoute(opts.checkpointAddr, opts.node, opts.log);
+    this.endpoint = new CheckpointEndpoint({ node: opts.node, state: this.state, publish: opts.publish, log: opts.log, storage: this.storage });
   }
 
   /** Before any rank starts: the endpoint must be up for prestart to hand out its URL. */
@@ -108,7 +114,10 @@ export class CheckpointHook implements RankHook {
     for (const [t, rec] of Object.entries(tokens)) {
       if (rec.jobId !== ctx.jobId || rec.attempt !== ctx.attempt) continue;
       rec.ranks = rec.ranks.filter((r) => r !== ctx.rank);
-      if (rec.ranks.length === 0) delete tokens[t];
+      if (rec.ranks.length === 0) {
+        delete tokens[t];
+        this.storage.releaseAttempt(rec.jobId, rec.attempt);
+      }
     }
     const w = this.state.state.watches[key];
     if (!w) {
@@ -157,5 +166,6 @@ export class CheckpointHook implements RankHook {
     for (const w of this.watchers.values()) w.stop();
     this.watchers.clear();
     await this.endpoint.stop();
+    this.storage.close();
   }
 }
