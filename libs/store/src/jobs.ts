@@ -93,7 +93,7 @@ export class JobStore {
     const idemKey = idempotencyKey ? keys.idempotency(job.spec?.tenant ?? '', idempotencyKey) : '';
     const res = (await this.scripts.run(
       'gantrySubmitJob',
-      [idemKey, keys.job(job.id), keys.jobsAll, keys.jobsInState('PENDING'), keys.outbox, keys.jobsOfTenant(tenantOf(job)), keys.jobsOfTenantInState(tenantOf(job), 'PENDING')],
+      [idemKey, keys.job(job.id), keys.jobsAll, keys.jobsInState('PENDING'), keys.outbox, keys.jobsOfTenant(tenantOf(job)), keys.jobsOfTenantInState(tenantOf(job), 'PENDING'), keys.jobChanges],
       [job.id, JSON.stringify(Job.toJSON(stored)), created.getTime(), job.spec?.tenant ?? '', event.subject, event.id, event.data, IDEMPOTENCY_TTL_SEC, specHash(job.spec)],
     )) as [number, string];
     if (res[0] === 1) return { created: true, job: stored };
@@ -121,6 +121,35 @@ export class JobStore {
       out.push({ rev: Number(rev), job: Job.fromJSON(JSON.parse(json)) });
     }
     return out;
+  }
+
+  /** The id of the newest entry of the job change stream ('0-0' when empty): where a reader that loads everything now starts. */
+  async changesHead(): Promise<string> {
+    const last = await this.redis.xrevrange(keys.jobChanges, '+', '-', 'COUNT', 1);
+    return last[0]?.[0] ?? '0-0';
+  }
+
+  /**
+   * The ids of jobs written after `cursor`, and the new cursor; `gap` when the capped stream no
+   * longer holds every entry after the cursor (the reader must then reload everything).
+   */
+  async changesSince(cursor: string): Promise<{ ids: Set<string>; cursor: string; gap: boolean }> {
+    const ids = new Set<string>();
+    const first = await this.redis.xrange(keys.jobChanges, '-', '+', 'COUNT', 1);
+    // Entries up to the cursor may be trimmed; one after it may not (ids only grow). A first
+    // entry newer than the cursor may mean some were trimmed: reported as a gap.
+    if (first[0] && compareStreamIds(first[0][0], cursor) > 0) {
+      const head = await this.changesHead();
+      return { ids, cursor: head, gap: true };
+    }
+    for (;;) {
+      const batch = await this.redis.xrange(keys.jobChanges, `(${cursor}`, '+', 'COUNT', 5000);
+      for (const [id, fields] of batch) {
+        cursor = id;
+        if (fields[0] === 'job' && fields[1]) ids.add(fields[1]);
+      }
+      if (batch.length < 5000) return { ids, cursor, gap: false };
+    }
   }
 
   /** Job ids in a state, oldest first. */
@@ -208,7 +237,7 @@ export class JobStore {
     const tenant = tenantOf(c.prev.job);
     const keyList = [
       keys.job(next.id), keys.outbox, keys.leaderEpoch, keys.jobsInState(jobStateName(from)), keys.jobsInState(jobStateName(to)),
-      keys.jobsOfTenantInState(tenant, jobStateName(from)), keys.jobsOfTenantInState(tenant, jobStateName(to)),
+      keys.jobsOfTenantInState(tenant, jobStateName(from)), keys.jobsOfTenantInState(tenant, jobStateName(to)), keys.jobChanges,
     ];
     const args: (string | number | Buffer)[] = [
       String(c.prev.rev), jobStateName(from), jobStateName(to), JSON.stringify(Job.toJSON(next)),
@@ -236,6 +265,13 @@ export class JobStore {
         throw new Error(`unexpected reply from commit-job: ${JSON.stringify(res)}`);
     }
   }
+}
+
+/** Orders Redis stream ids ("ms-seq"). */
+function compareStreamIds(a: string, b: string): number {
+  const [am, as] = a.split('-').map(Number) as [number, number];
+  const [bm, bs] = b.split('-').map(Number) as [number, number];
+  return am - bm || as - bs;
 }
 
 function encodeCursor(c: { score: number; id: string }): string {

@@ -6,6 +6,7 @@
 //   gantry:jobs:tenant:{tenant}   zset  the tenant's job ids by creation time (lists one tenant without reading others' jobs)
 //   gantry:jobs:tenant:{tenant}:state:{STATE}  zset  the tenant's job ids in that state, by creation time
 //   gantry:jobs:index-version     str   version of the job indexes above (older jobs are indexed once at start)
+//   gantry:jobs:changes           stream id of every job written (submit, commit), capped: readers keep parsed jobs and re-read only these
 //   gantry:idem:{tenant}:{key}    str   "{job id} {spec hash}" of the job created with that idempotency key
 //   gantry:node:{name}            hash  state, rev, node (gantry.v1.Node JSON), hb (last heartbeat ms), instance
 //   gantry:nodes                  zset  node names (score 0, lexicographic)
@@ -48,6 +49,7 @@ export const keys = {
   jobsOfTenant: (tenant: string) => `${PREFIX}:jobs:tenant:${tenant}`,
   jobsOfTenantInState: (tenant: string, state: string) => `${PREFIX}:jobs:tenant:${tenant}:state:${state}`,
   jobIndexVersion: `${PREFIX}:jobs:index-version`,
+  jobChanges: `${PREFIX}:jobs:changes`,
   idempotency: (tenant: string, key: string) => `${PREFIX}:idem:${tenant}:${key}`,
   node: (name: string) => `${PREFIX}:node:${name}`,
   nodes: `${PREFIX}:nodes`,

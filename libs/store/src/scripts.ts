@@ -7,7 +7,7 @@ import { awaitReplicas } from './durability.js';
 const load = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
 
 const scripts = {
-  gantrySubmitJob: { lua: load('submit-job'), keys: 7 },
+  gantrySubmitJob: { lua: load('submit-job'), keys: 8 },
   gantryIndexJob: { lua: load('index-job'), keys: 1 },
   gantryCommitJob: { lua: load('commit-job'), keys: undefined },
   gantryCommitNode: { lua: load('commit-node'), keys: 6 },

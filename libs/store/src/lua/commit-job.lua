@@ -1,7 +1,7 @@
 -- Compare-and-set of one job, with its GPU and rendezvous port claims and releases and its
 -- outbox event, atomically.
 -- KEYS: 1 job key, 2 outbox, 3 leader epoch key, 4 jobs:state:{from}, 5 jobs:state:{to},
---       6 jobs:tenant:{tenant}:state:{from}, 7 jobs:tenant:{tenant}:state:{to},
+--       6 jobs:tenant:{tenant}:state:{from}, 7 jobs:tenant:{tenant}:state:{to}, 8 jobs:changes,
 --       then per release: the node's alloc key and ports key; per claim: the node's alloc key
 --       and node key; per port claim: the node's ports key
 -- ARGV: 1 expected rev, 2 allowed from-states ("A,B"), 3 new state, 4 job JSON, 5 epoch ('' = unfenced),
@@ -36,7 +36,7 @@ end
 local releases = tonumber(ARGV[10])
 local claims = tonumber(ARGV[11])
 local portClaims = tonumber(ARGV[12])
-local k = 8
+local k = 9
 local a = 13
 local releaseList = {}
 for i = 1, releases do
@@ -94,6 +94,7 @@ for _, c in ipairs(portList) do
 end
 local newRev = tonumber(rev) + 1
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'rev', newRev, 'job', ARGV[4])
+redis.call('XADD', KEYS[8], 'MAXLEN', '~', 100000, '*', 'job', ARGV[9])
 if ARGV[3] ~= state then
   local created = redis.call('HGET', KEYS[1], 'created')
   redis.call('ZREM', KEYS[4], ARGV[9])

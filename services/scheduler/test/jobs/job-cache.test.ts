@@ -1,0 +1,74 @@
+// The leader's parsed copy of queued and placed jobs, against a real redis-server: a pass
+// fetches only jobs that are new to it or were written since the last pass (the submit and
+// commit scripts append to the change stream in the same step), never serves a stale job,
+// and reloads everything when the capped stream can no longer vouch for its copy.
+import { describe, expect, it } from 'vitest';
+import { Job, JobSpec, JobState } from '@gantry/proto';
+import { JobStore, keys } from '@gantry/store';
+import { JobCache } from '../../src/jobs/job-cache.js';
+import { useRedis } from '../../../../libs/store/test/redis-fixture.js';
+
+const redis = useRedis();
+const STATES = [JobState.JOB_STATE_PENDING, JobState.JOB_STATE_CANCELLED] as const;
+
+async function submit(store: JobStore, id: string): Promise<void> {
+  await store.submit(Job.create({ id, spec: JobSpec.create({ nodes: 1, gpusPerNode: 1, command: ['true'], tenant: 't' }) }), '');
+}
+
+async function cancel(store: JobStore, id: string): Promise<void> {
+  const prev = (await store.get(id))!;
+  await store.commit({ prev, next: Job.create({ ...prev.job, state: JobState.JOB_STATE_CANCELLED }), reason: 'test' });
+}
+
+describe('JobCache', () => {
+  it('fetches only new and changed jobs, and serves each at its latest revision', async () => {
+    await redis().flushall();
+    const store = new JobStore(redis());
+    const cache = new JobCache(store);
+    for (let i = 0; i < 20; i++) await submit(store, `j${i}`);
+    let [pending, cancelled] = await cache.inStates(STATES);
+    expect(pending.map((r) => r.job.id).sort()).toEqual(Array.from({ length: 20 }, (_, i) => `j${i}`).sort());
+    expect(cancelled).toEqual([]);
+    expect(cache.lastFetched).toBe(20);
+    // Nothing written: nothing fetched.
+    await cache.inStates(STATES);
+    expect(cache.lastFetched).toBe(0);
+    // Two cancelled and one new: exactly those three are fetched, at their new revision.
+    await cancel(store, 'j3');
+    await cancel(store, 'j7');
+    await submit(store, 'j20');
+    [pending, cancelled] = await cache.inStates(STATES);
+    expect(cache.lastFetched).toBe(3);
+    expect(cancelled.map((r) => [r.job.id, r.rev, r.job.state])).toEqual([['j3', 2, JobState.JOB_STATE_CANCELLED], ['j7', 2, JobState.JOB_STATE_CANCELLED]]);
+    expect(pending).toHaveLength(19);
+    // A cached job cannot be changed in place by a caller.
+    expect(() => { (pending[0]!.job as { state: JobState }).state = JobState.JOB_STATE_FAILED; }).toThrow(TypeError);
+  });
+
+  it('reloads everything when entries after its cursor were trimmed from the change stream', async () => {
+    await redis().flushall();
+    const store = new JobStore(redis());
+    const cache = new JobCache(store);
+    for (let i = 0; i < 5; i++) await submit(store, `k${i}`);
+    await cache.inStates(STATES);
+    await cancel(store, 'k1');
+    // The stream trimmed past the cache's cursor: the change to k1 is gone from it.
+    await redis().xtrim(keys.jobChanges, 'MAXLEN', 0);
+    await submit(store, 'k5');
+    const [pending, cancelled] = await cache.inStates(STATES);
+    expect(cache.lastFetched).toBe(6);
+    expect(cancelled.map((r) => r.job.id)).toEqual(['k1']);
+    expect(pending.map((r) => r.job.id).sort()).toEqual(['k0', 'k2', 'k3', 'k4', 'k5']);
+  });
+
+  it('starts over after reset (a new leadership)', async () => {
+    await redis().flushall();
+    const store = new JobStore(redis());
+    const cache = new JobCache(store);
+    await submit(store, 'r0');
+    await cache.inStates(STATES);
+    cache.reset();
+    await cache.inStates(STATES);
+    expect(cache.lastFetched).toBe(1);
+  });
+});
