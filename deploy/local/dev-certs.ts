@@ -4,7 +4,7 @@
 // sits next to the certificates (docs/security.md says how to issue real ones).
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** Processes that get a certificate; `client` is for the CLI, the SDK and tests. */
@@ -66,6 +66,7 @@ export function ensureDevCerts(dir: string): DevCertFiles {
     openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=gantry ${name}`], dir);
     openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-set_serial', `0x${Date.now().toString(16)}${DEV_CERT_NAMES.indexOf(name)}`,
       '-days', String(DAYS), '-extfile', `${name}.ext`, '-out', `${name}.crt`], dir);
+    for (const scratch of [`${name}.csr`, `${name}.ext`]) rmSync(join(dir, scratch), { force: true });
   }
   return files;
 }

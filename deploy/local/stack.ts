@@ -12,6 +12,7 @@ import { NodeState } from '@gantry/proto';
 import { NodeStore } from '@gantry/store';
 import { REPO_ROOT, portOpen, serviceCommand, simAgentEnv, simTopology, type ServiceName } from './services.js';
 import { BusSecurity } from './bus-security.js';
+import { devTlsEnv, ensureDevCerts } from './dev-certs.js';
 import { natsClusterUrl, natsMemberConfig, redisServerArgs, SENTINEL_MASTER, sentinelConfig, sentinelConfigPath, type NatsMember } from './ha.js';
 
 export const STACK_DIR = join(REPO_ROOT, '.gantry');
@@ -110,6 +111,10 @@ export async function up(opts: { ha?: boolean } = {}): Promise<StackState> {
   // Fresh bus credentials at every start (docs/security.md): a NATS user per service and agent,
   // the server's authorisation, and the scheduler's command signing key pair.
   const bus = new BusSecurity(join(STACK_DIR, 'bus'), Array.from({ length: AGENTS }, (_, i) => agentName(i)));
+  // Internal mutual TLS between the services (docs/security.md), with a dev CA kept in
+  // .gantry/tls (made on first start, renewed near expiry); GANTRY_INTERNAL_TLS=off for plaintext.
+  const tls = process.env.GANTRY_INTERNAL_TLS === 'off' ? undefined : ensureDevCerts(join(STACK_DIR, 'tls'));
+  const tlsEnv = (name: ServiceName): NodeJS.ProcessEnv => (tls ? devTlsEnv(tls, name) : {});
   const processes: StackProcess[] = [];
   const record = () => writeFileSync(STATE_FILE, JSON.stringify({ startedAt: new Date().toISOString(), processes, endpoints }, null, 2));
   const natsUrl = ha ? natsClusterUrl(haNatsMembers()) : `nats://127.0.0.1:${PORTS.nats}`;
@@ -120,6 +125,7 @@ export async function up(opts: { ha?: boolean } = {}): Promise<StackState> {
     gateway: `127.0.0.1:${PORTS.gateway}`, scheduler: schedulers, checkpoint: `127.0.0.1:${PORTS.checkpoint}`, nats: natsUrl, redis: redisUrl,
     ...(ha ? { sentinels: `${sentinels} (master ${SENTINEL_MASTER})`, 'nats http': HA_PORTS.natsHttp.map((p) => `http://127.0.0.1:${p}`).join(',') } : {}),
     metrics: `http://127.0.0.1:${PORTS.metricsBase}-${PORTS.metricsBase + 2 + AGENTS + (ha ? 1 : 0)}/metrics`,
+    'internal tls': tls ? `mutual, dev CA in ${tls.dir} (clients of ${PORTS.scheduler}/${PORTS.checkpoint}: --ca ca.crt --cert client.crt --key client.key)` : 'off (GANTRY_INTERNAL_TLS=off)',
   };
   try {
     if (ha) {
@@ -157,7 +163,7 @@ export async function up(opts: { ha?: boolean } = {}): Promise<StackState> {
     };
     const service = (name: ServiceName, port: number, metrics: number, env: NodeJS.ProcessEnv, label: string = name) => {
       const { command, args } = serviceCommand(name);
-      processes.push(launch(label, command, args, { ...common, ...bus.env(name), METRICS_PORT: String(metrics), ...env }));
+      processes.push(launch(label, command, args, { ...common, ...bus.env(name), ...tlsEnv(name), METRICS_PORT: String(metrics), ...env }));
       record();
       return waitFor(name, () => portOpen(port));
     };
@@ -177,7 +183,7 @@ export async function up(opts: { ha?: boolean } = {}): Promise<StackState> {
         const name = agentName(i);
         const { command, args } = serviceCommand('node-agent');
         processes.push(launch(`agent-${name}`, command, args, {
-          ...common, ...bus.env('node-agent', name), ...simAgentEnv(name, join(STACK_DIR, 'agents', name)), METRICS_PORT: String(PORTS.metricsBase + 3 + i), ...simTopology(i),
+          ...common, ...bus.env('node-agent', name), ...tlsEnv('node-agent'), ...simAgentEnv(name, join(STACK_DIR, 'agents', name)), METRICS_PORT: String(PORTS.metricsBase + 3 + i), ...simTopology(i),
         }));
         record();
       }

@@ -85,6 +85,11 @@ describe('a server with internalServerCredentials', () => {
     // Dialled by IP with a shared name: the override names what the certificate must carry.
     const named = { ...client(), serverName: 'localhost' };
     expect(await healthCheck(internalChannelCredentials(named), internalChannelOptions(named), `127.0.0.1:${server.port}`)).toEqual({ ok: true });
+    // Scheduler replicas as a list of IPs (round robin), as the gateway dials them.
+    expect(await healthCheck(internalChannelCredentials(client()), {}, `ipv4:127.0.0.1:${server.port},127.0.0.1:${server.port}`)).toEqual({ ok: true });
+    // The name override is checked: a name the certificate does not carry is refused.
+    const wrong = { ...client(), serverName: 'scheduler.example.com' };
+    expect(await healthCheck(internalChannelCredentials(wrong), internalChannelOptions(wrong))).toMatchObject({ ok: false, code: grpc.status.UNAVAILABLE });
   });
 
   it('refuses a caller whose certificate chains to another CA', async () => {
