@@ -27,10 +27,9 @@ let addr = '';
 const nfs = mkdtempSync(join(tmpdir(), 'gantry-py-nfs-'));
 
 beforeAll(async () => {
-  // Plaintext gRPC inside the stack: the agent's route to StorageService has no internal TLS
-  // client certificate yet (docs/storage.md).
+  // Internal mTLS as the harness sets it (default on): the agent dials StorageService with its certificate.
   const s: TestStack = new TestStack({
-    agents: 1, internalTls: false,
+    agents: 1,
     // The agent learns the checkpoint service's address (known once the stack picked its port).
     agentEnv: (): NodeJS.ProcessEnv => ({ GANTRY_CHECKPOINT_ADDR: s.checkpointAddr }),
     env: {
@@ -46,7 +45,7 @@ beforeAll(async () => {
   stack = await s.start();
   addr = stack.checkpointAddr;
   client = new GantryClient({ address: stack.gatewayAddr, timeoutMs: 5_000, retry: { maxAttempts: 20 } });
-  storage = new StorageClient({ address: addr });
+  storage = new StorageClient({ address: addr, ...(stack.internalClientTls && { tls: stack.internalClientTls }) });
 }, 120_000);
 
 afterAll(async () => {
@@ -98,7 +97,7 @@ describe('storage admission from Python through the agent', () => {
     }, 30_000);
     expect(t.leases.map((l) => ({ id: l.id, mode: l.mode, job: l.holder?.jobId, node: l.holder?.node }))).toEqual([{ id: `w:${a.id}:1:0`, mode: StorageLeaseMode.STORAGE_LEASE_MODE_WRITE, job: a.id, node: 'node-0' }]);
     expect(t.waiters[0]!.holder?.jobId).toBe(b.id);
-    const show = await gantry(stack, 'storage', 'show', TARGET, '--checkpoint-addr', addr);
+    const show = await gantry(stack, 'storage', 'show', TARGET, '--checkpoint-addr', addr, ...stack.internalClientFlags());
     expect(show.code).toBe(0);
     expect(show.stdout).toContain(`w:${a.id}:1:0`);
     expect(show.stdout).toMatch(/write\s+1\/1 leased/);

@@ -70,6 +70,7 @@ export class NodeAgent {
       // How often node rank 0's host scans a job's checkpoint directory (docs/checkpoints.md).
       pollMs: Number(process.env.CHECKPOINT_POLL_MS) || undefined,
       checkpointAddr: cfg.checkpointAddr,
+      internalTls: cfg.internalTls,
     });
     this.runner = new RankRunner(this.state, log, { beatFile: this.beat.path, partitionGraceMs: cfg.partitionGraceMs, hooks: [this.checkpoints] });
     this.heartbeatMs = cfg.heartbeatIntervalMs;

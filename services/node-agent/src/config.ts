@@ -39,6 +39,16 @@ export const agentConfigSchema = z.object({
    * endpoint (POST /v1/storage/*); optional: without it those routes answer 501.
    */
   checkpointAddr: z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be host:port').optional(),
+  /**
+   * Internal mutual TLS for the agent's gRPC calls (today: the checkpoint service's
+   * StorageService), all three files or none; checked when the agent starts (docs/security.md).
+   */
+  internalTls: z.object({
+    caFile: z.string().min(1),
+    certFile: z.string().min(1),
+    keyFile: z.string().min(1),
+    serverName: z.string().min(1).max(253),
+  }).partial().default({}),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   metricsPort: z.coerce.number().int().min(0).max(65535).default(0),
   bindHost: z.string().default('127.0.0.1'),
@@ -79,6 +89,10 @@ const ENV_OVERRIDES: Record<string, string> = {
   NATS_URL: 'natsUrl',
   NATS_CREDS_FILE: 'natsCredsFile',
   GANTRY_CHECKPOINT_ADDR: 'checkpointAddr',
+  INTERNAL_TLS_CA_FILE: 'internalTls.caFile',
+  INTERNAL_TLS_CERT_FILE: 'internalTls.certFile',
+  INTERNAL_TLS_KEY_FILE: 'internalTls.keyFile',
+  INTERNAL_TLS_SERVER_NAME: 'internalTls.serverName',
   SCHEDULER_PUBLIC_KEY_FILE: 'schedulerPublicKeyFile',
   GANTRY_STATE_DIR: 'stateDir',
   LOG_LEVEL: 'logLevel',

@@ -39,6 +39,8 @@ export interface CheckpointHookOptions {
   pollMs?: number;
   /** The checkpoint service (StorageService) for the endpoint's storage routes; unset: they answer 501. */
   checkpointAddr?: string;
+  /** The agent's internal TLS files (agent.yaml internalTls / INTERNAL_TLS_*), for that call. */
+  internalTls?: { caFile?: string; certFile?: string; keyFile?: string; serverName?: string };
 }
 
 export class CheckpointHook implements RankHook {
@@ -52,7 +54,7 @@ export class CheckpointHook implements RankHook {
   constructor(private readonly opts: CheckpointHookOptions) {
     this.state = new CheckpointStateFile(opts.stateDir);
     this.pollMs = opts.pollMs ?? DEFAULT_POLL_MS;
-    this.storage = new StorageRoute(opts.checkpointAddr, opts.node, opts.log);
+    this.storage = new StorageRoute(opts.checkpointAddr, opts.node, opts.log, opts.internalTls);
     this.endpoint = new CheckpointEndpoint({ node: opts.node, state: this.state, publish: opts.publish, log: opts.log, storage: this.storage });
   }
 

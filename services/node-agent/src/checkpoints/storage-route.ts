@@ -8,7 +8,7 @@
 //   POST /v1/storage/release  {"lease_id", "target"}          -> 200 {"released": 0|1}
 //
 // The agent calls the checkpoint service's gRPC StorageService (GANTRY_CHECKPOINT_ADDR /
-// checkpointAddr in agent.yaml). The lease is for the job's checkpoint directory: the service
+// checkpointAddr in agent.yaml), over internal mutual TLS when INTERNAL_TLS_* are set. The lease is for the job's checkpoint directory: the service
 // picks the storage target whose mount prefix holds it. The holder is (job, attempt) from the
 // token, the rank the caller names (its global RANK) and this node, so a rank can only take,
 // renew or give back leases of its own job attempt. Leases this agent handed out are released
@@ -23,6 +23,7 @@ import {
   type ReleaseStorageLeaseResponse,
   type RenewStorageLeaseResponse,
 } from '@gantry/proto';
+import { internalChannelCredentials, internalChannelOptions, internalTls } from '@gantry/service-kit';
 import type { TokenRecord } from './state.js';
 
 /** The longest a single acquire waits at the service (its own bound is 60 s). */
@@ -73,8 +74,10 @@ export class StorageRoute {
   /** Leases handed out through this agent, per job attempt: lease id -> target. */
   private readonly held = new Map<string, Map<string, string>>();
 
-  constructor(readonly address: string | undefined, private readonly node: string, private readonly log: Logger) {
-    this.client = address ? new StorageServiceClient(address, grpc.credentials.createInsecure()) : undefined;
+  /** Throws ConfigError naming the INTERNAL_TLS_* variable when the TLS files are unusable. */
+  constructor(readonly address: string | undefined, private readonly node: string, private readonly log: Logger, tlsFiles: { caFile?: string; certFile?: string; keyFile?: string; serverName?: string } = {}) {
+    const tls = internalTls({ INTERNAL_TLS_CA_FILE: tlsFiles.caFile, INTERNAL_TLS_CERT_FILE: tlsFiles.certFile, INTERNAL_TLS_KEY_FILE: tlsFiles.keyFile, INTERNAL_TLS_SERVER_NAME: tlsFiles.serverName });
+    this.client = address ? new StorageServiceClient(address, internalChannelCredentials(tls), internalChannelOptions(tls)) : undefined;
   }
 
   private svc(): StorageServiceClient {
