@@ -73,13 +73,13 @@ describe('web status page', () => {
     const page = await openBrowser();
     await page.goto(`http://127.0.0.1:${port}/`);
     await expect.poll(() => nodeState(page, 'node-1').textContent(), { timeout: 30_000 }).toBe('READY');
-    await page.evaluate(() => { (window as unknown as { __sameDocument: boolean }).__sameDocument = true; });
+    await page.evaluate(() => { (globalThis as unknown as { __sameDocument: boolean }).__sameDocument = true; });
 
     await sim(stack, 'node-1', 'inject', 'xid', '79', '--gpu', '3');
     await expect.poll(() => nodeState(page, 'node-1').textContent(), { timeout: 60_000, interval: 500 }).toBe('QUARANTINED');
     expect(await nodeState(page, 'node-0').textContent()).toBe('READY');
     // The same document all along: the change arrived by polling, not by a reload.
-    expect(await page.evaluate(() => (window as unknown as { __sameDocument?: boolean }).__sameDocument)).toBe(true);
+    expect(await page.evaluate(() => (globalThis as unknown as { __sameDocument?: boolean }).__sameDocument)).toBe(true);
     // Its conditions and the event feed say why.
     await expect.poll(() => page.locator('#events tbody').textContent(), { timeout: 15_000 }).toMatch(/node-1.*→ QUARANTINED/s);
 
@@ -88,7 +88,7 @@ describe('web status page', () => {
     expect(await row.locator('td.state').textContent()).toBe('FAILED');
     expect(await row.textContent()).toContain(HOSTILE);
     expect(await page.locator('#jobs img, #events img').count()).toBe(0);
-    expect(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss)).toBeUndefined();
+    expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
     // Storage targets from the checkpoint service.
     expect(await page.locator('#storage tr[data-target="ckpt"]').textContent()).toContain('/mnt/checkpoints');
 
@@ -153,7 +153,7 @@ describe('web status page', () => {
     await expect.poll(() => nodeState(page, 'node-0').textContent(), { timeout: 30_000 }).toBe('READY');
     expect(await page.locator('#status').textContent()).toContain('Signed in as alice@example.com');
     // The token stays in this tab's sessionStorage, sent as the Authorization header.
-    expect(await page.evaluate(() => sessionStorage.getItem('gantry.status.token'))).toBe(alice);
+    expect(await page.evaluate(() => (globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }).sessionStorage.getItem('gantry.status.token'))).toBe(alice);
     rmSync(dir, { recursive: true, force: true });
   });
 

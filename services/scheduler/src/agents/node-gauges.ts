@@ -45,20 +45,14 @@ export function registerNodeGauges(redis: Redis, metrics: Registry, leads: () =>
     pending ??= (leads() ? readNodeMembership(redis, Date.now()).catch(() => undefined) : Promise.resolve(undefined)).finally(() => setImmediate(() => { pending = undefined; }));
     return pending;
   };
-  new Gauge({
-    name: 'gantry_nodes', help: 'Nodes per state (READY, SUSPECT, QUARANTINED, DRAINING, DRAINED, LOST, REGISTERING), from the node records; reported by the leader only', labelNames: ['state'], registers: [metrics],
+  const gauge = (name: string, help: string, label: string, values: (m: NodeMembership) => Map<string, number>) => new Gauge({
+    name, help, labelNames: [label], registers: [metrics],
     async collect() {
       const m = await read();
       this.reset();
-      for (const [state, n] of m?.states ?? []) this.set({ state }, n);
+      for (const [key, value] of m ? values(m) : []) this.set({ [label]: key }, value);
     },
   });
-  new Gauge({
-    name: 'gantry_node_heartbeat_age_seconds', help: 'Seconds since each node\'s last heartbeat reached the scheduler (one series per node); reported by the leader only', labelNames: ['node'], registers: [metrics],
-    async collect() {
-      const m = await read();
-      this.reset();
-      for (const [node, age] of m?.heartbeatAgeSec ?? []) this.set({ node }, age);
-    },
-  });
+  gauge('gantry_nodes', 'Nodes per state (READY, SUSPECT, QUARANTINED, DRAINING, DRAINED, LOST, REGISTERING), from the node records; reported by the leader only', 'state', (m) => m.states);
+  gauge('gantry_node_heartbeat_age_seconds', 'Seconds since each node\'s last heartbeat reached the scheduler (one series per node); reported by the leader only', 'node', (m) => m.heartbeatAgeSec);
 }
