@@ -1,7 +1,9 @@
 // The real DeviceBackend: nvidia-smi for GPUs, /proc/self/mountstats for NFS,
 // /sys/class/infiniband (+ ethtool -S for RoCE netdevs) for the fabric, and /dev/kmsg (or
 // the journal) for the kernel log. detectBackend() picks it when nvidia-smi exists and
-// falls back to the simulator otherwise.
+// falls back to the simulator otherwise. With `loopIntervalMs`, the GPU readings come from
+// two long-running `nvidia-smi ... -lms` loops instead of two forks per cycle (see
+// smi-loop.ts and `pnpm bench:agent` for what each costs).
 import { readFile } from 'node:fs/promises';
 import { uptime } from 'node:os';
 import { parseGpuInventoryCsv, GPU_INVENTORY_FIELDS, GPU_QUERY_FIELDS } from '../collectors/gpu/query-csv.js';
@@ -9,6 +11,7 @@ import { findNvidiaSmi, NvidiaSmiError, queryGpuCsv, runNvidiaSmi } from '../col
 import { readInfinibandSysfs, rdmaNetdevs, runEthtoolStats } from '../collectors/rdma/reader.js';
 import { followKernelLog } from '../collectors/xid/reader.js';
 import { SimulatedBackend, type SimOptions } from './sim/sim-backend.js';
+import { SmiLoop } from './smi-loop.js';
 import type { DeviceBackend, GpuInventoryEntry, GpuMetricsText, KernelBoot, KernelLogReadOptions, RdmaReadings } from './types.js';
 
 const GPU_UNREACHABLE = /Unable to determine the device handle for GPU|GPU is lost|GPU requires reset/i;
@@ -18,6 +21,12 @@ export interface NvidiaSmiBackendOptions {
   timeoutMs?: number;
   /** Also run `nvidia-smi nvlink -s` each cycle (one more fork; off by default). */
   nvlink?: boolean;
+  /**
+   * Read GPU metrics from long-running `nvidia-smi --query-gpu ... -lms` and `-q -d PCIE -lms`
+   * loops at this interval (the telemetry interval) instead of forking both every cycle.
+   * A reading is then up to one interval old. Unset: a fork per query per cycle.
+   */
+  loopIntervalMs?: number;
   mountstatsPath?: string;
   infinibandRoot?: string;
   kmsgPath?: string;
@@ -27,8 +36,22 @@ export interface NvidiaSmiBackendOptions {
 export class NvidiaSmiBackend implements DeviceBackend {
   readonly kind = 'nvidia-smi';
   private fields: readonly string[] = GPU_QUERY_FIELDS;
+  /** Started after the first one-shot query has settled which fields this driver accepts. */
+  private loops: { query: SmiLoop; pcie: SmiLoop } | undefined;
 
   constructor(private readonly options: NvidiaSmiBackendOptions) {}
+
+  /** The pids of the running nvidia-smi loops (none without loopIntervalMs). */
+  loopPids(): number[] {
+    return [this.loops?.query.pid, this.loops?.pcie.pid].filter((p): p is number => p !== undefined);
+  }
+
+  /** Stops the nvidia-smi loops, if any. */
+  close(): void {
+    this.loops?.query.stop();
+    this.loops?.pcie.stop();
+    this.loops = undefined;
+  }
 
   private smi(args: string[]): Promise<string> {
     return runNvidiaSmi(args, { binary: this.options.binary, timeoutMs: this.options.timeoutMs ?? 10_000 });
@@ -48,6 +71,43 @@ export class NvidiaSmiBackend implements DeviceBackend {
   }
 
   async readGpuMetricsText(): Promise<GpuMetricsText> {
+    if (this.loops) {
+      try {
+        return await this.readFromLoops(this.loops);
+      } catch {
+        // The loop died or hung (a GPU lost, a driver restart): this cycle forks, which
+        // reports the failure the usual way, and a later read starts the loop again.
+      }
+    }
+    const text = await this.readByForks();
+    const interval = this.options.loopIntervalMs;
+    if (interval !== undefined && interval > 0 && !this.loops) {
+      const binary = this.options.binary;
+      this.loops = {
+        query: new SmiLoop({ binary, args: [`--query-gpu=${this.fields.join(',')}`, '--format=csv,noheader,nounits'], intervalMs: interval }),
+        pcie: new SmiLoop({ binary, args: ['-q', '-d', 'PCIE'], intervalMs: interval }),
+      };
+    }
+    return text;
+  }
+
+  private async readFromLoops(loops: { query: SmiLoop; pcie: SmiLoop }): Promise<GpuMetricsText> {
+    const timeoutMs = this.options.timeoutMs ?? 10_000;
+    const [csv, pcie, nvlink] = await Promise.allSettled([
+      loops.query.read(timeoutMs),
+      loops.pcie.read(timeoutMs),
+      this.options.nvlink ? this.smi(['nvlink', '-s']) : Promise.resolve(undefined),
+    ]);
+    if (csv.status === 'rejected') throw csv.reason;
+    return {
+      csv: csv.value,
+      fields: this.fields,
+      ...(pcie.status === 'fulfilled' ? { pcieQuery: pcie.value } : {}),
+      ...(nvlink.status === 'fulfilled' && nvlink.value !== undefined ? { nvlink: nvlink.value } : {}),
+    };
+  }
+
+  private async readByForks(): Promise<GpuMetricsText> {
     const opts = { binary: this.options.binary, timeoutMs: this.options.timeoutMs ?? 10_000 };
     const [query, pcie, nvlink] = await Promise.allSettled([
       queryGpuCsv(this.fields, opts),

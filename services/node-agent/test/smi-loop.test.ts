@@ -1,0 +1,105 @@
+// The long-running nvidia-smi loop (src/device/smi-loop.ts) and the backend's loop mode,
+// against a shell stand-in that counts its starts and numbers its readings.
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { NvidiaSmiBackend, SmiLoop } from '../src/device/index.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'gantry-smi-loop-'));
+
+function standIn(name: string, body = ''): string {
+  const path = join(dir, name);
+  writeFileSync(path, `#!/bin/sh
+echo start >> "${dir}/${name}.starts"
+loop=0; mode=; prev=
+for a in "$@"; do
+  [ "$prev" = -lms ] && loop=$a
+  case "$a" in --query-gpu=*) mode=csv;; -q) mode=pcie;; esac
+  prev=$a
+done
+${body}
+n=0
+while :; do
+  n=$((n + 1))
+  if [ "$mode" = csv ]; then printf '0, %d\\n1, %d\\n' $n $n
+  else printf '==============NVSMI LOG==============\\n\\nGPU 00000000:18:00.0\\n    PCI\\n        Replays Since Reset : %d\\n' $n; fi
+  [ "$loop" = 0 ] && exit 0
+  sleep $(awk "BEGIN { print $loop / 1000 }")
+done
+`);
+  chmodSync(path, 0o755);
+  return path;
+}
+
+const starts = (name: string) => readFileSync(join(dir, `${name}.starts`), 'utf8').trim().split('\n').length;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const stops: (() => void)[] = [];
+afterEach(() => stops.splice(0).forEach((s) => s()));
+
+describe('SmiLoop', () => {
+  it('keeps the newest reading of one long-running nvidia-smi', async () => {
+    const loop = new SmiLoop({ binary: standIn('csv'), args: ['--query-gpu=index,x', '--format=csv,noheader,nounits'], intervalMs: 200 });
+    stops.push(() => loop.stop());
+    expect(await loop.read(5000)).toBe('0, 1\n1, 1\n');
+    // Past 1.5 intervals + 1 s a reading is stale: the next one is awaited.
+    await sleep(1700);
+    const later = await loop.read(5000);
+    expect(Number(/^0, (\d+)/.exec(later)![1])).toBeGreaterThan(1);
+    expect(starts('csv')).toBe(1);
+  });
+
+  it('splits `-q` readings at the NVSMI LOG header', async () => {
+    const loop = new SmiLoop({ binary: standIn('pcie'), args: ['-q', '-d', 'PCIE'], intervalMs: 100, settleMs: 5000 });
+    stops.push(() => loop.stop());
+    // With a settle time longer than the interval, only the next header ends a reading.
+    const first = await loop.read(5000);
+    expect(first).toMatch(/^==============NVSMI LOG==============\n\nGPU 00000000:18:00.0\n {4}PCI\n {8}Replays Since Reset : 1\n$/);
+  });
+
+  it('rejects with a timed-out NvidiaSmiError when no reading comes, and restarts on the next read', async () => {
+    const loop = new SmiLoop({ binary: standIn('hung', 'sleep 30'), args: ['--query-gpu=index'], intervalMs: 100 });
+    stops.push(() => loop.stop());
+    await expect(loop.read(300)).rejects.toMatchObject({ name: 'NvidiaSmiError', timedOut: true });
+    await expect(loop.read(300)).rejects.toMatchObject({ timedOut: true });
+    expect(starts('hung')).toBe(2);
+  });
+
+  it('rejects with what nvidia-smi printed when it exits', async () => {
+    const loop = new SmiLoop({ binary: standIn('lost', 'echo "Unable to determine the device handle for GPU 0000:18:00.0: GPU is lost." >&2; exit 15'), args: ['--query-gpu=index'], intervalMs: 100 });
+    stops.push(() => loop.stop());
+    await expect(loop.read(5000)).rejects.toMatchObject({ name: 'NvidiaSmiError', timedOut: false, stderr: expect.stringContaining('GPU is lost') });
+  });
+});
+
+describe('NvidiaSmiBackend with loopIntervalMs', () => {
+  it('forks once to settle the fields, then reads from two loops without forking', async () => {
+    const binary = standIn('backend');
+    const backend = new NvidiaSmiBackend({ binary, loopIntervalMs: 200 });
+    stops.push(() => backend.close());
+    const first = await backend.readGpuMetricsText();
+    expect(first.csv).toBe('0, 1\n1, 1\n');
+    expect(starts('backend')).toBe(2); // one query, one -q
+    const seen: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const r = await backend.readGpuMetricsText();
+      seen.push(r.csv);
+      expect(r.pcieQuery).toContain('Replays Since Reset');
+      await sleep(250);
+    }
+    expect(backend.loopPids()).toHaveLength(2);
+    expect(starts('backend')).toBe(4); // + the two loops, however many cycles
+    expect(new Set(seen).size).toBeGreaterThan(1);
+  });
+
+  it('falls back to a fork for the cycle when the loop fails', async () => {
+    // Exits at once when looping; answers one-shot queries.
+    const binary = standIn('flaky', '[ "$loop" != 0 ] && { echo "GPU is lost" >&2; exit 15; }');
+    const backend = new NvidiaSmiBackend({ binary, loopIntervalMs: 200 });
+    stops.push(() => backend.close());
+    await backend.readGpuMetricsText();
+    const r = await backend.readGpuMetricsText();
+    expect(r.csv).toBe('0, 1\n1, 1\n');
+    expect(starts('flaky')).toBe(6); // 2 forks, 2 failed loops, 2 forks
+  });
+});
