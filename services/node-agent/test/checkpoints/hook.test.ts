@@ -137,6 +137,10 @@ describe('checkpoint hook', () => {
       expect(ok.status).toBe(200);
       expect(await ok.json()).toMatchObject({ status: 'COMPLETE', step: 7, files: 2 });
       expect(bus.sent.at(-1)!.report).toMatchObject({ status: 'COMPLETE', step: 7, format: 6 });
+      // storage admission without a checkpoint service address: a clear 501, not a hang
+      const noStorage = await post('/v1/storage/acquire', { mode: 'write' });
+      expect(noStorage.status).toBe(501);
+      expect((await noStorage.json() as { error: string }).error).toMatch(/storage admission is not configured on this agent \(set GANTRY_CHECKPOINT_ADDR/);
       symlinkSync('/etc', join(dir, 'escape'));
       expect((await post('/v1/checkpoints/commit', { path: join(dir, 'escape') })).status).toBe(403);
       hook.exited(hookContext(rec('job-c', 1)));
