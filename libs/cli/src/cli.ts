@@ -15,6 +15,7 @@ import { addCheckpointCommands } from './commands/ckpt.js';
 import { addNodeCommands } from './commands/node.js';
 import { addHealthCommand } from './commands/health.js';
 import { addStorageCommands } from './commands/storage.js';
+import { addReportCommand } from './commands/report.js';
 import { UsageError } from './errors.js';
 import { flagParser, parseDuration } from './parse.js';
 import { Session, type GlobalOptions, type Io } from './session.js';
@@ -47,6 +48,7 @@ export function buildProgram(session: Session): Command {
   addStorageCommands(program, session);
   addCheckpointCommands(program, session);
   addAdminCommands(program, session);
+  addReportCommand(program, session);
   addAuthCommands(program, session);
   return program;
 }
