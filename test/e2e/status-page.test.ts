@@ -5,7 +5,8 @@
 // auth on, the data endpoint answers 401 without a token and the page works once a token is
 // entered. A screenshot is kept under test-artifacts/ (git-ignored).
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -14,6 +15,7 @@ import { generateSigningKey, signToken } from '@gantry/auth';
 import { JobState } from '@gantry/proto';
 import { GantryClient } from '@gantry/sdk';
 import { REPO_ROOT, serviceCommand } from '../../deploy/local/services.js';
+import { ensureDevCerts } from '../../deploy/local/dev-certs.js';
 import { stackPerTest, waitForJob } from '../harness/fixtures.js';
 import { freePort } from '../harness/ports.js';
 import { sim } from '../harness/tools.js';
@@ -154,6 +156,36 @@ describe('web status page', () => {
     expect(await page.locator('#status').textContent()).toContain('Signed in as alice@example.com');
     // The token stays in this tab's sessionStorage, sent as the Authorization header.
     expect(await page.evaluate(() => (globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }).sessionStorage.getItem('gantry.status.token'))).toBe(alice);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('with mutual TLS: served over HTTPS, a client certificate of the CA identifies the caller, none or another CA\'s is refused with 401', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gantry-status-mtls-'));
+    const certs = ensureDevCerts(join(dir, 'tls'));
+    writeFileSync(join(dir, 'policy.yaml'), 'principals:\n  "spiffe://gantry/client": { roles: [user], tenants: [alice] }\n');
+    const port = await freePort();
+    await setup({
+      agents: 1,
+      env: { gateway: { GATEWAY_STATUS_PORT: String(port), TLS_CERT_FILE: certs.cert('gateway'), TLS_KEY_FILE: certs.key('gateway'), TLS_CLIENT_CA_FILE: certs.ca, GATEWAY_AUTH: 'mtls', GATEWAY_AUTH_POLICY_FILE: join(dir, 'policy.yaml') } },
+    });
+    const stranger = ensureDevCerts(join(dir, 'other-ca')); // the same names, another CA
+    const get = (withCert: false | typeof certs) => new Promise<{ status: number; body: { subject?: string; error?: string; nodes?: { items?: unknown[] } } }>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path: '/api/snapshot', ca: readFileSync(certs.ca), servername: 'localhost', ...(withCert ? { cert: readFileSync(withCert.cert('client')), key: readFileSync(withCert.key('client')) } : {}) }, (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => { text += c.toString(); });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as { subject?: string } }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    const anonymous = await get(false);
+    expect(anonymous.status).toBe(401);
+    // A certificate the handshake could not verify against TLS_CLIENT_CA_FILE identifies nobody.
+    expect((await get(stranger)).status).toBe(401);
+    const client = await get(certs);
+    expect(client.status).toBe(200);
+    expect(client.body.subject).toBe('spiffe://gantry/client');
+    expect(client.body.nodes?.items).toHaveLength(1);
     rmSync(dir, { recursive: true, force: true });
   });
 
