@@ -168,13 +168,21 @@ export function findVictims(search: VictimSearch): VictimChoice | undefined {
   const level = job.topology === 'same-switch' ? state.leaf : job.topology === 'same-spine' ? state.spine : job.topology === 'same-nvlink-domain' ? state.nvl : undefined;
   if (level === undefined) {
     const useful = s.candidates.filter((v) => quotaVictim(v) || touches(s.rankNodes(v), (i) => fit.mask[i] === 1));
-    return greedy(s, useful);
+    return greedy(s, useful, state.freeCountsCopy());
   }
   // Domains with enough statically eligible nodes (in the order the candidates first name
   // them), and the victims touching each.
   const perDomain = new Int32Array(level === state.leaf ? state.leafNames.length : level === state.spine ? state.spineNames.length : state.nvlNames.length);
   const domains: number[] = [];
-  for (const i of fit.candidates) if (perDomain[level[i]!]!++ === 0) domains.push(level[i]!);
+  const candidatesIn = new Map<number, number[]>();
+  for (const i of fit.candidates) {
+    const d = level[i]!;
+    if (perDomain[d]!++ === 0) {
+      domains.push(d);
+      candidatesIn.set(d, []);
+    }
+    candidatesIn.get(d)!.push(i);
+  }
   const byDomain = new Map<number, RunningJob[]>();
   const shared: RunningJob[] = [];
   for (const v of s.candidates) {
@@ -191,12 +199,13 @@ export function findVictims(search: VictimSearch): VictimChoice | undefined {
   }
   let best: VictimChoice | undefined;
   let bestCost: number[] = [];
+  const free = state.freeCountsCopy();
   for (const d of domains) {
     const count = perDomain[d]!;
     if (count < job.nodes) continue;
     const local = byDomain.get(d) ?? [];
     const victims = shared.length === 0 ? local : mergeByCost([...new Set([...local, ...shared])], s.policy.now);
-    const choice = greedy(s, victims, { level, domain: d });
+    const choice = greedy(s, victims, free, { level, domain: d, candidates: candidatesIn.get(d)! });
     if (!choice) continue;
     const cost = victimCost(choice, s.policy.now);
     if (!best || lexLess(cost, bestCost)) {
@@ -255,43 +264,45 @@ function lexLess(a: readonly number[], b: readonly number[]): boolean {
   return false;
 }
 
+/** Where one greedy search counts: a domain's level, its index, and its statically eligible nodes. */
+interface Within {
+  level: Int32Array;
+  domain: number;
+  candidates: readonly number[];
+}
+
 /**
  * Adds victims cheapest first until the job fits, then trims to those it needs. `within`
  * restricts the counting to one domain (the job must fit inside it, so nodes elsewhere
- * cannot help).
+ * cannot help). `free` is the cluster's free GPU counts, borrowed: the search adds the
+ * victims' GPUs to it and puts every entry it changed back before returning, so one copy
+ * serves every domain of a preemptor (a copy per domain cost O(domains x nodes) per job).
  */
-function greedy(s: VictimSearch, useful: readonly RunningJob[], within?: { level: Int32Array; domain: number }): VictimChoice | undefined {
+function greedy(s: VictimSearch, useful: readonly RunningJob[], free: Uint8Array, within?: Within): VictimChoice | undefined {
+  const touched: number[] = [];
+  try {
+    return greedySearch(s, useful, free, touched, within);
+  } finally {
+    for (const i of touched) free[i] = s.state.freeCount[i]!;
+  }
+}
+
+function greedySearch(s: VictimSearch, useful: readonly RunningJob[], free: Uint8Array, touched: number[], within?: Within): VictimChoice | undefined {
   const { state, job, fit } = s;
   const g = job.gpusPerNode;
   const gpus = job.nodes * g;
   const ledger = s.ledger.clone();
 
-  const free = state.freeCountsCopy();
   const scenario = { free, guard: s.guard, endsBefore: s.endsBefore };
   const quotaOk = (l: QuotaLedger) => s.admitted || l.admit(job.tenant, gpus).ok;
-  // Eligible nodes overall and per domain: selection is only attempted once the job's
-  // topology need could be met, so the expensive call is made rarely.
+  // Eligible nodes (inside the domain when there is one: a job that must sit in one domain is
+  // searched domain by domain), so the expensive selection is only tried once the job could fit.
   let eligible = 0;
-  const perDomain = {
-    nvl: new Int32Array(state.nvlNames.length),
-    leaf: new Int32Array(state.leafNames.length),
-    spine: new Int32Array(state.spineNames.length),
-  };
-  let bestNvl = 0;
-  let bestLeaf = 0;
-  let bestSpine = 0;
-  const count = (i: number) => {
-    eligible += 1;
-    bestNvl = Math.max(bestNvl, ++perDomain.nvl[state.nvl[i]!]!);
-    bestLeaf = Math.max(bestLeaf, ++perDomain.leaf[state.leaf[i]!]!);
-    bestSpine = Math.max(bestSpine, ++perDomain.spine[state.spine[i]!]!);
-  };
   const n = job.nodes;
-  const couldFit = () =>
-    job.topology === 'same-nvlink-domain' ? bestNvl >= n : job.topology === 'same-switch' ? bestLeaf >= n : job.topology === 'same-spine' ? bestSpine >= n : eligible >= n;
+  const couldFit = () => eligible >= n;
   const inside = (i: number) => within === undefined || within.level[i] === within.domain;
   const fits = (i: number) => free[i]! >= g && (s.guard === undefined || s.endsBefore || s.guard.slack[i]! >= g);
-  for (const i of fit.candidates) if (inside(i) && fits(i)) count(i);
+  for (const i of within?.candidates ?? fit.candidates) if (fits(i)) eligible += 1;
 
   const chosen: { job: RunningJob; reason: string }[] = [];
   let outcome: GangOutcome | undefined;
@@ -320,8 +331,9 @@ function greedy(s: VictimSearch, useful: readonly RunningJob[], within?: { level
       if (i < 0) continue;
       const counted = fit.mask[i] === 1 && inside(i);
       const before = counted && fits(i);
+      touched.push(i);
       free[i] = free[i]! + v.ranks[k]!.gpus.length;
-      if (!before && counted && fits(i)) count(i);
+      if (!before && counted && fits(i)) eligible += 1;
     }
     if (!couldFit() || eligible === eligibleAtLastTry || !quotaOk(ledger)) continue;
     if (++selections > MAX_SELECTIONS) break;
