@@ -2,7 +2,7 @@
 // work (scheduling loop, node registry, rank events, outbox relay) started and stopped with
 // leadership.
 import { jetstream } from '@nats-io/jetstream';
-import { GANTRY_VERSION, connectNats, connectRedis, internalChannelCredentials, internalServerCredentials, redisTarget, startGrpcServer, startService } from '@gantry/service-kit';
+import { GANTRY_VERSION, connectNats, connectRedis, internalServerCredentials, redisTarget, startGrpcServer, startService } from '@gantry/service-kit';
 import { JobStore, LeaderLease, NodeStore, Outbox } from '@gantry/store';
 import { ensureStreams, streamFill, subjects } from '@gantry/bus';
 import { Gauge } from 'prom-client';
@@ -75,7 +75,7 @@ export async function main(): Promise<void> {
   const resume = new ResumeSource(config.CHECKPOINT_ADDR, internalTls);
   lifecycle.onShutdown('checkpoint client', () => resume.close());
   // The operations report asks the checkpoint process for checkpoint records and storage targets.
-  const report = new ReportSource(ctx, config.CHECKPOINT_ADDR, internalChannelCredentials(internalTls));
+  const report = new ReportSource(ctx, config.CHECKPOINT_ADDR, internalTls);
   lifecycle.onShutdown('report checkpoint client', () => report.close());
   const loop = new SchedulingLoop(ctx, recovery, resume);
   const registry = new NodeRegistry(ctx);

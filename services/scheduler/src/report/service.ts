@@ -4,10 +4,11 @@
 // and, from the checkpoint process's API, the jobs' committed checkpoints and the storage
 // targets. Every read is bounded: event logs and telemetry history are capped in Redis, and
 // what the caps cut off inside the window is listed in the report's `limits`.
-import { credentials, Metadata, type ChannelCredentials, type Client, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
 import {
   CheckpointServiceClient, StorageServiceClient, type Checkpoint, type Job, type OperationsReport, type StorageTarget, type TelemetryBatch,
 } from '@gantry/proto';
+import { internalChannelCredentials, internalChannelOptions, type InternalTls } from '@gantry/service-kit';
 import { HealthStore, NODE_EVENT_LOG_CAP, NodeTelemetryStore, TELEMETRY_HISTORY_CAP } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
 import { DEFAULT_HEALTH_CONFIG, type HealthConfig } from '../health/index.js';
@@ -52,9 +53,10 @@ export class ReportSource {
   private readonly telemetry: NodeTelemetryStore;
   private readonly health: HealthStore;
 
-  constructor(private readonly ctx: SchedulerContext, checkpointAddr: string, creds: ChannelCredentials = credentials.createInsecure(), private readonly timeoutMs = 5_000) {
-    this.checkpoints = new CheckpointServiceClient(checkpointAddr, creds);
-    this.storage = new StorageServiceClient(checkpointAddr, creds, { channelOverride: this.checkpoints.getChannel() });
+  /** With `tls`, over internal mutual TLS (as the resume source). */
+  constructor(private readonly ctx: SchedulerContext, checkpointAddr: string, tls?: InternalTls, private readonly timeoutMs = 5_000) {
+    this.checkpoints = new CheckpointServiceClient(checkpointAddr, internalChannelCredentials(tls), internalChannelOptions(tls));
+    this.storage = new StorageServiceClient(checkpointAddr, internalChannelCredentials(tls), { channelOverride: this.checkpoints.getChannel() });
     this.telemetry = new NodeTelemetryStore(ctx.redis);
     this.health = new HealthStore(ctx.redis);
   }
