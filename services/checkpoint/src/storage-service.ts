@@ -48,6 +48,36 @@ const MODES: StorageMode[] = ['write', 'read'];
 const MAX_WAIT_MS = 60_000;
 const POLL_MS = 100;
 
+/**
+ * Hands a freed slot to the next waiter without a poll gap: a waiting AcquireStorageLease
+ * sleeps until its next poll or until this process releases a lease of that pool, raises its
+ * limit, or reaps an attempt's leases; then the waiters nearest the head of the
+ * queue ask again at once (as many as slots were freed, so a long queue is not woken whole).
+ * Releases through another replica of the service are seen at the next poll, as before.
+ */
+export class LeaseWakeup {
+  private readonly waiting = new Map<string, Set<{ position: number; wake: () => void }>>();
+
+  /** Resolves after `ms`, or earlier when woken. */
+  sleep(target: string, mode: StorageMode, position: number, ms: number): Promise<void> {
+    const key = `${target}\u0000${mode}`;
+    return new Promise((resolve) => {
+      const set = this.waiting.get(key) ?? new Set();
+      this.waiting.set(key, set);
+      const entry = { position, wake: () => { clearTimeout(timer); set.delete(entry); resolve(); } };
+      const timer = setTimeout(entry.wake, ms);
+      set.add(entry);
+    });
+  }
+
+  /** Wakes the `n` waiters of the pool nearest the head of the queue. */
+  notify(target: string, mode: StorageMode, n: number): void {
+    const set = this.waiting.get(`${target}\u0000${mode}`);
+    if (!set || n <= 0) return;
+    for (const e of [...set].sort((a, b) => a.position - b.position).slice(0, n)) e.wake();
+  }
+}
+
 const toProtoMode = (m: StorageMode) => (m === 'write' ? StorageLeaseMode.STORAGE_LEASE_MODE_WRITE : StorageLeaseMode.STORAGE_LEASE_MODE_READ);
 function fromProtoMode(m: StorageLeaseMode): StorageMode {
   if (m === StorageLeaseMode.STORAGE_LEASE_MODE_WRITE) return 'write';
@@ -149,6 +179,7 @@ export function faultMatches(fault: string, t: StorageTargetConfig): boolean {
 
 export class StorageAdmission {
   readonly store: StorageLeaseStore;
+  readonly wakeup = new LeaseWakeup();
   readonly targets = new Map<string, TargetRuntime>();
   private timer: NodeJS.Timeout | undefined;
   private stepping = false;
@@ -223,6 +254,7 @@ export class StorageAdmission {
           const d = aimdStep({ limit, leases: state.leases.length, waiters: state.waiters.length }, bounds, capacity, signals, t.degraded, pr.aimd, t.cfg.aimd);
           if (d.limit !== limit) {
             await this.store.setLimit(t.cfg.name, mode, d.limit);
+            this.wakeup.notify(t.cfg.name, mode, d.limit - limit);
             this.log.info({ target: t.cfg.name, mode, from: limit, to: d.limit, reason: d.reason }, 'storage pool resized');
           }
           Object.assign(pr, { aimd: d.state, reason: d.reason, updatedMs: now, signals });
@@ -255,6 +287,7 @@ export class StorageAdmission {
           const job = await verdict.get(h.jobId);
           if (job && attemptOver(job, h.attempt)) {
             const n = await this.store.releaseAttempt(t.cfg.name, mode, h.jobId, h.attempt);
+            this.wakeup.notify(t.cfg.name, mode, n);
             if (n > 0) this.log.info({ target: t.cfg.name, mode, job: h.jobId, attempt: h.attempt, released: n, state: JobState[job.state], current: job.attempt }, 'storage leases of a finished attempt released');
             released += n;
           }
@@ -367,7 +400,7 @@ export function storageCalls(adm: StorageAdmission): StorageCalls {
         // Waiters far back in the queue cannot be next soon: they ask less often (up to 1 s),
         // so a long queue does not turn into thousands of Redis calls a second.
         const pause = POLL_MS * Math.min(10, 1 + Math.floor(r.position / Math.max(1, r.limit)));
-        await new Promise((res) => setTimeout(res, Math.min(pause, left)));
+        await adm.wakeup.sleep(t.cfg.name, mode, r.position, Math.min(pause, left));
       }
     },
 
@@ -388,12 +421,20 @@ export function storageCalls(adm: StorageAdmission): StorageCalls {
         const t = adm.target(req.target);
         const parsed = parseStorageLeaseId(req.leaseId);
         if (!parsed) throw invalidArgument(`lease_id ${JSON.stringify(req.leaseId)} is not a storage lease id`);
-        return { released: (await adm.store.release(t.cfg.name, parsed.mode, req.leaseId)) ? 1 : 0 };
+        const released = await adm.store.release(t.cfg.name, parsed.mode, req.leaseId);
+        if (released) adm.wakeup.notify(t.cfg.name, parsed.mode, 1);
+        return { released: released ? 1 : 0 };
       }
       if (!req.jobId) throw invalidArgument('lease_id, or job_id (with attempt), is required');
       const targets = req.target ? [adm.target(req.target)] : [...adm.targets.values()];
       let released = 0;
-      for (const t of targets) for (const m of MODES) released += await adm.store.releaseAttempt(t.cfg.name, m, req.jobId, req.attempt);
+      for (const t of targets) {
+        for (const m of MODES) {
+          const n = await adm.store.releaseAttempt(t.cfg.name, m, req.jobId, req.attempt);
+          adm.wakeup.notify(t.cfg.name, m, n);
+          released += n;
+        }
+      }
       return { released };
     },
   };

@@ -9,7 +9,8 @@ import { startRedis, type Server } from '../../../test/harness/infra.js';
 import { DEFAULT_AIMD, aggregateTelemetry, aimdStep, mountBelongs, type StorageSignals } from '../src/storage-admission.js';
 import { loadStorageConfig, parseStorageTargets } from '../src/storage-config.js';
 import { JobState } from '@gantry/proto';
-import { StorageAdmission, attemptOver, faultMatches, type ClusterView } from '../src/storage-service.js';
+import { LeaseWakeup, StorageAdmission, attemptOver, faultMatches, storageCalls, type ClusterView } from '../src/storage-service.js';
+import { StorageLeaseMode } from '@gantry/proto';
 
 const bounds = { initial: 10, min: 1, max: 100 };
 const quiet: StorageSignals = { nodes: 4, activeNodes: 2, backlog: 0, rttMs: 2, slotUtilization: 0.3, bytesPerSecond: 10e9 };
@@ -138,5 +139,32 @@ describe('StorageAdmission controller', () => {
     expect(st.waiters.map((w) => w.holder.jobId)).toEqual(['unknown']);
     expect(attemptOver({ attempt: 2, state: JobState.JOB_STATE_RECOVERING }, 2)).toBe(true);
     expect(attemptOver({ attempt: 2, state: JobState.JOB_STATE_RUNNING }, 2)).toBe(false);
+  });
+
+  it('hands a released slot to the head of the queue at once, not at its next poll', async () => {
+    const wake = new LeaseWakeup();
+    const order: number[] = [];
+    // Sleepers whose own poll is a minute away: only notify can end their sleep within the test.
+    const sleepers = [2, 0, 1].map((pos) => wake.sleep('t', 'write', pos, 60_000).then(() => order.push(pos)));
+    wake.notify('t', 'read', 3);
+    wake.notify('t', 'write', 2);
+    await Promise.race([Promise.all(sleepers.slice(1)), new Promise((r) => setTimeout(r, 5_000))]);
+    expect(order.sort()).toEqual([0, 1]);
+    wake.notify('t', 'write', 1);
+    await sleepers[0];
+    expect(order).toEqual([0, 1, 2]);
+
+    // Through the calls: a waiter blocked in AcquireStorageLease is granted when the holder releases.
+    const [t] = parseStorageTargets(JSON.stringify([{ name: `h${process.pid}`, mountPrefix: '/mnt/h', writeBytesPerSecond: 1e9, readBytesPerSecond: 1e9, write: { initial: 1, min: 1, max: 1 } }]));
+    const adm = new StorageAdmission(redis, { targets: [t!], controlIntervalMs: 1000, schedulerAddr: undefined, httpPort: undefined, httpHost: '127.0.0.1' }, undefined, pino({ level: 'silent' }));
+    const calls = storageCalls(adm);
+    const mode = StorageLeaseMode.STORAGE_LEASE_MODE_WRITE;
+    const first = await calls.acquireStorageLease({ target: t!.name, path: '', mode, holder: { jobId: 'a', attempt: 1, rank: 0, node: '' }, ttlMs: 0, waitMs: 0 });
+    expect(first.granted).toBe(true);
+    const second = calls.acquireStorageLease({ target: t!.name, path: '', mode, holder: { jobId: 'b', attempt: 1, rank: 0, node: '' }, ttlMs: 0, waitMs: 30_000 });
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await adm.store.state(t!.name, 'write')).waiters.map((w) => w.holder.jobId)).toEqual(['b']);
+    expect((await calls.releaseStorageLease({ target: t!.name, leaseId: first.lease!.id, jobId: '', attempt: 0 })).released).toBe(1);
+    expect(await second).toMatchObject({ granted: true, lease: { id: 'w:b:1:0' } });
   });
 });
