@@ -7,9 +7,18 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, natsServersProblem } from '@gantry/service-kit/config';
 import { commandVerifyKeys, SUBJECT_TOKEN } from '@gantry/bus';
+import { rankUserRefProblem } from './runner/rank-user.js';
 
 // Node names become NATS subject tokens and Redis key parts.
 const name = z.string().regex(SUBJECT_TOKEN, 'must be letters, digits, - or _ (at most 128)');
+
+/** A rank user as written in the config: a user name, or uid[:gid]. */
+const rankUser = z.string().superRefine((v, ctx) => {
+  const problem = rankUserRefProblem(v);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+/** YAML true/false, or the strings an environment variable carries. */
+const flag = z.union([z.boolean(), z.enum(['true', 'false', '1', '0'], { error: 'must be true or false' })]).transform((v) => v === true || v === 'true' || v === '1');
 
 export const agentConfigSchema = z.object({
   node: name,
@@ -26,7 +35,7 @@ export const agentConfigSchema = z.object({
    * by one of them (two during a key rotation; docs/security.md). Required: an agent that
    * cannot verify commands would run whatever reaches its command subject.
    */
-  schedulerPublicKeyFile: z.string({ error: 'required: the scheduler\'s command signing public key (PEM), see docs/security.md' }).min(1).superRefine((file, ctx) => {
+  schedulerPublicKeyFile: z.string({ error: 'required (or SCHEDULER_PUBLIC_KEY_FILE): the scheduler\'s command signing public key (PEM), see docs/security.md' }).min(1).superRefine((file, ctx) => {
     try {
       commandVerifyKeys(readFileSync(file, 'utf8'));
     } catch (err) {
@@ -70,6 +79,15 @@ export const agentConfigSchema = z.object({
     nicClass: z.string().default(''),
   }).default({ nvlinkDomain: '', leafSwitch: '', spine: '', rack: '', nicClass: '' }),
   labels: z.record(z.string(), z.string()).default({}),
+  /**
+   * The Unix user ranks run as (runner/rank-user.ts): per tenant, else `user`, else the
+   * agent's own; uid 0 is refused unless allowRoot (docs/security.md).
+   */
+  ranks: z.object({
+    user: rankUser.optional(),
+    tenants: z.record(name, rankUser).default({}),
+    allowRoot: flag.default(false),
+  }).default({ tenants: {}, allowRoot: false }),
   device: z.object({
     /** auto: nvidia-smi when the binary exists, else the simulated backend. */
     backend: z.enum(['auto', 'sim', 'nvidia-smi']).default('auto'),
@@ -94,6 +112,8 @@ const ENV_OVERRIDES: Record<string, string> = {
   INTERNAL_TLS_KEY_FILE: 'internalTls.keyFile',
   INTERNAL_TLS_SERVER_NAME: 'internalTls.serverName',
   SCHEDULER_PUBLIC_KEY_FILE: 'schedulerPublicKeyFile',
+  GANTRY_RANK_USER: 'ranks.user',
+  GANTRY_RANKS_ALLOW_ROOT: 'ranks.allowRoot',
   GANTRY_STATE_DIR: 'stateDir',
   LOG_LEVEL: 'logLevel',
   METRICS_PORT: 'metricsPort',

@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { GPU_INVENTORY_FIELDS, parseGpuInventoryCsv } from '../src/collectors/gpu/query-csv.js';
 import { loadAgentConfig } from '../src/config.js';
+import { schedulerKeyEnv } from './helpers/command-keys.js';
 import { NvidiaSmiBackend } from '../src/device/nvidia-smi.js';
 import { SimulatedBackend } from '../src/device/sim/sim-backend.js';
 import type { DeviceBackend, GpuInventoryEntry } from '../src/device/types.js';
@@ -81,7 +82,7 @@ describe('periodic fingerprint', () => {
   });
 
   it('INVENTORY_INTERVAL_MS is validated, 30 s by default', () => {
-    const env = { GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: 'n0', GANTRY_STATE_DIR: '/tmp/x' };
+    const env = { GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: 'n0', GANTRY_STATE_DIR: '/tmp/x', ...schedulerKeyEnv() };
     expect(loadAgentConfig(env).inventoryIntervalMs).toBe(30_000);
     expect(loadAgentConfig({ ...env, INVENTORY_INTERVAL_MS: '2000' }).inventoryIntervalMs).toBe(2_000);
     expect(() => loadAgentConfig({ ...env, INVENTORY_INTERVAL_MS: '10' })).toThrow(/INVENTORY_INTERVAL_MS \(inventoryIntervalMs\)/);

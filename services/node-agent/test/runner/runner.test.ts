@@ -7,6 +7,7 @@ import { interpretStatus, WRAPPER_SCRIPT } from '../../src/runner/wrapper.js';
 import { LogTail, MAX_LINE_BYTES } from '../../src/runner/log-tail.js';
 import { StateFile } from '../../src/runner/state-file.js';
 import { loadAgentConfig } from '../../src/config.js';
+import { commandKeys, schedulerKeyEnv } from '../helpers/command-keys.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'gantry-agent-test-'));
 
@@ -72,13 +73,22 @@ describe('agent config', () => {
   it('takes the file, then environment overrides', () => {
     const f = join(tmp(), 'agent.yaml');
     writeFileSync(f, 'node: gpu-001\naddress: 10.1.2.3\nnatsUrl: nats://nats:4222\nstateDir: /tmp/x\ntopology:\n  leafSwitch: leaf-7\nlabels:\n  pool: train\n');
-    const cfg = loadAgentConfig({ GANTRY_AGENT_CONFIG: f, TOPOLOGY_SPINE: 'spine-2', SIM_GPUS: '4' });
+    const cfg = loadAgentConfig({ GANTRY_AGENT_CONFIG: f, TOPOLOGY_SPINE: 'spine-2', SIM_GPUS: '4', ...schedulerKeyEnv() });
     expect(cfg).toMatchObject({ node: 'gpu-001', address: '10.1.2.3', topology: { leafSwitch: 'leaf-7', spine: 'spine-2' }, labels: { pool: 'train' }, device: { simGpus: 4 } });
   });
 
   it('names the bad setting and where it came from', () => {
-    expect(() => loadAgentConfig({ GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: 'bad name', GANTRY_STATE_DIR: '/tmp' })).toThrow(/GANTRY_NODE_NAME \(node\): must be letters/);
+    expect(() => loadAgentConfig({ GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: 'bad name', GANTRY_STATE_DIR: '/tmp', ...schedulerKeyEnv() })).toThrow(/GANTRY_NODE_NAME \(node\): must be letters/);
     expect(() => loadAgentConfig({ GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: 'n1', HEARTBEAT_INTERVAL_MS: 'soon' })).toThrow(/HEARTBEAT_INTERVAL_MS \(heartbeatIntervalMs\)/);
+  });
+
+  it('requires the scheduler\'s command signing public key, and checks it is one', () => {
+    const env = { GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: 'n1', GANTRY_STATE_DIR: '/tmp' };
+    expect(() => loadAgentConfig(env)).toThrow(/schedulerPublicKeyFile in \/dev\/null: required \(or SCHEDULER_PUBLIC_KEY_FILE\): the scheduler's command signing public key/);
+    expect(() => loadAgentConfig({ ...env, SCHEDULER_PUBLIC_KEY_FILE: '/nonexistent.pub' })).toThrow(/SCHEDULER_PUBLIC_KEY_FILE \(schedulerPublicKeyFile\): \/nonexistent.pub: ENOENT/);
+    // The private key is not a public key file.
+    expect(() => loadAgentConfig({ ...env, SCHEDULER_PUBLIC_KEY_FILE: commandKeys().privateKeyFile })).toThrow(/no PEM public key/);
+    expect(loadAgentConfig({ ...env, ...schedulerKeyEnv() }).schedulerPublicKeyFile).toBe(commandKeys().publicKeyFile);
   });
 });
 
