@@ -17,6 +17,9 @@ export function simAgentEnv(name: string, stateDir: string, gpus = 8): NodeJS.Pr
   return {
     GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: name, GANTRY_NODE_ADDRESS: '127.0.0.1', GANTRY_STATE_DIR: stateDir,
     DEVICE_BACKEND: 'sim', SIM_GPUS: String(gpus),
+    // Ranks as the developer's user; when that is root (a CI box), explicitly allowed
+    // (agents refuse uid 0 otherwise; docs/security.md, rank users).
+    GANTRY_RANKS_ALLOW_ROOT: 'true',
   };
 }
 

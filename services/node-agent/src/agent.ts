@@ -14,6 +14,7 @@ import { GANTRY_VERSION } from '@gantry/service-kit';
 import type { AgentConfig } from './config.js';
 import { StateFile } from './runner/state-file.js';
 import { RankRunner } from './runner/rank-runner.js';
+import { RankUsers } from './runner/rank-user.js';
 import { AgentBeat, beatFilePath } from './runner/beat.js';
 import { RankReporter } from './reporting/rank-reporter.js';
 import { CheckpointHook } from './checkpoints/hook.js';
@@ -72,7 +73,8 @@ export class NodeAgent {
       checkpointAddr: cfg.checkpointAddr,
       internalTls: cfg.internalTls,
     });
-    this.runner = new RankRunner(this.state, log, { beatFile: this.beat.path, partitionGraceMs: cfg.partitionGraceMs, hooks: [this.checkpoints] });
+    this.runner = new RankRunner(this.state, log, { beatFile: this.beat.path, partitionGraceMs: cfg.partitionGraceMs, hooks: [this.checkpoints], users: new RankUsers(cfg.ranks) });
+    if (process.getuid?.() === 0 && !cfg.ranks.user && cfg.ranks.allowRoot) log.warn('ranks.allowRoot with no rank user: tenants without a user in ranks.tenants run their ranks as root. Local development only; see docs/security.md.');
     this.heartbeatMs = cfg.heartbeatIntervalMs;
   }
 

@@ -18,7 +18,7 @@ const rankUser = z.string().superRefine((v, ctx) => {
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
 });
 /** YAML true/false, or the strings an environment variable carries. */
-const flag = z.union([z.boolean(), z.enum(['true', 'false', '1', '0'], { error: 'must be true or false' })]).transform((v) => v === true || v === 'true' || v === '1');
+const flag = z.union([z.boolean(), z.enum(['true', 'false', '1', '0'])], { error: 'must be true or false' }).transform((v) => v === true || v === 'true' || v === '1');
 
 export const agentConfigSchema = z.object({
   node: name,

@@ -27,6 +27,7 @@ import { DEFAULT_STOP_GRACE_SECONDS, ORPHAN_MARKER_SUFFIX, REASON_SUFFIX, WRAPPE
 import { readRankError } from './rank-evidence.js';
 import { oneLine } from './rank-error.js';
 import { RankHooks, hookContext, type RankHook } from './hooks.js';
+import { giveToUser, identityEnv, unreachableProblem, type RankIdentity, type RankUsers } from './rank-user.js';
 
 /** Variables a rank inherits from the agent's own environment; everything else comes from the job. */
 const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'SHELL', 'LD_LIBRARY_PATH'];
@@ -44,6 +45,8 @@ export interface RankRunnerOptions {
   partitionGraceMs?: number;
   /** Work around each rank's life (hooks.ts): checkpoint discovery, the per-job token ... */
   hooks?: RankHook[];
+  /** The Unix user each rank runs as, by tenant (rank-user.ts); without it, the agent's own. */
+  users?: RankUsers;
 }
 
 const processKey = (rec: RankRecord, p: ProcessRecord) => `${rankKey(rec.jobId, rec.attempt, rec.rank)}#${p.local}`;
@@ -113,6 +116,22 @@ export class RankRunner {
       this.finishWith(rec, 127, '', why, { message: why });
       return { ok: true, message: 'failed to start' };
     }
+    const cwd = a.workingDir || dir;
+    let id: RankIdentity | undefined;
+    try {
+      id = this.opts.users?.identityFor(a.env.GANTRY_TENANT ?? '');
+      if (id) {
+        // The rank's folder is its default working folder and takes its exit and error files.
+        giveToUser(id, [dir]);
+        const problem = unreachableProblem(id, cwd);
+        if (problem) throw new Error(problem);
+      }
+    } catch (err) {
+      this.state.state.ranks[key] = rec;
+      const why = `not started: ${(err as Error).message}`;
+      this.finishWith(rec, 126, '', why, { message: why });
+      return { ok: true, message: 'failed to start' };
+    }
     let added: Record<string, string>;
     try {
       added = this.hooks.prestart(hookContext(rec, { env: a.env }));
@@ -122,12 +141,13 @@ export class RankRunner {
       this.finishWith(rec, 127, '', why, { message: why });
       return { ok: true, message: 'failed to start' };
     }
-    const cwd = a.workingDir || dir;
     const base: NodeJS.ProcessEnv = {};
     for (const k of INHERITED_ENV) if (process.env[k] !== undefined) base[k] = process.env[k];
+    if (id) Object.assign(base, identityEnv(id));
     const locals = perGpu ? a.processes.map((p) => ({ local: p.localRank, env: p.env, dir: join(dir, `local-${p.localRank}`) })) : [{ local: 0, env: {}, dir }];
     for (const l of locals) {
       mkdirSync(l.dir, { recursive: true });
+      if (id) giveToUser(id, [l.dir]);
       // The job may name its own error file (an empty value turns it off, as in torchelastic).
       const env: NodeJS.ProcessEnv = { ...base, TORCHELASTIC_ERROR_FILE: join(l.dir, 'error.json') };
       Object.assign(env, a.env, added, l.env, wrapperEnv({
@@ -136,24 +156,26 @@ export class RankRunner {
       const p: ProcessRecord = { local: l.local, pid: 0, dir: l.dir, phase: 'running', logs: newCursors() };
       if (env.TORCHELASTIC_ERROR_FILE) p.errorFile = resolve(cwd, env.TORCHELASTIC_ERROR_FILE);
       rec.processes!.push(p);
-      this.spawnProcess(rec, p, a.command, cwd, env);
+      this.spawnProcess(rec, p, a.command, cwd, env, id);
     }
     rec.pid = rec.processes![0]?.pid ?? 0;
     if (!perGpu && rec.processes![0]?.errorFile) rec.errorFile = rec.processes![0].errorFile;
     this.state.state.ranks[key] = rec;
     this.state.save();
-    this.log.info({ rank: key, pids: rec.processes!.map((p) => p.pid), command: a.command[0] }, 'rank started');
+    this.log.info({ rank: key, pids: rec.processes!.map((p) => p.pid), command: a.command[0], ...(id && { uid: id.uid, gid: id.gid }) }, 'rank started');
     this.hooks.poststart(hookContext(rec, { env: a.env }));
     this.onChange();
     return { ok: true, message: 'started' };
   }
 
-  private spawnProcess(rec: RankRecord, p: ProcessRecord, command: string[], cwd: string, env: NodeJS.ProcessEnv): void {
+  private spawnProcess(rec: RankRecord, p: ProcessRecord, command: string[], cwd: string, env: NodeJS.ProcessEnv, id?: RankIdentity): void {
     const key = processKey(rec, p);
     const out = openSync(join(p.dir, 'stdout.log'), 'a');
     const err = openSync(join(p.dir, 'stderr.log'), 'a');
     try {
-      const child = spawn('/bin/sh', ['-c', WRAPPER_SCRIPT, WRAPPER_ARGV0, ...command], { cwd, env, detached: true, stdio: ['ignore', out, err] });
+      // The privilege drop: the wrapper (and so the command and its watchdog) runs as the rank's user.
+      const user = id?.drop ? { uid: id.uid, gid: id.gid } : {};
+      const child = spawn('/bin/sh', ['-c', WRAPPER_SCRIPT, WRAPPER_ARGV0, ...command], { cwd, env, detached: true, stdio: ['ignore', out, err], ...user });
       p.pid = child.pid ?? 0;
       this.children.add(key);
       child.on('exit', (code, signal) => {
