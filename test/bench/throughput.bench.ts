@@ -1,0 +1,103 @@
+// `pnpm bench:throughput` (issue 14): the control plane's cost per trivial job on the local
+// stack's shape — one scheduler, the gateway, the checkpoint service and 4 simulated agents of
+// 8 GPUs, real nats-server and redis-server, every service a process of its own — as a user
+// of a batch system would measure it:
+//   - submissions/s: BENCH_TP_JOBS (2,000) 1-GPU `true` jobs submitted through the gateway
+//     with 64 calls in flight;
+//   - end-to-end jobs/s: from the first submit until every job SUCCEEDED;
+//   - control-plane CPU per job: user+system CPU of every Gantry process over that window
+//     (and of the rank processes the agents ran, shown apart), divided by the jobs;
+//   - interactive submit-to-done: BENCH_TP_INTERACTIVE (30) jobs one after another, each
+//     submitted and watched (WatchJob) until it SUCCEEDED, on an idle cluster.
+// Agents heartbeat at the default interval (2 s). Targets (issue 14): <= 8 ms CPU per job,
+// >= 400 submissions/s, >= 60 jobs/s, submit-to-done p50 <= 50 ms.
+import { readFileSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { JobState } from '@gantry/proto';
+import { GantryClient } from '@gantry/sdk';
+import { TestStack } from '../harness/stack.js';
+import type { ManagedProcess } from '../harness/process.js';
+
+const JOBS = Number(process.env.BENCH_TP_JOBS ?? 2000);
+const INTERACTIVE = Number(process.env.BENCH_TP_INTERACTIVE ?? 30);
+const TICK = 100; // USER_HZ: /proc/<pid>/stat counts CPU in ticks of 10 ms on Linux
+
+/** CPU seconds of a process (own, and of its children it has waited for) from /proc. */
+function cpuOf(pid: number | undefined): { own: number; children: number } {
+  if (!pid) return { own: 0, children: 0 };
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields after the command: state(0) ... utime(11) stime(12) cutime(13) cstime(14).
+    return { own: (Number(f[11]) + Number(f[12])) / TICK, children: (Number(f[13]) + Number(f[14])) / TICK };
+  } catch {
+    return { own: 0, children: 0 };
+  }
+}
+
+function sample(procs: Record<string, ManagedProcess[]>): Record<string, { own: number; children: number }> {
+  const out: Record<string, { own: number; children: number }> = {};
+  for (const [kind, list] of Object.entries(procs)) {
+    out[kind] = list.map((p) => cpuOf(p.pid)).reduce((a, b) => ({ own: a.own + b.own, children: a.children + b.children }), { own: 0, children: 0 });
+  }
+  return out;
+}
+
+const pct = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.max(0, Math.ceil(q * xs.length) - 1))]!;
+const load = loadavg()[0]!;
+const stack = await new TestStack({ agents: 4, schedulers: 1, heartbeatIntervalMs: 2_000, heartbeatTimeoutMs: 10_000 }).start();
+const client = new GantryClient({ address: stack.gatewayAddr, timeoutMs: 60_000, configFile: false });
+try {
+  const procs = { scheduler: stack.schedulers, gateway: [stack.gateway], checkpoint: [stack.checkpoint], agents: stack.agents };
+  const before = sample(procs);
+  const t0 = performance.now();
+  let next = 0;
+  const submitted: string[] = [];
+  await Promise.all(Array.from({ length: 64 }, async () => {
+    for (let i = next++; i < JOBS; i = next++) {
+      const res = await client.submitJob({ name: `tp-${i}`, tenant: 'bench', nodes: 1, gpusPerNode: 1, command: ['true'], workingDir: '' }, { idempotencyKey: `tp-${i}` });
+      submitted.push(res.job!.id);
+    }
+  }));
+  const submitSec = (performance.now() - t0) / 1000;
+  for (;;) {
+    const done = await stack.redis.zcard('gantry:jobs:state:SUCCEEDED');
+    const failed = await stack.redis.zcard('gantry:jobs:state:FAILED');
+    if (failed > 0) throw new Error(`${failed} trivial jobs FAILED`);
+    if (done >= JOBS) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const e2eSec = (performance.now() - t0) / 1000;
+  const after = sample(procs);
+  const perJob = (kind: string) => ((after[kind]!.own - before[kind]!.own) * 1000) / JOBS;
+  const controlPlane = ['scheduler', 'gateway', 'checkpoint', 'agents'].reduce((s, k) => s + perJob(k), 0);
+  const ranks = ((after.agents!.children - before.agents!.children) * 1000) / JOBS;
+
+  // Interactive: one job at a time on the now idle cluster, submit + WatchJob to SUCCEEDED.
+  const latencies: number[] = [];
+  for (let i = 0; i < INTERACTIVE; i++) {
+    const t = performance.now();
+    const { job } = await client.submitJob({ name: `tp-i-${i}`, tenant: 'bench', nodes: 1, gpusPerNode: 1, command: ['true'], workingDir: '' });
+    for await (const ev of client.watchJob(job!.id)) {
+      if (ev.job?.state === JobState.JOB_STATE_SUCCEEDED) break;
+      if (ev.job && [JobState.JOB_STATE_FAILED, JobState.JOB_STATE_CANCELLED].includes(ev.job.state)) throw new Error(`interactive job ${job!.id} ended ${ev.job.state}`);
+    }
+    latencies.push(performance.now() - t);
+  }
+
+  const rate = JOBS / submitSec;
+  const jobsPerSec = JOBS / e2eSec;
+  const p50 = pct(latencies, 0.5);
+  console.log(`Gantry control plane, ${JOBS.toLocaleString('en-US')} trivial 1-GPU jobs on 4 simulated agents x 8 GPUs (services run under the tsx loader)`);
+  console.log(`node ${process.version}; load average ${load.toFixed(1)} on ${availableParallelism()} CPUs when the run began`);
+  console.log(`  submissions/s            ${rate.toFixed(0).padStart(8)}   target >= 400: ${rate >= 400 ? 'PASS' : 'FAIL'}`);
+  console.log(`  end-to-end jobs/s        ${jobsPerSec.toFixed(1).padStart(8)}   target >= 60: ${jobsPerSec >= 60 ? 'PASS' : 'FAIL'}`);
+  console.log(`  control-plane CPU/job    ${controlPlane.toFixed(1).padStart(6)} ms   target <= 8 ms: ${controlPlane <= 8 ? 'PASS' : 'FAIL'}`);
+  for (const k of ['scheduler', 'gateway', 'checkpoint', 'agents']) console.log(`    ${k.padEnd(22)}${perJob(k).toFixed(1).padStart(6)} ms`);
+  console.log(`    (rank processes the agents ran, not counted: ${ranks.toFixed(1)} ms per job)`);
+  console.log(`  submit-to-done p50       ${p50.toFixed(0).padStart(6)} ms   (p90 ${pct(latencies, 0.9).toFixed(0)} ms, ${INTERACTIVE} jobs)   target <= 50 ms: ${p50 <= 50 ? 'PASS' : 'FAIL'}`);
+} finally {
+  client.close();
+  await stack.stop();
+}
