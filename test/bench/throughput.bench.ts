@@ -11,6 +11,7 @@
 //     submitted and watched (WatchJob) until it SUCCEEDED, on an idle cluster.
 // Agents heartbeat at the default interval (2 s). Targets (issue 14): <= 8 ms CPU per job,
 // >= 400 submissions/s, >= 60 jobs/s, submit-to-done p50 <= 50 ms.
+// BENCH_TP_PROFILE=DIR writes a V8 CPU profile of every service process into DIR (cpu-profile-hook.mjs).
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -46,7 +47,13 @@ function sample(procs: Record<string, ManagedProcess[]>): Record<string, { own: 
 
 const pct = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.max(0, Math.ceil(q * xs.length) - 1))]!;
 const load = loadavg()[0]!;
-const stack = await new TestStack({ agents: 4, schedulers: 1, heartbeatIntervalMs: 2_000, heartbeatTimeoutMs: 10_000 }).start();
+const profile = process.env.BENCH_TP_PROFILE
+  ? { NODE_OPTIONS: `--import ${new URL('./cpu-profile-hook.mjs', import.meta.url).pathname}`, GANTRY_CPU_PROFILE_DIR: process.env.BENCH_TP_PROFILE }
+  : undefined;
+const stack = await new TestStack({
+  agents: 4, schedulers: 1, heartbeatIntervalMs: 2_000, heartbeatTimeoutMs: 10_000,
+  ...(profile ? { env: { scheduler: profile, gateway: profile, checkpoint: profile, 'node-agent': profile } } : {}),
+}).start();
 const client = new GantryClient({ address: stack.gatewayAddr, timeoutMs: 60_000, configFile: false });
 try {
   const procs = { scheduler: stack.schedulers, gateway: [stack.gateway], checkpoint: [stack.checkpoint], agents: stack.agents };
