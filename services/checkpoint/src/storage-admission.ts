@@ -14,7 +14,11 @@ export interface PoolBounds {
 }
 
 export interface AimdParams {
-  /** Added per step while the pool is the bottleneck (waiters, every slot used, bandwidth left). */
+  /**
+   * Least added per step while the pool is the bottleneck (waiters, every slot used, bandwidth
+   * left); the step is larger when the measured bytes per lease say the pool is far too small
+   * (toward capacity x headroom / bytes per lease, at most doubling per step).
+   */
   increase: number;
   /** Multiplied on congestion (0..1). */
   decrease: number;
@@ -139,9 +143,10 @@ const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(n < 10 ?
 
 /**
  * One AIMD step. Multiplicative decrease when the target is degraded (down to its degraded
- * cap) or congested (backlog, RTT or slot table above their marks); additive increase only
- * when the pool itself holds writers back (waiters queue, every slot is taken) and the target
- * still has bandwidth to give; otherwise hold. Always within [min, max].
+ * cap) or congested (backlog, RTT or slot table above their marks); increase only when the
+ * pool itself holds writers back (waiters queue, every slot is taken) and the target still has
+ * bandwidth to give: toward the size the measured bytes per lease say would fill it, at least
+ * `increase` and at most doubling per step; otherwise hold. Always within [min, max].
  */
 export function aimdStep(pool: PoolView, bounds: PoolBounds, capacityBytesPerSecond: number, signals: StorageSignals | undefined, degraded: boolean, state: AimdState, p: AimdParams = DEFAULT_AIMD): AimdDecision {
   const clamp = (n: number) => Math.min(bounds.max, Math.max(bounds.min, Math.round(n)));
@@ -166,7 +171,13 @@ export function aimdStep(pool: PoolView, bounds: PoolBounds, capacityBytesPerSec
   const moved = signals?.bytesPerSecond ?? 0;
   if (pool.waiters > 0 && pool.leases >= limit) {
     if (moved < capacityBytesPerSecond * p.capacityHeadroom) {
-      return { limit: clamp(limit + p.increase), reason: `increase: ${pool.waiters} waiting, ${fmt(moved / 1e9)} of ${fmt(capacityBytesPerSecond / 1e9)} GB/s`, state };
+      // Each lease moves about moved / leases; the pool that would fill the headroom is that
+      // many times larger. Grow toward it, at least by `increase` and at most doubling per step
+      // (the telemetry lags the limit by about an interval, like TCP's slow start).
+      const perLease = pool.leases > 0 ? moved / pool.leases : 0;
+      const fill = perLease > 0 ? Math.ceil((capacityBytesPerSecond * p.capacityHeadroom) / perLease) : limit + p.increase;
+      const next = clamp(Math.min(limit * 2, Math.max(limit + p.increase, fill)));
+      return { limit: next, reason: `increase: ${pool.waiters} waiting, ${fmt(moved / 1e9)} of ${fmt(capacityBytesPerSecond / 1e9)} GB/s`, state };
     }
     return { limit, reason: `hold: at capacity (${fmt(moved / 1e9)} of ${fmt(capacityBytesPerSecond / 1e9)} GB/s)`, state };
   }

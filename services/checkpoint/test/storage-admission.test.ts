@@ -27,8 +27,13 @@ function mount(mountpoint: string, write: { ops: number; rtt: number }, backlog:
 const batch = (node: string, mounts: NfsMountTelemetry[]) => TelemetryBatch.fromPartial({ node, time: new Date(), nfsMounts: mounts });
 
 describe('aimdStep', () => {
-  it('increases additively only while the pool holds writers back and bandwidth is left', () => {
-    expect(aimdStep({ limit: 10, leases: 10, waiters: 5 }, bounds, 100e9, quiet, false, { hold: 0 }).limit).toBe(12);
+  it('increases only while the pool holds writers back and bandwidth is left: toward the pool that fills it, at most doubling, at least additively', () => {
+    // 10 leases move 10 GB/s of 100: 90 would fill the 90 % headroom; one step at most doubles
+    expect(aimdStep({ limit: 10, leases: 10, waiters: 5 }, bounds, 100e9, quiet, false, { hold: 0 }).limit).toBe(20);
+    // 10 leases move 80 GB/s: 12 would fill it
+    expect(aimdStep({ limit: 10, leases: 10, waiters: 5 }, bounds, 100e9, { ...quiet, bytesPerSecond: 80e9 }, false, { hold: 0 }).limit).toBe(12);
+    // 10 leases move 88 GB/s: 11 would do, but the step is at least `increase` (2)
+    expect(aimdStep({ limit: 10, leases: 10, waiters: 5 }, bounds, 100e9, { ...quiet, bytesPerSecond: 88e9 }, false, { hold: 0 }).limit).toBe(12);
     expect(aimdStep({ limit: 10, leases: 4, waiters: 0 }, bounds, 100e9, quiet, false, { hold: 0 }).limit).toBe(10);
     const full = aimdStep({ limit: 10, leases: 10, waiters: 5 }, bounds, 100e9, { ...quiet, bytesPerSecond: 95e9 }, false, { hold: 0 });
     expect(full).toMatchObject({ limit: 10, reason: expect.stringMatching(/^hold: at capacity/) });

@@ -21,6 +21,8 @@ import { runPhase, type Admission, type ModelParams, type PhaseResult, type Rank
 const SEED = Number(process.env.BENCH_SEED ?? 11);
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
+/** Two readahead windows of NFS_MAX_READAHEAD (15) rsize each: the current one and the async one. */
+const READAHEAD_RPCS = 2 * 15;
 
 const [target] = parseStorageTargets(readFileSync(new URL('./target.json', import.meta.url), 'utf8'), 'target.json');
 if (!target) throw new Error('target.json has no target');
@@ -33,7 +35,9 @@ function params(mode: StorageMode): ModelParams {
     bytesPerRank: 1 * GiB,
     rpcBytes: 1 * MiB,
     slots: target!.rpcSlots,
-    windowRpcs: mode === 'write' ? 64 : 15,
+    windowRpcs: READAHEAD_RPCS,
+    dirtyBytesPerSecondPerRank: 4e9,
+    congestionRpcs: (256 * MiB) / (1 * MiB),
     serverBytesPerSecond: mode === 'write' ? target!.writeBytesPerSecond : target!.readBytesPerSecond,
     nicBytesPerSecond: 25e9,
     baseRttMs: 0.5,
@@ -63,8 +67,8 @@ function admitted(redis: Redis, t: StorageTargetConfig, mode: StorageMode, trace
   const refs = new Map<string, RankRef>();
   const holder = (r: RankRef) => ({ jobId: 'bench-job', attempt: 1, rank: r.rank, node: `sim-${r.node}` });
   let aimd: AimdState = { hold: 0 };
-  // Every waiting rank asks again as soon as a slot may be free (the SDK polls); asking in
-  // queue order for as many as there are free slots is the same thing without the misses.
+  // A release wakes the waiters at the head of the queue at once (the service's LeaseWakeup),
+  // so they ask again in queue order for as many as there are free slots, with no poll gap.
   const offer = async (): Promise<RankRef[]> => {
     const st = await store.state(t.name, mode);
     const free = (st.limit ?? bounds.initial) - st.leases.length;
@@ -144,7 +148,7 @@ try {
   const rp = params('read');
   console.log(`checkpoint admission model, seed ${SEED}: ${wp.nodes} nodes x ${wp.ranksPerNode} ranks, ${wp.bytesPerRank / GiB} GiB per rank (${(wp.nodes * wp.ranksPerNode * wp.bytesPerRank / 1e9).toFixed(0)} GB), ` +
     `${wp.rpcBytes / MiB} MiB RPCs, ${wp.slots} RPC slots per node, NIC ${wp.nicBytesPerSecond / 1e9} GB/s, server write ${wp.serverBytesPerSecond / 1e9} GB/s / read ${rp.serverBytesPerSecond / 1e9} GB/s, ` +
-    `base RTT ${wp.baseRttMs} ms, window ${wp.windowRpcs} RPCs per writer / ${rp.windowRpcs} per reader, telemetry every ${wp.telemetryIntervalMs} ms; ` +
+    `base RTT ${wp.baseRttMs} ms, a writer dirties ${wp.dirtyBytesPerSecondPerRank / 1e9} GB/s, background writeback <= ${wp.congestionRpcs} WRITEs per node, ${rp.windowRpcs} READs per reader, telemetry every ${wp.telemetryIntervalMs} ms; ` +
     `pool from target.json: write ${target.write.initial} (${target.write.min}..${target.write.max}), read ${target.read.initial} (${target.read.min}..${target.read.max})`);
   const wTrace: Trace = { limits: [], decisions: [] };
   const rTrace: Trace = { limits: [], decisions: [] };

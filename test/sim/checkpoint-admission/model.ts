@@ -1,16 +1,48 @@
-// A discrete-event queueing model of checkpoint traffic on one NFS server (see README.md here
-// and docs/storage.md for what it models and what it does not).
+// A discrete-event queueing model of checkpoint traffic on one NFS server (README.md here and
+// docs/storage.md say what it models and what it does not).
 //
-//   rank --(page cache / readahead window)--> node RPC transport: slot table (128), backlog
-//        --(node NIC, FIFO at nicBytesPerSecond)--> network (half the base RTT)
-//        --> server: one FIFO queue drained at the phase's bandwidth (250 GB/s write, 700 GB/s
-//            read) --> network (other half) --> reply frees the slot, the next backlogged RPC
-//            takes it
+//   save:    rank --dirties its shard in the page cache at dirtyBytesPerSecondPerRank-->
+//            background writeback (at most congestionRpcs WRITEs outstanding per node; the
+//            flush at close/fsync is not held back) --> node RPC transport: slot table (128),
+//            FIFO backlog --(node NIC, FIFO)--> network (half the base RTT) --> server: one FIFO
+//            queue drained at 250 GB/s --> network (other half) --> reply frees the slot
+//   restart: rank --readahead: windowRpcs READs outstanding--> the same transport and server
+//            (drained at 700 GB/s)
 //
-// Per RPC it records what the kernel's mountstats record: queue (creation to transmission,
-// i.e. backlog wait), RTT (transmission to reply) and execute (both). Per node and interval it
-// produces the NfsMountRates the agent derives from mountstats (ops, average RTT, bytes, the
-// backlog and in-flight sums sampled at every send), as TelemetryBatches.
+// Every assumption and its source (also in README.md):
+//   - server bandwidth 250 GB/s write / 700 GB/s read, 128 RPC slots per client: the Lablup
+//     504-GPU report (arXiv 2605.09370; shared/data/failures/published-failure-statistics.md).
+//     128 is also xprtrdma's default slot table (RPCRDMA_DEF_SLOT_TABLE), NFS over RDMA on RoCE
+//     being our reading of that setup, not stated by the report.
+//   - the server loses no throughput to concurrency (one fair FIFO): no public measurement
+//     gives a curve of NFS server throughput against concurrent writers, so none is invented.
+//     This is generous to the uncoordinated arm: the report measured 16 % of write and 21.5 %
+//     of read bandwidth in use while the slot tables saturated.
+//   - 1 MiB RPCs: the Linux client's largest rsize/wsize.
+//   - background writeback cap 256 WRITEs per node: fs/nfs nfs_congestion_kb (scaled with RAM,
+//     capped at 256 MiB by default; /proc/sys/fs/nfs/nfs_congestion_kb), above which the flusher
+//     stops submitting WRITEs for the mount; the close()/fsync() flush (WB_SYNC_ALL) is not
+//     held back, so what a rank still has dirty when its save returns goes to the transport at
+//     once and waits in the backlog: the "RPC queueing and transport backlog rose together" of
+//     the report, and its 93.1 % of WRITE latency spent queueing in the client.
+//   - a rank dirties 4 GB/s: ASSUMPTION (serialising a state dict and copying it into the page
+//     cache, one thread per rank); it bounds what one admitted writer moves.
+//   - readahead 2 x 15 RPCs per reader: NFS_MAX_READAHEAD (RPC_DEF_SLOT_TABLE - 1 = 15 rsize)
+//     per window, and mm/readahead.c keeps the current and the asynchronous next window in
+//     flight on a sequential stream. 8 readers x 30 > 128 slots, as the report saw at restarts.
+//   - node NIC 25 GB/s: the report's 200 Gbps RoCE links. Base RTT 0.5 ms, arrival jitter
+//     0-20 ms: ASSUMPTIONS. Bytes per rank 1 GiB: SCALED (a 70B model with Adam is ~1 TB).
+//   - RPC timeouts and retransmissions: not modelled, because they do not happen here. Over TCP
+//     the Linux client's timeo is 60 s (nfs(5)), far above any RTT in this model (the server
+//     queue, not the backlog, is inside the timed RTT), and NFSv4 over TCP retransmits only
+//     after the connection breaks (RFC 7530 3.1.1).
+//   - server nfsd threads: not modelled; they bound concurrency, and at 1 MiB per op a few dozen
+//     threads outrun 250 GB/s, so they would not change either arm.
+//
+// Per RPC it records what mountstats records: queue (creation to transmission, i.e. backlog
+// wait), RTT (transmission to reply) and execute (both). Per node and interval it produces the
+// NfsMountRates the agent derives from mountstats (ops, average RTT, bytes, the backlog and
+// in-flight sums sampled at every send), as TelemetryBatches.
 //
 // Admission (the "admitted" arm) is not modelled here: it is the storage service's own code,
 // passed in as `admission` (test/sim/checkpoint-admission/bench.ts wires the real Redis lease
@@ -26,8 +58,19 @@ export interface ModelParams {
   rpcBytes: number;
   /** RPC slot table entries per node (sunrpc.tcp_slot_table_entries). */
   slots: number;
-  /** RPCs a rank keeps outstanding (dirty writeback window, or readahead window). */
+  /** Read phase: RPCs a reader keeps outstanding (its readahead). */
   windowRpcs: number;
+  /**
+   * Write phase: how fast one rank fills the page cache with its shard (serialise + copy into
+   * dirty pages); the save call returns, and close() flushes what is still dirty, when it is all in.
+   */
+  dirtyBytesPerSecondPerRank: number;
+  /**
+   * Write phase: the mount's background-writeback cap (nfs_congestion_kb / wsize): flusher
+   * writeback stops submitting WRITEs while this many are outstanding on the node. The flush at
+   * close/fsync (WB_SYNC_ALL) is not held back by it.
+   */
+  congestionRpcs: number;
   serverBytesPerSecond: number;
   nicBytesPerSecond: number;
   /** Network + server per-op time of one RPC without queueing, round trip. */
@@ -80,7 +123,7 @@ export function rng(seed: number): () => number {
   };
 }
 
-const ARRIVE = 0, SERVER = 1, DONE = 2, CONTROL = 3;
+const ARRIVE = 0, SERVER = 1, DONE = 2, CONTROL = 3, DIRTY = 4;
 
 interface Rpc { rank: number; node: number; created: number; sent: number }
 interface Ev { t: number; seq: number; kind: number; rank: number; rpc: Rpc | undefined }
@@ -125,6 +168,10 @@ class EventQueue {
 const less = (a: Ev, b: Ev) => a.t < b.t || (a.t === b.t && a.seq < b.seq);
 
 interface NodeState {
+  /** Write phase: WRITEs submitted and not yet answered (slots + backlog). */
+  writeback: number;
+  /** Write phase: round-robin cursor over the node's ranks for the flusher. */
+  cursor: number;
   slotsUsed: number;
   backlog: Rpc[];
   backlogHead: number;
@@ -147,8 +194,14 @@ export async function runPhase(p: ModelParams, mode: 'write' | 'read', admission
   const remaining = new Int32Array(ranks).fill(rpcsPerRank);
   const outstanding = new Int32Array(ranks);
   const doneAt = new Float64Array(ranks);
+  // Write phase: chunks (one wsize each) dirtied and not yet submitted, dirtied so far, and
+  // whether the rank reached close() (its remaining dirty pages go out at once).
+  const dirty = new Int32Array(ranks);
+  const dirtied = new Int32Array(ranks);
+  const closing = new Uint8Array(ranks);
+  const dirtyMs = (p.rpcBytes / p.dirtyBytesPerSecondPerRank) * 1000;
   const nodes: NodeState[] = Array.from({ length: p.nodes }, () => ({
-    slotsUsed: 0, backlog: [], backlogHead: 0, nicFree: 0, ops: 0, rttSum: 0, queueSum: 0, bytes: 0, sends: 0, backlogSum: 0, inflightSum: 0,
+    writeback: 0, cursor: 0, slotsUsed: 0, backlog: [], backlogHead: 0, nicFree: 0, ops: 0, rttSum: 0, queueSum: 0, bytes: 0, sends: 0, backlogSum: 0, inflightSum: 0,
   }));
   const total = ranks * rpcsPerRank;
   const exec = new Float64Array(total);
@@ -191,8 +244,40 @@ export async function runPhase(p: ModelParams, mode: 'write' | 'read', admission
       }
     }
   };
+  /** Write phase: one dirty chunk of `rank` becomes a WRITE RPC (slot or backlog). */
+  const submit = (rank: number) => {
+    const nodeIdx = Math.floor(rank / p.ranksPerNode);
+    const n = nodes[nodeIdx]!;
+    dirty[rank]!--;
+    remaining[rank]!--;
+    outstanding[rank]!++;
+    n.writeback++;
+    const rpc: Rpc = { rank, node: nodeIdx, created: now, sent: -1 };
+    if (n.slotsUsed < p.slots) send(n, nodeIdx, rpc);
+    else {
+      n.backlog.push(rpc);
+      backlogTotal++;
+      peakBacklog = Math.max(peakBacklog, backlogTotal);
+      peakNodeBacklog = Math.max(peakNodeBacklog, n.backlog.length - n.backlogHead);
+    }
+  };
+  /** Write phase: the node's background writeback, round robin over its ranks, up to the cap. */
+  const pump = (nodeIdx: number) => {
+    const n = nodes[nodeIdx]!;
+    const first = nodeIdx * p.ranksPerNode;
+    let idle = 0;
+    while (n.writeback < p.congestionRpcs && idle < p.ranksPerNode) {
+      const r = first + n.cursor;
+      n.cursor = (n.cursor + 1) % p.ranksPerNode;
+      if (dirty[r]! > 0) { submit(r); idle = 0; } else idle++;
+    }
+  };
+  const begin = (rank: number) => {
+    if (mode === 'read') issue(rank);
+    else q.push(now + dirtyMs, DIRTY, rank);
+  };
   const start = (refs: RankRef[]) => {
-    for (const r of refs) issue(r.rank);
+    for (const r of refs) begin(r.rank);
   };
 
   for (let r = 0; r < ranks; r++) q.push(rand() * p.arrivalJitterMs, ARRIVE, r);
@@ -203,7 +288,16 @@ export async function runPhase(p: ModelParams, mode: 'write' | 'read', admission
     now = e.t;
     if (e.kind === ARRIVE) {
       const ref = { rank: e.rank, node: Math.floor(e.rank / p.ranksPerNode) };
-      if (!admission || (await admission.arrive(ref, now))) issue(e.rank);
+      if (!admission || (await admission.arrive(ref, now))) begin(e.rank);
+    } else if (e.kind === DIRTY) {
+      const r = e.rank;
+      dirty[r]!++;
+      dirtied[r]!++;
+      if (dirtied[r]! < rpcsPerRank) q.push(now + dirtyMs, DIRTY, r);
+      else closing[r] = 1;
+      // close()/fsync: every dirty page of the file goes out now, past the congestion cap
+      if (closing[r]) while (dirty[r]! > 0) submit(r);
+      else pump(Math.floor(r / p.ranksPerNode));
     } else if (e.kind === SERVER) {
       serverFree = Math.max(serverFree, now) + serviceMs;
       q.push(serverFree + half, DONE, e.rank, e.rpc);
@@ -225,8 +319,13 @@ export async function runPhase(p: ModelParams, mode: 'write' | 'read', admission
         send(n, rpc.node, next);
       }
       outstanding[rpc.rank]!--;
-      if (remaining[rpc.rank]! > 0) issue(rpc.rank);
-      else if (outstanding[rpc.rank] === 0) {
+      if (mode === 'write') {
+        n.writeback--;
+        pump(rpc.node);
+      }
+      if (remaining[rpc.rank]! > 0) {
+        if (mode === 'read') issue(rpc.rank);
+      } else if (outstanding[rpc.rank] === 0) {
         doneAt[rpc.rank] = now;
         ranksDone++;
         if (admission) start(await admission.finished({ rank: rpc.rank, node: rpc.node }, now));
