@@ -16,12 +16,16 @@ export type DropReason =
   /** A heartbeat from an agent instance other than the one registered. */
   | 'instance-mismatch'
   /** A rank event for a rank the job's attempt did not place on that node (or no such job, attempt or rank). */
-  | 'rank-not-placed';
+  | 'rank-not-placed'
+  /** More registrations or heartbeats in flight than the scheduler takes at once (a flood). */
+  | 'overload';
 
 const guards = new WeakMap<Registry, AgentMessageGuard>();
 
 export class AgentMessageGuard {
   private readonly dropped: Counter<'kind' | 'reason'>;
+  /** Per kind and reason: when a drop was last logged, and how many since were not. */
+  private readonly lastLogged = new Map<string, { at: number; suppressed: number }>();
 
   private constructor(metrics: Registry, private readonly log: Logger) {
     this.dropped = new Counter({
@@ -61,9 +65,21 @@ export class AgentMessageGuard {
     return false;
   }
 
+  /**
+   * Counts every drop; logs at most one line per kind and reason a second (with how many were
+   * not logged), so a flood of bad messages cannot flood the log too.
+   */
   drop(kind: AgentMessageKind, reason: DropReason, detail: Record<string, unknown>): void {
     this.dropped.inc({ kind, reason });
-    this.log.warn({ kind, reason, ...detail }, 'dropped an agent message');
+    const key = `${kind}/${reason}`;
+    const now = Date.now();
+    const last = this.lastLogged.get(key);
+    if (last && now - last.at < 1_000) {
+      last.suppressed++;
+      return;
+    }
+    this.lastLogged.set(key, { at: now, suppressed: 0 });
+    this.log.warn({ kind, reason, ...detail, ...(last?.suppressed ? { notLogged: last.suppressed } : {}) }, 'dropped an agent message');
   }
 
   /** Dropped so far (tests and fuzzing read it). */

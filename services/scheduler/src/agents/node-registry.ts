@@ -46,6 +46,13 @@ export function inventoryChangeReason(node: string, change: { gone: GpuDevice[];
   return parts.length > 0 ? parts.join('; ') : undefined;
 }
 
+/**
+ * Registrations and heartbeats handled at once. Each is a few Redis round trips; a flood (a
+ * broken or hostile agent) beyond this is dropped, not queued without bound in memory. Agents
+ * retry registration, and a heartbeat is resent every interval.
+ */
+const MAX_IN_FLIGHT = 256;
+
 /** States in which a silent node is declared LOST. */
 const WATCHED = new Set([NodeState.NODE_STATE_READY, NodeState.NODE_STATE_SUSPECT, NodeState.NODE_STATE_DRAINING, NodeState.NODE_STATE_DRAINED, NodeState.NODE_STATE_QUARANTINED, NodeState.NODE_STATE_REGISTERING]);
 
@@ -53,6 +60,7 @@ export class NodeRegistry {
   private subs: Subscription[] = [];
   private lostTimer: NodeJS.Timeout | undefined;
   private electedAt = 0;
+  private inFlight = 0;
 
   private readonly events: NodeTelemetryStore;
   private readonly lost: Counter;
@@ -74,20 +82,33 @@ export class NodeRegistry {
       queue: 'scheduler',
       callback: (err, msg) => {
         if (err) return;
+        if (this.inFlight >= MAX_IN_FLIGHT) {
+          this.guard.drop('register', 'overload', { subject: msg.subject });
+          msg.respond(encode(RegisterNodeResponse, { accepted: false, message: 'scheduler busy; retry', heartbeatIntervalMs: 0 }));
+          return;
+        }
+        this.inFlight++;
         void this.register(msg.data, msg.subject).then(
           (res) => msg.respond(encode(RegisterNodeResponse, res)),
           (e: unknown) => {
-            ctx.log.warn({ err: (e as Error).message }, 'registration failed');
-            msg.respond(encode(RegisterNodeResponse, { accepted: false, message: (e as Error).message, heartbeatIntervalMs: 0 }));
+            ctx.log.warn({ err: (e as Error).message.slice(0, 300) }, 'registration failed');
+            msg.respond(encode(RegisterNodeResponse, { accepted: false, message: (e as Error).message.slice(0, 300), heartbeatIntervalMs: 0 }));
           },
-        );
+        ).finally(() => this.inFlight--);
       },
     }));
     this.subs.push(ctx.nc.subscribe(subjects.agentHeartbeatAll, {
       queue: 'scheduler',
       callback: (err, msg) => {
         if (err) return;
-        void this.heartbeat(msg.data, msg.subject).catch((e: unknown) => ctx.log.warn({ err: (e as Error).message }, 'heartbeat not processed'));
+        if (this.inFlight >= MAX_IN_FLIGHT) {
+          this.guard.drop('heartbeat', 'overload', { subject: msg.subject });
+          return;
+        }
+        this.inFlight++;
+        void this.heartbeat(msg.data, msg.subject)
+          .catch((e: unknown) => ctx.log.warn({ err: (e as Error).message.slice(0, 300) }, 'heartbeat not processed'))
+          .finally(() => this.inFlight--);
       },
     }));
     this.lostTimer = setInterval(() => void this.detectLost().catch((e: unknown) => ctx.log.warn({ err: (e as Error).message }, 'lost-node check failed')), 500);
