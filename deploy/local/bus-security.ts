@@ -2,11 +2,11 @@
 // per service and per agent, the nats-server authorisation that holds each to its subjects
 // (rendered by libs/bus/src/nats-auth.ts, as for a real deployment), and the Ed25519 key pair
 // the scheduler signs agent commands with. Files only; starting the servers is the caller's.
-// A real cluster makes the same files once with `pnpm bus:keys` (docs/security.md).
+// A real cluster makes (and extends) the same files with `pnpm bus:keys` (bus-keys.ts, docs/security.md).
 import { generateKeyPairSync } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { busRoleName, commandSigningKey, createBusUserKey, natsAuthorizationConfig, signCommand, type BusRole, type BusUser } from '@gantry/bus';
+import { busRoleName, busUserPublicKey, commandSigningKey, createBusUserKey, natsAuthorizationConfig, signCommand, type BusRole, type BusUser } from '@gantry/bus';
 import type { AgentCommand } from '@gantry/proto';
 import type { ServiceName } from './services.js';
 
@@ -17,12 +17,16 @@ export interface CommandKeyFiles {
   publicKeyFile: string;
 }
 
-/** A new command signing key pair, written as PEM files into `dir` (the private one 0600). */
+/**
+ * The command signing key pair in `dir` as PEM files (the private one 0600): the existing one,
+ * or a new one when there is none.
+ */
 export function writeCommandKeys(dir: string, name = 'command-signing'): CommandKeyFiles {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   const privateKeyFile = join(dir, `${name}.key`);
   const publicKeyFile = join(dir, `${name}.pub`);
+  if (existsSync(privateKeyFile) && existsSync(publicKeyFile)) return { privateKeyFile, publicKeyFile };
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   writeFileSync(privateKeyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
   writeFileSync(publicKeyFile, publicKey.export({ type: 'spki', format: 'pem' }));
   return { privateKeyFile, publicKeyFile };
@@ -42,13 +46,17 @@ export class BusSecurity {
   /** The nats-server configuration file holding the authorisation block (`-c` or `include`). */
   readonly natsAuthFile: string;
 
-  /** Writes keys for the services, the operator and `nodes`' agents into `dir`. */
+  /**
+   * Keys for the services, the operator and `nodes`' agents in `dir`: the ones already there
+   * (every agent with a seed file stays a user), new ones for the rest.
+   */
   constructor(readonly dir: string, nodes: string[] = []) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.commandKeys = writeCommandKeys(dir);
     this.natsAuthFile = join(dir, 'nats-auth.conf');
     for (const role of [serviceRole('scheduler'), serviceRole('gateway'), serviceRole('checkpoint'), { kind: 'operator' } as const]) this.addUser(role);
-    for (const node of nodes) this.addUser({ kind: 'agent', node });
+    const known = readdirSync(dir).filter((f) => /^agent-.+\.nk$/.test(f)).map((f) => f.slice('agent-'.length, -'.nk'.length));
+    for (const node of [...known, ...nodes]) this.addUser({ kind: 'agent', node });
     this.writeServerConfig();
   }
 
@@ -56,10 +64,16 @@ export class BusSecurity {
     const name = busRoleName(role);
     const existing = this.users.get(name);
     if (existing) return existing;
-    const { seed, nkey } = createBusUserKey();
     const seedFile = join(this.dir, `${name}.nk`);
-    writeFileSync(seedFile, `${seed}\n`, { mode: 0o600 });
-    chmodSync(seedFile, 0o600);
+    let nkey: string;
+    if (existsSync(seedFile)) {
+      nkey = busUserPublicKey(readFileSync(seedFile, 'utf8'));
+    } else {
+      const made = createBusUserKey();
+      nkey = made.nkey;
+      writeFileSync(seedFile, `${made.seed}\n`, { mode: 0o600 });
+      chmodSync(seedFile, 0o600);
+    }
     const user = { nkey, role, seedFile };
     this.users.set(name, user);
     return user;

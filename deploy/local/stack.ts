@@ -110,6 +110,7 @@ export async function up(opts: { ha?: boolean } = {}): Promise<StackState> {
   for (const d of ['nats', 'redis', 'logs', 'agents']) mkdirSync(join(STACK_DIR, d), { recursive: true });
   // Fresh bus credentials at every start (docs/security.md): a NATS user per service and agent,
   // the server's authorisation, and the scheduler's command signing key pair.
+  rmSync(join(STACK_DIR, 'bus'), { recursive: true, force: true });
   const bus = new BusSecurity(join(STACK_DIR, 'bus'), Array.from({ length: AGENTS }, (_, i) => agentName(i)));
   // Internal mutual TLS between the services (docs/security.md), with a dev CA kept in
   // .gantry/tls (made on first start, renewed near expiry); GANTRY_INTERNAL_TLS=off for plaintext.
