@@ -15,6 +15,7 @@ import type { AgentConfig } from './config.js';
 import { StateFile } from './runner/state-file.js';
 import { RankRunner } from './runner/rank-runner.js';
 import { RankUsers } from './runner/rank-user.js';
+import { GpuDeviceCgroups } from './runner/gpu-devices.js';
 import { AgentBeat, beatFilePath } from './runner/beat.js';
 import { RankReporter } from './reporting/rank-reporter.js';
 import { CheckpointHook } from './checkpoints/hook.js';
@@ -73,7 +74,9 @@ export class NodeAgent {
       checkpointAddr: cfg.checkpointAddr,
       internalTls: cfg.internalTls,
     });
-    this.runner = new RankRunner(this.state, log, { beatFile: this.beat.path, partitionGraceMs: cfg.partitionGraceMs, hooks: [this.checkpoints], users: new RankUsers(cfg.ranks) });
+    const isolation = cfg.ranks.gpuIsolation === 'off' ? { reason: 'ranks.gpuIsolation is off: GPU isolation is CUDA_VISIBLE_DEVICES only' } : GpuDeviceCgroups.detect();
+    log.info({ gpuIsolation: isolation.isolation ? 'cgroup-v1' : 'off' }, isolation.reason);
+    this.runner = new RankRunner(this.state, log, { beatFile: this.beat.path, partitionGraceMs: cfg.partitionGraceMs, hooks: [this.checkpoints], users: new RankUsers(cfg.ranks), ...(isolation.isolation && { devices: isolation.isolation }) });
     if (process.getuid?.() === 0 && !cfg.ranks.user && cfg.ranks.allowRoot) log.warn('ranks.allowRoot with no rank user: tenants without a user in ranks.tenants run their ranks as root. Local development only; see docs/security.md.');
     this.heartbeatMs = cfg.heartbeatIntervalMs;
   }

@@ -87,7 +87,9 @@ export const agentConfigSchema = z.object({
     user: rankUser.optional(),
     tenants: z.record(name, rankUser).default({}),
     allowRoot: flag.default(false),
-  }).default({ tenants: {}, allowRoot: false }),
+    /** auto: per-rank devices cgroups denying other GPUs where the host has cgroup v1 (runner/gpu-devices.ts). */
+    gpuIsolation: z.enum(['auto', 'off']).default('auto'),
+  }).default({ tenants: {}, allowRoot: false, gpuIsolation: 'auto' }),
   device: z.object({
     /** auto: nvidia-smi when the binary exists, else the simulated backend. */
     backend: z.enum(['auto', 'sim', 'nvidia-smi']).default('auto'),
@@ -114,6 +116,7 @@ const ENV_OVERRIDES: Record<string, string> = {
   SCHEDULER_PUBLIC_KEY_FILE: 'schedulerPublicKeyFile',
   GANTRY_RANK_USER: 'ranks.user',
   GANTRY_RANKS_ALLOW_ROOT: 'ranks.allowRoot',
+  GANTRY_GPU_ISOLATION: 'ranks.gpuIsolation',
   GANTRY_STATE_DIR: 'stateDir',
   LOG_LEVEL: 'logLevel',
   METRICS_PORT: 'metricsPort',

@@ -18,7 +18,7 @@
 // ...) is a hook (hooks.ts: prestart, poststart, stop, exited), not more code here.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import type { Logger } from 'pino';
 import type { RankAssignment } from '@gantry/proto';
@@ -27,6 +27,7 @@ import { DEFAULT_STOP_GRACE_SECONDS, ORPHAN_MARKER_SUFFIX, REASON_SUFFIX, WRAPPE
 import { readRankError } from './rank-evidence.js';
 import { oneLine } from './rank-error.js';
 import { RankHooks, hookContext, type RankHook } from './hooks.js';
+import type { GpuDeviceCgroups } from './gpu-devices.js';
 import { giveToUser, identityEnv, unreachableProblem, type RankIdentity, type RankUsers } from './rank-user.js';
 
 /** Variables a rank inherits from the agent's own environment; everything else comes from the job. */
@@ -47,6 +48,8 @@ export interface RankRunnerOptions {
   hooks?: RankHook[];
   /** The Unix user each rank runs as, by tenant (rank-user.ts); without it, the agent's own. */
   users?: RankUsers;
+  /** Per-rank devices cgroups denying the GPUs not assigned (gpu-devices.ts); without it, CUDA_VISIBLE_DEVICES only. */
+  devices?: GpuDeviceCgroups;
 }
 
 const processKey = (rec: RankRecord, p: ProcessRecord) => `${rankKey(rec.jobId, rec.attempt, rec.rank)}#${p.local}`;
@@ -118,6 +121,7 @@ export class RankRunner {
     }
     const cwd = a.workingDir || dir;
     let id: RankIdentity | undefined;
+    let deviceCgroup: string | undefined;
     try {
       id = this.opts.users?.identityFor(a.env.GANTRY_TENANT ?? '');
       if (id) {
@@ -126,6 +130,7 @@ export class RankRunner {
         const problem = unreachableProblem(id, cwd);
         if (problem) throw new Error(problem);
       }
+      deviceCgroup = this.opts.devices?.create(basename(dir), a.gpuIndices);
     } catch (err) {
       this.state.state.ranks[key] = rec;
       const why = `not started: ${(err as Error).message}`;
@@ -151,12 +156,12 @@ export class RankRunner {
       // The job may name its own error file (an empty value turns it off, as in torchelastic).
       const env: NodeJS.ProcessEnv = { ...base, TORCHELASTIC_ERROR_FILE: join(l.dir, 'error.json') };
       Object.assign(env, a.env, added, l.env, wrapperEnv({
-        exitFile: join(l.dir, 'exit'), beatFile: this.opts.beatFile, partitionGraceMs: this.opts.partitionGraceMs ?? 0, stopGraceSeconds: a.stopGraceSeconds,
+        exitFile: join(l.dir, 'exit'), beatFile: this.opts.beatFile, partitionGraceMs: this.opts.partitionGraceMs ?? 0, stopGraceSeconds: a.stopGraceSeconds, deviceCgroup,
       }));
       const p: ProcessRecord = { local: l.local, pid: 0, dir: l.dir, phase: 'running', logs: newCursors() };
       if (env.TORCHELASTIC_ERROR_FILE) p.errorFile = resolve(cwd, env.TORCHELASTIC_ERROR_FILE);
       rec.processes!.push(p);
-      this.spawnProcess(rec, p, a.command, cwd, env, id);
+      this.spawnProcess(rec, p, a.command, cwd, env, id, deviceCgroup);
     }
     rec.pid = rec.processes![0]?.pid ?? 0;
     if (!perGpu && rec.processes![0]?.errorFile) rec.errorFile = rec.processes![0].errorFile;
@@ -168,7 +173,7 @@ export class RankRunner {
     return { ok: true, message: 'started' };
   }
 
-  private spawnProcess(rec: RankRecord, p: ProcessRecord, command: string[], cwd: string, env: NodeJS.ProcessEnv, id?: RankIdentity): void {
+  private spawnProcess(rec: RankRecord, p: ProcessRecord, command: string[], cwd: string, env: NodeJS.ProcessEnv, id?: RankIdentity, deviceCgroup?: string): void {
     const key = processKey(rec, p);
     const out = openSync(join(p.dir, 'stdout.log'), 'a');
     const err = openSync(join(p.dir, 'stderr.log'), 'a');
@@ -178,6 +183,10 @@ export class RankRunner {
       const child = spawn('/bin/sh', ['-c', WRAPPER_SCRIPT, WRAPPER_ARGV0, ...command], { cwd, env, detached: true, stdio: ['ignore', out, err], ...user });
       p.pid = child.pid ?? 0;
       this.children.add(key);
+      if (deviceCgroup && child.pid !== undefined) {
+        // The wrapper waits for this before it starts the command (and fails the rank without it).
+        try { this.opts.devices!.join(deviceCgroup, child.pid); } catch (e) { this.log.error({ rank: key, cgroup: deviceCgroup, err: (e as Error).message }, 'could not move the rank into its device cgroup'); }
+      }
       child.on('exit', (code, signal) => {
         this.children.delete(key);
         this.finishProcess(rec, p, code ?? (signal ? 128 + (signalNumber(signal) ?? 9) : undefined));
@@ -244,6 +253,7 @@ export class RankRunner {
     for (const [key, rec] of Object.entries(this.state.state.ranks)) {
       if (rec.phase === 'exited' && rec.exitReported && now - Date.parse(rec.finishedAt ?? rec.startedAt) > FINISHED_RETENTION_MS) {
         delete this.state.state.ranks[key];
+        this.opts.devices?.remove(basename(rec.dir)); // in case a process outlived the rank's exit
         rmSync(rec.dir, { recursive: true, force: true });
         changed = true;
       }
@@ -336,6 +346,7 @@ export class RankRunner {
       rec.errorTime = (error.time ?? at).toISOString();
     }
     this.state.save();
+    this.opts.devices?.remove(basename(rec.dir));
     this.log.info({ rank: key, exitCode, signal, message: message || undefined, error: error?.message }, 'rank exited');
     this.hooks.exited(hookContext(rec));
     this.onChange();

@@ -39,6 +39,7 @@ export const WRAPPER_ENV = {
   beatFile: 'GANTRY_AGENT_BEAT_FILE',
   silenceMs: 'GANTRY_AGENT_SILENCE_MS',
   stopGraceSeconds: 'GANTRY_STOP_GRACE_SECONDS',
+  deviceCgroup: 'GANTRY_DEVICE_CGROUP',
 } as const;
 
 /** Created by the watchdog before it stops the rank: the agent was gone past the grace. */
@@ -68,6 +69,30 @@ const PREFLIGHT = [
   'fi',
 ].join('\n');
 
+// With GPU isolation (gpu-devices.ts) the agent moves the wrapper into the rank's devices
+// cgroup right after spawning it; the wrapper starts nothing until it is in (its children
+// inherit the cgroup), and gives up after about 10 s with a reason, as the preflight does.
+const JOIN_DEVICE_CGROUP = [
+  'if [ -n "$GANTRY_DEVICE_CGROUP" ]; then',
+  '  joined=; n=0',
+  '  while [ -z "$joined" ]; do',
+  '    while IFS= read -r line; do case "$line" in *":devices:$GANTRY_DEVICE_CGROUP") joined=1 ;; esac; done < /proc/$$/cgroup',
+  '    if [ -z "$joined" ]; then',
+  '      n=$((n + 1))',
+  '      if [ "$n" -gt 200 ]; then',
+  '        reason="the agent did not move the rank into its device cgroup $GANTRY_DEVICE_CGROUP on ${GANTRY_NODE_NAME:-this node}"',
+  '        printf "gantry: %s\\n" "$reason" >&2',
+  '        printf "%s\\n" "$reason" > "$GANTRY_EXIT_FILE.reason"',
+  '        PATH=/usr/bin:/bin:$PATH',
+  '        printf "126\\n" > "$GANTRY_EXIT_FILE.tmp" && mv "$GANTRY_EXIT_FILE.tmp" "$GANTRY_EXIT_FILE"',
+  '        exit 126',
+  '      fi',
+  '      PATH=/usr/bin:/bin:$PATH sleep 0.05',
+  '    fi',
+  '  done',
+  'fi',
+].join('\n');
+
 const WATCHDOG = [
   '  last=; silent=0',
   '  while kill -0 "$child"; do',
@@ -88,6 +113,7 @@ const WATCHDOG = [
 ].join('\n');
 
 export const WRAPPER_SCRIPT = [
+  JOIN_DEVICE_CGROUP,
   PREFLIGHT,
   '"$@" &',
   'child=$!',
@@ -115,9 +141,12 @@ export const WRAPPER_SCRIPT = [
  * The wrapper's own environment: where to record the status and, when the agent beats, how
  * long its silence is tolerated and how long the rank gets between SIGTERM and SIGKILL.
  */
-export function wrapperEnv(opts: { exitFile: string; beatFile?: string; partitionGraceMs: number; stopGraceSeconds?: number }): Record<string, string> {
-  // Every key is set, so a job's environment cannot configure (or disable) its watchdog.
-  const env: Record<string, string> = { [WRAPPER_ENV.exitFile]: opts.exitFile, [WRAPPER_ENV.beatFile]: '', [WRAPPER_ENV.silenceMs]: '', [WRAPPER_ENV.stopGraceSeconds]: '' };
+export function wrapperEnv(opts: { exitFile: string; beatFile?: string; partitionGraceMs: number; stopGraceSeconds?: number; deviceCgroup?: string }): Record<string, string> {
+  // Every key is set, so a job's environment cannot configure (or disable) its watchdog or device cgroup.
+  const env: Record<string, string> = {
+    [WRAPPER_ENV.exitFile]: opts.exitFile, [WRAPPER_ENV.beatFile]: '', [WRAPPER_ENV.silenceMs]: '', [WRAPPER_ENV.stopGraceSeconds]: '',
+    [WRAPPER_ENV.deviceCgroup]: opts.deviceCgroup ?? '',
+  };
   if (!opts.beatFile) return env;
   env[WRAPPER_ENV.beatFile] = opts.beatFile;
   env[WRAPPER_ENV.silenceMs] = String(Math.max(MIN_SILENCE_MS, Math.floor(opts.partitionGraceMs)));

@@ -125,9 +125,9 @@ describe('ranks in the agent config', () => {
   it('reads ranks.user, per-tenant users and allowRoot from the file and the environment', () => {
     const f = join(mkdtempSync(join(tmpdir(), 'gantry-rank-cfg-')), 'agent.yaml');
     writeFileSync(f, 'node: n0\nstateDir: /tmp/x\nranks:\n  user: gantry-rank\n  tenants:\n    ml-research: gantry-ml\n    vision: "2001:2001"\n');
-    expect(loadAgentConfig({ GANTRY_AGENT_CONFIG: f, ...schedulerKeyEnv() }).ranks).toEqual({ user: 'gantry-rank', tenants: { 'ml-research': 'gantry-ml', vision: '2001:2001' }, allowRoot: false });
+    expect(loadAgentConfig({ GANTRY_AGENT_CONFIG: f, ...schedulerKeyEnv() }).ranks).toEqual({ user: 'gantry-rank', tenants: { 'ml-research': 'gantry-ml', vision: '2001:2001' }, allowRoot: false, gpuIsolation: 'auto' });
     expect(loadAgentConfig({ GANTRY_AGENT_CONFIG: f, GANTRY_RANK_USER: 'nobody', GANTRY_RANKS_ALLOW_ROOT: 'true', ...schedulerKeyEnv() }).ranks).toMatchObject({ user: 'nobody', allowRoot: true });
-    expect(loadAgentConfig({ GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: 'n0', GANTRY_STATE_DIR: '/tmp/x', ...schedulerKeyEnv() }).ranks).toEqual({ tenants: {}, allowRoot: false });
+    expect(loadAgentConfig({ GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: 'n0', GANTRY_STATE_DIR: '/tmp/x', ...schedulerKeyEnv() }).ranks).toEqual({ tenants: {}, allowRoot: false, gpuIsolation: 'auto' });
   });
 
   it('names a bad value and where it came from', () => {

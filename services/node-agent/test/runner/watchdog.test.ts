@@ -111,9 +111,9 @@ describe.concurrent('rank watchdog', () => {
 
 describe('wrapper environment', () => {
   it('carries the grace (never below a few missed beats) and the stop grace, only when the agent beats', () => {
-    expect(wrapperEnv({ exitFile: '/s/exit', partitionGraceMs: 900_000 })).toEqual({ GANTRY_EXIT_FILE: '/s/exit', GANTRY_AGENT_BEAT_FILE: '', GANTRY_AGENT_SILENCE_MS: '', GANTRY_STOP_GRACE_SECONDS: '' });
+    expect(wrapperEnv({ exitFile: '/s/exit', partitionGraceMs: 900_000 })).toEqual({ GANTRY_EXIT_FILE: '/s/exit', GANTRY_AGENT_BEAT_FILE: '', GANTRY_AGENT_SILENCE_MS: '', GANTRY_STOP_GRACE_SECONDS: '', GANTRY_DEVICE_CGROUP: '' });
     expect(wrapperEnv({ exitFile: '/s/exit', beatFile: '/s/agent-beat', partitionGraceMs: 900_000, stopGraceSeconds: 30 })).toEqual({
-      GANTRY_EXIT_FILE: '/s/exit', GANTRY_AGENT_BEAT_FILE: '/s/agent-beat', GANTRY_AGENT_SILENCE_MS: '900000', GANTRY_STOP_GRACE_SECONDS: '30',
+      GANTRY_EXIT_FILE: '/s/exit', GANTRY_AGENT_BEAT_FILE: '/s/agent-beat', GANTRY_AGENT_SILENCE_MS: '900000', GANTRY_STOP_GRACE_SECONDS: '30', GANTRY_DEVICE_CGROUP: '',
     });
     expect(wrapperEnv({ exitFile: 'e', beatFile: 'b', partitionGraceMs: 0, stopGraceSeconds: 1.5 })).toMatchObject({ GANTRY_AGENT_SILENCE_MS: String(MIN_SILENCE_MS), GANTRY_STOP_GRACE_SECONDS: '2' });
     expect(wrapperEnv({ exitFile: 'e', beatFile: 'b', partitionGraceMs: 5_000 })).toMatchObject({ GANTRY_STOP_GRACE_SECONDS: '10' });
