@@ -145,7 +145,10 @@ export interface ObserveResult {
 export interface CheckpointMeta {
   dir: string;
   node: string;
+  /** The job's own policy (JobSpec.checkpoint.retention); undefined: its tenant's applies. */
   retention: CheckpointRetention | undefined;
+  /** The job's tenant, from its job events (setTenant); '' until one was seen. */
+  tenant?: string;
 }
 
 /** How many events a job keeps (newest first). */
@@ -293,6 +296,11 @@ export class CheckpointStore {
     });
   }
 
+  /** Records the job's tenant (its tenant's retention policy applies unless the job has one). */
+  async setTenant(jobId: string, tenant: string): Promise<void> {
+    await this.redis.hset(keys.jobCheckpointMeta(jobId), 'tenant', tenant);
+  }
+
   async meta(jobId: string): Promise<CheckpointMeta | undefined> {
     const h = await this.redis.hgetall(keys.jobCheckpointMeta(jobId));
     if (!h.dir) return undefined;
@@ -302,7 +310,7 @@ export class CheckpointStore {
     } catch {
       retention = undefined;
     }
-    return { dir: h.dir, node: h.node ?? '', retention };
+    return { dir: h.dir, node: h.node ?? '', retention, tenant: h.tenant ?? '' };
   }
 
   /**

@@ -3,7 +3,9 @@
 //   - an attempt that ended (RECOVERING, PREEMPTED or a final state): its IN_PROGRESS
 //     checkpoints are ABANDONED (their writer is gone; a node that died sends no last pass);
 //   - a job in a final state: its checkpoint records expire after CHECKPOINT_RECORD_TTL_SECONDS;
-//     a job that runs again (gantry job retry) keeps them.
+//     a job that runs again (gantry job retry) keeps them;
+//   - a job with a checkpoint directory: its tenant is recorded, for the tenant's retention
+//     policy (CHECKPOINT_RETENTION_POLICIES) when the job has none of its own.
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ConsumerMessages } from '@nats-io/jetstream';
 import type { Logger } from '@gantry/service-kit';
@@ -36,6 +38,8 @@ export class JobEventConsumer {
 
   async handle(ev: JobEvent): Promise<void> {
     const to = ev.toState;
+    const spec = ev.job?.spec;
+    if (spec?.checkpoint?.dir && spec.tenant) await this.store.setTenant(ev.jobId, spec.tenant);
     if (ENDS_ATTEMPT.has(to) || isTerminalJobState(to)) {
       for (const c of await this.store.list(ev.jobId)) {
         if (c.state !== CheckpointState.CHECKPOINT_STATE_WRITING || c.attempt > ev.attempt) continue;

@@ -7,6 +7,7 @@ import type { Logger } from '@gantry/service-kit';
 import { Checkpoint, CheckpointDeleteReply, CheckpointDeleteRequest, CheckpointRetention, CheckpointState } from '@gantry/proto';
 import { decode, encode, subjects } from '@gantry/bus';
 import type { CheckpointMeta, CheckpointStore } from '@gantry/store';
+import { effectivePolicy, type RetentionPolicies } from './retention-policy.js';
 
 /** CORRUPT and ABANDONED checkpoints are deleted this long after they became so, unless the job says. */
 export const DEFAULT_GC_GRACE_SECONDS = 3600;
@@ -63,6 +64,8 @@ export class RetentionRunner {
     private readonly log: Logger,
     private readonly metrics: RetentionMetrics,
     private readonly requestTimeoutMs = 10_000,
+    /** Per-tenant policies (CHECKPOINT_RETENTION_POLICIES); a job's own policy wins. */
+    private readonly policies: RetentionPolicies = new Map(),
   ) {}
 
   /** Jobs whose records changed while their pass ran: they get one more pass after it. */
@@ -80,8 +83,9 @@ export class RetentionRunner {
         this.again.delete(jobId);
         const meta = await this.store.meta(jobId);
         if (!meta) return;
-        const actions = planRetention(await this.store.list(jobId), meta.retention, now ?? Date.now());
-        for (const a of actions) await this.apply(jobId, meta, a);
+        const { policy, source } = effectivePolicy(meta.retention, meta.tenant, this.policies);
+        const actions = planRetention(await this.store.list(jobId), policy, now ?? Date.now());
+        for (const a of actions) await this.apply(jobId, meta, policy, { ...a, reason: `${a.reason} (policy: ${source})` });
       } while (this.again.has(jobId));
     } finally {
       this.busy.delete(jobId);
@@ -89,9 +93,9 @@ export class RetentionRunner {
     }
   }
 
-  private async apply(jobId: string, meta: CheckpointMeta, a: RetentionAction): Promise<void> {
+  private async apply(jobId: string, meta: CheckpointMeta, policy: CheckpointRetention | undefined, a: RetentionAction): Promise<void> {
     const c = a.checkpoint;
-    const dryRun = !meta.retention?.delete;
+    const dryRun = !policy?.delete;
     // A dry run is recorded once per checkpoint, not at every pass.
     if (dryRun && (await this.store.flagOnce(c.id, 'gc_dry_run', String(Date.now()))) === false) return;
     const req = CheckpointDeleteRequest.create({ jobId, checkpointId: c.id, dir: meta.dir, path: c.path, dryRun, reason: a.reason });

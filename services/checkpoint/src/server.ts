@@ -56,7 +56,7 @@ export async function serveCheckpoints(ctx: ServiceContext<CheckpointConfig>): P
   const nc = await connectNats(config.NATS_URL, 'checkpoint', log, config.NATS_CREDS_FILE);
   lifecycle.onShutdown('nats', () => nc.drain().catch(() => nc.close()));
   await ensureStreams(nc, { replicas: config.NATS_STREAM_REPLICAS, log });
-  const retention = new RetentionRunner(store, nc, log, metrics);
+  const retention = new RetentionRunner(store, nc, log, metrics, undefined, config.CHECKPOINT_RETENTION_POLICIES);
   const reports = new ReportConsumer(nc, store, retention, metrics, log);
   const jobEvents = new JobEventConsumer(nc, store, config.CHECKPOINT_RECORD_TTL_SECONDS, log);
   await reports.start();
