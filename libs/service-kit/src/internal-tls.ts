@@ -66,8 +66,10 @@ export function internalTls(c: InternalTlsConfig, now = new Date()): InternalTls
   const ca = read('INTERNAL_TLS_CA_FILE', caPath);
   const cert = read('INTERNAL_TLS_CERT_FILE', certPath);
   const key = read('INTERNAL_TLS_KEY_FILE', keyPath);
-  const caCert = certificate('INTERNAL_TLS_CA_FILE', caPath, ca);
-  if (!caCert.ca) throw bad('INTERNAL_TLS_CA_FILE', `${caPath} is not a CA certificate (basicConstraints CA:TRUE)`);
+  // During a CA rotation the file holds the old and the new CA: every one must be a CA.
+  const cas = pemBlocks(ca).map((pem) => certificate('INTERNAL_TLS_CA_FILE', caPath, Buffer.from(pem)));
+  if (cas.length === 0) throw bad('INTERNAL_TLS_CA_FILE', `${caPath} is not a PEM certificate`);
+  if (cas.some((c) => !c.ca)) throw bad('INTERNAL_TLS_CA_FILE', `${caPath} is not a CA certificate (basicConstraints CA:TRUE)`);
   const own = certificate('INTERNAL_TLS_CERT_FILE', certPath, cert);
   let privateKey;
   try {
@@ -77,17 +79,21 @@ export function internalTls(c: InternalTlsConfig, now = new Date()): InternalTls
   }
   if (!own.checkPrivateKey(privateKey)) throw bad('INTERNAL_TLS_KEY_FILE', `${keyPath} is not the key of ${certPath}`);
   // The first certificate of a chain file is this process's; an intermediate may follow it.
-  if (!(own.checkIssued(caCert) && own.verify(caCert.publicKey)) && !chainedThroughFile(cert, caCert)) throw bad('INTERNAL_TLS_CERT_FILE', `${certPath} (${own.subject.replace(/\n/g, ', ')}) is not signed by the CA in ${caPath}`);
-  for (const [name, path, x] of [['INTERNAL_TLS_CA_FILE', caPath, caCert], ['INTERNAL_TLS_CERT_FILE', certPath, own]] as const) {
+  if (!cas.some((caCert) => (own.checkIssued(caCert) && own.verify(caCert.publicKey)) || chainedThroughFile(cert, caCert))) throw bad('INTERNAL_TLS_CERT_FILE', `${certPath} (${own.subject.replace(/\n/g, ', ')}) is not signed by ${cas.length > 1 ? 'any CA' : 'the CA'} in ${caPath}`);
+  for (const [name, path, x] of [...cas.map((c) => ['INTERNAL_TLS_CA_FILE', caPath, c] as const), ['INTERNAL_TLS_CERT_FILE', certPath, own] as const]) {
     if (new Date(x.validTo) < now) throw bad(name, `${path} expired on ${new Date(x.validTo).toISOString()}`);
     if (new Date(x.validFrom) > now) throw bad(name, `${path} is not valid before ${new Date(x.validFrom).toISOString()}`);
   }
   return { ca, cert, key, ...(c.INTERNAL_TLS_SERVER_NAME ? { serverName: c.INTERNAL_TLS_SERVER_NAME } : {}) };
 }
 
+function pemBlocks(file: Buffer): string[] {
+  return file.toString('utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+}
+
 /** Whether the last certificate of a chain file was issued by the CA (leaf, intermediates…). */
 function chainedThroughFile(chain: Buffer, ca: X509Certificate): boolean {
-  const pems = chain.toString('utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const pems = pemBlocks(chain);
   if (pems.length < 2) return false;
   const certs = pems.map((p) => new X509Certificate(p));
   for (let i = 0; i + 1 < certs.length; i++) if (!certs[i]!.checkIssued(certs[i + 1]!) || !certs[i]!.verify(certs[i + 1]!.publicKey)) return false;

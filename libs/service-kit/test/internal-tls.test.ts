@@ -73,7 +73,25 @@ describe('INTERNAL_TLS_* at start-up', () => {
     expect(problem({ ...cfg(good), INTERNAL_TLS_KEY_FILE: good.key('scheduler') })).toMatch(/INTERNAL_TLS_KEY_FILE: .*scheduler\.key is not the key of .*client\.crt/);
     expect(problem({ ...cfg(good), INTERNAL_TLS_CA_FILE: good.cert('scheduler') })).toMatch(/INTERNAL_TLS_CA_FILE: .*scheduler\.crt is not a CA certificate/);
     // A certificate of another CA, whose subject even looks the same.
-    expect(problem({ ...cfg(other), INTERNAL_TLS_CA_FILE: good.ca })).toMatch(/INTERNAL_TLS_CERT_FILE: .*other\/client\.crt \(CN=gantry client\) is not signed by the CA in .*good\/ca\.crt/);
+    expect(problem({ ...cfg(other), INTERNAL_TLS_CA_FILE: good.ca })).toMatch(/INTERNAL_TLS_CERT_FILE: .*other\/client\.crt \(CN=gantry client\) is not signed by the CA in .*good\/ca\.crt/);  });
+
+  it('accepts a CA file with the old and the new CA during a rotation, in either order', async () => {
+    const both = join(dir, 'both-ca.crt');
+    writeFileSync(both, Buffer.concat([readFileSync(other.ca), readFileSync(good.ca)]));
+    expect(internalTls({ ...cfg(good), INTERNAL_TLS_CA_FILE: both })).toBeDefined();
+    expect(internalTls({ ...cfg(other), INTERNAL_TLS_CA_FILE: both })).toBeDefined();
+    // A server trusting both answers a client of either CA.
+    const rotating = await startGrpcServer('127.0.0.1', 0, () => [], internalServerCredentials(internalTls({ ...cfg(good, 'scheduler'), INTERNAL_TLS_CA_FILE: both })!));
+    try {
+      for (const f of [good, other]) {
+        const client = internalTls({ ...cfg(f), INTERNAL_TLS_CA_FILE: both })!;
+        expect(await healthCheck(internalChannelCredentials(client), {}, `localhost:${rotating.port}`)).toEqual({ ok: true });
+      }
+    } finally {
+      await rotating.shutdown(1_000);
+    }
+    writeFileSync(join(dir, 'with-leaf.crt'), Buffer.concat([readFileSync(good.ca), readFileSync(good.cert('client'))]));
+    expect(problem({ ...cfg(good), INTERNAL_TLS_CA_FILE: join(dir, 'with-leaf.crt') })).toMatch(/INTERNAL_TLS_CA_FILE: .*with-leaf\.crt is not a CA certificate/);
   });
 });
 
