@@ -80,6 +80,12 @@ install_deps
 # The agent runs as one bundled file (no TypeScript loader): about 80 MiB RSS instead of ~115.
 run env CI=true pnpm --dir "$(dest "$PREFIX")" build:agent || die "pnpm build:agent failed (see above)"
 
+# The unprivileged user ranks run as by default (agent.yaml ranks.user; docs/security.md): the
+# agent refuses to run ranks as root.
+if [[ -z $ROOT ]] && ! getent passwd gantry-rank >/dev/null 2>&1; then
+  run useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin gantry-rank || die "useradd gantry-rank failed"
+fi
+
 # 2. configuration: /etc/gantry/agent.yaml (created once), agent.env (all commented)
 ETC=$(dest /etc/gantry)
 run mkdir -p "$ETC"
