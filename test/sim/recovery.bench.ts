@@ -61,6 +61,7 @@
 // BENCH_DUMP (a path prefix: write each phase's jobs and injections as <prefix>.<policy>.json).
 import {
   FailureClass, Job, JobState, RankPhase, RecoveryGrade, failureClassName, isTerminalJobState, jobStateName, recoveryGradeName, type Attempt,
+  type OperationsReport,
 } from '@gantry/proto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -227,6 +228,8 @@ interface PhaseRun {
   brokenSince: Map<string, number>;
   injected: Record<string, number>;
   timeline: string[];
+  /** `gantry report` of the phase (GetOperationsReport through the gateway), checked against the phase's truth. */
+  report?: OperationsReport | undefined;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -391,6 +394,11 @@ async function drive(stack: TestStack, client: GantryClient, policy: Policy, pla
   run.wallMs = run.endedAt - run.startedAt;
   const page = await client.listJobs({ pageSize: 1000 });
   for (const j of page.jobs) run.jobs.set(j.id, j);
+  // The stack is fresh: an hour's window holds the whole phase.
+  run.report = await client.getOperationsReport(3600).catch((err: unknown) => {
+    console.log(`[${policy}] gantry report failed: ${(err as Error).message}`);
+    return undefined;
+  });
   console.log(`[${policy}] workload done in ${(run.wallMs / 1000).toFixed(1)} s${run.timedOut ? ' (PHASE TIMEOUT)' : ''}`);
   return run;
 }
@@ -685,6 +693,8 @@ function report(plan: JobPlan[], ms_: Metrics[], wallMs: number): void {
     ];
     console.log('\nTargets (Gantry):');
     for (const [what, ok, got] of targets) console.log(`  ${ok ? 'PASS' : '*** FAIL ***'}  ${what}: ${got}`);
+    console.log('\ngantry report of the phase (GetOperationsReport) against what the benchmark injected:');
+    for (const [what, ok, got] of reportChecks(g)) console.log(`  ${ok ? 'PASS' : '*** FAIL ***'}  ${what}: ${got}`);
   }
   console.log(`\nwall time ${(wallMs / 1000).toFixed(0)} s (stack start-up ${cols.map((m) => `${m.policy} ${(m.run.startupMs / 1000).toFixed(0)} s`).join(', ')})`);
   if (VERBOSE) {
@@ -692,6 +702,27 @@ function report(plan: JobPlan[], ms_: Metrics[], wallMs: number): void {
       console.log(`\n-- ${m.policy} episodes (ms): ${m.episodes.map((e) => `${chainName(m, e.chain)} ${e.cause} ${Number.isFinite(e.ms) ? e.ms : 'never'}`).join('; ')}`);
     }
   }
+}
+
+/**
+ * The operations report must recover the phase's truth: the XIDs the benchmark injected, by
+ * number; the retry chains (jobs a fault hit, which Gantry retried) and how many succeeded;
+ * the node-fault blames (tries ended by an injected node fault).
+ */
+function reportChecks(m: Metrics): [string, boolean, string][] {
+  const r = m.run.report;
+  if (!r) return [['report answered', false, 'no report']];
+  const injected = new Map<number, number>();
+  for (const x of m.run.xids) injected.set(x.xid, (injected.get(x.xid) ?? 0) + 1);
+  const want = [...injected].sort((a, b) => a[0] - b[0]).map(([x, n]) => `${x}:${n}`).join(' ');
+  const got = r.xidFailures.map((x) => [x.xid, x.events] as const).sort((a, b) => a[0] - b[0]).map(([x, n]) => `${x}:${n}`).join(' ');
+  const c = r.retryChains!;
+  return [
+    ['XIDs by number (injected = reported)', want === got, `injected ${want || '-'}; report ${got || '-'}`],
+    ['retry chains (chains a fault hit = report chains)', c.chains === m.hitChains, `benchmark ${m.hitChains}, report ${c.chains} over ${c.attempts} attempts`],
+    ['chain success', c.succeeded === m.hitChainsOk, `benchmark ${pct(m.hitChainsOk, m.hitChains)}, report ${c.succeeded}/${c.chains} (${(100 * c.successShare).toFixed(0)}% of ended); median ${(c.retryIntervalMedianSeconds).toFixed(1)} s between retries`],
+    ['node-fault blames (tries ended by an injected node fault)', r.exclusions!.blames === m.blame.checked, `benchmark ${m.blame.checked}, report ${r.exclusions!.blames}; exclusions ${r.exclusions!.total}, top 3 ${r.exclusions!.topNodes.map((n) => `${n.node} ${n.count}`).join(', ')} = ${(100 * r.exclusions!.top3Share).toFixed(0)}%`],
+  ];
 }
 
 const chainName = (m: Metrics, chain: number) => m.run.chains[chain]!.plan.name;

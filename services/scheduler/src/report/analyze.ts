@@ -184,7 +184,8 @@ function detectionFigures(tl: NodeTimeline[], failures: ReturnType<typeof failed
 }
 
 function retryChainFigures(jobs: Job[]): OperationsReport['retryChains'] {
-  const chains = jobs.filter((j) => j.recoveries > 0 || j.attempts.some((a) => a.number > 1 && a.grade !== 0));
+  // Automatic chains only: a manual retry or a preemption does not use the recovery budget.
+  const chains = jobs.filter((j) => j.recoveries > 0);
   const intervals: number[] = [];
   let attempts = 0;
   let succeeded = 0;

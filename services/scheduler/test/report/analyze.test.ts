@@ -42,7 +42,7 @@ describe('operations report', () => {
     const q = (node: string, h: number) => move(node, h, S.NODE_STATE_READY, S.NODE_STATE_QUARANTINED, 'ScoreAboveQuarantine: score 9');
     const blamedJob = Job.create({
       id: 'j1', state: JobState.JOB_STATE_SUCCEEDED, excludedNodes: ['n5'], recoveries: 1,
-      attempts: [{ number: 1, failure: { node: 'n5', failureClass: FailureClass.FAILURE_CLASS_NODE_FAULT, time: at(6), reason: 'XID 79' }, finishedAt: at(6) }, { number: 2, grade: RecoveryGrade.RECOVERY_GRADE_RESCHEDULE, startedAt: at(6.1) }],
+      attempts: [{ number: 1, failure: { node: 'n5', failureClass: FailureClass.FAILURE_CLASS_NODE_FAULT, time: at(6), reason: 'XID 79' }, finishedAt: at(6) }, { number: 2, grade: RecoveryGrade.RECOVERY_GRADE_REPLACE_NODES, startedAt: at(6.1) }],
     });
     const r = operationsReport(input({
       nodes: [
@@ -79,7 +79,7 @@ describe('operations report', () => {
 
   it('retry chains: success of the ended ones, time from failure to the next start', () => {
     const attempt = (n: number, failH: number | undefined, startH: number) => ({
-      number: n, grade: n > 1 ? RecoveryGrade.RECOVERY_GRADE_RESCHEDULE : RecoveryGrade.RECOVERY_GRADE_UNSPECIFIED, startedAt: at(startH),
+      number: n, grade: n > 1 ? RecoveryGrade.RECOVERY_GRADE_REPLACE_NODES : RecoveryGrade.RECOVERY_GRADE_UNSPECIFIED, startedAt: at(startH),
       ...(failH !== undefined && { failure: { failureClass: FailureClass.FAILURE_CLASS_GPU_CONTAINED, time: at(failH), node: 'n1', reason: 'XID 94' }, finishedAt: at(failH) }),
     });
     const r = operationsReport(input({
