@@ -103,6 +103,23 @@ describe('internal mutual TLS', () => {
     }
   }, 60_000);
 
+  it('the scheduler holds a direct caller to the shared request checks: bounds and strict decoding', async () => {
+    const direct = new GantryClient({ address: stack.schedulerAddrs[0]!, timeoutMs: 5_000, retry: false, configFile: false, tls: stack.internalClientTls });
+    try {
+      await expect(direct.cancelJob('j-none', 'r'.repeat(200_000))).rejects.toMatchObject({
+        codeName: 'INVALID_ARGUMENT', message: expect.stringMatching(/reason must be at most 1024 bytes, got 200000 bytes starting "r{10,40}/),
+      });
+    } finally {
+      direct.close();
+    }
+    // GetJobRequest { job_id = 1 } holding bytes that are not UTF-8.
+    const raw = new grpc.Client(stack.schedulerAddrs[0]!, stack.credentialsFor(stack.schedulerAddrs[0]!));
+    const err = await new Promise<grpc.ServiceError | null>((resolve) => raw.makeUnaryRequest('/gantry.v1.JobService/GetJob', (b: Buffer) => b, (b: Buffer) => b,
+      Buffer.from([0x0a, 0x03, 0x6a, 0xff, 0xfe]), { deadline: Date.now() + 5_000 }, (e) => resolve(e)));
+    raw.close();
+    expect(err).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'request has a string field that is not valid UTF-8' });
+  }, 60_000);
+
   it('a service with a certificate of another CA than its peers\' does not start talking to them: exit 2 naming the variable', async () => {
     const other = ensureDevCerts(join(stack.workDir, 'other-ca'));
     const { command, args, cwd } = serviceCommand('scheduler');

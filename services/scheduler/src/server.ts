@@ -17,6 +17,8 @@ import { LeaderElector } from './leader.js';
 import { OutboxRelay } from './relay.js';
 import { TelemetryIngest } from './telemetry/ingest.js';
 import { SchedulingLoop } from './scheduling-loop.js';
+import { JobCache } from './jobs/job-cache.js';
+import { admitEvery } from '@gantry/gateway/admission';
 import { JobServiceService, jobService } from './api/job-service.js';
 import { NodeServiceService, nodeService } from './api/node-service.js';
 import { AdminServiceService, adminService } from './api/admin-service.js';
@@ -54,6 +56,7 @@ export async function main(): Promise<void> {
   const ctx: SchedulerContext = {
     log, nc, js, redis, metrics,
     jobs: new JobStore(redis),
+    jobCache: new JobCache(new JobStore(redis)),
     nodes: new NodeStore(redis),
     commander: new AgentCommander(nc, log, config.COMMAND_RESEND_MS, () => elector.epoch, loadCommandSigningKey(config.COMMAND_SIGNING_KEY_FILE)),
     settings: {
@@ -123,9 +126,11 @@ export async function main(): Promise<void> {
   lifecycle.onShutdown('leadership', async () => { kickSub.unsubscribe(); await elector.stop(); });
 
   const grpc = await startGrpcServer(config.BIND_HOST, config.SCHEDULER_GRPC_PORT, (server) => {
-    server.addService(JobServiceService, jobService(ctx));
-    server.addService(NodeServiceService, nodeService(ctx));
-    server.addService(AdminServiceService, adminService(ctx, { sentinelMaster: config.REDIS_SENTINEL_MASTER, report }));
+    // Strict decoding and the shared bounds on every request (the gateway's admission module),
+    // whoever calls: a gateway, or a holder of an internal certificate calling directly.
+    server.addService(...admitEvery(JobServiceService, jobService(ctx)));
+    server.addService(...admitEvery(NodeServiceService, nodeService(ctx)));
+    server.addService(...admitEvery(AdminServiceService, adminService(ctx, { sentinelMaster: config.REDIS_SENTINEL_MASTER, report })));
     return ['gantry.v1.JobService', 'gantry.v1.NodeService', 'gantry.v1.AdminService'];
   }, internalTls && internalServerCredentials(internalTls)); // callers: the gateway, the checkpoint service
   lifecycle.onShutdown('grpc', () => grpc.shutdown(5_000));

@@ -3,6 +3,8 @@
 // as `@gantry/gateway/admission`, so a request sent straight to the scheduler is held to the
 // same rules as one through the gateway.
 import type { ListJobsRequest, ListNodesRequest, SubmitJobRequest } from '@gantry/proto';
+import { isMalformed, strictService } from '@gantry/auth';
+import { GrpcError, invalidArgument, toServiceError } from '@gantry/service-kit';
 import { checkBounds } from './limits.js';
 import { requireToken, validateListJobs, validateListNodes, validateSubmit } from './validate.js';
 
@@ -29,4 +31,37 @@ export function admitListNodes(req: ListNodesRequest): ListNodesRequest {
 export function admitToken(field: string, value: string): void {
   checkBounds({ [field === 'job_id' ? 'jobId' : field]: value });
   requireToken(field, value);
+}
+
+type Handler = (call: { request: unknown; emit(event: 'error', err: unknown): unknown }, callback?: (err: unknown, res?: unknown) => void) => void;
+
+/**
+ * The request checks every method of a service gets when no gateway guard stands in front of it
+ * (the scheduler's API): requests decoded strictly (`strictService`: invalid UTF-8 or bytes that
+ * are not the message are refused, never turned into U+FFFD), then held to the size and count
+ * bounds above, all answered INVALID_ARGUMENT before the method runs. Returns the definition
+ * and implementation to register.
+ */
+export function admitEvery<D extends Record<string, { requestStream: boolean; responseStream: boolean; requestDeserialize: (b: Buffer) => unknown }>, I extends object>(definition: D, impl: I): [D, I] {
+  const wrapped: Record<string, Handler> = {};
+  for (const [name, handler] of Object.entries(impl as Record<string, Handler>)) {
+    const m = definition[name];
+    const refusal = (request: unknown): GrpcError | undefined => {
+      if (isMalformed(request)) return invalidArgument(request.reason);
+      try {
+        checkBounds(request);
+        return undefined;
+      } catch (err) {
+        if (err instanceof GrpcError) return err;
+        throw err;
+      }
+    };
+    wrapped[name] = !m || m.requestStream ? handler : (call, callback) => {
+      const refused = refusal(call.request);
+      if (!refused) return handler(call, callback);
+      if (callback) callback(toServiceError(refused), null);
+      else call.emit('error', toServiceError(refused));
+    };
+  }
+  return [strictService(definition), wrapped as I];
 }
