@@ -152,6 +152,14 @@ export class JobStore {
     }
   }
 
+  /** Each job's revision (undefined for a job that does not exist), in one pipelined round trip. */
+  async revisions(ids: readonly string[]): Promise<(number | undefined)[]> {
+    if (ids.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    for (const id of ids) pipeline.hget(keys.job(id), 'rev');
+    return ((await pipeline.exec()) ?? []).map(([err, rev]) => (err || rev === null || rev === undefined ? undefined : Number(rev)));
+  }
+
   /** Job ids in a state, oldest first. */
   async idsInState(state: JobState): Promise<string[]> {
     return this.redis.zrange(keys.jobsInState(jobStateName(state)), 0, -1);

@@ -17,6 +17,7 @@ import { JobStore, LeaderLease, NodeStore } from '@gantry/store';
 import { startNats, startRedis } from '../../../test/harness/infra.js';
 import { AgentCommander } from '../src/agents/commands.js';
 import { SchedulingLoop } from '../src/scheduling-loop.js';
+import { JobCache } from '../src/jobs/job-cache.js';
 import { RecoveryController } from '../src/recovery/controller.js';
 import { ResumeSource } from '../src/recovery/resume.js';
 import type { SchedulerContext } from '../src/context.js';
@@ -56,7 +57,7 @@ console.log(`== Redis-committed scheduling (${NODES} nodes x 8 GPUs in Redis, ${
 console.log(`  setup ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
 const ctx: SchedulerContext = {
-  log, nc, js: jetstream(nc), redis, jobs, nodes, metrics: new Registry(),
+  log, nc, js: jetstream(nc), redis, jobs, jobCache: new JobCache(jobs), nodes, metrics: new Registry(),
   // A throwaway signing key: there are no agents here to verify it.
   commander: new AgentCommander(nc, log, 60_000, () => epoch, generateKeyPairSync('ed25519').privateKey),
   settings: { heartbeatTimeoutMs: 60_000, heartbeatIntervalMs: 10_000, cycleIntervalMs: 1_000, stopGraceSeconds: 10 },

@@ -7,6 +7,7 @@ import type { Job } from '@gantry/proto';
 import type { JobStore, NodeStore } from '@gantry/store';
 import type { Logger } from '@gantry/service-kit';
 import type { AgentCommander } from './agents/commands.js';
+import type { JobCache } from './jobs/job-cache.js';
 
 export interface SchedulerSettings {
   heartbeatTimeoutMs: number;
@@ -21,6 +22,8 @@ export interface SchedulerContext {
   js: JetStreamClient;
   redis: Redis;
   jobs: JobStore;
+  /** Parsed jobs shared by the loop, heartbeats and health monitor, re-read only when they change. */
+  jobCache: JobCache;
   nodes: NodeStore;
   commander: AgentCommander;
   metrics: Registry;

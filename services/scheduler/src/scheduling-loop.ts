@@ -19,7 +19,6 @@ import { pickPort, rendezvousEnv, type PortRange } from './dispatch/ports.js';
 import { PolicyCache } from './policy.js';
 import { WakeableLoop } from './wakeable-loop.js';
 import { enforceNodeStates } from './nodes/enforce.js';
-import { JobCache } from './jobs/job-cache.js';
 
 /** How stale a waiting job's queue position in its explanation may get. */
 const POSITION_REFRESH_MS = 5_000;
@@ -76,15 +75,12 @@ export class SchedulingLoop extends WakeableLoop {
   private readonly preempted: Counter;
   /** RENDEZVOUS_PORT_RANGE (validated with the rest of the scheduler's environment at start-up). */
   private readonly portRange: PortRange = loadConfig(rendezvousEnv).RENDEZVOUS_PORT_RANGE;
-  /** Parsed jobs of the states a pass reads, re-read only when they change; reset with leadership. */
-  private readonly jobCache: JobCache;
 
   constructor(private readonly ctx: SchedulerContext, private readonly recovery: RecoveryController, private readonly resume: ResumeSource) {
     super(() => ctx.settings.cycleIntervalMs);
     this.state = new SchedulingStateStore(ctx.redis);
     this.checkpoints = new CheckpointStore(ctx.redis);
     this.policy = new PolicyCache(this.state, ctx.log);
-    this.jobCache = new JobCache(ctx.jobs);
     this.cycles = new Histogram({ name: 'gantry_scheduler_cycle_seconds', help: 'Duration of a scheduling pass', registers: [ctx.metrics], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5] });
     this.placed = new Counter({ name: 'gantry_scheduler_placements_total', help: 'Gangs placed', labelNames: ['outcome'], registers: [ctx.metrics] });
     this.preempted = new Counter({ name: 'gantry_scheduler_preemptions_total', help: 'Jobs preempted', registers: [ctx.metrics] });
@@ -93,7 +89,7 @@ export class SchedulingLoop extends WakeableLoop {
   override start(): void {
     this.written = undefined;
     this.positionsWrittenAt = 0;
-    this.jobCache.reset();
+    this.ctx.jobCache.reset(); // a new leadership trusts nothing an earlier one read
     super.start();
   }
 
@@ -115,7 +111,7 @@ export class SchedulingLoop extends WakeableLoop {
     const now = Date.now();
     const config = await this.policy.get();
     const [[queued, scheduled, runningJobs, preempted, recovering], nodes] = await Promise.all([
-      this.jobCache.inStates([JobState.JOB_STATE_PENDING, JobState.JOB_STATE_SCHEDULED, JobState.JOB_STATE_RUNNING, JobState.JOB_STATE_PREEMPTED, JobState.JOB_STATE_RECOVERING]),
+      ctx.jobCache.inStates([JobState.JOB_STATE_PENDING, JobState.JOB_STATE_SCHEDULED, JobState.JOB_STATE_RUNNING, JobState.JOB_STATE_PREEMPTED, JobState.JOB_STATE_RECOVERING]),
       ctx.nodes.list(),
     ]);
     const ended = await this.enforceTimeLimits([...scheduled, ...runningJobs], now, epoch);
@@ -310,7 +306,7 @@ export class SchedulingLoop extends WakeableLoop {
       }
     }
     if (held.size === 0) return [];
-    const jobs = new Map((await this.ctx.jobs.getMany([...held.keys()])).map((r) => [r.job.id, r.job]));
+    const jobs = new Map((await this.ctx.jobCache.getMany([...held.keys()])).map((r) => [r.job.id, r.job]));
     return [...held].map(([id, ranks]) => {
       const job = jobs.get(id);
       return {

@@ -215,7 +215,7 @@ export class NodeRegistry {
     const node = rec.node.name;
     const runningOwners = new Set(running.map((r) => allocationOwner(r.jobId, r.attempt, r.rank)));
     const jobIds = new Set([...running.map((r) => r.jobId), ...rec.allocations.map((a) => a.jobId)]);
-    const jobs = new Map((await ctx.jobs.getMany([...jobIds])).map((r) => [r.job.id, r.job] as const));
+    const jobs = new Map((await ctx.jobCache.getMany([...jobIds])).map((r) => [r.job.id, r.job] as const));
     const work: Promise<unknown>[] = [];
     for (const r of running) {
       const job = jobs.get(r.jobId);

@@ -1,10 +1,15 @@
-// The leader's parsed copy of the jobs a scheduling pass reads (pending, placed, preempted,
-// recovering). Every pass used to fetch and parse the JSON of every such job: with 100,000
-// queued jobs, or a 1,000-node job whose record holds every attempt's placement, that parse
-// was most of the pass. Now a pass reads the state index sets (ids only), then the job
-// change stream that the submit and commit scripts append to in the same step as the write,
-// and fetches only jobs that changed or are new to it. Redis stays the truth: the copy is
-// dropped whenever the stream cannot vouch for it (a gap after trimming, a new leadership).
+// The leader's parsed copy of the jobs it reads again and again: every scheduling pass reads
+// the queued and placed jobs, every heartbeat the jobs on its node, every health window the
+// running ones. Each read used to fetch and parse the JSON of every such job: with 100,000
+// queued jobs, or a 1,000-node job whose record holds every rank's placement and is read by
+// each of its 1,000 nodes' heartbeats, that parse was most of the work. Redis stays the
+// truth; the copy is used only where Redis vouches for it:
+//   - a pass reads the state index sets (ids only), then the job change stream that the
+//     submit and commit scripts append to in the same step as the write, and fetches only
+//     jobs that changed or are new to it (everything after a gap in the capped stream);
+//   - a read by id compares revisions (one small round trip) and fetches only jobs whose
+//     revision moved.
+// One copy is shared by the loop, the heartbeats and the health monitor (SchedulerContext).
 import type { JobState } from '@gantry/proto';
 import type { JobRecord, JobStore } from '@gantry/store';
 
@@ -21,8 +26,10 @@ export class JobCache {
   private readonly records = new Map<string, JobRecord>();
   /** Newest job change stream entry applied; undefined until the first load. */
   private cursor: string | undefined;
-  /** Jobs fetched by the last read (for the metric and the benchmark). */
+  /** Jobs fetched by the last read (for tests and benchmarks). */
   lastFetched = 0;
+  /** Records kept beyond a pass's states (read by id) are bounded; the oldest go first. */
+  private static readonly MAX_RECORDS = 200_000;
 
   constructor(private readonly jobs: JobStore) {}
 
@@ -30,6 +37,28 @@ export class JobCache {
   reset(): void {
     this.records.clear();
     this.cursor = undefined;
+  }
+
+  /**
+   * Jobs by id at their current revision (missing ones left out, order kept): one pipelined
+   * round trip for the revisions, and a fetch of only the jobs whose revision moved.
+   */
+  async getMany(ids: readonly string[]): Promise<JobRecord[]> {
+    const unique = [...new Set(ids)];
+    const revs = await this.jobs.revisions(unique);
+    const stale = unique.filter((id, k) => revs[k] !== undefined && this.records.get(id)?.rev !== revs[k]);
+    this.lastFetched = stale.length;
+    for (const rec of await this.jobs.getMany(stale)) this.keep(rec);
+    return unique.flatMap((id, k) => {
+      const r = revs[k] === undefined ? undefined : this.records.get(id);
+      return r ? [r] : [];
+    });
+  }
+
+  private keep(rec: JobRecord): void {
+    this.records.delete(rec.job.id); // re-inserted: newest last, for the bound below
+    this.records.set(rec.job.id, deepFreeze(rec));
+    if (this.records.size > JobCache.MAX_RECORDS) this.records.delete(this.records.keys().next().value!);
   }
 
   /**
@@ -47,7 +76,7 @@ export class JobCache {
     for (const id of this.records.keys()) if (!wanted.has(id)) this.records.delete(id);
     const missing = [...wanted].filter((id) => !this.records.has(id));
     this.lastFetched = missing.length;
-    for (const rec of await this.jobs.getMany(missing)) this.records.set(rec.job.id, deepFreeze(rec));
+    for (const rec of await this.jobs.getMany(missing)) this.keep(rec);
     return idLists.map((ids) => ids.flatMap((id) => {
       const r = this.records.get(id);
       return r ? [r] : [];

@@ -61,6 +61,24 @@ describe('JobCache', () => {
     expect(pending.map((r) => r.job.id).sort()).toEqual(['k0', 'k2', 'k3', 'k4', 'k5']);
   });
 
+  it('reads by id with one revision check, fetching only jobs whose revision moved', async () => {
+    await redis().flushall();
+    const store = new JobStore(redis());
+    const cache = new JobCache(store);
+    for (let i = 0; i < 4; i++) await submit(store, `h${i}`);
+    expect((await cache.getMany(['h0', 'h1', 'nope', 'h0'])).map((r) => r.job.id)).toEqual(['h0', 'h1']);
+    expect(cache.lastFetched).toBe(2);
+    expect((await cache.getMany(['h0', 'h1'])).map((r) => r.rev)).toEqual([1, 1]);
+    expect(cache.lastFetched).toBe(0);
+    await cancel(store, 'h1');
+    const [h0, h1] = await cache.getMany(['h0', 'h1']);
+    expect(cache.lastFetched).toBe(1);
+    expect([h0!.rev, h1!.rev, h1!.job.state]).toEqual([1, 2, JobState.JOB_STATE_CANCELLED]);
+    // A job deleted from Redis is not served from the copy.
+    await redis().del(keys.job('h0'));
+    expect((await cache.getMany(['h0', 'h1'])).map((r) => r.job.id)).toEqual(['h1']);
+  });
+
   it('starts over after reset (a new leadership)', async () => {
     await redis().flushall();
     const store = new JobStore(redis());
