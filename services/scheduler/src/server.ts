@@ -18,7 +18,6 @@ import { OutboxRelay } from './relay.js';
 import { TelemetryIngest } from './telemetry/ingest.js';
 import { SchedulingLoop } from './scheduling-loop.js';
 import { JobCache } from './jobs/job-cache.js';
-import { JobCache } from './jobs/job-cache.js';
 import { admitEvery } from '@gantry/gateway/admission';
 import { JobServiceService, jobService } from './api/job-service.js';
 import { NodeServiceService, nodeService } from './api/node-service.js';
@@ -57,7 +56,6 @@ export async function main(): Promise<void> {
   const ctx: SchedulerContext = {
     log, nc, js, redis, metrics,
     jobs: new JobStore(redis),
-    jobCache: new JobCache(new JobStore(redis)),
     jobCache: new JobCache(new JobStore(redis)),
     nodes: new NodeStore(redis),
     commander: new AgentCommander(nc, log, config.COMMAND_RESEND_MS, () => elector.epoch, loadCommandSigningKey(config.COMMAND_SIGNING_KEY_FILE)),
