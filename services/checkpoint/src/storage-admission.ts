@@ -22,11 +22,11 @@ export interface AimdParams {
   increase: number;
   /** Multiplied on congestion (0..1). */
   decrease: number;
-  /** Congestion: mean transport backlog (RPCs waiting for a slot) per writing node above this. */
+  /** Named with a congestion decrease: mean transport backlog (RPCs waiting for a slot) per writing node above this. */
   backlogHigh: number;
-  /** Congestion: RTT of the mode's RPCs (READ or WRITE) above this, in ms. */
+  /** Congestion (the server queueing): RTT of the mode's RPCs (READ or WRITE) above this, in ms. */
   rttHighMs: number;
-  /** Congestion: mean slot table utilisation of the writing nodes above this (0..1). */
+  /** Named with a congestion decrease: mean slot table utilisation of the writing nodes above this (0..1). */
   slotUtilizationHigh: number;
   /** Grow only while the target moves less than this share of its capacity (0..1). */
   capacityHeadroom: number;
@@ -143,7 +143,7 @@ const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(n < 10 ?
 
 /**
  * One AIMD step. Multiplicative decrease when the target is degraded (down to its degraded
- * cap) or congested (backlog, RTT or slot table above their marks); increase only when the
+ * cap) or congested (the RTT above its mark: the server queues); increase only when the
  * pool itself holds writers back (waiters queue, every slot is taken) and the target still has
  * bandwidth to give: toward the size the measured bytes per lease say would fill it, at least
  * `increase` and at most doubling per step; otherwise hold. Always within [min, max].
@@ -156,10 +156,15 @@ export function aimdStep(pool: PoolView, bounds: PoolBounds, capacityBytesPerSec
     const next = clamp(Math.min(cap, limit * p.decrease));
     return { limit: next, reason: `decrease: target degraded (health), cap ${cap}`, state: { hold: p.holdAfterDecrease } };
   }
+  // Congestion is the server queueing: the RTT of the mode's RPCs above its mark. A deep client
+  // backlog or a full slot table with a low RTT is one writer flushing its shard (close/fsync
+  // hands the whole file to the transport at once) as fast as its node's transport allows:
+  // fewer writers would not make it faster, so those two alone do not shrink the pool; they are
+  // named in the reason when they come with a high RTT.
   const congestion: string[] = [];
-  if (signals && signals.activeNodes > 0) {
+  if (signals && signals.activeNodes > 0 && signals.rttMs !== undefined && signals.rttMs > p.rttHighMs) {
+    congestion.push(`rtt ${fmt(signals.rttMs)} ms > ${p.rttHighMs}`);
     if (signals.backlog > p.backlogHigh) congestion.push(`backlog ${fmt(signals.backlog)} > ${p.backlogHigh}`);
-    if (signals.rttMs !== undefined && signals.rttMs > p.rttHighMs) congestion.push(`rtt ${fmt(signals.rttMs)} ms > ${p.rttHighMs}`);
     if (signals.slotUtilization > p.slotUtilizationHigh) congestion.push(`slots ${fmt(signals.slotUtilization * 100)}% > ${fmt(p.slotUtilizationHigh * 100)}%`);
   }
   if (state.hold > 0) {

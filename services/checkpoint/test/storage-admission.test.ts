@@ -39,8 +39,12 @@ describe('aimdStep', () => {
     expect(full).toMatchObject({ limit: 10, reason: expect.stringMatching(/^hold: at capacity/) });
   });
 
-  it('decreases multiplicatively on backlog, RTT or slot saturation, then holds one step', () => {
-    for (const s of [{ backlog: 100 }, { rttMs: 80 }, { slotUtilization: 0.99 }]) {
+  it('decreases multiplicatively when the RTT says the server queues, then holds one step; a backlog or full slots with a low RTT alone do not', () => {
+    for (const s of [{ backlog: 100 }, { slotUtilization: 0.99 }]) {
+      expect(aimdStep({ limit: 40, leases: 40, waiters: 9 }, bounds, 100e9, { ...quiet, ...s }, false, { hold: 0 }).reason).toMatch(/^increase: /);
+    }
+    expect(aimdStep({ limit: 40, leases: 40, waiters: 9 }, bounds, 100e9, { ...quiet, rttMs: 80, backlog: 100 }, false, { hold: 0 }).reason).toBe('decrease: rtt 80 ms > 20, backlog 100 > 32');
+    for (const s of [{ rttMs: 80 }, { rttMs: 80, backlog: 100, slotUtilization: 0.99 }]) {
       const d = aimdStep({ limit: 40, leases: 40, waiters: 9 }, bounds, 100e9, { ...quiet, ...s }, false, { hold: 0 });
       expect(d.limit).toBe(28);
       expect(d.reason).toMatch(/^decrease: /);
@@ -106,7 +110,7 @@ describe('StorageAdmission controller', () => {
     await server?.stop();
   });
 
-  it('grows a saturated pool, shrinks it on backlog and on a storage fault', async () => {
+  it('grows a saturated pool, shrinks it when the server queues (RTT, with the backlog) and on a storage fault', async () => {
     const [t] = parseStorageTargets(JSON.stringify([{ name: `c${process.pid}`, mountPrefix: '/mnt/ckpt', serverExport: 'nfs1:/export/ckpt', writeBytesPerSecond: 250e9, readBytesPerSecond: 700e9, write: { initial: 2, min: 1, max: 40 } }]));
     let batches: TelemetryBatch[] = [batch('a', [mount('/mnt/ckpt', { ops: 100, rtt: 2 }, 0, 0.2, 1e9)])];
     let faults: string[] = [];
@@ -116,10 +120,10 @@ describe('StorageAdmission controller', () => {
     for (let r = 0; r < 3; r++) await adm.store.acquire(t!.name, 'write', { jobId: 'j', attempt: 1, rank: r }, 60_000, 2);
     await adm.step();
     expect(await limit()).toBe(4);
-    batches = [batch('a', [mount('/mnt/ckpt', { ops: 100, rtt: 2 }, 500, 1, 1e9)])];
+    batches = [batch('a', [mount('/mnt/ckpt', { ops: 100, rtt: 50 }, 500, 1, 1e9)])];
     await adm.step();
     expect(await limit()).toBe(3);
-    expect(adm.targets.get(t!.name)!.pools.write.reason).toMatch(/backlog 500 > 32/);
+    expect(adm.targets.get(t!.name)!.pools.write.reason).toMatch(/rtt 50 ms > 20, backlog 500 > 32/);
     faults = ['nfs1:/export/ckpt'];
     await adm.step();
     const shown = await adm.show(adm.target(t!.name));

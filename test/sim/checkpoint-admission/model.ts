@@ -2,8 +2,9 @@
 // docs/storage.md say what it models and what it does not).
 //
 //   save:    rank --dirties its shard in the page cache at dirtyBytesPerSecondPerRank-->
-//            background writeback (at most congestionRpcs WRITEs outstanding per node; the
-//            flush at close/fsync is not held back) --> node RPC transport: slot table (128),
+//            [background writeback, off by default: at most congestionRpcs WRITEs per node]
+//            --> close/fsync flushes the rest at once (admitted: under a write lease taken
+//            once the shard is in the page cache) --> node RPC transport: slot table (128),
 //            FIFO backlog --(node NIC, FIFO)--> network (half the base RTT) --> server: one FIFO
 //            queue drained at 250 GB/s --> network (other half) --> reply frees the slot
 //   restart: rank --readahead: windowRpcs READs outstanding--> the same transport and server
@@ -19,12 +20,19 @@
 //     This is generous to the uncoordinated arm: the report measured 16 % of write and 21.5 %
 //     of read bandwidth in use while the slot tables saturated.
 //   - 1 MiB RPCs: the Linux client's largest rsize/wsize.
-//   - background writeback cap 256 WRITEs per node: fs/nfs nfs_congestion_kb (scaled with RAM,
-//     capped at 256 MiB by default; /proc/sys/fs/nfs/nfs_congestion_kb), above which the flusher
-//     stops submitting WRITEs for the mount; the close()/fsync() flush (WB_SYNC_ALL) is not
-//     held back, so what a rank still has dirty when its save returns goes to the transport at
-//     once and waits in the backlog: the "RPC queueing and transport backlog rose together" of
-//     the report, and its 93.1 % of WRITE latency spent queueing in the client.
+//   - no background writeback during a save (the default): it starts only above
+//     vm.dirty_background_ratio (10 % of memory, ~200 GB on a 2 TB GPU host, far above the
+//     8 GiB a node dirties here) or for pages older than dirty_expire_centisecs (30 s). So the
+//     close()/fsync() flush (WB_SYNC_ALL) hands the whole shard to the transport at once and it
+//     waits in the backlog: the "RPC queueing and transport backlog rose together" of the
+//     report, and its 93.1 % of WRITE latency spent queueing in the client. With
+//     BENCH_BACKGROUND_WRITEBACK_RPCS=256 (a host tuned to write back early) the flusher runs
+//     during the fill, capped at 256 WRITEs per node by fs/nfs nfs_congestion_kb (scaled with
+//     RAM, 256 MiB at most by default); the flush at close is still not held back by it.
+//   - an admitted writer fills the page cache before it asks (that is local memory, not the
+//     storage) and holds its write lease for the flush only: with gantry_ckpt, write the file,
+//     then `with admitted("write"): os.fsync(f.fileno())`, then close. A reader holds its
+//     lease for the whole read.
 //   - a rank dirties 4 GB/s: ASSUMPTION (serialising a state dict and copying it into the page
 //     cache, one thread per rank); it bounds what one admitted writer moves.
 //   - readahead 2 x 15 RPCs per reader: NFS_MAX_READAHEAD (RPC_DEF_SLOT_TABLE - 1 = 15 rsize)
@@ -194,11 +202,9 @@ export async function runPhase(p: ModelParams, mode: 'write' | 'read', admission
   const remaining = new Int32Array(ranks).fill(rpcsPerRank);
   const outstanding = new Int32Array(ranks);
   const doneAt = new Float64Array(ranks);
-  // Write phase: chunks (one wsize each) dirtied and not yet submitted, dirtied so far, and
-  // whether the rank reached close() (its remaining dirty pages go out at once).
+  // Write phase: chunks (one wsize each) dirtied and not yet submitted, and dirtied so far.
   const dirty = new Int32Array(ranks);
   const dirtied = new Int32Array(ranks);
-  const closing = new Uint8Array(ranks);
   const dirtyMs = (p.rpcBytes / p.dirtyBytesPerSecondPerRank) * 1000;
   const nodes: NodeState[] = Array.from({ length: p.nodes }, () => ({
     writeback: 0, cursor: 0, slotsUsed: 0, backlog: [], backlogHead: 0, nicFree: 0, ops: 0, rttSum: 0, queueSum: 0, bytes: 0, sends: 0, backlogSum: 0, inflightSum: 0,
@@ -272,9 +278,15 @@ export async function runPhase(p: ModelParams, mode: 'write' | 'read', admission
       if (dirty[r]! > 0) { submit(r); idle = 0; } else idle++;
     }
   };
+  /** Write phase: close()/fsync: every dirty page of the file goes out now, past the congestion cap. */
+  const flush = (rank: number) => {
+    while (dirty[rank]! > 0) submit(rank);
+  };
+  // Admitted: a reader takes its lease before it reads; a writer fills the page cache first (no
+  // storage I/O, no lease needed) and takes its lease for the flush, released when it is done.
   const begin = (rank: number) => {
     if (mode === 'read') issue(rank);
-    else q.push(now + dirtyMs, DIRTY, rank);
+    else flush(rank);
   };
   const start = (refs: RankRef[]) => {
     for (const r of refs) begin(r.rank);
@@ -288,16 +300,19 @@ export async function runPhase(p: ModelParams, mode: 'write' | 'read', admission
     now = e.t;
     if (e.kind === ARRIVE) {
       const ref = { rank: e.rank, node: Math.floor(e.rank / p.ranksPerNode) };
-      if (!admission || (await admission.arrive(ref, now))) begin(e.rank);
+      if (mode === 'write') q.push(now + dirtyMs, DIRTY, e.rank);
+      else if (!admission || (await admission.arrive(ref, now))) begin(e.rank);
     } else if (e.kind === DIRTY) {
       const r = e.rank;
       dirty[r]!++;
       dirtied[r]!++;
-      if (dirtied[r]! < rpcsPerRank) q.push(now + dirtyMs, DIRTY, r);
-      else closing[r] = 1;
-      // close()/fsync: every dirty page of the file goes out now, past the congestion cap
-      if (closing[r]) while (dirty[r]! > 0) submit(r);
-      else pump(Math.floor(r / p.ranksPerNode));
+      if (dirtied[r]! < rpcsPerRank) {
+        q.push(now + dirtyMs, DIRTY, r);
+        pump(Math.floor(r / p.ranksPerNode));
+      } else {
+        const ref = { rank: r, node: Math.floor(r / p.ranksPerNode) };
+        if (!admission || (await admission.arrive(ref, now))) flush(r);
+      }
     } else if (e.kind === SERVER) {
       serverFree = Math.max(serverFree, now) + serviceMs;
       q.push(serverFree + half, DONE, e.rank, e.rpc);
