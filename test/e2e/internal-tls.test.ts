@@ -103,7 +103,7 @@ describe('internal mutual TLS', () => {
     }
   }, 60_000);
 
-  it('the scheduler holds a direct caller to the shared request checks: bounds and strict decoding', async () => {
+  it('the scheduler and the checkpoint service hold a direct caller to the shared request checks: bounds and strict decoding', async () => {
     const direct = new GantryClient({ address: stack.schedulerAddrs[0]!, timeoutMs: 5_000, retry: false, configFile: false, tls: stack.internalClientTls });
     try {
       await expect(direct.cancelJob('j-none', 'r'.repeat(200_000))).rejects.toMatchObject({
@@ -112,12 +112,14 @@ describe('internal mutual TLS', () => {
     } finally {
       direct.close();
     }
-    // GetJobRequest { job_id = 1 } holding bytes that are not UTF-8.
-    const raw = new grpc.Client(stack.schedulerAddrs[0]!, stack.credentialsFor(stack.schedulerAddrs[0]!));
-    const err = await new Promise<grpc.ServiceError | null>((resolve) => raw.makeUnaryRequest('/gantry.v1.JobService/GetJob', (b: Buffer) => b, (b: Buffer) => b,
-      Buffer.from([0x0a, 0x03, 0x6a, 0xff, 0xfe]), { deadline: Date.now() + 5_000 }, (e) => resolve(e)));
-    raw.close();
-    expect(err).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'request has a string field that is not valid UTF-8' });
+    // GetJobRequest / GetLatestCheckpointRequest { job_id = 1 } holding bytes that are not UTF-8.
+    for (const [address, path] of [[stack.schedulerAddrs[0]!, '/gantry.v1.JobService/GetJob'], [stack.checkpointAddr, '/gantry.v1.CheckpointService/GetLatestCheckpoint']] as const) {
+      const raw = new grpc.Client(address, stack.credentialsFor(address));
+      const err = await new Promise<grpc.ServiceError | null>((resolve) => raw.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b,
+        Buffer.from([0x0a, 0x03, 0x6a, 0xff, 0xfe]), { deadline: Date.now() + 5_000 }, (e) => resolve(e)));
+      raw.close();
+      expect(err).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'request has a string field that is not valid UTF-8' });
+    }
   }, 60_000);
 
   it('a service with a certificate of another CA than its peers\' does not start talking to them: exit 2 naming the variable', async () => {

@@ -19,6 +19,7 @@ import {
   type ServiceContext,
 } from '@gantry/service-kit';
 import { CheckpointServiceService } from '@gantry/proto';
+import { admitEvery } from '@gantry/gateway/admission';
 import { ensureStreams } from '@gantry/bus';
 import { CheckpointStore, announceInstance } from '@gantry/store';
 import { loadCheckpointConfig, type CheckpointConfig } from './config.js';
@@ -70,7 +71,8 @@ export async function serveCheckpoints(ctx: ServiceContext<CheckpointConfig>): P
     await Promise.all([reports.stop(), jobEvents.stop()]);
   });
   const grpc = await startGrpcServer(config.BIND_HOST, config.CHECKPOINT_GRPC_PORT, (server) => {
-    server.addService(CheckpointServiceService, checkpointService(store, metrics, log, new ResumeVerifier(nc, store, log)));
+    // Strict decoding and the shared size bounds before validation.ts's own rules (the gateway's admission module).
+    server.addService(...admitEvery(CheckpointServiceService, checkpointService(store, metrics, log, new ResumeVerifier(nc, store, log))));
     return [CHECKPOINT_SERVICE_NAME, addStorageService(server, ctx, redis)];
   }, ctx.internalTls && internalServerCredentials(ctx.internalTls)); // callers: the scheduler, agents, CLI and SDK with a certificate of the internal CA
   lifecycle.onShutdown('grpc', () => grpc.shutdown(SHUTDOWN_GRACE_MS));

@@ -8,6 +8,7 @@
 // size. One controller per checkpoint service: with several replicas each would step the
 // limits (see docs/storage.md).
 import * as grpc from '@grpc/grpc-js';
+import { admitEvery } from '@gantry/gateway/admission';
 import type { Redis } from 'ioredis';
 import { Gauge, type Registry } from 'prom-client';
 import {
@@ -502,7 +503,7 @@ export function addStorageService(server: grpc.Server, ctx: Pick<ServiceContext<
   const adm = new StorageAdmission(redis, config, view, ctx.log);
   registerMetrics(adm, ctx.metrics);
   const calls = storageCalls(adm);
-  server.addService(StorageServiceService, storageService(calls, ctx.log));
+  server.addService(...admitEvery(StorageServiceService, storageService(calls, ctx.log)));
   adm.start();
   ctx.lifecycle.onShutdown('storage-controller', () => adm.stop());
   if (config.httpPort !== undefined) {
