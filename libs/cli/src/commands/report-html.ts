@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { OperationsReport, failureClassName } from '@gantry/proto';
-import { fmtBytes, fmtRate, fmtSeconds, pct } from './report-view.js';
+import { CHECKPOINT_HEAD, checkpointRows, fmtSeconds, pct } from './report-view.js';
 
 const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
@@ -81,9 +81,7 @@ export function reportHtml(r: OperationsReport, chartJs: string = chartJsSource(
     section('Exclusions', `<p>${escapeHtml(`${e?.total ?? 0} exclusions (quarantines ${e?.quarantines ?? 0}, blames ${e?.blames ?? 0}) on ${e?.nodes ?? 0} nodes; the top 3 nodes caused ${pct(e?.top3Share ?? 0)}.`)}</p>` + canvas('chart-exclusions')),
     section('Detection', `<p>${escapeHtml(`${d?.suspectedBeforeXid ?? 0} of ${d?.faultXids ?? 0} node-fault XIDs suspected before the XID, median lead ${fmtSeconds(d?.medianLeadSeconds ?? 0)}; ${d?.falseAlarms ?? 0} false alarms of ${d?.suspicions ?? 0} suspicions (${(d?.falseAlarmsPerDay ?? 0).toFixed(2)} per day).`)}</p>` + canvas('chart-lead')),
     section('Retry chains', `<p>${escapeHtml(`${c?.chains ?? 0} chains over ${c?.attempts ?? 0} attempts, ${pct(c?.successShare ?? 0)} of the ended ones succeeded; median ${fmtSeconds(c?.retryIntervalMedianSeconds ?? 0)} between retries (IQR ${fmtSeconds(c?.retryIntervalP25Seconds ?? 0)}..${fmtSeconds(c?.retryIntervalP75Seconds ?? 0)}).`)}</p>` + canvas('chart-chains')),
-    section('Checkpoint throughput', canvas('chart-checkpoints') + htmlTable(['target', 'checkpoints', 'bytes', 'median', 'peak', 'capacity', 'peak/capacity', 'links', 'peak/links'],
-      (r.checkpoints?.targets ?? []).map((t) => [t.target || '(no target)', String(t.checkpoints), fmtBytes(t.bytes), fmtRate(t.medianBytesPerSecond), fmtRate(t.peakBytesPerSecond),
-        t.capacityBytesPerSecond ? fmtRate(t.capacityBytesPerSecond) : '-', t.capacityBytesPerSecond ? pct(t.peakShareOfCapacity) : '-', t.linkBytesPerSecond ? fmtRate(t.linkBytesPerSecond) : '-', t.linkBytesPerSecond ? pct(t.peakShareOfLink) : '-']))),
+    section('Checkpoint throughput', canvas('chart-checkpoints') + htmlTable(CHECKPOINT_HEAD.map((h) => h.toLowerCase()), checkpointRows(r))),
     section('NFS WRITE latency', n && n.samples > 0
       ? `<p>${escapeHtml(`${pct(n.queueShare)} of WRITE execute time was queueing in the client (${Math.round(n.writeOps)} WRITEs on ${n.nodes} nodes since ${n.coveredFrom?.toISOString() ?? '-'}).`)}</p>${canvas('chart-nfs')}`
       : '<p class="none">no NFS WRITE telemetry in the window</p>'),

@@ -28,6 +28,17 @@ export function fmtBytes(b: number): string {
   return fmtRate(b).replace('/s', '');
 }
 
+export const CHECKPOINT_HEAD = ['TARGET', 'CHECKPOINTS', 'BYTES', 'MEDIAN', 'PEAK', 'CAPACITY', 'PEAK/CAPACITY', 'LINKS', 'PEAK/LINKS'];
+
+/** One row per storage target (the terminal table and the HTML page). */
+export function checkpointRows(r: OperationsReport): string[][] {
+  return (r.checkpoints?.targets ?? []).map((t) => [
+    t.target || '(no target)', String(t.checkpoints), fmtBytes(t.bytes), fmtRate(t.medianBytesPerSecond), fmtRate(t.peakBytesPerSecond),
+    t.capacityBytesPerSecond ? fmtRate(t.capacityBytesPerSecond) : '-', t.capacityBytesPerSecond ? pct(t.peakShareOfCapacity) : '-',
+    t.linkBytesPerSecond ? fmtRate(t.linkBytesPerSecond) : '-', t.linkBytesPerSecond ? pct(t.peakShareOfLink) : '-',
+  ]);
+}
+
 const day = (d: Date | undefined) => (d ? d.toISOString().replace('T', ' ').slice(0, 16) : '-');
 
 export function reportView(r: OperationsReport): string {
@@ -76,11 +87,7 @@ export function reportView(r: OperationsReport): string {
   const k = r.checkpoints;
   parts.push('\nCheckpoint throughput\n');
   parts.push(!k || k.targets.length === 0 ? '  no committed checkpoints in the window\n'
-    : table(['TARGET', 'CHECKPOINTS', 'BYTES', 'MEDIAN', 'PEAK', 'CAPACITY', 'PEAK/CAPACITY', 'LINKS', 'PEAK/LINKS'], k.targets.map((t) => [
-      t.target || '(no target)', String(t.checkpoints), fmtBytes(t.bytes), fmtRate(t.medianBytesPerSecond), fmtRate(t.peakBytesPerSecond),
-      t.capacityBytesPerSecond ? fmtRate(t.capacityBytesPerSecond) : '-', t.capacityBytesPerSecond ? pct(t.peakShareOfCapacity) : '-',
-      t.linkBytesPerSecond ? fmtRate(t.linkBytesPerSecond) : '-', t.linkBytesPerSecond ? pct(t.peakShareOfLink) : '-',
-    ]), '  '));
+    : table(CHECKPOINT_HEAD, checkpointRows(r), '  '));
 
   const n = r.nfs;
   parts.push('\nNFS WRITE latency\n');
