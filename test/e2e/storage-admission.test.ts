@@ -112,7 +112,7 @@ describe('storage admission e2e', () => {
 
   it("a killed writer's lease returns within its TTL, to the first waiter", async () => {
     // Fill the pool with a renewing writer process and two in-process holders.
-    const writer = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'test/e2e/storage-admission.writer.ts'), addr, TARGET, 'job-killed', '0', String(TTL_MS)], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const writer = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'test/e2e/storage-admission.writer.ts'), addr, TARGET, 'job-killed', '0', String(TTL_MS), ...stack.internalClientFlags()], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(writer);
     let out = '';
     writer.stdout!.on('data', (b: Buffer) => (out += b.toString()));
