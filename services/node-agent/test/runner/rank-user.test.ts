@@ -16,7 +16,8 @@ import { loadAgentConfig } from '../../src/config.js';
 import { schedulerKeyEnv } from '../helpers/command-keys.js';
 
 const root = process.getuid?.() === 0;
-const USER = 'gantry-test-rank';
+// One per test process: parallel runs must not delete each other's user.
+const USER = `gantry-rank-${process.pid}`;
 let base: string;
 let created = false;
 
