@@ -234,30 +234,12 @@ export async function runPhase(p: ModelParams, mode: 'write' | 'read', admission
     q.push(n.nicFree + half, SERVER, rpc.rank, rpc);
     void nodeIdx;
   };
-  const issue = (rank: number) => {
+  /** One RPC of `rank` enters its node's transport: a free slot, else the FIFO backlog. */
+  const enqueue = (rank: number) => {
     const nodeIdx = Math.floor(rank / p.ranksPerNode);
     const n = nodes[nodeIdx]!;
-    while (outstanding[rank]! < p.windowRpcs && remaining[rank]! > 0) {
-      remaining[rank]!--;
-      outstanding[rank]!++;
-      const rpc: Rpc = { rank, node: nodeIdx, created: now, sent: -1 };
-      if (n.slotsUsed < p.slots) send(n, nodeIdx, rpc);
-      else {
-        n.backlog.push(rpc);
-        backlogTotal++;
-        peakBacklog = Math.max(peakBacklog, backlogTotal);
-        peakNodeBacklog = Math.max(peakNodeBacklog, n.backlog.length - n.backlogHead);
-      }
-    }
-  };
-  /** Write phase: one dirty chunk of `rank` becomes a WRITE RPC (slot or backlog). */
-  const submit = (rank: number) => {
-    const nodeIdx = Math.floor(rank / p.ranksPerNode);
-    const n = nodes[nodeIdx]!;
-    dirty[rank]!--;
     remaining[rank]!--;
     outstanding[rank]!++;
-    n.writeback++;
     const rpc: Rpc = { rank, node: nodeIdx, created: now, sent: -1 };
     if (n.slotsUsed < p.slots) send(n, nodeIdx, rpc);
     else {
@@ -266,6 +248,16 @@ export async function runPhase(p: ModelParams, mode: 'write' | 'read', admission
       peakBacklog = Math.max(peakBacklog, backlogTotal);
       peakNodeBacklog = Math.max(peakNodeBacklog, n.backlog.length - n.backlogHead);
     }
+    return n;
+  };
+  /** Read phase: the reader keeps its readahead window full. */
+  const issue = (rank: number) => {
+    while (outstanding[rank]! < p.windowRpcs && remaining[rank]! > 0) enqueue(rank);
+  };
+  /** Write phase: one dirty chunk of `rank` becomes a WRITE RPC. */
+  const submit = (rank: number) => {
+    dirty[rank]!--;
+    enqueue(rank).writeback++;
   };
   /** Write phase: the node's background writeback, round robin over its ranks, up to the cap. */
   const pump = (nodeIdx: number) => {
