@@ -185,6 +185,7 @@ export async function up(opts: { ha?: boolean } = {}): Promise<StackState> {
         const { command, args } = serviceCommand('node-agent');
         processes.push(launch(`agent-${name}`, command, args, {
           ...common, ...bus.env('node-agent', name), ...tlsEnv('node-agent'), ...simAgentEnv(name, join(STACK_DIR, 'agents', name)), METRICS_PORT: String(PORTS.metricsBase + 3 + i), ...simTopology(i),
+          GANTRY_CHECKPOINT_ADDR: endpoints.checkpoint!, // storage admission for the ranks (POST /v1/storage/* on the per-job endpoint)
         }));
         record();
       }
