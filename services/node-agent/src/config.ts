@@ -7,6 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, natsServersProblem } from '@gantry/service-kit/config';
 import { commandVerifyKeys, SUBJECT_TOKEN } from '@gantry/bus';
+import { internalTls, type InternalTlsConfig } from '@gantry/service-kit';
 import { rankUserRefProblem } from './runner/rank-user.js';
 
 // Node names become NATS subject tokens and Redis key parts.
@@ -169,11 +170,20 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     if (v !== undefined && v !== '') { setPath(raw, path, v); envNames.set(path, variable); }
   }
   const res = agentConfigSchema.safeParse(raw);
-  if (res.success) return res.data;
+  if (res.success) {
+    // Unusable TLS files stop the agent here, in one line, not at its first gRPC call.
+    internalTls(internalTlsVariables(res.data.internalTls));
+    return res.data;
+  }
   const problems = res.error.issues.map((i) => {
     const path = i.path.join('.');
     const source = envNames.has(path) ? `${envNames.get(path)} (${path})` : `${path}${file ? ` in ${file}` : ''}`;
     return `${source}: ${i.message}`;
   });
   throw new ConfigError(`invalid agent configuration: ${problems.join('; ')}`);
+}
+
+/** agent.yaml's internalTls as the INTERNAL_TLS_* settings service-kit checks and loads. */
+export function internalTlsVariables(t: AgentConfig['internalTls']): InternalTlsConfig {
+  return { INTERNAL_TLS_CA_FILE: t.caFile, INTERNAL_TLS_CERT_FILE: t.certFile, INTERNAL_TLS_KEY_FILE: t.keyFile, INTERNAL_TLS_SERVER_NAME: t.serverName };
 }

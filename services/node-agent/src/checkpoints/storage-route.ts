@@ -24,6 +24,7 @@ import {
   type RenewStorageLeaseResponse,
 } from '@gantry/proto';
 import { internalChannelCredentials, internalChannelOptions, internalTls } from '@gantry/service-kit';
+import { internalTlsVariables } from '../config.js';
 import type { TokenRecord } from './state.js';
 
 /** The longest a single acquire waits at the service (its own bound is 60 s). */
@@ -74,9 +75,9 @@ export class StorageRoute {
   /** Leases handed out through this agent, per job attempt: lease id -> target. */
   private readonly held = new Map<string, Map<string, string>>();
 
-  /** Throws ConfigError naming the INTERNAL_TLS_* variable when the TLS files are unusable. */
+  /** Throws ConfigError naming the INTERNAL_TLS_* variable when the TLS files are unusable (loadAgentConfig checked them already). */
   constructor(readonly address: string | undefined, private readonly node: string, private readonly log: Logger, tlsFiles: { caFile?: string; certFile?: string; keyFile?: string; serverName?: string } = {}) {
-    const tls = internalTls({ INTERNAL_TLS_CA_FILE: tlsFiles.caFile, INTERNAL_TLS_CERT_FILE: tlsFiles.certFile, INTERNAL_TLS_KEY_FILE: tlsFiles.keyFile, INTERNAL_TLS_SERVER_NAME: tlsFiles.serverName });
+    const tls = internalTls(internalTlsVariables(tlsFiles));
     this.client = address ? new StorageServiceClient(address, internalChannelCredentials(tls), internalChannelOptions(tls)) : undefined;
   }
 
