@@ -9,7 +9,7 @@ import { Counter, type Registry } from 'prom-client';
 import {
   AgentCommandReply, AgentRank, CheckpointDeleteReply, CheckpointDeleteRequest, CheckpointReport, NodeHeartbeat, RankPhase, RegisterNodeRequest, RegisterNodeResponse, Topology, type GpuDevice,
 } from '@gantry/proto';
-import { CommandRefused, MAX_EPOCH_JUMP, commandVerifyKeys, decode, encode, subjects, verifyCommand } from '@gantry/bus';
+import { CommandRefused, MAX_EPOCH_JUMP, SUBJECT_TOKEN, commandVerifyKeys, decode, encode, subjects, verifyCommand } from '@gantry/bus';
 import { GANTRY_VERSION } from '@gantry/service-kit';
 import type { AgentConfig } from './config.js';
 import { StateFile } from './runner/state-file.js';
@@ -197,6 +197,14 @@ export class NodeAgent {
       this.refusedCommands.inc({ reason });
       this.log.warn({ reason, bytes: data.length, err: (err as Error).message }, 'refused a command');
       return { ok: false, message: (err as Error).message };
+    }
+    // Job ids are subject tokens wherever the scheduler makes them; anything else would end up
+    // in state records, subjects and message ids (found by pnpm fuzz: a newline broke reports).
+    const target = cmd.command?.$case === 'assign' ? cmd.command.assign : cmd.command?.$case === 'stop' ? cmd.command.stop : undefined;
+    if (target && !SUBJECT_TOKEN.test(target.jobId)) {
+      this.refusedCommands.inc({ reason: 'malformed' });
+      this.log.warn({ reason: 'malformed', job: target.jobId.slice(0, 64) }, 'refused a command');
+      return { ok: false, message: `job id ${JSON.stringify(target.jobId.slice(0, 64))} is not valid` };
     }
     if (cmd.epoch < this.state.state.highestEpoch) {
       this.refusedCommands.inc({ reason: 'stale-epoch' });

@@ -18,7 +18,9 @@ export type DropReason =
   /** A rank event for a rank the job's attempt did not place on that node (or no such job, attempt or rank). */
   | 'rank-not-placed'
   /** More registrations or heartbeats in flight than the scheduler takes at once (a flood). */
-  | 'overload';
+  | 'overload'
+  /** Larger than any real message of its kind (it would be stored in Redis). */
+  | 'oversize';
 
 const guards = new WeakMap<Registry, AgentMessageGuard>();
 
@@ -47,6 +49,13 @@ export class AgentMessageGuard {
     const sender = subjectNode(subject);
     if (payloadNode === sender) return true;
     this.drop(kind, 'node-mismatch', { sender, claimed: payloadNode.slice(0, 128) });
+    return false;
+  }
+
+  /** Whether a message is within its kind's size bound; otherwise dropped. */
+  withinSize(kind: AgentMessageKind, subject: string, bytes: number, max: number): boolean {
+    if (bytes <= max) return true;
+    this.drop(kind, 'oversize', { sender: subjectNode(subject), bytes, max });
     return false;
   }
 

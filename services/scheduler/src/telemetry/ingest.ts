@@ -13,6 +13,14 @@ import type { HealthConfigCache } from '../health-monitor/config-source.js';
 import { signalHolders } from '../recovery/triggers.js';
 import { AgentMessageGuard } from '../agents/message-guard.js';
 
+/**
+ * Bounds on what is stored per message (history and the health detector's XID inbox are capped
+ * by count, so these cap their bytes): a real batch of a 72-GPU host is tens of KiB, an XID
+ * event a few hundred bytes. `pnpm fuzz` filled Redis with 900 KiB XID events before.
+ */
+const MAX_TELEMETRY_BYTES = 256 * 1024;
+const MAX_XID_EVENT_BYTES = 16 * 1024;
+
 export class TelemetryIngest {
   private readonly store: NodeTelemetryStore;
   private readonly running: ConsumerMessages[] = [];
@@ -32,15 +40,19 @@ export class TelemetryIngest {
 
   async start(): Promise<void> {
     await this.consume(streams.telemetry.name, consumers.schedulerTelemetry, subjects.telemetryAll, async (m) => {
+      const guard = AgentMessageGuard.of(this.ctx.metrics, this.ctx.log);
+      if (!guard.withinSize('telemetry', m.subject, m.data.length, MAX_TELEMETRY_BYTES)) return;
       const batch = decode(TelemetryBatch, m.data, 'TelemetryBatch');
-      if (!AgentMessageGuard.of(this.ctx.metrics, this.ctx.log).sameNode('telemetry', m.subject, batch.node)) return;
+      if (!guard.sameNode('telemetry', m.subject, batch.node)) return;
       await this.store.record(batch);
       this.batches.inc();
       if (batch.time) this.lag.observe(Math.max(0, (Date.now() - batch.time.getTime()) / 1000));
     });
     await this.consume(streams.agentEvents.name, consumers.schedulerHostEvents, subjects.hostEventAll, async (m) => {
+      const guard = AgentMessageGuard.of(this.ctx.metrics, this.ctx.log);
+      if (!guard.withinSize('host-event', m.subject, m.data.length, MAX_XID_EVENT_BYTES)) return;
       const xid = decode(XidEvent, m.data, 'XidEvent');
-      if (!AgentMessageGuard.of(this.ctx.metrics, this.ctx.log).sameNode('host-event', m.subject, xid.node)) return;
+      if (!guard.sameNode('host-event', m.subject, xid.node)) return;
       await this.store.appendEvent(xid.node, NodeHostEvent.create({ time: xid.time ?? new Date(), event: { $case: 'xid', xid } }));
       // The detector weighs it at its next window (holds, repeats, lemons); jobs are acted on now.
       await this.health.queueXid(xid);
