@@ -79,7 +79,8 @@ function report(err: unknown, session: Session): number {
     return 2;
   }
   // GantryError's message is "CODE: details", e.g. "NOT_FOUND: job j-123 not found".
-  if (GantryError.is(err, status.UNAVAILABLE)) line(`${err.message} (gateway ${session.address})`);
+  // Only a gateway call has an address to name (ckpt and storage talk to the checkpoint service).
+  if (GantryError.is(err, status.UNAVAILABLE) && session.address) line(`${err.message} (gateway ${session.address})`);
   else line(err instanceof Error ? err.message : String(err));
   return 1;
 }
