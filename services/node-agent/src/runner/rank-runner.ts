@@ -18,7 +18,7 @@
 // ...) is a hook (hooks.ts: prestart, poststart, stop, exited), not more code here.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import type { Logger } from 'pino';
 import type { RankAssignment } from '@gantry/proto';
@@ -28,7 +28,7 @@ import { readRankError } from './rank-evidence.js';
 import { oneLine } from './rank-error.js';
 import { RankHooks, hookContext, type RankHook } from './hooks.js';
 import type { GpuDeviceCgroups } from './gpu-devices.js';
-import { giveToUser, identityEnv, unreachableProblem, type RankIdentity, type RankUsers } from './rank-user.js';
+import { giveToUser, identityEnv, openForTraversal, unreachableProblem, type RankIdentity, type RankUsers } from './rank-user.js';
 
 /** Variables a rank inherits from the agent's own environment; everything else comes from the job. */
 const INHERITED_ENV = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'SHELL', 'LD_LIBRARY_PATH'];
@@ -126,6 +126,7 @@ export class RankRunner {
       id = this.opts.users?.identityFor(a.env.GANTRY_TENANT ?? '');
       if (id) {
         // The rank's folder is its default working folder and takes its exit and error files.
+        openForTraversal(id, dirname(dir));
         giveToUser(id, [dir]);
         const problem = unreachableProblem(id, cwd);
         if (problem) throw new Error(problem);

@@ -9,7 +9,7 @@
 // the rank keeps none of the agent's supplementary groups (and gets none of the user's: a
 // group the ranks need, e.g. for a device node, must be the user's primary group).
 import { execFileSync } from 'node:child_process';
-import { chownSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { dirname, resolve } from 'node:path';
 
@@ -117,10 +117,22 @@ export function identityEnv(id: RankIdentity): Record<string, string> {
   return { USER: name, LOGNAME: name, HOME: id.home && id.home !== '/nonexistent' ? id.home : '/tmp' };
 }
 
-/** Makes the rank's own folders (working folder by default, exit and error files) the user's. */
+/**
+ * Makes the rank's own folders (working folder by default, exit and error files) the user's,
+ * and closed to everyone else (0700): they hold its stdout and stderr, which ranks of other
+ * tenants, running as other users, must not read.
+ */
 export function giveToUser(id: RankIdentity, dirs: string[]): void {
   if (!id.drop) return;
-  for (const d of dirs) chownSync(d, id.uid, id.gid);
+  for (const d of dirs) {
+    chownSync(d, id.uid, id.gid);
+    chmodSync(d, 0o700);
+  }
+}
+
+/** The folder holding every rank's folder: passable by rank users (0711), not listable. */
+export function openForTraversal(id: RankIdentity, dir: string): void {
+  if (id.drop) chmodSync(dir, 0o711);
 }
 
 /**

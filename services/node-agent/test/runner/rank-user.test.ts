@@ -2,7 +2,7 @@
 // the user its tenant maps to, and the rank's own `id -u` says so; root is refused unless
 // allowed; an unknown user or a working folder the user cannot reach fails the rank with the
 // reason. Needs root (to create a user and to drop to it), as the agent on a GPU host has.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,6 +77,11 @@ describe.skipIf(!root)('ranks run as the configured user', () => {
     expect(cwd).toBe(rec.dir);
     expect(wrote).toBe('wrote');
     expect(statSync(join(rec.dir, 'made-by-rank')).uid).toBe(u.uid);
+    // Its folder is closed to other users (its output is there); the folder of rank folders is passable, not listable.
+    expect(statSync(rec.dir).mode & 0o777).toBe(0o700);
+    expect(statSync(join(rec.dir, '..')).mode & 0o777).toBe(0o711);
+    const other = spawnSync('cat', [join(rec.dir, 'stdout.log')], { uid: 65534, gid: 65534, encoding: 'utf8' });
+    expect(other.stderr).toMatch(/Permission denied/);
     // The wrapper, running as the user too, recorded the exit status in the rank's folder.
     expect(readFileSync(join(rec.dir, 'exit'), 'utf8').trim()).toBe('0');
   });
