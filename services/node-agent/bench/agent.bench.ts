@@ -186,7 +186,7 @@ const failed = sum(s1, 'telemetryFailed') - sum(s0, 'telemetryFailed');
 const workerCpu = (sum(s1, 'cpuMs') - sum(s0, 'cpuMs')) / 1000;
 const p99 = quantile(lag, 0.99);
 console.log(`  ranks running on the agents: ${sum(s1, 'ranks')}; heartbeats sent ${heartbeats} (${(heartbeats / wall).toFixed(0)}/s), ${(rankReports / Math.max(1, heartbeats)).toFixed(1)} ranks per heartbeat`);
-console.log(`  scheduler heartbeat processing lag (sent -> recorded in Redis), every ${LAG_EVERY}th node's heartbeats: ${lag.length} of ${lag.length + missed} recorded within ${HEARTBEAT / 2000} s (p50 ${quantile(lag, 0.5)} ms, p99 ${p99} ms, max ${Math.max(...lag, 0)} ms of those), ${missed} later or never   target: all within one interval (${HEARTBEAT / 1000} s): ${missed === 0 && p99 < HEARTBEAT ? 'PASS' : 'FAIL'}`);
+console.log(`  scheduler heartbeat processing lag (sent -> recorded in Redis), every ${LAG_EVERY}th node's heartbeats: ${lag.length} of ${lag.length + missed} recorded within ${(HEARTBEAT * 0.9) / 1000} s (p50 ${quantile(lag, 0.5)} ms, p99 ${p99} ms, max ${Math.max(...lag, 0)} ms of those), ${missed} later or never   target: all within one interval (${HEARTBEAT / 1000} s): ${missed === 0 && p99 < HEARTBEAT ? 'PASS' : 'FAIL'}`);
 const ingest = (q: number) => {
   const v = histogramQuantile(before, after, 'gantry_telemetry_ingest_lag_seconds', q);
   return Number.isFinite(v) ? `<= ${v} s` : 'beyond the histogram\'s largest bucket';

@@ -8,9 +8,10 @@
 //   - heartbeats every heartbeat interval with its running ranks (NodeHeartbeat), and
 //   - publishes a real TelemetryBatch every telemetry interval (simulated backend -> the same
 //     collectors and encoding as a real agent), both staggered over their interval.
-// It samples the scheduler's heartbeat processing lag: for every `lagEvery`-th node, half an
-// interval after a heartbeat it reads the time the scheduler recorded for it (Redis, the
-// heartbeat index); a heartbeat not yet recorded then counts as lagging by more than that.
+// It samples the scheduler's heartbeat processing lag: for every `lagEvery`-th node, 0.9 of an
+// interval after a heartbeat (before the next one can overwrite it) it reads the time the
+// scheduler recorded for it (Redis, the heartbeat index); a heartbeat not yet recorded then
+// counts as lagging by more than that.
 import { readFileSync } from 'node:fs';
 import { connect } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
@@ -141,7 +142,7 @@ function heartbeat(a: SimAgent, i: number): void {
       if (recorded >= sent) lagMs.push(recorded - sent);
       else lagMissed++;
     });
-  }, args.heartbeatMs / 2).unref();
+  }, args.heartbeatMs * 0.9).unref();
 }
 
 async function report(a: SimAgent): Promise<void> {
