@@ -150,7 +150,11 @@ function setPath(obj: Record<string, unknown>, path: string, value: unknown): vo
   cur[parts[parts.length - 1]!] = value;
 }
 
-export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
+/**
+ * The validated configuration. `commandKey: false` is for the `sim` subcommands, which only
+ * find the state folder of a running agent and never take commands: no public key needed.
+ */
+export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env, opts: { commandKey?: boolean } = {}): AgentConfig {
   const file = env.GANTRY_AGENT_CONFIG ?? (existsSync('/etc/gantry/agent.yaml') ? '/etc/gantry/agent.yaml' : undefined);
   let raw: Record<string, unknown> = {};
   if (file) {
@@ -169,7 +173,8 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     const v = env[variable];
     if (v !== undefined && v !== '') { setPath(raw, path, v); envNames.set(path, variable); }
   }
-  const res = agentConfigSchema.safeParse(raw);
+  const schema = opts.commandKey === false ? agentConfigSchema.extend({ schedulerPublicKeyFile: z.string().default('') }) : agentConfigSchema;
+  const res = schema.safeParse(raw);
   if (res.success) {
     // Unusable TLS files stop the agent here, in one line, not at its first gRPC call.
     internalTls(internalTlsVariables(res.data.internalTls));

@@ -19,9 +19,9 @@ import { ReportBuffer } from './reporting/report-buffer.js';
 import { simProgram } from './sim-cli.js';
 import { join } from 'node:path';
 
-function config(): AgentConfig {
+function config(opts: { commandKey?: boolean } = {}): AgentConfig {
   try {
-    return loadAgentConfig();
+    return loadAgentConfig(process.env, opts);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`gantry-agent: ${err.message}\n`);
@@ -33,7 +33,7 @@ function config(): AgentConfig {
 
 if (process.argv[2] === 'sim') {
   try {
-    await simProgram(() => config().stateDir, (m) => process.stdout.write(m)).parseAsync(process.argv);
+    await simProgram(() => config({ commandKey: false }).stateDir, (m) => process.stdout.write(m)).parseAsync(process.argv);
   } catch (err) {
     if (err instanceof CommanderError && err.exitCode === 0) process.exit(0);
     process.stderr.write(`gantry-agent: ${(err as Error).message.replace(/^error: /, '')}\n`);
