@@ -19,4 +19,13 @@ export default tseslint.config(
       'no-console': 'off',
     },
   },
+  {
+    // The agent ships as one bundle (pnpm build:agent): service-kit's index pulls in the gRPC
+    // server side (grpc-health-check reads a .proto through __dirname at import), which does
+    // not exist in the bundle. The agent takes what it needs from the subpaths.
+    files: ['services/node-agent/src/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { paths: [{ name: '@gantry/service-kit', message: 'import from a @gantry/service-kit/<module> subpath: the index is not bundle-safe (see test/e2e/agent-bundle.test.ts)' }] }],
+    },
+  },
 );

@@ -33,6 +33,8 @@ export interface StackOptions {
   ha?: boolean;
   /** Extra environment of agent i (after `env`), e.g. its own NATS_URL through a proxy. */
   agentEnv?: (i: number) => NodeJS.ProcessEnv;
+  /** Run the agents as this program instead of the sources under tsx (e.g. the installed bundle). */
+  agentCommand?: { command: string; args: string[] };
   /**
    * The bus authorisation (deploy/local/bus-security.ts): nats-server admits only the NKEY
    * users made for this stack, each held to its subjects, and agents verify signed commands.
@@ -61,7 +63,7 @@ export class TestStack {
   agents: ManagedProcess[] = [];
   gatewayAddr = '';
   checkpointAddr = '';
-  private readonly opts: Required<Omit<StackOptions, 'env' | 'agentEnv'>> & Pick<StackOptions, 'env' | 'agentEnv'>;
+  private readonly opts: Required<Omit<StackOptions, 'env' | 'agentEnv' | 'agentCommand'>> & Pick<StackOptions, 'env' | 'agentEnv' | 'agentCommand'>;
   /** With internal TLS: this stack's CA, and a certificate per process kind and for clients. */
   tlsFiles?: DevCertFiles;
 
@@ -77,6 +79,7 @@ export class TestStack {
       ha: opts.ha ?? false,
       env: opts.env,
       agentEnv: opts.agentEnv,
+      agentCommand: opts.agentCommand,
       natsAuth: opts.natsAuth ?? process.env.GANTRY_NATS_AUTH !== 'off',
       internalTls: opts.internalTls ?? process.env.GANTRY_INTERNAL_TLS !== 'off',
     };
@@ -202,7 +205,7 @@ export class TestStack {
   }
 
   private service(kind: ServiceName, name: string, env: NodeJS.ProcessEnv, ready: () => Promise<boolean>, readyTimeoutMs = 45_000, last: NodeJS.ProcessEnv = {}): ManagedProcess {
-    const { command, args, cwd } = serviceCommand(kind);
+    const { command, args, cwd } = kind === 'node-agent' && this.opts.agentCommand ? { ...this.opts.agentCommand, cwd: serviceCommand(kind).cwd } : serviceCommand(kind);
     return new ManagedProcess({
       name, command, args, cwd, readyTimeoutMs,
       env: { ...this.common(), ...this.busEnv(kind, env.GANTRY_NODE_NAME), ...this.internalTlsEnv(kind), ...env, ...this.opts.env?.[kind], ...last },

@@ -10,7 +10,7 @@ import {
   AgentCommandReply, AgentRank, CheckpointDeleteReply, CheckpointDeleteRequest, CheckpointReport, NodeHeartbeat, RankPhase, RegisterNodeRequest, RegisterNodeResponse, Topology, type GpuDevice,
 } from '@gantry/proto';
 import { CommandRefused, MAX_EPOCH_JUMP, SUBJECT_TOKEN, commandVerifyKeys, decode, encode, subjects, verifyCommand } from '@gantry/bus';
-import { GANTRY_VERSION } from '@gantry/service-kit';
+import { GANTRY_VERSION } from '@gantry/service-kit/version';
 import type { AgentConfig } from './config.js';
 import { StateFile } from './runner/state-file.js';
 import { RankRunner } from './runner/rank-runner.js';

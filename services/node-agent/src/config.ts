@@ -7,7 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, natsServersProblem } from '@gantry/service-kit/config';
 import { commandVerifyKeys, SUBJECT_TOKEN } from '@gantry/bus';
-import { internalTls, type InternalTlsConfig } from '@gantry/service-kit';
+import { internalTls, type InternalTlsConfig } from '@gantry/service-kit/internal-tls';
 import { rankUserRefProblem } from './runner/rank-user.js';
 
 // Node names become NATS subject tokens and Redis key parts.

@@ -23,7 +23,7 @@ import {
   type ReleaseStorageLeaseResponse,
   type RenewStorageLeaseResponse,
 } from '@gantry/proto';
-import { internalChannelCredentials, internalChannelOptions, internalTls } from '@gantry/service-kit';
+import { internalChannelCredentials, internalChannelOptions, internalTls } from '@gantry/service-kit/internal-tls';
 import { internalTlsVariables } from '../config.js';
 import type { TokenRecord } from './state.js';
 
