@@ -10,6 +10,7 @@ export async function createBackend(cfg: AgentConfig): Promise<DeviceBackend> {
   const backend = cfg.device.backend === 'auto' ? undefined : cfg.device.backend === 'sim' ? 'simulated' : 'nvidia-smi';
   return detectBackend({
     backend,
+    ...(cfg.device.smiLoop ? { nvidiaSmi: { loopIntervalMs: cfg.telemetryIntervalMs } } : {}),
     sim: {
       model: { node: cfg.node, gpuCount: cfg.device.simGpus, gpuModel: cfg.device.simGpuModel, gpuMemoryMiB: cfg.device.simGpuMemoryMib },
       // Each simulated host differs from its peers, the same way on every start.

@@ -5,6 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NvidiaSmiBackend, SmiLoop } from '../src/device/index.js';
+import { createBackend } from '../src/backend.js';
+import { loadAgentConfig } from '../src/config.js';
+import { schedulerKeyEnv } from './helpers/command-keys.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gantry-smi-loop-'));
 
@@ -101,5 +104,33 @@ describe('NvidiaSmiBackend with loopIntervalMs', () => {
     const r = await backend.readGpuMetricsText();
     expect(r.csv).toBe('0, 1\n1, 1\n');
     expect(starts('flaky')).toBe(6); // 2 forks, 2 failed loops, 2 forks
+  });
+});
+
+describe('the agent configuration', () => {
+  const env = () => ({ GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: 'n0', GANTRY_STATE_DIR: dir, DEVICE_BACKEND: 'nvidia-smi', TELEMETRY_INTERVAL_MS: '500', ...schedulerKeyEnv() });
+
+  it('runs nvidia-smi as two loops at the telemetry interval with GANTRY_NVIDIA_SMI_LOOP=true, a fork per query without it', async () => {
+    // createBackend finds nvidia-smi on PATH: the stand-in, under that name.
+    const bin = mkdtempSync(join(tmpdir(), 'gantry-smi-path-'));
+    writeFileSync(join(bin, 'nvidia-smi'), `#!/bin/sh\nexec ${standIn('cfg')} "$@"\n`);
+    chmodSync(join(bin, 'nvidia-smi'), 0o755);
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path}`;
+    try {
+      expect(() => loadAgentConfig({ ...env(), GANTRY_NVIDIA_SMI_LOOP: 'yes' })).toThrow(/GANTRY_NVIDIA_SMI_LOOP/);
+      const looping = await createBackend(loadAgentConfig({ ...env(), GANTRY_NVIDIA_SMI_LOOP: 'true' })) as NvidiaSmiBackend;
+      stops.push(() => looping.close());
+      // The first cycle forks once to settle the fields; the loops serve the cycles after it.
+      await looping.readGpuMetricsText();
+      await looping.readGpuMetricsText();
+      expect(looping.loopPids()).toHaveLength(2);
+      const forking = await createBackend(loadAgentConfig(env())) as NvidiaSmiBackend;
+      await forking.readGpuMetricsText();
+      await forking.readGpuMetricsText();
+      expect(forking.loopPids()).toHaveLength(0);
+    } finally {
+      process.env.PATH = path;
+    }
   });
 });
