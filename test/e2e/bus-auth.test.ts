@@ -79,6 +79,7 @@ describe('NATS authorisation', () => {
     await expect(nc.request(subjects.rankEvent('node-1'), encode(RankEvent, RankEvent.create({ node: 'node-1' })), { timeout: 2_000 })).rejects.toThrow(/Permissions Violation/);
     await expect(nc.request(subjects.agentCommand('node-1'), new Uint8Array(), { timeout: 2_000 })).rejects.toThrow(/Permissions Violation/);
     await expect(nc.request(subjects.logs('j-x', 1, 0, 'node-1'), new Uint8Array(), { timeout: 2_000 })).rejects.toThrow(/Permissions Violation/);
+    await expect(nc.request(subjects.checkpointReport('node-1', 'j-x'), new Uint8Array(), { timeout: 2_000 })).rejects.toThrow(/Permissions Violation/);
     const subErrors: string[] = [];
     for (const subject of [subjects.agentCommand('node-1'), '_INBOX.>', `${agentInboxPrefix('node-1')}.>`, subjects.agentHeartbeatAll]) {
       const sub = nc.subscribe(subject);

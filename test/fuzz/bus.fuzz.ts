@@ -137,7 +137,7 @@ try {
     { name: 'scheduler rank event', subject: subjects.rankEvent(NODE), codec: RankEvent as Codec<unknown>, consumer: [streams.agentEvents.name, consumers.schedulerAgentEvents] },
     { name: 'scheduler host event', subject: subjects.hostEvent(NODE), codec: XidEvent as Codec<unknown>, consumer: [streams.agentEvents.name, consumers.schedulerHostEvents] },
     { name: 'scheduler telemetry', subject: subjects.telemetry(NODE), codec: TelemetryBatch as Codec<unknown>, consumer: [streams.telemetry.name, consumers.schedulerTelemetry] },
-    { name: 'checkpoint report', subject: subjects.checkpointReport('j-fuzz'), codec: CheckpointReport as Codec<unknown>, consumer: [streams.checkpoints.name, consumers.checkpointReports] },
+    { name: 'checkpoint report', subject: subjects.checkpointReport('node-0', 'j-fuzz'), codec: CheckpointReport as Codec<unknown>, consumer: [streams.checkpoints.name, consumers.checkpointReports] },
   ];
   for (const [i, r] of reports.entries()) {
     if (!wanted(r.name)) continue;

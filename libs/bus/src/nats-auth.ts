@@ -38,10 +38,7 @@ export function agentInboxPrefix(node: string): string {
 function agentSubjects(node: string): string[] {
   return [
     subjects.agentRegister(node), subjects.agentHeartbeat(node), subjects.rankEvent(node), subjects.hostEvent(node),
-    subjects.telemetry(node), subjects.logsOfNode(node),
-    // Checkpoint reports are still per job (the report names its node; the checkpoint service
-    // reads it): see docs/security.md, "What the bus does not enforce yet".
-    subjects.checkpointReportAll,
+    subjects.telemetry(node), subjects.logsOfNode(node), subjects.checkpointReportsOfNode(node),
   ];
 }
 

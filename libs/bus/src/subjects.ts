@@ -52,9 +52,15 @@ export const subjects = {
   jobEventAll: `${PREFIX}.events.job.*`,
   nodeEvent: (node: string) => `${PREFIX}.events.node.${token(node, 'node')}`,
   nodeEventAll: `${PREFIX}.events.node.*`,
-  /** Agent -> checkpoint service (JetStream GANTRY_CHECKPOINTS): CheckpointReport, de-duplicated by Nats-Msg-Id. */
-  checkpointReport: (jobId: string) => `${PREFIX}.checkpoint.report.${token(jobId, 'job id')}`,
-  checkpointReportAll: `${PREFIX}.checkpoint.report.*`,
+  /**
+   * Agent -> checkpoint service (JetStream GANTRY_CHECKPOINTS): CheckpointReport, de-duplicated
+   * by Nats-Msg-Id. Names the reporting node, so an agent can only report as itself; the
+   * service drops a report whose payload names another node or job than the subject.
+   */
+  checkpointReport: (node: string, jobId: string) => `${PREFIX}.checkpoint.report.${token(node, 'node')}.${token(jobId, 'job id')}`,
+  checkpointReportsOfNode: (node: string) => `${PREFIX}.checkpoint.report.${token(node, 'node')}.*`,
+  /** Also matches reports stored before they named their node (checkpoint.report.{job}). */
+  checkpointReportAll: `${PREFIX}.checkpoint.report.>`,
   /** Checkpoint service -> agent, request/reply (core NATS): CheckpointDeleteRequest (retention). */
   checkpointDelete: (node: string) => `${PREFIX}.agent.checkpoint-delete.${token(node, 'node')}`,
   checkpointDeleteAll: `${PREFIX}.agent.checkpoint-delete.*`,
@@ -124,4 +130,12 @@ export const consumers = {
  */
 export function subjectNode(subject: string): string {
   return subject.slice(subject.lastIndexOf('.') + 1);
+}
+
+/** The node and job a checkpoint report's subject names; undefined for any other subject. */
+export function checkpointReportSender(subject: string): { node: string; jobId: string } | undefined {
+  const head = `${PREFIX}.checkpoint.report.`;
+  if (!subject.startsWith(head)) return undefined;
+  const rest = subject.slice(head.length).split('.');
+  return rest.length === 2 && rest.every((t) => SUBJECT_TOKEN.test(t)) ? { node: rest[0]!, jobId: rest[1]! } : undefined;
 }

@@ -16,8 +16,8 @@ const allowed = (patterns: string[], subject: string) => patterns.some((p) => ma
 describe('bus permissions', () => {
   it('an agent publishes only its own node\'s subjects and reads only its own commands and inbox', () => {
     const p = busPermissions({ kind: 'agent', node: 'n1' });
-    for (const s of [subjects.agentRegister('n1'), subjects.agentHeartbeat('n1'), subjects.rankEvent('n1'), subjects.hostEvent('n1'), subjects.telemetry('n1'), subjects.logs('j-1', 2, 3, 'n1')]) expect(allowed(p.publish, s)).toBe(true);
-    for (const s of [subjects.agentRegister('n2'), subjects.agentHeartbeat('n2'), subjects.rankEvent('n2'), subjects.hostEvent('n2'), subjects.telemetry('n2'), subjects.logs('j-1', 2, 3, 'n2'), subjects.agentCommand('n1'), subjects.jobEvent('j-1'), '$JS.API.STREAM.DELETE.GANTRY_EVENTS', '_INBOX.x']) expect(allowed(p.publish, s)).toBe(false);
+    for (const s of [subjects.agentRegister('n1'), subjects.agentHeartbeat('n1'), subjects.rankEvent('n1'), subjects.hostEvent('n1'), subjects.telemetry('n1'), subjects.logs('j-1', 2, 3, 'n1'), subjects.checkpointReport('n1', 'j-1')]) expect(allowed(p.publish, s)).toBe(true);
+    for (const s of [subjects.agentRegister('n2'), subjects.agentHeartbeat('n2'), subjects.rankEvent('n2'), subjects.hostEvent('n2'), subjects.telemetry('n2'), subjects.logs('j-1', 2, 3, 'n2'), subjects.checkpointReport('n2', 'j-1'), 'gantry.v1.checkpoint.report.j-1', subjects.agentCommand('n1'), subjects.jobEvent('j-1'), '$JS.API.STREAM.DELETE.GANTRY_EVENTS', '_INBOX.x']) expect(allowed(p.publish, s)).toBe(false);
     expect(allowed(p.subscribe, subjects.agentCommand('n1'))).toBe(true);
     expect(allowed(p.subscribe, `${agentInboxPrefix('n1')}.abc.1`)).toBe(true);
     for (const s of [subjects.agentCommand('n2'), `${agentInboxPrefix('n2')}.abc`, '_INBOX.abc', subjects.logsAll, subjects.agentHeartbeat('n2')]) expect(allowed(p.subscribe, s)).toBe(false);

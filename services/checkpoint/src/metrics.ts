@@ -10,6 +10,7 @@ export interface CheckpointMetrics {
   deleted: Counter;
   dryRuns: Counter;
   refused: Counter;
+  reportsDropped: Counter<'reason'>;
 }
 
 export function createCheckpointMetrics(registry: Registry): CheckpointMetrics {
@@ -32,6 +33,11 @@ export function createCheckpointMetrics(registry: Registry): CheckpointMetrics {
     deleted: new Counter({ name: 'gantry_checkpoints_deleted_total', help: 'Checkpoints deleted by retention.', registers: [registry] }),
     dryRuns: new Counter({ name: 'gantry_checkpoints_delete_dry_runs_total', help: 'Deletions retention would have made (retention.delete is off).', registers: [registry] }),
     refused: new Counter({ name: 'gantry_checkpoints_delete_refused_total', help: 'Deletions an agent refused (outside the job directory, symlink, unknown job).', registers: [registry] }),
+    reportsDropped: new Counter({
+      name: 'gantry_checkpoint_reports_dropped_total',
+      help: 'Checkpoint reports dropped because the payload names another node or job than the subject the agent published on (node-mismatch, job-mismatch, unbound-subject).',
+      labelNames: ['reason'], registers: [registry],
+    }),
     shardBytes: new Counter({
       name: 'gantry_checkpoint_shard_bytes_total',
       help: 'Bytes of checkpoint shards reported, counted at the first report of each shard.',

@@ -8,7 +8,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { ConsumerMessages } from '@nats-io/jetstream';
 import type { Logger } from '@gantry/service-kit';
 import { CheckpointReport, CheckpointState } from '@gantry/proto';
-import { SUBJECT_TOKEN, consumeDurable, consumers, decode, streams, subjects } from '@gantry/bus';
+import { SUBJECT_TOKEN, checkpointReportSender, consumeDurable, consumers, decode, streams, subjects } from '@gantry/bus';
 import type { CheckpointStore, ObservedCheckpoint } from '@gantry/store';
 import type { CheckpointMetrics } from './metrics.js';
 import type { RetentionRunner } from './retention.js';
@@ -55,7 +55,7 @@ export class ReportConsumer {
       stream: streams.checkpoints.name, durable: consumers.checkpointReports, filterSubject: subjects.checkpointReportAll,
       // A report may wait on a large manifest's Lua call; do not redeliver it meanwhile.
       ackWaitMs: 30_000,
-    }, this.log, (m) => this.handle(decode(CheckpointReport, m.data, 'CheckpointReport')));
+    }, this.log, (m) => this.handle(decode(CheckpointReport, m.data, 'CheckpointReport'), m.subject));
   }
 
   jobsSeen(): string[] {
@@ -67,7 +67,19 @@ export class ReportConsumer {
     this.messages = undefined;
   }
 
-  async handle(r: CheckpointReport): Promise<void> {
+  /**
+   * One report. `subject` says who sent it: NATS permissions let an agent publish only reports
+   * naming its own node, so a report whose payload names another node or job than its subject
+   * (or that predates per-node subjects) is dropped and counted, never believed.
+   */
+  async handle(r: CheckpointReport, subject: string): Promise<void> {
+    const sender = checkpointReportSender(subject);
+    const mismatch = !sender ? 'unbound-subject' : sender.node !== r.node ? 'node-mismatch' : sender.jobId !== r.jobId ? 'job-mismatch' : undefined;
+    if (mismatch) {
+      this.metrics.reportsDropped.inc({ reason: mismatch });
+      this.log.warn({ subject, job: r.jobId.slice(0, 128), node: r.node.slice(0, 128), reason: mismatch }, 'dropping a checkpoint report its sender may not make');
+      return;
+    }
     const problem = reportProblem(r);
     if (problem) {
       this.log.warn({ job: r.jobId, path: r.path, problem }, 'dropping invalid checkpoint report');

@@ -49,7 +49,7 @@ function report(jobId: string, step: number, status: string, extra: Partial<Chec
   });
 }
 
-const publish = (r: CheckpointReport, id = `${r.jobId}-${r.path}-${r.status}-${++seq}`) => jetstream(nc).publish(subjects.checkpointReport(r.jobId), encode(CheckpointReport, r), { msgID: id });
+const publish = (r: CheckpointReport, id = `${r.jobId}-${r.path}-${r.status}-${++seq}`) => jetstream(nc).publish(subjects.checkpointReport(r.node, r.jobId), encode(CheckpointReport, r), { msgID: id });
 
 beforeAll(async () => {
   [redis, nats] = await Promise.all([startRedis(), startNats()]);
@@ -92,6 +92,23 @@ describe('checkpoint service: discovery reports', () => {
     expect((await list(job))[1]!.reason).toBe('failed the check after commit: __0_0.distcp is missing');
     expect((await latest(job))?.step).toBe(100);
     expect((await events(job)).map((e) => e.kind)).toEqual(['corrupt', 'committed', 'committed', 'in-progress']);
+  });
+
+  it('drops a report whose payload names another node or job than its subject, or that names no node, and keeps the sender\'s own', async () => {
+    const job = `disc-${process.pid}-bind`;
+    const r = report(job, 300, 'COMPLETE');
+    const js = jetstream(nc);
+    // node-1 reporting in node-0's name, the right node for another job, the old per-job form.
+    await js.publish(subjects.checkpointReport('node-1', job), encode(CheckpointReport, r), { msgID: `bind-1-${process.pid}` });
+    await js.publish(subjects.checkpointReport('node-0', `${job}-other`), encode(CheckpointReport, r), { msgID: `bind-2-${process.pid}` });
+    await js.publish(`gantry.v1.checkpoint.report.${job}`, encode(CheckpointReport, r), { msgID: `bind-3-${process.pid}` });
+    // Then its own report, on its own subject: recorded (the consumer is in order, so the
+    // three above were handled first).
+    await publish(report(job, 400, 'COMPLETE'));
+    await until('own report committed', async () => (await list(job)).some((c) => c.step === 400));
+    expect((await list(job)).map((c) => c.step)).toEqual([400]);
+    const metrics = await (await fetch(`http://127.0.0.1:${service.metricsPort}/metrics`)).text();
+    for (const reason of ['node-mismatch', 'job-mismatch', 'unbound-subject']) expect(metrics).toMatch(new RegExp(`gantry_checkpoint_reports_dropped_total\\{reason="${reason}"[^}]*\\} 1\\n`));
   });
 
   it('GetLatestCheckpoint has the agent re-check the newest committed one first: one that broke since is CORRUPT and the previous is offered', async () => {

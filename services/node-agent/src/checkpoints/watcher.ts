@@ -160,7 +160,7 @@ export async function sendReport(r: CheckpointReport, deps: Pick<WatcherDeps, 's
   }
   const seq = (prev?.seq ?? 0) + 1;
   try {
-    await deps.publish(subjects.checkpointReport(r.jobId), encode(CheckpointReport, r), messageId(r, seq, digest));
+    await deps.publish(subjects.checkpointReport(r.node, r.jobId), encode(CheckpointReport, r), messageId(r, seq, digest));
   } catch (err) {
     // Not stored: the next pass sees the same difference and tries again.
     deps.log.debug({ job: r.jobId, path: r.path, err: (err as Error).message }, 'checkpoint report not sent; will retry');
