@@ -126,7 +126,8 @@ const toRun = [...unique.filter((c) => runnable(c.text) && !c.text.startsWith('p
 
 /** `gantry job list ...` -> "job list" (the subcommand a command or synopsis names). */
 function subcommand(text: string): string {
-  const words = text.replace(/^(pnpm gantry|gantry|libs\/cli\/bin\/gantry\.js)\s+/, '').split(/\s+/).filter((w) => !w.startsWith('-'));
+  // Without [optional] parts and flags.
+  const words = text.replace(/^(pnpm gantry|gantry|libs\/cli\/bin\/gantry\.js)\s+/, '').replace(/\[[^\]]*\]/g, ' ').split(/\s+/).filter((w) => w && !w.startsWith('-'));
   return words[0] === 'admin' ? words.slice(0, 3).join(' ') : words.slice(0, 2).join(' ');
 }
 
@@ -276,7 +277,8 @@ describe('README.md and docs/cli.md commands', () => {
 
   it('runs every documented subcommand at least once', () => {
     const documented = new Set(synopses.filter((s) => /^(pnpm gantry|gantry)\s/.test(s.text)).map((s) => subcommand(s.text)).filter((s) => /^[a-z]/.test(s)));
-    const missing = [...documented].filter((s) => !ran.includes(s));
+    // A one-word subcommand (`gantry report --since 30d`) is run by any command that starts with it.
+    const missing = [...documented].filter((s) => !ran.some((r) => r === s || r.startsWith(`${s} `)));
     expect(missing, 'subcommands with a synopsis in the docs but no concrete command that ran').toEqual([]);
   });
 });

@@ -14,7 +14,9 @@ const TARGETS = JSON.stringify([{ name: 'checkpoints', mountPrefix: '/mnt/checkp
 
 describe('gantry report', () => {
   it('shows an injected XID 79, the blamed node and the recovered chain, and a committed checkpoint against its target', async () => {
-    const { stack, client } = await setup({ agents: 3, env: { checkpoint: { STORAGE_TARGETS: TARGETS } } });
+    // Telemetry every second: the NFS figures need two batches of a node (rates are per interval),
+    // which at the default 10 s a fast run can finish before.
+    const { stack, client } = await setup({ agents: 3, env: { checkpoint: { STORAGE_TARGETS: TARGETS }, 'node-agent': { TELEMETRY_INTERVAL_MS: '1000' } } });
     await client.setSchedulingConfig({ recovery: FAST_RECOVERY, spares: { pools: [{ count: 1 }] } });
     const { job } = await client.submitJob({ nodes: 2, gpusPerNode: 8, stopGraceSeconds: 1, command: ['sh', '-c', 'if [ "$GANTRY_ATTEMPT" = 1 ]; then sleep 300; else sleep 1; fi'] });
     const id = job!.id;
