@@ -138,7 +138,14 @@ describe('web status page', () => {
     expect(snap.jobs.items).toEqual([]);
     expect(snap.events.items?.filter((e) => e.kind === 'job')).toEqual([]);
     expect(snap.events.items?.some((e) => e.kind === 'node' && e.subject === 'node-0')).toBe(true);
-    const bob = (await (await fetch(`${base}/api/snapshot`, { headers: { authorization: `Bearer ${await mint('bob@example.com', ['user'], ['bob'])}` } })).json()) as Snap;
+    const bobToken = await mint('bob@example.com', ['user'], ['bob']);
+    const bobSnapshot = async () => (await (await fetch(`${base}/api/snapshot`, { headers: { authorization: `Bearer ${bobToken}` } })).json()) as Snap;
+    // The feed follows GANTRY_EVENTS, which the outbox relay fills a moment after the submit.
+    let bob = await bobSnapshot();
+    for (const deadline = Date.now() + 20_000; !bob.events.items?.some((e) => e.kind === 'job') && Date.now() < deadline;) {
+      await new Promise((r) => setTimeout(r, 250));
+      bob = await bobSnapshot();
+    }
     expect(bob.jobs.items?.map((j) => j.name)).toEqual(['bobs-job']);
     expect(bob.events.items?.some((e) => e.kind === 'job' && e.jobName === 'bobs-job')).toBe(true);
     // A principal without a role: authenticated, but node and storage sections are refused with the reason.

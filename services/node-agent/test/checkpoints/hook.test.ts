@@ -64,7 +64,7 @@ describe('checkpoint hook', () => {
       rmSync(join(dir, 'step-100'), { recursive: true });
       cpSync(FIXTURE, join(dir, 'step-100'), { recursive: true });
       const done = await until('COMPLETE report', () => bus.sent.find((s) => s.report.status === 'COMPLETE'));
-      expect(done.subject).toBe('gantry.v1.checkpoint.report.job-a');
+      expect(done.subject).toBe('gantry.v1.checkpoint.report.node-0.job-a');
       expect(done.report).toMatchObject({ jobId: 'job-a', attempt: 1, node: 'node-0', dir, path: join(dir, 'step-100'), step: 100, source: 'discovery', retention: { keepLast: 2 } });
       expect(done.report.files.map((f) => f.path).sort()).toEqual(['.metadata', '__0_0.distcp', '__1_0.distcp', '__1_1.distcp']);
       await sleep(200);
