@@ -1,11 +1,10 @@
 // The admission policy (AIMD, telemetry aggregation), the target configuration, and the
 // controller end to end on a real Redis with a stubbed cluster view.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { TelemetryBatch, type NfsMountTelemetry } from '@gantry/proto';
 import { ConfigError } from '@gantry/service-kit';
-import { startRedis, type Server } from '../../../test/harness/infra.js';
+import { useRedis } from '../../../libs/store/test/redis-fixture.js';
 import { DEFAULT_AIMD, aggregateTelemetry, aimdStep, mountBelongs, type StorageSignals } from '../src/storage-admission.js';
 import { loadStorageConfig, parseStorageTargets } from '../src/storage-config.js';
 import { JobState } from '@gantry/proto';
@@ -99,23 +98,14 @@ describe('storage configuration', () => {
 });
 
 describe('StorageAdmission controller', () => {
-  let server: Server;
-  let redis: Redis;
-  beforeAll(async () => {
-    server = await startRedis();
-    redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
-  }, 60_000);
-  afterAll(async () => {
-    await redis?.quit();
-    await server?.stop();
-  });
+  const redisOf = useRedis();
 
   it('grows a saturated pool, shrinks it when the server queues (RTT, with the backlog) and on a storage fault', async () => {
     const [t] = parseStorageTargets(JSON.stringify([{ name: `c${process.pid}`, mountPrefix: '/mnt/ckpt', serverExport: 'nfs1:/export/ckpt', writeBytesPerSecond: 250e9, readBytesPerSecond: 700e9, write: { initial: 2, min: 1, max: 40 } }]));
     let batches: TelemetryBatch[] = [batch('a', [mount('/mnt/ckpt', { ops: 100, rtt: 2 }, 0, 0.2, 1e9)])];
     let faults: string[] = [];
     const view: ClusterView = { telemetry: async () => batches, storageFaults: async () => faults, job: async () => undefined, close: () => undefined };
-    const adm = new StorageAdmission(redis, { targets: [t!], controlIntervalMs: 1000, schedulerAddr: 'stub', httpPort: undefined, httpHost: '127.0.0.1' }, view, pino({ level: 'silent' }));
+    const adm = new StorageAdmission(redisOf(), { targets: [t!], controlIntervalMs: 1000, schedulerAddr: 'stub', httpPort: undefined, httpHost: '127.0.0.1' }, view, pino({ level: 'silent' }));
     const limit = async () => (await adm.store.state(t!.name, 'write')).limit;
     for (let r = 0; r < 3; r++) await adm.store.acquire(t!.name, 'write', { jobId: 'j', attempt: 1, rank: r }, 60_000, 2);
     await adm.step();
@@ -140,7 +130,7 @@ describe('StorageAdmission controller', () => {
       live: { attempt: 2, state: JobState.JOB_STATE_RUNNING },
     };
     const view: ClusterView = { telemetry: async () => [], storageFaults: async () => [], job: async (id) => jobs[id], close: () => undefined };
-    const adm = new StorageAdmission(redis, { targets: [t!], controlIntervalMs: 1000, schedulerAddr: 'stub', httpPort: undefined, httpHost: '127.0.0.1' }, view, pino({ level: 'silent' }));
+    const adm = new StorageAdmission(redisOf(), { targets: [t!], controlIntervalMs: 1000, schedulerAddr: 'stub', httpPort: undefined, httpHost: '127.0.0.1' }, view, pino({ level: 'silent' }));
     for (const [jobId, attempt] of [['done', 1], ['live', 2], ['moved', 2], ['unknown', 1]] as const) await adm.store.acquire(t!.name, 'write', { jobId, attempt, rank: 0 }, 60_000, 2);
     expect(await adm.reap()).toBe(2);
     const st = await adm.store.state(t!.name, 'write');
@@ -165,7 +155,7 @@ describe('StorageAdmission controller', () => {
 
     // Through the calls: a waiter blocked in AcquireStorageLease is granted when the holder releases.
     const [t] = parseStorageTargets(JSON.stringify([{ name: `h${process.pid}`, mountPrefix: '/mnt/h', writeBytesPerSecond: 1e9, readBytesPerSecond: 1e9, write: { initial: 1, min: 1, max: 1 } }]));
-    const adm = new StorageAdmission(redis, { targets: [t!], controlIntervalMs: 1000, schedulerAddr: undefined, httpPort: undefined, httpHost: '127.0.0.1' }, undefined, pino({ level: 'silent' }));
+    const adm = new StorageAdmission(redisOf(), { targets: [t!], controlIntervalMs: 1000, schedulerAddr: undefined, httpPort: undefined, httpHost: '127.0.0.1' }, undefined, pino({ level: 'silent' }));
     const calls = storageCalls(adm);
     const mode = StorageLeaseMode.STORAGE_LEASE_MODE_WRITE;
     const first = await calls.acquireStorageLease({ target: t!.name, path: '', mode, holder: { jobId: 'a', attempt: 1, rank: 0, node: '' }, ttlMs: 0, waitMs: 0 });
