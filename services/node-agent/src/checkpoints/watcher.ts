@@ -126,6 +126,9 @@ export class CheckpointWatcher {
     }
     for (const path of Object.keys(reported)) {
       if (seen.has(path) || !reported[path]?.seen || !path.startsWith(`${w.dir.replace(/\/+$/, '')}/`)) continue;
+      // Created since the scan above (training code may begin, create and commit a checkpoint
+      // while this pass awaits its sends; the commit marks it seen): not gone.
+      if (existsSync(path)) continue;
       const r = goneReport(path, this.context(attemptEnded, reported[path]?.step));
       const sent = await this.send(r, false);
       if (sent === 'sent') {

@@ -174,6 +174,28 @@ describe('checkpoint hook', () => {
     }
   });
 
+  it('does not report GONE a checkpoint created and committed while its pass was sending (created after the scan)', async () => {
+    const dir = join(tmp(), 'ckpt');
+    mkdirSync(join(dir, 'step-1'), { recursive: true });
+    cpSync(FIXTURE, join(dir, 'step-1'), { recursive: true });
+    const bus = fakeBus();
+    const state = new CheckpointStateFile(tmp());
+    const late = join(dir, 'step-2');
+    // While the pass awaits the publish of step-1's report, training code creates step-2 and
+    // its explicit commit marks it seen: the scan of this pass predates it.
+    const publish = async (subject: string, data: Uint8Array, id: string) => {
+      if (!state.state.reported['job-g']?.[late]) {
+        mkdirSync(late);
+        cpSync(FIXTURE, late, { recursive: true });
+        (state.state.reported['job-g'] ??= {})[late] = { digest: 'committed-explicitly', seq: 1, step: 2, seen: true };
+      }
+      await bus.publish(subject, data, id);
+    };
+    const w = new CheckpointWatcher({ jobId: 'job-g', attempt: 1, rank: 0, dir, format: 'dcp', retention: '' }, { node: 'n', state, publish, log, pollMs: 60_000 });
+    await w.scan(false);
+    expect(bus.sent.map((x) => `${x.report.path.slice(dir.length + 1)} ${x.report.status}`)).toEqual(['step-1 COMPLETE']);
+  });
+
   it('an unchanged directory is not checked again (stat walk only); any change, or the last pass, checks it', async () => {
     const dir = join(tmp(), 'ckpt');
     mkdirSync(join(dir, 'step-1'), { recursive: true });
