@@ -17,6 +17,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { JobState } from '@gantry/proto';
 import { GantryClient } from '@gantry/sdk';
+import { keys } from '@gantry/store';
 import { TestStack } from '../harness/stack.js';
 import type { ManagedProcess } from '../harness/process.js';
 
@@ -69,8 +70,8 @@ try {
   }));
   const submitSec = (performance.now() - t0) / 1000;
   for (;;) {
-    const done = await stack.redis.zcard('gantry:jobs:state:SUCCEEDED');
-    const failed = await stack.redis.zcard('gantry:jobs:state:FAILED');
+    const done = await stack.redis.zcard(keys.jobsInState('SUCCEEDED'));
+    const failed = await stack.redis.zcard(keys.jobsInState('FAILED'));
     if (failed > 0) throw new Error(`${failed} trivial jobs FAILED`);
     if (done >= JOBS) break;
     await new Promise((r) => setTimeout(r, 50));
