@@ -58,6 +58,8 @@ export interface ListJobsQuery {
 const IDEMPOTENCY_TTL_SEC = 7 * 24 * 3600;
 /** 2: per-tenant and per-tenant-state sets beside the per-state ones. */
 const JOB_INDEX_VERSION = 2;
+/** Job change stream entries read per XRANGE. */
+const CHANGES_BATCH = 5000;
 
 const tenantOf = (job: Job): string => job.spec?.tenant ?? '';
 
@@ -135,20 +137,24 @@ export class JobStore {
    */
   async changesSince(cursor: string): Promise<{ ids: Set<string>; cursor: string; gap: boolean }> {
     const ids = new Set<string>();
-    const first = await this.redis.xrange(keys.jobChanges, '-', '+', 'COUNT', 1);
+    // The oldest entry and the first batch after the cursor, in one transaction: read apart,
+    // a trim in between could drop entries after the cursor unseen (and cost a round trip).
+    const [[probeErr, first], [rangeErr, firstBatch]] = (await this.redis.multi()
+      .xrange(keys.jobChanges, '-', '+', 'COUNT', 1)
+      .xrange(keys.jobChanges, `(${cursor}`, '+', 'COUNT', CHANGES_BATCH)
+      .exec())! as [[Error | null, [string, string[]][]], [Error | null, [string, string[]][]]];
+    if (probeErr || rangeErr) throw probeErr ?? rangeErr;
     // Entries up to the cursor may be trimmed; one after it may not (ids only grow). A first
     // entry newer than the cursor may mean some were trimmed: reported as a gap.
     if (first[0] && compareStreamIds(first[0][0], cursor) > 0) {
-      const head = await this.changesHead();
-      return { ids, cursor: head, gap: true };
+      return { ids, cursor: await this.changesHead(), gap: true };
     }
-    for (;;) {
-      const batch = await this.redis.xrange(keys.jobChanges, `(${cursor}`, '+', 'COUNT', 5000);
+    for (let batch = firstBatch; ; batch = await this.redis.xrange(keys.jobChanges, `(${cursor}`, '+', 'COUNT', CHANGES_BATCH)) {
       for (const [id, fields] of batch) {
         cursor = id;
         if (fields[0] === 'job' && fields[1]) ids.add(fields[1]);
       }
-      if (batch.length < 5000) return { ids, cursor, gap: false };
+      if (batch.length < CHANGES_BATCH) return { ids, cursor, gap: false };
     }
   }
 
