@@ -65,7 +65,9 @@ export function counterDelta(
   options: CounterOptions = {},
 ): number | undefined {
   if (prev === undefined || cur === undefined || !Number.isFinite(prev) || !Number.isFinite(cur)) return undefined;
-  if (cur >= prev) return cur - prev;
+  // Readings of signed 64-bit counters can be negative (see parseNumber); garbage ones so far
+  // apart that their difference overflows to Infinity say nothing.
+  if (cur >= prev) return Number.isFinite(cur - prev) ? cur - prev : undefined;
   if (options.bits !== undefined) {
     const width = WIDTH[options.bits];
     if (prev >= width / 2 && cur < width / 2 && prev < width) return width - prev + cur;
