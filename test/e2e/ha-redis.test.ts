@@ -56,6 +56,23 @@ describe('Redis through Sentinel', () => {
     expect(Number(await redis.get(keys.leaderEpoch))).toBe(epoch);
   });
 
+  it('a connection that ioredis ends on its own during a failover connects again; quit() still ends it', async () => {
+    // ioredis's failover detector calls connector.disconnect() on +switch-master; when that lands
+    // while the client is still resolving the primary through the sentinels, the connect fails
+    // with "Connection is closed." and the client ends for good (a CI run lost Redis this way).
+    // The same call, made while the connection is resolving, reproduces it deterministically.
+    const config = loadConfig(commonEnv, { ...ha.env(), REDIS_WAIT_TIMEOUT_MS: String(WAIT_MS) });
+    const conn = connectRedis(redisTarget(config), createLogger('test', 'silent'));
+    const ended = new Promise<void>((r) => conn.once('end', () => r()));
+    expect(conn.status).toBe('connecting');
+    (conn as unknown as { connector: { disconnect(): void } }).connector.disconnect();
+    await ended;
+    expect(await eventually('the ended connection back', () => conn.ping().catch(() => undefined), 10_000)).toBe('PONG');
+    await conn.quit();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(conn.status).toBe('end');
+  });
+
   it('a confirmed commit survives kill -9 of the primary; the same connection then writes to the promoted replica', async () => {
     const jobs = new JobStore(redis);
     await jobs.submit(Job.create({ id: 'j-before-failover', spec }), '');

@@ -103,10 +103,38 @@ export function connectRedis(target: string | RedisTarget, log: Logger): Redis {
   const redis = url ? new Redis(url, options) : new Redis(options);
   setReplicaWait(redis, { replicas: t.waitReplicas, timeoutMs: t.waitTimeoutMs });
   redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis error'));
+  if (t.sentinels) reconnectAfterFailoverRace(redis, log);
   let connects = 0;
   redis.on('ready', () => {
     const stream = (redis as unknown as { stream?: { remoteAddress?: string; remotePort?: number } }).stream;
     if (connects++ > 0) log.warn({ primary: `${stream?.remoteAddress}:${stream?.remotePort}` }, 'redis reconnected');
   });
   return redis;
+}
+
+/**
+ * ioredis ends a Sentinel connection for good when the sentinels announce +switch-master while
+ * it is still resolving the new primary after the old one died: the failover detector
+ * disconnects the connector mid-connect, the connect fails with "Connection is closed." and the
+ * client's status becomes "end" (seen in CI after kill -9 of the primary). A service must not
+ * lose Redis for good on a failover, so a connection that ends without quit() or disconnect()
+ * having been called connects again.
+ */
+function reconnectAfterFailoverRace(redis: Redis, log: Logger): void {
+  let closing = false;
+  const quit = redis.quit.bind(redis);
+  const disconnect = redis.disconnect.bind(redis);
+  redis.quit = ((...args: Parameters<Redis['quit']>) => { closing = true; return quit(...args); }) as Redis['quit'];
+  redis.disconnect = (reconnect?: boolean) => { if (!reconnect) closing = true; disconnect(reconnect); };
+  let ends = 0;
+  redis.on('ready', () => { ends = 0; });
+  redis.on('end', () => {
+    if (closing) return;
+    // At once the first time (commands sent while it is "end" fail); backing off if it repeats.
+    const delayMs = Math.min(100 * ends++, 1_000);
+    log.warn({ delayMs }, 'redis connection ended during a failover; connecting again through the sentinels');
+    setTimeout(() => {
+      if (!closing) redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'redis reconnect failed'));
+    }, delayMs).unref();
+  });
 }
