@@ -465,7 +465,15 @@ export interface JobSpec {
   retry?: RetryPolicy | undefined;
   launcher: Launcher;
   /** Where the job writes checkpoints; unset = Gantry does not look for them. */
-  checkpoint?: CheckpointSpec | undefined;
+  checkpoint?:
+    | CheckpointSpec
+    | undefined;
+  /**
+   * User the ranks run as (a name, or uid[:gid]); empty = the user the node agent maps the
+   * tenant to. Honoured only where the agent's policy allows that user for the job's tenant
+   * (docs/security.md); otherwise the rank is refused with the reason.
+   */
+  runAsUser: string;
 }
 
 export interface JobSpec_EnvEntry {
@@ -617,7 +625,14 @@ export interface Job {
   /** Nodes blamed for this job's node faults; no later attempt runs on them. */
   excludedNodes: string[];
   /** Set from the first failure of an attempt until the next attempt is placed. */
-  recovery?: Recovery | undefined;
+  recovery?:
+    | Recovery
+    | undefined;
+  /**
+   * How many of the oldest attempts were dropped from `attempts` to bound the record's size
+   * (`attempt` still counts them all); attempts[0] is attempt attempts_compacted + 1.
+   */
+  attemptsCompacted: number;
 }
 
 export interface JobEvent {
@@ -843,6 +858,7 @@ function createBaseJobSpec(): JobSpec {
     retry: undefined,
     launcher: 0,
     checkpoint: undefined,
+    runAsUser: "",
   };
 }
 
@@ -901,6 +917,9 @@ export const JobSpec: MessageFns<JobSpec> = {
     }
     if (message.checkpoint !== undefined) {
       CheckpointSpec.encode(message.checkpoint, writer.uint32(146).fork()).join();
+    }
+    if (message.runAsUser !== "") {
+      writer.uint32(154).string(message.runAsUser);
     }
     return writer;
   },
@@ -1068,6 +1087,14 @@ export const JobSpec: MessageFns<JobSpec> = {
             message.checkpoint = CheckpointSpec.decode(reader, reader.uint32());
             continue;
           }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.runAsUser = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1171,6 +1198,11 @@ export const JobSpec: MessageFns<JobSpec> = {
       retry: isSet(object.retry) ? RetryPolicy.fromJSON(object.retry) : undefined,
       launcher: isSet(object.launcher) ? launcherFromJSON(object.launcher) : 0,
       checkpoint: isSet(object.checkpoint) ? CheckpointSpec.fromJSON(object.checkpoint) : undefined,
+      runAsUser: isSet(object.runAsUser)
+        ? globalThis.String(object.runAsUser)
+        : isSet(object.run_as_user)
+        ? globalThis.String(object.run_as_user)
+        : "",
     };
   },
 
@@ -1242,6 +1274,9 @@ export const JobSpec: MessageFns<JobSpec> = {
     if (message.checkpoint !== undefined) {
       obj.checkpoint = CheckpointSpec.toJSON(message.checkpoint);
     }
+    if (message.runAsUser !== "") {
+      obj.runAsUser = message.runAsUser;
+    }
     return obj;
   },
 
@@ -1288,6 +1323,7 @@ export const JobSpec: MessageFns<JobSpec> = {
     message.checkpoint = (object.checkpoint !== undefined && object.checkpoint !== null)
       ? CheckpointSpec.fromPartial(object.checkpoint)
       : undefined;
+    message.runAsUser = object.runAsUser ?? "";
     return message;
   },
 };
@@ -2763,6 +2799,7 @@ function createBaseJob(): Job {
     maxRecoveries: 0,
     excludedNodes: [],
     recovery: undefined,
+    attemptsCompacted: 0,
   };
 }
 
@@ -2818,6 +2855,9 @@ export const Job: MessageFns<Job> = {
     }
     if (message.recovery !== undefined) {
       Recovery.encode(message.recovery, writer.uint32(138).fork()).join();
+    }
+    if (message.attemptsCompacted !== 0) {
+      writer.uint32(144).uint32(message.attemptsCompacted);
     }
     return writer;
   },
@@ -2971,6 +3011,14 @@ export const Job: MessageFns<Job> = {
             message.recovery = Recovery.decode(reader, reader.uint32());
             continue;
           }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.attemptsCompacted = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3030,6 +3078,11 @@ export const Job: MessageFns<Job> = {
         ? object.excluded_nodes.map((e: any) => globalThis.String(e))
         : [],
       recovery: isSet(object.recovery) ? Recovery.fromJSON(object.recovery) : undefined,
+      attemptsCompacted: isSet(object.attemptsCompacted)
+        ? globalThis.Number(object.attemptsCompacted)
+        : isSet(object.attempts_compacted)
+        ? globalThis.Number(object.attempts_compacted)
+        : 0,
     };
   },
 
@@ -3086,6 +3139,9 @@ export const Job: MessageFns<Job> = {
     if (message.recovery !== undefined) {
       obj.recovery = Recovery.toJSON(message.recovery);
     }
+    if (message.attemptsCompacted !== 0) {
+      obj.attemptsCompacted = Math.round(message.attemptsCompacted);
+    }
     return obj;
   },
 
@@ -3113,6 +3169,7 @@ export const Job: MessageFns<Job> = {
     message.recovery = (object.recovery !== undefined && object.recovery !== null)
       ? Recovery.fromPartial(object.recovery)
       : undefined;
+    message.attemptsCompacted = object.attemptsCompacted ?? 0;
     return message;
   },
 };
