@@ -75,6 +75,12 @@ export interface RankAssignment {
    * plus its own variables. Empty: one process for the node rank, with `env`.
    */
   processes: LocalProcess[];
+  /**
+   * JobSpec.run_as_user: the user the job asks its ranks to run as (a name, or uid[:gid]);
+   * empty = the user the agent maps the tenant (env GANTRY_TENANT) to. The agent honours it
+   * only where its policy allows that user for the tenant, and refuses the rank otherwise.
+   */
+  runAsUser: string;
 }
 
 export interface RankAssignment_EnvEntry {
@@ -931,6 +937,7 @@ function createBaseRankAssignment(): RankAssignment {
     gpuIndices: [],
     stopGraceSeconds: 0,
     processes: [],
+    runAsUser: "",
   };
 }
 
@@ -966,6 +973,9 @@ export const RankAssignment: MessageFns<RankAssignment> = {
     }
     for (const v of message.processes) {
       LocalProcess.encode(v!, writer.uint32(74).fork()).join();
+    }
+    if (message.runAsUser !== "") {
+      writer.uint32(82).string(message.runAsUser);
     }
     return writer;
   },
@@ -1068,6 +1078,14 @@ export const RankAssignment: MessageFns<RankAssignment> = {
             message.processes.push(LocalProcess.decode(reader, reader.uint32()));
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.runAsUser = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1122,6 +1140,11 @@ export const RankAssignment: MessageFns<RankAssignment> = {
       processes: globalThis.Array.isArray(object?.processes)
         ? object.processes.map((e: any) => LocalProcess.fromJSON(e))
         : [],
+      runAsUser: isSet(object.runAsUser)
+        ? globalThis.String(object.runAsUser)
+        : isSet(object.run_as_user)
+        ? globalThis.String(object.run_as_user)
+        : "",
     };
   },
 
@@ -1160,6 +1183,9 @@ export const RankAssignment: MessageFns<RankAssignment> = {
     if (message.processes?.length) {
       obj.processes = message.processes.map((e) => LocalProcess.toJSON(e));
     }
+    if (message.runAsUser !== "") {
+      obj.runAsUser = message.runAsUser;
+    }
     return obj;
   },
 
@@ -1185,6 +1211,7 @@ export const RankAssignment: MessageFns<RankAssignment> = {
     message.gpuIndices = object.gpuIndices?.map((e) => e) || [];
     message.stopGraceSeconds = object.stopGraceSeconds ?? 0;
     message.processes = object.processes?.map((e) => LocalProcess.fromPartial(e)) || [];
+    message.runAsUser = object.runAsUser ?? "";
     return message;
   },
 };
