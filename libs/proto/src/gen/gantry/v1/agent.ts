@@ -37,6 +37,12 @@ export interface RegisterNodeRequest {
    * older backup (epoch counter gone back) is not refused by the fleet for ever.
    */
   highestEpoch: number;
+  /**
+   * When this agent process started, by the host's clock. Reports the previous process of
+   * this node stamped before it (buffered on disk while NATS was down, sent after a restart)
+   * are still believed; later ones from that process are not (docs/security.md).
+   */
+  instanceStartedAt?: Date | undefined;
 }
 
 export interface RegisterNodeRequest_LabelsEntry {
@@ -156,7 +162,14 @@ export interface RankEvent {
    * line of its stderr) and when it was raised; empty when none was found.
    */
   error: string;
-  errorTime?: Date | undefined;
+  errorTime?:
+    | Date
+    | undefined;
+  /**
+   * The agent process that sent it (RegisterNodeRequest.instance_id); checked against the
+   * node's registration.
+   */
+  instanceId: string;
 }
 
 /** Agent to gateway (via JetStream): consecutive output lines of one rank. */
@@ -317,6 +330,7 @@ function createBaseRegisterNodeRequest(): RegisterNodeRequest {
     ranks: [],
     instanceId: "",
     highestEpoch: 0,
+    instanceStartedAt: undefined,
   };
 }
 
@@ -351,6 +365,9 @@ export const RegisterNodeRequest: MessageFns<RegisterNodeRequest> = {
     }
     if (message.highestEpoch !== 0) {
       writer.uint32(80).uint64(message.highestEpoch);
+    }
+    if (message.instanceStartedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.instanceStartedAt), writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -451,6 +468,14 @@ export const RegisterNodeRequest: MessageFns<RegisterNodeRequest> = {
             message.highestEpoch = longToNumber(reader.uint64());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.instanceStartedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -506,6 +531,11 @@ export const RegisterNodeRequest: MessageFns<RegisterNodeRequest> = {
         : isSet(object.highest_epoch)
         ? globalThis.Number(object.highest_epoch)
         : 0,
+      instanceStartedAt: isSet(object.instanceStartedAt)
+        ? fromJsonTimestamp(object.instanceStartedAt)
+        : isSet(object.instance_started_at)
+        ? fromJsonTimestamp(object.instance_started_at)
+        : undefined,
     };
   },
 
@@ -547,6 +577,9 @@ export const RegisterNodeRequest: MessageFns<RegisterNodeRequest> = {
     if (message.highestEpoch !== 0) {
       obj.highestEpoch = Math.round(message.highestEpoch);
     }
+    if (message.instanceStartedAt !== undefined) {
+      obj.instanceStartedAt = message.instanceStartedAt.toISOString();
+    }
     return obj;
   },
 
@@ -575,6 +608,7 @@ export const RegisterNodeRequest: MessageFns<RegisterNodeRequest> = {
     message.ranks = object.ranks?.map((e) => AgentRank.fromPartial(e)) || [];
     message.instanceId = object.instanceId ?? "";
     message.highestEpoch = object.highestEpoch ?? 0;
+    message.instanceStartedAt = object.instanceStartedAt ?? undefined;
     return message;
   },
 };
@@ -1964,6 +1998,7 @@ function createBaseRankEvent(): RankEvent {
     time: undefined,
     error: "",
     errorTime: undefined,
+    instanceId: "",
   };
 }
 
@@ -2007,6 +2042,9 @@ export const RankEvent: MessageFns<RankEvent> = {
     }
     if (message.errorTime !== undefined) {
       Timestamp.encode(toTimestamp(message.errorTime), writer.uint32(106).fork()).join();
+    }
+    if (message.instanceId !== "") {
+      writer.uint32(114).string(message.instanceId);
     }
     return writer;
   },
@@ -2128,6 +2166,14 @@ export const RankEvent: MessageFns<RankEvent> = {
             message.errorTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.instanceId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2171,6 +2217,11 @@ export const RankEvent: MessageFns<RankEvent> = {
         : isSet(object.error_time)
         ? fromJsonTimestamp(object.error_time)
         : undefined,
+      instanceId: isSet(object.instanceId)
+        ? globalThis.String(object.instanceId)
+        : isSet(object.instance_id)
+        ? globalThis.String(object.instance_id)
+        : "",
     };
   },
 
@@ -2215,6 +2266,9 @@ export const RankEvent: MessageFns<RankEvent> = {
     if (message.errorTime !== undefined) {
       obj.errorTime = message.errorTime.toISOString();
     }
+    if (message.instanceId !== "") {
+      obj.instanceId = message.instanceId;
+    }
     return obj;
   },
 
@@ -2236,6 +2290,7 @@ export const RankEvent: MessageFns<RankEvent> = {
     message.time = object.time ?? undefined;
     message.error = object.error ?? "";
     message.errorTime = object.errorTime ?? undefined;
+    message.instanceId = object.instanceId ?? "";
     return message;
   },
 };

@@ -84,6 +84,11 @@ export interface TelemetryBatch {
   droppedReports: number;
   /** Collectors that failed this cycle; the batch still carries what the others found. */
   collectorErrors: CollectorError[];
+  /**
+   * The agent process that collected it (RegisterNodeRequest.instance_id); checked against the
+   * node's registration.
+   */
+  instanceId: string;
 }
 
 export interface CollectorError {
@@ -346,7 +351,14 @@ export interface XidEvent {
   /** True when the line had no Xid number ("fallen off the bus"), reported as Xid 79. */
   inferred: boolean;
   /** NVLink5 Xids (144-150) say Fatal or Nonfatal in the message. */
-  fatal?: boolean | undefined;
+  fatal?:
+    | boolean
+    | undefined;
+  /**
+   * The agent process that read it (RegisterNodeRequest.instance_id); checked against the
+   * node's registration.
+   */
+  instanceId: string;
 }
 
 function createBaseTelemetryBatch(): TelemetryBatch {
@@ -361,6 +373,7 @@ function createBaseTelemetryBatch(): TelemetryBatch {
     nics: [],
     droppedReports: 0,
     collectorErrors: [],
+    instanceId: "",
   };
 }
 
@@ -395,6 +408,9 @@ export const TelemetryBatch: MessageFns<TelemetryBatch> = {
     }
     for (const v of message.collectorErrors) {
       CollectorError.encode(v!, writer.uint32(82).fork()).join();
+    }
+    if (message.instanceId !== "") {
+      writer.uint32(90).string(message.instanceId);
     }
     return writer;
   },
@@ -492,6 +508,14 @@ export const TelemetryBatch: MessageFns<TelemetryBatch> = {
             message.collectorErrors.push(CollectorError.decode(reader, reader.uint32()));
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.instanceId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -532,6 +556,11 @@ export const TelemetryBatch: MessageFns<TelemetryBatch> = {
         : globalThis.Array.isArray(object?.collector_errors)
         ? object.collector_errors.map((e: any) => CollectorError.fromJSON(e))
         : [],
+      instanceId: isSet(object.instanceId)
+        ? globalThis.String(object.instanceId)
+        : isSet(object.instance_id)
+        ? globalThis.String(object.instance_id)
+        : "",
     };
   },
 
@@ -567,6 +596,9 @@ export const TelemetryBatch: MessageFns<TelemetryBatch> = {
     if (message.collectorErrors?.length) {
       obj.collectorErrors = message.collectorErrors.map((e) => CollectorError.toJSON(e));
     }
+    if (message.instanceId !== "") {
+      obj.instanceId = message.instanceId;
+    }
     return obj;
   },
 
@@ -587,6 +619,7 @@ export const TelemetryBatch: MessageFns<TelemetryBatch> = {
     message.nics = object.nics?.map((e) => NicTelemetry.fromPartial(e)) || [];
     message.droppedReports = object.droppedReports ?? 0;
     message.collectorErrors = object.collectorErrors?.map((e) => CollectorError.fromPartial(e)) || [];
+    message.instanceId = object.instanceId ?? "";
     return message;
   },
 };
@@ -4744,6 +4777,7 @@ function createBaseXidEvent(): XidEvent {
     rawLine: "",
     inferred: false,
     fatal: undefined,
+    instanceId: "",
   };
 }
 
@@ -4805,6 +4839,9 @@ export const XidEvent: MessageFns<XidEvent> = {
     }
     if (message.fatal !== undefined) {
       writer.uint32(152).bool(message.fatal);
+    }
+    if (message.instanceId !== "") {
+      writer.uint32(162).string(message.instanceId);
     }
     return writer;
   },
@@ -4974,6 +5011,14 @@ export const XidEvent: MessageFns<XidEvent> = {
             message.fatal = reader.bool();
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.instanceId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5047,6 +5092,11 @@ export const XidEvent: MessageFns<XidEvent> = {
         : "",
       inferred: isSet(object.inferred) ? globalThis.Boolean(object.inferred) : false,
       fatal: isSet(object.fatal) ? globalThis.Boolean(object.fatal) : undefined,
+      instanceId: isSet(object.instanceId)
+        ? globalThis.String(object.instanceId)
+        : isSet(object.instance_id)
+        ? globalThis.String(object.instance_id)
+        : "",
     };
   },
 
@@ -5109,6 +5159,9 @@ export const XidEvent: MessageFns<XidEvent> = {
     if (message.fatal !== undefined) {
       obj.fatal = message.fatal;
     }
+    if (message.instanceId !== "") {
+      obj.instanceId = message.instanceId;
+    }
     return obj;
   },
 
@@ -5136,6 +5189,7 @@ export const XidEvent: MessageFns<XidEvent> = {
     message.rawLine = object.rawLine ?? "";
     message.inferred = object.inferred ?? false;
     message.fatal = object.fatal ?? undefined;
+    message.instanceId = object.instanceId ?? "";
     return message;
   },
 };
