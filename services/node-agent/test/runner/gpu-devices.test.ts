@@ -50,7 +50,7 @@ describe.skipIf(!usable)('per-rank devices cgroup (cgroup v1)', () => {
     const probe = ['nvidia0', 'nvidia1', 'nvidia2', 'nvidiactl'].map((d) => `cat ${join(devDir, d)} 2>&1 | sed 's/^cat: //'`).join('; ');
     const a: RankAssignment = {
       jobId: 'j-gpu', attempt: 1, rank: 0, command: ['sh', '-c', `${probe}; id -u; grep :devices: /proc/self/cgroup`], env: { GANTRY_TENANT: 't' },
-      workingDir: '', gpuIndices: [1], stopGraceSeconds: 1, processes: [],
+      workingDir: '', gpuIndices: [1], runAsUser: '', stopGraceSeconds: 1, processes: [],
     };
     try {
       const done = new Promise<void>((resolve) => { runner.onChange = () => { if (runner.running().length === 0) resolve(); }; });

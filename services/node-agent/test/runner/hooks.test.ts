@@ -15,7 +15,7 @@ const log = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const assignment = (command: string[], extra: Partial<RankAssignment> = {}): RankAssignment => ({
-  jobId: 'j-h', attempt: 1, rank: 0, command, workingDir: '', gpuIndices: [0], stopGraceSeconds: 1, env: { NODE_RANK: '0', GANTRY_NODE_NAME: 'n' }, processes: [], ...extra,
+  jobId: 'j-h', attempt: 1, rank: 0, command, workingDir: '', gpuIndices: [0], runAsUser: '', stopGraceSeconds: 1, env: { NODE_RANK: '0', GANTRY_NODE_NAME: 'n' }, processes: [], ...extra,
 });
 
 async function until<T>(what: string, check: () => T | undefined, timeoutMs = 10_000): Promise<T> {

@@ -21,7 +21,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** What the scheduler sends for a per-GPU node rank 1 of a job whose node rank 0 has 4 GPUs. */
 function perGpu(command: string[], gpus: number[], extra: Partial<RankAssignment> = {}): RankAssignment {
   return {
-    jobId: 'j-1', attempt: 1, rank: 1, command, workingDir: '', gpuIndices: gpus, stopGraceSeconds: 1,
+    jobId: 'j-1', attempt: 1, rank: 1, command, workingDir: '', gpuIndices: gpus, runAsUser: '', stopGraceSeconds: 1,
     env: { WORLD_SIZE: String(4 + gpus.length), LOCAL_WORLD_SIZE: String(gpus.length), NODE_RANK: '1', GANTRY_NODE_NAME: 'node-1' },
     processes: gpus.map((gpu, local) => LocalProcess.create({ localRank: local, env: { RANK: String(4 + local), LOCAL_RANK: String(local), CUDA_VISIBLE_DEVICES: String(gpu) } })),
     ...extra,

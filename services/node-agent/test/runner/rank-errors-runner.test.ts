@@ -14,7 +14,7 @@ import { beatContent } from '../../src/runner/wrapper.js';
 const tmp = () => mkdtempSync(join(tmpdir(), 'gantry-runner-test-'));
 
 function assignment(command: string[], extra: Partial<RankAssignment> = {}): RankAssignment {
-  return { jobId: 'j-1', attempt: 1, rank: 0, command, env: {}, workingDir: '', gpuIndices: [], stopGraceSeconds: 1, processes: [], ...extra };
+  return { jobId: 'j-1', attempt: 1, rank: 0, command, env: {}, workingDir: '', gpuIndices: [], runAsUser: '', stopGraceSeconds: 1, processes: [], ...extra };
 }
 
 /** Runs one rank to its end and returns its record as saved in the state file. */

@@ -38,7 +38,7 @@ afterAll(() => {
 
 let seq = 0;
 function assignment(tenant: string, command: string[], extra: Partial<RankAssignment> = {}): RankAssignment {
-  return { jobId: `j-${++seq}`, attempt: 1, rank: 0, command, env: { GANTRY_TENANT: tenant }, workingDir: '', gpuIndices: [], stopGraceSeconds: 1, processes: [], ...extra };
+  return { jobId: `j-${++seq}`, attempt: 1, rank: 0, command, env: { GANTRY_TENANT: tenant }, workingDir: '', gpuIndices: [], runAsUser: '', stopGraceSeconds: 1, processes: [], ...extra };
 }
 
 /** Runs one rank to its end through a runner with `policy`; its record and its stdout. */

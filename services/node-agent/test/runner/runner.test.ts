@@ -100,7 +100,7 @@ describe('rank runner edge cases', () => {
     const runner = new RankRunner(state, pino({ level: 'silent' }));
     runner.stop('j-1', 1, 0, 5, 'job cancelled');
     expect(state.state.ranks['j-1:1:0']).toMatchObject({ phase: 'exited', signal: 'SIGKILL', exitReported: false });
-    const late = runner.assign({ jobId: 'j-1', attempt: 1, rank: 0, command: ['true'], env: {}, workingDir: '', gpuIndices: [], stopGraceSeconds: 1, processes: [] });
+    const late = runner.assign({ jobId: 'j-1', attempt: 1, rank: 0, command: ['true'], env: {}, workingDir: '', gpuIndices: [], runAsUser: '', stopGraceSeconds: 1, processes: [] });
     expect(late).toEqual({ ok: true, message: 'already finished' });
     expect(runner.running()).toEqual([]);
   });
