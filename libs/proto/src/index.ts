@@ -12,3 +12,4 @@ export * from './gen/gantry/v1/auth_service.js';
 export * from './gen/gantry/v1/report.js';
 export { loadDescriptorSet, descriptorSetPath } from './gen/descriptor.js';
 export * from './states.js';
+export * from './user-ref.js';

@@ -22,6 +22,11 @@ describe('request bounds', () => {
     expect(boundsProblems({ spec: spec({ env: { name: 'x'.repeat(1000) } }) })).toEqual([]); // an env var called "name" is a value, not a name
   });
 
+  it('bounds run_as_user before its syntax is checked', () => {
+    expect(boundsProblems({ spec: spec({ runAsUser: 'u'.repeat(65) }) })[0]).toMatch(/^spec\.run_as_user must be at most 64 bytes, got 65 bytes starting "uuu/);
+    expect(boundsProblems({ spec: spec({ runAsUser: 'u'.repeat(64) }) })).toEqual([]);
+  });
+
   it('reports at most five problems', () => {
     expect(boundsProblems({ spec: spec({ gpuTypes: Array.from({ length: 10 }, () => 'g'.repeat(200)) }) })).toHaveLength(5);
   });

@@ -31,6 +31,16 @@ describe('job spec validation', () => {
     expect(message(() => validateSpec(ok(patch)))).toContain(expected);
   });
 
+  it('run_as_user: a user name or uid[:gid] as the agents accept it, else refused naming the field', () => {
+    for (const ok_ of ['alice', 'svc_ml-1', 'build$', '1001', '1001:1001', '4294967294:0']) expect(validateSpec(ok({ runAsUser: ok_ })).runAsUser).toBe(ok_);
+    expect(validateSpec(ok({})).runAsUser).toBe('');
+    expect(message(() => validateSpec(ok({ runAsUser: 'bad user' })))).toBe('spec.run_as_user must be a user name or uid[:gid], got "bad user"');
+    expect(message(() => validateSpec(ok({ runAsUser: '-rf' })))).toBe('spec.run_as_user must be a user name or uid[:gid], got "-rf"');
+    expect(message(() => validateSpec(ok({ runAsUser: '1001:' })))).toBe('spec.run_as_user must be a user name or uid[:gid], got "1001:"');
+    expect(message(() => validateSpec(ok({ runAsUser: '4294967295' })))).toBe('spec.run_as_user must be a user name or uid[:gid] with ids up to 4294967294, got "4294967295"');
+    expect(message(() => validateSpec(ok({ runAsUser: 'a'.repeat(33) })))).toMatch(/^spec\.run_as_user must be a user name or uid\[:gid\], got "a{33}"$/);
+  });
+
   it('takes 0 GPUs per node (every GPU of the node) and hosts of up to 32 GPUs', () => {
     expect(validateSpec(ok({ gpusPerNode: 0 })).gpusPerNode).toBe(0);
     expect(validateSpec(ok({ gpusPerNode: 16 })).gpusPerNode).toBe(16);

@@ -18,6 +18,8 @@ const rankUser = z.string().superRefine((v, ctx) => {
   const problem = rankUserRefProblem(v);
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
 });
+/** Per tenant: each one is looked up (getent) for a job naming a user not listed verbatim. */
+const MAX_SPEC_USERS = 64;
 /** YAML true/false, or the strings an environment variable carries. */
 const flag = z.union([z.boolean(), z.enum(['true', 'false', '1', '0'])], { error: 'must be true or false' }).transform((v) => v === true || v === 'true' || v === '1');
 
@@ -81,16 +83,19 @@ export const agentConfigSchema = z.object({
   }).default({ nvlinkDomain: '', leafSwitch: '', spine: '', rack: '', nicClass: '' }),
   labels: z.record(z.string(), z.string()).default({}),
   /**
-   * The Unix user ranks run as (runner/rank-user.ts): per tenant, else `user`, else the
-   * agent's own; uid 0 is refused unless allowRoot (docs/security.md).
+   * The Unix user ranks run as (runner/rank-user.ts): the job's run_as_user where specUsers
+   * allows it for the tenant, else per tenant, else `user`, else the agent's own; uid 0 is
+   * refused unless allowRoot (docs/security.md).
    */
   ranks: z.object({
     user: rankUser.optional(),
     tenants: z.record(name, rankUser).default({}),
+    /** Tenant -> the users its jobs may name in JobSpec.run_as_user; unlisted tenants may name none. */
+    specUsers: z.record(name, z.array(rankUser, { error: 'must be a list of user names or uid[:gid]' }).max(MAX_SPEC_USERS, `must list at most ${MAX_SPEC_USERS} users`)).default({}),
     allowRoot: flag.default(false),
     /** auto: per-rank devices cgroups denying other GPUs where the host has cgroup v1 (runner/gpu-devices.ts). */
     gpuIsolation: z.enum(['auto', 'off']).default('auto'),
-  }).default({ tenants: {}, allowRoot: false, gpuIsolation: 'auto' }),
+  }).default({ tenants: {}, specUsers: {}, allowRoot: false, gpuIsolation: 'auto' }),
   device: z.object({
     /** auto: nvidia-smi when the binary exists, else the simulated backend. */
     backend: z.enum(['auto', 'sim', 'nvidia-smi']).default('auto'),
@@ -190,7 +195,9 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env, opts: { co
   const problems = res.error.issues.map((i) => {
     const path = i.path.join('.');
     const source = envNames.has(path) ? `${envNames.get(path)} (${path})` : `${path}${file ? ` in ${file}` : ''}`;
-    return `${source}: ${i.message}`;
+    // A bad map key (a tenant name): zod's own message is only "Invalid key in record".
+    const message = i.code === 'invalid_key' && i.issues[0] ? `key ${i.issues[0].message}` : i.message;
+    return `${source}: ${message}`;
   });
   throw new ConfigError(`invalid agent configuration: ${problems.join('; ')}`);
 }

@@ -17,6 +17,8 @@ export const FIELD_BYTES: Readonly<Record<string, number>> = {
   pageToken: 512,
   reason: KiB,
   workingDir: 4 * KiB,
+  /** A user name or uid[:gid] is at most 33 characters (libs/proto user-ref.ts). */
+  runAsUser: 64,
   dir: 4 * KiB,
   configJson: KiB * KiB,
   subject: 512,

@@ -3,7 +3,7 @@
 // request with several problems gets all of them in one INVALID_ARGUMENT ("; "-separated, one
 // line), not one per round trip. Returns the request with defaults filled in.
 import {
-  CheckpointFormat, FailureClass, JobSpec, JobState, Launcher, NodeState, PRIORITY_CLASS_NAMES, TopologyRequirement, failureClassName, type ListJobsRequest, type ListNodesRequest, type CheckpointSpec, type RetryPolicy, type SubmitJobRequest,
+  CheckpointFormat, FailureClass, JobSpec, JobState, Launcher, NodeState, PRIORITY_CLASS_NAMES, TopologyRequirement, failureClassName, userRefProblem, type ListJobsRequest, type ListNodesRequest, type CheckpointSpec, type RetryPolicy, type SubmitJobRequest,
 } from '@gantry/proto';
 import { invalidArgument } from '@gantry/service-kit';
 import { SUBJECT_TOKEN } from '@gantry/bus';
@@ -103,6 +103,12 @@ function checkSpec(spec: JobSpec, p: Problems): void {
   }
   if (spec.workingDir && !spec.workingDir.startsWith('/')) p.add(`spec.working_dir must be an absolute path, got ${show(spec.workingDir)}`);
   if (spec.workingDir.includes('\0')) p.add('spec.working_dir must not contain NUL characters');
+  // The agents' syntax (libs/proto user-ref.ts): a spec every agent would refuse is refused here,
+  // at submit. Whether the user is allowed is each node's policy, checked there.
+  if (spec.runAsUser) {
+    const problem = userRefProblem(spec.runAsUser);
+    if (problem) p.add(`spec.run_as_user ${problem}`);
+  }
   spec.priorityClass ||= 'normal';
   if (!(PRIORITY_CLASS_NAMES as readonly string[]).includes(spec.priorityClass)) p.add(`spec.priority_class must be one of ${PRIORITY_CLASS_NAMES.join(', ')}, got ${show(spec.priorityClass)}`);
   p.between('spec.time_limit_seconds', spec.timeLimitSeconds, 0, LIMITS.maxTimeLimitSec);

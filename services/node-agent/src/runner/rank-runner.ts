@@ -46,7 +46,7 @@ export interface RankRunnerOptions {
   partitionGraceMs?: number;
   /** Work around each rank's life (hooks.ts): checkpoint discovery, the per-job token ... */
   hooks?: RankHook[];
-  /** The Unix user each rank runs as, by tenant (rank-user.ts); without it, the agent's own. */
+  /** The Unix user each rank runs as, by tenant or the job's allowed run_as_user (rank-user.ts); without it, the agent's own. */
   users?: RankUsers;
   /** Per-rank devices cgroups denying the GPUs not assigned (gpu-devices.ts); without it, CUDA_VISIBLE_DEVICES only. */
   devices?: GpuDeviceCgroups;
@@ -123,7 +123,9 @@ export class RankRunner {
     let id: RankIdentity | undefined;
     let deviceCgroup: string | undefined;
     try {
-      id = this.opts.users?.identityFor(a.env.GANTRY_TENANT ?? '');
+      // Without a policy there is nothing that could allow a job's own user: refuse rather than ignore it.
+      if (a.runAsUser && !this.opts.users) throw new Error(`run_as_user ${JSON.stringify(a.runAsUser.slice(0, 40))} is not allowed: this agent has no rank user policy`);
+      id = this.opts.users?.identityFor(a.env.GANTRY_TENANT ?? '', a.runAsUser);
       if (id) {
         // The rank's folder is its default working folder and takes its exit and error files.
         openForTraversal(id, dirname(dir));

@@ -2,8 +2,12 @@
 // rank's process group, owns the state folder), but a rank is the tenant's code: it runs as
 // the user the agent's config names for the job's tenant (ranks.tenants), else the default
 // (ranks.user), else the agent's own user; and never as uid 0 unless ranks.allowRoot says so.
+// A job may name its own user (JobSpec.run_as_user), which the agent honours only when
+// ranks.specUsers lists that user (or the same uid:gid) for the job's tenant: the node's
+// operator, not the job, decides which identities a tenant may take.
 // The tenant is the assignment's GANTRY_TENANT, set by the scheduler (a job cannot override
-// it) on a command the agent has checked the signature of.
+// it) on a command the agent has checked the signature of; run_as_user travels in the same
+// signed command.
 //
 // The drop itself is spawn's uid/gid: libuv calls setgroups(0, NULL) before setgid/setuid, so
 // the rank keeps none of the agent's supplementary groups (and gets none of the user's: a
@@ -12,6 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { dirname, resolve } from 'node:path';
+import { NUMERIC_USER_REF, userRefProblem } from '@gantry/proto';
 
 /** A user by name (looked up with getent, so NSS users work), or numerically: uid[:gid]. */
 export type RankUserRef = string;
@@ -21,6 +26,8 @@ export interface RankUserPolicy {
   user?: RankUserRef | undefined;
   /** Tenant name -> user. */
   tenants: Record<string, RankUserRef>;
+  /** Tenant name -> the users its jobs may name in run_as_user; a tenant not listed may name none. */
+  specUsers?: Record<string, RankUserRef[]> | undefined;
   /** Whether a rank may run as uid 0 (root). */
   allowRoot: boolean;
 }
@@ -55,14 +62,8 @@ export function getentPasswd(key: string): PasswdEntry | undefined {
   return { name: f[0]!, uid: Number(f[2]), gid: Number(f[3]), home: f[5]! };
 }
 
-const NUMERIC = /^(\d{1,10})(?::(\d{1,10}))?$/;
-const NAME = /^[a-z_][a-z0-9_.-]{0,31}\$?$/i;
-
-/** The problem with a user reference as written in the config, or undefined. */
-export function rankUserRefProblem(ref: string): string | undefined {
-  if (NUMERIC.test(ref) || NAME.test(ref)) return undefined;
-  return `must be a user name or uid[:gid], got ${JSON.stringify(ref.slice(0, 40))}`;
-}
+/** The problem with a user reference as written in the config, or undefined (the syntax the gateway checks run_as_user with). */
+export const rankUserRefProblem = userRefProblem;
 
 export class RankUsers {
   constructor(
@@ -71,8 +72,12 @@ export class RankUsers {
     private readonly self = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 },
   ) {}
 
-  /** The identity a rank of `tenant` runs as; throws RankUserError with the reason it cannot run. */
-  identityFor(tenant: string): RankIdentity {
+  /**
+   * The identity a rank of `tenant` runs as: `specUser` (the job's run_as_user) when given,
+   * else the tenant's; throws RankUserError with the reason it cannot run.
+   */
+  identityFor(tenant: string, specUser = ''): RankIdentity {
+    if (specUser) return this.checked(this.specIdentity(tenant, specUser));
     const ref = this.policy.tenants[tenant] ?? this.policy.user;
     const id = ref === undefined ? this.own() : this.resolve(ref, tenant);
     if (id.uid === 0 && !this.policy.allowRoot) {
@@ -80,6 +85,39 @@ export class RankUsers {
         ? 'ranks may not run as root: the agent runs as root and no rank user is configured (set ranks.user or ranks.tenants in agent.yaml, or GANTRY_RANK_USER; ranks.allowRoot: true allows root)'
         : `ranks may not run as root: tenant ${JSON.stringify(tenant)} maps to ${JSON.stringify(ref)}, uid 0 (ranks.allowRoot: true allows it)`);
     }
+    return this.checked(id);
+  }
+
+  /**
+   * The job's own user. Checked in the order that gives the most precise reason: the name
+   * must be well-formed and exist here, root needs allowRoot whatever the list says, and then
+   * the tenant's list must hold it, by its text or by the uid:gid it resolves to (so `alice`
+   * listed also allows `1001:1001` when that is alice, never more than the listed identity).
+   */
+  private specIdentity(tenant: string, ref: RankUserRef): RankIdentity {
+    const what = `run_as_user ${JSON.stringify(ref.slice(0, 40))}`;
+    const problem = userRefProblem(ref);
+    if (problem) throw new RankUserError(`${what} ${problem}`);
+    const id = this.lookupRef(ref);
+    if (!id) throw new RankUserError(`${what} does not exist on this node`);
+    if (id.uid === 0 && !this.policy.allowRoot) {
+      throw new RankUserError(`ranks may not run as root: ${what} is uid 0 (ranks.allowRoot: true allows it)`);
+    }
+    const allowed = this.policy.specUsers?.[tenant] ?? [];
+    const same = (a: RankUserRef) => {
+      if (a === ref) return true;
+      const other = this.lookupRef(a);
+      return other !== undefined && other.uid === id.uid && other.gid === id.gid;
+    };
+    if (!allowed.some(same)) {
+      throw new RankUserError(allowed.length === 0
+        ? `${what} is not allowed for tenant ${JSON.stringify(tenant)} on this node (ranks.specUsers lists no user for it)`
+        : `${what} is not allowed for tenant ${JSON.stringify(tenant)} on this node (ranks.specUsers.${tenant}: ${allowed.join(', ')})`);
+    }
+    return id;
+  }
+
+  private checked(id: RankIdentity): RankIdentity {
     if (id.drop && this.self.uid !== 0) {
       throw new RankUserError(`cannot run ranks as ${id.name || id.uid} (uid ${id.uid}, gid ${id.gid}): the agent is not root (uid ${this.self.uid})`);
     }
@@ -92,17 +130,22 @@ export class RankUsers {
   }
 
   private resolve(ref: RankUserRef, tenant: string): RankIdentity {
-    const m = NUMERIC.exec(ref);
-    let e: PasswdEntry | undefined;
+    const id = this.lookupRef(ref);
+    if (!id) throw new RankUserError(`rank user ${JSON.stringify(ref)} of tenant ${JSON.stringify(tenant)} does not exist on this node`);
+    return id;
+  }
+
+  /** A name's passwd entry, or uid[:gid] with or without one (gid: the entry's, else the uid); undefined for an unknown name. */
+  private lookupRef(ref: RankUserRef): RankIdentity | undefined {
+    const m = NUMERIC_USER_REF.exec(ref);
     if (m) {
       const uid = Number(m[1]);
-      e = this.lookup(String(uid));
+      const e = this.lookup(String(uid));
       const gid = m[2] !== undefined ? Number(m[2]) : e?.gid ?? uid;
       return this.identity({ name: e?.name ?? '', uid, gid, home: e?.home ?? '' });
     }
-    e = this.lookup(ref);
-    if (!e) throw new RankUserError(`rank user ${JSON.stringify(ref)} of tenant ${JSON.stringify(tenant)} does not exist on this node`);
-    return this.identity(e);
+    const e = this.lookup(ref);
+    return e && this.identity(e);
   }
 
   private identity(e: PasswdEntry): RankIdentity {

@@ -127,13 +127,79 @@ describe.skipIf(!root)('ranks run as the configured user', () => {
   });
 });
 
+describe.skipIf(!root)('a user from the job spec (run_as_user), where ranks.specUsers allows it', () => {
+  const spec = (tenant: string, user: string, command = ['sh', '-c', 'id -u; id -g']) => assignment(tenant, command, { runAsUser: user });
+
+  it('runs the rank as the spec\'s user when the tenant may name it, by name or by the same uid:gid', async () => {
+    const u = getentPasswd(USER)!;
+    const p = policy({ user: 'nobody', specUsers: { alpha: [USER, '4242:4343'] } });
+    const byName = await run(p, spec('alpha', USER, SHOW));
+    expect(byName.rec.exitCode).toBe(0);
+    const [uid, gid, , env] = byName.out.trim().split('\n');
+    expect([Number(uid), Number(gid)]).toEqual([u.uid, u.gid]);
+    expect(env).toBe(`/tmp ${USER}`);
+    const numeric = await run(p, spec('alpha', '4242:4343'));
+    expect(numeric.out.trim().split('\n').map(Number)).toEqual([4242, 4343]);
+    // The same identity written the other way: USER is listed by name, the job gives its uid:gid.
+    const same = await run(p, spec('alpha', `${u.uid}:${u.gid}`));
+    expect(same.out.trim().split('\n').map(Number)).toEqual([u.uid, u.gid]);
+    // Without run_as_user the tenant's mapping applies as before.
+    const none = await run(p, assignment('alpha', ['id', '-u']));
+    expect(Number(none.out.trim())).toBe(getentPasswd('nobody')!.uid);
+  });
+
+  it('refuses a user not listed for the tenant, an unknown user, and root without allowRoot, each with the reason', async () => {
+    const p = policy({ user: 'nobody', specUsers: { alpha: [USER, 'root'], beta: ['4242'] } });
+    const other = await run(p, spec('gamma', USER));
+    expect(other.rec).toMatchObject({ exitCode: 126, message: `not started: run_as_user "${USER}" is not allowed for tenant "gamma" on this node (ranks.specUsers lists no user for it)` });
+    const wrongTenant = await run(p, spec('beta', USER));
+    expect(wrongTenant.rec.message).toBe(`not started: run_as_user "${USER}" is not allowed for tenant "beta" on this node (ranks.specUsers.beta: 4242)`);
+    // uid 4242 is listed, but with the gid of its passwd entry (none: 4242), not 4343.
+    const otherGid = await run(p, spec('beta', '4242:4343'));
+    expect(otherGid.rec.message).toBe('not started: run_as_user "4242:4343" is not allowed for tenant "beta" on this node (ranks.specUsers.beta: 4242)');
+    const unknown = await run(p, spec('alpha', 'no-such-user-x'));
+    expect(unknown.rec.message).toBe('not started: run_as_user "no-such-user-x" does not exist on this node');
+    // Listed, but root: refused all the same, by name or by uid.
+    const rootByName = await run(p, spec('alpha', 'root', ['id', '-u']));
+    expect(rootByName.rec).toMatchObject({ exitCode: 126, message: 'not started: ranks may not run as root: run_as_user "root" is uid 0 (ranks.allowRoot: true allows it)' });
+    const rootById = await run(p, spec('alpha', '0:0', ['id', '-u']));
+    expect(rootById.rec.message).toBe('not started: ranks may not run as root: run_as_user "0:0" is uid 0 (ranks.allowRoot: true allows it)');
+    // allowRoot and listed (by name; 0:0 is the same identity): it runs.
+    const allowed = await run({ ...p, allowRoot: true }, spec('alpha', '0:0', ['id', '-u']));
+    expect(allowed.out.trim()).toBe('0');
+  });
+
+  it('an agent without a rank user policy refuses run_as_user instead of ignoring it', async () => {
+    const dir = mkdtempSync(join(base, 'state-'));
+    const runner = new RankRunner(new StateFile(dir), pino({ level: 'silent' }));
+    runner.assign(spec('alpha', 'nobody', ['id', '-u']));
+    runner.stopPolling();
+    expect(new StateFile(dir).state.ranks[`j-${seq}:1:0`]).toMatchObject({ exitCode: 126, message: 'not started: run_as_user "nobody" is not allowed: this agent has no rank user policy' });
+  });
+});
+
 describe('ranks in the agent config', () => {
   it('reads ranks.user, per-tenant users and allowRoot from the file and the environment', () => {
     const f = join(mkdtempSync(join(tmpdir(), 'gantry-rank-cfg-')), 'agent.yaml');
     writeFileSync(f, 'node: n0\nstateDir: /tmp/x\nranks:\n  user: gantry-rank\n  tenants:\n    ml-research: gantry-ml\n    vision: "2001:2001"\n');
-    expect(loadAgentConfig({ GANTRY_AGENT_CONFIG: f, ...schedulerKeyEnv() }).ranks).toEqual({ user: 'gantry-rank', tenants: { 'ml-research': 'gantry-ml', vision: '2001:2001' }, allowRoot: false, gpuIsolation: 'auto' });
+    expect(loadAgentConfig({ GANTRY_AGENT_CONFIG: f, ...schedulerKeyEnv() }).ranks).toEqual({ user: 'gantry-rank', tenants: { 'ml-research': 'gantry-ml', vision: '2001:2001' }, specUsers: {}, allowRoot: false, gpuIsolation: 'auto' });
     expect(loadAgentConfig({ GANTRY_AGENT_CONFIG: f, GANTRY_RANK_USER: 'nobody', GANTRY_RANKS_ALLOW_ROOT: 'true', ...schedulerKeyEnv() }).ranks).toMatchObject({ user: 'nobody', allowRoot: true });
-    expect(loadAgentConfig({ GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: 'n0', GANTRY_STATE_DIR: '/tmp/x', ...schedulerKeyEnv() }).ranks).toEqual({ tenants: {}, allowRoot: false, gpuIsolation: 'auto' });
+    expect(loadAgentConfig({ GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: 'n0', GANTRY_STATE_DIR: '/tmp/x', ...schedulerKeyEnv() }).ranks).toEqual({ tenants: {}, specUsers: {}, allowRoot: false, gpuIsolation: 'auto' });
+  });
+
+  it('reads ranks.specUsers, and names the bad key of a bad one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gantry-rank-cfg-'));
+    const cfg = (ranks: string) => {
+      const f = join(dir, 'agent.yaml');
+      writeFileSync(f, `node: n0\nstateDir: /tmp/x\nranks:\n${ranks}`);
+      return () => loadAgentConfig({ GANTRY_AGENT_CONFIG: f, ...schedulerKeyEnv() });
+    };
+    expect(cfg('  specUsers:\n    ml-research: [alice, "1001:1001"]\n    vision: []\n')().ranks.specUsers).toEqual({ 'ml-research': ['alice', '1001:1001'], vision: [] });
+    const f = join(dir, 'agent.yaml');
+    expect(cfg('  specUsers:\n    ml-research: [alice, "bad user"]\n')).toThrow(`invalid agent configuration: ranks.specUsers.ml-research.1 in ${f}: must be a user name or uid[:gid], got "bad user"`);
+    expect(cfg('  specUsers:\n    ml-research: alice\n')).toThrow(`invalid agent configuration: ranks.specUsers.ml-research in ${f}: must be a list of user names or uid[:gid]`);
+    expect(cfg('  specUsers:\n    "a.b": [alice]\n')).toThrow(/ranks\.specUsers\.a\.b in .*: key must be letters, digits, - or _/);
+    expect(cfg('  specUsers:\n    ml: ["99999999999"]\n')).toThrow(/ranks\.specUsers\.ml\.0 in .*: must be a user name or uid\[:gid\], got "99999999999"/);
   });
 
   it('names a bad value and where it came from', () => {

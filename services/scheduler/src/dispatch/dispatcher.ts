@@ -14,6 +14,7 @@ export function assignmentFor(job: Job, placement: RankPlacement[], rank: RankPl
     command: spec.command,
     env: rankEnv(job, job.attempt, placement, rank, currentAttempt(job)?.resumedFromCheckpoint ?? ''),
     workingDir: spec.workingDir,
+    runAsUser: spec.runAsUser,
     gpuIndices: rank.gpuIndices,
     stopGraceSeconds: spec.stopGraceSeconds || stopGraceSeconds,
     processes: localProcesses(job, placement, rank),
