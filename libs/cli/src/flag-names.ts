@@ -27,6 +27,7 @@ const FIELDS: [RegExp, string][] = [
   [/\bspec\.env\.([A-Za-z_][A-Za-z0-9_]*)/g, '--env $1'],
   [/\bspec\.env\b/g, '--env'],
   [/\bspec\.working_dir\b/g, '--workdir'],
+  [/\bspec\.run_as_user\b/g, '--run-as'],
   [/\bspec\.priority_class\b/g, '--priority'],
   [/\bspec\.time_limit_seconds\b/g, '--time-limit (seconds)'],
   [/\bspec\.topology\b/g, '--topology'],

@@ -9,6 +9,7 @@ import {
   nodeStateName,
   type Attempt,
   type Job,
+  type JobSpec,
   type JobEvent,
   type Node,
   type StreamLogsResponse,
@@ -187,12 +188,18 @@ export function jobDetail(job: Job, now: Date): string {
     ['Time limit', spec?.timeLimitSeconds ? `${spec.timeLimitSeconds}s` : '-'],
     ['Launcher', spec ? launcherView(spec.launcher, spec.gpusPerNode) : '-'],
     ['Workdir', spec ? spec.workingDir || "(each rank's own folder on its node)" : '-'],
+    ['Run as', spec ? runAsView(spec) : '-'],
     ['Command', spec?.command.length ? shellQuote(spec.command) : '-'],
     ['Created', formatTime(job.createdAt, now)],
     ['Updated', formatTime(job.updatedAt, now)],
     ['Finished', formatTime(job.finishedAt, now)],
   ];
   return [fields(rows), ...job.attempts.map((a) => attemptView(a, now))].join('\n');
+}
+
+/** The job's own user, or where its ranks' user comes from (each node's agent.yaml maps the tenant). */
+function runAsView(spec: JobSpec): string {
+  return spec.runAsUser || `(the user each node maps tenant ${spec.tenant || 'default'} to)`;
 }
 
 function launcherView(l: Launcher, gpusPerNode: number): string {

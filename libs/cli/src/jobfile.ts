@@ -179,6 +179,7 @@ const FIELDS: Record<string, (v: unknown, key: string, into: Submission) => void
   },
   env: (v, k, s) => (s.spec.env = map(v, k)),
   workdir: (v, k, s) => (s.spec.workingDir = text(v, k)),
+  runAs: (v, k, s) => (s.spec.runAsUser = scalar(v, k)),
   selector: (v, k, s) => (s.spec.nodeSelector = map(v, k)),
   excludeNodes: (v, k, s) => (s.spec.excludeNodes = list(v, k)),
   masterPort: (v, k, s) => (s.spec.masterPort = integer(v, k, 1, 65535)),

@@ -58,6 +58,12 @@ describe('detail views', () => {
     expect(text).toContain('  1          gpu-02  0,1,2,3,4,5,6,7  EXITED  200  3        -\n');
     expect(text).toContain('Launcher:   per-node (one process per node with 8 GPUs)\n');
     expect(text).toContain("Workdir:    (each rank's own folder on its node)\n");
+    expect(text).toContain(`Run as:     (the user each node maps tenant ${sampleJob.spec!.tenant || 'default'} to)\n`);
+  });
+
+  it('shows the user the job asked its ranks to run as', () => {
+    const text = jobDetail(Job.fromPartial({ ...sampleJob, spec: { ...sampleJob.spec, runAsUser: '1001:1001' } }), NOW);
+    expect(text).toContain('Run as:     1001:1001\n');
   });
 
   it('shows the command with its quoting, the working directory, the launcher and the rendezvous', () => {

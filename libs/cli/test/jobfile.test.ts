@@ -20,6 +20,7 @@ env:
   NCCL_DEBUG: INFO
   OMP_NUM_THREADS: 8
 workdir: /home/me/llama
+runAs: alice
 selector:
   zone: a
 excludeNodes: [gpu-17]
@@ -44,6 +45,7 @@ describe('parseJobFile', () => {
         topology: TopologyRequirement.TOPOLOGY_REQUIREMENT_SAME_SWITCH,
         env: { NCCL_DEBUG: 'INFO', OMP_NUM_THREADS: '8' },
         workingDir: '/home/me/llama',
+        runAsUser: 'alice',
         nodeSelector: { zone: 'a' },
         excludeNodes: ['gpu-17'],
         masterPort: 29600,
@@ -56,6 +58,8 @@ describe('parseJobFile', () => {
   it('accepts a single string for lists, a number of seconds for durations, and an empty file', () => {
     expect(parseJobFile('gpuTypes: H100\ntimeLimit: 90', 'f').spec).toEqual({ gpuTypes: ['H100'], timeLimitSeconds: 90 });
     expect(parseJobFile('', 'f')).toEqual({ spec: {} });
+    // A bare uid reads as a YAML number.
+    expect(parseJobFile('runAs: 1001', 'f').spec).toEqual({ runAsUser: '1001' });
   });
 
   it.each([

@@ -252,7 +252,7 @@ describe('job submit', () => {
       'job', 'submit', '--name', 'llama', '--tenant', 'ml', '--nodes', '2', '--gpus-per-node', '8', '--gpu-type', 'H100', '--gpu-type', 'A100',
       '--priority', 'high', '--time-limit', '2h', '--topology', 'same-switch', '--env', 'A=1', '--env', 'B=x=y', '--workdir', '/w',
       '--selector', 'zone=a', '--exclude-node', 'gpu-17', '--master-port', '29600', '--stop-grace', '30s', '--idempotency-key', 'k1',
-      '--launcher', 'per-gpu', '--', 'torchrun', '--nproc', '8', 'train.py',
+      '--launcher', 'per-gpu', '--run-as', '1001:1001', '--', 'torchrun', '--nproc', '8', 'train.py',
     );
     expect(r).toEqual({ code: 0, stdout: 'job j-new submitted\n', stderr: '' });
     expect(seen.submits[0]).toEqual({
@@ -261,7 +261,7 @@ describe('job submit', () => {
         name: 'llama', tenant: 'ml', nodes: 2, gpusPerNode: 8, gpuTypes: ['H100', 'A100'], command: ['torchrun', '--nproc', '8', 'train.py'],
         env: { A: '1', B: 'x=y' }, workingDir: '/w', priorityClass: 'high', timeLimitSeconds: 7200,
         topology: TopologyRequirement.TOPOLOGY_REQUIREMENT_SAME_SWITCH, nodeSelector: { zone: 'a' }, excludeNodes: ['gpu-17'],
-        masterPort: 29600, stopGraceSeconds: 30, launcher: Launcher.LAUNCHER_PER_GPU,
+        masterPort: 29600, stopGraceSeconds: 30, launcher: Launcher.LAUNCHER_PER_GPU, runAsUser: '1001:1001',
       },
     });
   });

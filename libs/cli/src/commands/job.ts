@@ -54,6 +54,7 @@ interface SubmitFlags {
   launcher?: Launcher;
   env?: [string, string][];
   workdir?: string;
+  runAs?: string;
   selector?: [string, string][];
   excludeNode?: string[];
   idempotencyKey?: string;
@@ -88,6 +89,7 @@ export function submissionFromFlags(o: SubmitFlags, command: string[]): Submissi
     launcher: o.launcher,
     env: o.env && Object.fromEntries(o.env),
     workingDir: o.workdir,
+    runAsUser: o.runAs,
     nodeSelector: o.selector && Object.fromEntries(o.selector),
     excludeNodes: o.excludeNode,
     masterPort: o.masterPort,
@@ -180,6 +182,7 @@ export function addJobCommands(program: Command, session: Session): void {
     .option('--launcher <mode>', `processes per node: ${Object.keys(LAUNCHERS).join('|')} (per-node: one, e.g. torchrun, the default; per-gpu: one per GPU with RANK and LOCAL_RANK)`, flagParser(parseLauncher))
     .option('--env <KEY=VALUE>', 'environment variable of every rank (repeatable)', repeatable(parseKeyValue))
     .option('--workdir <dir>', "working directory of every rank, on every node (default: the current directory; '' = the rank's own folder)")
+    .option('--run-as <user>', "Unix user the ranks run as (a name or uid[:gid]); each node's agent must allow it for the tenant (default: the user the node maps the tenant to)")
     .option('--selector <key=value>', 'only nodes with this label (repeatable)', repeatable(parseKeyValue))
     .option('--exclude-node <name>', 'never place on this node (repeatable)', repeatable(String))
     .option('--idempotency-key <key>', 'submitting the same key twice creates one job (default: random)')
