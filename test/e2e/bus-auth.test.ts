@@ -117,7 +117,9 @@ describe('the scheduler believes the subject, the registered instance and the pl
     const job = await runningJob();
     const liar = other(job.node);
     const { nc } = await asAgent(liar);
-    const exit = RankEvent.create({ eventId: `forged-${job.id}`, node: liar, jobId: job.id, attempt: 1, rank: 0, phase: RankPhase.RANK_PHASE_EXITED, exitCode: 1, time: new Date() });
+    // With the liar's own registered instance id (a compromised host knows it): only the placement stops it.
+    const instanceId = (await new NodeStore(stack.redis).instances(liar))!.current;
+    const exit = RankEvent.create({ eventId: `forged-${job.id}`, node: liar, jobId: job.id, attempt: 1, rank: 0, phase: RankPhase.RANK_PHASE_EXITED, exitCode: 1, time: new Date(), instanceId });
     const before = await dropped('rank-event', 'rank-not-placed');
     // Published on its own subject (allowed): JetStream stores it; the scheduler must not apply it.
     const ack = JSON.parse(new TextDecoder().decode((await nc.request(subjects.rankEvent(liar), encode(RankEvent, exit), { timeout: 5_000 })).data)) as { stream?: string };

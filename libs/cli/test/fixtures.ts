@@ -131,7 +131,7 @@ export const sampleEvents: NodeHostEvent[] = [
         eventId: 'x-2', node: 'gpu-01', time: ago(30), gpuIndex: 2, gpuUuid: 'GPU-2', pciBusId: '00000000:3b:00.0', xid: 79, pid: undefined, processName: '',
         message: 'GPU has fallen off the bus.', mnemonic: 'ROBUST_CHANNEL_GPU_HAS_FALLEN_OFF_THE_BUS', causeClass: 'hardware',
         severity: XidSeverity.XID_SEVERITY_CRITICAL, immediateAction: 'RESTART_BM', investigatoryAction: 'CONTACT_SUPPORT',
-        orchestratorHint: 'drain node', rawLine: 'NVRM: Xid (PCI:0000:3b:00): 79, pid=\'<unknown>\', GPU has fallen off the bus.', inferred: false,
+        orchestratorHint: 'drain node', rawLine: 'NVRM: Xid (PCI:0000:3b:00): 79, pid=\'<unknown>\', GPU has fallen off the bus.', inferred: false, instanceId: '',
       },
     },
   },
@@ -146,7 +146,7 @@ export const sampleEvents: NodeHostEvent[] = [
       xid: {
         eventId: 'x-1', node: 'gpu-01', time: ago(600), gpuIndex: undefined, gpuUuid: '', pciBusId: '00000000:18:00.0', xid: 13, pid: 4242, processName: 'python',
         message: 'Graphics SM Warp Exception', mnemonic: 'GR_EXCEPTION', causeClass: 'application', severity: XidSeverity.XID_SEVERITY_ERROR,
-        immediateAction: '', investigatoryAction: '', orchestratorHint: '', rawLine: '', inferred: false,
+        immediateAction: '', investigatoryAction: '', orchestratorHint: '', rawLine: '', inferred: false, instanceId: '',
       },
     },
   },

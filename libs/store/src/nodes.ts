@@ -18,7 +18,18 @@ export interface NodeRecord {
   /** Last heartbeat, ms since epoch, as the scheduler received it. */
   heartbeatMs: number;
   instanceId: string;
+  /** The agent instance registered before `instanceId` ('' when none), and when `instanceId` started (ms, 0 = unknown). */
+  previousInstanceId?: string;
+  instanceSinceMs?: number;
   allocations: GpuAllocation[];
+}
+
+/** The node's registered agent process and the one before it (see commit-node.lua). */
+export interface NodeInstances {
+  current: string;
+  previous: string;
+  /** When `current` started, ms (the agent's clock); 0 when unknown. */
+  sinceMs: number;
 }
 
 export interface NodeCommit {
@@ -28,6 +39,8 @@ export interface NodeCommit {
   epoch?: number;
   heartbeatMs?: number;
   instanceId?: string;
+  /** When the agent instance in `instanceId` started, ms; recorded when the instance changes. */
+  instanceSinceMs?: number;
   now?: Date;
   /**
    * Record and publish an event even though the state stays (an operator's cordon or
@@ -60,13 +73,13 @@ export class NodeStore {
     if (names.length === 0) return [];
     const p = this.redis.pipeline();
     for (const n of names) {
-      p.hmget(keys.node(n), 'rev', 'node', 'hb', 'instance');
+      p.hmget(keys.node(n), 'rev', 'node', 'hb', 'instance', 'prevInstance', 'instanceSince');
       p.hgetall(keys.nodeAlloc(n));
     }
     const res = (await p.exec()) ?? [];
     const out: NodeRecord[] = [];
     for (let i = 0; i < names.length; i++) {
-      const [rev, json, hb, instance] = (res[2 * i]?.[1] ?? []) as (string | null)[];
+      const [rev, json, hb, instance, prevInstance, instanceSince] = (res[2 * i]?.[1] ?? []) as (string | null)[];
       const alloc = (res[2 * i + 1]?.[1] ?? {}) as Record<string, string>;
       if (!rev || !json) continue;
       const allocations = Object.entries(alloc).flatMap(([gpu, owner]) => {
@@ -76,9 +89,15 @@ export class NodeStore {
       const node = Node.fromJSON(JSON.parse(json));
       node.allocations = allocations;
       node.lastHeartbeat = hb ? new Date(Number(hb)) : undefined;
-      out.push({ node, rev: Number(rev), heartbeatMs: Number(hb ?? 0), instanceId: instance ?? '', allocations });
+      out.push({ node, rev: Number(rev), heartbeatMs: Number(hb ?? 0), instanceId: instance ?? '', previousInstanceId: prevInstance ?? '', instanceSinceMs: Number(instanceSince || 0), allocations });
     }
     return out;
+  }
+
+  /** The registered agent instance, the one before it and when the current one started: one read, for every agent report. */
+  async instances(name: string): Promise<NodeInstances | undefined> {
+    const [current, previous, since] = await this.redis.hmget(keys.node(name), 'instance', 'prevInstance', 'instanceSince');
+    return current ? { current, previous: previous ?? '', sinceMs: Number(since || 0) } : undefined;
   }
 
   /** Records a heartbeat time without touching the record (no event: heartbeats are not transitions). */
@@ -124,6 +143,7 @@ export class NodeStore {
       String(rev), c.prev ? nodeStateName(from) : '*', nodeStateName(to), JSON.stringify(Node.toJSON(next)),
       c.epoch === undefined ? '' : String(c.epoch), event?.subject ?? '', event?.id ?? '', event?.data ?? '', next.name,
       c.heartbeatMs === undefined ? '' : String(c.heartbeatMs), c.instanceId ?? '', event?.logEntry ?? '', NODE_EVENT_LOG_CAP,
+      c.instanceSinceMs === undefined ? '' : String(c.instanceSinceMs),
     ])) as string[];
     if (res[0] === 'FENCED') throw new FencedError(String(c.epoch));
     if (res[0] === 'STALE') throw new StaleWriteError(keys.node(next.name), Number(res[1]), res[2] ?? '');
@@ -132,6 +152,8 @@ export class NodeStore {
       rev: Number(res[1]),
       heartbeatMs: c.heartbeatMs ?? c.prev?.heartbeatMs ?? 0,
       instanceId: c.instanceId ?? c.prev?.instanceId ?? '',
+      previousInstanceId: c.instanceId && c.instanceId !== c.prev?.instanceId ? c.prev?.instanceId ?? '' : c.prev?.previousInstanceId ?? '',
+      instanceSinceMs: c.instanceId && c.instanceId !== c.prev?.instanceId ? c.instanceSinceMs ?? 0 : c.prev?.instanceSinceMs ?? 0,
       allocations: c.prev?.allocations ?? [],
     };
   }

@@ -24,6 +24,11 @@ export const AGENT_VERSION = GANTRY_VERSION;
 
 export class NodeAgent {
   readonly instanceId = randomUUID();
+  /**
+   * When this process started (the host's clock), before it stamps any report: the scheduler
+   * still believes the previous process's reports stamped before it, and no later ones.
+   */
+  readonly startedAt = new Date();
   private readonly state: StateFile;
   private readonly runner: RankRunner;
   private readonly beat: AgentBeat;
@@ -85,8 +90,8 @@ export class NodeAgent {
     // First, before anything that can wait: the watchdogs of re-adopted ranks count the
     // silence since the last agent's final beat.
     this.beat.start();
-    this.reporter = new RankReporter(this.cfg.node, jetstream(this.nc), this.state, this.log, this.cfg.rankLogMaxBytes);
-    this.runner.onChange = () => void this.reporter?.flush();
+    this.reporter = new RankReporter(this.cfg.node, jetstream(this.nc), this.state, this.log, this.cfg.rankLogMaxBytes, this.instanceId);
+    this.runner.onChange = () => void this.flushRankReports();
     await this.checkpoints.start();
     this.runner.start();
     this.deleteSub = this.nc.subscribe(subjects.checkpointDelete(this.cfg.node), { callback: (err, msg) => {
@@ -113,10 +118,24 @@ export class NodeAgent {
     this.sub = this.nc.subscribe(subjects.agentCommand(this.cfg.node), { callback: (err, msg) => { if (!err) msg.respond(encode(AgentCommandReply, this.command(msg.data))); } });
     void this.watchConnection();
     await this.reRegister();
-    this.timers.push(setInterval(() => void this.reporter?.flush(), 250));
+    this.timers.push(setInterval(() => void this.flushRankReports(), 250));
     this.timers.push(setInterval(() => this.runner.gc(), 60_000));
     this.timers.push(setInterval(() => this.enforcePartitionGrace(), 1_000));
     this.scheduleHeartbeat();
+  }
+
+  /** Whether a scheduler has accepted this process's registration (it believes its reports from then on). */
+  get isRegistered(): boolean {
+    return this.registered;
+  }
+
+  /**
+   * Rank events carry this process's instance id, which the scheduler believes only once it
+   * has recorded the registration: sent before, they would be dropped (and, de-duplicated by
+   * their message id, never delivered again).
+   */
+  private flushRankReports(): Promise<void> {
+    return this.registered ? this.reporter?.flush() ?? Promise.resolve() : Promise.resolve();
   }
 
   private scheduleHeartbeat(): void {
@@ -150,6 +169,7 @@ export class NodeAgent {
     const req = RegisterNodeRequest.create({
       node: this.cfg.node, address: this.cfg.address, topology: Topology.create(this.cfg.topology), labels: this.cfg.labels,
       agentVersion: AGENT_VERSION, deviceBackend: this.backend, instanceId: this.instanceId, highestEpoch: this.state.state.highestEpoch,
+      instanceStartedAt: this.startedAt,
     });
     for (let delay = 250; !this.stopped; delay = Math.min(delay * 2, 5_000)) {
       try {
@@ -242,7 +262,7 @@ export class NodeAgent {
         this.log.info('reconnected to NATS; re-registering');
         // Registration reports the ranks still running; the scheduler stops those it no
         // longer wants (attempt numbers fence old ones), and exits are reported once.
-        void this.reRegister().then(() => { void this.reporter?.flush(); this.onReconnect(); });
+        void this.reRegister().then(() => { void this.flushRankReports(); this.onReconnect(); });
       }
     }
   }
@@ -269,6 +289,6 @@ export class NodeAgent {
     this.deleteSub?.unsubscribe();
     this.verifySub?.unsubscribe();
     await this.runner.hooks.shutdown();
-    await this.reporter?.flush();
+    await this.flushRankReports();
   }
 }

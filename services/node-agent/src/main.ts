@@ -57,8 +57,8 @@ if (process.argv[2] === 'sim') {
   const nc = await connectNats(cfg.natsUrl, `agent ${cfg.node}`, log, cfg.natsCredsFile, { inboxPrefix: agentInboxPrefix(cfg.node) });
   lifecycle.onShutdown('nats', () => nc.drain());
   const buffer = new ReportBuffer(join(cfg.stateDir, 'reports'), { maxBytes: cfg.reportBufferBytes });
-  const reporter = new HostReporter(cfg.node, jetstream(nc), buffer, log);
-  const agent = new NodeAgent(cfg, nc, gpus, backend.kind, log, () => void reporter.drain(), registry);
+  const agent: NodeAgent = new NodeAgent(cfg, nc, gpus, backend.kind, log, () => void reporter.drain(), registry);
+  const reporter = new HostReporter(cfg.node, jetstream(nc), buffer, log, agent);
   lifecycle.onShutdown('agent', () => agent.stop());
   const telemetry = new HostTelemetry(cfg.node, backend, reporter, buffer, cfg.telemetryIntervalMs, cfg.stateDir, log, registry);
   lifecycle.onShutdown('telemetry', () => telemetry.stop());
@@ -72,6 +72,8 @@ if (process.argv[2] === 'sim') {
   }, log);
   lifecycle.onShutdown('inventory', () => inventoryWatch.stop());
   await agent.start();
+  // Registered: what the previous process buffered goes out now, not at the first new report.
+  void reporter.drain();
   telemetry.start();
   inventoryWatch.start();
 }

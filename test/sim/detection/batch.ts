@@ -182,7 +182,7 @@ export class BatchBuilder {
     this.prev = next;
     this.seq += 1;
     return {
-      node: h.name, time: new Date(timeMs), seq: this.seq, gpus, nfsMounts, rdmaPorts, nics: [nic], droppedReports: 0,
+      node: h.name, time: new Date(timeMs), seq: this.seq, gpus, nfsMounts, rdmaPorts, nics: [nic], droppedReports: 0, instanceId: '',
       collectorErrors: opts.gpuCollectorFailed ? [{ collector: 'gpu', message: 'nvidia-smi timed out after 10000 ms' }] : [],
       ...(sec !== undefined ? { interval: { seconds: Math.floor(sec), nanos: Math.round((sec - Math.floor(sec)) * 1e9) } } : {}),
     };

@@ -3,7 +3,8 @@
 -- ARGV: 1 expected rev ('0' = must not exist), 2 allowed from-states ("A,B"; '*' = any), 3 new state,
 --       4 node JSON, 5 epoch ('' = unfenced), 6 event subject ('' = none), 7 event id, 8 event bytes,
 --       9 node name, 10 heartbeat ms ('' = keep), 11 agent instance id ('' = keep),
---       12 event-log entry ('' = none), 13 event-log cap
+--       12 event-log entry ('' = none), 13 event-log cap,
+--       14 when the agent instance in 11 started, ms (kept with it; '' = unknown)
 -- Returns: {'OK', newRev} | {'FENCED'} | {'STALE', rev, state}
 if ARGV[5] ~= '' then
   if redis.call('GET', KEYS[3]) ~= ARGV[5] then
@@ -30,7 +31,15 @@ if ARGV[10] ~= '' then
   redis.call('HSET', KEYS[1], 'hb', ARGV[10])
   redis.call('ZADD', KEYS[6], ARGV[10], ARGV[9])
 end
-if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'instance', ARGV[11]) end
+if ARGV[11] ~= '' then
+  -- A new agent process: the one it replaces stays believed for what it stamped before the
+  -- new one started (its buffered reports), so both are kept in the same step.
+  local was = redis.call('HGET', KEYS[1], 'instance')
+  if was ~= ARGV[11] then
+    redis.call('HSET', KEYS[1], 'prevInstance', was or '', 'instanceSince', ARGV[14] or '')
+  end
+  redis.call('HSET', KEYS[1], 'instance', ARGV[11])
+end
 redis.call('ZADD', KEYS[4], 0, ARGV[9])
 if ARGV[6] ~= '' then
   redis.call('XADD', KEYS[2], '*', 'subject', ARGV[6], 'id', ARGV[7], 'data', ARGV[8])

@@ -235,6 +235,8 @@ export function sampleToProto(sample: TelemetrySample, ctx: BatchContext): Telem
     rdmaPorts: sample.rdma.map((p) => rdmaPortToProto(p.stats, p.rates)),
     nics: sample.nics.map((n) => nicToProto(n.iface, n.counters, n.rates)),
     droppedReports: ctx.droppedReports ?? 0,
+    // Stamped by the host reporter with the agent process that sends it.
+    instanceId: '',
     collectorErrors: sample.errors.map((e) => ({ collector: e.collector, message: e.message })),
     ...(interval !== undefined
       ? { interval: { seconds: Math.floor(interval), nanos: Math.round((interval - Math.floor(interval)) * 1e9) } }
@@ -268,6 +270,7 @@ export function xidEventToProto(e: XidEvent, node: string, readAt: Date = new Da
     orchestratorHint: e.orchestratorHint,
     rawLine: e.raw,
     inferred: e.inferred,
+    instanceId: '',
     ...defined({ gpuIndex: e.gpuIndex, pid: e.pid, fatal: e.fatal }),
   };
 }

@@ -43,6 +43,8 @@ export class RankReporter {
     private readonly log: Logger,
     /** Per rank and stream, the most log bytes kept on the host after they were shipped (0 = no limit). */
     private readonly maxLogBytes = 0,
+    /** This agent process (RegisterNodeRequest.instance_id), stamped on every rank event. */
+    private readonly instanceId = '',
   ) {}
 
   /** One pass: ship new output of every rank, then any unreported start or exit, in that order. */
@@ -94,6 +96,7 @@ export class RankReporter {
       time: new Date(exited ? rec.finishedAt ?? Date.now() : rec.startedAt),
       error: exited ? rec.error ?? '' : '',
       errorTime: exited && rec.errorTime ? new Date(rec.errorTime) : undefined,
+      instanceId: this.instanceId,
     });
     await this.js.publish(subjects.rankEvent(this.node), encode(RankEvent, event), { msgID: event.eventId, timeout: 5_000 });
   }

@@ -1,11 +1,13 @@
 // What the scheduler believes of an agent's message. NATS permissions let an agent publish
 // only on subjects ending in its own node (libs/bus/src/nats-auth.ts), so the subject's node
 // token is the sender; the node named in the payload must be the same, a heartbeat must come
-// from the agent instance that registered last, and a rank event must be for a rank the job
-// placed on that node. Anything else is dropped, counted and logged: it is forged, or from a
+// from the agent instance that registered last (a rank event, XID or telemetry batch from it,
+// or from the instance before it if stamped before the current one started), and a rank event
+// must be for a rank the job placed on that node. Anything else is dropped, counted and logged: it is forged, or from a
 // stale or broken agent, and acting on it could fail jobs or fill Redis.
 import { Counter, type Registry } from 'prom-client';
 import type { Job } from '@gantry/proto';
+import type { NodeInstances } from '@gantry/store';
 import { subjectNode } from '@gantry/bus';
 import type { Logger } from '@gantry/service-kit';
 
@@ -13,8 +15,10 @@ export type AgentMessageKind = 'register' | 'heartbeat' | 'rank-event' | 'host-e
 export type DropReason =
   /** The payload names another node than the subject it came on. */
   | 'node-mismatch'
-  /** A heartbeat from an agent instance other than the one registered. */
+  /** From an agent instance that is neither the registered one nor the one before it (or an unregistered node). */
   | 'instance-mismatch'
+  /** From the instance before the registered one, stamped after the registered one started (a stale process). */
+  | 'stale-instance'
   /** A rank event for a rank the job's attempt did not place on that node (or no such job, attempt or rank). */
   | 'rank-not-placed'
   /** More registrations or heartbeats in flight than the scheduler takes at once (a flood). */
@@ -32,7 +36,7 @@ export class AgentMessageGuard {
   private constructor(metrics: Registry, private readonly log: Logger) {
     this.dropped = new Counter({
       name: 'gantry_agent_messages_dropped_total',
-      help: 'Agent messages the scheduler dropped as untrustworthy: payload node not the subject\'s, heartbeat from another agent instance, rank event for a rank not placed on that node',
+      help: 'Agent messages the scheduler dropped as untrustworthy: payload node not the subject\'s, from another agent instance than the registered one (or a replaced one), rank event for a rank not placed on that node',
       labelNames: ['kind', 'reason'], registers: [metrics],
     });
   }
@@ -63,6 +67,26 @@ export class AgentMessageGuard {
   sameInstance(node: string, registered: string, instance: string): boolean {
     if (!registered || registered === instance) return true;
     this.drop('heartbeat', 'instance-mismatch', { node, registered, instance: instance.slice(0, 64) });
+    return false;
+  }
+
+  /**
+   * Whether a rank event, XID event or telemetry batch comes from the node's agent process:
+   * the registered instance, or the one it replaced for what that one stamped before the
+   * registered one started (reports it buffered on disk while NATS was down and its successor
+   * sends after a restart; the two stamps are the same host's clock). Anything else (an
+   * unregistered node, an unknown or empty instance, a replaced process still talking) is dropped.
+   */
+  fromInstance(kind: AgentMessageKind, node: string, instances: NodeInstances | undefined, instance: string, stampedMs: number | undefined): boolean {
+    if (instances && instance) {
+      if (instance === instances.current) return true;
+      if (instance === instances.previous) {
+        if (instances.sinceMs > 0 && stampedMs !== undefined && stampedMs < instances.sinceMs) return true;
+        this.drop(kind, 'stale-instance', { node, instance: instance.slice(0, 64), registered: instances.current, stamped: stampedMs, registeredSince: instances.sinceMs });
+        return false;
+      }
+    }
+    this.drop(kind, 'instance-mismatch', { node, instance: instance.slice(0, 64), registered: instances?.current ?? 'none' });
     return false;
   }
 

@@ -147,7 +147,9 @@ export class NodeRegistry {
       stateBeforeLost: NodeState.NODE_STATE_UNSPECIFIED,
     });
     const reason = !prev ? 'registered' : prev.node.state === NodeState.NODE_STATE_LOST ? 'agent reconnected' : 're-registered';
-    const rec = await ctx.nodes.commit({ prev, next, reason, epoch, heartbeatMs: now.getTime(), instanceId: req.instanceId });
+    // An agent that does not say when it started: its predecessor's buffered reports are judged by the time the scheduler heard of it.
+    const instanceSinceMs = req.instanceStartedAt?.getTime() ?? now.getTime();
+    const rec = await ctx.nodes.commit({ prev, next, reason, epoch, heartbeatMs: now.getTime(), instanceId: req.instanceId, instanceSinceMs });
     ctx.log.info({ node: req.node, gpus: req.gpus.length, state: NodeState[state], ranks: req.ranks.length }, 'node registered');
     if (prev) await this.recordInventoryChange(rec.node, prev.node.gpus, req.gpus);
     await this.recoverJobsOnMissingGpus(rec.node.name, prev?.node.gpus ?? [], req.gpus, prev?.allocations ?? []);

@@ -37,6 +37,7 @@ export class RankEventConsumer {
     if (epoch === 0) throw new Error('not the leader');
     if (ev.phase !== RankPhase.RANK_PHASE_STARTED && ev.phase !== RankPhase.RANK_PHASE_EXITED) return;
     if (!this.guard.sameNode('rank-event', subject, ev.node)) return;
+    if (!this.guard.fromInstance('rank-event', ev.node, await ctx.nodes.instances(ev.node), ev.instanceId, ev.time?.getTime())) return;
     const report = {
       attempt: ev.attempt, rank: ev.rank, phase: ev.phase, pid: ev.pid, exitCode: ev.exitCode, signal: ev.signal, node: ev.node, time: ev.time ?? new Date(),
       error: ev.error, errorTime: ev.errorTime,

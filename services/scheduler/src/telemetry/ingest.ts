@@ -44,6 +44,7 @@ export class TelemetryIngest {
       if (!guard.withinSize('telemetry', m.subject, m.data.length, MAX_TELEMETRY_BYTES)) return;
       const batch = decode(TelemetryBatch, m.data, 'TelemetryBatch');
       if (!guard.sameNode('telemetry', m.subject, batch.node)) return;
+      if (!guard.fromInstance('telemetry', batch.node, await this.ctx.nodes.instances(batch.node), batch.instanceId, batch.time?.getTime())) return;
       await this.store.record(batch);
       this.batches.inc();
       if (batch.time) this.lag.observe(Math.max(0, (Date.now() - batch.time.getTime()) / 1000));
@@ -53,6 +54,7 @@ export class TelemetryIngest {
       if (!guard.withinSize('host-event', m.subject, m.data.length, MAX_XID_EVENT_BYTES)) return;
       const xid = decode(XidEvent, m.data, 'XidEvent');
       if (!guard.sameNode('host-event', m.subject, xid.node)) return;
+      if (!guard.fromInstance('host-event', xid.node, await this.ctx.nodes.instances(xid.node), xid.instanceId, xid.time?.getTime())) return;
       await this.store.appendEvent(xid.node, NodeHostEvent.create({ time: xid.time ?? new Date(), event: { $case: 'xid', xid } }));
       // The detector weighs it at its next window (holds, repeats, lemons); jobs are acted on now.
       await this.health.queueXid(xid);

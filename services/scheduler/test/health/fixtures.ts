@@ -102,7 +102,7 @@ export function batch(node: string, timeMs: number, o: BatchOpts = {}): Telemetr
   const gpus = o.gpuCollectorFailed ? [] : o.gpus ?? Array.from({ length: o.gpuCount ?? 8 }, (_, i) => gpu(node, { index: i, ...(o.gpu?.(i) ?? {}) }));
   return {
     node, time: new Date(timeMs), seq: 1, gpus, nfsMounts: o.mounts ?? [nfs('10.0.0.11:/checkpoints')], rdmaPorts: o.ports ?? [port()], nics: [],
-    droppedReports: 0, collectorErrors: o.gpuCollectorFailed ? [{ collector: 'gpu', message: 'timeout' }] : [],
+    droppedReports: 0, instanceId: '', collectorErrors: o.gpuCollectorFailed ? [{ collector: 'gpu', message: 'timeout' }] : [],
     interval: { seconds: o.intervalSec ?? 60, nanos: 0 },
   };
 }
@@ -112,7 +112,7 @@ export function xid(node: string, n: number, timeMs: number, o: { gpu?: number; 
   return {
     eventId: o.id ?? `${node}:${n}:${timeMs}:${g}`, node, time: new Date(timeMs), gpuIndex: g, gpuUuid: uuidOf(node, g), pciBusId: '', xid: n, processName: '',
     message: '', mnemonic: `XID_${n}`, causeClass: o.causeClass ?? 'hardware', severity: XidSeverity.XID_SEVERITY_CRITICAL, immediateAction: '',
-    investigatoryAction: '', orchestratorHint: '', rawLine: '', inferred: false, ...(o.fatal !== undefined ? { fatal: o.fatal } : {}),
+    investigatoryAction: '', orchestratorHint: '', rawLine: '', inferred: false, instanceId: '', ...(o.fatal !== undefined ? { fatal: o.fatal } : {}),
   };
 }
 
