@@ -21,6 +21,17 @@ export interface DurableConsumerSpec {
   ackWaitMs?: number;
 }
 
+/**
+ * Thrown by a handler for a message it cannot take yet but expects to (it waits on another
+ * stream): redelivered after `delayMs` without a warning each time, the handler deciding when
+ * to give up.
+ */
+export class RetryLater extends Error {
+  constructor(message: string, readonly delayMs?: number) {
+    super(message);
+  }
+}
+
 /** Pull requests expire this quickly, so a frozen process stops attracting new messages. */
 const PULL_EXPIRES_MS = 2_000;
 
@@ -45,7 +56,9 @@ export async function consumeDurable(nc: NatsConnection, spec: DurableConsumerSp
         await handle(m);
         m.ack();
       } catch (err) {
-        if (err instanceof DecodeError) {
+        if (err instanceof RetryLater) {
+          m.nak(err.delayMs ?? spec.retryDelayMs ?? 1_000);
+        } else if (err instanceof DecodeError) {
           log.warn({ err: err.message, subject: m.subject }, 'dropping malformed message');
           m.term();
         } else {

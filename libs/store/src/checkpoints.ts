@@ -296,6 +296,21 @@ export class CheckpointStore {
     });
   }
 
+  /**
+   * Records where attempts of the job run (node rank 0's node first): only those nodes may
+   * report its checkpoints. An attempt's placement never changes, so writing it again is harmless.
+   */
+  async setPlacements(jobId: string, attempts: { attempt: number; nodes: string[] }[]): Promise<void> {
+    const fields = attempts.filter((a) => a.nodes.length > 0).flatMap((a) => [String(a.attempt), a.nodes.join(',')]);
+    if (fields.length > 0) await this.redis.hset(keys.jobCheckpointPlacement(jobId), ...fields);
+  }
+
+  /** The attempt's nodes, node rank 0's first; undefined when not recorded. */
+  async placement(jobId: string, attempt: number): Promise<string[] | undefined> {
+    const v = await this.redis.hget(keys.jobCheckpointPlacement(jobId), String(attempt));
+    return v ? v.split(',') : undefined;
+  }
+
   /** Records the job's tenant (its tenant's retention policy applies unless the job has one). */
   async setTenant(jobId: string, tenant: string): Promise<void> {
     await this.redis.hset(keys.jobCheckpointMeta(jobId), 'tenant', tenant);
@@ -321,7 +336,7 @@ export class CheckpointStore {
     const ids = await this.redis.zrange(keys.jobCheckpoints(jobId), 0, -1);
     const m = this.redis.multi();
     for (const id of ids) m.expire(keys.checkpoint(id), ttlSeconds);
-    for (const k of [keys.jobCheckpoints(jobId), keys.jobCheckpointEvents(jobId), keys.jobCheckpointMeta(jobId)]) m.expire(k, ttlSeconds);
+    for (const k of [keys.jobCheckpoints(jobId), keys.jobCheckpointEvents(jobId), keys.jobCheckpointMeta(jobId), keys.jobCheckpointPlacement(jobId)]) m.expire(k, ttlSeconds);
     m.hdel(keys.checkpointLastCommit, jobId);
     await m.exec();
     return ids.length;
@@ -331,7 +346,7 @@ export class CheckpointStore {
     const ids = await this.redis.zrange(keys.jobCheckpoints(jobId), 0, -1);
     const m = this.redis.multi();
     for (const id of ids) m.persist(keys.checkpoint(id));
-    for (const k of [keys.jobCheckpoints(jobId), keys.jobCheckpointEvents(jobId), keys.jobCheckpointMeta(jobId)]) m.persist(k);
+    for (const k of [keys.jobCheckpoints(jobId), keys.jobCheckpointEvents(jobId), keys.jobCheckpointMeta(jobId), keys.jobCheckpointPlacement(jobId)]) m.persist(k);
     await m.exec();
   }
 

@@ -29,6 +29,7 @@
 //   gantry:checkpoints:last-commit hash job id -> ms of its newest committed checkpoint
 //   gantry:job:{id}:checkpoint-events list  JSON events (committed, corrupt, deleted, dry runs), capped
 //   gantry:job:{id}:checkpoint-meta   hash  dir, node, retention (JSON) from the latest report
+//   gantry:job:{id}:checkpoint-placement hash attempt -> its nodes, node rank 0's first (from job events), for who may report
 //   gantry:instances              hash  "{service}/{instance}" -> announced version, start and last-seen (JSON)
 //   gantry:config:health          str   node health detector config (JSON; validated by the scheduler)
 //   gantry:health:state           str   the detector's state (baselines, hysteresis counters; JSON)
@@ -73,6 +74,8 @@ export const keys = {
   /** A job's checkpoint events (list of JSON, newest first, capped) and its checkpoint settings (dir, node, retention). */
   jobCheckpointEvents: (jobId: string) => `${PREFIX}:job:${jobId}:checkpoint-events`,
   jobCheckpointMeta: (jobId: string) => `${PREFIX}:job:${jobId}:checkpoint-meta`,
+  /** Per attempt of a job with a checkpoint directory, its nodes (node rank 0's first, comma-separated), as the checkpoint service learnt them. */
+  jobCheckpointPlacement: (jobId: string) => `${PREFIX}:job:${jobId}:checkpoint-placement`,
   instances: `${PREFIX}:instances`,
   healthConfig: `${PREFIX}:config:health`,
   healthState: `${PREFIX}:health:state`,

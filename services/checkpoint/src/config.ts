@@ -11,6 +11,11 @@ export const checkpointEnv = {
   CHECKPOINT_RETENTION_INTERVAL_MS: env.ms(60_000),
   /** Retention per tenant, JSON {tenant or "*": policy} (retention-policy.ts); a job's own policy wins. */
   CHECKPOINT_RETENTION_POLICIES: retentionPoliciesEnv,
+  /**
+   * How long a report for an attempt whose placement this service has not learnt yet (from the
+   * job events) is held back and retried before it is dropped (ms).
+   */
+  CHECKPOINT_REPORT_PLACEMENT_WAIT_MS: env.ms(120_000),
 };
 
 export function loadCheckpointConfig(source: NodeJS.ProcessEnv = process.env) {

@@ -5,13 +5,16 @@
 //   - a job in a final state: its checkpoint records expire after CHECKPOINT_RECORD_TTL_SECONDS;
 //     a job that runs again (gantry job retry) keeps them;
 //   - a job with a checkpoint directory: its tenant is recorded, for the tenant's retention
-//     policy (CHECKPOINT_RETENTION_POLICIES) when the job has none of its own.
+//     policy (CHECKPOINT_RETENTION_POLICIES) when the job has none of its own, and where each
+//     of its attempts runs (node rank 0's node first), for who may report its checkpoints
+//     (reports.ts). Consumed durably and kept in Redis, so a restart forgets nothing.
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ConsumerMessages } from '@nats-io/jetstream';
 import type { Logger } from '@gantry/service-kit';
 import { CheckpointState, JobEvent, JobState, isTerminalJobState } from '@gantry/proto';
 import { consumeDurable, consumers, decode, streams, subjects } from '@gantry/bus';
 import type { CheckpointStore } from '@gantry/store';
+import { attemptNodes } from './reports.js';
 
 const ENDS_ATTEMPT = new Set([JobState.JOB_STATE_RECOVERING, JobState.JOB_STATE_PREEMPTED]);
 
@@ -40,6 +43,8 @@ export class JobEventConsumer {
     const to = ev.toState;
     const spec = ev.job?.spec;
     if (spec?.checkpoint?.dir && spec.tenant) await this.store.setTenant(ev.jobId, spec.tenant);
+    // Before the expiry below: a finished job's placement expires with its records.
+    if (spec?.checkpoint?.dir && ev.job) await this.store.setPlacements(ev.jobId, attemptNodes(ev.job));
     if (ENDS_ATTEMPT.has(to) || isTerminalJobState(to)) {
       for (const c of await this.store.list(ev.jobId)) {
         if (c.state !== CheckpointState.CHECKPOINT_STATE_WRITING || c.attempt > ev.attempt) continue;

@@ -35,7 +35,7 @@ export function createCheckpointMetrics(registry: Registry): CheckpointMetrics {
     refused: new Counter({ name: 'gantry_checkpoints_delete_refused_total', help: 'Deletions an agent refused (outside the job directory, symlink, unknown job).', registers: [registry] }),
     reportsDropped: new Counter({
       name: 'gantry_checkpoint_reports_dropped_total',
-      help: 'Checkpoint reports dropped because the payload names another node or job than the subject the agent published on (node-mismatch, job-mismatch, unbound-subject).',
+      help: 'Checkpoint reports dropped as not the sender\'s to make: payload names another node or job than its subject (node-mismatch, job-mismatch, unbound-subject), sender not node rank 0\'s node of the attempt (not-watcher) or, for an explicit report, not a node of the attempt (not-placed), attempt never placed as far as the job events say (unknown-attempt).',
       labelNames: ['reason'], registers: [registry],
     }),
     shardBytes: new Counter({

@@ -3,18 +3,45 @@
 // IN_PROGRESS, COMMITTED, CORRUPT with the reason, ABANDONED, DELETED) and acknowledged only
 // after that, so a service killed mid-way sees it again and applying it twice changes nothing.
 // Then the job's retention runs (in the background).
+//
+// Who may report: the subject names the sending node (NATS lets an agent publish only its
+// own), and that node must be the one the report's attempt placed node rank 0 on, the host that
+// watches the checkpoint directory; an explicit report from the training code may come from
+// any node of the attempt. Placements are learnt from the job events (job-events.ts, kept in
+// Redis); a report that arrives before the event that placed its attempt is held back (not
+// acknowledged, redelivered) until it is known, for at most CHECKPOINT_REPORT_PLACEMENT_WAIT_MS.
 import { isAbsolute } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ConsumerMessages } from '@nats-io/jetstream';
 import type { Logger } from '@gantry/service-kit';
-import { CheckpointReport, CheckpointState } from '@gantry/proto';
-import { SUBJECT_TOKEN, checkpointReportSender, consumeDurable, consumers, decode, streams, subjects } from '@gantry/bus';
+import { CheckpointReport, CheckpointState, type Job } from '@gantry/proto';
+import { RetryLater, SUBJECT_TOKEN, checkpointReportSender, consumeDurable, consumers, decode, streams, subjects } from '@gantry/bus';
 import type { CheckpointStore, ObservedCheckpoint } from '@gantry/store';
 import type { CheckpointMetrics } from './metrics.js';
 import type { RetentionRunner } from './retention.js';
 
 const STATUSES = new Set(['COMPLETE', 'INCOMPLETE', 'CORRUPT', 'GONE']);
 const MAX_REASON = 2_000;
+
+export type ReportDropReason = 'node-mismatch' | 'job-mismatch' | 'unbound-subject' | 'not-watcher' | 'not-placed' | 'unknown-attempt';
+
+/** Each attempt's nodes, node rank 0's first, then the others by rank (once each). */
+export function attemptNodes(job: Job): { attempt: number; nodes: string[] }[] {
+  return job.attempts.map((a) => ({ attempt: a.number, nodes: [...new Set([...a.placement].sort((x, y) => x.rank - y.rank).map((p) => p.node))] }));
+}
+
+/**
+ * Why the sending node may not make this report, or undefined when it may: discovery is node
+ * rank 0's host's alone; explicit reports come from whichever rank's host the training code
+ * runs on.
+ */
+export function placementProblem(r: CheckpointReport, sender: string, nodes: string[]): ReportDropReason | undefined {
+  if (r.source === 'explicit') return nodes.includes(sender) ? undefined : 'not-placed';
+  return nodes[0] === sender ? undefined : 'not-watcher';
+}
+
+/** Thrown to have a report redelivered later: its attempt's placement is not known yet. */
+export class PlacementNotKnownYet extends RetryLater {}
 
 /** Why a report cannot be recorded, or undefined when it can. */
 export function reportProblem(r: CheckpointReport): string | undefined {
@@ -41,6 +68,8 @@ export class ReportConsumer {
   private messages: ConsumerMessages | undefined;
   /** Jobs reported on since start, for the periodic retention pass (bounded, oldest dropped). */
   private readonly seen = new Set<string>();
+  /** Per reason: when a drop was last logged, and how many since were not (a flood must not flood the log). */
+  private readonly lastLogged = new Map<string, { at: number; suppressed: number }>();
 
   constructor(
     private readonly nc: NatsConnection,
@@ -48,6 +77,8 @@ export class ReportConsumer {
     private readonly retention: RetentionRunner,
     private readonly metrics: CheckpointMetrics,
     private readonly log: Logger,
+    /** How long a report whose attempt is not placed yet (as far as the job events say) is retried. */
+    private readonly placementWaitMs = 120_000,
   ) {}
 
   async start(): Promise<void> {
@@ -55,7 +86,7 @@ export class ReportConsumer {
       stream: streams.checkpoints.name, durable: consumers.checkpointReports, filterSubject: subjects.checkpointReportAll,
       // A report may wait on a large manifest's Lua call; do not redeliver it meanwhile.
       ackWaitMs: 30_000,
-    }, this.log, (m) => this.handle(decode(CheckpointReport, m.data, 'CheckpointReport'), m.subject));
+    }, this.log, (m) => this.handle(decode(CheckpointReport, m.data, 'CheckpointReport'), m.subject, m.time));
   }
 
   jobsSeen(): string[] {
@@ -68,23 +99,30 @@ export class ReportConsumer {
   }
 
   /**
-   * One report. `subject` says who sent it: NATS permissions let an agent publish only reports
-   * naming its own node, so a report whose payload names another node or job than its subject
-   * (or that predates per-node subjects) is dropped and counted, never believed.
+   * One report, stored in the stream at `storedAt`. `subject` says who sent it: NATS
+   * permissions let an agent publish only reports naming its own node, so a report whose
+   * payload names another node or job than its subject (or that predates per-node subjects),
+   * or whose sender is not the attempt's node (placementProblem), is dropped and counted, never
+   * believed. One whose attempt's placement is not known yet throws PlacementNotKnownYet (the
+   * consumer redelivers it) until `placementWaitMs` after it was stored, then is dropped.
    */
-  async handle(r: CheckpointReport, subject: string): Promise<void> {
+  async handle(r: CheckpointReport, subject: string, storedAt: Date = new Date()): Promise<void> {
     const sender = checkpointReportSender(subject);
     const mismatch = !sender ? 'unbound-subject' : sender.node !== r.node ? 'node-mismatch' : sender.jobId !== r.jobId ? 'job-mismatch' : undefined;
-    if (mismatch) {
-      this.metrics.reportsDropped.inc({ reason: mismatch });
-      this.log.warn({ subject, job: r.jobId.slice(0, 128), node: r.node.slice(0, 128), reason: mismatch }, 'dropping a checkpoint report its sender may not make');
-      return;
-    }
+    if (mismatch) return this.drop(mismatch, { subject, job: r.jobId.slice(0, 128), node: r.node.slice(0, 128) });
     const problem = reportProblem(r);
     if (problem) {
       this.log.warn({ job: r.jobId, path: r.path, problem }, 'dropping invalid checkpoint report');
       return;
     }
+    const nodes = await this.store.placement(r.jobId, r.attempt);
+    if (!nodes) {
+      const waited = Date.now() - storedAt.getTime();
+      if (waited < this.placementWaitMs) throw new PlacementNotKnownYet(`checkpoint report for job ${r.jobId} attempt ${r.attempt}: its placement is not known yet (waited ${waited} ms); retrying`);
+      return this.drop('unknown-attempt', { job: r.jobId, attempt: r.attempt, node: r.node, waitedMs: waited });
+    }
+    const misplaced = placementProblem(r, r.node, nodes);
+    if (misplaced) return this.drop(misplaced, { job: r.jobId, attempt: r.attempt, node: r.node, source: r.source, watcher: nodes[0], nodes: nodes.length });
     this.seen.delete(r.jobId);
     this.seen.add(r.jobId);
     if (this.seen.size > 10_000) this.seen.delete(this.seen.values().next().value!);
@@ -98,5 +136,18 @@ export class ReportConsumer {
     // Not awaited: deletions wait for an agent's answer, and the report is recorded already
     // (a pass that does not happen now happens at the next change or the periodic sweep).
     void this.retention.run(r.jobId).catch((err: unknown) => this.log.warn({ job: r.jobId, err: (err as Error).message }, 'retention pass failed'));
+  }
+
+  /** Counts the drop; logs at most one line per reason a second, with how many were not logged. */
+  private drop(reason: ReportDropReason, detail: Record<string, unknown>): void {
+    this.metrics.reportsDropped.inc({ reason });
+    const now = Date.now();
+    const last = this.lastLogged.get(reason);
+    if (last && now - last.at < 1_000) {
+      last.suppressed++;
+      return;
+    }
+    this.lastLogged.set(reason, { at: now, suppressed: 0 });
+    this.log.warn({ reason, ...detail, ...(last?.suppressed ? { notLogged: last.suppressed } : {}) }, 'dropping a checkpoint report its sender may not make');
   }
 }

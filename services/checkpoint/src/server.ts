@@ -58,7 +58,7 @@ export async function serveCheckpoints(ctx: ServiceContext<CheckpointConfig>): P
   lifecycle.onShutdown('nats', () => nc.drain().catch(() => nc.close()));
   await ensureStreams(nc, { replicas: config.NATS_STREAM_REPLICAS, log });
   const retention = new RetentionRunner(store, nc, log, metrics, undefined, config.CHECKPOINT_RETENTION_POLICIES);
-  const reports = new ReportConsumer(nc, store, retention, metrics, log);
+  const reports = new ReportConsumer(nc, store, retention, metrics, log, config.CHECKPOINT_REPORT_PLACEMENT_WAIT_MS);
   const jobEvents = new JobEventConsumer(nc, store, config.CHECKPOINT_RECORD_TTL_SECONDS, log);
   await reports.start();
   await jobEvents.start();

@@ -1,15 +1,19 @@
 // The checkpoint service's discovery side against real NATS (JetStream) and Redis: reports
 // published as an agent publishes them are committed by manifest, a broken committed one turns
 // CORRUPT and is no longer offered for resume, a duplicate message id is recorded once, and
-// retention asks the reporting agent (a fake one here) to delete, dry run unless enabled.
+// retention asks the reporting agent (a fake one here) to delete, dry run unless enabled. Only
+// the node the job events placed node rank 0 of the report's attempt on may report (any node
+// of the attempt for explicit reports); every test job is placed so first.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
+import { Redis } from 'ioredis';
 import {
-  CheckpointDeleteReply, CheckpointDeleteRequest, CheckpointFormat, CheckpointReport, CheckpointServiceClient, CheckpointState, JobEvent, JobState,
+  CheckpointDeleteReply, CheckpointDeleteRequest, CheckpointFormat, CheckpointReport, CheckpointServiceClient, CheckpointState, Job, JobEvent, JobState,
   type Checkpoint, type CheckpointEvent, type CheckpointRetention,
 } from '@gantry/proto';
+import { CheckpointStore } from '@gantry/store';
 import { decode, encode, ensureStreams, subjects } from '@gantry/bus';
 import { startNats, startRedis, type Server } from '../../../test/harness/infra.js';
 import { startCheckpointService, type CheckpointServiceHandle } from '../src/server.js';
@@ -20,6 +24,8 @@ let nats: Server;
 let nc: NatsConnection;
 let service: CheckpointServiceHandle;
 let client: CheckpointServiceClient;
+let store: CheckpointStore;
+let storeRedis: Redis;
 let seq = 0;
 const deletes: CheckpointDeleteRequest[] = [];
 
@@ -51,6 +57,29 @@ function report(jobId: string, step: number, status: string, extra: Partial<Chec
 
 const publish = (r: CheckpointReport, id = `${r.jobId}-${r.path}-${r.status}-${++seq}`) => jetstream(nc).publish(subjects.checkpointReport(r.node, r.jobId), encode(CheckpointReport, r), { msgID: id });
 
+/** The scheduler's event placing `attempt` of the job on `nodes` (node rank i on nodes[i]), as the relay publishes it. */
+function placedEvent(jobId: string, nodes: string[], attempt = 1): JobEvent {
+  const job = Job.create({
+    id: jobId, state: JobState.JOB_STATE_SCHEDULED, attempt, spec: { checkpoint: { dir: `/ckpt/${jobId}` } },
+    attempts: Array.from({ length: attempt }, (_, i) => ({ number: i + 1, placement: nodes.map((node, rank) => ({ rank, node })) })),
+  });
+  return JobEvent.create({ eventId: `placed-${jobId}-${attempt}`, jobId, fromState: JobState.JOB_STATE_PENDING, toState: JobState.JOB_STATE_SCHEDULED, attempt, time: new Date(), job });
+}
+const publishEvent = (ev: JobEvent) => jetstream(nc).publish(subjects.jobEvent(ev.jobId), encode(JobEvent, ev), { msgID: ev.eventId });
+
+/** Places the job's attempt and waits until the service has recorded it (so its reports are handled in order). */
+async function place(jobId: string, nodes = ['node-0'], attempt = 1): Promise<void> {
+  await publishEvent(placedEvent(jobId, nodes, attempt));
+  await until(`${jobId}'s placement recorded`, async () => (await store.placement(jobId, attempt)) !== undefined);
+}
+
+/** gantry_checkpoint_reports_dropped_total for a reason (0 when never counted). */
+async function dropped(reason: string): Promise<number> {
+  const metrics = await (await fetch(`http://127.0.0.1:${service.metricsPort}/metrics`)).text();
+  const line = metrics.split('\n').find((l) => l.startsWith(`gantry_checkpoint_reports_dropped_total{reason="${reason}"`));
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+}
+
 beforeAll(async () => {
   [redis, nats] = await Promise.all([startRedis(), startNats()]);
   nc = await connect({ servers: nats.url });
@@ -63,11 +92,15 @@ beforeAll(async () => {
   } });
   service = await startCheckpointService({
     REDIS_URL: redis.url, NATS_URL: nats.url, CHECKPOINT_GRPC_PORT: '0', METRICS_PORT: '0', BIND_HOST: '127.0.0.1', LOG_LEVEL: 'silent', CHECKPOINT_RECORD_TTL_SECONDS: '120',
+    CHECKPOINT_REPORT_PLACEMENT_WAIT_MS: '3000',
   });
+  storeRedis = new Redis(redis.url);
+  store = new CheckpointStore(storeRedis);
   client = new CheckpointServiceClient(`127.0.0.1:${service.port}`, credentials.createInsecure());
 }, 60_000);
 
 afterAll(async () => {
+  storeRedis?.disconnect();
   client?.close();
   await service?.stop();
   await nc?.close();
@@ -77,6 +110,7 @@ afterAll(async () => {
 describe('checkpoint service: discovery reports', () => {
   it('commits by manifest without any client call; a duplicate message is recorded once; a committed one that breaks is CORRUPT and resume falls back', async () => {
     const job = `disc-${process.pid}-1`;
+    await place(job);
     await publish(report(job, 100, 'INCOMPLETE'));
     await until('IN_PROGRESS', async () => (await list(job))[0]?.state === CheckpointState.CHECKPOINT_STATE_WRITING);
     await publish(report(job, 100, 'COMPLETE'), 'same-id');
@@ -96,6 +130,7 @@ describe('checkpoint service: discovery reports', () => {
 
   it('drops a report whose payload names another node or job than its subject, or that names no node, and keeps the sender\'s own', async () => {
     const job = `disc-${process.pid}-bind`;
+    await place(job);
     const r = report(job, 300, 'COMPLETE');
     const js = jetstream(nc);
     // node-1 reporting in node-0's name, the right node for another job, the old per-job form.
@@ -113,6 +148,7 @@ describe('checkpoint service: discovery reports', () => {
 
   it('GetLatestCheckpoint has the agent re-check the newest committed one first: one that broke since is CORRUPT and the previous is offered', async () => {
     const job = `disc-${process.pid}-6`;
+    await place(job, ['node-v']);
     const asked: string[] = [];
     const sub = nc.subscribe(subjects.checkpointVerify('node-v'), { callback: (_e, m) => {
       const req = decode(CheckpointReport, m.data, 'CheckpointReport');
@@ -134,6 +170,7 @@ describe('checkpoint service: discovery reports', () => {
 
   it('drops reports whose path is outside their directory', async () => {
     const job = `disc-${process.pid}-2`;
+    await place(job);
     await publish(report(job, 1, 'COMPLETE', { path: '/etc/step-1' }));
     await publish(report(job, 2, 'COMPLETE'));
     await until('the valid one', async () => (await list(job)).length === 1);
@@ -143,12 +180,14 @@ describe('checkpoint service: discovery reports', () => {
   it('retention: keep_last and keep_every, a dry run recorded once, real deletions marked DELETED with an event', async () => {
     const dry = `disc-${process.pid}-3`;
     const retention: CheckpointRetention = { keepLast: 1, keepEvery: 200, gcGraceSeconds: 0, delete: false };
+    await place(dry);
     for (const step of [100, 200, 300]) await publish(report(dry, step, 'COMPLETE', { retention }));
     await until('dry-run event', async () => (await events(dry)).find((e) => e.kind === 'delete-dry-run'));
     expect((await list(dry)).every((c) => c.state === CheckpointState.CHECKPOINT_STATE_COMMITTED)).toBe(true);
     expect(deletes.filter((d) => d.jobId === dry).map((d) => [d.path, d.dryRun])).toEqual([[`/ckpt/${dry}/step-100`, true]]);
 
     const real = `disc-${process.pid}-4`;
+    await place(real);
     for (const step of [100, 200, 300]) await publish(report(real, step, 'COMPLETE', { retention: { ...retention, delete: true } }));
     await until('DELETED', async () => (await list(real)).find((c) => c.state === CheckpointState.CHECKPOINT_STATE_DELETED));
     const states = (await list(real)).map((c) => [c.step, CheckpointState[c.state]]);
@@ -156,8 +195,52 @@ describe('checkpoint service: discovery reports', () => {
     expect((await events(real)).find((e) => e.kind === 'deleted')).toMatchObject({ kind: 'deleted', path: `/ckpt/${real}/step-100`, message: expect.stringMatching(/not among the newest 1/) });
   });
 
+  it('takes a report only from node rank 0\'s node of its attempt (an explicit one from any node of it), and drops and counts the rest', async () => {
+    const job = `disc-${process.pid}-placed`;
+    // Attempt 1 on node-0 (node rank 0) and node-1; attempt 2 on node-1 alone.
+    await publishEvent(placedEvent(job, ['node-0', 'node-1'], 1));
+    await publishEvent({ ...placedEvent(job, ['node-1'], 2), job: Job.create({ ...placedEvent(job, ['node-0', 'node-1'], 1).job, attempt: 2, attempts: [{ number: 1, placement: [{ rank: 0, node: 'node-0' }, { rank: 1, node: 'node-1' }] }, { number: 2, placement: [{ rank: 0, node: 'node-1' }] }] }) });
+    await until('both attempts recorded', async () => (await store.placement(job, 2)) !== undefined);
+    expect(await store.placement(job, 1)).toEqual(['node-0', 'node-1']);
+    const before = { watcher: await dropped('not-watcher'), placed: await dropped('not-placed') };
+    // node-1 runs node rank 1 of attempt 1: its discovery reports are not its to make; node-2 has no rank at all.
+    await publish(report(job, 10, 'COMPLETE', { node: 'node-1' }));
+    await publish(report(job, 11, 'COMPLETE', { node: 'node-2', source: 'explicit' }));
+    // node-0 watched attempt 1, not attempt 2.
+    await publish(report(job, 12, 'COMPLETE', { attempt: 2 }));
+    // Allowed: node rank 0's host for attempt 1 and 2, and the training code on node rank 1's host.
+    await publish(report(job, 20, 'COMPLETE'));
+    await publish(report(job, 21, 'COMPLETE', { node: 'node-1', attempt: 2 }));
+    await publish(report(job, 22, 'COMPLETE', { node: 'node-1', source: 'explicit' }));
+    await until('the three allowed committed', async () => (await list(job)).length === 3);
+    expect((await list(job)).map((c) => [c.step, c.attempt, c.node])).toEqual([[20, 1, 'node-0'], [21, 2, 'node-1'], [22, 1, 'node-1']]);
+    expect(await dropped('not-watcher')).toBe(before.watcher + 2);
+    expect(await dropped('not-placed')).toBe(before.placed + 1);
+  });
+
+  it('holds back a report that comes before the event placing its attempt; one for an attempt never placed is dropped after the wait', async () => {
+    const job = `disc-${process.pid}-early`;
+    await publish(report(job, 5, 'COMPLETE'));
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(await list(job)).toEqual([]);
+    await publishEvent(placedEvent(job, ['node-0']));
+    await until('committed once placed', async () => (await list(job))[0]?.state === CheckpointState.CHECKPOINT_STATE_COMMITTED);
+
+    const ghost = `disc-${process.pid}-ghost`;
+    const before = await dropped('unknown-attempt');
+    await publish(report(ghost, 5, 'COMPLETE'));
+    // CHECKPOINT_REPORT_PLACEMENT_WAIT_MS is 3 s here.
+    await until('unknown-attempt counted', async () => (await dropped('unknown-attempt')) > before, 15_000);
+    expect(await list(ghost)).toEqual([]);
+    // Placed later than the wait: the dropped report stays dropped.
+    await place(ghost);
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(await list(ghost)).toEqual([]);
+  });
+
   it('an attempt that ended abandons its IN_PROGRESS checkpoints; a finished job\'s records expire', async () => {
     const job = `disc-${process.pid}-5`;
+    await place(job);
     await publish(report(job, 10, 'INCOMPLETE'));
     await until('IN_PROGRESS', async () => (await list(job)).length === 1);
     const ev = JobEvent.create({ eventId: `e-${job}`, jobId: job, fromState: JobState.JOB_STATE_RUNNING, toState: JobState.JOB_STATE_FAILED, attempt: 1, time: new Date() });
