@@ -36,7 +36,7 @@ const SKIPPED: Record<string, string> = {
   'pnpm test': 'the test suite itself, this file included',
   'node deploy/local/bootstrap.mjs': 'installs pnpm, the dependencies, nats-server and redis-server (system packages)',
   '.ci/run': 'CI itself: bootstrap, gen:check, lint and the whole test suite',
-  'sudo deploy/install/install-agent.sh --nats-url nats://nats.cluster:4222': 'installs into /opt/gantry and enables a systemd unit on a GPU host',
+  'sudo deploy/install/install-agent.sh --nats-url nats://nats.cluster:4222 --scheduler-key command-signing.pub --nats-seed agent-gpu-001.nk': 'installs into /opt/gantry and enables a systemd unit on a GPU host (test/e2e/install-agent.test.ts runs it into a temporary root)',
   'deploy/install/install-control-plane.sh': 'installs the control plane into /opt/gantry with systemd units',
   'pnpm build:agent': 'a build step (dist/gantry-agent.mjs for the install scripts and pnpm bench:agent), not a stack command',
   'pnpm pack:packages': 'run by test/e2e/packages.test.ts, which installs the tarballs outside the repository',
