@@ -64,7 +64,7 @@ let stops = 0;
 let pid = 100_000;
 function publishRankEvent(a: SimAgent, r: AgentRank, phase: RankPhase): void {
   const exited = phase === RankPhase.RANK_PHASE_EXITED;
-  const event = RankEvent.create({ eventId: `${r.jobId}.${r.attempt}.${r.rank}.${exited ? 'exited' : 'started'}`, node: a.node, jobId: r.jobId, attempt: r.attempt, rank: r.rank, phase, pid: r.pid, exitCode: exited ? 0 : undefined, signal: exited ? 'SIGTERM' : '', time: new Date() });
+  const event = RankEvent.create({ eventId: `${r.jobId}.${r.attempt}.${r.rank}.${exited ? 'exited' : 'started'}`, node: a.node, jobId: r.jobId, attempt: r.attempt, rank: r.rank, phase, pid: r.pid, exitCode: exited ? 0 : undefined, signal: exited ? 'SIGTERM' : '', time: new Date(), instanceId: a.node });
   void js.publish(subjects.rankEvent(a.node), encode(RankEvent, event), { msgID: event.eventId, timeout: 30_000 }).catch(() => undefined);
 }
 
@@ -148,6 +148,7 @@ function heartbeat(a: SimAgent, i: number): void {
 async function report(a: SimAgent): Promise<void> {
   const c0 = process.cpuUsage();
   const batch = await a.collector.collect();
+  batch.instanceId = a.node; // the instance it registered as: the scheduler drops reports of any other
   const data = encode(TelemetryBatch, batch);
   const c = process.cpuUsage(c0);
   cpuMs += (c.user + c.system) / 1000;
