@@ -89,6 +89,12 @@ export class ClusterState {
   private readonly bucketPos: Int32Array;
   /** READY nodes per (model, free count): an O(models x GPUs) upper bound on eligibility. */
   private readonly capacity: Int32Array;
+  /**
+   * The buckets' sizes, laid out (model, free count, leaf) so that one (model, free count) is
+   * a run over the leaves (see leafRun): a single-node job finds the leaves holding a node it
+   * could take in one pass over a typed array.
+   */
+  readonly bucketSizes: Int32Array;
 
   constructor(readonly nodes: readonly NodeView[]) {
     const n = nodes.length;
@@ -141,6 +147,7 @@ export class ClusterState {
     this.buckets = Array.from({ length: bucketCount }, () => []);
     this.bucketPos = new Int32Array(n).fill(-1);
     this.capacity = new Int32Array(models.names.length * (maxGpus + 1));
+    this.bucketSizes = new Int32Array(bucketCount);
     for (let i = 0; i < n; i++) {
       const v = this.nvl[i]!;
       const l = this.leaf[i]!;
@@ -180,8 +187,20 @@ export class ClusterState {
     return count;
   }
 
+  /** READY nodes of the given models with exactly `free` GPUs free. */
+  nodesAt(models: readonly number[], free: number): number {
+    let count = 0;
+    for (const m of models) count += this.capacity[m * (this.maxGpus + 1) + free]!;
+    return count;
+  }
+
   get leafCount(): number {
     return this.leafNames.length;
+  }
+
+  /** Where (model, free count)'s run of per-leaf bucket sizes starts in bucketSizes. */
+  leafRun(model: number, free: number): number {
+    return (model * (this.maxGpus + 1) + Math.min(free, this.maxGpus)) * this.leafNames.length;
   }
 
   /** Removes GPUs from the free set (a placement or a hold). Throws on double-booking. */
@@ -231,6 +250,8 @@ export class ClusterState {
   private bucketInsert(i: number): void {
     const c = this.model[i]! * (this.maxGpus + 1) + this.freeCount[i]!;
     this.capacity[c] = this.capacity[c]! + 1;
+    const z = this.leafRun(this.model[i]!, this.freeCount[i]!) + this.leaf[i]!;
+    this.bucketSizes[z] = this.bucketSizes[z]! + 1;
     const b = this.buckets[this.bucketKey(this.leaf[i]!, this.model[i]!, this.freeCount[i]!)]!;
     this.bucketPos[i] = b.length;
     b.push(i);
@@ -239,6 +260,8 @@ export class ClusterState {
   private bucketRemove(i: number): void {
     const c = this.model[i]! * (this.maxGpus + 1) + this.freeCount[i]!;
     this.capacity[c] = this.capacity[c]! - 1;
+    const z = this.leafRun(this.model[i]!, this.freeCount[i]!) + this.leaf[i]!;
+    this.bucketSizes[z] = this.bucketSizes[z]! - 1;
     const b = this.buckets[this.bucketKey(this.leaf[i]!, this.model[i]!, this.freeCount[i]!)]!;
     const pos = this.bucketPos[i]!;
     const last = b.pop()!;

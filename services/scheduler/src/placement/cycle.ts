@@ -15,7 +15,7 @@ import { Plugins } from './framework/registry.js';
 import type { CycleContext, ReservationGuard, Scenario } from './framework/types.js';
 import { FailureMemo, LiveSelector } from './memo.js';
 import { assignGpus, pickGpus } from './plugins/gpu-locality/index.js';
-import { findVictims, rankNodeIndices, victimOrder } from './preemption.js';
+import { findVictims, VictimPool } from './preemption.js';
 import { QuotaLedger } from './quota.js';
 import { orderQueue } from './queue.js';
 import { FitCache, type JobFit } from './static-fit.js';
@@ -79,6 +79,8 @@ class Cycle {
   private readonly plan: CyclePlan = { placements: [], unschedulable: [], preemptions: [], reservations: [], nominations: [] };
   /** Running jobs not yet claimed by a preemptor this cycle, cheapest victim first. */
   private readonly claimable: Map<string, RunningJob>;
+  /** The same jobs as the victim searches read them. */
+  private readonly pool: VictimPool;
   /** Selection on the live state, remembering failures within the cycle (memo.ts). */
   private readonly selector: LiveSelector;
   /** Failed victim searches, keyed also by tenant and priority (a heuristic bound). */
@@ -90,7 +92,6 @@ class Cycle {
   private guard: ReservationGuard | undefined;
   private reserveTries = 0;
   private readonly reserveFailedShapes = new Set<string>();
-  private readonly rankNodes = new Map<RunningJob, readonly number[]>();
   private readonly left: Leftovers = { jobs: [], shapes: [], fits: [], guarded: [] };
   /** "over quota: ..." per refusal message (the ledger shares refusals until usage changes). */
   private readonly overQuotaText = new Map<string, string>();
@@ -115,8 +116,9 @@ class Cycle {
     this.fits = new FitCache(this.plugins, this.context);
     this.selector = new LiveSelector(this.state);
     this.ledger = QuotaLedger.fromRunning(this.config, this.running);
+    this.pool = new VictimPool(this.state, this.running, this.now);
     this.claimable = new Map();
-    for (const j of victimOrder(this.running, this.now)) this.claimable.set(j.id, j);
+    for (const j of this.pool.jobs) this.claimable.set(j.id, j);
     if (options.clock) this.plan.timings = [];
   }
 
@@ -233,26 +235,20 @@ class Cycle {
     if (!this.mayFindVictims(job, admission)) return false;
     const key = this.preemptKey(admission.ok, job);
     if (this.failedPreempt.get(shape, key, job, fit)) return false;
-    const enabled = this.config.preemption.enabled;
-    const all = [...this.claimable.values()];
-    const candidates = enabled ? all : all.filter((j) => j.terminating);
-    if (candidates.length === 0) return false;
+    const terminatingOnly = !this.config.preemption.enabled;
+    if (this.pool.size(terminatingOnly) === 0) return false;
     const search = (f: JobFit) => findVictims({
       state: this.state,
       job,
       fit: f,
-      candidates,
+      pool: this.pool,
+      terminatingOnly,
       ledger: this.ledger,
       admitted: admission.ok,
       borrows: admission.ok && admission.borrowed > 0,
       guard: this.guard,
       endsBefore: eb,
       policy: { now: this.now, config: this.config, spareNodes: this.context.spareNames },
-      rankNodes: (r) => {
-        let idx = this.rankNodes.get(r);
-        if (!idx) this.rankNodes.set(r, (idx = rankNodeIndices(this.state, r)));
-        return idx;
-      },
     });
     const choice = search(fit);
     if (!choice) {
@@ -263,6 +259,7 @@ class Cycle {
     this.cheapest = null;
     for (const { job: victim, reason } of choice.victims) {
       this.claimable.delete(victim.id);
+      this.pool.claim(victim.id);
       this.endOverride.set(victim.id, end);
       if (!victim.terminating) {
         this.ledger.release(victim.tenant, victim.ranks.reduce((n, r) => n + r.gpus.length, 0));

@@ -12,7 +12,7 @@ import { isPreemptibleClass } from './plugins/hot-spare/index.js';
 import { priorityClassName } from './priority.js';
 import { gpusOf, type QuotaLedger } from './quota.js';
 import type { JobFit } from './static-fit.js';
-import { selectNodes, type GangOutcome } from './topology.js';
+import { eligibleNodes, selectNodes, type EligibleHint, type GangOutcome } from './topology.js';
 import type { JobRequest, RunningJob } from './types.js';
 
 const MAX_SELECTIONS = 64;
@@ -128,11 +128,10 @@ export interface VictimSearch {
   state: ClusterState;
   job: JobRequest;
   fit: JobFit;
-  /**
-   * Running jobs not yet claimed this cycle (terminating ones included), already sorted by
-   * compareVictims: the order does not depend on the preemptor, so a cycle sorts once.
-   */
-  candidates: readonly RunningJob[];
+  /** Running jobs not yet claimed this cycle (terminating ones included), in victim order. */
+  pool: VictimPool;
+  /** Only terminating jobs may be waited for (preemption is off). */
+  terminatingOnly?: boolean;
   ledger: QuotaLedger;
   /** The job is admitted by quota without preempting anyone. */
   admitted: boolean;
@@ -141,13 +140,83 @@ export interface VictimSearch {
   guard?: ReservationGuard;
   endsBefore: boolean;
   policy: PreemptionPolicy;
-  /** Node index of each rank of a running job (-1 = not in the snapshot); computed per cycle. */
-  rankNodes: (job: RunningJob) => readonly number[];
 }
 
 /** Node indices of a running job's ranks in `state` (-1 for nodes not in the snapshot). */
 export function rankNodeIndices(state: ClusterState, job: RunningJob): number[] {
   return job.ranks.map((r) => state.byName.get(r.node) ?? -1);
+}
+
+/**
+ * A cycle's running jobs in victim order (compareVictims), with what every victim search
+ * reads of each kept in arrays: their nodes, whether they are terminating, their priority
+ * and tenant. A search picks its candidates with one pass over these instead of visiting
+ * thousands of job objects (and a map of their nodes) per preemptor. The order does not
+ * depend on the preemptor, so it is sorted once per cycle; claimed jobs are marked, not removed.
+ */
+export class VictimPool {
+  readonly jobs: readonly RunningJob[];
+  readonly nodes: readonly (readonly number[])[];
+  readonly terminating: Uint8Array;
+  readonly priority: Float64Array;
+  /** Dense tenant ids (into `tenants`). */
+  readonly tenant: Int32Array;
+  readonly tenants: string[] = [];
+  private readonly claimed: Uint8Array;
+  private readonly index = new Map<string, number>();
+  private left: number;
+  private terminatingLeft = 0;
+
+  constructor(state: ClusterState, running: readonly RunningJob[], now: number) {
+    this.jobs = victimOrder(running, now);
+    const n = this.jobs.length;
+    this.terminating = new Uint8Array(n);
+    this.priority = new Float64Array(n);
+    this.tenant = new Int32Array(n);
+    this.claimed = new Uint8Array(n);
+    this.left = n;
+    const tenantIds = new Map<string, number>();
+    const nodes: (readonly number[])[] = [];
+    for (let k = 0; k < n; k++) {
+      const j = this.jobs[k]!;
+      this.index.set(j.id, k);
+      this.terminating[k] = j.terminating ? 1 : 0;
+      this.terminatingLeft += this.terminating[k]!;
+      this.priority[k] = j.priority;
+      let t = tenantIds.get(j.tenant);
+      if (t === undefined) {
+        tenantIds.set(j.tenant, (t = this.tenants.length));
+        this.tenants.push(j.tenant);
+      }
+      this.tenant[k] = t;
+      nodes.push(rankNodeIndices(state, j));
+    }
+    this.nodes = nodes;
+  }
+
+  /** Jobs not yet claimed (only terminating ones, with `terminatingOnly`). */
+  size(terminatingOnly = false): number {
+    return terminatingOnly ? this.terminatingLeft : this.left;
+  }
+
+  /** Whether job k (a pool index) is still claimable. */
+  open(k: number): boolean {
+    return this.claimed[k] === 0;
+  }
+
+  /** Takes a job out of every later search (a preemptor chose it). */
+  claim(id: string): void {
+    const k = this.index.get(id);
+    if (k === undefined || this.claimed[k]) return;
+    this.claimed[k] = 1;
+    this.left -= 1;
+    this.terminatingLeft -= this.terminating[k]!;
+  }
+}
+
+/** A search in progress: the job's eligible nodes in the live state. */
+interface Search extends VictimSearch {
+  live: readonly number[];
 }
 
 export interface VictimChoice {
@@ -162,12 +231,15 @@ export interface VictimChoice {
  * over every switch before any one switch had room.
  */
 export function findVictims(search: VictimSearch): VictimChoice | undefined {
-  const s = { ...search, candidates: search.candidates.filter(mayBeVictim(search)) };
-  const { state, job, fit } = s;
-  const quotaVictim = (v: RunningJob) => !s.admitted && v.tenant === job.tenant;
+  // The live state's eligible nodes, once: every selection below only adds victims' GPUs to it.
+  const live = eligibleNodes(search.job, search.fit, { free: search.state.freeCount, guard: search.guard, endsBefore: search.endsBefore });
+  const s: Search = { ...search, live };
+  const { state, job, fit, pool } = s;
+  const candidates = mayBeVictims(s);
+  const quotaVictim = (k: number) => !s.admitted && pool.jobs[k]!.tenant === job.tenant;
   const level = job.topology === 'same-switch' ? state.leaf : job.topology === 'same-spine' ? state.spine : job.topology === 'same-nvlink-domain' ? state.nvl : undefined;
   if (level === undefined) {
-    const useful = s.candidates.filter((v) => quotaVictim(v) || touches(s.rankNodes(v), (i) => fit.mask[i] === 1));
+    const useful = candidates.filter((k) => quotaVictim(k) || touches(pool.nodes[k]!, (i) => fit.mask[i] === 1));
     return greedy(s, useful, state.freeCountsCopy());
   }
   // Domains with enough statically eligible nodes (in the order the candidates first name
@@ -183,18 +255,18 @@ export function findVictims(search: VictimSearch): VictimChoice | undefined {
     }
     candidatesIn.get(d)!.push(i);
   }
-  const byDomain = new Map<number, RunningJob[]>();
-  const shared: RunningJob[] = [];
-  for (const v of s.candidates) {
-    if (quotaVictim(v)) shared.push(v);
-    for (const i of s.rankNodes(v)) {
+  const byDomain = new Map<number, number[]>();
+  const shared: number[] = [];
+  for (const k of candidates) {
+    if (quotaVictim(k)) shared.push(k);
+    for (const i of pool.nodes[k]!) {
       if (i < 0 || fit.mask[i] !== 1) continue;
       const d = level[i]!;
       if (perDomain[d]! < job.nodes) continue;
       let list = byDomain.get(d);
       if (!list) byDomain.set(d, (list = []));
       // Victims are visited one at a time: one already listed here is the list's last.
-      if (list[list.length - 1] !== v) list.push(v);
+      if (list[list.length - 1] !== k) list.push(k);
     }
   }
   let best: VictimChoice | undefined;
@@ -204,7 +276,8 @@ export function findVictims(search: VictimSearch): VictimChoice | undefined {
     const count = perDomain[d]!;
     if (count < job.nodes) continue;
     const local = byDomain.get(d) ?? [];
-    const victims = shared.length === 0 ? local : mergeByCost([...new Set([...local, ...shared])], s.policy.now);
+    // Pool indices follow the victim order, so the union in ascending index is cheapest first.
+    const victims = shared.length === 0 ? local : [...new Set([...local, ...shared])].sort((a, b) => a - b);
     const choice = greedy(s, victims, free, { level, domain: d, candidates: candidatesIn.get(d)! });
     if (!choice) continue;
     const cost = victimCost(choice, s.policy.now);
@@ -217,32 +290,36 @@ export function findVictims(search: VictimSearch): VictimChoice | undefined {
 }
 
 /**
- * A cheap superset of the jobs preemptionReason can accept for this preemptor: terminating,
- * lower priority, or a tenant it could reclaim from now (usage only falls while victims are
- * chosen, so a tenant not borrowing now never becomes reclaimable). On a busy cluster most
- * running jobs are none of these, and the search then looks at a few instead of thousands.
+ * The pool's open jobs (indices, in victim order) in a cheap superset of those
+ * preemptionReason can accept for this preemptor: terminating, lower priority, or a tenant
+ * it could reclaim from now (usage only falls while victims are chosen, so a tenant not
+ * borrowing now never becomes reclaimable). On a busy cluster most running jobs are none of
+ * these, and the search then looks at a few instead of thousands.
  */
-function mayBeVictim(s: VictimSearch): (v: RunningJob) => boolean {
-  const { job, ledger } = s;
+function mayBeVictims(s: VictimSearch): number[] {
+  const { job, ledger, pool } = s;
   const p = s.policy.config.preemption;
   const cohort = ledger.cohortOf(job.tenant);
-  const reclaims = s.admitted && !s.borrows && p.reclaimWithinCohort === 'any' && cohort !== undefined;
-  const reclaimable = new Map<string, boolean>();
-  const fromTenant = (t: string) => {
-    let r = reclaimable.get(t);
-    if (r === undefined) reclaimable.set(t, (r = t !== job.tenant && ledger.cohortOf(t) === cohort && ledger.isBorrowing(t)));
-    return r;
-  };
-  return (v) => v.terminating === true || v.priority < job.priority || (reclaims && fromTenant(v.tenant));
+  const reclaims = !s.terminatingOnly && s.admitted && !s.borrows && p.reclaimWithinCohort === 'any' && cohort !== undefined;
+  const reclaimable = new Uint8Array(pool.tenants.length);
+  if (reclaims) {
+    pool.tenants.forEach((t, id) => {
+      reclaimable[id] = t !== job.tenant && ledger.cohortOf(t) === cohort && ledger.isBorrowing(t) ? 1 : 0;
+    });
+  }
+  const out: number[] = [];
+  const { terminating, priority, tenant } = pool;
+  const n = pool.jobs.length;
+  for (let k = 0; k < n; k++) {
+    if (!pool.open(k)) continue;
+    if (terminating[k] === 1 || (!s.terminatingOnly && (priority[k]! < job.priority || reclaimable[tenant[k]!] === 1))) out.push(k);
+  }
+  return out;
 }
 
 function touches(nodes: readonly number[], pred: (i: number) => boolean): boolean {
   for (const i of nodes) if (i >= 0 && pred(i)) return true;
   return false;
-}
-
-function mergeByCost(list: RunningJob[], now: number): RunningJob[] {
-  return list.sort((a, b) => compareVictims(a, b, now));
 }
 
 /** How bad a victim set is: its highest priority, then the work it loses, then its size. */
@@ -278,7 +355,7 @@ interface Within {
  * victims' GPUs to it and puts every entry it changed back before returning, so one copy
  * serves every domain of a preemptor (a copy per domain cost O(domains x nodes) per job).
  */
-function greedy(s: VictimSearch, useful: readonly RunningJob[], free: Uint8Array, within?: Within): VictimChoice | undefined {
+function greedy(s: Search, useful: readonly number[], free: Uint8Array, within?: Within): VictimChoice | undefined {
   const touched: number[] = [];
   try {
     return greedySearch(s, useful, free, touched, within);
@@ -287,13 +364,14 @@ function greedy(s: VictimSearch, useful: readonly RunningJob[], free: Uint8Array
   }
 }
 
-function greedySearch(s: VictimSearch, useful: readonly RunningJob[], free: Uint8Array, touched: number[], within?: Within): VictimChoice | undefined {
+function greedySearch(s: Search, useful: readonly number[], free: Uint8Array, touched: number[], within?: Within): VictimChoice | undefined {
   const { state, job, fit } = s;
   const g = job.gpusPerNode;
   const gpus = job.nodes * g;
   const ledger = s.ledger.clone();
 
   const scenario = { free, guard: s.guard, endsBefore: s.endsBefore };
+  const hint: EligibleHint = { base: s.live, changed: touched };
   const quotaOk = (l: QuotaLedger) => s.admitted || l.admit(job.tenant, gpus).ok;
   // Eligible nodes (inside the domain when there is one: a job that must sit in one domain is
   // searched domain by domain), so the expensive selection is only tried once the job could fit.
@@ -311,7 +389,8 @@ function greedySearch(s: VictimSearch, useful: readonly RunningJob[], free: Uint
   // (e.g. a topology no set of victims satisfies) cannot stall the cycle.
   let selections = 0;
   let eligibleAtLastTry = -1;
-  for (const v of useful) {
+  for (const u of useful) {
+    const v = s.pool.jobs[u]!;
     if (!v.terminating && newVictims >= s.policy.config.preemption.maxVictims) break;
     // When over quota, only the tenant's own lower-priority work can make room.
     const reason = s.admitted
@@ -325,7 +404,7 @@ function greedySearch(s: VictimSearch, useful: readonly RunningJob[], free: Uint
       newVictims += 1;
       ledger.release(v.tenant, gpusOf(v));
     }
-    const idx = s.rankNodes(v);
+    const idx = s.pool.nodes[u]!;
     for (let k = 0; k < idx.length; k++) {
       const i = idx[k]!;
       if (i < 0) continue;
@@ -338,7 +417,7 @@ function greedySearch(s: VictimSearch, useful: readonly RunningJob[], free: Uint
     if (!couldFit() || eligible === eligibleAtLastTry || !quotaOk(ledger)) continue;
     if (++selections > MAX_SELECTIONS) break;
     eligibleAtLastTry = eligible;
-    outcome = selectNodes(state, job, fit, scenario);
+    outcome = selectNodes(state, job, fit, scenario, hint);
     if (outcome.ok) break;
   }
   if (!outcome?.ok) return undefined;
@@ -349,7 +428,7 @@ function greedySearch(s: VictimSearch, useful: readonly RunningJob[], free: Uint
  * Keeps only the victims the chosen nodes need (cheapest first), then re-selects on that
  * smaller set; repeats while it shrinks. Falls back to the previous set if re-selection fails.
  */
-function trim(s: VictimSearch, chosen: VictimChoice['victims'], first: VictimChoice['outcome']): VictimChoice {
+function trim(s: Search, chosen: VictimChoice['victims'], first: VictimChoice['outcome']): VictimChoice {
   const { state, job } = s;
   const g = job.gpusPerNode;
   let best: VictimChoice = { victims: chosen, outcome: first };
@@ -374,13 +453,17 @@ function trim(s: VictimSearch, chosen: VictimChoice['victims'], first: VictimCho
     }
     if (kept.length === best.victims.length) break;
     const free = state.freeCountsCopy();
+    const changed: number[] = [];
     for (const c of kept) {
       for (const r of c.job.ranks) {
         const i = state.byName.get(r.node);
-        if (i !== undefined) free[i] = free[i]! + r.gpus.length;
+        if (i !== undefined) {
+          free[i] = free[i]! + r.gpus.length;
+          changed.push(i);
+        }
       }
     }
-    const outcome = selectNodes(state, job, s.fit, { free, guard: s.guard, endsBefore: s.endsBefore });
+    const outcome = selectNodes(state, job, s.fit, { free, guard: s.guard, endsBefore: s.endsBefore }, { base: s.live, changed });
     if (!outcome.ok) break;
     best = { victims: kept, outcome };
   }

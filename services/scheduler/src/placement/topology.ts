@@ -59,17 +59,17 @@ function failure(job: JobRequest, f: Omit<GangFailure, 'message' | 'ok'>): GangF
  * Chooses the job's nodes in the scenario: for a job with kept ranks, first on its kept
  * nodes plus replacements (kept.ts), else, or when that is impossible, a whole gang.
  */
-export function selectNodes(state: ClusterState, job: JobRequest, fit: JobFit, scenario: Scenario): GangOutcome {
+export function selectNodes(state: ClusterState, job: JobRequest, fit: JobFit, scenario: Scenario, hint?: EligibleHint): GangOutcome {
   if (scenario.free === state.freeCount) {
     // On the live state the (model, free) histogram bounds eligibility without a scan: most
     // of a long queue is rejected here when the cluster is full.
     const bound = state.nodesWithFree(fit.models, job.gpusPerNode);
     if (bound < job.nodes) return failure(job, { reason: 'no-capacity', eligible: bound, bounded: true });
   }
-  if (!fit.keep) return selectGang(state, job, fit, scenario);
+  if (!fit.keep) return selectGang(state, job, fit, scenario, hint);
   const kept = selectKept(state, job, fit, scenario, fit.keep);
   if (kept.ok) return kept;
-  const whole = selectGang(state, job, fit, scenario);
+  const whole = selectGang(state, job, fit, scenario, hint);
   return whole.ok ? { ...whole, kept: false, explanation: `${kept.why}; placed anew: ${whole.explanation}` } : whole;
 }
 
@@ -85,22 +85,24 @@ export function shapeOutcome(state: ClusterState, job: JobRequest, fit: JobFit, 
 /** Past the last node index (ends a walk over an ascending list). */
 const NO_NODE = 0x7fffffff;
 
-/** All N nodes in the smallest domain that holds them, the best such domain. */
-function selectGang(state: ClusterState, job: JobRequest, fit: JobFit, scenario: Scenario): GangOutcome {
+/**
+ * What a preemption search knows of its scenario: `free` differs from the live free counts
+ * only at the `changed` nodes, and there only upward (victims' GPUs added), with the same
+ * reservation guard. Capacity filters only admit more as free GPUs grow (the property the
+ * cycle's failure memo rests on too), so the nodes that take a rank are `base` (those that
+ * did in the live state, from eligibleNodes) plus those of `changed` that do now: a merge of
+ * a few nodes instead of a capacity check of every candidate per selection.
+ */
+export interface EligibleHint {
+  base: readonly number[];
+  changed: readonly number[];
+}
+
+/** The job's candidates (its shape's, less its own exclusions) that take a rank in the scenario, ascending. */
+export function eligibleNodes(job: JobRequest, fit: JobFit, scenario: Scenario): number[] {
   const g = job.gpusPerNode;
-  const n = job.nodes;
-  // A job's exclusions are skipped over its shape's candidates rather than copied out of them.
   const base = fit.shape ?? fit;
   const skip = fit.excluded?.length ? fit.excluded : undefined;
-  const passes = (i: number) => base.mask[i] === 1 && !skip?.includes(i);
-  // Scores that only lower a few nodes matter only if one of them could take a rank here:
-  // otherwise every eligible node scores the maximum and best fit alone decides.
-  const lowered = fit.prefer?.lowered;
-  const prefer = lowered && !someFits(lowered, passes, fit, scenario, g) ? undefined : fit.prefer;
-  if (scenario.free === state.freeCount && n === 1 && state.maxNvlSize <= 1 && (!prefer || prefer.lowered)) {
-    const single = selectSingleNode(state, job, fit, scenario, passes, prefer?.lowered);
-    if (single) return single;
-  }
   const eligible: number[] = [];
   const candidates = base.candidates;
   const capacity = fit.capacity;
@@ -117,6 +119,48 @@ function selectGang(state: ClusterState, job: JobRequest, fit: JobFit, scenario:
       eligible.push(i);
     }
   }
+  return eligible;
+}
+
+/** eligibleNodes for a scenario the hint describes: the same list, from the changed nodes alone. */
+function hintedEligible(job: JobRequest, fit: JobFit, scenario: Scenario, hint: EligibleHint, passes: (i: number) => boolean): number[] {
+  const g = job.gpusPerNode;
+  const extra: number[] = [];
+  for (const i of hint.changed) if (passes(i) && nodeFits(fit.capacity, scenario, i, g)) extra.push(i);
+  if (extra.length === 0) return hint.base.slice();
+  extra.sort((a, b) => a - b);
+  const out: number[] = [];
+  const base = hint.base;
+  let b = 0;
+  let last = -1;
+  for (let e = 0; e <= extra.length; e++) {
+    const x = e < extra.length ? extra[e]! : NO_NODE;
+    while (b < base.length && base[b]! <= x) {
+      if (base[b]! !== last) out.push((last = base[b]!));
+      b++;
+    }
+    if (x !== NO_NODE && x !== last) out.push((last = x));
+  }
+  return out;
+}
+
+/** All N nodes in the smallest domain that holds them, the best such domain. */
+function selectGang(state: ClusterState, job: JobRequest, fit: JobFit, scenario: Scenario, hint?: EligibleHint): GangOutcome {
+  const g = job.gpusPerNode;
+  const n = job.nodes;
+  // A job's exclusions are skipped over its shape's candidates rather than copied out of them.
+  const base = fit.shape ?? fit;
+  const skip = fit.excluded?.length ? fit.excluded : undefined;
+  const passes = (i: number) => base.mask[i] === 1 && !skip?.includes(i);
+  // Scores that only lower a few nodes matter only if one of them could take a rank here:
+  // otherwise every eligible node scores the maximum and best fit alone decides.
+  const lowered = fit.prefer?.lowered;
+  const prefer = lowered && !someFits(lowered, passes, fit, scenario, g) ? undefined : fit.prefer;
+  if (scenario.free === state.freeCount && n === 1 && state.maxNvlSize <= 1 && (!prefer || prefer.lowered)) {
+    const single = selectSingleNode(state, job, fit, scenario, passes, prefer?.lowered);
+    if (single) return single;
+  }
+  const eligible = hint ? hintedEligible(job, fit, scenario, hint, passes) : eligibleNodes(job, fit, scenario);
   if (eligible.length < n) return failure(job, { reason: 'no-capacity', eligible: eligible.length });
   // With active score plugins, a domain is worth the scores of the n best nodes it offers.
   const scores = prefer ? eligible.map((i) => prefer.score(i)) : undefined;
@@ -210,10 +254,45 @@ function selectSingleNode(
   const g = job.gpusPerNode;
   const models = fit.models ?? state.models.map((_, id) => id);
   const capacity = fit.capacity;
+  const sizes = state.bucketSizes;
+  const leafCount = state.leafCount;
+  /** The tightest node of leaf l with k free GPUs that the job may take, or -1. */
+  const bestIn = (l: number, k: number): number => {
+    let best = -1;
+    for (const m of models) {
+      for (const i of state.bucket(l, m, k)) {
+        if (!passes(i) || skip?.has(i) || !nodeFits(capacity, scenario, i, g)) continue;
+        if (best === -1 || compareNodes(state, state.freeCount, i, best) < 0) best = i;
+      }
+    }
+    return best;
+  };
+  const chosen = (best: number, l: number, k: number): GangChoice => ({
+    ok: true,
+    nodes: [best],
+    level: 'nvlink',
+    domain: domainName(state, 'nvlink', state.nvl[best]!),
+    explanation: `best fit: node ${state.nodes[best]!.name} had ${k} free GPU(s), the tightest that holds ${g}; leaf switch ${state.leafNames[l]} had ${state.leafFree[l]} free GPUs, the most used with such a node`,
+  });
   const leaves: number[] = [];
+  const runs = new Int32Array(models.length);
   for (let k = g; k <= state.maxGpus; k++) {
+    // The best-fit leaf among those with such a node, in one pass over the bucket sizes
+    // (compareDomains is a total order, so this is the leaf the ordering below starts with):
+    // it usually has a node the job may take.
+    if (state.nodesAt(models, k) === 0) continue;
+    let first = -1;
+    for (let c = 0; c < models.length; c++) runs[c] = state.leafRun(models[c]!, k);
+    for (let l = 0; l < leafCount; l++) {
+      let has = false;
+      for (let c = 0; c < models.length && !has; c++) has = sizes[runs[c]! + l]! > 0;
+      if (has && (first === -1 || compareDomains(state, 'leaf', l, 0, first, 0) < 0)) first = l;
+    }
+    if (first === -1) continue;
+    const quick = bestIn(first, k);
+    if (quick !== -1) return chosen(quick, first, k);
     let count = 0;
-    for (let l = 0; l < state.leafCount; l++) {
+    for (let l = 0; l < leafCount; l++) {
       for (const m of models) {
         if (state.bucket(l, m, k).length > 0) {
           if (count < leaves.length) leaves[count] = l;
@@ -229,30 +308,16 @@ function selectSingleNode(
       if (taken < PICKED_LEAVES) {
         let next = taken;
         for (let c = taken + 1; c < count; c++) if (compareDomains(state, 'leaf', leaves[c]!, 0, leaves[next]!, 0) < 0) next = c;
-        const chosen = leaves[next]!;
+        const pick = leaves[next]!;
         leaves[next] = leaves[taken]!;
-        leaves[taken] = chosen;
+        leaves[taken] = pick;
       } else if (taken === PICKED_LEAVES) {
         const rest = leaves.slice(taken, count).sort((a, b) => compareDomains(state, 'leaf', a, 0, b, 0));
         for (let c = 0; c < rest.length; c++) leaves[taken + c] = rest[c]!;
       }
       const l = leaves[taken]!;
-      let best = -1;
-      for (const m of models) {
-        for (const i of state.bucket(l, m, k)) {
-          if (!passes(i) || skip?.has(i) || !nodeFits(capacity, scenario, i, g)) continue;
-          if (best === -1 || compareNodes(state, state.freeCount, i, best) < 0) best = i;
-        }
-      }
-      if (best !== -1) {
-        return {
-          ok: true,
-          nodes: [best],
-          level: 'nvlink',
-          domain: domainName(state, 'nvlink', state.nvl[best]!),
-          explanation: `best fit: node ${state.nodes[best]!.name} had ${k} free GPU(s), the tightest that holds ${g}; leaf switch ${state.leafNames[l]} had ${state.leafFree[l]} free GPUs, the most used with such a node`,
-        };
-      }
+      const best = bestIn(l, k);
+      if (best !== -1) return chosen(best, l, k);
     }
   }
   if (skip) return undefined;
