@@ -143,7 +143,18 @@ export function attemptsTable(job: Job, now: Date): string {
       a.nextTryAt ? `${a.nextTryAt.toISOString()} (${relative(a.nextTryAt, now)})` : '-',
     ];
   });
-  return table(['ATTEMPT', 'NODES', 'GRADE', 'STARTED', 'ENDED', 'CLASS', 'FIRST FAILURE', 'EVIDENCE', 'RESUMED FROM', 'NEXT TRY'], rows) + `${stateLine(job, now)}; recoveries used ${job.recoveries}${job.maxRecoveries ? ` of ${job.maxRecoveries}` : ''}\n`;
+  const compacted = job.attemptsCompacted > 0 ? `${compactedNote(job)}\n` : '';
+  return table(['ATTEMPT', 'NODES', 'GRADE', 'STARTED', 'ENDED', 'CLASS', 'FIRST FAILURE', 'EVIDENCE', 'RESUMED FROM', 'NEXT TRY'], rows) + compacted + `${stateLine(job, now)}; recoveries used ${job.recoveries}${job.maxRecoveries ? ` of ${job.maxRecoveries}` : ''}\n`;
+}
+
+/**
+ * "4 older attempts (1-4) compacted: ...": the record keeps only the newest attempts (the
+ * scheduler's JOB_ATTEMPTS_KEPT); the job's events still hold the dropped ones.
+ */
+export function compactedNote(job: Job): string {
+  const n = job.attemptsCompacted;
+  const range = n === 1 ? '1' : `1-${n}`;
+  return `${n} older attempt${n === 1 ? '' : 's'} (${range}) compacted from the record; \`gantry job watch ${job.id}\` replays their events`;
 }
 
 function attemptView(a: Attempt, now: Date): string {
@@ -181,7 +192,7 @@ export function jobDetail(job: Job, now: Date): string {
     ['State', stateLine(job, now)],
     ['Reason', job.reason || '-'],
     ...(job.explanation ? [['Why', job.explanation] as [string, string]] : []),
-    ['Attempt', String(job.attempt)],
+    ['Attempt', String(job.attempt) + (job.attemptsCompacted > 0 ? ` (${compactedNote(job)})` : '')],
     ['Resources', resources(job)],
     ['Priority', spec?.priorityClass || '-'],
     ['Topology', spec ? topologyName(spec.topology) : '-'],

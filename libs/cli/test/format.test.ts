@@ -152,4 +152,11 @@ describe('recovery views', () => {
     expect(text).toMatch(/^2 +sim-node-1,sim-node-3 +replace-nodes .* running +- +- +\/ckpt\/step-20 +-$/m);
     expect(text).toContain('recoveries used 1 of 4');
   });
+
+  it('says how many older attempts were compacted from the record, in status and in the chain', () => {
+    const compacted = Job.fromPartial({ ...chain, attempt: 6, attemptsCompacted: 4, attempts: chain.attempts.map((a) => ({ ...a, number: a.number + 4 })) });
+    expect(jobDetail(compacted, NOW)).toContain(`Attempt:    6 (4 older attempts (1-4) compacted from the record; \`gantry job watch ${chain.id}\` replays their events)\n`);
+    expect(attemptsTable(compacted, NOW)).toMatch(/^6 +sim-node-1,sim-node-3 .*\n4 older attempts \(1-4\) compacted from the record;/m);
+    expect(jobDetail(chain, NOW)).not.toContain('compacted');
+  });
 });

@@ -63,6 +63,43 @@ const CHANGES_BATCH = 5000;
 
 const tenantOf = (job: Job): string => job.spec?.tenant ?? '';
 
+/** Attempts a job record keeps when the store is not told otherwise. */
+export const DEFAULT_ATTEMPTS_KEPT = 16;
+/**
+ * The fewest attempts a record may keep: the current one and the one before it, whose failure
+ * the current attempt recovers from (recovery times its duration from that failure).
+ */
+export const MIN_ATTEMPTS_KEPT = 2;
+
+export interface JobStoreOptions {
+  /**
+   * Attempts kept in a job's record (DEFAULT_ATTEMPTS_KEPT when absent): a commit that leaves
+   * more drops the oldest and counts them in Job.attemptsCompacted, so a job that recovers
+   * many times keeps a bounded record. The job events published before hold the dropped ones.
+   */
+  attemptsKept?: number;
+}
+
+/** Checks an attempts-kept setting: an integer of at least MIN_ATTEMPTS_KEPT. */
+export function validAttemptsKept(n: number): number {
+  if (!Number.isInteger(n) || n < MIN_ATTEMPTS_KEPT) {
+    throw new RangeError(`attempts kept per job must be an integer of at least ${MIN_ATTEMPTS_KEPT}, got ${n}`);
+  }
+  return n;
+}
+
+/**
+ * The job with only its newest `keep` attempts (by number); the dropped ones are added to
+ * attemptsCompacted, so attempts[0] is attempt attemptsCompacted + 1. The job itself when
+ * nothing is dropped.
+ */
+export function compactAttempts(job: Job, keep: number): Job {
+  if (job.attempts.length <= keep) return job;
+  const byNumber = [...job.attempts].sort((a, b) => a.number - b.number);
+  const dropped = byNumber.length - keep;
+  return { ...job, attempts: byNumber.slice(dropped), attemptsCompacted: job.attemptsCompacted + dropped };
+}
+
 /** JSON with object keys sorted, so equal specs hash equally whatever order their maps were built in. */
 function canonical(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
@@ -79,9 +116,11 @@ export function specHash(spec: JobSpec | undefined): string {
 
 export class JobStore {
   private readonly scripts: ScriptRunner;
+  private readonly attemptsKept: number;
 
-  constructor(private readonly redis: Redis) {
+  constructor(private readonly redis: Redis, options: JobStoreOptions = {}) {
     this.scripts = scriptRunner(redis);
+    this.attemptsKept = validAttemptsKept(options.attemptsKept ?? DEFAULT_ATTEMPTS_KEPT);
   }
 
   /**
@@ -243,7 +282,11 @@ export class JobStore {
       throw new InvalidTransitionError(`job ${c.prev.job.id}: ${jobStateName(from)} -> ${jobStateName(to)} is not a valid transition`);
     }
     const now = c.now ?? new Date();
-    const next = Job.create({ ...c.next, revision: c.prev.rev + 1, updatedAt: now, reason: from !== to ? c.reason : c.next.reason });
+    // Compacted in the same write that adds an attempt: the record never holds more than attemptsKept.
+    const next = compactAttempts(
+      Job.create({ ...c.next, revision: c.prev.rev + 1, updatedAt: now, reason: from !== to ? c.reason : c.next.reason }),
+      this.attemptsKept,
+    );
     const event = from !== to ? jobEvent(subjects.jobEvent(next.id), from, next, c.reason, now) : undefined;
     const releases = c.releases ?? [];
     const claims = c.claims ?? [];

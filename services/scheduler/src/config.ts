@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { env } from '@gantry/service-kit';
+import { DEFAULT_ATTEMPTS_KEPT, MIN_ATTEMPTS_KEPT } from '@gantry/store';
 import { rendezvousEnv } from './dispatch/ports.js';
 import { commandSigningKeyEnv } from './agents/signing-key.js';
 
@@ -17,6 +18,12 @@ export const schedulerEnv = {
   STOP_GRACE_SECONDS: env.int(10, 0, 3600),
   /** How long to wait before re-sending an unacknowledged assignment or stop. */
   COMMAND_RESEND_MS: env.ms(3_000),
+  /**
+   * Attempts a job's record keeps (at least 2: the current one and the failure it recovers
+   * from); older ones are dropped when a new attempt is added and counted in
+   * Job.attempts_compacted. Their job events keep them.
+   */
+  JOB_ATTEMPTS_KEPT: env.int(DEFAULT_ATTEMPTS_KEPT, MIN_ATTEMPTS_KEPT, 100_000),
   /** YAML/JSON scheduling policy (tenants, quotas, fair share, preemption, backfill); seeds Redis when none is stored. */
   SCHEDULING_CONFIG: z.string().min(1).optional(),
   /** The checkpoint service, asked where a new attempt resumes from (GANTRY_RESUME_FROM). */

@@ -55,8 +55,8 @@ export async function main(): Promise<void> {
   // The context's callbacks reach the elector and loop created below; they run only later.
   const ctx: SchedulerContext = {
     log, nc, js, redis, metrics,
-    jobs: new JobStore(redis),
-    jobCache: new JobCache(new JobStore(redis)),
+    jobs: new JobStore(redis, { attemptsKept: config.JOB_ATTEMPTS_KEPT }),
+    jobCache: new JobCache(new JobStore(redis, { attemptsKept: config.JOB_ATTEMPTS_KEPT })),
     nodes: new NodeStore(redis),
     commander: new AgentCommander(nc, log, config.COMMAND_RESEND_MS, () => elector.epoch, loadCommandSigningKey(config.COMMAND_SIGNING_KEY_FILE)),
     settings: {

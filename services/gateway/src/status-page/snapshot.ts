@@ -19,7 +19,9 @@ export type Section<T> = { items: T[] } | { error: string };
 
 export interface JobView {
   id: string; name: string; tenant: string; state: string; attempt: number; recoveries: number; maxRecoveries: number; reason: string; updatedAt: string;
-  /** The recovery chain: every attempt, its grade and what ended it. */
+  /** Older attempts dropped from the job's record (attempts holds the newest; the first is attemptsCompacted + 1). */
+  attemptsCompacted: number;
+  /** The recovery chain: every attempt the record keeps, its grade and what ended it. */
   attempts: { number: number; nodes: string[]; grade: string; startedAt: string; finishedAt: string; failure: string; failureClass: string; failedNode: string }[];
 }
 
@@ -57,6 +59,7 @@ const iso = (d: Date | undefined) => d?.toISOString() ?? '';
 export function jobView(j: Job): JobView {
   return {
     id: j.id, name: j.spec?.name ?? '', tenant: j.spec?.tenant ?? '', state: jobStateName(j.state), attempt: j.attempt, recoveries: j.recoveries, maxRecoveries: j.maxRecoveries, reason: j.reason, updatedAt: iso(j.updatedAt),
+    attemptsCompacted: j.attemptsCompacted,
     attempts: j.attempts.map((a) => ({
       number: a.number, nodes: [...new Set(a.placement.map((p) => p.node))], grade: recoveryGradeName(a.grade), startedAt: iso(a.startedAt), finishedAt: iso(a.finishedAt),
       failure: a.failure ? (a.failure.evidence && !a.failure.reason.includes(a.failure.evidence) ? `${a.failure.reason}: ${a.failure.evidence}` : a.failure.reason) : '', failureClass: a.failure ? failureClassName(a.failure.failureClass) : '', failedNode: a.failure?.node ?? '',

@@ -191,7 +191,9 @@ function retryChainFigures(jobs: Job[]): OperationsReport['retryChains'] {
   let succeeded = 0;
   let failed = 0;
   for (const j of chains) {
-    attempts += j.attempts.length;
+    // Attempts dropped from a long chain's record (attemptsCompacted) still count; their
+    // retry intervals are not in the record, so the intervals below are the kept attempts'.
+    attempts += j.attemptsCompacted + j.attempts.length;
     if (j.state === JobState.JOB_STATE_SUCCEEDED) succeeded++;
     else if (j.state === JobState.JOB_STATE_FAILED || j.state === JobState.JOB_STATE_CANCELLED) failed++;
     const sorted = [...j.attempts].sort((a, b) => a.number - b.number);

@@ -95,6 +95,12 @@ describe('operations report', () => {
     expect(r.retryChains!.retryIntervalMedianSeconds).toBeCloseTo(11 * 60);
     expect(r.retryChains!.retryIntervalP25Seconds).toBeCloseTo(10.75 * 60);
     expect(r.attemptFailures).toEqual([{ failureClass: FailureClass.FAILURE_CLASS_GPU_CONTAINED, attempts: 6 }]);
+
+    // A long chain whose record dropped its 3 oldest attempts still counts all 5.
+    const compacted = operationsReport(input({
+      jobs: [Job.create({ id: 'e', state: JobState.JOB_STATE_SUCCEEDED, recoveries: 4, attempt: 5, attemptsCompacted: 3, attempts: [attempt(4, 1, 0), attempt(5, undefined, 1 + 10 / 60)] })],
+    }));
+    expect(compacted.retryChains).toMatchObject({ chains: 1, attempts: 5, succeeded: 1, retries: 1 });
   });
 
   it('checkpoint throughput against the target and the writers\' links', () => {

@@ -50,9 +50,10 @@
   }
 
   function jobRow(j) {
-    const chain = el('ol', null, { class: 'chain' }, j.attempts.map((a) => el('li', [
+    const compacted = j.attemptsCompacted ? [el('li', `attempts 1-${j.attemptsCompacted} compacted from the record`)] : [];
+    const chain = el('ol', null, { class: 'chain' }, compacted.concat(j.attempts.map((a) => el('li', [
       `attempt ${a.number}`, a.grade && `(${a.grade})`, a.nodes.length ? `on ${a.nodes.join(', ')}` : '',
-    ].filter(Boolean).join(' ') + (a.failure ? `: ${a.failureClass}${a.failedNode ? ` on ${a.failedNode}` : ''}: ${a.failure}` : ''))));
+    ].filter(Boolean).join(' ') + (a.failure ? `: ${a.failureClass}${a.failedNode ? ` on ${a.failedNode}` : ''}: ${a.failure}` : '')))));
     return el('tr', null, { 'data-job': j.id }, [
       el('td', j.id), el('td', j.name), el('td', j.tenant || '-'), stateCell(j.state), el('td', j.attempt),
       el('td', `${j.recoveries}/${j.maxRecoveries}`), el('td', null, {}, [chain]), el('td', j.reason),
