@@ -40,7 +40,8 @@
 //   gantry:health:cluster         str   GetClusterHealthResponse (proto JSON) of the latest evaluation
 //   gantry:audit                  stream audit trail of mutating gateway calls (capped, audit.ts)
 //   gantry:storage:{target}:{mode}:*  storage admission pool (storage-leases.ts): leases (zset id -> expiry ms),
-//                                 holders (hash), waiters (zset id -> ticket), waiters:seen, waiters:info, pool (hash limit, seq)
+//                                 holders (hash), waiters (zset id -> ticket), waiters:seen, waiters:info, pool (hash limit, seq),
+//                                 nodes (hash id -> holder node, for the per-node cap)
 export const PREFIX = 'gantry';
 
 export const keys = {

@@ -1,10 +1,11 @@
 // Storage admission leases: a bounded pool per storage target and mode (write: checkpoint
 // saves, read: restart reads), held in Redis. Acquire, renew and release are each one Lua
-// script (compare-and-set): a lease is granted only while fewer than `limit` are held, and only
-// to a waiter with fewer waiters ahead of it than there are free slots, so the pool is FIFO
-// across every job that asked. Leases expire when their holder stops renewing (a killed rank);
+// script (compare-and-set): a lease is granted only while fewer than `limit` are held, at most
+// `perNode` to the holders on one node, and only to a waiter among the first free-slot-many
+// that may go (FIFO across every job that asked; a waiter whose node holds its share is passed
+// over and keeps its place). Leases expire when their holder stops renewing (a killed rank);
 // a waiter that stops asking loses its place; a newer attempt of a job drops its older
-// attempts' leases and places. The limit is set by the checkpoint service's AIMD controller.
+// attempts' leases and places. The limit is set by the checkpoint service's controller.
 //
 // Time: by default the scripts use Redis's clock (TIME), one clock for every service replica;
 // the benchmark passes its simulated clock instead (`clock`).
@@ -67,10 +68,14 @@ export function parseStorageLeaseId(id: string): { mode: StorageMode; jobId: str
 }
 
 const load = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
-const LUA = { acquire: load('storage-acquire'), renew: load('storage-renew'), release: load('storage-release') };
+// Every script starts with the pool's shared functions (and so takes the same seven keys).
+const POOL_LUA = load('storage-pool');
+const withPool = (name: string) => `${POOL_LUA}\n${load(name)}`;
+const LUA = { acquire: withPool('storage-acquire'), renew: withPool('storage-renew'), release: withPool('storage-release'), grantable: withPool('storage-grantable') };
+const POOL_KEYS = 7;
 
 type Cmd = (...args: (string | number)[]) => Promise<unknown>;
-type WithStorage = Redis & { gantryStorageAcquire?: Cmd; gantryStorageRenew?: Cmd; gantryStorageRelease?: Cmd };
+type WithStorage = Redis & { gantryStorageAcquire?: Cmd; gantryStorageRenew?: Cmd; gantryStorageRelease?: Cmd; gantryStorageGrantable?: Cmd };
 
 interface StoredHolder extends StorageHolder {
   atMs: number;
@@ -104,10 +109,11 @@ export class StorageLeaseStore {
     this.r = redis as WithStorage;
     this.clock = opts.clock;
     this.waiterTtlMs = opts.waiterTtlMs ?? 15_000;
-    if (typeof this.r.gantryStorageAcquire !== 'function') {
-      redis.defineCommand('gantryStorageAcquire', { lua: LUA.acquire, numberOfKeys: 6 });
-      redis.defineCommand('gantryStorageRenew', { lua: LUA.renew, numberOfKeys: 2 });
-      redis.defineCommand('gantryStorageRelease', { lua: LUA.release, numberOfKeys: 5 });
+    if (typeof this.r.gantryStorageGrantable !== 'function') {
+      redis.defineCommand('gantryStorageAcquire', { lua: LUA.acquire, numberOfKeys: POOL_KEYS });
+      redis.defineCommand('gantryStorageRenew', { lua: LUA.renew, numberOfKeys: POOL_KEYS });
+      redis.defineCommand('gantryStorageRelease', { lua: LUA.release, numberOfKeys: POOL_KEYS });
+      redis.defineCommand('gantryStorageGrantable', { lua: LUA.grantable, numberOfKeys: POOL_KEYS });
     }
   }
 
@@ -117,21 +123,28 @@ export class StorageLeaseStore {
 
   private k(target: string, mode: StorageMode) {
     const p = (part: string) => keys.storagePool(target, mode, part);
-    return { leases: p('leases'), holders: p('holders'), waiters: p('waiters'), seen: p('waiters:seen'), info: p('waiters:info'), pool: p('pool') };
+    return { leases: p('leases'), holders: p('holders'), waiters: p('waiters'), seen: p('waiters:seen'), info: p('waiters:info'), pool: p('pool'), nodes: p('nodes') };
+  }
+
+  /** The seven keys of storage-pool.lua, in its order. */
+  private poolKeys(target: string, mode: StorageMode): string[] {
+    const k = this.k(target, mode);
+    return [k.leases, k.holders, k.waiters, k.seen, k.info, k.pool, k.nodes];
   }
 
   /**
    * Takes a lease, renews one already held, or joins (or keeps its place in) the waiter queue.
-   * `defaultLimit` is the pool size used when the controller has not set one yet.
+   * `defaultLimit` is the pool size used when the controller has not set one yet; `perNode`
+   * the most leases of this pool the holders on one node may hold at once (0: no cap; a holder
+   * without a node is not capped).
    */
-  async acquire(target: string, mode: StorageMode, holder: StorageHolder, ttlMs: number, defaultLimit: number): Promise<AcquireResult> {
+  async acquire(target: string, mode: StorageMode, holder: StorageHolder, ttlMs: number, defaultLimit: number, perNode = 0): Promise<AcquireResult> {
     const id = storageLeaseId(mode, holder);
-    const k = this.k(target, mode);
     const now = this.now();
     const stored: StoredHolder = { ...holder, atMs: now || Date.now() };
     const res = (await this.r.gantryStorageAcquire!(
-      k.leases, k.holders, k.waiters, k.seen, k.info, k.pool,
-      id, JSON.stringify(stored), now, ttlMs, this.waiterTtlMs, holder.jobId, holder.attempt, defaultLimit,
+      ...this.poolKeys(target, mode),
+      id, JSON.stringify(stored), now, ttlMs, this.waiterTtlMs, holder.jobId, holder.attempt, defaultLimit, perNode, holder.node ?? '',
     )) as number[];
     const [granted, position, limit, leases, expiresMs, nowMs] = res.map(Number) as [number, number, number, number, number, number];
     return { granted: granted === 1, id, position, limit, leases, expiresMs, nowMs };
@@ -139,15 +152,22 @@ export class StorageLeaseStore {
 
   /** The new expiry (ms), or undefined when the lease is gone (expired or released). */
   async renew(target: string, mode: StorageMode, id: string, ttlMs: number): Promise<number | undefined> {
-    const k = this.k(target, mode);
-    const expiry = Number(await this.r.gantryStorageRenew!(k.leases, k.holders, id, this.now(), ttlMs));
+    const expiry = Number(await this.r.gantryStorageRenew!(...this.poolKeys(target, mode), id, this.now(), ttlMs));
     return expiry > 0 ? expiry : undefined;
   }
 
   /** Gives a lease (or a place in the queue) back; true when there was one. */
   async release(target: string, mode: StorageMode, id: string): Promise<boolean> {
-    const k = this.k(target, mode);
-    return Number(await this.r.gantryStorageRelease!(k.leases, k.holders, k.waiters, k.seen, k.info, id)) === 1;
+    return Number(await this.r.gantryStorageRelease!(...this.poolKeys(target, mode), id)) === 1;
+  }
+
+  /**
+   * The waiters an acquire would grant now, in queue order (at most the free slots; a waiter
+   * whose node holds `perNode` leases is passed over): whom to wake after a release or a raised
+   * limit. Drops expired leases and waiters that stopped asking on the way.
+   */
+  async grantable(target: string, mode: StorageMode, defaultLimit: number, perNode = 0): Promise<string[]> {
+    return (await this.r.gantryStorageGrantable!(...this.poolKeys(target, mode), this.now(), this.waiterTtlMs, defaultLimit, perNode)) as string[];
   }
 
   /** Releases every lease and place of one job attempt in this pool; returns how many. */

@@ -70,6 +70,38 @@ describe('StorageLeaseStore', () => {
     expect((await store.state(t, 'write')).waiters).toEqual([]);
   });
 
+  it('holds at most perNode leases per node: a waiter whose node holds its share keeps its place while the next waiter on another node goes', async () => {
+    let now = 4_000_000;
+    const store = new StorageLeaseStore(redisOf(), { clock: () => now });
+    const t = newTarget();
+    const on = (jobId: string, rank: number, node?: string) => ({ ...h(jobId, rank), ...(node ? { node } : {}) });
+    const ask = (jobId: string, rank: number, node?: string) => store.acquire(t, 'write', on(jobId, rank, node), 10_000, 4, 1);
+    expect((await ask('A', 0, 'n1')).granted).toBe(true);
+    // n1 holds its one lease: A1 waits although three slots are free, and keeps the head of the queue.
+    expect(await ask('A', 1, 'n1')).toMatchObject({ granted: false, position: 0, leases: 1 });
+    expect(await ask('B', 0, 'n2')).toMatchObject({ granted: true, leases: 2 });
+    expect(await ask('A', 2, 'n1')).toMatchObject({ granted: false, position: 1 });
+    // A holder that names no node is not capped.
+    expect((await ask('C', 0)).granted).toBe(true);
+    expect(await store.grantable(t, 'write', 4, 1)).toEqual([]);
+    // Without the cap the same queue would let A1 through: the cap is what holds it.
+    expect(await store.grantable(t, 'write', 4, 0)).toEqual(['w:A:1:1']);
+    // n1's lease ends: its first waiter is next (FIFO within the node), the one behind it still waits.
+    expect(await store.release(t, 'write', 'w:A:1:0')).toBe(true);
+    expect(await store.grantable(t, 'write', 4, 1)).toEqual(['w:A:1:1']);
+    expect((await ask('A', 2, 'n1')).granted).toBe(false);
+    expect((await ask('A', 1, 'n1')).granted).toBe(true);
+    now += 1;
+    const st = await store.state(t, 'write');
+    expect(st.leases.map((l) => [l.id, l.holder.node]).sort()).toEqual([['w:A:1:1', 'n1'], ['w:B:1:0', 'n2'], ['w:C:1:0', undefined]]);
+    expect(st.waiters.map((w) => [w.id, w.holder.node])).toEqual([['w:A:1:2', 'n1']]);
+    // An expired lease frees its node's share too.
+    now += 10_001;
+    expect((await ask('A', 2, 'n1')).granted).toBe(true);
+    const nodes = await redisOf().hgetall(`gantry:storage:${t}:write:nodes`);
+    expect(nodes).toEqual({ 'w:A:1:2': 'n1' });
+  });
+
   it('never holds more leases than the limit under concurrent acquires from many clients', async () => {
     const t = newTarget();
     const limit = 7;

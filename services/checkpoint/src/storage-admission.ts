@@ -1,8 +1,10 @@
 // Storage admission policy, pure: which NFS client telemetry belongs to a target, what it adds
-// up to, and the AIMD step that sets the pool size from it. The storage service runs it every
-// control interval; `pnpm bench:checkpoint` imports the SAME functions (and the same Redis
-// lease store) for its admitted arm, so the benchmark measures this code, not a copy.
+// up to, which waiters only the pool's limit holds back, and the AIMD step that sets the pool
+// size from them. The storage service runs it every control interval; `pnpm bench:checkpoint`
+// imports the SAME functions (and the same Redis lease store) for its admitted arm, so the
+// benchmark measures this code, not a copy.
 import type { NfsMountTelemetry, TelemetryBatch } from '@gantry/proto';
+import type { PoolState } from '@gantry/store';
 
 export type Mode = 'write' | 'read';
 
@@ -11,24 +13,33 @@ export interface PoolBounds {
   initial: number;
   min: number;
   max: number;
+  /**
+   * Most leases of the pool the holders on one node may hold at once (0: no cap). A node's NFS
+   * transport (its RPC slot table, its NIC) is its own: one writer's flush fills it, and a second
+   * writer's RPCs only queue behind the first's in the node's backlog.
+   */
+  perNode: number;
 }
 
 export interface AimdParams {
   /**
-   * Least added per step while the pool is the bottleneck (waiters, every slot used, bandwidth
-   * left); the step is larger when the measured bytes per lease say the pool is far too small
-   * (toward capacity x headroom / bytes per lease, at most doubling per step).
+   * Least added per step while the pool is the bottleneck (holders on nodes under their cap
+   * wait, every slot is used); the step is larger when more nodes wait (one lease more per
+   * waiting holder the node cap lets through, at most doubling per step).
    */
   increase: number;
   /** Multiplied on congestion (0..1). */
   decrease: number;
   /** Named with a congestion decrease: mean transport backlog (RPCs waiting for a slot) per writing node above this. */
   backlogHigh: number;
-  /** Congestion (the server queueing): RTT of the mode's RPCs (READ or WRITE) above this, in ms. */
+  /** Congestion, with the delivery below `capacityHeadroom`: RTT of the mode's RPCs (READ or WRITE) above this, in ms. */
   rttHighMs: number;
   /** Named with a congestion decrease: mean slot table utilisation of the writing nodes above this (0..1). */
   slotUtilizationHigh: number;
-  /** Grow only while the target moves less than this share of its capacity (0..1). */
+  /**
+   * A target moving at least this share of its capacity (0..1) is delivering: a high RTT then is
+   * the standing queue of every node keeping its transport busy, not congestion.
+   */
   capacityHeadroom: number;
   /** Steps to hold after a decrease: telemetry lags the limit by about one interval. */
   holdAfterDecrease: number;
@@ -67,6 +78,8 @@ export interface PoolView {
   limit: number;
   leases: number;
   waiters: number;
+  /** Of the waiters, those the per-node cap lets through: only the limit holds them back (`readyWaiters`). */
+  ready: number;
 }
 
 export interface AimdState {
@@ -139,16 +152,52 @@ export function aggregateTelemetry(batches: readonly TelemetryBatch[], prefix: s
   };
 }
 
+/**
+ * How many of the waiters (in queue order, each with its node) the per-node cap lets through,
+ * given the nodes of the leases held: the waiters that only the pool's limit holds back. The
+ * same walk as the lease store's grantable() (libs/store/src/lua/storage-pool.lua) without the
+ * limit; a holder with no node is never capped.
+ */
+export function readyWaiters(leaseNodes: readonly (string | undefined)[], waiterNodes: readonly (string | undefined)[], perNode: number): number {
+  if (perNode <= 0) return waiterNodes.length;
+  const held = new Map<string, number>();
+  for (const n of leaseNodes) if (n !== undefined) held.set(n, (held.get(n) ?? 0) + 1);
+  let ready = 0;
+  for (const n of waiterNodes) {
+    if (n === undefined) ready++;
+    else if ((held.get(n) ?? 0) < perNode) {
+      ready++;
+      held.set(n, (held.get(n) ?? 0) + 1);
+    }
+  }
+  return ready;
+}
+
+/** What the controller sees of a pool: its size, and how many waiters only the limit holds back. */
+export function poolView(state: PoolState, limit: number, perNode: number): PoolView {
+  return {
+    limit,
+    leases: state.leases.length,
+    waiters: state.waiters.length,
+    ready: readyWaiters(state.leases.map((l) => l.holder.node), state.waiters.map((w) => w.holder.node), perNode),
+  };
+}
+
 const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(n < 10 ? 2 : 1));
 
 /**
  * One AIMD step. Multiplicative decrease when the target is degraded (down to its degraded
- * cap) or congested (the RTT above its mark: the server queues); increase only when the
- * pool itself holds writers back (waiters queue, every slot is taken) and the target still has
- * bandwidth to give: toward the size the measured bytes per lease say would fill it, at least
- * `increase` and at most doubling per step; otherwise hold. Always within [min, max].
+ * cap) or congested: its RPCs' RTT above the mark while it delivers less than `capacityHeadroom`
+ * of its capacity (queueing that does not move bytes, as the 504-GPU report saw: slot tables
+ * full at 16 % of the write bandwidth). Increase when the limit, not the per-node cap, holds
+ * holders back (`pool.ready` waiting, every slot taken): by one lease per such waiter, at least
+ * `increase` and at most doubling per step. Otherwise hold. Always within [min, max].
+ *
+ * A deep server queue while the target moves its capacity is not a reason to shrink: with one
+ * lease per node, fewer leases leave nodes idle that still have shards to write, and those
+ * finish alone at the end at their own transport's speed, with the server half idle.
  */
-export function aimdStep(pool: PoolView, bounds: PoolBounds, capacityBytesPerSecond: number, signals: StorageSignals | undefined, degraded: boolean, state: AimdState, p: AimdParams = DEFAULT_AIMD): AimdDecision {
+export function aimdStep(pool: PoolView, bounds: Pick<PoolBounds, 'min' | 'max'>, capacityBytesPerSecond: number, signals: StorageSignals | undefined, degraded: boolean, state: AimdState, p: AimdParams = DEFAULT_AIMD): AimdDecision {
   const clamp = (n: number) => Math.min(bounds.max, Math.max(bounds.min, Math.round(n)));
   const limit = clamp(pool.limit);
   if (degraded) {
@@ -156,14 +205,15 @@ export function aimdStep(pool: PoolView, bounds: PoolBounds, capacityBytesPerSec
     const next = clamp(Math.min(cap, limit * p.decrease));
     return { limit: next, reason: `decrease: target degraded (health), cap ${cap}`, state: { hold: p.holdAfterDecrease } };
   }
-  // Congestion is the server queueing: the RTT of the mode's RPCs above its mark. A deep client
-  // backlog or a full slot table with a low RTT is one writer flushing its shard (close/fsync
-  // hands the whole file to the transport at once) as fast as its node's transport allows:
-  // fewer writers would not make it faster, so those two alone do not shrink the pool; they are
-  // named in the reason when they come with a high RTT.
+  const moved = signals?.bytesPerSecond ?? 0;
+  const rate = `${fmt(moved / 1e9)} of ${fmt(capacityBytesPerSecond / 1e9)} GB/s`;
+  // The backlog and full slots alone do not shrink the pool either: close/fsync hands a whole
+  // shard to the transport at once, so one flushing writer fills its node's slot table and
+  // backlog with a low RTT; fewer writers would not make it faster. They are named in the
+  // reason when they come with congestion.
   const congestion: string[] = [];
-  if (signals && signals.activeNodes > 0 && signals.rttMs !== undefined && signals.rttMs > p.rttHighMs) {
-    congestion.push(`rtt ${fmt(signals.rttMs)} ms > ${p.rttHighMs}`);
+  if (signals && signals.activeNodes > 0 && signals.rttMs !== undefined && signals.rttMs > p.rttHighMs && moved < capacityBytesPerSecond * p.capacityHeadroom) {
+    congestion.push(`rtt ${fmt(signals.rttMs)} ms > ${p.rttHighMs} at ${rate}`);
     if (signals.backlog > p.backlogHigh) congestion.push(`backlog ${fmt(signals.backlog)} > ${p.backlogHigh}`);
     if (signals.slotUtilization > p.slotUtilizationHigh) congestion.push(`slots ${fmt(signals.slotUtilization * 100)}% > ${fmt(p.slotUtilizationHigh * 100)}%`);
   }
@@ -173,18 +223,10 @@ export function aimdStep(pool: PoolView, bounds: PoolBounds, capacityBytesPerSec
   if (congestion.length) {
     return { limit: clamp(limit * p.decrease), reason: `decrease: ${congestion.join(', ')}`, state: { hold: p.holdAfterDecrease } };
   }
-  const moved = signals?.bytesPerSecond ?? 0;
-  if (pool.waiters > 0 && pool.leases >= limit) {
-    if (moved < capacityBytesPerSecond * p.capacityHeadroom) {
-      // Each lease moves about moved / leases; the pool that would fill the headroom is that
-      // many times larger. Grow toward it, at least by `increase` and at most doubling per step
-      // (the telemetry lags the limit by about an interval, like TCP's slow start).
-      const perLease = pool.leases > 0 ? moved / pool.leases : 0;
-      const fill = perLease > 0 ? Math.ceil((capacityBytesPerSecond * p.capacityHeadroom) / perLease) : limit + p.increase;
-      const next = clamp(Math.min(limit * 2, Math.max(limit + p.increase, fill)));
-      return { limit: next, reason: `increase: ${pool.waiters} waiting, ${fmt(moved / 1e9)} of ${fmt(capacityBytesPerSecond / 1e9)} GB/s`, state };
-    }
-    return { limit, reason: `hold: at capacity (${fmt(moved / 1e9)} of ${fmt(capacityBytesPerSecond / 1e9)} GB/s)`, state };
+  if (pool.ready > 0 && pool.leases >= limit) {
+    // Telemetry lags the limit by about an interval: at most doubling per step, like TCP's slow start.
+    const next = clamp(Math.min(limit * 2, Math.max(limit + p.increase, pool.leases + pool.ready)));
+    return { limit: next, reason: `increase: ${pool.ready} waiting on nodes under their cap, ${rate}`, state };
   }
   return { limit, reason: 'hold: pool not the bottleneck', state };
 }

@@ -9,7 +9,7 @@
 //
 // A target: { "name": "ckpt", "mountPrefix": "/mnt/ckpt", "serverExport": "nfs1:/export/ckpt",
 //   "writeBytesPerSecond": 250e9, "readBytesPerSecond": 700e9, "rpcSlots": 128,
-//   "leaseTtlMs": 30000, "write": { "initial": 32, "min": 1, "max": 480 }, "read": {...},
+//   "leaseTtlMs": 30000, "write": { "initial": 32, "min": 1, "max": 480, "perNode": 1 }, "read": {...},
 //   "aimd": { "rttHighMs": 20, ... } }. Defaults are in the schema below; every problem is
 // reported in one line naming the target and the field.
 import { readFileSync } from 'node:fs';
@@ -23,6 +23,8 @@ const bounds = (initial: number) =>
     initial: z.number().int().min(0).default(initial),
     min: z.number().int().min(0).default(1),
     max: z.number().int().min(1).default(4096),
+    // 0: no per-node cap. One flushing writer (or one reader) already has its node's transport.
+    perNode: z.number().int().min(0).default(1),
   }).strict().refine((b) => b.min <= b.max && b.initial >= b.min && b.initial <= b.max, { message: 'needs min <= initial <= max' });
 
 const aimd = z.object({
@@ -44,8 +46,8 @@ const target = z.object({
   readBytesPerSecond: z.number().positive(),
   rpcSlots: z.number().int().min(1).max(65536).default(128),
   leaseTtlMs: z.number().int().min(500).max(3_600_000).default(30_000),
-  write: bounds(32).default({ initial: 32, min: 1, max: 4096 }),
-  read: bounds(64).default({ initial: 64, min: 1, max: 4096 }),
+  write: bounds(32).default({ initial: 32, min: 1, max: 4096, perNode: 1 }),
+  read: bounds(64).default({ initial: 64, min: 1, max: 4096, perNode: 1 }),
   aimd: aimd.default({}),
 }).strict();
 

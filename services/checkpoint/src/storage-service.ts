@@ -40,7 +40,7 @@ import {
 } from '@gantry/proto';
 import { StorageLeaseStore, parseStorageLeaseId, type StorageHolder, type StorageMode } from '@gantry/store';
 import { internalChannelCredentials, internalChannelOptions, invalidArgument, notFound, unary, type InternalTls, type Logger, type ServiceContext } from '@gantry/service-kit';
-import { aggregateTelemetry, aimdStep, mountBelongs, type AimdState, type StorageSignals } from './storage-admission.js';
+import { aggregateTelemetry, aimdStep, mountBelongs, poolView, type AimdState, type StorageSignals } from './storage-admission.js';
 import { loadStorageConfig, type StorageConfig, type StorageTargetConfig } from './storage-config.js';
 import { serveStorageHttp } from './storage-http.js';
 
@@ -52,30 +52,39 @@ const POLL_MS = 100;
 /**
  * Hands a freed slot to the next waiter without a poll gap: a waiting AcquireStorageLease
  * sleeps until its next poll or until this process releases a lease of that pool, raises its
- * limit, or reaps an attempt's leases; then the waiters nearest the head of the
- * queue ask again at once (as many as slots were freed, so a long queue is not woken whole).
- * Releases through another replica of the service are seen at the next poll, as before.
+ * limit, or reaps an attempt's leases; then the waiters the lease store would grant now
+ * (`StorageLeaseStore.grantable`: FIFO, passing over those whose node holds its share) ask again
+ * at once, and only they, so a long queue is not woken whole. Releases through another replica
+ * of the service are seen at the next poll, as before.
  */
 export class LeaseWakeup {
-  private readonly waiting = new Map<string, Set<{ position: number; wake: () => void }>>();
+  private readonly waiting = new Map<string, Map<string, Set<() => void>>>();
 
-  /** Resolves after `ms`, or earlier when woken. */
-  sleep(target: string, mode: StorageMode, position: number, ms: number): Promise<void> {
+  /** Resolves after `ms`, or earlier when `id` is woken. */
+  sleep(target: string, mode: StorageMode, id: string, ms: number): Promise<void> {
     const key = `${target}\u0000${mode}`;
     return new Promise((resolve) => {
-      const set = this.waiting.get(key) ?? new Set();
-      this.waiting.set(key, set);
-      const entry = { position, wake: () => { clearTimeout(timer); set.delete(entry); resolve(); } };
-      const timer = setTimeout(entry.wake, ms);
-      set.add(entry);
+      const pool = this.waiting.get(key) ?? new Map<string, Set<() => void>>();
+      this.waiting.set(key, pool);
+      // A holder may have several calls waiting (a client retrying): each sleeps on its own.
+      const sleepers = pool.get(id) ?? new Set<() => void>();
+      pool.set(id, sleepers);
+      const wake = () => {
+        clearTimeout(timer);
+        sleepers.delete(wake);
+        if (sleepers.size === 0 && pool.get(id) === sleepers) pool.delete(id);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      sleepers.add(wake);
     });
   }
 
-  /** Wakes the `n` waiters of the pool nearest the head of the queue. */
-  notify(target: string, mode: StorageMode, n: number): void {
-    const set = this.waiting.get(`${target}\u0000${mode}`);
-    if (!set || n <= 0) return;
-    for (const e of [...set].sort((a, b) => a.position - b.position).slice(0, n)) e.wake();
+  /** Wakes the sleepers of `ids` (the lease ids the store would grant now). */
+  notify(target: string, mode: StorageMode, ids: readonly string[]): void {
+    const pool = this.waiting.get(`${target}\u0000${mode}`);
+    if (!pool) return;
+    for (const id of ids) for (const wake of [...(pool.get(id) ?? [])]) wake();
   }
 }
 
@@ -252,10 +261,10 @@ export class StorageAdmission {
           const state = await this.store.state(t.cfg.name, mode);
           const limit = state.limit ?? bounds.initial;
           const capacity = mode === 'write' ? t.cfg.writeBytesPerSecond : t.cfg.readBytesPerSecond;
-          const d = aimdStep({ limit, leases: state.leases.length, waiters: state.waiters.length }, bounds, capacity, signals, t.degraded, pr.aimd, t.cfg.aimd);
+          const d = aimdStep(poolView(state, limit, bounds.perNode), bounds, capacity, signals, t.degraded, pr.aimd, t.cfg.aimd);
           if (d.limit !== limit) {
             await this.store.setLimit(t.cfg.name, mode, d.limit);
-            this.wakeup.notify(t.cfg.name, mode, d.limit - limit);
+            if (d.limit > limit) await this.wake(t, mode);
             this.log.info({ target: t.cfg.name, mode, from: limit, to: d.limit, reason: d.reason }, 'storage pool resized');
           }
           Object.assign(pr, { aimd: d.state, reason: d.reason, updatedMs: now, signals });
@@ -288,7 +297,7 @@ export class StorageAdmission {
           const job = await verdict.get(h.jobId);
           if (job && attemptOver(job, h.attempt)) {
             const n = await this.store.releaseAttempt(t.cfg.name, mode, h.jobId, h.attempt);
-            this.wakeup.notify(t.cfg.name, mode, n);
+            if (n > 0) await this.wake(t, mode);
             if (n > 0) this.log.info({ target: t.cfg.name, mode, job: h.jobId, attempt: h.attempt, released: n, state: JobState[job.state], current: job.attempt }, 'storage leases of a finished attempt released');
             released += n;
           }
@@ -296,6 +305,16 @@ export class StorageAdmission {
       }
     }
     return released;
+  }
+
+  /** Wakes the waiters of the pool that may take a lease now (after a release or a raised limit). */
+  async wake(t: TargetRuntime, mode: StorageMode): Promise<void> {
+    try {
+      this.wakeup.notify(t.cfg.name, mode, await this.store.grantable(t.cfg.name, mode, t.cfg[mode].initial, t.cfg[mode].perNode));
+    } catch (err) {
+      // They still ask again at their next poll.
+      this.log.warn({ err: (err as Error).message, target: t.cfg.name, mode }, 'storage: waking waiters failed');
+    }
   }
 
   async show(t: TargetRuntime): Promise<StorageTarget> {
@@ -388,7 +407,7 @@ export function storageCalls(adm: StorageAdmission): StorageCalls {
       if (req.waitMs > MAX_WAIT_MS) throw invalidArgument(`wait_ms must be at most ${MAX_WAIT_MS}, got ${req.waitMs}`);
       const deadline = Date.now() + req.waitMs;
       for (;;) {
-        const r = await adm.store.acquire(t.cfg.name, mode, holder, ttl, t.cfg[mode].initial);
+        const r = await adm.store.acquire(t.cfg.name, mode, holder, ttl, t.cfg[mode].initial, t.cfg[mode].perNode);
         if (r.granted) {
           return {
             granted: true,
@@ -401,7 +420,7 @@ export function storageCalls(adm: StorageAdmission): StorageCalls {
         // Waiters far back in the queue cannot be next soon: they ask less often (up to 1 s),
         // so a long queue does not turn into thousands of Redis calls a second.
         const pause = POLL_MS * Math.min(10, 1 + Math.floor(r.position / Math.max(1, r.limit)));
-        await adm.wakeup.sleep(t.cfg.name, mode, r.position, Math.min(pause, left));
+        await adm.wakeup.sleep(t.cfg.name, mode, r.id, Math.min(pause, left));
       }
     },
 
@@ -423,7 +442,7 @@ export function storageCalls(adm: StorageAdmission): StorageCalls {
         const parsed = parseStorageLeaseId(req.leaseId);
         if (!parsed) throw invalidArgument(`lease_id ${JSON.stringify(req.leaseId)} is not a storage lease id`);
         const released = await adm.store.release(t.cfg.name, parsed.mode, req.leaseId);
-        if (released) adm.wakeup.notify(t.cfg.name, parsed.mode, 1);
+        if (released) await adm.wake(t, parsed.mode);
         return { released: released ? 1 : 0 };
       }
       if (!req.jobId) throw invalidArgument('lease_id, or job_id (with attempt), is required');
@@ -432,7 +451,7 @@ export function storageCalls(adm: StorageAdmission): StorageCalls {
       for (const t of targets) {
         for (const m of MODES) {
           const n = await adm.store.releaseAttempt(t.cfg.name, m, req.jobId, req.attempt);
-          adm.wakeup.notify(t.cfg.name, m, n);
+          if (n > 0) await adm.wake(t, m);
           released += n;
         }
       }

@@ -5,13 +5,13 @@ import pino from 'pino';
 import { TelemetryBatch, type NfsMountTelemetry } from '@gantry/proto';
 import { ConfigError } from '@gantry/service-kit';
 import { useRedis } from '../../../libs/store/test/redis-fixture.js';
-import { DEFAULT_AIMD, aggregateTelemetry, aimdStep, mountBelongs, type StorageSignals } from '../src/storage-admission.js';
+import { DEFAULT_AIMD, aggregateTelemetry, aimdStep, mountBelongs, poolView, readyWaiters, type StorageSignals } from '../src/storage-admission.js';
 import { loadStorageConfig, parseStorageTargets } from '../src/storage-config.js';
 import { JobState } from '@gantry/proto';
 import { LeaseWakeup, StorageAdmission, attemptOver, faultMatches, storageCalls, type ClusterView } from '../src/storage-service.js';
 import { StorageLeaseMode } from '@gantry/proto';
 
-const bounds = { initial: 10, min: 1, max: 100 };
+const bounds = { initial: 10, min: 1, max: 100, perNode: 1 };
 const quiet: StorageSignals = { nodes: 4, activeNodes: 2, backlog: 0, rttMs: 2, slotUtilization: 0.3, bytesPerSecond: 10e9 };
 
 function mount(mountpoint: string, write: { ops: number; rtt: number }, backlog: number, util: number, bytes: number): NfsMountTelemetry {
@@ -26,37 +26,59 @@ function mount(mountpoint: string, write: { ops: number; rtt: number }, backlog:
 const batch = (node: string, mounts: NfsMountTelemetry[]) => TelemetryBatch.fromPartial({ node, time: new Date(), nfsMounts: mounts });
 
 describe('aimdStep', () => {
-  it('increases only while the pool holds writers back and bandwidth is left: toward the pool that fills it, at most doubling, at least additively', () => {
-    // 10 leases move 10 GB/s of 100: 90 would fill the 90 % headroom; one step at most doubles
-    expect(aimdStep({ limit: 10, leases: 10, waiters: 5 }, bounds, 100e9, quiet, false, { hold: 0 }).limit).toBe(20);
-    // 10 leases move 80 GB/s: 12 would fill it
-    expect(aimdStep({ limit: 10, leases: 10, waiters: 5 }, bounds, 100e9, { ...quiet, bytesPerSecond: 80e9 }, false, { hold: 0 }).limit).toBe(12);
-    // 10 leases move 88 GB/s: 11 would do, but the step is at least `increase` (2)
-    expect(aimdStep({ limit: 10, leases: 10, waiters: 5 }, bounds, 100e9, { ...quiet, bytesPerSecond: 88e9 }, false, { hold: 0 }).limit).toBe(12);
-    expect(aimdStep({ limit: 10, leases: 4, waiters: 0 }, bounds, 100e9, quiet, false, { hold: 0 }).limit).toBe(10);
-    const full = aimdStep({ limit: 10, leases: 10, waiters: 5 }, bounds, 100e9, { ...quiet, bytesPerSecond: 95e9 }, false, { hold: 0 });
-    expect(full).toMatchObject({ limit: 10, reason: expect.stringMatching(/^hold: at capacity/) });
+  const pool = (limit: number, leases: number, waiters: number, ready = waiters) => ({ limit, leases, waiters, ready });
+
+  it('increases only while the limit, not the per-node cap, holds holders back: one lease per such waiter, at least `increase`, at most doubling', () => {
+    expect(aimdStep(pool(10, 10, 5), bounds, 100e9, quiet, false, { hold: 0 })).toMatchObject({ limit: 15, reason: 'increase: 5 waiting on nodes under their cap, 10 of 100 GB/s' });
+    expect(aimdStep(pool(10, 10, 30), bounds, 100e9, quiet, false, { hold: 0 }).limit).toBe(20);
+    expect(aimdStep(pool(10, 10, 5, 1), bounds, 100e9, quiet, false, { hold: 0 }).limit).toBe(12);
+    // Every waiter is on a node that holds its share: a larger pool would admit none of them.
+    expect(aimdStep(pool(10, 10, 9, 0), bounds, 100e9, quiet, false, { hold: 0 })).toMatchObject({ limit: 10, reason: 'hold: pool not the bottleneck' });
+    expect(aimdStep(pool(10, 4, 0), bounds, 100e9, quiet, false, { hold: 0 }).limit).toBe(10);
+    expect(aimdStep(pool(100, 100, 3), bounds, 100e9, quiet, false, { hold: 0 }).limit).toBe(100);
   });
 
-  it('decreases multiplicatively when the RTT says the server queues, then holds one step; a backlog or full slots with a low RTT alone do not', () => {
+  it('grows at full delivery with a deep server queue: waiting nodes would otherwise finish their shards alone at the end', () => {
+    const standing = { ...quiet, rttMs: 35, backlog: 900, slotUtilization: 1, bytesPerSecond: 95e9 };
+    expect(aimdStep(pool(40, 40, 20), bounds, 100e9, standing, false, { hold: 0 })).toMatchObject({ limit: 60, reason: 'increase: 20 waiting on nodes under their cap, 95 of 100 GB/s' });
+    expect(aimdStep(pool(40, 40, 0), bounds, 100e9, standing, false, { hold: 0 })).toMatchObject({ limit: 40, reason: 'hold: pool not the bottleneck' });
+  });
+
+  it('decreases multiplicatively when the server queues without delivering (RTT high, bytes below the headroom), then holds one step; a backlog or full slots with a low RTT do not', () => {
     for (const s of [{ backlog: 100 }, { slotUtilization: 0.99 }]) {
-      expect(aimdStep({ limit: 40, leases: 40, waiters: 9 }, bounds, 100e9, { ...quiet, ...s }, false, { hold: 0 }).reason).toMatch(/^increase: /);
+      expect(aimdStep(pool(40, 40, 9), bounds, 100e9, { ...quiet, ...s }, false, { hold: 0 }).reason).toMatch(/^increase: /);
     }
-    expect(aimdStep({ limit: 40, leases: 40, waiters: 9 }, bounds, 100e9, { ...quiet, rttMs: 80, backlog: 100 }, false, { hold: 0 }).reason).toBe('decrease: rtt 80 ms > 20, backlog 100 > 32');
-    for (const s of [{ rttMs: 80 }, { rttMs: 80, backlog: 100, slotUtilization: 0.99 }]) {
-      const d = aimdStep({ limit: 40, leases: 40, waiters: 9 }, bounds, 100e9, { ...quiet, ...s }, false, { hold: 0 });
+    expect(aimdStep(pool(40, 40, 9), bounds, 100e9, { ...quiet, rttMs: 80, backlog: 100 }, false, { hold: 0 }).reason).toBe('decrease: rtt 80 ms > 20 at 10 of 100 GB/s, backlog 100 > 32');
+    for (const s of [{ rttMs: 80 }, { rttMs: 80, backlog: 100, slotUtilization: 0.99 }, { rttMs: 80, bytesPerSecond: 89e9 }]) {
+      const d = aimdStep(pool(40, 40, 9), bounds, 100e9, { ...quiet, ...s }, false, { hold: 0 });
       expect(d.limit).toBe(28);
       expect(d.reason).toMatch(/^decrease: /);
-      expect(aimdStep({ limit: 28, leases: 28, waiters: 9 }, bounds, 100e9, { ...quiet, ...s }, false, d.state).limit).toBe(28);
+      const held = aimdStep(pool(28, 28, 9), bounds, 100e9, { ...quiet, ...s }, false, d.state);
+      expect(held).toMatchObject({ limit: 28, reason: expect.stringMatching(/^hold: after decrease \(rtt 80 ms > 20 at /) });
     }
+    // The same RTT while the target moves 90 % of its capacity or more is a standing queue: no decrease.
+    expect(aimdStep(pool(40, 40, 0), bounds, 100e9, { ...quiet, rttMs: 80, bytesPerSecond: 90e9 }, false, { hold: 0 }).limit).toBe(40);
+    // Without RTT figures (no ops of the mode) there is no congestion to see.
+    expect(aimdStep(pool(40, 40, 0), bounds, 100e9, { ...quiet, rttMs: undefined, backlog: 5000 }, false, { hold: 0 }).limit).toBe(40);
   });
 
   it('shrinks to the degraded cap while health flags the target, and stays within bounds', () => {
-    const d = aimdStep({ limit: 100, leases: 0, waiters: 0 }, bounds, 100e9, quiet, true, { hold: 0 });
+    const d = aimdStep(pool(100, 0, 0), bounds, 100e9, quiet, true, { hold: 0 });
     expect(d.limit).toBe(25);
     expect(d.reason).toMatch(/degraded/);
-    expect(aimdStep({ limit: 1, leases: 1, waiters: 0 }, bounds, 100e9, { ...quiet, rttMs: 999 }, false, { hold: 0 }).limit).toBe(1);
-    expect(aimdStep({ limit: 100, leases: 100, waiters: 3 }, bounds, 100e9, quiet, false, { hold: 0 }).limit).toBe(100);
+    expect(aimdStep(pool(1, 1, 0), bounds, 100e9, { ...quiet, rttMs: 999 }, false, { hold: 0 }).limit).toBe(1);
+    expect(aimdStep(pool(100, 100, 3), bounds, 100e9, quiet, false, { hold: 0 }).limit).toBe(100);
+  });
+});
+
+describe('readyWaiters', () => {
+  it('counts the waiters the per-node cap lets through, in queue order, counting the ones ahead; a holder without a node is never capped', () => {
+    const leases = ['a', 'b', undefined];
+    const waiters = ['a', 'c', 'c', undefined, 'b', 'd', 'a'];
+    expect(readyWaiters(leases, waiters, 1)).toBe(3); // c, the one without a node, d
+    expect(readyWaiters(leases, waiters, 2)).toBe(6); // all but the last a, which would be a's third
+    expect(readyWaiters(leases, waiters, 0)).toBe(7);
+    expect(readyWaiters([], [], 1)).toBe(0);
   });
 });
 
@@ -79,7 +101,9 @@ describe('storage configuration', () => {
   const ok = [{ name: 'ckpt', mountPrefix: '/mnt/ckpt', writeBytesPerSecond: 250e9, readBytesPerSecond: 700e9 }];
   it('fills defaults: 128 RPC slots, 30 s TTL, server export from the name', () => {
     const [t] = parseStorageTargets(JSON.stringify(ok));
-    expect(t).toMatchObject({ rpcSlots: 128, leaseTtlMs: 30_000, serverExport: 'ckpt', write: { initial: 32, min: 1 }, aimd: DEFAULT_AIMD });
+    expect(t).toMatchObject({ rpcSlots: 128, leaseTtlMs: 30_000, serverExport: 'ckpt', write: { initial: 32, min: 1, perNode: 1 }, read: { initial: 64, perNode: 1 }, aimd: DEFAULT_AIMD });
+    const [u] = parseStorageTargets(JSON.stringify([{ ...ok[0], write: { initial: 4, max: 8 } }]));
+    expect(u!.write).toEqual({ initial: 4, min: 1, max: 8, perNode: 1 });
     expect(loadStorageConfig({}).targets).toEqual([]);
   });
   it('names the variable, the target and the field of a bad value', () => {
@@ -89,6 +113,7 @@ describe('storage configuration', () => {
     expect(() => parseStorageTargets('[{"name":"A"}')).toThrow(/STORAGE_TARGETS: not JSON/);
     expect(() => parseStorageTargets(JSON.stringify([...ok, ...ok]))).toThrow(/listed twice/);
     expect(() => loadStorageConfig({ STORAGE_CONTROL_MS: '5' })).toThrow(/STORAGE_CONTROL_MS/);
+    expect(() => parseStorageTargets(JSON.stringify([{ ...ok[0], read: { perNode: -1 } }]))).toThrow(/target "ckpt" read.perNode: /);
   });
   it('matches a health storage fault (server:export) to its target', () => {
     const [t] = parseStorageTargets(JSON.stringify([{ ...ok[0], serverExport: 'nfs1:/export/ckpt' }]));
@@ -113,7 +138,7 @@ describe('StorageAdmission controller', () => {
     batches = [batch('a', [mount('/mnt/ckpt', { ops: 100, rtt: 50 }, 500, 1, 1e9)])];
     await adm.step();
     expect(await limit()).toBe(3);
-    expect(adm.targets.get(t!.name)!.pools.write.reason).toMatch(/rtt 50 ms > 20, backlog 500 > 32/);
+    expect(adm.targets.get(t!.name)!.pools.write.reason).toBe('decrease: rtt 50 ms > 20 at 1 of 250 GB/s, backlog 500 > 32, slots 100% > 95%');
     faults = ['nfs1:/export/ckpt'];
     await adm.step();
     const shown = await adm.show(adm.target(t!.name));
@@ -142,16 +167,21 @@ describe('StorageAdmission controller', () => {
 
   it('hands a released slot to the head of the queue at once, not at its next poll', async () => {
     const wake = new LeaseWakeup();
-    const order: number[] = [];
+    const order: string[] = [];
     // Sleepers whose own poll is a minute away: only notify can end their sleep within the test.
-    const sleepers = [2, 0, 1].map((pos) => wake.sleep('t', 'write', pos, 60_000).then(() => order.push(pos)));
-    wake.notify('t', 'read', 3);
-    wake.notify('t', 'write', 2);
+    const sleepers = ['c', 'a', 'b'].map((id) => wake.sleep('t', 'write', id, 60_000).then(() => order.push(id)));
+    wake.notify('t', 'read', ['a', 'b', 'c']);
+    wake.notify('t', 'write', ['a', 'b', 'x']);
     await Promise.race([Promise.all(sleepers.slice(1)), new Promise((r) => setTimeout(r, 5_000))]);
-    expect(order.sort()).toEqual([0, 1]);
-    wake.notify('t', 'write', 1);
-    await sleepers[0];
-    expect(order).toEqual([0, 1, 2]);
+    expect(order.sort()).toEqual(['a', 'b']);
+    // Two calls of the same holder (a client retrying) sleep side by side: one wake ends both, and
+    // neither ends the other (they would wake each other in a loop).
+    const again = wake.sleep('t', 'write', 'c', 60_000).then(() => order.push('c again'));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(order).toEqual(['a', 'b']);
+    wake.notify('t', 'write', ['c']);
+    await Promise.all([sleepers[0], again]);
+    expect(order).toEqual(['a', 'b', 'c', 'c again']);
 
     // Through the calls: a waiter blocked in AcquireStorageLease is granted when the holder releases.
     const [t] = parseStorageTargets(JSON.stringify([{ name: `h${process.pid}`, mountPrefix: '/mnt/h', writeBytesPerSecond: 1e9, readBytesPerSecond: 1e9, write: { initial: 1, min: 1, max: 1 } }]));
@@ -165,5 +195,29 @@ describe('StorageAdmission controller', () => {
     expect((await adm.store.state(t!.name, 'write')).waiters.map((w) => w.holder.jobId)).toEqual(['b']);
     expect((await calls.releaseStorageLease({ target: t!.name, leaseId: first.lease!.id, jobId: '', attempt: 0 })).released).toBe(1);
     expect(await second).toMatchObject({ granted: true, lease: { id: 'w:b:1:0' } });
+  });
+
+  it('admits one holder per node: a waiter whose node holds a lease is passed over, the next node goes, and a release wakes exactly the holder that may go', async () => {
+    const [t] = parseStorageTargets(JSON.stringify([{ name: `n${process.pid}`, mountPrefix: '/mnt/n', writeBytesPerSecond: 1e9, readBytesPerSecond: 1e9, write: { initial: 2, min: 2, max: 2 } }]));
+    const adm = new StorageAdmission(redisOf(), { targets: [t!], controlIntervalMs: 1000, schedulerAddr: undefined, httpPort: undefined, httpHost: '127.0.0.1' }, undefined, pino({ level: 'silent' }));
+    const calls = storageCalls(adm);
+    const mode = StorageLeaseMode.STORAGE_LEASE_MODE_WRITE;
+    const ask = (jobId: string, rank: number, node: string, waitMs: number) => calls.acquireStorageLease({ target: t!.name, path: '', mode, holder: { jobId, attempt: 1, rank, node }, ttlMs: 0, waitMs });
+    expect((await ask('a', 0, 'n1', 0)).granted).toBe(true);
+    const a1 = ask('a', 1, 'n1', 30_000); // n1 holds its one lease: waits although a slot is free
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await ask('b', 0, 'n2', 0)).toMatchObject({ granted: true, leases: 2 });
+    const c0 = ask('c', 0, 'n3', 30_000); // the pool is full now
+    await new Promise((r) => setTimeout(r, 300));
+    const st = await adm.store.state(t!.name, 'write');
+    expect(st.waiters.map((w) => [w.id, w.position])).toEqual([['w:a:1:1', 0], ['w:c:1:0', 1]]);
+    // What the controller sees: two waiting, but only c's node could take a lease if the pool grew.
+    expect(poolView(st, 2, 1)).toEqual({ limit: 2, leases: 2, waiters: 2, ready: 1 });
+    expect(await adm.store.grantable(t!.name, 'write', 2, 1)).toEqual([]);
+    // b's release frees a slot: c (n3) gets it, a1 stays behind n1's lease.
+    await calls.releaseStorageLease({ target: t!.name, leaseId: 'w:b:1:0', jobId: '', attempt: 0 });
+    expect(await c0).toMatchObject({ granted: true, lease: { id: 'w:c:1:0' } });
+    await calls.releaseStorageLease({ target: t!.name, leaseId: 'w:a:1:0', jobId: '', attempt: 0 });
+    expect(await a1).toMatchObject({ granted: true, lease: { id: 'w:a:1:1' } });
   });
 });

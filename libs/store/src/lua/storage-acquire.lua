@@ -1,13 +1,12 @@
--- Acquire (or renew) a storage lease from a bounded pool, FIFO across everyone who asked.
--- KEYS: 1 leases (zset id -> expiry ms), 2 holders (hash id -> holder JSON), 3 waiters (zset
---       id -> ticket), 4 waiter last-seen (zset id -> ms), 5 waiter info (hash id -> holder
---       JSON), 6 pool (hash: limit, seq)
+-- Acquire (or renew) a storage lease from a bounded pool, FIFO across everyone who asked, with
+-- at most `perNode` leases per node. KEYS: as storage-pool.lua.
 -- ARGV: 1 lease id "{w|r}:{job}:{attempt}:{rank}", 2 holder JSON, 3 now ms (0: Redis TIME),
 --       4 ttl ms, 5 waiter ttl ms (a waiter that stops asking for this long loses its place),
---       6 job id, 7 attempt, 8 limit when the pool has none yet
+--       6 job id, 7 attempt, 8 limit when the pool has none yet, 9 leases per node (0: no
+--       cap), 10 the holder's node ('' when it named none)
 -- Returns {granted 0|1, queue position, limit, leases held after this call, expiry ms, now ms}.
--- The pool never holds more than `limit` leases: a lease is granted only while fewer are held,
--- and only to a waiter with fewer waiters ahead of it than there are free slots.
+-- The pool never holds more than `limit` leases, nor more than `perNode` on one node: a lease is
+-- granted only to a holder among the first free-slot-many waiters that grantable() lets through.
 local id = ARGV[1]
 local now = tonumber(ARGV[3])
 if now == 0 then
@@ -16,20 +15,10 @@ if now == 0 then
 end
 local ttl = tonumber(ARGV[4])
 local waiterTtl = tonumber(ARGV[5])
+local perNode = tonumber(ARGV[9])
+local node = ARGV[10]
 
-local function dropLease(lid)
-  redis.call('ZREM', KEYS[1], lid)
-  redis.call('HDEL', KEYS[2], lid)
-end
-local function dropWaiter(wid)
-  redis.call('ZREM', KEYS[3], wid)
-  redis.call('ZREM', KEYS[4], wid)
-  redis.call('HDEL', KEYS[5], wid)
-end
-
--- Leases whose holder stopped renewing, waiters who stopped asking.
-for _, lid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do dropLease(lid) end
-for _, wid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now - waiterTtl)) do dropWaiter(wid) end
+sweep(now, waiterTtl)
 
 local limit = tonumber(redis.call('HGET', KEYS[6], 'limit'))
 if limit == nil then
@@ -60,15 +49,16 @@ if not redis.call('ZSCORE', KEYS[3], id) then
   local ticket = redis.call('HINCRBY', KEYS[6], 'seq', 1)
   redis.call('ZADD', KEYS[3], ticket, id)
   redis.call('HSET', KEYS[5], id, ARGV[2])
+  if node ~= '' then redis.call('HSET', KEYS[7], id, node) end
 end
 redis.call('ZADD', KEYS[4], now, id)
 
 local held = redis.call('ZCARD', KEYS[1])
-local position = redis.call('ZRANK', KEYS[3], id)
-if position < limit - held then
-  dropWaiter(id)
+local next = grantable(limit, perNode, id)
+if next[#next] == id then
+  dropWaiter(id, true)
   redis.call('ZADD', KEYS[1], now + ttl, id)
   redis.call('HSET', KEYS[2], id, ARGV[2])
   return {1, 0, limit, held + 1, now + ttl, now}
 end
-return {0, position, limit, held, 0, now}
+return {0, redis.call('ZRANK', KEYS[3], id), limit, held, 0, now}

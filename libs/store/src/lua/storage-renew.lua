@@ -1,6 +1,5 @@
 -- Extend a held storage lease.
--- KEYS: 1 leases (zset id -> expiry ms), 2 holders (hash)
--- ARGV: 1 lease id, 2 now ms (0: Redis TIME), 3 ttl ms
+-- KEYS: as storage-pool.lua. ARGV: 1 lease id, 2 now ms (0: Redis TIME), 3 ttl ms
 -- Returns the new expiry (ms), or 0 when the lease expired or was released (it is gone then).
 local now = tonumber(ARGV[2])
 if now == 0 then
@@ -9,8 +8,7 @@ if now == 0 then
 end
 local expiry = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
 if expiry == nil or expiry <= now then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('HDEL', KEYS[2], ARGV[1])
+  dropLease(ARGV[1])
   return 0
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
