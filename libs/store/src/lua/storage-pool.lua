@@ -45,7 +45,10 @@ local function grantable(limit, perNode, stopAt)
   local free = limit - #leases
   local out = {}
   if free <= 0 then return out end
-  local waiters = redis.call('ZRANGE', KEYS[3], 0, -1)
+  -- An acquire needs only the waiters up to itself.
+  local last = -1
+  if stopAt then last = redis.call('ZRANK', KEYS[3], stopAt) or -1 end
+  local waiters = redis.call('ZRANGE', KEYS[3], 0, last)
   if perNode <= 0 then
     for i = 1, math.min(free, #waiters) do out[i] = waiters[i] end
     return out
