@@ -156,7 +156,8 @@ export function rankNodeIndices(state: ClusterState, job: RunningJob): number[] 
  */
 export class VictimPool {
   readonly jobs: readonly RunningJob[];
-  readonly nodes: readonly (readonly number[])[];
+  /** Each job's node indices, worked out when a search first asks (a cycle may search none). */
+  private readonly nodes: (readonly number[] | undefined)[];
   readonly terminating: Uint8Array;
   readonly priority: Float64Array;
   /** Dense tenant ids (into `tenants`). */
@@ -167,7 +168,7 @@ export class VictimPool {
   private left: number;
   private terminatingLeft = 0;
 
-  constructor(state: ClusterState, running: readonly RunningJob[], now: number) {
+  constructor(private readonly state: ClusterState, running: readonly RunningJob[], now: number) {
     this.jobs = victimOrder(running, now);
     const n = this.jobs.length;
     this.terminating = new Uint8Array(n);
@@ -176,7 +177,7 @@ export class VictimPool {
     this.claimed = new Uint8Array(n);
     this.left = n;
     const tenantIds = new Map<string, number>();
-    const nodes: (readonly number[])[] = [];
+    this.nodes = new Array<readonly number[] | undefined>(n);
     for (let k = 0; k < n; k++) {
       const j = this.jobs[k]!;
       this.index.set(j.id, k);
@@ -189,9 +190,14 @@ export class VictimPool {
         this.tenants.push(j.tenant);
       }
       this.tenant[k] = t;
-      nodes.push(rankNodeIndices(state, j));
     }
-    this.nodes = nodes;
+  }
+
+  /** Node indices of job k's ranks (-1 for nodes not in the snapshot). */
+  nodesOf(k: number): readonly number[] {
+    let idx = this.nodes[k];
+    if (!idx) this.nodes[k] = idx = rankNodeIndices(this.state, this.jobs[k]!);
+    return idx;
   }
 
   /** Jobs not yet claimed (only terminating ones, with `terminatingOnly`). */
@@ -239,32 +245,22 @@ export function findVictims(search: VictimSearch): VictimChoice | undefined {
   const quotaVictim = (k: number) => !s.admitted && pool.jobs[k]!.tenant === job.tenant;
   const level = job.topology === 'same-switch' ? state.leaf : job.topology === 'same-spine' ? state.spine : job.topology === 'same-nvlink-domain' ? state.nvl : undefined;
   if (level === undefined) {
-    const useful = candidates.filter((k) => quotaVictim(k) || touches(pool.nodes[k]!, (i) => fit.mask[i] === 1));
+    const useful: number[] = [];
+    for (const k of candidates) if (quotaVictim(k) || touchesMask(pool.nodesOf(k), fit.mask)) useful.push(k);
     return greedy(s, useful, state.freeCountsCopy());
   }
-  // Domains with enough statically eligible nodes (in the order the candidates first name
-  // them), and the victims touching each.
-  const perDomain = new Int32Array(level === state.leaf ? state.leafNames.length : level === state.spine ? state.spineNames.length : state.nvlNames.length);
-  const domains: number[] = [];
-  const candidatesIn = new Map<number, number[]>();
-  for (const i of fit.candidates) {
-    const d = level[i]!;
-    if (perDomain[d]!++ === 0) {
-      domains.push(d);
-      candidatesIn.set(d, []);
-    }
-    candidatesIn.get(d)!.push(i);
-  }
-  const byDomain = new Map<number, number[]>();
+  const { perDomain, domains, candidatesIn } = splitByDomain(fit.candidates, level, state);
+  // The victims touching each domain that holds enough statically eligible nodes.
+  const byDomain: (number[] | undefined)[] = new Array<number[] | undefined>(perDomain.length);
   const shared: number[] = [];
   for (const k of candidates) {
     if (quotaVictim(k)) shared.push(k);
-    for (const i of pool.nodes[k]!) {
+    for (const i of pool.nodesOf(k)) {
       if (i < 0 || fit.mask[i] !== 1) continue;
       const d = level[i]!;
       if (perDomain[d]! < job.nodes) continue;
-      let list = byDomain.get(d);
-      if (!list) byDomain.set(d, (list = []));
+      let list = byDomain[d];
+      if (!list) byDomain[d] = list = [];
       // Victims are visited one at a time: one already listed here is the list's last.
       if (list[list.length - 1] !== k) list.push(k);
     }
@@ -275,10 +271,10 @@ export function findVictims(search: VictimSearch): VictimChoice | undefined {
   for (const d of domains) {
     const count = perDomain[d]!;
     if (count < job.nodes) continue;
-    const local = byDomain.get(d) ?? [];
+    const local = byDomain[d] ?? [];
     // Pool indices follow the victim order, so the union in ascending index is cheapest first.
     const victims = shared.length === 0 ? local : [...new Set([...local, ...shared])].sort((a, b) => a - b);
-    const choice = greedy(s, victims, free, { level, domain: d, candidates: candidatesIn.get(d)! });
+    const choice = greedy(s, victims, free, { level, domain: d, candidates: candidatesIn[d]! });
     if (!choice) continue;
     const cost = victimCost(choice, s.policy.now);
     if (!best || lexLess(cost, bestCost)) {
@@ -287,6 +283,43 @@ export function findVictims(search: VictimSearch): VictimChoice | undefined {
     }
   }
   return best;
+}
+
+/** A job's candidates grouped by the domains of one level. */
+interface DomainSplit {
+  /** Candidates per domain. */
+  perDomain: Int32Array;
+  /** The domains with candidates, in the order the candidates first name them. */
+  domains: number[];
+  /** Each domain's candidates, ascending. */
+  candidatesIn: (number[] | undefined)[];
+}
+
+/**
+ * Splits are the same for every search of one candidate list at one level (a shape's fit is
+ * shared by its jobs, and a cycle searches a shape many times): kept per list, which lives
+ * for one cycle.
+ */
+const splits = new WeakMap<Int32Array, Map<Int32Array, DomainSplit>>();
+
+function splitByDomain(candidates: Int32Array, level: Int32Array, state: ClusterState): DomainSplit {
+  let byLevel = splits.get(candidates);
+  if (!byLevel) splits.set(candidates, (byLevel = new Map()));
+  let split = byLevel.get(level);
+  if (split) return split;
+  const perDomain = new Int32Array(level === state.leaf ? state.leafNames.length : level === state.spine ? state.spineNames.length : state.nvlNames.length);
+  const domains: number[] = [];
+  const candidatesIn: (number[] | undefined)[] = new Array<number[] | undefined>(perDomain.length);
+  for (const i of candidates) {
+    const d = level[i]!;
+    if (perDomain[d]!++ === 0) {
+      domains.push(d);
+      candidatesIn[d] = [];
+    }
+    candidatesIn[d]!.push(i);
+  }
+  byLevel.set(level, (split = { perDomain, domains, candidatesIn }));
+  return split;
 }
 
 /**
@@ -317,8 +350,9 @@ function mayBeVictims(s: VictimSearch): number[] {
   return out;
 }
 
-function touches(nodes: readonly number[], pred: (i: number) => boolean): boolean {
-  for (const i of nodes) if (i >= 0 && pred(i)) return true;
+/** Whether one of the nodes is in the mask (a job's statically eligible nodes). */
+function touchesMask(nodes: readonly number[], mask: Uint8Array): boolean {
+  for (const i of nodes) if (i >= 0 && mask[i] === 1) return true;
   return false;
 }
 
@@ -404,7 +438,7 @@ function greedySearch(s: Search, useful: readonly number[], free: Uint8Array, to
       newVictims += 1;
       ledger.release(v.tenant, gpusOf(v));
     }
-    const idx = s.pool.nodes[u]!;
+    const idx = s.pool.nodesOf(u);
     for (let k = 0; k < idx.length; k++) {
       const i = idx[k]!;
       if (i < 0) continue;
@@ -421,14 +455,17 @@ function greedySearch(s: Search, useful: readonly number[], free: Uint8Array, to
     if (outcome.ok) break;
   }
   if (!outcome?.ok) return undefined;
-  return trim(s, chosen, outcome);
+  return trim(s, chosen, outcome, free, touched);
 }
 
 /**
  * Keeps only the victims the chosen nodes need (cheapest first), then re-selects on that
  * smaller set; repeats while it shrinks. Falls back to the previous set if re-selection fails.
+ * `free` is the search's scratch copy of the free counts, which differs from the live ones
+ * only at `touched` (where every chosen victim runs): each round resets those and adds the
+ * kept victims' GPUs, instead of copying the whole cluster (greedy restores it after).
  */
-function trim(s: Search, chosen: VictimChoice['victims'], first: VictimChoice['outcome']): VictimChoice {
+function trim(s: Search, chosen: VictimChoice['victims'], first: VictimChoice['outcome'], free: Uint8Array, touched: readonly number[]): VictimChoice {
   const { state, job } = s;
   const g = job.gpusPerNode;
   let best: VictimChoice = { victims: chosen, outcome: first };
@@ -452,7 +489,7 @@ function trim(s: Search, chosen: VictimChoice['victims'], first: VictimChoice['o
       }
     }
     if (kept.length === best.victims.length) break;
-    const free = state.freeCountsCopy();
+    for (const i of touched) free[i] = state.freeCount[i]!;
     const changed: number[] = [];
     for (const c of kept) {
       for (const r of c.job.ranks) {
