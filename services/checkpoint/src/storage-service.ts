@@ -324,6 +324,7 @@ export class StorageAdmission {
       limit: s.limit ?? t.cfg[mode].initial,
       min: t.cfg[mode].min,
       max: t.cfg[mode].max,
+      perNode: t.cfg[mode].perNode,
       leases: s.leases.length,
       waiters: s.waiters.length,
       reason: t.pools[mode].reason,

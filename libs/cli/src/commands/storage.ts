@@ -20,7 +20,7 @@ function ago(d: Date | undefined, now: Date): string {
 
 function poolLine(p: StoragePool | undefined): string {
   if (!p) return '-';
-  return `${p.leases}/${p.limit} leased (min ${p.min}, max ${p.max}), ${p.waiters} waiting; ${p.reason}`;
+  return `${p.leases}/${p.limit} leased (min ${p.min}, max ${p.max}${p.perNode ? `, ${p.perNode} per node` : ''}), ${p.waiters} waiting; ${p.reason}`;
 }
 
 export function storageView(targets: StorageTarget[], now: Date): string {

@@ -99,9 +99,16 @@ export interface StoragePool {
   max: number;
   leases: number;
   waiters: number;
-  /** The last controller decision, e.g. "decrease: backlog 412 > 64". */
+  /** The last controller decision, e.g. "increase: 28 waiting on nodes under their cap, 154.5 of 250 GB/s". */
   reason: string;
-  updatedAt?: Date | undefined;
+  updatedAt?:
+    | Date
+    | undefined;
+  /**
+   * Leases one node may hold at once in this mode (0 = no per-node cap): one writer per node
+   * keeps a node's RPC slot table from queueing one flush behind another.
+   */
+  perNode: number;
 }
 
 /** The NFS client telemetry of the target's mounts, aggregated over the nodes that reported it. */
@@ -606,7 +613,7 @@ export const StorageWaiter: MessageFns<StorageWaiter> = {
 };
 
 function createBaseStoragePool(): StoragePool {
-  return { mode: 0, limit: 0, min: 0, max: 0, leases: 0, waiters: 0, reason: "", updatedAt: undefined };
+  return { mode: 0, limit: 0, min: 0, max: 0, leases: 0, waiters: 0, reason: "", updatedAt: undefined, perNode: 0 };
 }
 
 export const StoragePool: MessageFns<StoragePool> = {
@@ -634,6 +641,9 @@ export const StoragePool: MessageFns<StoragePool> = {
     }
     if (message.updatedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(66).fork()).join();
+    }
+    if (message.perNode !== 0) {
+      writer.uint32(72).uint32(message.perNode);
     }
     return writer;
   },
@@ -715,6 +725,14 @@ export const StoragePool: MessageFns<StoragePool> = {
             message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.perNode = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -741,6 +759,11 @@ export const StoragePool: MessageFns<StoragePool> = {
         : isSet(object.updated_at)
         ? fromJsonTimestamp(object.updated_at)
         : undefined,
+      perNode: isSet(object.perNode)
+        ? globalThis.Number(object.perNode)
+        : isSet(object.per_node)
+        ? globalThis.Number(object.per_node)
+        : 0,
     };
   },
 
@@ -770,6 +793,9 @@ export const StoragePool: MessageFns<StoragePool> = {
     if (message.updatedAt !== undefined) {
       obj.updatedAt = message.updatedAt.toISOString();
     }
+    if (message.perNode !== 0) {
+      obj.perNode = Math.round(message.perNode);
+    }
     return obj;
   },
 
@@ -786,6 +812,7 @@ export const StoragePool: MessageFns<StoragePool> = {
     message.waiters = object.waiters ?? 0;
     message.reason = object.reason ?? "";
     message.updatedAt = object.updatedAt ?? undefined;
+    message.perNode = object.perNode ?? 0;
     return message;
   },
 };
