@@ -199,7 +199,12 @@ try {
   const done = await eventually('a job after the fuzzing', async () => {
     const j = await client.getJob(job!.id);
     return j.state === JobState.JOB_STATE_SUCCEEDED || j.state === JobState.JOB_STATE_FAILED ? j : undefined;
-  }, 120_000, 500);
+  }, 120_000, 500).catch(async (err: Error) => {
+    // Say where it stuck: the job as the gateway has it, and the last lines of the services.
+    const j = await client.getJob(job!.id).catch(() => undefined);
+    const tail = (name: string) => stack.logsOf(name).split('\n').slice(-25).join('\n');
+    throw new Error(`${err.message}\njob ${j ? `${JobState[j.state]}: ${j.reason} ${j.explanation}` : 'unreadable'}\n--- scheduler-0\n${tail('scheduler-0')}\n--- agent-${NODE}\n${tail(`agent-${NODE}`)}`);
+  });
   if (done.state !== JobState.JOB_STATE_SUCCEEDED) failures.push(`a job after the fuzzing ended ${JobState[done.state]}: ${done.reason}`);
   for (const name of ['scheduler-0', 'checkpoint', `agent-${NODE}`]) if (/unhandled rejection|uncaughtException/i.test(stack.logsOf(name))) failures.push(`${name} logged an unhandled error`);
 } catch (err) {
