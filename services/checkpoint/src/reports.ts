@@ -13,7 +13,7 @@
 import { isAbsolute } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ConsumerMessages } from '@nats-io/jetstream';
-import type { Logger } from '@gantry/service-kit';
+import { throttledWarn, type Logger } from '@gantry/service-kit';
 import { CheckpointReport, CheckpointState, type Job } from '@gantry/proto';
 import { RetryLater, SUBJECT_TOKEN, checkpointReportSender, consumeDurable, consumers, decode, streams, subjects } from '@gantry/bus';
 import type { CheckpointStore, ObservedCheckpoint } from '@gantry/store';
@@ -68,8 +68,8 @@ export class ReportConsumer {
   private messages: ConsumerMessages | undefined;
   /** Jobs reported on since start, for the periodic retention pass (bounded, oldest dropped). */
   private readonly seen = new Set<string>();
-  /** Per reason: when a drop was last logged, and how many since were not (a flood must not flood the log). */
-  private readonly lastLogged = new Map<string, { at: number; suppressed: number }>();
+  /** Per reason, at most a line a second (a flood must not flood the log). */
+  private readonly warnDropped: ReturnType<typeof throttledWarn>;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -79,7 +79,9 @@ export class ReportConsumer {
     private readonly log: Logger,
     /** How long a report whose attempt is not placed yet (as far as the job events say) is retried. */
     private readonly placementWaitMs = 120_000,
-  ) {}
+  ) {
+    this.warnDropped = throttledWarn(log, 'dropping a checkpoint report its sender may not make');
+  }
 
   async start(): Promise<void> {
     this.messages = await consumeDurable(this.nc, {
@@ -141,13 +143,7 @@ export class ReportConsumer {
   /** Counts the drop; logs at most one line per reason a second, with how many were not logged. */
   private drop(reason: ReportDropReason, detail: Record<string, unknown>): void {
     this.metrics.reportsDropped.inc({ reason });
-    const now = Date.now();
-    const last = this.lastLogged.get(reason);
-    if (last && now - last.at < 1_000) {
-      last.suppressed++;
-      return;
-    }
-    this.lastLogged.set(reason, { at: now, suppressed: 0 });
-    this.log.warn({ reason, ...detail, ...(last?.suppressed ? { notLogged: last.suppressed } : {}) }, 'dropping a checkpoint report its sender may not make');
+    this.warnDropped(reason, { reason, ...detail });
   }
+
 }

@@ -9,7 +9,7 @@ import { Counter, type Registry } from 'prom-client';
 import type { Job } from '@gantry/proto';
 import type { NodeInstances } from '@gantry/store';
 import { subjectNode } from '@gantry/bus';
-import type { Logger } from '@gantry/service-kit';
+import { throttledWarn, type Logger } from '@gantry/service-kit';
 
 export type AgentMessageKind = 'register' | 'heartbeat' | 'rank-event' | 'host-event' | 'telemetry' | 'logs';
 export type DropReason =
@@ -30,10 +30,11 @@ const guards = new WeakMap<Registry, AgentMessageGuard>();
 
 export class AgentMessageGuard {
   private readonly dropped: Counter<'kind' | 'reason'>;
-  /** Per kind and reason: when a drop was last logged, and how many since were not. */
-  private readonly lastLogged = new Map<string, { at: number; suppressed: number }>();
+  /** Per kind and reason, at most a line a second. */
+  private readonly warnDropped: ReturnType<typeof throttledWarn>;
 
-  private constructor(metrics: Registry, private readonly log: Logger) {
+  private constructor(metrics: Registry, log: Logger) {
+    this.warnDropped = throttledWarn(log, 'dropped an agent message');
     this.dropped = new Counter({
       name: 'gantry_agent_messages_dropped_total',
       help: 'Agent messages the scheduler dropped as untrustworthy: payload node not the subject\'s, from another agent instance than the registered one (or a replaced one), rank event for a rank not placed on that node',
@@ -104,16 +105,9 @@ export class AgentMessageGuard {
    */
   drop(kind: AgentMessageKind, reason: DropReason, detail: Record<string, unknown>): void {
     this.dropped.inc({ kind, reason });
-    const key = `${kind}/${reason}`;
-    const now = Date.now();
-    const last = this.lastLogged.get(key);
-    if (last && now - last.at < 1_000) {
-      last.suppressed++;
-      return;
-    }
-    this.lastLogged.set(key, { at: now, suppressed: 0 });
-    this.log.warn({ kind, reason, ...detail, ...(last?.suppressed ? { notLogged: last.suppressed } : {}) }, 'dropped an agent message');
+    this.warnDropped(`${kind}/${reason}`, { kind, reason, ...detail });
   }
+
 
   /** Dropped so far (tests and fuzzing read it). */
   async count(kind: AgentMessageKind, reason: DropReason): Promise<number> {
