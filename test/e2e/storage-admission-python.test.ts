@@ -18,6 +18,7 @@ import { waitForJob } from '../harness/fixtures.js';
 import { gantry } from '../harness/tools.js';
 
 const TARGET = 'py-ckpt';
+const NAMED = 'py-named';
 
 let stack: TestStack;
 let client: GantryClient;
@@ -38,6 +39,11 @@ beforeAll(async () => {
           name: TARGET, mountPrefix: nfs, serverExport: '10.0.0.12:/ckpt',
           writeBytesPerSecond: 250e9, readBytesPerSecond: 700e9, leaseTtlMs: 3_000,
           write: { initial: 1, min: 1, max: 1 }, read: { initial: 4, min: 1, max: 4 },
+        }, {
+          // Named by a job's checkpoint.storage_target; its prefix does not hold the job's directory.
+          name: NAMED, mountPrefix: '/mnt/named-elsewhere', serverExport: '10.0.0.13:/named',
+          writeBytesPerSecond: 250e9, readBytesPerSecond: 700e9, leaseTtlMs: 3_000,
+          write: { initial: 1, min: 1, max: 1 }, read: { initial: 1, min: 1, max: 1 },
         }]),
       },
     },
@@ -106,6 +112,8 @@ describe('storage admission from Python through the agent', () => {
     // "I am done": a releases, b gets the lease without waiting for a TTL.
     writeFileSync(a.go, '');
     await eventually('b holds the lease', () => read(b.out).startsWith('held') || undefined, 30_000);
+    // a writes "released" once its release call returns, which can be after b was granted.
+    await eventually('a records its release', () => read(a.out).endsWith('released\n') || undefined, 30_000);
     expect(read(a.out)).toBe(`held w:${a.id}:1:0 ${TARGET} waited=0\nreleased\n`);
     // b's acquire waited at the service (wait_ms) and was granted by the same call
     expect(read(b.out)).toMatch(new RegExp(`^held w:${b.id}:1:0 ${TARGET} waited=\\d+\\n$`));
@@ -150,5 +158,21 @@ describe('storage admission from Python through the agent', () => {
     expect(jobStateName((await waitForJob(client, id, [JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED], 60_000)).state)).toBe('SUCCEEDED');
     expect(read(errs)).toBe(`400 mode must be "write" or "read"\n403 lease w:someone-else:1:0 does not belong to job ${id} attempt 1`);
     expect((await storage.getTarget(TARGET)).readPool!.leases).toBe(0);
+  });
+
+  it("a job that names its storage target takes its leases there, not on the target whose prefix holds its directory", async () => {
+    const out = join(stack.workDir, 'py-named.out');
+    const go = join(stack.workDir, 'py-named.go');
+    const { job } = await client.submitJob({
+      name: 'py-lease-named', nodes: 1, gpusPerNode: 1, command: ['python3', '-c', rankScript('write', out, go)],
+      checkpoint: { dir: join(nfs, 'n'), format: CheckpointFormat.CHECKPOINT_FORMAT_UNSPECIFIED, storageTarget: NAMED, retention: undefined },
+    });
+    const id = job!.id;
+    await eventually('write lease on the named target', () => read(out).startsWith('held') || undefined, 60_000);
+    expect(read(out)).toBe(`held w:${id}:1:0 ${NAMED} waited=0\n`);
+    expect((await storage.getTarget(NAMED)).writePool!.leases).toBe(1);
+    expect((await storage.getTarget(TARGET)).writePool!.leases).toBe(0);
+    writeFileSync(go, '');
+    expect(jobStateName((await waitForJob(client, id, [JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED], 60_000)).state)).toBe('SUCCEEDED');
   });
 });

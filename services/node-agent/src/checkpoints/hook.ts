@@ -84,7 +84,7 @@ export class CheckpointHook implements RankHook {
     let token = Object.keys(tokens).find((t) => tokens[t]!.jobId === ctx.jobId && tokens[t]!.attempt === ctx.attempt);
     if (!token) {
       token = randomBytes(32).toString('hex');
-      tokens[token] = { jobId: ctx.jobId, attempt: ctx.attempt, dir, format: ctx.env?.GANTRY_CHECKPOINT_FORMAT ?? 'auto', retention: ctx.env?.GANTRY_CHECKPOINT_RETENTION ?? '', ranks: [] };
+      tokens[token] = { jobId: ctx.jobId, attempt: ctx.attempt, dir, format: ctx.env?.GANTRY_CHECKPOINT_FORMAT ?? 'auto', retention: ctx.env?.GANTRY_CHECKPOINT_RETENTION ?? '', storageTarget: ctx.env?.GANTRY_STORAGE_TARGET ?? '', ranks: [] };
     }
     if (!tokens[token]!.ranks.includes(ctx.rank)) tokens[token]!.ranks.push(ctx.rank);
     this.state.state.dirs[ctx.jobId] = { dir, at: Date.now() };

@@ -38,6 +38,8 @@ export interface TokenRecord {
   dir: string;
   format: string;
   retention: string;
+  /** JobSpec.checkpoint.storage_target ('' = the target whose mount prefix holds `dir`); absent in state files from before it. */
+  storageTarget?: string;
   /** Node ranks on this host holding the token; it is revoked when the last one exits. */
   ranks: number[];
 }

@@ -104,7 +104,8 @@ export class StorageRoute {
     const ttlMs = int(body, 'ttl_ms', 0, 3_600_000);
     const client = this.svc();
     const res = await this.call<AcquireStorageLeaseResponse>(client.acquireStorageLease, {
-      target: '', path: tok.dir,
+      // The job's named target if it has one, else the one whose mount prefix holds its directory.
+      target: tok.storageTarget ?? '', path: tok.storageTarget ? '' : tok.dir,
       mode: mode === 'write' ? StorageLeaseMode.STORAGE_LEASE_MODE_WRITE : StorageLeaseMode.STORAGE_LEASE_MODE_READ,
       holder: { jobId: tok.jobId, attempt: tok.attempt, rank, node: this.node },
       ttlMs, waitMs,

@@ -73,6 +73,9 @@ export function checkpointEnv(job: Job): Record<string, string> {
     GANTRY_CHECKPOINT_DIR: c.dir,
     GANTRY_CHECKPOINT_FORMAT: format || 'auto',
     ...(c.retention && { GANTRY_CHECKPOINT_RETENTION: JSON.stringify(CheckpointRetention.toJSON(c.retention)) }),
+    // The storage target the job named: its ranks' leases are taken there, not on the target
+    // whose mount prefix holds the directory.
+    ...(c.storageTarget && { GANTRY_STORAGE_TARGET: c.storageTarget }),
   };
 }
 
