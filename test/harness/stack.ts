@@ -15,8 +15,12 @@ import { freePort } from './ports.js';
 import { devClientTls, devTlsEnv, ensureDevCerts, type DevCertFiles, type DevCertName } from '../../deploy/local/dev-certs.js';
 import { ManagedProcess } from './process.js';
 import { BusSecurity } from '../../deploy/local/bus-security.js';
-import { natsAuthenticator } from '@gantry/service-kit/connections';
+import { connectRedis, natsAuthenticator } from '@gantry/service-kit/connections';
+import { createLogger } from '@gantry/service-kit/logger';
 import type { ConnectionOptions } from '@nats-io/transport-node';
+
+/** The harness's own Redis connection: Redis is killed on purpose, so its warnings are noise. */
+const silentLog = createLogger('test-harness', 'silent');
 
 export interface StackOptions {
   agents?: number;
@@ -151,7 +155,9 @@ export class TestStack {
     if (this.opts.ha) await this.startHaInfra();
     else [this.nats, this.redisServer] = await Promise.all([startNats(join(this.workDir, 'nats'), { configFile: this.opts.natsAuth ? this.bus.natsAuthFile : undefined }), startRedis(join(this.workDir, 'redis'))]);
     this.redis = this.redisHa
-      ? new Redis({ sentinels: parseSentinels(this.redisHa.sentinels), name: this.redisHa.masterName, role: 'master', failoverDetector: true, maxRetriesPerRequest: null, reconnectOnError: (e) => (/^READONLY/.test(e.message) ? 2 : false) })
+      // The services' own connection code (its Sentinel options and its reconnect after
+      // ioredis ends a connection mid-failover), without their replica WAIT.
+      ? connectRedis({ url: 'redis://', sentinels: parseSentinels(this.redisHa.sentinels), masterName: this.redisHa.masterName, waitReplicas: 0, waitTimeoutMs: 0 }, silentLog)
       : new Redis(this.redisServer.url, { maxRetriesPerRequest: null, lazyConnect: false });
     // The tests kill Redis on purpose; the client reconnects, its errors are noise.
     if (this.redisHa) this.redis.on('error', () => undefined);
