@@ -184,7 +184,19 @@ export interface CheckpointSpec {
   format: CheckpointFormat;
   /** Name of a configured storage target (storage admission); empty = none. */
   storageTarget: string;
-  retention?: CheckpointRetention | undefined;
+  retention?:
+    | CheckpointRetention
+    | undefined;
+  /**
+   * The job allows Gantry to hold its ranks' checkpoint flushes until storage admits them,
+   * for training code that does not ask itself: the agent preloads a small shim
+   * (libgantry-admit.so, LD_PRELOAD) into the ranks' processes, which takes a write lease
+   * around each close/fclose/fsync/fdatasync of a file written inside `dir` (docs/storage.md
+   * says what it cannot hold). Requires `dir` and a storage target that resolves: the one
+   * named here, else the one whose mount prefix holds `dir`. Unset = false (optional, so that
+   * code building a CheckpointSpec without it stays valid).
+   */
+  admitFlushes?: boolean | undefined;
 }
 
 export interface CheckpointFile {
@@ -473,7 +485,7 @@ export const CheckpointRetention: MessageFns<CheckpointRetention> = {
 };
 
 function createBaseCheckpointSpec(): CheckpointSpec {
-  return { dir: "", format: 0, storageTarget: "", retention: undefined };
+  return { dir: "", format: 0, storageTarget: "", retention: undefined, admitFlushes: undefined };
 }
 
 export const CheckpointSpec: MessageFns<CheckpointSpec> = {
@@ -489,6 +501,9 @@ export const CheckpointSpec: MessageFns<CheckpointSpec> = {
     }
     if (message.retention !== undefined) {
       CheckpointRetention.encode(message.retention, writer.uint32(34).fork()).join();
+    }
+    if (message.admitFlushes !== undefined) {
+      writer.uint32(40).bool(message.admitFlushes);
     }
     return writer;
   },
@@ -538,6 +553,14 @@ export const CheckpointSpec: MessageFns<CheckpointSpec> = {
             message.retention = CheckpointRetention.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.admitFlushes = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -560,6 +583,11 @@ export const CheckpointSpec: MessageFns<CheckpointSpec> = {
         ? globalThis.String(object.storage_target)
         : "",
       retention: isSet(object.retention) ? CheckpointRetention.fromJSON(object.retention) : undefined,
+      admitFlushes: isSet(object.admitFlushes)
+        ? globalThis.Boolean(object.admitFlushes)
+        : isSet(object.admit_flushes)
+        ? globalThis.Boolean(object.admit_flushes)
+        : undefined,
     };
   },
 
@@ -577,6 +605,9 @@ export const CheckpointSpec: MessageFns<CheckpointSpec> = {
     if (message.retention !== undefined) {
       obj.retention = CheckpointRetention.toJSON(message.retention);
     }
+    if (message.admitFlushes !== undefined) {
+      obj.admitFlushes = message.admitFlushes;
+    }
     return obj;
   },
 
@@ -591,6 +622,7 @@ export const CheckpointSpec: MessageFns<CheckpointSpec> = {
     message.retention = (object.retention !== undefined && object.retention !== null)
       ? CheckpointRetention.fromPartial(object.retention)
       : undefined;
+    message.admitFlushes = object.admitFlushes ?? undefined;
     return message;
   },
 };
