@@ -53,6 +53,19 @@ export interface PoolState {
   limit: number | undefined;
   leases: HeldLease[];
   waiters: WaitingHolder[];
+  /** What the controller last wrote with the limit (`setLimit`), if anything. */
+  controller: PoolController | undefined;
+}
+
+/**
+ * The controller's state beside the limit, in the same hash and written with it, so a
+ * restarted (or another) checkpoint service continues from it: counters such as steps to hold
+ * or steps idle, the reason for the limit, and when it was decided.
+ */
+export interface PoolController {
+  state: Record<string, number>;
+  reason: string;
+  atMs: number;
 }
 
 export const STORAGE_TARGET_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
@@ -91,6 +104,20 @@ function parseHolder(json: string | undefined, id: string): StoredHolder {
   }
   const p = parseStorageLeaseId(id);
   return { jobId: p?.jobId ?? id, attempt: p?.attempt ?? 0, rank: p?.rank ?? 0, atMs: 0 };
+}
+
+/** A malformed value (written by hand, or by a version that stored something else) is ignored. */
+function parseController(json: string | null): PoolController | undefined {
+  if (!json) return undefined;
+  try {
+    const v = JSON.parse(json) as Partial<PoolController>;
+    if (typeof v !== 'object' || v === null || typeof v.state !== 'object' || v.state === null) return undefined;
+    const state: Record<string, number> = {};
+    for (const [k, n] of Object.entries(v.state)) if (typeof n === 'number' && Number.isFinite(n)) state[k] = n;
+    return { state, reason: typeof v.reason === 'string' ? v.reason : '', atMs: typeof v.atMs === 'number' ? v.atMs : 0 };
+  } catch {
+    return undefined;
+  }
 }
 
 export interface StorageLeaseStoreOptions {
@@ -182,8 +209,11 @@ export class StorageLeaseStore {
     return n;
   }
 
-  async setLimit(target: string, mode: StorageMode, limit: number): Promise<void> {
-    await this.redis.hset(this.k(target, mode).pool, 'limit', Math.max(0, Math.floor(limit)));
+  /** Sets the pool's limit and, with `controller`, the controller's state beside it (one HSET). */
+  async setLimit(target: string, mode: StorageMode, limit: number, controller?: PoolController): Promise<void> {
+    const fields: Record<string, string | number> = { limit: Math.max(0, Math.floor(limit)) };
+    if (controller) fields.controller = JSON.stringify(controller);
+    await this.redis.hset(this.k(target, mode).pool, fields);
   }
 
   /** The pool as it stands: unexpired leases and live waiters in queue order. */
@@ -195,13 +225,13 @@ export class StorageLeaseStore {
       .zrange(k.waiters, 0, -1)
       .zrange(k.seen, 0, -1, 'WITHSCORES')
       .hgetall(k.info)
-      .hget(k.pool, 'limit')
+      .hmget(k.pool, 'limit', 'controller')
       .time()
       .exec();
     if (!res) throw new Error('storage pool read was aborted');
     for (const [err] of res) if (err) throw err;
-    const [leasesRaw, holders, waitersRaw, seenRaw, info, limit, time] = res.map(([, v]) => v) as [
-      string[], Record<string, string>, string[], string[], Record<string, string>, string | null, [string, string],
+    const [leasesRaw, holders, waitersRaw, seenRaw, info, [limit, controllerRaw], time] = res.map(([, v]) => v) as [
+      string[], Record<string, string>, string[], string[], Record<string, string>, [string | null, string | null], [string, string],
     ];
     const now = nowMs ?? (this.clock ? this.clock() : Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000));
     const leases: HeldLease[] = [];
@@ -220,6 +250,6 @@ export class StorageLeaseStore {
       const { atMs, ...holder } = parseHolder(info[id], id);
       waiters.push({ id, holder, sinceMs: atMs, position: waiters.length });
     }
-    return { limit: limit === null ? undefined : Number(limit), leases, waiters };
+    return { limit: limit === null ? undefined : Number(limit), leases, waiters, controller: parseController(controllerRaw) };
   }
 }

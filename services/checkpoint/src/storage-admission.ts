@@ -45,6 +45,14 @@ export interface AimdParams {
   holdAfterDecrease: number;
   /** While the health detector flags the target: the limit is at most this share of max. */
   degradedShare: number;
+  /**
+   * Consecutive idle steps (no leases, no waiters, no bytes of the mode on the target) after
+   * which the limit starts to decay toward the pool's initial size, halving the distance each
+   * further idle step: TCP's congestion-window validation (RFC 2861, RFC 7661) for a pool. A
+   * limit learned in the last save says nothing about the next one minutes later, and a stale
+   * large limit lets every node flush at once.
+   */
+  idleSteps: number;
 }
 
 export const DEFAULT_AIMD: AimdParams = {
@@ -56,6 +64,11 @@ export const DEFAULT_AIMD: AimdParams = {
   capacityHeadroom: 0.9,
   holdAfterDecrease: 1,
   degradedShare: 0.25,
+  // Telemetry covers the interval before the step, so the step after the last release can
+  // still show that save's bytes; three idle steps are at least two whole intervals in which
+  // nothing of the mode moved (20-30 s at the default 10 s interval, shorter than the minutes
+  // between checkpoints, so every save starts from the initial size).
+  idleSteps: 3,
 };
 
 /** What the controller sees of one mode of one target, each interval. */
@@ -85,6 +98,17 @@ export interface PoolView {
 export interface AimdState {
   /** Steps left to hold after a decrease. */
   hold: number;
+  /** Consecutive idle steps so far. */
+  idle: number;
+}
+
+/**
+ * The state as stored beside the pool's limit (`StorageLeaseStore.setLimit`); missing or bad
+ * counters start from zero, which only delays a decay or ends a hold early.
+ */
+export function aimdStateOf(saved: Readonly<Record<string, number>> | undefined): AimdState {
+  const count = (n: number | undefined) => (n !== undefined && Number.isFinite(n) && n > 0 ? Math.floor(n) : 0);
+  return { hold: count(saved?.hold), idle: count(saved?.idle) };
 }
 
 export interface AimdDecision {
@@ -197,14 +221,26 @@ const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(n < 10 ?
  * lease per node, fewer leases leave nodes idle that still have shards to write, and those
  * finish alone at the end at their own transport's speed, with the server half idle.
  */
-export function aimdStep(pool: PoolView, bounds: Pick<PoolBounds, 'min' | 'max'>, capacityBytesPerSecond: number, signals: StorageSignals | undefined, degraded: boolean, state: AimdState, p: AimdParams = DEFAULT_AIMD): AimdDecision {
+export function aimdStep(pool: PoolView, bounds: Pick<PoolBounds, 'initial' | 'min' | 'max'>, capacityBytesPerSecond: number, signals: StorageSignals | undefined, degraded: boolean, state: AimdState, p: AimdParams = DEFAULT_AIMD): AimdDecision {
   const clamp = (n: number) => Math.min(bounds.max, Math.max(bounds.min, Math.round(n)));
   const limit = clamp(pool.limit);
   if (degraded) {
     const cap = clamp(bounds.max * p.degradedShare);
     const next = clamp(Math.min(cap, limit * p.decrease));
-    return { limit: next, reason: `decrease: target degraded (health), cap ${cap}`, state: { hold: p.holdAfterDecrease } };
+    return { limit: next, reason: `decrease: target degraded (health), cap ${cap}`, state: { hold: p.holdAfterDecrease, idle: 0 } };
   }
+  // Idle: nothing held, nothing asked, nothing of the mode moved (without telemetry there is no
+  // telemetry-backed evidence of idleness, so no decay).
+  if (pool.leases === 0 && pool.waiters === 0 && signals && signals.activeNodes === 0 && signals.bytesPerSecond === 0) {
+    const idle = state.idle + 1;
+    const initial = clamp(bounds.initial);
+    if (limit === initial) return { limit, reason: `hold: idle at the initial size`, state: { hold: 0, idle } };
+    if (idle < p.idleSteps) return { limit, reason: `hold: idle ${idle} of ${p.idleSteps} steps before the limit decays toward ${initial}`, state: { hold: 0, idle } };
+    // Half the distance per step (RFC 2861 halves cwnd per idle RTO), rounded toward the initial size.
+    const next = initial + Math.sign(limit - initial) * Math.floor(Math.abs(limit - initial) / 2);
+    return { limit: next, reason: `decay: idle ${idle} steps, toward the initial ${initial}`, state: { hold: 0, idle } };
+  }
+  state = { ...state, idle: 0 };
   const moved = signals?.bytesPerSecond ?? 0;
   const rate = `${fmt(moved / 1e9)} of ${fmt(capacityBytesPerSecond / 1e9)} GB/s`;
   // The backlog and full slots alone do not shrink the pool either: close/fsync hands a whole
@@ -218,10 +254,10 @@ export function aimdStep(pool: PoolView, bounds: Pick<PoolBounds, 'min' | 'max'>
     if (signals.slotUtilization > p.slotUtilizationHigh) congestion.push(`slots ${fmt(signals.slotUtilization * 100)}% > ${fmt(p.slotUtilizationHigh * 100)}%`);
   }
   if (state.hold > 0) {
-    return { limit, reason: `hold: after decrease${congestion.length ? ` (${congestion.join(', ')})` : ''}`, state: { hold: state.hold - 1 } };
+    return { limit, reason: `hold: after decrease${congestion.length ? ` (${congestion.join(', ')})` : ''}`, state: { hold: state.hold - 1, idle: 0 } };
   }
   if (congestion.length) {
-    return { limit: clamp(limit * p.decrease), reason: `decrease: ${congestion.join(', ')}`, state: { hold: p.holdAfterDecrease } };
+    return { limit: clamp(limit * p.decrease), reason: `decrease: ${congestion.join(', ')}`, state: { hold: p.holdAfterDecrease, idle: 0 } };
   }
   if (pool.ready > 0 && pool.leases >= limit) {
     // Telemetry lags the limit by about an interval: at most doubling per step, like TCP's slow start.

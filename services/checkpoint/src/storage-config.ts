@@ -36,6 +36,7 @@ const aimd = z.object({
   capacityHeadroom: z.number().gt(0).max(1),
   holdAfterDecrease: z.number().int().min(0),
   degradedShare: z.number().gt(0).max(1),
+  idleSteps: z.number().int().min(1),
 }).strict().partial();
 
 const target = z.object({

@@ -40,7 +40,7 @@ import {
 } from '@gantry/proto';
 import { StorageLeaseStore, parseStorageLeaseId, type StorageHolder, type StorageMode } from '@gantry/store';
 import { internalChannelCredentials, internalChannelOptions, invalidArgument, notFound, unary, type InternalTls, type Logger, type ServiceContext } from '@gantry/service-kit';
-import { aggregateTelemetry, aimdStep, mountBelongs, poolView, type AimdState, type StorageSignals } from './storage-admission.js';
+import { aggregateTelemetry, aimdStateOf, aimdStep, mountBelongs, poolView, type StorageSignals } from './storage-admission.js';
 import { loadStorageConfig, type StorageConfig, type StorageTargetConfig } from './storage-config.js';
 import { serveStorageHttp } from './storage-http.js';
 
@@ -96,11 +96,17 @@ function fromProtoMode(m: StorageLeaseMode): StorageMode {
 }
 const ts = (ms: number) => new Date(ms);
 
+/**
+ * What this process last saw and decided, for `show` and metrics. The state that decides the
+ * limit (the AIMD counters) is in Redis beside the limit, not here: a restarted service
+ * continues from it.
+ */
 interface PoolRuntime {
-  aimd: AimdState;
   reason: string;
   updatedMs: number;
   signals: StorageSignals | undefined;
+  /** Has this process stepped the pool yet? Before that, `show` gives the stored reason. */
+  stepped: boolean;
 }
 
 interface TargetRuntime {
@@ -198,7 +204,7 @@ export class StorageAdmission {
     this.store = new StorageLeaseStore(redis);
     const now = Date.now();
     for (const cfg of config.targets) {
-      const pool = (): PoolRuntime => ({ aimd: { hold: 0 }, reason: view ? 'initial' : 'fixed: no SCHEDULER_ADDR, no telemetry', updatedMs: now, signals: undefined });
+      const pool = (): PoolRuntime => ({ reason: view ? 'initial' : 'fixed: no SCHEDULER_ADDR, no telemetry', updatedMs: now, signals: undefined, stepped: false });
       this.targets.set(cfg.name, { cfg, degraded: false, pools: { write: pool(), read: pool() }, observedMs: 0 });
     }
   }
@@ -261,13 +267,15 @@ export class StorageAdmission {
           const state = await this.store.state(t.cfg.name, mode);
           const limit = state.limit ?? bounds.initial;
           const capacity = mode === 'write' ? t.cfg.writeBytesPerSecond : t.cfg.readBytesPerSecond;
-          const d = aimdStep(poolView(state, limit, bounds.perNode), bounds, capacity, signals, t.degraded, pr.aimd, t.cfg.aimd);
+          const d = aimdStep(poolView(state, limit, bounds.perNode), bounds, capacity, signals, t.degraded, aimdStateOf(state.controller?.state), t.cfg.aimd);
+          // The limit and the counters behind it in one write, every step: a restarted service
+          // holds or decays from where this one was.
+          await this.store.setLimit(t.cfg.name, mode, d.limit, { state: { ...d.state }, reason: d.reason, atMs: now });
           if (d.limit !== limit) {
-            await this.store.setLimit(t.cfg.name, mode, d.limit);
             if (d.limit > limit) await this.wake(t, mode);
             this.log.info({ target: t.cfg.name, mode, from: limit, to: d.limit, reason: d.reason }, 'storage pool resized');
           }
-          Object.assign(pr, { aimd: d.state, reason: d.reason, updatedMs: now, signals });
+          Object.assign(pr, { reason: d.reason, updatedMs: now, signals, stepped: true });
         }
       }
       await this.reap();
@@ -319,17 +327,23 @@ export class StorageAdmission {
 
   async show(t: TargetRuntime): Promise<StorageTarget> {
     const [w, r] = await Promise.all(MODES.map((m) => this.store.state(t.cfg.name, m)));
-    const pool = (mode: StorageMode, s: NonNullable<typeof w>): StoragePool => ({
-      mode: toProtoMode(mode),
-      limit: s.limit ?? t.cfg[mode].initial,
-      min: t.cfg[mode].min,
-      max: t.cfg[mode].max,
-      perNode: t.cfg[mode].perNode,
-      leases: s.leases.length,
-      waiters: s.waiters.length,
-      reason: t.pools[mode].reason,
-      updatedAt: ts(t.pools[mode].updatedMs),
-    });
+    const pool = (mode: StorageMode, s: NonNullable<typeof w>): StoragePool => {
+      const pr = t.pools[mode];
+      // Until this process steps the pool, the reason is the one stored with the limit (by an
+      // earlier run of the service).
+      const stored = this.view && !pr.stepped ? s.controller : undefined;
+      return {
+        mode: toProtoMode(mode),
+        limit: s.limit ?? t.cfg[mode].initial,
+        min: t.cfg[mode].min,
+        max: t.cfg[mode].max,
+        perNode: t.cfg[mode].perNode,
+        leases: s.leases.length,
+        waiters: s.waiters.length,
+        reason: stored ? stored.reason : pr.reason,
+        updatedAt: ts(stored ? stored.atMs : pr.updatedMs),
+      };
+    };
     const ws = t.pools.write.signals;
     const rs = t.pools.read.signals;
     const any = ws ?? rs;

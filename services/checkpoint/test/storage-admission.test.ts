@@ -5,7 +5,7 @@ import pino from 'pino';
 import { TelemetryBatch, type NfsMountTelemetry } from '@gantry/proto';
 import { ConfigError } from '@gantry/service-kit';
 import { useRedis } from '../../../libs/store/test/redis-fixture.js';
-import { DEFAULT_AIMD, aggregateTelemetry, aimdStep, mountBelongs, poolView, readyWaiters, type StorageSignals } from '../src/storage-admission.js';
+import { DEFAULT_AIMD, aggregateTelemetry, aimdStateOf, aimdStep, mountBelongs, poolView, readyWaiters, type AimdState, type StorageSignals } from '../src/storage-admission.js';
 import { loadStorageConfig, parseStorageTargets } from '../src/storage-config.js';
 import { JobState } from '@gantry/proto';
 import { LeaseWakeup, StorageAdmission, attemptOver, faultMatches, storageCalls, type ClusterView } from '../src/storage-service.js';
@@ -29,45 +29,89 @@ describe('aimdStep', () => {
   const pool = (limit: number, leases: number, waiters: number, ready = waiters) => ({ limit, leases, waiters, ready });
 
   it('increases only while the limit, not the per-node cap, holds holders back: one lease per such waiter, at least `increase`, at most doubling', () => {
-    expect(aimdStep(pool(10, 10, 5), bounds, 100e9, quiet, false, { hold: 0 })).toMatchObject({ limit: 15, reason: 'increase: 5 waiting on nodes under their cap, 10 of 100 GB/s' });
-    expect(aimdStep(pool(10, 10, 30), bounds, 100e9, quiet, false, { hold: 0 }).limit).toBe(20);
-    expect(aimdStep(pool(10, 10, 5, 1), bounds, 100e9, quiet, false, { hold: 0 }).limit).toBe(12);
+    expect(aimdStep(pool(10, 10, 5), bounds, 100e9, quiet, false, { hold: 0, idle: 0 })).toMatchObject({ limit: 15, reason: 'increase: 5 waiting on nodes under their cap, 10 of 100 GB/s' });
+    expect(aimdStep(pool(10, 10, 30), bounds, 100e9, quiet, false, { hold: 0, idle: 0 }).limit).toBe(20);
+    expect(aimdStep(pool(10, 10, 5, 1), bounds, 100e9, quiet, false, { hold: 0, idle: 0 }).limit).toBe(12);
     // Every waiter is on a node that holds its share: a larger pool would admit none of them.
-    expect(aimdStep(pool(10, 10, 9, 0), bounds, 100e9, quiet, false, { hold: 0 })).toMatchObject({ limit: 10, reason: 'hold: pool not the bottleneck' });
-    expect(aimdStep(pool(10, 4, 0), bounds, 100e9, quiet, false, { hold: 0 }).limit).toBe(10);
-    expect(aimdStep(pool(100, 100, 3), bounds, 100e9, quiet, false, { hold: 0 }).limit).toBe(100);
+    expect(aimdStep(pool(10, 10, 9, 0), bounds, 100e9, quiet, false, { hold: 0, idle: 0 })).toMatchObject({ limit: 10, reason: 'hold: pool not the bottleneck' });
+    expect(aimdStep(pool(10, 4, 0), bounds, 100e9, quiet, false, { hold: 0, idle: 0 }).limit).toBe(10);
+    expect(aimdStep(pool(100, 100, 3), bounds, 100e9, quiet, false, { hold: 0, idle: 0 }).limit).toBe(100);
   });
 
   it('grows at full delivery with a deep server queue: waiting nodes would otherwise finish their shards alone at the end', () => {
     const standing = { ...quiet, rttMs: 35, backlog: 900, slotUtilization: 1, bytesPerSecond: 95e9 };
-    expect(aimdStep(pool(40, 40, 20), bounds, 100e9, standing, false, { hold: 0 })).toMatchObject({ limit: 60, reason: 'increase: 20 waiting on nodes under their cap, 95 of 100 GB/s' });
-    expect(aimdStep(pool(40, 40, 0), bounds, 100e9, standing, false, { hold: 0 })).toMatchObject({ limit: 40, reason: 'hold: pool not the bottleneck' });
+    expect(aimdStep(pool(40, 40, 20), bounds, 100e9, standing, false, { hold: 0, idle: 0 })).toMatchObject({ limit: 60, reason: 'increase: 20 waiting on nodes under their cap, 95 of 100 GB/s' });
+    expect(aimdStep(pool(40, 40, 0), bounds, 100e9, standing, false, { hold: 0, idle: 0 })).toMatchObject({ limit: 40, reason: 'hold: pool not the bottleneck' });
   });
 
   it('decreases multiplicatively when the server queues without delivering (RTT high, bytes below the headroom), then holds one step; a backlog or full slots with a low RTT do not', () => {
     for (const s of [{ backlog: 100 }, { slotUtilization: 0.99 }]) {
-      expect(aimdStep(pool(40, 40, 9), bounds, 100e9, { ...quiet, ...s }, false, { hold: 0 }).reason).toMatch(/^increase: /);
+      expect(aimdStep(pool(40, 40, 9), bounds, 100e9, { ...quiet, ...s }, false, { hold: 0, idle: 0 }).reason).toMatch(/^increase: /);
     }
-    expect(aimdStep(pool(40, 40, 9), bounds, 100e9, { ...quiet, rttMs: 80, backlog: 100 }, false, { hold: 0 }).reason).toBe('decrease: rtt 80 ms > 20 at 10 of 100 GB/s, backlog 100 > 32');
+    expect(aimdStep(pool(40, 40, 9), bounds, 100e9, { ...quiet, rttMs: 80, backlog: 100 }, false, { hold: 0, idle: 0 }).reason).toBe('decrease: rtt 80 ms > 20 at 10 of 100 GB/s, backlog 100 > 32');
     for (const s of [{ rttMs: 80 }, { rttMs: 80, backlog: 100, slotUtilization: 0.99 }, { rttMs: 80, bytesPerSecond: 89e9 }]) {
-      const d = aimdStep(pool(40, 40, 9), bounds, 100e9, { ...quiet, ...s }, false, { hold: 0 });
+      const d = aimdStep(pool(40, 40, 9), bounds, 100e9, { ...quiet, ...s }, false, { hold: 0, idle: 0 });
       expect(d.limit).toBe(28);
       expect(d.reason).toMatch(/^decrease: /);
       const held = aimdStep(pool(28, 28, 9), bounds, 100e9, { ...quiet, ...s }, false, d.state);
       expect(held).toMatchObject({ limit: 28, reason: expect.stringMatching(/^hold: after decrease \(rtt 80 ms > 20 at /) });
     }
     // The same RTT while the target moves 90 % of its capacity or more is a standing queue: no decrease.
-    expect(aimdStep(pool(40, 40, 0), bounds, 100e9, { ...quiet, rttMs: 80, bytesPerSecond: 90e9 }, false, { hold: 0 }).limit).toBe(40);
+    expect(aimdStep(pool(40, 40, 0), bounds, 100e9, { ...quiet, rttMs: 80, bytesPerSecond: 90e9 }, false, { hold: 0, idle: 0 }).limit).toBe(40);
     // Without RTT figures (no ops of the mode) there is no congestion to see.
-    expect(aimdStep(pool(40, 40, 0), bounds, 100e9, { ...quiet, rttMs: undefined, backlog: 5000 }, false, { hold: 0 }).limit).toBe(40);
+    expect(aimdStep(pool(40, 40, 0), bounds, 100e9, { ...quiet, rttMs: undefined, backlog: 5000 }, false, { hold: 0, idle: 0 }).limit).toBe(40);
+  });
+
+  it('decays an idle pool toward its initial size after `idleSteps` idle steps, halving the distance per step (RFC 2861), from above and from below', () => {
+    const idle: StorageSignals = { nodes: 4, activeNodes: 0, backlog: 0, rttMs: undefined, slotUtilization: 0, bytesPerSecond: 0 };
+    const run = (from: number, steps: number) => {
+      let limit = from;
+      let state: AimdState = { hold: 0, idle: 0 };
+      const out: number[] = [];
+      const reasons: string[] = [];
+      for (let i = 0; i < steps; i++) {
+        const d = aimdStep(pool(limit, 0, 0), bounds, 100e9, idle, false, state);
+        ({ limit, state } = d);
+        out.push(limit);
+        reasons.push(d.reason);
+      }
+      return { out, reasons };
+    };
+    // The old rule held a stale 60 forever ('hold: pool not the bottleneck'): the next save let every node flush at once.
+    const down = run(60, 9);
+    expect(down.out).toEqual([60, 60, 35, 22, 16, 13, 11, 10, 10]);
+    expect(down.reasons.slice(0, 3)).toEqual(['hold: idle 1 of 3 steps before the limit decays toward 10', 'hold: idle 2 of 3 steps before the limit decays toward 10', 'decay: idle 3 steps, toward the initial 10']);
+    expect(down.reasons.at(-1)).toBe('hold: idle at the initial size');
+    // A limit a congested save cut to 2 says as little about the next save.
+    expect(run(2, 7).out).toEqual([2, 2, 6, 8, 9, 10, 10]);
+    expect(aimdStep(pool(60, 0, 0), { ...bounds, initial: 200 }, 100e9, idle, false, { hold: 0, idle: 5 }).limit).toBe(80); // within [min, max]
+  });
+
+  it('does not count a step as idle while leases are held, holders wait, bytes of the mode move, or without telemetry; activity restarts the count', () => {
+    const idle: StorageSignals = { nodes: 4, activeNodes: 0, backlog: 0, rttMs: undefined, slotUtilization: 0, bytesPerSecond: 0 };
+    const late = { hold: 0, idle: 7 };
+    expect(aimdStep(pool(60, 0, 0), bounds, 100e9, idle, false, late).limit).toBe(35);
+    for (const [p, s] of [[pool(60, 1, 0), idle], [pool(60, 0, 1, 0), idle], [pool(60, 0, 0), { ...idle, activeNodes: 1, bytesPerSecond: 1e6 }], [pool(60, 0, 0), undefined]] as const) {
+      const d = aimdStep(p, bounds, 100e9, s, false, late);
+      expect(d.limit).toBe(60);
+      expect(d.state.idle).toBe(0);
+    }
+    // Health wins over idleness: a degraded target stays at its degraded cap.
+    expect(aimdStep(pool(60, 0, 0), bounds, 100e9, idle, true, late)).toMatchObject({ limit: 25, state: { idle: 0 } });
+  });
+
+  it('reads stored counters leniently: missing or bad ones start from zero', () => {
+    expect(aimdStateOf(undefined)).toEqual({ hold: 0, idle: 0 });
+    expect(aimdStateOf({ hold: 1, idle: 2.7 })).toEqual({ hold: 1, idle: 2 });
+    expect(aimdStateOf({ hold: -3, idle: Number.NaN })).toEqual({ hold: 0, idle: 0 });
   });
 
   it('shrinks to the degraded cap while health flags the target, and stays within bounds', () => {
-    const d = aimdStep(pool(100, 0, 0), bounds, 100e9, quiet, true, { hold: 0 });
+    const d = aimdStep(pool(100, 0, 0), bounds, 100e9, quiet, true, { hold: 0, idle: 0 });
     expect(d.limit).toBe(25);
     expect(d.reason).toMatch(/degraded/);
-    expect(aimdStep(pool(1, 1, 0), bounds, 100e9, { ...quiet, rttMs: 999 }, false, { hold: 0 }).limit).toBe(1);
-    expect(aimdStep(pool(100, 100, 3), bounds, 100e9, quiet, false, { hold: 0 }).limit).toBe(100);
+    expect(aimdStep(pool(1, 1, 0), bounds, 100e9, { ...quiet, rttMs: 999 }, false, { hold: 0, idle: 0 }).limit).toBe(1);
+    expect(aimdStep(pool(100, 100, 3), bounds, 100e9, quiet, false, { hold: 0, idle: 0 }).limit).toBe(100);
   });
 });
 
@@ -145,6 +189,24 @@ describe('StorageAdmission controller', () => {
     expect(shown.degraded).toBe(true);
     expect(shown.writePool).toMatchObject({ limit: 2, leases: 2, waiters: 1 }); // the third asked once, before the pool grew
     expect(shown.telemetry).toMatchObject({ nodes: 1, backlogQueueLength: 500 });
+  });
+
+  it('keeps the AIMD counters in Redis with the limit: a restarted service continues an idle decay and shows the stored reason until its first step', async () => {
+    const [t] = parseStorageTargets(JSON.stringify([{ name: `i${process.pid}`, mountPrefix: '/mnt/i', writeBytesPerSecond: 250e9, readBytesPerSecond: 700e9, write: { initial: 10, min: 1, max: 100 } }]));
+    const quietMount = batch('a', [{ ...mount('/mnt/i', { ops: 0, rtt: 0 }, 0, 0, 0), rates: { ops: [] } } as unknown as NfsMountTelemetry]);
+    const view: ClusterView = { telemetry: async () => [quietMount], storageFaults: async () => [], job: async () => undefined, close: () => undefined };
+    const config = { targets: [t!], controlIntervalMs: 1000, schedulerAddr: 'stub', httpPort: undefined, httpHost: '127.0.0.1' };
+    const first = new StorageAdmission(redisOf(), config, view, pino({ level: 'silent' }));
+    await first.store.setLimit(t!.name, 'write', 60);
+    await first.step();
+    await first.step();
+    expect(await first.store.state(t!.name, 'write')).toMatchObject({ limit: 60, controller: { state: { hold: 0, idle: 2 }, reason: 'hold: idle 2 of 3 steps before the limit decays toward 10' } });
+    first.stop();
+    // A new process: it has not stepped yet, so `show` gives what the last one decided.
+    const second = new StorageAdmission(redisOf(), config, view, pino({ level: 'silent' }));
+    expect((await second.show(second.target(t!.name))).writePool).toMatchObject({ limit: 60, reason: 'hold: idle 2 of 3 steps before the limit decays toward 10' });
+    await second.step();
+    expect((await second.show(second.target(t!.name))).writePool).toMatchObject({ limit: 35, reason: 'decay: idle 3 steps, toward the initial 10' });
   });
 
   it('releases the leases and places of attempts that are over, and leaves unknown jobs to the TTL', async () => {

@@ -1,7 +1,7 @@
 -- Shared by the storage pool scripts (prepended to each one when it is loaded).
 -- KEYS: 1 leases (zset id -> expiry ms), 2 holders (hash id -> holder JSON), 3 waiters (zset
 --       id -> ticket), 4 waiter last-seen (zset id -> ms), 5 waiter info (hash id -> holder
---       JSON), 6 pool (hash: limit, seq), 7 nodes (hash id -> node, for the leases and waiters
+--       JSON), 6 pool (hash: limit, seq, controller), 7 nodes (hash id -> node, for the leases and waiters
 --       whose holder named its node)
 
 local function dropLease(lid)
