@@ -115,7 +115,10 @@ const WATCHDOG = [
 export const WRAPPER_SCRIPT = [
   JOIN_DEVICE_CGROUP,
   PREFLIGHT,
-  '"$@" &',
+  // GANTRY_ADMIT_PRELOAD (the checkpoint hook, for a job with checkpoint.admit_flushes) is
+  // preloaded into the command only, after the job's own LD_PRELOAD: not into this shell, its
+  // watchdog or the watchdog's sleeps.
+  'if [ -n "$GANTRY_ADMIT_PRELOAD" ]; then LD_PRELOAD="${LD_PRELOAD:+$LD_PRELOAD:}$GANTRY_ADMIT_PRELOAD" "$@" & else "$@" & fi',
   'child=$!',
   // The job's environment may set a PATH without the system folders; the command has it
   // already, the wrapper's own sleep and mv need them.
