@@ -7,7 +7,7 @@ export * from './lease.js';
 export * from './durability.js';
 export * from './outbox.js';
 export * from './checkpoints.js';
-export { scriptRunner, type ScriptRunner, type ScriptName } from './scripts.js';
+export { scriptRunner, type ScriptRunner, type ScriptName, type ScriptCall, type ScriptResult } from './scripts.js';
 export * from './node-telemetry.js';
 export * from './scheduling-state.js';
 export * from './health.js';

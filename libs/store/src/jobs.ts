@@ -276,6 +276,42 @@ export class JobStore {
 
   /** Applies one validated change of a job; throws StaleWriteError, FencedError or AllocationConflictError. */
   async commit(c: JobCommit): Promise<JobRecord> {
+    const w = this.prepareCommit(c);
+    return commitReply(w.next, c, await this.scripts.run('gantryCommitJob', w.keys, w.args));
+  }
+
+  /**
+   * Applies several jobs' changes in one round trip: each is still its own validated
+   * compare-and-set script (one may fail while the others apply), written together in one
+   * pipeline, with one replica wait for the lot. The outcome of each, in order: its new record,
+   * or the error commit() would have thrown for it. A failed replica wait (ReplicationError)
+   * or a lost connection rejects the whole call: any of the writes may or may not stand.
+   */
+  async commitMany(commits: readonly JobCommit[]): Promise<PromiseSettledResult<JobRecord>[]> {
+    const out: PromiseSettledResult<JobRecord>[] = new Array(commits.length);
+    const writes: { i: number; w: PreparedCommit }[] = [];
+    commits.forEach((c, i) => {
+      try {
+        writes.push({ i, w: this.prepareCommit(c) });
+      } catch (reason) {
+        out[i] = { status: 'rejected', reason };
+      }
+    });
+    const replies = await this.scripts.runMany(writes.map(({ w }) => ({ name: 'gantryCommitJob', keys: w.keys, args: w.args })));
+    writes.forEach(({ i, w }, k) => {
+      const r = replies[k]!;
+      try {
+        if (!r.ok) throw r.error;
+        out[i] = { status: 'fulfilled', value: commitReply(w.next, commits[i]!, r.value) };
+      } catch (reason) {
+        out[i] = { status: 'rejected', reason };
+      }
+    });
+    return out;
+  }
+
+  /** The commit script's keys and arguments for one change (throws InvalidTransitionError). */
+  private prepareCommit(c: JobCommit): PreparedCommit {
     const from = c.prev.job.state;
     const to = c.next.state;
     if (from !== to && !canTransitionJob(from, to)) {
@@ -304,23 +340,34 @@ export class JobStore {
     for (const r of releases) { keyList.push(keys.nodeAlloc(r.node), keys.nodePorts(r.node)); args.push(r.gpu, r.owner); }
     for (const cl of claims) { keyList.push(keys.nodeAlloc(cl.node), keys.node(cl.node)); args.push(cl.gpu, cl.owner); }
     for (const p of portClaims) { keyList.push(keys.nodePorts(p.node)); args.push(p.port, p.owner); }
-    const res = (await this.scripts.run('gantryCommitJob', keyList, args)) as string[];
-    switch (res[0]) {
-      case 'OK':
-        return { job: next, rev: Number(res[1]) };
-      case 'FENCED':
-        throw new FencedError(String(c.epoch));
-      case 'STALE':
-        throw new StaleWriteError(keys.job(next.id), Number(res[1]), res[2] ?? '');
-      case 'CONFLICT':
-        throw new AllocationConflictError(`${res[1]} gpu ${res[2]} held by ${res[3]}`);
-      case 'NODE_NOT_READY':
-        throw new AllocationConflictError(`${res[1]} is ${res[2] || 'unknown'}, not READY`);
-      case 'PORT_CONFLICT':
-        throw new AllocationConflictError(`${res[1]} port ${res[2]} held by ${res[3]}`);
-      default:
-        throw new Error(`unexpected reply from commit-job: ${JSON.stringify(res)}`);
-    }
+    return { next, keys: keyList, args };
+  }
+}
+
+interface PreparedCommit {
+  next: Job;
+  keys: string[];
+  args: (string | number | Buffer)[];
+}
+
+/** The commit script's reply as the new record, or the error it stands for. */
+function commitReply(next: Job, c: JobCommit, reply: unknown): JobRecord {
+  const res = reply as string[];
+  switch (res[0]) {
+    case 'OK':
+      return { job: next, rev: Number(res[1]) };
+    case 'FENCED':
+      throw new FencedError(String(c.epoch));
+    case 'STALE':
+      throw new StaleWriteError(keys.job(next.id), Number(res[1]), res[2] ?? '');
+    case 'CONFLICT':
+      throw new AllocationConflictError(`${res[1]} gpu ${res[2]} held by ${res[3]}`);
+    case 'NODE_NOT_READY':
+      throw new AllocationConflictError(`${res[1]} is ${res[2] || 'unknown'}, not READY`);
+    case 'PORT_CONFLICT':
+      throw new AllocationConflictError(`${res[1]} port ${res[2]} held by ${res[3]}`);
+    default:
+      throw new Error(`unexpected reply from commit-job: ${JSON.stringify(res)}`);
   }
 }
 

@@ -127,6 +127,21 @@ export class NodeStore {
     return new Map(Object.entries(raw).map(([port, owner]) => [Number(port), owner]));
   }
 
+  /** ports() of several nodes in one pipelined round trip. */
+  async portsOf(names: readonly string[]): Promise<Map<string, Map<number, string>>> {
+    const out = new Map<string, Map<number, string>>();
+    if (names.length === 0) return out;
+    const p = this.redis.pipeline();
+    for (const n of names) p.hgetall(keys.nodePorts(n));
+    const res = (await p.exec()) ?? [];
+    names.forEach((n, i) => {
+      const [err, raw] = res[i] ?? [new Error('no reply')];
+      if (err) throw err;
+      out.set(n, new Map(Object.entries(raw as Record<string, string>).map(([port, owner]) => [Number(port), owner])));
+    });
+    return out;
+  }
+
   async commit(c: NodeCommit): Promise<NodeRecord> {
     const from = c.prev?.node.state ?? NodeState.NODE_STATE_UNSPECIFIED;
     const to = c.next.state;

@@ -53,7 +53,36 @@ export function scriptRunner(redis: Redis) {
       if (DURABLE.has(name)) await awaitReplicas(redis);
       return res;
     },
+    /**
+     * Several script calls written in one pipeline (one socket write, one round trip), each
+     * still its own atomic script; then one replica wait for all of them when any is durable.
+     * Each call's reply or error, in order. A failed replica wait rejects the whole batch:
+     * any of its writes may be lost in a failover.
+     */
+    async runMany(calls: readonly ScriptCall[]): Promise<ScriptResult[]> {
+      if (calls.length === 0) return [];
+      const p = redis.pipeline() as unknown as Record<string, (...args: ScriptArg[]) => unknown> & { exec(): Promise<[Error | null, unknown][] | null> };
+      for (const c of calls) {
+        const s = scripts[c.name];
+        if (s.keys === undefined) p[c.name]!(c.keys.length, ...c.keys, ...c.args);
+        else p[c.name]!(...c.keys, ...c.args);
+      }
+      const res = (await p.exec()) ?? [];
+      if (calls.some((c) => DURABLE.has(c.name))) await awaitReplicas(redis);
+      return calls.map((_, i) => {
+        const [err, value] = res[i] ?? [new Error('no reply from Redis for a pipelined script'), undefined];
+        return err ? { ok: false, error: err } : { ok: true, value };
+      });
+    },
   };
 }
+
+export interface ScriptCall {
+  name: ScriptName;
+  keys: string[];
+  args: ScriptArg[];
+}
+
+export type ScriptResult = { ok: true; value: unknown } | { ok: false; error: Error };
 
 export type ScriptRunner = ReturnType<typeof scriptRunner>;

@@ -5,7 +5,7 @@
 // Env: BENCH_COMMIT_NODES (4096), BENCH_COMMIT_JOBS (4000).
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { jetstream } from '@nats-io/jetstream';
@@ -68,6 +68,13 @@ const ctx: SchedulerContext = {
 };
 // No job here has an earlier attempt, so the checkpoint service is never asked.
 const loop = new SchedulingLoop(ctx, new RecoveryController(ctx), new ResumeSource('127.0.0.1:1'));
+const redisCpu = async (): Promise<number> => {
+  const info = await redis.info('cpu');
+  const f = (k: string) => Number(new RegExp(`${k}:([0-9.]+)`).exec(info)?.[1] ?? 0);
+  return f('used_cpu_user') + f('used_cpu_sys');
+};
+const redisCpu0 = await redisCpu();
+const cpu0 = process.cpuUsage();
 const start = performance.now();
 let passes = 0;
 for (;;) {
@@ -78,9 +85,14 @@ for (;;) {
   if (after === before || after === 0) break;
 }
 const seconds = (performance.now() - start) / 1000;
+const cpu = process.cpuUsage(cpu0);
+const schedulerCpuMs = (cpu.user + cpu.system) / 1000;
+const redisCpuMs = ((await redisCpu()) - redisCpu0) * 1000;
 const placed = (await jobs.idsInState(JobState.JOB_STATE_SCHEDULED)).length;
 const rate = placed / seconds;
 console.log(`  ${placed} jobs placed and committed in ${passes} passes, ${seconds.toFixed(2)} s: ${rate.toFixed(0)} jobs/s   target >= 500 jobs/s: ${rate >= 500 ? 'PASS' : 'FAIL'}`);
+// Wall time on a shared machine moves with the load; CPU per placement does not (much).
+console.log(`  CPU per placement: scheduler process ${(schedulerCpuMs * 1000 / placed).toFixed(0)} us, redis-server ${(redisCpuMs * 1000 / placed).toFixed(0)} us (load average ${loadavg().map((l) => l.toFixed(2)).join(' ')})`);
 
 // Every GPU claimed at most once: the allocation hashes hold exactly the GPUs of placed jobs.
 let claimed = 0;

@@ -4,7 +4,7 @@
 // revision, every GPU free, every node READY), dispatch, and explanations of waiting jobs.
 // A placement that lost a race is simply re-planned next pass.
 import { FailureClass, JobState, RankPlacement, RecoveryGrade, type Job } from '@gantry/proto';
-import { AllocationConflictError, CheckpointStore, FencedError, SchedulingStateStore, StaleWriteError, allocationOwner, type JobRecord, type NodeRecord, type PortRef } from '@gantry/store';
+import { AllocationConflictError, CheckpointStore, FencedError, SchedulingStateStore, StaleWriteError, allocationOwner, type JobCommit, type JobRecord, type NodeRecord, type PortRef } from '@gantry/store';
 import { loadConfig } from '@gantry/service-kit';
 import { Counter, Histogram } from 'prom-client';
 import type { SchedulerContext } from './context.js';
@@ -22,6 +22,13 @@ import { enforceNodeStates } from './nodes/enforce.js';
 
 /** How stale a waiting job's queue position in its explanation may get. */
 const POSITION_REFRESH_MS = 5_000;
+/**
+ * Placements committed per round trip to Redis. Each is still its own script; a bigger batch
+ * saves round trips but holds Redis (and the next batch's commands) for longer.
+ */
+const COMMIT_BATCH = 256;
+
+const rankZeroNode = (placement: RankPlacement[]): string => placement.find((r) => r.rank === 0)!.node;
 
 export interface Explanation {
   queuePosition: number;
@@ -154,63 +161,92 @@ export class SchedulingLoop extends WakeableLoop {
   }
 
   private async commitPlacements(plan: CyclePlan, records: Map<string, JobRecord>, addresses: Map<string, string>, epoch: number): Promise<void> {
-    const { ctx } = this;
     let checkpointsDown = false;
-    for (const p of plan.placements) {
-      const rec = records.get(p.jobId);
-      if (!rec) continue;
-      const placement = p.ranks.map((r) => RankPlacement.create({ rank: r.rank, node: r.node, gpuIndices: r.gpus, address: addresses.get(r.node) || r.node }));
-      let origin: AttemptOrigin | undefined;
-      // Once the checkpoint service has not answered, the other later attempts of this pass
-      // would each wait out the same deadline: they are placed next pass too.
-      if (checkpointsDown && rec.job.attempt > 0) continue;
-      try {
-        origin = await this.attemptOrigin(rec.job, p);
-      } catch (err) {
-        checkpointsDown = true;
-        ctx.log.warn({ job: p.jobId, err: (err as Error).message }, 'cannot learn where the attempt resumes from; placing it next pass');
-        continue;
+    for (let i = 0; i < plan.placements.length; i += COMMIT_BATCH) {
+      const batch: { rec: JobRecord; p: Placement; placement: RankPlacement[] }[] = [];
+      for (const p of plan.placements.slice(i, i + COMMIT_BATCH)) {
+        const rec = records.get(p.jobId);
+        if (!rec) continue;
+        batch.push({ rec, p, placement: p.ranks.map((r) => RankPlacement.create({ rank: r.rank, node: r.node, gpuIndices: r.gpus, address: addresses.get(r.node) || r.node })) });
       }
-      const next = schedule(rec.job, placement, new Date(), origin);
-      const why = p.explanation ?? `placed in ${p.domain}`;
-      currentAttempt(next)!.placementExplanation = why;
-      const claims = placement.flatMap((r) => r.gpuIndices.map((gpu) => ({ node: r.node, gpu, owner: allocationOwner(next.id, next.attempt, r.rank) })));
-      const portClaims = await this.rendezvousPort(next, placement);
-      if (!portClaims) continue;
-      try {
-        const committed = await ctx.jobs.commit({ prev: rec, next, reason: `placed on ${placement.map((r) => r.node).join(', ')}: ${why}`, epoch, claims, portClaims });
-        this.placed.inc({ outcome: 'committed' });
-        ctx.log.info({ job: next.id, attempt: next.attempt, nodes: placement.map((r) => r.node), why }, 'job scheduled');
-        void dispatchAssignments(ctx, committed.job, undefined, true);
-      } catch (err) {
-        if (!(err instanceof StaleWriteError || err instanceof AllocationConflictError)) throw err;
-        this.placed.inc({ outcome: 'conflict' });
-        ctx.log.info({ job: p.jobId, err: err.message }, 'placement lost a race; re-planning');
-        this.kicked = true;
+      // The rendezvous ports held on every node rank 0 of the batch lands on, in one read.
+      const ports = await this.ctx.nodes.portsOf([...new Set(batch.filter((b) => !b.rec.job.spec?.masterPort).map((b) => rankZeroNode(b.placement)))]);
+      const commits: { commit: JobCommit; why: string }[] = [];
+      for (const { rec, p, placement } of batch) {
+        // Once the checkpoint service has not answered, the other later attempts of this pass
+        // would each wait out the same deadline: they are placed next pass too.
+        if (checkpointsDown && rec.job.attempt > 0) continue;
+        let origin: AttemptOrigin | undefined;
+        try {
+          origin = await this.attemptOrigin(rec.job, p);
+        } catch (err) {
+          checkpointsDown = true;
+          this.ctx.log.warn({ job: p.jobId, err: (err as Error).message }, 'cannot learn where the attempt resumes from; placing it next pass');
+          continue;
+        }
+        const next = schedule(rec.job, placement, new Date(), origin);
+        const why = p.explanation ?? `placed in ${p.domain}`;
+        currentAttempt(next)!.placementExplanation = why;
+        const claims = placement.flatMap((r) => r.gpuIndices.map((gpu) => ({ node: r.node, gpu, owner: allocationOwner(next.id, next.attempt, r.rank) })));
+        const portClaims = this.rendezvousPort(next, placement, ports);
+        if (!portClaims) continue;
+        commits.push({ commit: { prev: rec, next, reason: `placed on ${placement.map((r) => r.node).join(', ')}: ${why}`, epoch, claims, portClaims }, why });
       }
+      // Each placement is still its own compare-and-set script; the batch only shares the
+      // round trip (and the replica wait), which was most of a placement's cost.
+      this.settleCommits(commits, await this.ctx.jobs.commitMany(commits.map((c) => c.commit)));
     }
+  }
+
+  /** Counts, logs and dispatches each committed placement; a lost race is re-planned, any other failure ends the pass. */
+  private settleCommits(commits: { commit: JobCommit; why: string }[], results: PromiseSettledResult<JobRecord>[]): void {
+    const { ctx } = this;
+    let failure: unknown;
+    results.forEach((r, k) => {
+      const { commit, why } = commits[k]!;
+      const next = commit.next;
+      if (r.status === 'fulfilled') {
+        this.placed.inc({ outcome: 'committed' });
+        ctx.log.info({ job: next.id, attempt: next.attempt, nodes: currentAttempt(next)!.placement.map((p) => p.node), why }, 'job scheduled');
+        // Not awaited: sent together after the batch, the commands share the NATS writes.
+        void dispatchAssignments(ctx, r.value.job, undefined, true);
+      } else if (r.reason instanceof StaleWriteError || r.reason instanceof AllocationConflictError) {
+        this.placed.inc({ outcome: 'conflict' });
+        ctx.log.info({ job: next.id, err: r.reason.message }, 'placement lost a race; re-planning');
+        this.kicked = true;
+      } else {
+        failure ??= r.reason;
+      }
+    });
+    if (failure !== undefined) throw failure;
   }
 
   /**
    * Sets the new attempt's MASTER_PORT: the spec's, else the lowest free port of the range on
-   * node rank 0's host, returned as a claim for the placement's commit (which fails, and the
-   * job is re-planned, if another placement took it meanwhile). Undefined: no port is free.
+   * node rank 0's host (`ports`: the ports held per host, read for the batch; the pick is added
+   * so the next job of the batch on that host gets another), returned as a claim for the
+   * placement's commit (which fails, and the job is re-planned, if another placement took it
+   * meanwhile). Undefined: no port is free.
    */
-  private async rendezvousPort(next: Job, placement: RankPlacement[]): Promise<PortRef[] | undefined> {
+  private rendezvousPort(next: Job, placement: RankPlacement[], ports: Map<string, Map<number, string>>): PortRef[] | undefined {
     const attempt = currentAttempt(next)!;
     const spec = next.spec!;
     if (spec.masterPort) {
       attempt.masterPort = spec.masterPort;
       return [];
     }
-    const node = placement.find((r) => r.rank === 0)!.node;
-    const port = pickPort(this.portRange, new Set((await this.ctx.nodes.ports(node)).keys()));
+    const node = rankZeroNode(placement);
+    const held = ports.get(node) ?? new Map<number, string>();
+    const port = pickPort(this.portRange, new Set(held.keys()));
     if (port === undefined) {
       this.ctx.log.warn({ job: next.id, node, range: this.portRange }, 'no free rendezvous port on node rank 0\'s host; placing the job next pass');
       return undefined;
     }
+    const owner = allocationOwner(next.id, next.attempt, 0);
+    held.set(port, owner);
+    ports.set(node, held);
     attempt.masterPort = port;
-    return [{ node, port, owner: allocationOwner(next.id, next.attempt, 0) }];
+    return [{ node, port, owner }];
   }
 
   /**

@@ -1,0 +1,100 @@
+// JobStore.commitMany against a real redis-server: several jobs' changes in one round trip,
+// each still its own compare-and-set script. One that loses its race (a GPU another commit of
+// the same batch took, a stale revision) or is not a valid transition fails alone, with nothing
+// of it applied; the others apply with their events. A failed replica wait fails the batch.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { Job, JobSpec, JobState } from '@gantry/proto';
+import { startRedis, type Server } from '../../../test/harness/infra.js';
+import { InvalidTransitionError, JobStore, type JobCommit } from '../src/jobs.js';
+import { AllocationConflictError, FencedError, StaleWriteError } from '../src/errors.js';
+import { REPLICA_WAIT, ReplicationError } from '../src/durability.js';
+import { allocationOwner, keys } from '../src/keys.js';
+
+let server: Server;
+let redis: Redis;
+let jobs: JobStore;
+let seq = 0;
+const EPOCH = 5;
+
+beforeAll(async () => {
+  server = await startRedis();
+  redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
+  jobs = new JobStore(redis);
+  await redis.set(keys.leaderEpoch, String(EPOCH));
+}, 60_000);
+
+afterAll(async () => {
+  await redis?.quit();
+  await server?.stop();
+});
+
+async function pending() {
+  const n = ++seq;
+  const spec = JobSpec.create({ nodes: 1, gpusPerNode: 1, command: ['true'], tenant: 't' });
+  const { job } = await jobs.submit(Job.create({ id: `jm-${n}`, spec }), '');
+  return (await jobs.get(job.id))!;
+}
+
+async function readyNode(): Promise<string> {
+  const node = `node-m-${++seq}`;
+  await redis.hset(keys.node(node), 'state', 'READY');
+  return node;
+}
+
+function placement(rec: Awaited<ReturnType<typeof pending>>, node: string, gpu: number, epoch = EPOCH): JobCommit {
+  const next = Job.create({ ...rec.job, state: JobState.JOB_STATE_SCHEDULED, attempt: 1 });
+  return { prev: rec, next, reason: `placed on ${node}`, epoch, claims: [{ node, gpu, owner: allocationOwner(rec.job.id, 1, 0) }] };
+}
+
+describe('JobStore.commitMany', () => {
+  it('applies each commit on its own: the ones that lose a race or are invalid fail alone, with nothing of them written', async () => {
+    const node = await readyNode();
+    const [a, b, c, d] = [await pending(), await pending(), await pending(), await pending()];
+    const outbox = await redis.xlen(keys.outbox);
+    const results = await jobs.commitMany([
+      placement(a, node, 0),
+      placement(b, node, 0), // the GPU a's commit, ahead of it in the same batch, took
+      { ...placement(c, node, 2), prev: { ...c, rev: c.rev + 7 } }, // stale revision
+      { prev: d, next: Job.create({ ...d.job, state: JobState.JOB_STATE_SUCCEEDED }), reason: 'no', epoch: EPOCH }, // PENDING -> SUCCEEDED
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'rejected', 'rejected']);
+    expect(results[0]!.status === 'fulfilled' && results[0].value.rev).toBe(a.rev + 1);
+    expect(results[1]!.status === 'rejected' && results[1].reason).toBeInstanceOf(AllocationConflictError);
+    expect(results[2]!.status === 'rejected' && results[2].reason).toBeInstanceOf(StaleWriteError);
+    expect(results[3]!.status === 'rejected' && results[3].reason).toBeInstanceOf(InvalidTransitionError);
+
+    expect((await jobs.get(a.job.id))!.job.state).toBe(JobState.JOB_STATE_SCHEDULED);
+    for (const r of [b, c, d]) expect(await jobs.get(r.job.id)).toEqual(r);
+    expect(await redis.hgetall(keys.nodeAlloc(node))).toEqual({ 0: allocationOwner(a.job.id, 1, 0) });
+    expect(await redis.zscore(keys.jobsInState('SCHEDULED'), a.job.id)).not.toBeNull();
+    expect(await redis.zscore(keys.jobsInState('PENDING'), b.job.id)).not.toBeNull();
+    // One event: a's transition.
+    expect(await redis.xlen(keys.outbox)).toBe(outbox + 1);
+  });
+
+  it('is fenced as a whole when the epoch is not the leader\'s', async () => {
+    const node = await readyNode();
+    const [a, b] = [await pending(), await pending()];
+    const results = await jobs.commitMany([placement(a, node, 0, EPOCH - 1), placement(b, node, 1, EPOCH - 1)]);
+    for (const r of results) expect(r.status === 'rejected' && r.reason).toBeInstanceOf(FencedError);
+    expect(await redis.hlen(keys.nodeAlloc(node))).toBe(0);
+  });
+
+  it('rejects the whole batch when the replicas it must wait for do not confirm it', async () => {
+    const node = await readyNode();
+    const a = await pending();
+    const waiting = new Redis(server.url, { maxRetriesPerRequest: 1 });
+    try {
+      // This server has no replica: a wait for one falls short.
+      (waiting as unknown as Record<symbol, unknown>)[REPLICA_WAIT] = { replicas: 1, timeoutMs: 50 };
+      await expect(new JobStore(waiting).commitMany([placement(a, node, 0)])).rejects.toBeInstanceOf(ReplicationError);
+    } finally {
+      waiting.disconnect();
+    }
+  });
+
+  it('answers an empty batch with no outcomes', async () => {
+    expect(await jobs.commitMany([])).toEqual([]);
+  });
+});
