@@ -13,6 +13,7 @@ const FIELDS: [RegExp, string][] = [
   [/\bspec\.checkpoint\.dir\b/g, '--checkpoint-dir'],
   [/\bspec\.checkpoint\.format\b/g, '--checkpoint-format'],
   [/\bspec\.checkpoint\.storage_target\b/g, '--checkpoint-storage'],
+  [/\bspec\.checkpoint\.admit_flushes\b/g, '--checkpoint-admit-flushes'],
   [/\bspec\.checkpoint\.retention\.keep_last\b/g, '--checkpoint-keep-last'],
   [/\bspec\.checkpoint\.retention\.keep_every\b/g, '--checkpoint-keep-every'],
   [/\bspec\.checkpoint\.retention\.gc_grace_seconds\b/g, '--checkpoint-gc-grace (seconds)'],

@@ -8,6 +8,7 @@ import {
   jobStateName,
   nodeStateName,
   type Attempt,
+  type CheckpointSpec,
   type Job,
   type JobSpec,
   type JobEvent,
@@ -17,6 +18,7 @@ import {
   Launcher,
   RankPhase,
 } from '@gantry/proto';
+import { checkpointFormatName } from '@gantry/sdk';
 import { launcherName, topologyName } from './parse.js';
 
 // Borderless and colourless, like kubectl: easy to read, grep and diff.
@@ -200,12 +202,21 @@ export function jobDetail(job: Job, now: Date): string {
     ['Launcher', spec ? launcherView(spec.launcher, spec.gpusPerNode) : '-'],
     ['Workdir', spec ? spec.workingDir || "(each rank's own folder on its node)" : '-'],
     ['Run as', spec ? runAsView(spec) : '-'],
+    ['Checkpoint', spec?.checkpoint?.dir ? checkpointView(spec.checkpoint) : '-'],
     ['Command', spec?.command.length ? shellQuote(spec.command) : '-'],
     ['Created', formatTime(job.createdAt, now)],
     ['Updated', formatTime(job.updatedAt, now)],
     ['Finished', formatTime(job.finishedAt, now)],
   ];
   return [fields(rows), ...job.attempts.map((a) => attemptView(a, now))].join('\n');
+}
+
+/** Directory, layout, storage target, and whether the ranks' checkpoint flushes wait for storage admission. */
+function checkpointView(c: CheckpointSpec): string {
+  const parts = [c.format ? checkpointFormatName(c.format) : 'auto'];
+  if (c.storageTarget) parts.push(`storage target ${c.storageTarget}`);
+  if (c.admitFlushes) parts.push('flushes admitted (close/fsync wait for a storage lease)');
+  return `${c.dir} (${parts.join(', ')})`;
 }
 
 /** The job's own user, or where its ranks' user comes from (each node's agent.yaml maps the tenant). */

@@ -94,13 +94,13 @@ function retryPolicy(v: unknown, key: string): RetryPolicy {
 }
 
 /**
- * `checkpoint: { dir, format, storageTarget, retention: { keepLast, keepEvery, gcGrace, delete } }`,
+ * `checkpoint: { dir, format, storageTarget, admitFlushes, retention: { keepLast, keepEvery, gcGrace, delete } }`,
  * like the --checkpoint-* flags.
  */
 function checkpointSection(v: unknown, key: string): CheckpointSpec {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UsageError(`${key} must be a mapping (dir, format, storageTarget, retention)`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UsageError(`${key} must be a mapping (dir, format, storageTarget, admitFlushes, retention)`);
   const raw = v as Record<string, unknown>;
-  const known = ['dir', 'format', 'storageTarget', 'retention'];
+  const known = ['dir', 'format', 'storageTarget', 'admitFlushes', 'retention'];
   for (const k of Object.keys(raw)) if (!known.includes(k)) throw new UsageError(`${key}.${k}: unknown field (known: ${known.join(', ')})`);
   const c = CheckpointSpec.create();
   if (raw.dir !== undefined) c.dir = text(raw.dir, `${key}.dir`);
@@ -112,6 +112,10 @@ function checkpointSection(v: unknown, key: string): CheckpointSpec {
     }
   }
   if (raw.storageTarget !== undefined) c.storageTarget = text(raw.storageTarget, `${key}.storageTarget`);
+  if (raw.admitFlushes !== undefined) {
+    if (typeof raw.admitFlushes !== 'boolean') throw new UsageError(`${key}.admitFlushes must be true or false`);
+    c.admitFlushes = raw.admitFlushes;
+  }
   if (raw.retention !== undefined) c.retention = retentionSection(raw.retention, `${key}.retention`);
   return c;
 }
@@ -143,6 +147,7 @@ export function mergeCheckpoint(file: CheckpointSpec | undefined, flags: Checkpo
   if (flags.dir) out.dir = flags.dir;
   if (flags.format) out.format = flags.format;
   if (flags.storageTarget) out.storageTarget = flags.storageTarget;
+  if (flags.admitFlushes) out.admitFlushes = true;
   if (flags.retention) {
     const r = CheckpointRetention.fromPartial(out.retention ?? {});
     if (flags.retention.keepLast) r.keepLast = flags.retention.keepLast;

@@ -24,7 +24,8 @@ checkpoint:
   });
 
   it('names the bad field', () => {
-    expect(() => parseJobFile('checkpoint: { dir: /x, fmt: dcp }', 'j.yaml')).toThrow('j.yaml: checkpoint.fmt: unknown field (known: dir, format, storageTarget, retention)');
+    expect(() => parseJobFile('checkpoint: { dir: /x, fmt: dcp }', 'j.yaml')).toThrow('j.yaml: checkpoint.fmt: unknown field (known: dir, format, storageTarget, admitFlushes, retention)');
+    expect(() => parseJobFile('checkpoint: { dir: /x, admitFlushes: yes please }', 'j.yaml')).toThrow(/checkpoint\.admitFlushes must be true or false/);
     expect(() => parseJobFile('checkpoint: { dir: /x, format: lightning }', 'j.yaml')).toThrow(/checkpoint\.format: unknown checkpoint format "lightning"/);
     expect(() => parseJobFile('checkpoint: { retention: { delete: yes please } }', 'j.yaml')).toThrow(/checkpoint\.retention\.delete must be true or false/);
   });
@@ -38,6 +39,15 @@ checkpoint:
     });
     expect(submissionFromFlags({ checkpointDir: '/c' }, []).spec.checkpoint).toEqual({ dir: '/c', format: 0, storageTarget: '', retention: undefined });
     expect(submissionFromFlags({}, ['x']).spec.checkpoint).toBeUndefined();
+  });
+
+  it('admitFlushes: the job file key and --checkpoint-admit-flushes set JobSpec.checkpoint.admit_flushes', () => {
+    expect(parseJobFile('checkpoint: { dir: /ckpt/a, admitFlushes: true }', 'j.yaml').spec.checkpoint?.admitFlushes).toBe(true);
+    expect(parseJobFile('checkpoint: { dir: /ckpt/a }', 'j.yaml').spec.checkpoint?.admitFlushes).toBeFalsy();
+    const flags = submissionFromFlags({ checkpointAdmitFlushes: true }, []);
+    expect(flags.spec.checkpoint?.admitFlushes).toBe(true);
+    expect(mergeSubmissions(parseJobFile(FILE, 'job.yaml'), flags).spec.checkpoint).toMatchObject({ dir: '/ckpt/run1', storageTarget: 'nfs-a', admitFlushes: true });
+    expect(submitProblemsAsFlags('spec.checkpoint.admit_flushes needs a storage target')).toBe('--checkpoint-admit-flushes needs a storage target');
   });
 
   it('the submit flags parse, and server problems come back as flags', async () => {

@@ -60,13 +60,19 @@ export interface CheckpointSpecInput {
   /** A name of CHECKPOINT_FORMAT_NAMES or the enum; default auto. */
   format?: string | CheckpointFormat;
   storageTarget?: string;
+  /**
+   * Hold the ranks' checkpoint flushes (close/fclose/fsync/fdatasync of files written inside
+   * `dir`) until storage admits them, for training code that does not ask itself; needs a
+   * storage target that resolves (docs/storage.md).
+   */
+  admitFlushes?: boolean;
   retention?: Partial<CheckpointRetention>;
 }
 
 /** JobSpec.checkpoint from friendlier input: `checkpointSpec({ dir: '/ckpt/run', format: 'dcp', retention: { keepLast: 3 } })`. */
 export function checkpointSpec(input: CheckpointSpecInput): CheckpointSpec {
   const format = typeof input.format === 'string' ? parseCheckpointFormat(input.format) : (input.format ?? CheckpointFormat.CHECKPOINT_FORMAT_UNSPECIFIED);
-  return CheckpointSpec.fromPartial({ dir: input.dir, format, storageTarget: input.storageTarget ?? '', ...(input.retention && { retention: input.retention }) });
+  return CheckpointSpec.fromPartial({ dir: input.dir, format, storageTarget: input.storageTarget ?? '', ...(input.retention && { retention: input.retention }), ...(input.admitFlushes && { admitFlushes: true }) });
 }
 
 export class CheckpointClient {

@@ -13,6 +13,7 @@ import { invalidArgument } from '@gantry/service-kit';
 import { ALL_TENANTS, hasRole, inTenant, isAdmin, permissionDenied, preview, userPriorityClasses, type Principal } from '@gantry/auth';
 import { call } from './scheduler-client.js';
 import { admitListJobs, admitSubmit, admitToken } from './admission/shared.js';
+import type { StorageTargetCheck } from './admission/storage-target.js';
 import type { CallContext, Guard } from './auth/guard.js';
 import { assertVisible, redactEvent, redactJob } from './auth/scope.js';
 import type { TenantDirectory } from './auth/tenants.js';
@@ -44,7 +45,11 @@ function submitTenant(specTenant: string, p: Principal): string {
 
 const JOB = (m: string) => `gantry.v1.JobService/${m}`;
 
-export function jobService(guard: Guard, scheduler: JobServiceClient, nc: NatsConnection, tenants: TenantDirectory): JobServiceServer {
+/**
+ * `storageTargets` checks a job with checkpoint.admit_flushes against the checkpoint service's
+ * storage targets (admission/storage-target.ts); without it such a job is refused.
+ */
+export function jobService(guard: Guard, scheduler: JobServiceClient, nc: NatsConnection, tenants: TenantDirectory, storageTargets?: StorageTargetCheck): JobServiceServer {
   const js = jetstream(nc);
   const authOn = guard.auth.enabled;
   const getJob = async (jobId: string): Promise<Job> => (await call(scheduler, scheduler.getJob, { jobId })).job!;
@@ -100,6 +105,11 @@ export function jobService(guard: Guard, scheduler: JobServiceClient, nc: NatsCo
       const admitted = admitSubmit(input);
       ctx.audit = { target: admitted.spec!.name, tenant: admitted.spec!.tenant };
       await authorizeSubmit(admitted.spec!, p);
+      const ckpt = admitted.spec!.checkpoint;
+      if (ckpt?.admitFlushes) {
+        if (!storageTargets) throw invalidArgument('spec.checkpoint.admit_flushes cannot be checked: this gateway has no checkpoint service (CHECKPOINT_ADDR)');
+        await storageTargets(ckpt);
+      }
       const res = await call(scheduler, scheduler.submitJob, admitted);
       if (res.job) ctx.audit.target = res.job.id;
       return { ...res, job: res.job && redactJob(res.job, p) };

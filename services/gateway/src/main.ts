@@ -1,5 +1,5 @@
 // The gateway: Gantry's one public endpoint. Stateless; run as many as you like.
-import { ConfigError, connectNats, connectRedis, env, redisTarget, startGrpcServer, startService, tlsEnv, tlsFiles } from '@gantry/service-kit';
+import { ConfigError, connectNats, connectRedis, env, internalChannelCredentials, internalChannelOptions, redisTarget, startGrpcServer, startService, tlsEnv, tlsFiles } from '@gantry/service-kit';
 import { ensureStreams } from '@gantry/bus';
 import { AuthConfigError, Authenticator, assertEveryMethodListed, authSettingsFromEnv, strictService } from '@gantry/auth';
 import { schedulerClients } from './scheduler-client.js';
@@ -11,6 +11,8 @@ import { AuditLog } from './auth/audit.js';
 import { Guard } from './auth/guard.js';
 import { TenantDirectory } from './auth/tenants.js';
 import { startStatusPageFromConfig, statusPageEnv } from './status-page/index.js';
+import { storageTargetCheck } from './admission/storage-target.js';
+import { StorageServiceClient } from '@gantry/proto';
 
 const { config, log, lifecycle, metrics, internalTls } = await startService('gateway', {
   GATEWAY_GRPC_PORT: env.port(7070),
@@ -48,7 +50,10 @@ lifecycle.onShutdown('scheduler-client', () => scheduler.jobs.close());
 const tenants = new TenantDirectory(scheduler.admin);
 const services = [JobServiceService, NodeServiceService, AdminServiceService, AuthServiceService];
 assertEveryMethodListed(services);
-const handlers = { jobs: jobService(guard, scheduler.jobs, nc, tenants), nodes: nodeService(guard, scheduler.nodes), admin: adminService(guard, scheduler.admin), auth: authService(guard, audit) };
+// Jobs with checkpoint.admit_flushes are checked against the checkpoint service's storage targets.
+const storage = new StorageServiceClient(config.CHECKPOINT_ADDR, internalChannelCredentials(internalTls), internalChannelOptions(internalTls));
+lifecycle.onShutdown('storage-client', () => storage.close());
+const handlers = { jobs: jobService(guard, scheduler.jobs, nc, tenants, storageTargetCheck(storage, config.CHECKPOINT_ADDR)), nodes: nodeService(guard, scheduler.nodes), admin: adminService(guard, scheduler.admin), auth: authService(guard, audit) };
 const grpc = await startGrpcServer(config.BIND_HOST, config.GATEWAY_GRPC_PORT, (server) => {
   // strictService: requests are decoded with a fatal UTF-8 decoder, malformed ones reach the
   // guard as MalformedRequest (INVALID_ARGUMENT) instead of grpc-js's INTERNAL.

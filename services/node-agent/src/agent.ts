@@ -78,6 +78,7 @@ export class NodeAgent {
       pollMs: Number(process.env.CHECKPOINT_POLL_MS) || undefined,
       checkpointAddr: cfg.checkpointAddr,
       internalTls: cfg.internalTls,
+      admitShim: cfg.admitShim,
     });
     const isolation = cfg.ranks.gpuIsolation === 'off' ? { reason: 'ranks.gpuIsolation is off: GPU isolation is CUDA_VISIBLE_DEVICES only' } : GpuDeviceCgroups.detect();
     log.info({ gpuIsolation: isolation.isolation ? 'cgroup-v1' : 'off' }, isolation.reason);

@@ -1,8 +1,9 @@
 // Agent configuration: an optional YAML file (GANTRY_AGENT_CONFIG, default
 // /etc/gantry/agent.yaml when it exists) overridden by environment variables, validated
 // once. A bad value stops the agent with one line naming the setting.
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, natsServersProblem } from '@gantry/service-kit/config';
@@ -61,6 +62,17 @@ export const agentConfigSchema = z.object({
     keyFile: z.string().min(1),
     serverName: z.string().min(1).max(253),
   }).partial().default({}),
+  /**
+   * libgantry-admit.so (pnpm build:admit; install-agent.sh puts it beside the agent bundle):
+   * preloaded into the ranks of jobs with checkpoint.admit_flushes, it holds their checkpoint
+   * flushes until storage admits them (docs/storage.md). Default: libgantry-admit.so beside the
+   * agent's entry file when it is there. Without it such jobs' ranks are refused, not run
+   * unadmitted.
+   */
+  admitShim: z.string().min(1).superRefine((file, ctx) => {
+    const problem = sharedObjectProblem(file);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  }).optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   metricsPort: z.coerce.number().int().min(0).max(65535).default(0),
   bindHost: z.string().default('127.0.0.1'),
@@ -121,6 +133,7 @@ const ENV_OVERRIDES: Record<string, string> = {
   NATS_URL: 'natsUrl',
   NATS_CREDS_FILE: 'natsCredsFile',
   GANTRY_CHECKPOINT_ADDR: 'checkpointAddr',
+  GANTRY_ADMIT_SHIM: 'admitShim',
   INTERNAL_TLS_CA_FILE: 'internalTls.caFile',
   INTERNAL_TLS_CERT_FILE: 'internalTls.certFile',
   INTERNAL_TLS_KEY_FILE: 'internalTls.keyFile',
@@ -152,6 +165,32 @@ const ENV_OVERRIDES: Record<string, string> = {
   GANTRY_NVIDIA_SMI_LOOP: 'device.smiLoop',
 };
 
+/** Why `file` cannot be preloaded (the dynamic loader would skip it with a warning), or undefined. */
+export function sharedObjectProblem(file: string): string | undefined {
+  if (!isAbsolute(file)) return `${file} must be an absolute path (ranks run in other working directories)`;
+  let fd: number | undefined;
+  try {
+    if (!statSync(file).isFile()) return `${file} is not a file`;
+    fd = openSync(file, 'r');
+    const head = Buffer.alloc(4);
+    readSync(fd, head, 0, 4, 0);
+    if (!head.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]))) return `${file} is not an ELF shared object (build it with pnpm build:admit)`;
+  } catch (err) {
+    return `${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file (build it with pnpm build:admit)' : (err as Error).message}`;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+  return undefined;
+}
+
+/** libgantry-admit.so beside the agent's entry file (dist/ for the bundle), if it is there and usable. */
+function defaultAdmitShim(): string | undefined {
+  const entry = process.argv[1];
+  if (!entry) return undefined;
+  const file = join(dirname(resolve(entry)), 'libgantry-admit.so');
+  return existsSync(file) && !sharedObjectProblem(file) ? file : undefined;
+}
+
 function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
   const parts = path.split('.');
   let cur = obj;
@@ -180,6 +219,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env, opts: { co
   raw.address ??= hostname();
   raw.natsUrl ??= 'nats://127.0.0.1:4222';
   raw.stateDir ??= '/var/lib/gantry-agent';
+  raw.admitShim ??= defaultAdmitShim();
   const envNames = new Map<string, string>();
   for (const [variable, path] of Object.entries(ENV_OVERRIDES)) {
     const v = env[variable];

@@ -65,6 +65,7 @@ interface SubmitFlags {
   checkpointDir?: string;
   checkpointFormat?: CheckpointFormat;
   checkpointStorage?: string;
+  checkpointAdmitFlushes?: boolean;
   checkpointKeepLast?: number;
   checkpointKeepEvery?: number;
   checkpointGcGrace?: number;
@@ -107,8 +108,8 @@ function checkpointFromFlags(o: SubmitFlags): CheckpointSpec | undefined {
   const retention = o.checkpointKeepLast !== undefined || o.checkpointKeepEvery !== undefined || o.checkpointGcGrace !== undefined || o.checkpointDelete !== undefined
     ? CheckpointRetention.create({ keepLast: o.checkpointKeepLast ?? 0, keepEvery: o.checkpointKeepEvery ?? 0, gcGraceSeconds: o.checkpointGcGrace ?? 0, delete: !!o.checkpointDelete })
     : undefined;
-  if (o.checkpointDir === undefined && o.checkpointFormat === undefined && o.checkpointStorage === undefined && !retention) return undefined;
-  return CheckpointSpec.create({ dir: o.checkpointDir ?? '', format: o.checkpointFormat ?? 0, storageTarget: o.checkpointStorage ?? '', retention });
+  if (o.checkpointDir === undefined && o.checkpointFormat === undefined && o.checkpointStorage === undefined && !o.checkpointAdmitFlushes && !retention) return undefined;
+  return CheckpointSpec.create({ dir: o.checkpointDir ?? '', format: o.checkpointFormat ?? 0, storageTarget: o.checkpointStorage ?? '', retention, ...(o.checkpointAdmitFlushes && { admitFlushes: true }) });
 }
 
 function retryFromFlags(o: SubmitFlags): RetryPolicy | undefined {
@@ -195,6 +196,7 @@ export function addJobCommands(program: Command, session: Session): void {
     .option('--checkpoint-dir <dir>', "where the job writes checkpoints (absolute, same path on every node); node rank 0's agent finds and checks them, ranks get GANTRY_CHECKPOINT_DIR")
     .option('--checkpoint-format <format>', `checkpoint layout: ${Object.keys(CHECKPOINT_FORMAT_NAMES).join('|')} (default auto)`, flagParser(parseCheckpointFormat))
     .option('--checkpoint-storage <target>', 'storage target the checkpoints are written to (storage admission)')
+    .option('--checkpoint-admit-flushes', "hold the ranks' checkpoint flushes (close/fsync of files written in the checkpoint directory) until storage admits them, for code that does not ask itself (LD_PRELOAD shim; docs/storage.md)")
     .option('--checkpoint-keep-last <n>', 'retention: keep the newest N committed checkpoints (default: all)', uint(0, 100_000))
     .option('--checkpoint-keep-every <n>', 'retention: also keep every checkpoint whose step is a multiple of N', uint(0))
     .option('--checkpoint-gc-grace <duration>', 'retention: delete CORRUPT and ABANDONED checkpoints this long after (default 1h)', flagParser(parseSeconds))

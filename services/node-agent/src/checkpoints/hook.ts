@@ -10,9 +10,16 @@
 //              revoked when the last rank of the attempt on this host has exited, and the
 //              storage leases its ranks took through the endpoint are given back then.
 //
+// A job with checkpoint.admit_flushes (GANTRY_ADMIT_FLUSHES=1 from the scheduler) also gets
+// GANTRY_ADMIT_PRELOAD, this agent's libgantry-admit.so (native/gantry-admit.c), which the rank
+// wrapper preloads into the command: its checkpoint flushes then take write leases on this
+// endpoint. A rank asking for it on an agent without the shim, or without storage admission
+// (checkpointAddr), is refused with that reason instead of running unadmitted.
+//
 // Deletions asked by retention are served here too (delete.ts), confined to the directory
 // this agent watched for the job.
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { RankHook, RankHookContext } from '../runner/hooks.js';
 import { rankKey } from '../runner/state-file.js';
@@ -41,7 +48,14 @@ export interface CheckpointHookOptions {
   checkpointAddr?: string;
   /** The agent's internal TLS files (agent.yaml internalTls / INTERNAL_TLS_*), for that call. */
   internalTls?: { caFile?: string; certFile?: string; keyFile?: string; serverName?: string };
+  /** libgantry-admit.so (agent.yaml admitShim), for jobs with checkpoint.admit_flushes. */
+  admitShim?: string | undefined;
 }
+
+/** Set by the scheduler for a job with checkpoint.admit_flushes. */
+export const ADMIT_FLUSHES_ENV = 'GANTRY_ADMIT_FLUSHES';
+/** The shim the rank wrapper preloads into the command (runner/wrapper.ts). */
+export const ADMIT_PRELOAD_ENV = 'GANTRY_ADMIT_PRELOAD';
 
 export class CheckpointHook implements RankHook {
   readonly name = 'checkpoints';
@@ -80,6 +94,8 @@ export class CheckpointHook implements RankHook {
   prestart(ctx: RankHookContext): Record<string, string> | void {
     const dir = ctx.env?.GANTRY_CHECKPOINT_DIR;
     if (!dir) return;
+    // Checked before anything is recorded: a refused rank leaves no token behind.
+    const preload = ctx.env?.[ADMIT_FLUSHES_ENV] === '1' ? this.admitPreload() : undefined;
     const tokens = this.state.state.tokens;
     let token = Object.keys(tokens).find((t) => tokens[t]!.jobId === ctx.jobId && tokens[t]!.attempt === ctx.attempt);
     if (!token) {
@@ -89,7 +105,16 @@ export class CheckpointHook implements RankHook {
     if (!tokens[token]!.ranks.includes(ctx.rank)) tokens[token]!.ranks.push(ctx.rank);
     this.state.state.dirs[ctx.jobId] = { dir, at: Date.now() };
     this.state.save();
-    return { GANTRY_CKPT_URL: this.endpoint.url, GANTRY_CKPT_TOKEN: token };
+    return { GANTRY_CKPT_URL: this.endpoint.url, GANTRY_CKPT_TOKEN: token, ...(preload && { [ADMIT_PRELOAD_ENV]: preload }) };
+  }
+
+  /** The shim to preload for a job that asked for admitted flushes; throws (refusing the rank) when this agent cannot admit them. */
+  private admitPreload(): string {
+    const shim = this.opts.admitShim;
+    if (!shim) throw new Error('the job asks for admitted checkpoint flushes (checkpoint.admit_flushes) but this agent has no flush admission shim: build it with pnpm build:admit and set admitShim in agent.yaml (GANTRY_ADMIT_SHIM)');
+    if (!existsSync(shim)) throw new Error(`the job asks for admitted checkpoint flushes (checkpoint.admit_flushes) but this agent's flush admission shim ${shim} is gone`);
+    if (!this.opts.checkpointAddr) throw new Error('the job asks for admitted checkpoint flushes (checkpoint.admit_flushes) but this agent has no storage admission: set checkpointAddr in agent.yaml (GANTRY_CHECKPOINT_ADDR)');
+    return shim;
   }
 
   poststart(ctx: RankHookContext): void {

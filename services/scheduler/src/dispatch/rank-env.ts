@@ -76,6 +76,9 @@ export function checkpointEnv(job: Job): Record<string, string> {
     // The storage target the job named: its ranks' leases are taken there, not on the target
     // whose mount prefix holds the directory.
     ...(c.storageTarget && { GANTRY_STORAGE_TARGET: c.storageTarget }),
+    // checkpoint.admit_flushes: the agent's checkpoint hook preloads its flush admission shim
+    // into the ranks (or refuses them when it has none).
+    ...(c.admitFlushes && { GANTRY_ADMIT_FLUSHES: '1' }),
   };
 }
 
