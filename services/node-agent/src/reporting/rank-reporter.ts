@@ -1,6 +1,9 @@
 // Reports rank starts, exits and output to the control plane over JetStream. What has been
 // reported is recorded in the state file, so nothing is lost while NATS is unreachable or
 // the agent restarts, and the stable message ids make a re-send harmless (de-duplicated).
+// That record is written with the turn's other changes (StateFile.saveSoon): lost in a
+// crash, it only makes the restarted agent send the same messages again. What a report
+// says (a rank's exit) is on disk before it is sent.
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { LogBatch, LogLine, LogStream, RankEvent, RankPhase } from '@gantry/proto';
@@ -35,6 +38,8 @@ export function batchLines(lines: string[]): string[][] {
 export class RankReporter {
   private readonly tails = new Map<string, { stdout: LogTail; stderr: LogTail }>();
   private busy = false;
+  /** A flush was asked for during a pass: run another at its end (a change is not left for the next tick). */
+  private again = false;
 
   constructor(
     private readonly node: string,
@@ -49,18 +54,28 @@ export class RankReporter {
 
   /** One pass: ship new output of every rank, then any unreported start or exit, in that order. */
   async flush(): Promise<void> {
-    if (this.busy) return;
+    if (this.busy) {
+      this.again = true;
+      return;
+    }
     this.busy = true;
     try {
-      for (const rec of Object.values(this.state.state.ranks)) {
-        if (rec.exitReported) continue;
-        // One rank's trouble must not hold back the reports of the others.
-        try {
-          await this.flushRank(rec);
-        } catch (err) {
-          this.log.debug({ rank: this.key(rec), err: (err as Error).message }, 'report not sent; will retry');
+      do {
+        this.again = false;
+        let failed = false;
+        for (const rec of Object.values(this.state.state.ranks)) {
+          if (rec.exitReported) continue;
+          // One rank's trouble must not hold back the reports of the others.
+          try {
+            await this.flushRank(rec);
+          } catch (err) {
+            failed = true;
+            this.log.debug({ rank: this.key(rec), err: (err as Error).message }, 'report not sent; will retry');
+          }
         }
-      }
+        // After a failure the periodic pass retries; no tight loop while NATS is away.
+        if (failed) break;
+      } while (this.again);
     } finally {
       this.busy = false;
     }
@@ -71,15 +86,17 @@ export class RankReporter {
     if (!rec.startReported) {
       await this.publishEvent(rec, RankPhase.RANK_PHASE_STARTED);
       rec.startReported = true;
-      this.state.save();
+      this.state.saveSoon();
     }
     const final = rec.phase === 'exited';
     await this.shipLogs(rec, final);
     if (final) {
+      // The exit as recorded, not as it might be recorded again after a crash.
+      this.state.flush();
       await this.publishEvent(rec, RankPhase.RANK_PHASE_EXITED);
       rec.exitReported = true;
       for (const p of processesOf(rec)) this.tails.delete(`${this.key(rec)}#${p.local}`);
-      this.state.save();
+      this.state.saveSoon();
     }
   }
 
@@ -108,7 +125,7 @@ export class RankReporter {
    */
   private async shipLogs(rec: RankRecord, final: boolean): Promise<void> {
     for (const p of processesOf(rec)) await this.shipProcessLogs(rec, p, final);
-    this.state.save();
+    this.state.saveSoon();
   }
 
   private async shipProcessLogs(rec: RankRecord, p: ProcessRecord, final: boolean): Promise<void> {

@@ -59,7 +59,11 @@ export class RankRunner {
   /** Processes this agent spawned (their 'exit' event reports them); others are polled. */
   private readonly children = new Set<string>();
   private pollTimer: NodeJS.Timeout | undefined;
-  /** Called whenever a rank's state changes (started, exited) so the reporter can act. */
+  private notifyPending = false;
+  /**
+   * Called after a rank's state changed (started, exited) so the reporter can act: once per
+   * turn of the event loop whatever changed in it, and only once the change is on disk.
+   */
   onChange: () => void = () => undefined;
   readonly hooks: RankHooks;
 
@@ -97,6 +101,18 @@ export class RankRunner {
   stopPolling(): void {
     clearInterval(this.pollTimer);
     for (const t of this.killTimers.values()) clearTimeout(t);
+    this.state.flush();
+  }
+
+  /** onChange at the end of this turn, after the state write (see onChange). */
+  private notifySoon(): void {
+    if (this.notifyPending) return;
+    this.notifyPending = true;
+    setImmediate(() => {
+      this.notifyPending = false;
+      this.state.flush();
+      this.onChange();
+    });
   }
 
   assign(a: RankAssignment): AssignResult {
@@ -117,6 +133,7 @@ export class RankRunner {
       this.state.state.ranks[key] = rec;
       const why = `working directory ${a.workingDir} does not exist on ${a.env.GANTRY_NODE_NAME || 'this node'}`;
       this.finishWith(rec, 127, '', why, { message: why });
+      this.state.save();
       return { ok: true, message: 'failed to start' };
     }
     const cwd = a.workingDir || dir;
@@ -138,6 +155,7 @@ export class RankRunner {
       this.state.state.ranks[key] = rec;
       const why = `not started: ${(err as Error).message}`;
       this.finishWith(rec, 126, '', why, { message: why });
+      this.state.save();
       return { ok: true, message: 'failed to start' };
     }
     let added: Record<string, string>;
@@ -147,6 +165,7 @@ export class RankRunner {
       this.state.state.ranks[key] = rec;
       const why = `not started: ${(err as Error).message}`;
       this.finishWith(rec, 127, '', why, { message: why });
+      this.state.save();
       return { ok: true, message: 'failed to start' };
     }
     const base: NodeJS.ProcessEnv = {};
@@ -169,10 +188,11 @@ export class RankRunner {
     rec.pid = rec.processes![0]?.pid ?? 0;
     if (!perGpu && rec.processes![0]?.errorFile) rec.errorFile = rec.processes![0].errorFile;
     this.state.state.ranks[key] = rec;
+    // On disk before the scheduler hears 'started' (the reply): a restarted agent re-adopts it.
     this.state.save();
     this.log.info({ rank: key, pids: rec.processes!.map((p) => p.pid), command: a.command[0], ...(id && { uid: id.uid, gid: id.gid }) }, 'rank started');
     this.hooks.poststart(hookContext(rec, { env: a.env }));
-    this.onChange();
+    this.notifySoon();
     return { ok: true, message: 'started' };
   }
 
@@ -223,7 +243,7 @@ export class RankRunner {
         signal: 'SIGKILL', message: `stopped before it started: ${reason}`, startReported: false, exitReported: false, processes: [],
       };
       this.state.save();
-      this.onChange();
+      this.notifySoon();
       return;
     }
     // A stop re-sent after an agent restart arms the SIGKILL again (the timer died with the agent).
@@ -252,16 +272,13 @@ export class RankRunner {
 
   /** Drops finished, fully reported ranks older than the retention window. */
   gc(now = Date.now()): void {
-    let changed = false;
     for (const [key, rec] of Object.entries(this.state.state.ranks)) {
       if (rec.phase === 'exited' && rec.exitReported && now - Date.parse(rec.finishedAt ?? rec.startedAt) > FINISHED_RETENTION_MS) {
-        delete this.state.state.ranks[key];
+        this.state.forget(key);
         this.opts.devices?.remove(basename(rec.dir)); // in case a process outlived the rank's exit
         rmSync(rec.dir, { recursive: true, force: true });
-        changed = true;
       }
     }
-    if (changed) this.state.save();
   }
 
   private pollAdopted(): void {
@@ -307,7 +324,8 @@ export class RankRunner {
       this.log.info({ rank: rankKey(rec.jobId, rec.attempt, rec.rank), local: p.local, status: p.status }, 'a process of the rank failed; stopping the others');
       this.terminate(rec, rec.stopGraceSeconds ?? DEFAULT_STOP_GRACE_SECONDS);
     }
-    this.state.save();
+    // Written at the end of the turn: until then the exit file (the wrapper's) holds the same.
+    this.state.saveSoon();
     if (rest.length === 0) this.finishRank(rec);
   }
 
@@ -348,11 +366,13 @@ export class RankRunner {
       rec.error = error.message;
       rec.errorTime = (error.time ?? at).toISOString();
     }
-    this.state.save();
+    // Written at the end of the turn, before onChange reports it. A crash before then loses
+    // nothing: the restarted agent finds the wrapper gone and reads its exit file again.
+    this.state.saveSoon();
     this.opts.devices?.remove(basename(rec.dir));
     this.log.info({ rank: key, exitCode, signal, message: message || undefined, error: error?.message }, 'rank exited');
     this.hooks.exited(hookContext(rec));
-    this.onChange();
+    this.notifySoon();
   }
 
   private alive(pid: number): boolean {

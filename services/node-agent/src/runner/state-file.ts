@@ -1,7 +1,23 @@
 // The agent's small local state: which ranks it started (with pids and log offsets), what
 // it has reported, and the highest scheduler epoch seen. Written atomically (temp file +
 // rename) so a crash mid-write leaves the previous version, never a torn one.
-import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
+//
+// Finished ranks are remembered for a retention window (rank-runner.ts), so the state would
+// grow with every rank of the last hours and each write would re-encode all of them. A rank
+// that has exited and whose exit was reported never changes again: it is appended once, as
+// one line, to a journal beside the state file (agent-finished.jsonl) and leaves the state
+// file, which so holds only the ranks still in flight. Reading takes both (the journal's copy
+// wins: it is the later one). A crash between the append and the state write leaves a rank
+// in both; a crash mid-append leaves a torn last line, which is skipped (the rank is still in
+// the state file, written after the append) and dropped by rewriting the journal. Neither
+// file is fsynced, as before: a crash of the agent loses nothing, a crash of the host can
+// lose the last writes (and a reboot ends every rank anyway).
+//
+// Writes are coalesced: `saveSoon` marks the state changed and writes it once at the end of
+// the event-loop turn, after every change of that turn (several ranks ending together write
+// once). Whatever must be on disk before something leaves the agent (a command's reply, a
+// report that depends on it) calls `save` or `flush` first.
+import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 export type RankProcessPhase = 'running' | 'exited';
@@ -101,14 +117,27 @@ export function rankKey(jobId: string, attempt: number, rank: number): string {
   return `${jobId}:${attempt}:${rank}`;
 }
 
+/** Exited and its exit reported: nothing about the rank changes any more (journal material). */
+const settled = (rec: RankRecord): boolean => rec.phase === 'exited' && rec.exitReported;
+
 export class StateFile {
   readonly path: string;
+  /** Settled ranks, one JSON line each, appended once (see the top of this file). */
+  readonly journalPath: string;
   state: AgentState;
+  /** Keys of the ranks in `state.ranks` whose settled record is in the journal. */
+  private readonly journaled = new Set<string>();
+  /** The journal holds ranks forgotten since, or a torn line: rewrite it at the next write. */
+  private compactJournal = false;
+  private dirty = false;
+  private scheduled = false;
 
   constructor(readonly dir: string) {
     mkdirSync(dir, { recursive: true });
     this.path = join(dir, 'agent-state.json');
+    this.journalPath = join(dir, 'agent-finished.jsonl');
     this.state = this.read();
+    this.readJournal();
   }
 
   private read(): AgentState {
@@ -125,9 +154,86 @@ export class StateFile {
     }
   }
 
+  private readJournal(): void {
+    let text: string;
+    try {
+      text = readFileSync(this.journalPath, 'utf8');
+    } catch {
+      return;
+    }
+    // A line appended after a torn one would be glued to it: start the journal afresh first.
+    if (text.length > 0 && !text.endsWith('\n')) this.compactJournal = true;
+    for (const line of text.split('\n')) {
+      if (!line) continue;
+      let rec: RankRecord;
+      try {
+        rec = JSON.parse(line) as RankRecord;
+      } catch {
+        this.compactJournal = true;
+        continue;
+      }
+      if (typeof rec?.jobId !== 'string' || typeof rec.attempt !== 'number' || typeof rec.rank !== 'number' || !settled(rec)) {
+        this.compactJournal = true;
+        continue;
+      }
+      const key = rankKey(rec.jobId, rec.attempt, rec.rank);
+      this.state.ranks[key] = rec;
+      this.journaled.add(key);
+    }
+  }
+
+  /** Writes the state now (whatever else is pending goes with it). */
   save(): void {
+    const hot: Record<string, RankRecord> = {};
+    const lines: string[] = [];
+    const newlySettled: string[] = [];
+    for (const [key, rec] of Object.entries(this.state.ranks)) {
+      if (this.journaled.has(key)) continue;
+      if (settled(rec)) {
+        lines.push(JSON.stringify(rec));
+        newlySettled.push(key);
+      } else {
+        hot[key] = rec;
+      }
+    }
+    if (this.compactJournal) {
+      // Rewritten whole (temp file + rename): the ranks still remembered, the new ones included.
+      const all = [...this.journaled].flatMap((k) => (this.state.ranks[k] ? [JSON.stringify(this.state.ranks[k])] : [])).concat(lines);
+      const tmp = `${this.journalPath}.tmp`;
+      writeFileSync(tmp, all.length > 0 ? `${all.join('\n')}\n` : '');
+      renameSync(tmp, this.journalPath);
+      this.compactJournal = false;
+    } else if (lines.length > 0) {
+      appendFileSync(this.journalPath, `${lines.join('\n')}\n`);
+    }
+    // Only once they are in the journal do they leave the state file.
+    for (const k of newlySettled) this.journaled.add(k);
     const tmp = `${this.path}.tmp`;
-    writeFileSync(tmp, JSON.stringify(this.state));
+    writeFileSync(tmp, JSON.stringify({ ...this.state, ranks: hot }));
     renameSync(tmp, this.path);
+    this.dirty = false;
+  }
+
+  /** Marks the state changed; it is written once, at the end of this turn of the event loop. */
+  saveSoon(): void {
+    this.dirty = true;
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.flush();
+    });
+  }
+
+  /** Writes the state now if a change is pending. */
+  flush(): void {
+    if (this.dirty) this.save();
+  }
+
+  /** Drops a rank from memory and, at the next write, from the files. */
+  forget(key: string): void {
+    delete this.state.ranks[key];
+    if (this.journaled.delete(key)) this.compactJournal = true;
+    this.saveSoon();
   }
 }

@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { StateFile, rankKey, type RankRecord } from '../../src/runner/state-file.js';
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'gantry-state-test-'));
+const turn = () => new Promise((r) => setImmediate(r));
+
+function record(jobId: string, extra: Partial<RankRecord> = {}): RankRecord {
+  return { jobId, attempt: 1, rank: 0, pid: 123, dir: `/tmp/${jobId}`, phase: 'running', startedAt: new Date(0).toISOString(), startReported: true, exitReported: false, processes: [], ...extra };
+}
+
+const onDisk = (dir: string) => JSON.parse(readFileSync(join(dir, 'agent-state.json'), 'utf8')) as { ranks: Record<string, RankRecord> };
+const journal = (dir: string) => readFileSync(join(dir, 'agent-finished.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as RankRecord);
+
+describe('agent state file: finished ranks journal', () => {
+  it('moves a rank whose exit was reported out of the state file into the journal, once, and reads both back', () => {
+    const dir = tmp();
+    const s = new StateFile(dir);
+    s.state.ranks[rankKey('j-run', 1, 0)] = record('j-run');
+    s.state.ranks[rankKey('j-done', 1, 0)] = record('j-done', { phase: 'exited', exitCode: 0, finishedAt: new Date(1).toISOString() });
+    s.save();
+    // Exited but not yet reported: still in flight.
+    expect(Object.keys(onDisk(dir).ranks).sort()).toEqual(['j-done:1:0', 'j-run:1:0']);
+    s.state.ranks['j-done:1:0']!.exitReported = true;
+    s.save();
+    s.save();
+    expect(Object.keys(onDisk(dir).ranks)).toEqual(['j-run:1:0']);
+    expect(journal(dir).map((r) => r.jobId)).toEqual(['j-done']);
+    const again = new StateFile(dir);
+    expect(again.state.ranks['j-done:1:0']).toMatchObject({ phase: 'exited', exitCode: 0, exitReported: true });
+    expect(again.state.ranks['j-run:1:0']).toMatchObject({ phase: 'running' });
+    // Read back, it is not appended again.
+    again.save();
+    expect(journal(dir)).toHaveLength(1);
+  });
+
+  it('prefers the journal when a crash left a rank in both, skips a torn last line and starts the journal afresh', () => {
+    const dir = tmp();
+    const s = new StateFile(dir);
+    s.state.ranks['j-a:1:0'] = record('j-a', { phase: 'exited', exitReported: true, exitCode: 3 });
+    s.save();
+    // A crash between the journal append and the state write: the state file still has the unreported version.
+    writeFileSync(join(dir, 'agent-state.json'), JSON.stringify({ version: 1, highestEpoch: 4, ranks: { 'j-a:1:0': record('j-a', { phase: 'exited', exitCode: 3 }) } }));
+    // And a crash in the middle of the next append.
+    appendFileSync(join(dir, 'agent-finished.jsonl'), '{"jobId":"j-b","attem');
+    const r = new StateFile(dir);
+    expect(r.state.highestEpoch).toBe(4);
+    expect(r.state.ranks['j-a:1:0']).toMatchObject({ exitReported: true, exitCode: 3 });
+    expect(Object.keys(r.state.ranks)).toEqual(['j-a:1:0']);
+    r.state.ranks['j-c:1:0'] = record('j-c', { phase: 'exited', exitReported: true });
+    r.save();
+    expect(journal(dir).map((x) => x.jobId)).toEqual(['j-a', 'j-c']);
+    expect(onDisk(dir).ranks).toEqual({});
+  });
+
+  it('drops a forgotten rank from the journal', async () => {
+    const dir = tmp();
+    const s = new StateFile(dir);
+    for (const j of ['j-1', 'j-2', 'j-3']) s.state.ranks[rankKey(j, 1, 0)] = record(j, { phase: 'exited', exitReported: true });
+    s.save();
+    s.forget('j-2:1:0');
+    await turn();
+    expect(journal(dir).map((r) => r.jobId)).toEqual(['j-1', 'j-3']);
+    expect(Object.keys(new StateFile(dir).state.ranks).sort()).toEqual(['j-1:1:0', 'j-3:1:0']);
+  });
+});
+
+describe('agent state file: coalesced writes', () => {
+  it('writes the changes of one turn once, at its end; flush writes at once', async () => {
+    const dir = tmp();
+    const s = new StateFile(dir);
+    s.save();
+    s.state.highestEpoch = 1;
+    s.saveSoon();
+    s.state.highestEpoch = 2;
+    s.saveSoon();
+    expect(new StateFile(dir).state.highestEpoch).toBe(0);
+    await turn();
+    expect(new StateFile(dir).state.highestEpoch).toBe(2);
+    s.state.highestEpoch = 3;
+    s.saveSoon();
+    s.flush();
+    expect(new StateFile(dir).state.highestEpoch).toBe(3);
+  });
+});
