@@ -59,10 +59,14 @@ describe('JobStore.commitMany', () => {
       { prev: d, next: Job.create({ ...d.job, state: JobState.JOB_STATE_SUCCEEDED }), reason: 'no', epoch: EPOCH }, // PENDING -> SUCCEEDED
     ]);
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'rejected', 'rejected']);
-    expect(results[0]!.status === 'fulfilled' && results[0].value.rev).toBe(a.rev + 1);
-    expect(results[1]!.status === 'rejected' && results[1].reason).toBeInstanceOf(AllocationConflictError);
-    expect(results[2]!.status === 'rejected' && results[2].reason).toBeInstanceOf(StaleWriteError);
-    expect(results[3]!.status === 'rejected' && results[3].reason).toBeInstanceOf(InvalidTransitionError);
+    const outcome = (i: number) => {
+      const r = results[i]!;
+      return r.status === 'fulfilled' ? r.value : r.reason;
+    };
+    expect(outcome(0).rev).toBe(a.rev + 1);
+    expect(outcome(1)).toBeInstanceOf(AllocationConflictError);
+    expect(outcome(2)).toBeInstanceOf(StaleWriteError);
+    expect(outcome(3)).toBeInstanceOf(InvalidTransitionError);
 
     expect((await jobs.get(a.job.id))!.job.state).toBe(JobState.JOB_STATE_SCHEDULED);
     for (const r of [b, c, d]) expect(await jobs.get(r.job.id)).toEqual(r);
@@ -77,7 +81,7 @@ describe('JobStore.commitMany', () => {
     const node = await readyNode();
     const [a, b] = [await pending(), await pending()];
     const results = await jobs.commitMany([placement(a, node, 0, EPOCH - 1), placement(b, node, 1, EPOCH - 1)]);
-    for (const r of results) expect(r.status === 'rejected' && r.reason).toBeInstanceOf(FencedError);
+    for (const r of results) expect(r.status === 'rejected' ? r.reason : r.value).toBeInstanceOf(FencedError);
     expect(await redis.hlen(keys.nodeAlloc(node))).toBe(0);
   });
 

@@ -28,6 +28,11 @@ const POSITION_REFRESH_MS = 5_000;
  */
 const COMMIT_BATCH = 256;
 
+interface PreparedPlacement {
+  commit: JobCommit;
+  why: string;
+}
+
 const rankZeroNode = (placement: RankPlacement[]): string => placement.find((r) => r.rank === 0)!.node;
 
 export interface Explanation {
@@ -161,45 +166,71 @@ export class SchedulingLoop extends WakeableLoop {
   }
 
   private async commitPlacements(plan: CyclePlan, records: Map<string, JobRecord>, addresses: Map<string, string>, epoch: number): Promise<void> {
-    let checkpointsDown = false;
-    for (let i = 0; i < plan.placements.length; i += COMMIT_BATCH) {
-      const batch: { rec: JobRecord; p: Placement; placement: RankPlacement[] }[] = [];
-      for (const p of plan.placements.slice(i, i + COMMIT_BATCH)) {
-        const rec = records.get(p.jobId);
-        if (!rec) continue;
-        batch.push({ rec, p, placement: p.ranks.map((r) => RankPlacement.create({ rank: r.rank, node: r.node, gpuIndices: r.gpus, address: addresses.get(r.node) || r.node })) });
+    const state = { checkpointsDown: false, ports: new Map<string, Map<number, string>>() };
+    // Each placement is still its own compare-and-set script; a batch only shares the round
+    // trip (and the replica wait), which was most of a placement's cost. The next batch is
+    // prepared while one is in flight, so this process and Redis work at the same time.
+    let inflight: { commits: PreparedPlacement[]; results: Promise<PromiseSettledResult<JobRecord>[]> } | undefined;
+    try {
+      for (let i = 0; i < plan.placements.length; i += COMMIT_BATCH) {
+        const commits = await this.preparePlacements(plan.placements.slice(i, i + COMMIT_BATCH), records, addresses, epoch, state);
+        const sent = { commits, results: this.ctx.jobs.commitMany(commits.map((c) => c.commit)) };
+        const done = inflight;
+        inflight = sent;
+        if (done) this.settleCommits(done.commits, await done.results);
       }
-      // The rendezvous ports held on every node rank 0 of the batch lands on, in one read.
-      const ports = await this.ctx.nodes.portsOf([...new Set(batch.filter((b) => !b.rec.job.spec?.masterPort).map((b) => rankZeroNode(b.placement)))]);
-      const commits: { commit: JobCommit; why: string }[] = [];
-      for (const { rec, p, placement } of batch) {
-        // Once the checkpoint service has not answered, the other later attempts of this pass
-        // would each wait out the same deadline: they are placed next pass too.
-        if (checkpointsDown && rec.job.attempt > 0) continue;
-        let origin: AttemptOrigin | undefined;
-        try {
-          origin = await this.attemptOrigin(rec.job, p);
-        } catch (err) {
-          checkpointsDown = true;
-          this.ctx.log.warn({ job: p.jobId, err: (err as Error).message }, 'cannot learn where the attempt resumes from; placing it next pass');
-          continue;
-        }
-        const next = schedule(rec.job, placement, new Date(), origin);
-        const why = p.explanation ?? `placed in ${p.domain}`;
-        currentAttempt(next)!.placementExplanation = why;
-        const claims = placement.flatMap((r) => r.gpuIndices.map((gpu) => ({ node: r.node, gpu, owner: allocationOwner(next.id, next.attempt, r.rank) })));
-        const portClaims = this.rendezvousPort(next, placement, ports);
-        if (!portClaims) continue;
-        commits.push({ commit: { prev: rec, next, reason: `placed on ${placement.map((r) => r.node).join(', ')}: ${why}`, epoch, claims, portClaims }, why });
+      if (inflight) {
+        const done = inflight;
+        inflight = undefined;
+        this.settleCommits(done.commits, await done.results);
       }
-      // Each placement is still its own compare-and-set script; the batch only shares the
-      // round trip (and the replica wait), which was most of a placement's cost.
-      this.settleCommits(commits, await this.ctx.jobs.commitMany(commits.map((c) => c.commit)));
+    } finally {
+      // A batch still in flight when an earlier one ended the pass: its outcome is read from
+      // Redis next pass like any other (its rejection must not go unhandled).
+      inflight?.results.catch(() => undefined);
     }
   }
 
+  /**
+   * The commits for a batch of placements: the new attempt, its GPU claims and its rendezvous
+   * port. The ports held on the batch's rank-0 hosts are read in one round trip (hosts read
+   * earlier in the pass are not read again: the picks of earlier batches are in the map).
+   */
+  private async preparePlacements(placements: Placement[], records: Map<string, JobRecord>, addresses: Map<string, string>, epoch: number, state: { checkpointsDown: boolean; ports: Map<string, Map<number, string>> }): Promise<PreparedPlacement[]> {
+    const batch: { rec: JobRecord; p: Placement; placement: RankPlacement[] }[] = [];
+    for (const p of placements) {
+      const rec = records.get(p.jobId);
+      if (!rec) continue;
+      batch.push({ rec, p, placement: p.ranks.map((r) => RankPlacement.create({ rank: r.rank, node: r.node, gpuIndices: r.gpus, address: addresses.get(r.node) || r.node })) });
+    }
+    const unread = new Set(batch.filter((b) => !b.rec.job.spec?.masterPort).map((b) => rankZeroNode(b.placement)).filter((n) => !state.ports.has(n)));
+    for (const [node, held] of await this.ctx.nodes.portsOf([...unread])) state.ports.set(node, held);
+    const commits: PreparedPlacement[] = [];
+    for (const { rec, p, placement } of batch) {
+      // Once the checkpoint service has not answered, the other later attempts of this pass
+      // would each wait out the same deadline: they are placed next pass too.
+      if (state.checkpointsDown && rec.job.attempt > 0) continue;
+      let origin: AttemptOrigin | undefined;
+      try {
+        origin = await this.attemptOrigin(rec.job, p);
+      } catch (err) {
+        state.checkpointsDown = true;
+        this.ctx.log.warn({ job: p.jobId, err: (err as Error).message }, 'cannot learn where the attempt resumes from; placing it next pass');
+        continue;
+      }
+      const next = schedule(rec.job, placement, new Date(), origin);
+      const why = p.explanation ?? `placed in ${p.domain}`;
+      currentAttempt(next)!.placementExplanation = why;
+      const claims = placement.flatMap((r) => r.gpuIndices.map((gpu) => ({ node: r.node, gpu, owner: allocationOwner(next.id, next.attempt, r.rank) })));
+      const portClaims = this.rendezvousPort(next, placement, state.ports);
+      if (!portClaims) continue;
+      commits.push({ commit: { prev: rec, next, reason: `placed on ${placement.map((r) => r.node).join(', ')}: ${why}`, epoch, claims, portClaims }, why });
+    }
+    return commits;
+  }
+
   /** Counts, logs and dispatches each committed placement; a lost race is re-planned, any other failure ends the pass. */
-  private settleCommits(commits: { commit: JobCommit; why: string }[], results: PromiseSettledResult<JobRecord>[]): void {
+  private settleCommits(commits: PreparedPlacement[], results: PromiseSettledResult<JobRecord>[]): void {
     const { ctx } = this;
     let failure: unknown;
     results.forEach((r, k) => {
@@ -223,8 +254,8 @@ export class SchedulingLoop extends WakeableLoop {
 
   /**
    * Sets the new attempt's MASTER_PORT: the spec's, else the lowest free port of the range on
-   * node rank 0's host (`ports`: the ports held per host, read for the batch; the pick is added
-   * so the next job of the batch on that host gets another), returned as a claim for the
+   * node rank 0's host (`ports`: the ports held per host, read in this pass; the pick is added
+   * so the next job of the pass on that host gets another), returned as a claim for the
    * placement's commit (which fails, and the job is re-planned, if another placement took it
    * meanwhile). Undefined: no port is free.
    */

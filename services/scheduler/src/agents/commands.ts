@@ -28,10 +28,14 @@ export class AgentCommander {
     if (!force && now - last < this.resendMs) return false;
     const epoch = this.epoch();
     if (epoch === 0) return false;
+    // Re-inserted, so the map stays in send order and the sends older than resendMs (which
+    // limit nothing) are dropped from its front: constant work per send. (A scan of the whole
+    // map once it held 10,000 entries cost every send of a busy minute a pass over all of them.)
+    this.lastSent.delete(`${node}/${key}`);
     this.lastSent.set(`${node}/${key}`, now);
-    // Only recent sends matter for rate limiting; keep the map from growing with every job ever run.
-    if (this.lastSent.size > 10_000) {
-      for (const [k, at] of this.lastSent) if (now - at > this.resendMs) this.lastSent.delete(k);
+    for (const [k, at] of this.lastSent) {
+      if (now - at < this.resendMs) break;
+      this.lastSent.delete(k);
     }
     try {
       const reply = await this.nc.request(subjects.agentCommand(node), signCommand(this.signingKey, node, { epoch, command }), { timeout: 2_000 });
