@@ -140,6 +140,14 @@ ensure_pnpm
 install_deps
 # The agent runs as one bundled file (no TypeScript loader): about 80 MiB RSS instead of ~115.
 run env CI=true pnpm --dir "$(dest "$PREFIX")" build:agent || die "pnpm build:agent failed (see above)"
+# The flush admission shim for jobs with checkpoint.admit_flushes (docs/storage.md), beside the
+# bundle, where the agent finds it (agent.yaml admitShim overrides). Without a C compiler such
+# jobs' ranks are refused on this node, with that reason; everything else runs.
+if command -v "${CC:-cc}" >/dev/null 2>&1; then
+  run env CI=true pnpm --dir "$(dest "$PREFIX")" build:admit || die "pnpm build:admit failed (see above)"
+else
+  warn "no C compiler (${CC:-cc}): the flush admission shim (dist/libgantry-admit.so) is not built; ranks of jobs with checkpoint.admit_flushes will be refused on this node"
+fi
 
 # The unprivileged user ranks run as by default (agent.yaml ranks.user; docs/security.md): the
 # agent refuses to run ranks as root.

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Makes a fresh machine (Node 20+ and npm only) ready to run Gantry from this checkout:
 // pnpm, the workspace's dependencies, and the nats-server and redis-server binaries (and, when
-// run without a task as .ci/run does, Debian's chromium for the browser test). Plain
+// run without a task as .ci/run does, Debian's chromium for the browser test), and the flush
+// admission shim where a C compiler is (pnpm build:admit). Plain
 // JavaScript with no dependencies, because it runs before anything is installed.
 // Usage: node deploy/local/bootstrap.mjs [demo|stack:up|stack:down|test ...args]
 import { spawnSync } from 'node:child_process';
@@ -55,6 +56,15 @@ if (missing.length > 0) {
 if (!existsSync(join(root, 'node_modules', '.modules.yaml'))) {
   console.log('bootstrap: installing dependencies (pnpm install --frozen-lockfile)');
   run('pnpm', ['install', '--frozen-lockfile']);
+}
+
+// The flush admission shim (dist/libgantry-admit.so) for jobs with checkpoint.admit_flushes:
+// optional, so a machine without a C compiler only warns (such jobs' ranks are then refused).
+if (has(process.env.CC || 'cc')) {
+  const r = spawnSync('pnpm', ['-s', 'build:admit'], { stdio: 'inherit', cwd: root });
+  if (r.status !== 0) console.error('bootstrap: warning: `pnpm build:admit` failed; jobs with checkpoint.admit_flushes will be refused');
+} else {
+  console.error('bootstrap: warning: no C compiler (cc): the flush admission shim is not built; jobs with checkpoint.admit_flushes will be refused');
 }
 
 if (task) {
