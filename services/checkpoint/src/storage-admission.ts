@@ -34,8 +34,22 @@ export interface AimdParams {
   backlogHigh: number;
   /** Congestion, with the delivery below `capacityHeadroom`: RTT of the mode's RPCs (READ or WRITE) above this, in ms. */
   rttHighMs: number;
-  /** Named with a congestion decrease: mean slot table utilisation of the writing nodes above this (0..1). */
+  /**
+   * Mean slot table utilisation of the active nodes above this (0..1): their transports are
+   * saturated. Named with a congestion decrease, and one half of the saturation rule
+   * (`saturatedShare`).
+   */
   slotUtilizationHigh: number;
+  /**
+   * Congestion without a high RTT, for targets that configure their clients' link speed: the
+   * active nodes' slot tables full (`slotUtilizationHigh`) with a backlog above `backlogHigh`,
+   * while the target delivers less than this share of what the server and those nodes' links
+   * allow, both over the interval and while they send (Little's law: RPCs in flight x RPC size
+   * / RTT per node). Slot tables full at a fraction of the bandwidth is the 504-GPU report's
+   * collapse (16 % of the write bandwidth); with small RPCs it comes with an RTT below
+   * `rttHighMs` (128 RPCs of 64 KiB at 16 % of 250 GB/s over 63 nodes is 13 ms).
+   */
+  saturatedShare: number;
   /**
    * A target moving at least this share of its capacity (0..1) is delivering: a high RTT then is
    * the standing queue of every node keeping its transport busy, not congestion.
@@ -61,6 +75,10 @@ export const DEFAULT_AIMD: AimdParams = {
   backlogHigh: 32,
   rttHighMs: 20,
   slotUtilizationHigh: 0.95,
+  // Half: a node whose own link is its bottleneck delivers about 0.9 of it by Little's law (the
+  // RTT also holds the server's round trip), and the while-sending figure leaves out a save
+  // that began partway through the interval; the report's collapse was at 16 %.
+  saturatedShare: 0.5,
   capacityHeadroom: 0.9,
   holdAfterDecrease: 1,
   degradedShare: 0.25,
@@ -85,6 +103,12 @@ export interface StorageSignals {
   slotUtilization: number;
   /** Summed over nodes. */
   bytesPerSecond: number;
+  /**
+   * What the active nodes move while they send, by Little's law: per node, its RPCs in flight x
+   * its mean RPC size (bytes / ops of the mode) / its RTT, summed. Unlike `bytesPerSecond` it
+   * does not fall when the traffic filled only part of the interval. Undefined without RTTs.
+   */
+  sendingBytesPerSecond?: number | undefined;
 }
 
 export interface PoolView {
@@ -117,6 +141,14 @@ export interface AimdDecision {
   state: AimdState;
 }
 
+/** What a target can move in one mode. */
+export interface TargetCapacity {
+  /** The server's capacity in the mode. */
+  bytesPerSecond: number;
+  /** One client node's link (its NIC), when configured: what one node can move at most. */
+  clientBytesPerSecond?: number | undefined;
+}
+
 /** A mount belongs to a target when its mountpoint is the target's prefix or under it. */
 export function mountBelongs(mountpoint: string, prefix: string): boolean {
   const p = prefix.endsWith('/') && prefix.length > 1 ? prefix.slice(0, -1) : prefix;
@@ -139,6 +171,7 @@ export function aggregateTelemetry(batches: readonly TelemetryBatch[], prefix: s
   let bytes = 0;
   let rttSum = 0;
   let rttOps = 0;
+  let sending: number | undefined;
   for (const batch of batches) {
     const mounts = batch.nfsMounts.filter((m) => mountBelongs(m.mountpoint, prefix));
     if (mounts.length === 0) continue;
@@ -163,8 +196,15 @@ export function aggregateTelemetry(batches: readonly TelemetryBatch[], prefix: s
     if (!busiest) continue;
     active++;
     const r = busiest.rates!;
+    const u = r.slotTableUtilization ?? (r.inflightRequests !== undefined ? r.inflightRequests / rpcSlots : 0);
     backlog += r.backlogQueueLength ?? 0;
-    util += r.slotTableUtilization ?? (r.inflightRequests !== undefined ? r.inflightRequests / rpcSlots : 0);
+    util += u;
+    const op = r.ops.find((o) => o.op === OP[mode])!;
+    const moved = (mode === 'write' ? r.writeBytesPerSecond : r.readBytesPerSecond) ?? 0;
+    if (op.avgRttMs !== undefined && op.avgRttMs > 0 && moved > 0) {
+      const inflight = r.inflightRequests ?? u * rpcSlots;
+      sending = (sending ?? 0) + (inflight * (moved / op.opsPerSecond)) / (op.avgRttMs / 1000);
+    }
   }
   return {
     nodes,
@@ -173,6 +213,7 @@ export function aggregateTelemetry(batches: readonly TelemetryBatch[], prefix: s
     rttMs: rttOps ? rttSum / rttOps : undefined,
     slotUtilization: active ? util / active : 0,
     bytesPerSecond: bytes,
+    sendingBytesPerSecond: sending,
   };
 }
 
@@ -212,8 +253,10 @@ const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(n < 10 ?
 /**
  * One AIMD step. Multiplicative decrease when the target is degraded (down to its degraded
  * cap) or congested: its RPCs' RTT above the mark while it delivers less than `capacityHeadroom`
- * of its capacity (queueing that does not move bytes, as the 504-GPU report saw: slot tables
- * full at 16 % of the write bandwidth). Increase when the limit, not the per-node cap, holds
+ * of its capacity, or (with the clients' link speed configured) the active nodes' slot tables
+ * full with a backlog while it delivers less than `saturatedShare` of what the server and their
+ * links allow (queueing that does not move bytes, as the 504-GPU report saw: slot tables full
+ * at 16 % of the write bandwidth). An idle pool decays toward its initial size (`idleSteps`). Increase when the limit, not the per-node cap, holds
  * holders back (`pool.ready` waiting, every slot taken): by one lease per such waiter, at least
  * `increase` and at most doubling per step. Otherwise hold. Always within [min, max].
  *
@@ -221,7 +264,8 @@ const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(n < 10 ?
  * lease per node, fewer leases leave nodes idle that still have shards to write, and those
  * finish alone at the end at their own transport's speed, with the server half idle.
  */
-export function aimdStep(pool: PoolView, bounds: Pick<PoolBounds, 'initial' | 'min' | 'max'>, capacityBytesPerSecond: number, signals: StorageSignals | undefined, degraded: boolean, state: AimdState, p: AimdParams = DEFAULT_AIMD): AimdDecision {
+export function aimdStep(pool: PoolView, bounds: Pick<PoolBounds, 'initial' | 'min' | 'max'>, capacity: number | TargetCapacity, signals: StorageSignals | undefined, degraded: boolean, state: AimdState, p: AimdParams = DEFAULT_AIMD): AimdDecision {
+  const { bytesPerSecond: capacityBytesPerSecond, clientBytesPerSecond } = typeof capacity === 'number' ? { bytesPerSecond: capacity, clientBytesPerSecond: undefined } : capacity;
   const clamp = (n: number) => Math.min(bounds.max, Math.max(bounds.min, Math.round(n)));
   const limit = clamp(pool.limit);
   if (degraded) {
@@ -243,15 +287,30 @@ export function aimdStep(pool: PoolView, bounds: Pick<PoolBounds, 'initial' | 'm
   state = { ...state, idle: 0 };
   const moved = signals?.bytesPerSecond ?? 0;
   const rate = `${fmt(moved / 1e9)} of ${fmt(capacityBytesPerSecond / 1e9)} GB/s`;
-  // The backlog and full slots alone do not shrink the pool either: close/fsync hands a whole
-  // shard to the transport at once, so one flushing writer fills its node's slot table and
-  // backlog with a low RTT; fewer writers would not make it faster. They are named in the
-  // reason when they come with congestion.
+  // The backlog and full slots alone do not shrink the pool: close/fsync hands a whole shard to
+  // the transport at once, so one flushing writer fills its node's slot table and backlog with
+  // a low RTT; fewer writers would not make it faster. They count as congestion when the bytes
+  // do not come with them (below); otherwise they are named in the reason of a decrease.
   const congestion: string[] = [];
+  const saturated = signals !== undefined && signals.activeNodes > 0 && signals.slotUtilization > p.slotUtilizationHigh && signals.backlog > p.backlogHigh;
+  const named = () => {
+    if (signals!.backlog > p.backlogHigh) congestion.push(`backlog ${fmt(signals!.backlog)} > ${p.backlogHigh}`);
+    if (signals!.slotUtilization > p.slotUtilizationHigh) congestion.push(`slots ${fmt(signals!.slotUtilization * 100)}% > ${fmt(p.slotUtilizationHigh * 100)}%`);
+  };
   if (signals && signals.activeNodes > 0 && signals.rttMs !== undefined && signals.rttMs > p.rttHighMs && moved < capacityBytesPerSecond * p.capacityHeadroom) {
     congestion.push(`rtt ${fmt(signals.rttMs)} ms > ${p.rttHighMs} at ${rate}`);
-    if (signals.backlog > p.backlogHigh) congestion.push(`backlog ${fmt(signals.backlog)} > ${p.backlogHigh}`);
-    if (signals.slotUtilization > p.slotUtilizationHigh) congestion.push(`slots ${fmt(signals.slotUtilization * 100)}% > ${fmt(p.slotUtilizationHigh * 100)}%`);
+    named();
+  } else if (saturated && clientBytesPerSecond !== undefined && signals.sendingBytesPerSecond !== undefined) {
+    // Saturated transports that the server and the nodes' links should let move more: the
+    // queueing is not a link or a standing queue at full delivery. Without the clients' link
+    // speed this cannot be told apart from a few nodes each at its own link's limit, so the
+    // rule needs it.
+    const allowed = Math.min(capacityBytesPerSecond, signals.activeNodes * clientBytesPerSecond);
+    const bar = allowed * p.saturatedShare;
+    if (moved < bar && signals.sendingBytesPerSecond < bar) {
+      congestion.push(`${fmt(moved / 1e9)} GB/s (${fmt(signals.sendingBytesPerSecond / 1e9)} while sending) < ${fmt(p.saturatedShare * 100)}% of ${fmt(allowed / 1e9)} GB/s that ${signals.activeNodes} nodes and the server allow`);
+      named();
+    }
   }
   if (state.hold > 0) {
     return { limit, reason: `hold: after decrease${congestion.length ? ` (${congestion.join(', ')})` : ''}`, state: { hold: state.hold - 1, idle: 0 } };

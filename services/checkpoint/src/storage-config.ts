@@ -8,7 +8,7 @@
 //                          cluster health; unset: pools stay at their configured initial size
 //
 // A target: { "name": "ckpt", "mountPrefix": "/mnt/ckpt", "serverExport": "nfs1:/export/ckpt",
-//   "writeBytesPerSecond": 250e9, "readBytesPerSecond": 700e9, "rpcSlots": 128,
+//   "writeBytesPerSecond": 250e9, "readBytesPerSecond": 700e9, "rpcSlots": 128, "clientBytesPerSecond": 25e9,
 //   "leaseTtlMs": 30000, "write": { "initial": 32, "min": 1, "max": 480, "perNode": 1 }, "read": {...},
 //   "aimd": { "rttHighMs": 20, ... } }. Defaults are in the schema below; every problem is
 // reported in one line naming the target and the field.
@@ -33,6 +33,7 @@ const aimd = z.object({
   backlogHigh: z.number().min(0),
   rttHighMs: z.number().positive(),
   slotUtilizationHigh: z.number().gt(0).max(1),
+  saturatedShare: z.number().gt(0).max(1),
   capacityHeadroom: z.number().gt(0).max(1),
   holdAfterDecrease: z.number().int().min(0),
   degradedShare: z.number().gt(0).max(1),
@@ -46,6 +47,9 @@ const target = z.object({
   writeBytesPerSecond: z.number().positive(),
   readBytesPerSecond: z.number().positive(),
   rpcSlots: z.number().int().min(1).max(65536).default(128),
+  // One client node's link to the server (its NIC), when known: lets the controller tell
+  // saturated transports that should move more from nodes at their own link's limit.
+  clientBytesPerSecond: z.number().positive().optional(),
   leaseTtlMs: z.number().int().min(500).max(3_600_000).default(30_000),
   write: bounds(32).default({ initial: 32, min: 1, max: 4096, perNode: 1 }),
   read: bounds(64).default({ initial: 64, min: 1, max: 4096, perNode: 1 }),
@@ -60,6 +64,8 @@ export interface StorageTargetConfig {
   writeBytesPerSecond: number;
   readBytesPerSecond: number;
   rpcSlots: number;
+  /** One client node's link (NIC) to the server; undefined: not configured. */
+  clientBytesPerSecond: number | undefined;
   leaseTtlMs: number;
   write: PoolBounds;
   read: PoolBounds;
@@ -100,6 +106,7 @@ export function parseStorageTargets(json: string, variable = 'STORAGE_TARGETS'):
   return res.data.map((t) => ({
     ...t,
     serverExport: t.serverExport ?? t.name,
+    clientBytesPerSecond: t.clientBytesPerSecond,
     aimd: { ...DEFAULT_AIMD, ...Object.fromEntries(Object.entries(t.aimd).filter(([, v]) => v !== undefined)) } as AimdParams,
   }));
 }

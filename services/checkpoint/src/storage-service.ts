@@ -266,7 +266,7 @@ export class StorageAdmission {
           const signals = fresh ? aggregateTelemetry(fresh, t.cfg.mountPrefix, mode, t.cfg.rpcSlots) : pr.signals;
           const state = await this.store.state(t.cfg.name, mode);
           const limit = state.limit ?? bounds.initial;
-          const capacity = mode === 'write' ? t.cfg.writeBytesPerSecond : t.cfg.readBytesPerSecond;
+          const capacity = { bytesPerSecond: mode === 'write' ? t.cfg.writeBytesPerSecond : t.cfg.readBytesPerSecond, clientBytesPerSecond: t.cfg.clientBytesPerSecond };
           const d = aimdStep(poolView(state, limit, bounds.perNode), bounds, capacity, signals, t.degraded, aimdStateOf(state.controller?.state), t.cfg.aimd);
           // The limit and the counters behind it in one write, every step: a restarted service
           // holds or decays from where this one was.

@@ -62,6 +62,25 @@ describe('aimdStep', () => {
     expect(aimdStep(pool(40, 40, 0), bounds, 100e9, { ...quiet, rttMs: undefined, backlog: 5000 }, false, { hold: 0, idle: 0 }).limit).toBe(40);
   });
 
+  it('treats saturated transports at a fraction of what the server and the nodes\' links allow as congestion, even with the RTT under its mark', () => {
+    // The 504-GPU report's collapse with 64 KiB WRITEs: every slot table full, a backlog, 16 % of
+    // the write bandwidth, and an RTT (13 ms) under the 20 ms mark. The old rule, RTT only, let the pool grow.
+    const collapse: StorageSignals = { nodes: 63, activeNodes: 63, backlog: 400, rttMs: 13, slotUtilization: 1, bytesPerSecond: 40e9, sendingBytesPerSecond: 40e9 };
+    const link = { bytesPerSecond: 250e9, clientBytesPerSecond: 25e9 };
+    const d = aimdStep(pool(60, 60, 20), bounds, link, collapse, false, { hold: 0, idle: 0 });
+    expect(d).toMatchObject({ limit: 42, reason: 'decrease: 40 GB/s (40 while sending) < 50% of 250 GB/s that 63 nodes and the server allow, backlog 400 > 32, slots 100% > 95%', state: { hold: 1 } });
+    expect(aimdStep(pool(60, 60, 20), bounds, 250e9, collapse, false, { hold: 0, idle: 0 }).reason).toMatch(/^increase: /); // no link speed configured: the rule is off
+    // Either half missing is not saturation: slots with room, or no backlog.
+    for (const s of [{ slotUtilization: 0.9 }, { backlog: 10 }]) expect(aimdStep(pool(60, 60, 20), bounds, link, { ...collapse, ...s }, false, { hold: 0, idle: 0 }).reason).toMatch(/^increase: /);
+    // Two nodes each at its own 25 GB/s link (full slots, deep backlog, 18 % of the server): the
+    // pool is what holds the others back, so it grows.
+    const atLink: StorageSignals = { nodes: 60, activeNodes: 2, backlog: 800, rttMs: 5.9, slotUtilization: 1, bytesPerSecond: 45e9, sendingBytesPerSecond: 45e9 };
+    expect(aimdStep(pool(2, 2, 20), bounds, link, atLink, false, { hold: 0, idle: 0 })).toMatchObject({ limit: 4, reason: expect.stringMatching(/^increase: /) });
+    // A save that began late in the interval: little over the interval, plenty while sending.
+    const late: StorageSignals = { ...collapse, bytesPerSecond: 40e9, sendingBytesPerSecond: 280e9 };
+    expect(aimdStep(pool(32, 32, 28), bounds, link, late, false, { hold: 0, idle: 0 }).reason).toMatch(/^increase: /);
+  });
+
   it('decays an idle pool toward its initial size after `idleSteps` idle steps, halving the distance per step (RFC 2861), from above and from below', () => {
     const idle: StorageSignals = { nodes: 4, activeNodes: 0, backlog: 0, rttMs: undefined, slotUtilization: 0, bytesPerSecond: 0 };
     const run = (from: number, steps: number) => {
@@ -134,7 +153,8 @@ describe('aggregateTelemetry', () => {
       batch('c', [mount('/mnt/ckpt', { ops: 0, rtt: 0 }, 0, 0, 0)]),
       batch('d', []),
     ], '/mnt/ckpt', 'write', 128);
-    expect(s).toEqual({ nodes: 3, activeNodes: 2, backlog: 20, rttMs: 4, slotUtilization: 0.75, bytesPerSecond: 20e9 });
+    // While sending (Little's law), per node: 128 x 1.0 in flight x 50 MB per WRITE / 10 ms, and 128 x 0.5 x 50 MB / 2 ms.
+    expect(s).toEqual({ nodes: 3, activeNodes: 2, backlog: 20, rttMs: 4, slotUtilization: 0.75, bytesPerSecond: 20e9, sendingBytesPerSecond: 640e9 + 1600e9 });
     expect(mountBelongs('/mnt/ckpt', '/mnt/ckpt/')).toBe(true);
     expect(mountBelongs('/mnt/ckpt2', '/mnt/ckpt')).toBe(false);
     expect(mountBelongs('/mnt', '/mnt/ckpt')).toBe(true); // the target lives inside that mount
@@ -149,6 +169,8 @@ describe('storage configuration', () => {
     const [u] = parseStorageTargets(JSON.stringify([{ ...ok[0], write: { initial: 4, max: 8 } }]));
     expect(u!.write).toEqual({ initial: 4, min: 1, max: 8, perNode: 1 });
     expect(loadStorageConfig({}).targets).toEqual([]);
+    expect(t!.clientBytesPerSecond).toBeUndefined();
+    expect(parseStorageTargets(JSON.stringify([{ ...ok[0], clientBytesPerSecond: 25e9 }]))[0]!.clientBytesPerSecond).toBe(25e9);
   });
   it('names the variable, the target and the field of a bad value', () => {
     const bad = [{ ...ok[0], name: 'fast', writeBytesPerSecond: -1, write: { initial: 5, min: 6, max: 10 } }];
@@ -158,6 +180,8 @@ describe('storage configuration', () => {
     expect(() => parseStorageTargets(JSON.stringify([...ok, ...ok]))).toThrow(/listed twice/);
     expect(() => loadStorageConfig({ STORAGE_CONTROL_MS: '5' })).toThrow(/STORAGE_CONTROL_MS/);
     expect(() => parseStorageTargets(JSON.stringify([{ ...ok[0], read: { perNode: -1 } }]))).toThrow(/target "ckpt" read.perNode: /);
+    expect(() => parseStorageTargets(JSON.stringify([{ ...ok[0], clientBytesPerSecond: 0 }]))).toThrow(/target "ckpt" clientBytesPerSecond: /);
+    expect(() => parseStorageTargets(JSON.stringify([{ ...ok[0], aimd: { idleSteps: 0 } }]))).toThrow(/target "ckpt" aimd.idleSteps: /);
   });
   it('matches a health storage fault (server:export) to its target', () => {
     const [t] = parseStorageTargets(JSON.stringify([{ ...ok[0], serverExport: 'nfs1:/export/ckpt' }]));

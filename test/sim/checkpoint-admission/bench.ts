@@ -48,7 +48,7 @@ function params(mode: StorageMode): ModelParams {
     dirtyBytesPerSecondPerRank: 4e9,
     congestionRpcs: BACKGROUND_WRITEBACK_RPCS,
     serverBytesPerSecond: mode === 'write' ? target!.writeBytesPerSecond : target!.readBytesPerSecond,
-    nicBytesPerSecond: 25e9,
+    nicBytesPerSecond: target!.clientBytesPerSecond ?? 25e9,
     baseRttMs: 0.5,
     arrivalJitterMs: 20,
     telemetryIntervalMs: 50,
@@ -83,7 +83,7 @@ function admitted(redis: Redis, t: StorageTargetConfig, mode: StorageMode, trace
   };
   const store = new StorageLeaseStore(redis, { clock: () => base + simNow, waiterTtlMs: 1e12 });
   const bounds = t[mode];
-  const capacity = mode === 'write' ? t.writeBytesPerSecond : t.readBytesPerSecond;
+  const capacity = { bytesPerSecond: mode === 'write' ? t.writeBytesPerSecond : t.readBytesPerSecond, clientBytesPerSecond: t.clientBytesPerSecond };
   const refs = new Map<string, RankRef>();
   const holders = new Map<string, ReturnType<typeof holder>>();
   const holder = (r: RankRef) => ({ jobId: 'bench-job', attempt: 1, rank: r.rank, node: `sim-${r.node}` });
@@ -106,6 +106,7 @@ function admitted(redis: Redis, t: StorageTargetConfig, mode: StorageMode, trace
     await store.setLimit(t.name, mode, d.limit, { state: { ...d.state }, reason: d.reason, atMs: base + simNow });
     trace.limits.push(d.limit);
     trace.decisions.push(d.reason);
+    if (process.env.BENCH_TRACE_STEPS) console.log(`    [${t.name} ${mode} t=${simNow}] leases ${st.leases.length} waiters ${st.waiters.length} ready ${poolView(st, limit, bounds.perNode).ready} active ${signals.activeNodes} backlog ${signals.backlog.toFixed(0)} slots ${(signals.slotUtilization * 100).toFixed(0)}% rtt ${signals.rttMs?.toFixed(1)} GB/s ${(signals.bytesPerSecond / 1e9).toFixed(1)} (sending ${((signals.sendingBytesPerSecond ?? 0) / 1e9).toFixed(1)}) -> ${d.limit}: ${d.reason}`);
   };
   return {
     async arrive(r, nowMs) {
