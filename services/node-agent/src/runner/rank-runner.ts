@@ -301,12 +301,13 @@ export class RankRunner {
     const exitFile = join(p.dir, 'exit');
     let code = status;
     let at = new Date();
-    try {
-      code = Number(readFileSync(exitFile, 'utf8').trim());
+    const recorded = readExitStatus(exitFile);
+    if (recorded !== undefined) {
+      code = recorded;
       at = new Date(exitTime(exitFile) ?? Date.now());
-    } catch {
-      // No exit file: the wrapper itself was killed (SIGKILL after the grace period).
-      if (status === undefined || status === 0) code = 128 + 9;
+    } else if (status === undefined || status === 0) {
+      // No status recorded: the wrapper itself was killed (SIGKILL after the grace period).
+      code = 128 + 9;
     }
     p.phase = 'exited';
     p.status = code ?? 128 + 9;
@@ -398,6 +399,17 @@ function exitTime(exitFile: string): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The status the wrapper wrote; undefined without one (no file, or an empty one: see wrapper.ts). */
+function readExitStatus(exitFile: string): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync(exitFile, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+  return /^\d{1,3}$/.test(text) ? Number(text) : undefined;
 }
 
 /** The wrapper's one-line reason for not starting the command (wrapper.ts), if it left one. */

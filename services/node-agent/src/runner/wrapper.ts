@@ -4,7 +4,11 @@
 //
 // The wrapper ignores SIGTERM/SIGINT/SIGHUP *after* starting the command, so a SIGTERM to
 // the process group reaches the command, and the wrapper survives to record its status.
-// Exit status follows the shell convention: 128+N means killed by signal N.
+// Exit status follows the shell convention: 128+N means killed by signal N. The status is
+// written in place with a builtin, one short write, not to a temp file moved over it: an mv
+// per rank was a fork and exec of coreutils, more CPU than the rest of the wrapper. The agent
+// reads the file only once the wrapper is gone, and takes an empty one (the wrapper killed
+// between creating and writing it) as none, as it does a missing one.
 //
 // Before starting the command, the wrapper looks it up as exec would (the job's PATH): a
 // command that is not there, or not executable, ends the rank with 127 or 126 and a message
@@ -48,7 +52,7 @@ export const ORPHAN_MARKER_SUFFIX = '.orphaned';
 export const REASON_SUFFIX = '.reason';
 
 // The lookup runs with the job's PATH, as the command itself would; the wrapper's own printf
-// is a builtin, mv gets the system folders.
+// is a builtin.
 const PREFLIGHT = [
   'reason=',
   'case "$1" in',
@@ -63,8 +67,7 @@ const PREFLIGHT = [
   // The PATH searched goes to the log only: the reason is repeated in the job's failure.
   '  printf "gantry: %s (PATH=%s)\\n" "$reason" "$PATH" >&2',
   '  printf "%s\\n" "$reason" > "$GANTRY_EXIT_FILE.reason"',
-  '  PATH=/usr/bin:/bin:$PATH',
-  '  printf "%s\\n" "$status" > "$GANTRY_EXIT_FILE.tmp" && mv "$GANTRY_EXIT_FILE.tmp" "$GANTRY_EXIT_FILE"',
+  '  printf "%s\\n" "$status" > "$GANTRY_EXIT_FILE"',
   '  exit "$status"',
   'fi',
 ].join('\n');
@@ -83,8 +86,7 @@ const JOIN_DEVICE_CGROUP = [
   '        reason="the agent did not move the rank into its device cgroup $GANTRY_DEVICE_CGROUP on ${GANTRY_NODE_NAME:-this node}"',
   '        printf "gantry: %s\\n" "$reason" >&2',
   '        printf "%s\\n" "$reason" > "$GANTRY_EXIT_FILE.reason"',
-  '        PATH=/usr/bin:/bin:$PATH',
-  '        printf "126\\n" > "$GANTRY_EXIT_FILE.tmp" && mv "$GANTRY_EXIT_FILE.tmp" "$GANTRY_EXIT_FILE"',
+  '        printf "126\\n" > "$GANTRY_EXIT_FILE"',
   '        exit 126',
   '      fi',
   '      PATH=/usr/bin:/bin:$PATH sleep 0.05',
@@ -121,7 +123,7 @@ export const WRAPPER_SCRIPT = [
   'if [ -n "$GANTRY_ADMIT_PRELOAD" ]; then LD_PRELOAD="${LD_PRELOAD:+$LD_PRELOAD:}$GANTRY_ADMIT_PRELOAD" "$@" & else "$@" & fi',
   'child=$!',
   // The job's environment may set a PATH without the system folders; the command has it
-  // already, the wrapper's own sleep and mv need them.
+  // already, the watchdog's sleep needs them.
   'PATH=/usr/bin:/bin:$PATH',
   "trap '' TERM INT HUP",
   'watchdog=',
@@ -133,7 +135,7 @@ export const WRAPPER_SCRIPT = [
   'fi',
   'wait "$child"',
   'code=$?',
-  'printf "%s\\n" "$code" > "$GANTRY_EXIT_FILE.tmp" && mv "$GANTRY_EXIT_FILE.tmp" "$GANTRY_EXIT_FILE"',
+  'printf "%s\\n" "$code" > "$GANTRY_EXIT_FILE"',
   'if [ -n "$watchdog" ]; then kill -s KILL "$watchdog" 2>/dev/null; fi',
   // No agent will clear what the command left in its group: do it here (the wrapper included).
   'if [ -e "$GANTRY_EXIT_FILE.orphaned" ]; then kill -s KILL -- -$$; fi',

@@ -161,3 +161,33 @@ describe('re-adoption after a reboot', () => {
     }
   });
 });
+
+describe('re-adoption of ranks whose wrapper ended while no agent watched', () => {
+  it('takes the status the wrapper wrote, and an empty or missing exit file as the wrapper killed', async () => {
+    const { mkdirSync } = await import('node:fs');
+    const { RankRunner } = await import('../../src/runner/rank-runner.js');
+    const { pino } = await import('pino');
+    const state = new StateFile(tmp());
+    const exits: Record<string, string | undefined> = { 'j-written': '3\n', 'j-empty': '', 'j-missing': undefined };
+    for (const [jobId, content] of Object.entries(exits)) {
+      const dir = join(state.dir, 'ranks', `${jobId}-1-0`);
+      mkdirSync(dir, { recursive: true });
+      if (content !== undefined) writeFileSync(join(dir, 'exit'), content);
+      // pid 0: no process (a gone wrapper).
+      state.state.ranks[`${jobId}:1:0`] = {
+        jobId, attempt: 1, rank: 0, pid: 0, dir, phase: 'running', startedAt: new Date().toISOString(), startReported: true, exitReported: false,
+        processes: [{ local: 0, pid: 0, dir, phase: 'running', logs: { stdout: { offset: 0, seq: 0 }, stderr: { offset: 0, seq: 0 } } }],
+      };
+    }
+    state.save();
+    const runner = new RankRunner(state, pino({ level: 'silent' }));
+    runner.start();
+    runner.stopPolling();
+    const after = new StateFile(state.dir).state.ranks;
+    expect(after['j-written:1:0']).toMatchObject({ phase: 'exited', exitCode: 3, signal: '' });
+    for (const k of ['j-empty:1:0', 'j-missing:1:0']) {
+      expect(after[k]).toMatchObject({ phase: 'exited', signal: 'SIGKILL' });
+      expect(after[k]!.exitCode).toBeUndefined();
+    }
+  });
+});
