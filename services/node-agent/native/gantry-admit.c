@@ -74,7 +74,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 // The process's one lease and who is inside it.
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;  // re-made on the monotonic clock by init
 static int holders;        // flushes running under the lease
 static int busy;           // an acquire or release is on the wire: others wait for its outcome
 static unsigned long gen;  // bumped when an acquire ends, so waiters learn it failed
@@ -105,10 +105,20 @@ static void say(const char *fmt, ...) {
   (void)w;
 }
 
+// The renewal thread's timed waits count on the monotonic clock: a stepped wall clock must
+// neither hold a renewal back past the lease's expiry nor fire it early.
+static void init_changed(void) {
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&changed, &ca);
+  pthread_condattr_destroy(&ca);
+}
+
 static void reset_after_fork(void) {
   // The child holds no lease (the parent's flush owns it) and has no renewal thread.
   pthread_mutex_init(&mu, NULL);
-  pthread_cond_init(&changed, NULL);
+  init_changed();
   holders = 0;
   busy = 0;
   have_lease = 0;
@@ -122,6 +132,7 @@ static void init(void) {
   real_fclose = (int (*)(FILE *))dlsym(RTLD_NEXT, "fclose");
   real_fsync = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
   real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+  init_changed();
   pthread_atfork(before_fork, after_fork_parent, reset_after_fork);
 
   const char *dir = getenv("GANTRY_CHECKPOINT_DIR");
@@ -305,8 +316,10 @@ static int acquire_lease(char *id, size_t idsz, char *target, size_t targetsz, d
     }
     if (field(res, "granted", v, sizeof v) && strcmp(v, "true") == 0 && field(res, "lease_id", id, idsz)) {
       if (!field(res, "target", target, targetsz)) target[0] = 0;
+      // A third of the time left, as the Python module renews; at most 2 s, because expires_at
+      // is the service's clock (another host) and a skew must not outlast the lease.
       double left_s = field(res, "expires_at", v, sizeof v) ? seconds_until(v) : 0;
-      *renew_s = left_s > 0 ? (left_s / 3 > 0.2 ? left_s / 3 : 0.2) : 10;
+      *renew_s = left_s / 3 < 0.2 ? 0.2 : left_s / 3 > 2 ? 2 : left_s / 3;
       pthread_mutex_lock(&mu);
       int was = failing;
       failing = 0;
@@ -335,7 +348,7 @@ static void *renewer(void *arg) {
   for (;;) {
     while (!have_lease) pthread_cond_wait(&changed, &mu);
     struct timespec at;
-    clock_gettime(CLOCK_REALTIME, &at);
+    clock_gettime(CLOCK_MONOTONIC, &at);
     double s = renew_every_s;
     at.tv_sec += (time_t)s;
     at.tv_nsec += (long)((s - (double)(time_t)s) * 1e9);
