@@ -8,14 +8,14 @@
 //     closes meanwhile and never asks;
 //   - once the lease is given back, the ranks' flushes are admitted one at a time (the shim's
 //     held intervals, CLOCK_MONOTONIC like Python's time.monotonic, never overlap across ranks);
-//   - a flush whose agent cannot be reached, or refuses, goes ahead with one line on stderr,
-//     and the job finishes;
+//   - a flush whose agent cannot be reached (stopped, or a port nobody listens on), or refuses,
+//     goes ahead with one line on stderr, and the job finishes;
 //   - a job asking for it on an agent without the shim fails with that reason; one whose
 //     directory no storage target holds is refused at submit.
 // node-0's agent has the shim (built here with pnpm build:admit when dist/ lacks it or it is
 // older than its source); node-1's has none.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -149,6 +149,10 @@ describe('admitted checkpoint flushes for unmodified training code (LD_PRELOAD s
     }, 20_000);
     expect(waiting.waiters.map((w) => `${w.holder?.jobId}:${w.holder?.rank}:${w.holder?.node}`).sort()).toEqual([0, 1, 2].map((r) => `${a}:${r}:node-0`));
     expect(waiting.leases.map((l) => l.holder?.jobId)).toEqual(['outside-writer']);
+    const show = await gantry(stack, 'storage', 'show', TARGET, '--checkpoint-addr', stack.checkpointAddr, ...stack.internalClientFlags());
+    expect(show.code).toBe(0);
+    expect(show.stdout).toMatch(/write\s+1\/1 leased .*, 3 waiting/);
+    for (const r of [0, 1, 2]) expect(show.stdout).toMatch(new RegExp(`\\s${a}\\s+1\\s+${r}\\s+write`));
 
     // The same code without the opt-in: not preloaded, never waits, finishes while the pool is full.
     const b = (await client.submitJob(job('flush-plain', join(nfs, 'b'), ['python3', '-c', writerScript(timesDir)], { admit: false }))).job!.id;
@@ -219,6 +223,38 @@ describe('admitted checkpoint flushes for unmodified training code (LD_PRELOAD s
     expect(err.match(/agent unreachable at 127\.0\.0\.1:\d+: Connection refused; checkpoint flushes go ahead unadmitted until it answers again/g)).toHaveLength(1);
     expect(err.match(/the agent refused a storage lease \(HTTP 401: unknown token \(revoked when the job left this node\)\); checkpoint flushes go ahead unadmitted/g)).toHaveLength(1);
     expect(admittedLines(err).map((l) => l.path.split('/').pop())).toEqual(['ok0', 'ok1', 'ok2']);
+  }, 40_000);
+
+  it('flushes made while the agent is down go ahead unadmitted, and the job finishes once it is back', async () => {
+    const ready = join(stack.workDir, 'down.ready');
+    const go = join(stack.workDir, 'down.go');
+    const done = join(stack.workDir, 'down.done');
+    const py = [
+      'import os, time',
+      'd = os.environ["GANTRY_CHECKPOINT_DIR"]',
+      'os.makedirs(d, exist_ok=True)',
+      `open(${JSON.stringify(ready)}, "w").close()`,
+      `while not os.path.exists(${JSON.stringify(go)}):`,
+      '    time.sleep(0.05)',
+      'for i in range(3):',
+      '    f = open(os.path.join(d, "down%d" % i), "wb"); f.write(b"z" * 4096); f.close()',
+      `open(${JSON.stringify(done)}, "w").close()`,
+    ].join('\n');
+    const id = (await client.submitJob(job('flush-agent-down', join(nfs, 'down'), ['python3', '-c', py], { admit: true }))).job!.id;
+    await eventually('the rank runs', () => existsSync(ready) || undefined, 60_000);
+    // The agent stops (its ranks keep running), and with it the endpoint the shim calls.
+    await stack.agents[0]!.stop();
+    try {
+      writeFileSync(go, '');
+      await eventually('the rank flushed without its agent', () => existsSync(done) || undefined, 20_000);
+    } finally {
+      await stack.agents[0]!.start();
+    }
+    expect(jobStateName((await waitForJob(client, id, [JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED], 60_000)).state)).toBe('SUCCEEDED');
+    for (const i of [0, 1, 2]) expect(statSync(join(nfs, 'down', `down${i}`)).size).toBe(4096);
+    const err = stderrOf(0, id, 0);
+    expect(err.match(/agent unreachable at 127\.0\.0\.1:\d+: Connection refused; checkpoint flushes go ahead unadmitted/g)).toHaveLength(1);
+    expect(admittedLines(err)).toEqual([]);
   }, 40_000);
 
   it('refuses a job whose agent has no shim (the reason reaches the job) and one whose directory no storage target holds (at submit)', async () => {
