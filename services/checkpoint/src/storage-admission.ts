@@ -19,6 +19,16 @@ export interface PoolBounds {
    * writer's RPCs only queue behind the first's in the node's backlog.
    */
   perNode: number;
+  /**
+   * The pool starts (and an idle pool decays back) at no less than `perNode` x the nodes that
+   * report a mount of the target. For reads (the default there): a reader keeps only its
+   * readahead in flight (2 x 15 RPCs, under the 128-slot table), so one per node cannot build a
+   * backlog, and holding some nodes back only delays the restart. Not for writes (their
+   * default): a flush hands the whole shard to the transport, so every admitted writer fills its
+   * node's slot table and backlog, and a save that starts on every node at once is the backlog
+   * the pool is there to spread. The configuration sets it per mode; absent here: false.
+   */
+  initialCoversNodes?: boolean;
 }
 
 export interface AimdParams {
@@ -251,20 +261,32 @@ export function poolView(state: PoolState, limit: number, perNode: number): Pool
 const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(n < 10 ? 2 : 1));
 
 /**
+ * The size a pool starts from: `initial`, or with `initialCoversNodes` at least one share per
+ * node that reports a mount of the target; within [min, max].
+ */
+export function startSize(bounds: Pick<PoolBounds, 'initial' | 'min' | 'max'> & Partial<Pick<PoolBounds, 'perNode' | 'initialCoversNodes'>>, signals: Pick<StorageSignals, 'nodes'> | undefined): { size: number; why: string } {
+  const clamp = (n: number) => Math.min(bounds.max, Math.max(bounds.min, Math.round(n)));
+  const covers = bounds.initialCoversNodes && (bounds.perNode ?? 0) > 0 && signals ? bounds.perNode! * signals.nodes : 0;
+  if (covers > bounds.initial && clamp(covers) > clamp(bounds.initial)) return { size: clamp(covers), why: ` (${bounds.perNode} per node x ${signals!.nodes} nodes)` };
+  return { size: clamp(bounds.initial), why: '' };
+}
+
+/**
  * One AIMD step. Multiplicative decrease when the target is degraded (down to its degraded
  * cap) or congested: its RPCs' RTT above the mark while it delivers less than `capacityHeadroom`
  * of its capacity, or (with the clients' link speed configured) the active nodes' slot tables
  * full with a backlog while it delivers less than `saturatedShare` of what the server and their
  * links allow (queueing that does not move bytes, as the 504-GPU report saw: slot tables full
- * at 16 % of the write bandwidth). An idle pool decays toward its initial size (`idleSteps`). Increase when the limit, not the per-node cap, holds
- * holders back (`pool.ready` waiting, every slot taken): by one lease per such waiter, at least
- * `increase` and at most doubling per step. Otherwise hold. Always within [min, max].
+ * at 16 % of the write bandwidth). An idle pool decays toward its initial size (`idleSteps`,
+ * `startSize`). Increase when the limit, not the per-node cap, holds holders back
+ * (`pool.ready` waiting, every slot taken): by one lease per such waiter, at least `increase`
+ * and at most doubling per step. Otherwise hold. Always within [min, max].
  *
  * A deep server queue while the target moves its capacity is not a reason to shrink: with one
  * lease per node, fewer leases leave nodes idle that still have shards to write, and those
  * finish alone at the end at their own transport's speed, with the server half idle.
  */
-export function aimdStep(pool: PoolView, bounds: Pick<PoolBounds, 'initial' | 'min' | 'max'>, capacity: number | TargetCapacity, signals: StorageSignals | undefined, degraded: boolean, state: AimdState, p: AimdParams = DEFAULT_AIMD): AimdDecision {
+export function aimdStep(pool: PoolView, bounds: Pick<PoolBounds, 'initial' | 'min' | 'max'> & Partial<Pick<PoolBounds, 'perNode' | 'initialCoversNodes'>>, capacity: number | TargetCapacity, signals: StorageSignals | undefined, degraded: boolean, state: AimdState, p: AimdParams = DEFAULT_AIMD): AimdDecision {
   const { bytesPerSecond: capacityBytesPerSecond, clientBytesPerSecond } = typeof capacity === 'number' ? { bytesPerSecond: capacity, clientBytesPerSecond: undefined } : capacity;
   const clamp = (n: number) => Math.min(bounds.max, Math.max(bounds.min, Math.round(n)));
   const limit = clamp(pool.limit);
@@ -277,12 +299,13 @@ export function aimdStep(pool: PoolView, bounds: Pick<PoolBounds, 'initial' | 'm
   // telemetry-backed evidence of idleness, so no decay).
   if (pool.leases === 0 && pool.waiters === 0 && signals && signals.activeNodes === 0 && signals.bytesPerSecond === 0) {
     const idle = state.idle + 1;
-    const initial = clamp(bounds.initial);
-    if (limit === initial) return { limit, reason: `hold: idle at the initial size`, state: { hold: 0, idle } };
-    if (idle < p.idleSteps) return { limit, reason: `hold: idle ${idle} of ${p.idleSteps} steps before the limit decays toward ${initial}`, state: { hold: 0, idle } };
+    const { size: initial, why } = startSize(bounds, signals);
+    const toward = `toward the initial ${initial}${why}`;
+    if (limit === initial) return { limit, reason: `hold: idle at the initial size${why}`, state: { hold: 0, idle } };
+    if (idle < p.idleSteps) return { limit, reason: `hold: idle ${idle} of ${p.idleSteps} steps before the limit decays ${toward}`, state: { hold: 0, idle } };
     // Half the distance per step (RFC 2861 halves cwnd per idle RTO), rounded toward the initial size.
     const next = initial + Math.sign(limit - initial) * Math.floor(Math.abs(limit - initial) / 2);
-    return { limit: next, reason: `decay: idle ${idle} steps, toward the initial ${initial}`, state: { hold: 0, idle } };
+    return { limit: next, reason: `decay: idle ${idle} steps, ${toward}`, state: { hold: 0, idle } };
   }
   state = { ...state, idle: 0 };
   const moved = signals?.bytesPerSecond ?? 0;

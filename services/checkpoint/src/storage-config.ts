@@ -9,7 +9,8 @@
 //
 // A target: { "name": "ckpt", "mountPrefix": "/mnt/ckpt", "serverExport": "nfs1:/export/ckpt",
 //   "writeBytesPerSecond": 250e9, "readBytesPerSecond": 700e9, "rpcSlots": 128, "clientBytesPerSecond": 25e9,
-//   "leaseTtlMs": 30000, "write": { "initial": 32, "min": 1, "max": 480, "perNode": 1 }, "read": {...},
+//   "leaseTtlMs": 30000, "write": { "initial": 32, "min": 1, "max": 480, "perNode": 1 },
+//   "read": { ..., "initialCoversNodes": true },
 //   "aimd": { "rttHighMs": 20, ... } }. Defaults are in the schema below; every problem is
 // reported in one line naming the target and the field.
 import { readFileSync } from 'node:fs';
@@ -18,13 +19,17 @@ import { ConfigError } from '@gantry/service-kit';
 import { STORAGE_TARGET_NAME } from '@gantry/store';
 import { DEFAULT_AIMD, type AimdParams, type PoolBounds } from './storage-admission.js';
 
-const bounds = (initial: number) =>
+const bounds = (initial: number, coversNodes: boolean) =>
   z.object({
     initial: z.number().int().min(0).default(initial),
     min: z.number().int().min(0).default(1),
     max: z.number().int().min(1).default(4096),
     // 0: no per-node cap. One flushing writer (or one reader) already has its node's transport.
     perNode: z.number().int().min(0).default(1),
+    // Reads: one reader per node keeps only its readahead in flight, so the pool starts at one
+    // share per node that reports a mount; writes: a flush fills the node's transport at once
+    // (PoolBounds.initialCoversNodes).
+    initialCoversNodes: z.boolean().default(coversNodes),
   }).strict().refine((b) => b.min <= b.max && b.initial >= b.min && b.initial <= b.max, { message: 'needs min <= initial <= max' });
 
 const aimd = z.object({
@@ -51,8 +56,8 @@ const target = z.object({
   // saturated transports that should move more from nodes at their own link's limit.
   clientBytesPerSecond: z.number().positive().optional(),
   leaseTtlMs: z.number().int().min(500).max(3_600_000).default(30_000),
-  write: bounds(32).default({ initial: 32, min: 1, max: 4096, perNode: 1 }),
-  read: bounds(64).default({ initial: 64, min: 1, max: 4096, perNode: 1 }),
+  write: bounds(32, false).default({ initial: 32, min: 1, max: 4096, perNode: 1, initialCoversNodes: false }),
+  read: bounds(64, true).default({ initial: 64, min: 1, max: 4096, perNode: 1, initialCoversNodes: true }),
   aimd: aimd.default({}),
 }).strict();
 

@@ -5,7 +5,7 @@ import pino from 'pino';
 import { TelemetryBatch, type NfsMountTelemetry } from '@gantry/proto';
 import { ConfigError } from '@gantry/service-kit';
 import { useRedis } from '../../../libs/store/test/redis-fixture.js';
-import { DEFAULT_AIMD, aggregateTelemetry, aimdStateOf, aimdStep, mountBelongs, poolView, readyWaiters, type AimdState, type StorageSignals } from '../src/storage-admission.js';
+import { DEFAULT_AIMD, aggregateTelemetry, aimdStateOf, aimdStep, mountBelongs, poolView, readyWaiters, startSize, type AimdState, type StorageSignals } from '../src/storage-admission.js';
 import { loadStorageConfig, parseStorageTargets } from '../src/storage-config.js';
 import { JobState } from '@gantry/proto';
 import { LeaseWakeup, StorageAdmission, attemptOver, faultMatches, storageCalls, type ClusterView } from '../src/storage-service.js';
@@ -99,11 +99,33 @@ describe('aimdStep', () => {
     // The old rule held a stale 60 forever ('hold: pool not the bottleneck'): the next save let every node flush at once.
     const down = run(60, 9);
     expect(down.out).toEqual([60, 60, 35, 22, 16, 13, 11, 10, 10]);
-    expect(down.reasons.slice(0, 3)).toEqual(['hold: idle 1 of 3 steps before the limit decays toward 10', 'hold: idle 2 of 3 steps before the limit decays toward 10', 'decay: idle 3 steps, toward the initial 10']);
+    expect(down.reasons.slice(0, 3)).toEqual(['hold: idle 1 of 3 steps before the limit decays toward the initial 10', 'hold: idle 2 of 3 steps before the limit decays toward the initial 10', 'decay: idle 3 steps, toward the initial 10']);
     expect(down.reasons.at(-1)).toBe('hold: idle at the initial size');
     // A limit a congested save cut to 2 says as little about the next save.
     expect(run(2, 7).out).toEqual([2, 2, 6, 8, 9, 10, 10]);
     expect(aimdStep(pool(60, 0, 0), { ...bounds, initial: 200 }, 100e9, idle, false, { hold: 0, idle: 5 }).limit).toBe(80); // within [min, max]
+  });
+
+  it('starts a pool that covers the nodes (reads) at one share per node that reports a mount: an idle read pool decays up to it', () => {
+    const idle: StorageSignals = { nodes: 60, activeNodes: 0, backlog: 0, rttMs: undefined, slotUtilization: 0, bytesPerSecond: 0 };
+    const read = { initial: 48, min: 16, max: 480, perNode: 1, initialCoversNodes: true };
+    expect(startSize(read, idle)).toEqual({ size: 60, why: ' (1 per node x 60 nodes)' });
+    expect(startSize({ ...read, perNode: 2 }, idle).size).toBe(120);
+    expect(startSize({ ...read, max: 50 }, idle).size).toBe(50);
+    expect(startSize(read, { nodes: 10 }).size).toBe(48); // never below the configured initial
+    expect(startSize({ ...read, initialCoversNodes: false }, idle).size).toBe(48); // writes
+    expect(startSize({ ...read, perNode: 0 }, idle).size).toBe(48); // no per-node cap: no per-node share
+    // The old rule held 48: 12 of 60 restarting nodes waited for the controller's first step.
+    const limits: number[] = [];
+    let limit = 48;
+    let state: AimdState = { hold: 0, idle: 0 };
+    for (let i = 0; i < 7; i++) {
+      const d = aimdStep(pool(limit, 0, 0), read, 700e9, idle, false, state);
+      ({ limit, state } = d);
+      limits.push(limit);
+      if (i === 2) expect(d.reason).toBe('decay: idle 3 steps, toward the initial 60 (1 per node x 60 nodes)');
+    }
+    expect(limits).toEqual([48, 48, 54, 57, 59, 60, 60]);
   });
 
   it('does not count a step as idle while leases are held, holders wait, bytes of the mode move, or without telemetry; activity restarts the count', () => {
@@ -167,7 +189,8 @@ describe('storage configuration', () => {
     const [t] = parseStorageTargets(JSON.stringify(ok));
     expect(t).toMatchObject({ rpcSlots: 128, leaseTtlMs: 30_000, serverExport: 'ckpt', write: { initial: 32, min: 1, perNode: 1 }, read: { initial: 64, perNode: 1 }, aimd: DEFAULT_AIMD });
     const [u] = parseStorageTargets(JSON.stringify([{ ...ok[0], write: { initial: 4, max: 8 } }]));
-    expect(u!.write).toEqual({ initial: 4, min: 1, max: 8, perNode: 1 });
+    expect(u!.write).toEqual({ initial: 4, min: 1, max: 8, perNode: 1, initialCoversNodes: false });
+    expect(u!.read.initialCoversNodes).toBe(true);
     expect(loadStorageConfig({}).targets).toEqual([]);
     expect(t!.clientBytesPerSecond).toBeUndefined();
     expect(parseStorageTargets(JSON.stringify([{ ...ok[0], clientBytesPerSecond: 25e9 }]))[0]!.clientBytesPerSecond).toBe(25e9);
@@ -224,11 +247,11 @@ describe('StorageAdmission controller', () => {
     await first.store.setLimit(t!.name, 'write', 60);
     await first.step();
     await first.step();
-    expect(await first.store.state(t!.name, 'write')).toMatchObject({ limit: 60, controller: { state: { hold: 0, idle: 2 }, reason: 'hold: idle 2 of 3 steps before the limit decays toward 10' } });
+    expect(await first.store.state(t!.name, 'write')).toMatchObject({ limit: 60, controller: { state: { hold: 0, idle: 2 }, reason: 'hold: idle 2 of 3 steps before the limit decays toward the initial 10' } });
     first.stop();
     // A new process: it has not stepped yet, so `show` gives what the last one decided.
     const second = new StorageAdmission(redisOf(), config, view, pino({ level: 'silent' }));
-    expect((await second.show(second.target(t!.name))).writePool).toMatchObject({ limit: 60, reason: 'hold: idle 2 of 3 steps before the limit decays toward 10' });
+    expect((await second.show(second.target(t!.name))).writePool).toMatchObject({ limit: 60, reason: 'hold: idle 2 of 3 steps before the limit decays toward the initial 10' });
     await second.step();
     expect((await second.show(second.target(t!.name))).writePool).toMatchObject({ limit: 35, reason: 'decay: idle 3 steps, toward the initial 10' });
   });

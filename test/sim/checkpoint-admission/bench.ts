@@ -206,7 +206,13 @@ try {
   const gapFrom = first.limits.at(-1) ?? target.write.initial;
   const gapTo = gap.limits.at(-1) ?? gapFrom;
   const readU = await runPhase(rp, 'read');
-  const readA = await runPhase(rp, 'read', admitted(redis, target, 'read', rTrace));
+  // The controller runs all the time, so by a restart the read pool has long been idle with the
+  // nodes reporting their mounts: the same idle intervals before the restart.
+  const readArm = admitted(redis, target, 'read', rTrace);
+  await readArm.idle(GAP_INTERVALS, rp.nodes, rp.telemetryIntervalMs);
+  const readStart = rTrace.limits.at(-1) ?? target.read.initial;
+  rTrace.limits.length = rTrace.decisions.length = 0;
+  const readA = await runPhase(rp, 'read', readArm);
   console.log('');
   console.log(table('save (all ranks at once)', saveU, saveA));
   console.log(`  admitted write ${traceLine(first, target.write.initial)}`);
@@ -217,7 +223,7 @@ try {
   console.log(`  admitted write ${traceLine(part(firstSteps + GAP_INTERVALS), gapTo)}`);
   console.log('');
   console.log(table('restart read (all ranks at once)', readU, readA));
-  console.log(`  admitted read ${traceLine(rTrace, target.read.initial)}`);
+  console.log(`  admitted read, after ${GAP_INTERVALS} idle intervals took the pool ${target.read.initial} -> ${readStart}: ${traceLine(rTrace, readStart)}`);
   console.log('');
   // The adaptive part: the limit and the controller's state persist in Redis between
   // checkpoints. A pool left at a wrong size (by an operator, or by a different workload) is
@@ -262,12 +268,16 @@ try {
     console.log(`Fixed read pool ${size}, ${target.read.perNode} per node (no target): ${ms(r.totalMs)} ms (${r.totalMs - readU.totalMs >= 0 ? '+' : ''}${(r.totalMs - readU.totalMs).toFixed(1)} ms), p99 ${ms(r.p99ExecMs)} ms, backlog ${r.peakBacklog}`);
   }
   console.log('');
+  // The issue's time target is for the save ("total save time"); its latency and backlog
+  // targets are held to the restart too. The restart's time is printed without a verdict.
   const saves = [...verdicts('save', saveU, saveA), ...verdicts(`later save (seed ${later.seed})`, save2U, save2A)];
-  const restart = verdicts('restart', readU, readA);
+  const restart = verdicts('restart', readU, readA).slice(1); // without the time line
   for (const x of [...saves, ...restart]) console.log(x.line);
-  const savePass = saves.every((x) => x.pass);
-  console.log(`\n${savePass ? 'PASS' : 'FAIL'}: save targets (the issue's: first and later save); restart ${restart.every((x) => x.pass) ? 'PASS' : 'FAIL'}; ${((Date.now() - started) / 1000).toFixed(1)} s wall`);
-  process.exitCode = savePass ? 0 : 1;
+  const d = readA.totalMs - readU.totalMs;
+  console.log(`----  restart: admitted total time ${readA.totalMs.toFixed(1)} ms, uncoordinated ${readU.totalMs.toFixed(1)} ms (${delta(readA.totalMs, readU.totalMs)}, ${d >= 0 ? '+' : ''}${((d / readU.totalMs) * 100).toFixed(1)} %; no target in the issue, whose time target is the save's)`);
+  const pass = [...saves, ...restart].every((x) => x.pass);
+  console.log(`\n${pass ? 'PASS' : 'FAIL'}: the issue's targets (first and later save; the restart's latency and backlog); ${((Date.now() - started) / 1000).toFixed(1)} s wall`);
+  process.exitCode = pass ? 0 : 1;
 } finally {
   await redis.quit();
   await redisServer.stop();
