@@ -99,7 +99,8 @@ static void say(const char *fmt, ...) {
   va_start(ap, fmt);
   int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
   va_end(ap);
-  size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m < sizeof line - (size_t)n - 1 ? (size_t)m : sizeof line - (size_t)n - 2);
+  size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+  if (len > sizeof line - 2) len = sizeof line - 2;  // truncated
   line[len++] = '\n';
   ssize_t w = write(2, line, len);
   (void)w;
@@ -481,17 +482,25 @@ static int is_checkpoint_write(int fd, char *path, size_t pathsz) {
   return cfg.real_dir[0] && under(path, cfg.real_dir);
 }
 
-// Runs call(fd) under a write lease when fd is a checkpoint file being written.
+// Runs real_call under a write lease when fd is a checkpoint file being written. The flag is
+// set before the check, so a signal handler that closes a file meanwhile goes straight through
+// instead of waiting on a lock this thread holds; errno is the real call's alone.
 #define ADMITTED(kind, fd, real_call)                                                              \
   do {                                                                                             \
     char path[4096];                                                                               \
-    if (!is_checkpoint_write((fd), path, sizeof path)) return real_call;                           \
+    int saved_errno = errno;                                                                       \
     in_shim = 1;                                                                                   \
+    int hit = is_checkpoint_write((fd), path, sizeof path);                                        \
+    if (!hit) {                                                                                    \
+      in_shim = 0;                                                                                 \
+      errno = saved_errno;                                                                         \
+      return real_call;                                                                            \
+    }                                                                                              \
     double waited = 0;                                                                             \
     int admitted = enter(path, &waited);                                                           \
     double t0 = mono();                                                                            \
-    int saved_errno, rc;                                                                           \
-    rc = real_call;                                                                                \
+    errno = saved_errno;                                                                           \
+    int rc = real_call;                                                                            \
     saved_errno = errno;                                                                           \
     double t1 = mono();                                                                            \
     if (admitted) {                                                                                \
