@@ -291,5 +291,7 @@ export class NodeAgent {
     this.verifySub?.unsubscribe();
     await this.runner.hooks.shutdown();
     await this.flushRankReports();
+    // What the last reports recorded (StateFile.saveLater), so the next agent does not send them again.
+    this.state.flush();
   }
 }

@@ -1,9 +1,9 @@
 // Reports rank starts, exits and output to the control plane over JetStream. What has been
 // reported is recorded in the state file, so nothing is lost while NATS is unreachable or
 // the agent restarts, and the stable message ids make a re-send harmless (de-duplicated).
-// That record is written with the turn's other changes (StateFile.saveSoon): lost in a
-// crash, it only makes the restarted agent send the same messages again. What a report
-// says (a rank's exit) is on disk before it is sent.
+// That record is written with the next state write, or soon after (StateFile.saveLater):
+// lost in a crash, it only makes the restarted agent send the same messages again. What a
+// report says (a rank's exit) is on disk before it is sent.
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { LogBatch, LogLine, LogStream, RankEvent, RankPhase } from '@gantry/proto';
@@ -86,7 +86,7 @@ export class RankReporter {
     if (!rec.startReported) {
       await this.publishEvent(rec, RankPhase.RANK_PHASE_STARTED);
       rec.startReported = true;
-      this.state.saveSoon();
+      this.state.saveLater();
     }
     const final = rec.phase === 'exited';
     await this.shipLogs(rec, final);
@@ -96,7 +96,7 @@ export class RankReporter {
       await this.publishEvent(rec, RankPhase.RANK_PHASE_EXITED);
       rec.exitReported = true;
       for (const p of processesOf(rec)) this.tails.delete(`${this.key(rec)}#${p.local}`);
-      this.state.saveSoon();
+      this.state.saveLater();
     }
   }
 
@@ -125,7 +125,7 @@ export class RankReporter {
    */
   private async shipLogs(rec: RankRecord, final: boolean): Promise<void> {
     for (const p of processesOf(rec)) await this.shipProcessLogs(rec, p, final);
-    this.state.saveSoon();
+    this.state.saveLater();
   }
 
   private async shipProcessLogs(rec: RankRecord, p: ProcessRecord, final: boolean): Promise<void> {

@@ -15,8 +15,10 @@
 //
 // Writes are coalesced: `saveSoon` marks the state changed and writes it once at the end of
 // the event-loop turn, after every change of that turn (several ranks ending together write
-// once). Whatever must be on disk before something leaves the agent (a command's reply, a
-// report that depends on it) calls `save` or `flush` first.
+// once). What may wait, what has been reported (lost, it is only sent again, and the message
+// ids make that harmless), goes with the next write or within LAZY_WRITE_MS (`saveLater`).
+// Whatever must be on disk before something leaves the agent (a command's reply, a report
+// that depends on it) calls `save` or `flush` first.
 import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -117,6 +119,9 @@ export function rankKey(jobId: string, attempt: number, rank: number): string {
   return `${jobId}:${attempt}:${rank}`;
 }
 
+/** How long a change that may wait (saveLater) waits for another write to go with. */
+export const LAZY_WRITE_MS = 250;
+
 /** Exited and its exit reported: nothing about the rank changes any more (journal material). */
 const settled = (rec: RankRecord): boolean => rec.phase === 'exited' && rec.exitReported;
 
@@ -131,6 +136,7 @@ export class StateFile {
   private compactJournal = false;
   private dirty = false;
   private scheduled = false;
+  private lazyTimer: NodeJS.Timeout | undefined;
 
   constructor(readonly dir: string) {
     mkdirSync(dir, { recursive: true });
@@ -212,6 +218,8 @@ export class StateFile {
     writeFileSync(tmp, JSON.stringify({ ...this.state, ranks: hot }));
     renameSync(tmp, this.path);
     this.dirty = false;
+    clearTimeout(this.lazyTimer);
+    this.lazyTimer = undefined;
   }
 
   /** Marks the state changed; it is written once, at the end of this turn of the event loop. */
@@ -223,6 +231,18 @@ export class StateFile {
       this.scheduled = false;
       this.flush();
     });
+  }
+
+  /** Marks a change that may wait (see the top of this file): written with the next write, at the latest after LAZY_WRITE_MS. */
+  saveLater(): void {
+    this.dirty = true;
+    if (this.scheduled || this.lazyTimer) return;
+    this.lazyTimer = setTimeout(() => {
+      this.lazyTimer = undefined;
+      this.flush();
+    }, LAZY_WRITE_MS);
+    // A process ending meanwhile only sends those reports again.
+    this.lazyTimer.unref();
   }
 
   /** Writes the state now if a change is pending. */

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { StateFile, rankKey, type RankRecord } from '../../src/runner/state-file.js';
+import { LAZY_WRITE_MS, StateFile, rankKey, type RankRecord } from '../../src/runner/state-file.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'gantry-state-test-'));
 const turn = () => new Promise((r) => setImmediate(r));
@@ -83,5 +83,25 @@ describe('agent state file: coalesced writes', () => {
     s.saveSoon();
     s.flush();
     expect(new StateFile(dir).state.highestEpoch).toBe(3);
+  });
+});
+
+describe('agent state file: changes that may wait', () => {
+  it('writes them with the next write, else within LAZY_WRITE_MS', async () => {
+    const dir = tmp();
+    const s = new StateFile(dir);
+    s.save();
+    s.state.highestEpoch = 1;
+    s.saveLater();
+    await turn();
+    expect(new StateFile(dir).state.highestEpoch).toBe(0);
+    s.state.bootId = 'b';
+    s.saveSoon();
+    await turn();
+    expect(new StateFile(dir).state).toMatchObject({ highestEpoch: 1, bootId: 'b' });
+    s.state.highestEpoch = 2;
+    s.saveLater();
+    await new Promise((r) => setTimeout(r, LAZY_WRITE_MS + 100));
+    expect(new StateFile(dir).state.highestEpoch).toBe(2);
   });
 });
