@@ -76,6 +76,8 @@ export class CheckpointHook implements RankHook {
   async start(): Promise<void> {
     await this.endpoint.start();
     this.prune();
+    // What a job with checkpoint.admit_flushes gets here: its ranks are refused without both.
+    this.opts.log.info({ admitShim: this.opts.admitShim ?? null, storageAdmission: !!this.opts.checkpointAddr }, this.opts.admitShim && this.opts.checkpointAddr ? 'checkpoint flushes of jobs that allow it are admitted' : 'checkpoint flushes cannot be admitted here: ranks of jobs with checkpoint.admit_flushes are refused');
   }
 
   /**
