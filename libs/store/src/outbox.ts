@@ -4,23 +4,28 @@ import type { Redis } from 'ioredis';
 import { keys } from './keys.js';
 import type { OutboxEvent } from './events.js';
 import { awaitReplicas } from './durability.js';
+import { scriptRunner, type ScriptRunner } from './scripts.js';
 
 export interface OutboxEntry extends OutboxEvent {
   streamId: string;
 }
 
 export class Outbox {
-  constructor(private readonly redis: Redis) {}
+  private readonly scripts: ScriptRunner;
+
+  constructor(private readonly redis: Redis) {
+    this.scripts = scriptRunner(redis);
+  }
 
   /**
-   * Entries after the cursor, oldest first. With a replica wait configured, only once the
-   * replicas have them: an event whose commit a failover could still undo (the commit's own wait
-   * failed) is never published to JetStream, so WatchJob never shows a transition that did not
-   * survive.
+   * Marks the entries up to `relayedTo` relayed (as advance() does; omitted: none), then reads
+   * up to `count` entries after the cursor, oldest first: one round trip per relay pass. With
+   * a replica wait configured, the entries come back only once the replicas have them: an
+   * event whose commit a failover could still undo (the commit's own wait failed) is never
+   * published to JetStream, so WatchJob never shows a transition that did not survive.
    */
-  async readAfterCursor(count: number): Promise<OutboxEntry[]> {
-    const cursor = (await this.redis.get(keys.outboxCursor)) ?? '0-0';
-    const raw = await this.redis.xrangeBuffer(keys.outbox, `(${cursor}`, '+', 'COUNT', count);
+  async next(count: number, relayedTo?: string): Promise<OutboxEntry[]> {
+    const raw = (await this.scripts.runBuffer('gantryOutboxNext', [keys.outboxCursor, keys.outbox], [relayedTo ?? '', count])) as [Buffer, Buffer[]][];
     if (raw.length > 0) await awaitReplicas(this.redis);
     return raw.map(([id, fields]) => {
       const f = new Map<string, Buffer>();

@@ -16,6 +16,7 @@ const scripts = {
   gantryEpochFloor: { lua: load('epoch-floor'), keys: 3 },
   gantryReleaseGpus: { lua: load('release-gpus'), keys: undefined },
   gantryRecordTelemetry: { lua: load('record-telemetry'), keys: 2 },
+  gantryOutboxNext: { lua: load('outbox-next'), keys: 2 },
   gantryCheckpointBegin: { lua: load('checkpoint-begin'), keys: 2 },
   gantryCheckpointReportShard: { lua: load('checkpoint-report-shard'), keys: 1 },
   gantryCheckpointCommit: { lua: load('checkpoint-commit'), keys: 2 },
@@ -48,6 +49,14 @@ export function scriptRunner(redis: Redis) {
   return {
     async run(name: ScriptName, keys: string[], args: ScriptArg[]): Promise<unknown> {
       const fn = r[name]!.bind(redis);
+      const s = scripts[name];
+      const res = await (s.keys === undefined ? fn(keys.length, ...keys, ...args) : fn(...keys, ...args));
+      if (DURABLE.has(name)) await awaitReplicas(redis);
+      return res;
+    },
+    /** run() with the reply's strings as Buffers (for binary payloads). */
+    async runBuffer(name: ScriptName, keys: string[], args: ScriptArg[]): Promise<unknown> {
+      const fn = r[`${name}Buffer`]!.bind(redis);
       const s = scripts[name];
       const res = await (s.keys === undefined ? fn(keys.length, ...keys, ...args) : fn(...keys, ...args));
       if (DURABLE.has(name)) await awaitReplicas(redis);

@@ -23,3 +23,23 @@ describe('Outbox.backlog', () => {
     expect(await outbox.backlog(t0)).toEqual({ pending: 0, oldestAgeSec: 0 });
   });
 });
+
+describe('Outbox.next', () => {
+  it('marks the entries up to the given one relayed and reads the next ones in the same step', async () => {
+    const redis = redisOf();
+    await redis.del(keys.outbox, keys.outboxCursor);
+    const outbox = new Outbox(redis);
+    const ids: string[] = [];
+    for (let i = 1; i <= 5; i++) ids.push(await redis.xadd(keys.outbox, '*', 'subject', `s.${i}`, 'id', `e${i}`, 'data', Buffer.from([0xff, i])) as string);
+    const first = await outbox.next(3);
+    expect(first.map((e) => [e.subject, e.id, [...e.data]])).toEqual([['s.1', 'e1', [0xff, 1]], ['s.2', 'e2', [0xff, 2]], ['s.3', 'e3', [0xff, 3]]]);
+    // Nothing is marked until the next read says so: a relay that dies here publishes them again.
+    expect(await redis.get(keys.outboxCursor)).toBeNull();
+    const second = await outbox.next(3, first[2]!.streamId);
+    expect(second.map((e) => e.id)).toEqual(['e4', 'e5']);
+    expect(await redis.get(keys.outboxCursor)).toBe(ids[2]);
+    expect(await redis.xlen(keys.outbox)).toBe(3); // the cursor's own entry stays
+    expect(await outbox.next(3, ids[4])).toEqual([]);
+    expect(await outbox.backlog()).toEqual({ pending: 0, oldestAgeSec: 0 });
+  });
+});

@@ -121,10 +121,12 @@ export class SchedulingLoop extends WakeableLoop {
     if (epoch === 0) return;
     const end = this.cycles.startTimer();
     const now = Date.now();
-    const config = await this.policy.get();
-    const [[queued, scheduled, runningJobs, preempted, recovering], nodes] = await Promise.all([
+    // Independent reads, issued together so that they share round trips.
+    const [config, [queued, scheduled, runningJobs, preempted, recovering], nodes, storedUsage] = await Promise.all([
+      this.policy.get(),
       ctx.jobCache.inStates([JobState.JOB_STATE_PENDING, JobState.JOB_STATE_SCHEDULED, JobState.JOB_STATE_RUNNING, JobState.JOB_STATE_PREEMPTED, JobState.JOB_STATE_RECOVERING]),
       ctx.nodes.list(),
+      this.state.usage(),
     ]);
     const ended = await this.enforceTimeLimits([...scheduled, ...runningJobs], now, epoch);
     await enforceNodeStates(ctx, nodes, epoch, new Date(now));
@@ -151,7 +153,9 @@ export class SchedulingLoop extends WakeableLoop {
       ...preempted.filter((r) => liveRanks(r.job).length > 0).map((r) => runningJob(r.job, undefined, true)),
       ...(await this.otherHolders(nodes, new Set([...scheduled, ...runningJobs, ...preempted].map((r) => r.job.id)))),
     ];
-    const usage = await this.accrueUsage(running, now, config.fairShare.halfLifeSec);
+    const { usage, written: usageWritten } = this.accrueUsage(storedUsage, running, now, config.fairShare.halfLifeSec);
+    // Awaited at the end of the pass: the write shares a round trip with the pass's next one.
+    usageWritten.catch(() => undefined);
 
     const views = withheld(nodes.map(nodeView), heldForRecovery([...recovering, ...waiting]));
     const sizer = new WholeNodeSizer(views);
@@ -162,6 +166,7 @@ export class SchedulingLoop extends WakeableLoop {
     for (const p of plan.preemptions) await this.preempt(p, epoch);
     await this.commitPlacements(plan, new Map(pending.map((r) => [r.job.id, r])), new Map(nodes.map((n) => [n.node.name, n.node.address])), epoch);
     await this.writeExplanations(plan, now);
+    await usageWritten;
     end();
   }
 
@@ -383,15 +388,15 @@ export class SchedulingLoop extends WakeableLoop {
     });
   }
 
-  private async accrueUsage(running: ReturnType<typeof runningJob>[], now: number, halfLifeSec: number): Promise<Record<string, number>> {
-    const raw = await this.state.usage();
+  /** Each tenant's usage now, from the stored records and what runs; `written`: the new records' write. */
+  private accrueUsage(raw: Record<string, string>, running: ReturnType<typeof runningJob>[], now: number, halfLifeSec: number): { usage: Record<string, number>; written: Promise<void> } {
     const records: Record<string, UsageRecord> = {};
     for (const [t, json] of Object.entries(raw)) {
       try { records[t] = JSON.parse(json) as UsageRecord; } catch { /* a corrupt record restarts at zero */ }
     }
     const next = accrueUsage(records, allocationsOf(running.filter((r) => !r.terminating)), now, halfLifeSec);
-    await this.state.setUsage(Object.fromEntries(Object.entries(next).map(([t, r]) => [t, JSON.stringify(r)])));
-    return usageAt(next, now, halfLifeSec);
+    const written = this.state.setUsage(Object.fromEntries(Object.entries(next).map(([t, r]) => [t, JSON.stringify(r)])));
+    return { usage: usageAt(next, now, halfLifeSec), written };
   }
 
   private async writeExplanations(plan: CyclePlan, now: number): Promise<void> {

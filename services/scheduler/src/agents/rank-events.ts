@@ -37,7 +37,10 @@ export class RankEventConsumer {
     if (epoch === 0) throw new Error('not the leader');
     if (ev.phase !== RankPhase.RANK_PHASE_STARTED && ev.phase !== RankPhase.RANK_PHASE_EXITED) return;
     if (!this.guard.sameNode('rank-event', subject, ev.node)) return;
-    if (!this.guard.fromInstance('rank-event', ev.node, await ctx.nodes.instances(ev.node), ev.instanceId, ev.time?.getTime())) return;
+    // The registered agent instance and the job, read in one round trip (the job read is
+    // wasted only for a report the instance check refuses).
+    const [instances, current] = await Promise.all([ctx.nodes.instances(ev.node), ctx.jobs.get(ev.jobId)]);
+    if (!this.guard.fromInstance('rank-event', ev.node, instances, ev.instanceId, ev.time?.getTime())) return;
     const report = {
       attempt: ev.attempt, rank: ev.rank, phase: ev.phase, pid: ev.pid, exitCode: ev.exitCode, signal: ev.signal, node: ev.node, time: ev.time ?? new Date(),
       error: ev.error, errorTime: ev.errorTime,
@@ -55,7 +58,7 @@ export class RankEventConsumer {
       stopOthers = to !== undefined && to !== r.job.state && (isTerminalJobState(to) || to === JobState.JOB_STATE_RECOVERING);
       nowRunning = to === JobState.JOB_STATE_RUNNING && r.job.state !== JobState.JOB_STATE_RUNNING;
       return out.job ? { next: out.job, reason: out.reason, epoch, releases: out.releases } : undefined;
-    });
+    }, undefined, { rec: current });
     if (!rec) return;
     if (stopOthers) {
       ctx.log.info({ job: ev.jobId, state: JobState[rec.job.state], reason: rec.job.reason }, 'attempt ended');
