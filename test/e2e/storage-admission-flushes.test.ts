@@ -212,6 +212,9 @@ describe('admitted checkpoint flushes for unmodified training code (LD_PRELOAD s
       'subprocess.run([sys.executable, "-c", write, d, "dead"], env=dict(os.environ, GANTRY_CKPT_URL="http://127.0.0.1:%d" % port), check=True)',
       'subprocess.run([sys.executable, "-c", write, d, "badtoken"], env=dict(os.environ, GANTRY_CKPT_TOKEN="0" * 64), check=True)',
       'subprocess.run([sys.executable, "-c", write, d, "ok"], check=True)',
+      // Threads of one process flush at once under the rank's one lease.
+      'threads = "import os, sys, threading\\ndef w(t):\\n    for i in range(5):\\n        f = open(os.path.join(sys.argv[1], \'t%d-%d\' % (t, i)), \'wb\'); f.write(b\'y\' * 4096); f.close()\\nts = [threading.Thread(target=w, args=(t,)) for t in range(4)]\\n[t.start() for t in ts]\\n[t.join() for t in ts]"',
+      'subprocess.run([sys.executable, "-c", threads, d], check=True)',
     ].join('\n');
     const t0 = Date.now();
     const id = (await client.submitJob(job('flush-unreachable', join(nfs, 'u'), ['python3', '-c', py], { admit: true }))).job!.id;
@@ -222,7 +225,12 @@ describe('admitted checkpoint flushes for unmodified training code (LD_PRELOAD s
     // One line per process and outage, not one per file.
     expect(err.match(/agent unreachable at 127\.0\.0\.1:\d+: Connection refused; checkpoint flushes go ahead unadmitted until it answers again/g)).toHaveLength(1);
     expect(err.match(/the agent refused a storage lease \(HTTP 401: unknown token \(revoked when the job left this node\)\); checkpoint flushes go ahead unadmitted/g)).toHaveLength(1);
-    expect(admittedLines(err).map((l) => l.path.split('/').pop())).toEqual(['ok0', 'ok1', 'ok2']);
+    const admitted = admittedLines(err);
+    expect(admitted.slice(0, 3).map((l) => l.path.split('/').pop())).toEqual(['ok0', 'ok1', 'ok2']);
+    const threaded = admitted.slice(3);
+    expect(threaded.map((l) => l.path.split('/').pop()).sort()).toEqual([0, 1, 2, 3].flatMap((t) => [0, 1, 2, 3, 4].map((i) => `t${t}-${i}`)).sort());
+    expect(new Set(threaded.map((l) => l.lease))).toEqual(new Set([`w:${id}:1:0`]));
+    for (let t = 0; t < 4; t++) for (let i = 0; i < 5; i++) expect(statSync(join(nfs, 'u', `t${t}-${i}`)).size).toBe(4096);
   }, 40_000);
 
   it('flushes made while the agent is down go ahead unadmitted, and the job finishes once it is back', async () => {
