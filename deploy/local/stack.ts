@@ -16,6 +16,8 @@ import { devTlsEnv, ensureDevCerts } from './dev-certs.js';
 import { natsClusterUrl, natsMemberConfig, redisServerArgs, SENTINEL_MASTER, sentinelConfig, sentinelConfigPath, type NatsMember } from './ha.js';
 
 export const STACK_DIR = join(REPO_ROOT, '.gantry');
+/** dist/libgantry-admit.so (pnpm build:admit, run by bootstrap) for jobs with checkpoint.admitFlushes. */
+const ADMIT_SHIM = join(REPO_ROOT, 'dist', 'libgantry-admit.so');
 const STATE_FILE = join(STACK_DIR, 'stack.json');
 
 export const PORTS = { nats: 14222, redis: 16379, gateway: 7070, scheduler: 7071, checkpoint: 7072, metricsBase: 9400 };
@@ -186,6 +188,8 @@ export async function up(opts: { ha?: boolean } = {}): Promise<StackState> {
         processes.push(launch(`agent-${name}`, command, args, {
           ...common, ...bus.env('node-agent', name), ...tlsEnv('node-agent'), ...simAgentEnv(name, join(STACK_DIR, 'agents', name)), METRICS_PORT: String(PORTS.metricsBase + 3 + i), ...simTopology(i),
           GANTRY_CHECKPOINT_ADDR: endpoints.checkpoint!, // storage admission for the ranks (POST /v1/storage/* on the per-job endpoint)
+          // The agents run from source here, so the shim is not beside their entry file: the one bootstrap built.
+          ...(existsSync(ADMIT_SHIM) && { GANTRY_ADMIT_SHIM: ADMIT_SHIM }),
         }));
         record();
       }
