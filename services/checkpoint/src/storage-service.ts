@@ -10,7 +10,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { admitEvery } from '@gantry/gateway/admission';
 import type { Redis } from 'ioredis';
-import { Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import {
   JobServiceClient,
   JobState,
@@ -199,6 +199,8 @@ export class StorageAdmission {
   readonly targets = new Map<string, TargetRuntime>();
   private timer: NodeJS.Timeout | undefined;
   private stepping = false;
+  /** Called with each controller decision (metrics count them by action). */
+  onDecision: ((target: string, mode: StorageMode, reason: string) => void) | undefined;
 
   constructor(redis: Redis, readonly config: StorageConfig, private readonly view: ClusterView | undefined, private readonly log: Logger) {
     this.store = new StorageLeaseStore(redis);
@@ -276,6 +278,7 @@ export class StorageAdmission {
             this.log.info({ target: t.cfg.name, mode, from: limit, to: d.limit, reason: d.reason }, 'storage pool resized');
           }
           Object.assign(pr, { reason: d.reason, updatedMs: now, signals, stepped: true });
+          this.onDecision?.(t.cfg.name, mode, d.reason);
         }
       }
       await this.reap();
@@ -485,7 +488,7 @@ export function storageService(calls: StorageCalls, log: Logger): StorageService
   };
 }
 
-function registerMetrics(adm: StorageAdmission, registry: Registry): void {
+export function registerStorageMetrics(adm: StorageAdmission, registry: Registry): void {
   const labelNames = ['target', 'mode'] as const;
   const cache = new Map<string, { limit: number; leases: number; waiters: number }>();
   // The registry collects every metric at once: one Redis read per scrape, shared by the three.
@@ -518,6 +521,13 @@ function registerMetrics(adm: StorageAdmission, registry: Registry): void {
   gauge('gantry_storage_leases', 'Storage admission leases held, per target and mode.', (v) => v.leases);
   gauge('gantry_storage_waiters', 'Writers (or restart readers) waiting for a storage lease.', (v) => v.waiters);
   gauge('gantry_storage_pool_size', 'Current storage admission pool size (AIMD limit).', (v) => v.limit);
+  // The action only (the reason's first word: increase, decrease, decay, hold): the full reason
+  // carries figures and is shown by GetStorageTarget / `gantry storage show`.
+  const steps = new Counter({
+    name: 'gantry_storage_controller_steps_total', help: 'Storage admission controller steps, per target, mode and action (increase, decrease, decay, hold).',
+    labelNames: ['target', 'mode', 'action'] as const, registers: [registry],
+  });
+  adm.onDecision = (target, mode, reason) => steps.inc({ target, mode, action: reason.split(':')[0] ?? reason });
   new Gauge({
     name: 'gantry_storage_degraded', help: 'The health detector flags the storage target (1) or not (0).', labelNames: ['target'], registers: [registry],
     collect() {
@@ -535,7 +545,7 @@ export function addStorageService(server: grpc.Server, ctx: Pick<ServiceContext<
   const config = loadStorageConfig(source);
   const view = config.schedulerAddr ? nodeServiceView(config.schedulerAddr, ctx.internalTls) : undefined;
   const adm = new StorageAdmission(redis, config, view, ctx.log);
-  registerMetrics(adm, ctx.metrics);
+  registerStorageMetrics(adm, ctx.metrics);
   const calls = storageCalls(adm);
   server.addService(...admitEvery(StorageServiceService, storageService(calls, ctx.log)));
   adm.start();

@@ -8,7 +8,8 @@ import { useRedis } from '../../../libs/store/test/redis-fixture.js';
 import { DEFAULT_AIMD, aggregateTelemetry, aimdStateOf, aimdStep, mountBelongs, poolView, readyWaiters, startSize, type AimdState, type StorageSignals } from '../src/storage-admission.js';
 import { loadStorageConfig, parseStorageTargets } from '../src/storage-config.js';
 import { JobState } from '@gantry/proto';
-import { LeaseWakeup, StorageAdmission, attemptOver, faultMatches, storageCalls, type ClusterView } from '../src/storage-service.js';
+import { Registry } from 'prom-client';
+import { LeaseWakeup, StorageAdmission, attemptOver, faultMatches, registerStorageMetrics, storageCalls, type ClusterView } from '../src/storage-service.js';
 import { StorageLeaseMode } from '@gantry/proto';
 
 const bounds = { initial: 10, min: 1, max: 100, perNode: 1 };
@@ -252,8 +253,13 @@ describe('StorageAdmission controller', () => {
     // A new process: it has not stepped yet, so `show` gives what the last one decided.
     const second = new StorageAdmission(redisOf(), config, view, pino({ level: 'silent' }));
     expect((await second.show(second.target(t!.name))).writePool).toMatchObject({ limit: 60, reason: 'hold: idle 2 of 3 steps before the limit decays toward the initial 10' });
+    const registry = new Registry();
+    registerStorageMetrics(second, registry);
     await second.step();
     expect((await second.show(second.target(t!.name))).writePool).toMatchObject({ limit: 35, reason: 'decay: idle 3 steps, toward the initial 10' });
+    const metrics = await registry.metrics();
+    expect(metrics).toContain(`gantry_storage_controller_steps_total{target="${t!.name}",mode="write",action="decay"} 1`);
+    expect(metrics).toContain(`gantry_storage_pool_size{target="${t!.name}",mode="write"} 35`);
   });
 
   it('releases the leases and places of attempts that are over, and leaves unknown jobs to the TTL', async () => {

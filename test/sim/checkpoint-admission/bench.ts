@@ -187,7 +187,7 @@ try {
   console.log(`checkpoint admission model, seed ${SEED}: ${wp.nodes} nodes x ${wp.ranksPerNode} ranks, ${wp.bytesPerRank / GiB} GiB per rank (${(wp.nodes * wp.ranksPerNode * wp.bytesPerRank / 1e9).toFixed(0)} GB), ` +
     `${wp.rpcBytes / MiB} MiB RPCs, ${wp.slots} RPC slots per node, NIC ${wp.nicBytesPerSecond / 1e9} GB/s, server write ${wp.serverBytesPerSecond / 1e9} GB/s / read ${rp.serverBytesPerSecond / 1e9} GB/s, ` +
     `base RTT ${wp.baseRttMs} ms, a writer dirties ${wp.dirtyBytesPerSecondPerRank / 1e9} GB/s, background writeback ${wp.congestionRpcs ? `<= ${wp.congestionRpcs} WRITEs per node` : 'none (all at close)'}, ${rp.windowRpcs} READs per reader, telemetry every ${wp.telemetryIntervalMs} ms; ` +
-    `pool from target.json: write ${target.write.initial} (${target.write.min}..${target.write.max}, ${target.write.perNode} per node), read ${target.read.initial} (${target.read.min}..${target.read.max}, ${target.read.perNode} per node)`);
+    `pool from target.json: write ${target.write.initial} (${target.write.min}..${target.write.max}, ${target.write.perNode} per node), read ${target.read.initial} (${target.read.min}..${target.read.max}, ${target.read.perNode} per node${target.read.initialCoversNodes ? ', starting at least one per node that reports a mount' : ''}); ${GAP_INTERVALS} idle intervals between checkpoints`);
   const wTrace: Trace = { limits: [], decisions: [] };
   const rTrace: Trace = { limits: [], decisions: [] };
   const saveU = await runPhase(wp, 'write');
