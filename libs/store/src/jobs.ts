@@ -335,10 +335,20 @@ export class JobStore {
     const args: (string | number | Buffer)[] = [
       String(c.prev.rev), jobStateName(from), jobStateName(to), JSON.stringify(Job.toJSON(next)),
       c.epoch === undefined ? '' : String(c.epoch),
-      event?.subject ?? '', event?.id ?? '', event?.data ?? '', next.id, releases.length, claims.length, portClaims.length,
+      event?.subject ?? '', event?.id ?? '', event?.data ?? '', next.id, releases.length, 0, portClaims.length,
     ];
     for (const r of releases) { keyList.push(keys.nodeAlloc(r.node), keys.nodePorts(r.node)); args.push(r.gpu, r.owner); }
-    for (const cl of claims) { keyList.push(keys.nodeAlloc(cl.node), keys.node(cl.node)); args.push(cl.gpu, cl.owner); }
+    // Claims go by owner and node (a rank's GPUs), each group's keys once: a fraction of the
+    // arguments of one pair of keys per GPU, and one node state check per rank.
+    const groups = new Map<string, { node: string; owner: string; gpus: number[] }>();
+    for (const cl of claims) {
+      const id = `${cl.node}\0${cl.owner}`;
+      const g = groups.get(id) ?? { node: cl.node, owner: cl.owner, gpus: [] };
+      g.gpus.push(cl.gpu);
+      groups.set(id, g);
+    }
+    args[10] = groups.size;
+    for (const g of groups.values()) { keyList.push(keys.nodeAlloc(g.node), keys.node(g.node)); args.push(g.owner, g.gpus.join(',')); }
     for (const p of portClaims) { keyList.push(keys.nodePorts(p.node)); args.push(p.port, p.owner); }
     return { next, keys: keyList, args };
   }

@@ -77,6 +77,32 @@ describe('JobStore.commitMany', () => {
     expect(await redis.xlen(keys.outbox)).toBe(outbox + 1);
   });
 
+  it('claims a rank\'s GPUs together: one GPU held by another owner refuses the whole placement', async () => {
+    const [n1, n2] = [await readyNode(), await readyNode()];
+    const [a, b] = [await pending(), await pending()];
+    await redis.hset(keys.nodeAlloc(n2), '2', 'someone:1:0');
+    const gang = (rec: typeof a, node: string) => {
+      const c = placement(rec, n1, 0);
+      const owner = (rank: number) => allocationOwner(rec.job.id, 1, rank);
+      return { ...c, claims: [0, 1, 2, 3].flatMap((g) => [{ node: n1, gpu: g, owner: owner(0) }, { node, gpu: g, owner: owner(1) }]) };
+    };
+    const [refused] = await jobs.commitMany([gang(a, n2)]);
+    expect(refused!.status === 'rejected' ? (refused.reason as Error).message : '').toBe(`allocation conflict: ${keys.nodeAlloc(n2)} gpu 2 held by someone:1:0`);
+    expect(await redis.hlen(keys.nodeAlloc(n1))).toBe(0);
+    expect(await redis.hgetall(keys.nodeAlloc(n2))).toEqual({ 2: 'someone:1:0' });
+    // A node that is not READY refuses it too.
+    const n4 = await readyNode();
+    await redis.hset(keys.node(n4), 'state', 'DRAINING');
+    const [draining] = await jobs.commitMany([gang(b, n4)]);
+    expect(draining!.status === 'rejected' ? (draining.reason as Error).message : '').toBe(`allocation conflict: ${keys.node(n4)} is DRAINING, not READY`);
+    expect(await redis.hlen(keys.nodeAlloc(n1))).toBe(0);
+    const n3 = await readyNode();
+    const [placed] = await jobs.commitMany([gang(b, n3)]);
+    expect(placed!.status).toBe('fulfilled');
+    expect(await redis.hgetall(keys.nodeAlloc(n3))).toEqual({ 0: allocationOwner(b.job.id, 1, 1), 1: allocationOwner(b.job.id, 1, 1), 2: allocationOwner(b.job.id, 1, 1), 3: allocationOwner(b.job.id, 1, 1) });
+    expect(Object.keys(await redis.hgetall(keys.nodeAlloc(n1))).sort()).toEqual(['0', '1', '2', '3']);
+  });
+
   it('is fenced as a whole when the epoch is not the leader\'s', async () => {
     const node = await readyNode();
     const [a, b] = [await pending(), await pending()];

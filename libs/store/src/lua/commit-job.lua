@@ -2,12 +2,14 @@
 -- outbox event, atomically.
 -- KEYS: 1 job key, 2 outbox, 3 leader epoch key, 4 jobs:state:{from}, 5 jobs:state:{to},
 --       6 jobs:tenant:{tenant}:state:{from}, 7 jobs:tenant:{tenant}:state:{to}, 8 jobs:changes,
---       then per release: the node's alloc key and ports key; per claim: the node's alloc key
---       and node key; per port claim: the node's ports key
+--       then per release: the node's alloc key and ports key; per claim group: the node's alloc
+--       key and node key; per port claim: the node's ports key
 -- ARGV: 1 expected rev, 2 allowed from-states ("A,B"), 3 new state, 4 job JSON, 5 epoch ('' = unfenced),
 --       6 event subject ('' = no event), 7 event id, 8 event bytes, 9 job id,
---       10 number of releases R, 11 number of claims C, 12 number of port claims P,
---       then R x (gpu, owner), then C x (gpu, owner), then P x (port, owner)
+--       10 number of releases R, 11 number of claim groups C, 12 number of port claims P,
+--       then R x (gpu, owner), then C x (owner, GPUs "0,1,..."), then P x (port, owner)
+-- A claim group is one owner's GPUs on one node (a rank's): its keys and the node's state
+-- travel and are checked once, not once per GPU.
 -- A release also frees the ports its owner holds on that node (a port is claimed by node rank
 -- 0's owner and lives as long as that rank's GPUs).
 -- Returns: {'OK', newRev} | {'FENCED'} | {'STALE', rev, state} | {'CONFLICT', node alloc key, gpu, holder}
@@ -46,16 +48,18 @@ for i = 1, releases do
 end
 local claimList = {}
 for i = 1, claims do
-  local allocKey, nodeKey, gpu, owner = KEYS[k], KEYS[k + 1], ARGV[a], ARGV[a + 1]
-  local holder = redis.call('HGET', allocKey, gpu)
-  if holder and holder ~= owner then
-    return {'CONFLICT', allocKey, gpu, holder}
+  local allocKey, nodeKey, owner, gpus = KEYS[k], KEYS[k + 1], ARGV[a], ARGV[a + 1]
+  for gpu in string.gmatch(gpus, '[^,]+') do
+    local holder = redis.call('HGET', allocKey, gpu)
+    if holder and holder ~= owner then
+      return {'CONFLICT', allocKey, gpu, holder}
+    end
+    table.insert(claimList, {allocKey, gpu, owner})
   end
   local nodeState = redis.call('HGET', nodeKey, 'state')
   if nodeState ~= 'READY' then
     return {'NODE_NOT_READY', nodeKey, nodeState or ''}
   end
-  table.insert(claimList, {allocKey, gpu, owner})
   k = k + 2
   a = a + 2
 end
