@@ -86,15 +86,16 @@ describe('JobStore.commitMany', () => {
       const owner = (rank: number) => allocationOwner(rec.job.id, 1, rank);
       return { ...c, claims: [0, 1, 2, 3].flatMap((g) => [{ node: n1, gpu: g, owner: owner(0) }, { node, gpu: g, owner: owner(1) }]) };
     };
+    const message = (r: PromiseSettledResult<unknown> | undefined) => (r?.status === 'rejected' ? (r.reason as Error).message : '');
     const [refused] = await jobs.commitMany([gang(a, n2)]);
-    expect(refused!.status === 'rejected' ? (refused.reason as Error).message : '').toBe(`allocation conflict: ${keys.nodeAlloc(n2)} gpu 2 held by someone:1:0`);
+    expect(message(refused)).toBe(`allocation conflict: ${keys.nodeAlloc(n2)} gpu 2 held by someone:1:0`);
     expect(await redis.hlen(keys.nodeAlloc(n1))).toBe(0);
     expect(await redis.hgetall(keys.nodeAlloc(n2))).toEqual({ 2: 'someone:1:0' });
     // A node that is not READY refuses it too.
     const n4 = await readyNode();
     await redis.hset(keys.node(n4), 'state', 'DRAINING');
     const [draining] = await jobs.commitMany([gang(b, n4)]);
-    expect(draining!.status === 'rejected' ? (draining.reason as Error).message : '').toBe(`allocation conflict: ${keys.node(n4)} is DRAINING, not READY`);
+    expect(message(draining)).toBe(`allocation conflict: ${keys.node(n4)} is DRAINING, not READY`);
     expect(await redis.hlen(keys.nodeAlloc(n1))).toBe(0);
     const n3 = await readyNode();
     const [placed] = await jobs.commitMany([gang(b, n3)]);
