@@ -51,6 +51,9 @@ import urllib.request
 __all__ = ["Result", "GantryError", "Lease", "enabled", "checkpoint_dir", "checkpoint_path", "resume_from", "begin", "commit", "acquire", "admitted"]
 
 MARKER = "GANTRY_COMPLETE"
+# The agent is on loopback: never through an HTTP proxy from the job's environment (http_proxy),
+# which would both fail the call and hand the job's bearer token to the proxy.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _TIMEOUT = float(os.environ.get("GANTRY_CKPT_TIMEOUT", "60"))
 
 
@@ -119,7 +122,7 @@ def _post(route, body):
             "Authorization": "Bearer " + os.environ["GANTRY_CKPT_TOKEN"],
         })
         try:
-            with urllib.request.urlopen(req, timeout=max(1.0, deadline - time.monotonic())) as res:
+            with _OPENER.open(req, timeout=max(1.0, deadline - time.monotonic())) as res:
                 return res.status, json.loads(res.read().decode("utf-8") or "{}")
         except urllib.error.HTTPError as e:
             try:
@@ -188,8 +191,13 @@ class Lease(object):
         self.lost = threading.Event()
         self._ttl_ms = ttl_ms
         self._stop = threading.Event()
-        left = _seconds_until(self.expires_at)
-        self._interval = max(0.2, left / 3.0) if left else 10.0
+        # Renew every third of the TTL on this host's monotonic clock: the TTL asked for when
+        # known, else the time left by the service's expires_at, capped at 2 s, since that stamp
+        # comes from another host's clock and a skew must not let the lease lapse.
+        if ttl_ms > 0:
+            self._interval = max(0.2, ttl_ms / 3000.0)
+        else:
+            self._interval = min(2.0, max(0.2, _seconds_until(self.expires_at) / 3.0))
         self._thread = threading.Thread(target=self._renew_loop, name="gantry-lease-renew", daemon=True)
         self._thread.start()
 

@@ -87,6 +87,8 @@ describe('storage admission from Python through the agent', () => {
       const go = join(stack.workDir, `py-${name}.go`);
       const { job } = await client.submitJob({
         name: `py-lease-${name}`, nodes: 1, gpusPerNode: 1, command: ['python3', '-c', rankScript('write', out, go)],
+        // A proxy in the job's environment (a dead port) must not carry the loopback calls and their token.
+        env: { http_proxy: 'http://127.0.0.1:9', HTTP_PROXY: 'http://127.0.0.1:9' },
         checkpoint: { dir: join(nfs, name), format: CheckpointFormat.CHECKPOINT_FORMAT_UNSPECIFIED, storageTarget: '', retention: undefined },
       });
       jobs.push({ id: job!.id, out, go });
