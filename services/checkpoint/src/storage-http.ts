@@ -1,6 +1,6 @@
-// The JSON/HTTP mapping of gantry.v1.StorageService, for clients without gRPC (the
-// dependency-free Python module, shell scripts, the agent's local endpoint forwarding "may I
-// write now?"). Bodies are the proto JSON of the gRPC messages (camelCase or snake_case field
+// The JSON/HTTP mapping of gantry.v1.StorageService, for clients without gRPC (shell scripts,
+// other languages; the Python module and the agent use gRPC through the agent instead). It has
+// no client authentication or TLS, so it is off unless STORAGE_HTTP_PORT is set. Bodies are the proto JSON of the gRPC messages (camelCase or snake_case field
 // names; mode "write"/"read" or the enum name); errors are {"code": "NOT_FOUND", "message"}
 // with the matching HTTP status. The contract is in docs/storage.md.
 //
