@@ -43,6 +43,11 @@ export function discoveredCheckpointId(jobId: string, step: number, path: string
 /** What `checkpointId` produces for a valid job id (see SUBJECT_TOKEN in @gantry/bus). */
 export const CHECKPOINT_ID_PATTERN = /^ck-[A-Za-z0-9][A-Za-z0-9_-]{0,127}-[0-9]{1,16}-[0-9]{1,10}$/;
 
+/** The job id inside a checkpoint id (either kind above); '' when the id has not their shape. */
+export function checkpointJobId(id: string): string {
+  return CHECKPOINT_ID_PATTERN.test(id) ? id.slice(3).replace(/-[0-9]+-[0-9]+$/, '') : '';
+}
+
 export class CheckpointNotFoundError extends Error {
   override name = 'CheckpointNotFoundError';
   constructor(readonly id: string) {
@@ -174,7 +179,7 @@ export class CheckpointStore {
   /** Creates the checkpoint in WRITING, or returns the one an earlier begin of the same (job, step, attempt) created. */
   async begin(b: BeginCheckpoint, now = new Date()): Promise<BeginResult> {
     const id = checkpointId(b.jobId, b.step, b.attempt);
-    const [verdict, ...hash] = await this.run('gantryCheckpointBegin', [keys.checkpoint(id), keys.jobCheckpoints(b.jobId)], [
+    const [verdict, ...hash] = await this.run('gantryCheckpointBegin', [keys.checkpoint(id), keys.jobCheckpoints(b.jobId), keys.jobCheckpointFinished(b.jobId)], [
       id, b.jobId, b.attempt, b.step, b.path, b.shardCount, now.getTime(),
     ]);
     const checkpoint = parseRecord(hash);
@@ -201,7 +206,7 @@ export class CheckpointStore {
 
   /** Commits once every shard has reported (else CheckpointIncompleteError); committing again is a no-op. */
   async commit(id: string, now = new Date()): Promise<TransitionResult> {
-    const [verdict, ...rest] = await this.run('gantryCheckpointCommit', [keys.checkpoint(id), keys.checkpointLastCommit], [now.getTime(), MISSING_SHOWN]);
+    const [verdict, ...rest] = await this.run('gantryCheckpointCommit', [keys.checkpoint(id), keys.checkpointLastCommit, keys.jobCheckpointFinished(checkpointJobId(id))], [now.getTime(), MISSING_SHOWN]);
     switch (verdict) {
       case 'COMMITTED':
       case 'ALREADY':
@@ -245,7 +250,7 @@ export class CheckpointStore {
   async observe(o: ObservedCheckpoint, now = new Date()): Promise<ObserveResult> {
     const id = discoveredCheckpointId(o.jobId, o.step, o.path);
     const files = JSON.stringify(o.files.map((f) => (f.sha256 ? [f.path, f.size, f.sha256] : [f.path, f.size])));
-    const [verdict, previous, ...hash] = await this.run('gantryCheckpointObserve', [keys.checkpoint(id), keys.jobCheckpoints(o.jobId), keys.checkpointLastCommit, keys.jobCheckpointEvents(o.jobId)], [
+    const [verdict, previous, ...hash] = await this.run('gantryCheckpointObserve', [keys.checkpoint(id), keys.jobCheckpoints(o.jobId), keys.checkpointLastCommit, keys.jobCheckpointEvents(o.jobId), keys.jobCheckpointFinished(o.jobId)], [
       id, o.jobId, o.attempt, o.step, o.path, o.status, o.reason, files, o.bytes, o.format, o.variant, o.node, now.getTime(), o.source, CHECKPOINT_EVENTS_KEPT, o.attemptEnded ? '1' : '0',
     ]);
     if (verdict === 'IGNORED') return { checkpoint: hash.length ? parseRecord(hash) : undefined, previous: undefined, changed: false };
@@ -257,7 +262,7 @@ export class CheckpointStore {
   async markDeleted(id: string, reason: string, now = new Date()): Promise<TransitionResult> {
     const rec = await this.redis.hget(keys.checkpoint(id), 'job');
     if (rec === null) throw new CheckpointNotFoundError(id);
-    const [verdict, ...rest] = await this.run('gantryCheckpointDelete', [keys.checkpoint(id), keys.jobCheckpointEvents(rec)], [now.getTime(), reason, CHECKPOINT_EVENTS_KEPT]);
+    const [verdict, ...rest] = await this.run('gantryCheckpointDelete', [keys.checkpoint(id), keys.jobCheckpointEvents(rec), keys.jobCheckpointFinished(rec)], [now.getTime(), reason, CHECKPOINT_EVENTS_KEPT]);
     if (verdict === 'MISSING') throw new CheckpointNotFoundError(id);
     if (verdict !== 'DELETED' && verdict !== 'ALREADY') throw unexpected('delete', verdict);
     return { checkpoint: parseRecord(rest), changed: verdict === 'DELETED' };
@@ -266,7 +271,7 @@ export class CheckpointStore {
   /** Appends an event that changes no state (a retention dry run, a refused deletion). */
   async recordEvent(e: CheckpointEvent): Promise<void> {
     const json = JSON.stringify({ checkpoint: e.checkpointId, job: e.jobId, kind: e.kind, path: e.path, message: e.message, time: (e.time ?? new Date()).getTime() });
-    await this.redis.multi().lpush(keys.jobCheckpointEvents(e.jobId), json).ltrim(keys.jobCheckpointEvents(e.jobId), 0, CHECKPOINT_EVENTS_KEPT - 1).exec();
+    await this.run('gantryCheckpointEvent', [keys.jobCheckpointEvents(e.jobId), keys.jobCheckpointFinished(e.jobId)], [json, CHECKPOINT_EVENTS_KEPT]);
   }
 
   /** Sets a field once (e.g. that a dry run was recorded); true when this call set it. */
@@ -291,9 +296,9 @@ export class CheckpointStore {
   }
 
   async setMeta(jobId: string, meta: CheckpointMeta): Promise<void> {
-    await this.redis.hset(keys.jobCheckpointMeta(jobId), {
-      dir: meta.dir, node: meta.node, retention: meta.retention ? JSON.stringify(CheckpointRetention.toJSON(meta.retention)) : '',
-    });
+    await this.hset(jobId, keys.jobCheckpointMeta(jobId), [
+      'dir', meta.dir, 'node', meta.node, 'retention', meta.retention ? JSON.stringify(CheckpointRetention.toJSON(meta.retention)) : '',
+    ]);
   }
 
   /**
@@ -302,7 +307,7 @@ export class CheckpointStore {
    */
   async setPlacements(jobId: string, attempts: { attempt: number; nodes: string[] }[]): Promise<void> {
     const fields = attempts.filter((a) => a.nodes.length > 0).flatMap((a) => [String(a.attempt), a.nodes.join(',')]);
-    if (fields.length > 0) await this.redis.hset(keys.jobCheckpointPlacement(jobId), ...fields);
+    if (fields.length > 0) await this.hset(jobId, keys.jobCheckpointPlacement(jobId), fields);
   }
 
   /** The attempt's nodes, node rank 0's first; undefined when not recorded. */
@@ -313,7 +318,12 @@ export class CheckpointStore {
 
   /** Records the job's tenant (its tenant's retention policy applies unless the job has one). */
   async setTenant(jobId: string, tenant: string): Promise<void> {
-    await this.redis.hset(keys.jobCheckpointMeta(jobId), 'tenant', tenant);
+    await this.hset(jobId, keys.jobCheckpointMeta(jobId), ['tenant', tenant]);
+  }
+
+  /** HSET on one of the job's hashes that, once the job finished, expires with its records. */
+  private async hset(jobId: string, key: string, fields: string[]): Promise<void> {
+    await this.run('gantryCheckpointHset', [key, keys.jobCheckpointFinished(jobId)], fields);
   }
 
   async meta(jobId: string): Promise<CheckpointMeta | undefined> {
@@ -331,8 +341,14 @@ export class CheckpointStore {
   /**
    * A finished job's checkpoint records expire after `ttlSeconds` (its last commit time goes
    * at once); a job that runs again (retry) calls `keepJob` to lift the expiry.
+   *
+   * The finished marker is written first, in its own command: a script that writes for the
+   * job after it gives what it writes the time the marker has left (and does not bring back
+   * the last commit time), and one that wrote before it added its record to the index that
+   * is read next. So no record, whenever the agent reports it, is left without an expiry.
    */
   async expireJob(jobId: string, ttlSeconds: number): Promise<number> {
+    await this.redis.set(keys.jobCheckpointFinished(jobId), String(ttlSeconds), 'EX', ttlSeconds);
     const ids = await this.redis.zrange(keys.jobCheckpoints(jobId), 0, -1);
     const m = this.redis.multi();
     for (const id of ids) m.expire(keys.checkpoint(id), ttlSeconds);
@@ -342,7 +358,9 @@ export class CheckpointStore {
     return ids.length;
   }
 
+  /** Lifts the expiry; the marker goes first, so a record written meanwhile is in the index read next. */
   async keepJob(jobId: string): Promise<void> {
+    await this.redis.del(keys.jobCheckpointFinished(jobId));
     const ids = await this.redis.zrange(keys.jobCheckpoints(jobId), 0, -1);
     const m = this.redis.multi();
     for (const id of ids) m.persist(keys.checkpoint(id));

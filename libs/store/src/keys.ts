@@ -30,6 +30,7 @@
 //   gantry:job:{id}:checkpoint-events list  JSON events (committed, corrupt, deleted, dry runs), capped
 //   gantry:job:{id}:checkpoint-meta   hash  dir, node, retention (JSON) from the latest report
 //   gantry:job:{id}:checkpoint-placement hash attempt -> its nodes, node rank 0's first (from job events), for who may report
+//   gantry:job:{id}:checkpoint-finished  str  the record TTL (s) of a job that finished, itself expiring with its records (PX)
 //   gantry:instances              hash  "{service}/{instance}" -> announced version, start and last-seen (JSON)
 //   gantry:config:health          str   node health detector config (JSON; validated by the scheduler)
 //   gantry:health:state           str   the detector's state (baselines, hysteresis counters; JSON)
@@ -77,6 +78,12 @@ export const keys = {
   jobCheckpointMeta: (jobId: string) => `${PREFIX}:job:${jobId}:checkpoint-meta`,
   /** Per attempt of a job with a checkpoint directory, its nodes (node rank 0's first, comma-separated), as the checkpoint service learnt them. */
   jobCheckpointPlacement: (jobId: string) => `${PREFIX}:job:${jobId}:checkpoint-placement`,
+  /**
+   * Present (with the same expiry as the job's records) while a finished job's checkpoint
+   * records are expiring: a script that writes for the job afterwards gives what it writes the
+   * time left, so a record the agent's last pass reports after the final transition expires too.
+   */
+  jobCheckpointFinished: (jobId: string) => `${PREFIX}:job:${jobId}:checkpoint-finished`,
   instances: `${PREFIX}:instances`,
   healthConfig: `${PREFIX}:config:health`,
   healthState: `${PREFIX}:health:state`,

@@ -17,12 +17,14 @@ const scripts = {
   gantryReleaseGpus: { lua: load('release-gpus'), keys: undefined },
   gantryRecordTelemetry: { lua: load('record-telemetry'), keys: 2 },
   gantryOutboxNext: { lua: load('outbox-next'), keys: 2 },
-  gantryCheckpointBegin: { lua: load('checkpoint-begin'), keys: 2 },
+  gantryCheckpointBegin: { lua: load('checkpoint-begin'), keys: 3 },
   gantryCheckpointReportShard: { lua: load('checkpoint-report-shard'), keys: 1 },
-  gantryCheckpointCommit: { lua: load('checkpoint-commit'), keys: 2 },
+  gantryCheckpointCommit: { lua: load('checkpoint-commit'), keys: 3 },
   gantryCheckpointAbandon: { lua: load('checkpoint-abandon'), keys: 1 },
-  gantryCheckpointObserve: { lua: load('checkpoint-observe'), keys: 4 },
-  gantryCheckpointDelete: { lua: load('checkpoint-delete'), keys: 2 },
+  gantryCheckpointObserve: { lua: load('checkpoint-observe'), keys: 5 },
+  gantryCheckpointDelete: { lua: load('checkpoint-delete'), keys: 3 },
+  gantryCheckpointHset: { lua: load('checkpoint-hset'), keys: 2 },
+  gantryCheckpointEvent: { lua: load('checkpoint-event'), keys: 2 },
 } as const;
 
 export type ScriptName = keyof typeof scripts;

@@ -3,7 +3,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CheckpointFormat, CheckpointState } from '@gantry/proto';
 import { useRedis } from './redis-fixture.js';
-import { CHECKPOINT_ID_PATTERN, CheckpointStore, discoveredCheckpointId, type ObservedCheckpoint } from '../src/checkpoints.js';
+import { CHECKPOINT_ID_PATTERN, CheckpointStore, checkpointId, checkpointJobId, discoveredCheckpointId, type ObservedCheckpoint } from '../src/checkpoints.js';
 import { keys } from '../src/keys.js';
 
 const { CHECKPOINT_STATE_WRITING: WRITING, CHECKPOINT_STATE_COMMITTED: COMMITTED, CHECKPOINT_STATE_ABANDONED: ABANDONED, CHECKPOINT_STATE_CORRUPT: CORRUPT, CHECKPOINT_STATE_DELETED: DELETED } = CheckpointState;
@@ -94,5 +94,86 @@ describe('CheckpointStore.observe', () => {
     expect(await redisOf().ttl(keys.jobCheckpointEvents(job))).toBeGreaterThan(0);
     await store.keepJob(job);
     expect(await redisOf().ttl(keys.checkpoint(c.id))).toBe(-1);
+  });
+});
+
+describe('records written after the job finished (the agent\'s last pass)', () => {
+  /** Every key the store writes for the job, with its TTL in ms (-1: none, -2: absent). */
+  async function ttls(job: string, ids: string[]): Promise<Record<string, number>> {
+    const r = redisOf();
+    const named: Record<string, string> = {
+      index: keys.jobCheckpoints(job), events: keys.jobCheckpointEvents(job), meta: keys.jobCheckpointMeta(job),
+      placement: keys.jobCheckpointPlacement(job), finished: keys.jobCheckpointFinished(job),
+      ...Object.fromEntries(ids.map((id) => [id, keys.checkpoint(id)])),
+    };
+    const out: Record<string, number> = {};
+    for (const [name, key] of Object.entries(named)) out[name] = await r.pttl(key);
+    return out;
+  }
+
+  it('checkpointJobId reads the job back from either kind of id', () => {
+    expect(checkpointJobId(checkpointId('my-job-7', 500, 2))).toBe('my-job-7');
+    expect(checkpointJobId(discoveredCheckpointId('a-1-2', 3, '/x'))).toBe('a-1-2');
+    expect(checkpointJobId('nonsense')).toBe('');
+  });
+
+  it('a late discovered commit expires with the job and does not bring back its last commit time', async () => {
+    const job = newJob();
+    await store.setPlacements(job, [{ attempt: 1, nodes: ['node-0'] }]);
+    const early = (await store.observe(report(job, 10, 'COMPLETE'))).checkpoint!;
+    expect((await store.lastCommitTimes([job])).has(job)).toBe(true);
+    expect(await store.expireJob(job, 100)).toBe(1);
+    expect((await store.lastCommitTimes([job])).has(job)).toBe(false);
+    // The final save, seen by the agent's last pass after the job's final transition.
+    await store.setMeta(job, { dir: `/ckpt/${job}`, node: 'node-0', retention: undefined });
+    const late = await store.observe(report(job, 20, 'COMPLETE', { attemptEnded: true }));
+    expect(late.checkpoint).toMatchObject({ state: COMMITTED, step: 20 });
+    expect((await store.lastCommitTimes([job])).has(job)).toBe(false);
+    const t = await ttls(job, [early.id, late.checkpoint!.id]);
+    for (const [name, ms] of Object.entries(t)) {
+      expect(ms, name).toBeGreaterThan(0);
+      expect(ms, name).toBeLessThanOrEqual(100_000);
+    }
+    // Offered for resume until it expires, like the records before it.
+    expect((await store.latestCommitted(job))?.id).toBe(late.checkpoint!.id);
+  });
+
+  it('a job with no checkpoint at its end: the index, events and settings a late report creates expire', async () => {
+    const job = newJob();
+    expect(await store.expireJob(job, 100)).toBe(0);
+    await store.setTenant(job, 'team-a');
+    await store.setMeta(job, { dir: `/ckpt/${job}`, node: 'node-0', retention: undefined });
+    await store.setPlacements(job, [{ attempt: 1, nodes: ['node-0'] }]);
+    const c = (await store.observe(report(job, 5, 'INCOMPLETE', { attemptEnded: true }))).checkpoint!;
+    expect(c.state).toBe(ABANDONED);
+    await store.recordEvent({ checkpointId: c.id, jobId: job, kind: 'delete-dry-run', path: c.path, message: 'dry run', time: new Date() });
+    expect(await store.meta(job)).toMatchObject({ tenant: 'team-a', dir: `/ckpt/${job}` });
+    for (const [name, ms] of Object.entries(await ttls(job, [c.id]))) expect(ms, name).toBeGreaterThan(0);
+    const gone = (await store.observe(report(job, 6, 'COMPLETE'))).checkpoint!;
+    await store.markDeleted(gone.id, 'retention');
+    expect(await redisOf().pttl(keys.jobCheckpointEvents(job))).toBeGreaterThan(0);
+  });
+
+  it('a client begin and commit after the end expire too and leave the last-commit hash alone', async () => {
+    const job = newJob();
+    await store.expireJob(job, 100);
+    const { checkpoint } = await store.begin({ jobId: job, attempt: 1, step: 30, path: `/ckpt/${job}/30`, shardCount: 1 });
+    await store.reportShard(checkpoint.id, 0, 10);
+    expect((await store.commit(checkpoint.id)).changed).toBe(true);
+    expect((await store.lastCommitTimes([job])).has(job)).toBe(false);
+    const t = await ttls(job, [checkpoint.id]);
+    expect(t[checkpoint.id]).toBeGreaterThan(0);
+    expect(t.index).toBeGreaterThan(0);
+  });
+
+  it('keepJob (a retry) removes the marker: later records stay and the last commit time comes back', async () => {
+    const job = newJob();
+    const c = (await store.observe(report(job, 10, 'COMPLETE'))).checkpoint!;
+    await store.expireJob(job, 100);
+    await store.keepJob(job);
+    const next = (await store.observe(report(job, 20, 'COMPLETE', { attempt: 2 }))).checkpoint!;
+    const t = await ttls(job, [c.id, next.id]);
+    expect(t).toMatchObject({ finished: -2, index: -1, events: -1, [c.id]: -1, [next.id]: -1 });
+    expect((await store.lastCommitTimes([job])).has(job)).toBe(true);
   });
 });

@@ -8,7 +8,11 @@
 --   CORRUPT    anything but DELETED -> CORRUPT with the reason.
 --   GONE       the directory vanished: anything but DELETED -> DELETED (removed outside Gantry).
 -- Repeating a report changes nothing (the manifest is rewritten with the same values).
--- KEYS: 1 checkpoint key, 2 job index (zset, score = step), 3 last-commit hash, 4 job event list
+-- A report for a job that finished already (the agent's last pass comes after the final
+-- transition) is recorded, but what it writes expires with the job's other records and its
+-- commit time is not put back into the last-commit hash.
+-- KEYS: 1 checkpoint key, 2 job index (zset, score = step), 3 last-commit hash, 4 job event list,
+--       5 the job's finished marker (present, with a TTL, once the job finished)
 -- ARGV: 1 id, 2 job, 3 attempt, 4 step, 5 path, 6 status, 7 reason, 8 files (JSON), 9 bytes,
 --       10 format, 11 variant, 12 node, 13 now ms, 14 source, 15 event cap, 16 attempt ended ('1')
 -- Returns: {verdict ('CHANGED'|'SAME'|'IGNORED'), previous state ('' = new), hash...}
@@ -25,6 +29,8 @@ if state == 'DELETED' then
   return reply
 end
 local now = ARGV[13]
+-- > 0: the job finished and its records expire in this many ms.
+local left = redis.call('PTTL', KEYS[5])
 if not state then
   redis.call('HSET', KEYS[1], 'id', ARGV[1], 'job', ARGV[2], 'attempt', ARGV[3], 'step', ARGV[4],
     'path', ARGV[5], 'shards', '0', 'created', now, 'source', ARGV[14])
@@ -73,7 +79,7 @@ if to ~= state then
     redis.call('HSET', KEYS[1], 'committed', now)
     redis.call('HDEL', KEYS[1], 'reason')
     local prev = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0')
-    if tonumber(now) > prev then
+    if left <= 0 and tonumber(now) > prev then
       redis.call('HSET', KEYS[3], ARGV[2], now)
     end
   else
@@ -89,6 +95,12 @@ if to ~= state then
   redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[15]) - 1)
 elseif to == 'CORRUPT' or to == 'WRITING' then
   redis.call('HSET', KEYS[1], 'reason', reason)
+end
+if left > 0 then
+  -- The index and the event list may not have existed when the job finished.
+  redis.call('PEXPIRE', KEYS[1], left)
+  redis.call('PEXPIRE', KEYS[2], left)
+  redis.call('PEXPIRE', KEYS[4], left)
 end
 local reply = redis.call('HGETALL', KEYS[1])
 table.insert(reply, 1, state or '')
