@@ -238,7 +238,7 @@ describe('checkpoint service: discovery reports', () => {
     expect(await list(ghost)).toEqual([]);
   });
 
-  it('an attempt that ended abandons its IN_PROGRESS checkpoints; a finished job\'s records expire', async () => {
+  it('an attempt that ended abandons its IN_PROGRESS checkpoints; a finished job\'s records expire, also the final save its last pass reports after the end', async () => {
     const job = `disc-${process.pid}-5`;
     await place(job);
     await publish(report(job, 10, 'INCOMPLETE'));
@@ -251,6 +251,14 @@ describe('checkpoint service: discovery reports', () => {
     const r = new Redis(redis.url);
     try {
       await until('a TTL', async () => (await r.ttl(`gantry:checkpoint:${c.id}`)) > 0);
+      // The agent's last discovery pass comes after the final transition: a save it finds then
+      // is committed (it may be resumed from by a retry) but expires with the rest.
+      await publish(report(job, 20, 'COMPLETE', { attemptEnded: true }));
+      const late = await until('the late save committed', async () => (await list(job)).find((x) => x.step === 20 && x.state === CheckpointState.CHECKPOINT_STATE_COMMITTED));
+      const ttl = await r.ttl(`gantry:checkpoint:${late.id}`);
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(120);
+      expect(await r.hexists('gantry:checkpoints:last-commit', job)).toBe(0);
     } finally {
       r.disconnect();
     }
