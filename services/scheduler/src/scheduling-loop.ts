@@ -8,7 +8,7 @@ import { AllocationConflictError, CheckpointStore, FencedError, SchedulingStateS
 import { loadConfig } from '@gantry/service-kit';
 import { Counter, Histogram } from 'prom-client';
 import type { SchedulerContext } from './context.js';
-import { accrueUsage, allocationsOf, formatRejections, planCycle, usageAt, type CyclePlan, type NodeView, type Placement, type Preemption, type RankAssignment, type RunningJob, type UsageRecord } from './placement/index.js';
+import { accrueUsage, allocationsOf, formatRejections, planCycle, usageAt, type CyclePlan, type RejectionCounts, type NodeView, type Placement, type Preemption, type RankAssignment, type RunningJob, type UsageRecord } from './placement/index.js';
 import { WholeNodeSizer, jobRequest, nodeView, priorityOf, runningJob } from './snapshot.js';
 import { currentAttempt, endJob, isActive, liveRanks, preemptJob, requeueJob, schedule, type AttemptOrigin } from './jobs/lifecycle.js';
 import type { RecoveryController } from './recovery/controller.js';
@@ -409,15 +409,29 @@ export class SchedulingLoop extends WakeableLoop {
     // and everything else as soon as it changes.
     const refreshPositions = now - this.positionsWrittenAt >= POSITION_REFRESH_MS;
     if (refreshPositions) this.positionsWrittenAt = now;
+    // Jobs of one shape share the planner's rejection counts: each object is encoded once.
+    const rejectionKeys = new Map<RejectionCounts, string>();
+    const summaries = new Map<RejectionCounts, string>();
     for (const u of plan.unschedulable) {
       const res = u.reservation ?? reservations.get(u.jobId);
+      // What the explanation says, as a cheap string: compared every pass for every waiting
+      // job, while the JSON (and the summary in it) is built only for the ones to write.
+      let rejections = rejectionKeys.get(u.rejections);
+      if (rejections === undefined) {
+        rejections = '';
+        for (const r in u.rejections) rejections += `${r}\u001f${u.rejections[r as keyof RejectionCounts]}\u001f`;
+        rejectionKeys.set(u.rejections, rejections);
+      }
+      const key = `${u.reason ?? ''}\u001e${u.message}\u001e${u.quota ?? ''}\u001e${rejections}\u001e${res ? `${res.startTime}:${res.nodes.join(',')}` : ''}`;
+      current.set(u.jobId, key);
+      if (!refreshPositions && this.written.get(u.jobId) === key) continue;
+      let summary = summaries.get(u.rejections);
+      if (summary === undefined) summaries.set(u.rejections, summary = formatRejections(u.rejections));
       const e: Omit<Explanation, 'evaluatedAt' | 'queuePosition'> = {
         reason: u.reason ?? '', message: u.message, quota: u.quota ?? '', rejections: u.rejections,
-        summary: formatRejections(u.rejections), reservation: res ? { startTime: res.startTime, nodes: res.nodes } : undefined,
+        summary, reservation: res ? { startTime: res.startTime, nodes: res.nodes } : undefined,
       };
-      const key = JSON.stringify(e);
-      current.set(u.jobId, key);
-      if (refreshPositions || this.written.get(u.jobId) !== key) changed[u.jobId] = JSON.stringify({ ...e, queuePosition: u.queuePosition, evaluatedAt: now });
+      changed[u.jobId] = JSON.stringify({ ...e, queuePosition: u.queuePosition, evaluatedAt: now });
     }
     const removed = [...this.written.keys()].filter((id) => !current.has(id));
     if (Object.keys(changed).length > 0 || removed.length > 0) await this.state.updateExplanations(changed, removed);
