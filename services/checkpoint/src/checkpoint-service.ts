@@ -13,7 +13,7 @@ import {
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, unary, type Logger } from '@gantry/service-kit';
 import type { CheckpointMetrics } from './metrics.js';
 import type { ResumeVerifier } from './verify.js';
-import { validateBegin, validateCommit, validateGet, validateGetLatest, validateList, validateReportShard } from './validation.js';
+import { validateBegin, validateCommit, validateGet, validateGetLatest, validateList, validateListLastCommits, validateReportShard } from './validation.js';
 
 export const CHECKPOINT_SERVICE_NAME = 'gantry.v1.CheckpointService';
 
@@ -78,6 +78,16 @@ export function checkpointService(store: CheckpointStore, metrics: CheckpointMet
     listCheckpointEvents: unary(log, 'ListCheckpointEvents', async (req) => {
       validateList(req);
       return { events: await call(() => store.events(req.jobId)) };
+    }),
+
+    // The scheduler's preemption order (work lost since the last commit) for many jobs at once:
+    // one HMGET of the service's own last-commit hash, so the scheduler never reads it itself.
+    listLastCommits: unary(log, 'ListLastCommits', async (req) => {
+      validateListLastCommits(req);
+      const times = await store.lastCommitTimes([...new Set(req.jobIds)]);
+      const lastCommits: Record<string, Date> = {};
+      for (const [job, ms] of times) lastCommits[job] = new Date(ms);
+      return { lastCommits };
     }),
 
     // A job without a committed checkpoint is a normal answer (start from scratch), not an error.

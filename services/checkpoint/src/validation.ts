@@ -7,6 +7,7 @@ import type {
   GetCheckpointRequest,
   GetLatestCheckpointRequest,
   ListCheckpointsRequest,
+  ListLastCommitsRequest,
   ReportCheckpointShardRequest,
 } from '@gantry/proto';
 import { SUBJECT_TOKEN } from '@gantry/bus';
@@ -85,4 +86,17 @@ export function validateList(req: Pick<ListCheckpointsRequest, 'jobId'>): void {
 
 export function validateGetLatest(req: GetLatestCheckpointRequest): void {
   validate(matches('job_id', req.jobId, JOB_ID_PATTERN));
+}
+
+/** Problems named in one refusal of a list: enough to fix it, not a message as long as the list. */
+const MAX_LIST_PROBLEMS = 5;
+
+/** Every id is checked; a list with a bad one is refused whole (its caller builds it from job records). */
+export function validateListLastCommits(req: ListLastCommitsRequest): void {
+  const problems: string[] = [];
+  for (const [i, id] of req.jobIds.entries()) {
+    matches(`job_ids[${i}]`, id, JOB_ID_PATTERN)(problems);
+    if (problems.length >= MAX_LIST_PROBLEMS) break;
+  }
+  if (problems.length > 0) throw invalidArgument(problems.join('; '));
 }

@@ -355,6 +355,24 @@ export interface ListCheckpointEventsResponse {
   events: CheckpointEvent[];
 }
 
+export interface ListLastCommitsRequest {
+  /** At most 4096 (the request bounds every service applies to a list). */
+  jobIds: string[];
+}
+
+export interface ListLastCommitsResponse {
+  /**
+   * Job id -> when its newest checkpoint was committed. A job that has committed none (or
+   * whose records have expired) is absent.
+   */
+  lastCommits: { [key: string]: Date };
+}
+
+export interface ListLastCommitsResponse_LastCommitsEntry {
+  key: string;
+  value?: Date | undefined;
+}
+
 function createBaseCheckpointRetention(): CheckpointRetention {
   return { keepLast: 0, keepEvery: 0, gcGraceSeconds: 0, delete: false };
 }
@@ -3030,6 +3048,276 @@ export const ListCheckpointEventsResponse: MessageFns<ListCheckpointEventsRespon
   },
 };
 
+function createBaseListLastCommitsRequest(): ListLastCommitsRequest {
+  return { jobIds: [] };
+}
+
+export const ListLastCommitsRequest: MessageFns<ListLastCommitsRequest> = {
+  encode(message: ListLastCommitsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.jobIds) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListLastCommitsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListLastCommitsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListLastCommitsRequest {
+    return {
+      jobIds: globalThis.Array.isArray(object?.jobIds)
+        ? object.jobIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.job_ids)
+        ? object.job_ids.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListLastCommitsRequest): unknown {
+    const obj: any = {};
+    if (message.jobIds?.length) {
+      obj.jobIds = message.jobIds;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListLastCommitsRequest>): ListLastCommitsRequest {
+    return ListLastCommitsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListLastCommitsRequest>): ListLastCommitsRequest {
+    const message = createBaseListLastCommitsRequest();
+    message.jobIds = object.jobIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseListLastCommitsResponse(): ListLastCommitsResponse {
+  return { lastCommits: {} };
+}
+
+export const ListLastCommitsResponse: MessageFns<ListLastCommitsResponse> = {
+  encode(message: ListLastCommitsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    globalThis.Object.entries(message.lastCommits).forEach(([key, value]: [string, Date]) => {
+      ListLastCommitsResponse_LastCommitsEntry.encode({ key: key as any, value }, writer.uint32(10).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListLastCommitsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListLastCommitsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            const entry1 = ListLastCommitsResponse_LastCommitsEntry.decode(reader, reader.uint32());
+            if (entry1.value !== undefined) {
+              message.lastCommits[entry1.key] = entry1.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListLastCommitsResponse {
+    return {
+      lastCommits: isObject(object.lastCommits)
+        ? (globalThis.Object.entries(object.lastCommits) as [string, any][]).reduce(
+          (acc: { [key: string]: Date }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: fromJsonTimestamp(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.last_commits)
+        ? (globalThis.Object.entries(object.last_commits) as [string, any][]).reduce(
+          (acc: { [key: string]: Date }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: fromJsonTimestamp(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: ListLastCommitsResponse): unknown {
+    const obj: any = {};
+    if (message.lastCommits) {
+      const entries = globalThis.Object.entries(message.lastCommits) as [string, Date][];
+      if (entries.length > 0) {
+        obj.lastCommits = {};
+        entries.forEach(([k, v]) => {
+          obj.lastCommits[k] = v.toISOString();
+        });
+      }
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListLastCommitsResponse>): ListLastCommitsResponse {
+    return ListLastCommitsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListLastCommitsResponse>): ListLastCommitsResponse {
+    const message = createBaseListLastCommitsResponse();
+    message.lastCommits = (globalThis.Object.entries(object.lastCommits ?? {}) as [string, Date][]).reduce(
+      (acc: { [key: string]: Date }, [key, value]: [string, Date]) => {
+        if (value !== undefined) {
+          acc[key] = value;
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseListLastCommitsResponse_LastCommitsEntry(): ListLastCommitsResponse_LastCommitsEntry {
+  return { key: "", value: undefined };
+}
+
+export const ListLastCommitsResponse_LastCommitsEntry: MessageFns<ListLastCommitsResponse_LastCommitsEntry> = {
+  encode(message: ListLastCommitsResponse_LastCommitsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      Timestamp.encode(toTimestamp(message.value), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListLastCommitsResponse_LastCommitsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListLastCommitsResponse_LastCommitsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListLastCommitsResponse_LastCommitsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? fromJsonTimestamp(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: ListLastCommitsResponse_LastCommitsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = message.value.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListLastCommitsResponse_LastCommitsEntry>): ListLastCommitsResponse_LastCommitsEntry {
+    return ListLastCommitsResponse_LastCommitsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListLastCommitsResponse_LastCommitsEntry>): ListLastCommitsResponse_LastCommitsEntry {
+    const message = createBaseListLastCommitsResponse_LastCommitsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? undefined;
+    return message;
+  },
+};
+
 /** The registry of a job's checkpoints; only committed ones are offered for resume. */
 export type CheckpointServiceService = typeof CheckpointServiceService;
 export const CheckpointServiceService = {
@@ -3110,6 +3398,21 @@ export const CheckpointServiceService = {
       Buffer.from(ListCheckpointEventsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListCheckpointEventsResponse => ListCheckpointEventsResponse.decode(value),
   },
+  /**
+   * When each of many jobs last committed a checkpoint, in one call: the scheduler orders
+   * preemption victims by the work they would lose since then.
+   */
+  listLastCommits: {
+    path: "/gantry.v1.CheckpointService/ListLastCommits" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListLastCommitsRequest): Buffer =>
+      Buffer.from(ListLastCommitsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListLastCommitsRequest => ListLastCommitsRequest.decode(value),
+    responseSerialize: (value: ListLastCommitsResponse): Buffer =>
+      Buffer.from(ListLastCommitsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListLastCommitsResponse => ListLastCommitsResponse.decode(value),
+  },
 } as const;
 
 export interface CheckpointServiceServer extends UntypedServiceImplementation {
@@ -3121,6 +3424,11 @@ export interface CheckpointServiceServer extends UntypedServiceImplementation {
   getCheckpoint: handleUnaryCall<GetCheckpointRequest, GetCheckpointResponse>;
   /** What retention and discovery did to a job's checkpoints (deletions, dry runs, corruption). */
   listCheckpointEvents: handleUnaryCall<ListCheckpointEventsRequest, ListCheckpointEventsResponse>;
+  /**
+   * When each of many jobs last committed a checkpoint, in one call: the scheduler orders
+   * preemption victims by the work they would lose since then.
+   */
+  listLastCommits: handleUnaryCall<ListLastCommitsRequest, ListLastCommitsResponse>;
 }
 
 export interface CheckpointServiceClient extends Client {
@@ -3230,6 +3538,25 @@ export interface CheckpointServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListCheckpointEventsResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * When each of many jobs last committed a checkpoint, in one call: the scheduler orders
+   * preemption victims by the work they would lose since then.
+   */
+  listLastCommits(
+    request: ListLastCommitsRequest,
+    callback: (error: ServiceError | null, response: ListLastCommitsResponse) => void,
+  ): ClientUnaryCall;
+  listLastCommits(
+    request: ListLastCommitsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListLastCommitsResponse) => void,
+  ): ClientUnaryCall;
+  listLastCommits(
+    request: ListLastCommitsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListLastCommitsResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const CheckpointServiceClient = makeGenericClientConstructor(
@@ -3281,6 +3608,10 @@ function longToNumber(int64: { toString(): string }): number {
     throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
   }
   return num;
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {
