@@ -4,7 +4,7 @@
 // revision, every GPU free, every node READY), dispatch, and explanations of waiting jobs.
 // A placement that lost a race is simply re-planned next pass.
 import { FailureClass, JobState, RankPlacement, RecoveryGrade, type Job } from '@gantry/proto';
-import { AllocationConflictError, CheckpointStore, FencedError, SchedulingStateStore, StaleWriteError, allocationOwner, type JobCommit, type JobRecord, type NodeRecord, type PortRef } from '@gantry/store';
+import { AllocationConflictError, FencedError, SchedulingStateStore, StaleWriteError, allocationOwner, type JobCommit, type JobRecord, type NodeRecord, type PortRef } from '@gantry/store';
 import { loadConfig } from '@gantry/service-kit';
 import { Counter, Histogram } from 'prom-client';
 import type { SchedulerContext } from './context.js';
@@ -13,6 +13,7 @@ import { WholeNodeSizer, jobRequest, nodeView, priorityOf, runningJob } from './
 import { currentAttempt, endJob, isActive, liveRanks, preemptJob, requeueJob, schedule, type AttemptOrigin } from './jobs/lifecycle.js';
 import type { RecoveryController } from './recovery/controller.js';
 import type { ResumeSource } from './recovery/resume.js';
+import { LastCommitTimes, preemptionCandidates } from './last-commits.js';
 import { mutateJob } from './jobs/mutate.js';
 import { dispatchAssignments, stopLiveRanks } from './dispatch/dispatcher.js';
 import { pickPort, rendezvousEnv, type PortRange } from './dispatch/ports.js';
@@ -77,7 +78,7 @@ function withheld(views: NodeView[], held: Map<string, Set<number>>): NodeView[]
 
 export class SchedulingLoop extends WakeableLoop {
   private readonly state: SchedulingStateStore;
-  private readonly checkpoints: CheckpointStore;
+  private readonly lastCommits: LastCommitTimes;
   private readonly policy: PolicyCache;
   /** Explanations written last pass (to write only changes); reset with leadership. */
   private written: Map<string, string> | undefined;
@@ -91,7 +92,7 @@ export class SchedulingLoop extends WakeableLoop {
   constructor(private readonly ctx: SchedulerContext, private readonly recovery: RecoveryController, private readonly resume: ResumeSource) {
     super(() => ctx.settings.cycleIntervalMs);
     this.state = new SchedulingStateStore(ctx.redis);
-    this.checkpoints = new CheckpointStore(ctx.redis);
+    this.lastCommits = new LastCommitTimes(resume, ctx.log);
     this.policy = new PolicyCache(this.state, ctx.log);
     this.cycles = new Histogram({ name: 'gantry_scheduler_cycle_seconds', help: 'Duration of a scheduling pass', registers: [ctx.metrics], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5] });
     this.placed = new Counter({ name: 'gantry_scheduler_placements_total', help: 'Gangs placed', labelNames: ['outcome'], registers: [ctx.metrics] });
@@ -146,7 +147,9 @@ export class SchedulingLoop extends WakeableLoop {
     }
 
     const holding = [...scheduled, ...runningJobs].filter((r) => !ended.has(r.job.id));
-    const lastCheckpoint = await this.checkpoints.lastCommitTimes(holding.map((r) => r.job.id));
+    // From the checkpoint service's API (its Redis keys are its own), for the jobs this pass
+    // could preempt: victims are ordered by the work they lose since their last commit.
+    const lastCheckpoint = await this.lastCommits.get(preemptionCandidates(holding.map((r) => r.job), pending.map((r) => r.job), config, now));
     const running = [
       ...holding.map((r) => runningJob(r.job, lastCheckpoint.get(r.job.id), false)),
       ...[...scheduled, ...runningJobs].filter((r) => ended.has(r.job.id)).map((r) => runningJob(r.job, undefined, true)),
