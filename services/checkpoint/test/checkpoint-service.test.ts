@@ -14,6 +14,8 @@ import {
   type GetLatestCheckpointResponse,
   type ListCheckpointsRequest,
   type ListCheckpointsResponse,
+  type ListLastCommitsRequest,
+  type ListLastCommitsResponse,
   type ReportCheckpointShardRequest,
   type ReportCheckpointShardResponse,
 } from '@gantry/proto';
@@ -38,6 +40,7 @@ interface Calls {
   commitCheckpoint: [CommitCheckpointRequest, CommitCheckpointResponse];
   listCheckpoints: [ListCheckpointsRequest, ListCheckpointsResponse];
   getLatestCheckpoint: [GetLatestCheckpointRequest, GetLatestCheckpointResponse];
+  listLastCommits: [ListLastCommitsRequest, ListLastCommitsResponse];
 }
 type Method = keyof Calls;
 type Req<M extends Method> = Calls[M][0];
@@ -130,6 +133,18 @@ describe('checkpoint service: the happy path', () => {
     expect((await rpc('getLatestCheckpoint', { jobId })).checkpoint).toBeUndefined();
     expect((await rpc('listCheckpoints', { jobId, committedOnly: false })).checkpoints).toEqual([]);
   });
+
+  it('ListLastCommits: when each job named last committed one; a job without a commit is absent', async () => {
+    const a = newJob();
+    const b = newJob();
+    const never = newJob();
+    await beginComplete({ jobId: a, step: 10 });
+    const newest = await beginComplete({ jobId: a, step: 20 });
+    await begin({ jobId: b }); // begun, never committed
+    const { lastCommits } = await rpc('listLastCommits', { jobIds: [a, b, never, a] });
+    expect(lastCommits).toEqual({ [a]: newest.committedAt });
+    expect((await rpc('listLastCommits', { jobIds: [] })).lastCommits).toEqual({});
+  });
 });
 
 describe('checkpoint service: invalid requests get INVALID_ARGUMENT naming the field and rule', () => {
@@ -183,6 +198,20 @@ describe('checkpoint service: invalid requests get INVALID_ARGUMENT naming the f
     expect(await rpcError('listCheckpoints', { jobId: 'a/b', committedOnly: false })).toEqual({ code: status.INVALID_ARGUMENT, details: jobRule });
     expect(await rpcError('getLatestCheckpoint', { jobId: '' })).toEqual({ code: status.INVALID_ARGUMENT, details: 'job_id is required' });
     expect(await rpcError('getLatestCheckpoint', { jobId: 'x*' })).toEqual({ code: status.INVALID_ARGUMENT, details: jobRule });
+  });
+
+  it('ListLastCommits: every job id, a few problems named; more ids than a list may hold', async () => {
+    const rule = jobRule.replace('job_id', '');
+    expect(await rpcError('listLastCommits', { jobIds: ['job-1', '', 'a b'] })).toEqual({
+      code: status.INVALID_ARGUMENT,
+      details: `job_ids[1] is required; job_ids[2]${rule}`,
+    });
+    const bad = await rpcError('listLastCommits', { jobIds: ['job-1', ...Array.from({ length: 9 }, (_, i) => `bad.${i}`)] });
+    expect(bad.details.split('; ')).toEqual([1, 2, 3, 4, 5].map((i) => `job_ids[${i}]${rule}`));
+    expect(await rpcError('listLastCommits', { jobIds: Array.from({ length: 4097 }, (_, i) => `job-${i}`) })).toEqual({
+      code: status.INVALID_ARGUMENT,
+      details: 'job_ids must have at most 4096 items, got 4097',
+    });
   });
 });
 

@@ -5,7 +5,7 @@
 // by its start instead, which is what they meant before the job's first commit.
 import type { Job } from '@gantry/proto';
 import { throttledWarn, type Logger } from '@gantry/service-kit';
-import { nearCompletion, type SchedulingConfig } from './placement/index.js';
+import { nearCompletion, tenantConfig, type SchedulingConfig } from './placement/index.js';
 import { priorityOf, runningJob } from './snapshot.js';
 
 /** The part of ResumeSource used here. */
@@ -102,7 +102,7 @@ export function preemptionCandidates(holding: readonly Job[], pending: readonly 
     const v = runningJob(job, undefined, false);
     if (v.preemptedAt !== undefined && now - v.preemptedAt < p.windowSec * 1000) continue;
     if (nearCompletion(v, now, p.nearCompletionFraction)) continue;
-    const reclaimable = p.reclaimWithinCohort === 'any' && (config.tenants[v.tenant] ?? config.defaultTenant).cohort !== undefined;
+    const reclaimable = p.reclaimWithinCohort === 'any' && tenantConfig(config, v.tenant).cohort !== undefined;
     if (v.priority < top || reclaimable) out.push(v.id);
   }
   return out;
