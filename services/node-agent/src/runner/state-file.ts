@@ -132,6 +132,11 @@ export class StateFile {
   state: AgentState;
   /** Keys of the ranks in `state.ranks` whose settled record is in the journal. */
   private readonly journaled = new Set<string>();
+  /**
+   * Keys of the other ranks, those a write looks at: kept by `state.ranks` itself (a proxy
+   * that sees ranks added and deleted), so a write costs the ranks in flight, not all.
+   */
+  private readonly hot = new Set<string>();
   /** The journal holds ranks forgotten since, or a torn line: rewrite it at the next write. */
   private compactJournal = false;
   private dirty = false;
@@ -144,6 +149,28 @@ export class StateFile {
     this.journalPath = join(dir, 'agent-finished.jsonl');
     this.state = this.read();
     this.readJournal();
+    for (const k of Object.keys(this.state.ranks)) if (!this.journaled.has(k)) this.hot.add(k);
+    this.state.ranks = this.tracked(this.state.ranks);
+  }
+
+  private tracked(ranks: Record<string, RankRecord>): Record<string, RankRecord> {
+    return new Proxy(ranks, {
+      set: (target, key, value) => {
+        if (typeof key === 'string') {
+          // A rank set anew is in flight again: its journal line (if any) goes at the next write.
+          if (this.journaled.delete(key)) this.compactJournal = true;
+          this.hot.add(key);
+        }
+        return Reflect.set(target, key, value);
+      },
+      deleteProperty: (target, key) => {
+        if (typeof key === 'string') {
+          this.hot.delete(key);
+          if (this.journaled.delete(key)) this.compactJournal = true;
+        }
+        return Reflect.deleteProperty(target, key);
+      },
+    });
   }
 
   private read(): AgentState {
@@ -193,8 +220,12 @@ export class StateFile {
     const hot: Record<string, RankRecord> = {};
     const lines: string[] = [];
     const newlySettled: string[] = [];
-    for (const [key, rec] of Object.entries(this.state.ranks)) {
-      if (this.journaled.has(key)) continue;
+    for (const key of this.hot) {
+      const rec = this.state.ranks[key];
+      if (!rec) {
+        this.hot.delete(key);
+        continue;
+      }
       if (settled(rec)) {
         lines.push(JSON.stringify(rec));
         newlySettled.push(key);
@@ -213,7 +244,10 @@ export class StateFile {
       appendFileSync(this.journalPath, `${lines.join('\n')}\n`);
     }
     // Only once they are in the journal do they leave the state file.
-    for (const k of newlySettled) this.journaled.add(k);
+    for (const k of newlySettled) {
+      this.journaled.add(k);
+      this.hot.delete(k);
+    }
     const tmp = `${this.path}.tmp`;
     writeFileSync(tmp, JSON.stringify({ ...this.state, ranks: hot }));
     renameSync(tmp, this.path);
@@ -253,7 +287,6 @@ export class StateFile {
   /** Drops a rank from memory and, at the next write, from the files. */
   forget(key: string): void {
     delete this.state.ranks[key];
-    if (this.journaled.delete(key)) this.compactJournal = true;
     this.saveSoon();
   }
 }
