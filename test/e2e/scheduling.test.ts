@@ -1,9 +1,12 @@
-// Scheduling policy through the real services: priority preemption with a grace period,
-// quota borrowing and reclaim, EASY backfill around a reservation, time limits, explain.
+// Scheduling policy through the real services: priority preemption with a grace period (the
+// requeued attempt resumes from the newest committed checkpoint; victims chosen by their last
+// commit, asked of the checkpoint service, and still chosen while it does not answer), quota
+// borrowing and reclaim, EASY backfill around a reservation, time limits, explain.
 import { describe, expect, it } from 'vitest';
 import { CheckpointClient, GantryClient } from '@gantry/sdk';
-import { JobState, type Job } from '@gantry/proto';
+import { CheckpointFormat, CheckpointState, JobState, type Job } from '@gantry/proto';
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../../deploy/local/services.js';
 import { eventually, type TestStack } from '../harness/stack.js';
@@ -72,6 +75,81 @@ describe('scheduling policy', () => {
     expect((await c.getJob(b!.id)).preemptedAt).toBeDefined();
     expect((await c.getJob(a!.id)).preemptedAt).toBeUndefined();
     await c.cancelJob(a!.id);
+  });
+
+  it('requeues a preempted job with GANTRY_RESUME_FROM = its newest COMMITTED checkpoint', async () => {
+    const s = await start({ agents: 1, env: { 'node-agent': { CHECKPOINT_POLL_MS: '250' } } });
+    stack = s.stack;
+    const c = s.client;
+    const dir = join(stack.workDir, 'ckpt');
+    const resumed = join(stack.workDir, 'resumed.txt');
+    // Attempt 1 completes step-5 and step-10 (marker layout), starts step-15 without finishing
+    // it, and trains until preempted. Attempt 2 records where it resumes from.
+    const script = [
+      'if [ "$GANTRY_ATTEMPT" = 1 ]; then',
+      '  for s in 5 10; do d="$GANTRY_CHECKPOINT_DIR/step-$s"; mkdir -p "$d"; echo w > "$d/weights"; touch "$d/GANTRY_COMPLETE"; sleep 0.5; done',
+      '  mkdir -p "$GANTRY_CHECKPOINT_DIR/step-15"; echo partial > "$GANTRY_CHECKPOINT_DIR/step-15/weights"',
+      '  trap \'exit 143\' TERM; while :; do sleep 0.2; done',
+      'fi',
+      `echo "$GANTRY_ATTEMPT $GANTRY_RESUME_FROM" > ${resumed}`,
+    ].join('\n');
+    const { job: low } = await c.submitJob({
+      name: 'low', nodes: 1, gpusPerNode: 8, priorityClass: 'low', stopGraceSeconds: 5, command: ['sh', '-c', script],
+      checkpoint: { dir, format: CheckpointFormat.CHECKPOINT_FORMAT_MARKER, storageTarget: '', retention: undefined },
+    });
+    const ck = new CheckpointClient({ address: stack.checkpointAddr, timeoutMs: 5_000, tls: stack.internalClientTls });
+    try {
+      await eventually('step-10 committed', async () => (await ck.listCheckpoints(low!.id)).find((k) => k.step === 10 && k.state === CheckpointState.CHECKPOINT_STATE_COMMITTED), 30_000);
+      // step-15 is newer but not complete: seen, never committed.
+      await eventually('step-15 seen', async () => (await ck.listCheckpoints(low!.id)).find((k) => k.step === 15), 10_000);
+    } finally {
+      ck.close();
+    }
+    const { job: high } = await c.submitJob({ name: 'high', nodes: 1, gpusPerNode: 8, priorityClass: 'high', command: ['sh', '-c', 'sleep 1'] });
+    const preempted = await state(c, low!.id, [S.JOB_STATE_PREEMPTED, S.JOB_STATE_PENDING, S.JOB_STATE_SCHEDULED]);
+    expect(preempted.reason).toContain(`preempted for ${high!.id}`);
+    await state(c, high!.id, [S.JOB_STATE_SUCCEEDED]);
+    const done = await state(c, low!.id, [S.JOB_STATE_SUCCEEDED, S.JOB_STATE_FAILED]);
+    expect(done.state).toBe(S.JOB_STATE_SUCCEEDED);
+    expect(done.attempt).toBe(2);
+    expect(done.attempts[0]!.resumedFromCheckpoint).toBe('');
+    expect(done.attempts[1]!.resumedFromCheckpoint).toBe(join(dir, 'step-10'));
+    expect(readFileSync(resumed, 'utf8').trim()).toBe(`2 ${join(dir, 'step-10')}`);
+  });
+
+  it('still preempts while the checkpoint service does not answer: by start time, without waiting on it', async () => {
+    const c = await setup();
+    const submitLow = (name: string) => c.submitJob({ name, nodes: 1, gpusPerNode: 8, priorityClass: 'low', stopGraceSeconds: 1, command: GRACEFUL });
+    // older starts first and commits a checkpoint: with the service's facts it would lose the
+    // least; by run time alone, newer does.
+    const { job: older } = await submitLow('older');
+    await state(c, older!.id, [S.JOB_STATE_RUNNING]);
+    await new Promise((r) => setTimeout(r, 1_500));
+    const { job: newer } = await submitLow('newer');
+    await state(c, newer!.id, [S.JOB_STATE_RUNNING]);
+    const ck = new CheckpointClient({ address: stack!.checkpointAddr, tls: stack!.internalClientTls });
+    try {
+      const begun = await ck.beginCheckpoint({ jobId: older!.id, attempt: 1, step: 100, path: '/ckpt/older/100', shardCount: 1 });
+      await ck.reportShard(begun.id, 0, 1024);
+      await ck.commitCheckpoint(begun.id);
+    } finally {
+      ck.close();
+    }
+    // Stopped (SIGSTOP): it accepts connections and answers nothing.
+    stack!.checkpoint.pause();
+    try {
+      const { job: high } = await c.submitJob({ name: 'high', nodes: 1, gpusPerNode: 8, priorityClass: 'high', command: ['true'] });
+      await state(c, high!.id, [S.JOB_STATE_RUNNING, S.JOB_STATE_SUCCEEDED], 20_000);
+      expect((await c.getJob(newer!.id)).preemptedAt).toBeDefined();
+      expect((await c.getJob(older!.id)).preemptedAt).toBeUndefined();
+      await eventually('the scheduler warned', () => stack!.logsOf('scheduler-0').includes('cannot learn last checkpoint commits') || undefined, 10_000);
+    } finally {
+      stack!.checkpoint.resume();
+    }
+    // Its next attempt needs to know where to resume from, so it is placed once the service answers.
+    const again = await state(c, newer!.id, [S.JOB_STATE_RUNNING], 40_000);
+    expect(again.attempt).toBe(2);
+    await Promise.all([c.cancelJob(older!.id), c.cancelJob(newer!.id)]);
   });
 
   it('lets a tenant borrow idle quota from its cohort and reclaims it when the owner needs it', async () => {
