@@ -63,8 +63,7 @@ export class RankReporter {
       do {
         this.again = false;
         let failed = false;
-        for (const rec of Object.values(this.state.state.ranks)) {
-          if (rec.exitReported) continue;
+        for (const rec of this.state.unsettled()) {
           // One rank's trouble must not hold back the reports of the others.
           try {
             await this.flushRank(rec);

@@ -267,7 +267,7 @@ export class RankRunner {
   }
 
   running(): RankRecord[] {
-    return this.records.filter((r) => r.phase === 'running');
+    return this.state.unsettled().filter((r) => r.phase === 'running');
   }
 
   /** Drops finished, fully reported ranks older than the retention window. */

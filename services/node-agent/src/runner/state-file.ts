@@ -267,6 +267,16 @@ export class StateFile {
     });
   }
 
+  /** The ranks not settled yet (running, or their exit not reported): those the agent still acts on. */
+  unsettled(): RankRecord[] {
+    const out: RankRecord[] = [];
+    for (const key of this.hot) {
+      const rec = this.state.ranks[key];
+      if (rec && !settled(rec)) out.push(rec);
+    }
+    return out;
+  }
+
   /** Marks a change that may wait (see the top of this file): written with the next write, at the latest after LAZY_WRITE_MS. */
   saveLater(): void {
     this.dirty = true;
