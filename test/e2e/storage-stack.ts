@@ -128,6 +128,8 @@ export interface KilledWriterResult {
   queue: [string, number][];
   /** From the SIGKILL to the waiter's grant. */
   returnedAfterMs: number;
+  /** From the SIGKILL to the killed lease's expiry (its last renewal + TTL), as listed right after the kill; undefined if it was gone already. */
+  expiresAfterMs: number | undefined;
   /** Who got it. */
   grantedTo: string;
   /** Lease ids held right after the grant. */
@@ -160,11 +162,12 @@ export async function killWriterHoldingLease(svc: StorageService, stack: TestSta
     }
     const killedAt = Date.now();
     writer.kill('SIGKILL');
+    const expiresAt = (await svc.client.getTarget(target)).leases.find((l) => l.id === leaseId)?.expiresAt;
     const granted = await waiter;
     const returnedAfterMs = Date.now() - killedAt;
     held.push(granted);
     const leasesAfter = (await svc.client.getTarget(target)).leases.map((l) => l.id).sort();
-    return { leaseId, heldPastTtl, queue, returnedAfterMs, grantedTo: granted.holder?.jobId ?? '', leasesAfter };
+    return { leaseId, heldPastTtl, queue, returnedAfterMs, expiresAfterMs: expiresAt && expiresAt.getTime() - killedAt, grantedTo: granted.holder?.jobId ?? '', leasesAfter };
   } finally {
     if (writer.exitCode === null) writer.kill('SIGKILL');
     for (const l of held) await svc.client.release(l).catch(() => undefined);
