@@ -11,8 +11,11 @@ export interface OutboxEvent {
 
 export function jobEvent(subject: string, from: JobState, job: Job, reason: string, time: Date): OutboxEvent {
   const id = randomUUID();
-  const event = JobEvent.create({ eventId: id, jobId: job.id, fromState: from, toState: job.state, attempt: job.attempt, reason, time, job });
-  return { subject, id, data: Buffer.from(JobEvent.encode(event).finish()) };
+  // Every field given, so encode needs no create() (which would deep-copy the job just to
+  // encode it); the bytes are wrapped, not copied.
+  const event: JobEvent = { eventId: id, jobId: job.id, fromState: from, toState: job.state, attempt: job.attempt, reason, time, job };
+  const bytes = JobEvent.encode(event).finish();
+  return { subject, id, data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
 }
 
 export function nodeEvent(subject: string, name: string, from: NodeState, to: NodeState, reason: string, time: Date): OutboxEvent & { logEntry: Buffer } {
