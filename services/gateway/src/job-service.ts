@@ -98,6 +98,14 @@ export function jobService(guard: Guard, scheduler: JobServiceClient, nc: NatsCo
     }
   }
 
+  /**
+   * A stream's ordered consumer is ephemeral, but the server keeps an idle one for minutes
+   * (its inactive threshold): a watch that ended deletes its own at once.
+   */
+  function dropConsumer(consumer: Consumer): void {
+    consumer.delete().catch(() => undefined);
+  }
+
   return {
     submitJob: guard.unary(JOB('SubmitJob'), async (req: SubmitJobRequest, ctx) => {
       const p = ctx.principal;
@@ -151,22 +159,38 @@ export function jobService(guard: Guard, scheduler: JobServiceClient, nc: NatsCo
     }),
 
     watchJob: guard.serverStream(JOB('WatchJob'), async (req: WatchJobRequest, ctx, stream: ServerWritableStream<WatchJobRequest, WatchJobResponse>) => {
-      const job = await visibleJob(req.jobId, ctx); // NOT_FOUND surfaces here
-      const consumer = await js.consumers.get(streams.events.name, { filter_subjects: subjects.jobEvent(req.jobId) });
+      // The job and the consumer of its events are asked for together (both are round trips on
+      // the way to a watcher's first event); nothing is read before the job proved visible.
+      admitToken('job_id', req.jobId);
+      const [seen, made] = await Promise.allSettled([
+        visibleJob(req.jobId, ctx), // NOT_FOUND surfaces here
+        js.consumers.get(streams.events.name, { filter_subjects: subjects.jobEvent(req.jobId) }),
+      ]);
+      if (seen.status === 'rejected') {
+        if (made.status === 'fulfilled') dropConsumer(made.value);
+        throw seen.reason;
+      }
+      if (made.status === 'rejected') throw made.reason;
+      const job = seen.value;
+      const consumer = made.value;
       let sent = 0;
-      await drain(consumer, stream, (data) => {
-        const event = decode(JobEvent, data, 'JobEvent');
-        stream.write({ event: redactEvent(event, ctx.principal) });
-        sent++;
-        return endsWatch(event, job);
-      }, async () => {
-        // The events may have aged out of the stream: fall back to the job's current state.
-        if (sent === 0 && isTerminalJobState(job.state)) {
-          stream.write({ event: JobEvent.create({ eventId: `current-${job.revision}`, jobId: job.id, toState: job.state, fromState: job.state, attempt: job.attempt, reason: job.reason, time: job.updatedAt, job: redactJob(job, ctx.principal) }) });
-          return true;
-        }
-        return false;
-      });
+      try {
+        await drain(consumer, stream, (data) => {
+          const event = decode(JobEvent, data, 'JobEvent');
+          stream.write({ event: redactEvent(event, ctx.principal) });
+          sent++;
+          return endsWatch(event, job);
+        }, async () => {
+          // The events may have aged out of the stream: fall back to the job's current state.
+          if (sent === 0 && isTerminalJobState(job.state)) {
+            stream.write({ event: JobEvent.create({ eventId: `current-${job.revision}`, jobId: job.id, toState: job.state, fromState: job.state, attempt: job.attempt, reason: job.reason, time: job.updatedAt, job: redactJob(job, ctx.principal) }) });
+            return true;
+          }
+          return false;
+        });
+      } finally {
+        dropConsumer(consumer);
+      }
     }),
 
     streamLogs: guard.serverStream(JOB('StreamLogs'), async (req: StreamLogsRequest, ctx, stream: ServerWritableStream<StreamLogsRequest, StreamLogsResponse>) => {
@@ -176,24 +200,28 @@ export function jobService(guard: Guard, scheduler: JobServiceClient, nc: NatsCo
       // Agents may re-send lines after a failure (at-least-once); each line's sequence number
       // per (attempt, node rank, local rank, stream) lets the stream show it once.
       const lastSeq = new Map<string, number>();
-      await drain(consumer, stream, (data) => {
-        const batch = decode(LogBatch, data, 'LogBatch');
-        for (const line of batch.lines) {
-          const key = `${batch.attempt}/${batch.rank}/${line.localRank ?? ''}/${line.stream}`;
-          if (line.seq <= (lastSeq.get(key) ?? 0)) continue;
-          lastSeq.set(key, line.seq);
-          stream.write({ jobId: batch.jobId, attempt: batch.attempt, rank: batch.rank, node: batch.node, line });
-        }
-        return false;
-      }, async () => {
-        if (!req.follow) return true;
-        if (endedAt === 0) {
-          const job = await getJob(req.jobId);
-          if (isTerminalJobState(job.state)) endedAt = Date.now();
+      try {
+        await drain(consumer, stream, (data) => {
+          const batch = decode(LogBatch, data, 'LogBatch');
+          for (const line of batch.lines) {
+            const key = `${batch.attempt}/${batch.rank}/${line.localRank ?? ''}/${line.stream}`;
+            if (line.seq <= (lastSeq.get(key) ?? 0)) continue;
+            lastSeq.set(key, line.seq);
+            stream.write({ jobId: batch.jobId, attempt: batch.attempt, rank: batch.rank, node: batch.node, line });
+          }
           return false;
-        }
-        return Date.now() - endedAt >= FOLLOW_TAIL_MS;
-      });
+        }, async () => {
+          if (!req.follow) return true;
+          if (endedAt === 0) {
+            const job = await getJob(req.jobId);
+            if (isTerminalJobState(job.state)) endedAt = Date.now();
+            return false;
+          }
+          return Date.now() - endedAt >= FOLLOW_TAIL_MS;
+        });
+      } finally {
+        dropConsumer(consumer);
+      }
     }),
   };
 }
