@@ -12,7 +12,11 @@
 // Agents heartbeat at the default interval (2 s). Targets (issue 14): <= 8 ms CPU per job,
 // >= 400 submissions/s, >= 60 jobs/s, submit-to-done p50 <= 50 ms.
 // BENCH_TP_PROFILE=DIR writes a V8 CPU profile of every service process into DIR (cpu-profile-hook.mjs).
+// BENCH_TP_AGENT=bundle runs the agents as installed on a GPU host: the esbuild bundle
+// (`pnpm build:agent`, built first) under plain node, instead of the sources under tsx.
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { availableParallelism, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { JobState } from '@gantry/proto';
@@ -20,6 +24,7 @@ import { GantryClient } from '@gantry/sdk';
 import { keys } from '@gantry/store';
 import { TestStack } from '../harness/stack.js';
 import type { ManagedProcess } from '../harness/process.js';
+import { REPO_ROOT } from '../../deploy/local/services.js';
 
 const JOBS = Number(process.env.BENCH_TP_JOBS ?? 2000);
 const INTERACTIVE = Number(process.env.BENCH_TP_INTERACTIVE ?? 30);
@@ -51,8 +56,15 @@ const load = loadavg()[0]!;
 const profile = process.env.BENCH_TP_PROFILE
   ? { NODE_OPTIONS: `--import ${new URL('./cpu-profile-hook.mjs', import.meta.url).pathname}`, GANTRY_CPU_PROFILE_DIR: process.env.BENCH_TP_PROFILE }
   : undefined;
+const agentMode = process.env.BENCH_TP_AGENT ?? 'sources';
+if (agentMode !== 'sources' && agentMode !== 'bundle') throw new Error(`BENCH_TP_AGENT=${agentMode}: expected sources or bundle`);
+let agentCommand: { command: string; args: string[] } | undefined;
+if (agentMode === 'bundle') {
+  execFileSync('pnpm', ['-s', 'build:agent'], { cwd: REPO_ROOT, stdio: 'inherit' });
+  agentCommand = { command: process.execPath, args: [join(REPO_ROOT, 'dist', 'gantry-agent.mjs')] };
+}
 const stack = await new TestStack({
-  agents: 4, schedulers: 1, heartbeatIntervalMs: 2_000, heartbeatTimeoutMs: 10_000,
+  agents: 4, schedulers: 1, heartbeatIntervalMs: 2_000, heartbeatTimeoutMs: 10_000, agentCommand,
   ...(profile ? { env: { scheduler: profile, gateway: profile, checkpoint: profile, 'node-agent': profile } } : {}),
 }).start();
 const client = new GantryClient({ address: stack.gatewayAddr, timeoutMs: 60_000, configFile: false });
@@ -97,7 +109,7 @@ try {
   const rate = JOBS / submitSec;
   const jobsPerSec = JOBS / e2eSec;
   const p50 = pct(latencies, 0.5);
-  console.log(`Gantry control plane, ${JOBS.toLocaleString('en-US')} trivial 1-GPU jobs on 4 simulated agents x 8 GPUs (services run under the tsx loader)`);
+  console.log(`Gantry control plane, ${JOBS.toLocaleString('en-US')} trivial 1-GPU jobs on 4 simulated agents x 8 GPUs (${agentMode === 'bundle' ? 'agents run as the bundle dist/gantry-agent.mjs, the other services' : 'services run'} under the tsx loader)`);
   console.log(`node ${process.version}; load average ${load.toFixed(1)} on ${availableParallelism()} CPUs when the run began`);
   console.log(`  submissions/s            ${rate.toFixed(0).padStart(8)}   target >= 400: ${rate >= 400 ? 'PASS' : 'FAIL'}`);
   console.log(`  end-to-end jobs/s        ${jobsPerSec.toFixed(1).padStart(8)}   target >= 60: ${jobsPerSec >= 60 ? 'PASS' : 'FAIL'}`);
