@@ -124,9 +124,15 @@ export class RankUsers {
     return id;
   }
 
+  /** The agent's own identity, read once (os.userInfo reads the passwd database). */
+  private ownId: RankIdentity | undefined;
+
   private own(): RankIdentity {
-    const info = userInfo();
-    return { uid: this.self.uid, gid: this.self.gid, name: info.username, home: info.homedir, drop: false };
+    if (!this.ownId) {
+      const info = userInfo();
+      this.ownId = { uid: this.self.uid, gid: this.self.gid, name: info.username, home: info.homedir, drop: false };
+    }
+    return { ...this.ownId };
   }
 
   private resolve(ref: RankUserRef, tenant: string): RankIdentity {

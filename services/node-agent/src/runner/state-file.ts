@@ -120,7 +120,7 @@ export function rankKey(jobId: string, attempt: number, rank: number): string {
 }
 
 /** How long a change that may wait (saveLater) waits for another write to go with. */
-export const LAZY_WRITE_MS = 250;
+export const LAZY_WRITE_MS = 1_000;
 
 /** Exited and its exit reported: nothing about the rank changes any more (journal material). */
 const settled = (rec: RankRecord): boolean => rec.phase === 'exited' && rec.exitReported;
