@@ -50,7 +50,7 @@ const SKIPPED: Record<string, string> = {
   'pnpm bench:exclusions': 'a benchmark (20,000 pending jobs on 4,096 simulated nodes, several cycles)',
   'pnpm bench:recovery': 'a benchmark of minutes (two real stacks of 12 agents, 26 jobs with faults)',
   'pnpm eval:detection': 'an evaluation of minutes (63 simulated nodes over four weeks)',
-  'pnpm bench:checkpoint': 'a queueing-model benchmark (~1 min, its own redis-server); the e2e parts are test/e2e/storage-admission.test.ts',
+  'pnpm bench:checkpoint': 'a benchmark (~1 min): the queueing model on its own redis-server, then the end-to-end half on a test stack (test/sim/checkpoint-admission/e2e.ts, sharing test/e2e/storage-stack.ts with the e2e tests)',
   // Inline mentions of a tool or subcommand by name, not commands to run as written.
   'gantry': 'names the binary',
   'gantry admin config set': 'names the subcommand; its concrete form (with -f) runs from the CLI block',
