@@ -6,6 +6,7 @@ export abstract class WakeableLoop {
   /** Each start() begins a new generation; a loop of an older one exits at its next turn. */
   private generation = 0;
   private wake: (() => void) | undefined;
+  private endRest: (() => void) | undefined;
   /** The running loop; a new one starts only after it has finished its pass. */
   private current: Promise<void> = Promise.resolve();
   protected kicked = false;
@@ -16,6 +17,14 @@ export abstract class WakeableLoop {
 
   /** One pass; true when there may be more work right away. */
   protected abstract pass(): Promise<boolean>;
+
+  /**
+   * How long to wait before a pass that a kick asked for, after a pass that took `passMs`
+   * (0: at once). Kicks that come meanwhile are served by that one pass.
+   */
+  protected restAfter(_passMs: number): number {
+    return 0;
+  }
 
   protected abstract onError(err: unknown): void;
 
@@ -30,6 +39,7 @@ export abstract class WakeableLoop {
     this.running = false;
     this.generation++;
     this.wake?.();
+    this.endRest?.();
   }
 
   /** Runs the next pass no later than `ms` (since epoch), even if nothing kicks the loop. */
@@ -46,16 +56,23 @@ export abstract class WakeableLoop {
     while (this.running && generation === this.generation) {
       this.kicked = false;
       let busy = false;
+      const started = performance.now();
       try {
         busy = await this.pass();
       } catch (err) {
         this.onError(err);
       }
+      const ended = performance.now();
+      const restUntil = busy ? 0 : ended + this.restAfter(ended - started);
       if (!busy && !this.kicked && this.running && generation === this.generation) {
         const sleep = Math.max(0, Math.min(this.idleMs(), this.wakeDeadline - Date.now()));
         this.wakeDeadline = Infinity;
         await new Promise<void>((r) => { this.wake = r; setTimeout(r, sleep); });
       }
+      // A kick does not cut the rest short (kicks meanwhile are what it gathers); stop() does.
+      const rest = restUntil - performance.now();
+      if (rest > 0 && this.running && generation === this.generation) await new Promise<void>((r) => { this.endRest = r; setTimeout(r, rest); });
+      this.endRest = undefined;
     }
   }
 }

@@ -78,6 +78,39 @@ describe('wakeable loop', () => {
   });
 });
 
+describe('wakeable loop rest', () => {
+  it('serves the kicks of its rest with one pass, and a stop ends the rest at once', async () => {
+    const REST = 400;
+    const passes: number[] = [];
+    class Resting extends WakeableLoop {
+      constructor() { super(() => 60_000); }
+      protected async pass(): Promise<boolean> {
+        passes.push(Date.now());
+        return false;
+      }
+      protected override restAfter(): number { return REST; }
+      protected onError(): void {}
+    }
+    const until = async (n: number) => { for (let i = 0; i < 400 && passes.length < n; i++) await sleep(10); };
+    const loop = new Resting();
+    loop.start();
+    await until(1);
+    for (let i = 0; i < 10; i++) { loop.kick(); await sleep(5); }
+    await until(2);
+    await sleep(50);
+    // Ten kicks during the rest: one more pass, after the rest.
+    expect(passes).toHaveLength(2);
+    expect(passes[1]! - passes[0]!).toBeGreaterThanOrEqual(REST - 10);
+    loop.kick(); // in the rest after the second pass: its pass would wait for the rest
+    const stopped = Date.now();
+    loop.stop();
+    loop.start(); // runs once the old loop has let go, which the stop allows at once
+    await until(3);
+    expect(passes[2]! - stopped).toBeLessThan(REST - 100);
+    loop.stop();
+  });
+});
+
 describe('what the planner is told a running job holds', () => {
   it('only the GPUs of ranks that have not exited, on the clock of its placement', async () => {
     const { runningJob } = await import('../../src/snapshot.js');
