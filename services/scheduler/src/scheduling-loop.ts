@@ -115,8 +115,8 @@ export class SchedulingLoop extends WakeableLoop {
 
   /**
    * A pass costs about the same whatever woke it, and most of that grows with the queue (the
-   * plan, the explanations): back to back, kicked by every submission and every exit, passes
-   * took most of the scheduler's CPU. So the loop rests as long as the pass took (at most
+   * plan, the explanations): run back to back, one for nearly every submission and every exit,
+   * they were the largest share of the scheduler's CPU. So the loop rests as long as the pass took (at most
    * MAX_REST_MS) before the next one, and that pass serves every kick of the rest: at most half
    * its time goes to passes, and a short pass (a small queue) costs a kicked job almost nothing.
    */
