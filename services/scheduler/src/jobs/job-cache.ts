@@ -42,23 +42,38 @@ export class JobCache {
   /**
    * Jobs by id at their current revision (missing ones left out, order kept): one pipelined
    * round trip for the revisions, and a fetch of only the jobs whose revision moved.
+   *
+   * The records vouched for are held here across the fetch: a pass running meanwhile may drop
+   * a changed job from the copy (inStates), and a job missing from the answer would read as
+   * "no such job" to the caller (a heartbeat would stop its running rank).
    */
   async getMany(ids: readonly string[]): Promise<JobRecord[]> {
     const unique = [...new Set(ids)];
     const revs = await this.jobs.revisions(unique);
-    const stale = unique.filter((id, k) => revs[k] !== undefined && this.records.get(id)?.rev !== revs[k]);
+    const found = new Map<string, JobRecord>();
+    const stale: string[] = [];
+    unique.forEach((id, k) => {
+      if (revs[k] === undefined) return;
+      const r = this.records.get(id);
+      if (r && r.rev === revs[k]) found.set(id, r);
+      else stale.push(id);
+    });
     this.lastFetched = stale.length;
-    for (const rec of await this.jobs.getMany(stale)) this.keep(rec);
-    return unique.flatMap((id, k) => {
-      const r = revs[k] === undefined ? undefined : this.records.get(id);
+    for (const rec of await this.jobs.getMany(stale)) found.set(rec.job.id, this.keep(rec));
+    return unique.flatMap((id) => {
+      const r = found.get(id);
       return r ? [r] : [];
     });
   }
 
-  private keep(rec: JobRecord): void {
+  /** Keeps a fetched record, unless the copy already holds a newer one (a slower read of the same job finishing later); returns what the copy holds. */
+  private keep(rec: JobRecord): JobRecord {
+    const had = this.records.get(rec.job.id);
+    if (had && had.rev > rec.rev) return had;
     this.records.delete(rec.job.id); // re-inserted: newest last, for the bound below
     this.records.set(rec.job.id, deepFreeze(rec));
     if (this.records.size > JobCache.MAX_RECORDS) this.records.delete(this.records.keys().next().value!);
+    return rec;
   }
 
   /**

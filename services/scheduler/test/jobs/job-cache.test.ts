@@ -79,6 +79,44 @@ describe('JobCache', () => {
     expect((await cache.getMany(['h0', 'h1'])).map((r) => r.job.id)).toEqual(['h1']);
   });
 
+  it('a read by id keeps the jobs it vouched for while a pass drops them from the copy, and never goes back to an older revision', async () => {
+    await redis().flushall();
+    // The real store; only the moment its fetch answers is held, so that a pass runs in between.
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => (release = r));
+    class HeldStore extends JobStore {
+      hold = false;
+      override async getMany(ids: string[]) {
+        const recs = await super.getMany(ids);
+        if (this.hold) await held;
+        return recs;
+      }
+    }
+    const store = new HeldStore(redis());
+    const cache = new JobCache(store);
+    await submit(store, 'p0');
+    await cache.inStates(STATES);
+    await submit(store, 'p1');
+    store.hold = true;
+    // p0 is vouched for from the copy; p1 is fetched, and the fetch is held.
+    const read = cache.getMany(['p0', 'p1']);
+    await new Promise((r) => setTimeout(r, 50));
+    // Meanwhile both are cancelled: a pass that wants only pending jobs drops p0 from the copy,
+    // and another read fetches p1's new revision.
+    store.hold = false;
+    await cancel(store, 'p0');
+    await cancel(store, 'p1');
+    await cache.inStates([JobState.JOB_STATE_PENDING]);
+    expect((await cache.getMany(['p1'])).map((r) => r.rev)).toEqual([2]);
+    release();
+    // The held read answers with both jobs (p0 as it was when its revision was read): a
+    // heartbeat must not take a job it asked for as unknown (it would stop the job's rank).
+    expect((await read).map((r) => [r.job.id, r.rev])).toEqual([['p0', 1], ['p1', 2]]);
+    // Its older fetch of p1 did not replace the newer revision in the copy.
+    expect((await cache.getMany(['p1'])).map((r) => [r.rev, r.job.state])).toEqual([[2, JobState.JOB_STATE_CANCELLED]]);
+    expect(cache.lastFetched).toBe(0);
+  });
+
   it('starts over after reset (a new leadership)', async () => {
     await redis().flushall();
     const store = new JobStore(redis());
