@@ -48,6 +48,8 @@ export class NodeAgent {
   private disconnectedAt = 0;
   /** Registrations run one after another, so the last one sent carries the latest GPU list. */
   private registration: Promise<void> = Promise.resolve();
+  /** Replies to this turn's commands, sent once the state they depend on is written. */
+  private replies: (() => void)[] = [];
   /** The scheduler's public keys: a command must be signed by one of them. */
   private readonly commandKeys: KeyObject[];
   private readonly refusedCommands: Counter<'reason'>;
@@ -116,7 +118,14 @@ export class NodeAgent {
       }
       void this.checkpoints.verify(req).then((reply) => msg.respond(encode(CheckpointReport, reply)), () => undefined);
     } });
-    this.sub = this.nc.subscribe(subjects.agentCommand(this.cfg.node), { callback: (err, msg) => { if (!err) msg.respond(encode(AgentCommandReply, this.command(msg.data))); } });
+    this.sub = this.nc.subscribe(subjects.agentCommand(this.cfg.node), { callback: (err, msg) => {
+      if (err) return;
+      // A reply says what the command did (a rank started, an epoch accepted), so it goes out
+      // only once that is on disk; the commands that arrive in one turn share one state write.
+      const reply = this.state.deferring(() => this.command(msg.data));
+      this.replies.push(() => msg.respond(encode(AgentCommandReply, reply)));
+      if (this.replies.length === 1) setImmediate(() => this.sendReplies());
+    } });
     void this.watchConnection();
     await this.reRegister();
     this.timers.push(setInterval(() => void this.flushRankReports(), 250));
@@ -250,6 +259,25 @@ export class NodeAgent {
       return { ok: true, message: 'stopping' };
     }
     return { ok: false, message: 'empty command' };
+  }
+
+  private sendReplies(): void {
+    const replies = this.replies;
+    this.replies = [];
+    try {
+      this.state.settle();
+    } catch (err) {
+      // Not on disk: no reply, as if the agent had died here (the scheduler resends the command).
+      this.log.error({ err: (err as Error).message, commands: replies.length }, 'cannot write the agent state; commands not answered');
+      return;
+    }
+    for (const send of replies) {
+      try {
+        send();
+      } catch (err) {
+        this.log.debug({ err: (err as Error).message }, 'command reply not sent');
+      }
+    }
   }
 
   /** After a reconnect the scheduler may have restarted or failed over: register again. */

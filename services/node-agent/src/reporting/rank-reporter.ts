@@ -91,7 +91,7 @@ export class RankReporter {
     await this.shipLogs(rec, final);
     if (final) {
       // The exit as recorded, not as it might be recorded again after a crash.
-      this.state.flush();
+      this.state.settle();
       await this.publishEvent(rec, RankPhase.RANK_PHASE_EXITED);
       rec.exitReported = true;
       for (const p of processesOf(rec)) this.tails.delete(`${this.key(rec)}#${p.local}`);

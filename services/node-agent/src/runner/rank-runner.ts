@@ -110,7 +110,7 @@ export class RankRunner {
     this.notifyPending = true;
     setImmediate(() => {
       this.notifyPending = false;
-      this.state.flush();
+      this.state.settle();
       this.onChange();
     });
   }

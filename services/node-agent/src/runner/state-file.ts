@@ -18,7 +18,7 @@
 // once). What may wait, what has been reported (lost, it is only sent again, and the message
 // ids make that harmless), goes with the next write or within LAZY_WRITE_MS (`saveLater`).
 // Whatever must be on disk before something leaves the agent (a command's reply, a report
-// that depends on it) calls `save` or `flush` first.
+// that depends on it) calls `save` or `settle` first; `flush` writes whatever is pending.
 import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -139,9 +139,14 @@ export class StateFile {
   private readonly hot = new Set<string>();
   /** The journal holds ranks forgotten since, or a torn line: rewrite it at the next write. */
   private compactJournal = false;
+  /** A change is pending that must be on disk before what depends on it is reported (saveSoon). */
   private dirty = false;
+  /** A change is pending that may wait (saveLater). */
+  private lazy = false;
   private scheduled = false;
   private lazyTimer: NodeJS.Timeout | undefined;
+  /** Inside `deferring`: `save` waits for the end of the turn (the caller holds back what depends on it). */
+  private deferDepth = 0;
 
   constructor(readonly dir: string) {
     mkdirSync(dir, { recursive: true });
@@ -215,8 +220,30 @@ export class StateFile {
     }
   }
 
-  /** Writes the state now (whatever else is pending goes with it). */
+  /**
+   * Runs `fn` with its writes (`save`) put off to the end of the turn, like `saveSoon`: for a
+   * caller that holds back whatever depends on them until it has called `flush` (the agent's
+   * command replies: several commands of one turn, one write).
+   */
+  deferring<T>(fn: () => T): T {
+    this.deferDepth++;
+    try {
+      return fn();
+    } finally {
+      this.deferDepth--;
+    }
+  }
+
+  /** Writes the state now (whatever else is pending goes with it); inside `deferring`, at the end of the turn. */
   save(): void {
+    if (this.deferDepth > 0) {
+      this.saveSoon();
+      return;
+    }
+    this.write();
+  }
+
+  private write(): void {
     const hot: Record<string, RankRecord> = {};
     const lines: string[] = [];
     const newlySettled: string[] = [];
@@ -252,6 +279,7 @@ export class StateFile {
     writeFileSync(tmp, JSON.stringify({ ...this.state, ranks: hot }));
     renameSync(tmp, this.path);
     this.dirty = false;
+    this.lazy = false;
     clearTimeout(this.lazyTimer);
     this.lazyTimer = undefined;
   }
@@ -263,7 +291,7 @@ export class StateFile {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      this.flush();
+      this.settle();
     });
   }
 
@@ -279,8 +307,8 @@ export class StateFile {
 
   /** Marks a change that may wait (see the top of this file): written with the next write, at the latest after LAZY_WRITE_MS. */
   saveLater(): void {
-    this.dirty = true;
-    if (this.scheduled || this.lazyTimer) return;
+    this.lazy = true;
+    if (this.lazyTimer) return;
     this.lazyTimer = setTimeout(() => {
       this.lazyTimer = undefined;
       this.flush();
@@ -289,9 +317,14 @@ export class StateFile {
     this.lazyTimer.unref();
   }
 
-  /** Writes the state now if a change is pending. */
+  /** Writes the state now if any change is pending, one that may wait included. */
   flush(): void {
-    if (this.dirty) this.save();
+    if (this.dirty || this.lazy) this.write();
+  }
+
+  /** Writes the state now if a change is pending that must be on disk before it is reported. */
+  settle(): void {
+    if (this.dirty) this.write();
   }
 
   /** Drops a rank from memory and, at the next write, from the files. */

@@ -94,6 +94,8 @@ describe('agent state file: changes that may wait', () => {
     s.state.highestEpoch = 1;
     s.saveLater();
     await turn();
+    // Nothing that must be on disk first: settle leaves it for later, flush writes it.
+    s.settle();
     expect(new StateFile(dir).state.highestEpoch).toBe(0);
     s.state.bootId = 'b';
     s.saveSoon();
@@ -103,5 +105,28 @@ describe('agent state file: changes that may wait', () => {
     s.saveLater();
     await new Promise((r) => setTimeout(r, LAZY_WRITE_MS + 100));
     expect(new StateFile(dir).state.highestEpoch).toBe(2);
+  });
+});
+
+describe('agent state file: writes deferred by the caller', () => {
+  it('inside deferring, save waits for the end of the turn (or flush); outside, it writes at once', async () => {
+    const dir = tmp();
+    const s = new StateFile(dir);
+    s.save();
+    s.deferring(() => {
+      s.state.highestEpoch = 5;
+      s.save();
+      s.state.ranks['j-d:1:0'] = record('j-d');
+      s.save();
+    });
+    expect(new StateFile(dir).state.highestEpoch).toBe(0);
+    s.flush();
+    expect(new StateFile(dir).state).toMatchObject({ highestEpoch: 5, ranks: { 'j-d:1:0': { phase: 'running' } } });
+    s.deferring(() => { s.state.highestEpoch = 6; s.save(); });
+    await turn();
+    expect(new StateFile(dir).state.highestEpoch).toBe(6);
+    s.state.highestEpoch = 7;
+    s.save();
+    expect(new StateFile(dir).state.highestEpoch).toBe(7);
   });
 });
