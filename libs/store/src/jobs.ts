@@ -78,6 +78,12 @@ export interface JobStoreOptions {
    * many times keeps a bounded record. The job events published before hold the dropped ones.
    */
   attemptsKept?: number;
+  /**
+   * Called after a write that added an outbox event has committed (a submission, a
+   * transition): the process that relays the outbox can publish it now instead of at its
+   * next poll.
+   */
+  onEvent?: () => void;
 }
 
 /** Checks an attempts-kept setting: an integer of at least MIN_ATTEMPTS_KEPT. */
@@ -117,10 +123,12 @@ export function specHash(spec: JobSpec | undefined): string {
 export class JobStore {
   private readonly scripts: ScriptRunner;
   private readonly attemptsKept: number;
+  private readonly onEvent: () => void;
 
   constructor(private readonly redis: Redis, options: JobStoreOptions = {}) {
     this.scripts = scriptRunner(redis);
     this.attemptsKept = validAttemptsKept(options.attemptsKept ?? DEFAULT_ATTEMPTS_KEPT);
+    this.onEvent = options.onEvent ?? (() => undefined);
   }
 
   /**
@@ -137,7 +145,10 @@ export class JobStore {
       [idemKey, keys.job(job.id), keys.jobsAll, keys.jobsInState('PENDING'), keys.outbox, keys.jobsOfTenant(tenantOf(job)), keys.jobsOfTenantInState(tenantOf(job), 'PENDING'), keys.jobChanges],
       [job.id, JSON.stringify(Job.toJSON(stored)), created.getTime(), job.spec?.tenant ?? '', event.subject, event.id, event.data, IDEMPOTENCY_TTL_SEC, specHash(job.spec)],
     )) as [number, string];
-    if (res[0] === 1) return { created: true, job: stored };
+    if (res[0] === 1) {
+      this.onEvent();
+      return { created: true, job: stored };
+    }
     if (res[0] === 2) throw new IdempotencyConflictError(idempotencyKey, res[1]);
     const existing = await this.get(res[1]);
     if (!existing) throw new Error(`idempotency key ${idempotencyKey} names job ${res[1]}, which no longer exists`);
@@ -277,7 +288,9 @@ export class JobStore {
   /** Applies one validated change of a job; throws StaleWriteError, FencedError or AllocationConflictError. */
   async commit(c: JobCommit): Promise<JobRecord> {
     const w = this.prepareCommit(c);
-    return commitReply(w.next, c, await this.scripts.run('gantryCommitJob', w.keys, w.args));
+    const rec = commitReply(w.next, c, await this.scripts.run('gantryCommitJob', w.keys, w.args));
+    if (w.event) this.onEvent();
+    return rec;
   }
 
   /**
@@ -298,15 +311,18 @@ export class JobStore {
       }
     });
     const replies = await this.scripts.runMany(writes.map(({ w }) => ({ name: 'gantryCommitJob', keys: w.keys, args: w.args })));
+    let events = false;
     writes.forEach(({ i, w }, k) => {
       const r = replies[k]!;
       try {
         if (!r.ok) throw r.error;
         out[i] = { status: 'fulfilled', value: commitReply(w.next, commits[i]!, r.value) };
+        events ||= w.event;
       } catch (reason) {
         out[i] = { status: 'rejected', reason };
       }
     });
+    if (events) this.onEvent();
     return out;
   }
 
@@ -350,12 +366,14 @@ export class JobStore {
     args[10] = groups.size;
     for (const g of groups.values()) { keyList.push(keys.nodeAlloc(g.node), keys.node(g.node)); args.push(g.owner, g.gpus.join(',')); }
     for (const p of portClaims) { keyList.push(keys.nodePorts(p.node)); args.push(p.port, p.owner); }
-    return { next, keys: keyList, args };
+    return { next, keys: keyList, args, event: event !== undefined };
   }
 }
 
 interface PreparedCommit {
   next: Job;
+  /** Whether the write adds an outbox event (a state change). */
+  event: boolean;
   keys: string[];
   args: (string | number | Buffer)[];
 }

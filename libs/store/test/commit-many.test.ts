@@ -125,6 +125,23 @@ describe('JobStore.commitMany', () => {
     }
   });
 
+  it('tells the relay about each write that added an event, and only those', async () => {
+    let told = 0;
+    const notifying = new JobStore(redis, { onEvent: () => { told++; } });
+    const node = await readyNode();
+    const spec = JobSpec.create({ nodes: 1, gpusPerNode: 1, command: ['true'], tenant: 't' });
+    await notifying.submit(Job.create({ id: `jm-told-${++seq}`, spec }), '');
+    expect(told).toBe(1);
+    const [a, b] = [await pending(), await pending()];
+    await notifying.commitMany([placement(a, node, 0), placement(b, node, 0)]); // b loses the GPU
+    expect(told).toBe(2);
+    await notifying.commitMany([placement(b, node, 0)]); // loses again: nothing written
+    expect(told).toBe(2);
+    const rec = (await jobs.get(a.job.id))!;
+    await notifying.commit({ prev: rec, next: rec.job, reason: 'same state', epoch: EPOCH }); // no transition, no event
+    expect(told).toBe(2);
+  });
+
   it('answers an empty batch with no outcomes', async () => {
     expect(await jobs.commitMany([])).toEqual([]);
   });

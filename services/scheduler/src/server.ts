@@ -55,7 +55,8 @@ export async function main(): Promise<void> {
   // The context's callbacks reach the elector and loop created below; they run only later.
   const ctx: SchedulerContext = {
     log, nc, js, redis, metrics,
-    jobs: new JobStore(redis, { attemptsKept: config.JOB_ATTEMPTS_KEPT }),
+    // Each job event is relayed as soon as its commit returns, not at the relay's next poll.
+    jobs: new JobStore(redis, { attemptsKept: config.JOB_ATTEMPTS_KEPT, onEvent: () => relay.kick() }),
     jobCache: new JobCache(new JobStore(redis, { attemptsKept: config.JOB_ATTEMPTS_KEPT })),
     nodes: new NodeStore(redis),
     commander: new AgentCommander(nc, log, config.COMMAND_RESEND_MS, () => elector.epoch, loadCommandSigningKey(config.COMMAND_SIGNING_KEY_FILE)),
