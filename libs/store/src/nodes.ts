@@ -69,7 +69,13 @@ export class NodeStore {
     return this.getMany(await this.names());
   }
 
-  async getMany(names: string[]): Promise<NodeRecord[]> {
+  /**
+   * Records of several nodes in one pipelined round trip. With `parsed`, a record whose
+   * revision is the one parsed before is not parsed again (every commit moves the revision):
+   * the caller's copy is reused, shallow-copied with this read's allocations and heartbeat.
+   * The caller must not change what it gets back in place.
+   */
+  async getMany(names: readonly string[], parsed?: Map<string, { rev: number; node: Node }>): Promise<NodeRecord[]> {
     if (names.length === 0) return [];
     const p = this.redis.pipeline();
     for (const n of names) {
@@ -86,7 +92,14 @@ export class NodeStore {
         const o = parseAllocationOwner(owner);
         return o ? [GpuAllocation.create({ gpuIndex: Number(gpu), jobId: o.jobId, attempt: o.attempt, rank: o.rank })] : [];
       }).sort((a, b) => a.gpuIndex - b.gpuIndex);
-      const node = Node.fromJSON(JSON.parse(json));
+      const known = parsed?.get(names[i]!);
+      let node: Node;
+      if (known && known.rev === Number(rev)) {
+        node = { ...known.node };
+      } else {
+        node = Node.fromJSON(JSON.parse(json));
+        parsed?.set(names[i]!, { rev: Number(rev), node: { ...node } });
+      }
       node.allocations = allocations;
       node.lastHeartbeat = hb ? new Date(Number(hb)) : undefined;
       out.push({ node, rev: Number(rev), heartbeatMs: Number(hb ?? 0), instanceId: instance ?? '', previousInstanceId: prevInstance ?? '', instanceSinceMs: Number(instanceSince || 0), allocations });
@@ -100,9 +113,19 @@ export class NodeStore {
     return current ? { current, previous: previous ?? '', sinceMs: Number(since || 0) } : undefined;
   }
 
-  /** Records a heartbeat time without touching the record (no event: heartbeats are not transitions). */
-  async heartbeat(name: string, ms: number): Promise<void> {
-    await this.redis.multi().hset(keys.node(name), 'hb', ms).zadd(keys.heartbeats, ms, name).exec();
+  /**
+   * Records heartbeat times without touching the records (no event: heartbeats are not
+   * transitions), of several nodes in one step (MULTI: each record's field and the index that
+   * LOST detection reads agree).
+   */
+  async heartbeats(beats: readonly { name: string; ms: number }[]): Promise<void> {
+    if (beats.length === 0) return;
+    const m = this.redis.multi();
+    for (const b of beats) m.hset(keys.node(b.name), 'hb', b.ms);
+    m.zadd(keys.heartbeats, ...beats.flatMap((b) => [b.ms, b.name]));
+    const res = (await m.exec()) ?? [];
+    const failed = res.find(([err]) => err);
+    if (failed) throw failed[0]!;
   }
 
   /** Nodes whose last heartbeat is older than `beforeMs` (an index read, not a scan of every node). */

@@ -9,9 +9,11 @@
 //     running ranks of real jobs the scheduler placed and started on them, heartbeating with
 //     those ranks at the default interval (2 s) and reporting telemetry every 10 s. Prints the
 //     scheduler's heartbeat processing lag, telemetry ingest lag, CPU and RSS.
-// Env: BENCH_AGENTS (1000), BENCH_WORKERS (2), BENCH_HEARTBEAT_MS (2000), BENCH_TELEMETRY_MS (10000),
+// Env: BENCH_AGENTS (1000), BENCH_WORKERS (2), BENCH_HEARTBEAT_MS (2000), BENCH_TELEMETRY_MS (10000; 0: none),
 //      BENCH_DURATION_MS (60000), BENCH_LAG_EVERY (10: sample every 10th node's heartbeats),
-//      BENCH_SKIP_RSS (set: skip part 3); part 2: BENCH_SMI_* (smi-cycle.ts).
+//      BENCH_SKIP_RSS (set: skip part 3), BENCH_FAN_IN_ONLY (set: skip parts 1-3),
+//      BENCH_SCHEDULER_CPU_PROF (a directory: the scheduler writes a V8 CPU profile there when it
+//      stops); part 2: BENCH_SMI_* (smi-cycle.ts).
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -63,21 +65,27 @@ function histogramQuantile(before: string, after: string, name: string, q: numbe
 const quantile = (v: number[], q: number) => (v.length === 0 ? NaN : [...v].sort((a, b) => a - b)[Math.min(v.length - 1, Math.floor(q * v.length))]!);
 const load = () => loadavg().map((l) => l.toFixed(1)).join(' / ');
 
-// --- 1. one collection cycle ---------------------------------------------------------------
-const cycle = benchCollectCycle(2000);
+const FAN_IN_ONLY = Boolean(process.env.BENCH_FAN_IN_ONLY);
 console.log(`machine: 2 cores shared with other work, load average ${load()}; node ${process.version}`);
-console.log('== collection cycle (8 GPUs, 4 NFS mounts, 2 HCAs; fixture data; parsing, derivation and encoding only) ==');
-console.log(`  ${cycle.msPerCycle.toFixed(3)} ms/cycle wall, ${cycle.cpuMsPerCycle.toFixed(3)} ms/cycle CPU, ${(cycle.allocatedBytesPerCycle / 1024).toFixed(0)} KiB allocated/cycle, ${cycle.encodedBytes} B/batch   target < 5 ms: ${cycle.msPerCycle < 5 ? 'PASS' : 'FAIL'}`);
 
-// --- 2. the real backend's whole cycle --------------------------------------------------------
-const smiInterval = num('BENCH_SMI_INTERVAL_MS', 1000);
-printSmiBench(await benchSmiCycle(undefined, smiInterval), smiInterval);
+// --- 1. one collection cycle ---------------------------------------------------------------
+if (!FAN_IN_ONLY) {
+  const cycle = benchCollectCycle(2000);
+  console.log('== collection cycle (8 GPUs, 4 NFS mounts, 2 HCAs; fixture data; parsing, derivation and encoding only) ==');
+  console.log(`  ${cycle.msPerCycle.toFixed(3)} ms/cycle wall, ${cycle.cpuMsPerCycle.toFixed(3)} ms/cycle CPU, ${(cycle.allocatedBytesPerCycle / 1024).toFixed(0)} KiB allocated/cycle, ${cycle.encodedBytes} B/batch   target < 5 ms: ${cycle.msPerCycle < 5 ? 'PASS' : 'FAIL'}`);
+
+  // --- 2. the real backend's whole cycle --------------------------------------------------------
+  const smiInterval = num('BENCH_SMI_INTERVAL_MS', 1000);
+  printSmiBench(await benchSmiCycle(undefined, smiInterval), smiInterval);
+}
 
 const work = mkdtempSync(join(tmpdir(), 'gantry-bench-agent-'));
 const commandKeys = writeCommandKeys(join(work, 'keys'));
 const [nats, redis] = await Promise.all([startNats(join(work, 'nats')), startRedis(join(work, 'redis'))]);
 const schedMetrics = await freePort();
-const { command, args, cwd } = serviceCommand('scheduler');
+const { command, args: schedulerArgs, cwd } = serviceCommand('scheduler');
+const profDir = process.env.BENCH_SCHEDULER_CPU_PROF;
+const args = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, ...schedulerArgs] : schedulerArgs;
 const scheduler = new ManagedProcess({
   name: 'scheduler', command, args, cwd, logFile: join(work, 'scheduler.log'),
   env: {
@@ -89,7 +97,7 @@ const scheduler = new ManagedProcess({
 await scheduler.start();
 
 // --- 3. a real agent process's memory, as installed (the esbuild bundle) --------------------
-if (!process.env.BENCH_SKIP_RSS) {
+if (!process.env.BENCH_SKIP_RSS && !FAN_IN_ONLY) {
   execFileSync('pnpm', ['-s', 'build:agent'], { cwd: REPO_ROOT, stdio: 'inherit' });
   const agent = new ManagedProcess({
     name: 'agent', command: process.execPath, args: [join(REPO_ROOT, 'dist/gantry-agent.mjs')], cwd: REPO_ROOT, logFile: join(work, 'agent.log'),
@@ -117,7 +125,7 @@ if (!process.env.BENCH_SKIP_RSS) {
 }
 
 // --- 4. fan-in -----------------------------------------------------------------------------
-console.log(`== fan-in: ${AGENTS} simulated agents in ${WORKERS} processes (real messages: register, signed commands, rank events, heartbeats with ranks every ${HEARTBEAT / 1000} s, telemetry every ${TELEMETRY / 1000} s), one scheduler, ${DURATION / 1000} s ==`);
+console.log(`== fan-in: ${AGENTS} simulated agents in ${WORKERS} processes (real messages: register, signed commands, rank events, heartbeats with ranks every ${HEARTBEAT / 1000} s, ${TELEMETRY > 0 ? `telemetry every ${TELEMETRY / 1000} s` : 'no telemetry'}), one scheduler, ${DURATION / 1000} s ==`);
 const per = Math.ceil(AGENTS / WORKERS);
 const workers: ChildProcess[] = [];
 const pendingStats = new Map<ChildProcess, (m: Extract<FanInMessage, { type: 'stats' }>) => void>();
@@ -166,8 +174,8 @@ const stats = () => Promise.all(workers.map((w) => new Promise<Extract<FanInMess
   w.send({ type: 'stats' });
 })));
 const sum = (s: Extract<FanInMessage, { type: 'stats' }>[], k: 'heartbeats' | 'rankReports' | 'ranks' | 'telemetry' | 'telemetryFailed' | 'lagMissed' | 'cpuMs') => s.reduce((n, x) => n + x[k], 0);
-// One telemetry interval to settle after the start-up burst, then measure.
-await new Promise((r) => setTimeout(r, TELEMETRY));
+// One telemetry interval (without telemetry, 5 heartbeat intervals) to settle after the start-up burst, then measure.
+await new Promise((r) => setTimeout(r, TELEMETRY > 0 ? TELEMETRY : 5 * HEARTBEAT));
 const before = await scrape(schedMetrics);
 const s0 = await stats();
 const m0 = Date.now();

@@ -128,6 +128,7 @@ let cpuMs = 0;
 let lagMs: number[] = [];
 let lagMissed = 0;
 const timers: NodeJS.Timeout[] = [];
+let stopping = false;
 
 function heartbeat(a: SimAgent, i: number): void {
   const sent = Date.now();
@@ -137,6 +138,7 @@ function heartbeat(a: SimAgent, i: number): void {
   rankReports += ranks.length;
   if (i % args.lagEvery !== 0) return;
   setTimeout(() => {
+    if (stopping) return; // the connection is closing
     void redis.zscore(keys.heartbeats, a.node).then((score) => {
       const recorded = Number(score);
       if (recorded >= sent) lagMs.push(recorded - sent);
@@ -163,7 +165,8 @@ async function report(a: SimAgent): Promise<void> {
 agents.forEach((a, i) => {
   // Staggered: node i at offset i/count of each interval, as independent hosts would be.
   timers.push(setTimeout(() => timers.push(setInterval(() => heartbeat(a, i), args.heartbeatMs)), (args.heartbeatMs * i) / agents.length));
-  timers.push(setTimeout(() => timers.push(setInterval(() => void report(a), args.telemetryMs)), (args.telemetryMs * i) / agents.length));
+  // telemetryMs 0: heartbeats only (what the scheduler spends on heartbeats alone).
+  if (args.telemetryMs > 0) timers.push(setTimeout(() => timers.push(setInterval(() => void report(a), args.telemetryMs)), (args.telemetryMs * i) / agents.length));
 });
 
 // The parent asks for counters (and resets the lag samples) at the start and end of the measurement.
@@ -174,6 +177,7 @@ process.on('message', (m: { type: string }) => {
     lagMs = [];
     lagMissed = 0;
   } else if (m.type === 'stop') {
+    stopping = true;
     timers.forEach((t) => clearTimeout(t));
     void Promise.all([nc.drain(), redis.quit()]).then(() => process.exit(0));
   }

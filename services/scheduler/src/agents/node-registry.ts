@@ -4,12 +4,12 @@ import { randomUUID } from 'node:crypto';
 import type { Subscription } from '@nats-io/transport-node';
 import { Counter, Gauge } from 'prom-client';
 import {
-  AgentRank, FailureClass, FaultSignal, JobState, Node, NodeEvent, NodeHeartbeat, NodeHostEvent, NodeState, RegisterNodeRequest, RegisterNodeResponse, StopRank, type GpuAllocation, type GpuDevice, type Job,
+  AgentRank, FailureClass, FaultSignal, JobState, Node, NodeEvent, NodeHeartbeat, NodeHostEvent, NodeState, RankPhase, RegisterNodeRequest, RegisterNodeResponse, StopRank, type GpuAllocation, type GpuDevice, type Job,
 } from '@gantry/proto';
 import { decode, encode, subjects, SUBJECT_TOKEN } from '@gantry/bus';
 import { allocationOwner, NodeTelemetryStore, type GpuRef, type NodeRecord } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
-import { isActive, liveRanks, markRanksLost, wantsRank } from '../jobs/lifecycle.js';
+import { currentAttempt, isActive, liveRanks, markRanksLost, wantsRank } from '../jobs/lifecycle.js';
 import { afterFaultSignal, recoveringReason, signalHolders, withFaultSignal } from '../recovery/triggers.js';
 import { mutateJob } from '../jobs/mutate.js';
 import { dispatchAssignments } from '../dispatch/dispatcher.js';
@@ -47,11 +47,55 @@ export function inventoryChangeReason(node: string, change: { gone: GpuDevice[];
 }
 
 /**
- * Registrations and heartbeats handled at once. Each is a few Redis round trips; a flood (a
- * broken or hostile agent) beyond this is dropped, not queued without bound in memory. Agents
- * retry registration, and a heartbeat is resent every interval.
+ * Registrations handled at once. Each is a few Redis round trips; a flood (a broken or hostile
+ * agent) beyond this is dropped, not queued without bound in memory. Agents retry registration.
  */
 const MAX_IN_FLIGHT = 256;
+
+/**
+ * Heartbeats waiting for the batch in progress to finish, at most one per node and agent
+ * instance (a newer one replaces an older one still waiting: only the latest running ranks
+ * matter). Beyond this many (more nodes than any cluster, or a flood) they are dropped as
+ * overload; a heartbeat is resent every interval.
+ */
+const MAX_WAITING_HEARTBEATS = 50_000;
+
+/** Heartbeats handled in one batch (one pipelined read, one write): bounds a batch's latency and memory. */
+const HEARTBEAT_BATCH = 2_000;
+
+/**
+ * How long heartbeats gather before a batch is handled. Most of a heartbeat's cost was its own
+ * Redis round trips (a socket write each, and the promises and parsing around them); 5,000
+ * heartbeats a second (10,000 nodes at 2 s) come ~250 to a batch. The time is persisted at most
+ * this much later, against a LOST timeout of many seconds.
+ */
+const HEARTBEAT_WINDOW_MS = 50;
+
+/**
+ * A node whose heartbeat, record and jobs are unchanged since a reconcile that found nothing
+ * to do is not reconciled again (the same inputs give the same nothing) until this many
+ * heartbeats have been skipped; then it is, whatever the fingerprint says (level-triggered,
+ * without trusting the fingerprint for ever).
+ */
+const RECONCILE_EVERY = 10;
+
+/** Whether the job's current attempt has a rank placed on `node` that was assigned and has not started (dispatchAssignments would send it). */
+function hasUnstartedRankOn(job: Job, node: string): boolean {
+  const a = currentAttempt(job);
+  if (!a) return false;
+  for (const r of a.ranks) {
+    if (r.phase === RankPhase.RANK_PHASE_ASSIGNED && a.placement.some((p) => p.rank === r.rank && p.node === node)) return true;
+  }
+  return false;
+}
+
+/** What a reconcile of the node decides from: its record's revision and allocations, the ranks its agent runs, and their jobs' revisions. */
+function reconcileInputs(rec: NodeRecord, running: readonly AgentRank[], jobs: ReadonlyMap<string, { rev: number }>): string {
+  const parts = [String(rec.rev)];
+  for (const a of rec.allocations) parts.push(`a${a.gpuIndex}=${a.jobId}/${a.attempt}/${a.rank}@${jobs.get(a.jobId)?.rev ?? '-'}`);
+  for (const r of running) parts.push(`r${r.jobId}/${r.attempt}/${r.rank}@${jobs.get(r.jobId)?.rev ?? '-'}`);
+  return parts.join(' ');
+}
 
 /** States in which a silent node is declared LOST. */
 const WATCHED = new Set([NodeState.NODE_STATE_READY, NodeState.NODE_STATE_SUSPECT, NodeState.NODE_STATE_DRAINING, NodeState.NODE_STATE_DRAINED, NodeState.NODE_STATE_QUARANTINED, NodeState.NODE_STATE_REGISTERING]);
@@ -61,6 +105,13 @@ export class NodeRegistry {
   private lostTimer: NodeJS.Timeout | undefined;
   private electedAt = 0;
   private inFlight = 0;
+  /** Heartbeats received and not yet in a batch, by node and instance; and whether a batch runs. */
+  private waiting = new Map<string, NodeHeartbeat>();
+  private draining = false;
+  /** Parsed node records by revision (NodeStore.getMany): a heartbeat re-parses a record only after it changed. */
+  private readonly parsed = new Map<string, { rev: number; node: Node }>();
+  /** Per node: the inputs of its last reconcile that found nothing to do, and heartbeats skipped since. */
+  private readonly quiet = new Map<string, { fingerprint: string; skipped: number }>();
 
   private readonly events: NodeTelemetryStore;
   private readonly lost: Counter;
@@ -101,14 +152,7 @@ export class NodeRegistry {
       queue: 'scheduler',
       callback: (err, msg) => {
         if (err) return;
-        if (this.inFlight >= MAX_IN_FLIGHT) {
-          this.guard.drop('heartbeat', 'overload', { subject: msg.subject });
-          return;
-        }
-        this.inFlight++;
-        void this.heartbeat(msg.data, msg.subject)
-          .catch((e: unknown) => ctx.log.warn({ err: (e as Error).message.slice(0, 300) }, 'heartbeat not processed'))
-          .finally(() => this.inFlight--);
+        this.receiveHeartbeat(msg.data, msg.subject);
       },
     }));
     this.lostTimer = setInterval(() => void this.detectLost().catch((e: unknown) => ctx.log.warn({ err: (e as Error).message }, 'lost-node check failed')), 500);
@@ -118,6 +162,10 @@ export class NodeRegistry {
     for (const s of this.subs) s.unsubscribe();
     this.subs = [];
     clearInterval(this.lostTimer);
+    this.waiting.clear();
+    // A later leadership re-reads everything (another replica may have led in between).
+    this.parsed.clear();
+    this.quiet.clear();
   }
 
   /** A registration on `subject` (agentRegister of the sending node). */
@@ -158,26 +206,83 @@ export class NodeRegistry {
     return RegisterNodeResponse.create({ accepted: true, message: reason, heartbeatIntervalMs: ctx.settings.heartbeatIntervalMs });
   }
 
-  /** A heartbeat on `subject` (agentHeartbeat of the sending node). */
-  async heartbeat(data: Uint8Array, subject: string): Promise<void> {
-    const { ctx } = this;
-    const hb = decode(NodeHeartbeat, data, 'NodeHeartbeat');
-    const epoch = ctx.epoch();
-    if (epoch === 0) return;
+  /**
+   * A heartbeat on `subject` (agentHeartbeat of the sending node): checked and queued for the
+   * next batch. Heartbeats arriving while a batch is handled are handled together in the next:
+   * one pipelined read of their node records, one write of their times, one read of their jobs'
+   * revisions, instead of those round trips (and their parsing) per heartbeat. A batch starts
+   * HEARTBEAT_WINDOW_MS after the first heartbeat that finds none waiting, and another one that
+   * long after a batch that left heartbeats waiting.
+   */
+  receiveHeartbeat(data: Uint8Array, subject: string): void {
+    if (this.waiting.size >= MAX_WAITING_HEARTBEATS) {
+      this.guard.drop('heartbeat', 'overload', { subject });
+      return;
+    }
+    let hb: NodeHeartbeat;
+    try {
+      hb = decode(NodeHeartbeat, data, 'NodeHeartbeat');
+    } catch (e) {
+      this.ctx.log.warn({ err: (e as Error).message.slice(0, 300) }, 'heartbeat not processed');
+      return;
+    }
     if (!this.guard.sameNode('heartbeat', subject, hb.node)) return;
-    let rec = await ctx.nodes.get(hb.node);
-    if (!rec) return; // unknown node: it registers first
-    // Only the instance that registered last speaks for the node (a stale process, or anything
-    // replaying an old heartbeat, must not keep it READY).
-    if (!this.guard.sameInstance(hb.node, rec.instanceId, hb.instanceId)) return;
-    if (hb.highestEpoch > epoch) ctx.agentEpoch(hb.highestEpoch);
+    const key = `${hb.node}\n${hb.instanceId}`;
+    this.waiting.delete(key);
+    this.waiting.set(key, hb);
+    if (!this.draining) {
+      this.draining = true;
+      setTimeout(() => void this.drain(), HEARTBEAT_WINDOW_MS);
+    }
+  }
+
+  private async drain(): Promise<void> {
+    const batch: NodeHeartbeat[] = [];
+    for (const [key, hb] of this.waiting) {
+      this.waiting.delete(key);
+      batch.push(hb);
+      if (batch.length >= HEARTBEAT_BATCH) break;
+    }
+    await this.heartbeats(batch).catch((e: unknown) => this.ctx.log.warn({ err: (e as Error).message.slice(0, 300), heartbeats: batch.length }, 'heartbeats not processed'));
+    if (this.waiting.size > 0) setTimeout(() => void this.drain(), HEARTBEAT_WINDOW_MS);
+    else this.draining = false;
+  }
+
+  /**
+   * Heartbeats of several nodes (decoded, their subjects checked). Each heartbeat's time is
+   * persisted (Redis: what LOST detection by any replica reads) before this resolves; the
+   * reconciles they start (commands to agents) are not waited for, so an agent slow to
+   * answer a command does not hold up the next batch's heartbeat times.
+   */
+  async heartbeats(batch: readonly NodeHeartbeat[]): Promise<void> {
+    const { ctx } = this;
+    const epoch = ctx.epoch();
+    if (epoch === 0 || batch.length === 0) return;
+    const recs = new Map((await ctx.nodes.getMany([...new Set(batch.map((hb) => hb.node))], this.parsed)).map((r) => [r.node.name, r] as const));
+    const accepted: { hb: NodeHeartbeat; rec: NodeRecord }[] = [];
+    for (const hb of batch) {
+      const rec = recs.get(hb.node);
+      if (!rec) continue; // unknown node: it registers first
+      // Only the instance that registered last speaks for the node (a stale process, or anything
+      // replaying an old heartbeat, must not keep it READY).
+      if (!this.guard.sameInstance(hb.node, rec.instanceId, hb.instanceId)) continue;
+      if (hb.highestEpoch > epoch) ctx.agentEpoch(hb.highestEpoch);
+      accepted.push({ hb, rec });
+    }
+    if (accepted.length === 0) return;
     const now = Date.now();
-    await ctx.nodes.heartbeat(hb.node, now);
-    if (rec.node.state === NodeState.NODE_STATE_LOST) {
-      rec = await ctx.nodes.commit({ prev: rec, next: { ...rec.node, state: returningState(rec.node), stateBeforeLost: NodeState.NODE_STATE_UNSPECIFIED }, reason: 'heartbeats resumed', epoch, heartbeatMs: now });
+    await ctx.nodes.heartbeats(accepted.map(({ hb }) => ({ name: hb.node, ms: now })));
+    const returning = accepted.filter((a) => a.rec.node.state === NodeState.NODE_STATE_LOST);
+    if (returning.length > 0) {
+      await Promise.all(returning.map(async (a) => {
+        a.rec = await ctx.nodes.commit({ prev: a.rec, next: { ...a.rec.node, state: returningState(a.rec.node), stateBeforeLost: NodeState.NODE_STATE_UNSPECIFIED }, reason: 'heartbeats resumed', epoch, heartbeatMs: now });
+      }));
       ctx.kick();
     }
-    await this.reconcile(rec, hb.ranks);
+    const jobs = await this.jobsOf(accepted.flatMap(({ hb, rec }) => [...hb.ranks.map((r) => r.jobId), ...rec.allocations.map((a) => a.jobId)]));
+    for (const { hb, rec } of accepted) {
+      void this.reconcileWith(rec, hb.ranks, jobs).catch((e: unknown) => ctx.log.warn({ node: rec.node.name, err: (e as Error).message.slice(0, 300) }, 'reconcile failed'));
+    }
   }
 
   /**
@@ -210,31 +315,59 @@ export class NodeRegistry {
     }
   }
 
+  /** The jobs with these ids at their current revision (the shared job copy), by id. */
+  private async jobsOf(ids: readonly string[]): Promise<Map<string, { job: Job; rev: number }>> {
+    return new Map((await this.ctx.jobCache.getMany(ids)).map((r) => [r.job.id, r] as const));
+  }
+
   /** Stops ranks nobody wants, re-sends assignments not yet started, frees GPUs nothing holds. */
   async reconcile(rec: NodeRecord, running: AgentRank[]): Promise<void> {
+    this.quiet.delete(rec.node.name);
+    const jobs = await this.jobsOf([...running.map((r) => r.jobId), ...rec.allocations.map((a) => a.jobId)]);
+    await this.reconcileWith(rec, running, jobs);
+  }
+
+  /**
+   * reconcile() with the jobs already read (`jobs` may hold other nodes' jobs too). Skipped
+   * when its inputs (the node record's revision and allocations, the ranks the agent reports,
+   * the revisions of their jobs) are those of this node's last reconcile and that one found
+   * nothing to do, up to RECONCILE_EVERY times in a row: what it decides depends on nothing
+   * else, so it would find nothing again.
+   */
+  private async reconcileWith(rec: NodeRecord, running: AgentRank[], jobs: ReadonlyMap<string, { job: Job; rev: number }>): Promise<void> {
     const { ctx } = this;
-    const epoch = ctx.epoch();
     const node = rec.node.name;
+    const fingerprint = reconcileInputs(rec, running, jobs);
+    const quiet = this.quiet.get(node);
+    if (quiet && quiet.fingerprint === fingerprint && quiet.skipped < RECONCILE_EVERY) {
+      quiet.skipped++;
+      return;
+    }
+    this.quiet.delete(node);
+    const epoch = ctx.epoch();
     const runningOwners = new Set(running.map((r) => allocationOwner(r.jobId, r.attempt, r.rank)));
-    const jobIds = new Set([...running.map((r) => r.jobId), ...rec.allocations.map((a) => a.jobId)]);
-    const jobs = new Map((await ctx.jobCache.getMany([...jobIds])).map((r) => [r.job.id, r.job] as const));
     const work: Promise<unknown>[] = [];
+    const onNode = new Set<string>();
     for (const r of running) {
-      const job = jobs.get(r.jobId);
+      onNode.add(r.jobId);
+      const job = jobs.get(r.jobId)?.job;
       if (!job || !wantsRank(job, r.attempt, r.rank)) {
         const grace = job?.spec?.stopGraceSeconds || ctx.settings.stopGraceSeconds;
         work.push(ctx.commander.stop(node, StopRank.create({ jobId: r.jobId, attempt: r.attempt, rank: r.rank, reason: job ? `job is ${JobState[job.state]}` : 'unknown job', graceSeconds: grace })));
       }
     }
-    for (const job of jobs.values()) {
-      if (isActive(job)) work.push(dispatchAssignments(ctx, job, node));
+    for (const a of rec.allocations) onNode.add(a.jobId);
+    for (const id of onNode) {
+      const job = jobs.get(id)?.job;
+      if (job && isActive(job) && hasUnstartedRankOn(job, node)) work.push(dispatchAssignments(ctx, job, node));
     }
     const stale: GpuRef[] = [];
     for (const a of rec.allocations) {
       const owner = allocationOwner(a.jobId, a.attempt, a.rank);
-      const job = jobs.get(a.jobId);
+      const job = jobs.get(a.jobId)?.job;
       if (!runningOwners.has(owner) && (!job || !wantsRank(job, a.attempt, a.rank))) stale.push({ node, gpu: a.gpuIndex, owner });
     }
+    if (work.length === 0 && stale.length === 0) this.quiet.set(node, { fingerprint, skipped: 0 });
     if (stale.length > 0 && epoch !== 0) {
       const freed = await ctx.nodes.releaseGpus(stale, epoch);
       if (freed > 0) {
