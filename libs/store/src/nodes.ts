@@ -70,36 +70,54 @@ export class NodeStore {
   }
 
   /**
-   * Records of several nodes in one pipelined round trip. With `parsed`, a record whose
-   * revision is the one parsed before is not parsed again (every commit moves the revision):
-   * the caller's copy is reused, shallow-copied with this read's allocations and heartbeat.
-   * The caller must not change what it gets back in place.
+   * Records of several nodes in one pipelined round trip. With `parsed`, the record's JSON is
+   * neither read nor parsed again while its revision is the one parsed before (every commit
+   * moves the revision; a second round trip reads revision and JSON together for the records
+   * that moved): the caller's copy is reused, shallow-copied with this read's allocations and
+   * heartbeat. The caller must not change what it gets back in place.
    */
   async getMany(names: readonly string[], parsed?: Map<string, { rev: number; node: Node }>): Promise<NodeRecord[]> {
     if (names.length === 0) return [];
     const p = this.redis.pipeline();
     for (const n of names) {
-      p.hmget(keys.node(n), 'rev', 'node', 'hb', 'instance', 'prevInstance', 'instanceSince');
+      if (parsed) p.hmget(keys.node(n), 'rev', 'hb', 'instance', 'prevInstance', 'instanceSince');
+      else p.hmget(keys.node(n), 'rev', 'hb', 'instance', 'prevInstance', 'instanceSince', 'node');
       p.hgetall(keys.nodeAlloc(n));
     }
     const res = (await p.exec()) ?? [];
+    const rows = names.map((name, i) => {
+      const [rev, hb, instance, prevInstance, instanceSince, json] = (res[2 * i]?.[1] ?? []) as (string | null | undefined)[];
+      return { name, rev, hb, instance, prevInstance, instanceSince, json, alloc: (res[2 * i + 1]?.[1] ?? {}) as Record<string, string> };
+    });
+    if (parsed) {
+      const moved = rows.filter((r) => r.rev && parsed.get(r.name)?.rev !== Number(r.rev));
+      if (moved.length > 0) {
+        const q = this.redis.pipeline();
+        for (const r of moved) q.hmget(keys.node(r.name), 'rev', 'node');
+        ((await q.exec()) ?? []).forEach(([, v], k) => {
+          const [rev, json] = (v ?? []) as (string | null)[];
+          moved[k]!.rev = rev;
+          moved[k]!.json = json;
+        });
+      }
+    }
     const out: NodeRecord[] = [];
-    for (let i = 0; i < names.length; i++) {
-      const [rev, json, hb, instance, prevInstance, instanceSince] = (res[2 * i]?.[1] ?? []) as (string | null)[];
-      const alloc = (res[2 * i + 1]?.[1] ?? {}) as Record<string, string>;
-      if (!rev || !json) continue;
-      const allocations = Object.entries(alloc).flatMap(([gpu, owner]) => {
-        const o = parseAllocationOwner(owner);
-        return o ? [GpuAllocation.create({ gpuIndex: Number(gpu), jobId: o.jobId, attempt: o.attempt, rank: o.rank })] : [];
-      }).sort((a, b) => a.gpuIndex - b.gpuIndex);
-      const known = parsed?.get(names[i]!);
+    for (const { name, rev, hb, instance, prevInstance, instanceSince, json, alloc } of rows) {
+      if (!rev) continue;
+      const known = parsed?.get(name);
       let node: Node;
       if (known && known.rev === Number(rev)) {
         node = { ...known.node };
-      } else {
+      } else if (json) {
         node = Node.fromJSON(JSON.parse(json));
-        parsed?.set(names[i]!, { rev: Number(rev), node: { ...node } });
+        parsed?.set(name, { rev: Number(rev), node: { ...node } });
+      } else {
+        continue;
       }
+      const allocations = Object.entries(alloc).flatMap(([gpu, owner]) => {
+        const o = parseAllocationOwner(owner);
+        return o ? [GpuAllocation.create({ gpuIndex: Number(gpu), jobId: o.jobId, attempt: o.attempt, rank: o.rank })] : [];
+      }).sort((x, y) => x.gpuIndex - y.gpuIndex);
       node.allocations = allocations;
       node.lastHeartbeat = hb ? new Date(Number(hb)) : undefined;
       out.push({ node, rev: Number(rev), heartbeatMs: Number(hb ?? 0), instanceId: instance ?? '', previousInstanceId: prevInstance ?? '', instanceSinceMs: Number(instanceSince || 0), allocations });

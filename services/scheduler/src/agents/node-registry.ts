@@ -177,6 +177,10 @@ export class NodeRegistry {
     const epoch = ctx.epoch();
     if (epoch === 0) throw new Error('not the leader');
     if (req.highestEpoch > epoch) ctx.agentEpoch(req.highestEpoch);
+    // Nothing a heartbeat kept of this node outlives its registration (a record written anew,
+    // e.g. after Redis lost it, starts again at revision 1).
+    this.parsed.delete(req.node);
+    this.quiet.delete(req.node);
     const prev = await ctx.nodes.get(req.node);
     const now = new Date();
     // A node comes back READY unless an operator or health decision holds it out.
