@@ -140,8 +140,10 @@ export class CheckpointHook implements RankHook {
   exited(ctx: RankHookContext): void {
     const key = rankKey(ctx.jobId, ctx.attempt, ctx.rank);
     const tokens = this.state.state.tokens;
+    let changed = false;
     for (const [t, rec] of Object.entries(tokens)) {
       if (rec.jobId !== ctx.jobId || rec.attempt !== ctx.attempt) continue;
+      changed = true;
       rec.ranks = rec.ranks.filter((r) => r !== ctx.rank);
       if (rec.ranks.length === 0) {
         delete tokens[t];
@@ -150,7 +152,8 @@ export class CheckpointHook implements RankHook {
     }
     const w = this.state.state.watches[key];
     if (!w) {
-      this.state.save();
+      // A job without a checkpoint directory left nothing here: no write per rank exit (issue 14).
+      if (changed) this.state.save();
       return;
     }
     const watcher = this.watchers.get(key) ?? new CheckpointWatcher(w, { node: this.opts.node, state: this.state, publish: this.opts.publish, log: this.opts.log, pollMs: this.pollMs });
