@@ -22,6 +22,17 @@ describe('request bounds', () => {
     expect(boundsProblems({ spec: spec({ env: { name: 'x'.repeat(1000) } }) })).toEqual([]); // an env var called "name" is a value, not a name
   });
 
+  it('spells the path of a value inside maps and lists, and counts bytes, not characters', () => {
+    expect(boundsProblems({ spec: spec({ env: { HOME: 'x'.repeat(200 * 1024) } }) })[0]).toMatch(/^spec\.env\.HOME must be at most 131072 bytes, got 204800 bytes/);
+    expect(boundsProblems({ spec: spec({ nodeSelector: { ['k'.repeat(50)]: 'v'.repeat(200 * 1024) } }) })[0]).toMatch(/^spec\.node_selector\."kkkk/);
+    expect(boundsProblems({ spec: spec({ gpuTypes: ['a', 'g'.repeat(129)] }) })[0]).toMatch(/^spec\.gpu_types\[1\] must be at most 128 bytes, got 129 bytes/);
+    // 43 three-byte characters are 129 bytes: over the bound of 128 although only 43 characters long.
+    expect(boundsProblems({ spec: spec({ name: '€'.repeat(43) }) })[0]).toMatch(/^spec\.name must be at most 128 bytes, got 129 bytes/);
+    expect(boundsProblems({ spec: spec({ name: '€'.repeat(42) }) })).toEqual([]);
+    expect(boundsProblems({ spec: spec({ env: { ['é'.repeat(129)]: 'v' } }) })[0]).toMatch(/^spec\.env key must be at most 256 bytes, got 258 bytes/);
+    expect(boundsProblems({ spec: spec({ env: { ['é'.repeat(128)]: 'v' } }) })).toEqual([]);
+  });
+
   it('bounds run_as_user before its syntax is checked', () => {
     expect(boundsProblems({ spec: spec({ runAsUser: 'u'.repeat(65) }) })[0]).toMatch(/^spec\.run_as_user must be at most 64 bytes, got 65 bytes starting "uuu/);
     expect(boundsProblems({ spec: spec({ runAsUser: 'u'.repeat(64) }) })).toEqual([]);

@@ -40,38 +40,72 @@ const MAX_PROBLEMS = 5;
 
 const bytes = (s: string) => Buffer.byteLength(s);
 
-/** The problems of `value` (a decoded request), at most a few, each quoting only a prefix. */
+/**
+ * The problems of `value` (a decoded request), at most a few, each quoting only a prefix.
+ * Every request goes through this several times (gateway guard and admission, the scheduler's
+ * again), and nearly all pass: the path of a value is kept as segments and spelled out
+ * (`spec.env.KEY`, `spec.command[2]`) only for a problem, not built as a string per field.
+ */
 export function boundsProblems(value: unknown): string[] {
   const problems: string[] = [];
+  // A field name (spelled as in the .proto), a map key, or a list index, outermost first.
+  const segs: (string | number)[] = [];
+  const kinds: number[] = [];
+  const path = (): string => {
+    let out = '';
+    for (let i = 0; i < segs.length; i++) {
+      const s = segs[i]!;
+      if (kinds[i] === SEG_INDEX) out += `[${s}]`;
+      else if (kinds[i] === SEG_KEY) out += `.${(s as string).length > 40 ? preview(s as string) : s}`;
+      else out += out ? `.${snake(s as string)}` : snake(s as string);
+    }
+    return out;
+  };
   const add = (msg: string) => { if (problems.length < MAX_PROBLEMS) problems.push(msg); };
-  const walk = (v: unknown, path: string, field: string, depth: number): void => {
+  const walk = (v: unknown, field: string, depth: number): void => {
     if (problems.length >= MAX_PROBLEMS) return;
-    if (depth > MAX_DEPTH) { add(`${path} is nested too deeply`); return; }
+    if (depth > MAX_DEPTH) { add(`${path()} is nested too deeply`); return; }
     if (typeof v === 'string') {
       const max = FIELD_BYTES[field] ?? DEFAULT_STRING_BYTES;
-      if (v.length > max || bytes(v) > max) add(`${path} must be at most ${max} bytes, got ${bytes(v)} bytes starting ${preview(v)}`);
+      // A string of n UTF-16 units encodes to at most 3n bytes: count bytes only when that can exceed the bound.
+      if (v.length > max || (v.length * 3 > max && bytes(v) > max)) add(`${path()} must be at most ${max} bytes, got ${bytes(v)} bytes starting ${preview(v)}`);
       return;
     }
     if (Array.isArray(v)) {
-      if (v.length > MAX_LIST_ITEMS) { add(`${path} must have at most ${MAX_LIST_ITEMS} items, got ${v.length}`); return; }
-      v.forEach((item, i) => walk(item, `${path}[${i}]`, field, depth + 1));
-      return;
-    }
-    if (v === null || typeof v !== 'object' || v instanceof Date || v instanceof Uint8Array) return;
-    const entries = Object.entries(v as Record<string, unknown>);
-    if (MAP_FIELDS.has(field)) {
-      if (entries.length > MAX_MAP_ENTRIES) { add(`${path} must have at most ${MAX_MAP_ENTRIES} entries, got ${entries.length}`); return; }
-      for (const [k, item] of entries) {
-        if (bytes(k) > MAX_MAP_KEY_BYTES) { add(`${path} key must be at most ${MAX_MAP_KEY_BYTES} bytes, got ${bytes(k)} bytes starting ${preview(k)}`); continue; }
-        walk(item, `${path}.${k.length > 40 ? preview(k) : k}`, '', depth + 1);
+      if (v.length > MAX_LIST_ITEMS) { add(`${path()} must have at most ${MAX_LIST_ITEMS} items, got ${v.length}`); return; }
+      for (let i = 0; i < v.length; i++) {
+        segs.push(i); kinds.push(SEG_INDEX);
+        walk(v[i], field, depth + 1);
+        segs.pop(); kinds.pop();
       }
       return;
     }
-    for (const [k, item] of entries) walk(item, path ? `${path}.${snake(k)}` : snake(k), k, depth + 1);
+    if (v === null || typeof v !== 'object' || v instanceof Date || v instanceof Uint8Array) return;
+    const obj = v as Record<string, unknown>;
+    const ks = Object.keys(obj);
+    if (MAP_FIELDS.has(field)) {
+      if (ks.length > MAX_MAP_ENTRIES) { add(`${path()} must have at most ${MAX_MAP_ENTRIES} entries, got ${ks.length}`); return; }
+      for (const k of ks) {
+        if (k.length * 3 > MAX_MAP_KEY_BYTES && bytes(k) > MAX_MAP_KEY_BYTES) { add(`${path()} key must be at most ${MAX_MAP_KEY_BYTES} bytes, got ${bytes(k)} bytes starting ${preview(k)}`); continue; }
+        segs.push(k); kinds.push(SEG_KEY);
+        walk(obj[k], '', depth + 1);
+        segs.pop(); kinds.pop();
+      }
+      return;
+    }
+    for (const k of ks) {
+      segs.push(k); kinds.push(SEG_FIELD);
+      walk(obj[k], k, depth + 1);
+      segs.pop(); kinds.pop();
+    }
   };
-  walk(value, '', '', 0);
+  walk(value, '', 0);
   return problems;
 }
+
+const SEG_FIELD = 0;
+const SEG_KEY = 1;
+const SEG_INDEX = 2;
 
 /** Throws INVALID_ARGUMENT listing the problems, if any. */
 export function checkBounds(value: unknown): void {
