@@ -4,7 +4,7 @@
 // the machine's busy share. BENCH_AGENTS (4) agents run the jobs meanwhile, as in
 // bench:throughput; with BENCH_AGENTS=0 nothing runs, so the figures are the submission path's
 // own. BENCH_TP_PROFILE=DIR writes CPU profiles of the scheduler and the gateway.
-// Run: node --import tsx test/bench/submit-phase.ts
+// Run: pnpm bench:submit
 import { readFileSync, readdirSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
