@@ -1,0 +1,119 @@
+// `pnpm bench:telemetry`: the scheduler's telemetry ingest (TelemetryIngest: the durable
+// JetStream consumer, size/node/instance checks, the store write) draining batches of the
+// simulated agent's real shape (SimulatedBackend -> TelemetryCollector, an 8-GPU host, ~13 KB)
+// against a real NATS and Redis. The batches are published before the ingest starts, so the
+// CPU measured over the drain is this process's ingest only (plus redis-server's, printed apart).
+// Env: BENCH_TELEMETRY_NODES (200), BENCH_TELEMETRY_BATCHES (4000).
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateKeyPairSync } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Registry } from 'prom-client';
+import { pino } from 'pino';
+import { GpuDevice, Node, NodeState, TelemetryBatch } from '@gantry/proto';
+import { encode, ensureStreams, streams, subjects } from '@gantry/bus';
+import { connectNats } from '@gantry/service-kit';
+import { HealthStore, JobStore, LeaderLease, NodeStore, NodeTelemetryStore } from '@gantry/store';
+import { TelemetryCollector } from '../../node-agent/src/collectors/index.js';
+import { SimulatedBackend } from '../../node-agent/src/device/index.js';
+import { startNats, startRedis } from '../../../test/harness/infra.js';
+import { AgentCommander } from '../src/agents/commands.js';
+import { JobCache } from '../src/jobs/job-cache.js';
+import { HealthConfigCache } from '../src/health-monitor/config-source.js';
+import { TelemetryIngest } from '../src/telemetry/ingest.js';
+import type { SchedulerContext } from '../src/context.js';
+import { env } from './env.js';
+
+const NODES = env('BENCH_TELEMETRY_NODES', 200);
+const BATCHES = env('BENCH_TELEMETRY_BATCHES', 4000);
+
+const work = mkdtempSync(join(tmpdir(), 'gantry-bench-telemetry-'));
+const [natsServer, redisServer] = await Promise.all([startNats(join(work, 'nats')), startRedis(join(work, 'redis'))]);
+const log = pino({ level: 'silent' });
+const redis = new Redis(redisServer.url, { enableAutoPipelining: true });
+const nc = await connectNats(natsServer.url, 'bench', log);
+await ensureStreams(nc, { log });
+const lease = new LeaderLease(redis, 'bench', 60_000);
+const epoch = await lease.tryAcquire();
+const jobs = new JobStore(redis);
+const nodes = new NodeStore(redis);
+
+const names = Array.from({ length: NODES }, (_, i) => `n${String(i).padStart(5, '0')}`);
+await Promise.all(names.map((name) => nodes.commit({
+  prev: undefined, epoch, heartbeatMs: Date.now(), reason: 'bench', instanceId: name,
+  next: Node.create({ name, state: NodeState.NODE_STATE_READY, address: '127.0.0.1', gpus: Array.from({ length: 8 }, (_, g) => GpuDevice.create({ index: g, model: 'NVIDIA H100 80GB HBM3', uuid: `GPU-${name}-${g}` })) }),
+})));
+
+// Each simulated host's batches 10 s apart, as a running agent's; published round-robin.
+const hosts = names.map((node, i) => {
+  const backend = new SimulatedBackend({ model: { node }, seed: i + 1, startMs: Date.now() - 3_600_000 });
+  return { node, backend, collector: new TelemetryCollector(backend, { node, now: () => backend.nowMs() }), t: 0 };
+});
+const js = jetstream(nc);
+let bytes = 0;
+for (let k = 0; k < BATCHES; k += NODES) {
+  await Promise.all(hosts.slice(0, Math.min(NODES, BATCHES - k)).map(async (h) => {
+    h.t += 10;
+    h.backend.advanceTo(h.t);
+    const batch = await h.collector.collect();
+    batch.instanceId = h.node;
+    const data = encode(TelemetryBatch, batch);
+    bytes += data.length;
+    await js.publish(subjects.telemetry(h.node), data, { timeout: 30_000 });
+  }));
+}
+console.log(`== Telemetry ingest: ${BATCHES} batches of ${NODES} simulated 8-GPU hosts, ${(bytes / BATCHES / 1024).toFixed(1)} KiB each, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} ==`);
+
+const ctx: SchedulerContext = {
+  log, nc, js, redis, jobs, jobCache: new JobCache(jobs), nodes, metrics: new Registry(),
+  commander: new AgentCommander(nc, log, 60_000, () => epoch, generateKeyPairSync('ed25519').privateKey),
+  settings: { heartbeatTimeoutMs: 60_000, heartbeatIntervalMs: 10_000, cycleIntervalMs: 1_000, stopGraceSeconds: 10 },
+  epoch: () => epoch,
+  kick: () => undefined,
+  recovered: () => undefined,
+  agentEpoch: () => undefined,
+};
+const ingest = new TelemetryIngest(ctx, new HealthConfigCache(new HealthStore(redis), log));
+const stored = () => ctx.metrics.getSingleMetric('gantry_telemetry_batches_total')!.get().then((m) => m.values[0]?.value ?? 0);
+const redisCpu = async (): Promise<number> => {
+  const info = await redis.info('cpu');
+  const f = (k: string) => Number(new RegExp(`${k}:([0-9.]+)`).exec(info)?.[1] ?? 0);
+  return f('used_cpu_user') + f('used_cpu_sys');
+};
+
+// BENCH_PROFILE=<file>: a V8 CPU profile of the drain only, for `node --cpu-prof`-style reading.
+const profileTo = process.env.BENCH_PROFILE;
+const profiler = profileTo ? new Session() : undefined;
+const post = (method: string, params?: object) => new Promise<{ profile?: object }>((resolve, reject) => profiler!.post(method, params, (err, res) => (err ? reject(err) : resolve(res ?? {}))));
+if (profiler) {
+  profiler.connect();
+  await post('Profiler.enable');
+  await post('Profiler.start');
+}
+const redisCpu0 = await redisCpu();
+const cpu0 = process.cpuUsage();
+const start = performance.now();
+await ingest.start();
+while (await stored() < BATCHES) await new Promise((r) => setTimeout(r, 5));
+const wallS = (performance.now() - start) / 1000;
+const cpu = process.cpuUsage(cpu0);
+const redisS = (await redisCpu()) - redisCpu0;
+if (profiler) writeFileSync(profileTo!, JSON.stringify((await post('Profiler.stop')).profile));
+const cpuMs = (cpu.user + cpu.system) / 1000;
+console.log(`  drained in ${wallS.toFixed(2)} s: ${(BATCHES / wallS).toFixed(0)} batches/s`);
+console.log(`  ingest CPU ${(cpuMs / BATCHES).toFixed(3)} ms/batch (user ${(cpu.user / 1000 / BATCHES).toFixed(3)}, sys ${(cpu.system / 1000 / BATCHES).toFixed(3)}); redis-server ${(redisS * 1000 / BATCHES).toFixed(3)} ms/batch`);
+console.log(`  load average after: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+
+// What readers see: the latest batch of one node decodes to what its host published last.
+const check = await new NodeTelemetryStore(redis).get(names[0]!, 2);
+if (!check.latest || check.latest.node !== names[0] || check.history.length !== 2) throw new Error('stored telemetry is not what was published');
+
+await ingest.stop();
+await jetstreamManager(nc).then((m) => m.streams.delete(streams.telemetry.name)).catch(() => undefined);
+await nc.close();
+redis.disconnect();
+await Promise.all([natsServer.stop(), redisServer.stop()]);
+process.exit(0);
