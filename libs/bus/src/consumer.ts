@@ -39,7 +39,11 @@ interface WarnLogger {
   warn(obj: object, msg: string): void;
 }
 
-export async function consumeDurable(nc: NatsConnection, spec: DurableConsumerSpec, log: WarnLogger, handle: (m: JsMsg) => Promise<void>): Promise<ConsumerMessages> {
+/**
+ * Creates (or updates) the durable consumer and starts pulling from it, for a caller that
+ * handles the messages itself (e.g. several at once) under the same rules as consumeDurable.
+ */
+export async function openDurable(nc: NatsConnection, spec: DurableConsumerSpec): Promise<ConsumerMessages> {
   const jsm = await jetstreamManager(nc);
   await jsm.consumers.add(spec.stream, {
     durable_name: spec.durable,
@@ -49,7 +53,11 @@ export async function consumeDurable(nc: NatsConnection, spec: DurableConsumerSp
     max_ack_pending: Math.max(1_000, (spec.maxMessages ?? 256) * 4),
     ack_wait: (spec.ackWaitMs ?? 5_000) * 1_000_000,
   });
-  const messages = await (await jetstream(nc).consumers.get(spec.stream, spec.durable)).consume({ max_messages: spec.maxMessages ?? 256, expires: PULL_EXPIRES_MS });
+  return (await jetstream(nc).consumers.get(spec.stream, spec.durable)).consume({ max_messages: spec.maxMessages ?? 256, expires: PULL_EXPIRES_MS });
+}
+
+export async function consumeDurable(nc: NatsConnection, spec: DurableConsumerSpec, log: WarnLogger, handle: (m: JsMsg) => Promise<void>): Promise<ConsumerMessages> {
+  const messages = await openDurable(nc, spec);
   void (async () => {
     for await (const m of messages) {
       try {

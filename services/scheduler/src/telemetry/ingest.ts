@@ -2,10 +2,10 @@
 // history, and its event log. Durable consumers, acknowledged after the write, so a
 // scheduler restart loses nothing; the lag from collection to storage is a metric, since
 // the failure detection to come is only as fresh as this.
-import { AckPolicy, DeliverPolicy, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { Counter, Histogram } from 'prom-client';
 import { FaultSignal, NodeHostEvent, TelemetryBatch, XidEvent } from '@gantry/proto';
-import { consumeDurable, consumers, decode, DecodeError, streams, subjects } from '@gantry/bus';
+import { consumeDurable, consumers, decode, DecodeError, openDurable, streams, subjects } from '@gantry/bus';
 import { HealthStore, keys, NodeTelemetryStore, scriptRunner, TELEMETRY_HISTORY_CAP, type ScriptCall, type ScriptRunner } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
 import { xidFailureClass } from '../recovery/xid-policy.js';
@@ -30,8 +30,6 @@ const TELEMETRY_WRITE_MAX = 500;
 const TELEMETRY_PULL = 1_000;
 const TELEMETRY_ACK_WAIT_MS = 15_000;
 const TELEMETRY_RETRY_MS = 1_000;
-/** As consumeDurable's: a frozen process stops attracting new messages. */
-const PULL_EXPIRES_MS = 2_000;
 
 export class TelemetryIngest {
   private readonly store: NodeTelemetryStore;
@@ -92,16 +90,7 @@ export class TelemetryIngest {
    * not one message at a time: what arrives while a write is in flight goes in the next one.
    */
   private async consumeTelemetry(): Promise<void> {
-    const jsm = await jetstreamManager(this.ctx.nc);
-    await jsm.consumers.add(streams.telemetry.name, {
-      durable_name: consumers.schedulerTelemetry,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      filter_subject: subjects.telemetryAll,
-      max_ack_pending: TELEMETRY_PULL * 4,
-      ack_wait: TELEMETRY_ACK_WAIT_MS * 1_000_000,
-    });
-    const messages = await (await this.ctx.js.consumers.get(streams.telemetry.name, consumers.schedulerTelemetry)).consume({ max_messages: TELEMETRY_PULL, expires: PULL_EXPIRES_MS });
+    const messages = await openDurable(this.ctx.nc, { stream: streams.telemetry.name, durable: consumers.schedulerTelemetry, filterSubject: subjects.telemetryAll, maxMessages: TELEMETRY_PULL, ackWaitMs: TELEMETRY_ACK_WAIT_MS });
     this.running.push(messages);
     void (async () => {
       for await (const m of messages) {
