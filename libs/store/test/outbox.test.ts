@@ -41,5 +41,13 @@ describe('Outbox.next', () => {
     expect(await redis.xlen(keys.outbox)).toBe(3); // the cursor's own entry stays
     expect(await outbox.next(3, ids[4])).toEqual([]);
     expect(await outbox.backlog()).toEqual({ pending: 0, oldestAgeSec: 0 });
+    // A relay that led before marks an older entry (its pass was in flight while another one
+    // relayed further): the cursor stays, and nothing after it goes out again.
+    expect(await outbox.next(3, ids[2])).toEqual([]);
+    expect(await redis.get(keys.outboxCursor)).toBe(ids[4]);
+    // Same millisecond, lower sequence: older too.
+    const [ms, seq] = ids[4]!.split('-') as [string, string];
+    if (Number(seq) > 0) expect(await outbox.next(3, `${ms}-${Number(seq) - 1}`)).toEqual([]);
+    expect(await redis.get(keys.outboxCursor)).toBe(ids[4]);
   });
 });

@@ -71,6 +71,7 @@ export class NodeAgent {
       labelNames: ['reason'], registers: metrics ? [metrics] : [],
     });
     this.state = new StateFile(cfg.stateDir);
+    this.state.onWriteError = (err) => this.log.error({ err: err.message }, 'cannot write the agent state; changes kept pending');
     this.beat = new AgentBeat(beatFilePath(cfg.stateDir), log);
     const js = jetstream(nc);
     this.checkpoints = new CheckpointHook({

@@ -83,6 +83,9 @@ export class RankReporter {
   /** Start first, then output, then the exit: the scheduler sees a rank end after its logs. */
   private async flushRank(rec: RankRecord): Promise<void> {
     if (!rec.startReported) {
+      // A rank assigned in this turn may not be written yet: the scheduler must not hear of a
+      // rank a restarted agent would not know.
+      this.state.settle();
       await this.publishEvent(rec, RankPhase.RANK_PHASE_STARTED);
       rec.startReported = true;
       this.state.saveLater();

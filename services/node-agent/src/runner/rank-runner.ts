@@ -110,7 +110,13 @@ export class RankRunner {
     this.notifyPending = true;
     setImmediate(() => {
       this.notifyPending = false;
-      this.state.settle();
+      try {
+        this.state.settle();
+      } catch (err) {
+        // Not on disk: nothing is reported from it (a later write and change report it).
+        this.log.error({ err: (err as Error).message }, 'cannot write the agent state; rank changes not reported yet');
+        return;
+      }
       this.onChange();
     });
   }

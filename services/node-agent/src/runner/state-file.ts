@@ -291,9 +291,19 @@ export class StateFile {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      this.settle();
+      // Thrown here it would end the agent (an uncaught exception in a bare callback) before the
+      // command replies could be withheld; the change stays pending, and the reply path's own
+      // settle() tries again and answers nothing if it fails too.
+      try {
+        this.settle();
+      } catch (err) {
+        this.onWriteError(err as Error);
+      }
     });
   }
+
+  /** A deferred write failed (the agent logs it); the change stays pending. */
+  onWriteError: (err: Error) => void = () => undefined;
 
   /** The ranks not settled yet (running, or their exit not reported): those the agent still acts on. */
   unsettled(): RankRecord[] {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LAZY_WRITE_MS, StateFile, rankKey, type RankRecord } from '../../src/runner/state-file.js';
@@ -128,5 +128,28 @@ describe('agent state file: writes deferred by the caller', () => {
     s.state.highestEpoch = 7;
     s.save();
     expect(new StateFile(dir).state.highestEpoch).toBe(7);
+  });
+});
+
+describe('agent state file: a deferred write that fails', () => {
+  it('does not throw out of the event loop: it is reported, stays pending, and the next settle writes it once the disk takes it', async () => {
+    const dir = tmp();
+    const s = new StateFile(dir);
+    s.save();
+    const errors: string[] = [];
+    s.onWriteError = (err) => errors.push(err.message);
+    // The temporary file's name taken by a directory: the write fails as on a full disk.
+    const blocker = join(dir, 'agent-state.json.tmp');
+    mkdirSync(blocker);
+    s.state.ranks[rankKey('j-new', 1, 0)] = record('j-new');
+    s.saveSoon();
+    await turn();
+    expect(errors).toHaveLength(1);
+    expect(onDisk(dir).ranks).toEqual({});
+    // Still pending: whoever must see it on disk before answering learns it is not.
+    expect(() => s.settle()).toThrow();
+    rmSync(blocker, { recursive: true });
+    s.settle();
+    expect(Object.keys(onDisk(dir).ranks)).toEqual(['j-new:1:0']);
   });
 });
