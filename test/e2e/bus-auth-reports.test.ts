@@ -139,7 +139,12 @@ describe('rank events, XIDs and telemetry are taken from the registered agent pr
     }
     const before = { mismatch: await schedulerDropped('host-event', 'instance-mismatch'), stale: await schedulerDropped('host-event', 'stale-instance') };
     await stack.agents[0]!.start();
-    const now = await nodes.instances(node);
+    // start() returns once the node looks READY, which the old process's last heartbeat can
+    // still say: wait for the new process's registration.
+    const now = await eventually('the new agent process registered', async () => {
+      const i = await nodes.instances(node);
+      return i && i.current !== old ? i : undefined;
+    }, 30_000);
     expect(now).toMatchObject({ previous: old });
     expect(now!.current).not.toBe(old);
     // The new process sends the old one's XID, with the old instance id: believed.
