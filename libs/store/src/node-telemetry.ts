@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
 import { NodeHostEvent, TelemetryBatch } from '@gantry/proto';
 import { keys } from './keys.js';
 import { NODE_EVENT_LOG_CAP } from './nodes.js';
-import { scriptRunner, type ScriptRunner } from './scripts.js';
+import { scriptRunner, type ScriptCall, type ScriptRunner } from './scripts.js';
 
 /** One hour at the default 10 s interval. */
 export const TELEMETRY_HISTORY_CAP = 360;
@@ -19,8 +19,16 @@ export class NodeTelemetryStore {
   }
 
   async record(batch: TelemetryBatch): Promise<void> {
-    const bytes = Buffer.from(TelemetryBatch.encode(batch).finish());
-    await this.scripts.run('gantryRecordTelemetry', [keys.nodeTelemetry(batch.node), keys.nodeTelemetryHistory(batch.node)], [bytes, TELEMETRY_HISTORY_CAP]);
+    const call = NodeTelemetryStore.recordCall(batch.node, Buffer.from(TelemetryBatch.encode(batch).finish()));
+    await this.scripts.run(call.name, call.keys, call.args);
+  }
+
+  /**
+   * The write of one batch as the agent encoded it, for a caller that pipelines many
+   * (ScriptRunner.runMany): readers decode the bytes to the same batch a re-encoding gives.
+   */
+  static recordCall(node: string, encoded: Buffer): ScriptCall {
+    return { name: 'gantryRecordTelemetry', keys: [keys.nodeTelemetry(node), keys.nodeTelemetryHistory(node)], args: [encoded, TELEMETRY_HISTORY_CAP] };
   }
 
   async get(node: string, history: number): Promise<{ latest: TelemetryBatch | undefined; history: TelemetryBatch[] }> {

@@ -6,7 +6,7 @@ import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { Counter, Histogram } from 'prom-client';
 import { FaultSignal, NodeHostEvent, TelemetryBatch, XidEvent } from '@gantry/proto';
 import { consumeDurable, consumers, decode, DecodeError, openDurable, streams, subjects } from '@gantry/bus';
-import { HealthStore, keys, NodeTelemetryStore, scriptRunner, TELEMETRY_HISTORY_CAP, type ScriptCall, type ScriptRunner } from '@gantry/store';
+import { HealthStore, NodeTelemetryStore, scriptRunner, type ScriptCall, type ScriptRunner } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
 import { xidFailureClass } from '../recovery/xid-policy.js';
 import type { HealthConfigCache } from '../health-monitor/config-source.js';
@@ -140,7 +140,7 @@ export class TelemetryIngest {
         return ok;
       });
       // The bytes as the agent sent them: readers decode them to the same batch a re-encoding would give.
-      calls = stored.map(({ m, batch }) => ({ name: 'gantryRecordTelemetry', keys: [keys.nodeTelemetry(batch.node), keys.nodeTelemetryHistory(batch.node)], args: [Buffer.from(m.data), TELEMETRY_HISTORY_CAP] }));
+      calls = stored.map(({ m, batch }) => NodeTelemetryStore.recordCall(batch.node, Buffer.from(m.data)));
     } catch (err) {
       this.ctx.log.warn({ err: (err as Error).message, batches: checked.length }, 'telemetry not processed; will be redelivered');
       for (const { m } of checked) m.nak(TELEMETRY_RETRY_MS);
