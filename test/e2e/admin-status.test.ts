@@ -14,9 +14,10 @@ const setup = stackPerTest();
 describe('gantry admin status', () => {
   it('shows the leader, the services with their versions, NATS stream replicas and Redis replication', async () => {
     const { stack, client } = await setup({ agents: 1, schedulers: 2, ha: true });
-    const status = await eventually('both schedulers announced', async () => {
+    // Each process announces itself on its own schedule: wait until all four have.
+    const status = await eventually('both schedulers, the gateway and the checkpoint service announced', async () => {
       const s = await client.getClusterStatus();
-      return s.services.filter((x) => x.service === 'scheduler').length === 2 ? s : undefined;
+      return s.services.length >= 4 && s.services.filter((x) => x.service === 'scheduler').length === 2 ? s : undefined;
     }, 20_000);
     // Either replica may lead (a loaded machine can move the lease): the one Redis names, at an epoch it has issued.
     expect(['scheduler-0', 'scheduler-1']).toContain(status.leader!.instanceId);
