@@ -3,9 +3,11 @@
 // placement with its Lua compare-and-set (job revision, every GPU claimed, node READY), and
 // the outbox event. Prints committed placements per second (target, issue 14: >= 5,000 jobs/s)
 // and the CPU per placement of this process and of redis-server.
-// Env: BENCH_COMMIT_NODES (4096), BENCH_COMMIT_JOBS (4000).
+// Env: BENCH_COMMIT_NODES (4096), BENCH_COMMIT_JOBS (4000), BENCH_COMMIT_PROFILE=FILE (a V8 CPU
+// profile of the passes alone, without the setup, for Chrome DevTools or speedscope).
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -74,6 +76,12 @@ const redisCpu = async (): Promise<number> => {
   const f = (k: string) => Number(new RegExp(`${k}:([0-9.]+)`).exec(info)?.[1] ?? 0);
   return f('used_cpu_user') + f('used_cpu_sys');
 };
+const profiler = process.env.BENCH_COMMIT_PROFILE ? new Session() : undefined;
+if (profiler) {
+  profiler.connect();
+  await profiler.post('Profiler.enable');
+  await profiler.post('Profiler.start');
+}
 const redisCpu0 = await redisCpu();
 const cpu0 = process.cpuUsage();
 const start = performance.now();
@@ -87,6 +95,7 @@ for (;;) {
 }
 const seconds = (performance.now() - start) / 1000;
 const cpu = process.cpuUsage(cpu0);
+if (profiler) writeFileSync(process.env.BENCH_COMMIT_PROFILE!, JSON.stringify((await profiler.post('Profiler.stop')).profile));
 const schedulerCpuMs = (cpu.user + cpu.system) / 1000;
 const redisCpuMs = ((await redisCpu()) - redisCpu0) * 1000;
 const placed = (await jobs.idsInState(JobState.JOB_STATE_SCHEDULED)).length;
