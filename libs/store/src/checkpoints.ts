@@ -342,20 +342,26 @@ export class CheckpointStore {
    * A finished job's checkpoint records expire after `ttlSeconds` (its last commit time goes
    * at once); a job that runs again (retry) calls `keepJob` to lift the expiry.
    *
-   * The finished marker is written first, in its own command: a script that writes for the
+   * One script writes the finished marker and sets the expiries: a script that writes for the
    * job after it gives what it writes the time the marker has left (and does not bring back
-   * the last commit time), and one that wrote before it added its record to the index that
-   * is read next. So no record, whenever the agent reports it, is left without an expiry.
+   * the last commit time), and one that ran before it added its record to the index this one
+   * reads. So no record, whenever the agent reports it, is left without an expiry.
    */
   async expireJob(jobId: string, ttlSeconds: number): Promise<number> {
-    await this.redis.set(keys.jobCheckpointFinished(jobId), String(ttlSeconds), 'EX', ttlSeconds);
-    const ids = await this.redis.zrange(keys.jobCheckpoints(jobId), 0, -1);
-    const m = this.redis.multi();
-    for (const id of ids) m.expire(keys.checkpoint(id), ttlSeconds);
-    for (const k of [keys.jobCheckpoints(jobId), keys.jobCheckpointEvents(jobId), keys.jobCheckpointMeta(jobId), keys.jobCheckpointPlacement(jobId)]) m.expire(k, ttlSeconds);
-    m.hdel(keys.checkpointLastCommit, jobId);
-    await m.exec();
-    return ids.length;
+    return (await this.finishJob(jobId, ttlSeconds, Number.MAX_SAFE_INTEGER)).expired;
+  }
+
+  /**
+   * expireJob for a job that reached a final state after `attempt`, in one round trip (it runs
+   * for every job that ends, most with no checkpoint at all): also returns the ids of its
+   * WRITING checkpoints of that attempt or earlier, which the caller abandons (their expiry stays).
+   */
+  async finishJob(jobId: string, ttlSeconds: number, attempt: number): Promise<{ expired: number; writing: string[] }> {
+    const [expired, ...writing] = (await this.scripts.run('gantryCheckpointFinishJob', [
+      keys.jobCheckpointFinished(jobId), keys.jobCheckpoints(jobId), keys.jobCheckpointEvents(jobId), keys.jobCheckpointMeta(jobId),
+      keys.jobCheckpointPlacement(jobId), keys.checkpointLastCommit,
+    ], [ttlSeconds, keys.checkpoint(''), attempt, jobId])) as [number, ...string[]];
+    return { expired: Number(expired), writing };
   }
 
   /** Lifts the expiry; the marker goes first, so a record written meanwhile is in the index read next. */

@@ -25,6 +25,7 @@ const scripts = {
   gantryCheckpointDelete: { lua: load('checkpoint-delete'), keys: 3 },
   gantryCheckpointHset: { lua: load('checkpoint-hset'), keys: 2 },
   gantryCheckpointEvent: { lua: load('checkpoint-event'), keys: 2 },
+  gantryCheckpointFinishJob: { lua: load('checkpoint-finish-job'), keys: 6 },
 } as const;
 
 export type ScriptName = keyof typeof scripts;

@@ -97,6 +97,32 @@ describe('CheckpointStore.observe', () => {
   });
 });
 
+describe('CheckpointStore.finishJob', () => {
+  it('expires the records in one script and names the WRITING ones of the attempts that ended', async () => {
+    const job = newJob();
+    const committed = (await store.observe(report(job, 10, 'COMPLETE'))).checkpoint!;
+    const first = (await store.begin({ jobId: job, attempt: 1, step: 20, path: `/ckpt/${job}/20`, shardCount: 1 })).checkpoint;
+    const second = (await store.begin({ jobId: job, attempt: 2, step: 30, path: `/ckpt/${job}/30`, shardCount: 1 })).checkpoint;
+    const later = (await store.begin({ jobId: job, attempt: 3, step: 40, path: `/ckpt/${job}/40`, shardCount: 1 })).checkpoint;
+    const { expired, writing } = await store.finishJob(job, 100, 2);
+    expect(expired).toBe(4);
+    expect(writing.sort()).toEqual([first.id, second.id].sort());
+    for (const c of [committed, first, second, later]) expect(await redisOf().ttl(keys.checkpoint(c.id))).toBeGreaterThan(0);
+    expect(await redisOf().ttl(keys.jobCheckpointFinished(job))).toBeGreaterThan(0);
+    expect((await store.lastCommitTimes([job])).has(job)).toBe(false);
+    // Abandoning after keeps the expiry.
+    await store.abandon(first.id, 'attempt 2 ended');
+    expect(await redisOf().ttl(keys.checkpoint(first.id))).toBeGreaterThan(0);
+  });
+
+  it('a job without checkpoints gets only its finished marker', async () => {
+    const job = newJob();
+    expect(await store.finishJob(job, 100, 0)).toEqual({ expired: 0, writing: [] });
+    expect(await redisOf().ttl(keys.jobCheckpointFinished(job))).toBeGreaterThan(0);
+    expect(await redisOf().exists(keys.jobCheckpoints(job))).toBe(0);
+  });
+});
+
 describe('records written after the job finished (the agent\'s last pass)', () => {
   /** Every key the store writes for the job, with its TTL in ms (-1: none, -2: absent). */
   async function ttls(job: string, ids: string[]): Promise<Record<string, number>> {

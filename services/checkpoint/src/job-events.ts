@@ -45,15 +45,17 @@ export class JobEventConsumer {
     if (spec?.checkpoint?.dir && spec.tenant) await this.store.setTenant(ev.jobId, spec.tenant);
     // Before the expiry below: a finished job's placement expires with its records.
     if (spec?.checkpoint?.dir && ev.job) await this.store.setPlacements(ev.jobId, attemptNodes(ev.job));
-    if (ENDS_ATTEMPT.has(to) || isTerminalJobState(to)) {
+    const abandoned = `attempt ${ev.attempt} ended (${JobState[to]}) before it was complete`;
+    if (isTerminalJobState(to)) {
+      // One round trip for the common case, a job that never wrote a checkpoint.
+      const { expired, writing } = await this.store.finishJob(ev.jobId, this.recordTtlSeconds, ev.attempt);
+      for (const id of writing) await this.store.abandon(id, abandoned).catch(() => undefined);
+      if (expired > 0) this.log.info({ job: ev.jobId, checkpoints: expired, ttlSeconds: this.recordTtlSeconds }, 'checkpoint records of a finished job expire');
+    } else if (ENDS_ATTEMPT.has(to)) {
       for (const c of await this.store.list(ev.jobId)) {
         if (c.state !== CheckpointState.CHECKPOINT_STATE_WRITING || c.attempt > ev.attempt) continue;
-        await this.store.abandon(c.id, `attempt ${ev.attempt} ended (${JobState[to]}) before it was complete`).catch(() => undefined);
+        await this.store.abandon(c.id, abandoned).catch(() => undefined);
       }
-    }
-    if (isTerminalJobState(to)) {
-      const n = await this.store.expireJob(ev.jobId, this.recordTtlSeconds);
-      if (n > 0) this.log.info({ job: ev.jobId, checkpoints: n, ttlSeconds: this.recordTtlSeconds }, 'checkpoint records of a finished job expire');
     } else if (isTerminalJobState(ev.fromState)) {
       await this.store.keepJob(ev.jobId);
     }

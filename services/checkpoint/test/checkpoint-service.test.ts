@@ -5,6 +5,8 @@ import { Client, credentials, status, type ServiceError } from '@grpc/grpc-js';
 import {
   CheckpointServiceClient,
   CheckpointState,
+  JobEvent,
+  JobState,
   type BeginCheckpointRequest,
   type BeginCheckpointResponse,
   type Checkpoint,
@@ -20,6 +22,11 @@ import {
   type ReportCheckpointShardResponse,
 } from '@gantry/proto';
 import { ConfigError } from '@gantry/service-kit';
+import { connect } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import { Redis } from 'ioredis';
+import { subjects } from '@gantry/bus';
+import { keys } from '@gantry/store';
 import { startNats, startRedis, type Server } from '../../../test/harness/infra.js';
 import { startCheckpointService, type CheckpointServiceHandle } from '../src/server.js';
 
@@ -294,5 +301,31 @@ describe('checkpoint service: operations', () => {
   it('refuses a bad environment with an error naming the variable', async () => {
     await expect(startCheckpointService({ REDIS_URL: redis.url, CHECKPOINT_GRPC_PORT: '70000' })).rejects.toThrow(ConfigError);
     await expect(startCheckpointService({ REDIS_URL: redis.url, CHECKPOINT_GRPC_PORT: 'x' })).rejects.toThrow(/CHECKPOINT_GRPC_PORT/);
+  });
+});
+
+describe('checkpoint service: job events (JetStream)', () => {
+  it('a job that ends abandons its attempt\'s WRITING checkpoints and its records expire; a later attempt\'s stay WRITING', async () => {
+    const jobId = newJob();
+    const ended = await begin({ jobId, attempt: 1, step: 100, path: `/mnt/ckpt/${jobId}/step-100` });
+    const later = await begin({ jobId, attempt: 2, step: 200, path: `/mnt/ckpt/${jobId}/step-200` });
+    const nc = await connect({ servers: nats.url });
+    try {
+      const ev = JobEvent.create({ eventId: `ev-${jobId}`, jobId, fromState: JobState.JOB_STATE_RUNNING, toState: JobState.JOB_STATE_FAILED, attempt: 1, reason: 'rank 0 exited 1', time: new Date() });
+      await jetstream(nc).publish(subjects.jobEvent(jobId), JobEvent.encode(ev).finish());
+      const states = async () => new Map((await rpc('listCheckpoints', { jobId, committedOnly: false })).checkpoints.map((c) => [c.id, c.state]));
+      const deadline = Date.now() + 10_000;
+      while ((await states()).get(ended.id) !== CheckpointState.CHECKPOINT_STATE_ABANDONED && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(await states()).toEqual(new Map([[ended.id, CheckpointState.CHECKPOINT_STATE_ABANDONED], [later.id, CheckpointState.CHECKPOINT_STATE_WRITING]]));
+      const r = new Redis(redis.url);
+      try {
+        for (const id of [ended.id, later.id]) expect(await r.ttl(keys.checkpoint(id))).toBeGreaterThan(0);
+        expect(await r.ttl(keys.jobCheckpointFinished(jobId))).toBeGreaterThan(0);
+      } finally {
+        r.disconnect();
+      }
+    } finally {
+      await nc.close();
+    }
   });
 });
