@@ -1,19 +1,21 @@
 // AgentCommander against a real NATS server, with an agent's side that verifies each command's
 // signature and acknowledges it: commands arrive signed for their node; a command sent again
 // within the resend interval is held back unless forced, and goes out again once the interval
-// has passed, however many other commands went out in between.
+// has passed, however many other commands went out in between. Commands asked for in the same
+// turn share one batch signature (at most MAX_COMMAND_BATCH each); a lone one is signed alone,
+// in the form agents older than batching verify.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, verify } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { AgentCommandReply, RankAssignment } from '@gantry/proto';
+import { AgentCommandReply, RankAssignment, SignedAgentCommand } from '@gantry/proto';
 import { encode, subjects, verifyCommand } from '@gantry/bus';
 import { connectNats } from '@gantry/service-kit';
 import { startNats, type NatsServer } from '../../../../test/harness/infra.js';
-import { AgentCommander } from '../../src/agents/commands.js';
+import { AgentCommander, MAX_COMMAND_BATCH } from '../../src/agents/commands.js';
 
 const log = pino({ level: 'silent' });
 const { privateKey, publicKey } = generateKeyPairSync('ed25519');
@@ -21,6 +23,9 @@ let server: NatsServer;
 let nc: NatsConnection;
 /** Verified commands the agent side received, as "jobId:rank". */
 const received: string[] = [];
+/** What the batch nodes' side received: node, job and how it was signed. */
+const batched: { node: string; jobId: string; signature: string; pathLevels: number; payload: Uint8Array }[] = [];
+const BATCH_NODES = ['node-b0', 'node-b1', 'node-b2', 'node-b3', 'node-b4'];
 
 beforeAll(async () => {
   server = await startNats(mkdtempSync(join(tmpdir(), 'gantry-commander-')));
@@ -32,6 +37,21 @@ beforeAll(async () => {
       msg.respond(encode(AgentCommandReply, AgentCommandReply.create({ ok: true })));
     },
   });
+  for (const node of BATCH_NODES) {
+    nc.subscribe(subjects.agentCommand(node), {
+      callback: (_err, msg) => {
+        let ok = true;
+        try {
+          const cmd = verifyCommand([publicKey], node, msg.data);
+          const signed = SignedAgentCommand.decode(msg.data);
+          batched.push({ node, jobId: cmd.command?.$case === 'assign' ? cmd.command.assign.jobId : '?', signature: signed.signature.toString('hex'), pathLevels: signed.batchPath.length, payload: msg.data });
+        } catch {
+          ok = false;
+        }
+        msg.respond(encode(AgentCommandReply, AgentCommandReply.create({ ok })));
+      },
+    });
+  }
   await nc.flush();
 }, 60_000);
 
@@ -60,5 +80,31 @@ describe('AgentCommander', () => {
     expect(await new AgentCommander(nc, log, 300, () => 0, privateKey).assign('node-a', assignment('j-2'))).toBe(false);
     expect(await new AgentCommander(nc, log, 300, () => 7, privateKey).assign('node-nobody', assignment('j-2'))).toBe(false);
     expect(received).not.toContain('j-2:0');
+  });
+
+  it('signs the commands of one turn as batches of at most MAX_COMMAND_BATCH, each verified on its own node and acknowledged', async () => {
+    batched.length = 0;
+    const commander = new AgentCommander(nc, log, 300, () => 7, privateKey);
+    const n = MAX_COMMAND_BATCH + 3;
+    const acks = await Promise.all(Array.from({ length: n }, (_, i) => commander.assign(BATCH_NODES[i % BATCH_NODES.length]!, assignment(`j-batch-${i}`))));
+    expect(acks.every(Boolean)).toBe(true);
+    expect(batched).toHaveLength(n);
+    expect(new Set(batched.map((b) => b.jobId)).size).toBe(n);
+    for (const b of batched) expect(b.node).toBe(BATCH_NODES[Number(b.jobId.slice('j-batch-'.length)) % BATCH_NODES.length]);
+    const bySignature = new Map<string, number>();
+    for (const b of batched) bySignature.set(b.signature, (bySignature.get(b.signature) ?? 0) + 1);
+    expect([...bySignature.values()].sort((x, y) => y - x)).toEqual([MAX_COMMAND_BATCH, 3]);
+    expect(batched.every((b) => b.pathLevels > 0)).toBe(true);
+  });
+
+  it('signs a lone command alone, over the same bytes as before batching (what older agents verify)', async () => {
+    batched.length = 0;
+    const commander = new AgentCommander(nc, log, 300, () => 7, privateKey);
+    expect(await commander.assign('node-b0', assignment('j-lone'))).toBe(true);
+    expect(await commander.assign('node-b1', assignment('j-lone-2'))).toBe(true);
+    expect(batched.map((b) => [b.jobId, b.pathLevels])).toEqual([['j-lone', 0], ['j-lone-2', 0]]);
+    const signed = SignedAgentCommand.decode(batched[0]!.payload);
+    const preBatching = Buffer.concat([Buffer.from('gantry.v1.AgentCommand\0node-b0\0'), signed.command]);
+    expect(verify(null, preBatching, publicKey, signed.signature)).toBe(true);
   });
 });

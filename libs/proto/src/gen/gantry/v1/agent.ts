@@ -124,16 +124,36 @@ export interface AgentCommand {
 
 /**
  * What the scheduler actually sends on an agent's command subject: an encoded AgentCommand
- * and the scheduler's Ed25519 signature over it, bound to the node it is for (see
+ * and the scheduler's Ed25519 signature, bound to the node it is for (see
  * libs/bus/src/command-signing.ts for the signed bytes). Agents refuse anything unsigned.
+ * Commands the scheduler sends in the same event-loop turn are signed as one batch: a Merkle
+ * tree whose leaves each cover one command and its node, one signature over the root, and each
+ * command carries its path to the root. A batch of one has no path and its signature is over
+ * the command itself, the only form before batching. Versions: a new agent accepts both forms,
+ * so it works with an old scheduler; an old agent accepts only the single form and refuses
+ * every command of a larger batch (bad signature), so upgrade the agents before the
+ * schedulers (docs/security.md).
  */
 export interface SignedAgentCommand {
   /** An encoded AgentCommand. */
   command: Buffer;
   /** The node the command is for; a command signed for one node is refused by every other. */
   node: string;
-  /** Ed25519 signature (64 bytes) by the scheduler's command signing key. */
+  /**
+   * Ed25519 signature (64 bytes) by the scheduler's command signing key: over the command
+   * when batch_path is empty, else over the batch's Merkle root.
+   */
   signature: Buffer;
+  /**
+   * The sibling hashes (SHA-256, 32 bytes each) from this command's leaf up to the batch's
+   * root, at most 32; empty: not batched.
+   */
+  batchPath: Buffer[];
+  /**
+   * Bit i set: batch_path[i] is the left child (this command's side is the right one). No
+   * bit at or above batch_path's length may be set.
+   */
+  batchPathLeft: number;
 }
 
 export interface AgentCommandReply {
@@ -1798,7 +1818,7 @@ export const AgentCommand: MessageFns<AgentCommand> = {
 };
 
 function createBaseSignedAgentCommand(): SignedAgentCommand {
-  return { command: Buffer.alloc(0), node: "", signature: Buffer.alloc(0) };
+  return { command: Buffer.alloc(0), node: "", signature: Buffer.alloc(0), batchPath: [], batchPathLeft: 0 };
 }
 
 export const SignedAgentCommand: MessageFns<SignedAgentCommand> = {
@@ -1811,6 +1831,12 @@ export const SignedAgentCommand: MessageFns<SignedAgentCommand> = {
     }
     if (message.signature.length !== 0) {
       writer.uint32(26).bytes(message.signature);
+    }
+    for (const v of message.batchPath) {
+      writer.uint32(34).bytes(v!);
+    }
+    if (message.batchPathLeft !== 0) {
+      writer.uint32(40).uint32(message.batchPathLeft);
     }
     return writer;
   },
@@ -1852,6 +1878,22 @@ export const SignedAgentCommand: MessageFns<SignedAgentCommand> = {
             message.signature = Buffer.from(reader.bytes());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.batchPath.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.batchPathLeft = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1869,6 +1911,16 @@ export const SignedAgentCommand: MessageFns<SignedAgentCommand> = {
       command: isSet(object.command) ? Buffer.from(bytesFromBase64(object.command)) : Buffer.alloc(0),
       node: isSet(object.node) ? globalThis.String(object.node) : "",
       signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
+      batchPath: globalThis.Array.isArray(object?.batchPath)
+        ? object.batchPath.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.batch_path)
+        ? object.batch_path.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      batchPathLeft: isSet(object.batchPathLeft)
+        ? globalThis.Number(object.batchPathLeft)
+        : isSet(object.batch_path_left)
+        ? globalThis.Number(object.batch_path_left)
+        : 0,
     };
   },
 
@@ -1883,6 +1935,12 @@ export const SignedAgentCommand: MessageFns<SignedAgentCommand> = {
     if (message.signature.length !== 0) {
       obj.signature = base64FromBytes(message.signature);
     }
+    if (message.batchPath?.length) {
+      obj.batchPath = message.batchPath.map((e) => base64FromBytes(e));
+    }
+    if (message.batchPathLeft !== 0) {
+      obj.batchPathLeft = Math.round(message.batchPathLeft);
+    }
     return obj;
   },
 
@@ -1894,6 +1952,8 @@ export const SignedAgentCommand: MessageFns<SignedAgentCommand> = {
     message.command = object.command ?? Buffer.alloc(0);
     message.node = object.node ?? "";
     message.signature = object.signature ?? Buffer.alloc(0);
+    message.batchPath = object.batchPath?.map((e) => e) || [];
+    message.batchPathLeft = object.batchPathLeft ?? 0;
     return message;
   },
 };
