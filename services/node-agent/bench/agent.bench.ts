@@ -8,21 +8,26 @@
 //     protocol to one real scheduler through a real nats-server and redis-server: registered,
 //     running ranks of real jobs the scheduler placed and started on them, heartbeating with
 //     those ranks at the default interval (2 s) and reporting telemetry every 10 s. Prints the
-//     scheduler's heartbeat processing lag, telemetry ingest lag, CPU and RSS.
-// Env: BENCH_AGENTS (1000), BENCH_WORKERS (2), BENCH_HEARTBEAT_MS (2000), BENCH_TELEMETRY_MS (10000; 0: none),
-//      BENCH_DURATION_MS (60000), BENCH_LAG_EVERY (10: sample every 10th node's heartbeats),
+//     scheduler's heartbeat processing lag, telemetry ingest lag, CPU and RSS, and beside them
+//     what the simulators achieved (heartbeats and batches per second against the target, how
+//     late their sends were, their CPU), so that their shortfall is not taken for the
+//     scheduler's. Each node's TelemetryBatch comes from the real collector over the simulated
+//     backend, produced at start and re-published with a fresh time and seq (fan-in-worker.ts
+//     says why): the scheduler ingests real batches; the agents' collection is measured in 1.
+// Env: BENCH_AGENTS (1000), BENCH_WORKERS (one per 2,500 agents, at least 2), BENCH_HEARTBEAT_MS (2000), BENCH_TELEMETRY_MS (10000; 0: none),
+//      BENCH_DURATION_MS (60000), BENCH_PLACE_WAIT_MS (300000: how long to wait for every job to run), BENCH_LAG_EVERY (10: sample every 10th node's heartbeats),
 //      BENCH_SKIP_RSS (set: skip part 3), BENCH_FAN_IN_ONLY (set: skip parts 1-3),
 //      BENCH_SCHEDULER_CPU_PROF (a directory: the scheduler writes a V8 CPU profile there when it
 //      stops); part 2: BENCH_SMI_* (smi-cycle.ts).
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Job, JobSpec, JobState } from '@gantry/proto';
 import { JobStore } from '@gantry/store';
 import { benchCollectCycle } from './collect-cycle.js';
-import type { FanInMessage, FanInWorkerArgs } from './fan-in-worker.js';
+import type { FanInMessage, FanInStats, FanInWorkerArgs } from './fan-in-worker.js';
 import { benchSmiCycle, printSmiBench } from './smi-cycle.js';
 import { startNats, startRedis } from '../../../test/harness/infra.js';
 import { freePort } from '../../../test/harness/ports.js';
@@ -32,11 +37,18 @@ import { REPO_ROOT, serviceCommand, simAgentEnv } from '../../../deploy/local/se
 
 const num = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 const AGENTS = num('BENCH_AGENTS', 1000);
-const WORKERS = num('BENCH_WORKERS', 2);
+const WORKERS = num('BENCH_WORKERS', Math.max(2, Math.ceil(AGENTS / 2500)));
 const HEARTBEAT = num('BENCH_HEARTBEAT_MS', 2000);
 const TELEMETRY = num('BENCH_TELEMETRY_MS', 10_000);
 const DURATION = num('BENCH_DURATION_MS', 60_000);
 const LAG_EVERY = num('BENCH_LAG_EVERY', 10);
+
+/** Busy and total jiffies of the whole machine (/proc/stat), for its CPU use over the window. */
+function machineCpu(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - f[3]! - f[4]!, total };
+}
 
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -128,7 +140,7 @@ if (!process.env.BENCH_SKIP_RSS && !FAN_IN_ONLY) {
 console.log(`== fan-in: ${AGENTS} simulated agents in ${WORKERS} processes (real messages: register, signed commands, rank events, heartbeats with ranks every ${HEARTBEAT / 1000} s, ${TELEMETRY > 0 ? `telemetry every ${TELEMETRY / 1000} s` : 'no telemetry'}), one scheduler, ${DURATION / 1000} s ==`);
 const per = Math.ceil(AGENTS / WORKERS);
 const workers: ChildProcess[] = [];
-const pendingStats = new Map<ChildProcess, (m: Extract<FanInMessage, { type: 'stats' }>) => void>();
+const pendingStats = new Map<ChildProcess, (m: FanInStats) => void>();
 let registered = 0;
 const t0 = Date.now();
 await Promise.all(Array.from({ length: WORKERS }, (_, w) => new Promise<void>((resolve, reject) => {
@@ -163,25 +175,27 @@ for (let i = 0; i < specs.length; i += 500) {
 }
 const wantRanks = gangs * 4 + singles;
 let running = 0;
-for (const deadline = Date.now() + 300_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 2_000))) {
+for (const deadline = Date.now() + num('BENCH_PLACE_WAIT_MS', 300_000); Date.now() < deadline; await new Promise((r) => setTimeout(r, 2_000))) {
   running = (await jobs.idsInState(JobState.JOB_STATE_RUNNING)).length;
   if (running === specs.length) break;
 }
 console.log(`  ${specs.length} jobs (${gangs} 4-node gangs, ${singles} one-GPU jobs; ${wantRanks} ranks) submitted; ${running} RUNNING after ${((Date.now() - submitted) / 1000).toFixed(1)} s (placed, dispatched as signed commands, started by rank events)`);
 
-const stats = () => Promise.all(workers.map((w) => new Promise<Extract<FanInMessage, { type: 'stats' }>>((resolve) => {
+const stats = () => Promise.all(workers.map((w) => new Promise<FanInStats>((resolve) => {
   pendingStats.set(w, resolve);
   w.send({ type: 'stats' });
 })));
-const sum = (s: Extract<FanInMessage, { type: 'stats' }>[], k: 'heartbeats' | 'rankReports' | 'ranks' | 'telemetry' | 'telemetryFailed' | 'lagMissed' | 'cpuMs') => s.reduce((n, x) => n + x[k], 0);
+const sum = (s: FanInStats[], k: 'heartbeats' | 'rankReports' | 'ranks' | 'telemetry' | 'telemetryFailed' | 'lagMissed' | 'cpuMs') => s.reduce((n, x) => n + x[k], 0);
 // One telemetry interval (without telemetry, 5 heartbeat intervals) to settle after the start-up burst, then measure.
 await new Promise((r) => setTimeout(r, TELEMETRY > 0 ? TELEMETRY : 5 * HEARTBEAT));
 const before = await scrape(schedMetrics);
+const mc0 = machineCpu();
 const s0 = await stats();
 const m0 = Date.now();
 await new Promise((r) => setTimeout(r, DURATION));
 const s1 = await stats();
 const after = await scrape(schedMetrics);
+const mc1 = machineCpu();
 const wall = (Date.now() - m0) / 1000;
 const cpu = metric(after, 'gantry_process_cpu_seconds_total') - metric(before, 'gantry_process_cpu_seconds_total');
 const stored = metric(after, 'gantry_telemetry_batches_total') - metric(before, 'gantry_telemetry_batches_total');
@@ -193,14 +207,18 @@ const published = sum(s1, 'telemetry') - sum(s0, 'telemetry');
 const failed = sum(s1, 'telemetryFailed') - sum(s0, 'telemetryFailed');
 const workerCpu = (sum(s1, 'cpuMs') - sum(s0, 'cpuMs')) / 1000;
 const p99 = quantile(lag, 0.99);
-console.log(`  ranks running on the agents: ${sum(s1, 'ranks')}; heartbeats sent ${heartbeats} (${(heartbeats / wall).toFixed(0)}/s), ${(rankReports / Math.max(1, heartbeats)).toFixed(1)} ranks per heartbeat`);
+const late = s1.flatMap((s) => s.sendLateMs);
+const cores = cpus().length;
+console.log(`  simulators: heartbeats sent ${(heartbeats / wall).toFixed(0)}/s of ${(AGENTS / (HEARTBEAT / 1000)).toFixed(0)}/s wanted (${heartbeats} in ${wall.toFixed(0)} s; sent after their slot p50 ${quantile(late, 0.5).toFixed(0)} ms, p99 ${quantile(late, 0.99).toFixed(0)} ms, max ${Math.max(...late, 0).toFixed(0)} ms), telemetry batches ${(published / wall).toFixed(0)}/s of ${TELEMETRY > 0 ? (AGENTS / (TELEMETRY / 1000)).toFixed(0) : 0}/s wanted; their ${WORKERS} processes used ${((100 * workerCpu) / wall).toFixed(1)} % of a core`);
+console.log(`  ranks running on the agents: ${sum(s1, 'ranks')}; ${(rankReports / Math.max(1, heartbeats)).toFixed(1)} ranks per heartbeat`);
 console.log(`  scheduler heartbeat processing lag (sent -> recorded in Redis), every ${LAG_EVERY}th node's heartbeats: ${lag.length} of ${lag.length + missed} recorded within ${(HEARTBEAT * 0.9) / 1000} s (p50 ${quantile(lag, 0.5)} ms, p99 ${p99} ms, max ${Math.max(...lag, 0)} ms of those), ${missed} later or never   target: all within one interval (${HEARTBEAT / 1000} s): ${missed === 0 && p99 < HEARTBEAT ? 'PASS' : 'FAIL'}`);
 const ingest = (q: number) => {
   const v = histogramQuantile(before, after, 'gantry_telemetry_ingest_lag_seconds', q);
   return Number.isFinite(v) ? `<= ${v} s` : 'beyond the histogram\'s largest bucket';
 };
 console.log(`  telemetry batches published ${published} (failed ${failed}), stored by the scheduler ${stored} (${(stored / wall).toFixed(0)}/s, backlog from before the window included); ingest lag (collection -> Redis) p50 ${ingest(0.5)}, p99 ${ingest(0.99)}`);
-console.log(`  scheduler CPU ${((100 * cpu) / wall).toFixed(1)} % of one core over ${wall.toFixed(0)} s, RSS ${rssMiB(scheduler.pid!).toFixed(0)} MiB; the simulated agents' collection CPU ${((100 * workerCpu) / wall).toFixed(1)} % of a core (same machine); load average ${load()}`);
+const leaseLost = (readFileSync(join(work, 'scheduler.log'), 'utf8').match(/lost leadership/g) ?? []).length;
+console.log(`  scheduler CPU ${((100 * cpu) / wall).toFixed(1)} % of one core over ${wall.toFixed(0)} s, RSS ${rssMiB(scheduler.pid!).toFixed(0)} MiB; leader lease lost ${leaseLost} times since start; the machine's ${cores} cores ${((100 * (mc1.busy - mc0.busy)) / (mc1.total - mc0.total)).toFixed(0)} % busy (everything on it); load average ${load()}`);
 
 for (const w of workers) w.send({ type: 'stop' });
 await Promise.all(workers.map((w) => new Promise((r) => (w.exitCode !== null ? r(undefined) : w.on('exit', r)))));
