@@ -16,14 +16,13 @@
 // shape per leaf count and no leaf has two paths). The path is at most 32 levels, each
 // sibling exactly 32 bytes. A batch of one is signed as a single command (no path), the form
 // agents older than batching verify.
-import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, hash, sign, verify, type KeyObject } from 'node:crypto';
 import { AgentCommand, SignedAgentCommand } from '@gantry/proto';
 import { decode, encode } from './codec.js';
 
 const DOMAIN = 'gantry.v1.AgentCommand\0';
 const BATCH_DOMAIN = Buffer.from('gantry.v1.AgentCommandBatch\0', 'utf8');
 const LEAF = Buffer.from([0x00]);
-const INNER = Buffer.from([0x01]);
 /** An encoded command larger than this is refused before any work (assignments are a few KB). */
 export const MAX_SIGNED_COMMAND_BYTES = 1024 * 1024;
 /** The longest batch path an agent accepts: 2^32 commands, far beyond any batch. */
@@ -35,11 +34,16 @@ function signedBytes(node: string, command: Uint8Array): Buffer {
 }
 
 function leafHash(node: string, command: Uint8Array): Buffer {
-  return createHash('sha256').update(LEAF).update(`${DOMAIN}${node}\0`, 'utf8').update(command).digest();
+  return hash('sha256', Buffer.concat([LEAF, Buffer.from(`${DOMAIN}${node}\0`, 'utf8'), command]), 'buffer');
 }
 
-function innerHash(left: Buffer, right: Buffer): Buffer {
-  return createHash('sha256').update(INNER).update(left).update(right).digest();
+// Reused: the hashing is synchronous, and a scheduling pass hashes thousands of inner nodes.
+const innerInput = Buffer.alloc(1 + 2 * HASH_BYTES, 0x01);
+
+function innerHash(left: Uint8Array, right: Uint8Array): Buffer {
+  innerInput.set(left, 1);
+  innerInput.set(right, 1 + HASH_BYTES);
+  return hash('sha256', innerInput, 'buffer');
 }
 
 function batchSignedBytes(root: Buffer): Buffer {
@@ -97,17 +101,22 @@ export interface NodeCommand {
 export function signCommands(key: KeyObject, commands: readonly NodeCommand[]): Uint8Array[] {
   if (commands.length === 0) return [];
   if (commands.length > 2 ** MAX_BATCH_PATH) throw new Error(`a batch of ${commands.length} commands exceeds 2^${MAX_BATCH_PATH}`);
-  const encoded = commands.map((c) => encode(AgentCommand, c.command));
+  const encoded = commands.map((c) => asBuffer(encode(AgentCommand, c.command)));
   if (commands.length === 1) {
     const { node } = commands[0]!;
-    return [encode(SignedAgentCommand, SignedAgentCommand.create({ command: Buffer.from(encoded[0]!), node, signature: sign(null, signedBytes(node, encoded[0]!), key) }))];
+    return [encode(SignedAgentCommand, SignedAgentCommand.create({ command: encoded[0]!, node, signature: sign(null, signedBytes(node, encoded[0]!), key) }))];
   }
   const levels = merkleLevels(encoded.map((bytes, i) => leafHash(commands[i]!.node, bytes)));
   const signature = sign(null, batchSignedBytes(levels[levels.length - 1]![0]!), key);
   return encoded.map((bytes, i) => {
     const { path, left } = merklePath(levels, i);
-    return encode(SignedAgentCommand, { command: Buffer.from(bytes), node: commands[i]!.node, signature, batchPath: path, batchPathLeft: left });
+    return encode(SignedAgentCommand, { command: bytes, node: commands[i]!.node, signature, batchPath: path, batchPathLeft: left });
   });
+}
+
+/** The encoder's bytes as a Buffer, without copying them. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /** Every level of the tree, leaves first, root (a level of one) last. */
@@ -122,8 +131,8 @@ function merkleLevels(leaves: Buffer[]): Buffer[][] {
   return levels;
 }
 
-/** The siblings of leaf `index` from the leaves up, and which of them are left children. */
-function merklePath(levels: Buffer[][], index: number): { path: Buffer[]; left: number } {
+/** The siblings of leaf `index` from the leaves up, concatenated, and which of them are left children. */
+function merklePath(levels: Buffer[][], index: number): { path: Buffer; left: number } {
   const path: Buffer[] = [];
   let left = 0;
   let at = index;
@@ -137,7 +146,7 @@ function merklePath(levels: Buffer[][], index: number): { path: Buffer[]; left: 
     }
     // else: the odd last node, promoted unchanged; no sibling at this level.
   }
-  return { path, left: left >>> 0 };
+  return { path: Buffer.concat(path, path.length * HASH_BYTES), left: left >>> 0 };
 }
 
 export class CommandRefused extends Error {
@@ -173,14 +182,15 @@ export function verifyCommand(keys: readonly KeyObject[], node: string, data: Ui
 /** The root that `signed`'s path leads to from its own leaf (for `node`, the node checked). */
 function batchRoot(node: string, signed: SignedAgentCommand): Buffer {
   const { batchPath: path, batchPathLeft: left } = signed;
-  if (path.length === 0 || path.length > MAX_BATCH_PATH) throw new CommandRefused('malformed', `batch path of ${path.length} levels (1 to ${MAX_BATCH_PATH})`);
+  if (path.length % HASH_BYTES !== 0) throw new CommandRefused('malformed', `batch path of ${path.length} bytes is not whole ${HASH_BYTES}-byte hashes`);
+  const levels = path.length / HASH_BYTES;
+  if (levels === 0 || levels > MAX_BATCH_PATH) throw new CommandRefused('malformed', `batch path of ${levels} levels (1 to ${MAX_BATCH_PATH})`);
   // Bits beyond the path would be ignored: refused, so that a command has one encoding.
-  if (path.length < 32 && left >>> path.length !== 0) throw new CommandRefused('malformed', `batch path side bits ${left} beyond its ${path.length} levels`);
-  let hash = leafHash(node, signed.command);
-  for (let i = 0; i < path.length; i++) {
-    const sibling = path[i]!;
-    if (sibling.length !== HASH_BYTES) throw new CommandRefused('malformed', `batch path level ${i} is ${sibling.length} bytes, not ${HASH_BYTES}`);
-    hash = (left >>> i) & 1 ? innerHash(sibling, hash) : innerHash(hash, sibling);
+  if (levels < 32 && left >>> levels !== 0) throw new CommandRefused('malformed', `batch path side bits ${left} beyond its ${levels} levels`);
+  let at = leafHash(node, signed.command);
+  for (let i = 0; i < levels; i++) {
+    const sibling = path.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
+    at = (left >>> i) & 1 ? innerHash(sibling, at) : innerHash(at, sibling);
   }
-  return hash;
+  return at;
 }

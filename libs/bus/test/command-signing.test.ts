@@ -58,6 +58,7 @@ describe('command signing', () => {
 const sha = (...parts: Uint8Array[]) => parts.reduce((h, p) => h.update(p), createHash('sha256')).digest();
 const leaf = (node: string, command: AgentCommand) => sha(Buffer.from([0]), Buffer.from(`gantry.v1.AgentCommand\0${node}\0`), encode(AgentCommand, command));
 const inner = (l: Buffer, r: Buffer) => sha(Buffer.from([1]), l, r);
+const path = (...siblings: Buffer[]) => Buffer.concat(siblings);
 const signRoot = (key: KeyObject, root: Buffer) => sign(null, Buffer.concat([Buffer.from('gantry.v1.AgentCommandBatch\0'), root]), key);
 const cmdFor = (i: number) => AgentCommand.create({ epoch: 3, command: { $case: 'assign', assign: RankAssignment.create({ jobId: `j-${i}`, attempt: 1, rank: 0, command: ['true'] }) } });
 const batchOf = (n: number) => Array.from({ length: n }, (_, i) => ({ node: `n${i % 3}`, command: cmdFor(i) }));
@@ -80,8 +81,8 @@ describe('batch signing (one signature over a Merkle root, a path per command)',
     const [one] = signCommands(k.privateKey, [{ node: 'n1', command: cmd }]);
     expect(Buffer.from(one!).equals(Buffer.from(signCommand(k.privateKey, 'n1', cmd)))).toBe(true);
     const decoded = SignedAgentCommand.decode(one!);
-    expect(decoded.batchPath).toEqual([]);
-    expect(encode(SignedAgentCommand, { command: decoded.command, node: decoded.node, signature: decoded.signature, batchPath: [], batchPathLeft: 0 })).toEqual(one);
+    expect(decoded.batchPath).toHaveLength(0);
+    expect(encode(SignedAgentCommand, { command: decoded.command, node: decoded.node, signature: decoded.signature, batchPath: Buffer.alloc(0), batchPathLeft: 0 })).toEqual(one);
   });
 
   it('builds the documented tree: domain-separated leaves and inner nodes, the odd last node promoted', () => {
@@ -90,15 +91,15 @@ describe('batch signing (one signature over a Merkle root, a path per command)',
     const root = inner(inner(l0!, l1!), l2!);
     const signed = signCommands(k.privateKey, batch).map((d) => SignedAgentCommand.decode(d));
     expect(signed[0]!.signature).toEqual(signRoot(k.privateKey, root)); // Ed25519 is deterministic
-    expect(signed[0]!.batchPath).toEqual([l1, l2]);
+    expect(signed[0]!.batchPath).toEqual(path(l1!, l2!));
     expect(signed[0]!.batchPathLeft).toBe(0);
-    expect(signed[1]!.batchPath).toEqual([l0, l2]);
+    expect(signed[1]!.batchPath).toEqual(path(l0!, l2!));
     expect(signed[1]!.batchPathLeft).toBe(0b01);
     // Promoted: no sibling at the leaves' level, so its path is one level shorter.
-    expect(signed[2]!.batchPath).toEqual([inner(l0!, l1!)]);
+    expect(signed[2]!.batchPath).toEqual(path(inner(l0!, l1!)));
     expect(signed[2]!.batchPathLeft).toBe(0b1);
     // The duplicate-last shape (l2 paired with itself) is another tree, refused.
-    expect(refusal(() => verifyCommand(keys, 'n2', encode(SignedAgentCommand, { ...signed[2]!, batchPath: [l2!, inner(l0!, l1!)], batchPathLeft: 0b10 })))).toBe('bad-signature');
+    expect(refusal(() => verifyCommand(keys, 'n2', encode(SignedAgentCommand, { ...signed[2]!, batchPath: path(l2!, inner(l0!, l1!)), batchPathLeft: 0b10 })))).toBe('bad-signature');
   });
 
   const four = () => {
@@ -119,21 +120,21 @@ describe('batch signing (one signature over a Merkle root, a path per command)',
     const elsewhere = signCommands(k.privateKey, batchOf(4).map((c, i) => ({ ...c, node: `n${i}`, command: cmdFor(i + 100) }))).map((d) => SignedAgentCommand.decode(d));
     expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...signed[0]!, batchPath: elsewhere[0]!.batchPath })))).toBe('bad-signature');
     expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...signed[0]!, signature: elsewhere[0]!.signature })))).toBe('bad-signature');
-    const tampered = signed[0]!.batchPath.map((h) => Buffer.from(h));
-    tampered[1]![5]! ^= 1;
+    const tampered = Buffer.from(signed[0]!.batchPath);
+    tampered[32 + 5]! ^= 1;
     expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...signed[0]!, batchPath: tampered })))).toBe('bad-signature');
     for (const bits of [0b01, 0b10, 0b11]) expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...signed[0]!, batchPathLeft: bits })))).toBe('bad-signature');
     expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...signed[0]!, command: Buffer.from(encode(AgentCommand, { ...cmdFor(0), epoch: 4 })) })))).toBe('bad-signature');
     // Without a path the root's signature is checked as a single command's: refused.
-    expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...signed[0]!, batchPath: [], batchPathLeft: 0 })))).toBe('bad-signature');
-    expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...signed[0]!, batchPath: signed[0]!.batchPath.slice(0, 1) })))).toBe('bad-signature');
+    expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...signed[0]!, batchPath: Buffer.alloc(0), batchPathLeft: 0 })))).toBe('bad-signature');
+    expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...signed[0]!, batchPath: signed[0]!.batchPath.subarray(0, 32) })))).toBe('bad-signature');
   });
 
   it('refuses a leaf presented as an inner node and an inner node presented as a leaf', () => {
     const { batch, signed } = four();
     const [l0, l1, l2, l3] = batch.map((c) => leaf(c.node, c.command));
     // n0's path with the leaf l2 where the inner node over l2 and l3 belongs.
-    expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...signed[0]!, batchPath: [l1!, l2!] })))).toBe('bad-signature');
+    expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...signed[0]!, batchPath: path(l1!, l2!) })))).toBe('bad-signature');
     // A signed tree whose "leaf" for n0 was hashed as an inner node (0x01) over its bytes: an
     // agent hashes a command as a leaf (0x00), so it never reaches that root.
     const bytes = Buffer.concat([Buffer.from('gantry.v1.AgentCommand\0n0\0'), encode(AgentCommand, batch[0]!.command)]);
@@ -144,16 +145,16 @@ describe('batch signing (one signature over a Merkle root, a path per command)',
     expect(verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...signed[0]!, signature: signRoot(k.privateKey, inner(inner(l0!, l1!), inner(l2!, l3!))) }))).toEqual(batch[0]!.command);
   });
 
-  it('refuses malformed paths: too deep, a sibling not 32 bytes, side bits beyond the path', () => {
+  it('refuses malformed paths: too deep, not whole 32-byte hashes, side bits beyond the path', () => {
     const { signed } = four();
     const s = signed[0]!;
-    const deep = Array.from({ length: 33 }, () => Buffer.alloc(32));
+    const deep = Buffer.alloc(33 * 32);
     expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...s, batchPath: deep })))).toBe('malformed');
-    expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...s, batchPath: [s.batchPath[0]!, s.batchPath[1]!.subarray(0, 31)] })))).toBe('malformed');
-    expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...s, batchPath: [s.batchPath[0]!, Buffer.concat([s.batchPath[1]!, Buffer.alloc(1)])] })))).toBe('malformed');
+    expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...s, batchPath: s.batchPath.subarray(0, 63) })))).toBe('malformed');
+    expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...s, batchPath: Buffer.concat([s.batchPath, Buffer.alloc(1)]) })))).toBe('malformed');
     expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...s, batchPathLeft: 0b100 })))).toBe('malformed');
-    expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...s, batchPath: [], batchPathLeft: 1 })))).toBe('malformed');
+    expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...s, batchPath: Buffer.alloc(0), batchPathLeft: 1 })))).toBe('malformed');
     // 32 levels is the limit, not refused as malformed (the root just is not signed).
-    expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...s, batchPath: deep.slice(1), batchPathLeft: 0xffffffff })))).toBe('bad-signature');
+    expect(refusal(() => verifyCommand(keys, 'n0', encode(SignedAgentCommand, { ...s, batchPath: deep.subarray(32), batchPathLeft: 0xffffffff })))).toBe('bad-signature');
   });
 });

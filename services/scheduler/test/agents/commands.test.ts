@@ -44,7 +44,7 @@ beforeAll(async () => {
         try {
           const cmd = verifyCommand([publicKey], node, msg.data);
           const signed = SignedAgentCommand.decode(msg.data);
-          batched.push({ node, jobId: cmd.command?.$case === 'assign' ? cmd.command.assign.jobId : '?', signature: signed.signature.toString('hex'), pathLevels: signed.batchPath.length, payload: msg.data });
+          batched.push({ node, jobId: cmd.command?.$case === 'assign' ? cmd.command.assign.jobId : '?', signature: signed.signature.toString('hex'), pathLevels: signed.batchPath.length / 32, payload: msg.data });
         } catch {
           ok = false;
         }

@@ -146,12 +146,13 @@ export interface SignedAgentCommand {
   signature: Buffer;
   /**
    * The sibling hashes (SHA-256, 32 bytes each) from this command's leaf up to the batch's
-   * root, at most 32; empty: not batched.
+   * root, concatenated (one field rather than one per level: cheaper to encode and decode);
+   * at most 32 levels; empty: not batched.
    */
-  batchPath: Buffer[];
+  batchPath: Buffer;
   /**
-   * Bit i set: batch_path[i] is the left child (this command's side is the right one). No
-   * bit at or above batch_path's length may be set.
+   * Bit i set: the i-th sibling of batch_path is the left child (this command's side is the
+   * right one). No bit at or above the number of levels may be set.
    */
   batchPathLeft: number;
 }
@@ -1818,7 +1819,13 @@ export const AgentCommand: MessageFns<AgentCommand> = {
 };
 
 function createBaseSignedAgentCommand(): SignedAgentCommand {
-  return { command: Buffer.alloc(0), node: "", signature: Buffer.alloc(0), batchPath: [], batchPathLeft: 0 };
+  return {
+    command: Buffer.alloc(0),
+    node: "",
+    signature: Buffer.alloc(0),
+    batchPath: Buffer.alloc(0),
+    batchPathLeft: 0,
+  };
 }
 
 export const SignedAgentCommand: MessageFns<SignedAgentCommand> = {
@@ -1832,8 +1839,8 @@ export const SignedAgentCommand: MessageFns<SignedAgentCommand> = {
     if (message.signature.length !== 0) {
       writer.uint32(26).bytes(message.signature);
     }
-    for (const v of message.batchPath) {
-      writer.uint32(34).bytes(v!);
+    if (message.batchPath.length !== 0) {
+      writer.uint32(34).bytes(message.batchPath);
     }
     if (message.batchPathLeft !== 0) {
       writer.uint32(40).uint32(message.batchPathLeft);
@@ -1883,7 +1890,7 @@ export const SignedAgentCommand: MessageFns<SignedAgentCommand> = {
               break;
             }
 
-            message.batchPath.push(Buffer.from(reader.bytes()));
+            message.batchPath = Buffer.from(reader.bytes());
             continue;
           }
           case 5: {
@@ -1911,11 +1918,11 @@ export const SignedAgentCommand: MessageFns<SignedAgentCommand> = {
       command: isSet(object.command) ? Buffer.from(bytesFromBase64(object.command)) : Buffer.alloc(0),
       node: isSet(object.node) ? globalThis.String(object.node) : "",
       signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
-      batchPath: globalThis.Array.isArray(object?.batchPath)
-        ? object.batchPath.map((e: any) => Buffer.from(bytesFromBase64(e)))
-        : globalThis.Array.isArray(object?.batch_path)
-        ? object.batch_path.map((e: any) => Buffer.from(bytesFromBase64(e)))
-        : [],
+      batchPath: isSet(object.batchPath)
+        ? Buffer.from(bytesFromBase64(object.batchPath))
+        : isSet(object.batch_path)
+        ? Buffer.from(bytesFromBase64(object.batch_path))
+        : Buffer.alloc(0),
       batchPathLeft: isSet(object.batchPathLeft)
         ? globalThis.Number(object.batchPathLeft)
         : isSet(object.batch_path_left)
@@ -1935,8 +1942,8 @@ export const SignedAgentCommand: MessageFns<SignedAgentCommand> = {
     if (message.signature.length !== 0) {
       obj.signature = base64FromBytes(message.signature);
     }
-    if (message.batchPath?.length) {
-      obj.batchPath = message.batchPath.map((e) => base64FromBytes(e));
+    if (message.batchPath.length !== 0) {
+      obj.batchPath = base64FromBytes(message.batchPath);
     }
     if (message.batchPathLeft !== 0) {
       obj.batchPathLeft = Math.round(message.batchPathLeft);
@@ -1952,7 +1959,7 @@ export const SignedAgentCommand: MessageFns<SignedAgentCommand> = {
     message.command = object.command ?? Buffer.alloc(0);
     message.node = object.node ?? "";
     message.signature = object.signature ?? Buffer.alloc(0);
-    message.batchPath = object.batchPath?.map((e) => e) || [];
+    message.batchPath = object.batchPath ?? Buffer.alloc(0);
     message.batchPathLeft = object.batchPathLeft ?? 0;
     return message;
   },
