@@ -79,12 +79,20 @@ const HEARTBEAT_WINDOW_MS = 50;
  */
 const RECONCILE_EVERY = 10;
 
-/** Whether the job's current attempt has a rank placed on `node` that was assigned and has not started (dispatchAssignments would send it). */
-function hasUnstartedRankOn(job: Job, node: string): boolean {
+/**
+ * Whether the job's current attempt has a rank placed on `node` that was assigned, has not
+ * started and is not among the ranks the node's agent reports running (allocation owners):
+ * dispatchAssignments would send it. A rank the agent runs got its assignment; its STARTED
+ * event is on its way through JetStream. Sending the assignment again on every heartbeat until
+ * that event was handled (every COMMAND_RESEND_MS per rank, signed, with a reply awaited) fed
+ * a 5,000-node placement burst more work the slower the scheduler became.
+ */
+export function hasUnstartedRankOn(job: Job, node: string, reportedRunning: ReadonlySet<string> = new Set()): boolean {
   const a = currentAttempt(job);
   if (!a) return false;
   for (const r of a.ranks) {
-    if (r.phase === RankPhase.RANK_PHASE_ASSIGNED && a.placement.some((p) => p.rank === r.rank && p.node === node)) return true;
+    if (r.phase !== RankPhase.RANK_PHASE_ASSIGNED || reportedRunning.has(allocationOwner(job.id, a.number, r.rank))) continue;
+    if (a.placement.some((p) => p.rank === r.rank && p.node === node)) return true;
   }
   return false;
 }
@@ -363,7 +371,7 @@ export class NodeRegistry {
     for (const a of rec.allocations) onNode.add(a.jobId);
     for (const id of onNode) {
       const job = jobs.get(id)?.job;
-      if (job && isActive(job) && hasUnstartedRankOn(job, node)) work.push(dispatchAssignments(ctx, job, node));
+      if (job && isActive(job) && hasUnstartedRankOn(job, node, runningOwners)) work.push(dispatchAssignments(ctx, job, node));
     }
     const stale: GpuRef[] = [];
     for (const a of rec.allocations) {

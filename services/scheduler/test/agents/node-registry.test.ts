@@ -1,8 +1,8 @@
 // What a registration with a changed GPU list means: which GPUs went (a node fault for the jobs
 // holding them) and the node event that records it.
 import { describe, expect, it } from 'vitest';
-import { GpuDevice, Node, NodeState } from '@gantry/proto';
-import { inventoryChange, inventoryChangeReason, missingGpuDetail } from '../../src/agents/node-registry.js';
+import { Attempt, GpuDevice, Job, JobState, Node, NodeState, RankPhase, RankPlacement, RankStatus } from '@gantry/proto';
+import { hasUnstartedRankOn, inventoryChange, inventoryChangeReason, missingGpuDetail } from '../../src/agents/node-registry.js';
 import { nodeView } from '../../src/snapshot.js';
 
 const gpu = (index: number, uuid = `GPU-${index}`) => GpuDevice.create({ index, uuid, model: 'NVIDIA H100 80GB HBM3', memoryMib: 81559, pciBusId: `00000000:${(0x18 + index).toString(16)}:00.0` });
@@ -30,5 +30,30 @@ describe('a registration whose GPU list changed', () => {
     const view = nodeView({ node, rev: 1, heartbeatMs: 0, instanceId: '', allocations: [] });
     expect(view.freeGpus).toEqual([0, 1, 2, 4, 5, 6, 7]);
     expect(view.gpuCount).toBe(7);
+  });
+});
+
+describe('which assignments a heartbeat sends again', () => {
+  // Two ranks of attempt 2 on node-a (one started), one on node-b; all assigned but rank 1.
+  const job = Job.create({
+    id: 'job-1', state: JobState.JOB_STATE_SCHEDULED, attempt: 2,
+    attempts: [Attempt.create({
+      number: 2,
+      placement: [RankPlacement.create({ rank: 0, node: 'node-a' }), RankPlacement.create({ rank: 1, node: 'node-a' }), RankPlacement.create({ rank: 2, node: 'node-b' })],
+      ranks: [0, 1, 2].map((rank) => RankStatus.create({ rank, phase: rank === 1 ? RankPhase.RANK_PHASE_STARTED : RankPhase.RANK_PHASE_ASSIGNED })),
+    })],
+  });
+
+  it('an assigned rank on the node that its agent does not report running', () => {
+    expect(hasUnstartedRankOn(job, 'node-a')).toBe(true);
+    expect(hasUnstartedRankOn(job, 'node-b')).toBe(true);
+    expect(hasUnstartedRankOn(job, 'node-c')).toBe(false);
+  });
+
+  it('none while the agent reports each such rank running (its STARTED event not handled yet)', () => {
+    expect(hasUnstartedRankOn(job, 'node-a', new Set(['job-1:2:0']))).toBe(false);
+    expect(hasUnstartedRankOn(job, 'node-b', new Set(['job-1:2:2']))).toBe(false);
+    // A rank of an older attempt with the same number is not this one.
+    expect(hasUnstartedRankOn(job, 'node-a', new Set(['job-1:1:0']))).toBe(true);
   });
 });
