@@ -49,8 +49,26 @@ export interface NodeCommit {
   event?: boolean;
 }
 
+/** A parsed record and what identifies its version: the revision, and the agent instance's start (a record written anew after Redis lost it starts again at revision 1). */
+export interface ParsedNode {
+  rev: number;
+  node: Node;
+  since?: string;
+}
+
+/** Whether a parsed record is the version read now (a cache entry without `since` is judged by revision alone). */
+function current(known: ParsedNode | undefined, rev: string | null | undefined, since: string | null | undefined): boolean {
+  return known !== undefined && known.rev === Number(rev) && (known.since === undefined || known.since === (since ?? ''));
+}
+
 export class NodeStore {
   private readonly scripts: ScriptRunner;
+  /**
+   * list()'s parsed records: every scheduling pass and health window lists all nodes, and
+   * reading and parsing every record's JSON each time grew with the cluster (10,000 nodes:
+   * megabytes per pass) while few records change between passes.
+   */
+  private readonly listed = new Map<string, ParsedNode>();
 
   constructor(private readonly redis: Redis) {
     this.scripts = scriptRunner(redis);
@@ -65,8 +83,15 @@ export class NodeStore {
     return this.redis.zrange(keys.nodes, 0, -1);
   }
 
+  /** Every node's record; a record's JSON is read and parsed again only after it changed (getMany with a cache of list's own). */
   async list(): Promise<NodeRecord[]> {
-    return this.getMany(await this.names());
+    const names = await this.names();
+    const out = await this.getMany(names, this.listed);
+    if (this.listed.size > names.length) {
+      const current = new Set(names);
+      for (const name of this.listed.keys()) if (!current.has(name)) this.listed.delete(name);
+    }
+    return out;
   }
 
   /**
@@ -76,7 +101,7 @@ export class NodeStore {
    * that moved): the caller's copy is reused, shallow-copied with this read's allocations and
    * heartbeat. The caller must not change what it gets back in place.
    */
-  async getMany(names: readonly string[], parsed?: Map<string, { rev: number; node: Node }>): Promise<NodeRecord[]> {
+  async getMany(names: readonly string[], parsed?: Map<string, ParsedNode>): Promise<NodeRecord[]> {
     if (names.length === 0) return [];
     const p = this.redis.pipeline();
     for (const n of names) {
@@ -90,7 +115,7 @@ export class NodeStore {
       return { name, rev, hb, instance, prevInstance, instanceSince, json, alloc: (res[2 * i + 1]?.[1] ?? {}) as Record<string, string> };
     });
     if (parsed) {
-      const moved = rows.filter((r) => r.rev && parsed.get(r.name)?.rev !== Number(r.rev));
+      const moved = rows.filter((r) => r.rev && !current(parsed.get(r.name), r.rev, r.instanceSince));
       if (moved.length > 0) {
         const q = this.redis.pipeline();
         for (const r of moved) q.hmget(keys.node(r.name), 'rev', 'node');
@@ -106,11 +131,11 @@ export class NodeStore {
       if (!rev) continue;
       const known = parsed?.get(name);
       let node: Node;
-      if (known && known.rev === Number(rev)) {
+      if (known && current(known, rev, instanceSince)) {
         node = { ...known.node };
       } else if (json) {
         node = Node.fromJSON(JSON.parse(json));
-        parsed?.set(name, { rev: Number(rev), node: { ...node } });
+        parsed?.set(name, { rev: Number(rev), node: { ...node }, since: instanceSince ?? '' });
       } else {
         continue;
       }
