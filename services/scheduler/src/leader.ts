@@ -70,6 +70,10 @@ export class LeaderElector {
       epoch = this.epoch === 0 ? 0 : this.current;
       if (Date.now() - this.renewedAt >= this.lease.ttlMs) epoch = 0;
     }
+    if (epoch > 0 && epoch === this.current && this.renewedAt > 0 && started - this.renewedAt >= this.lease.ttlMs) {
+      // Kept (lease.lua): nobody led meanwhile. Said, since a standby would have taken over.
+      this.log.warn({ epoch, lateMs: started - this.renewedAt - this.lease.ttlMs }, 'lease lapsed before its renewal (event loop busy); taken back with the same epoch');
+    }
     if (epoch > 0) this.renewedAt = started;
     try {
       if (epoch !== this.current) {
