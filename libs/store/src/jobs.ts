@@ -3,7 +3,7 @@
 // point leaves either the whole transition or none of it.
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { Job, JobSpec, JobState, canTransitionJob, jobStateName, parseJobState } from '@gantry/proto';
+import { Attempt, Job, JobSpec, JobState, canTransitionJob, jobStateName, parseJobState } from '@gantry/proto';
 import { subjects } from '@gantry/bus';
 import { keys, PREFIX } from './keys.js';
 import { scriptRunner, type ScriptRunner } from './scripts.js';
@@ -75,7 +75,9 @@ export interface JobStoreOptions {
   /**
    * Attempts kept in a job's record (DEFAULT_ATTEMPTS_KEPT when absent): a commit that leaves
    * more drops the oldest and counts them in Job.attemptsCompacted, so a job that recovers
-   * many times keeps a bounded record. The job events published before hold the dropped ones.
+   * many times keeps a bounded record. The same write appends the dropped ones to the job's
+   * attempts archive (archivedAttempts; its newest ATTEMPTS_ARCHIVE_CAP), and the job events
+   * published before hold them too.
    */
   attemptsKept?: number;
   /**
@@ -95,15 +97,27 @@ export function validAttemptsKept(n: number): number {
 }
 
 /**
- * The job with only its newest `keep` attempts (by number); the dropped ones are added to
- * attemptsCompacted, so attempts[0] is attempt attemptsCompacted + 1. The job itself when
- * nothing is dropped.
+ * Compacted attempts a job's archive keeps (its newest): generous, so that only a chain far
+ * longer than any recovery budget loses some, while the archive of a job that retries forever
+ * stays bounded.
  */
-export function compactAttempts(job: Job, keep: number): Job {
-  if (job.attempts.length <= keep) return job;
+export const ATTEMPTS_ARCHIVE_CAP = 1000;
+
+/**
+ * The job with only its newest `keep` attempts (by number), and the dropped ones, oldest
+ * first; they are added to attemptsCompacted, so attempts[0] is attempt attemptsCompacted + 1.
+ * The job itself when nothing is dropped.
+ */
+export function splitAttempts(job: Job, keep: number): { job: Job; dropped: Attempt[] } {
+  if (job.attempts.length <= keep) return { job, dropped: [] };
   const byNumber = [...job.attempts].sort((a, b) => a.number - b.number);
-  const dropped = byNumber.length - keep;
-  return { ...job, attempts: byNumber.slice(dropped), attemptsCompacted: job.attemptsCompacted + dropped };
+  const n = byNumber.length - keep;
+  return { job: { ...job, attempts: byNumber.slice(n), attemptsCompacted: job.attemptsCompacted + n }, dropped: byNumber.slice(0, n) };
+}
+
+/** splitAttempts' job alone. */
+export function compactAttempts(job: Job, keep: number): Job {
+  return splitAttempts(job, keep).job;
 }
 
 /** JSON with object keys sorted, so equal specs hash equally whatever order their maps were built in. */
@@ -214,6 +228,25 @@ export class JobStore {
     const pipeline = this.redis.pipeline();
     for (const id of ids) pipeline.hget(keys.job(id), 'rev');
     return ((await pipeline.exec()) ?? []).map(([err, rev]) => (err || rev === null || rev === undefined ? undefined : Number(rev)));
+  }
+
+  /**
+   * The attempts compacted out of each job's record that its archive keeps (the newest
+   * ATTEMPTS_ARCHIVE_CAP), oldest first, in one pipelined round trip; a job without any is
+   * absent. Read only for jobs with attemptsCompacted > 0: the others have no archive.
+   */
+  async archivedAttempts(ids: readonly string[]): Promise<Map<string, Attempt[]>> {
+    const out = new Map<string, Attempt[]>();
+    if (ids.length === 0) return out;
+    const pipeline = this.redis.pipeline();
+    for (const id of ids) pipeline.lrange(keys.jobAttemptsArchive(id), 0, -1);
+    const results = (await pipeline.exec()) ?? [];
+    results.forEach(([err, raw], i) => {
+      if (err) throw err;
+      const list = raw as string[];
+      if (list.length > 0) out.set(ids[i]!, list.map((json) => Attempt.fromJSON(JSON.parse(json))));
+    });
+    return out;
   }
 
   /** Job ids in a state, oldest first. */
@@ -334,8 +367,9 @@ export class JobStore {
       throw new InvalidTransitionError(`job ${c.prev.job.id}: ${jobStateName(from)} -> ${jobStateName(to)} is not a valid transition`);
     }
     const now = c.now ?? new Date();
-    // Compacted in the same write that adds an attempt: the record never holds more than attemptsKept.
-    const next = compactAttempts(
+    // Compacted in the same write that adds an attempt: the record never holds more than
+    // attemptsKept, and what it drops goes to the archive in that write.
+    const { job: next, dropped } = splitAttempts(
       Job.create({ ...c.next, revision: c.prev.rev + 1, updatedAt: now, reason: from !== to ? c.reason : c.next.reason }),
       this.attemptsKept,
     );
@@ -347,11 +381,13 @@ export class JobStore {
     const keyList = [
       keys.job(next.id), keys.outbox, keys.leaderEpoch, keys.jobsInState(jobStateName(from)), keys.jobsInState(jobStateName(to)),
       keys.jobsOfTenantInState(tenant, jobStateName(from)), keys.jobsOfTenantInState(tenant, jobStateName(to)), keys.jobChanges,
+      keys.jobAttemptsArchive(next.id),
     ];
     const args: (string | number | Buffer)[] = [
       String(c.prev.rev), jobStateName(from), jobStateName(to), JSON.stringify(Job.toJSON(next)),
       c.epoch === undefined ? '' : String(c.epoch),
       event?.subject ?? '', event?.id ?? '', event?.data ?? '', next.id, releases.length, 0, portClaims.length,
+      dropped.length, ATTEMPTS_ARCHIVE_CAP,
     ];
     for (const r of releases) { keyList.push(keys.nodeAlloc(r.node), keys.nodePorts(r.node)); args.push(r.gpu, r.owner); }
     // Claims go by owner and node (a rank's GPUs), each group's keys once: a fraction of the
@@ -366,6 +402,7 @@ export class JobStore {
     args[10] = groups.size;
     for (const g of groups.values()) { keyList.push(keys.nodeAlloc(g.node), keys.node(g.node)); args.push(g.owner, g.gpus.join(',')); }
     for (const p of portClaims) { keyList.push(keys.nodePorts(p.node)); args.push(p.port, p.owner); }
+    for (const a of dropped) args.push(JSON.stringify(Attempt.toJSON(a)));
     return { next, keys: keyList, args, event: event !== undefined };
   }
 }

@@ -1,6 +1,10 @@
 // The Redis key layout, in one place. Everything Gantry keeps in Redis is listed here.
 //
 //   gantry:job:{id}               hash  state, rev, job (gantry.v1.Job as proto JSON), tenant, created
+//   gantry:job:{id}:attempts-archive  list  attempts compacted out of the job's record (gantry.v1.Attempt as proto JSON),
+//                                 oldest first, appended by the commit that drops them; capped at its newest 1,000
+//                                 (ATTEMPTS_ARCHIVE_CAP). It lives as long as gantry:job:{id}: neither is deleted or
+//                                 expires today, and whatever comes to remove a job must remove its archive with it
 //   gantry:jobs:all               zset  job ids by creation time (ms)
 //   gantry:jobs:state:{STATE}     zset  job ids in that state, by creation time
 //   gantry:jobs:tenant:{tenant}   zset  the tenant's job ids by creation time (lists one tenant without reading others' jobs)
@@ -47,6 +51,8 @@ export const PREFIX = 'gantry';
 
 export const keys = {
   job: (id: string) => `${PREFIX}:job:${id}`,
+  /** The attempts compacted out of a job's record (list of Attempt JSON, oldest first, capped). */
+  jobAttemptsArchive: (id: string) => `${PREFIX}:job:${id}:attempts-archive`,
   jobsAll: `${PREFIX}:jobs:all`,
   jobsInState: (state: string) => `${PREFIX}:jobs:state:${state}`,
   jobsOfTenant: (tenant: string) => `${PREFIX}:jobs:tenant:${tenant}`,

@@ -2,12 +2,17 @@
 -- outbox event, atomically.
 -- KEYS: 1 job key, 2 outbox, 3 leader epoch key, 4 jobs:state:{from}, 5 jobs:state:{to},
 --       6 jobs:tenant:{tenant}:state:{from}, 7 jobs:tenant:{tenant}:state:{to}, 8 jobs:changes,
---       then per release: the node's alloc key and ports key; per claim group: the node's alloc
---       key and node key; per port claim: the node's ports key
+--       9 the job's attempts archive, then per release: the node's alloc key and ports key;
+--       per claim group: the node's alloc key and node key; per port claim: the node's ports key
 -- ARGV: 1 expected rev, 2 allowed from-states ("A,B"), 3 new state, 4 job JSON, 5 epoch ('' = unfenced),
 --       6 event subject ('' = no event), 7 event id, 8 event bytes, 9 job id,
 --       10 number of releases R, 11 number of claim groups C, 12 number of port claims P,
---       then R x (gpu, owner), then C x (owner, GPUs "0,1,..."), then P x (port, owner)
+--       13 number of archived attempts D, 14 the archive's cap,
+--       then R x (gpu, owner), then C x (owner, GPUs "0,1,..."), then P x (port, owner),
+--       then D x attempt JSON (oldest first)
+-- The D attempts are the ones this write compacts out of the record: they are appended to the
+-- archive in the same write, so a reader sees each dropped attempt in exactly one of the two
+-- (the archive keeps its newest `cap`).
 -- A claim group is one owner's GPUs on one node (a rank's): its keys and the node's state
 -- travel and are checked once, not once per GPU.
 -- A release also frees the ports its owner holds on that node (a port is claimed by node rank
@@ -38,8 +43,9 @@ end
 local releases = tonumber(ARGV[10])
 local claims = tonumber(ARGV[11])
 local portClaims = tonumber(ARGV[12])
-local k = 9
-local a = 13
+local archived = tonumber(ARGV[13])
+local k = 10
+local a = 15
 local releaseList = {}
 for i = 1, releases do
   table.insert(releaseList, {KEYS[k], ARGV[a], ARGV[a + 1], KEYS[k + 1]})
@@ -99,6 +105,11 @@ end
 local newRev = tonumber(rev) + 1
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'rev', newRev, 'job', ARGV[4])
 redis.call('XADD', KEYS[8], 'MAXLEN', '~', 100000, '*', 'job', ARGV[9])
+if archived > 0 then
+  -- The port claims' loop left a at the first archived attempt.
+  redis.call('RPUSH', KEYS[9], unpack(ARGV, a, a + archived - 1))
+  redis.call('LTRIM', KEYS[9], -tonumber(ARGV[14]), -1)
+end
 if ARGV[3] ~= state then
   local created = redis.call('HGET', KEYS[1], 'created')
   redis.call('ZREM', KEYS[4], ARGV[9])
