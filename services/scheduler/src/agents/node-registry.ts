@@ -105,6 +105,17 @@ function reconcileInputs(rec: NodeRecord, running: readonly AgentRank[], jobs: R
   return parts.join(' ');
 }
 
+/**
+ * Queues a heartbeat for the next batch. A newer heartbeat of a node still waiting replaces the
+ * older one in its place: batches take the longest-waiting nodes first. Moving it to the back
+ * instead starved nodes once more were waiting than a batch takes: each new heartbeat (every
+ * interval) sent its node to the back again, and in a 5,000-node placement burst nodes whose
+ * agents heartbeat on time were declared LOST.
+ */
+export function waitForBatch<T>(waiting: Map<string, T>, key: string, hb: T): void {
+  waiting.set(key, hb);
+}
+
 /** States in which a silent node is declared LOST. */
 const WATCHED = new Set([NodeState.NODE_STATE_READY, NodeState.NODE_STATE_SUSPECT, NodeState.NODE_STATE_DRAINING, NodeState.NODE_STATE_DRAINED, NodeState.NODE_STATE_QUARANTINED, NodeState.NODE_STATE_REGISTERING]);
 
@@ -239,9 +250,7 @@ export class NodeRegistry {
       return;
     }
     if (!this.guard.sameNode('heartbeat', subject, hb.node)) return;
-    const key = `${hb.node}\n${hb.instanceId}`;
-    this.waiting.delete(key);
-    this.waiting.set(key, hb);
+    waitForBatch(this.waiting, `${hb.node}\n${hb.instanceId}`, hb);
     if (!this.draining) {
       this.draining = true;
       setTimeout(() => void this.drain(), HEARTBEAT_WINDOW_MS);
@@ -398,7 +407,8 @@ export class NodeRegistry {
     const timeout = ctx.settings.heartbeatTimeoutMs;
     // After a failover heartbeats were not recorded while nobody led: give agents a full timeout.
     if (epoch === 0 || now - this.electedAt < timeout) return;
-    const silent = (await ctx.nodes.getMany(await ctx.nodes.silentSince(now - timeout))).filter((rec) => now - rec.heartbeatMs >= timeout);
+    // A heartbeat of the registered agent received and waiting for its batch is not silence.
+    const silent = (await ctx.nodes.getMany(await ctx.nodes.silentSince(now - timeout))).filter((rec) => now - rec.heartbeatMs >= timeout && !this.waiting.has(`${rec.node.name}\n${rec.instanceId}`));
     this.overdue.set(silent.length);
     for (const rec of silent) {
       const silentSec = Math.round((now - rec.heartbeatMs) / 1000);

@@ -2,7 +2,7 @@
 // holding them) and the node event that records it.
 import { describe, expect, it } from 'vitest';
 import { Attempt, GpuDevice, Job, JobState, Node, NodeState, RankPhase, RankPlacement, RankStatus } from '@gantry/proto';
-import { hasUnstartedRankOn, inventoryChange, inventoryChangeReason, missingGpuDetail } from '../../src/agents/node-registry.js';
+import { hasUnstartedRankOn, inventoryChange, inventoryChangeReason, missingGpuDetail, waitForBatch } from '../../src/agents/node-registry.js';
 import { nodeView } from '../../src/snapshot.js';
 
 const gpu = (index: number, uuid = `GPU-${index}`) => GpuDevice.create({ index, uuid, model: 'NVIDIA H100 80GB HBM3', memoryMib: 81559, pciBusId: `00000000:${(0x18 + index).toString(16)}:00.0` });
@@ -55,5 +55,16 @@ describe('which assignments a heartbeat sends again', () => {
     expect(hasUnstartedRankOn(job, 'node-b', new Set(['job-1:2:2']))).toBe(false);
     // A rank of an older attempt with the same number is not this one.
     expect(hasUnstartedRankOn(job, 'node-a', new Set(['job-1:1:0']))).toBe(true);
+  });
+});
+
+describe('heartbeats waiting for a batch', () => {
+  it('a newer heartbeat of a waiting node takes the older one\'s place, so the longest-waiting nodes go first', () => {
+    const waiting = new Map<string, string>();
+    waitForBatch(waiting, 'a', 'a1');
+    waitForBatch(waiting, 'b', 'b1');
+    waitForBatch(waiting, 'a', 'a2');
+    waitForBatch(waiting, 'c', 'c1');
+    expect([...waiting]).toEqual([['a', 'a2'], ['b', 'b1'], ['c', 'c1']]);
   });
 });
