@@ -212,6 +212,28 @@ describe('scheduling policy', () => {
     expect(headRan.attempts[0]!.scheduledAt!.getTime()).toBeLessThan(longRan.attempts[0]!.scheduledAt!.getTime());
   });
 
+  it('a queue deeper than a quick pass: the tail is still explained and placed, in queue order', async () => {
+    const c = await setup(); // 2 agents x 8 GPUs
+    // 300 queued whole-node jobs behind two that hold both nodes: more than a quick pass
+    // decides (256), so the tail is reached only by the full passes.
+    const holders = await Promise.all([0, 1].map((i) => c.submitJob({ name: `hold-${i}`, nodes: 1, gpusPerNode: 8, stopGraceSeconds: 1, command: GRACEFUL })));
+    for (const h of holders) await state(c, h.job!.id, [S.JOB_STATE_RUNNING]);
+    const queued: string[] = [];
+    for (let i = 0; i < 300; i += 50) {
+      const batch = await Promise.all(Array.from({ length: 50 }, (_, k) => c.submitJob({ name: `q-${i + k}`, nodes: 1, gpusPerNode: 8, command: ['true'] })));
+      queued.push(...batch.map((b) => b.job!.id));
+    }
+    const last = queued[queued.length - 1]!;
+    const why = await eventually('the last job explained', async () => { const e = await c.explainJob(last); return e.queuePosition === 300 ? e : undefined; }, 15_000);
+    expect(why.message).not.toBe('');
+    // The holders end: the queue drains in order, the tail included.
+    for (const h of holders) await c.cancelJob(h.job!.id);
+    await state(c, last, [S.JOB_STATE_SUCCEEDED], 120_000);
+    const firstStarts = await Promise.all(queued.slice(0, 4).map(async (id) => (await c.getJob(id)).attempts[0]!.startedAt!.getTime()));
+    const lastStart = (await c.getJob(last)).attempts[0]!.startedAt!.getTime();
+    expect(Math.max(...firstStarts)).toBeLessThanOrEqual(lastStart);
+  }, 240_000);
+
   it('explains a job that cannot fit, node by node, and kills a job over its time limit', async () => {
     const c = await setup();
     const { job: big } = await c.submitJob({ nodes: 3, gpusPerNode: 8, command: ['true'] });

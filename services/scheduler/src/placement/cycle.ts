@@ -76,7 +76,7 @@ class Cycle {
   private readonly context: CycleContext;
   private readonly fits: FitCache;
   private readonly ledger: QuotaLedger;
-  private readonly plan: CyclePlan = { placements: [], unschedulable: [], preemptions: [], reservations: [], nominations: [] };
+  private readonly plan: CyclePlan = { placements: [], unschedulable: [], preemptions: [], reservations: [], nominations: [], unevaluated: [] };
   /** Running jobs not yet claimed by a preemptor this cycle, cheapest victim first. */
   private readonly claimable: Map<string, RunningJob>;
   /** The same jobs as the victim searches read them. */
@@ -126,7 +126,9 @@ class Cycle {
     const clock = this.options.clock;
     const order = orderQueue(this.pending, { config: this.config, usage: this.options.usage ?? {}, running: this.running });
     let position = 0;
-    for (let k = 0; k < order.length; k++) {
+    const depth = Math.min(order.length, Math.max(0, this.options.depth ?? Infinity));
+    for (let k = depth; k < order.length; k++) this.plan.unevaluated.push(order[k]!.id);
+    for (let k = 0; k < depth; k++) {
       const job = order[k]!;
       const t0 = clock?.() ?? 0;
       const placed = this.decide(job, position + 1);

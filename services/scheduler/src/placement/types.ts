@@ -94,6 +94,12 @@ export interface CycleOptions {
   clock?: () => number;
   /** Filter and score plugins and their weights; DEFAULT_PLUGINS when absent. */
   plugins?: PluginRegistry;
+  /**
+   * Decide only the first `depth` jobs of the ordered queue (Slurm's default_queue_depth for
+   * its event-triggered passes); the rest are listed in `CyclePlan.unevaluated`, untouched.
+   * Absent: the whole queue.
+   */
+  depth?: number;
 }
 
 export interface RankAssignment {
@@ -195,5 +201,7 @@ export interface Plan {
 export interface CyclePlan extends Plan {
   preemptions: Preemption[];
   reservations: Reservation[];
+  /** Jobs beyond `CycleOptions.depth`, in queue order: neither placed nor explained this cycle. */
+  unevaluated: string[];
   nominations: Nomination[];
 }
