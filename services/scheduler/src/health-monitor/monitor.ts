@@ -14,7 +14,7 @@ import { FailureClass, FaultSignal, JobState, NodeState, nodeStateName, type Tel
 import { HealthStore, NodeTelemetryStore, type NodeRecord } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
 import {
-  advanceHealth, emptyHealthState, parseHealthState, serializeHealthState,
+  advanceHealthInSteps, emptyHealthState, parseHealthState, serializeHealthState,
   type HealthConfig, type HealthState, type JobInfo, type ProgressFinding,
 } from '../health/index.js';
 import { currentAttempt, liveRanks } from '../jobs/lifecycle.js';
@@ -138,13 +138,13 @@ export class HealthMonitor extends WakeableLoop {
     }
     const [xids, operator, jobs] = await Promise.all([this.store.pendingXids(), this.store.pendingOperator(), this.runningJobs()]);
     const previousNodes = Object.keys(state.nodes);
-    const ev = advanceHealth(state, {
+    const ev = await advanceHealthInSteps(state, {
       nowMs, batches, xids, operator, jobs,
       heartbeats: Object.fromEntries(records.filter((r) => r.heartbeatMs > 0).map((r) => [r.node.name, { lastSeenMs: r.heartbeatMs }])),
       // No registered inventory: the agent re-registers without a GPU that left it, so the
       // detector learns each node's GPUs from the batches and holds the node when one vanishes.
       nodes: records.map((r) => ({ name: r.node.name, leafSwitch: r.node.topology?.leafSwitch || undefined })),
-    }, config);
+    }, config, () => new Promise((resolve) => setImmediate(resolve)));
 
     const at = new Date(nowMs);
     const byName = new Map(records.map((r) => [r.node.name, r]));
