@@ -4,7 +4,7 @@
 // the records (report/service.ts); the simulations feed the same function the events they
 // produce, so the figures are checked against injected truth (test/sim, report tests).
 import {
-  CheckpointState, FailureClass, JobState, NodeState, OperationsReport, type Checkpoint, type Job, type NodeEvent, type NodeHostEvent,
+  CheckpointState, FailureClass, JobState, NodeState, OperationsReport, type Attempt, type Checkpoint, type Job, type NodeEvent, type NodeHostEvent,
   type StorageTarget, type XidEvent,
 } from '@gantry/proto';
 import type { NfsQueueTally } from './nfs.js';
@@ -23,6 +23,11 @@ export interface ReportInput {
   nodes: NodeRecords[];
   /** Jobs created in the window. */
   jobs: Job[];
+  /**
+   * By job id, the attempts compacted out of those jobs' records that their archives keep
+   * (JobStore.archivedAttempts): per-attempt figures count them with the kept ones.
+   */
+  archivedAttempts?: ReadonlyMap<string, readonly Attempt[]>;
   /** Checkpoint records of those jobs. */
   checkpoints: Checkpoint[];
   /** Storage targets, for their mount prefix and configured write bandwidth. */
@@ -92,11 +97,28 @@ function xidFigures(tl: NodeTimeline[], xidClass: ReportInput['xidClass']): Pick
   return { xidFailures, components };
 }
 
+type AttemptsOf = (job: Job) => Attempt[];
+
+/**
+ * Every attempt of a job known to the report, by number: the archived ones and the record's.
+ * One number once, the record's copy first: the archive is read after the record, so a commit
+ * in between can put an attempt in both.
+ */
+function attemptsOf(archived: ReportInput['archivedAttempts']): AttemptsOf {
+  return (job) => {
+    const old = archived?.get(job.id);
+    if (!old || old.length === 0) return job.attempts;
+    const byNumber = new Map<number, Attempt>();
+    for (const a of [...job.attempts, ...old]) if (!byNumber.has(a.number)) byNumber.set(a.number, a);
+    return [...byNumber.values()].sort((a, b) => a.number - b.number);
+  };
+}
+
 /** Attempts of the window's jobs that failed, as recovery classed them. */
-function failedAttempts(jobs: Job[], fromMs: number, toMs: number): Array<{ job: Job; node: string; cls: FailureClass; atMs: number }> {
+function failedAttempts(jobs: Job[], attempts: AttemptsOf, fromMs: number, toMs: number): Array<{ job: Job; node: string; cls: FailureClass; atMs: number }> {
   const out: Array<{ job: Job; node: string; cls: FailureClass; atMs: number }> = [];
   for (const job of jobs) {
-    for (const a of job.attempts) {
+    for (const a of attempts(job)) {
       const f = a.failure;
       if (!f || f.failureClass === FailureClass.FAILURE_CLASS_UNSPECIFIED) continue;
       const at = ms(f.time) ?? ms(a.finishedAt) ?? ms(job.updatedAt) ?? 0;
@@ -183,7 +205,7 @@ function detectionFigures(tl: NodeTimeline[], failures: ReturnType<typeof failed
   };
 }
 
-function retryChainFigures(jobs: Job[]): OperationsReport['retryChains'] {
+function retryChainFigures(jobs: Job[], attemptsOfJob: AttemptsOf): OperationsReport['retryChains'] {
   // Automatic chains only: a manual retry or a preemption does not use the recovery budget.
   const chains = jobs.filter((j) => j.recoveries > 0);
   const intervals: number[] = [];
@@ -191,12 +213,12 @@ function retryChainFigures(jobs: Job[]): OperationsReport['retryChains'] {
   let succeeded = 0;
   let failed = 0;
   for (const j of chains) {
-    // Attempts dropped from a long chain's record (attemptsCompacted) still count; their
-    // retry intervals are not in the record, so the intervals below are the kept attempts'.
+    // Attempts dropped from a long chain's record (attemptsCompacted) count even when its
+    // archive no longer holds them; the intervals are those of the archived and kept attempts.
     attempts += j.attemptsCompacted + j.attempts.length;
     if (j.state === JobState.JOB_STATE_SUCCEEDED) succeeded++;
     else if (j.state === JobState.JOB_STATE_FAILED || j.state === JobState.JOB_STATE_CANCELLED) failed++;
-    const sorted = [...j.attempts].sort((a, b) => a.number - b.number);
+    const sorted = [...attemptsOfJob(j)].sort((a, b) => a.number - b.number);
     for (let i = 1; i < sorted.length; i++) {
       const prev = sorted[i - 1]!;
       const failedAt = ms(prev.failure?.time) ?? ms(prev.finishedAt);
@@ -212,7 +234,7 @@ function retryChainFigures(jobs: Job[]): OperationsReport['retryChains'] {
   };
 }
 
-function checkpointFigures(input: ReportInput): OperationsReport['checkpoints'] {
+function checkpointFigures(input: ReportInput, attemptsOfJob: AttemptsOf): OperationsReport['checkpoints'] {
   const committed = input.checkpoints.filter((c) => c.state === CheckpointState.CHECKPOINT_STATE_COMMITTED && c.createdAt && c.committedAt && c.bytes > 0);
   const jobs = new Map(input.jobs.map((j) => [j.id, j]));
   const links = new Map(input.nodes.map((n) => [n.name, n.linkBytesPerSecond]));
@@ -225,7 +247,8 @@ function checkpointFigures(input: ReportInput): OperationsReport['checkpoints'] 
     const key = t?.name ?? '';
     const g = groups.get(key) ?? { target: t, rows: [] };
     const secs = Math.max((c.committedAt!.getTime() - c.createdAt!.getTime()) / 1000, 0.001);
-    const attempt = jobs.get(c.jobId)?.attempts.find((a) => a.number === c.attempt);
+    const job = jobs.get(c.jobId);
+    const attempt = job ? attemptsOfJob(job).find((a) => a.number === c.attempt) : undefined;
     const writers = [...new Set(attempt?.placement.map((p) => p.node) ?? (c.node ? [c.node] : []))];
     const rates = writers.map((w) => links.get(w));
     const link = rates.length > 0 && rates.every((r) => r !== undefined) ? rates.reduce((s: number, r) => s + r!, 0) : 0;
@@ -247,7 +270,8 @@ function checkpointFigures(input: ReportInput): OperationsReport['checkpoints'] 
 
 export function operationsReport(input: ReportInput): OperationsReport {
   const tl = timelines(input.nodes, input.fromMs, input.toMs);
-  const failures = failedAttempts(input.jobs, input.fromMs, input.toMs);
+  const attempts = attemptsOf(input.archivedAttempts);
+  const failures = failedAttempts(input.jobs, attempts, input.fromMs, input.toMs);
   const byClass = new Map<FailureClass, number>();
   for (const f of failures) byClass.set(f.cls, (byClass.get(f.cls) ?? 0) + 1);
   return OperationsReport.create({
@@ -259,8 +283,8 @@ export function operationsReport(input: ReportInput): OperationsReport {
     attemptFailures: [...byClass].map(([failureClass, attempts]) => ({ failureClass, attempts })).sort((a, b) => b.attempts - a.attempts || a.failureClass - b.failureClass),
     exclusions: exclusionFigures(tl, failures),
     detection: detectionFigures(tl, failures, input),
-    retryChains: retryChainFigures(input.jobs),
-    checkpoints: checkpointFigures(input),
+    retryChains: retryChainFigures(input.jobs, attempts),
+    checkpoints: checkpointFigures(input, attempts),
     nfs: input.nfs.figures(),
     limits: input.limits ?? [],
   });

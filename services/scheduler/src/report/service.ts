@@ -1,15 +1,16 @@
 // Reads what the operations report needs and hands it to the pure analyses (analyze.ts):
 // every node's event log and telemetry history (the scheduler's own records), the jobs
 // created in the window (newest first, a page at a time, stopping at the window's start),
-// and, from the checkpoint process's API, the jobs' committed checkpoints and the storage
-// targets. Every read is bounded: event logs and telemetry history are capped in Redis, and
+// with the attempts compacted out of their records (their attempts archives, one pipelined
+// read), and, from the checkpoint process's API, the jobs' committed checkpoints and the
+// storage targets. Every read is bounded: event logs and telemetry history are capped in Redis, and
 // what the caps cut off inside the window is listed in the report's `limits`.
 import { Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
 import {
-  CheckpointServiceClient, StorageServiceClient, type Checkpoint, type Job, type OperationsReport, type StorageTarget, type TelemetryBatch,
+  CheckpointServiceClient, StorageServiceClient, type Attempt, type Checkpoint, type Job, type OperationsReport, type StorageTarget, type TelemetryBatch,
 } from '@gantry/proto';
 import { internalChannelCredentials, internalChannelOptions, type InternalTls } from '@gantry/service-kit';
-import { HealthStore, NODE_EVENT_LOG_CAP, NodeTelemetryStore, TELEMETRY_HISTORY_CAP } from '@gantry/store';
+import { ATTEMPTS_ARCHIVE_CAP, HealthStore, NODE_EVENT_LOG_CAP, NodeTelemetryStore, TELEMETRY_HISTORY_CAP } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
 import { DEFAULT_HEALTH_CONFIG, type HealthConfig } from '../health/index.js';
 import { parseHealthConfigText } from '../health-monitor/config-source.js';
@@ -82,9 +83,10 @@ export class ReportSource {
     }
     if (historyCut > 0) limits.push(`NFS queueing: ${historyCut} node(s) keep only their last ${TELEMETRY_HISTORY_CAP} telemetry batches, so it covers less than the window (see covered_from)`);
     const jobs = await this.jobsSince(fromMs);
+    const archivedAttempts = await this.archivedAttempts(jobs, limits);
     const { checkpoints, targets } = await this.checkpointRecords(jobs, limits);
     return operationsReport({
-      fromMs, toMs: nowMs, nodes, jobs, checkpoints, targets, nfs, limits,
+      fromMs, toMs: nowMs, nodes, jobs, archivedAttempts, checkpoints, targets, nfs, limits,
       xidClass: (x) => xidFailureClass(x, config).failureClass,
     });
   }
@@ -111,6 +113,28 @@ export class ReportSource {
       if (!page.nextPageToken) return out;
       pageToken = page.nextPageToken;
     }
+  }
+
+  /**
+   * The archived attempts of the jobs whose records dropped some; what an archive lacks (its
+   * cap, or attempts compacted before archives existed) is listed in `limits`.
+   */
+  private async archivedAttempts(jobs: Job[], limits: string[]): Promise<Map<string, Attempt[]>> {
+    const compacted = jobs.filter((j) => j.attemptsCompacted > 0);
+    const archived = await this.ctx.jobs.archivedAttempts(compacted.map((j) => j.id));
+    let missing = 0;
+    let short = 0;
+    for (const j of compacted) {
+      const lacking = j.attemptsCompacted - (archived.get(j.id)?.length ?? 0);
+      if (lacking > 0) {
+        missing += lacking;
+        short++;
+      }
+    }
+    if (missing > 0) {
+      limits.push(`attempts: ${short} job(s) lack ${missing} of their oldest attempts (compacted from the record before the attempts archive existed, or beyond its ${ATTEMPTS_ARCHIVE_CAP} per job); retry chains count them, but no failure, exclusion or retry interval of theirs is in the figures`);
+    }
+    return archived;
   }
 
   /** The checkpoint service owns checkpoint records: asked through its API, never its Redis keys. */

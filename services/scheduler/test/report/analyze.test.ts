@@ -1,7 +1,7 @@
 // The operations report's analyses on hand-made records whose answers are known.
 import { describe, expect, it } from 'vitest';
 import {
-  Checkpoint, CheckpointState, FailureClass, Job, JobState, NodeHostEvent, NodeState, RecoveryGrade, StorageTarget, TelemetryBatch, XidEvent,
+  Attempt, Checkpoint, CheckpointState, FailureClass, Job, JobState, NodeHostEvent, NodeState, RecoveryGrade, StorageTarget, TelemetryBatch, XidEvent,
 } from '@gantry/proto';
 import { DEFAULT_HEALTH_CONFIG } from '../../src/health/index.js';
 import { xidFailureClass } from '../../src/recovery/xid-policy.js';
@@ -101,6 +101,16 @@ describe('operations report', () => {
       jobs: [Job.create({ id: 'e', state: JobState.JOB_STATE_SUCCEEDED, recoveries: 4, attempt: 5, attemptsCompacted: 3, attempts: [attempt(4, 1, 0), attempt(5, undefined, 1 + 10 / 60)] })],
     }));
     expect(compacted.retryChains).toMatchObject({ chains: 1, attempts: 5, succeeded: 1, retries: 1 });
+
+    // With its archive: every interval and failure, each attempt once though the archive, read
+    // after the record, also holds attempt 4 (a commit compacted it in between).
+    const archived = operationsReport(input({
+      jobs: [Job.create({ id: 'e', state: JobState.JOB_STATE_SUCCEEDED, recoveries: 4, attempt: 5, attemptsCompacted: 3, attempts: [attempt(4, 4, 3 + 12 / 60), attempt(5, undefined, 4 + 10 / 60)] })],
+      archivedAttempts: new Map([['e', [attempt(1, 1, 0), attempt(2, 2, 1 + 10 / 60), attempt(3, 3, 2 + 11 / 60), attempt(4, 4, 3 + 12 / 60)].map((a) => Attempt.fromPartial(a))]]),
+    }));
+    expect(archived.retryChains).toMatchObject({ chains: 1, attempts: 5, succeeded: 1, retries: 4 });
+    expect(archived.retryChains!.retryIntervalMedianSeconds).toBeCloseTo(10.5 * 60);
+    expect(archived.attemptFailures).toEqual([{ failureClass: FailureClass.FAILURE_CLASS_GPU_CONTAINED, attempts: 4 }]);
   });
 
   it('checkpoint throughput against the target and the writers\' links', () => {
