@@ -2,7 +2,8 @@
 // than the scheduler keeps attempts for (JOB_ATTEMPTS_KEPT=2) ends with a record holding only
 // its newest attempts and the count of the dropped ones, still resumes every attempt from its
 // newest committed checkpoint, and `gantry job status` says how many older attempts were
-// compacted; the job's events still hold every attempt.
+// compacted; the dropped attempts are archived beside the record, so `gantry report` still
+// counts every retry; the job's events still hold every attempt.
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -71,6 +72,14 @@ describe('attempt history compaction', () => {
     const attempts = await gantry(stack, 'job', 'attempts', id);
     expect(attempts.stdout.split('\n').filter((l) => /^\d+ {2,}/.test(l)).map((l) => l.split(' ')[0])).toEqual(['4', '5']);
     expect(attempts.stdout).toContain('\n3 older attempts (1-3) compacted from the record;');
+
+    // The dropped attempts are in the job's archive, and `gantry report` counts all five.
+    const archived = (await stack.redis.lrange(keys.jobAttemptsArchive(id), 0, -1)).map((j) => (JSON.parse(j) as { number: number }).number);
+    expect(archived).toEqual([1, 2, 3]);
+    const report = await gantry(stack, 'report', '--since', '1h', '-o', 'json');
+    expect(report.code).toBe(0);
+    const r = JSON.parse(report.stdout) as { retryChains?: { chains: number; attempts: number; retries: number } };
+    expect(r.retryChains).toMatchObject({ chains: 1, attempts: 5, retries: 4 });
 
     // The events published along the way still hold every attempt.
     const seen = new Set<number>();
