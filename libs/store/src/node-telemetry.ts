@@ -11,6 +11,19 @@ import { scriptRunner, type ScriptCall, type ScriptRunner } from './scripts.js';
 export const TELEMETRY_HISTORY_CAP = 360;
 const SINCE_PAGE = 8;
 
+/**
+ * A stored batch, or undefined when its bytes do not decode: the ingest checks only a batch's
+ * top-level fields (node, time, instance) before storing it as sent, so a reader skips one whose
+ * contents are malformed instead of failing on it (a health window over every node included).
+ */
+function decodeStored(raw: Uint8Array): TelemetryBatch | undefined {
+  try {
+    return TelemetryBatch.decode(raw);
+  } catch {
+    return undefined;
+  }
+}
+
 export class NodeTelemetryStore {
   private readonly scripts: ScriptRunner;
 
@@ -36,7 +49,7 @@ export class NodeTelemetryStore {
       this.redis.getBuffer(keys.nodeTelemetry(node)),
       history > 0 ? this.redis.lrangeBuffer(keys.nodeTelemetryHistory(node), 0, history - 1) : Promise.resolve([] as Buffer[]),
     ]);
-    return { latest: latest ? TelemetryBatch.decode(latest) : undefined, history: hist.map((b) => TelemetryBatch.decode(b)) };
+    return { latest: latest ? decodeStored(latest) : undefined, history: hist.flatMap((b) => decodeStored(b) ?? []) };
   }
 
   /**
@@ -49,13 +62,14 @@ export class NodeTelemetryStore {
     const latest = await this.redis.getBuffer(keys.nodeTelemetry(node));
     const out: TelemetryBatch[] = [];
     if (!latest) return out;
-    const first = TelemetryBatch.decode(latest);
-    if (!newer(first)) return out;
-    out.push(first);
+    const first = decodeStored(latest);
+    if (first && !newer(first)) return out;
+    if (first) out.push(first);
     for (let offset = 0; out.length < max; offset += SINCE_PAGE) {
       const page = await this.redis.lrangeBuffer(keys.nodeTelemetryHistory(node), offset, offset + SINCE_PAGE - 1);
       for (const raw of page) {
-        const b = TelemetryBatch.decode(raw);
+        const b = decodeStored(raw);
+        if (!b) continue;
         if (!newer(b) || out.length >= max) return out.reverse();
         out.push(b);
       }

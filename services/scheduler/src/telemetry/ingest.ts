@@ -4,10 +4,11 @@
 // the failure detection to come is only as fresh as this.
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { Counter, Histogram } from 'prom-client';
-import { FaultSignal, NodeHostEvent, TelemetryBatch, XidEvent } from '@gantry/proto';
-import { consumeDurable, consumers, decode, DecodeError, openDurable, streams, subjects } from '@gantry/bus';
+import { FaultSignal, NodeHostEvent, XidEvent } from '@gantry/proto';
+import { consumeDurable, consumers, decode, openDurable, streams, subjects } from '@gantry/bus';
 import { HealthStore, NodeTelemetryStore, scriptRunner, type ScriptCall, type ScriptRunner } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
+import { BatchHeaderError, readBatchHeader, type BatchHeader } from './batch-header.js';
 import { xidFailureClass } from '../recovery/xid-policy.js';
 import type { HealthConfigCache } from '../health-monitor/config-source.js';
 import { signalHolders } from '../recovery/triggers.js';
@@ -86,7 +87,7 @@ export class TelemetryIngest {
 
   /**
    * The telemetry stream's durable consumer, with consumeDurable's rules (acknowledged after
-   * the write, redelivered when the write fails, a message that does not decode dropped) but
+   * the write, redelivered when the write fails, a message whose top-level fields do not decode dropped) but
    * not one message at a time: what arrives while a write is in flight goes in the next one.
    */
   private async consumeTelemetry(): Promise<void> {
@@ -113,15 +114,15 @@ export class TelemetryIngest {
   /** Checks each message as the one-at-a-time handler did, then one pipeline of writes (in delivery order, so a node's history keeps its order). */
   private async writeBatches(msgs: JsMsg[]): Promise<void> {
     const guard = AgentMessageGuard.of(this.ctx.metrics, this.ctx.log);
-    const checked: { m: JsMsg; batch: TelemetryBatch }[] = [];
+    const checked: { m: JsMsg; batch: BatchHeader }[] = [];
     for (const m of msgs) {
       if (!guard.withinSize('telemetry', m.subject, m.data.length, MAX_TELEMETRY_BYTES)) { m.ack(); continue; }
-      let batch: TelemetryBatch;
+      let batch: BatchHeader;
       try {
-        batch = decode(TelemetryBatch, m.data, 'TelemetryBatch');
+        batch = readBatchHeader(m.data);
       } catch (err) {
-        this.ctx.log.warn({ err: (err as Error).message, subject: m.subject }, err instanceof DecodeError ? 'dropping malformed message' : 'message not processed; will be redelivered');
-        if (err instanceof DecodeError) m.term();
+        this.ctx.log.warn({ err: (err as Error).message, subject: m.subject }, err instanceof BatchHeaderError ? 'dropping malformed message' : 'message not processed; will be redelivered');
+        if (err instanceof BatchHeaderError) m.term();
         else m.nak(TELEMETRY_RETRY_MS);
         continue;
       }
