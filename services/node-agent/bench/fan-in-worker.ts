@@ -19,7 +19,9 @@
 //     scheduler decodes exactly the batch the collector produced, with the new time and seq);
 //   - heartbeats: the part that changes only with the ranks (node, ranks, instance, highest
 //     epoch) is encoded once per change, seq and time per heartbeat, concatenated likewise;
-//   - timing: one timer wheel per process (a 10 ms tick sends every node whose slot passed)
+//   - timing: a node heartbeats from the moment its registration was answered (as an agent
+//     does; waiting for all of a process's nodes let the first ones go LOST while 10,000
+//     registered); one timer wheel per process (a 10 ms tick sends every node whose slot passed)
 //     instead of two timers per node; when the process falls behind it catches up rather than
 //     drifting, and how late each send was is reported, so a shortfall of the simulators is
 //     never mistaken for the scheduler's.
@@ -85,6 +87,8 @@ interface SimAgent {
   /** The collector's batch but time and seq, encoded. */
   telemetryBody: Uint8Array;
   telemetrySeq: number;
+  /** Heartbeats and telemetry start once its registration was answered, as an agent's do. */
+  registered: boolean;
 }
 
 async function simulate(i: number): Promise<SimAgent> {
@@ -96,7 +100,7 @@ async function simulate(i: number): Promise<SimAgent> {
   const batch = await collector.collect();
   const telemetrySeq = Number(batch.seq);
   const telemetryBody = encode(TelemetryBatch, { ...batch, instanceId: node, time: undefined, seq: 0 });
-  return { node, gpus, ranks: new Map(), seq: 0, highestEpoch: 0, heartbeatBody: undefined, telemetryBody, telemetrySeq };
+  return { node, gpus, ranks: new Map(), seq: 0, highestEpoch: 0, heartbeatBody: undefined, telemetryBody, telemetrySeq, registered: false };
 }
 
 const agents: SimAgent[] = [];
@@ -154,27 +158,6 @@ for (const a of agents) {
   });
 }
 
-// Registrations in flight at once: a fleet of hosts starting together, not one after another.
-const REGISTER_CONCURRENCY = 64;
-async function register(i: number): Promise<void> {
-  const a = agents[i]!;
-  const leaf = Math.floor((args.first + i) / 32);
-  const req = RegisterNodeRequest.create({ node: a.node, address: '127.0.0.1', gpus: a.gpus, topology: Topology.create({ leafSwitch: `leaf-${leaf}`, spine: `spine-${Math.floor(leaf / 16)}` }), agentVersion: 'bench', deviceBackend: 'simulated', instanceId: a.node });
-  for (;;) {
-    try {
-      await nc.request(subjects.agentRegister(a.node), encode(RegisterNodeRequest, req), { timeout: 10_000 });
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-}
-let nextToRegister = 0;
-await Promise.all(Array.from({ length: Math.min(REGISTER_CONCURRENCY, agents.length) }, async () => {
-  while (nextToRegister < agents.length) await register(nextToRegister++);
-}));
-process.send?.({ type: 'registered', count: args.count } satisfies FanInMessage);
-
 let heartbeats = 0;
 let rankReports = 0;
 let telemetry = 0;
@@ -188,6 +171,7 @@ let lagHead = 0;
 
 function heartbeat(i: number, late: number): void {
   const a = agents[i]!;
+  if (!a.registered) return;
   const sent = Date.now();
   a.heartbeatBody ??= encode(NodeHeartbeat, NodeHeartbeat.create({ node: a.node, ranks: [...a.ranks.values()], instanceId: a.node, highestEpoch: a.highestEpoch }));
   const head = encode(NodeHeartbeat, NodeHeartbeat.create({ seq: ++a.seq, time: new Date(sent) }));
@@ -216,6 +200,7 @@ function checkLag(now: number): void {
 
 function report(i: number): void {
   const a = agents[i]!;
+  if (!a.registered) return;
   const seq = ++a.telemetrySeq;
   const head = encode(TelemetryBatch, TelemetryBatch.create({ time: new Date(), seq }));
   js.publish(subjects.telemetry(a.node), Buffer.concat([head, a.telemetryBody]), { msgID: `${a.node}.${seq}`, timeout: 30_000 }).then(() => telemetry++, () => telemetryFailed++);
@@ -233,6 +218,28 @@ const ticker = setInterval(() => {
   for (const w of wheels) w.advance(now);
   checkLag(now);
 }, TICK_MS);
+
+// Registrations in flight at once: a fleet of hosts starting together, not one after another.
+const REGISTER_CONCURRENCY = 64;
+async function register(i: number): Promise<void> {
+  const a = agents[i]!;
+  const leaf = Math.floor((args.first + i) / 32);
+  const req = RegisterNodeRequest.create({ node: a.node, address: '127.0.0.1', gpus: a.gpus, topology: Topology.create({ leafSwitch: `leaf-${leaf}`, spine: `spine-${Math.floor(leaf / 16)}` }), agentVersion: 'bench', deviceBackend: 'simulated', instanceId: a.node });
+  for (;;) {
+    try {
+      await nc.request(subjects.agentRegister(a.node), encode(RegisterNodeRequest, req), { timeout: 10_000 });
+      a.registered = true;
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+let nextToRegister = 0;
+await Promise.all(Array.from({ length: Math.min(REGISTER_CONCURRENCY, agents.length) }, async () => {
+  while (nextToRegister < agents.length) await register(nextToRegister++);
+}));
+process.send?.({ type: 'registered', count: args.count } satisfies FanInMessage);
 
 // The parent asks for counters (and resets the samples) at the start and end of the measurement.
 process.on('message', (m: { type: string }) => {
