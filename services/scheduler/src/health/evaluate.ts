@@ -108,18 +108,35 @@ export function advanceHealth(state: HealthState, input: HealthWindowInput, conf
   return finishWindow(state, input, config, win, win.names.map((name) => prepareOne(win, state, input, config, name)));
 }
 
+/** How advanceHealthInSteps gets its telemetry and gives the event loop back. */
+export interface WindowSteps {
+  /** Nodes per step (500). */
+  size?: number;
+  /** Awaited after each step. */
+  pause: () => Promise<void>;
+  /**
+   * The window's batches of these nodes, read when their step comes (input.batches is then
+   * not used; input.nodes lists the nodes). Only one step's decoded batches are alive at a
+   * time, not the whole window's (60,000 at 10,000 nodes).
+   */
+  batchesOf?: (names: readonly string[]) => Promise<TelemetryBatch[]>;
+}
+
 /**
  * advanceHealth with its per-node telemetry step (most of a window's work: extracting every
- * batch's values) done `step` nodes at a time, awaiting `pause` between: the scheduler's event
- * loop runs heartbeats and lease renewals meanwhile (10,000 nodes took it seconds in one
- * stretch). The same result as advanceHealth.
+ * batch's values) done a step of nodes at a time, awaiting between: the scheduler's event loop
+ * runs heartbeats and lease renewals meanwhile (10,000 nodes took it seconds in one stretch).
+ * The same result as advanceHealth.
  */
-export async function advanceHealthInSteps(state: HealthState, input: HealthWindowInput, config: HealthConfig, pause: () => Promise<void>, step = 500): Promise<HealthEvaluation> {
+export async function advanceHealthInSteps(state: HealthState, input: HealthWindowInput, config: HealthConfig, steps: WindowSteps): Promise<HealthEvaluation> {
   const win = beginWindow(state, input, config);
+  const size = steps.size ?? 500;
   const work: NodeWork[] = [];
-  for (let i = 0; i < win.names.length; i += step) {
-    for (const name of win.names.slice(i, i + step)) work.push(prepareOne(win, state, input, config, name));
-    await pause();
+  for (let i = 0; i < win.names.length; i += size) {
+    const names = win.names.slice(i, i + size);
+    if (steps.batchesOf) win.batches = byNode(await steps.batchesOf(names));
+    for (const name of names) work.push(prepareOne(win, state, input, config, name));
+    await steps.pause();
   }
   return finishWindow(state, input, config, win, work);
 }

@@ -1,6 +1,6 @@
 // Node health detection: the public surface. evaluate.ts describes the per-window pipeline;
 // types.ts the inputs and outputs; state.ts the JSON state the scheduler persists.
-export { advanceHealth, advanceHealthInSteps, evaluateHealth, HealthEvaluator, type HealthEvaluation } from './evaluate.js';
+export { advanceHealth, advanceHealthInSteps, evaluateHealth, HealthEvaluator, type HealthEvaluation, type WindowSteps } from './evaluate.js';
 export {
   DEFAULT_HEALTH_CONFIG, HealthConfigError, parseHealthConfig, resolveHealthConfig,
   type HealthConfig, type HealthConfigInput, type HysteresisLevel,

@@ -28,7 +28,15 @@ describe('advanceHealthInSteps', () => {
     let pauses = 0;
     for (let k = 0; k < 12; k++) {
       const a = advanceHealth(whole, input(k), config);
-      const b = await advanceHealthInSteps(inSteps, input(k), config, async () => { pauses++; }, 5);
+      // Batches given up front for one half of the windows, read per step for the other.
+      const all = input(k);
+      const asked: string[][] = [];
+      const batchesOf = k % 2 === 0 ? undefined : async (names: readonly string[]) => {
+        asked.push([...names]);
+        return input(k).batches!.filter((b) => names.includes(b.node));
+      };
+      const b = await advanceHealthInSteps(inSteps, batchesOf ? { ...all, batches: [] } : all, config, { size: 5, batchesOf, pause: async () => { pauses++; } });
+      if (batchesOf) expect(asked.flat()).toEqual(names);
       expect(b.nodes).toEqual(a.nodes);
       expect(b.findings).toEqual(a.findings);
       expect(b.sharedFaults).toEqual(a.sharedFaults);
