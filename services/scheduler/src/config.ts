@@ -14,6 +14,11 @@ export const schedulerEnv = {
   LEASE_TTL_MS: env.ms(5_000),
   /** Upper bound between scheduling passes; submits and releases wake the loop earlier. */
   CYCLE_INTERVAL_MS: env.ms(1_000),
+  /**
+   * Jobs a pass between full passes decides: the head of the queue, in queue order (Slurm's
+   * default_queue_depth); 0: every pass decides the whole queue (docs/scheduling.md, section 1).
+   */
+  SCHEDULER_QUEUE_DEPTH: env.int(256, 0, 10_000_000),
   /** SIGTERM-to-SIGKILL grace for stopped ranks when the job does not set one. */
   STOP_GRACE_SECONDS: env.int(10, 0, 3600),
   /** How long to wait before re-sending an unacknowledged assignment or stop. */

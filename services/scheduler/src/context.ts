@@ -14,6 +14,8 @@ export interface SchedulerSettings {
   heartbeatIntervalMs: number;
   cycleIntervalMs: number;
   stopGraceSeconds: number;
+  /** SCHEDULER_QUEUE_DEPTH: jobs a quick pass decides (0: every pass is full); 256 when absent. */
+  queueDepth?: number;
 }
 
 export interface SchedulerContext {

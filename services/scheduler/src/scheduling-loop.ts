@@ -31,11 +31,11 @@ const COMMIT_BATCH = 256;
 /** The longest rest between passes (see restAfter). */
 const MAX_REST_MS = 250;
 /**
- * How much of the queue a pass between full passes decides: its head, in queue order (Slurm's
- * default_queue_depth does the same for its event-triggered passes, 100 jobs there). Most
- * passes are woken by an exit or a submission and can start a few jobs at most, yet deciding
- * and explaining every waiting job cost each of them time in proportion to the queue: with
- * 2,000 queued, that was most of the scheduler's CPU per job.
+ * How much of the queue a pass between full passes decides by default (SCHEDULER_QUEUE_DEPTH):
+ * its head, in queue order (Slurm's default_queue_depth does the same for its event-triggered
+ * passes, 100 jobs there). Most passes are woken by an exit or a submission and can start a
+ * few jobs at most, yet deciding and explaining every waiting job cost each of them time in
+ * proportion to the queue.
  */
 const QUICK_PASS_DEPTH = 256;
 /** A full pass (the whole queue: backfill behind the head, every waiting job's explanation) takes at most this share of the time. */
@@ -189,8 +189,9 @@ export class SchedulingLoop extends WakeableLoop {
 
     const views = withheld(nodes.map(nodeView), heldForRecovery([...recovering, ...waiting]));
     const sizer = new WholeNodeSizer(views);
-    const full = pending.length <= QUICK_PASS_DEPTH || now - this.fullPassAt >= Math.max(ctx.settings.cycleIntervalMs, this.fullPassMs / FULL_PASS_SHARE);
-    const plan = planCycle(views, pending.map((r) => jobRequest(r.job, sizer)), { now, running, config, usage, ...(full ? {} : { depth: QUICK_PASS_DEPTH }) });
+    const depth = ctx.settings.queueDepth ?? QUICK_PASS_DEPTH;
+    const full = depth === 0 || pending.length <= depth || now - this.fullPassAt >= Math.max(ctx.settings.cycleIntervalMs, this.fullPassMs / FULL_PASS_SHARE);
+    const plan = planCycle(views, pending.map((r) => jobRequest(r.job, sizer)), { now, running, config, usage, ...(full ? {} : { depth }) });
     // The pass after the next backoff ends (only waiting jobs count: a due one that did not fit
     // must not make the loop spin).
     if (nextDue < Infinity) this.wakeAt(nextDue);

@@ -65,6 +65,7 @@ export async function main(): Promise<void> {
       heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,
       cycleIntervalMs: config.CYCLE_INTERVAL_MS,
       stopGraceSeconds: config.STOP_GRACE_SECONDS,
+      queueDepth: config.SCHEDULER_QUEUE_DEPTH,
     },
     epoch: () => elector.epoch,
     kick: () => {
