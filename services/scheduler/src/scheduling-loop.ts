@@ -197,7 +197,7 @@ export class SchedulingLoop extends WakeableLoop {
     if (nextDue < Infinity) this.wakeAt(nextDue);
     for (const p of plan.preemptions) await this.preempt(p, epoch);
     await this.commitPlacements(plan, new Map(pending.map((r) => [r.job.id, r])), new Map(nodes.map((n) => [n.node.name, n.node.address])), epoch);
-    await this.writeExplanations(plan, now);
+    await this.writeExplanations(plan, now, full);
     await usageWritten;
     end();
     if (full) {
@@ -435,10 +435,17 @@ export class SchedulingLoop extends WakeableLoop {
     return { usage: usageAt(next, now, halfLifeSec), written };
   }
 
-  private async writeExplanations(plan: CyclePlan, now: number): Promise<void> {
+  /**
+   * Writes what changed of the waiting jobs' explanations. A full pass explained every waiting
+   * job, so whatever else was written goes. A quick pass explained only the head: it updates
+   * the written set in place (a copy of it cost a quick pass time in proportion to the queue)
+   * and removes only the jobs it placed; the next full pass removes the rest that left.
+   */
+  private async writeExplanations(plan: CyclePlan, now: number, full: boolean): Promise<void> {
     this.written ??= new Map((await this.state.explainedJobIds()).map((id) => [id, '']));
+    const written = this.written;
     const reservations = new Map(plan.reservations.map((r) => [r.jobId, r]));
-    const current = new Map<string, string>();
+    const current = full ? new Map<string, string>() : written;
     const changed: Record<string, string> = {};
     // A placement shifts the queue position of every job behind it; rewriting thousands of
     // explanations each pass for that alone is waste, so positions refresh every few seconds
@@ -459,8 +466,9 @@ export class SchedulingLoop extends WakeableLoop {
         rejectionKeys.set(u.rejections, rejections);
       }
       const key = `${u.reason ?? ''}\u001e${u.message}\u001e${u.quota ?? ''}\u001e${rejections}\u001e${res ? `${res.startTime}:${res.nodes.join(',')}` : ''}`;
+      const before = written.get(u.jobId);
       current.set(u.jobId, key);
-      if (!refreshPositions && this.written.get(u.jobId) === key) continue;
+      if (!refreshPositions && before === key) continue;
       let summary = summaries.get(u.rejections);
       if (summary === undefined) summaries.set(u.rejections, summary = formatRejections(u.rejections));
       const e: Omit<Explanation, 'evaluatedAt' | 'queuePosition'> = {
@@ -469,12 +477,14 @@ export class SchedulingLoop extends WakeableLoop {
       };
       changed[u.jobId] = JSON.stringify({ ...e, queuePosition: u.queuePosition, evaluatedAt: now });
     }
-    // Jobs past a quick pass's depth keep what the last full pass wrote.
-    for (const id of plan.unevaluated) {
-      const key = this.written.get(id);
-      if (key !== undefined) current.set(id, key);
+    let removed: string[];
+    if (full) {
+      removed = [...written.keys()].filter((id) => !current.has(id));
+    } else {
+      // Jobs past the depth keep what the last full pass wrote.
+      removed = plan.placements.map((p) => p.jobId).filter((id) => written.has(id));
+      for (const id of removed) written.delete(id);
     }
-    const removed = [...this.written.keys()].filter((id) => !current.has(id));
     if (Object.keys(changed).length > 0 || removed.length > 0) await this.state.updateExplanations(changed, removed);
     this.written = current;
   }

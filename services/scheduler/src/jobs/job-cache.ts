@@ -87,14 +87,25 @@ export class JobCache {
     this.cursor = changes.cursor;
     if (changes.gap) this.records.clear();
     else for (const id of changes.ids) this.records.delete(id);
-    const wanted = new Set(idLists.flat());
-    for (const id of this.records.keys()) if (!wanted.has(id)) this.records.delete(id);
-    const missing = [...wanted].filter((id) => !this.records.has(id));
+    // One walk over the ids (a pass runs this over the whole queue: no per-id allocations).
+    const wanted = new Set<string>();
+    const missing: string[] = [];
+    for (const ids of idLists) {
+      for (const id of ids) {
+        wanted.add(id);
+        if (!this.records.has(id)) missing.push(id);
+      }
+    }
+    if (this.records.size > wanted.size - missing.length) for (const id of this.records.keys()) if (!wanted.has(id)) this.records.delete(id);
     this.lastFetched = missing.length;
     for (const rec of await this.jobs.getMany(missing)) this.keep(rec);
-    return idLists.map((ids) => ids.flatMap((id) => {
-      const r = this.records.get(id);
-      return r ? [r] : [];
-    })) as { [K in keyof S]: JobRecord[] };
+    return idLists.map((ids) => {
+      const out: JobRecord[] = [];
+      for (const id of ids) {
+        const r = this.records.get(id);
+        if (r) out.push(r);
+      }
+      return out;
+    }) as { [K in keyof S]: JobRecord[] };
   }
 }
