@@ -19,6 +19,13 @@ export interface DurableConsumerSpec {
    * its successor within seconds (handlers are idempotent, so a rare duplicate is harmless).
    */
   ackWaitMs?: number;
+  /**
+   * Messages handled at once (default 1: one at a time, in stream order). With more, messages
+   * with the same order key (default: the subject) still go one at a time in stream order;
+   * handlers of different keys overlap, so their Redis commands share round trips.
+   */
+  concurrency?: number;
+  orderKey?: (m: JsMsg) => string;
 }
 
 /**
@@ -58,22 +65,45 @@ export async function openDurable(nc: NatsConnection, spec: DurableConsumerSpec)
 
 export async function consumeDurable(nc: NatsConnection, spec: DurableConsumerSpec, log: WarnLogger, handle: (m: JsMsg) => Promise<void>): Promise<ConsumerMessages> {
   const messages = await openDurable(nc, spec);
-  void (async () => {
-    for await (const m of messages) {
-      try {
-        await handle(m);
-        m.ack();
-      } catch (err) {
-        if (err instanceof RetryLater) {
-          m.nak(err.delayMs ?? spec.retryDelayMs ?? 1_000);
-        } else if (err instanceof DecodeError) {
-          log.warn({ err: err.message, subject: m.subject }, 'dropping malformed message');
-          m.term();
-        } else {
-          log.warn({ err: (err as Error).message, subject: m.subject }, 'message not processed; will be redelivered');
-          m.nak(spec.retryDelayMs ?? 1_000);
-        }
+  // Never throws: the message is acknowledged, redelivered later or dropped.
+  const settle = async (m: JsMsg): Promise<void> => {
+    try {
+      await handle(m);
+      m.ack();
+    } catch (err) {
+      if (err instanceof RetryLater) {
+        m.nak(err.delayMs ?? spec.retryDelayMs ?? 1_000);
+      } else if (err instanceof DecodeError) {
+        log.warn({ err: err.message, subject: m.subject }, 'dropping malformed message');
+        m.term();
+      } else {
+        log.warn({ err: (err as Error).message, subject: m.subject }, 'message not processed; will be redelivered');
+        m.nak(spec.retryDelayMs ?? 1_000);
       }
+    }
+  };
+  const limit = Math.max(1, spec.concurrency ?? 1);
+  void (async () => {
+    if (limit === 1) {
+      for await (const m of messages) await settle(m);
+      return;
+    }
+    // The last handler queued per order key: the next message of that key runs after it.
+    const tails = new Map<string, Promise<void>>();
+    let inFlight = 0;
+    let wake: (() => void) | undefined;
+    for await (const m of messages) {
+      while (inFlight >= limit) await new Promise<void>((r) => { wake = r; });
+      inFlight++;
+      const key = spec.orderKey?.(m) ?? m.subject;
+      const run: Promise<void> = (tails.get(key) ?? Promise.resolve()).then(() => settle(m)).finally(() => {
+        inFlight--;
+        if (tails.get(key) === run) tails.delete(key);
+        const w = wake;
+        wake = undefined;
+        w?.();
+      });
+      tails.set(key, run);
     }
   })();
   return messages;

@@ -31,6 +31,8 @@ export class JobEventConsumer {
   async start(): Promise<void> {
     this.messages = await consumeDurable(this.nc, {
       stream: streams.events.name, durable: consumers.checkpointJobEvents, filterSubject: subjects.jobEventAll,
+      // One job's events in order (the subject is the job's), different jobs' at once.
+      concurrency: 32,
     }, this.log, (m) => this.handle(decode(JobEvent, m.data, 'JobEvent')));
   }
 

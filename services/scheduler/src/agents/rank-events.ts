@@ -10,6 +10,9 @@ import { applyRankReport } from '../jobs/lifecycle.js';
 import { mutateJob } from '../jobs/mutate.js';
 import { stopLiveRanks } from '../dispatch/dispatcher.js';
 
+/** Rank events handled at once (of different jobs). */
+const RANK_EVENT_CONCURRENCY = 64;
+
 export class RankEventConsumer {
   private messages: ConsumerMessages | undefined;
 
@@ -22,6 +25,17 @@ export class RankEventConsumer {
   async start(): Promise<void> {
     this.messages = await consumeDurable(this.ctx.nc, {
       stream: streams.agentEvents.name, durable: consumers.schedulerAgentEvents, filterSubject: subjects.rankEventAll,
+      // One job's reports in stream order (a rank's start before its exit), different jobs' at
+      // once, so their reads and commits share Redis round trips instead of each waiting its
+      // turn behind heartbeat and telemetry pipelines; no two handlers race for one job's record.
+      concurrency: RANK_EVENT_CONCURRENCY,
+      orderKey: (m) => {
+        try {
+          return decode(RankEvent, m.data, 'RankEvent').jobId;
+        } catch {
+          return m.subject; // the handler drops it
+        }
+      },
     }, this.ctx.log, (m) => this.handle(decode(RankEvent, m.data, 'RankEvent'), m.subject));
   }
 
@@ -63,7 +77,7 @@ export class RankEventConsumer {
     if (stopOthers) {
       ctx.log.info({ job: ev.jobId, state: JobState[rec.job.state], reason: rec.job.reason }, 'attempt ended');
       // Not awaited: stops wait for agents' replies (seconds when one is gone), and this
-      // consumer handles rank events one at a time. Recovery and reconciliation re-send.
+      // job's next rank events wait for this one. Recovery and reconciliation re-send.
       void stopLiveRanks(ctx, rec.job, rec.job.reason);
       ctx.kick();
     }
