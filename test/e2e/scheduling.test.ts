@@ -219,11 +219,14 @@ describe('scheduling policy', () => {
     const holders = await Promise.all([0, 1].map((i) => c.submitJob({ name: `hold-${i}`, nodes: 1, gpusPerNode: 8, stopGraceSeconds: 1, command: GRACEFUL })));
     for (const h of holders) await state(c, h.job!.id, [S.JOB_STATE_RUNNING]);
     const queued: string[] = [];
-    for (let i = 0; i < 300; i += 50) {
-      const batch = await Promise.all(Array.from({ length: 50 }, (_, k) => c.submitJob({ name: `q-${i + k}`, nodes: 1, gpusPerNode: 8, command: ['true'] })));
+    for (let i = 0; i < 299; i += 50) {
+      const batch = await Promise.all(Array.from({ length: Math.min(50, 299 - i) }, (_, k) => c.submitJob({ name: `q-${i + k}`, nodes: 1, gpusPerNode: 8, command: ['true'] })));
       queued.push(...batch.map((b) => b.job!.id));
     }
-    const last = queued[queued.length - 1]!;
+    // Submitted alone, after the others: the last in queue order (jobs of one concurrent batch
+    // may be ordered any way among themselves).
+    const last = (await c.submitJob({ name: 'q-299', nodes: 1, gpusPerNode: 8, command: ['true'] })).job!.id;
+    queued.push(last);
     const why = await eventually('the last job explained', async () => { const e = await c.explainJob(last); return e.queuePosition === 300 ? e : undefined; }, 15_000);
     expect(why.message).not.toBe('');
     // The holders end: the queue drains in order, the tail included.
