@@ -438,19 +438,22 @@ export class SchedulingLoop extends WakeableLoop {
   /**
    * Writes what changed of the waiting jobs' explanations. A full pass explained every waiting
    * job, so whatever else was written goes. A quick pass explained only the head: it updates
-   * the written set in place (a copy of it cost a quick pass time in proportion to the queue)
-   * and removes only the jobs it placed; the next full pass removes the rest that left.
+   * the written set in place once the write succeeded (a copy of it cost a quick pass time in
+   * proportion to the queue) and removes only the jobs it placed; the next full pass removes
+   * the rest that left. Queue positions refresh only in full passes (a quick one reaches only
+   * the head, and would reset the clock for every job behind it).
    */
   private async writeExplanations(plan: CyclePlan, now: number, full: boolean): Promise<void> {
     this.written ??= new Map((await this.state.explainedJobIds()).map((id) => [id, '']));
     const written = this.written;
     const reservations = new Map(plan.reservations.map((r) => [r.jobId, r]));
-    const current = full ? new Map<string, string>() : written;
+    const current = full ? new Map<string, string>() : undefined;
+    const updates: [string, string][] = [];
     const changed: Record<string, string> = {};
     // A placement shifts the queue position of every job behind it; rewriting thousands of
     // explanations each pass for that alone is waste, so positions refresh every few seconds
     // and everything else as soon as it changes.
-    const refreshPositions = now - this.positionsWrittenAt >= POSITION_REFRESH_MS;
+    const refreshPositions = full && now - this.positionsWrittenAt >= POSITION_REFRESH_MS;
     if (refreshPositions) this.positionsWrittenAt = now;
     // Jobs of one shape share the planner's rejection counts: each object is encoded once.
     const rejectionKeys = new Map<RejectionCounts, string>();
@@ -467,7 +470,8 @@ export class SchedulingLoop extends WakeableLoop {
       }
       const key = `${u.reason ?? ''}\u001e${u.message}\u001e${u.quota ?? ''}\u001e${rejections}\u001e${res ? `${res.startTime}:${res.nodes.join(',')}` : ''}`;
       const before = written.get(u.jobId);
-      current.set(u.jobId, key);
+      if (current) current.set(u.jobId, key);
+      else updates.push([u.jobId, key]);
       if (!refreshPositions && before === key) continue;
       let summary = summaries.get(u.rejections);
       if (summary === undefined) summaries.set(u.rejections, summary = formatRejections(u.rejections));
@@ -477,15 +481,14 @@ export class SchedulingLoop extends WakeableLoop {
       };
       changed[u.jobId] = JSON.stringify({ ...e, queuePosition: u.queuePosition, evaluatedAt: now });
     }
-    let removed: string[];
-    if (full) {
-      removed = [...written.keys()].filter((id) => !current.has(id));
+    // Jobs past a quick pass's depth keep what the last full pass wrote.
+    const removed = current ? [...written.keys()].filter((id) => !current.has(id)) : plan.placements.map((p) => p.jobId).filter((id) => written.has(id));
+    if (Object.keys(changed).length > 0 || removed.length > 0) await this.state.updateExplanations(changed, removed);
+    if (current) {
+      this.written = current;
     } else {
-      // Jobs past the depth keep what the last full pass wrote.
-      removed = plan.placements.map((p) => p.jobId).filter((id) => written.has(id));
+      for (const [id, key] of updates) written.set(id, key);
       for (const id of removed) written.delete(id);
     }
-    if (Object.keys(changed).length > 0 || removed.length > 0) await this.state.updateExplanations(changed, removed);
-    this.written = current;
   }
 }
