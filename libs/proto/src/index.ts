@@ -11,5 +11,9 @@ export * from './gen/gantry/v1/storage.js';
 export * from './gen/gantry/v1/auth_service.js';
 export * from './gen/gantry/v1/report.js';
 export { loadDescriptorSet, descriptorSetPath } from './gen/descriptor.js';
+// The wire reader the generated code decodes with, and the well-known Timestamp, for code that
+// reads some fields of a message without decoding all of it (the scheduler's telemetry ingest).
+export { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
+export { Timestamp } from './gen/google/protobuf/timestamp.js';
 export * from './states.js';
 export * from './user-ref.js';

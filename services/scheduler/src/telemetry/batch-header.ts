@@ -4,9 +4,11 @@
 // CPU and was, with the health window's decode of the same batches, the scheduler's largest
 // source of garbage at 5,000 nodes (garbage collection: 29 % of its time).
 //
-// Every top-level field is walked by its wire type, so truncated bytes or a group fail here as
-// in a full decode; what nested fields hold is not checked: readers of stored batches skip one
-// that does not decode (NodeTelemetryStore).
+// Every top-level field is walked with the protobuf runtime's reader (the one the generated
+// decode uses), so truncated bytes or a group fail here as in a full decode; what nested fields
+// hold is not checked: readers of stored batches skip one that does not decode
+// (NodeTelemetryStore).
+import { BinaryReader, Timestamp, WireType } from '@gantry/proto';
 
 export class BatchHeaderError extends Error {
   override name = 'BatchHeaderError';
@@ -18,68 +20,27 @@ export interface BatchHeader {
   instanceId: string;
 }
 
-const utf8 = new TextDecoder();
-
-/** Reads one varint at `pos`; returns its value (exact below 2^53) and the position after it. */
-function varint(buf: Uint8Array, pos: number): [number, number] {
-  let value = 0;
-  let scale = 1;
-  for (let i = 0; i < 10; i++) {
-    if (pos >= buf.length) throw new BatchHeaderError('truncated varint');
-    const b = buf[pos++]!;
-    value += (b & 0x7f) * scale;
-    if (b < 0x80) return [value, pos];
-    scale *= 128;
-  }
-  throw new BatchHeaderError('varint longer than 10 bytes');
-}
-
-/** google.protobuf.Timestamp as ts-proto gives it (seconds and nanos; negative values are not a collection time). */
-function timestamp(buf: Uint8Array, start: number, end: number): Date {
-  let seconds = 0;
-  let nanos = 0;
-  for (let pos = start; pos < end;) {
-    const [tag, p] = varint(buf, pos);
-    const [v, next] = tag === 8 || tag === 16 ? varint(buf, p) : [0, skip(buf, tag, p)];
-    if (tag === 8) seconds = v;
-    else if (tag === 16) nanos = v;
-    pos = next;
-  }
-  return new Date(seconds * 1000 + nanos / 1_000_000);
-}
-
-/** The position after the value of a field with this tag. */
-function skip(buf: Uint8Array, tag: number, pos: number): number {
-  switch (tag & 7) {
-    case 0: return varint(buf, pos)[1];
-    case 1: return pos + 8;
-    case 2: {
-      const [len, p] = varint(buf, pos);
-      return p + len;
-    }
-    case 5: return pos + 4;
-    default: throw new BatchHeaderError(`wire type ${tag & 7} is not valid here`);
-  }
-}
+/** TelemetryBatch's field numbers for node, time and instance_id (proto/gantry/v1/telemetry.proto). */
+const NODE = 1;
+const TIME = 2;
+const INSTANCE_ID = 11;
 
 /** The batch's node, time and instance, as TelemetryBatch.decode would give them (the last occurrence of a field wins). */
 export function readBatchHeader(buf: Uint8Array): BatchHeader {
   const out: BatchHeader = { node: '', time: undefined, instanceId: '' };
-  let pos = 0;
-  while (pos < buf.length) {
-    const [tag, p] = varint(buf, pos);
-    if (tag === 10 || tag === 18 || tag === 90) {
-      const [len, start] = varint(buf, p);
-      const end = start + len;
-      if (end > buf.length) throw new BatchHeaderError('field runs past the end');
-      if (tag === 10) out.node = utf8.decode(buf.subarray(start, end));
-      else if (tag === 90) out.instanceId = utf8.decode(buf.subarray(start, end));
-      else out.time = timestamp(buf, start, end);
-      pos = end;
-    } else {
-      pos = skip(buf, tag, p);
+  const reader = new BinaryReader(buf);
+  try {
+    while (reader.pos < reader.len) {
+      const [field, wire] = reader.tag();
+      if (field === NODE && wire === WireType.LengthDelimited) out.node = reader.string();
+      else if (field === INSTANCE_ID && wire === WireType.LengthDelimited) out.instanceId = reader.string();
+      else if (field === TIME && wire === WireType.LengthDelimited) {
+        const t = Timestamp.decode(reader, reader.uint32());
+        out.time = new Date(Number(t.seconds) * 1000 + t.nanos / 1_000_000);
+      } else reader.skip(wire, field);
     }
-    if (pos > buf.length) throw new BatchHeaderError('field runs past the end');
+  } catch (err) {
+    throw new BatchHeaderError((err as Error).message);
   }
   return out;
 }

@@ -35,8 +35,14 @@ describe('readBatchHeader', () => {
     const truncated = ok.subarray(0, ok.length - 2);
     expect(() => TelemetryBatch.decode(truncated)).toThrow();
     expect(() => readBatchHeader(truncated)).toThrow(BatchHeaderError);
-    const group = new Uint8Array([0x0b, 0x0c]); // field 1 as a start-group
-    expect(() => readBatchHeader(group)).toThrow(BatchHeaderError);
+    // A group where field 1 is expected: the generated decode skips it, and so does the header.
+    const group = new Uint8Array([0x0b, 0x0c, ...ok]);
+    const decoded = TelemetryBatch.decode(group);
+    expect(readBatchHeader(group)).toEqual({ node: decoded.node, time: decoded.time, instanceId: decoded.instanceId });
+    // A field the header does not read, running past the end: both fail.
+    const overrun = new Uint8Array([...ok, 0x1a, 0x64, 0x01]);
+    expect(() => TelemetryBatch.decode(overrun)).toThrow();
+    expect(() => readBatchHeader(overrun)).toThrow(BatchHeaderError);
     expect(() => readBatchHeader(new Uint8Array([0x0a, 0xff]))).toThrow(BatchHeaderError);
   });
 });
