@@ -34,7 +34,7 @@ function signedBytes(node: string, command: Uint8Array): Buffer {
 }
 
 function leafHash(node: string, command: Uint8Array): Buffer {
-  return hash('sha256', Buffer.concat([LEAF, Buffer.from(`${DOMAIN}${node}\0`, 'utf8'), command]), 'buffer');
+  return hash('sha256', Buffer.concat([LEAF, signedBytes(node, command)]), 'buffer');
 }
 
 // Reused: the hashing is synchronous, and a scheduling pass hashes thousands of inner nodes.
