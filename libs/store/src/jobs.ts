@@ -115,11 +115,6 @@ export function splitAttempts(job: Job, keep: number): { job: Job; dropped: Atte
   return { job: { ...job, attempts: byNumber.slice(n), attemptsCompacted: job.attemptsCompacted + n }, dropped: byNumber.slice(0, n) };
 }
 
-/** splitAttempts' job alone. */
-export function compactAttempts(job: Job, keep: number): Job {
-  return splitAttempts(job, keep).job;
-}
-
 /** JSON with object keys sorted, so equal specs hash equally whatever order their maps were built in. */
 function canonical(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;

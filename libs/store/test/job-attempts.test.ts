@@ -5,7 +5,7 @@
 // dropped attempts go, in that same write, to the job's capped attempts archive.
 import { describe, expect, it } from 'vitest';
 import { Attempt, Job, JobEvent, JobSpec, JobState, RankPlacement } from '@gantry/proto';
-import { ATTEMPTS_ARCHIVE_CAP, compactAttempts, DEFAULT_ATTEMPTS_KEPT, JobStore, type JobRecord } from '../src/jobs.js';
+import { ATTEMPTS_ARCHIVE_CAP, DEFAULT_ATTEMPTS_KEPT, splitAttempts, JobStore, type JobRecord } from '../src/jobs.js';
 import { StaleWriteError } from '../src/errors.js';
 import { keys } from '../src/keys.js';
 import { useRedis } from './redis-fixture.js';
@@ -176,7 +176,10 @@ describe('attempt history compaction', () => {
     expect(() => new JobStore(redis(), { attemptsKept: 1 })).toThrow('attempts kept per job must be an integer of at least 2, got 1');
     expect(() => new JobStore(redis(), { attemptsKept: 2.5 })).toThrow(/got 2.5/);
     const job = Job.create({ attempt: 3, attempts: [3, 1, 2].map((number) => Attempt.create({ number })) });
-    expect(compactAttempts(job, 3)).toBe(job);
-    expect(compactAttempts(job, 2)).toMatchObject({ attemptsCompacted: 1, attempts: [{ number: 2 }, { number: 3 }] });
+    expect(splitAttempts(job, 3)).toEqual({ job, dropped: [] });
+    expect(splitAttempts(job, 3).job).toBe(job);
+    const split = splitAttempts(job, 2);
+    expect(split.job).toMatchObject({ attemptsCompacted: 1, attempts: [{ number: 2 }, { number: 3 }] });
+    expect(split.dropped.map((a) => a.number)).toEqual([1]);
   });
 });
