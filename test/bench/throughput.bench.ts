@@ -7,10 +7,13 @@
 //   - end-to-end jobs/s: from the first submit until every job SUCCEEDED;
 //   - control-plane CPU per job: user+system CPU of every Gantry process over that window
 //     (and of the rank processes the agents ran, shown apart), divided by the jobs;
+//   - batched submissions/s: once those jobs SUCCEEDED, another BENCH_TP_JOBS jobs submitted
+//     with SubmitJobs in batches of 100, 4 batches in flight (then awaited until SUCCEEDED,
+//     outside every other figure's window);
 //   - interactive submit-to-done: BENCH_TP_INTERACTIVE (30) jobs one after another, each
 //     submitted and watched (WatchJob) until it SUCCEEDED, on an idle cluster.
 // Agents heartbeat at the default interval (2 s). Targets (issue 14): <= 8 ms CPU per job,
-// >= 400 submissions/s, >= 60 jobs/s, submit-to-done p50 <= 50 ms.
+// >= 400 submissions/s (per call and batched), >= 60 jobs/s, submit-to-done p50 <= 50 ms.
 // BENCH_TP_PROFILE=DIR writes a V8 CPU profile of every service process into DIR (cpu-profile-hook.mjs).
 // BENCH_TP_AGENT=bundle runs the agents as installed on a GPU host: the esbuild bundle
 // (`pnpm build:agent`, built first) under plain node, instead of the sources under tsx.
@@ -28,6 +31,8 @@ import { REPO_ROOT } from '../../deploy/local/services.js';
 
 const JOBS = Number(process.env.BENCH_TP_JOBS ?? 2000);
 const INTERACTIVE = Number(process.env.BENCH_TP_INTERACTIVE ?? 30);
+const BATCH = 100;
+const BATCHES_IN_FLIGHT = 4;
 const TICK = 100; // USER_HZ: /proc/<pid>/stat counts CPU in ticks of 10 ms on Linux
 
 /** CPU seconds of a process (own, and of its children it has waited for) from /proc. */
@@ -73,6 +78,42 @@ const stack = await new TestStack({
   env: { scheduler: serviceEnv, gateway: serviceEnv, checkpoint: serviceEnv, 'node-agent': serviceEnv },
 }).start();
 const client = new GantryClient({ address: stack.gatewayAddr, timeoutMs: 60_000, configFile: false });
+/** Waits until `n` jobs in all have SUCCEEDED; throws if any FAILED. */
+async function succeeded(n: number): Promise<void> {
+  for (;;) {
+    const done = await stack.redis.zcard(keys.jobsInState('SUCCEEDED'));
+    const failed = await stack.redis.zcard(keys.jobsInState('FAILED'));
+    if (failed > 0) throw new Error(`${failed} trivial jobs FAILED`);
+    if (done >= n) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * Submits BENCH_TP_JOBS more jobs with SubmitJobs (batches of BATCH, BATCHES_IN_FLIGHT at a
+ * time) on the cluster the first phase left idle; returns submissions/s, then waits until
+ * they SUCCEEDED too, so the interactive figure still runs on an idle cluster.
+ */
+async function submitInBatches(): Promise<number> {
+  const t = performance.now();
+  let nextBatch = 0;
+  const batches = Math.ceil(JOBS / BATCH);
+  await Promise.all(Array.from({ length: BATCHES_IN_FLIGHT }, async () => {
+    for (let b = nextBatch++; b < batches; b = nextBatch++) {
+      const ids = Array.from({ length: Math.min(BATCH, JOBS - b * BATCH) }, (_, k) => b * BATCH + k);
+      const res = await client.submitJobs(
+        ids.map((i) => ({ name: `tp-b-${i}`, tenant: 'bench', nodes: 1, gpusPerNode: 1, command: ['true'], workingDir: '' })),
+        { idempotencyKeys: ids.map((i) => `tp-b-${i}`) },
+      );
+      const refused = res.find((r) => !r.ok);
+      if (refused && !refused.ok) throw new Error(`a batched submission was refused: ${refused.error.message}`);
+    }
+  }));
+  const rate = JOBS / ((performance.now() - t) / 1000);
+  await succeeded(2 * JOBS);
+  return rate;
+}
+
 try {
   const procs = { scheduler: stack.schedulers, gateway: [stack.gateway], checkpoint: [stack.checkpoint], agents: stack.agents };
   const before = sample(procs);
@@ -86,13 +127,7 @@ try {
     }
   }));
   const submitSec = (performance.now() - t0) / 1000;
-  for (;;) {
-    const done = await stack.redis.zcard(keys.jobsInState('SUCCEEDED'));
-    const failed = await stack.redis.zcard(keys.jobsInState('FAILED'));
-    if (failed > 0) throw new Error(`${failed} trivial jobs FAILED`);
-    if (done >= JOBS) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await succeeded(JOBS);
   const e2eSec = (performance.now() - t0) / 1000;
   const after = sample(procs);
   const perJob = (kind: string) => ((after[kind]!.own - before[kind]!.own) * 1000) / JOBS;
@@ -100,6 +135,10 @@ try {
   const sysPerJob = (kind: string) => ((after[kind]!.sys - before[kind]!.sys) * 1000) / JOBS;
   const controlPlane = ['scheduler', 'gateway', 'checkpoint', 'agents'].reduce((s, k) => s + perJob(k), 0);
   const ranks = ((after.agents!.children - before.agents!.children) * 1000) / JOBS;
+
+  // Batched: the same jobs again through SubmitJobs, measured apart from the figures above.
+  const batchRate = await submitInBatches();
+
 
   // Interactive: one job at a time on the now idle cluster, submit + WatchJob to SUCCEEDED.
   const latencies: number[] = [];
@@ -119,6 +158,7 @@ try {
   console.log(`Gantry control plane, ${JOBS.toLocaleString('en-US')} trivial 1-GPU jobs on 4 simulated agents x 8 GPUs (${agentMode === 'bundle' ? 'agents run as the bundle dist/gantry-agent.mjs, the other services' : 'services run'} under the tsx loader)`);
   console.log(`services log at ${serviceEnv.LOG_LEVEL}; node ${process.version}; load average ${load.toFixed(1)} on ${availableParallelism()} CPUs when the run began`);
   console.log(`  submissions/s            ${rate.toFixed(0).padStart(8)}   target >= 400: ${rate >= 400 ? 'PASS' : 'FAIL'}`);
+  console.log(`  submissions/s (SubmitJobs, batches of 100) ${batchRate.toFixed(0).padStart(8)}   target >= 400: ${batchRate >= 400 ? 'PASS' : 'FAIL'}`);
   console.log(`  end-to-end jobs/s        ${jobsPerSec.toFixed(1).padStart(8)}   target >= 60: ${jobsPerSec >= 60 ? 'PASS' : 'FAIL'}`);
   console.log(`  control-plane CPU/job    ${controlPlane.toFixed(1).padStart(6)} ms   target <= 8 ms: ${controlPlane <= 8 ? 'PASS' : 'FAIL'}`);
   for (const k of ['scheduler', 'gateway', 'checkpoint', 'agents']) console.log(`    ${k.padEnd(22)}${perJob(k).toFixed(1).padStart(6)} ms   (${sysPerJob(k).toFixed(1)} ms of it in the kernel)`);

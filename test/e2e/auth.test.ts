@@ -10,7 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import { generateSigningKey, signToken, type Role, type SigningKey } from '@gantry/auth';
 import { GantryClient, GantryError, type ClientOptions } from '@gantry/sdk';
 import { REPO_ROOT, serviceCommand } from '../../deploy/local/services.js';
-import { TestStack } from '../harness/stack.js';
+import { TestStack, eventually } from '../harness/stack.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gantry-auth-'));
 const f = (name: string) => join(dir, name);
@@ -185,6 +185,22 @@ describe('roles and tenants', () => {
     const { job } = await track(asCert('olga')).submitJob({ tenant: 'alice', priorityClass: 'critical', nodes: 1, gpusPerNode: 1, command: ['true'] });
     expect(job!.spec!.priorityClass).toBe('critical');
     await track(as('admin')).cancelJob(job!.id);
+  });
+
+  it('SubmitJobs holds each submission to SubmitJob\'s rules: a foreign tenant or class is refused, the rest submitted, the call audited', async () => {
+    const one = { nodes: 1, gpusPerNode: 1, command: ['true'] };
+    const res = await track(as('alice')).submitJobs([{ ...one, name: 'mine' }, { ...one, name: 'theirs', tenant: 'bob' }, { ...one, name: 'urgent', priorityClass: 'critical' }, { ...one, name: 'mine-too', tenant: 'alice' }]);
+    expect(res.map((r) => (r.ok ? `${r.job.spec!.tenant}/${r.job.spec!.name}` : `${r.error.codeName}: ${r.error.details}`))).toEqual([
+      'alice/mine',
+      'PERMISSION_DENIED: alice@example.com may not submit jobs for tenant "bob"',
+      'PERMISSION_DENIED: priority class critical is for operators and admins',
+      'alice/mine-too',
+    ]);
+    const admin = track(as('admin'));
+    for (const r of res) if (r.ok) await admin.cancelJob(r.job.id);
+    // Audit entries are written without holding up the call.
+    const entry = await eventually('the SubmitJobs audit entry', async () => (await admin.listAuditEvents({ subject: 'alice@example.com', method: 'SubmitJobs' })).events[0]);
+    expect(entry).toMatchObject({ method: 'gantry.v1.JobService/SubmitJobs', outcome: 'OK', target: '4 submissions, 2 refused', tenant: 'alice,bob' });
   });
 });
 

@@ -27,6 +27,7 @@ const rule = (access: Access, mutating = false): MethodRule => ({ access, mutati
 /** Keys are `package.Service/Method`, as in the gRPC path. */
 export const METHOD_RULES: Readonly<Record<string, MethodRule>> = Object.freeze({
   'gantry.v1.JobService/SubmitJob': rule(tenant, true),
+  'gantry.v1.JobService/SubmitJobs': rule(tenant, true),
   'gantry.v1.JobService/GetJob': rule(tenant),
   'gantry.v1.JobService/ListJobs': rule(tenant),
   'gantry.v1.JobService/CancelJob': rule(tenant, true),

@@ -46,6 +46,17 @@ export interface SubmitOptions extends CallOptions {
   idempotencyKey?: string;
 }
 
+export interface SubmitJobsOptions extends CallOptions {
+  /**
+   * One key per spec, in order (submitJob's idempotencyKey for each); a random key for each
+   * spec when absent, so a retried call creates nothing twice.
+   */
+  idempotencyKeys?: readonly string[];
+}
+
+/** One spec's outcome in submitJobs: the job (created false when its key named an existing job), or why it was refused. */
+export type SubmitJobsItem = { ok: true; job: Job; created: boolean } | { ok: false; error: GantryError };
+
 export interface LogOptions extends CallOptions {
   /** Keep the stream open until the job ends. */
   follow?: boolean;
@@ -161,6 +172,29 @@ export class GantryClient {
     // A key of our own making that already names a job: an earlier attempt of this very call
     // created it (its answer was lost), so this call did create the job.
     return idempotencyKey === undefined ? { ...res, created: true } : res;
+  }
+
+  /**
+   * Submits up to 1,000 jobs in one call (the server's limit; more, or none, is
+   * INVALID_ARGUMENT). Each spec is admitted and authorized as by submitJob and answered on its
+   * own, in order: a refused spec does not fail the others. Retried as a whole on UNAVAILABLE
+   * and DEADLINE_EXCEEDED, which the keys make safe.
+   */
+  async submitJobs(specs: readonly JobSpecInput[], options: SubmitJobsOptions = {}): Promise<SubmitJobsItem[]> {
+    const { idempotencyKeys, ...call } = options;
+    if (idempotencyKeys && idempotencyKeys.length !== specs.length) {
+      throw new GantryError(status.INVALID_ARGUMENT, `idempotencyKeys has ${idempotencyKeys.length} keys for ${specs.length} specs`);
+    }
+    const jobs = specs.map((spec, i) => ({ spec: JobSpec.fromPartial(spec), idempotencyKey: idempotencyKeys?.[i] ?? randomUUID() }));
+    const res = await this.rpc.unary(this.jobs.submitJobs.bind(this.jobs), { jobs }, 'keyed', call);
+    if (res.results.length !== specs.length) throw new GantryError(status.INTERNAL, `server answered ${res.results.length} results for ${specs.length} submissions`);
+    return res.results.map((r): SubmitJobsItem => {
+      const out = r.result;
+      if (out?.$case === 'error') return { ok: false, error: new GantryError(out.error.code, out.error.message) };
+      if (out?.$case !== 'submitted' || !out.submitted.job) return { ok: false, error: new GantryError(status.INTERNAL, `server sent no job for submission ${r.index}`) };
+      // As in submitJob: a key of our own making that names a job was used by an earlier attempt of this call.
+      return { ok: true, job: out.submitted.job, created: idempotencyKeys === undefined || out.submitted.created };
+    });
   }
 
   async getJob(jobId: string, options?: CallOptions): Promise<Job> {

@@ -1,5 +1,5 @@
 // @gantry/sdk: typed clients for the Gantry gateway and the checkpoint service.
-export { GantryClient, type JobSpecInput, type SubmitOptions, type LogOptions, type JobFilter, type NodeFilter, type NodeTelemetryOptions, type NodeEventsOptions, type SchedulingConfig, type AuditFilter } from './client.js';
+export { GantryClient, type JobSpecInput, type SubmitOptions, type SubmitJobsOptions, type SubmitJobsItem, type LogOptions, type JobFilter, type NodeFilter, type NodeTelemetryOptions, type NodeEventsOptions, type SchedulingConfig, type AuditFilter } from './client.js';
 export { loadConfigFile, configFilePath, ConfigFileError, type ClientConfigFile } from './config-file.js';
 export {
   CheckpointClient, CHECKPOINT_FORMAT_NAMES, checkpointFormatName, checkpointSpec, checkpointStateName, parseCheckpointFormat, type BeginCheckpointInput, type CheckpointSpecInput,

@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis';
 import { Attempt, Job, JobSpec, JobState, canTransitionJob, jobStateName, parseJobState } from '@gantry/proto';
 import { subjects } from '@gantry/bus';
 import { keys, PREFIX } from './keys.js';
-import { scriptRunner, type ScriptRunner } from './scripts.js';
+import { scriptRunner, type ScriptCall, type ScriptRunner } from './scripts.js';
 import { jobEvent } from './events.js';
 import { AllocationConflictError, FencedError, IdempotencyConflictError, StaleWriteError } from './errors.js';
 
@@ -129,6 +129,27 @@ export function specHash(spec: JobSpec | undefined): string {
   return createHash('sha256').update(canonical(JobSpec.toJSON(spec ?? JobSpec.create()))).digest('hex').slice(0, 32);
 }
 
+/** The submit script's reply: {1, id} created, {0, id} the key's job, {2, id} the key's job with another spec. */
+type SubmitReply = [number, string];
+
+export type SubmitManyOutcome = { created: boolean; job: Job } | { error: Error };
+
+/** The submit script's call for a job, and the record it stores when it creates the job. */
+function submitCall(job: Job, idempotencyKey: string): { stored: Job; call: ScriptCall } {
+  const created = job.createdAt ?? new Date();
+  const stored = Job.create({ ...job, state: JobState.JOB_STATE_PENDING, revision: 1, createdAt: created, updatedAt: created });
+  const event = jobEvent(subjects.jobEvent(job.id), JobState.JOB_STATE_UNSPECIFIED, stored, 'submitted', created);
+  const idemKey = idempotencyKey ? keys.idempotency(job.spec?.tenant ?? '', idempotencyKey) : '';
+  return {
+    stored,
+    call: {
+      name: 'gantrySubmitJob',
+      keys: [idemKey, keys.job(job.id), keys.jobsAll, keys.jobsInState('PENDING'), keys.outbox, keys.jobsOfTenant(tenantOf(job)), keys.jobsOfTenantInState(tenantOf(job), 'PENDING'), keys.jobChanges],
+      args: [job.id, JSON.stringify(Job.toJSON(stored)), created.getTime(), job.spec?.tenant ?? '', event.subject, event.id, event.data, IDEMPOTENCY_TTL_SEC, specHash(job.spec)],
+    },
+  };
+}
+
 export class JobStore {
   private readonly scripts: ScriptRunner;
   private readonly attemptsKept: number;
@@ -145,15 +166,8 @@ export class JobStore {
    * same spec created; the same key with another spec throws IdempotencyConflictError.
    */
   async submit(job: Job, idempotencyKey: string): Promise<{ created: boolean; job: Job }> {
-    const created = job.createdAt ?? new Date();
-    const stored = Job.create({ ...job, state: JobState.JOB_STATE_PENDING, revision: 1, createdAt: created, updatedAt: created });
-    const event = jobEvent(subjects.jobEvent(job.id), JobState.JOB_STATE_UNSPECIFIED, stored, 'submitted', created);
-    const idemKey = idempotencyKey ? keys.idempotency(job.spec?.tenant ?? '', idempotencyKey) : '';
-    const res = (await this.scripts.run(
-      'gantrySubmitJob',
-      [idemKey, keys.job(job.id), keys.jobsAll, keys.jobsInState('PENDING'), keys.outbox, keys.jobsOfTenant(tenantOf(job)), keys.jobsOfTenantInState(tenantOf(job), 'PENDING'), keys.jobChanges],
-      [job.id, JSON.stringify(Job.toJSON(stored)), created.getTime(), job.spec?.tenant ?? '', event.subject, event.id, event.data, IDEMPOTENCY_TTL_SEC, specHash(job.spec)],
-    )) as [number, string];
+    const { stored, call } = submitCall(job, idempotencyKey);
+    const res = (await this.scripts.run(call.name, call.keys, call.args)) as SubmitReply;
     if (res[0] === 1) {
       this.onEvent();
       return { created: true, job: stored };
@@ -162,6 +176,31 @@ export class JobStore {
     const existing = await this.get(res[1]);
     if (!existing) throw new Error(`idempotency key ${idempotencyKey} names job ${res[1]}, which no longer exists`);
     return { created: false, job: existing.job };
+  }
+
+  /**
+   * submit() for many jobs: one pipeline of the same script (each job still created atomically
+   * with its idempotency key), one replica wait, then one read of the jobs that keys already
+   * named. Each item's outcome in order; an item's error (IdempotencyConflictError, or a
+   * Redis error for that script) does not fail the others. A later item with an earlier
+   * item's key (and tenant) gets that item's job back, as a retried submit would.
+   */
+  async submitMany(items: readonly { job: Job; idempotencyKey: string }[]): Promise<SubmitManyOutcome[]> {
+    const prepared = items.map((it) => submitCall(it.job, it.idempotencyKey));
+    const replies = await this.scripts.runMany(prepared.map((p) => p.call));
+    const existingIds = [...new Set(replies.flatMap((r) => (r.ok && (r.value as SubmitReply)[0] === 0 ? [(r.value as SubmitReply)[1]] : [])))];
+    const existing = new Map((await this.getMany(existingIds)).map((rec) => [rec.job.id, rec.job]));
+    const out = replies.map((r, i): SubmitManyOutcome => {
+      if (!r.ok) return { error: r.error };
+      const [code, id] = r.value as SubmitReply;
+      const key = items[i]!.idempotencyKey;
+      if (code === 1) return { created: true, job: prepared[i]!.stored };
+      if (code === 2) return { error: new IdempotencyConflictError(key, id) };
+      const job = existing.get(id);
+      return job ? { created: false, job } : { error: new Error(`idempotency key ${key} names job ${id}, which no longer exists`) };
+    });
+    if (out.some((o) => 'created' in o && o.created)) this.onEvent();
+    return out;
   }
 
   async get(id: string): Promise<JobRecord | undefined> {

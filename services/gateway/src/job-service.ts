@@ -3,16 +3,16 @@
 // there), so a client sees the whole history first and then follows live.
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, type Consumer } from '@nats-io/jetstream';
-import type { ServerWritableStream } from '@grpc/grpc-js';
+import { status, type ServerWritableStream } from '@grpc/grpc-js';
 import {
   JobEvent, JobServiceService, JobState, LogBatch, RecoveryGrade, isTerminalJobState, type Job, type JobServiceClient, type JobServiceServer,
-  type CancelJobRequest, type ExplainJobRequest, type GetJobRequest, type ListJobsRequest, type RetryJobRequest, type SubmitJobRequest, type StreamLogsRequest, type StreamLogsResponse, type WatchJobRequest, type WatchJobResponse,
+  type CancelJobRequest, type ExplainJobRequest, type GetJobRequest, type ListJobsRequest, type RetryJobRequest, type SubmitJobRequest, type SubmitJobsRequest, type SubmitJobsResult, type StreamLogsRequest, type StreamLogsResponse, type WatchJobRequest, type WatchJobResponse,
 } from '@gantry/proto';
 import { decode, streams, subjects } from '@gantry/bus';
-import { invalidArgument } from '@gantry/service-kit';
+import { GrpcError, invalidArgument } from '@gantry/service-kit';
 import { ALL_TENANTS, hasRole, inTenant, isAdmin, permissionDenied, preview, userPriorityClasses, type Principal } from '@gantry/auth';
 import { call } from './scheduler-client.js';
-import { admitListJobs, admitSubmit, admitToken } from './admission/shared.js';
+import { admitBatchSize, admitListJobs, admitSubmit, admitToken, isItemRefusal, itemError } from './admission/shared.js';
 import type { StorageTargetCheck } from './admission/storage-target.js';
 import type { CallContext, Guard } from './auth/guard.js';
 import { assertVisible, redactEvent, redactJob } from './auth/scope.js';
@@ -75,6 +75,24 @@ export function jobService(guard: Guard, scheduler: JobServiceClient, nc: NatsCo
   }
 
   /**
+   * Everything the gateway checks of one submission before the scheduler sees it: tenant from
+   * the principal, admission, authorization, storage targets. `admittedAs` learns the
+   * submission's name and tenant as soon as they are known (for the audit of a refusal).
+   */
+  async function prepareSubmit(req: SubmitJobRequest, p: Principal, admittedAs: (spec: NonNullable<SubmitJobRequest['spec']>) => void = () => undefined): Promise<SubmitJobRequest> {
+    const input = authOn && req.spec ? { ...req, spec: { ...req.spec, tenant: submitTenant(req.spec.tenant, p) } } : req;
+    const admitted = admitSubmit(input);
+    admittedAs(admitted.spec!);
+    await authorizeSubmit(admitted.spec!, p);
+    const ckpt = admitted.spec!.checkpoint;
+    if (ckpt?.admitFlushes) {
+      if (!storageTargets) throw invalidArgument('spec.checkpoint.admit_flushes cannot be checked: this gateway has no checkpoint service (CHECKPOINT_ADDR)');
+      await storageTargets(ckpt);
+    }
+    return admitted;
+  }
+
+  /**
    * Reads an ordered consumer in batches; calls onIdle when caught up, which returns whether to
    * stop. Waits for a slow client to drain before fetching more, so a stalled reader of a
    * large log cannot make the gateway buffer it all in memory.
@@ -109,18 +127,49 @@ export function jobService(guard: Guard, scheduler: JobServiceClient, nc: NatsCo
   return {
     submitJob: guard.unary(JOB('SubmitJob'), async (req: SubmitJobRequest, ctx) => {
       const p = ctx.principal;
-      const input = authOn && req.spec ? { ...req, spec: { ...req.spec, tenant: submitTenant(req.spec.tenant, p) } } : req;
-      const admitted = admitSubmit(input);
-      ctx.audit = { target: admitted.spec!.name, tenant: admitted.spec!.tenant };
-      await authorizeSubmit(admitted.spec!, p);
-      const ckpt = admitted.spec!.checkpoint;
-      if (ckpt?.admitFlushes) {
-        if (!storageTargets) throw invalidArgument('spec.checkpoint.admit_flushes cannot be checked: this gateway has no checkpoint service (CHECKPOINT_ADDR)');
-        await storageTargets(ckpt);
-      }
+      const admitted = await prepareSubmit(req, p, (spec) => { ctx.audit = { target: spec.name, tenant: spec.tenant }; });
       const res = await call(scheduler, scheduler.submitJob, admitted);
       if (res.job) ctx.audit.target = res.job.id;
       return { ...res, job: res.job && redactJob(res.job, p) };
+    }),
+    submitJobs: guard.unary(JOB('SubmitJobs'), async (req: SubmitJobsRequest, ctx) => {
+      const p = ctx.principal;
+      admitBatchSize(req.jobs.length);
+      const results = new Array<SubmitJobsResult>(req.jobs.length);
+      const forwarded: { index: number; req: SubmitJobRequest }[] = [];
+      const tenantsSeen = new Set<string>();
+      // Set before the scheduler's call too, so a batch that fails as a whole is audited with it.
+      const noteAudit = () => {
+        const refused = results.filter((r) => r?.result?.$case === 'error').length;
+        const tenants = [...tenantsSeen];
+        ctx.audit = { target: `${req.jobs.length} submissions, ${refused} refused`, tenant: tenants.length === 1 ? tenants[0]! : tenants.slice(0, 5).join(',') };
+      };
+      // One at a time: the tenant directory's first miss then fills its cache for the rest.
+      for (const [index, item] of req.jobs.entries()) {
+        try {
+          forwarded.push({ index, req: await prepareSubmit(item, p, (spec) => tenantsSeen.add(spec.tenant)) });
+        } catch (err) {
+          if (!isItemRefusal(err)) throw err;
+          results[index] = itemError(index, err);
+        }
+      }
+      noteAudit();
+      if (forwarded.length > 0) {
+        // The scheduler answers in the order of what it was sent; its index is into that list.
+        const res = await call(scheduler, scheduler.submitJobs, { jobs: forwarded.map((f) => f.req) }, 30_000);
+        for (const r of res.results) {
+          const index = forwarded[r.index]?.index;
+          if (index === undefined) continue; // answered INTERNAL below, as any result missing
+          results[index] = r.result?.$case === 'submitted'
+            ? { index, result: { $case: 'submitted', submitted: { ...r.result.submitted, job: r.result.submitted.job && redactJob(r.result.submitted.job, p) } } }
+            : { ...r, index };
+        }
+      }
+      for (let i = 0; i < results.length; i++) {
+        results[i] ??= itemError(i, new GrpcError(status.INTERNAL, 'the scheduler answered no result for this submission'));
+      }
+      noteAudit();
+      return { results };
     }),
     getJob: guard.unary(JOB('GetJob'), async (req: GetJobRequest, ctx) => {
       await visibleJob(req.jobId, ctx);

@@ -10,6 +10,7 @@ import { requireToken, validateListJobs, validateListNodes, validateSubmit } fro
 
 export { LIMITS, RESERVED_ENV, requireToken } from './validate.js';
 export { boundsProblems, checkBounds } from './limits.js';
+export { MAX_SUBMIT_BATCH, admitBatchSize, isItemRefusal, itemError } from './batch.js';
 
 /** Bounds, then every rule of a submission; returns the request with defaults filled in. */
 export function admitSubmit(req: SubmitJobRequest): SubmitJobRequest {

@@ -1,7 +1,7 @@
 // The scheduler's internal JobService: the gateway validates and authenticates, then calls
 // this. Submit and cancel are user intents any replica may record; the leader acts on them.
 import { randomBytes } from 'node:crypto';
-import { ExplainJobResponse, JobServiceService, type JobServiceServer, Job, JobState, Recovery, RecoveryGrade, isTerminalJobState, jobStateName } from '@gantry/proto';
+import { ExplainJobResponse, JobServiceService, type JobServiceServer, type SubmitJobRequest, type SubmitJobsResult, Job, JobState, Recovery, RecoveryGrade, isTerminalJobState, jobStateName } from '@gantry/proto';
 import { failedPrecondition, invalidArgument, notFound, serverStream, unary, GrpcError } from '@gantry/service-kit';
 import { InvalidPageTokenError, SchedulingStateStore } from '@gantry/store';
 import { status } from '@grpc/grpc-js';
@@ -10,7 +10,7 @@ import { currentAttempt, endJob, isActive, liveRanks } from '../jobs/lifecycle.j
 import type { Explanation } from '../scheduling-loop.js';
 import { mutateJob } from '../jobs/mutate.js';
 import { stopLiveRanks } from '../dispatch/dispatcher.js';
-import { admitSubmit } from '@gantry/gateway/admission';
+import { admitBatchSize, admitSubmit, isItemRefusal, itemError } from '@gantry/gateway/admission';
 
 /** A recovering job waiting out its backoff is not planned until then: say so. */
 function backoffLine(job: Job): string | undefined {
@@ -23,6 +23,20 @@ function backoffLine(job: Job): string | undefined {
 /** Sortable, unguessable, and a valid NATS subject token. */
 export function newJobId(now = Date.now()): string {
   return `j-${now.toString(36)}-${randomBytes(4).toString('hex')}`;
+}
+
+/**
+ * The gateway's rules and bounds again: a request sent straight to the scheduler (or by a
+ * future caller) gets no more latitude than one through the gateway.
+ */
+function admitted(input: SubmitJobRequest): SubmitJobRequest & { spec: NonNullable<SubmitJobRequest['spec']> } {
+  const req = admitSubmit(input);
+  if (!req.spec) throw invalidArgument('spec is required');
+  return { ...req, spec: req.spec };
+}
+
+function newJob(req: ReturnType<typeof admitted>): Job {
+  return Job.create({ id: newJobId(), spec: req.spec, idempotencyKey: req.idempotencyKey, createdAt: new Date() });
 }
 
 export function jobService(ctx: SchedulerContext): JobServiceServer {
@@ -42,17 +56,50 @@ export function jobService(ctx: SchedulerContext): JobServiceServer {
   const unimplemented = (what: string) => serverStream(ctx.log, what, () => Promise.reject(new GrpcError(status.UNIMPLEMENTED, `${what} is served by the gateway`)));
   return {
     submitJob: unary(ctx.log, 'SubmitJob', async (input) => {
-      // The gateway's rules and bounds again: a request sent straight to the scheduler (or by a
-      // future caller) gets no more latitude than one through the gateway.
-      const req = admitSubmit(input);
-      if (!req.spec) throw invalidArgument('spec is required');
-      const job = Job.create({ id: newJobId(), spec: req.spec, idempotencyKey: req.idempotencyKey, createdAt: new Date() });
+      const req = admitted(input);
+      const job = newJob(req);
       const res = await ctx.jobs.submit(job, req.idempotencyKey);
       if (res.created) {
         ctx.log.info({ job: job.id, tenant: req.spec.tenant, nodes: req.spec.nodes }, 'job submitted');
         ctx.kick();
       }
       return { job: res.job, created: res.created };
+    }),
+    submitJobs: unary(ctx.log, 'SubmitJobs', async (input) => {
+      admitBatchSize(input.jobs.length);
+      const results: SubmitJobsResult[] = new Array<SubmitJobsResult>(input.jobs.length);
+      const accepted: { index: number; job: Job; idempotencyKey: string }[] = [];
+      // A batch mints its ids in the same millisecond: 32 random bits could repeat within it.
+      const ids = new Set<string>();
+      input.jobs.forEach((item, index) => {
+        try {
+          const req = admitted(item);
+          let job = newJob(req);
+          while (ids.has(job.id)) job = newJob(req);
+          ids.add(job.id);
+          accepted.push({ index, job, idempotencyKey: req.idempotencyKey });
+        } catch (err) {
+          if (!isItemRefusal(err)) throw err;
+          results[index] = itemError(index, err);
+        }
+      });
+      const outcomes = await ctx.jobs.submitMany(accepted);
+      let created = 0;
+      outcomes.forEach((o, i) => {
+        const { index } = accepted[i]!;
+        if ('error' in o) {
+          if (!isItemRefusal(o.error)) ctx.log.error({ err: o.error, index }, 'a submission of a batch failed');
+          results[index] = itemError(index, o.error);
+          return;
+        }
+        if (o.created) created++;
+        results[index] = { index, result: { $case: 'submitted', submitted: { job: o.job, created: o.created } } };
+      });
+      if (created > 0) {
+        ctx.log.info({ jobs: created, of: input.jobs.length, tenants: [...new Set(accepted.map((a) => a.job.spec?.tenant ?? ''))].slice(0, 10) }, 'jobs submitted in a batch');
+        ctx.kick();
+      }
+      return { results };
     }),
     getJob: unary(ctx.log, 'GetJob', async (req) => {
       const rec = await ctx.jobs.get(req.jobId);

@@ -42,6 +42,45 @@ export interface SubmitJobResponse {
   created: boolean;
 }
 
+export interface SubmitJobsRequest {
+  /**
+   * 1..1000 submissions; an empty batch or a larger one is INVALID_ARGUMENT (the whole call).
+   * Each keeps its own spec and idempotency key; a batch retried with the same keys returns
+   * the same jobs and creates none. Two items of one batch with the same key (and tenant) are
+   * one job: the later item gets it back with created = false, or ALREADY_EXISTS when its
+   * spec differs.
+   */
+  jobs: SubmitJobRequest[];
+}
+
+export interface SubmitJobsResponse {
+  /** One per submission, in the order of SubmitJobsRequest.jobs. */
+  results: SubmitJobsResult[];
+}
+
+export interface SubmitJobsResult {
+  /** The position of the submission in SubmitJobsRequest.jobs. */
+  index: number;
+  result?:
+    | //
+    /** As SubmitJob would have answered: the job, and whether this call created it. */
+    { $case: "submitted"; submitted: SubmitJobResponse }
+    | //
+    /** Why this submission was refused; nothing was created for it. */
+    { $case: "error"; error: SubmitJobsItemError }
+    | undefined;
+}
+
+export interface SubmitJobsItemError {
+  /**
+   * The gRPC status code SubmitJob would have failed with (google.rpc.Code numbering), e.g.
+   * 3 INVALID_ARGUMENT, 6 ALREADY_EXISTS, 7 PERMISSION_DENIED.
+   */
+  code: number;
+  /** The status message SubmitJob would have given. */
+  message: string;
+}
+
 export interface GetJobRequest {
   jobId: string;
 }
@@ -310,6 +349,348 @@ export const SubmitJobResponse: MessageFns<SubmitJobResponse> = {
     const message = createBaseSubmitJobResponse();
     message.job = (object.job !== undefined && object.job !== null) ? Job.fromPartial(object.job) : undefined;
     message.created = object.created ?? false;
+    return message;
+  },
+};
+
+function createBaseSubmitJobsRequest(): SubmitJobsRequest {
+  return { jobs: [] };
+}
+
+export const SubmitJobsRequest: MessageFns<SubmitJobsRequest> = {
+  encode(message: SubmitJobsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.jobs) {
+      SubmitJobRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitJobsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitJobsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobs.push(SubmitJobRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitJobsRequest {
+    return {
+      jobs: globalThis.Array.isArray(object?.jobs) ? object.jobs.map((e: any) => SubmitJobRequest.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: SubmitJobsRequest): unknown {
+    const obj: any = {};
+    if (message.jobs?.length) {
+      obj.jobs = message.jobs.map((e) => SubmitJobRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SubmitJobsRequest>): SubmitJobsRequest {
+    return SubmitJobsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SubmitJobsRequest>): SubmitJobsRequest {
+    const message = createBaseSubmitJobsRequest();
+    message.jobs = object.jobs?.map((e) => SubmitJobRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSubmitJobsResponse(): SubmitJobsResponse {
+  return { results: [] };
+}
+
+export const SubmitJobsResponse: MessageFns<SubmitJobsResponse> = {
+  encode(message: SubmitJobsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      SubmitJobsResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitJobsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitJobsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(SubmitJobsResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitJobsResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => SubmitJobsResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SubmitJobsResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => SubmitJobsResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SubmitJobsResponse>): SubmitJobsResponse {
+    return SubmitJobsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SubmitJobsResponse>): SubmitJobsResponse {
+    const message = createBaseSubmitJobsResponse();
+    message.results = object.results?.map((e) => SubmitJobsResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSubmitJobsResult(): SubmitJobsResult {
+  return { index: 0, result: undefined };
+}
+
+export const SubmitJobsResult: MessageFns<SubmitJobsResult> = {
+  encode(message: SubmitJobsResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.index !== 0) {
+      writer.uint32(8).uint32(message.index);
+    }
+    switch (message.result?.$case) {
+      case "submitted":
+        SubmitJobResponse.encode(message.result.submitted, writer.uint32(18).fork()).join();
+        break;
+      case "error":
+        SubmitJobsItemError.encode(message.result.error, writer.uint32(26).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitJobsResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitJobsResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.index = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.result = { $case: "submitted", submitted: SubmitJobResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.result = { $case: "error", error: SubmitJobsItemError.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitJobsResult {
+    return {
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      result: isSet(object.submitted)
+        ? { $case: "submitted", submitted: SubmitJobResponse.fromJSON(object.submitted) }
+        : isSet(object.error)
+        ? { $case: "error", error: SubmitJobsItemError.fromJSON(object.error) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: SubmitJobsResult): unknown {
+    const obj: any = {};
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.result?.$case === "submitted") {
+      obj.submitted = SubmitJobResponse.toJSON(message.result.submitted);
+    } else if (message.result?.$case === "error") {
+      obj.error = SubmitJobsItemError.toJSON(message.result.error);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SubmitJobsResult>): SubmitJobsResult {
+    return SubmitJobsResult.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SubmitJobsResult>): SubmitJobsResult {
+    const message = createBaseSubmitJobsResult();
+    message.index = object.index ?? 0;
+    switch (object.result?.$case) {
+      case "submitted": {
+        if (object.result?.submitted !== undefined && object.result?.submitted !== null) {
+          message.result = { $case: "submitted", submitted: SubmitJobResponse.fromPartial(object.result.submitted) };
+        }
+        break;
+      }
+      case "error": {
+        if (object.result?.error !== undefined && object.result?.error !== null) {
+          message.result = { $case: "error", error: SubmitJobsItemError.fromPartial(object.result.error) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseSubmitJobsItemError(): SubmitJobsItemError {
+  return { code: 0, message: "" };
+}
+
+export const SubmitJobsItemError: MessageFns<SubmitJobsItemError> = {
+  encode(message: SubmitJobsItemError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).int32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitJobsItemError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitJobsItemError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitJobsItemError {
+    return {
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: SubmitJobsItemError): unknown {
+    const obj: any = {};
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SubmitJobsItemError>): SubmitJobsItemError {
+    return SubmitJobsItemError.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SubmitJobsItemError>): SubmitJobsItemError {
+    const message = createBaseSubmitJobsItemError();
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
     return message;
   },
 };
@@ -1835,6 +2216,20 @@ export const JobServiceService = {
     responseSerialize: (value: SubmitJobResponse): Buffer => Buffer.from(SubmitJobResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SubmitJobResponse => SubmitJobResponse.decode(value),
   },
+  /**
+   * Many submissions in one call (a job array, a pipeline's jobs): each item is admitted,
+   * authorized and created exactly as by SubmitJob, and answered on its own, so one refused
+   * item does not fail the others. The scheduler writes the batch to Redis in one pipeline.
+   */
+  submitJobs: {
+    path: "/gantry.v1.JobService/SubmitJobs" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SubmitJobsRequest): Buffer => Buffer.from(SubmitJobsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SubmitJobsRequest => SubmitJobsRequest.decode(value),
+    responseSerialize: (value: SubmitJobsResponse): Buffer => Buffer.from(SubmitJobsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SubmitJobsResponse => SubmitJobsResponse.decode(value),
+  },
   getJob: {
     path: "/gantry.v1.JobService/GetJob" as const,
     requestStream: false as const,
@@ -1911,6 +2306,12 @@ export const JobServiceService = {
 
 export interface JobServiceServer extends UntypedServiceImplementation {
   submitJob: handleUnaryCall<SubmitJobRequest, SubmitJobResponse>;
+  /**
+   * Many submissions in one call (a job array, a pipeline's jobs): each item is admitted,
+   * authorized and created exactly as by SubmitJob, and answered on its own, so one refused
+   * item does not fail the others. The scheduler writes the batch to Redis in one pipeline.
+   */
+  submitJobs: handleUnaryCall<SubmitJobsRequest, SubmitJobsResponse>;
   getJob: handleUnaryCall<GetJobRequest, GetJobResponse>;
   listJobs: handleUnaryCall<ListJobsRequest, ListJobsResponse>;
   cancelJob: handleUnaryCall<CancelJobRequest, CancelJobResponse>;
@@ -1944,6 +2345,26 @@ export interface JobServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SubmitJobResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Many submissions in one call (a job array, a pipeline's jobs): each item is admitted,
+   * authorized and created exactly as by SubmitJob, and answered on its own, so one refused
+   * item does not fail the others. The scheduler writes the batch to Redis in one pipeline.
+   */
+  submitJobs(
+    request: SubmitJobsRequest,
+    callback: (error: ServiceError | null, response: SubmitJobsResponse) => void,
+  ): ClientUnaryCall;
+  submitJobs(
+    request: SubmitJobsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SubmitJobsResponse) => void,
+  ): ClientUnaryCall;
+  submitJobs(
+    request: SubmitJobsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SubmitJobsResponse) => void,
   ): ClientUnaryCall;
   getJob(
     request: GetJobRequest,

@@ -1,0 +1,90 @@
+// SubmitJobs end to end through the SDK: gateway -> scheduler -> Redis -> agents. A batch is
+// answered per submission (a refused one does not fail the rest), keys de-duplicate within a
+// batch and across retries of it, and the jobs it creates run like any other.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GantryClient, GantryError, type JobSpecInput, type SubmitJobsItem } from '@gantry/sdk';
+import { JobState, jobStateName } from '@gantry/proto';
+import { TestStack } from '../harness/stack.js';
+import { waitForJob } from '../harness/fixtures.js';
+
+let stack: TestStack;
+let client: GantryClient;
+
+beforeAll(async () => {
+  stack = await new TestStack({ agents: 2 }).start();
+  client = new GantryClient({ address: stack.gatewayAddr, timeoutMs: 10_000 });
+});
+
+afterAll(async () => {
+  client?.close();
+  await stack?.stop();
+});
+
+const spec = (name: string): JobSpecInput => ({ name, nodes: 1, gpusPerNode: 1, command: ['sh', '-c', `echo ${name}`] });
+
+/** One line per item: the job id and whether it was created, or the refusal's code. */
+const outline = (items: SubmitJobsItem[]) => items.map((it) => (it.ok ? `${it.job.id} ${it.created ? 'created' : 'existing'}` : it.error.codeName));
+
+async function allJobIds(): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const j of client.listAllJobs()) ids.push(j.id);
+  return ids.sort();
+}
+
+async function refusal(p: Promise<unknown>): Promise<GantryError> {
+  const err = await p.then(() => undefined, (e: unknown) => e);
+  if (err instanceof GantryError) return err;
+  throw new Error(`expected a GantryError, got ${String(err)}`);
+}
+
+describe('SubmitJobs', () => {
+  it('answers each submission on its own, runs the good jobs, and a retried batch creates nothing', async () => {
+    const specs = [spec('a'), { ...spec('bad'), nodes: 0 }, spec('b'), spec('a'), spec('a-changed')];
+    const idempotencyKeys = ['key-a', 'key-bad', 'key-b', 'key-a', 'key-a'];
+    const first = await client.submitJobs(specs, { idempotencyKeys });
+
+    const [a, bad, b, dup, changed] = first;
+    expect(a).toMatchObject({ ok: true, created: true });
+    expect(b).toMatchObject({ ok: true, created: true });
+    const idA = (a as { job: { id: string } }).job.id;
+    const idB = (b as { job: { id: string } }).job.id;
+    expect(idA).not.toBe(idB);
+    // The same key and spec later in the batch: the first item's job, not a second one.
+    expect(outline([dup!])).toEqual([`${idA} existing`]);
+    expect(bad!.ok ? undefined : [bad!.error.codeName, bad!.error.details]).toEqual(['INVALID_ARGUMENT', 'spec.nodes must be between 1 and 4096, got 0']);
+    expect(changed!.ok ? undefined : [changed!.error.codeName, changed!.error.details])
+      .toEqual(['ALREADY_EXISTS', `idempotency key "key-a" already created job ${idA} with a different spec; use a new key, or the same spec to get that job back`]);
+    expect(await allJobIds()).toEqual([idA, idB].sort());
+
+    for (const [id, name] of [[idA, 'a'], [idB, 'b']] as const) {
+      const done = await waitForJob(client, id, [JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED]);
+      expect([name, jobStateName(done.state)]).toEqual([name, 'SUCCEEDED']);
+      expect(done.spec?.name).toBe(name);
+    }
+
+    const again = await client.submitJobs(specs, { idempotencyKeys });
+    expect(outline(again)).toEqual([`${idA} existing`, 'INVALID_ARGUMENT', `${idB} existing`, `${idA} existing`, 'ALREADY_EXISTS']);
+    expect(again[0]!.ok && jobStateName(again[0]!.job.state)).toBe('SUCCEEDED');
+    expect(await allJobIds()).toEqual([idA, idB].sort());
+  });
+
+  it('refuses an empty batch and one over 1,000 submissions as a whole', async () => {
+    const empty = await refusal(client.submitJobs([]));
+    expect([empty.codeName, empty.details]).toEqual(['INVALID_ARGUMENT', 'jobs is empty: SubmitJobs needs at least one submission']);
+    const over = await refusal(client.submitJobs(Array.from({ length: 1001 }, (_, i) => spec(`many-${i}`))));
+    expect([over.codeName, over.details]).toEqual(['INVALID_ARGUMENT', 'jobs has 1001 submissions; SubmitJobs takes at most 1000 per call']);
+  });
+
+  it('the scheduler\'s own SubmitJobs applies the gateway\'s rules per submission', async () => {
+    const direct = new GantryClient({ address: stack.schedulerAddrs[0]!, timeoutMs: 5_000, retry: false, configFile: false, tls: stack.internalClientTls });
+    try {
+      const res = await direct.submitJobs([{ ...spec('direct-bad'), command: [] }, { ...spec('direct-ok'), command: ['true'] }]);
+      expect(res[0]!.ok ? undefined : [res[0]!.error.codeName, res[0]!.error.details]).toEqual(['INVALID_ARGUMENT', 'spec.command must not be empty']);
+      expect(res[1]).toMatchObject({ ok: true, created: true, job: { spec: { name: 'direct-ok' } } });
+      const over = await refusal(direct.submitJobs(Array.from({ length: 1001 }, (_, i) => spec(`direct-${i}`))));
+      expect(over.codeName).toBe('INVALID_ARGUMENT');
+    } finally {
+      direct.close();
+    }
+  });
+});
