@@ -145,8 +145,11 @@ run env CI=true pnpm --dir "$(dest "$PREFIX")" build:agent || die "pnpm build:ag
 # jobs' ranks are refused on this node, with that reason; everything else runs.
 if command -v "${CC:-cc}" >/dev/null 2>&1; then
   run env CI=true pnpm --dir "$(dest "$PREFIX")" build:admit || die "pnpm build:admit failed (see above)"
+  # The rank spawner beside the bundle: forks the ranks' wrappers for the agent, at a fraction of
+  # the cost of forking them from the agent process (the agent falls back to that without it).
+  run env CI=true pnpm --dir "$(dest "$PREFIX")" build:spawn || die "pnpm build:spawn failed (see above)"
 else
-  warn "no C compiler (${CC:-cc}): the flush admission shim (dist/libgantry-admit.so) is not built; ranks of jobs with checkpoint.admit_flushes will be refused on this node"
+  warn "no C compiler (${CC:-cc}): the flush admission shim (dist/libgantry-admit.so) and the rank spawner (dist/gantry-spawn) are not built; ranks of jobs with checkpoint.admit_flushes will be refused on this node, and the agent forks ranks itself"
 fi
 
 # The unprivileged user ranks run as by default (agent.yaml ranks.user; docs/security.md): the

@@ -2,7 +2,7 @@
 // Makes a fresh machine (Node 20+ and npm only) ready to run Gantry from this checkout:
 // pnpm, the workspace's dependencies, and the nats-server and redis-server binaries (and, when
 // run without a task as .ci/run does, Debian's chromium for the browser test), and the flush
-// admission shim where a C compiler is (pnpm build:admit). Plain
+// admission shim and the rank spawner where a C compiler is (pnpm build:admit, build:spawn). Plain
 // JavaScript with no dependencies, because it runs before anything is installed.
 // Usage: node deploy/local/bootstrap.mjs [demo|stack:up|stack:down|test ...args]
 import { spawnSync } from 'node:child_process';
@@ -58,13 +58,17 @@ if (!existsSync(join(root, 'node_modules', '.modules.yaml'))) {
   run('pnpm', ['install', '--frozen-lockfile']);
 }
 
-// The flush admission shim (dist/libgantry-admit.so) for jobs with checkpoint.admit_flushes:
-// optional, so a machine without a C compiler only warns (such jobs' ranks are then refused).
+// The native parts, where a C compiler is: the flush admission shim (dist/libgantry-admit.so)
+// for jobs with checkpoint.admit_flushes, and the rank spawner (dist/gantry-spawn). Both are
+// optional, so a machine without a compiler only warns: such jobs' ranks are then refused, and
+// the agents fork their ranks themselves.
 if (has(process.env.CC || 'cc')) {
   const r = spawnSync('pnpm', ['-s', 'build:admit'], { stdio: 'inherit', cwd: root });
   if (r.status !== 0) console.error('bootstrap: warning: `pnpm build:admit` failed; jobs with checkpoint.admit_flushes will be refused');
+  const s = spawnSync('pnpm', ['-s', 'build:spawn'], { stdio: 'inherit', cwd: root });
+  if (s.status !== 0) console.error('bootstrap: warning: `pnpm build:spawn` failed; agents will fork their ranks themselves');
 } else {
-  console.error('bootstrap: warning: no C compiler (cc): the flush admission shim is not built; jobs with checkpoint.admit_flushes will be refused');
+  console.error('bootstrap: warning: no C compiler (cc): the flush admission shim and the rank spawner are not built; jobs with checkpoint.admit_flushes will be refused, and agents fork their ranks themselves');
 }
 
 if (task) {

@@ -3,6 +3,7 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect as netConnect } from 'node:net';
+import { existsSync } from 'node:fs';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -12,6 +13,9 @@ export function serviceCommand(service: ServiceName): { command: string; args: s
   return { command: process.execPath, args: ['--import', 'tsx', join(REPO_ROOT, 'services', service, 'src', 'main.ts')], cwd: REPO_ROOT };
 }
 
+/** dist/gantry-spawn (pnpm build:spawn, run by bootstrap): the agents' rank spawner. */
+const SPAWN_HELPER = join(REPO_ROOT, 'dist', 'gantry-spawn');
+
 /** Environment of a simulated agent on this machine (no config file, simulated GPUs). */
 export function simAgentEnv(name: string, stateDir: string, gpus = 8): NodeJS.ProcessEnv {
   return {
@@ -20,6 +24,8 @@ export function simAgentEnv(name: string, stateDir: string, gpus = 8): NodeJS.Pr
     // Ranks as the developer's user; when that is root (a CI box), explicitly allowed
     // (agents refuse uid 0 otherwise; docs/security.md, rank users).
     GANTRY_RANKS_ALLOW_ROOT: 'true',
+    // Ranks forked by gantry-spawn when it is built, as on an installed host (else by the agent).
+    ...(existsSync(SPAWN_HELPER) && { GANTRY_SPAWN_HELPER: SPAWN_HELPER }),
   };
 }
 

@@ -15,10 +15,12 @@
 // Agents heartbeat at the default interval (2 s). Targets (issue 14): <= 8 ms CPU per job,
 // >= 400 submissions/s (per call and batched), >= 60 jobs/s, submit-to-done p50 <= 50 ms.
 // BENCH_TP_PROFILE=DIR writes a V8 CPU profile of every service process into DIR (cpu-profile-hook.mjs).
+// Agents fork their ranks through gantry-spawn when dist/gantry-spawn is built (counted as the
+// agents' CPU); BENCH_TP_SPAWNER=off makes them fork the ranks themselves.
 // BENCH_TP_AGENT=bundle runs the agents as installed on a GPU host: the esbuild bundle
 // (`pnpm build:agent`, built first) under plain node, instead of the sources under tsx.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -50,10 +52,28 @@ function cpuOf(pid: number | undefined): Cpu {
   }
 }
 
-function sample(procs: Record<string, ManagedProcess[]>): Record<string, Cpu> {
+/** Each agent's rank spawner (gantry-spawn), its child: its CPU is the agent's, its children are the ranks. */
+function spawnersOf(agents: ManagedProcess[]): number[] {
+  const pids = new Set(agents.map((a) => a.pid));
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    const pid = Number(d);
+    if (!pid) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (pids.has(ppid) && stat.includes('(gantry-spawn)')) out.push(pid);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+function sample(procs: Record<string, (number | undefined)[]>): Record<string, Cpu> {
   const out: Record<string, Cpu> = {};
   for (const [kind, list] of Object.entries(procs)) {
-    out[kind] = list.map((p) => cpuOf(p.pid)).reduce((a, b) => ({ own: a.own + b.own, sys: a.sys + b.sys, children: a.children + b.children }), { own: 0, sys: 0, children: 0 });
+    out[kind] = list.map((pid) => cpuOf(pid)).reduce((a, b) => ({ own: a.own + b.own, sys: a.sys + b.sys, children: a.children + b.children }), { own: 0, sys: 0, children: 0 });
   }
   return out;
 }
@@ -73,9 +93,12 @@ if (agentMode === 'bundle') {
 // Services log at their shipped default level (info), not the test harness's debug: what an
 // operator runs is what is measured (BENCH_TP_LOG_LEVEL to compare).
 const serviceEnv = { LOG_LEVEL: process.env.BENCH_TP_LOG_LEVEL ?? 'info', ...profile };
+// Agents fork ranks through gantry-spawn when it is built (pnpm build:spawn), as installed;
+// BENCH_TP_SPAWNER=off makes them fork ranks themselves, to compare.
+const agentEnv = { ...serviceEnv, ...(process.env.BENCH_TP_SPAWNER === 'off' && { GANTRY_SPAWN_HELPER: 'off' }) };
 const stack = await new TestStack({
   agents: 4, schedulers: 1, heartbeatIntervalMs: 2_000, heartbeatTimeoutMs: 10_000, agentCommand,
-  env: { scheduler: serviceEnv, gateway: serviceEnv, checkpoint: serviceEnv, 'node-agent': serviceEnv },
+  env: { scheduler: serviceEnv, gateway: serviceEnv, checkpoint: serviceEnv, 'node-agent': agentEnv },
 }).start();
 const client = new GantryClient({ address: stack.gatewayAddr, timeoutMs: 60_000, configFile: false });
 /** Waits until `n` jobs in all have SUCCEEDED; throws if any FAILED. */
@@ -115,7 +138,9 @@ async function submitInBatches(): Promise<number> {
 }
 
 try {
-  const procs = { scheduler: stack.schedulers, gateway: [stack.gateway], checkpoint: [stack.checkpoint], agents: stack.agents };
+  const spawners = spawnersOf(stack.agents);
+  const pids = (list: ManagedProcess[]) => list.map((p) => p.pid);
+  const procs = { scheduler: pids(stack.schedulers), gateway: pids([stack.gateway]), checkpoint: pids([stack.checkpoint]), agents: [...pids(stack.agents), ...spawners] };
   const before = sample(procs);
   const t0 = performance.now();
   let next = 0;
@@ -156,6 +181,7 @@ try {
   const jobsPerSec = JOBS / e2eSec;
   const p50 = pct(latencies, 0.5);
   console.log(`Gantry control plane, ${JOBS.toLocaleString('en-US')} trivial 1-GPU jobs on 4 simulated agents x 8 GPUs (${agentMode === 'bundle' ? 'agents run as the bundle dist/gantry-agent.mjs, the other services' : 'services run'} under the tsx loader)`);
+  console.log(spawners.length > 0 ? `ranks forked by ${spawners.length} gantry-spawn processes (their CPU counted as the agents')` : 'ranks forked by the agents themselves (no gantry-spawn)');
   console.log(`services log at ${serviceEnv.LOG_LEVEL}; node ${process.version}; load average ${load.toFixed(1)} on ${availableParallelism()} CPUs when the run began`);
   console.log(`  submissions/s            ${rate.toFixed(0).padStart(8)}   target >= 400: ${rate >= 400 ? 'PASS' : 'FAIL'}`);
   console.log(`  submissions/s (SubmitJobs, batches of 100) ${batchRate.toFixed(0).padStart(8)}   target >= 400: ${batchRate >= 400 ? 'PASS' : 'FAIL'}`);

@@ -2,7 +2,7 @@
 // and reports on them. It only dials out (NATS); GPU hosts need no inbound port.
 import { randomUUID, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
@@ -14,6 +14,7 @@ import { GANTRY_VERSION } from '@gantry/service-kit/version';
 import type { AgentConfig } from './config.js';
 import { StateFile } from './runner/state-file.js';
 import { RankRunner } from './runner/rank-runner.js';
+import type { SpawnHelper } from './runner/spawn-helper.js';
 import { RankUsers } from './runner/rank-user.js';
 import { GpuDeviceCgroups } from './runner/gpu-devices.js';
 import { AgentBeat, beatFilePath } from './runner/beat.js';
@@ -63,6 +64,8 @@ export class NodeAgent {
     /** Called after NATS comes back, so other reporters resend what they buffered. */
     private readonly onReconnect: () => void = () => undefined,
     metrics?: Registry,
+    /** Forks the ranks' wrappers (runner/spawn-helper.ts); without it, the agent does. */
+    private readonly spawner?: SpawnHelper,
   ) {
     this.commandKeys = commandVerifyKeys(readFileSync(cfg.schedulerPublicKeyFile, 'utf8'));
     this.refusedCommands = new Counter({
@@ -85,7 +88,7 @@ export class NodeAgent {
     });
     const isolation = cfg.ranks.gpuIsolation === 'off' ? { reason: 'ranks.gpuIsolation is off: GPU isolation is CUDA_VISIBLE_DEVICES only' } : GpuDeviceCgroups.detect();
     log.info({ gpuIsolation: isolation.isolation ? 'cgroup-v1' : 'off' }, isolation.reason);
-    this.runner = new RankRunner(this.state, log, { beatFile: this.beat.path, partitionGraceMs: cfg.partitionGraceMs, hooks: [this.checkpoints], users: new RankUsers(cfg.ranks), ...(isolation.isolation && { devices: isolation.isolation }) });
+    this.runner = new RankRunner(this.state, log, { beatFile: this.beat.path, partitionGraceMs: cfg.partitionGraceMs, hooks: [this.checkpoints], users: new RankUsers(cfg.ranks), ...(isolation.isolation && { devices: isolation.isolation }), spawner });
     if (process.getuid?.() === 0 && !cfg.ranks.user && cfg.ranks.allowRoot) log.warn('ranks.allowRoot with no rank user: tenants without a user in ranks.tenants run their ranks as root. Local development only; see docs/security.md.');
     this.heartbeatMs = cfg.heartbeatIntervalMs;
   }
@@ -124,8 +127,9 @@ export class NodeAgent {
       // A reply says what the command did (a rank started, an epoch accepted), so it goes out
       // only once that is on disk; the commands that arrive in one turn share one state write.
       const reply = this.state.deferring(() => this.command(msg.data));
-      this.replies.push(() => msg.respond(encode(AgentCommandReply, reply)));
-      if (this.replies.length === 1) setImmediate(() => this.sendReplies());
+      // A rank started through the spawner is answered once its processes have pids.
+      if (reply instanceof Promise) void reply.then((r) => this.queueReply(msg, r));
+      else this.queueReply(msg, reply);
     } });
     void this.watchConnection();
     await this.reRegister();
@@ -219,7 +223,7 @@ export class NodeAgent {
    * is reported in every heartbeat, so a leader whose counter went back (a restore) raises its
    * own above it instead of being refused for ever.
    */
-  command(data: Uint8Array): AgentCommandReply {
+  command(data: Uint8Array): AgentCommandReply | Promise<AgentCommandReply> {
     let cmd;
     try {
       cmd = verifyCommand(this.commandKeys, this.cfg.node, data);
@@ -260,6 +264,11 @@ export class NodeAgent {
       return { ok: true, message: 'stopping' };
     }
     return { ok: false, message: 'empty command' };
+  }
+
+  private queueReply(msg: Msg, reply: AgentCommandReply): void {
+    this.replies.push(() => msg.respond(encode(AgentCommandReply, reply)));
+    if (this.replies.length === 1) setImmediate(() => this.sendReplies());
   }
 
   private sendReplies(): void {
@@ -315,6 +324,8 @@ export class NodeAgent {
     for (const t of this.timers) clearTimeout(t);
     clearTimeout(this.heartbeatTimer);
     this.runner.stopPolling();
+    // It exits and leaves the ranks running, for the next agent to re-adopt.
+    this.spawner?.stop();
     this.sub?.unsubscribe();
     this.deleteSub?.unsubscribe();
     this.verifySub?.unsubscribe();

@@ -1,7 +1,7 @@
 // Agent configuration: an optional YAML file (GANTRY_AGENT_CONFIG, default
 // /etc/gantry/agent.yaml when it exists) overridden by environment variables, validated
 // once. A bad value stops the agent with one line naming the setting.
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -69,6 +69,17 @@ export const agentConfigSchema = z.object({
    * agent's entry file when it is there. Without it such jobs' ranks are refused, not run
    * unadmitted.
    */
+  /**
+   * gantry-spawn (pnpm build:spawn; install-agent.sh puts it beside the agent bundle): the small
+   * process that forks the ranks' wrappers, much cheaper than forking them from the agent
+   * (runner/spawn-helper.ts). Default: gantry-spawn beside the agent's entry file when it is
+   * there; "off", or none found: the agent forks them itself.
+   */
+  spawnHelper: z.string().min(1).superRefine((file, ctx) => {
+    if (file === 'off') return;
+    const problem = executableProblem(file);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  }).optional(),
   admitShim: z.string().min(1).superRefine((file, ctx) => {
     const problem = sharedObjectProblem(file);
     if (problem) ctx.addIssue({ code: 'custom', message: problem });
@@ -134,6 +145,7 @@ const ENV_OVERRIDES: Record<string, string> = {
   NATS_CREDS_FILE: 'natsCredsFile',
   GANTRY_CHECKPOINT_ADDR: 'checkpointAddr',
   GANTRY_ADMIT_SHIM: 'admitShim',
+  GANTRY_SPAWN_HELPER: 'spawnHelper',
   INTERNAL_TLS_CA_FILE: 'internalTls.caFile',
   INTERNAL_TLS_CERT_FILE: 'internalTls.certFile',
   INTERNAL_TLS_KEY_FILE: 'internalTls.keyFile',
@@ -183,6 +195,27 @@ export function sharedObjectProblem(file: string): string | undefined {
   return undefined;
 }
 
+/** Why `file` cannot be run as the rank spawner, or undefined. */
+export function executableProblem(file: string): string | undefined {
+  if (!isAbsolute(file)) return `${file} must be an absolute path (or off)`;
+  try {
+    if (!statSync(file).isFile()) return `${file} is not a file`;
+    accessSync(file, fsConstants.X_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return `${file}: ${code === 'ENOENT' ? 'no such file (build it with pnpm build:spawn)' : code === 'EACCES' ? 'not executable' : (err as Error).message}`;
+  }
+  return undefined;
+}
+
+/** gantry-spawn beside the agent's entry file (dist/ for the bundle), if it is there and usable. */
+function defaultSpawnHelper(): string | undefined {
+  const entry = process.argv[1];
+  if (!entry) return undefined;
+  const file = join(dirname(resolve(entry)), 'gantry-spawn');
+  return existsSync(file) && !executableProblem(file) ? file : undefined;
+}
+
 /** libgantry-admit.so beside the agent's entry file (dist/ for the bundle), if it is there and usable. */
 function defaultAdmitShim(): string | undefined {
   const entry = process.argv[1];
@@ -220,6 +253,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env, opts: { co
   raw.natsUrl ??= 'nats://127.0.0.1:4222';
   raw.stateDir ??= '/var/lib/gantry-agent';
   raw.admitShim ??= defaultAdmitShim();
+  raw.spawnHelper ??= defaultSpawnHelper();
   const envNames = new Map<string, string>();
   for (const [variable, path] of Object.entries(ENV_OVERRIDES)) {
     const v = env[variable];

@@ -1,5 +1,6 @@
 // gantry-agent: the node agent process; `gantry-agent sim inject ...` talks to a running one.
 import { jetstream } from '@nats-io/jetstream';
+import type { Logger } from 'pino';
 import { agentInboxPrefix } from '@gantry/bus';
 import { CommanderError } from 'commander';
 // Subpath imports keep the gRPC server stack (proto-loader, reflection) out of the agent: it
@@ -13,6 +14,7 @@ import { loadAgentConfig, type AgentConfig } from './config.js';
 import { createBackend, toGpuDevices } from './backend.js';
 import { InventoryWatch } from './inventory-watch.js';
 import { NodeAgent } from './agent.js';
+import { SpawnHelper } from './runner/spawn-helper.js';
 import { HostTelemetry } from './host-telemetry.js';
 import { HostReporter } from './reporting/host-reporter.js';
 import { ReportBuffer } from './reporting/report-buffer.js';
@@ -28,6 +30,23 @@ function config(opts: { commandKey?: boolean } = {}): AgentConfig {
       process.exit(2);
     }
     throw err;
+  }
+}
+
+/** The rank spawner when one is configured and starts; else the agent forks ranks itself (said once). */
+async function startSpawner(path: string | undefined, log: Logger): Promise<SpawnHelper | undefined> {
+  if (path === 'off') return undefined;
+  if (!path) {
+    log.info('no rank spawner (gantry-spawn, pnpm build:spawn): the agent forks the ranks itself');
+    return undefined;
+  }
+  try {
+    const spawner = await SpawnHelper.start(path, log);
+    log.info({ spawner: path, pid: spawner.pid }, 'rank spawner started');
+    return spawner;
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'rank spawner did not start: the agent forks the ranks itself');
+    return undefined;
   }
 }
 
@@ -57,7 +76,8 @@ if (process.argv[2] === 'sim') {
   const nc = await connectNats(cfg.natsUrl, `agent ${cfg.node}`, log, cfg.natsCredsFile, { inboxPrefix: agentInboxPrefix(cfg.node) });
   lifecycle.onShutdown('nats', () => nc.drain());
   const buffer = new ReportBuffer(join(cfg.stateDir, 'reports'), { maxBytes: cfg.reportBufferBytes });
-  const agent: NodeAgent = new NodeAgent(cfg, nc, gpus, backend.kind, log, () => void reporter.drain(), registry);
+  const spawner = await startSpawner(cfg.spawnHelper, log);
+  const agent: NodeAgent = new NodeAgent(cfg, nc, gpus, backend.kind, log, () => void reporter.drain(), registry, spawner);
   const reporter = new HostReporter(cfg.node, jetstream(nc), buffer, log, agent);
   lifecycle.onShutdown('agent', () => agent.stop());
   const telemetry = new HostTelemetry(cfg.node, backend, reporter, buffer, cfg.telemetryIntervalMs, cfg.stateDir, log, registry);

@@ -28,6 +28,7 @@ import { readRankError } from './rank-evidence.js';
 import { oneLine } from './rank-error.js';
 import { RankHooks, hookContext, type RankHook } from './hooks.js';
 import type { GpuDeviceCgroups } from './gpu-devices.js';
+import type { SpawnHelper } from './spawn-helper.js';
 import { giveToUser, identityEnv, openForTraversal, unreachableProblem, type RankIdentity, type RankUsers } from './rank-user.js';
 
 /** Variables a rank inherits from the agent's own environment; everything else comes from the job. */
@@ -50,6 +51,8 @@ export interface RankRunnerOptions {
   users?: RankUsers;
   /** Per-rank devices cgroups denying the GPUs not assigned (gpu-devices.ts); without it, CUDA_VISIBLE_DEVICES only. */
   devices?: GpuDeviceCgroups;
+  /** The rank spawner (spawn-helper.ts); without it, the agent forks the ranks' wrappers itself. */
+  spawner?: SpawnHelper;
 }
 
 const processKey = (rec: RankRecord, p: ProcessRecord) => `${rankKey(rec.jobId, rec.attempt, rec.rank)}#${p.local}`;
@@ -58,6 +61,11 @@ export class RankRunner {
   private readonly killTimers = new Map<string, NodeJS.Timeout>();
   /** Processes this agent spawned (their 'exit' event reports them); others are polled. */
   private readonly children = new Set<string>();
+  /** Of those, the ones the spawner started (its 'X' lines report them). */
+  private readonly spawned = new Set<string>();
+  /** Ranks whose processes the spawner is starting: recorded once they all have pids. */
+  private readonly starting = new Map<string, Promise<AssignResult>>();
+  private spawner: SpawnHelper | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private notifyPending = false;
   /**
@@ -69,6 +77,15 @@ export class RankRunner {
 
   constructor(private readonly state: StateFile, private readonly log: Logger, private readonly opts: RankRunnerOptions = {}) {
     this.hooks = new RankHooks(opts.hooks ?? [], log);
+    this.spawner = opts.spawner;
+    if (this.spawner) {
+      this.spawner.onGone = () => {
+        // Its children live on, re-parented: watched from now on as adopted ranks are (polled).
+        this.spawner = undefined;
+        for (const k of this.spawned) this.children.delete(k);
+        this.spawned.clear();
+      };
+    }
   }
 
   get records(): RankRecord[] {
@@ -121,8 +138,11 @@ export class RankRunner {
     });
   }
 
-  assign(a: RankAssignment): AssignResult {
+  /** Starts a rank; through the spawner the answer comes once its processes have pids. */
+  assign(a: RankAssignment): AssignResult | Promise<AssignResult> {
     const key = rankKey(a.jobId, a.attempt, a.rank);
+    const inFlight = this.starting.get(key);
+    if (inFlight) return inFlight.then(() => ({ ok: true, message: 'already running' }));
     const existing = this.state.state.ranks[key];
     if (existing) return { ok: true, message: existing.phase === 'running' ? 'already running' : 'already finished' };
     if (a.command.length === 0) return { ok: false, message: 'assignment has no command' };
@@ -178,6 +198,8 @@ export class RankRunner {
     for (const k of INHERITED_ENV) if (process.env[k] !== undefined) base[k] = process.env[k];
     if (id) Object.assign(base, identityEnv(id));
     const locals = perGpu ? a.processes.map((p) => ({ local: p.localRank, env: p.env, dir: join(dir, `local-${p.localRank}`) })) : [{ local: 0, env: {}, dir }];
+    const launches: Promise<void>[] = [];
+    const failed: { p: ProcessRecord; why: string }[] = [];
     for (const l of locals) {
       mkdirSync(l.dir, { recursive: true });
       if (id) giveToUser(id, [l.dir]);
@@ -189,43 +211,83 @@ export class RankRunner {
       const p: ProcessRecord = { local: l.local, pid: 0, dir: l.dir, phase: 'running', logs: newCursors() };
       if (env.TORCHELASTIC_ERROR_FILE) p.errorFile = resolve(cwd, env.TORCHELASTIC_ERROR_FILE);
       rec.processes!.push(p);
-      this.spawnProcess(rec, p, a.command, cwd, env, id, deviceCgroup);
+      const launch = this.spawnProcess(key, rec, p, a.command, cwd, env, id, deviceCgroup);
+      if (launch) launches.push(launch.then((why) => { if (why !== undefined) failed.push({ p, why }); }));
     }
-    rec.pid = rec.processes![0]?.pid ?? 0;
-    if (!perGpu && rec.processes![0]?.errorFile) rec.errorFile = rec.processes![0].errorFile;
-    this.state.state.ranks[key] = rec;
-    // On disk before the scheduler hears 'started' (the reply): a restarted agent re-adopts it.
-    this.state.save();
-    this.log.info({ rank: key, pids: rec.processes!.map((p) => p.pid), command: a.command[0], ...(id && { uid: id.uid, gid: id.gid }) }, 'rank started');
-    this.hooks.poststart(hookContext(rec, { env: a.env }));
-    this.notifySoon();
-    return { ok: true, message: 'started' };
+    const started = (): AssignResult => {
+      rec.pid = rec.processes![0]?.pid ?? 0;
+      if (!perGpu && rec.processes![0]?.errorFile) rec.errorFile = rec.processes![0].errorFile;
+      this.state.state.ranks[key] = rec;
+      // On disk before the scheduler hears 'started' (the reply): a restarted agent re-adopts it.
+      this.state.save();
+      this.log.info({ rank: key, pids: rec.processes!.map((p) => p.pid), command: a.command[0], ...(id && { uid: id.uid, gid: id.gid }) }, 'rank started');
+      this.hooks.poststart(hookContext(rec, { env: a.env }));
+      for (const f of failed) this.finishProcess(rec, f.p, 127, `could not start: ${f.why}`);
+      this.notifySoon();
+      return { ok: true, message: 'started' };
+    };
+    if (launches.length === 0) return started();
+    // Through the spawner: the rank is recorded (and answered) once every process has a pid;
+    // until then a repeated assignment or a stop waits for it.
+    const recorded = Promise.all(launches).then(started).finally(() => this.starting.delete(key));
+    this.starting.set(key, recorded);
+    return recorded;
   }
 
-  private spawnProcess(rec: RankRecord, p: ProcessRecord, command: string[], cwd: string, env: NodeJS.ProcessEnv, id?: RankIdentity, deviceCgroup?: string): void {
-    const key = processKey(rec, p);
+  /**
+   * Starts one process of a rank: through the spawner when there is one (resolving, once it has
+   * a pid, to nothing, or to why it could not start), else forked here (undefined; a failure to
+   * start comes as the child's 'error').
+   */
+  private spawnProcess(key: string, rec: RankRecord, p: ProcessRecord, command: string[], cwd: string, env: NodeJS.ProcessEnv, id?: RankIdentity, deviceCgroup?: string): Promise<string | undefined> | undefined {
+    const pkey = processKey(rec, p);
+    // The privilege drop: the wrapper (and so the command and its watchdog) runs as the rank's user.
+    const user = id?.drop ? { uid: id.uid, gid: id.gid } : {};
+    const argv = ['-c', WRAPPER_SCRIPT, WRAPPER_ARGV0, ...command];
+    const joinCgroup = (pid: number) => {
+      if (!deviceCgroup) return;
+      // The wrapper waits for this before it starts the command (and fails the rank without it).
+      try { this.opts.devices!.join(deviceCgroup, pid); } catch (e) { this.log.error({ rank: pkey, cgroup: deviceCgroup, err: (e as Error).message }, 'could not move the rank into its device cgroup'); }
+    };
+    const spawner = this.spawner;
+    if (spawner) {
+      const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
+        const end = () => {
+          this.children.delete(pkey);
+          this.spawned.delete(pkey);
+          this.finishProcess(rec, p, code ?? (signal ? 128 + (signalNumber(signal) ?? 9) : undefined));
+        };
+        // An exit can come before the rank is recorded (a command that ends at once): after it.
+        const starting = this.starting.get(key);
+        if (starting) void starting.then(end, end);
+        else end();
+      };
+      return spawner.spawn({ file: '/bin/sh', argv: ['/bin/sh', ...argv], cwd, env, stdout: join(p.dir, 'stdout.log'), stderr: join(p.dir, 'stderr.log'), ...user }, onExit).then((outcome) => {
+        if ('error' in outcome) return outcome.error;
+        p.pid = outcome.pid;
+        this.children.add(pkey);
+        this.spawned.add(pkey);
+        joinCgroup(outcome.pid);
+        return undefined;
+      });
+    }
     const out = openSync(join(p.dir, 'stdout.log'), 'a');
     const err = openSync(join(p.dir, 'stderr.log'), 'a');
     try {
-      // The privilege drop: the wrapper (and so the command and its watchdog) runs as the rank's user.
-      const user = id?.drop ? { uid: id.uid, gid: id.gid } : {};
-      const child = spawn('/bin/sh', ['-c', WRAPPER_SCRIPT, WRAPPER_ARGV0, ...command], { cwd, env, detached: true, stdio: ['ignore', out, err], ...user });
+      const child = spawn('/bin/sh', argv, { cwd, env, detached: true, stdio: ['ignore', out, err], ...user });
       p.pid = child.pid ?? 0;
-      this.children.add(key);
-      if (deviceCgroup && child.pid !== undefined) {
-        // The wrapper waits for this before it starts the command (and fails the rank without it).
-        try { this.opts.devices!.join(deviceCgroup, child.pid); } catch (e) { this.log.error({ rank: key, cgroup: deviceCgroup, err: (e as Error).message }, 'could not move the rank into its device cgroup'); }
-      }
+      this.children.add(pkey);
+      if (child.pid !== undefined) joinCgroup(child.pid);
       child.on('exit', (code, signal) => {
-        this.children.delete(key);
+        this.children.delete(pkey);
         this.finishProcess(rec, p, code ?? (signal ? 128 + (signalNumber(signal) ?? 9) : undefined));
       });
       child.on('error', (e) => {
-        this.log.warn({ rank: key, err: e.message }, 'rank process error');
+        this.log.warn({ rank: pkey, err: e.message }, 'rank process error');
         // No pid means the process never started (e.g. EACCES on the working directory): no
         // 'exit' will follow, so record the failure here, as a shell would (127).
         if (child.pid === undefined) {
-          this.children.delete(key);
+          this.children.delete(pkey);
           this.finishProcess(rec, p, 127, `could not start: ${e.message}`);
         }
       });
@@ -234,11 +296,17 @@ export class RankRunner {
       closeSync(out);
       closeSync(err);
     }
+    return undefined;
   }
 
   /** SIGTERM to every process group of the rank, SIGKILL after the grace period. */
   stop(jobId: string, attempt: number, rank: number, graceSeconds: number, reason: string): void {
     const key = rankKey(jobId, attempt, rank);
+    const starting = this.starting.get(key);
+    if (starting) {
+      void starting.then(() => this.stop(jobId, attempt, rank, graceSeconds, reason));
+      return;
+    }
     const rec = this.state.state.ranks[key];
     if (!rec) {
       // Stopped before its assignment arrived: remember it as ended, so a late assignment is

@@ -2,19 +2,41 @@
 // environment, the first failure stops the others and is the rank's exit, a restarted agent
 // re-adopts every process, and log lines say which process wrote them. Also what a rank that
 // cannot start says: the missing command or working directory, never the wrapper's name.
-import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { LocalProcess, LogBatch, type RankAssignment } from '@gantry/proto';
-import { RankRunner } from '../../src/runner/rank-runner.js';
+import { RankRunner, type RankRunnerOptions } from '../../src/runner/rank-runner.js';
+import { SpawnHelper } from '../../src/runner/spawn-helper.js';
 import { StateFile, processesOf, type RankRecord } from '../../src/runner/state-file.js';
 import { RankReporter } from '../../src/reporting/rank-reporter.js';
 import { beatContent } from '../../src/runner/wrapper.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'gantry-launcher-test-'));
+const ROOT = join(import.meta.dirname, '../../../..');
+const SPAWNER = join(ROOT, 'dist', 'gantry-spawn');
+const SPAWNER_SOURCE = join(ROOT, 'services/node-agent/native/gantry-spawn.c');
+
+beforeAll(() => {
+  if (!existsSync(SPAWNER) || statSync(SPAWNER).mtimeMs < statSync(SPAWNER_SOURCE).mtimeMs) {
+    const b = spawnSync('pnpm', ['-s', 'build:spawn'], { cwd: ROOT, encoding: 'utf8' });
+    if (b.status !== 0) throw new Error(`pnpm build:spawn failed: ${b.stderr}`);
+  }
+}, 60_000);
+
+// Every test runs twice: with the ranks forked by the agent itself, and by gantry-spawn (one
+// spawner per runner, as one per agent process).
+const MODES = [{ mode: 'forked by the agent', spawner: false }, { mode: 'forked by gantry-spawn', spawner: true }];
+
+async function newRunner(spawner: boolean, state: StateFile, opts: RankRunnerOptions = {}): Promise<{ runner: RankRunner; end: () => void }> {
+  const helper = spawner ? await SpawnHelper.start(SPAWNER, log) : undefined;
+  const runner = new RankRunner(state, log, { ...opts, spawner: helper });
+  return { runner, end: () => { runner.stopPolling(); helper?.stop(); } };
+}
 const log = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -52,14 +74,14 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-describe.concurrent('per-GPU node ranks', () => {
+describe.concurrent.each(MODES)('per-GPU node ranks ($mode)', ({ spawner }) => {
   it('start one process per GPU, each with its RANK, LOCAL_RANK and one GPU, and end 0 when all succeed', async () => {
     const state = new StateFile(tmp());
-    const runner = new RankRunner(state, log);
+    const { runner, end } = await newRunner(spawner, state);
     runner.start();
     try {
       const printEnv = 'echo "RANK=$RANK LOCAL_RANK=$LOCAL_RANK CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES WORLD_SIZE=$WORLD_SIZE NODE_RANK=$NODE_RANK"';
-      expect(runner.assign(perGpu(['sh', '-c', printEnv], [5, 6, 7]))).toEqual({ ok: true, message: 'started' });
+      expect(await runner.assign(perGpu(['sh', '-c', printEnv], [5, 6, 7]))).toEqual({ ok: true, message: 'started' });
       const rec = await until('the rank to exit', () => exited(state));
       expect(rec).toMatchObject({ exitCode: 0, signal: '', perGpu: true });
       const procs = processesOf(rec);
@@ -71,34 +93,34 @@ describe.concurrent('per-GPU node ranks', () => {
         'RANK=6 LOCAL_RANK=2 CUDA_VISIBLE_DEVICES=7 WORLD_SIZE=7 NODE_RANK=1',
       ]);
     } finally {
-      runner.stopPolling();
+      end();
     }
   });
 
   it('stop the other processes at the first failure, and report that process\'s exit and error', async () => {
     const state = new StateFile(tmp());
-    const runner = new RankRunner(state, log);
+    const { runner, end } = await newRunner(spawner, state);
     runner.start();
     try {
       // Local rank 1 fails; the others would wait for it forever.
       const cmd = 'if [ "$LOCAL_RANK" = 1 ]; then sleep 0.3; echo "ValueError: bad shard" >&2; exit 3; fi; exec sleep 300';
-      runner.assign(perGpu(['sh', '-c', cmd], [0, 1, 2]));
+      await runner.assign(perGpu(['sh', '-c', cmd], [0, 1, 2]));
       const pids = processesOf(state.state.ranks['j-1:1:1']!).map((p) => p.pid);
       const rec = await until('the rank to exit', () => exited(state));
       expect(rec).toMatchObject({ exitCode: 3, signal: '', error: 'local-rank 1: ValueError: bad shard' });
       expect(processesOf(rec).map((p) => p.status)).toEqual([143, 3, 143]);
       for (const pid of pids) expect(pidAlive(-pid)).toBe(false);
     } finally {
-      runner.stopPolling();
+      end();
     }
   });
 
   it('are re-adopted whole by a restarted agent, which reports the exit once every process has ended', async () => {
     const state = new StateFile(tmp());
-    const first = new RankRunner(state, log);
+    const { runner: first, end: endFirst } = await newRunner(spawner, state);
     first.start();
-    first.assign(perGpu(['sh', '-c', 'trap "exit 0" TERM; echo ready; sleep 300 & wait'], [0, 1]));
-    first.stopPolling(); // the agent is gone; its processes run on
+    await first.assign(perGpu(['sh', '-c', 'trap "exit 0" TERM; echo ready; sleep 300 & wait'], [0, 1]));
+    endFirst(); // the agent (and its spawner) is gone; its processes run on
     const pids = processesOf(state.state.ranks['j-1:1:1']!).map((p) => p.pid);
     // A SIGTERM before the trap is set would be a failure, not the clean exit this test wants.
     await until('both processes to have set their trap', () => processesOf(state.state.ranks['j-1:1:1']!).every((p) => {
@@ -109,7 +131,7 @@ describe.concurrent('per-GPU node ranks', () => {
       }
     }) || undefined);
     const restarted = new StateFile(state.dir);
-    const second = new RankRunner(restarted, log);
+    const { runner: second, end: endSecond } = await newRunner(spawner, restarted);
     second.start();
     try {
       expect(second.running().map((r) => r.rank)).toEqual([1]);
@@ -121,7 +143,7 @@ describe.concurrent('per-GPU node ranks', () => {
       expect(rec).toMatchObject({ exitCode: 0 });
       expect(processesOf(rec).every((p) => p.phase === 'exited')).toBe(true);
     } finally {
-      second.stopPolling();
+      endSecond();
       for (const pid of pids) try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ }
     }
   });
@@ -131,27 +153,27 @@ describe.concurrent('per-GPU node ranks', () => {
     const beatFile = join(dir, 'agent-beat');
     writeFileSync(beatFile, beatContent(Date.now())); // never rewritten: the agent is "gone"
     const state = new StateFile(dir);
-    const runner = new RankRunner(state, log, { beatFile, partitionGraceMs: 0 });
+    const { runner, end } = await newRunner(spawner, state, { beatFile, partitionGraceMs: 0 });
     runner.start();
     try {
-      runner.assign(perGpu(['sh', '-c', 'sleep 300 & wait'], [0, 1]));
+      await runner.assign(perGpu(['sh', '-c', 'sleep 300 & wait'], [0, 1]));
       const rec = await until('the rank to exit', () => exited(state), 15_000);
       expect(rec).toMatchObject({ signal: 'SIGTERM', message: 'stopped by its wrapper: the agent was gone for longer than the partition grace period' });
       for (const p of processesOf(rec)) expect(readFileSync(join(p.dir, 'exit'), 'utf8').trim()).toBe('143');
     } finally {
-      runner.stopPolling();
+      end();
     }
   });
 
   it('ship each process\'s lines with its LOCAL_RANK and its own sequence numbers', async () => {
     const state = new StateFile(tmp());
-    const runner = new RankRunner(state, log);
+    const { runner, end } = await newRunner(spawner, state);
     runner.start();
     try {
-      runner.assign(perGpu(['sh', '-c', 'echo "hello from $LOCAL_RANK"; echo "second from $LOCAL_RANK"'], [0, 1]));
+      await runner.assign(perGpu(['sh', '-c', 'echo "hello from $LOCAL_RANK"; echo "second from $LOCAL_RANK"'], [0, 1]));
       await until('the rank to exit', () => exited(state));
     } finally {
-      runner.stopPolling();
+      end();
     }
     const published: { subject: string; msgID: string; batch?: LogBatch }[] = [];
     const js = {
@@ -172,19 +194,19 @@ describe.concurrent('per-GPU node ranks', () => {
   });
 });
 
-describe.concurrent('a rank that cannot start', () => {
+describe.concurrent.each(MODES)('a rank that cannot start ($mode)', ({ spawner }) => {
   async function run(a: RankAssignment): Promise<{ rec: RankRecord; stderr: string }> {
     const state = new StateFile(tmp());
-    const runner = new RankRunner(state, log);
+    const { runner, end } = await newRunner(spawner, state);
     runner.start();
     try {
-      runner.assign(a);
+      await runner.assign(a);
       const rec = await until('the rank to exit', () => exited(state));
       let stderr = '';
       try { stderr = readFileSync(join(rec.dir, 'stderr.log'), 'utf8'); } catch { /* never started */ }
       return { rec, stderr };
     } finally {
-      runner.stopPolling();
+      end();
     }
   }
   const perNode = (command: string[], extra: Partial<RankAssignment> = {}) => ({ ...perGpu(command, [0]), processes: [], ...extra });
