@@ -2,6 +2,7 @@
 // answered per submission (a refused one does not fail the rest), keys de-duplicate within a
 // batch and across retries of it, and the jobs it creates run like any other.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
 import { GantryClient, GantryError, type JobSpecInput, type SubmitJobsItem } from '@gantry/sdk';
 import { JobState, jobStateName } from '@gantry/proto';
 import { TestStack } from '../harness/stack.js';
@@ -86,5 +87,28 @@ describe('SubmitJobs', () => {
     } finally {
       direct.close();
     }
+  });
+
+  it('concurrent SubmitJob calls reach the scheduler together, each answered as if alone', async () => {
+    const logFile = stack.schedulers[0]!.opts.logFile;
+    const batchesBefore = readFileSync(logFile, 'utf8').split('jobs submitted in a batch').length;
+    // 40 calls at once: 38 new jobs, the same key and spec again (that job back), and the same
+    // key with another spec (ALREADY_EXISTS, for that call alone).
+    const calls = Array.from({ length: 38 }, (_, i) => client.submitJob({ ...spec(`c-${i}`), command: ['true'] }, { idempotencyKey: `c-key-${i}` }));
+    calls.push(client.submitJob({ ...spec('c-0'), command: ['true'] }, { idempotencyKey: 'c-key-0' }));
+    calls.push(client.submitJob({ ...spec('c-changed'), command: ['true'] }, { idempotencyKey: 'c-key-1' }));
+    const settled = await Promise.allSettled(calls);
+    const ids = settled.slice(0, 38).map((r, i) => {
+      if (r.status !== 'fulfilled') throw new Error(`call ${i} failed: ${String(r.reason)}`);
+      expect(r.value).toMatchObject({ created: true, job: { spec: { name: `c-${i}` } } });
+      return r.value.job!.id;
+    });
+    expect(new Set(ids).size).toBe(38);
+    expect(settled[38]).toMatchObject({ status: 'fulfilled', value: { created: false, job: { id: ids[0] } } });
+    const changed = settled[39]!.status === 'rejected' ? (settled[39] as PromiseRejectedResult).reason as GantryError : undefined;
+    expect([changed?.codeName, changed?.details]).toEqual(['ALREADY_EXISTS', `idempotency key "c-key-1" already created job ${ids[1]} with a different spec; use a new key, or the same spec to get that job back`]);
+    // They went as SubmitJobs calls (the scheduler logs each batch), not 40 calls of their own.
+    expect(readFileSync(logFile, 'utf8').split('jobs submitted in a batch').length).toBeGreaterThan(batchesBefore);
+    for (const id of ids.slice(0, 3)) expect(jobStateName((await waitForJob(client, id, [JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED])).state)).toBe('SUCCEEDED');
   });
 });

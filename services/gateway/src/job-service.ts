@@ -12,6 +12,7 @@ import { decode, streams, subjects } from '@gantry/bus';
 import { GrpcError, invalidArgument } from '@gantry/service-kit';
 import { ALL_TENANTS, hasRole, inTenant, isAdmin, permissionDenied, preview, userPriorityClasses, type Principal } from '@gantry/auth';
 import { call } from './scheduler-client.js';
+import { SubmitCoalescer } from './submit-coalescer.js';
 import { admitBatchSize, admitListJobs, admitSubmit, admitToken, isItemRefusal, itemError } from './admission/shared.js';
 import type { StorageTargetCheck } from './admission/storage-target.js';
 import type { CallContext, Guard } from './auth/guard.js';
@@ -53,6 +54,8 @@ export function jobService(guard: Guard, scheduler: JobServiceClient, nc: NatsCo
   const js = jetstream(nc);
   const authOn = guard.auth.enabled;
   const getJob = async (jobId: string): Promise<Job> => (await call(scheduler, scheduler.getJob, { jobId })).job!;
+  // Concurrent SubmitJob calls reach the scheduler as one SubmitJobs call (submit-coalescer.ts).
+  const submissions = new SubmitCoalescer((req) => call(scheduler, scheduler.submitJob, req), (jobs) => call(scheduler, scheduler.submitJobs, { jobs }));
   /** The job, if the caller may see it; NOT_FOUND (as for a missing job) otherwise. */
   const visibleJob = async (jobId: string, ctx: CallContext): Promise<Job> => {
     admitToken('job_id', jobId);
@@ -128,7 +131,7 @@ export function jobService(guard: Guard, scheduler: JobServiceClient, nc: NatsCo
     submitJob: guard.unary(JOB('SubmitJob'), async (req: SubmitJobRequest, ctx) => {
       const p = ctx.principal;
       const admitted = await prepareSubmit(req, p, (spec) => { ctx.audit = { target: spec.name, tenant: spec.tenant }; });
-      const res = await call(scheduler, scheduler.submitJob, admitted);
+      const res = await submissions.submit(admitted);
       if (res.job) ctx.audit.target = res.job.id;
       return { ...res, job: res.job && redactJob(res.job, p) };
     }),
