@@ -1,19 +1,25 @@
 // `pnpm bench:scheduler` (part 2): the real scheduling pass, SchedulingLoop.runOnce, against a
-// real Redis (and NATS for the dispatch it attempts): snapshot from Redis, plan, commit each
-// placement with its Lua compare-and-set (job revision, every GPU claimed, node READY), and
+// real Redis and NATS: snapshot from Redis, plan, commit each placement with its Lua compare-and-set (job revision, every GPU claimed, node READY), and
 // the outbox event. Prints committed placements per second (target, issue 14: >= 5,000 jobs/s)
 // and the CPU per placement of this process and of redis-server.
 // The leader's copies of the queue and the nodes (JobCache, NodeStore's parsed records) are
 // loaded before the timed pass, as they are in steady state, where jobs are read once when they
 // change; BENCH_COMMIT_COLD=1 times a new leader's first pass instead, which reads and parses
 // every job and node record too.
+// The assignments of the committed placements go over NATS to simulated agents in another
+// process (simulated-agents.ts), which acknowledge each; the pass does not wait for them, the
+// timing does: it ends once every assignment is acknowledged, so that it counts this process's
+// handling of the replies too.
 // Env: BENCH_COMMIT_NODES (4096), BENCH_COMMIT_JOBS (4000), BENCH_COMMIT_COLD, BENCH_COMMIT_PROFILE=FILE (a V8 CPU
 // profile of the passes alone, without the setup, for Chrome DevTools or speedscope).
+import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
+import { once } from 'node:events';
 import { Session } from 'node:inspector/promises';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { Redis } from 'ioredis';
 import { jetstream } from '@nats-io/jetstream';
 import { Registry } from 'prom-client';
@@ -35,6 +41,9 @@ const JOBS = Number(process.env.BENCH_COMMIT_JOBS ?? 4000);
 const work = mkdtempSync(join(tmpdir(), 'gantry-bench-commit-'));
 const [natsServer, redisServer] = await Promise.all([startNats(join(work, 'nats')), startRedis(join(work, 'redis'))]);
 const log = pino({ level: 'silent' });
+const agents = spawn(process.execPath, ['--import', 'tsx', new URL('./simulated-agents.ts', import.meta.url).pathname, natsServer.url], { stdio: ['pipe', 'pipe', 'inherit'] });
+const agentLines = createInterface({ input: agents.stdout })[Symbol.asyncIterator]();
+if ((await agentLines.next()).value !== 'ready') throw new Error('the simulated agents did not start');
 const redis = new Redis(redisServer.url, { enableAutoPipelining: true });
 const nc = await connectNats(natsServer.url, 'bench', log);
 const lease = new LeaderLease(redis, 'bench', 60_000);
@@ -63,10 +72,19 @@ for (let i = 0; i < JOBS; i += 500) {
 console.log(`== Redis-committed scheduling (${NODES} nodes x 8 GPUs in Redis, ${JOBS} pending jobs) ==`);
 console.log(`  setup ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
+const commander = new AgentCommander(nc, log, 60_000, () => epoch, generateKeyPairSync('ed25519').privateKey);
+// Each assignment's outcome, to wait for its acknowledgement at the end of the timing.
+const acks: Promise<boolean>[] = [];
+const assign = commander.assign.bind(commander);
+commander.assign = (node, a, force) => {
+  const ack = assign(node, a, force);
+  acks.push(ack);
+  return ack;
+};
 const ctx: SchedulerContext = {
   log, nc, js: jetstream(nc), redis, jobs, jobCache: new JobCache(jobs), nodes, metrics: new Registry(),
-  // A throwaway signing key: there are no agents here to verify it.
-  commander: new AgentCommander(nc, log, 60_000, () => epoch, generateKeyPairSync('ed25519').privateKey),
+  // A throwaway signing key: the simulated agents do not verify it.
+  commander,
   settings: { heartbeatTimeoutMs: 60_000, heartbeatIntervalMs: 10_000, cycleIntervalMs: 1_000, stopGraceSeconds: 10 },
   epoch: () => epoch,
   kick: () => undefined,
@@ -102,6 +120,7 @@ for (;;) {
   const after = (await jobs.idsInState(JobState.JOB_STATE_PENDING)).length;
   if (after === before || after === 0) break;
 }
+const acked = (await Promise.all(acks)).filter(Boolean).length;
 const seconds = (performance.now() - start) / 1000;
 const cpu = process.cpuUsage(cpu0);
 if (profiler) writeFileSync(process.env.BENCH_COMMIT_PROFILE!, JSON.stringify((await profiler.post('Profiler.stop')).profile));
@@ -120,6 +139,10 @@ for (const rec of await nodes.list()) claimed += rec.allocations.length;
 const wanted = (await jobs.getMany(await jobs.idsInState(JobState.JOB_STATE_SCHEDULED))).reduce((n, r) => n + r.job.attempts[0]!.placement.reduce((m, p) => m + p.gpuIndices.length, 0), 0);
 console.log(`  GPUs claimed in Redis ${claimed}, GPUs in committed placements ${wanted}: ${claimed === wanted ? 'consistent' : 'MISMATCH'}`);
 
+agents.stdin.end();
+const agentsReceived = ((await agentLines.next()).value as string).replace('received ', '');
+console.log(`  assignments sent ${acks.length}, received by the simulated agents ${agentsReceived}, acknowledged ${acked}`);
+await once(agents, 'exit');
 await nc.drain().catch(() => undefined);
 redis.disconnect();
 await Promise.all([natsServer.stop(), redisServer.stop()]);

@@ -3,7 +3,8 @@
 // within the resend interval is held back unless forced, and goes out again once the interval
 // has passed, however many other commands went out in between. Commands asked for in the same
 // turn share one batch signature (at most MAX_COMMAND_BATCH each); a lone one is signed alone,
-// in the form agents older than batching verify.
+// in the form agents older than batching verify. An agent's refusal, an agent that does not
+// answer within the reply timeout and a closed connection each answer false.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync, verify } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
@@ -37,6 +38,13 @@ beforeAll(async () => {
       msg.respond(encode(AgentCommandReply, AgentCommandReply.create({ ok: true })));
     },
   });
+  nc.subscribe(subjects.agentCommand('node-refuses'), {
+    callback: (_err, msg) => {
+      msg.respond(encode(AgentCommandReply, AgentCommandReply.create({ ok: false, message: 'stale epoch' })));
+    },
+  });
+  // Receives and never answers.
+  nc.subscribe(subjects.agentCommand('node-silent'), { callback: () => undefined });
   for (const node of BATCH_NODES) {
     nc.subscribe(subjects.agentCommand(node), {
       callback: (_err, msg) => {
@@ -106,5 +114,27 @@ describe('AgentCommander', () => {
     const signed = SignedAgentCommand.decode(batched[0]!.payload);
     const preBatching = Buffer.concat([Buffer.from('gantry.v1.AgentCommand\0node-b0\0'), signed.command]);
     expect(verify(null, preBatching, publicKey, signed.signature)).toBe(true);
+  });
+
+  it('answers false for a refusal, for an agent that does not answer within the timeout, and once the connection is closed', async () => {
+    const commander = new AgentCommander(nc, log, 300, () => 7, privateKey);
+    const started = Date.now();
+    const [refused, silent, ok] = await Promise.all([
+      commander.assign('node-refuses', assignment('j-refused')),
+      commander.assign('node-silent', assignment('j-silent')),
+      commander.assign('node-a', assignment('j-ok')),
+    ]);
+    expect([refused, silent, ok]).toEqual([false, false, true]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_900);
+    // A connection of its own, closed while a command to the silent agent awaits its answer.
+    const own = await connectNats(server.url, 'commander-closing', log);
+    const closing = new AgentCommander(own, log, 300, () => 7, privateKey);
+    const pending = closing.assign('node-silent', assignment('j-closed'));
+    await new Promise((r) => setTimeout(r, 100));
+    const closedAt = Date.now();
+    await own.close();
+    expect(await pending).toBe(false);
+    expect(Date.now() - closedAt).toBeLessThan(1_000);
+    expect(await closing.assign('node-a', assignment('j-after-close'))).toBe(false);
   });
 });
