@@ -5,6 +5,7 @@ import { GpuAllocation, Node, NodeState, canTransitionNode, nodeStateName } from
 import { subjects } from '@gantry/bus';
 import { keys, parseAllocationOwner } from './keys.js';
 import { scriptRunner, type ScriptRunner } from './scripts.js';
+import { READ_CHUNK, chunked } from './chunks.js';
 import { nodeEvent } from './events.js';
 import { FencedError, StaleWriteError } from './errors.js';
 import { InvalidTransitionError, type GpuRef } from './jobs.js';
@@ -103,16 +104,20 @@ export class NodeStore {
    */
   async getMany(names: readonly string[], parsed?: Map<string, ParsedNode>): Promise<NodeRecord[]> {
     if (names.length === 0) return [];
-    const p = this.redis.pipeline();
-    for (const n of names) {
-      if (parsed) p.hmget(keys.node(n), 'rev', 'hb', 'instance', 'prevInstance', 'instanceSince');
-      else p.hmget(keys.node(n), 'rev', 'hb', 'instance', 'prevInstance', 'instanceSince', 'node');
-      p.hgetall(keys.nodeAlloc(n));
+    // Script calls of READ_CHUNK nodes each, in one pipeline: one round trip, and a short hold of Redis per call.
+    const chunks = chunked(names, READ_CHUNK);
+    const replies = await this.scripts.runMany(chunks.map((c) => ({ name: 'gantryNodeReads', keys: [...c.map((n) => keys.node(n)), ...c.map((n) => keys.nodeAlloc(n))], args: [parsed ? '0' : '1'] })));
+    const res: [(string | null)[], string[]][] = [];
+    for (const r of replies) {
+      if (!r.ok) throw r.error;
+      res.push(...(r.value as [(string | null)[], string[]][]));
     }
-    const res = (await p.exec()) ?? [];
     const rows = names.map((name, i) => {
-      const [rev, hb, instance, prevInstance, instanceSince, json] = (res[2 * i]?.[1] ?? []) as (string | null | undefined)[];
-      return { name, rev, hb, instance, prevInstance, instanceSince, json, alloc: (res[2 * i + 1]?.[1] ?? {}) as Record<string, string> };
+      const [rev, hb, instance, prevInstance, instanceSince, json] = (res[i]?.[0] ?? []) as (string | null | undefined)[];
+      const flat = res[i]?.[1] ?? [];
+      const alloc: Record<string, string> = {};
+      for (let k = 0; k + 1 < flat.length; k += 2) alloc[flat[k]!] = flat[k + 1]!;
+      return { name, rev, hb, instance, prevInstance, instanceSince, json, alloc };
     });
     if (parsed) {
       const moved = rows.filter((r) => r.rev && !current(parsed.get(r.name), r.rev, r.instanceSince));
@@ -163,12 +168,8 @@ export class NodeStore {
    */
   async heartbeats(beats: readonly { name: string; ms: number }[]): Promise<void> {
     if (beats.length === 0) return;
-    const m = this.redis.multi();
-    for (const b of beats) m.hset(keys.node(b.name), 'hb', b.ms);
-    m.zadd(keys.heartbeats, ...beats.flatMap((b) => [b.ms, b.name]));
-    const res = (await m.exec()) ?? [];
-    const failed = res.find(([err]) => err);
-    if (failed) throw failed[0]!;
+    // One script call (atomic, as the MULTI it replaced) instead of a command per node.
+    await this.scripts.run('gantryNodeHeartbeats', [keys.heartbeats, ...beats.map((b) => keys.node(b.name))], [...beats.map((b) => b.ms), ...beats.map((b) => b.name)]);
   }
 
   /** Nodes whose last heartbeat is older than `beforeMs` (an index read, not a scan of every node). */

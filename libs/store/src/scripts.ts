@@ -26,6 +26,9 @@ const scripts = {
   gantryCheckpointHset: { lua: load('checkpoint-hset'), keys: 2 },
   gantryCheckpointEvent: { lua: load('checkpoint-event'), keys: 2 },
   gantryCheckpointFinishJob: { lua: load('checkpoint-finish-job'), keys: 6 },
+  gantryNodeReads: { lua: load('node-reads'), keys: undefined },
+  gantryJobRevisions: { lua: load('job-revisions'), keys: undefined },
+  gantryNodeHeartbeats: { lua: load('node-heartbeats'), keys: undefined },
 } as const;
 
 export type ScriptName = keyof typeof scripts;

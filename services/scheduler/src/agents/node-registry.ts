@@ -129,6 +129,9 @@ export class NodeRegistry {
   private draining = false;
   /** Parsed node records by revision (NodeStore.getMany): a heartbeat re-parses a record only after it changed. */
   private readonly parsed = new Map<string, { rev: number; node: Node }>();
+  /** Heartbeats recorded whose reconcile has not run yet, by node (latest only); and whether the reconcile loop runs. */
+  private readonly toReconcile = new Map<string, { hb: NodeHeartbeat; rec: NodeRecord }>();
+  private reconciling = false;
   /** Per node: the inputs of its last reconcile that found nothing to do, and heartbeats skipped since. */
   private readonly quiet = new Map<string, { fingerprint: string; skipped: number }>();
 
@@ -265,15 +268,17 @@ export class NodeRegistry {
       if (batch.length >= HEARTBEAT_BATCH) break;
     }
     await this.heartbeats(batch).catch((e: unknown) => this.ctx.log.warn({ err: (e as Error).message.slice(0, 300), heartbeats: batch.length }, 'heartbeats not processed'));
-    if (this.waiting.size > 0) setTimeout(() => void this.drain(), HEARTBEAT_WINDOW_MS);
+    // What arrived meanwhile has gathered for as long as that batch took: on at once.
+    if (this.waiting.size > 0) setImmediate(() => void this.drain());
     else this.draining = false;
   }
 
   /**
    * Heartbeats of several nodes (decoded, their subjects checked). Each heartbeat's time is
-   * persisted (Redis: what LOST detection by any replica reads) before this resolves; the
-   * reconciles they start (commands to agents) are not waited for, so an agent slow to
-   * answer a command does not hold up the next batch's heartbeat times.
+   * persisted (Redis: what LOST detection by any replica reads) before this resolves. The
+   * reconciles they call for run after, apart (reconcileSoon): reading the nodes' jobs and
+   * deciding takes longer than recording the times, and the next batch's times must not wait
+   * for it, nor for an agent slow to answer a command.
    */
   async heartbeats(batch: readonly NodeHeartbeat[]): Promise<void> {
     const { ctx } = this;
@@ -300,9 +305,38 @@ export class NodeRegistry {
       }));
       ctx.kick();
     }
-    const jobs = await this.jobsOf(accepted.flatMap(({ hb, rec }) => [...hb.ranks.map((r) => r.jobId), ...rec.allocations.map((a) => a.jobId)]));
-    for (const { hb, rec } of accepted) {
-      void this.reconcileWith(rec, hb.ranks, jobs).catch((e: unknown) => ctx.log.warn({ node: rec.node.name, err: (e as Error).message.slice(0, 300) }, 'reconcile failed'));
+    this.reconcileSoon(accepted);
+  }
+
+  /**
+   * Queues reconciles of these nodes for the reconcile loop, one per node at most (a newer
+   * heartbeat's replaces one still waiting: only the latest ranks and record matter), so a
+   * loop that falls behind coalesces them instead of piling them up.
+   */
+  private reconcileSoon(accepted: readonly { hb: NodeHeartbeat; rec: NodeRecord }[]): void {
+    for (const a of accepted) this.toReconcile.set(a.hb.node, a);
+    if (this.reconciling) return;
+    this.reconciling = true;
+    void this.reconcileLoop();
+  }
+
+  private async reconcileLoop(): Promise<void> {
+    try {
+      while (this.toReconcile.size > 0) {
+        const batch = [...this.toReconcile.values()].slice(0, HEARTBEAT_BATCH);
+        for (const a of batch) this.toReconcile.delete(a.hb.node);
+        try {
+          const jobs = await this.jobsOf(batch.flatMap(({ hb, rec }) => [...hb.ranks.map((r) => r.jobId), ...rec.allocations.map((a) => a.jobId)]));
+          for (const { hb, rec } of batch) {
+            void this.reconcileWith(rec, hb.ranks, jobs).catch((e: unknown) => this.ctx.log.warn({ node: rec.node.name, err: (e as Error).message.slice(0, 300) }, 'reconcile failed'));
+          }
+        } catch (e) {
+          // Level-triggered: the next heartbeats of these nodes queue them again.
+          this.ctx.log.warn({ err: (e as Error).message.slice(0, 300), nodes: batch.length }, 'reconciles not done');
+        }
+      }
+    } finally {
+      this.reconciling = false;
     }
   }
 
