@@ -22,7 +22,9 @@ export interface DurableConsumerSpec {
   /**
    * Messages handled at once (default 1: one at a time, in stream order). With more, messages
    * with the same order key (default: the subject) still go one at a time in stream order;
-   * handlers of different keys overlap, so their Redis commands share round trips.
+   * handlers of different keys overlap, so their Redis commands share round trips. Messages
+   * waiting behind their key's do not count (they are held, at most a pull's worth, and kept
+   * from redelivery while they wait).
    */
   concurrency?: number;
   orderKey?: (m: JsMsg) => string;
@@ -88,23 +90,58 @@ export async function consumeDurable(nc: NatsConnection, spec: DurableConsumerSp
       for await (const m of messages) await settle(m);
       return;
     }
-    // The last handler queued per order key: the next message of that key runs after it.
-    const tails = new Map<string, Promise<void>>();
-    let inFlight = 0;
+    // Per order key, the messages waiting for the one of that key in progress; keys with a
+    // message ready and none in progress, in the order they became ready. Only running handlers
+    // count against `limit`, so one key's backlog (a large gang's rank events) does not hold up
+    // the other keys. The messages held (running or waiting) are bounded by a pull's worth, and
+    // those waiting are marked in progress every half ack wait, so none is redelivered while it
+    // waits its turn here.
+    const waitingByKey = new Map<string, JsMsg[]>();
+    const ready: string[] = [];
+    const maxHeld = Math.max(4 * limit, spec.maxMessages ?? 256);
+    let running = 0;
+    let held = 0;
+    const receivedAt = new WeakMap<JsMsg, number>();
+    const keepAlive = setInterval(() => {
+      for (const queue of waitingByKey.values()) for (const m of queue) m.working();
+    }, (spec.ackWaitMs ?? 5_000) / 2);
+    keepAlive.unref();
     let wake: (() => void) | undefined;
+    const pump = (): void => {
+      while (running < limit && ready.length > 0) {
+        const key = ready.shift()!;
+        const queue = waitingByKey.get(key)!;
+        const m = queue.shift()!;
+        running++;
+        // One that waited its turn gets a whole ack wait for its handler, as if just delivered.
+        if (Date.now() - (receivedAt.get(m) ?? Date.now()) > 100) m.working();
+        void settle(m).finally(() => {
+          running--;
+          held--;
+          if (queue.length > 0) ready.push(key);
+          else waitingByKey.delete(key);
+          pump();
+          const w = wake;
+          wake = undefined;
+          w?.();
+        });
+      }
+    };
     for await (const m of messages) {
-      while (inFlight >= limit) await new Promise<void>((r) => { wake = r; });
-      inFlight++;
+      while (held >= maxHeld) await new Promise<void>((r) => { wake = r; });
+      held++;
+      receivedAt.set(m, Date.now());
       const key = spec.orderKey?.(m) ?? m.subject;
-      const run: Promise<void> = (tails.get(key) ?? Promise.resolve()).then(() => settle(m)).finally(() => {
-        inFlight--;
-        if (tails.get(key) === run) tails.delete(key);
-        const w = wake;
-        wake = undefined;
-        w?.();
-      });
-      tails.set(key, run);
+      const queue = waitingByKey.get(key);
+      if (queue) {
+        queue.push(m); // behind the one of its key in progress (or already ready)
+      } else {
+        waitingByKey.set(key, [m]);
+        ready.push(key);
+      }
+      pump();
     }
+    clearInterval(keepAlive);
   })();
   return messages;
 }

@@ -83,4 +83,50 @@ describe('consumeDurable', () => {
       await messages.close();
     }
   });
+
+  it('one key\'s backlog does not hold up the other keys: only running handlers count against the limit', async () => {
+    // 40 messages of one key (a large gang's rank events), then one of another key.
+    const js = jetstream(nc);
+    for (let i = 0; i < 40; i++) await js.publish('ct.c.big', new TextEncoder().encode(String(i)));
+    await js.publish('ct.c.small', new TextEncoder().encode('0'));
+    const big: number[] = [];
+    let smallAt = -1;
+    const messages = await consumeDurable(nc, { stream: 'CONSUMER_TEST', durable: 'ct-c', filterSubject: 'ct.c.>', concurrency: 4 }, log, async (m) => {
+      if (m.subject === 'ct.c.small') {
+        smallAt = big.length;
+        return;
+      }
+      await sleep(10);
+      big.push(Number(new TextDecoder().decode(m.data)));
+    });
+    try {
+      const deadline = Date.now() + 10_000;
+      while (big.length < 40 && Date.now() < deadline) await sleep(20);
+      expect(big).toEqual(Array.from({ length: 40 }, (_, i) => i));
+      // Handled while the big key's messages were still going, not after all 40 of them (with
+      // waiting messages counted against the limit it came after at least 12).
+      expect(smallAt).toBeGreaterThanOrEqual(0);
+      expect(smallAt).toBeLessThan(12);
+      await sleep(200);
+      expect((await (await jetstreamManager(nc)).consumers.info('CONSUMER_TEST', 'ct-c')).num_ack_pending).toBe(0);
+    } finally {
+      await messages.close();
+    }
+  });
+
+  it('a message waiting behind its key longer than the ack wait is not redelivered', async () => {
+    const js = jetstream(nc);
+    for (let i = 0; i < 3; i++) await js.publish('ct.d.slow', new TextEncoder().encode(String(i)));
+    const handled: number[] = [];
+    const messages = await consumeDurable(nc, { stream: 'CONSUMER_TEST', durable: 'ct-d', filterSubject: 'ct.d.>', concurrency: 4, ackWaitMs: 1_000 }, log, async (m) => {
+      await sleep(700);
+      handled.push(Number(new TextDecoder().decode(m.data)));
+    });
+    try {
+      await sleep(3_300); // the third waited 1.4 s behind the others, past the 1 s ack wait
+      expect(handled).toEqual([0, 1, 2]);
+    } finally {
+      await messages.close();
+    }
+  });
 });
