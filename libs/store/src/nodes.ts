@@ -55,6 +55,15 @@ export interface ParsedNode {
   rev: number;
   node: Node;
   since?: string;
+  /** The allocation hash as last read (field, value, ...) and what it parsed to: reused while it reads the same. */
+  allocFlat?: string[];
+  allocations?: GpuAllocation[];
+}
+
+function sameStrings(a: readonly string[] | undefined, b: readonly string[]): boolean {
+  if (!a || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Whether a parsed record is the version read now (a cache entry without `since` is judged by revision alone). */
@@ -114,10 +123,7 @@ export class NodeStore {
     }
     const rows = names.map((name, i) => {
       const [rev, hb, instance, prevInstance, instanceSince, json] = (res[i]?.[0] ?? []) as (string | null | undefined)[];
-      const flat = res[i]?.[1] ?? [];
-      const alloc: Record<string, string> = {};
-      for (let k = 0; k + 1 < flat.length; k += 2) alloc[flat[k]!] = flat[k + 1]!;
-      return { name, rev, hb, instance, prevInstance, instanceSince, json, alloc };
+      return { name, rev, hb, instance, prevInstance, instanceSince, json, alloc: res[i]?.[1] ?? [] };
     });
     if (parsed) {
       const moved = rows.filter((r) => r.rev && !current(parsed.get(r.name), r.rev, r.instanceSince));
@@ -134,20 +140,34 @@ export class NodeStore {
     const out: NodeRecord[] = [];
     for (const { name, rev, hb, instance, prevInstance, instanceSince, json, alloc } of rows) {
       if (!rev) continue;
-      const known = parsed?.get(name);
+      let known = parsed?.get(name);
       let node: Node;
       if (known && current(known, rev, instanceSince)) {
         node = { ...known.node };
       } else if (json) {
         node = Node.fromJSON(JSON.parse(json));
-        parsed?.set(name, { rev: Number(rev), node: { ...node }, since: instanceSince ?? '' });
+        known = { rev: Number(rev), node: { ...node }, since: instanceSince ?? '' };
+        parsed?.set(name, known);
       } else {
         continue;
       }
-      const allocations = Object.entries(alloc).flatMap(([gpu, owner]) => {
-        const o = parseAllocationOwner(owner);
-        return o ? [GpuAllocation.create({ gpuIndex: Number(gpu), jobId: o.jobId, attempt: o.attempt, rank: o.rank })] : [];
-      }).sort((x, y) => x.gpuIndex - y.gpuIndex);
+      // Most reads find the allocations as they were (a heartbeat every 2 s, a pass every few):
+      // the parsed list is reused then (callers must not change it in place).
+      let allocations: GpuAllocation[];
+      if (known && known.allocations && sameStrings(known.allocFlat, alloc)) {
+        allocations = known.allocations;
+      } else {
+        allocations = [];
+        for (let k = 0; k + 1 < alloc.length; k += 2) {
+          const o = parseAllocationOwner(alloc[k + 1]!);
+          if (o) allocations.push(GpuAllocation.create({ gpuIndex: Number(alloc[k]), jobId: o.jobId, attempt: o.attempt, rank: o.rank }));
+        }
+        allocations.sort((x, y) => x.gpuIndex - y.gpuIndex);
+        if (known && parsed) {
+          known.allocFlat = alloc;
+          known.allocations = allocations;
+        }
+      }
       node.allocations = allocations;
       node.lastHeartbeat = hb ? new Date(Number(hb)) : undefined;
       out.push({ node, rev: Number(rev), heartbeatMs: Number(hb ?? 0), instanceId: instance ?? '', previousInstanceId: prevInstance ?? '', instanceSinceMs: Number(instanceSince || 0), allocations });
