@@ -6,10 +6,19 @@ import { awaitReplicas } from './durability.js';
 
 const load = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
 
+/** The same commit for several jobs per call: commit-job.lua's function, then commit-jobs.lua in place of its last line (which runs it once). */
+function commitJobsLua(): string {
+  const single = load('commit-job');
+  const batch = single.replace(/return commitJob\(0, 0\)\s*$/, () => load('commit-jobs'));
+  if (batch === single) throw new Error('commit-job.lua no longer ends with "return commitJob(0, 0)"');
+  return batch;
+}
+
 const scripts = {
   gantrySubmitJob: { lua: load('submit-job'), keys: 8 },
   gantryIndexJob: { lua: load('index-job'), keys: 1 },
   gantryCommitJob: { lua: load('commit-job'), keys: undefined },
+  gantryCommitJobs: { lua: commitJobsLua(), keys: undefined },
   gantryCommitNode: { lua: load('commit-node'), keys: 6 },
   gantryLease: { lua: load('lease'), keys: 3 },
   gantryReleaseLease: { lua: load('release-lease'), keys: 1 },
@@ -39,7 +48,7 @@ export type ScriptName = keyof typeof scripts;
  * GPU releases and the checkpoint registry. The lease waits in LeaderLease, on a new epoch only.
  */
 const DURABLE: ReadonlySet<ScriptName> = new Set<ScriptName>([
-  'gantrySubmitJob', 'gantryCommitJob', 'gantryCommitNode', 'gantryReleaseGpus',
+  'gantrySubmitJob', 'gantryCommitJob', 'gantryCommitJobs', 'gantryCommitNode', 'gantryReleaseGpus',
   'gantryCheckpointBegin', 'gantryCheckpointCommit', 'gantryCheckpointAbandon', 'gantryCheckpointObserve', 'gantryCheckpointDelete',
 ]);
 type ScriptArg = string | Buffer | number;

@@ -2,6 +2,8 @@
 // each still its own compare-and-set script. One that loses its race (a GPU another commit of
 // the same batch took, a stale revision) or is not a valid transition fails alone, with nothing
 // of it applied; the others apply with their events. A failed replica wait fails the batch.
+// Many commits share a script call: a batch over several calls keeps each commit's outcome in
+// its place, and a commit whose script raises an error fails alone.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { Job, JobSpec, JobState } from '@gantry/proto';
@@ -144,5 +146,36 @@ describe('JobStore.commitMany', () => {
 
   it('answers an empty batch with no outcomes', async () => {
     expect(await jobs.commitMany([])).toEqual([]);
+  });
+
+  it('keeps each outcome in its place over several script calls, and fails alone a commit that raises an error', async () => {
+    const node = await readyNode();
+    const broken = await readyNode();
+    // Not a hash: the claim's HGET raises WRONGTYPE inside the script.
+    await redis.set(keys.nodeAlloc(broken), 'x');
+    const recs: Awaited<ReturnType<typeof pending>>[] = [];
+    for (let i = 0; i < 75; i++) recs.push(await pending());
+    const outbox = await redis.xlen(keys.outbox);
+    const commits = recs.map((rec, i) => {
+      if (i === 40) return placement(rec, broken, 0);
+      if (i % 10 === 3) return { ...placement(rec, node, i), prev: { ...rec, rev: rec.rev + 1 } }; // stale
+      return placement(rec, node, i % 10 === 7 ? i - 1 : i); // i - 1: the GPU the commit before took
+    });
+    const results = await jobs.commitMany(commits);
+    results.forEach((r, i) => {
+      const reason = r.status === 'rejected' ? r.reason as Error : undefined;
+      if (i === 40) expect(reason?.message).toMatch(/WRONGTYPE/);
+      else if (i % 10 === 3) expect(reason).toBeInstanceOf(StaleWriteError);
+      else if (i % 10 === 7) expect(reason).toBeInstanceOf(AllocationConflictError);
+      else expect(r.status === 'fulfilled' && r.value.job.id).toBe(recs[i]!.job.id);
+    });
+    const placed = recs.filter((_, i) => i !== 40 && i % 10 !== 3 && i % 10 !== 7);
+    expect(await redis.xlen(keys.outbox)).toBe(outbox + placed.length);
+    expect(await redis.hgetall(keys.nodeAlloc(node))).toEqual(Object.fromEntries(recs.flatMap((rec, i) => (placed.includes(rec) ? [[String(i), allocationOwner(rec.job.id, 1, 0)]] : []))));
+    for (const [i, rec] of recs.entries()) {
+      const now = (await jobs.get(rec.job.id))!;
+      if (placed.includes(rec)) expect([now.job.state, now.rev]).toEqual([JobState.JOB_STATE_SCHEDULED, rec.rev + 1]);
+      else expect(now, `job ${i}`).toEqual(rec);
+    }
   });
 });

@@ -19,105 +19,111 @@
 -- 0's owner and lives as long as that rank's GPUs).
 -- Returns: {'OK', newRev} | {'FENCED'} | {'STALE', rev, state} | {'CONFLICT', node alloc key, gpu, holder}
 --        | {'NODE_NOT_READY', node key, state} | {'PORT_CONFLICT', node ports key, port, holder}
-if ARGV[5] ~= '' then
-  local epoch = redis.call('GET', KEYS[3])
-  if epoch ~= ARGV[5] then
-    return {'FENCED'}
-  end
-end
-local cur = redis.call('HMGET', KEYS[1], 'state', 'rev')
-local state, rev = cur[1], cur[2]
-if not state then
-  return {'STALE', '0', ''}
-end
-if rev ~= ARGV[1] then
-  return {'STALE', rev, state}
-end
-local allowed = false
-for s in string.gmatch(ARGV[2], '[^,]+') do
-  if s == state then allowed = true end
-end
-if not allowed then
-  return {'STALE', rev, state}
-end
-local releases = tonumber(ARGV[10])
-local claims = tonumber(ARGV[11])
-local portClaims = tonumber(ARGV[12])
-local archived = tonumber(ARGV[13])
-local k = 10
-local a = 15
-local releaseList = {}
-for i = 1, releases do
-  table.insert(releaseList, {KEYS[k], ARGV[a], ARGV[a + 1], KEYS[k + 1]})
-  k = k + 2
-  a = a + 2
-end
-local claimList = {}
-for i = 1, claims do
-  local allocKey, nodeKey, owner, gpus = KEYS[k], KEYS[k + 1], ARGV[a], ARGV[a + 1]
-  for gpu in string.gmatch(gpus, '[^,]+') do
-    local holder = redis.call('HGET', allocKey, gpu)
-    if holder and holder ~= owner then
-      return {'CONFLICT', allocKey, gpu, holder}
+-- The commit is a function of where its keys and arguments start (kb, ab: how many come before
+-- them), so that commit-jobs.lua runs it for several jobs in one call; alone, nothing comes before.
+local function commitJob(kb, ab)
+  if ARGV[ab + 5] ~= '' then
+    local epoch = redis.call('GET', KEYS[kb + 3])
+    if epoch ~= ARGV[ab + 5] then
+      return {'FENCED'}
     end
-    table.insert(claimList, {allocKey, gpu, owner})
   end
-  local nodeState = redis.call('HGET', nodeKey, 'state')
-  if nodeState ~= 'READY' then
-    return {'NODE_NOT_READY', nodeKey, nodeState or ''}
+  local cur = redis.call('HMGET', KEYS[kb + 1], 'state', 'rev')
+  local state, rev = cur[1], cur[2]
+  if not state then
+    return {'STALE', '0', ''}
   end
-  k = k + 2
-  a = a + 2
-end
-local portList = {}
-for i = 1, portClaims do
-  local portsKey, port, owner = KEYS[k], ARGV[a], ARGV[a + 1]
-  local holder = redis.call('HGET', portsKey, port)
-  if holder and holder ~= owner then
-    return {'PORT_CONFLICT', portsKey, port, holder}
+  if rev ~= ARGV[ab + 1] then
+    return {'STALE', rev, state}
   end
-  table.insert(portList, {portsKey, port, owner})
-  k = k + 1
-  a = a + 2
-end
-local portsDone = {}
-for _, r in ipairs(releaseList) do
-  if redis.call('HGET', r[1], r[2]) == r[3] then
-    redis.call('HDEL', r[1], r[2])
+  local allowed = false
+  for s in string.gmatch(ARGV[ab + 2], '[^,]+') do
+    if s == state then allowed = true end
   end
-  local done = r[4] .. '|' .. r[3]
-  if not portsDone[done] then
-    portsDone[done] = true
-    local held = redis.call('HGETALL', r[4])
-    for j = 1, #held, 2 do
-      if held[j + 1] == r[3] then
-        redis.call('HDEL', r[4], held[j])
+  if not allowed then
+    return {'STALE', rev, state}
+  end
+  local releases = tonumber(ARGV[ab + 10])
+  local claims = tonumber(ARGV[ab + 11])
+  local portClaims = tonumber(ARGV[ab + 12])
+  local archived = tonumber(ARGV[ab + 13])
+  local k = kb + 10
+  local a = ab + 15
+  local releaseList = {}
+  for i = 1, releases do
+    table.insert(releaseList, {KEYS[k], ARGV[a], ARGV[a + 1], KEYS[k + 1]})
+    k = k + 2
+    a = a + 2
+  end
+  local claimList = {}
+  for i = 1, claims do
+    local allocKey, nodeKey, owner, gpus = KEYS[k], KEYS[k + 1], ARGV[a], ARGV[a + 1]
+    for gpu in string.gmatch(gpus, '[^,]+') do
+      local holder = redis.call('HGET', allocKey, gpu)
+      if holder and holder ~= owner then
+        return {'CONFLICT', allocKey, gpu, holder}
+      end
+      table.insert(claimList, {allocKey, gpu, owner})
+    end
+    local nodeState = redis.call('HGET', nodeKey, 'state')
+    if nodeState ~= 'READY' then
+      return {'NODE_NOT_READY', nodeKey, nodeState or ''}
+    end
+    k = k + 2
+    a = a + 2
+  end
+  local portList = {}
+  for i = 1, portClaims do
+    local portsKey, port, owner = KEYS[k], ARGV[a], ARGV[a + 1]
+    local holder = redis.call('HGET', portsKey, port)
+    if holder and holder ~= owner then
+      return {'PORT_CONFLICT', portsKey, port, holder}
+    end
+    table.insert(portList, {portsKey, port, owner})
+    k = k + 1
+    a = a + 2
+  end
+  local portsDone = {}
+  for _, r in ipairs(releaseList) do
+    if redis.call('HGET', r[1], r[2]) == r[3] then
+      redis.call('HDEL', r[1], r[2])
+    end
+    local done = r[4] .. '|' .. r[3]
+    if not portsDone[done] then
+      portsDone[done] = true
+      local held = redis.call('HGETALL', r[4])
+      for j = 1, #held, 2 do
+        if held[j + 1] == r[3] then
+          redis.call('HDEL', r[4], held[j])
+        end
       end
     end
   end
+  for _, c in ipairs(claimList) do
+    redis.call('HSET', c[1], c[2], c[3])
+  end
+  for _, c in ipairs(portList) do
+    redis.call('HSET', c[1], c[2], c[3])
+  end
+  local newRev = tonumber(rev) + 1
+  redis.call('HSET', KEYS[kb + 1], 'state', ARGV[ab + 3], 'rev', newRev, 'job', ARGV[ab + 4])
+  redis.call('XADD', KEYS[kb + 8], 'MAXLEN', '~', 100000, '*', 'job', ARGV[ab + 9])
+  if archived > 0 then
+    -- The port claims' loop left a at the first archived attempt.
+    redis.call('RPUSH', KEYS[kb + 9], unpack(ARGV, a, a + archived - 1))
+    redis.call('LTRIM', KEYS[kb + 9], -tonumber(ARGV[ab + 14]), -1)
+  end
+  if ARGV[ab + 3] ~= state then
+    local created = redis.call('HGET', KEYS[kb + 1], 'created')
+    redis.call('ZREM', KEYS[kb + 4], ARGV[ab + 9])
+    redis.call('ZADD', KEYS[kb + 5], created, ARGV[ab + 9])
+    redis.call('ZREM', KEYS[kb + 6], ARGV[ab + 9])
+    redis.call('ZADD', KEYS[kb + 7], created, ARGV[ab + 9])
+  end
+  if ARGV[ab + 6] ~= '' then
+    redis.call('XADD', KEYS[kb + 2], '*', 'subject', ARGV[ab + 6], 'id', ARGV[ab + 7], 'data', ARGV[ab + 8])
+  end
+  return {'OK', tostring(newRev)}
 end
-for _, c in ipairs(claimList) do
-  redis.call('HSET', c[1], c[2], c[3])
-end
-for _, c in ipairs(portList) do
-  redis.call('HSET', c[1], c[2], c[3])
-end
-local newRev = tonumber(rev) + 1
-redis.call('HSET', KEYS[1], 'state', ARGV[3], 'rev', newRev, 'job', ARGV[4])
-redis.call('XADD', KEYS[8], 'MAXLEN', '~', 100000, '*', 'job', ARGV[9])
-if archived > 0 then
-  -- The port claims' loop left a at the first archived attempt.
-  redis.call('RPUSH', KEYS[9], unpack(ARGV, a, a + archived - 1))
-  redis.call('LTRIM', KEYS[9], -tonumber(ARGV[14]), -1)
-end
-if ARGV[3] ~= state then
-  local created = redis.call('HGET', KEYS[1], 'created')
-  redis.call('ZREM', KEYS[4], ARGV[9])
-  redis.call('ZADD', KEYS[5], created, ARGV[9])
-  redis.call('ZREM', KEYS[6], ARGV[9])
-  redis.call('ZADD', KEYS[7], created, ARGV[9])
-end
-if ARGV[6] ~= '' then
-  redis.call('XADD', KEYS[2], '*', 'subject', ARGV[6], 'id', ARGV[7], 'data', ARGV[8])
-end
-return {'OK', tostring(newRev)}
+
+return commitJob(0, 0)

@@ -1,24 +1,25 @@
 // Turns a job's current attempt into commands for agents: assignments for ranks not yet
 // started, stops for ranks that must end.
-import { RankAssignment, RankPhase, StopRank, type Job, type RankPlacement } from '@gantry/proto';
+import { RankPhase, StopRank, type Job, type RankAssignment, type RankPlacement } from '@gantry/proto';
 import type { SchedulerContext } from '../context.js';
 import { currentAttempt, liveRanks } from '../jobs/lifecycle.js';
 import { localProcesses, rankEnv } from './rank-env.js';
 
 export function assignmentFor(job: Job, placement: RankPlacement[], rank: RankPlacement, stopGraceSeconds: number): RankAssignment {
   const spec = job.spec!;
-  return RankAssignment.create({
+  // Every field given: create() would copy the environment just built, entry by entry.
+  return {
     jobId: job.id,
     attempt: job.attempt,
     rank: rank.rank,
-    command: spec.command,
+    command: [...spec.command],
     env: rankEnv(job, job.attempt, placement, rank, currentAttempt(job)?.resumedFromCheckpoint ?? ''),
     workingDir: spec.workingDir,
     runAsUser: spec.runAsUser,
-    gpuIndices: rank.gpuIndices,
+    gpuIndices: [...rank.gpuIndices],
     stopGraceSeconds: spec.stopGraceSeconds || stopGraceSeconds,
     processes: localProcesses(job, placement, rank),
-  });
+  };
 }
 
 /** Sends assignments for the ranks of the current attempt that have not started (optionally only on one node). */

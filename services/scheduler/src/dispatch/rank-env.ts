@@ -33,32 +33,36 @@ export function rankEnv(job: Job, attempt: number, placement: RankPlacement[], r
   const port = String(masterPort(job, attempt));
   const nnodes = String(placement.length);
   const perNode = String(rank.gpuIndices.length);
-  const common = {
-    ...spec.env,
-    MASTER_ADDR: master.address,
-    MASTER_PORT: port,
-    WORLD_SIZE: String(placement.reduce((n, p) => n + p.gpuIndices.length, 0)),
-    NODE_RANK: String(rank.rank),
-    NNODES: nnodes,
-    LOCAL_WORLD_SIZE: perNode,
-    GANTRY_JOB_ID: job.id,
-    GANTRY_JOB_NAME: spec.name,
-    GANTRY_TENANT: spec.tenant,
-    GANTRY_ATTEMPT: String(attempt),
-    GANTRY_NODE_NAME: rank.node,
-    GANTRY_RESUME_FROM: resumeFrom,
-    ...checkpointEnv(job),
-  };
-  if (isPerGpu(job)) return { ...common, GROUP_RANK: String(rank.rank) };
-  return {
-    ...common,
-    CUDA_VISIBLE_DEVICES: rank.gpuIndices.join(','),
-    PET_NNODES: nnodes,
-    PET_NODE_RANK: String(rank.rank),
-    PET_MASTER_ADDR: master.address,
-    PET_MASTER_PORT: port,
-    PET_NPROC_PER_NODE: perNode,
-  };
+  // One object filled in place (the same keys in the same order as spreading the parts into
+  // each other): a pass builds one for every rank it places.
+  const env: Record<string, string> = { ...spec.env };
+  env.MASTER_ADDR = master.address;
+  env.MASTER_PORT = port;
+  env.WORLD_SIZE = String(placement.reduce((n, p) => n + p.gpuIndices.length, 0));
+  env.NODE_RANK = String(rank.rank);
+  env.NNODES = nnodes;
+  env.LOCAL_WORLD_SIZE = perNode;
+  env.GANTRY_JOB_ID = job.id;
+  env.GANTRY_JOB_NAME = spec.name;
+  env.GANTRY_TENANT = spec.tenant;
+  env.GANTRY_ATTEMPT = String(attempt);
+  env.GANTRY_NODE_NAME = rank.node;
+  env.GANTRY_RESUME_FROM = resumeFrom;
+  if (spec.checkpoint?.dir) {
+    const checkpoint = checkpointEnv(job);
+    for (const k in checkpoint) env[k] = checkpoint[k]!;
+  }
+  if (isPerGpu(job)) {
+    env.GROUP_RANK = String(rank.rank);
+    return env;
+  }
+  env.CUDA_VISIBLE_DEVICES = rank.gpuIndices.join(',');
+  env.PET_NNODES = nnodes;
+  env.PET_NODE_RANK = String(rank.rank);
+  env.PET_MASTER_ADDR = master.address;
+  env.PET_MASTER_PORT = port;
+  env.PET_NPROC_PER_NODE = perNode;
+  return env;
 }
 
 /**

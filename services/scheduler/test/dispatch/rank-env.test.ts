@@ -1,7 +1,7 @@
 // The launcher environment per mode (the contract in docs/cli.md) and the rendezvous port
 // choice, as pure functions of the job and its placement.
 import { describe, expect, it } from 'vitest';
-import { Job, JobSpec, JobState, Launcher, RankPlacement } from '@gantry/proto';
+import { Job, JobSpec, JobState, Launcher, RankAssignment, RankPlacement } from '@gantry/proto';
 import { schedule } from '../../src/jobs/lifecycle.js';
 import { assignmentFor } from '../../src/dispatch/dispatcher.js';
 import { localProcesses, rankEnv } from '../../src/dispatch/rank-env.js';
@@ -32,6 +32,20 @@ describe('per-node launcher (default)', () => {
     expect(env).not.toHaveProperty('RANK');
     expect(env).not.toHaveProperty('LOCAL_RANK');
     expect(assignmentFor(job, placement, placement[1]!, 10).processes).toEqual([]);
+  });
+
+  it('lets the launcher variables override the spec\'s env in place, and encodes the assignment as RankAssignment.create would', () => {
+    const job = placed({ env: { A: '1', CUDA_VISIBLE_DEVICES: '9', MASTER_PORT: 'x' }, checkpoint: { dir: '/ckpt', format: 0, storageTarget: 's1', admitFlushes: true, retention: undefined } as JobSpec['checkpoint'] });
+    const env = rankEnv(job, 1, placement, placement[1]!);
+    expect(Object.keys(env)).toEqual([
+      'A', 'CUDA_VISIBLE_DEVICES', 'MASTER_PORT', 'MASTER_ADDR', 'WORLD_SIZE', 'NODE_RANK', 'NNODES', 'LOCAL_WORLD_SIZE', 'GANTRY_JOB_ID', 'GANTRY_JOB_NAME',
+      'GANTRY_TENANT', 'GANTRY_ATTEMPT', 'GANTRY_NODE_NAME', 'GANTRY_RESUME_FROM', 'GANTRY_CHECKPOINT_DIR', 'GANTRY_CHECKPOINT_FORMAT', 'GANTRY_STORAGE_TARGET',
+      'GANTRY_ADMIT_FLUSHES', 'PET_NNODES', 'PET_NODE_RANK', 'PET_MASTER_ADDR', 'PET_MASTER_PORT', 'PET_NPROC_PER_NODE',
+    ]);
+    expect([env.CUDA_VISIBLE_DEVICES, env.MASTER_PORT, env.GANTRY_CHECKPOINT_FORMAT]).toEqual(['4,5', '29517', 'auto']);
+    const a = assignmentFor(job, placement, placement[1]!, 10);
+    expect(Buffer.from(RankAssignment.encode(a).finish())).toEqual(Buffer.from(RankAssignment.encode(RankAssignment.create(a)).finish()));
+    expect(a).toEqual(RankAssignment.create({ jobId: 'j-1', attempt: 1, rank: 1, command: ['python', 'train.py'], env, gpuIndices: [4, 5], stopGraceSeconds: 10 }));
   });
 
   it('uses the spec\'s port when it names one', () => {
