@@ -33,8 +33,19 @@ function signedBytes(node: string, command: Uint8Array): Buffer {
   return Buffer.concat([Buffer.from(`${DOMAIN}${node}\0`, 'utf8'), command]);
 }
 
+const DOMAIN_BYTES = Buffer.from(DOMAIN, 'utf8');
+
+/** SHA-256(0x00 || signedBytes(node, command)), its input written once (a pass hashes a leaf per command). */
 function leafHash(node: string, command: Uint8Array): Buffer {
-  return hash('sha256', Buffer.concat([LEAF, signedBytes(node, command)]), 'buffer');
+  const nodeBytes = Buffer.byteLength(node, 'utf8');
+  const input = Buffer.allocUnsafe(1 + DOMAIN_BYTES.length + nodeBytes + 1 + command.length);
+  input[0] = LEAF[0]!;
+  DOMAIN_BYTES.copy(input, 1);
+  let at = 1 + DOMAIN_BYTES.length;
+  at += input.write(node, at, 'utf8');
+  input[at++] = 0;
+  input.set(command, at);
+  return hash('sha256', input, 'buffer');
 }
 
 // Reused: the hashing is synchronous, and a scheduling pass hashes thousands of inner nodes.
