@@ -2,6 +2,7 @@
 // same id travels through the outbox, JetStream de-duplication and consumers.
 import { randomUUID } from 'node:crypto';
 import { Job, JobEvent, JobState, NodeEvent, NodeHostEvent, NodeState } from '@gantry/proto';
+import { encode } from '@gantry/bus';
 
 export interface OutboxEvent {
   subject: string;
@@ -12,9 +13,9 @@ export interface OutboxEvent {
 export function jobEvent(subject: string, from: JobState, job: Job, reason: string, time: Date): OutboxEvent {
   const id = randomUUID();
   // Every field given, so encode needs no create() (which would deep-copy the job just to
-  // encode it); the bytes are wrapped, not copied.
+  // encode it); the bytes are wrapped, not copied (encode's writer is reused, its bytes a copy).
   const event: JobEvent = { eventId: id, jobId: job.id, fromState: from, toState: job.state, attempt: job.attempt, reason, time, job };
-  const bytes = JobEvent.encode(event).finish();
+  const bytes = encode(JobEvent, event);
   return { subject, id, data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
 }
 
