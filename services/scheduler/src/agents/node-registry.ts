@@ -72,10 +72,11 @@ const HEARTBEAT_BATCH = 2_000;
 const HEARTBEAT_WINDOW_MS = 50;
 
 /**
- * A node whose heartbeat, record and jobs are unchanged since a reconcile that found nothing
- * to do is not reconciled again (the same inputs give the same nothing) until this many
- * heartbeats have been skipped; then it is, whatever the fingerprint says (level-triggered,
- * without trusting the fingerprint for ever).
+ * A node whose heartbeat and record are unchanged since a reconcile that found nothing to do
+ * is not reconciled again (its jobs are not even read: reconcileInputs says why) until this
+ * many heartbeats have been skipped; then it is, whatever the fingerprint says: the
+ * level-triggered backstop re-sends a lost stop or assignment within this many intervals (20 s
+ * at the default 2 s).
  */
 const RECONCILE_EVERY = 10;
 
@@ -97,11 +98,17 @@ export function hasUnstartedRankOn(job: Job, node: string, reportedRunning: Read
   return false;
 }
 
-/** What a reconcile of the node decides from: its record's revision and allocations, the ranks its agent runs, and their jobs' revisions. */
-function reconcileInputs(rec: NodeRecord, running: readonly AgentRank[], jobs: ReadonlyMap<string, { rev: number }>): string {
+/**
+ * The node's side of what a reconcile decides from: its record's revision and allocations and
+ * the ranks its agent runs (what the heartbeat read anyway). Its jobs' side is not in it: a job
+ * that changes on its own (cancelled, failed elsewhere) has its ranks stopped by the transition
+ * itself (stopLiveRanks), and the reconcile forced every RECONCILE_EVERY heartbeats catches a
+ * command that was lost; so a quiet node's heartbeat reads none of its jobs.
+ */
+function reconcileInputs(rec: NodeRecord, running: readonly AgentRank[]): string {
   const parts = [String(rec.rev)];
-  for (const a of rec.allocations) parts.push(`a${a.gpuIndex}=${a.jobId}/${a.attempt}/${a.rank}@${jobs.get(a.jobId)?.rev ?? '-'}`);
-  for (const r of running) parts.push(`r${r.jobId}/${r.attempt}/${r.rank}@${jobs.get(r.jobId)?.rev ?? '-'}`);
+  for (const a of rec.allocations) parts.push(`a${a.gpuIndex}=${a.jobId}/${a.attempt}/${a.rank}`);
+  for (const r of running) parts.push(`r${r.jobId}/${r.attempt}/${r.rank}`);
   return parts.join(' ');
 }
 
@@ -268,8 +275,10 @@ export class NodeRegistry {
       if (batch.length >= HEARTBEAT_BATCH) break;
     }
     await this.heartbeats(batch).catch((e: unknown) => this.ctx.log.warn({ err: (e as Error).message.slice(0, 300), heartbeats: batch.length }, 'heartbeats not processed'));
-    // What arrived meanwhile has gathered for as long as that batch took: on at once.
-    if (this.waiting.size > 0) setImmediate(() => void this.drain());
+    // Behind (a batch's worth waiting): on at once. Else the next batch gathers for a window,
+    // which leaves the event loop to rank events and passes between batches.
+    if (this.waiting.size >= HEARTBEAT_BATCH / 4) setImmediate(() => void this.drain());
+    else if (this.waiting.size > 0) setTimeout(() => void this.drain(), HEARTBEAT_WINDOW_MS);
     else this.draining = false;
   }
 
@@ -323,12 +332,24 @@ export class NodeRegistry {
   private async reconcileLoop(): Promise<void> {
     try {
       while (this.toReconcile.size > 0) {
-        const batch = [...this.toReconcile.values()].slice(0, HEARTBEAT_BATCH);
-        for (const a of batch) this.toReconcile.delete(a.hb.node);
+        const batch: { hb: NodeHeartbeat; rec: NodeRecord; fingerprint: string }[] = [];
+        for (const [node, a] of this.toReconcile) {
+          this.toReconcile.delete(node);
+          // Unchanged since a reconcile that found nothing to do: nothing to decide (up to RECONCILE_EVERY times).
+          const fingerprint = reconcileInputs(a.rec, a.hb.ranks);
+          const quiet = this.quiet.get(node);
+          if (quiet && quiet.fingerprint === fingerprint && quiet.skipped < RECONCILE_EVERY) {
+            quiet.skipped++;
+            continue;
+          }
+          batch.push({ ...a, fingerprint });
+          if (batch.length >= HEARTBEAT_BATCH) break;
+        }
+        if (batch.length === 0) continue;
         try {
           const jobs = await this.jobsOf(batch.flatMap(({ hb, rec }) => [...hb.ranks.map((r) => r.jobId), ...rec.allocations.map((a) => a.jobId)]));
-          for (const { hb, rec } of batch) {
-            void this.reconcileWith(rec, hb.ranks, jobs).catch((e: unknown) => this.ctx.log.warn({ node: rec.node.name, err: (e as Error).message.slice(0, 300) }, 'reconcile failed'));
+          for (const { hb, rec, fingerprint } of batch) {
+            void this.reconcileWith(rec, hb.ranks, jobs, fingerprint).catch((e: unknown) => this.ctx.log.warn({ node: rec.node.name, err: (e as Error).message.slice(0, 300) }, 'reconcile failed'));
           }
         } catch (e) {
           // Level-triggered: the next heartbeats of these nodes queue them again.
@@ -383,21 +404,13 @@ export class NodeRegistry {
   }
 
   /**
-   * reconcile() with the jobs already read (`jobs` may hold other nodes' jobs too). Skipped
-   * when its inputs (the node record's revision and allocations, the ranks the agent reports,
-   * the revisions of their jobs) are those of this node's last reconcile and that one found
-   * nothing to do, up to RECONCILE_EVERY times in a row: what it decides depends on nothing
-   * else, so it would find nothing again.
+   * reconcile() with the jobs already read (`jobs` may hold other nodes' jobs too). One that
+   * finds nothing to do marks the node quiet with its inputs (reconcileInputs): the reconcile
+   * loop skips the node's next heartbeats while they are the same, up to RECONCILE_EVERY in a row.
    */
-  private async reconcileWith(rec: NodeRecord, running: AgentRank[], jobs: ReadonlyMap<string, { job: Job; rev: number }>): Promise<void> {
+  private async reconcileWith(rec: NodeRecord, running: AgentRank[], jobs: ReadonlyMap<string, { job: Job; rev: number }>, fingerprint = reconcileInputs(rec, running)): Promise<void> {
     const { ctx } = this;
     const node = rec.node.name;
-    const fingerprint = reconcileInputs(rec, running, jobs);
-    const quiet = this.quiet.get(node);
-    if (quiet && quiet.fingerprint === fingerprint && quiet.skipped < RECONCILE_EVERY) {
-      quiet.skipped++;
-      return;
-    }
     this.quiet.delete(node);
     const epoch = ctx.epoch();
     const runningOwners = new Set(running.map((r) => allocationOwner(r.jobId, r.attempt, r.rank)));
