@@ -9,6 +9,7 @@ export * from './outbox.js';
 export * from './checkpoints.js';
 export { scriptRunner, type ScriptRunner, type ScriptName, type ScriptCall, type ScriptResult } from './scripts.js';
 export * from './node-telemetry.js';
+export * from './telemetry-header.js';
 export * from './scheduling-state.js';
 export * from './health.js';
 export * from './storage-leases.js';

@@ -5,11 +5,13 @@ import type { Redis } from 'ioredis';
 import { NodeHostEvent, TelemetryBatch } from '@gantry/proto';
 import { keys } from './keys.js';
 import { NODE_EVENT_LOG_CAP } from './nodes.js';
+import { readBatchHeader } from './telemetry-header.js';
 import { scriptRunner, type ScriptCall, type ScriptRunner } from './scripts.js';
 
 /** One hour at the default 10 s interval. */
 export const TELEMETRY_HISTORY_CAP = 360;
-const SINCE_PAGE = 8;
+/** The largest page of history `since` reads at once. */
+const SINCE_PAGE = 16;
 
 /**
  * A stored batch, or undefined when its bytes do not decode: the ingest checks only a batch's
@@ -58,24 +60,38 @@ export class NodeTelemetryStore {
    * newest first), so a caller that reads every window pays for the new batches only.
    */
   async since(node: string, afterMs: number, max = TELEMETRY_HISTORY_CAP): Promise<TelemetryBatch[]> {
-    const newer = (b: TelemetryBatch) => (b.time?.getTime() ?? 0) > afterMs;
-    const latest = await this.redis.getBuffer(keys.nodeTelemetry(node));
-    const out: TelemetryBatch[] = [];
-    if (!latest) return out;
-    const first = decodeStored(latest);
-    if (first && !newer(first)) return out;
-    if (first) out.push(first);
-    for (let offset = 0; out.length < max; offset += SINCE_PAGE) {
-      const page = await this.redis.lrangeBuffer(keys.nodeTelemetryHistory(node), offset, offset + SINCE_PAGE - 1);
-      for (const raw of page) {
-        const b = decodeStored(raw);
-        if (!b) continue;
-        if (!newer(b) || out.length >= max) return out.reverse();
-        out.push(b);
+    // Which batches are new is read from their header alone (their time); only those are
+    // decoded. The history is read in pages that start small and double: a caller reading every
+    // window mostly needs the latest and one older batch that says where to stop.
+    const newer = (raw: Uint8Array): boolean | undefined => {
+      try {
+        return (readBatchHeader(raw).time?.getTime() ?? 0) > afterMs;
+      } catch {
+        return undefined; // malformed: skipped
       }
-      if (page.length < SINCE_PAGE) break;
+    };
+    const latest = await this.redis.getBuffer(keys.nodeTelemetry(node));
+    const fresh: Buffer[] = [];
+    if (!latest) return [];
+    const first = newer(latest);
+    if (first === false) return [];
+    if (first) fresh.push(latest);
+    let page = 2;
+    for (let offset = 0; fresh.length < max; offset += page, page = Math.min(page * 2, SINCE_PAGE)) {
+      const raws = await this.redis.lrangeBuffer(keys.nodeTelemetryHistory(node), offset, offset + page - 1);
+      let done = raws.length < page;
+      for (const raw of raws) {
+        const n = newer(raw);
+        if (n === undefined) continue;
+        if (!n || fresh.length >= max) {
+          done = true;
+          break;
+        }
+        fresh.push(raw);
+      }
+      if (done) break;
     }
-    return out.reverse();
+    return fresh.reverse().flatMap((raw) => decodeStored(raw) ?? []);
   }
 
   async appendEvent(node: string, event: NodeHostEvent): Promise<void> {

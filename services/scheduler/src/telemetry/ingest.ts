@@ -8,7 +8,7 @@ import { FaultSignal, NodeHostEvent, XidEvent } from '@gantry/proto';
 import { consumeDurable, consumers, decode, openDurable, streams, subjects } from '@gantry/bus';
 import { HealthStore, NodeTelemetryStore, scriptRunner, type ScriptCall, type ScriptRunner } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
-import { BatchHeaderError, readBatchHeader, type BatchHeader } from './batch-header.js';
+import { BatchHeaderError, readBatchHeader, type BatchHeader } from '@gantry/store';
 import { xidFailureClass } from '../recovery/xid-policy.js';
 import type { HealthConfigCache } from '../health-monitor/config-source.js';
 import { signalHolders } from '../recovery/triggers.js';

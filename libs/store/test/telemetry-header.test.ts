@@ -3,9 +3,9 @@
 // fails where a decode fails at the top level.
 import { describe, expect, it } from 'vitest';
 import { TelemetryBatch } from '@gantry/proto';
-import { TelemetryCollector } from '../../../node-agent/src/collectors/index.js';
-import { SimulatedBackend } from '../../../node-agent/src/device/index.js';
-import { BatchHeaderError, readBatchHeader } from '../../src/telemetry/batch-header.js';
+import { TelemetryCollector } from '../../../services/node-agent/src/collectors/index.js';
+import { SimulatedBackend } from '../../../services/node-agent/src/device/index.js';
+import { BatchHeaderError, readBatchHeader } from '../src/telemetry-header.js';
 
 const encode = (b: TelemetryBatch) => TelemetryBatch.encode(b).finish();
 
