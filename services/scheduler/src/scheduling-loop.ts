@@ -187,7 +187,8 @@ export class SchedulingLoop extends WakeableLoop {
     // Awaited at the end of the pass: the write shares a round trip with the pass's next one.
     usageWritten.catch(() => undefined);
 
-    const views = withheld(nodes.map(nodeView), heldForRecovery([...recovering, ...waiting]));
+    // With nothing pending the planner has nothing to do (planCycle), nor its node views.
+    const views = pending.length === 0 ? [] : withheld(nodes.map(nodeView), heldForRecovery([...recovering, ...waiting]));
     const sizer = new WholeNodeSizer(views);
     const depth = ctx.settings.queueDepth ?? QUICK_PASS_DEPTH;
     const full = depth === 0 || pending.length <= depth || now - this.fullPassAt >= Math.max(ctx.settings.cycleIntervalMs, this.fullPassMs / FULL_PASS_SHARE);

@@ -28,6 +28,10 @@ const MAX_RESERVATION_TRIES = 8;
 export { orderQueue } from './queue.js';
 
 export function planCycle(nodes: readonly NodeView[], pending: readonly JobRequest[], options: CycleOptions = {}): CyclePlan {
+  // Nothing to place: nothing to preempt, reserve or explain either. Building the cycle's node
+  // indices and victim pool anyway cost a pass over 10,000 nodes and 41,000 running jobs about
+  // a second of CPU, every pass, in a cluster at rest.
+  if (pending.length === 0) return { placements: [], unschedulable: [], preemptions: [], reservations: [], unevaluated: [], nominations: [], ...(options.clock && { timings: [] }) };
   return new Cycle(nodes, pending, options).run();
 }
 
