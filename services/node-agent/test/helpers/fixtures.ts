@@ -62,3 +62,14 @@ export function captureSection(text: string, title: string): string {
   for (; i < lines.length && !lines[i]!.startsWith('################'); i++) body.push(lines[i]!);
   return body.join('\n').trim() + '\n';
 }
+
+/** Polls `check` until it gives a value, or fails naming `what` after `timeoutMs`. */
+export async function until<T>(what: string, check: () => T | undefined, timeoutMs = 10_000, pollMs = 50): Promise<T> {
+  const start = Date.now();
+  for (;;) {
+    const v = check();
+    if (v !== undefined) return v;
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+}

@@ -9,24 +9,14 @@ import type { RankAssignment } from '@gantry/proto';
 import { RankRunner } from '../../src/runner/rank-runner.js';
 import { StateFile, type RankRecord } from '../../src/runner/state-file.js';
 import type { RankHook, RankHookContext } from '../../src/runner/hooks.js';
+import { until } from '../helpers/fixtures.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'gantry-hooks-test-'));
 const log = pino({ level: 'silent' });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const assignment = (command: string[], extra: Partial<RankAssignment> = {}): RankAssignment => ({
   jobId: 'j-h', attempt: 1, rank: 0, command, workingDir: '', gpuIndices: [0], runAsUser: '', stopGraceSeconds: 1, env: { NODE_RANK: '0', GANTRY_NODE_NAME: 'n' }, processes: [], ...extra,
 });
-
-async function until<T>(what: string, check: () => T | undefined, timeoutMs = 10_000): Promise<T> {
-  const start = Date.now();
-  for (;;) {
-    const v = check();
-    if (v !== undefined) return v;
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 const exited = (state: StateFile): RankRecord | undefined => {
   const rec = state.state.ranks['j-h:1:0'];

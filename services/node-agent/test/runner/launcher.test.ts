@@ -15,6 +15,7 @@ import { SpawnHelper } from '../../src/runner/spawn-helper.js';
 import { StateFile, processesOf, type RankRecord } from '../../src/runner/state-file.js';
 import { RankReporter } from '../../src/reporting/rank-reporter.js';
 import { beatContent } from '../../src/runner/wrapper.js';
+import { until } from '../helpers/fixtures.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'gantry-launcher-test-'));
 const ROOT = join(import.meta.dirname, '../../../..');
@@ -48,16 +49,6 @@ function perGpu(command: string[], gpus: number[], extra: Partial<RankAssignment
     processes: gpus.map((gpu, local) => LocalProcess.create({ localRank: local, env: { RANK: String(4 + local), LOCAL_RANK: String(local), CUDA_VISIBLE_DEVICES: String(gpu) } })),
     ...extra,
   };
-}
-
-async function until<T>(what: string, check: () => T | undefined, timeoutMs = 10_000): Promise<T> {
-  const start = Date.now();
-  for (;;) {
-    const v = check();
-    if (v !== undefined) return v;
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 function exited(state: StateFile): RankRecord | undefined {

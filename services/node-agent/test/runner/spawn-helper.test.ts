@@ -13,13 +13,13 @@ import { RankRunner } from '../../src/runner/rank-runner.js';
 import { SpawnHelper, type ExitListener } from '../../src/runner/spawn-helper.js';
 import { StateFile, processesOf, type RankRecord } from '../../src/runner/state-file.js';
 import { executableProblem } from '../../src/config.js';
+import { until } from '../helpers/fixtures.js';
 
 const ROOT = join(import.meta.dirname, '../../../..');
 const SPAWNER = join(ROOT, 'dist', 'gantry-spawn');
 const SOURCE = join(ROOT, 'services/node-agent/native/gantry-spawn.c');
 const log = pino({ level: 'silent' });
 const tmp = () => mkdtempSync(join(tmpdir(), 'gantry-spawn-test-'));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(() => {
   if (!existsSync(SPAWNER) || statSync(SPAWNER).mtimeMs < statSync(SOURCE).mtimeMs) {
@@ -27,16 +27,6 @@ beforeAll(() => {
     if (b.status !== 0) throw new Error(`pnpm build:spawn failed: ${b.stderr}`);
   }
 }, 60_000);
-
-async function until<T>(what: string, check: () => T | undefined, timeoutMs = 10_000): Promise<T> {
-  const start = Date.now();
-  for (;;) {
-    const v = check();
-    if (v !== undefined) return v;
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 function exitOf(): { listener: ExitListener; ended: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
   let listener!: ExitListener;
