@@ -111,4 +111,15 @@ describe('SubmitJobs', () => {
     expect(readFileSync(logFile, 'utf8').split('jobs submitted in a batch').length).toBeGreaterThan(batchesBefore);
     for (const id of ids.slice(0, 3)) expect(jobStateName((await waitForJob(client, id, [JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED])).state)).toBe('SUCCEEDED');
   });
+
+  it('concurrent submissions too large for one call together still each get their job', async () => {
+    // 30 specs of ~200 KB (each under the 256 KiB spec limit): about 6 MB together, past gRPC's
+    // 4 MiB message limit for one gateway -> scheduler call.
+    const big = 'x'.repeat(100 * 1024);
+    const settled = await Promise.allSettled(Array.from({ length: 30 }, (_, i) => client.submitJob({ ...spec(`big-${i}`), command: ['true'], env: { A: big, B: big } })));
+    const failures = settled.flatMap((r) => (r.status === 'rejected' ? [String(r.reason)] : []));
+    expect(failures).toEqual([]);
+    const ids = settled.map((r) => (r as PromiseFulfilledResult<{ job?: { id: string } }>).value.job!.id);
+    expect(new Set(ids).size).toBe(30);
+  });
 });
