@@ -128,7 +128,8 @@ export class NodeAgent {
       // only once that is on disk; the commands that arrive in one turn share one state write.
       const reply = this.state.deferring(() => this.command(msg.data));
       // A rank started through the spawner is answered once its processes have pids.
-      if (reply instanceof Promise) void reply.then((r) => this.queueReply(msg, r));
+      // Unanswered when recording it failed (the state write): the scheduler sends it again.
+      if (reply instanceof Promise) reply.then((r) => this.queueReply(msg, r), (err: unknown) => this.log.error({ err: (err as Error).message }, 'command not answered: the rank could not be recorded'));
       else this.queueReply(msg, reply);
     } });
     void this.watchConnection();
