@@ -294,6 +294,32 @@ export class JobStore {
     return out;
   }
 
+  /**
+   * Where each job stands in the state indexes: its state and its creation time (the index
+   * sets' score; undefined for a job written before creation times were kept, which only a
+   * read of the index can place), in one pipelined round trip; undefined for a job that does
+   * not exist.
+   */
+  async indexEntries(ids: readonly string[]): Promise<({ state: JobState; created: number | undefined } | undefined)[]> {
+    if (ids.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    for (const id of ids) pipeline.hmget(keys.job(id), 'state', 'created');
+    return ((await pipeline.exec()) ?? []).map(([err, v]) => {
+      if (err) throw err;
+      const [name, created] = v as (string | null)[];
+      const state = name ? parseJobState(name) : undefined;
+      return state === undefined ? undefined : { state, created: created ? Number(created) : undefined };
+    });
+  }
+
+  /** A state's index set, oldest first: each job's id and creation time (its score). */
+  async indexOfState(state: JobState): Promise<{ id: string; created: number }[]> {
+    const flat = await this.redis.zrange(keys.jobsInState(jobStateName(state)), 0, -1, 'WITHSCORES');
+    const out: { id: string; created: number }[] = new Array(flat.length / 2);
+    for (let i = 0; i < flat.length; i += 2) out[i / 2] = { id: flat[i]!, created: Number(flat[i + 1]) };
+    return out;
+  }
+
   /** Job ids in a state, oldest first. */
   async idsInState(state: JobState): Promise<string[]> {
     return this.redis.zrange(keys.jobsInState(jobStateName(state)), 0, -1);

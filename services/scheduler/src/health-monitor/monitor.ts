@@ -185,7 +185,7 @@ export class HealthMonitor extends WakeableLoop {
   }
 
   private async runningJobs(): Promise<JobInfo[]> {
-    const recs = await this.ctx.jobCache.getMany(await this.ctx.jobs.idsInState(JobState.JOB_STATE_RUNNING));
+    const [recs] = await this.ctx.jobCache.inStates([JobState.JOB_STATE_RUNNING]);
     const nccl = this.logs.takeNcclTimeouts();
     return recs.map(({ job }) => {
       const info: JobInfo = { id: job.id, nodes: [...new Set(liveRanks(job).map((p) => p.node))] };

@@ -11,13 +11,24 @@ import { useRedis } from '../../../../libs/store/test/redis-fixture.js';
 const redis = useRedis();
 const STATES = [JobState.JOB_STATE_PENDING, JobState.JOB_STATE_CANCELLED] as const;
 
-async function submit(store: JobStore, id: string): Promise<void> {
-  await store.submit(Job.create({ id, spec: JobSpec.create({ nodes: 1, gpusPerNode: 1, command: ['true'], tenant: 't' }) }), '');
+async function submit(store: JobStore, id: string, createdAt?: Date): Promise<void> {
+  await store.submit(Job.create({ id, spec: JobSpec.create({ nodes: 1, gpusPerNode: 1, command: ['true'], tenant: 't' }), ...(createdAt ? { createdAt } : {}) }), '');
 }
 
-async function cancel(store: JobStore, id: string): Promise<void> {
+async function move(store: JobStore, id: string, state: JobState): Promise<void> {
   const prev = (await store.get(id))!;
-  await store.commit({ prev, next: Job.create({ ...prev.job, state: JobState.JOB_STATE_CANCELLED }), reason: 'test' });
+  await store.commit({ prev, next: Job.create({ ...prev.job, state }), reason: 'test' });
+}
+
+const cancel = (store: JobStore, id: string) => move(store, id, JobState.JOB_STATE_CANCELLED);
+
+/** The real store, counting reads of whole state indexes. */
+class CountingStore extends JobStore {
+  indexReads = 0;
+  override async indexOfState(state: JobState) {
+    this.indexReads++;
+    return super.indexOfState(state);
+  }
 }
 
 describe('JobCache', () => {
@@ -126,5 +137,74 @@ describe('JobCache', () => {
     cache.reset();
     await cache.inStates(STATES);
     expect(cache.lastFetched).toBe(1);
+  });
+
+  it('keeps each state\'s ids in the index\'s order through moves, reading each index only once', async () => {
+    await redis().flushall();
+    const store = new CountingStore(redis());
+    const cache = new JobCache(store);
+    const states = [JobState.JOB_STATE_PENDING, JobState.JOB_STATE_FAILED] as const;
+    // Creation times out of submission order, several equal (the index orders those by id).
+    const t0 = Date.parse('2026-12-01T00:00:00Z');
+    const ids = Array.from({ length: 40 }, (_, i) => `m${(i * 7) % 40}`);
+    for (const [i, id] of ids.entries()) await submit(store, id, new Date(t0 + ((i * 13) % 9) * 1000));
+    const check = async () => {
+      const got = await cache.inStates(states);
+      for (const [k, s] of states.entries()) expect(got[k].map((r) => r.job.id)).toEqual(await store.idsInState(s));
+      for (const [k, s] of states.entries()) expect(got[k].every((r) => r.job.state === s)).toBe(true);
+    };
+    await check();
+    expect(store.indexReads).toBe(2);
+    // A random walk: PENDING -> FAILED -> PENDING (an operator's retry) ..., some cancelled for good.
+    let seed = 7;
+    const rand = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+    for (let round = 0; round < 12; round++) {
+      for (let j = 0; j < 1 + rand(6); j++) {
+        const id = ids[rand(ids.length)]!;
+        const { job } = (await store.get(id))!;
+        if (job.state === JobState.JOB_STATE_PENDING) await move(store, id, rand(5) === 0 ? JobState.JOB_STATE_CANCELLED : JobState.JOB_STATE_FAILED);
+        else if (job.state === JobState.JOB_STATE_FAILED) await move(store, id, JobState.JOB_STATE_PENDING);
+      }
+      if (round % 4 === 0) await submit(store, `n${round}`, new Date(t0 + rand(9) * 1000));
+      await check();
+    }
+    expect(store.indexReads).toBe(2);
+  });
+
+  it('applies changes one read at a time when the loop and the health monitor read together', async () => {
+    await redis().flushall();
+    // The real store; only the moment the first read learns the changed jobs' states is held.
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => (release = r));
+    class HeldStore extends JobStore {
+      hold = false;
+      override async indexEntries(ids: readonly string[]) {
+        const entries = await super.indexEntries(ids);
+        if (this.hold) {
+          this.hold = false;
+          await held;
+        }
+        return entries;
+      }
+    }
+    const store = new HeldStore(redis());
+    const cache = new JobCache(store);
+    const states = [JobState.JOB_STATE_PENDING, JobState.JOB_STATE_FAILED] as const;
+    await submit(store, 'x');
+    await cache.inStates(states);
+    // The first read sees x FAILED and is held; x is retried (PENDING again) and a second read starts.
+    await move(store, 'x', JobState.JOB_STATE_FAILED);
+    store.hold = true;
+    const first = cache.inStates(states);
+    await new Promise((r) => setTimeout(r, 50));
+    await move(store, 'x', JobState.JOB_STATE_PENDING);
+    const second = cache.inStates([JobState.JOB_STATE_FAILED]);
+    await new Promise((r) => setTimeout(r, 50));
+    release();
+    await Promise.all([first, second]);
+    // Applied in the order read, the copy ends as the indexes are: x pending.
+    const [pending, failed] = await cache.inStates(states);
+    expect(pending.map((r) => [r.job.id, r.job.state])).toEqual([['x', JobState.JOB_STATE_PENDING]]);
+    expect(failed).toEqual([]);
   });
 });
