@@ -1,6 +1,22 @@
 // The agent's small local state: which ranks it started (with pids and log offsets), what
-// it has reported, and the highest scheduler epoch seen. Written atomically (temp file +
-// rename) so a crash mid-write leaves the previous version, never a torn one.
+// it has reported, and the highest scheduler epoch seen.
+//
+// Written in place, never through a temp file and a rename: on ext4 without a journal every
+// file created while many were just deleted scans those deleted inodes first, so a temp file
+// and a rename per write (a create and a delete) made every write, and every rank's files,
+// slower the busier the agent was. Each write goes to two files the agent keeps open: first
+// the shadow (agent-state.shadow: a header line with a sequence number, the payload's length,
+// its CRC-32 and the CRC-32 of what agent-state.json held before, then the payload), then
+// agent-state.json itself (the same JSON, padded with spaces to its former length, so it is
+// never truncated before it is complete). The JSON begins and ends with the write's sequence
+// number (writeSeq, writeEnd): a file torn mid-write, new at the start and old at the end,
+// has two different ones even where the mix happens to parse. A crash mid-write tears at
+// most one of the two files, and the reader takes agent-state.json when it holds what the
+// shadow describes or something else that is whole (an older agent, which knows only
+// agent-state.json and keeps fields it does not know, wrote it since), and the shadow when
+// agent-state.json holds what preceded it or is torn. So agent-state.json stays the whole
+// state in plain JSON, for an older agent after a downgrade and for the scripts that read
+// it, except in the instant of a write.
 //
 // Finished ranks are remembered for a retention window (rank-runner.ts), so the state would
 // grow with every rank of the last hours and each write would re-encode all of them. A rank
@@ -9,9 +25,9 @@
 // file, which so holds only the ranks still in flight. Reading takes both (the journal's copy
 // wins: it is the later one). A crash between the append and the state write leaves a rank
 // in both; a crash mid-append leaves a torn last line, which is skipped (the rank is still in
-// the state file, written after the append) and dropped by rewriting the journal. Neither
-// file is fsynced, as before: a crash of the agent loses nothing, a crash of the host can
-// lose the last writes (and a reboot ends every rank anyway).
+// the state file, written after the append) and dropped by rewriting the journal. No file is
+// fsynced, as before: a crash of the agent loses nothing, a crash of the host can lose the
+// last writes (and a reboot ends every rank anyway).
 //
 // Writes are coalesced: `saveSoon` marks the state changed and writes it once at the end of
 // the event-loop turn, after every change of that turn (several ranks ending together write
@@ -19,8 +35,9 @@
 // ids make that harmless), goes with the next write or within LAZY_WRITE_MS (`saveLater`).
 // Whatever must be on disk before something leaves the agent (a command's reply, a report
 // that depends on it) calls `save` or `settle` first; `flush` writes whatever is pending.
-import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
+import { closeSync, constants, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 
 export type RankProcessPhase = 'running' | 'exited';
 
@@ -122,11 +139,19 @@ export function rankKey(jobId: string, attempt: number, rank: number): string {
 /** How long a change that may wait (saveLater) waits for another write to go with. */
 export const LAZY_WRITE_MS = 1_000;
 
+/** First line of the shadow: magic, sequence number, payload bytes, CRC-32 of the payload and of agent-state.json's former content. */
+const SHADOW_HEADER = /^gantry-agent-state-shadow 1 (\d+) (\d+) (\d+) (\d+)\n/;
+/** A file that has shrunk below a quarter of its size (and is larger than this) is cut back after the write. */
+const SHRINK_ABOVE_BYTES = 64 * 1024;
+const SPACE = 0x20;
+
 /** Exited and its exit reported: nothing about the rank changes any more (journal material). */
 const settled = (rec: RankRecord): boolean => rec.phase === 'exited' && rec.exitReported;
 
 export class StateFile {
   readonly path: string;
+  /** The copy written before `path` on every write (see the top of this file). */
+  readonly shadowPath: string;
   /** Settled ranks, one JSON line each, appended once (see the top of this file). */
   readonly journalPath: string;
   state: AgentState;
@@ -147,11 +172,21 @@ export class StateFile {
   private lazyTimer: NodeJS.Timeout | undefined;
   /** Inside `deferring`: `save` waits for the end of the turn (the caller holds back what depends on it). */
   private deferDepth = 0;
+  /** The files written in place, opened at the first write (again after a failed one). */
+  private readonly stateOut: InPlaceFile;
+  private readonly shadowOut: InPlaceFile;
+  private journalFd: number | undefined;
+  /** CRC-32 of what agent-state.json holds (its JSON, without the padding). */
+  private stateCrc = 0;
+  private seq = 0;
 
   constructor(readonly dir: string) {
     mkdirSync(dir, { recursive: true });
     this.path = join(dir, 'agent-state.json');
+    this.shadowPath = join(dir, 'agent-state.shadow');
     this.journalPath = join(dir, 'agent-finished.jsonl');
+    this.stateOut = new InPlaceFile(this.path, true);
+    this.shadowOut = new InPlaceFile(this.shadowPath, false);
     this.state = this.read();
     this.readJournal();
     for (const k of Object.keys(this.state.ranks)) if (!this.journaled.has(k)) this.hot.add(k);
@@ -178,18 +213,34 @@ export class StateFile {
     });
   }
 
+  /** The newest whole state of the two files (see the top of this file). */
   private read(): AgentState {
-    if (!existsSync(this.path)) return { version: 1, highestEpoch: 0, ranks: {} };
+    const fresh = (): AgentState => ({ version: 1, highestEpoch: 0, ranks: {} });
+    let raw: Buffer | undefined;
     try {
-      const parsed = JSON.parse(readFileSync(this.path, 'utf8')) as AgentState;
-      if (parsed.version !== 1 || typeof parsed.ranks !== 'object') throw new Error('unknown state version');
-      return parsed;
-    } catch (err) {
-      // Keep the unreadable file for an operator and start afresh rather than refuse to run.
-      renameSync(this.path, `${this.path}.corrupt-${Date.now()}`);
-      process.emitWarning(`agent state ${this.path} was unreadable (${(err as Error).message}); moved aside`);
-      return { version: 1, highestEpoch: 0, ranks: {} };
+      raw = readFileSync(this.path);
+    } catch {
+      // missing: content '' (a crash between the shadow and the first write of the file)
     }
+    const text = raw ? withoutPadding(raw) : Buffer.alloc(0);
+    this.stateCrc = crc32(text);
+    const shadow = readShadow(this.shadowPath);
+    if (shadow) this.seq = shadow.seq;
+    if (shadow && (this.stateCrc === shadow.crc || this.stateCrc === shadow.prevCrc)) {
+      const s = parseState(shadow.payload);
+      if (s) return s.state;
+    }
+    if (text.length === 0) return fresh();
+    const parsed = parseState(text);
+    if (parsed && !parsed.torn) return parsed.state;
+    // Torn by a crash mid-write: the shadow, written whole before it, holds the state.
+    const fromShadow = shadow && parseState(shadow.payload);
+    if (fromShadow) return fromShadow.state;
+    // Keep the unreadable file for an operator and start afresh rather than refuse to run.
+    renameSync(this.path, `${this.path}.corrupt-${Date.now()}`);
+    this.stateCrc = 0;
+    process.emitWarning(`agent state ${this.path} was unreadable; moved aside`);
+    return fresh();
   }
 
   private readJournal(): void {
@@ -261,27 +312,51 @@ export class StateFile {
       }
     }
     if (this.compactJournal) {
-      // Rewritten whole (temp file + rename): the ranks still remembered, the new ones included.
+      // Rewritten whole (temp file + rename, rare): the ranks still remembered, the new ones included.
       const all = [...this.journaled].flatMap((k) => (this.state.ranks[k] ? [JSON.stringify(this.state.ranks[k])] : [])).concat(lines);
       const tmp = `${this.journalPath}.tmp`;
       writeFileSync(tmp, all.length > 0 ? `${all.join('\n')}\n` : '');
+      this.closeJournal();
       renameSync(tmp, this.journalPath);
       this.compactJournal = false;
     } else if (lines.length > 0) {
-      appendFileSync(this.journalPath, `${lines.join('\n')}\n`);
+      try {
+        this.journalFd ??= openSync(this.journalPath, 'a');
+        writeAll(this.journalFd, Buffer.from(`${lines.join('\n')}\n`), null);
+      } catch (err) {
+        // Part of it may be there: the next write rewrites the journal rather than append to a torn line.
+        this.closeJournal();
+        this.compactJournal = true;
+        throw err;
+      }
     }
     // Only once they are in the journal do they leave the state file.
     for (const k of newlySettled) {
       this.journaled.add(k);
       this.hot.delete(k);
     }
-    const tmp = `${this.path}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ ...this.state, ranks: hot }));
-    renameSync(tmp, this.path);
+    const seq = this.seq + 1;
+    const payload = Buffer.from(JSON.stringify({ writeSeq: seq, ...this.state, ranks: hot, writeEnd: seq }));
+    const crc = crc32(payload);
+    this.shadowOut.write(Buffer.concat([Buffer.from(`gantry-agent-state-shadow 1 ${seq} ${payload.length} ${crc} ${this.stateCrc}\n`), payload]));
+    this.seq = seq;
+    // Should this fail, the file holds its former content (named by the next shadow too) or is torn.
+    this.stateOut.write(payload);
+    this.stateCrc = crc;
     this.dirty = false;
     this.lazy = false;
     clearTimeout(this.lazyTimer);
     this.lazyTimer = undefined;
+  }
+
+  private closeJournal(): void {
+    if (this.journalFd === undefined) return;
+    try {
+      closeSync(this.journalFd);
+    } catch {
+      // closed all the same
+    }
+    this.journalFd = undefined;
   }
 
   /** Marks the state changed; it is written once, at the end of this turn of the event loop. */
@@ -341,5 +416,105 @@ export class StateFile {
   forget(key: string): void {
     delete this.state.ranks[key];
     this.saveSoon();
+  }
+}
+
+/**
+ * The state in a file's JSON, or undefined when it is not an agent state; `torn` when its
+ * first and last sequence numbers differ (see the top of this file).
+ */
+function parseState(text: Buffer): { state: AgentState; torn: boolean } | undefined {
+  let parsed: AgentState & { writeSeq?: unknown; writeEnd?: unknown };
+  try {
+    parsed = JSON.parse(text.toString('utf8')) as typeof parsed;
+  } catch {
+    return undefined;
+  }
+  if (parsed?.version !== 1 || typeof parsed.ranks !== 'object' || parsed.ranks === null) return undefined;
+  const torn = parsed.writeSeq !== parsed.writeEnd;
+  delete parsed.writeSeq;
+  delete parsed.writeEnd;
+  return { state: parsed, torn };
+}
+
+/** The file without the spaces (or a newline an operator's editor added) after its JSON. */
+function withoutPadding(raw: Buffer): Buffer {
+  let end = raw.length;
+  while (end > 0 && (raw[end - 1] === SPACE || raw[end - 1] === 0x0a)) end--;
+  return raw.subarray(0, end);
+}
+
+interface Shadow {
+  seq: number;
+  crc: number;
+  prevCrc: number;
+  payload: Buffer;
+}
+
+/** The shadow's payload if it is whole (its length and CRC-32 check out), else undefined. */
+function readShadow(path: string): Shadow | undefined {
+  let raw: Buffer;
+  try {
+    raw = readFileSync(path);
+  } catch {
+    return undefined;
+  }
+  const nl = raw.indexOf(0x0a);
+  const m = nl > 0 && nl < 200 ? SHADOW_HEADER.exec(raw.subarray(0, nl + 1).toString('latin1')) : null;
+  if (!m) return undefined;
+  const len = Number(m[2]);
+  if (raw.length < nl + 1 + len) return undefined;
+  const payload = raw.subarray(nl + 1, nl + 1 + len);
+  if (crc32(payload) !== Number(m[3])) return undefined;
+  return { seq: Number(m[1]), crc: Number(m[3]), prevCrc: Number(m[4]), payload };
+}
+
+function writeAll(fd: number, buf: Buffer, position: number | null): void {
+  for (let off = 0; off < buf.length;) {
+    off += writeSync(fd, buf, off, buf.length - off, position === null ? null : position + off);
+  }
+}
+
+/**
+ * A file rewritten in place from its start, kept open between writes. What it held beyond the
+ * new content is overwritten with spaces when `pad` (agent-state.json: JSON with trailing
+ * whitespace is still the same JSON) or left (the shadow says its own length); a file that
+ * has shrunk a lot is cut back once the new content is whole.
+ */
+class InPlaceFile {
+  private fd: number | undefined;
+  private size = 0;
+
+  constructor(readonly path: string, private readonly pad: boolean) {}
+
+  write(content: Buffer): void {
+    try {
+      if (this.fd === undefined) {
+        // No O_TRUNC: until the new content is written the old one stays whole.
+        this.fd = openSync(this.path, constants.O_RDWR | constants.O_CREAT, 0o666);
+        this.size = fstatSync(this.fd).size;
+      }
+      const out = this.pad && content.length < this.size ? Buffer.concat([content, Buffer.alloc(this.size - content.length, SPACE)]) : content;
+      writeAll(this.fd, out, 0);
+      this.size = Math.max(this.size, out.length);
+      if (this.size > SHRINK_ABOVE_BYTES && this.size > 4 * content.length) {
+        ftruncateSync(this.fd, content.length);
+        this.size = content.length;
+      }
+    } catch (err) {
+      // Opened afresh at the next write (the file may have been moved or replaced meanwhile).
+      this.close();
+      throw err;
+    }
+  }
+
+  close(): void {
+    if (this.fd === undefined) return;
+    try {
+      closeSync(this.fd);
+    } catch {
+      // closed all the same
+    }
+    this.fd = undefined;
   }
 }
