@@ -97,9 +97,18 @@ export class RankReporter {
       this.state.settle();
       await this.publishEvent(rec, RankPhase.RANK_PHASE_EXITED);
       rec.exitReported = true;
-      for (const p of processesOf(rec)) this.tails.delete(`${this.key(rec)}#${p.local}`);
+      for (const p of processesOf(rec)) this.dropTails(`${this.key(rec)}#${p.local}`);
       this.state.saveLater();
     }
+  }
+
+  /** Forgets a process's log tails, closing their files. */
+  private dropTails(key: string): void {
+    const tails = this.tails.get(key);
+    if (!tails) return;
+    tails.stdout.close();
+    tails.stderr.close();
+    this.tails.delete(key);
   }
 
   private key(rec: RankRecord): string {
@@ -157,7 +166,7 @@ export class RankReporter {
           // Rewind so these lines are read again with the same sequence numbers (and so the
           // same message ids: whatever did reach the stream is de-duplicated).
           cursor.seq = seqAtStart;
-          this.tails.delete(key);
+          this.dropTails(key);
           throw err;
         }
         cursor.seq += chunk.length;

@@ -8,44 +8,64 @@ export const MAX_LINE_BYTES = 16 * 1024;
 
 export class LogTail {
   private partial = Buffer.alloc(0);
+  /**
+   * Kept open from the first read that finds the file until `close`: the reporter reads every
+   * running rank's logs several times a second, mostly to find nothing new.
+   */
+  private fd: number | undefined;
 
   constructor(readonly path: string, public offset: number) {}
 
   /** Reads what was appended since the last call; `final` flushes a trailing partial line. */
   readLines(final = false): string[] {
     const lines: string[] = [];
-    let fd: number;
+    if (this.fd === undefined) {
+      try {
+        this.fd = openSync(this.path, 'r');
+      } catch {
+        return lines;
+      }
+    }
+    const fd = this.fd;
+    let size: number;
     try {
-      fd = openSync(this.path, 'r');
+      size = fstatSync(fd).size;
     } catch {
+      this.close();
       return lines;
     }
-    try {
-      const size = fstatSync(fd).size;
-      if (size < this.offset) this.offset = 0; // truncated by someone: start over
-      const buf = Buffer.alloc(CHUNK);
-      while (this.offset < size) {
-        const n = readSync(fd, buf, 0, Math.min(CHUNK, size - this.offset), this.offset);
-        if (n <= 0) break;
-        this.offset += n;
-        let data = Buffer.concat([this.partial, buf.subarray(0, n)]);
-        for (;;) {
-          const nl = data.indexOf(0x0a);
-          const end = nl >= 0 && nl <= MAX_LINE_BYTES ? nl : data.length > MAX_LINE_BYTES ? MAX_LINE_BYTES : -1;
-          if (end < 0) break;
-          lines.push(data.subarray(0, end).toString('utf8'));
-          data = data.subarray(end === nl ? end + 1 : end);
-        }
-        this.partial = Buffer.from(data);
+    if (size < this.offset) this.offset = 0; // truncated by someone: start over
+    const buf = this.offset < size ? Buffer.allocUnsafe(Math.min(CHUNK, size - this.offset)) : undefined;
+    while (buf && this.offset < size) {
+      const n = readSync(fd, buf, 0, Math.min(buf.length, size - this.offset), this.offset);
+      if (n <= 0) break;
+      this.offset += n;
+      let data = Buffer.concat([this.partial, buf.subarray(0, n)]);
+      for (;;) {
+        const nl = data.indexOf(0x0a);
+        const end = nl >= 0 && nl <= MAX_LINE_BYTES ? nl : data.length > MAX_LINE_BYTES ? MAX_LINE_BYTES : -1;
+        if (end < 0) break;
+        lines.push(data.subarray(0, end).toString('utf8'));
+        data = data.subarray(end === nl ? end + 1 : end);
       }
-    } finally {
-      closeSync(fd);
+      this.partial = Buffer.from(data);
     }
     if (final && this.partial.length > 0) {
       lines.push(this.partial.toString('utf8'));
       this.partial = Buffer.alloc(0);
     }
     return lines.map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l));
+  }
+
+  /** Lets go of the file (a later read opens it again). */
+  close(): void {
+    if (this.fd === undefined) return;
+    try {
+      closeSync(this.fd);
+    } catch {
+      // closed all the same
+    }
+    this.fd = undefined;
   }
 
   /** Bytes consumed into complete lines (what is safe to persist as the resume point). */
