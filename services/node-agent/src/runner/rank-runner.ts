@@ -17,7 +17,7 @@
 // Anything else done around a rank's life (checkpoint discovery, the per-job checkpoint token
 // ...) is a hook (hooks.ts: prestart, poststart, stop, exited), not more code here.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, fstatSync, mkdirSync, openSync, closeSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import type { Logger } from 'pino';
@@ -201,8 +201,11 @@ export class RankRunner {
     const launches: Promise<void>[] = [];
     const failed: { p: ProcessRecord; why: string }[] = [];
     for (const l of locals) {
-      mkdirSync(l.dir, { recursive: true });
-      if (id) giveToUser(id, [l.dir]);
+      // Per node the process's folder is the rank's, made above.
+      if (l.dir !== dir) {
+        mkdirSync(l.dir, { recursive: true });
+        if (id) giveToUser(id, [l.dir]);
+      }
       // The job may name its own error file (an empty value turns it off, as in torchelastic).
       const env: NodeJS.ProcessEnv = { ...base, TORCHELASTIC_ERROR_FILE: join(l.dir, 'error.json') };
       Object.assign(env, a.env, added, l.env, wrapperEnv({
@@ -375,10 +378,10 @@ export class RankRunner {
     const exitFile = join(p.dir, 'exit');
     let code = status;
     let at = new Date();
-    const recorded = readExitStatus(exitFile);
-    if (recorded !== undefined) {
-      code = recorded;
-      at = new Date(exitTime(exitFile) ?? Date.now());
+    const recorded = readExitFile(exitFile);
+    if (recorded) {
+      code = recorded.status;
+      at = new Date(recorded.mtimeMs);
     } else if (status === undefined || status === 0) {
       // No status recorded: the wrapper itself was killed (SIGKILL after the grace period).
       code = 128 + 9;
@@ -386,7 +389,8 @@ export class RankRunner {
     p.phase = 'exited';
     p.status = code ?? 128 + 9;
     p.finishedAt = at.toISOString();
-    const reason = readReason(exitFile);
+    // Only a wrapper that could not start the command leaves a reason, and it then fails (126, 127).
+    const reason = p.status !== 0 ? readReason(exitFile) : '';
     if (existsSync(`${exitFile}${ORPHAN_MARKER_SUFFIX}`)) p.message = ORPHANED;
     else if (reason || message) p.message = reason || message;
     // Whatever the process left behind in its process group goes with it.
@@ -475,15 +479,27 @@ function exitTime(exitFile: string): number | undefined {
   }
 }
 
-/** The status the wrapper wrote; undefined without one (no file, or an empty one: see wrapper.ts). */
-function readExitStatus(exitFile: string): number | undefined {
-  let text: string;
+/**
+ * The status the wrapper wrote and when (ms); undefined without one (no file, or an empty one:
+ * see wrapper.ts). One open for both, this is on every process's exit.
+ */
+function readExitFile(exitFile: string): { status: number; mtimeMs: number } | undefined {
+  let fd: number;
   try {
-    text = readFileSync(exitFile, 'utf8').trim();
+    fd = openSync(exitFile, 'r');
   } catch {
     return undefined;
   }
-  return /^\d{1,3}$/.test(text) ? Number(text) : undefined;
+  try {
+    const { mtimeMs } = fstatSync(fd);
+    const buf = Buffer.alloc(16);
+    const text = buf.subarray(0, readSync(fd, buf, 0, buf.length, 0)).toString('latin1').trim();
+    return /^\d{1,3}$/.test(text) ? { status: Number(text), mtimeMs } : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** The wrapper's one-line reason for not starting the command (wrapper.ts), if it left one. */
