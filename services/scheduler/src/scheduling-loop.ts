@@ -9,7 +9,7 @@ import { loadConfig } from '@gantry/service-kit';
 import { Counter, Histogram } from 'prom-client';
 import type { SchedulerContext } from './context.js';
 import { accrueUsage, allocationsOf, formatRejections, planCycle, usageAt, type CyclePlan, type RejectionCounts, type NodeView, type Placement, type Preemption, type RankAssignment, type RunningJob, type UsageRecord } from './placement/index.js';
-import { WholeNodeSizer, jobRequest, nodeView, priorityOf, runningJob } from './snapshot.js';
+import { WholeNodeSizer, holdingJob, jobRequest, nodeView, priorityOf, runningJob } from './snapshot.js';
 import { currentAttempt, endJob, isActive, liveRanks, preemptJob, requeueJob, schedule, type AttemptOrigin } from './jobs/lifecycle.js';
 import type { RecoveryController } from './recovery/controller.js';
 import type { ResumeSource } from './recovery/resume.js';
@@ -28,6 +28,8 @@ const POSITION_REFRESH_MS = 5_000;
  * saves round trips but holds Redis (and the next batch's commands) for longer.
  */
 const COMMIT_BATCH = 256;
+/** The states of the jobs a pass views as holding GPUs (otherHolders adds the rest). */
+const HOLDING_STATES: ReadonlySet<JobState> = new Set([JobState.JOB_STATE_SCHEDULED, JobState.JOB_STATE_RUNNING, JobState.JOB_STATE_PREEMPTED]);
 /** The longest rest between passes (see restAfter). */
 const MAX_REST_MS = 250;
 /**
@@ -178,10 +180,13 @@ export class SchedulingLoop extends WakeableLoop {
     // could preempt: victims are ordered by the work they lose since their last commit.
     const lastCheckpoint = await this.lastCommits.get(preemptionCandidates(holding.map((r) => r.job), pending.map((r) => r.job), config, now));
     const running = [
-      ...holding.map((r) => runningJob(r.job, lastCheckpoint.get(r.job.id), false)),
+      ...holding.map((r) => holdingJob(r.job, lastCheckpoint.get(r.job.id))),
       ...[...scheduled, ...runningJobs].filter((r) => ended.has(r.job.id)).map((r) => runningJob(r.job, undefined, true)),
       ...preempted.filter((r) => liveRanks(r.job).length > 0).map((r) => runningJob(r.job, undefined, true)),
-      ...(await this.otherHolders(nodes, new Set([...scheduled, ...runningJobs, ...preempted].map((r) => r.job.id)))),
+      ...(await this.otherHolders(nodes, (id) => {
+        const state = ctx.jobCache.stateOf(id);
+        return state !== undefined && HOLDING_STATES.has(state);
+      })),
     ];
     const { usage, written: usageWritten } = this.accrueUsage(storedUsage, running, now, config.fairShare.halfLifeSec);
     // Awaited at the end of the pass: the write shares a round trip with the pass's next one.
@@ -401,11 +406,11 @@ export class SchedulingLoop extends WakeableLoop {
    * Jobs that still hold GPUs but are in none of the lists above: ended (failed, cancelled)
    * while their ranks stop. The planner must see their GPUs as busy and about to free up.
    */
-  private async otherHolders(nodes: NodeRecord[], known: Set<string>): Promise<RunningJob[]> {
+  private async otherHolders(nodes: NodeRecord[], known: (jobId: string) => boolean): Promise<RunningJob[]> {
     const held = new Map<string, Map<string, RankAssignment>>();
     for (const n of nodes) {
       for (const a of n.allocations) {
-        if (known.has(a.jobId)) continue;
+        if (known(a.jobId)) continue;
         const ranks = held.get(a.jobId) ?? new Map<string, RankAssignment>();
         const key = `${a.rank}/${n.node.name}`;
         const r = ranks.get(key) ?? { rank: a.rank, node: n.node.name, gpus: [] };

@@ -132,6 +132,11 @@ export class JobCache {
     }) as { [K in keyof S]: JobRecord[] };
   }
 
+  /** The state a tracked job was in at the last read of states (undefined: in none tracked). */
+  stateOf(id: string): JobState | undefined {
+    return this.where.get(id);
+  }
+
   private forget(): void {
     this.records.clear();
     this.lists.clear();

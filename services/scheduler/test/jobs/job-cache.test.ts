@@ -150,8 +150,8 @@ describe('JobCache', () => {
     for (const [i, id] of ids.entries()) await submit(store, id, new Date(t0 + ((i * 13) % 9) * 1000));
     const check = async () => {
       const got = await cache.inStates(states);
-      for (const [k, s] of states.entries()) expect(got[k].map((r) => r.job.id)).toEqual(await store.idsInState(s));
-      for (const [k, s] of states.entries()) expect(got[k].every((r) => r.job.state === s)).toBe(true);
+      for (const [k, s] of states.entries()) expect(got[k]!.map((r) => r.job.id)).toEqual(await store.idsInState(s));
+      for (const [k, s] of states.entries()) expect(got[k]!.every((r) => r.job.state === s)).toBe(true);
     };
     await check();
     expect(store.indexReads).toBe(2);
