@@ -16,6 +16,21 @@ export interface ManagedProcessOptions {
   readyTimeoutMs?: number;
 }
 
+/**
+ * Every child still running. When the test process exits without stopping them (a failed
+ * hook, a worker torn down at a timeout), they are killed with it rather than left behind.
+ */
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of live) {
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
+
 export class ManagedProcess {
   private child: ChildProcess | undefined;
   private log: WriteStream | undefined;
@@ -45,6 +60,8 @@ export class ManagedProcess {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
+    live.add(child);
+    child.once('exit', () => live.delete(child));
     child.stdout?.pipe(this.log, { end: false });
     child.stderr?.pipe(this.log, { end: false });
     this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));

@@ -149,7 +149,17 @@ export class TestStack {
     return { servers: this.nats.url.split(','), ...(this.opts.natsAuth ? { authenticator: natsAuthenticator(this.bus.seedFile({ kind: 'operator' })) } : {}) };
   }
 
+  /** Starts everything; a start that fails stops what it had started (nothing is left running). */
   async start(): Promise<this> {
+    try {
+      return await this.startAll();
+    } catch (err) {
+      await this.stop().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async startAll(): Promise<this> {
     if (this.opts.natsAuth) for (let i = 0; i < this.opts.agents; i++) this.bus.addAgent(this.nodeName(i));
     if (this.opts.internalTls) this.tlsFiles = ensureDevCerts(join(this.workDir, 'tls'));
     if (this.opts.ha) await this.startHaInfra();
