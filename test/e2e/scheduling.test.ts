@@ -213,21 +213,27 @@ describe('scheduling policy', () => {
   });
 
   it('a queue deeper than a quick pass: the tail is still explained and placed, in queue order', async () => {
-    const c = await setup(); // 2 agents x 8 GPUs
-    // 300 queued whole-node jobs behind two that hold both nodes: more than a quick pass
-    // decides (256), so the tail is reached only by the full passes.
+    // A quick pass decides the head of the queue (SCHEDULER_QUEUE_DEPTH, 256 by default); 16
+    // here, so that a queue past it drains in seconds rather than a minute.
+    const depth = 16;
+    const total = 2 * depth + 8;
+    const s = await start({ agents: 2, env: { scheduler: { SCHEDULER_QUEUE_DEPTH: String(depth) } } }); // 2 agents x 8 GPUs
+    stack = s.stack;
+    const c = s.client;
+    // `total` queued whole-node jobs behind two that hold both nodes: more than a quick pass
+    // decides, so the tail is reached only by the full passes.
     const holders = await Promise.all([0, 1].map((i) => c.submitJob({ name: `hold-${i}`, nodes: 1, gpusPerNode: 8, stopGraceSeconds: 1, command: GRACEFUL })));
     for (const h of holders) await state(c, h.job!.id, [S.JOB_STATE_RUNNING]);
     const queued: string[] = [];
-    for (let i = 0; i < 299; i += 50) {
-      const batch = await Promise.all(Array.from({ length: Math.min(50, 299 - i) }, (_, k) => c.submitJob({ name: `q-${i + k}`, nodes: 1, gpusPerNode: 8, command: ['true'] })));
+    for (let i = 0; i < total - 1; i += 50) {
+      const batch = await Promise.all(Array.from({ length: Math.min(50, total - 1 - i) }, (_, k) => c.submitJob({ name: `q-${i + k}`, nodes: 1, gpusPerNode: 8, command: ['true'] })));
       queued.push(...batch.map((b) => b.job!.id));
     }
     // Submitted alone, after the others: the last in queue order (jobs of one concurrent batch
     // may be ordered any way among themselves).
-    const last = (await c.submitJob({ name: 'q-299', nodes: 1, gpusPerNode: 8, command: ['true'] })).job!.id;
+    const last = (await c.submitJob({ name: `q-${total - 1}`, nodes: 1, gpusPerNode: 8, command: ['true'] })).job!.id;
     queued.push(last);
-    const why = await eventually('the last job explained', async () => { const e = await c.explainJob(last); return e.queuePosition === 300 ? e : undefined; }, 15_000);
+    const why = await eventually('the last job explained', async () => { const e = await c.explainJob(last); return e.queuePosition === total ? e : undefined; }, 15_000);
     expect(why.message).not.toBe('');
     // The holders end: the queue drains in order, the tail included.
     for (const h of holders) await c.cancelJob(h.job!.id);

@@ -16,7 +16,9 @@ export function stackPerTest(clientOptions: ClientOptions = {}): (opts?: StackOp
     stack = client = undefined;
   });
   return async (opts) => {
-    stack = await new TestStack(opts).start();
+    // Assigned before it starts, so a stack that fails half-way up is stopped all the same.
+    stack = new TestStack(opts);
+    await stack.start();
     client = new GantryClient({ address: stack.gatewayAddr, timeoutMs: 5_000, retry: { maxAttempts: 20 }, ...clientOptions });
     return { stack, client };
   };

@@ -175,22 +175,30 @@ export class TestStack {
     const ckPort = await freePort();
     this.gatewayAddr = `127.0.0.1:${gwPort}`;
     this.checkpointAddr = `127.0.0.1:${ckPort}`;
-    for (let i = 0; i < this.opts.schedulers; i++) await this.addScheduler();
+    const schedulerPorts: number[] = [];
+    for (let i = 0; i < this.opts.schedulers; i++) schedulerPorts.push(await freePort());
+    this.schedulerAddrs.push(...schedulerPorts.map((p) => `127.0.0.1:${p}`));
+    // The gateway and the checkpoint service only dial the others' known addresses, so they
+    // start alongside the schedulers (each process's start-up is seconds of module loading).
+    // The agents wait for a scheduler: they register with it, with a growing retry delay.
+    const schedulersUp = (async () => { for (const port of schedulerPorts) await this.addScheduler(port); })();
     this.gateway = this.service('gateway', 'gateway', { GATEWAY_GRPC_PORT: String(gwPort), SCHEDULER_ADDR: this.schedulerAddrs.join(','), CHECKPOINT_ADDR: this.checkpointAddr }, () => portOpen(gwPort));
     this.checkpoint = this.service('checkpoint', 'checkpoint', { CHECKPOINT_GRPC_PORT: String(ckPort) }, () => portOpen(ckPort));
-    await Promise.all([this.gateway.start(), this.checkpoint.start()]);
+    const servicesUp = Promise.all([this.gateway.start(), this.checkpoint.start()]);
+    // Both awaited before either can fail alone, so no start-up is left unobserved.
+    await Promise.all([schedulersUp, servicesUp.catch(() => undefined)]);
     for (let i = 0; i < this.opts.agents; i++) this.agents.push(this.agentProcess(i));
-    await Promise.all(this.agents.map((a) => a.start()));
+    await Promise.all([servicesUp, ...this.agents.map((a) => a.start())]);
     return this;
   }
 
   schedulerAddrs: string[] = [];
 
-  /** Starts one more scheduler replica (the first becomes leader). */
-  async addScheduler(): Promise<ManagedProcess> {
-    const port = await freePort();
+  /** Starts one more scheduler replica (the first becomes leader), on `port` or a free one. */
+  async addScheduler(port?: number): Promise<ManagedProcess> {
+    port ??= await freePort();
     const i = this.schedulers.length;
-    this.schedulerAddrs.push(`127.0.0.1:${port}`);
+    if (!this.schedulerAddrs.includes(`127.0.0.1:${port}`)) this.schedulerAddrs.push(`127.0.0.1:${port}`);
     const p = this.service('scheduler', `scheduler-${i}`, {
       SCHEDULER_GRPC_PORT: String(port),
       HEARTBEAT_TIMEOUT_MS: String(this.opts.heartbeatTimeoutMs),
