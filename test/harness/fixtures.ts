@@ -16,9 +16,7 @@ export function stackPerTest(clientOptions: ClientOptions = {}): (opts?: StackOp
     stack = client = undefined;
   });
   return async (opts) => {
-    // Assigned before it starts, so a stack that fails half-way up is stopped all the same.
-    stack = new TestStack(opts);
-    await stack.start();
+    stack = await new TestStack(opts).start();
     client = new GantryClient({ address: stack.gatewayAddr, timeoutMs: 5_000, retry: { maxAttempts: 20 }, ...clientOptions });
     return { stack, client };
   };
