@@ -3,7 +3,7 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect as netConnect } from 'node:net';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -46,4 +46,23 @@ export function portOpen(port: number): Promise<boolean> {
     s.once('connect', () => { s.destroy(); resolve(true); });
     s.once('error', () => resolve(false));
   });
+}
+
+/**
+ * Process-group ids of the ranks an agent's state file says are running (ranks outlive their
+ * agent by design: whoever tears a local stack down stops them). The agent rewrites the file in
+ * place, so a read that meets a write half done is tried again.
+ */
+export function runningRankPids(agentStateDir: string): number[] {
+  const file = join(agentStateDir, 'agent-state.json');
+  for (let attempt = 0; ; attempt++) {
+    if (!existsSync(file)) return [];
+    try {
+      const state = JSON.parse(readFileSync(file, 'utf8')) as { ranks?: Record<string, { pid?: number; phase?: string }> };
+      return Object.values(state.ranks ?? {}).filter((r) => r.phase === 'running' && (r.pid ?? 0) > 0).map((r) => r.pid!);
+    } catch (err) {
+      if (attempt >= 20) throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    }
+  }
 }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { NodeState } from '@gantry/proto';
 import { NodeStore } from '@gantry/store';
-import { REPO_ROOT, portOpen, serviceCommand, simAgentEnv, simTopology, type ServiceName } from './services.js';
+import { REPO_ROOT, portOpen, runningRankPids, serviceCommand, simAgentEnv, simTopology, type ServiceName } from './services.js';
 import { BusSecurity } from './bus-security.js';
 import { devTlsEnv, ensureDevCerts } from './dev-certs.js';
 import { natsClusterUrl, natsMemberConfig, redisServerArgs, SENTINEL_MASTER, sentinelConfig, sentinelConfigPath, type NatsMember } from './ha.js';
@@ -214,10 +214,7 @@ export async function down(): Promise<number> {
   if (!state) return 0;
   // Ranks outlive their agents by design, so stop them explicitly (process-group ids).
   for (const p of state.processes.filter((x) => x.name.startsWith('agent-'))) {
-    const f = join(STACK_DIR, 'agents', p.name.slice('agent-'.length), 'agent-state.json');
-    if (!existsSync(f)) continue;
-    const ranks = Object.values((JSON.parse(readFileSync(f, 'utf8')) as { ranks: Record<string, { pid: number; phase: string }> }).ranks);
-    for (const r of ranks) if (r.phase === 'running') { try { process.kill(-r.pid, 'SIGKILL'); } catch { /* gone */ } }
+    for (const pid of runningRankPids(join(STACK_DIR, 'agents', p.name.slice('agent-'.length)))) { try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ } }
   }
   // Agents and services first, then the infrastructure they use.
   const order = [...state.processes].reverse();

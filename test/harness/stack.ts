@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import { NodeState } from '@gantry/proto';
 import { NodeStore } from '@gantry/store';
-import { portOpen, serviceCommand, simAgentEnv, simTopology, type ServiceName } from '../../deploy/local/services.js';
+import { portOpen, runningRankPids, serviceCommand, simAgentEnv, simTopology, type ServiceName } from '../../deploy/local/services.js';
 import { startNats, startNatsCluster, startRedis, startRedisHa, type NatsCluster, type NatsServer, type RedisHa, type Server } from './infra.js';
 import { parseSentinels } from '@gantry/service-kit/config';
 import { freePort } from './ports.js';
@@ -245,12 +245,7 @@ export class TestStack {
 
   /** Every rank process the agents recorded as running (pids are process-group ids). */
   rankPids(): number[] {
-    return this.agents.flatMap((_, i) => {
-      const f = join(this.agentStateDir(i), 'agent-state.json');
-      if (!existsSync(f)) return [];
-      const state = JSON.parse(readFileSync(f, 'utf8')) as { ranks: Record<string, { pid: number; phase: string }> };
-      return Object.values(state.ranks).map((r) => r.pid).filter((p) => p > 0);
-    });
+    return this.agents.flatMap((_, i) => runningRankPids(this.agentStateDir(i)));
   }
 
   logsOf(name: string): string {
