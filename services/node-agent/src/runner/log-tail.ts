@@ -1,6 +1,7 @@
 // Follows a rank's log file from a saved offset and yields complete lines. Reading files
 // (not pipes) lets a restarted agent resume exactly where the previous one stopped.
-import { openSync, readSync, closeSync, fstatSync, statSync, truncateSync } from 'node:fs';
+import { openSync, readSync, fstatSync, statSync, truncateSync } from 'node:fs';
+import { closeQuietly } from './close-quietly.js';
 
 const CHUNK = 64 * 1024;
 /** Longest line kept whole; longer ones are split so one runaway line cannot exhaust memory. */
@@ -59,13 +60,7 @@ export class LogTail {
 
   /** Lets go of the file (a later read opens it again). */
   close(): void {
-    if (this.fd === undefined) return;
-    try {
-      closeSync(this.fd);
-    } catch {
-      // closed all the same
-    }
-    this.fd = undefined;
+    this.fd = closeQuietly(this.fd);
   }
 
   /** Bytes consumed into complete lines (what is safe to persist as the resume point). */

@@ -35,9 +35,10 @@
 // ids make that harmless), goes with the next write or within LAZY_WRITE_MS (`saveLater`).
 // Whatever must be on disk before something leaves the agent (a command's reply, a report
 // that depends on it) calls `save` or `settle` first; `flush` writes whatever is pending.
-import { closeSync, constants, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { constants, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import { closeQuietly } from './close-quietly.js';
 
 export type RankProcessPhase = 'running' | 'exited';
 
@@ -350,13 +351,7 @@ export class StateFile {
   }
 
   private closeJournal(): void {
-    if (this.journalFd === undefined) return;
-    try {
-      closeSync(this.journalFd);
-    } catch {
-      // closed all the same
-    }
-    this.journalFd = undefined;
+    this.journalFd = closeQuietly(this.journalFd);
   }
 
   /** Marks the state changed; it is written once, at the end of this turn of the event loop. */
@@ -509,12 +504,6 @@ class InPlaceFile {
   }
 
   close(): void {
-    if (this.fd === undefined) return;
-    try {
-      closeSync(this.fd);
-    } catch {
-      // closed all the same
-    }
-    this.fd = undefined;
+    this.fd = closeQuietly(this.fd);
   }
 }
