@@ -54,9 +54,11 @@ export default defineConfig({
           sequence: { groupOrder: 1 },
           testTimeout: 90_000,
           hookTimeout: 60_000,
-          // Each file starts its own stack. The files mostly wait (on heartbeats, job runs,
-          // timeouts), not compute: three at a time keep a 2-core machine busy, not overloaded.
-          maxWorkers: 3,
+          // Each file starts its own stack, and starting one is mostly CPU (each service loads
+          // its TypeScript through tsx): two at a time keep a 2-core machine responsive (with
+          // three, timing-sensitive tests timed out in a clean-clone CI run and the suite was
+          // no faster).
+          maxWorkers: 2,
           fileParallelism: true,
         },
       },
