@@ -127,4 +127,23 @@ describe('what the planner is told a running job holds', () => {
     expect(r.lastCheckpointTime).toBe(placed.getTime());
     expect(r).toMatchObject({ tenant: 't', timeLimitSec: 60, terminating: false });
   });
+
+  it('is built once per revision of a cached (frozen) job, and afresh for a changed one or with a checkpoint time', async () => {
+    const { holdingJob, runningJob } = await import('../../src/snapshot.js');
+    const placed = new Date('2026-11-25T10:00:00Z');
+    const placement = [RankPlacement.create({ rank: 0, node: 'a', gpuIndices: [0, 1] })];
+    const job = schedule(Job.create({ id: 'h', state: JobState.JOB_STATE_PENDING, spec: JobSpec.create({ nodes: 1, gpusPerNode: 2, tenant: 't' }) }), placement, placed);
+    // Not frozen (not from the job cache): computed each time.
+    expect(holdingJob(job, undefined)).not.toBe(holdingJob(job, undefined));
+    const cached = Object.freeze(job);
+    const view = holdingJob(cached, undefined);
+    expect(holdingJob(cached, undefined)).toBe(view);
+    expect(view).toEqual(runningJob(cached, undefined, false));
+    // A checkpoint time is the pass's own: never the kept view.
+    expect(holdingJob(cached, placed.getTime() + 1_000).lastCheckpointTime).toBe(placed.getTime() + 1_000);
+    expect(holdingJob(cached, undefined).lastCheckpointTime).toBeUndefined();
+    // The next revision is a new object: a new view, with its ranks.
+    const next = Object.freeze(schedule(Job.create({ ...job, state: JobState.JOB_STATE_PENDING }), [RankPlacement.create({ rank: 0, node: 'b', gpuIndices: [3, 4] })], placed));
+    expect(holdingJob(next, undefined).ranks).toEqual([{ rank: 0, node: 'b', gpus: [3, 4] }]);
+  });
 });
