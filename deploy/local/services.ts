@@ -51,14 +51,17 @@ export function portOpen(port: number): Promise<boolean> {
 /**
  * Process-group ids of the ranks an agent's state file says are running (ranks outlive their
  * agent by design: whoever tears a local stack down stops them). The agent rewrites the file in
- * place, so a read that meets a write half done is tried again.
+ * place (services/node-agent/src/runner/state-file.ts), so a read that meets a write half done
+ * (unparseable, or parsed with differing first and last sequence numbers) is tried again.
  */
 export function runningRankPids(agentStateDir: string): number[] {
   const file = join(agentStateDir, 'agent-state.json');
   for (let attempt = 0; ; attempt++) {
     if (!existsSync(file)) return [];
     try {
-      const state = JSON.parse(readFileSync(file, 'utf8')) as { ranks?: Record<string, { pid?: number; phase?: string }> };
+      const state = JSON.parse(readFileSync(file, 'utf8')) as { writeSeq?: number; writeEnd?: number; ranks?: Record<string, { pid?: number; phase?: string }> };
+      // A read that met a write half done can still parse: its first and last sequence numbers differ.
+      if (state.writeSeq !== state.writeEnd) throw new Error(`${file} is being written`);
       return Object.values(state.ranks ?? {}).filter((r) => r.phase === 'running' && (r.pid ?? 0) > 0).map((r) => r.pid!);
     } catch (err) {
       if (attempt >= 20) throw err;
