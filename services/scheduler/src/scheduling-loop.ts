@@ -40,8 +40,22 @@ const MAX_REST_MS = 250;
  * proportion to the queue.
  */
 const QUICK_PASS_DEPTH = 256;
+/**
+ * The deepest a quick pass grows while quick passes keep placing every job they decide (see
+ * SchedulingLoop.quickDepth): 16 of the default depth, about 2 s of placements on one core.
+ */
+const MAX_QUICK_PASS_DEPTH = 4_096;
 /** A full pass (the whole queue: backfill behind the head, every waiting job's explanation) takes at most this share of the time. */
 const FULL_PASS_SHARE = 0.2;
+
+/**
+ * The depth of the quick pass after one of `depth` that decided `decided` jobs and placed
+ * `placed`: twice as deep (at most MAX_QUICK_PASS_DEPTH, or the configured depth if that is
+ * more) when it placed every job it decided, else the configured depth (0: no more than it).
+ */
+export function nextQuickDepth(depth: number, configured: number, decided: number, placed: number): number {
+  return placed >= decided ? Math.min(2 * depth, Math.max(configured, MAX_QUICK_PASS_DEPTH)) : 0;
+}
 
 interface PreparedPlacement {
   commit: JobCommit;
@@ -100,6 +114,15 @@ export class SchedulingLoop extends WakeableLoop {
   /** When the last full pass began, and how long it took (ms). */
   private fullPassAt = 0;
   private fullPassMs = 0;
+  /**
+   * The next quick pass's depth when above the configured one: doubled after each quick pass
+   * that placed every job it decided (the cluster had room for the whole head), back to the
+   * configured depth after one that left a decided job waiting. A burst of submissions on a
+   * cluster with room is then placed in a few passes rather than one per 256 jobs, each of
+   * which read and viewed every node; while the head does not fit, quick passes stay short,
+   * which is what the depth is for.
+   */
+  private quickDepth = 0;
   private readonly cycles: Histogram;
   private readonly placed: Counter;
   private readonly preempted: Counter;
@@ -120,6 +143,7 @@ export class SchedulingLoop extends WakeableLoop {
     this.written = undefined;
     this.positionsWrittenAt = 0;
     this.fullPassAt = 0;
+    this.quickDepth = 0;
     this.ctx.jobCache.reset(); // a new leadership trusts nothing an earlier one read
     super.start();
   }
@@ -195,9 +219,11 @@ export class SchedulingLoop extends WakeableLoop {
     // With nothing pending the planner has nothing to do (planCycle), nor its node views.
     const views = pending.length === 0 ? [] : withheld(nodes.map(nodeView), heldForRecovery([...recovering, ...waiting]));
     const sizer = new WholeNodeSizer(views);
-    const depth = ctx.settings.queueDepth ?? QUICK_PASS_DEPTH;
-    const full = depth === 0 || pending.length <= depth || now - this.fullPassAt >= Math.max(ctx.settings.cycleIntervalMs, this.fullPassMs / FULL_PASS_SHARE);
+    const configuredDepth = ctx.settings.queueDepth ?? QUICK_PASS_DEPTH;
+    const depth = Math.max(configuredDepth, this.quickDepth);
+    const full = configuredDepth === 0 || pending.length <= depth || now - this.fullPassAt >= Math.max(ctx.settings.cycleIntervalMs, this.fullPassMs / FULL_PASS_SHARE);
     const plan = planCycle(views, pending.map((r) => jobRequest(r.job, sizer)), { now, running, config, usage, ...(full ? {} : { depth }) });
+    if (!full) this.quickDepth = nextQuickDepth(depth, configuredDepth, pending.length - plan.unevaluated.length, plan.placements.length);
     // The pass after the next backoff ends (only waiting jobs count: a due one that did not fit
     // must not make the loop spin).
     if (nextDue < Infinity) this.wakeAt(nextDue);
