@@ -50,14 +50,17 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
+          // Bundles of the services and the CLI, built from the working tree for this run: the
+          // stacks start their processes from them instead of through tsx (test/harness/global-setup.ts).
+          globalSetup: ['test/harness/global-setup.ts'],
           // After the unit tests, so the two never compete for the machine's cores.
           sequence: { groupOrder: 1 },
           testTimeout: 90_000,
           hookTimeout: 60_000,
-          // Each file starts its own stack, and starting one is mostly CPU (each service loads
-          // its TypeScript through tsx): two at a time keep a 2-core machine responsive (with
-          // three, timing-sensitive tests timed out in a clean-clone CI run and the suite was
-          // no faster).
+          // Each file starts its own stack, and starting one is mostly CPU: two at a time keep a
+          // 2-core machine responsive (with three, timing-sensitive tests timed out in a
+          // clean-clone CI run and the suite was no faster; measured when the services still
+          // loaded their TypeScript through tsx).
           maxWorkers: 2,
           fileParallelism: true,
         },

@@ -1,5 +1,6 @@
 // How to launch each Gantry process from this checkout (used by the local stack and by the
-// test harness): node with the tsx loader, from the repository root.
+// test harness): node with the tsx loader, from the repository root, or, where bundles of the
+// working tree were built for this run (deploy/local/bundle.ts), node on the bundle.
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect as netConnect } from 'node:net';
@@ -9,8 +10,27 @@ export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 
 export type ServiceName = 'gateway' | 'scheduler' | 'checkpoint' | 'node-agent';
 
+/**
+ * The folder of bundles built from the working tree for this run (deploy/local/bundle.ts), named
+ * by whoever built them (the e2e tests' global setup, `pnpm stack:up`). Unset: the sources run
+ * under tsx. Bundles are never looked for anywhere else, so a stale one is never run.
+ */
+export const BUNDLE_DIR_ENV = 'GANTRY_BUNDLE_DIR';
+
+/** `node <bundle>` with its source map for stack traces, when bundles were built for this run. */
+function bundled(name: string): string[] | undefined {
+  const dir = process.env[BUNDLE_DIR_ENV];
+  return dir ? ['--enable-source-maps', join(dir, `${name}.mjs`)] : undefined;
+}
+
 export function serviceCommand(service: ServiceName): { command: string; args: string[]; cwd: string } {
-  return { command: process.execPath, args: ['--import', 'tsx', join(REPO_ROOT, 'services', service, 'src', 'main.ts')], cwd: REPO_ROOT };
+  const args = bundled(service) ?? ['--import', 'tsx', join(REPO_ROOT, 'services', service, 'src', 'main.ts')];
+  return { command: process.execPath, args, cwd: REPO_ROOT };
+}
+
+/** The `gantry` CLI: its bundle when built for this run, else its bin (the sources under tsx). */
+export function cliCommand(): { command: string; args: string[] } {
+  return { command: process.execPath, args: bundled('gantry') ?? [join(REPO_ROOT, 'libs/cli/bin/gantry.js')] };
 }
 
 /** dist/gantry-spawn (pnpm build:spawn, run by bootstrap): the agents' rank spawner. */

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { generateSigningKey, signToken, type Role, type SigningKey } from '@gantry/auth';
 import { GantryClient, GantryError, type ClientOptions } from '@gantry/sdk';
-import { REPO_ROOT, serviceCommand } from '../../deploy/local/services.js';
+import { REPO_ROOT, cliCommand, serviceCommand } from '../../deploy/local/services.js';
 import { TestStack, eventually } from '../harness/stack.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gantry-auth-'));
@@ -280,8 +280,9 @@ describe('audit', () => {
   });
 
   it('gantry auth whoami and gantry admin audit, with flags and with a config file', async () => {
+    const { command, args: cliArgs } = cliCommand();
     const cli = (args: string[], env: NodeJS.ProcessEnv = {}) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(process.execPath, [join(REPO_ROOT, 'libs/cli/bin/gantry.js'), '--addr', stack.gatewayAddr, ...args], { cwd: REPO_ROOT, timeout: 60_000, env: { ...process.env, GANTRY_TOKEN: '', ...env } }, (err, stdout, stderr) => {
+      execFile(command, [...cliArgs, '--addr', stack.gatewayAddr, ...args], { cwd: REPO_ROOT, timeout: 60_000, env: { ...process.env, GANTRY_TOKEN: '', ...env } }, (err, stdout, stderr) => {
         resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
       });
     });

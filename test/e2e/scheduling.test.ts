@@ -8,7 +8,7 @@ import { CheckpointFormat, CheckpointState, JobState, type Job } from '@gantry/p
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT } from '../../deploy/local/services.js';
+import { cliCommand } from '../../deploy/local/services.js';
 import { eventually, type TestStack } from '../harness/stack.js';
 import { stackPerTest, waitForJob } from '../harness/fixtures.js';
 
@@ -254,7 +254,8 @@ describe('scheduling policy', () => {
     const typedWhy = await eventually('explained', async () => { const e = await c.explainJob(typed!.id); return e.rejections.length ? e : undefined; });
     expect(typedWhy.rejections).toEqual([{ reason: 'gpu type NVIDIA H100 80GB HBM3 not in [NVIDIA B200]', nodes: 2 }]);
     // The same through the CLI, as an operator reads it.
-    const out = await new Promise<string>((resolve, reject) => execFile(process.execPath, [join(REPO_ROOT, 'libs/cli/bin/gantry.js'), '--addr', stack!.gatewayAddr, 'job', 'explain', typed!.id], (err, stdout, stderr) => (err ? reject(new Error(stderr)) : resolve(stdout))));
+    const cli = cliCommand();
+    const out = await new Promise<string>((resolve, reject) => execFile(cli.command, [...cli.args, '--addr', stack!.gatewayAddr, 'job', 'explain', typed!.id], (err, stdout, stderr) => (err ? reject(new Error(stderr)) : resolve(stdout))));
     expect(out).toContain(`job ${typed!.id} PENDING, position`);
     expect(out).toContain('2 nodes: gpu type NVIDIA H100 80GB HBM3 not in [NVIDIA B200]');
     await c.cancelJob(big!.id);

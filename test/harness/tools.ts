@@ -1,8 +1,7 @@
 // The operator's tools as the e2e tests run them: the `gantry` CLI as a separate process
 // against a stack's gateway, and `gantry-agent sim ...` against a simulated agent's state.
 import { execFile } from 'node:child_process';
-import { join } from 'node:path';
-import { REPO_ROOT } from '../../deploy/local/services.js';
+import { REPO_ROOT, cliCommand } from '../../deploy/local/services.js';
 import { simProgram } from '../../services/node-agent/src/sim-cli.js';
 import type { TestStack } from './stack.js';
 
@@ -12,10 +11,14 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `gantry --addr <gateway> ...args` and resolves with its exit code and output. */
+/**
+ * Runs `gantry --addr <gateway> ...args` (its bin, or this run's bundle of it: cliCommand) and
+ * resolves with its exit code and output.
+ */
 export function gantry(stack: TestStack, ...args: string[]): Promise<CliResult> {
+  const cli = cliCommand();
   return new Promise((resolve) => {
-    execFile(process.execPath, [join(REPO_ROOT, 'libs/cli/bin/gantry.js'), '--addr', stack.gatewayAddr, ...args], { cwd: REPO_ROOT, timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(cli.command, [...cli.args, '--addr', stack.gatewayAddr, ...args], { cwd: REPO_ROOT, timeout: 60_000 }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
     });
   });

@@ -1,0 +1,77 @@
+// One esbuild bundle per Gantry process (the four services and the CLI), for processes that
+// start often: a bundle loads in a fraction of the CPU time that compiling the TypeScript
+// through tsx takes (~0.25 s against ~1.7 s for a service), which is most of what starting
+// a test stack costs. The bundles are built from the working tree each time they are wanted
+// (the e2e tests build them once per `vitest run`: test/harness/global-setup.ts), never
+// shipped: production runs the sources under tsx (docs/deploy.md), and the agent's installed
+// bundle is `pnpm build:agent`.
+//
+// What a bundle must keep working, because esbuild moves every module into one file:
+// - `import.meta.url`: modules find files next to their source with it (the Redis Lua
+//   scripts of libs/store, the status page's assets, chart.js for `gantry report --html`).
+//   Each module's own source URL is written in its place, so those files are read from the
+//   checkout, where they are.
+// - `__dirname` / `__filename` in CommonJS dependencies (grpc-health-check finds its .proto
+//   files with it): not defined in an ES module, so each such module gets its own.
+// - `require` of Node's built-in modules by CommonJS dependencies: a banner makes one.
+// Source maps are written beside each bundle, so with --enable-source-maps (serviceCommand
+// passes it) a stack trace names the TypeScript source and line.
+import { build, type Plugin } from 'esbuild';
+import { readFile } from 'node:fs/promises';
+import { dirname, extname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { REPO_ROOT, type ServiceName } from './services.js';
+
+/** Bundled entry points: output name -> source, relative to the repository root. */
+export const BUNDLE_ENTRIES: Record<ServiceName | 'gantry', string> = {
+  'gateway': 'services/gateway/src/main.ts',
+  'scheduler': 'services/scheduler/src/main.ts',
+  'checkpoint': 'services/checkpoint/src/main.ts',
+  'node-agent': 'services/node-agent/src/main.ts',
+  'gantry': 'libs/cli/src/main.ts',
+};
+
+const LOADERS: Record<string, 'ts' | 'js'> = { '.ts': 'ts', '.mts': 'ts', '.cts': 'ts', '.js': 'js', '.mjs': 'js', '.cjs': 'js' };
+
+/** Gives every module its own source location (see the top of this file). */
+const sourceLocations: Plugin = {
+  name: 'source-locations',
+  setup(b) {
+    b.onLoad({ filter: /\.[cm]?[jt]s$/ }, async ({ path }) => {
+      const loader = LOADERS[extname(path)];
+      if (!loader) return undefined;
+      let text = await readFile(path, 'utf8');
+      const mentionsUrl = text.includes('import.meta.url');
+      const mentionsDir = /\b__(?:dirname|filename)\b/.test(text);
+      if (!mentionsUrl && !mentionsDir) return { contents: text, loader };
+      if (mentionsUrl) text = text.replaceAll('import.meta.url', JSON.stringify(pathToFileURL(path).href));
+      // Only where the module does not declare them itself (an ES module that derives them
+      // from import.meta.url). On the first line, so the source map's lines stay right.
+      if (mentionsDir && !/\b(?:var|let|const)\s+__(?:dirname|filename)\b/.test(text)) {
+        const hashbang = /^#!.*/.exec(text)?.[0] ?? '';
+        text = `${hashbang}var __dirname = ${JSON.stringify(dirname(path))}, __filename = ${JSON.stringify(path)};${text.slice(hashbang.length)}`;
+      }
+      return { contents: text, loader };
+    });
+  },
+};
+
+/** Builds every bundle into outDir (`<name>.mjs` and its `.map`); resolves with their paths. */
+export async function buildBundles(outDir: string): Promise<Record<keyof typeof BUNDLE_ENTRIES, string>> {
+  await build({
+    entryPoints: Object.fromEntries(Object.entries(BUNDLE_ENTRIES).map(([name, src]) => [name, join(REPO_ROOT, src)])),
+    outdir: outDir,
+    outExtension: { '.js': '.mjs' },
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    sourcemap: true,
+    // The sources are in the checkout; the maps only need to point at them.
+    sourcesContent: false,
+    logLevel: 'warning',
+    plugins: [sourceLocations],
+    banner: { js: 'import { createRequire as __gantryCreateRequire } from "node:module"; const require = __gantryCreateRequire(import.meta.url);' },
+  });
+  return Object.fromEntries(Object.keys(BUNDLE_ENTRIES).map((name) => [name, join(outDir, `${name}.mjs`)])) as Record<keyof typeof BUNDLE_ENTRIES, string>;
+}
