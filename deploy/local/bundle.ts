@@ -2,9 +2,9 @@
 // start often: a bundle loads in a fraction of the CPU time that compiling the TypeScript
 // through tsx takes (~0.25 s against ~1.7 s for a service), which is most of what starting
 // a test stack costs. The bundles are built from the working tree each time they are wanted
-// (the e2e tests build them once per `vitest run`: test/harness/global-setup.ts), never
-// shipped: production runs the sources under tsx (docs/deploy.md), and the agent's installed
-// bundle is `pnpm build:agent`.
+// (once per `vitest run` by the e2e tests' test/harness/global-setup.ts, at every `pnpm
+// stack:up`), never shipped: production runs the sources under tsx (docs/deploy.md), and the
+// agent's installed bundle is `pnpm build:agent`.
 //
 // What a bundle must keep working, because esbuild moves every module into one file:
 // - `import.meta.url`: modules find files next to their source with it (the Redis Lua

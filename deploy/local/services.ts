@@ -11,26 +11,27 @@ export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 export type ServiceName = 'gateway' | 'scheduler' | 'checkpoint' | 'node-agent';
 
 /**
- * The folder of bundles built from the working tree for this run (deploy/local/bundle.ts), named
- * by whoever built them (the e2e tests' global setup, `pnpm stack:up`). Unset: the sources run
- * under tsx. Bundles are never looked for anywhere else, so a stale one is never run.
+ * Names the folder of bundles built from the working tree for this run (deploy/local/bundle.ts)
+ * to the processes of the run: the e2e tests' global setup sets it for the test workers. Unset
+ * (and with no folder passed): the sources run under tsx. Bundles are never looked for anywhere
+ * else, so a stale one is never run.
  */
 export const BUNDLE_DIR_ENV = 'GANTRY_BUNDLE_DIR';
 
 /** `node <bundle>` with its source map for stack traces, when bundles were built for this run. */
-function bundled(name: string): string[] | undefined {
-  const dir = process.env[BUNDLE_DIR_ENV];
+function bundled(name: string, dir: string | undefined): string[] | undefined {
   return dir ? ['--enable-source-maps', join(dir, `${name}.mjs`)] : undefined;
 }
 
-export function serviceCommand(service: ServiceName): { command: string; args: string[]; cwd: string } {
-  const args = bundled(service) ?? ['--import', 'tsx', join(REPO_ROOT, 'services', service, 'src', 'main.ts')];
+/** A service's command: its bundle in bundleDir when bundles were built, else its sources under tsx. */
+export function serviceCommand(service: ServiceName, bundleDir = process.env[BUNDLE_DIR_ENV]): { command: string; args: string[]; cwd: string } {
+  const args = bundled(service, bundleDir) ?? ['--import', 'tsx', join(REPO_ROOT, 'services', service, 'src', 'main.ts')];
   return { command: process.execPath, args, cwd: REPO_ROOT };
 }
 
 /** The `gantry` CLI: its bundle when built for this run, else its bin (the sources under tsx). */
 export function cliCommand(): { command: string; args: string[] } {
-  return { command: process.execPath, args: bundled('gantry') ?? [join(REPO_ROOT, 'libs/cli/bin/gantry.js')] };
+  return { command: process.execPath, args: bundled('gantry', process.env[BUNDLE_DIR_ENV]) ?? [join(REPO_ROOT, 'libs/cli/bin/gantry.js')] };
 }
 
 /** dist/gantry-spawn (pnpm build:spawn, run by bootstrap): the agents' rank spawner. */
