@@ -92,6 +92,11 @@ export interface JobStoreOptions {
    * next poll.
    */
   onEvent?: () => void;
+  /**
+   * Called with each record a commit of this store wrote (its new revision): the writer's
+   * copy of the jobs (the scheduler's JobCache) takes it instead of reading it back.
+   */
+  onCommitted?: (rec: JobRecord) => void;
 }
 
 /** Checks an attempts-kept setting: an integer of at least MIN_ATTEMPTS_KEPT. */
@@ -160,11 +165,13 @@ export class JobStore {
   private readonly scripts: ScriptRunner;
   private readonly attemptsKept: number;
   private readonly onEvent: () => void;
+  private readonly onCommitted: ((rec: JobRecord) => void) | undefined;
 
   constructor(private readonly redis: Redis, options: JobStoreOptions = {}) {
     this.scripts = scriptRunner(redis);
     this.attemptsKept = validAttemptsKept(options.attemptsKept ?? DEFAULT_ATTEMPTS_KEPT);
     this.onEvent = options.onEvent ?? (() => undefined);
+    this.onCommitted = options.onCommitted;
   }
 
   /**
@@ -297,18 +304,18 @@ export class JobStore {
   /**
    * Where each job stands in the state indexes: its state and its creation time (the index
    * sets' score; undefined for a job written before creation times were kept, which only a
-   * read of the index can place), in one pipelined round trip; undefined for a job that does
-   * not exist.
+   * read of the index can place), with its revision, in one pipelined round trip; undefined
+   * for a job that does not exist.
    */
-  async indexEntries(ids: readonly string[]): Promise<({ state: JobState; created: number | undefined } | undefined)[]> {
+  async indexEntries(ids: readonly string[]): Promise<({ state: JobState; created: number | undefined; rev: number } | undefined)[]> {
     if (ids.length === 0) return [];
     const pipeline = this.redis.pipeline();
-    for (const id of ids) pipeline.hmget(keys.job(id), 'state', 'created');
+    for (const id of ids) pipeline.hmget(keys.job(id), 'state', 'created', 'rev');
     return ((await pipeline.exec()) ?? []).map(([err, v]) => {
       if (err) throw err;
-      const [name, created] = v as (string | null)[];
+      const [name, created, rev] = v as (string | null)[];
       const state = name ? parseJobState(name) : undefined;
-      return state === undefined ? undefined : { state, created: created ? Number(created) : undefined };
+      return state === undefined ? undefined : { state, created: created ? Number(created) : undefined, rev: Number(rev) };
     });
   }
 
@@ -394,6 +401,7 @@ export class JobStore {
     const w = this.prepareCommit(c);
     const rec = commitReply(w.next, c, await this.scripts.run('gantryCommitJob', w.keys, w.args));
     if (w.event) this.onEvent();
+    this.onCommitted?.(rec);
     return rec;
   }
 
@@ -439,8 +447,10 @@ export class JobStore {
         if (!call.ok) throw call.error;
         const reply = (call.value as unknown[])[k % COMMITS_PER_CALL] as string[] | undefined;
         if (reply?.[0] === 'ERR') throw new ReplyError(reply[1] ?? 'commit-job failed');
-        out[i] = { status: 'fulfilled', value: commitReply(w.next, commits[i]!, reply) };
+        const rec = commitReply(w.next, commits[i]!, reply);
+        out[i] = { status: 'fulfilled', value: rec };
         events ||= w.event;
+        this.onCommitted?.(rec);
       } catch (reason) {
         out[i] = { status: 'rejected', reason };
       }

@@ -52,12 +52,14 @@ export async function main(): Promise<void> {
   const indexed = await new JobStore(redis).ensureIndexes();
   if (indexed > 0) log.info({ indexed }, 'indexed existing jobs by tenant');
 
+  const jobCache = new JobCache(new JobStore(redis, { attemptsKept: config.JOB_ATTEMPTS_KEPT }));
   // The context's callbacks reach the elector and loop created below; they run only later.
   const ctx: SchedulerContext = {
     log, nc, js, redis, metrics,
-    // Each job event is relayed as soon as its commit returns, not at the relay's next poll.
-    jobs: new JobStore(redis, { attemptsKept: config.JOB_ATTEMPTS_KEPT, onEvent: () => relay.kick() }),
-    jobCache: new JobCache(new JobStore(redis, { attemptsKept: config.JOB_ATTEMPTS_KEPT })),
+    // Each job event is relayed as soon as its commit returns, not at the relay's next poll;
+    // each committed record goes to the job copy, which then need not read it back.
+    jobs: new JobStore(redis, { attemptsKept: config.JOB_ATTEMPTS_KEPT, onEvent: () => relay.kick(), onCommitted: (rec) => jobCache.committed(rec) }),
+    jobCache,
     nodes: new NodeStore(redis),
     commander: new AgentCommander(nc, log, config.COMMAND_RESEND_MS, () => elector.epoch, loadCommandSigningKey(config.COMMAND_SIGNING_KEY_FILE)),
     settings: {

@@ -30,12 +30,29 @@ export class JobCache {
   private readonly lists = new Map<JobState, IndexEntry[]>();
   private readonly where = new Map<string, JobState>();
   private serial: Promise<unknown> = Promise.resolve();
+  /**
+   * Records this process committed (JobStore onCommitted), not yet met in the change stream:
+   * when move() meets the change and Redis still holds that revision, the record is taken
+   * from here instead of being read back and parsed (a pass's placements, a rank's start).
+   * Never served unchecked: a later write by anyone moves the revision.
+   */
+  private readonly written = new Map<string, JobRecord>();
+  private static readonly MAX_WRITTEN = 50_000;
   /** Jobs fetched by the last read (for tests and benchmarks). */
   lastFetched = 0;
   /** Records kept beyond a pass's states (read by id) are bounded; the oldest go first. */
   private static readonly MAX_RECORDS = 200_000;
 
   constructor(private readonly jobs: JobStore) {}
+
+  /** A record this process committed (see `written`); the newest revision of a job is kept. */
+  committed(rec: JobRecord): void {
+    const had = this.written.get(rec.job.id);
+    if (had && had.rev > rec.rev) return;
+    this.written.delete(rec.job.id); // re-inserted: oldest first, for the bound
+    this.written.set(rec.job.id, rec);
+    if (this.written.size > JobCache.MAX_WRITTEN) this.written.delete(this.written.keys().next().value!);
+  }
 
   /** Forget everything (a new leadership must not trust what an earlier one saw). */
   reset(): void {
@@ -60,7 +77,9 @@ export class JobCache {
     unique.forEach((id, k) => {
       if (revs[k] === undefined) return;
       const r = this.records.get(id);
+      const own = this.written.get(id);
       if (r && r.rev === revs[k]) found.set(id, r);
+      else if (own && own.rev === revs[k]) found.set(id, this.keep(own));
       else stale.push(id);
     });
     this.lastFetched = stale.length;
@@ -141,6 +160,7 @@ export class JobCache {
     this.records.clear();
     this.lists.clear();
     this.where.clear();
+    this.written.clear();
     this.cursor = undefined;
   }
 
@@ -169,6 +189,12 @@ export class JobCache {
     for (let k = 0; k < changed.length; k++) {
       const id = changed[k]!;
       const now = entries[k];
+      const own = this.written.get(id);
+      if (own) {
+        this.written.delete(id);
+        // Frozen only now: the writer that got it back from its commit is done with it.
+        if (now && own.rev === now.rev) this.keep(own);
+      }
       const was = this.where.get(id);
       if (now && was === now.state) continue;
       if (now && this.lists.has(now.state) && now.created === undefined) return false;

@@ -207,4 +207,36 @@ describe('JobCache', () => {
     expect(pending.map((r) => [r.job.id, r.job.state])).toEqual([['x', JobState.JOB_STATE_PENDING]]);
     expect(failed).toEqual([]);
   });
+
+  it('takes the records its own process committed instead of reading them back, unless someone wrote after', async () => {
+    await redis().flushall();
+    const reader = new JobStore(redis());
+    const cache = new JobCache(reader);
+    const writer = new JobStore(redis(), { onCommitted: (rec) => cache.committed(rec) });
+    const other = new JobStore(redis()); // another writer, whose commits the copy does not see
+    const states = [JobState.JOB_STATE_PENDING, JobState.JOB_STATE_FAILED] as const;
+    for (let i = 0; i < 4; i++) await submit(writer, `w${i}`);
+    await cache.inStates(states);
+    const fail = async (store: JobStore, id: string) => {
+      const prev = (await reader.get(id))!;
+      await store.commit({ prev, next: Job.create({ ...prev.job, state: JobState.JOB_STATE_FAILED }), reason: 'failed by writer' });
+    };
+    await fail(writer, 'w0');
+    await fail(writer, 'w1');
+    let [pending, failed] = await cache.inStates(states);
+    expect(cache.lastFetched).toBe(0);
+    expect(failed.map((r) => [r.job.id, r.rev, r.job.reason])).toEqual([['w0', 2, 'failed by writer'], ['w1', 2, 'failed by writer']]);
+    // w2 committed here, then by the other writer: the copy's record is one revision behind and is read.
+    await fail(writer, 'w2');
+    const prev = (await reader.get('w2'))!;
+    await other.commit({ prev, next: Job.create({ ...prev.job, reason: 'changed by other' }), reason: 'test' });
+    [pending, failed] = await cache.inStates(states);
+    expect(cache.lastFetched).toBe(1);
+    expect(failed.find((r) => r.job.id === 'w2')).toMatchObject({ rev: 3, job: { reason: 'changed by other' } });
+    expect(pending.map((r) => r.job.id)).toEqual(['w3']);
+    // A read by id takes a committed record at the revision Redis holds.
+    await fail(writer, 'w3');
+    expect((await cache.getMany(['w3']))[0]).toMatchObject({ rev: 2, job: { state: JobState.JOB_STATE_FAILED } });
+    expect(cache.lastFetched).toBe(0);
+  });
 });
