@@ -117,7 +117,7 @@ export class SchedulingLoop extends WakeableLoop {
   /**
    * The next quick pass's depth when above the configured one: doubled after each quick pass
    * that placed every job it decided (the cluster had room for the whole head), back to the
-   * configured depth after one that left a decided job waiting. A burst of submissions on a
+   * configured depth after any pass that left a decided job waiting. A burst of submissions on a
    * cluster with room is then placed in a few passes rather than one per 256 jobs, each of
    * which read and viewed every node; while the head does not fit, quick passes stay short,
    * which is what the depth is for.
@@ -223,7 +223,10 @@ export class SchedulingLoop extends WakeableLoop {
     const depth = Math.max(configuredDepth, this.quickDepth);
     const full = configuredDepth === 0 || pending.length <= depth || now - this.fullPassAt >= Math.max(ctx.settings.cycleIntervalMs, this.fullPassMs / FULL_PASS_SHARE);
     const plan = planCycle(views, pending.map((r) => jobRequest(r.job, sizer)), { now, running, config, usage, ...(full ? {} : { depth }) });
-    if (!full) this.quickDepth = nextQuickDepth(depth, configuredDepth, pending.length - plan.unevaluated.length, plan.placements.length);
+    // Only quick passes deepen the next; a full one that left a job waiting sets it back too.
+    const decided = pending.length - plan.unevaluated.length;
+    if (!full) this.quickDepth = nextQuickDepth(depth, configuredDepth, decided, plan.placements.length);
+    else if (plan.placements.length < decided) this.quickDepth = 0;
     // The pass after the next backoff ends (only waiting jobs count: a due one that did not fit
     // must not make the loop spin).
     if (nextDue < Infinity) this.wakeAt(nextDue);
