@@ -4,7 +4,7 @@
 import type { Redis } from 'ioredis';
 import { NodeHostEvent, TelemetryBatch } from '@gantry/proto';
 import { keys } from './keys.js';
-import { NODE_EVENT_LOG_CAP } from './nodes.js';
+import { NODE_EVENT_LOG_CAP, type NodeInstances } from './nodes.js';
 import { readBatchHeader } from './telemetry-header.js';
 import { scriptRunner, type ScriptCall, type ScriptRunner } from './scripts.js';
 
@@ -44,6 +44,31 @@ export class NodeTelemetryStore {
    */
   static recordCall(node: string, encoded: Buffer): ScriptCall {
     return { name: 'gantryRecordTelemetry', keys: [keys.nodeTelemetry(node), keys.nodeTelemetryHistory(node)], args: [encoded, TELEMETRY_HISTORY_CAP] };
+  }
+
+  /**
+   * One script call storing several batches, each only when it comes from its node's agent
+   * process (record-telemetry-checked.lua applies AgentMessageGuard.fromInstance's rule in
+   * Redis, so the ingest needs no read of the node's instances first). Its reply, per batch:
+   * readCheckedReply.
+   */
+  static recordCheckedCall(batches: readonly { node: string; encoded: Buffer; instanceId: string; timeMs: number | undefined }[]): ScriptCall {
+    const keyList: string[] = [];
+    const args: (string | Buffer | number)[] = [TELEMETRY_HISTORY_CAP];
+    for (const b of batches) {
+      keyList.push(keys.node(b.node), keys.nodeTelemetry(b.node), keys.nodeTelemetryHistory(b.node));
+      args.push(b.encoded, b.instanceId, b.timeMs === undefined ? '' : String(b.timeMs));
+    }
+    return { name: 'gantryRecordTelemetryChecked', keys: keyList, args };
+  }
+
+  /** A recordCheckedCall reply: per batch, stored, or the node's instances as read (undefined: none registered) for the caller to count the drop. */
+  static readCheckedReply(reply: unknown): ({ stored: true } | { stored: false; instances: NodeInstances | undefined })[] {
+    return (reply as (number | (string | null)[])[]).map((r) => {
+      if (!Array.isArray(r)) return { stored: true };
+      const [current, previous, since] = r;
+      return { stored: false, instances: current ? { current, previous: previous ?? '', sinceMs: Number(since || 0) } : undefined };
+    });
   }
 
   async get(node: string, history: number): Promise<{ latest: TelemetryBatch | undefined; history: TelemetryBatch[] }> {

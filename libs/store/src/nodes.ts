@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import { GpuAllocation, Node, NodeState, canTransitionNode, nodeStateName } from '@gantry/proto';
 import { subjects } from '@gantry/bus';
 import { keys, parseAllocationOwner } from './keys.js';
-import { scriptRunner, type ScriptRunner } from './scripts.js';
+import { scriptRunner, type ScriptResult, type ScriptRunner } from './scripts.js';
 import { READ_CHUNK, chunked } from './chunks.js';
 import { nodeEvent } from './events.js';
 import { FencedError, StaleWriteError } from './errors.js';
@@ -116,6 +116,29 @@ export class NodeStore {
     // Script calls of READ_CHUNK nodes each, in one pipeline: one round trip, and a short hold of Redis per call.
     const chunks = chunked(names, READ_CHUNK);
     const replies = await this.scripts.runMany(chunks.map((c) => ({ name: 'gantryNodeReads', keys: [...c.map((n) => keys.node(n)), ...c.map((n) => keys.nodeAlloc(n))], args: [parsed ? '0' : '1'] })));
+    return (await this.parseReads(names, replies, parsed)).filter((r): r is NodeRecord => r !== undefined);
+  }
+
+  /**
+   * Records heartbeats and reads their nodes' records in one round trip (node-heartbeat-reads.lua):
+   * a node's time is set when its record exists and its registered agent instance is the
+   * heartbeat's (or it has none: NodeRegistry's sameInstance decides the same from the record
+   * returned). The record of each heartbeat, as getMany reads it with `parsed` (undefined for an
+   * unknown node), its heartbeatMs `ms` when the time was recorded.
+   */
+  async recordHeartbeats(beats: readonly { name: string; instanceId: string }[], ms: number, parsed: Map<string, ParsedNode>): Promise<(NodeRecord | undefined)[]> {
+    if (beats.length === 0) return [];
+    const chunks = chunked(beats, READ_CHUNK);
+    const replies = await this.scripts.runMany(chunks.map((c) => ({
+      name: 'gantryNodeHeartbeatReads',
+      keys: [keys.heartbeats, ...c.map((b) => keys.node(b.name)), ...c.map((b) => keys.nodeAlloc(b.name))],
+      args: [ms, '0', ...c.map((b) => b.instanceId), ...c.map((b) => b.name)],
+    })));
+    return this.parseReads(beats.map((b) => b.name), replies, parsed);
+  }
+
+  /** The replies of node-reads.lua-shaped calls over `names` (in order), parsed: a record per name, undefined where there is none. */
+  private async parseReads(names: readonly string[], replies: readonly ScriptResult[], parsed?: Map<string, ParsedNode>): Promise<(NodeRecord | undefined)[]> {
     const res: [(string | null)[], string[]][] = [];
     for (const r of replies) {
       if (!r.ok) throw r.error;
@@ -137,8 +160,9 @@ export class NodeStore {
         });
       }
     }
-    const out: NodeRecord[] = [];
+    const out: (NodeRecord | undefined)[] = [];
     for (const { name, rev, hb, instance, prevInstance, instanceSince, json, alloc } of rows) {
+      out.push(undefined);
       if (!rev) continue;
       let known = parsed?.get(name);
       let node: Node;
@@ -170,7 +194,7 @@ export class NodeStore {
       }
       node.allocations = allocations;
       node.lastHeartbeat = hb ? new Date(Number(hb)) : undefined;
-      out.push({ node, rev: Number(rev), heartbeatMs: Number(hb ?? 0), instanceId: instance ?? '', previousInstanceId: prevInstance ?? '', instanceSinceMs: Number(instanceSince || 0), allocations });
+      out[out.length - 1] = { node, rev: Number(rev), heartbeatMs: Number(hb ?? 0), instanceId: instance ?? '', previousInstanceId: prevInstance ?? '', instanceSinceMs: Number(instanceSince || 0), allocations };
     }
     return out;
   }
@@ -179,17 +203,6 @@ export class NodeStore {
   async instances(name: string): Promise<NodeInstances | undefined> {
     const [current, previous, since] = await this.redis.hmget(keys.node(name), 'instance', 'prevInstance', 'instanceSince');
     return current ? { current, previous: previous ?? '', sinceMs: Number(since || 0) } : undefined;
-  }
-
-  /**
-   * Records heartbeat times without touching the records (no event: heartbeats are not
-   * transitions), of several nodes in one step (MULTI: each record's field and the index that
-   * LOST detection reads agree).
-   */
-  async heartbeats(beats: readonly { name: string; ms: number }[]): Promise<void> {
-    if (beats.length === 0) return;
-    // One script call (atomic, as the MULTI it replaced) instead of a command per node.
-    await this.scripts.run('gantryNodeHeartbeats', [keys.heartbeats, ...beats.map((b) => keys.node(b.name))], [...beats.map((b) => b.ms), ...beats.map((b) => b.name)]);
   }
 
   /** Nodes whose last heartbeat is older than `beforeMs` (an index read, not a scan of every node). */

@@ -25,6 +25,7 @@ const scripts = {
   gantryEpochFloor: { lua: load('epoch-floor'), keys: 3 },
   gantryReleaseGpus: { lua: load('release-gpus'), keys: undefined },
   gantryRecordTelemetry: { lua: load('record-telemetry'), keys: 2 },
+  gantryRecordTelemetryChecked: { lua: load('record-telemetry-checked'), keys: undefined },
   gantryOutboxNext: { lua: load('outbox-next'), keys: 2 },
   gantryCheckpointBegin: { lua: load('checkpoint-begin'), keys: 3 },
   gantryCheckpointReportShard: { lua: load('checkpoint-report-shard'), keys: 1 },
@@ -37,7 +38,7 @@ const scripts = {
   gantryCheckpointFinishJob: { lua: load('checkpoint-finish-job'), keys: 6 },
   gantryNodeReads: { lua: load('node-reads'), keys: undefined },
   gantryJobRevisions: { lua: load('job-revisions'), keys: undefined },
-  gantryNodeHeartbeats: { lua: load('node-heartbeats'), keys: undefined },
+  gantryNodeHeartbeatReads: { lua: load('node-heartbeat-reads'), keys: undefined },
 } as const;
 
 export type ScriptName = keyof typeof scripts;

@@ -6,6 +6,7 @@ import { TelemetryBatch } from '@gantry/proto';
 import { useRedis } from './redis-fixture.js';
 import { NodeTelemetryStore } from '../src/node-telemetry.js';
 import { scriptRunner } from '../src/scripts.js';
+import { keys } from '../src/keys.js';
 
 const redisOf = useRedis();
 const T0 = Date.UTC(2026, 0, 5);
@@ -51,5 +52,44 @@ describe('NodeTelemetryStore readers', () => {
     expect(await seqs(0)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
     expect(await seqs(0, 5)).toEqual([36, 37, 38, 39, 40]);
     expect(await store.since('nt-none', T0)).toEqual([]);
+  });
+});
+
+describe('NodeTelemetryStore.recordCheckedCall', () => {
+  it('stores the batches of the node\'s agent process (the registered instance, the one before it for what it stamped before the registered one started) and returns the instances for the rest', async () => {
+    const scripts = scriptRunner(redisOf());
+    const store = new NodeTelemetryStore(redisOf());
+    // nc-1 registered by 'new' at T0 + 50 s, after 'old'; nc-2 registered without an instance; nc-3 not at all.
+    await redisOf().hset(keys.node('nc-1'), { rev: '2', instance: 'new', prevInstance: 'old', instanceSince: String(T0 + 50_000) });
+    await redisOf().hset(keys.node('nc-2'), { rev: '1' });
+    const bytes = (node: string, k: number, instanceId: string) => Buffer.from(TelemetryBatch.encode(TelemetryBatch.create({ node, time: new Date(T0 + k * 10_000), seq: k, instanceId })).finish());
+    const items = [
+      { node: 'nc-1', k: 1, instanceId: 'old' }, // the previous instance, stamped before 'new' started: stored
+      { node: 'nc-1', k: 6, instanceId: 'old' }, // stamped after: a stale process
+      { node: 'nc-1', k: 7, instanceId: 'new' },
+      { node: 'nc-1', k: 8, instanceId: 'other' },
+      { node: 'nc-1', k: 9, instanceId: '' },
+      { node: 'nc-2', k: 1, instanceId: 'any' },
+      { node: 'nc-3', k: 1, instanceId: 'any' },
+    ];
+    const call = NodeTelemetryStore.recordCheckedCall(items.map((b) => ({ node: b.node, encoded: bytes(b.node, b.k, b.instanceId), instanceId: b.instanceId, timeMs: T0 + b.k * 10_000 })));
+    const reply = NodeTelemetryStore.readCheckedReply(await scripts.run(call.name, call.keys, call.args));
+    const instances = { current: 'new', previous: 'old', sinceMs: T0 + 50_000 };
+    expect(reply).toEqual([
+      { stored: true },
+      { stored: false, instances },
+      { stored: true },
+      { stored: false, instances },
+      { stored: false, instances },
+      { stored: false, instances: undefined },
+      { stored: false, instances: undefined },
+    ]);
+    const { latest, history } = await store.get('nc-1', 10);
+    expect(Number(latest?.seq)).toBe(7);
+    expect(history.map((b) => Number(b.seq))).toEqual([1]);
+    expect((await store.get('nc-2', 10)).latest).toBeUndefined();
+    // A batch without a time from the previous instance is not believed either.
+    const untimed = NodeTelemetryStore.recordCheckedCall([{ node: 'nc-1', encoded: bytes('nc-1', 2, 'old'), instanceId: 'old', timeMs: undefined }]);
+    expect(NodeTelemetryStore.readCheckedReply(await scripts.run(untimed.name, untimed.keys, untimed.args))).toEqual([{ stored: false, instances }]);
   });
 });

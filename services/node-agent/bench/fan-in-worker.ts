@@ -25,10 +25,14 @@
 //     instead of two timers per node; when the process falls behind it catches up rather than
 //     drifting, and how late each send was is reported, so a shortfall of the simulators is
 //     never mistaken for the scheduler's.
-// It samples the scheduler's heartbeat processing lag: for every `lagEvery`-th node, 0.9 of an
-// interval after a heartbeat (before the next one can overwrite it) it reads the time the
-// scheduler recorded for it (Redis, the heartbeat index); a heartbeat not yet recorded then
-// counts as lagging by more than that.
+// It samples the scheduler's heartbeat processing lag: for every `lagEvery`-th node, when the
+// node's next heartbeat is due (one interval after this one's slot) it reads the time the
+// scheduler recorded for the node (Redis, the heartbeat index). A time at or after this
+// heartbeat's send and before that moment can only be this heartbeat's (the next one is not
+// sent before it, and is recorded after it is sent): its lag. Anything else (not yet recorded,
+// or already overwritten by a later heartbeat) counts as later than one interval. Until
+// 2026-12-03 it read 0.9 of an interval after the send and counted a heartbeat recorded
+// between 1.8 and 2 s as late, against a target of one interval.
 import { readFileSync } from 'node:fs';
 import { connect } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
@@ -165,8 +169,8 @@ let telemetryFailed = 0;
 let lagMs: number[] = [];
 let lagMissed = 0;
 let sendLateMs: number[] = [];
-/** Heartbeats whose recorded time is read 0.9 of an interval after sending, oldest first. */
-const lagChecks: { node: string; sent: number }[] = [];
+/** Heartbeats whose recorded time is read when the node's next heartbeat is due, oldest first. */
+const lagChecks: { node: string; sent: number; due: number }[] = [];
 let lagHead = 0;
 
 function heartbeat(i: number, late: number): void {
@@ -179,16 +183,16 @@ function heartbeat(i: number, late: number): void {
   heartbeats++;
   rankReports += a.ranks.size;
   sendLateMs.push(late);
-  if (i % args.lagEvery === 0) lagChecks.push({ node: a.node, sent });
+  // The next heartbeat's slot: one interval after this one's (sent `late` after its slot).
+  if (i % args.lagEvery === 0) lagChecks.push({ node: a.node, sent, due: tickNow - late + args.heartbeatMs });
 }
 
 function checkLag(now: number): void {
-  const wait = args.heartbeatMs * 0.9;
-  while (lagHead < lagChecks.length && lagChecks[lagHead]!.sent + wait <= now) {
-    const { node, sent } = lagChecks[lagHead++]!;
+  while (lagHead < lagChecks.length && lagChecks[lagHead]!.due <= now) {
+    const { node, sent, due } = lagChecks[lagHead++]!;
     void redis.zscore(keys.heartbeats, node).then((score) => {
       const recorded = Number(score);
-      if (recorded >= sent) lagMs.push(recorded - sent);
+      if (recorded >= sent && recorded < due) lagMs.push(recorded - sent);
       else lagMissed++;
     }, () => undefined);
   }
@@ -213,8 +217,10 @@ if (args.telemetryMs > 0) wheels.push(new PeriodicWheel(agents.length, args.tele
 const start = Date.now();
 for (const w of wheels) w.start(start);
 const TICK_MS = 10;
+/** The time the wheels are advanced to: a heartbeat's slot is this less how late it is. */
+let tickNow = 0;
 const ticker = setInterval(() => {
-  const now = Date.now();
+  const now = (tickNow = Date.now());
   for (const w of wheels) w.advance(now);
   checkLag(now);
 }, TICK_MS);

@@ -2,7 +2,7 @@
 // agent runs with what the scheduler wants (level-triggered: every heartbeat re-checks).
 import { randomUUID } from 'node:crypto';
 import type { Subscription } from '@nats-io/transport-node';
-import { Counter, Gauge } from 'prom-client';
+import { Counter, Gauge, Histogram } from 'prom-client';
 import {
   AgentRank, FailureClass, FaultSignal, JobState, Node, NodeEvent, NodeHeartbeat, NodeHostEvent, NodeState, RankPhase, RegisterNodeRequest, RegisterNodeResponse, StopRank, type GpuAllocation, type GpuDevice, type Job,
 } from '@gantry/proto';
@@ -131,8 +131,8 @@ export class NodeRegistry {
   private lostTimer: NodeJS.Timeout | undefined;
   private electedAt = 0;
   private inFlight = 0;
-  /** Heartbeats received and not yet in a batch, by node and instance; and whether a batch runs. */
-  private waiting = new Map<string, NodeHeartbeat>();
+  /** Heartbeats received and not yet in a batch (with when they arrived), by node and instance; and whether a batch runs. */
+  private waiting = new Map<string, { hb: NodeHeartbeat; at: number }>();
   private draining = false;
   /** Parsed node records by revision (NodeStore.getMany): a heartbeat re-parses a record only after it changed. */
   private readonly parsed = new Map<string, { rev: number; node: Node }>();
@@ -145,6 +145,7 @@ export class NodeRegistry {
   private readonly events: NodeTelemetryStore;
   private readonly lost: Counter;
   private readonly overdue: Gauge;
+  private readonly recordLag: Histogram;
   private readonly guard: AgentMessageGuard;
 
   constructor(private readonly ctx: SchedulerContext) {
@@ -152,6 +153,10 @@ export class NodeRegistry {
     this.events = new NodeTelemetryStore(ctx.redis);
     this.lost = new Counter({ name: 'gantry_nodes_lost_total', help: 'Nodes declared LOST: no heartbeat for HEARTBEAT_TIMEOUT_MS', registers: [ctx.metrics] });
     this.overdue = new Gauge({ name: 'gantry_nodes_heartbeat_overdue', help: 'Nodes without a heartbeat for longer than HEARTBEAT_TIMEOUT_MS (LOST ones included), at the leader\'s latest check', registers: [ctx.metrics] });
+    // Apart from the agent's send time: what the scheduler itself adds once a heartbeat reached
+    // its event loop (the batch window, the record read, waiting behind other work), as against
+    // delivery (NATS, a busy event loop not reading its socket).
+    this.recordLag = new Histogram({ name: 'gantry_heartbeat_record_lag_seconds', help: 'From a heartbeat\'s arrival at the scheduler to its time recorded in Redis', registers: [ctx.metrics], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5] });
   }
 
   start(): void {
@@ -260,7 +265,7 @@ export class NodeRegistry {
       return;
     }
     if (!this.guard.sameNode('heartbeat', subject, hb.node)) return;
-    waitForBatch(this.waiting, `${hb.node}\n${hb.instanceId}`, hb);
+    waitForBatch(this.waiting, `${hb.node}\n${hb.instanceId}`, { hb, at: Date.now() });
     if (!this.draining) {
       this.draining = true;
       setTimeout(() => void this.drain(), HEARTBEAT_WINDOW_MS);
@@ -269,12 +274,14 @@ export class NodeRegistry {
 
   private async drain(): Promise<void> {
     const batch: NodeHeartbeat[] = [];
-    for (const [key, hb] of this.waiting) {
+    const arrived: number[] = [];
+    for (const [key, w] of this.waiting) {
       this.waiting.delete(key);
-      batch.push(hb);
+      batch.push(w.hb);
+      arrived.push(w.at);
       if (batch.length >= HEARTBEAT_BATCH) break;
     }
-    await this.heartbeats(batch).catch((e: unknown) => this.ctx.log.warn({ err: (e as Error).message.slice(0, 300), heartbeats: batch.length }, 'heartbeats not processed'));
+    await this.heartbeats(batch, arrived).catch((e: unknown) => this.ctx.log.warn({ err: (e as Error).message.slice(0, 300), heartbeats: batch.length }, 'heartbeats not processed'));
     // Behind (a batch's worth waiting): on at once. Else the next batch gathers for a window,
     // which leaves the event loop to rank events and passes between batches.
     if (this.waiting.size >= HEARTBEAT_BATCH / 4) setImmediate(() => void this.drain());
@@ -289,24 +296,27 @@ export class NodeRegistry {
    * deciding takes longer than recording the times, and the next batch's times must not wait
    * for it, nor for an agent slow to answer a command.
    */
-  async heartbeats(batch: readonly NodeHeartbeat[]): Promise<void> {
+  async heartbeats(batch: readonly NodeHeartbeat[], arrivedMs?: readonly number[]): Promise<void> {
     const { ctx } = this;
     const epoch = ctx.epoch();
     if (epoch === 0 || batch.length === 0) return;
-    const recs = new Map((await ctx.nodes.getMany([...new Set(batch.map((hb) => hb.node))], this.parsed)).map((r) => [r.node.name, r] as const));
+    // Read and recorded in one round trip: the script records a heartbeat's time when its node
+    // is registered to the heartbeat's instance, which is what sameInstance below decides from
+    // the record it returns.
+    const now = Date.now();
+    const recs = await ctx.nodes.recordHeartbeats(batch.map((hb) => ({ name: hb.node, instanceId: hb.instanceId })), now, this.parsed);
     const accepted: { hb: NodeHeartbeat; rec: NodeRecord }[] = [];
-    for (const hb of batch) {
-      const rec = recs.get(hb.node);
+    for (const [i, hb] of batch.entries()) {
+      const rec = recs[i];
       if (!rec) continue; // unknown node: it registers first
       // Only the instance that registered last speaks for the node (a stale process, or anything
       // replaying an old heartbeat, must not keep it READY).
       if (!this.guard.sameInstance(hb.node, rec.instanceId, hb.instanceId)) continue;
       if (hb.highestEpoch > epoch) ctx.agentEpoch(hb.highestEpoch);
       accepted.push({ hb, rec });
+      if (arrivedMs?.[i] !== undefined) this.recordLag.observe(Math.max(0, now - arrivedMs[i]) / 1000);
     }
     if (accepted.length === 0) return;
-    const now = Date.now();
-    await ctx.nodes.heartbeats(accepted.map(({ hb }) => ({ name: hb.node, ms: now })));
     const returning = accepted.filter((a) => a.rec.node.state === NodeState.NODE_STATE_LOST);
     if (returning.length > 0) {
       await Promise.all(returning.map(async (a) => {

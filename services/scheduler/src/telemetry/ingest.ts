@@ -3,6 +3,7 @@
 // scheduler restart loses nothing; the lag from collection to storage is a metric, since
 // the failure detection to come is only as fresh as this.
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { Redis } from 'ioredis';
 import { Counter, Histogram } from 'prom-client';
 import { FaultSignal, NodeHostEvent, XidEvent } from '@gantry/proto';
 import { consumeDurable, consumers, decode, openDurable, streams, subjects } from '@gantry/bus';
@@ -28,6 +29,11 @@ const MAX_XID_EVENT_BYTES = 16 * 1024;
  * about 1 ms of CPU, mostly socket writes and client bookkeeping of its two Redis commands.
  */
 const TELEMETRY_WRITE_MAX = 500;
+/**
+ * Batches per script call (record-telemetry-checked.lua): one call instead of a read and a call
+ * per batch, small enough that a call holds Redis about a millisecond (64 x 6.4 KB).
+ */
+const TELEMETRY_PER_CALL = 64;
 const TELEMETRY_PULL = 1_000;
 const TELEMETRY_ACK_WAIT_MS = 15_000;
 const TELEMETRY_RETRY_MS = 1_000;
@@ -40,13 +46,17 @@ export class TelemetryIngest {
   private readonly xids: Counter;
 
   private readonly health: HealthStore;
-  private readonly scripts: ScriptRunner;
+  /**
+   * The ingest's own connection while it runs (start to stop, once per leadership): a write of
+   * 500 batches is megabytes, and on the shared connection the heartbeats' and passes'
+   * commands queued behind it, and their replies behind its.
+   */
+  private writer: { redis: Redis; scripts: ScriptRunner } | undefined;
   private readonly pending: JsMsg[] = [];
   private writing: Promise<void> | undefined;
 
   constructor(private readonly ctx: SchedulerContext, private readonly healthConfig: HealthConfigCache) {
     this.store = new NodeTelemetryStore(ctx.redis);
-    this.scripts = scriptRunner(ctx.redis);
     this.health = new HealthStore(ctx.redis);
     this.lag = new Histogram({ name: 'gantry_telemetry_ingest_lag_seconds', help: 'From collection on the host to storage in Redis', registers: [ctx.metrics], buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60] });
     this.batches = new Counter({ name: 'gantry_telemetry_batches_total', help: 'Telemetry batches stored', registers: [ctx.metrics] });
@@ -54,6 +64,8 @@ export class TelemetryIngest {
   }
 
   async start(): Promise<void> {
+    const redis = this.ctx.redis.duplicate();
+    this.writer = { redis, scripts: scriptRunner(redis) };
     await this.consumeTelemetry();
     await this.consume(streams.agentEvents.name, consumers.schedulerHostEvents, subjects.hostEventAll, async (m) => {
       const guard = AgentMessageGuard.of(this.ctx.metrics, this.ctx.log);
@@ -130,42 +142,44 @@ export class TelemetryIngest {
       checked.push({ m, batch });
     }
     if (checked.length === 0) return;
-    let calls: ScriptCall[];
-    let stored: typeof checked;
+    // Each batch's bytes as the agent sent them (readers decode them to the same batch a
+    // re-encoding would give), viewed, not copied: the client copies them into its write anyway.
+    const calls: ScriptCall[] = [];
+    for (let i = 0; i < checked.length; i += TELEMETRY_PER_CALL) {
+      calls.push(NodeTelemetryStore.recordCheckedCall(checked.slice(i, i + TELEMETRY_PER_CALL).map(({ m, batch }) => ({
+        node: batch.node, encoded: Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), instanceId: batch.instanceId, timeMs: batch.time?.getTime(),
+      }))));
+    }
+    let results;
     try {
-      // Concurrent reads: the client writes them as one pipeline.
-      const instances = await Promise.all(checked.map(({ batch }) => this.ctx.nodes.instances(batch.node)));
-      stored = checked.filter(({ m, batch }, i) => {
-        const ok = guard.fromInstance('telemetry', batch.node, instances[i], batch.instanceId, batch.time?.getTime());
-        if (!ok) m.ack();
-        return ok;
-      });
-      // The bytes as the agent sent them: readers decode them to the same batch a re-encoding would give.
-      calls = stored.map(({ m, batch }) => NodeTelemetryStore.recordCall(batch.node, Buffer.from(m.data)));
+      if (!this.writer) throw new Error('telemetry ingest stopped');
+      results = await this.writer.scripts.runMany(calls);
     } catch (err) {
       this.ctx.log.warn({ err: (err as Error).message, batches: checked.length }, 'telemetry not processed; will be redelivered');
       for (const { m } of checked) m.nak(TELEMETRY_RETRY_MS);
       return;
     }
-    let results;
-    try {
-      results = await this.scripts.runMany(calls);
-    } catch (err) {
-      this.ctx.log.warn({ err: (err as Error).message, batches: stored.length }, 'telemetry not processed; will be redelivered');
-      for (const { m } of stored) m.nak(TELEMETRY_RETRY_MS);
-      return;
-    }
     const now = Date.now();
-    stored.forEach(({ m, batch }, i) => {
-      const r = results[i]!;
+    results.forEach((r, c) => {
+      const part = checked.slice(c * TELEMETRY_PER_CALL, (c + 1) * TELEMETRY_PER_CALL);
       if (!r.ok) {
-        this.ctx.log.warn({ err: r.error.message, subject: m.subject }, 'message not processed; will be redelivered');
-        m.nak(TELEMETRY_RETRY_MS);
+        this.ctx.log.warn({ err: r.error.message, batches: part.length }, 'telemetry not processed; will be redelivered');
+        for (const { m } of part) m.nak(TELEMETRY_RETRY_MS);
         return;
       }
-      m.ack();
-      this.batches.inc();
-      if (batch.time) this.lag.observe(Math.max(0, (now - batch.time.getTime()) / 1000));
+      NodeTelemetryStore.readCheckedReply(r.value).forEach((res, k) => {
+        const { m, batch } = part[k]!;
+        m.ack();
+        if (!res.stored) {
+          // Not from the node's agent process: counted and logged with the guard's reason.
+          if (guard.fromInstance('telemetry', batch.node, res.instances, batch.instanceId, batch.time?.getTime())) {
+            this.ctx.log.warn({ node: batch.node, instance: batch.instanceId }, 'telemetry batch refused by the store\'s instance check but not by the guard\'s');
+          }
+          return;
+        }
+        this.batches.inc();
+        if (batch.time) this.lag.observe(Math.max(0, (now - batch.time.getTime()) / 1000));
+      });
     });
   }
 
@@ -176,5 +190,7 @@ export class TelemetryIngest {
   async stop(): Promise<void> {
     await Promise.all(this.running.splice(0).map((m) => m.close()));
     await this.writing;
+    this.writer?.redis.disconnect();
+    this.writer = undefined;
   }
 }

@@ -1,7 +1,9 @@
 // The telemetry ingest against a real nats-server and redis-server: batches delivered together
 // are written in one pipeline, and what readers get back is what the agents published, each
 // node's history in order; batches from another instance, for another node or undecodable
-// are dropped (and acknowledged, so never redelivered); nothing is left unacknowledged.
+// are dropped (and acknowledged, so never redelivered), and so is a replaced agent process's
+// batch stamped after its successor started (one stamped before is stored); nothing is left
+// unacknowledged.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
@@ -113,6 +115,16 @@ describe('telemetry ingest', () => {
       await until(async () => (await store.get('tl-1', 0)).latest?.seq === 4);
       expect((await store.get('tl-1', 10)).history.map((b) => b.seq)).toEqual([3, 2, 1]);
       expect(await metric(ctx, 'gantry_telemetry_batches_total')).toBe(10);
+
+      // tl-2 registered again by a new agent process at T0 + 100 s: the old one's batch stamped
+      // before that is still believed (it buffered it), one stamped after is a stale process's.
+      const prev = await ctx.nodes.get('tl-2');
+      await ctx.nodes.commit({ prev, next: prev!.node, reason: 're-registered', instanceId: 'agent-tl-2-new', instanceSinceMs: T0 + 100_000 });
+      await publish('tl-2', encode(TelemetryBatch, batch('tl-2', 15)));
+      await publish('tl-2', encode(TelemetryBatch, batch('tl-2', 5)));
+      await until(async () => (await store.get('tl-2', 0)).latest?.seq === 5);
+      expect(await metric(ctx, 'gantry_agent_messages_dropped_total', { kind: 'telemetry', reason: 'stale-instance' })).toBe(1);
+      expect(await metric(ctx, 'gantry_telemetry_batches_total')).toBe(11);
 
       // Every message was acknowledged or terminated: nothing waits for redelivery.
       const jsm = await jetstreamManager(nc);
