@@ -7,10 +7,11 @@
 // agent's installed bundle is `pnpm build:agent`.
 //
 // What a bundle must keep working, because esbuild moves every module into one file:
-// - `import.meta.url`: modules find files next to their source with it (the Redis Lua
-//   scripts of libs/store, the status page's assets, chart.js for `gantry report --html`).
-//   Each module's own source URL is written in its place, so those files are read from the
-//   checkout, where they are.
+// - `import.meta.url` (and `.dirname`, `.filename`): modules find files next to their source
+//   with it (the Redis Lua scripts of libs/store, the status page's assets, chart.js for
+//   `gantry report --html`). Each module's own source location is written in its place, so
+//   those files are read from the checkout, where they are. (A worker thread's entry file would
+//   then be a .ts source: one would need a bundle of its own.)
 // - `__dirname` / `__filename` in CommonJS dependencies (grpc-health-check finds its .proto
 //   files with it): not defined in an ES module, so each such module gets its own.
 // - `require` of Node's built-in modules by CommonJS dependencies: a banner makes one.
@@ -41,15 +42,22 @@ const sourceLocations: Plugin = {
       const loader = LOADERS[extname(path)];
       if (!loader) return undefined;
       let text = await readFile(path, 'utf8');
-      const mentionsUrl = text.includes('import.meta.url');
+      const mentionsMeta = /\bimport\.meta\.(?:url|dirname|filename)\b/.test(text);
       const mentionsDir = /\b__(?:dirname|filename)\b/.test(text);
-      if (!mentionsUrl && !mentionsDir) return { contents: text, loader };
-      if (mentionsUrl) text = text.replaceAll('import.meta.url', JSON.stringify(pathToFileURL(path).href));
+      if (!mentionsMeta && !mentionsDir) return { contents: text, loader };
+      if (mentionsMeta) {
+        const own = { url: pathToFileURL(path).href, dirname: dirname(path), filename: path };
+        text = text.replace(/\bimport\.meta\.(url|dirname|filename)\b/g, (_, key: keyof typeof own) => JSON.stringify(own[key]));
+      }
       // Only where the module does not declare them itself (an ES module that derives them
-      // from import.meta.url). On the first line, so the source map's lines stay right.
-      if (mentionsDir && !/\b(?:var|let|const)\s+__(?:dirname|filename)\b/.test(text)) {
-        const hashbang = /^#!.*/.exec(text)?.[0] ?? '';
-        text = `${hashbang}var __dirname = ${JSON.stringify(dirname(path))}, __filename = ${JSON.stringify(path)};${text.slice(hashbang.length)}`;
+      // from import.meta.url). At the start of the first line (after a #! line), so the
+      // source map's lines stay right.
+      if (mentionsDir) {
+        const decls = Object.entries({ __dirname: dirname(path), __filename: path })
+          .filter(([name]) => new RegExp(`\\b${name}\\b`).test(text) && !new RegExp(`\\b(?:var|let|const)\\s+${name}\\b`).test(text))
+          .map(([name, value]) => `var ${name} = ${JSON.stringify(value)};`).join(' ');
+        const at = /^#!.*\n/.exec(text)?.[0].length ?? 0;
+        text = `${text.slice(0, at)}${decls}${text.slice(at)}`;
       }
       return { contents: text, loader };
     });
