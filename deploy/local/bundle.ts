@@ -1,7 +1,7 @@
 // One esbuild bundle per Gantry process (the four services and the CLI), for processes that
 // start often: a bundle loads in a fraction of the CPU time that compiling the TypeScript
-// through tsx takes (~0.25 s against ~1.7 s for a service), which is most of what starting
-// a test stack costs. The bundles are built from the working tree each time they are wanted
+// through tsx takes (the scheduler: ~0.5 CPU-s against ~2.5 on the 2-core development machine),
+// which was most of what starting a test stack cost. The bundles are built from the working tree each time they are wanted
 // (once per `vitest run` by the e2e tests' test/harness/global-setup.ts, at every `pnpm
 // stack:up`), never shipped: production runs the sources under tsx (docs/deploy.md), and the
 // agent's installed bundle is `pnpm build:agent`.
