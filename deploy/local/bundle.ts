@@ -10,8 +10,10 @@
 // - `import.meta.url` (and `.dirname`, `.filename`): modules find files next to their source
 //   with it (the Redis Lua scripts of libs/store, the status page's assets, chart.js for
 //   `gantry report --html`). Each module's own source location is written in its place, so
-//   those files are read from the checkout, where they are. (A worker thread's entry file would
-//   then be a .ts source: one would need a bundle of its own.)
+//   those files are read from the checkout, where they are.
+// - worker threads: the scheduler's heartbeat thread has a bundle of its own
+//   (scheduler-heartbeats.mjs), which the scheduler finds through __GANTRY_BUNDLE_DIR__, set
+//   here (from sources it starts the .ts entry through tsx instead).
 // - `__dirname` / `__filename` in CommonJS dependencies (grpc-health-check finds its .proto
 //   files with it): not defined in an ES module, so each such module gets its own.
 // - `require` of Node's built-in modules by CommonJS dependencies: a banner makes one.
@@ -19,14 +21,15 @@
 // passes it) a stack trace names the TypeScript source and line.
 import { build, type Plugin } from 'esbuild';
 import { readFile } from 'node:fs/promises';
-import { dirname, extname, join } from 'node:path';
+import { dirname, extname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { REPO_ROOT, type ServiceName } from './services.js';
 
 /** Bundled entry points: output name -> source, relative to the repository root. */
-export const BUNDLE_ENTRIES: Record<ServiceName | 'gantry', string> = {
+export const BUNDLE_ENTRIES: Record<ServiceName | 'gantry' | 'scheduler-heartbeats', string> = {
   'gateway': 'services/gateway/src/main.ts',
   'scheduler': 'services/scheduler/src/main.ts',
+  'scheduler-heartbeats': 'services/scheduler/src/agents/heartbeat-worker.ts',
   'checkpoint': 'services/checkpoint/src/main.ts',
   'node-agent': 'services/node-agent/src/main.ts',
   'gantry': 'libs/cli/src/main.ts',
@@ -79,6 +82,7 @@ export async function buildBundles(outDir: string): Promise<Record<keyof typeof 
     sourcesContent: false,
     logLevel: 'warning',
     plugins: [sourceLocations],
+    define: { __GANTRY_BUNDLE_DIR__: JSON.stringify(resolve(outDir)) },
     banner: { js: 'import { createRequire as __gantryCreateRequire } from "node:module"; const require = __gantryCreateRequire(import.meta.url);' },
   });
   return Object.fromEntries(Object.keys(BUNDLE_ENTRIES).map((name) => [name, join(outDir, `${name}.mjs`)])) as Record<keyof typeof BUNDLE_ENTRIES, string>;

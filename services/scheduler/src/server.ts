@@ -11,6 +11,7 @@ import type { SchedulerContext } from './context.js';
 import { AgentCommander } from './agents/commands.js';
 import { loadCommandSigningKey } from './agents/signing-key.js';
 import { NodeRegistry } from './agents/node-registry.js';
+import { HeartbeatThread } from './agents/heartbeat-thread.js';
 import { registerNodeGauges } from './agents/node-gauges.js';
 import { RankEventConsumer } from './agents/rank-events.js';
 import { LeaderElector } from './leader.js';
@@ -85,7 +86,14 @@ export async function main(): Promise<void> {
   const report = new ReportSource(ctx, config.CHECKPOINT_ADDR, internalTls);
   lifecycle.onShutdown('report checkpoint client', () => report.close());
   const loop = new SchedulingLoop(ctx, recovery, resume);
-  const registry = new NodeRegistry(ctx);
+  // Heartbeats are recorded on a thread of their own (heartbeat-thread.ts), so that their
+  // times reach Redis whatever the main thread is busy with.
+  let heartbeatThread: HeartbeatThread | undefined;
+  const registry = new NodeRegistry(ctx, (sink) => (heartbeatThread = new HeartbeatThread({
+    natsUrl: config.NATS_URL, natsCredsFile: config.NATS_CREDS_FILE, redis: redisTarget(config), logLevel: config.LOG_LEVEL, instanceId: config.INSTANCE_ID,
+  }, sink, log)));
+  await heartbeatThread!.start();
+  lifecycle.onShutdown('heartbeat thread', () => registry.close());
   const rankEvents = new RankEventConsumer(ctx);
   const outbox = new Outbox(redis);
   const relay = new OutboxRelay(outbox, js, log);

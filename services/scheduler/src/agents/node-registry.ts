@@ -1,5 +1,7 @@
 // Node membership: registration, heartbeats, LOST detection, and reconciliation of what an
 // agent runs with what the scheduler wants (level-triggered: every heartbeat re-checks).
+// Heartbeats are taken in and their times recorded by a HeartbeatFeed (in production on a
+// thread of its own: heartbeat-thread.ts); this registry gets what each one reported.
 import { randomUUID } from 'node:crypto';
 import type { Subscription } from '@nats-io/transport-node';
 import { Counter, Gauge, Histogram } from 'prom-client';
@@ -13,7 +15,10 @@ import { currentAttempt, isActive, liveRanks, markRanksLost, wantsRank } from '.
 import { afterFaultSignal, recoveringReason, signalHolders, withFaultSignal } from '../recovery/triggers.js';
 import { mutateJob } from '../jobs/mutate.js';
 import { dispatchAssignments } from '../dispatch/dispatcher.js';
-import { AgentMessageGuard } from './message-guard.js';
+import { AgentMessageGuard, type AgentMessageKind, type DropReason } from './message-guard.js';
+import { HeartbeatRecorder, reconcileInputs, type HeartbeatFeed, type HeartbeatSink, type RecordedHeartbeat } from './heartbeat-recorder.js';
+
+export { waitForBatch } from './heartbeat-recorder.js';
 
 /** States an operator or health decision put a node in: it returns to them, not to READY. */
 const HELD_OUT = new Set([NodeState.NODE_STATE_QUARANTINED, NodeState.NODE_STATE_DRAINING, NodeState.NODE_STATE_DRAINED, NodeState.NODE_STATE_SUSPECT]);
@@ -52,24 +57,8 @@ export function inventoryChangeReason(node: string, change: { gone: GpuDevice[];
  */
 const MAX_IN_FLIGHT = 256;
 
-/**
- * Heartbeats waiting for the batch in progress to finish, at most one per node and agent
- * instance (a newer one replaces an older one still waiting: only the latest running ranks
- * matter). Beyond this many (more nodes than any cluster, or a flood) they are dropped as
- * overload; a heartbeat is resent every interval.
- */
-const MAX_WAITING_HEARTBEATS = 50_000;
-
-/** Heartbeats handled in one batch (one pipelined read, one write): bounds a batch's latency and memory. */
-const HEARTBEAT_BATCH = 2_000;
-
-/**
- * How long heartbeats gather before a batch is handled. Most of a heartbeat's cost was its own
- * Redis round trips (a socket write each, and the promises and parsing around them); 5,000
- * heartbeats a second (10,000 nodes at 2 s) come ~250 to a batch. The time is persisted at most
- * this much later, against a LOST timeout of many seconds.
- */
-const HEARTBEAT_WINDOW_MS = 50;
+/** Nodes reconciled together: one read of their records and one of their jobs. */
+const RECONCILE_BATCH = 2_000;
 
 /**
  * A node whose heartbeat and record are unchanged since a reconcile that found nothing to do
@@ -98,46 +87,20 @@ export function hasUnstartedRankOn(job: Job, node: string, reportedRunning: Read
   return false;
 }
 
-/**
- * The node's side of what a reconcile decides from: its record's revision and allocations and
- * the ranks its agent runs (what the heartbeat read anyway). Its jobs' side is not in it: a job
- * that changes on its own (cancelled, failed elsewhere) has its ranks stopped by the transition
- * itself (stopLiveRanks), and the reconcile forced every RECONCILE_EVERY heartbeats catches a
- * command that was lost; so a quiet node's heartbeat reads none of its jobs.
- */
-function reconcileInputs(rec: NodeRecord, running: readonly AgentRank[]): string {
-  const parts = [String(rec.rev)];
-  for (const a of rec.allocations) parts.push(`a${a.gpuIndex}=${a.jobId}/${a.attempt}/${a.rank}`);
-  for (const r of running) parts.push(`r${r.jobId}/${r.attempt}/${r.rank}`);
-  return parts.join(' ');
-}
-
-/**
- * Queues a heartbeat for the next batch. A newer heartbeat of a node still waiting replaces the
- * older one in its place: batches take the longest-waiting nodes first. Moving it to the back
- * instead starved nodes once more were waiting than a batch takes: each new heartbeat (every
- * interval) sent its node to the back again, and in a 5,000-node placement burst nodes whose
- * agents heartbeat on time were declared LOST.
- */
-export function waitForBatch<T>(waiting: Map<string, T>, key: string, hb: T): void {
-  waiting.set(key, hb);
-}
-
 /** States in which a silent node is declared LOST. */
 const WATCHED = new Set([NodeState.NODE_STATE_READY, NodeState.NODE_STATE_SUSPECT, NodeState.NODE_STATE_DRAINING, NodeState.NODE_STATE_DRAINED, NodeState.NODE_STATE_QUARANTINED, NodeState.NODE_STATE_REGISTERING]);
 
-export class NodeRegistry {
+export class NodeRegistry implements HeartbeatSink {
   private subs: Subscription[] = [];
   private lostTimer: NodeJS.Timeout | undefined;
   private electedAt = 0;
   private inFlight = 0;
-  /** Heartbeats received and not yet in a batch (with when they arrived), by node and instance; and whether a batch runs. */
-  private waiting = new Map<string, { hb: NodeHeartbeat; at: number }>();
-  private draining = false;
-  /** Parsed node records by revision (NodeStore.getMany): a heartbeat re-parses a record only after it changed. */
+  /** Takes heartbeats in and records their times; hands this registry what they report. */
+  private readonly feed: HeartbeatFeed;
+  /** Parsed node records by revision (NodeStore.getMany): a reconcile re-parses a record only after it changed. */
   private readonly parsed = new Map<string, { rev: number; node: Node }>();
   /** Heartbeats recorded whose reconcile has not run yet, by node (latest only); and whether the reconcile loop runs. */
-  private readonly toReconcile = new Map<string, { hb: NodeHeartbeat; rec: NodeRecord }>();
+  private readonly toReconcile = new Map<string, RecordedHeartbeat>();
   private reconciling = false;
   /** Per node: the inputs of its last reconcile that found nothing to do, and heartbeats skipped since. */
   private readonly quiet = new Map<string, { fingerprint: string; skipped: number }>();
@@ -148,14 +111,19 @@ export class NodeRegistry {
   private readonly recordLag: Histogram;
   private readonly guard: AgentMessageGuard;
 
-  constructor(private readonly ctx: SchedulerContext) {
+  /**
+   * `feed` makes what takes heartbeats in, given where it hands them (this registry); by default
+   * a HeartbeatRecorder on this thread, over the context's NATS and Redis connections.
+   */
+  constructor(private readonly ctx: SchedulerContext, feed?: (sink: HeartbeatSink) => HeartbeatFeed) {
     this.guard = AgentMessageGuard.of(ctx.metrics, ctx.log);
+    this.feed = feed ? feed(this) : new HeartbeatRecorder({ nc: ctx.nc, nodes: ctx.nodes, log: ctx.log }, this);
     this.events = new NodeTelemetryStore(ctx.redis);
     this.lost = new Counter({ name: 'gantry_nodes_lost_total', help: 'Nodes declared LOST: no heartbeat for HEARTBEAT_TIMEOUT_MS', registers: [ctx.metrics] });
     this.overdue = new Gauge({ name: 'gantry_nodes_heartbeat_overdue', help: 'Nodes without a heartbeat for longer than HEARTBEAT_TIMEOUT_MS (LOST ones included), at the leader\'s latest check', registers: [ctx.metrics] });
     // Apart from the agent's send time: what the scheduler itself adds once a heartbeat reached
-    // its event loop (the batch window, the record read, waiting behind other work), as against
-    // delivery (NATS, a busy event loop not reading its socket).
+    // the heartbeat thread's event loop (the batch window, the script call, waiting behind other
+    // heartbeats), as against delivery (NATS, a busy event loop not reading its socket).
     this.recordLag = new Histogram({ name: 'gantry_heartbeat_record_lag_seconds', help: 'From a heartbeat\'s arrival at the scheduler to its time recorded in Redis', registers: [ctx.metrics], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5] });
   }
 
@@ -182,13 +150,7 @@ export class NodeRegistry {
         ).finally(() => this.inFlight--);
       },
     }));
-    this.subs.push(ctx.nc.subscribe(subjects.agentHeartbeatAll, {
-      queue: 'scheduler',
-      callback: (err, msg) => {
-        if (err) return;
-        this.receiveHeartbeat(msg.data, msg.subject);
-      },
-    }));
+    this.feed.lead(ctx.epoch());
     this.lostTimer = setInterval(() => void this.detectLost().catch((e: unknown) => ctx.log.warn({ err: (e as Error).message }, 'lost-node check failed')), 500);
   }
 
@@ -196,7 +158,8 @@ export class NodeRegistry {
     for (const s of this.subs) s.unsubscribe();
     this.subs = [];
     clearInterval(this.lostTimer);
-    this.waiting.clear();
+    this.feed.lead(0);
+    this.toReconcile.clear();
     // A later leadership re-reads everything (another replica may have led in between).
     this.parsed.clear();
     this.quiet.clear();
@@ -244,87 +207,48 @@ export class NodeRegistry {
     return RegisterNodeResponse.create({ accepted: true, message: reason, heartbeatIntervalMs: ctx.settings.heartbeatIntervalMs });
   }
 
-  /**
-   * A heartbeat on `subject` (agentHeartbeat of the sending node): checked and queued for the
-   * next batch. Heartbeats arriving while a batch is handled are handled together in the next:
-   * one pipelined read of their node records, one write of their times, one read of their jobs'
-   * revisions, instead of those round trips (and their parsing) per heartbeat. A batch starts
-   * HEARTBEAT_WINDOW_MS after the first heartbeat that finds none waiting, and another one that
-   * long after a batch that left heartbeats waiting.
-   */
-  receiveHeartbeat(data: Uint8Array, subject: string): void {
-    if (this.waiting.size >= MAX_WAITING_HEARTBEATS) {
-      this.guard.drop('heartbeat', 'overload', { subject });
-      return;
-    }
-    let hb: NodeHeartbeat;
-    try {
-      hb = decode(NodeHeartbeat, data, 'NodeHeartbeat');
-    } catch (e) {
-      this.ctx.log.warn({ err: (e as Error).message.slice(0, 300) }, 'heartbeat not processed');
-      return;
-    }
-    if (!this.guard.sameNode('heartbeat', subject, hb.node)) return;
-    waitForBatch(this.waiting, `${hb.node}\n${hb.instanceId}`, { hb, at: Date.now() });
-    if (!this.draining) {
-      this.draining = true;
-      setTimeout(() => void this.drain(), HEARTBEAT_WINDOW_MS);
-    }
-  }
-
-  private async drain(): Promise<void> {
-    const batch: NodeHeartbeat[] = [];
-    const arrived: number[] = [];
-    for (const [key, w] of this.waiting) {
-      this.waiting.delete(key);
-      batch.push(w.hb);
-      arrived.push(w.at);
-      if (batch.length >= HEARTBEAT_BATCH) break;
-    }
-    await this.heartbeats(batch, arrived).catch((e: unknown) => this.ctx.log.warn({ err: (e as Error).message.slice(0, 300), heartbeats: batch.length }, 'heartbeats not processed'));
-    // Behind (a batch's worth waiting): on at once. Else the next batch gathers for a window,
-    // which leaves the event loop to rank events and passes between batches.
-    if (this.waiting.size >= HEARTBEAT_BATCH / 4) setImmediate(() => void this.drain());
-    else if (this.waiting.size > 0) setTimeout(() => void this.drain(), HEARTBEAT_WINDOW_MS);
-    else this.draining = false;
+  /** Closes the heartbeat feed (its thread and connections): at shutdown. */
+  close(): Promise<void> {
+    return this.feed.close();
   }
 
   /**
-   * Heartbeats of several nodes (decoded, their subjects checked). Each heartbeat's time is
-   * persisted (Redis: what LOST detection by any replica reads) before this resolves. The
-   * reconciles they call for run after, apart (reconcileSoon): reading the nodes' jobs and
-   * deciding takes longer than recording the times, and the next batch's times must not wait
-   * for it, nor for an agent slow to answer a command.
+   * Heartbeats whose times the feed recorded (their nodes registered to the instance that sent
+   * them). A node heard from again after it was declared LOST returns to the state it was in;
+   * every node's reconcile is queued (reconcileSoon), apart from the recording: reading a
+   * node's jobs and deciding takes longer than recording the times, and no time may wait for it.
    */
-  async heartbeats(batch: readonly NodeHeartbeat[], arrivedMs?: readonly number[]): Promise<void> {
+  recorded(beats: RecordedHeartbeat[], lagsSec: number[]): void {
     const { ctx } = this;
     const epoch = ctx.epoch();
-    if (epoch === 0 || batch.length === 0) return;
-    // Read and recorded in one round trip: the script records a heartbeat's time when its node
-    // is registered to the heartbeat's instance, which is what sameInstance below decides from
-    // the record it returns.
+    if (epoch === 0) return;
+    for (const lag of lagsSec) this.recordLag.observe(lag);
+    let highest = 0;
+    const returning: string[] = [];
+    for (const b of beats) {
+      highest = Math.max(highest, b.highestEpoch);
+      if (b.state === NodeState.NODE_STATE_LOST) returning.push(b.node);
+    }
+    if (highest > epoch) ctx.agentEpoch(highest);
+    if (returning.length > 0) void this.bringBack(returning, epoch).catch((e: unknown) => ctx.log.warn({ err: (e as Error).message.slice(0, 300), nodes: returning.length }, 'could not bring nodes back'));
+    this.reconcileSoon(beats);
+  }
+
+  drop(kind: AgentMessageKind, reason: DropReason, detail: Record<string, unknown>): void {
+    this.guard.drop(kind, reason, detail);
+  }
+
+  /** LOST nodes whose agents heartbeat again: back to the state they were in before (READY unless held out). */
+  private async bringBack(names: readonly string[], epoch: number): Promise<void> {
+    const { ctx } = this;
     const now = Date.now();
-    const recs = await ctx.nodes.recordHeartbeats(batch.map((hb) => ({ name: hb.node, instanceId: hb.instanceId })), now, this.parsed);
-    const accepted: { hb: NodeHeartbeat; rec: NodeRecord }[] = [];
-    for (const [i, hb] of batch.entries()) {
-      const rec = recs[i];
-      if (!rec) continue; // unknown node: it registers first
-      // Only the instance that registered last speaks for the node (a stale process, or anything
-      // replaying an old heartbeat, must not keep it READY).
-      if (!this.guard.sameInstance(hb.node, rec.instanceId, hb.instanceId)) continue;
-      if (hb.highestEpoch > epoch) ctx.agentEpoch(hb.highestEpoch);
-      accepted.push({ hb, rec });
-      if (arrivedMs?.[i] !== undefined) this.recordLag.observe(Math.max(0, now - arrivedMs[i]) / 1000);
+    let back = 0;
+    for (const rec of await ctx.nodes.getMany(names)) {
+      if (rec.node.state !== NodeState.NODE_STATE_LOST) continue;
+      await ctx.nodes.commit({ prev: rec, next: { ...rec.node, state: returningState(rec.node), stateBeforeLost: NodeState.NODE_STATE_UNSPECIFIED }, reason: 'heartbeats resumed', epoch, heartbeatMs: now });
+      back++;
     }
-    if (accepted.length === 0) return;
-    const returning = accepted.filter((a) => a.rec.node.state === NodeState.NODE_STATE_LOST);
-    if (returning.length > 0) {
-      await Promise.all(returning.map(async (a) => {
-        a.rec = await ctx.nodes.commit({ prev: a.rec, next: { ...a.rec.node, state: returningState(a.rec.node), stateBeforeLost: NodeState.NODE_STATE_UNSPECIFIED }, reason: 'heartbeats resumed', epoch, heartbeatMs: now });
-      }));
-      ctx.kick();
-    }
-    this.reconcileSoon(accepted);
+    if (back > 0) ctx.kick();
   }
 
   /**
@@ -332,8 +256,8 @@ export class NodeRegistry {
    * heartbeat's replaces one still waiting: only the latest ranks and record matter), so a
    * loop that falls behind coalesces them instead of piling them up.
    */
-  private reconcileSoon(accepted: readonly { hb: NodeHeartbeat; rec: NodeRecord }[]): void {
-    for (const a of accepted) this.toReconcile.set(a.hb.node, a);
+  private reconcileSoon(beats: readonly RecordedHeartbeat[]): void {
+    for (const b of beats) this.toReconcile.set(b.node, b);
     if (this.reconciling) return;
     this.reconciling = true;
     void this.reconcileLoop();
@@ -342,24 +266,28 @@ export class NodeRegistry {
   private async reconcileLoop(): Promise<void> {
     try {
       while (this.toReconcile.size > 0) {
-        const batch: { hb: NodeHeartbeat; rec: NodeRecord; fingerprint: string }[] = [];
-        for (const [node, a] of this.toReconcile) {
+        const batch: RecordedHeartbeat[] = [];
+        for (const [node, b] of this.toReconcile) {
           this.toReconcile.delete(node);
-          // Unchanged since a reconcile that found nothing to do: nothing to decide (up to RECONCILE_EVERY times).
-          const fingerprint = reconcileInputs(a.rec, a.hb.ranks);
+          // Unchanged since a reconcile that found nothing to do: nothing to decide (up to
+          // RECONCILE_EVERY times), and nothing read or decoded.
           const quiet = this.quiet.get(node);
-          if (quiet && quiet.fingerprint === fingerprint && quiet.skipped < RECONCILE_EVERY) {
+          if (quiet && quiet.fingerprint === b.fingerprint && quiet.skipped < RECONCILE_EVERY) {
             quiet.skipped++;
             continue;
           }
-          batch.push({ ...a, fingerprint });
-          if (batch.length >= HEARTBEAT_BATCH) break;
+          batch.push(b);
+          if (batch.length >= RECONCILE_BATCH) break;
         }
         if (batch.length === 0) continue;
         try {
-          const jobs = await this.jobsOf(batch.flatMap(({ hb, rec }) => [...hb.ranks.map((r) => r.jobId), ...rec.allocations.map((a) => a.jobId)]));
-          for (const { hb, rec, fingerprint } of batch) {
-            void this.reconcileWith(rec, hb.ranks, jobs, fingerprint).catch((e: unknown) => this.ctx.log.warn({ node: rec.node.name, err: (e as Error).message.slice(0, 300) }, 'reconcile failed'));
+          // The records as they are now (the heartbeat thread's read may be a moment older).
+          const recs = new Map((await this.ctx.nodes.getMany(batch.map((b) => b.node), this.parsed)).map((r) => [r.node.name, r] as const));
+          const reported = batch.map((b) => ({ rec: recs.get(b.node), ranks: decode(NodeHeartbeat, b.encoded, 'NodeHeartbeat').ranks }));
+          const jobs = await this.jobsOf(reported.flatMap(({ rec, ranks }) => [...ranks.map((r) => r.jobId), ...(rec?.allocations.map((a) => a.jobId) ?? [])]));
+          for (const { rec, ranks } of reported) {
+            if (!rec) continue; // removed meanwhile
+            void this.reconcileWith(rec, ranks, jobs).catch((e: unknown) => this.ctx.log.warn({ node: rec.node.name, err: (e as Error).message.slice(0, 300) }, 'reconcile failed'));
           }
         } catch (e) {
           // Level-triggered: the next heartbeats of these nodes queue them again.
@@ -464,8 +392,9 @@ export class NodeRegistry {
     const timeout = ctx.settings.heartbeatTimeoutMs;
     // After a failover heartbeats were not recorded while nobody led: give agents a full timeout.
     if (epoch === 0 || now - this.electedAt < timeout) return;
-    // A heartbeat of the registered agent received and waiting for its batch is not silence.
-    const silent = (await ctx.nodes.getMany(await ctx.nodes.silentSince(now - timeout))).filter((rec) => now - rec.heartbeatMs >= timeout && !this.waiting.has(`${rec.node.name}\n${rec.instanceId}`));
+    // The heartbeat thread records a heartbeat within a batch window of its arrival, whatever
+    // this thread is doing: a time in Redis older than the timeout is silence.
+    const silent = (await ctx.nodes.getMany(await ctx.nodes.silentSince(now - timeout))).filter((rec) => now - rec.heartbeatMs >= timeout);
     this.overdue.set(silent.length);
     for (const rec of silent) {
       const silentSec = Math.round((now - rec.heartbeatMs) / 1000);

@@ -4,7 +4,8 @@
 // is dropped; a LOST node that heartbeats again returns to the state it was in; a node whose
 // heartbeats found nothing to reconcile (and may be skipped while nothing changes) is reconciled
 // at once when what it reports changes (a rank of a job the scheduler does not know is stopped,
-// through a signed command).
+// through a signed command). The same, with the heartbeats taken in and recorded on the
+// scheduler's heartbeat thread (a worker thread with its own connections), as the service runs it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
@@ -21,7 +22,10 @@ import { JobStore, keys, NodeStore } from '@gantry/store';
 import { startNats, type NatsServer } from '../../../../test/harness/infra.js';
 import { useRedis } from '../../../../libs/store/test/redis-fixture.js';
 import { AgentCommander } from '../../src/agents/commands.js';
+import { AgentMessageGuard } from '../../src/agents/message-guard.js';
 import { NodeRegistry } from '../../src/agents/node-registry.js';
+import { HeartbeatThread } from '../../src/agents/heartbeat-thread.js';
+import type { HeartbeatFeed, HeartbeatSink } from '../../src/agents/heartbeat-recorder.js';
 import { JobCache } from '../../src/jobs/job-cache.js';
 import type { SchedulerContext } from '../../src/context.js';
 
@@ -80,12 +84,21 @@ async function until(what: () => Promise<boolean>, ms = 5_000): Promise<void> {
   }
 }
 
-describe('NodeRegistry heartbeats', () => {
+describe.each([
+  { where: 'on the main thread', thread: false },
+  { where: 'on the heartbeat thread', thread: true },
+])('NodeRegistry heartbeats $where', ({ thread }) => {
   it('records heartbeats arriving together, drops another instance\'s, brings a LOST node back, and reconciles a node when what it reports changes', async () => {
     await redis().flushall();
     await redis().set(keys.leaderEpoch, '1');
+    stops.length = 0;
     const ctx = context();
-    const registry = new NodeRegistry(ctx);
+    let worker: HeartbeatThread | undefined;
+    const feed = thread
+      ? (sink: HeartbeatSink): HeartbeatFeed => (worker = new HeartbeatThread({ natsUrl: server.url, redis: { url: redis.url(), waitReplicas: 0, waitTimeoutMs: 0 }, logLevel: 'silent', instanceId: 'test' }, sink, log))
+      : undefined;
+    const registry = new NodeRegistry(ctx, feed);
+    await worker?.start();
     for (const node of NODES) {
       const res = await registry.register(encode(RegisterNodeRequest, RegisterNodeRequest.create({ node, address: '127.0.0.1', gpus, instanceId: `${node}-a` })), subjects.agentRegister(node));
       expect(res.accepted).toBe(true);
@@ -125,8 +138,11 @@ describe('NodeRegistry heartbeats', () => {
       heartbeat('hb-3', 'hb-3-a', [ghost]);
       await until(async () => stops.length > 0);
       expect(stops).toEqual(['hb-3:no-such-job:0']);
+      // Drops made on the heartbeat thread are counted on this one's metrics.
+      expect(await AgentMessageGuard.of(ctx.metrics, log).count('heartbeat', 'instance-mismatch')).toBe(1);
     } finally {
       registry.stop();
+      await registry.close();
     }
   });
 });

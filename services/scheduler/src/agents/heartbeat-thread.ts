@@ -1,0 +1,120 @@
+// The main thread's side of the heartbeat thread (heartbeat-worker.ts): starts it, tells it
+// when this replica leads, hands what it records to the node registry, and starts it again if
+// it dies (heartbeats are resent every interval; none is lost for good while it restarts).
+import { Worker } from 'node:worker_threads';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Logger, RedisTarget } from '@gantry/service-kit';
+import type { AgentMessageKind, DropReason } from './message-guard.js';
+import type { HeartbeatFeed, HeartbeatSink, RecordedHeartbeat } from './heartbeat-recorder.js';
+
+/** Connection settings the thread needs (workerData: plain data). */
+export interface HeartbeatThreadData {
+  natsUrl: string;
+  natsCredsFile?: string;
+  redis: RedisTarget;
+  logLevel: string;
+  instanceId: string;
+  /** The TypeScript entry, when the thread starts from sources (heartbeat-worker-boot.mjs loads it). */
+  entry?: string;
+}
+
+export type ToHeartbeatThread = { type: 'lead'; epoch: number } | { type: 'close' };
+export type FromHeartbeatThread =
+  | { type: 'ready' }
+  | { type: 'recorded'; beats: RecordedHeartbeat[]; lagsSec: number[] }
+  | { type: 'drop'; kind: AgentMessageKind; reason: DropReason; detail: Record<string, unknown> }
+  | { type: 'closed' };
+
+/** Set by deploy/local/bundle.ts (esbuild `define`) in a bundled scheduler: where its bundles are. */
+declare const __GANTRY_BUNDLE_DIR__: string | undefined;
+
+/** The thread's bundle, beside the scheduler's in a bundled build; else the sources through tsx. */
+function workerEntry(): { file: URL; entry?: string } {
+  if (typeof __GANTRY_BUNDLE_DIR__ === 'string') return { file: pathToFileURL(join(__GANTRY_BUNDLE_DIR__, 'scheduler-heartbeats.mjs')) };
+  return { file: new URL('./heartbeat-worker-boot.mjs', import.meta.url), entry: new URL('./heartbeat-worker.ts', import.meta.url).href };
+}
+
+/** A thread that died is started again after this (then twice as long each time it dies again at once, up to 10 s). */
+const RESTART_MS = 500;
+
+export class HeartbeatThread implements HeartbeatFeed {
+  private worker: Worker | undefined;
+  private ready = false;
+  private epoch = 0;
+  private closing = false;
+  private restarts = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly data: HeartbeatThreadData, private readonly sink: HeartbeatSink, private readonly log: Logger) {}
+
+  /** Starts the thread; resolves once it has connected to NATS and Redis. */
+  start(): Promise<void> {
+    return new Promise((resolve, reject) => this.spawn(resolve, reject));
+  }
+
+  lead(epoch: number): void {
+    this.epoch = epoch;
+    if (this.ready) this.send({ type: 'lead', epoch });
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    clearTimeout(this.restartTimer);
+    const w = this.worker;
+    if (!w) return;
+    const closed = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+    if (this.ready) this.send({ type: 'close' });
+    else void w.terminate();
+    // A thread stuck on a connection that does not answer is not waited for past this.
+    const timer = setTimeout(() => void w.terminate(), 5_000);
+    await closed;
+    clearTimeout(timer);
+  }
+
+  private send(m: ToHeartbeatThread): void {
+    this.worker?.postMessage(m);
+  }
+
+  private spawn(onReady?: () => void, onFail?: (e: Error) => void): void {
+    const { file, entry } = workerEntry();
+    const w = new Worker(file, { workerData: { ...this.data, entry } satisfies HeartbeatThreadData });
+    this.worker = w;
+    this.ready = false;
+    let wasReady = false;
+    w.on('message', (m: FromHeartbeatThread) => {
+      switch (m.type) {
+        case 'ready':
+          this.ready = wasReady = true;
+          this.restarts = 0;
+          if (this.epoch > 0) this.send({ type: 'lead', epoch: this.epoch });
+          onReady?.();
+          break;
+        case 'recorded':
+          this.sink.recorded(m.beats, m.lagsSec);
+          break;
+        case 'drop':
+          this.sink.drop(m.kind, m.reason, m.detail);
+          break;
+        case 'closed':
+          break;
+      }
+    });
+    w.on('error', (err) => {
+      this.log.error({ err: err.message }, 'heartbeat thread failed');
+      if (!wasReady) onFail?.(err);
+    });
+    w.on('exit', (code) => {
+      if (this.worker === w) this.worker = undefined;
+      this.ready = false;
+      // The first start failing fails start() (the service does not come up half-wired).
+      if (this.closing || (onFail && !wasReady)) {
+        if (!wasReady) onFail?.(new Error(`heartbeat thread exited with code ${code} before it was ready`));
+        return;
+      }
+      const delayMs = Math.min(RESTART_MS * 2 ** this.restarts++, 10_000);
+      this.log.error({ code, delayMs }, 'heartbeat thread exited; starting it again');
+      this.restartTimer = setTimeout(() => this.spawn(), delayMs);
+    });
+  }
+}
