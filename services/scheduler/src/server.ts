@@ -118,7 +118,7 @@ export async function main(): Promise<void> {
     onElected: async () => {
       leaderGauge.set(1);
       relay.start();
-      registry.start();
+      await registry.start();
       await rankEvents.start();
       await telemetry.start();
       loop.start();

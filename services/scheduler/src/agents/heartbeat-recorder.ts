@@ -6,7 +6,7 @@
 // (event loop held up to 1.4 s at 10,000 agents on a quiet machine, heartbeats p99 several
 // seconds from arrival to recorded). Reconciles stay on the main thread, with the job copy.
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { NodeHeartbeat, NodeState, type AgentRank } from '@gantry/proto';
+import { NodeHeartbeat, NodeState, type AgentRank, type GpuAllocation } from '@gantry/proto';
 import { decode, subjectNode, subjects } from '@gantry/bus';
 import type { NodeRecord, NodeStore, ParsedNode } from '@gantry/store';
 import type { Logger } from '@gantry/service-kit';
@@ -63,6 +63,9 @@ export function waitForBatch<T>(waiting: Map<string, T>, key: string, hb: T): vo
  */
 export interface RecordedHeartbeat {
   node: string;
+  /** The node record's revision and GPU allocations as read with the heartbeat: what a reconcile decides from on the node's side. */
+  rev: number;
+  allocations: GpuAllocation[];
   /** reconcileInputs of the record read with the heartbeat and the ranks it reports. */
   fingerprint: string;
   /** The node's state as read: LOST means its agent is heard from again. */
@@ -82,8 +85,11 @@ export interface HeartbeatSink {
 
 /** What starts and stops heartbeat handling with leadership: a HeartbeatRecorder, or the thread running one. */
 export interface HeartbeatFeed {
-  /** Leads at `epoch` (> 0): heartbeats are taken and recorded. 0: not leading; they are not. */
-  lead(epoch: number): void;
+  /**
+   * Leads at `epoch` (> 0): heartbeats are taken and recorded. 0: not leading; they are not.
+   * Resolves once the NATS server has the subscription (or it is gone).
+   */
+  lead(epoch: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -104,7 +110,7 @@ export class HeartbeatRecorder implements HeartbeatFeed {
 
   constructor(private readonly deps: HeartbeatRecorderDeps, private readonly sink: HeartbeatSink) {}
 
-  lead(epoch: number): void {
+  async lead(epoch: number): Promise<void> {
     this.epoch = epoch;
     if (epoch > 0 && !this.sub) {
       // Queue group: with several replicas subscribed, each heartbeat is handled once.
@@ -114,6 +120,7 @@ export class HeartbeatRecorder implements HeartbeatFeed {
           if (!err) this.receive(msg.data, msg.subject);
         },
       });
+      await this.deps.nc.flush();
     } else if (epoch === 0 && this.sub) {
       this.sub.unsubscribe();
       this.sub = undefined;
@@ -124,7 +131,7 @@ export class HeartbeatRecorder implements HeartbeatFeed {
   }
 
   async close(): Promise<void> {
-    this.lead(0);
+    await this.lead(0);
   }
 
   /**
@@ -193,7 +200,7 @@ export class HeartbeatRecorder implements HeartbeatFeed {
         this.sink.drop('heartbeat', 'instance-mismatch', { node: hb.node, registered: rec.instanceId, instance: hb.instanceId.slice(0, 64) });
         continue;
       }
-      out.push({ node: hb.node, fingerprint: reconcileInputs(rec, hb.ranks), state: rec.node.state, highestEpoch: hb.highestEpoch, encoded });
+      out.push({ node: hb.node, rev: rec.rev, allocations: rec.allocations, fingerprint: reconcileInputs(rec, hb.ranks), state: rec.node.state, highestEpoch: hb.highestEpoch, encoded });
       lags.push(Math.max(0, now - at) / 1000);
     }
     if (out.length > 0) this.sink.recorded(out, lags);

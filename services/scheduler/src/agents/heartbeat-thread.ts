@@ -22,6 +22,7 @@ export interface HeartbeatThreadData {
 export type ToHeartbeatThread = { type: 'lead'; epoch: number } | { type: 'close' };
 export type FromHeartbeatThread =
   | { type: 'ready' }
+  | { type: 'leading'; epoch: number }
   | { type: 'recorded'; beats: RecordedHeartbeat[]; lagsSec: number[] }
   | { type: 'drop'; kind: AgentMessageKind; reason: DropReason; detail: Record<string, unknown> }
   | { type: 'closed' };
@@ -45,6 +46,8 @@ export class HeartbeatThread implements HeartbeatFeed {
   private closing = false;
   private restarts = 0;
   private restartTimer: NodeJS.Timeout | undefined;
+  /** lead() calls waiting for the thread to confirm; resolved in order (or at exit). */
+  private acks: { epoch: number; resolve: () => void }[] = [];
 
   constructor(private readonly data: HeartbeatThreadData, private readonly sink: HeartbeatSink, private readonly log: Logger) {}
 
@@ -53,9 +56,11 @@ export class HeartbeatThread implements HeartbeatFeed {
     return new Promise((resolve, reject) => this.spawn(resolve, reject));
   }
 
-  lead(epoch: number): void {
+  lead(epoch: number): Promise<void> {
     this.epoch = epoch;
-    if (this.ready) this.send({ type: 'lead', epoch });
+    if (!this.ready) return Promise.resolve(); // sent once the thread is ready
+    this.send({ type: 'lead', epoch });
+    return new Promise((resolve) => this.acks.push({ epoch, resolve }));
   }
 
   async close(): Promise<void> {
@@ -96,6 +101,9 @@ export class HeartbeatThread implements HeartbeatFeed {
         case 'drop':
           this.sink.drop(m.kind, m.reason, m.detail);
           break;
+        case 'leading':
+          this.acks.shift()?.resolve();
+          break;
         case 'closed':
           break;
       }
@@ -107,6 +115,7 @@ export class HeartbeatThread implements HeartbeatFeed {
     w.on('exit', (code) => {
       if (this.worker === w) this.worker = undefined;
       this.ready = false;
+      for (const a of this.acks.splice(0)) a.resolve();
       // The first start failing fails start() (the service does not come up half-wired).
       if (this.closing || (onFail && !wasReady)) {
         if (!wasReady) onFail?.(new Error(`heartbeat thread exited with code ${code} before it was ready`));

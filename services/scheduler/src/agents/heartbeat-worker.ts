@@ -20,7 +20,7 @@ const recorder = new HeartbeatRecorder({ nc, nodes: new NodeStore(redis), log },
 });
 port.on('message', (m: ToHeartbeatThread) => {
   if (m.type === 'lead') {
-    recorder.lead(m.epoch);
+    void recorder.lead(m.epoch).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'heartbeat subscription not confirmed')).finally(() => post({ type: 'leading', epoch: m.epoch }));
     return;
   }
   void (async () => {

@@ -87,6 +87,13 @@ export function hasUnstartedRankOn(job: Job, node: string, reportedRunning: Read
   return false;
 }
 
+/** A node's side of a reconcile: its name, record revision and GPU allocations. */
+interface ReconciledNode {
+  name: string;
+  rev: number;
+  allocations: GpuAllocation[];
+}
+
 /** States in which a silent node is declared LOST. */
 const WATCHED = new Set([NodeState.NODE_STATE_READY, NodeState.NODE_STATE_SUSPECT, NodeState.NODE_STATE_DRAINING, NodeState.NODE_STATE_DRAINED, NodeState.NODE_STATE_QUARANTINED, NodeState.NODE_STATE_REGISTERING]);
 
@@ -97,8 +104,6 @@ export class NodeRegistry implements HeartbeatSink {
   private inFlight = 0;
   /** Takes heartbeats in and records their times; hands this registry what they report. */
   private readonly feed: HeartbeatFeed;
-  /** Parsed node records by revision (NodeStore.getMany): a reconcile re-parses a record only after it changed. */
-  private readonly parsed = new Map<string, { rev: number; node: Node }>();
   /** Heartbeats recorded whose reconcile has not run yet, by node (latest only); and whether the reconcile loop runs. */
   private readonly toReconcile = new Map<string, RecordedHeartbeat>();
   private reconciling = false;
@@ -127,7 +132,8 @@ export class NodeRegistry implements HeartbeatSink {
     this.recordLag = new Histogram({ name: 'gantry_heartbeat_record_lag_seconds', help: 'From a heartbeat\'s arrival at the scheduler to its time recorded in Redis', registers: [ctx.metrics], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5] });
   }
 
-  start(): void {
+  /** Starts handling registrations and heartbeats as leader; resolves once heartbeats are subscribed to. */
+  async start(): Promise<void> {
     const { ctx } = this;
     this.electedAt = Date.now();
     // Queue groups: with several replicas subscribed, each message is handled once.
@@ -150,18 +156,17 @@ export class NodeRegistry implements HeartbeatSink {
         ).finally(() => this.inFlight--);
       },
     }));
-    this.feed.lead(ctx.epoch());
     this.lostTimer = setInterval(() => void this.detectLost().catch((e: unknown) => ctx.log.warn({ err: (e as Error).message }, 'lost-node check failed')), 500);
+    await this.feed.lead(ctx.epoch());
   }
 
   stop(): void {
     for (const s of this.subs) s.unsubscribe();
     this.subs = [];
     clearInterval(this.lostTimer);
-    this.feed.lead(0);
+    void this.feed.lead(0);
     this.toReconcile.clear();
-    // A later leadership re-reads everything (another replica may have led in between).
-    this.parsed.clear();
+    // A later leadership decides everything again (another replica may have led in between).
     this.quiet.clear();
   }
 
@@ -174,9 +179,9 @@ export class NodeRegistry implements HeartbeatSink {
     const epoch = ctx.epoch();
     if (epoch === 0) throw new Error('not the leader');
     if (req.highestEpoch > epoch) ctx.agentEpoch(req.highestEpoch);
-    // Nothing a heartbeat kept of this node outlives its registration (a record written anew,
-    // e.g. after Redis lost it, starts again at revision 1).
-    this.parsed.delete(req.node);
+    // Nothing a heartbeat left of this node outlives its registration (a record written anew,
+    // e.g. after Redis lost it, starts again at revision 1; the heartbeat thread's copy of it is
+    // by revision and registration time).
     this.quiet.delete(req.node);
     const prev = await ctx.nodes.get(req.node);
     const now = new Date();
@@ -281,13 +286,11 @@ export class NodeRegistry implements HeartbeatSink {
         }
         if (batch.length === 0) continue;
         try {
-          // The records as they are now (the heartbeat thread's read may be a moment older).
-          const recs = new Map((await this.ctx.nodes.getMany(batch.map((b) => b.node), this.parsed)).map((r) => [r.node.name, r] as const));
-          const reported = batch.map((b) => ({ rec: recs.get(b.node), ranks: decode(NodeHeartbeat, b.encoded, 'NodeHeartbeat').ranks }));
-          const jobs = await this.jobsOf(reported.flatMap(({ rec, ranks }) => [...ranks.map((r) => r.jobId), ...(rec?.allocations.map((a) => a.jobId) ?? [])]));
-          for (const { rec, ranks } of reported) {
-            if (!rec) continue; // removed meanwhile
-            void this.reconcileWith(rec, ranks, jobs).catch((e: unknown) => this.ctx.log.warn({ node: rec.node.name, err: (e as Error).message.slice(0, 300) }, 'reconcile failed'));
+          // The node's side as the heartbeat thread read it with the heartbeat (no second read).
+          const reported = batch.map((b) => ({ node: { name: b.node, rev: b.rev, allocations: b.allocations }, ranks: decode(NodeHeartbeat, b.encoded, 'NodeHeartbeat').ranks }));
+          const jobs = await this.jobsOf(reported.flatMap(({ node, ranks }) => [...ranks.map((r) => r.jobId), ...node.allocations.map((a) => a.jobId)]));
+          for (const { node, ranks } of reported) {
+            void this.reconcileWith(node, ranks, jobs).catch((e: unknown) => this.ctx.log.warn({ node: node.name, err: (e as Error).message.slice(0, 300) }, 'reconcile failed'));
           }
         } catch (e) {
           // Level-triggered: the next heartbeats of these nodes queue them again.
@@ -338,7 +341,7 @@ export class NodeRegistry implements HeartbeatSink {
   async reconcile(rec: NodeRecord, running: AgentRank[]): Promise<void> {
     this.quiet.delete(rec.node.name);
     const jobs = await this.jobsOf([...running.map((r) => r.jobId), ...rec.allocations.map((a) => a.jobId)]);
-    await this.reconcileWith(rec, running, jobs);
+    await this.reconcileWith({ name: rec.node.name, rev: rec.rev, allocations: rec.allocations }, running, jobs);
   }
 
   /**
@@ -346,9 +349,9 @@ export class NodeRegistry implements HeartbeatSink {
    * finds nothing to do marks the node quiet with its inputs (reconcileInputs): the reconcile
    * loop skips the node's next heartbeats while they are the same, up to RECONCILE_EVERY in a row.
    */
-  private async reconcileWith(rec: NodeRecord, running: AgentRank[], jobs: ReadonlyMap<string, { job: Job; rev: number }>, fingerprint = reconcileInputs(rec, running)): Promise<void> {
+  private async reconcileWith(rec: ReconciledNode, running: AgentRank[], jobs: ReadonlyMap<string, { job: Job; rev: number }>, fingerprint = reconcileInputs(rec, running)): Promise<void> {
     const { ctx } = this;
-    const node = rec.node.name;
+    const node = rec.name;
     this.quiet.delete(node);
     const epoch = ctx.epoch();
     const runningOwners = new Set(running.map((r) => allocationOwner(r.jobId, r.attempt, r.rank)));

@@ -103,7 +103,7 @@ describe.each([
       const res = await registry.register(encode(RegisterNodeRequest, RegisterNodeRequest.create({ node, address: '127.0.0.1', gpus, instanceId: `${node}-a` })), subjects.agentRegister(node));
       expect(res.accepted).toBe(true);
     }
-    registry.start();
+    await registry.start();
     try {
       // All at once: every node's time lands in the record and the index.
       const sent = Date.now();
