@@ -10,6 +10,7 @@ export * from './checkpoints.js';
 export { scriptRunner, type ScriptRunner, type ScriptName, type ScriptCall, type ScriptResult } from './scripts.js';
 export * from './node-telemetry.js';
 export * from './telemetry-header.js';
+export { nfsWriteSampleOf } from './nfs-write-sample.js';
 export * from './scheduling-state.js';
 export * from './health.js';
 export * from './storage-leases.js';

@@ -18,7 +18,9 @@
 //   gantry:node:{name}:alloc      hash  gpu index -> "{jobId}:{attempt}:{rank}"
 //   gantry:node:{name}:ports      hash  rendezvous port -> "{jobId}:{attempt}:0" (node rank 0's owner; freed with its GPUs)
 //   gantry:node:{name}:telemetry  str   latest TelemetryBatch (protobuf)
-//   gantry:node:{name}:telemetry:history  list  earlier TelemetryBatches, newest first (capped)
+//   gantry:node:{name}:telemetry:history  list  earlier TelemetryBatches, newest first (capped at TELEMETRY_HISTORY_CAP)
+//   gantry:node:{name}:telemetry:nfs-writes  list  NfsWriteSample (protobuf) of each batch, the latest's included,
+//                                 newest first (capped at NFS_WRITE_SERIES_CAP): the operations report's NFS queueing
 //   gantry:node:{name}:events     list  NodeHostEvent (protobuf), newest first (capped)
 //   gantry:outbox                 stream events to relay to NATS (subject, id, data)
 //   gantry:outbox:cursor          str   id of the last outbox entry relayed
@@ -67,6 +69,7 @@ export const keys = {
   nodePorts: (name: string) => `${PREFIX}:node:${name}:ports`,
   nodeTelemetry: (name: string) => `${PREFIX}:node:${name}:telemetry`,
   nodeTelemetryHistory: (name: string) => `${PREFIX}:node:${name}:telemetry:history`,
+  nodeNfsWrites: (name: string) => `${PREFIX}:node:${name}:telemetry:nfs-writes`,
   nodeEvents: (name: string) => `${PREFIX}:node:${name}:events`,
   outbox: `${PREFIX}:outbox`,
   outboxCursor: `${PREFIX}:outbox:cursor`,

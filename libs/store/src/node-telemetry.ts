@@ -1,17 +1,33 @@
-// A node's latest telemetry, a short history, and its event log (XIDs, health decisions,
-// state changes), kept in Redis as protobuf. The history is what detection reads to compare
-// a node with its own recent past; the event log is what `gantry node events` shows.
+// A node's latest telemetry, a short history of whole batches, a longer series of their NFS
+// WRITE figures, and its event log (XIDs, health decisions, state changes), kept in Redis as
+// protobuf. The history is what the health detector reads each window; the NFS series is what
+// the operations report reads over its longer window; the event log is what `gantry node
+// events` shows.
 import type { Redis } from 'ioredis';
-import { NodeHostEvent, TelemetryBatch } from '@gantry/proto';
+import { NfsWriteSample, NodeHostEvent, TelemetryBatch } from '@gantry/proto';
 import { keys } from './keys.js';
 import { NODE_EVENT_LOG_CAP, type NodeInstances } from './nodes.js';
 import { readBatchHeader } from './telemetry-header.js';
+import { nfsWriteSampleBytes } from './nfs-write-sample.js';
 import { scriptRunner, type ScriptCall, type ScriptRunner } from './scripts.js';
 
-/** One hour at the default 10 s interval. */
-export const TELEMETRY_HISTORY_CAP = 360;
+/**
+ * Whole batches kept per node besides the latest. The health detector reads at most 64 new
+ * batches per node and window (BATCHES_PER_WINDOW: a 60 s window at a 1 s interval), and no
+ * other reader needs whole batches further back. At 360 (an hour at 10 s) an 8-GPU host's
+ * history took 3.6 MB of Redis (MEMORY USAGE), 35 GB at 10,000 nodes; at 64 it takes 0.64 MB.
+ */
+export const TELEMETRY_HISTORY_CAP = 64;
+/**
+ * NfsWriteSamples kept per node, the latest batch's included: an hour at the default 10 s
+ * interval, the operations report's NFS queueing over windows the whole batches do not cover
+ * (a sample is about 40 bytes per mount; a report whose window it does not reach says so).
+ */
+export const NFS_WRITE_SERIES_CAP = 360;
 /** The largest page of history `since` reads at once. */
 const SINCE_PAGE = 16;
+/** Samples per read of the NFS series: a report reads a node's hour in one or two. */
+const NFS_SERIES_PAGE = 200;
 
 /**
  * A stored batch, or undefined when its bytes do not decode: the ingest checks only a batch's
@@ -43,7 +59,11 @@ export class NodeTelemetryStore {
    * (ScriptRunner.runMany): readers decode the bytes to the same batch a re-encoding gives.
    */
   static recordCall(node: string, encoded: Buffer): ScriptCall {
-    return { name: 'gantryRecordTelemetry', keys: [keys.nodeTelemetry(node), keys.nodeTelemetryHistory(node)], args: [encoded, TELEMETRY_HISTORY_CAP] };
+    return {
+      name: 'gantryRecordTelemetry',
+      keys: [keys.nodeTelemetry(node), keys.nodeTelemetryHistory(node), keys.nodeNfsWrites(node)],
+      args: [encoded, TELEMETRY_HISTORY_CAP, nfsWriteSampleBytes(encoded) ?? '', NFS_WRITE_SERIES_CAP],
+    };
   }
 
   /**
@@ -54,10 +74,10 @@ export class NodeTelemetryStore {
    */
   static recordCheckedCall(batches: readonly { node: string; encoded: Buffer; instanceId: string; timeMs: number | undefined }[]): ScriptCall {
     const keyList: string[] = [];
-    const args: (string | Buffer | number)[] = [TELEMETRY_HISTORY_CAP];
+    const args: (string | Buffer | number)[] = [TELEMETRY_HISTORY_CAP, NFS_WRITE_SERIES_CAP];
     for (const b of batches) {
-      keyList.push(keys.node(b.node), keys.nodeTelemetry(b.node), keys.nodeTelemetryHistory(b.node));
-      args.push(b.encoded, b.instanceId, b.timeMs === undefined ? '' : String(b.timeMs));
+      keyList.push(keys.node(b.node), keys.nodeTelemetry(b.node), keys.nodeTelemetryHistory(b.node), keys.nodeNfsWrites(b.node));
+      args.push(b.encoded, b.instanceId, b.timeMs === undefined ? '' : String(b.timeMs), nfsWriteSampleBytes(b.encoded) ?? '');
     }
     return { name: 'gantryRecordTelemetryChecked', keys: keyList, args };
   }
@@ -71,6 +91,7 @@ export class NodeTelemetryStore {
     });
   }
 
+  /** The latest batch and up to `history` earlier ones, newest first (at most TELEMETRY_HISTORY_CAP are kept). */
   async get(node: string, history: number): Promise<{ latest: TelemetryBatch | undefined; history: TelemetryBatch[] }> {
     const [latest, hist] = await Promise.all([
       this.redis.getBuffer(keys.nodeTelemetry(node)),
@@ -117,6 +138,32 @@ export class NodeTelemetryStore {
       if (done) break;
     }
     return fresh.reverse().flatMap((raw) => decodeStored(raw) ?? []);
+  }
+
+  /**
+   * The node's NFS WRITE samples of batches collected after `afterMs`, oldest first, at most
+   * `max` (the newest). `cut`: the window reaches further back than what is returned, because
+   * the series is full (its cap) or `max` stopped the read, not because the node has no older
+   * batches.
+   */
+  async nfsWritesSince(node: string, afterMs: number, max = NFS_WRITE_SERIES_CAP): Promise<{ samples: NfsWriteSample[]; cut: boolean }> {
+    const out: NfsWriteSample[] = [];
+    const done = (cut: boolean) => ({ samples: out.reverse(), cut });
+    for (let offset = 0; ; offset += NFS_SERIES_PAGE) {
+      const raws = await this.redis.lrangeBuffer(keys.nodeNfsWrites(node), offset, offset + NFS_SERIES_PAGE - 1);
+      for (const raw of raws) {
+        let s: NfsWriteSample;
+        try {
+          s = NfsWriteSample.decode(raw);
+        } catch {
+          continue; // this store wrote it, so not expected; skipped as a malformed batch is
+        }
+        if ((s.time?.getTime() ?? 0) <= afterMs) return done(false);
+        if (out.length >= max) return done(true);
+        out.push(s);
+      }
+      if (raws.length < NFS_SERIES_PAGE) return done(offset + raws.length >= NFS_WRITE_SERIES_CAP);
+    }
   }
 
   async appendEvent(node: string, event: NodeHostEvent): Promise<void> {

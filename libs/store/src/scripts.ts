@@ -24,7 +24,7 @@ const scripts = {
   gantryReleaseLease: { lua: load('release-lease'), keys: 1 },
   gantryEpochFloor: { lua: load('epoch-floor'), keys: 3 },
   gantryReleaseGpus: { lua: load('release-gpus'), keys: undefined },
-  gantryRecordTelemetry: { lua: load('record-telemetry'), keys: 2 },
+  gantryRecordTelemetry: { lua: load('record-telemetry'), keys: 3 },
   gantryRecordTelemetryChecked: { lua: load('record-telemetry-checked'), keys: undefined },
   gantryOutboxNext: { lua: load('outbox-next'), keys: 2 },
   gantryCheckpointBegin: { lua: load('checkpoint-begin'), keys: 3 },

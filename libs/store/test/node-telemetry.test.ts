@@ -1,10 +1,16 @@
 // NodeTelemetryStore against a real redis-server: readers skip a stored batch whose bytes do
 // not decode (the ingest checks only the top-level fields before storing what agents sent)
-// instead of failing, so one malformed batch does not stop a health window over every node.
+// instead of failing, so one malformed batch does not stop a health window over every node;
+// what a node keeps is bounded (whole batches for the health window, NFS WRITE samples for the
+// report's hour).
 import { describe, expect, it } from 'vitest';
 import { TelemetryBatch } from '@gantry/proto';
 import { useRedis } from './redis-fixture.js';
-import { NodeTelemetryStore } from '../src/node-telemetry.js';
+import { NFS_WRITE_SERIES_CAP, NodeTelemetryStore, TELEMETRY_HISTORY_CAP } from '../src/node-telemetry.js';
+import { nfsWriteSampleOf } from '../src/nfs-write-sample.js';
+import { readBatchHeader } from '../src/telemetry-header.js';
+import { TelemetryCollector } from '../../../services/node-agent/src/collectors/index.js';
+import { SimulatedBackend } from '../../../services/node-agent/src/device/index.js';
 import { scriptRunner } from '../src/scripts.js';
 import { keys } from '../src/keys.js';
 
@@ -91,5 +97,72 @@ describe('NodeTelemetryStore.recordCheckedCall', () => {
     // A batch without a time from the previous instance is not believed either.
     const untimed = NodeTelemetryStore.recordCheckedCall([{ node: 'nc-1', encoded: bytes('nc-1', 2, 'old'), instanceId: 'old', timeMs: undefined }]);
     expect(NodeTelemetryStore.readCheckedReply(await scripts.run(untimed.name, untimed.keys, untimed.args))).toEqual([{ stored: false, instances }]);
+  });
+});
+
+describe('NodeTelemetryStore bounds: whole batches for the health window, NFS WRITE figures for the report\'s hour', () => {
+  /** An 8-GPU host's batches 10 s apart as its agent sends them (the simulated backend's collector). */
+  async function hostBatches(node: string, count: number): Promise<Buffer[]> {
+    const backend = new SimulatedBackend({ model: { node }, seed: 5, startMs: T0 });
+    const collector = new TelemetryCollector(backend, { node, now: () => backend.nowMs() });
+    const out: Buffer[] = [];
+    for (let k = 1; k <= count; k++) {
+      backend.advanceTo(k * 10);
+      out.push(Buffer.from(TelemetryBatch.encode({ ...(await collector.collect()), instanceId: 'agent' }).finish()));
+    }
+    return out;
+  }
+
+  it('keeps TELEMETRY_HISTORY_CAP whole batches and NFS_WRITE_SERIES_CAP samples, in well under a megabyte per node', async () => {
+    const redis = redisOf();
+    const scripts = scriptRunner(redis);
+    const store = new NodeTelemetryStore(redis);
+    await redis.hset(keys.node('nb-1'), { rev: '1', instance: 'agent' });
+    const batches = await hostBatches('nb-1', NFS_WRITE_SERIES_CAP + 20);
+    expect(batches.at(-1)!.length).toBeGreaterThan(6_000); // the shape the figures below are about
+    // The ingest's path (several batches per call), as TelemetryIngest writes them.
+    for (let i = 0; i < batches.length; i += 64) {
+      const part = batches.slice(i, i + 64).map((encoded) => ({ node: 'nb-1', encoded, instanceId: 'agent', timeMs: readBatchHeader(encoded).time!.getTime() }));
+      const call = NodeTelemetryStore.recordCheckedCall(part);
+      expect(NodeTelemetryStore.readCheckedReply(await scripts.run(call.name, call.keys, call.args)).every((r) => r.stored)).toBe(true);
+    }
+    expect(TELEMETRY_HISTORY_CAP).toBeGreaterThanOrEqual(64); // the health window's BATCHES_PER_WINDOW
+    expect(await redis.llen(keys.nodeTelemetryHistory('nb-1'))).toBe(TELEMETRY_HISTORY_CAP);
+    expect(await redis.llen(keys.nodeNfsWrites('nb-1'))).toBe(NFS_WRITE_SERIES_CAP);
+    const { latest, history } = await store.get('nb-1', 1_000);
+    expect(history).toHaveLength(TELEMETRY_HISTORY_CAP);
+    expect(Number(latest!.seq) - Number(history.at(-1)!.seq)).toBe(TELEMETRY_HISTORY_CAP);
+    // 360 whole batches were 3.6 MB here; what is kept now is the latest, 64 batches and the series.
+    const usage = async (key: string) => Number(await redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'));
+    const bytes = (await usage(keys.nodeTelemetry('nb-1'))) + (await usage(keys.nodeTelemetryHistory('nb-1'))) + (await usage(keys.nodeNfsWrites('nb-1')));
+    expect(bytes).toBeLessThan(1024 * 1024);
+    expect(await usage(keys.nodeNfsWrites('nb-1'))).toBeLessThan(100 * 1024);
+
+    // The series: every batch's sample back to its cap, oldest first, the latest batch's included.
+    const decoded = batches.map((b) => TelemetryBatch.decode(b));
+    const { samples, cut } = await store.nfsWritesSince('nb-1', 0);
+    expect(samples).toEqual(decoded.slice(-NFS_WRITE_SERIES_CAP).map(nfsWriteSampleOf));
+    expect(samples.some((s) => s.mounts.some((m) => m.opsPerSecond > 0))).toBe(true);
+    expect(cut).toBe(true); // the window reaches before the series
+    const tenMinutesAgo = decoded.at(-61)!.time!.getTime();
+    expect(await store.nfsWritesSince('nb-1', tenMinutesAgo)).toEqual({ samples: decoded.slice(-60).map(nfsWriteSampleOf), cut: false });
+    expect(await store.nfsWritesSince('nb-1', tenMinutesAgo, 10)).toEqual({ samples: decoded.slice(-10).map(nfsWriteSampleOf), cut: true });
+    expect(await store.nfsWritesSince('nb-none', 0)).toEqual({ samples: [], cut: false });
+  });
+
+  it('record and recordCall write the series too; a node with fewer batches than the cap is not cut', async () => {
+    const store = new NodeTelemetryStore(redisOf());
+    const batches = await hostBatches('nb-2', 5);
+    for (const b of batches) await store.record(TelemetryBatch.decode(b));
+    const { samples, cut } = await store.nfsWritesSince('nb-2', 0);
+    expect(samples).toEqual(batches.map((b) => nfsWriteSampleOf(TelemetryBatch.decode(b))));
+    expect(cut).toBe(false);
+    // A batch whose NFS mounts do not decode is stored (its readers skip it) without a sample.
+    const scripts = scriptRunner(redisOf());
+    const bad = Buffer.from([...TelemetryBatch.encode(TelemetryBatch.create({ node: 'nb-2', time: new Date(T0 + 3_600_000) })).finish(), 0x32, 0x05, 0x08]);
+    const call = NodeTelemetryStore.recordCall('nb-2', bad);
+    await scripts.run(call.name, call.keys, call.args);
+    expect(await redisOf().llen(keys.nodeNfsWrites('nb-2'))).toBe(5);
+    expect(await redisOf().llen(keys.nodeTelemetryHistory('nb-2'))).toBe(5);
   });
 });

@@ -3,6 +3,9 @@
 // simulated agent's real shape (SimulatedBackend -> TelemetryCollector, an 8-GPU host, ~13 KB)
 // against a real NATS and Redis. The batches are published before the ingest starts, so the
 // CPU measured over the drain is this process's ingest only (plus redis-server's, printed apart).
+// Then what one node's telemetry takes in Redis once its history and NFS series are full
+// (MEMORY USAGE of its keys), and what deriving a batch's NFS WRITE sample costs the store's
+// write path (NodeTelemetryStore.recordCheckedCall does it per batch) beside the header read.
 // Env: BENCH_TELEMETRY_NODES (200), BENCH_TELEMETRY_BATCHES (4000).
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
@@ -16,7 +19,10 @@ import { pino } from 'pino';
 import { GpuDevice, Node, NodeState, TelemetryBatch } from '@gantry/proto';
 import { encode, ensureStreams, streams, subjects } from '@gantry/bus';
 import { connectNats } from '@gantry/service-kit';
-import { HealthStore, JobStore, LeaderLease, NodeStore, NodeTelemetryStore } from '@gantry/store';
+import {
+  HealthStore, JobStore, LeaderLease, NFS_WRITE_SERIES_CAP, NodeStore, NodeTelemetryStore, TELEMETRY_HISTORY_CAP, keys, readBatchHeader, scriptRunner,
+} from '@gantry/store';
+import { nfsWriteSampleBytes } from '../../../libs/store/src/nfs-write-sample.js';
 import { TelemetryCollector } from '../../node-agent/src/collectors/index.js';
 import { SimulatedBackend } from '../../node-agent/src/device/index.js';
 import { startNats, startRedis } from '../../../test/harness/infra.js';
@@ -54,6 +60,8 @@ const hosts = names.map((node, i) => {
 });
 const js = jetstream(nc);
 let bytes = 0;
+/** Every published batch's bytes, for the derivation timing below. */
+const published: Uint8Array[] = [];
 for (let k = 0; k < BATCHES; k += NODES) {
   await Promise.all(hosts.slice(0, Math.min(NODES, BATCHES - k)).map(async (h) => {
     h.t += 10;
@@ -62,6 +70,7 @@ for (let k = 0; k < BATCHES; k += NODES) {
     batch.instanceId = h.node;
     const data = encode(TelemetryBatch, batch);
     bytes += data.length;
+    published.push(data);
     await js.publish(subjects.telemetry(h.node), data, { timeout: 30_000 });
   }));
 }
@@ -112,6 +121,39 @@ const check = await new NodeTelemetryStore(redis).get(names[0]!, 2);
 if (!check.latest || check.latest.node !== names[0] || check.history.length !== 2) throw new Error('stored telemetry is not what was published');
 
 await ingest.stop();
+
+// One host's batches until its history and NFS series are full, through the store's write
+// (recordCall: the same layout and caps as the ingest's checked call).
+const probe = hosts[0]!;
+const scripts = scriptRunner(redis);
+const probeName = 'memory-probe';
+for (let k = 0; k <= Math.max(TELEMETRY_HISTORY_CAP, NFS_WRITE_SERIES_CAP); k++) {
+  probe.t += 10;
+  probe.backend.advanceTo(probe.t);
+  const batch = await probe.collector.collect();
+  batch.node = probeName;
+  const call = NodeTelemetryStore.recordCall(probeName, Buffer.from(TelemetryBatch.encode(batch).finish()));
+  await scripts.run(call.name, call.keys, call.args);
+}
+const usage = async (key: string) => Number(await redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0') ?? 0);
+const parts = { latest: await usage(keys.nodeTelemetry(probeName)), history: await usage(keys.nodeTelemetryHistory(probeName)), nfsSeries: await usage(keys.nodeNfsWrites(probeName)) };
+const perNode = parts.latest + parts.history + parts.nfsSeries;
+console.log(`  Redis per node, history (${TELEMETRY_HISTORY_CAP} batches) and NFS series (${NFS_WRITE_SERIES_CAP} samples) full: ${(perNode / 1024).toFixed(0)} KiB `
+  + `(latest ${(parts.latest / 1024).toFixed(1)}, history ${(parts.history / 1024).toFixed(0)}, NFS series ${(parts.nfsSeries / 1024).toFixed(1)} KiB); ${(perNode * 10_000 / 2 ** 30).toFixed(1)} GiB at 10,000 nodes`);
+
+// The per-batch work recordCheckedCall adds to the ingest (the sample) beside what it had (the header).
+/** CPU microseconds per batch, the least of 5 passes over every published batch (the machine is shared). */
+const timePerBatch = (fn: (b: Uint8Array) => unknown): number => {
+  let best = Infinity;
+  for (let pass = 0; pass < 6; pass++) {
+    const cpu0 = process.cpuUsage();
+    for (const b of published) fn(b);
+    const used = process.cpuUsage(cpu0);
+    if (pass > 0) best = Math.min(best, (used.user + used.system) / published.length); // the first warms up
+  }
+  return best;
+};
+console.log(`  CPU per batch: header read ${timePerBatch(readBatchHeader).toFixed(1)} us, NFS WRITE sample ${timePerBatch(nfsWriteSampleBytes).toFixed(1)} us (both in the ingest's ms/batch above)`);
 await jetstreamManager(nc).then((m) => m.streams.delete(streams.telemetry.name)).catch(() => undefined);
 await nc.close();
 redis.disconnect();

@@ -9,6 +9,12 @@ import { nodeExplanation } from '../format-health.js';
 import { flagParser, parseInteger, parseNodeStateFlag, parseSeconds, repeatable } from '../parse.js';
 import type { Session } from '../session.js';
 
+/**
+ * The earlier telemetry batches the scheduler keeps per node (TELEMETRY_HISTORY_CAP in
+ * @gantry/store, which the CLI does not depend on): GetNodeTelemetry refuses more.
+ */
+const TELEMETRY_HISTORY_KEPT = 64;
+
 /** What GetNodeTelemetry gave: a response, or why there is none (the node has not reported yet, an older gateway). */
 type Telemetry = { res: GetNodeTelemetryResponse } | { none: string };
 
@@ -31,7 +37,7 @@ export function addNodeCommands(program: Command, session: Session): void {
     .command('show')
     .description("a node's state, topology, labels and GPUs with their allocations, then its latest host telemetry (GPU, NFS, RDMA, NIC)")
     .argument('<name>', 'node name')
-    .option('--history <n>', 'also show this many earlier telemetry batches, compactly (0..360)', flagParser((t) => parseInteger(t, { min: 0, max: 360 })))
+    .option('--history <n>', `also show this many earlier telemetry batches, compactly (0..${TELEMETRY_HISTORY_KEPT}: what the scheduler keeps)`, flagParser((t) => parseInteger(t, { min: 0, max: TELEMETRY_HISTORY_KEPT })))
     .action(async (name: string, o: { history?: number }) => {
       const gantry = session.gantry();
       // Both at once; nothing is printed until both answered, so a failure prints one line only.

@@ -2,9 +2,10 @@
 // collector (per mount and interval: WRITE ops/s and the interval's average queue, RTT and
 // execute milliseconds per op). mountstats' execute time runs from the RPC's creation to its
 // completion, so it holds the queueing and the RTT: queue / execute is the client's share.
-// A tally, so a caller can feed batches as it reads them (the report's service a page at a
-// time, the simulations a window at a time) without holding them all.
-import type { NfsQueueingFigures, TelemetryBatch } from '@gantry/proto';
+// A tally, so a caller can feed what it reads as it reads it (the report's service each node's
+// NfsWriteSamples, the simulations whole batches a window at a time) without holding it all.
+import type { NfsQueueingFigures, NfsWriteSample, TelemetryBatch } from '@gantry/proto';
+import { nfsWriteSampleOf } from '@gantry/store';
 
 export class NfsQueueTally {
   private readonly nodes = new Set<string>();
@@ -18,18 +19,22 @@ export class NfsQueueTally {
   constructor(private readonly fromMs: number, private readonly toMs: number) {}
 
   add(batch: TelemetryBatch): void {
-    const at = batch.time?.getTime() ?? 0;
+    this.addSample(batch.node, nfsWriteSampleOf(batch));
+  }
+
+  /** A batch's NFS WRITE figures as the store keeps them (NodeTelemetryStore.nfsWritesSince). */
+  addSample(node: string, sample: NfsWriteSample): void {
+    const at = sample.time?.getTime() ?? 0;
     if (at < this.fromMs || at > this.toMs) return;
     this.oldestMs = Math.min(this.oldestMs ?? at, at);
     // The interval the rates were derived over; the first batch of an agent has none.
-    const sec = batch.interval ? batch.interval.seconds + batch.interval.nanos / 1e9 : 0;
+    const sec = sample.interval ? sample.interval.seconds + sample.interval.nanos / 1e9 : 0;
     if (sec <= 0) return;
-    for (const m of batch.nfsMounts) {
-      const w = m.rates?.ops.find((o) => o.op === 'WRITE');
-      if (!w || w.opsPerSecond <= 0 || w.avgExecuteMs === undefined) continue;
+    for (const w of sample.mounts) {
+      if (w.opsPerSecond <= 0 || w.avgExecuteMs === undefined) continue;
       const ops = w.opsPerSecond * sec;
       this.samples++;
-      this.nodes.add(batch.node);
+      this.nodes.add(node);
       this.ops += ops;
       this.queueMs += (w.avgQueueMs ?? 0) * ops;
       this.rttMs += (w.avgRttMs ?? 0) * ops;

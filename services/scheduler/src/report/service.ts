@@ -1,16 +1,16 @@
 // Reads what the operations report needs and hands it to the pure analyses (analyze.ts):
-// every node's event log and telemetry history (the scheduler's own records), the jobs
+// every node's event log, NFS WRITE series and latest telemetry (the scheduler's own records), the jobs
 // created in the window (newest first, a page at a time, stopping at the window's start),
 // with the attempts compacted out of their records (their attempts archives, one pipelined
 // read), and, from the checkpoint process's API, the jobs' committed checkpoints and the
-// storage targets. Every read is bounded: event logs and telemetry history are capped in Redis, and
+// storage targets. Every read is bounded: event logs and NFS series are capped in Redis, and
 // what the caps cut off inside the window is listed in the report's `limits`.
 import { Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
 import {
   CheckpointServiceClient, StorageServiceClient, type Attempt, type Checkpoint, type Job, type OperationsReport, type StorageTarget, type TelemetryBatch,
 } from '@gantry/proto';
 import { internalChannelCredentials, internalChannelOptions, type InternalTls } from '@gantry/service-kit';
-import { ATTEMPTS_ARCHIVE_CAP, HealthStore, NODE_EVENT_LOG_CAP, NodeTelemetryStore, TELEMETRY_HISTORY_CAP } from '@gantry/store';
+import { ATTEMPTS_ARCHIVE_CAP, HealthStore, NFS_WRITE_SERIES_CAP, NODE_EVENT_LOG_CAP, NodeTelemetryStore } from '@gantry/store';
 import type { SchedulerContext } from '../context.js';
 import { DEFAULT_HEALTH_CONFIG, type HealthConfig } from '../health/index.js';
 import { parseHealthConfigText } from '../health-monitor/config-source.js';
@@ -76,12 +76,14 @@ export class ReportSource {
       if (events.length >= NODE_EVENT_LOG_CAP && oldest !== undefined && oldest > fromMs) {
         limits.push(`${name}: the event log keeps its last ${NODE_EVENT_LOG_CAP} entries, from ${new Date(oldest).toISOString()}; earlier events of the window are not counted`);
       }
-      const batches = await this.telemetry.since(name, fromMs, TELEMETRY_HISTORY_CAP + 1);
-      for (const b of batches) nfs.add(b);
-      if (batches.length > 0 && (batches[0]!.time?.getTime() ?? 0) > fromMs + 60_000 && batches.length >= TELEMETRY_HISTORY_CAP) historyCut++;
-      nodes.push({ name, events, linkBytesPerSecond: linkBytesPerSecond(batches.at(-1)) });
+      // The whole batches kept cover minutes: the report's hour and more come from the series.
+      const { samples, cut } = await this.telemetry.nfsWritesSince(name, fromMs);
+      for (const s of samples) nfs.addSample(name, s);
+      if (cut && (samples[0]?.time?.getTime() ?? 0) > fromMs + 60_000) historyCut++;
+      const { latest } = await this.telemetry.get(name, 0);
+      nodes.push({ name, events, linkBytesPerSecond: latest && (latest.time?.getTime() ?? 0) > fromMs ? linkBytesPerSecond(latest) : undefined });
     }
-    if (historyCut > 0) limits.push(`NFS queueing: ${historyCut} node(s) keep only their last ${TELEMETRY_HISTORY_CAP} telemetry batches, so it covers less than the window (see covered_from)`);
+    if (historyCut > 0) limits.push(`NFS queueing: ${historyCut} node(s) keep the NFS WRITE figures of only their last ${NFS_WRITE_SERIES_CAP} telemetry batches, so it covers less than the window (see covered_from)`);
     const jobs = await this.jobsSince(fromMs);
     const archivedAttempts = await this.archivedAttempts(jobs, limits);
     const { checkpoints, targets } = await this.checkpointRecords(jobs, limits);

@@ -1,6 +1,6 @@
 // The telemetry ingest against a real nats-server and redis-server: batches delivered together
 // are written in one pipeline, and what readers get back is what the agents published, each
-// node's history in order; batches from another instance, for another node or undecodable
+// node's history (and NFS WRITE series) in order; batches from another instance, for another node or undecodable
 // are dropped (and acknowledged, so never redelivered), and so is a replaced agent process's
 // batch stamped after its successor started (one stamped before is stored); nothing is left
 // unacknowledged.
@@ -16,7 +16,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { GpuTelemetry, Node, NodeState, TelemetryBatch } from '@gantry/proto';
 import { consumers, encode, ensureStreams, streams, subjects } from '@gantry/bus';
 import { connectNats } from '@gantry/service-kit';
-import { HealthStore, JobStore, NodeStore, NodeTelemetryStore } from '@gantry/store';
+import { HealthStore, JobStore, NodeStore, NodeTelemetryStore, nfsWriteSampleOf } from '@gantry/store';
 import { startNats, type NatsServer } from '../../../../test/harness/infra.js';
 import { useRedis } from '../../../../libs/store/test/redis-fixture.js';
 import { AgentCommander } from '../../src/agents/commands.js';
@@ -105,6 +105,8 @@ describe('telemetry ingest', () => {
         const mine = published.get(node)!;
         expect(got.latest).toEqual(mine[2]);
         expect(got.history).toEqual([mine[1], mine[0]]);
+        // Each stored batch's NFS WRITE sample too (the report's series); none of a dropped one.
+        expect((await store.nfsWritesSince(node, 0)).samples).toEqual(mine.map(nfsWriteSampleOf));
       }
       expect(await metric(ctx, 'gantry_agent_messages_dropped_total', { kind: 'telemetry', reason: 'instance-mismatch' })).toBe(1);
       expect(await metric(ctx, 'gantry_agent_messages_dropped_total', { kind: 'telemetry', reason: 'node-mismatch' })).toBe(1);

@@ -158,7 +158,10 @@ export interface GetNodeResponse {
 
 export interface GetNodeTelemetryRequest {
   name: string;
-  /** How many earlier batches to return besides the latest (0..360). */
+  /**
+   * How many earlier batches to return besides the latest (0..64: the scheduler keeps 64 per
+   * node; more is INVALID_ARGUMENT).
+   */
   history: number;
 }
 
