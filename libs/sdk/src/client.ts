@@ -79,7 +79,7 @@ export interface NodeFilter {
 }
 
 export interface NodeTelemetryOptions extends CallOptions {
-  /** How many earlier batches to return besides the latest, newest first (0..360; default 0). */
+  /** How many earlier batches to return besides the latest, newest first (0..64, the batches kept per node; default 0). */
   history?: number;
 }
 

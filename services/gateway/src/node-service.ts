@@ -1,5 +1,6 @@
 import { NodeServiceService, type NodeServiceClient, type NodeServiceServer } from '@gantry/proto';
 import { invalidArgument } from '@gantry/service-kit';
+import { TELEMETRY_HISTORY_CAP } from '@gantry/store';
 import { call } from './scheduler-client.js';
 import { admitListNodes, admitToken } from './admission/shared.js';
 import type { Guard } from './auth/guard.js';
@@ -12,7 +13,7 @@ export function nodeService(guard: Guard, scheduler: NodeServiceClient): NodeSer
     getNode: guard.unary(NODE('GetNode'), (req) => { admitToken('name', req.name); return call(scheduler, scheduler.getNode, req); }),
     getNodeTelemetry: guard.unary(NODE('GetNodeTelemetry'), (req) => {
       admitToken('name', req.name);
-      if (req.history > 360) throw invalidArgument(`history must be between 0 and 360, got ${req.history}`);
+      admitTelemetryHistory(req.history);
       return call(scheduler, scheduler.getNodeTelemetry, req);
     }),
     explainNode: guard.unary(NODE('ExplainNode'), (req) => {
@@ -27,6 +28,11 @@ export function nodeService(guard: Guard, scheduler: NodeServiceClient): NodeSer
       return call(scheduler, scheduler.listNodeEvents, req);
     }),
   };
+}
+
+/** Refused at the edge with the scheduler's words: a longer history than the store keeps would come back short, passing for all the node had. */
+export function admitTelemetryHistory(history: number): void {
+  if (history > TELEMETRY_HISTORY_CAP) throw invalidArgument(`history must be between 0 and ${TELEMETRY_HISTORY_CAP} (the batches kept per node), got ${history}`);
 }
 
 export { NodeServiceService };
