@@ -11,8 +11,8 @@
 //   with it (the Redis Lua scripts of libs/store, the status page's assets, chart.js for
 //   `gantry report --html`). Each module's own source location is written in its place, so
 //   those files are read from the checkout, where they are.
-// - worker threads: the scheduler's heartbeat thread has a bundle of its own
-//   (scheduler-heartbeats.mjs), which the scheduler finds through __GANTRY_BUNDLE_DIR__, set
+// - worker threads: the scheduler's agent intake thread has a bundle of its own
+//   (scheduler-intake.mjs), which the scheduler finds through __GANTRY_BUNDLE_DIR__, set
 //   here (from sources it starts the .ts entry through tsx instead).
 // - `__dirname` / `__filename` in CommonJS dependencies (grpc-health-check finds its .proto
 //   files with it): not defined in an ES module, so each such module gets its own.
@@ -26,10 +26,10 @@ import { pathToFileURL } from 'node:url';
 import { REPO_ROOT, type ServiceName } from './services.js';
 
 /** Bundled entry points: output name -> source, relative to the repository root. */
-export const BUNDLE_ENTRIES: Record<ServiceName | 'gantry' | 'scheduler-heartbeats', string> = {
+export const BUNDLE_ENTRIES: Record<ServiceName | 'gantry' | 'scheduler-intake', string> = {
   'gateway': 'services/gateway/src/main.ts',
   'scheduler': 'services/scheduler/src/main.ts',
-  'scheduler-heartbeats': 'services/scheduler/src/agents/heartbeat-worker.ts',
+  'scheduler-intake': 'services/scheduler/src/agents/intake-worker.ts',
   'checkpoint': 'services/checkpoint/src/main.ts',
   'node-agent': 'services/node-agent/src/main.ts',
   'gantry': 'libs/cli/src/main.ts',

@@ -1,4 +1,4 @@
-// `pnpm bench:telemetry`: the scheduler's telemetry ingest (TelemetryIngest: the durable
+// `pnpm bench:telemetry`: the scheduler's telemetry ingest (TelemetryBatchIngest: the durable
 // JetStream consumer, size/node/instance checks, the store write) draining batches of the
 // simulated agent's real shape (SimulatedBackend -> TelemetryCollector, an 8-GPU host, ~13 KB)
 // against a real NATS and Redis. The batches are published before the ingest starts, so the
@@ -20,7 +20,7 @@ import { GpuDevice, Node, NodeState, TelemetryBatch } from '@gantry/proto';
 import { encode, ensureStreams, streams, subjects } from '@gantry/bus';
 import { connectNats } from '@gantry/service-kit';
 import {
-  HealthStore, JobStore, LeaderLease, NFS_WRITE_SERIES_CAP, NodeStore, NodeTelemetryStore, TELEMETRY_HISTORY_CAP, keys, readBatchHeader, scriptRunner,
+  JobStore, LeaderLease, NFS_WRITE_SERIES_CAP, NodeStore, NodeTelemetryStore, TELEMETRY_HISTORY_CAP, keys, readBatchHeader, scriptRunner,
 } from '@gantry/store';
 import { nfsWriteSampleBytes } from '../../../libs/store/src/nfs-write-sample.js';
 import { TelemetryCollector } from '../../node-agent/src/collectors/index.js';
@@ -28,8 +28,8 @@ import { SimulatedBackend } from '../../node-agent/src/device/index.js';
 import { startNats, startRedis } from '../../../test/harness/infra.js';
 import { AgentCommander } from '../src/agents/commands.js';
 import { JobCache } from '../src/jobs/job-cache.js';
-import { HealthConfigCache } from '../src/health-monitor/config-source.js';
-import { TelemetryIngest } from '../src/telemetry/ingest.js';
+import { AgentMessageGuard } from '../src/agents/message-guard.js';
+import { TelemetryBatchIngest, telemetryMetrics } from '../src/telemetry/batch-ingest.js';
 import type { SchedulerContext } from '../src/context.js';
 import { env } from './env.js';
 
@@ -85,7 +85,8 @@ const ctx: SchedulerContext = {
   recovered: () => undefined,
   agentEpoch: () => undefined,
 };
-const ingest = new TelemetryIngest(ctx, new HealthConfigCache(new HealthStore(redis), log));
+// In process here (the scheduler runs it on its agent intake thread): the same ingest, measured alone.
+const ingest = new TelemetryBatchIngest({ nc, redis, log, guard: AgentMessageGuard.of(ctx.metrics, log) }, telemetryMetrics(ctx.metrics));
 const stored = () => ctx.metrics.getSingleMetric('gantry_telemetry_batches_total')!.get().then((m) => m.values[0]?.value ?? 0);
 const redisCpu = async (): Promise<number> => {
   const info = await redis.info('cpu');

@@ -11,12 +11,14 @@ import type { SchedulerContext } from './context.js';
 import { AgentCommander } from './agents/commands.js';
 import { loadCommandSigningKey } from './agents/signing-key.js';
 import { NodeRegistry } from './agents/node-registry.js';
-import { HeartbeatThread } from './agents/heartbeat-thread.js';
+import { AgentIntakeThread } from './agents/intake-thread.js';
+import { AgentMessageGuard } from './agents/message-guard.js';
 import { registerNodeGauges } from './agents/node-gauges.js';
 import { RankEventConsumer } from './agents/rank-events.js';
 import { LeaderElector } from './leader.js';
 import { OutboxRelay } from './relay.js';
-import { TelemetryIngest } from './telemetry/ingest.js';
+import { HostEventIngest } from './telemetry/host-events.js';
+import { telemetryMetrics } from './telemetry/batch-ingest.js';
 import { SchedulingLoop } from './scheduling-loop.js';
 import { JobCache } from './jobs/job-cache.js';
 import { admitEvery } from '@gantry/gateway/admission';
@@ -86,14 +88,14 @@ export async function main(): Promise<void> {
   const report = new ReportSource(ctx, config.CHECKPOINT_ADDR, internalTls);
   lifecycle.onShutdown('report checkpoint client', () => report.close());
   const loop = new SchedulingLoop(ctx, recovery, resume);
-  // Heartbeats are recorded on a thread of their own (heartbeat-thread.ts), so that their
-  // times reach Redis whatever the main thread is busy with.
-  let heartbeatThread: HeartbeatThread | undefined;
-  const registry = new NodeRegistry(ctx, (sink) => (heartbeatThread = new HeartbeatThread({
+  // Heartbeats and telemetry batches are taken in on a thread of their own (intake-thread.ts),
+  // so that they reach Redis whatever the main thread is busy with.
+  let intake: AgentIntakeThread | undefined;
+  const registry = new NodeRegistry(ctx, (heartbeats) => (intake = new AgentIntakeThread({
     natsUrl: config.NATS_URL, natsCredsFile: config.NATS_CREDS_FILE, redis: redisTarget(config), logLevel: config.LOG_LEVEL, instanceId: config.INSTANCE_ID,
-  }, sink, log)));
-  await heartbeatThread!.start();
-  lifecycle.onShutdown('heartbeat thread', () => registry.close());
+  }, { heartbeats, telemetry: telemetryMetrics(metrics), guard: AgentMessageGuard.of(metrics, log) }, log)));
+  await intake!.start();
+  lifecycle.onShutdown('agent intake thread', () => registry.close());
   const rankEvents = new RankEventConsumer(ctx);
   const outbox = new Outbox(redis);
   const relay = new OutboxRelay(outbox, js, log);
@@ -108,7 +110,7 @@ export async function main(): Promise<void> {
   });
   const healthStore = new HealthStore(redis);
   const healthConfigs = new HealthConfigCache(healthStore, log);
-  const telemetry = new TelemetryIngest(ctx, healthConfigs);
+  const hostEvents = new HostEventIngest(ctx, healthConfigs);
   const health = new HealthMonitor(ctx, healthStore, healthConfigs, new LogActivity(nc));
   registerNodeGauges(redis, metrics, () => elector.epoch > 0);
   const leaderGauge = new Gauge({ name: 'gantry_scheduler_leader', help: '1 while this replica leads', registers: [metrics] });
@@ -120,7 +122,7 @@ export async function main(): Promise<void> {
       relay.start();
       await registry.start();
       await rankEvents.start();
-      await telemetry.start();
+      await hostEvents.start();
       loop.start();
       health.start();
     },
@@ -131,7 +133,7 @@ export async function main(): Promise<void> {
       registry.stop();
       relay.stop();
       await rankEvents.stop();
-      await telemetry.stop();
+      await hostEvents.stop();
     },
   });
   elector.start();

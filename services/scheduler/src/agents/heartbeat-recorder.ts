@@ -1,16 +1,16 @@
 // Heartbeats in, their times recorded in Redis, and what the node registry needs to reconcile
 // each node handed on. This is the part of heartbeat handling whose latency is the liveness
 // target (issue 14: every heartbeat recorded within one interval at 10,000 agents), so the
-// scheduler runs it on a thread of its own (heartbeat-worker.ts): on the main thread it waited
+// scheduler runs it on its agent intake thread (intake-worker.ts): on the main thread it waited
 // behind scheduling passes, the health window and garbage collection of the main heap
 // (event loop held up to 1.4 s at 10,000 agents on a quiet machine, heartbeats p99 several
 // seconds from arrival to recorded). Reconciles stay on the main thread, with the job copy.
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { NodeHeartbeat, NodeState, type AgentRank, type GpuAllocation } from '@gantry/proto';
-import { decode, subjectNode, subjects } from '@gantry/bus';
+import { decode, subjects } from '@gantry/bus';
 import type { NodeRecord, NodeStore, ParsedNode } from '@gantry/store';
 import type { Logger } from '@gantry/service-kit';
-import type { AgentMessageKind, DropReason } from './message-guard.js';
+import type { AgentMessageGuard } from './message-guard.js';
 
 /**
  * Heartbeats waiting for the batch in progress to finish, at most one per node and agent
@@ -59,7 +59,7 @@ export function waitForBatch<T>(waiting: Map<string, T>, key: string, hb: T): vo
 /**
  * A heartbeat whose time was recorded: what the registry needs to reconcile its node (the
  * ranks stay encoded: a quiet node's are never decoded again) and to act on what it says.
- * Plain data, so that it crosses from the heartbeat thread to the main thread cheaply.
+ * Plain data, so that it crosses from the intake thread to the main thread cheaply.
  */
 export interface RecordedHeartbeat {
   node: string;
@@ -76,14 +76,13 @@ export interface RecordedHeartbeat {
   encoded: Uint8Array;
 }
 
-/** Where the recorder's results go: the registry (in process) or the main thread (from the worker). */
+/** Where the recorder's results go: the registry (in process, or on the main thread from the intake thread). */
 export interface HeartbeatSink {
+  /** Heartbeats recorded, and per heartbeat the seconds from its arrival to its time recorded. */
   recorded(beats: RecordedHeartbeat[], lagsSec: number[]): void;
-  /** A heartbeat dropped as untrustworthy or as overload (AgentMessageGuard counts and logs it). */
-  drop(kind: AgentMessageKind, reason: DropReason, detail: Record<string, unknown>): void;
 }
 
-/** What starts and stops heartbeat handling with leadership: a HeartbeatRecorder, or the thread running one. */
+/** What starts and stops heartbeat handling with leadership: a HeartbeatRecorder, or the intake thread running one. */
 export interface HeartbeatFeed {
   /**
    * Leads at `epoch` (> 0): heartbeats are taken and recorded. 0: not leading; they are not.
@@ -97,6 +96,8 @@ export interface HeartbeatRecorderDeps {
   nc: NatsConnection;
   nodes: NodeStore;
   log: Logger;
+  /** Counts and logs what is dropped (on the intake thread: forwards it to the main thread's). */
+  guard: AgentMessageGuard;
 }
 
 export class HeartbeatRecorder implements HeartbeatFeed {
@@ -143,7 +144,7 @@ export class HeartbeatRecorder implements HeartbeatFeed {
    */
   receive(data: Uint8Array, subject: string): void {
     if (this.waiting.size >= MAX_WAITING_HEARTBEATS) {
-      this.sink.drop('heartbeat', 'overload', { subject });
+      this.deps.guard.drop('heartbeat', 'overload', { subject });
       return;
     }
     let hb: NodeHeartbeat;
@@ -153,11 +154,7 @@ export class HeartbeatRecorder implements HeartbeatFeed {
       this.deps.log.warn({ err: (e as Error).message.slice(0, 300) }, 'heartbeat not processed');
       return;
     }
-    const sender = subjectNode(subject);
-    if (hb.node !== sender) {
-      this.sink.drop('heartbeat', 'node-mismatch', { sender, claimed: hb.node.slice(0, 128) });
-      return;
-    }
+    if (!this.deps.guard.sameNode('heartbeat', subject, hb.node)) return;
     waitForBatch(this.waiting, `${hb.node}\n${hb.instanceId}`, { hb, encoded: data, at: Date.now() });
     if (!this.draining) {
       this.draining = true;
@@ -196,10 +193,7 @@ export class HeartbeatRecorder implements HeartbeatFeed {
       if (!rec) continue; // unknown node: it registers first
       // Only the instance that registered last speaks for the node (a stale process, or anything
       // replaying an old heartbeat, must not keep it READY).
-      if (rec.instanceId && rec.instanceId !== hb.instanceId) {
-        this.sink.drop('heartbeat', 'instance-mismatch', { node: hb.node, registered: rec.instanceId, instance: hb.instanceId.slice(0, 64) });
-        continue;
-      }
+      if (!this.deps.guard.sameInstance(hb.node, rec.instanceId, hb.instanceId)) continue;
       out.push({ node: hb.node, rev: rec.rev, allocations: rec.allocations, fingerprint: reconcileInputs(rec, hb.ranks), state: rec.node.state, highestEpoch: hb.highestEpoch, encoded });
       lags.push(Math.max(0, now - at) / 1000);
     }

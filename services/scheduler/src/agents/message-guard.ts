@@ -28,25 +28,35 @@ export type DropReason =
 
 const guards = new WeakMap<Registry, AgentMessageGuard>();
 
-export class AgentMessageGuard {
-  private readonly dropped: Counter<'kind' | 'reason'>;
-  /** Per kind and reason, at most a line a second. */
-  private readonly warnDropped: ReturnType<typeof throttledWarn>;
+/** What is done with a dropped message: counted and logged (AgentMessageGuard.of), or passed to the thread that does that (AgentMessageGuard.forwarding). */
+export type DropRecorder = (kind: AgentMessageKind, reason: DropReason, detail: Record<string, unknown>) => void;
 
-  private constructor(metrics: Registry, log: Logger) {
-    this.warnDropped = throttledWarn(log, 'dropped an agent message');
-    this.dropped = new Counter({
-      name: 'gantry_agent_messages_dropped_total',
-      help: 'Agent messages the scheduler dropped as untrustworthy: payload node not the subject\'s, from another agent instance than the registered one (or a replaced one), rank event for a rank not placed on that node',
-      labelNames: ['kind', 'reason'], registers: [metrics],
-    });
-  }
+export class AgentMessageGuard {
+  private constructor(private readonly record: DropRecorder, private readonly dropped?: Counter<'kind' | 'reason'>) {}
 
   /** One guard (one counter) per metrics registry, shared by the registry, rank and telemetry consumers. */
   static of(metrics: Registry, log: Logger): AgentMessageGuard {
     let g = guards.get(metrics);
-    if (!g) guards.set(metrics, (g = new AgentMessageGuard(metrics, log)));
+    if (!g) {
+      // Per kind and reason, at most a line a second.
+      const warnDropped = throttledWarn(log, 'dropped an agent message');
+      const dropped = new Counter({
+        name: 'gantry_agent_messages_dropped_total',
+        help: 'Agent messages the scheduler dropped as untrustworthy: payload node not the subject\'s, from another agent instance than the registered one (or a replaced one), rank event for a rank not placed on that node',
+        labelNames: ['kind', 'reason'], registers: [metrics],
+      });
+      g = new AgentMessageGuard((kind, reason, detail) => {
+        dropped.inc({ kind, reason });
+        warnDropped(`${kind}/${reason}`, { kind, reason, ...detail });
+      }, dropped);
+      guards.set(metrics, g);
+    }
     return g;
+  }
+
+  /** A guard whose drops go to `record` (the agent intake thread's: the main thread counts and logs them). */
+  static forwarding(record: DropRecorder): AgentMessageGuard {
+    return new AgentMessageGuard(record);
   }
 
   /** Whether the payload's node is the one its subject names; a mismatch is dropped. */
@@ -104,13 +114,13 @@ export class AgentMessageGuard {
    * not logged), so a flood of bad messages cannot flood the log too.
    */
   drop(kind: AgentMessageKind, reason: DropReason, detail: Record<string, unknown>): void {
-    this.dropped.inc({ kind, reason });
-    this.warnDropped(`${kind}/${reason}`, { kind, reason, ...detail });
+    this.record(kind, reason, detail);
   }
 
 
   /** Dropped so far (tests and fuzzing read it). */
   async count(kind: AgentMessageKind, reason: DropReason): Promise<number> {
+    if (!this.dropped) throw new Error('a forwarding guard counts nothing itself');
     return (await this.dropped.get()).values.find((v) => v.labels.kind === kind && v.labels.reason === reason)?.value ?? 0;
   }
 }

@@ -1,7 +1,7 @@
 // Node membership: registration, heartbeats, LOST detection, and reconciliation of what an
 // agent runs with what the scheduler wants (level-triggered: every heartbeat re-checks).
-// Heartbeats are taken in and their times recorded by a HeartbeatFeed (in production on a
-// thread of its own: heartbeat-thread.ts); this registry gets what each one reported.
+// Heartbeats are taken in and their times recorded by a HeartbeatFeed (in production on the
+// agent intake thread: intake-thread.ts); this registry gets what each one reported.
 import { randomUUID } from 'node:crypto';
 import type { Subscription } from '@nats-io/transport-node';
 import { Counter, Gauge, Histogram } from 'prom-client';
@@ -15,7 +15,7 @@ import { currentAttempt, isActive, liveRanks, markRanksLost, wantsRank } from '.
 import { afterFaultSignal, recoveringReason, signalHolders, withFaultSignal } from '../recovery/triggers.js';
 import { mutateJob } from '../jobs/mutate.js';
 import { dispatchAssignments } from '../dispatch/dispatcher.js';
-import { AgentMessageGuard, type AgentMessageKind, type DropReason } from './message-guard.js';
+import { AgentMessageGuard } from './message-guard.js';
 import { HeartbeatRecorder, reconcileInputs, type HeartbeatFeed, type HeartbeatSink, type RecordedHeartbeat } from './heartbeat-recorder.js';
 
 export { waitForBatch } from './heartbeat-recorder.js';
@@ -122,12 +122,12 @@ export class NodeRegistry implements HeartbeatSink {
    */
   constructor(private readonly ctx: SchedulerContext, feed?: (sink: HeartbeatSink) => HeartbeatFeed) {
     this.guard = AgentMessageGuard.of(ctx.metrics, ctx.log);
-    this.feed = feed ? feed(this) : new HeartbeatRecorder({ nc: ctx.nc, nodes: ctx.nodes, log: ctx.log }, this);
+    this.feed = feed ? feed(this) : new HeartbeatRecorder({ nc: ctx.nc, nodes: ctx.nodes, log: ctx.log, guard: this.guard }, this);
     this.events = new NodeTelemetryStore(ctx.redis);
     this.lost = new Counter({ name: 'gantry_nodes_lost_total', help: 'Nodes declared LOST: no heartbeat for HEARTBEAT_TIMEOUT_MS', registers: [ctx.metrics] });
     this.overdue = new Gauge({ name: 'gantry_nodes_heartbeat_overdue', help: 'Nodes without a heartbeat for longer than HEARTBEAT_TIMEOUT_MS (LOST ones included), at the leader\'s latest check', registers: [ctx.metrics] });
     // Apart from the agent's send time: what the scheduler itself adds once a heartbeat reached
-    // the heartbeat thread's event loop (the batch window, the script call, waiting behind other
+    // the intake thread's event loop (the batch window, the script call, waiting behind other
     // heartbeats), as against delivery (NATS, a busy event loop not reading its socket).
     this.recordLag = new Histogram({ name: 'gantry_heartbeat_record_lag_seconds', help: 'From a heartbeat\'s arrival at the scheduler to its time recorded in Redis', registers: [ctx.metrics], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5] });
   }
@@ -180,7 +180,7 @@ export class NodeRegistry implements HeartbeatSink {
     if (epoch === 0) throw new Error('not the leader');
     if (req.highestEpoch > epoch) ctx.agentEpoch(req.highestEpoch);
     // Nothing a heartbeat left of this node outlives its registration (a record written anew,
-    // e.g. after Redis lost it, starts again at revision 1; the heartbeat thread's copy of it is
+    // e.g. after Redis lost it, starts again at revision 1; the intake thread's copy of it is
     // by revision and registration time).
     this.quiet.delete(req.node);
     const prev = await ctx.nodes.get(req.node);
@@ -212,7 +212,7 @@ export class NodeRegistry implements HeartbeatSink {
     return RegisterNodeResponse.create({ accepted: true, message: reason, heartbeatIntervalMs: ctx.settings.heartbeatIntervalMs });
   }
 
-  /** Closes the heartbeat feed (its thread and connections): at shutdown. */
+  /** Closes the heartbeat feed (the intake thread and its connections): at shutdown. */
   close(): Promise<void> {
     return this.feed.close();
   }
@@ -237,10 +237,6 @@ export class NodeRegistry implements HeartbeatSink {
     if (highest > epoch) ctx.agentEpoch(highest);
     if (returning.length > 0) void this.bringBack(returning, epoch).catch((e: unknown) => ctx.log.warn({ err: (e as Error).message.slice(0, 300), nodes: returning.length }, 'could not bring nodes back'));
     this.reconcileSoon(beats);
-  }
-
-  drop(kind: AgentMessageKind, reason: DropReason, detail: Record<string, unknown>): void {
-    this.guard.drop(kind, reason, detail);
   }
 
   /** LOST nodes whose agents heartbeat again: back to the state they were in before (READY unless held out). */
@@ -286,7 +282,7 @@ export class NodeRegistry implements HeartbeatSink {
         }
         if (batch.length === 0) continue;
         try {
-          // The node's side as the heartbeat thread read it with the heartbeat (no second read).
+          // The node's side as the intake thread read it with the heartbeat (no second read).
           const reported = batch.map((b) => ({ node: { name: b.node, rev: b.rev, allocations: b.allocations }, ranks: decode(NodeHeartbeat, b.encoded, 'NodeHeartbeat').ranks }));
           const jobs = await this.jobsOf(reported.flatMap(({ node, ranks }) => [...ranks.map((r) => r.jobId), ...node.allocations.map((a) => a.jobId)]));
           for (const { node, ranks } of reported) {
@@ -395,7 +391,7 @@ export class NodeRegistry implements HeartbeatSink {
     const timeout = ctx.settings.heartbeatTimeoutMs;
     // After a failover heartbeats were not recorded while nobody led: give agents a full timeout.
     if (epoch === 0 || now - this.electedAt < timeout) return;
-    // The heartbeat thread records a heartbeat within a batch window of its arrival, whatever
+    // The intake thread records a heartbeat within a batch window of its arrival, whatever
     // this thread is doing: a time in Redis older than the timeout is silence.
     const silent = (await ctx.nodes.getMany(await ctx.nodes.silentSince(now - timeout))).filter((rec) => now - rec.heartbeatMs >= timeout);
     this.overdue.set(silent.length);

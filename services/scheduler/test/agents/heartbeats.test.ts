@@ -5,7 +5,7 @@
 // heartbeats found nothing to reconcile (and may be skipped while nothing changes) is reconciled
 // at once when what it reports changes (a rank of a job the scheduler does not know is stopped,
 // through a signed command). The same, with the heartbeats taken in and recorded on the
-// scheduler's heartbeat thread (a worker thread with its own connections), as the service runs it.
+// scheduler's agent intake thread (a worker thread with its own connections), as the service runs it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
@@ -16,7 +16,7 @@ import { Registry } from 'prom-client';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { AgentCommandReply, AgentRank, GpuDevice, NodeHeartbeat, NodeState, RankPhase, RegisterNodeRequest } from '@gantry/proto';
-import { encode, subjects, verifyCommand } from '@gantry/bus';
+import { encode, ensureStreams, subjects, verifyCommand } from '@gantry/bus';
 import { connectNats } from '@gantry/service-kit';
 import { JobStore, keys, NodeStore } from '@gantry/store';
 import { startNats, type NatsServer } from '../../../../test/harness/infra.js';
@@ -24,7 +24,7 @@ import { useRedis } from '../../../../libs/store/test/redis-fixture.js';
 import { AgentCommander } from '../../src/agents/commands.js';
 import { AgentMessageGuard } from '../../src/agents/message-guard.js';
 import { NodeRegistry } from '../../src/agents/node-registry.js';
-import { HeartbeatThread } from '../../src/agents/heartbeat-thread.js';
+import { AgentIntakeThread } from '../../src/agents/intake-thread.js';
 import type { HeartbeatFeed, HeartbeatSink } from '../../src/agents/heartbeat-recorder.js';
 import { JobCache } from '../../src/jobs/job-cache.js';
 import type { SchedulerContext } from '../../src/context.js';
@@ -41,6 +41,8 @@ const NODES = ['hb-0', 'hb-1', 'hb-2', 'hb-3', 'hb-4'];
 beforeAll(async () => {
   server = await startNats(mkdtempSync(join(tmpdir(), 'gantry-heartbeats-')));
   nc = await connectNats(server.url, 'heartbeats-test', log);
+  // The intake thread also consumes telemetry while it leads: the streams exist, as in a deployment.
+  await ensureStreams(nc, { log });
   for (const node of NODES) {
     nc.subscribe(subjects.agentCommand(node), {
       callback: (_err, msg) => {
@@ -86,16 +88,18 @@ async function until(what: () => Promise<boolean>, ms = 5_000): Promise<void> {
 
 describe.each([
   { where: 'on the main thread', thread: false },
-  { where: 'on the heartbeat thread', thread: true },
+  { where: 'on the agent intake thread', thread: true },
 ])('NodeRegistry heartbeats $where', ({ thread }) => {
   it('records heartbeats arriving together, drops another instance\'s, brings a LOST node back, and reconciles a node when what it reports changes', async () => {
     await redis().flushall();
     await redis().set(keys.leaderEpoch, '1');
     stops.length = 0;
     const ctx = context();
-    let worker: HeartbeatThread | undefined;
+    let worker: AgentIntakeThread | undefined;
     const feed = thread
-      ? (sink: HeartbeatSink): HeartbeatFeed => (worker = new HeartbeatThread({ natsUrl: server.url, redis: { url: redis.url(), waitReplicas: 0, waitTimeoutMs: 0 }, logLevel: 'silent', instanceId: 'test' }, sink, log))
+      ? (heartbeats: HeartbeatSink): HeartbeatFeed => (worker = new AgentIntakeThread(
+        { natsUrl: server.url, redis: { url: redis.url(), waitReplicas: 0, waitTimeoutMs: 0 }, logLevel: 'silent', instanceId: 'test' },
+        { heartbeats, telemetry: { stored: () => undefined }, guard: AgentMessageGuard.of(ctx.metrics, log) }, log))
       : undefined;
     const registry = new NodeRegistry(ctx, feed);
     await worker?.start();
@@ -138,7 +142,7 @@ describe.each([
       heartbeat('hb-3', 'hb-3-a', [ghost]);
       await until(async () => stops.length > 0);
       expect(stops).toEqual(['hb-3:no-such-job:0']);
-      // Drops made on the heartbeat thread are counted on this one's metrics.
+      // Drops made on the intake thread are counted on this one's metrics.
       expect(await AgentMessageGuard.of(ctx.metrics, log).count('heartbeat', 'instance-mismatch')).toBe(1);
     } finally {
       registry.stop();

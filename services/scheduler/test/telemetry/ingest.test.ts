@@ -16,13 +16,13 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { GpuTelemetry, Node, NodeState, TelemetryBatch } from '@gantry/proto';
 import { consumers, encode, ensureStreams, streams, subjects } from '@gantry/bus';
 import { connectNats } from '@gantry/service-kit';
-import { HealthStore, JobStore, NodeStore, NodeTelemetryStore, nfsWriteSampleOf } from '@gantry/store';
+import { JobStore, NodeStore, NodeTelemetryStore, nfsWriteSampleOf } from '@gantry/store';
 import { startNats, type NatsServer } from '../../../../test/harness/infra.js';
 import { useRedis } from '../../../../libs/store/test/redis-fixture.js';
 import { AgentCommander } from '../../src/agents/commands.js';
 import { JobCache } from '../../src/jobs/job-cache.js';
-import { HealthConfigCache } from '../../src/health-monitor/config-source.js';
-import { TelemetryIngest } from '../../src/telemetry/ingest.js';
+import { AgentMessageGuard } from '../../src/agents/message-guard.js';
+import { TelemetryBatchIngest, telemetryMetrics } from '../../src/telemetry/batch-ingest.js';
 import type { SchedulerContext } from '../../src/context.js';
 
 const log = pino({ level: 'silent' });
@@ -95,7 +95,7 @@ describe('telemetry ingest', () => {
     await publish('tl-1', encode(TelemetryBatch, batch('tl-2', 9)));
     await publish('tl-2', Uint8Array.from([0xff, 0xff, 0xff, 0xff]));
 
-    const ingest = new TelemetryIngest(ctx, new HealthConfigCache(new HealthStore(redis()), log));
+    const ingest = new TelemetryBatchIngest({ nc, redis: redis(), log, guard: AgentMessageGuard.of(ctx.metrics, log) }, telemetryMetrics(ctx.metrics));
     await ingest.start();
     try {
       await until(async () => (await metric(ctx, 'gantry_telemetry_batches_total')) >= 9);

@@ -1,29 +1,32 @@
-// The main thread's side of the heartbeat thread (heartbeat-worker.ts): starts it, tells it
-// when this replica leads, hands what it records to the node registry, and starts it again if
-// it dies (heartbeats are resent every interval; none is lost for good while it restarts).
+// The main thread's side of the agent intake thread (intake-worker.ts): starts it, tells it when
+// this replica leads, hands the heartbeats it records to the node registry and what it counts
+// to this thread's metrics, and starts it again if it dies (heartbeats are resent every
+// interval and telemetry waits in JetStream: nothing is lost for good while it restarts).
 import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Logger, RedisTarget } from '@gantry/service-kit';
-import type { AgentMessageKind, DropReason } from './message-guard.js';
+import type { AgentMessageGuard, AgentMessageKind, DropReason } from './message-guard.js';
 import type { HeartbeatFeed, HeartbeatSink, RecordedHeartbeat } from './heartbeat-recorder.js';
+import type { TelemetrySink } from '../telemetry/batch-ingest.js';
 
 /** Connection settings the thread needs (workerData: plain data). */
-export interface HeartbeatThreadData {
+export interface IntakeThreadData {
   natsUrl: string;
   natsCredsFile?: string;
   redis: RedisTarget;
   logLevel: string;
   instanceId: string;
-  /** The TypeScript entry, when the thread starts from sources (heartbeat-worker-boot.mjs loads it). */
+  /** The TypeScript entry, when the thread starts from sources (intake-worker-boot.mjs loads it). */
   entry?: string;
 }
 
-export type ToHeartbeatThread = { type: 'lead'; epoch: number } | { type: 'close' };
-export type FromHeartbeatThread =
+export type ToIntakeThread = { type: 'lead'; epoch: number } | { type: 'close' };
+export type FromIntakeThread =
   | { type: 'ready' }
   | { type: 'leading'; epoch: number }
   | { type: 'recorded'; beats: RecordedHeartbeat[]; lagsSec: number[] }
+  | { type: 'telemetry'; lagsSec: number[] }
   | { type: 'drop'; kind: AgentMessageKind; reason: DropReason; detail: Record<string, unknown> }
   | { type: 'closed' };
 
@@ -32,14 +35,22 @@ declare const __GANTRY_BUNDLE_DIR__: string | undefined;
 
 /** The thread's bundle, beside the scheduler's in a bundled build; else the sources through tsx. */
 function workerEntry(): { file: URL; entry?: string } {
-  if (typeof __GANTRY_BUNDLE_DIR__ === 'string') return { file: pathToFileURL(join(__GANTRY_BUNDLE_DIR__, 'scheduler-heartbeats.mjs')) };
-  return { file: new URL('./heartbeat-worker-boot.mjs', import.meta.url), entry: new URL('./heartbeat-worker.ts', import.meta.url).href };
+  if (typeof __GANTRY_BUNDLE_DIR__ === 'string') return { file: pathToFileURL(join(__GANTRY_BUNDLE_DIR__, 'scheduler-intake.mjs')) };
+  return { file: new URL('./intake-worker-boot.mjs', import.meta.url), entry: new URL('./intake-worker.ts', import.meta.url).href };
 }
 
 /** A thread that died is started again after this (then twice as long each time it dies again at once, up to 10 s). */
 const RESTART_MS = 500;
 
-export class HeartbeatThread implements HeartbeatFeed {
+/** Where the thread's results go on the main thread. */
+export interface IntakeSinks {
+  heartbeats: HeartbeatSink;
+  telemetry: TelemetrySink;
+  /** Counts and logs the messages the thread dropped. */
+  guard: AgentMessageGuard;
+}
+
+export class AgentIntakeThread implements HeartbeatFeed {
   private worker: Worker | undefined;
   private ready = false;
   private epoch = 0;
@@ -49,7 +60,7 @@ export class HeartbeatThread implements HeartbeatFeed {
   /** lead() calls waiting for the thread to confirm; resolved in order (or at exit). */
   private acks: { epoch: number; resolve: () => void }[] = [];
 
-  constructor(private readonly data: HeartbeatThreadData, private readonly sink: HeartbeatSink, private readonly log: Logger) {}
+  constructor(private readonly data: IntakeThreadData, private readonly sinks: IntakeSinks, private readonly log: Logger) {}
 
   /** Starts the thread; resolves once it has connected to NATS and Redis. */
   start(): Promise<void> {
@@ -77,17 +88,17 @@ export class HeartbeatThread implements HeartbeatFeed {
     clearTimeout(timer);
   }
 
-  private send(m: ToHeartbeatThread): void {
+  private send(m: ToIntakeThread): void {
     this.worker?.postMessage(m);
   }
 
   private spawn(onReady?: () => void, onFail?: (e: Error) => void): void {
     const { file, entry } = workerEntry();
-    const w = new Worker(file, { workerData: { ...this.data, entry } satisfies HeartbeatThreadData });
+    const w = new Worker(file, { workerData: { ...this.data, entry } satisfies IntakeThreadData });
     this.worker = w;
     this.ready = false;
     let wasReady = false;
-    w.on('message', (m: FromHeartbeatThread) => {
+    w.on('message', (m: FromIntakeThread) => {
       switch (m.type) {
         case 'ready':
           this.ready = wasReady = true;
@@ -96,10 +107,13 @@ export class HeartbeatThread implements HeartbeatFeed {
           onReady?.();
           break;
         case 'recorded':
-          this.sink.recorded(m.beats, m.lagsSec);
+          this.sinks.heartbeats.recorded(m.beats, m.lagsSec);
+          break;
+        case 'telemetry':
+          this.sinks.telemetry.stored(m.lagsSec);
           break;
         case 'drop':
-          this.sink.drop(m.kind, m.reason, m.detail);
+          this.sinks.guard.drop(m.kind, m.reason, m.detail);
           break;
         case 'leading':
           this.acks.shift()?.resolve();
@@ -109,7 +123,7 @@ export class HeartbeatThread implements HeartbeatFeed {
       }
     });
     w.on('error', (err) => {
-      this.log.error({ err: err.message }, 'heartbeat thread failed');
+      this.log.error({ err: err.message }, 'agent intake thread failed');
       if (!wasReady) onFail?.(err);
     });
     w.on('exit', (code) => {
@@ -118,11 +132,11 @@ export class HeartbeatThread implements HeartbeatFeed {
       for (const a of this.acks.splice(0)) a.resolve();
       // The first start failing fails start() (the service does not come up half-wired).
       if (this.closing || (onFail && !wasReady)) {
-        if (!wasReady) onFail?.(new Error(`heartbeat thread exited with code ${code} before it was ready`));
+        if (!wasReady) onFail?.(new Error(`agent intake thread exited with code ${code} before it was ready`));
         return;
       }
       const delayMs = Math.min(RESTART_MS * 2 ** this.restarts++, 10_000);
-      this.log.error({ code, delayMs }, 'heartbeat thread exited; starting it again');
+      this.log.error({ code, delayMs }, 'agent intake thread exited; starting it again');
       this.restartTimer = setTimeout(() => this.spawn(), delayMs);
     });
   }
