@@ -194,7 +194,10 @@ export class HeartbeatRecorder implements HeartbeatFeed {
       // Only the instance that registered last speaks for the node (a stale process, or anything
       // replaying an old heartbeat, must not keep it READY).
       if (!this.deps.guard.sameInstance(hb.node, rec.instanceId, hb.instanceId)) continue;
-      out.push({ node: hb.node, rev: rec.rev, allocations: rec.allocations, fingerprint: reconcileInputs(rec, hb.ranks), state: rec.node.state, highestEpoch: hb.highestEpoch, encoded });
+      // Copied: the NATS client's message is a view of its whole read buffer (16 KiB or more for
+      // a 300-byte heartbeat), which posting to the main thread would copy entire, and keeping
+      // the view until the reconcile would keep alive.
+      out.push({ node: hb.node, rev: rec.rev, allocations: rec.allocations, fingerprint: reconcileInputs(rec, hb.ranks), state: rec.node.state, highestEpoch: hb.highestEpoch, encoded: encoded.slice() });
       lags.push(Math.max(0, now - at) / 1000);
     }
     if (out.length > 0) this.sink.recorded(out, lags);
