@@ -15,6 +15,7 @@ const LONGEST_E2E_FILES = [
   'test/e2e/faults.test.ts',
   'test/e2e/status-page.test.ts',
   'test/e2e/launch.test.ts',
+  'test/e2e/packages.test.ts',
 ];
 
 class LongestFirstSequencer extends BaseSequencer {
