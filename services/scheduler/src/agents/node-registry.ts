@@ -18,8 +18,6 @@ import { dispatchAssignments } from '../dispatch/dispatcher.js';
 import { AgentMessageGuard } from './message-guard.js';
 import { HeartbeatRecorder, reconcileInputs, type HeartbeatFeed, type HeartbeatSink, type RecordedHeartbeat } from './heartbeat-recorder.js';
 
-export { waitForBatch } from './heartbeat-recorder.js';
-
 /** States an operator or health decision put a node in: it returns to them, not to READY. */
 const HELD_OUT = new Set([NodeState.NODE_STATE_QUARANTINED, NodeState.NODE_STATE_DRAINING, NodeState.NODE_STATE_DRAINED, NodeState.NODE_STATE_SUSPECT]);
 
@@ -57,7 +55,7 @@ export function inventoryChangeReason(node: string, change: { gone: GpuDevice[];
  */
 const MAX_IN_FLIGHT = 256;
 
-/** Nodes reconciled together: one read of their records and one of their jobs. */
+/** Nodes reconciled together: one read of their jobs (through the job copy). */
 const RECONCILE_BATCH = 2_000;
 
 /**

@@ -2,7 +2,8 @@
 // holding them) and the node event that records it.
 import { describe, expect, it } from 'vitest';
 import { Attempt, GpuDevice, Job, JobState, Node, NodeState, RankPhase, RankPlacement, RankStatus } from '@gantry/proto';
-import { hasUnstartedRankOn, inventoryChange, inventoryChangeReason, missingGpuDetail, waitForBatch } from '../../src/agents/node-registry.js';
+import { hasUnstartedRankOn, inventoryChange, inventoryChangeReason, missingGpuDetail } from '../../src/agents/node-registry.js';
+import { waitForBatch } from '../../src/agents/heartbeat-recorder.js';
 import { nodeView } from '../../src/snapshot.js';
 
 const gpu = (index: number, uuid = `GPU-${index}`) => GpuDevice.create({ index, uuid, model: 'NVIDIA H100 80GB HBM3', memoryMib: 81559, pciBusId: `00000000:${(0x18 + index).toString(16)}:00.0` });
