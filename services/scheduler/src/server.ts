@@ -93,7 +93,7 @@ export async function main(): Promise<void> {
   let intake: AgentIntakeThread | undefined;
   const registry = new NodeRegistry(ctx, (heartbeats) => (intake = new AgentIntakeThread({
     natsUrl: config.NATS_URL, natsCredsFile: config.NATS_CREDS_FILE, redis: redisTarget(config), logLevel: config.LOG_LEVEL, instanceId: config.INSTANCE_ID,
-  }, { heartbeats, telemetry: telemetryMetrics(metrics), guard: AgentMessageGuard.of(metrics, log) }, log)));
+  }, { heartbeats, telemetry: telemetryMetrics(metrics), guard: AgentMessageGuard.of(metrics, log) }, log, metrics)));
   await intake!.start();
   lifecycle.onShutdown('agent intake thread', () => registry.close());
   const rankEvents = new RankEventConsumer(ctx);

@@ -3,6 +3,7 @@
 // to this thread's metrics, and starts it again if it dies (heartbeats are resent every
 // interval and telemetry waits in JetStream: nothing is lost for good while it restarts).
 import { Worker } from 'node:worker_threads';
+import { Gauge, type Registry } from 'prom-client';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Logger, RedisTarget } from '@gantry/service-kit';
@@ -17,6 +18,8 @@ export interface IntakeThreadData {
   redis: RedisTarget;
   logLevel: string;
   instanceId: string;
+  /** How often the thread reports its heap and event-loop delay (IntakeStats); 5 s when absent. */
+  statsEveryMs?: number;
   /** The TypeScript entry, when the thread starts from sources (intake-worker-boot.mjs loads it). */
   entry?: string;
 }
@@ -27,6 +30,7 @@ export type FromIntakeThread =
   | { type: 'leading'; epoch: number }
   | { type: 'recorded'; beats: RecordedHeartbeat[]; lagsSec: number[] }
   | { type: 'telemetry'; lagsSec: number[] }
+  | { type: 'stats'; heapUsedBytes: number; loopDelayP99Sec: number; loopDelayMaxSec: number }
   | { type: 'drop'; kind: AgentMessageKind; reason: DropReason; detail: Record<string, unknown> }
   | { type: 'closed' };
 
@@ -37,6 +41,26 @@ declare const __GANTRY_BUNDLE_DIR__: string | undefined;
 function workerEntry(): { file: URL; entry?: string } {
   if (typeof __GANTRY_BUNDLE_DIR__ === 'string') return { file: pathToFileURL(join(__GANTRY_BUNDLE_DIR__, 'scheduler-intake.mjs')) };
   return { file: new URL('./intake-worker-boot.mjs', import.meta.url), entry: new URL('./intake-worker.ts', import.meta.url).href };
+}
+
+/**
+ * The thread's own health on the main thread's metrics: prom-client's process and event-loop
+ * metrics see only the main thread, and a stalled intake thread is what makes nodes look silent.
+ */
+class IntakeStats {
+  private readonly heap: Gauge;
+  private readonly delay: Gauge<'quantile'>;
+
+  constructor(metrics: Registry) {
+    this.heap = new Gauge({ name: 'gantry_intake_thread_heap_used_bytes', help: 'V8 heap used by the leader\'s agent intake thread (heartbeats and telemetry)', registers: [metrics] });
+    this.delay = new Gauge({ name: 'gantry_intake_thread_event_loop_delay_seconds', help: 'Event-loop delay of the agent intake thread over its last report (quantile p99 or max)', labelNames: ['quantile'], registers: [metrics] });
+  }
+
+  report(m: { heapUsedBytes: number; loopDelayP99Sec: number; loopDelayMaxSec: number }): void {
+    this.heap.set(m.heapUsedBytes);
+    this.delay.set({ quantile: 'p99' }, m.loopDelayP99Sec);
+    this.delay.set({ quantile: 'max' }, m.loopDelayMaxSec);
+  }
 }
 
 /** A thread that died is started again after this (then twice as long each time it dies again at once, up to 10 s). */
@@ -60,7 +84,11 @@ export class AgentIntakeThread implements HeartbeatFeed {
   /** lead() calls waiting for the thread to confirm; resolved in order (or at exit). */
   private acks: { epoch: number; resolve: () => void }[] = [];
 
-  constructor(private readonly data: IntakeThreadData, private readonly sinks: IntakeSinks, private readonly log: Logger) {}
+  private readonly stats: IntakeStats;
+
+  constructor(private readonly data: IntakeThreadData, private readonly sinks: IntakeSinks, private readonly log: Logger, metrics: Registry) {
+    this.stats = new IntakeStats(metrics);
+  }
 
   /** Starts the thread; resolves once it has connected to NATS and Redis. */
   start(): Promise<void> {
@@ -108,6 +136,9 @@ export class AgentIntakeThread implements HeartbeatFeed {
           break;
         case 'recorded':
           this.sinks.heartbeats.recorded(m.beats, m.lagsSec);
+          break;
+        case 'stats':
+          this.stats.report(m);
           break;
         case 'telemetry':
           this.sinks.telemetry.stored(m.lagsSec);

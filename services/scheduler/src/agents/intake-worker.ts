@@ -4,6 +4,8 @@
 // a TelemetryBatchIngest while this replica leads, and passes what they record (and drop) to
 // the main thread, which reconciles, counts and logs.
 import { parentPort, workerData } from 'node:worker_threads';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { getHeapStatistics } from 'node:v8';
 import { NodeStore } from '@gantry/store';
 import { connectNats, connectRedis, createLogger } from '@gantry/service-kit';
 import { HeartbeatRecorder } from './heartbeat-recorder.js';
@@ -49,4 +51,11 @@ port.on('message', (m: ToIntakeThread) => {
     port.close();
   });
 });
+const loop = monitorEventLoopDelay({ resolution: 10 });
+loop.enable();
+const stats = setInterval(() => {
+  post({ type: 'stats', heapUsedBytes: getHeapStatistics().used_heap_size, loopDelayP99Sec: loop.percentile(99) / 1e9, loopDelayMaxSec: loop.max / 1e9 });
+  loop.reset();
+}, data.statsEveryMs ?? 5_000);
+stats.unref();
 post({ type: 'ready' });

@@ -98,8 +98,8 @@ describe.each([
     let worker: AgentIntakeThread | undefined;
     const feed = thread
       ? (heartbeats: HeartbeatSink): HeartbeatFeed => (worker = new AgentIntakeThread(
-        { natsUrl: server.url, redis: { url: redis.url(), waitReplicas: 0, waitTimeoutMs: 0 }, logLevel: 'silent', instanceId: 'test' },
-        { heartbeats, telemetry: { stored: () => undefined }, guard: AgentMessageGuard.of(ctx.metrics, log) }, log))
+        { natsUrl: server.url, redis: { url: redis.url(), waitReplicas: 0, waitTimeoutMs: 0 }, logLevel: 'silent', instanceId: 'test', statsEveryMs: 100 },
+        { heartbeats, telemetry: { stored: () => undefined }, guard: AgentMessageGuard.of(ctx.metrics, log) }, log, ctx.metrics))
       : undefined;
     const registry = new NodeRegistry(ctx, feed);
     await worker?.start();
@@ -142,8 +142,13 @@ describe.each([
       heartbeat('hb-3', 'hb-3-a', [ghost]);
       await until(async () => stops.length > 0);
       expect(stops).toEqual(['hb-3:no-such-job:0']);
-      // Drops made on the intake thread are counted on this one's metrics.
+      // Drops made on the intake thread are counted on this one's metrics, and so is the thread's own health.
       expect(await AgentMessageGuard.of(ctx.metrics, log).count('heartbeat', 'instance-mismatch')).toBe(1);
+      if (thread) {
+        await until(async () => ((await ctx.metrics.getSingleMetric('gantry_intake_thread_heap_used_bytes')?.get())?.values[0]?.value ?? 0) > 0);
+        const delays = (await ctx.metrics.getSingleMetric('gantry_intake_thread_event_loop_delay_seconds')!.get()).values;
+        expect(delays.map((v) => v.labels.quantile).sort()).toEqual(['max', 'p99']);
+      }
     } finally {
       registry.stop();
       await registry.close();
