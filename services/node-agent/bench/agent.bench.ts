@@ -197,7 +197,7 @@ const intake = { delayMaxSec: 0, delayP99Sec: [] as number[], heapMiB: 0 };
 while (Date.now() - m0 < DURATION) {
   await new Promise((r) => setTimeout(r, Math.min(5_000, DURATION - (Date.now() - m0))));
   const text = await scrape(schedMetrics).catch(() => '');
-  const delay = (q: string) => Number(new RegExp(`^gantry_intake_thread_event_loop_delay_seconds\\{quantile="${q}"\\} ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? NaN);
+  const delay = (q: string) => Number(new RegExp(`^gantry_intake_thread_event_loop_delay_seconds\\{quantile="${q}"[^}]*\\} ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? NaN);
   if (Number.isFinite(delay('max'))) intake.delayMaxSec = Math.max(intake.delayMaxSec, delay('max'));
   if (Number.isFinite(delay('p99'))) intake.delayP99Sec.push(delay('p99'));
   const heap = metric(text, 'gantry_intake_thread_heap_used_bytes');

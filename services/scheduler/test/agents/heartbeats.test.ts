@@ -148,6 +148,7 @@ describe.each([
         await until(async () => ((await ctx.metrics.getSingleMetric('gantry_intake_thread_heap_used_bytes')?.get())?.values[0]?.value ?? 0) > 0);
         const delays = (await ctx.metrics.getSingleMetric('gantry_intake_thread_event_loop_delay_seconds')!.get()).values;
         expect(delays.map((v) => v.labels.quantile).sort()).toEqual(['max', 'p99']);
+        for (const v of delays) expect(v.value).toBeGreaterThan(0);
       }
     } finally {
       registry.stop();
