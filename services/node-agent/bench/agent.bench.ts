@@ -235,6 +235,9 @@ const recorded = (q: number) => {
   return Number.isFinite(v) ? `<= ${1000 * v} ms` : 'beyond 5 s';
 };
 console.log(`  scheduler event-loop delay over the window p50 ${eld('p50')} ms, p99 ${eld('p99')} ms, max ${eld('max')} ms; heartbeat from its arrival at the scheduler to recorded p50 ${recorded(0.5)}, p99 ${recorded(0.99)}`);
+// Heartbeats the scheduler refused over the window (every reason): a heartbeat counted late that was never recorded shows here, if the scheduler dropped it.
+const droppedHeartbeats = (text: string) => [...text.matchAll(/^gantry_agent_messages_dropped_total\{([^}]*)\} ([0-9.e+-]+)$/gm)].filter((m) => m[1]!.includes('kind="heartbeat"')).reduce((n, m) => n + Number(m[2]), 0);
+console.log(`  heartbeats the scheduler dropped over the window (any reason): ${droppedHeartbeats(after) - droppedHeartbeats(before)}`);
 console.log(`  agent intake thread (heartbeats, telemetry): event-loop delay p99 of its 5 s reports ${(1000 * quantile(intake.delayP99Sec, 0.5)).toFixed(0)} ms median, ${(1000 * intake.delayP99Sec.reduce((m, v) => Math.max(m, v), 0)).toFixed(0)} ms highest; max ${(1000 * intake.delayMaxSec).toFixed(0)} ms; heap used up to ${intake.heapMiB.toFixed(0)} MiB`);
 const schedulerLog = readFileSync(join(work, 'scheduler.log'), 'utf8');
 const leaseLost = (schedulerLog.match(/lost leadership/g) ?? []).length;
