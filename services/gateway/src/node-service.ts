@@ -1,8 +1,7 @@
 import { NodeServiceService, type NodeServiceClient, type NodeServiceServer } from '@gantry/proto';
 import { invalidArgument } from '@gantry/service-kit';
-import { TELEMETRY_HISTORY_CAP } from '@gantry/store';
 import { call } from './scheduler-client.js';
-import { admitListNodes, admitToken } from './admission/shared.js';
+import { admitListNodes, admitTelemetryHistory, admitToken } from './admission/shared.js';
 import type { Guard } from './auth/guard.js';
 
 const NODE = (m: string) => `gantry.v1.NodeService/${m}`;
@@ -28,11 +27,6 @@ export function nodeService(guard: Guard, scheduler: NodeServiceClient): NodeSer
       return call(scheduler, scheduler.listNodeEvents, req);
     }),
   };
-}
-
-/** Refused at the edge with the scheduler's words: a longer history than the store keeps would come back short, passing for all the node had. */
-export function admitTelemetryHistory(history: number): void {
-  if (history > TELEMETRY_HISTORY_CAP) throw invalidArgument(`history must be between 0 and ${TELEMETRY_HISTORY_CAP} (the batches kept per node), got ${history}`);
 }
 
 export { NodeServiceService };

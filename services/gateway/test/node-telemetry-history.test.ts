@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { TELEMETRY_HISTORY_CAP } from '@gantry/store';
 import { message } from './spec-fixtures.js';
-import { admitTelemetryHistory } from '../src/node-service.js';
+import { admitTelemetryHistory } from '../src/admission/shared.js';
 
 describe('GetNodeTelemetry history at the gateway', () => {
   it('admits 0 up to the batches kept per node', () => {

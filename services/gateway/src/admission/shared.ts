@@ -5,6 +5,7 @@
 import type { ListJobsRequest, ListNodesRequest, SubmitJobRequest } from '@gantry/proto';
 import { isMalformed, strictService } from '@gantry/auth';
 import { GrpcError, invalidArgument, toServiceError } from '@gantry/service-kit';
+import { TELEMETRY_HISTORY_CAP } from '@gantry/store';
 import { checkBounds } from './limits.js';
 import { requireToken, validateListJobs, validateListNodes, validateSubmit } from './validate.js';
 
@@ -32,6 +33,14 @@ export function admitListNodes(req: ListNodesRequest): ListNodesRequest {
 export function admitToken(field: string, value: string): void {
   checkBounds({ [field === 'job_id' ? 'jobId' : field]: value });
   requireToken(field, value);
+}
+
+/**
+ * A node telemetry history no longer than the store keeps: refused, not cut short, since a
+ * caller would take the shorter history for all the node had.
+ */
+export function admitTelemetryHistory(history: number): void {
+  if (history > TELEMETRY_HISTORY_CAP) throw invalidArgument(`history must be between 0 and ${TELEMETRY_HISTORY_CAP} (the batches kept per node), got ${history}`);
 }
 
 type Handler = (call: { request: unknown; emit(event: 'error', err: unknown): unknown }, callback?: (err: unknown, res?: unknown) => void) => void;

@@ -1,6 +1,7 @@
 import { NodeServiceService, type NodeServiceServer } from '@gantry/proto';
 import { invalidArgument, notFound, unary } from '@gantry/service-kit';
-import { HealthStore, NodeTelemetryStore, TELEMETRY_HISTORY_CAP } from '@gantry/store';
+import { HealthStore, NodeTelemetryStore } from '@gantry/store';
+import { admitTelemetryHistory } from '@gantry/gateway/admission';
 import type { SchedulerContext } from '../context.js';
 
 export function nodeService(ctx: SchedulerContext): NodeServiceServer {
@@ -11,9 +12,7 @@ export function nodeService(ctx: SchedulerContext): NodeServiceServer {
   };
   return {
     getNodeTelemetry: unary(ctx.log, 'GetNodeTelemetry', async (req) => {
-      // Refused rather than cut short: a caller asking for more than is kept would otherwise take
-      // the shorter history for all the node had.
-      if (req.history > TELEMETRY_HISTORY_CAP) throw invalidArgument(`history must be between 0 and ${TELEMETRY_HISTORY_CAP} (the batches kept per node), got ${req.history}`);
+      admitTelemetryHistory(req.history);
       await mustExist(req.name);
       const t = await telemetry.get(req.name, req.history);
       if (!t.latest) throw notFound(`node ${req.name} has reported no telemetry yet`);
