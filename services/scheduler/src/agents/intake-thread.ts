@@ -82,7 +82,7 @@ export class AgentIntakeThread implements HeartbeatFeed {
   private restarts = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   /** lead() calls waiting for the thread to confirm; resolved in order (or at exit). */
-  private acks: { epoch: number; resolve: () => void }[] = [];
+  private acks: (() => void)[] = [];
 
   private readonly stats: IntakeStats;
 
@@ -99,7 +99,7 @@ export class AgentIntakeThread implements HeartbeatFeed {
     this.epoch = epoch;
     if (!this.ready) return Promise.resolve(); // sent once the thread is ready
     this.send({ type: 'lead', epoch });
-    return new Promise((resolve) => this.acks.push({ epoch, resolve }));
+    return new Promise((resolve) => this.acks.push(resolve));
   }
 
   async close(): Promise<void> {
@@ -147,7 +147,7 @@ export class AgentIntakeThread implements HeartbeatFeed {
           this.sinks.guard.drop(m.kind, m.reason, m.detail);
           break;
         case 'leading':
-          this.acks.shift()?.resolve();
+          this.acks.shift()?.();
           break;
         case 'closed':
           break;
@@ -160,7 +160,7 @@ export class AgentIntakeThread implements HeartbeatFeed {
     w.on('exit', (code) => {
       if (this.worker === w) this.worker = undefined;
       this.ready = false;
-      for (const a of this.acks.splice(0)) a.resolve();
+      for (const resolve of this.acks.splice(0)) resolve();
       // The first start failing fails start() (the service does not come up half-wired).
       if (this.closing || (onFail && !wasReady)) {
         if (!wasReady) onFail?.(new Error(`agent intake thread exited with code ${code} before it was ready`));
