@@ -67,10 +67,14 @@ const sourceLocations: Plugin = {
   },
 };
 
-/** Builds every bundle into outDir (`<name>.mjs` and its `.map`); resolves with their paths. */
-export async function buildBundles(outDir: string): Promise<Record<keyof typeof BUNDLE_ENTRIES, string>> {
+/**
+ * Builds every bundle into outDir (`<name>.mjs` and its `.map`), with `extra` entries (name ->
+ * source, relative to the repository root) beside them, leaving the `external` packages to be
+ * imported at run time; resolves with the paths of BUNDLE_ENTRIES'.
+ */
+export async function buildBundles(outDir: string, extra: Record<string, string> = {}, external: string[] = []): Promise<Record<keyof typeof BUNDLE_ENTRIES, string>> {
   await build({
-    entryPoints: Object.fromEntries(Object.entries(BUNDLE_ENTRIES).map(([name, src]) => [name, join(REPO_ROOT, src)])),
+    entryPoints: Object.fromEntries(Object.entries({ ...BUNDLE_ENTRIES, ...extra }).map(([name, src]) => [name, join(REPO_ROOT, src)])),
     outdir: outDir,
     outExtension: { '.js': '.mjs' },
     bundle: true,
@@ -81,6 +85,7 @@ export async function buildBundles(outDir: string): Promise<Record<keyof typeof 
     // The sources are in the checkout; the maps only need to point at them.
     sourcesContent: false,
     logLevel: 'warning',
+    external,
     plugins: [sourceLocations],
     define: { __GANTRY_BUNDLE_DIR__: JSON.stringify(resolve(outDir)) },
     banner: { js: 'import { createRequire as __gantryCreateRequire } from "node:module"; const require = __gantryCreateRequire(import.meta.url);' },

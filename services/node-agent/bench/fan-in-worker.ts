@@ -25,14 +25,19 @@
 //     instead of two timers per node; when the process falls behind it catches up rather than
 //     drifting, and how late each send was is reported, so a shortfall of the simulators is
 //     never mistaken for the scheduler's.
-// It samples the scheduler's heartbeat processing lag: for every `lagEvery`-th node, when the
-// node's next heartbeat is due (one interval after this one's slot) it reads the time the
-// scheduler recorded for the node (Redis, the heartbeat index). A time at or after this
-// heartbeat's send and before that moment can only be this heartbeat's (the next one is not
-// sent before it, and is recorded after it is sent): its lag. Anything else (not yet recorded,
-// or already overwritten by a later heartbeat) counts as later than one interval. Until
-// 2026-12-03 it read 0.9 of an interval after the send and counted a heartbeat recorded
-// between 1.8 and 2 s as late, against a target of one interval.
+// It samples the scheduler's heartbeat processing lag: for every `lagEvery`-th node, just
+// before the node's next heartbeat is due (one interval after this one's slot, less
+// LAG_READ_MARGIN_MS) it reads the time the scheduler recorded for the node (Redis, the
+// heartbeat index). A time at or after this heartbeat's send and before the next is due can
+// only be this heartbeat's (the next one is not sent before it, and is recorded after it is
+// sent): its lag. Anything else (not yet recorded, or already overwritten by a later
+// heartbeat) counts as later than one interval, so one recorded in the interval's last
+// LAG_READ_MARGIN_MS counts late too (the error is on the strict side). Until 2026-12-03 it
+// read 0.9 of an interval after the send and counted a heartbeat recorded between 1.8 and 2 s
+// as late; until 2026-12-04 it read exactly when the next was due, and Redis, which serves
+// the clients that were ready together in no fixed order, answered about 0.6 % of the reads
+// after the next heartbeat's time was recorded (1-11 ms after it was due, at 1,000 agents):
+// counted late although this one had been recorded in under 90 ms.
 import { readFileSync } from 'node:fs';
 import { connect } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
@@ -66,6 +71,10 @@ export interface FanInStats {
   stops: number;
   lagMs: number[];
   lagMissed: number;
+  /** Of lagMissed: the time read was from before the send (this heartbeat not recorded yet, or never). */
+  lagMissedUnrecorded: number;
+  /** Of lagMissed, the rest: how long after the due time the recorded time was (ms; a later heartbeat's, or this one's, recorded late). */
+  lagMissedAfterDueMs: number[];
   /** How late the wheel sent each heartbeat after its slot (ms), since the last stats. */
   sendLateMs: number[];
   /** This process's CPU (ms), all of it. */
@@ -168,9 +177,13 @@ let telemetry = 0;
 let telemetryFailed = 0;
 let lagMs: number[] = [];
 let lagMissed = 0;
+let lagMissedUnrecorded = 0;
+let lagMissedAfterDueMs: number[] = [];
 let sendLateMs: number[] = [];
 /** Heartbeats whose recorded time is read when the node's next heartbeat is due, oldest first. */
 const lagChecks: { node: string; sent: number; due: number }[] = [];
+/** How long before the next heartbeat is due the previous one's recorded time is read (see the top). */
+const LAG_READ_MARGIN_MS = 50;
 let lagHead = 0;
 
 function heartbeat(i: number, late: number): void {
@@ -188,12 +201,16 @@ function heartbeat(i: number, late: number): void {
 }
 
 function checkLag(now: number): void {
-  while (lagHead < lagChecks.length && lagChecks[lagHead]!.due <= now) {
+  while (lagHead < lagChecks.length && lagChecks[lagHead]!.due - LAG_READ_MARGIN_MS <= now) {
     const { node, sent, due } = lagChecks[lagHead++]!;
     void redis.zscore(keys.heartbeats, node).then((score) => {
       const recorded = Number(score);
       if (recorded >= sent && recorded < due) lagMs.push(recorded - sent);
-      else lagMissed++;
+      else {
+        lagMissed++;
+        if (recorded < sent) lagMissedUnrecorded++;
+        else lagMissedAfterDueMs.push(recorded - due);
+      }
     }, () => undefined);
   }
   if (lagHead > 4096) {
@@ -252,9 +269,11 @@ process.on('message', (m: { type: string }) => {
   if (m.type === 'stats') {
     const ranks = agents.reduce((n, a) => n + a.ranks.size, 0);
     const cpu = process.cpuUsage();
-    process.send?.({ type: 'stats', heartbeats, rankReports, ranks, telemetry, telemetryFailed, assigns, stops, lagMs, lagMissed, sendLateMs, cpuMs: (cpu.user + cpu.system) / 1000 } satisfies FanInMessage);
+    process.send?.({ type: 'stats', heartbeats, rankReports, ranks, telemetry, telemetryFailed, assigns, stops, lagMs, lagMissed, lagMissedUnrecorded, lagMissedAfterDueMs, sendLateMs, cpuMs: (cpu.user + cpu.system) / 1000 } satisfies FanInMessage);
     lagMs = [];
     lagMissed = 0;
+    lagMissedUnrecorded = 0;
+    lagMissedAfterDueMs = [];
     sendLateMs = [];
   } else if (m.type === 'stop') {
     clearInterval(ticker);

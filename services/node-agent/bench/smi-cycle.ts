@@ -7,10 +7,12 @@
 // CPU per cycle = the agent's own (process.cpuUsage) + nvidia-smi's: reaped children
 // (/proc/self/stat cutime+cstime) for forks, the loops' /proc/<pid>/stat for the loop.
 // NFS and fabric come from the same fixtures as collect-cycle.ts.
+// With BENCH_SMI_BINARY (a real nvidia-smi, on a GPU host: test/device/run.sh) the same two
+// modes run against it instead of the stand-in, on however many GPUs that host has.
 //
 //   node --import tsx services/node-agent/bench/smi-cycle.ts
 // Env: BENCH_SMI_CYCLES (20), BENCH_SMI_INTERVAL_MS (1000), BENCH_SMI_INIT_MS (20),
-//      BENCH_SMI_QUERY_MS (20), BENCH_SMI_CPU_SHARE (0.55)
+//      BENCH_SMI_QUERY_MS (20), BENCH_SMI_CPU_SHARE (0.55), BENCH_SMI_BINARY (unset: the stand-in)
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -46,7 +48,10 @@ export interface SmiCycleResult {
 }
 
 export interface SmiBench {
-  model: StandInModel;
+  /** The stand-in's model; undefined when a real nvidia-smi was measured (`binary`). */
+  model?: StandInModel;
+  /** The real nvidia-smi measured, and how many GPUs it reported. */
+  real?: { binary: string; gpus: number };
   queryBytes: number;
   pcieBytes: number;
   results: SmiCycleResult[];
@@ -151,6 +156,15 @@ async function runMode(mode: SmiCycleResult['mode'], binary: string, cycles: num
 }
 
 export async function benchSmiCycle(cycles = envNum('BENCH_SMI_CYCLES', 20), intervalMs = envNum('BENCH_SMI_INTERVAL_MS', 1000)): Promise<SmiBench> {
+  const realBinary = process.env.BENCH_SMI_BINARY;
+  if (realBinary) {
+    const run = (args: string[]) => execFileSync(realBinary, args, { encoding: 'utf8' });
+    const query = run([`--query-gpu=${GPU_QUERY_FIELDS.join(',')}`, '--format=csv,noheader,nounits']);
+    const pcie = run(['-q', '-d', 'PCIE']);
+    const gpus = query.trim().split('\n').filter((l) => l.trim() !== '').length;
+    const results = [await runMode('fork per cycle', realBinary, cycles, intervalMs), await runMode('nvidia-smi loop', realBinary, cycles, intervalMs)];
+    return { real: { binary: realBinary, gpus }, queryBytes: Buffer.byteLength(query), pcieBytes: Buffer.byteLength(pcie), results };
+  }
   const dir = mkdtempSync(join(tmpdir(), 'gantry-bench-smi-'));
   const binary = buildStandIn(dir);
   const sizes = renderOutputs(dir);
@@ -167,7 +181,10 @@ export async function benchSmiCycle(cycles = envNum('BENCH_SMI_CYCLES', 20), int
 }
 
 export function printSmiBench(b: SmiBench, intervalMs: number): void {
-  console.log(`== nvidia-smi backend, whole cycle every ${intervalMs} ms (stand-in binary with the H100 capture's output for 8 GPUs: --query-gpu ${b.queryBytes} B, -q -d PCIE ${b.pcieBytes} B; assumed ${b.model.initMs} ms start-up + ${b.model.queryMs} ms per query, ${Math.round(b.model.cpuShare * 100)}% of it on the CPU) ==`);
+  const what = b.real
+    ? `the real ${b.real.binary} on this host's ${b.real.gpus} GPU(s): --query-gpu ${b.queryBytes} B, -q -d PCIE ${b.pcieBytes} B`
+    : `stand-in binary with the H100 capture's output for 8 GPUs: --query-gpu ${b.queryBytes} B, -q -d PCIE ${b.pcieBytes} B; assumed ${b.model!.initMs} ms start-up + ${b.model!.queryMs} ms per query, ${Math.round(b.model!.cpuShare * 100)}% of it on the CPU`;
+  console.log(`== nvidia-smi backend, whole cycle every ${intervalMs} ms (${what}) ==`);
   for (const r of b.results) {
     console.log(`  ${r.mode.padEnd(15)}  wall p50 ${r.wallP50.toFixed(2)} ms, max ${r.wallMax.toFixed(2)} ms; CPU per cycle: agent ${r.agentCpuMs.toFixed(2)} ms + nvidia-smi ${r.smiCpuMs.toFixed(2)} ms = ${(r.agentCpuMs + r.smiCpuMs).toFixed(2)} ms (${r.processes}; ${r.cycles} cycles)`);
   }

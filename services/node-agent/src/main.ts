@@ -69,6 +69,10 @@ if (process.argv[2] === 'sim') {
   const metrics = await serveMetrics(registry, cfg.bindHost, cfg.metricsPort);
   lifecycle.onShutdown('metrics', () => new Promise((r) => metrics.server.close(r)));
   const backend = await createBackend(cfg);
+  // Registered before the telemetry that reads it, so it closes after that has stopped (closers
+  // run in reverse): a cycle after close would start the nvidia-smi loops again. Without it the
+  // loops outlived the agent (a loop whose reader is gone only ends when a write fails).
+  lifecycle.onShutdown('device', () => backend.close?.());
   const inventory = await backend.fingerprint();
   const gpus = toGpuDevices(inventory);
   log.info({ node: cfg.node, backend: backend.kind, gpus: gpus.length, model: gpus[0]?.model, metricsPort: metrics.port }, 'fingerprinted host');
