@@ -89,10 +89,11 @@ async function telemetry(c: GantryClient): Promise<void> {
   save('telemetry-latest.json', TelemetryBatch.toJSON(latest));
   const gpu = latest.gpus[0];
   const errors = latest.collectorErrors.map((e) => `${e.collector}: ${e.message}`);
-  check('telemetry', gpu !== undefined && errors.length === 0, `${latest.gpus.length} GPU sample(s), collector errors: ${errors.length ? errors.join('; ') : 'none'}; GPU 0: ${gpu ? JSON.stringify((TelemetryBatch.toJSON(TelemetryBatch.create({ gpus: [gpu] })) as { gpus?: unknown[] }).gpus?.[0]) : 'none'}`);
+  // pcieReplayCount comes from `nvidia-smi pci -gErrCnt` (driver 580 refuses `-q -d PCIE`).
+  check('telemetry', gpu !== undefined && errors.length === 0 && gpu.pcieReplayCount !== undefined && gpu.pcieLinkRecoveryCount !== undefined, `${latest.gpus.length} GPU sample(s), collector errors: ${errors.length ? errors.join('; ') : 'none'}; GPU 0: ${gpu ? JSON.stringify((TelemetryBatch.toJSON(TelemetryBatch.create({ gpus: [gpu] })) as { gpus?: unknown[] }).gpus?.[0]) : 'none'}`);
 }
 
-/** With the loop on (the default here), the agent reads the GPUs from long-running nvidia-smi processes. */
+/** With the loop on (the default here), the agent reads `--query-gpu` from one long-running nvidia-smi. */
 function smiLoops(): void {
   const found = new Map<string, { ppid: string; argv: string[] }>();
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
@@ -106,7 +107,7 @@ function smiLoops(): void {
   }
   // A script standing in for nvidia-smi forks copies of itself; the loops are the outermost.
   const loops = [...found].filter(([, p]) => !found.has(p.ppid)).map(([pid, p]) => `${pid}: ${p.argv.map((a) => (a.length > 40 ? `${a.slice(0, 40)}...` : a)).join(' ')}`);
-  const wanted = (process.env.GANTRY_NVIDIA_SMI_LOOP ?? 'true') === 'true' ? 2 : 0;
+  const wanted = (process.env.GANTRY_NVIDIA_SMI_LOOP ?? 'true') === 'true' ? 1 : 0;
   check('nvidia-smi loops', loops.length === wanted, `${loops.length} running (want ${wanted}): ${loops.join('; ') || '-'}`);
 }
 

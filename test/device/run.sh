@@ -4,7 +4,9 @@
 # under $OUT (default .device/out): the real nvidia-smi's answers to the agent's queries, how
 # long each takes, the whole agent cycle on it (fork per cycle against the nvidia-smi loop),
 # then gpu-host-check.mjs (a single-host Gantry, an agent on the real backend, a real
-# PyTorch job recovered from its checkpoint) and the services' logs. Exit status: the check's.
+# PyTorch job recovered from its checkpoint) and the services' logs, all but the summary
+# lines in one results.tgz (the device tool brings back a few files, not a tree).
+# Exit status: the check's.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -31,7 +33,8 @@ mapfile -t fields < <(node "$stage/bundles/smi-fields.mjs")
 "$smi" > "$cap/nvidia-smi.txt" 2>&1
 "$smi" -L > "$cap/nvidia-smi-L.txt" 2>&1
 "$smi" -q > "$cap/nvidia-smi-q.txt" 2>&1
-"$smi" -q -d PCIE > "$cap/nvidia-smi-q-d-PCIE.txt" 2>&1
+"$smi" -q -d PCIE > "$cap/nvidia-smi-q-d-PCIE.txt" 2>&1; echo "exit $?" >> "$cap/nvidia-smi-q-d-PCIE.txt"
+"$smi" pci -gErrCnt > "$cap/nvidia-smi-pci-gErrCnt.txt" 2>&1
 "$smi" --query-gpu="${fields[0]}" --format=csv > "$cap/query-gpu-metrics.csv" 2>&1
 "$smi" --query-gpu="${fields[0]}" --format=csv,noheader,nounits > "$cap/query-gpu-metrics-nounits.csv" 2>&1; echo "exit $?" >> "$cap/query-gpu-metrics-nounits.csv"
 "$smi" --query-gpu="${fields[1]}" --format=csv,noheader,nounits > "$cap/query-gpu-inventory-nounits.csv" 2>&1; echo "exit $?" >> "$cap/query-gpu-inventory-nounits.csv"
@@ -44,7 +47,7 @@ cat "$cap/nvidia-smi-L.txt" "$cap/query-gpu-metrics.csv"
 
 section "one nvidia-smi query: wall, user, sys (s), 10 runs each"
 TIMEFORMAT='%R %U %S'
-for q in "--query-gpu=${fields[0]} --format=csv,noheader,nounits" "-q -d PCIE" "--query-gpu=${fields[1]} --format=csv,noheader,nounits"; do
+for q in "--query-gpu=${fields[0]} --format=csv,noheader,nounits" "pci -gErrCnt" "--query-gpu=${fields[1]} --format=csv,noheader,nounits" "-q"; do
   echo "nvidia-smi ${q:0:40}..."
   # shellcheck disable=SC2086
   for _ in 1 2 3 4 5 6 7 8 9 10; do { time "$smi" $q > /dev/null; } 2>&1; done | tr '\n' ';'
@@ -60,5 +63,6 @@ status=${PIPESTATUS[0]}
 for d in "$TMPDIR"/gantry-stack-*; do [ -d "$d/logs" ] && cp -r "$d/logs" "$out/logs"; done
 # The agent's own lines about the device and the kernel log, for the record.
 grep -hiE 'backend|nvidia|kmsg|kernel log|smi' "$out"/logs/agent-*.log 2>/dev/null | head -40 > "$out/agent-device-lines.txt"
+tar -C "$out" -czf "$root/.device/results.tgz" . && find "$out" -mindepth 1 -maxdepth 1 ! -name check.txt ! -name smi-cycle.txt ! -name smi-timing.txt -exec rm -rf {} + && mv "$root/.device/results.tgz" "$out/"
 rm -rf "$stage"
 exit "$status"

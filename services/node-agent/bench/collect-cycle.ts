@@ -45,8 +45,9 @@ export function realisticHostReadings(): RawReadings {
     row[fields.indexOf('pci.bus_id')] = ` 00000000:${bus.toUpperCase()}:00.0`;
     return row.join(',');
   }).join('\n');
-  const q = read(`${session}/nvidia-smi-q.txt`);
-  const pcieQuery = buses.map((bus) => q.replace(/00000000:00:06\.0/g, `00000000:${bus.toUpperCase()}:00.0`)).join('\n');
+  // `nvidia-smi pci -gErrCnt` of the H200 capture (the same driver), one block per GPU.
+  const pci = read('nvidia-smi/session-capture-h200/pci-gErrCnt.txt');
+  const pcieErrors = buses.map((_, i) => pci.replace(/^GPU 0: NVIDIA H200 \(UUID: [^)]*\)/, `GPU ${i}: NVIDIA H100 80GB HBM3 (UUID: GPU-9b6c5236-63fa-edad-c3e6-063b1cf51a${i}0)`)).join('');
 
   // The first four NFS mounts of the nfsmountstats capture (NFSv4.2, 69 ops each) plus the
   // non-NFS devices before them, as /proc/self/mountstats lists them.
@@ -55,7 +56,7 @@ export function realisticHostReadings(): RawReadings {
 
   const sysfs = loadTree('rdma/gpud-sys-class-infiniband-h100.0', (p) => p.startsWith('mlx5_0/') || p.startsWith('mlx5_bond_0/'));
   const ethtool = { bond0: read('rdma/ethtool-S_mlx5_netdev-bpf-list_2024-06-19_kernel5.15.txt') };
-  return { gpu: { csv, fields, pcieQuery }, mountstats, rdma: { sysfs, ethtool }, errors: [] };
+  return { gpu: { csv, fields, pcieErrors }, mountstats, rdma: { sysfs, ethtool }, errors: [] };
 }
 
 export interface CycleBenchResult {

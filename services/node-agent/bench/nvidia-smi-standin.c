@@ -4,7 +4,7 @@
  * output of the real nvidia-smi and takes a set time to do it.
  *
  *   --query-gpu=... --format=...   prints $STANDIN_DIR/query.csv
- *   -q [-d ...]                    prints $STANDIN_DIR/pcie.txt
+ *   pci -gErrCnt                   prints $STANDIN_DIR/pci.txt
  *   -l SEC | -lms MS | --loop-ms=MS   repeats every interval until stdout closes, as nvidia-smi does
  *
  * Time model: STANDIN_INIT_MS once per process (driver/NVML start-up), STANDIN_QUERY_MS per
@@ -50,14 +50,14 @@ int main(int argc, char **argv) {
   double loop_ms = 0;
   for (int i = 1; i < argc; i++) {
     if (strncmp(argv[i], "--query-gpu=", 12) == 0) file = "query.csv";
-    else if (strcmp(argv[i], "-q") == 0 || strcmp(argv[i], "--query") == 0) file = "pcie.txt";
+    else if (strcmp(argv[i], "pci") == 0) file = "pci.txt";
     else if (strcmp(argv[i], "-lms") == 0 && i + 1 < argc) loop_ms = atof(argv[++i]);
     else if (strncmp(argv[i], "--loop-ms=", 10) == 0) loop_ms = atof(argv[i] + 10);
     else if (strcmp(argv[i], "-l") == 0 && i + 1 < argc) loop_ms = atof(argv[++i]) * 1000;
   }
   const char *dir = getenv("STANDIN_DIR");
   if (!file || !dir) {
-    fprintf(stderr, "nvidia-smi stand-in: needs STANDIN_DIR and --query-gpu=... or -q\n");
+    fprintf(stderr, "nvidia-smi stand-in: needs STANDIN_DIR and --query-gpu=... or pci -gErrCnt\n");
     return 2;
   }
   char path[4096];

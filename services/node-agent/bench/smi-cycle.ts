@@ -2,10 +2,11 @@
 // -> TelemetryCollector -> TelemetryBatch, every interval, against a native stand-in binary
 // (nvidia-smi-standin.c, built here with cc) that prints recorded output of a real H100's
 // nvidia-smi for 8 GPUs and takes a set time. Two ways of reading the GPUs:
-//   fork per cycle   `--query-gpu` and `-q -d PCIE`, two forks per cycle (the default);
-//   nvidia-smi loop  the same two as long-running `-lms <interval>` loops (loopIntervalMs).
+//   fork per cycle   `--query-gpu` and `pci -gErrCnt`, two forks per cycle (the default);
+//   nvidia-smi loop  `--query-gpu` as a long-running `-lms <interval>` loop (loopIntervalMs),
+//                    `pci -gErrCnt` still a fork per cycle (it has no loop option).
 // CPU per cycle = the agent's own (process.cpuUsage) + nvidia-smi's: reaped children
-// (/proc/self/stat cutime+cstime) for forks, the loops' /proc/<pid>/stat for the loop.
+// (/proc/self/stat cutime+cstime) for forks, plus the loop's /proc/<pid>/stat for the loop.
 // NFS and fabric come from the same fixtures as collect-cycle.ts.
 // With BENCH_SMI_BINARY (a real nvidia-smi, on a GPU host: test/device/run.sh) the same two
 // modes run against it instead of the stand-in, on however many GPUs that host has.
@@ -59,7 +60,7 @@ export interface SmiBench {
 
 const envNum = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 
-/** The stand-in's outputs: `--query-gpu` of the agent's fields and `-q -d PCIE`, 8 GPUs, from the H100 capture. */
+/** The stand-in's outputs: `--query-gpu` of the agent's fields (the H100 capture) and `pci -gErrCnt` (the H200 capture), 8 GPUs. */
 function renderOutputs(dir: string): { queryBytes: number; pcieBytes: number } {
   const gpu = realisticHostReadings().gpu!;
   const rows = gpu.csv.split('\n').map((r) => r.split(','));
@@ -67,16 +68,11 @@ function renderOutputs(dir: string): { queryBytes: number; pcieBytes: number } {
     const i = gpu.fields.indexOf(fieldKey(f));
     return i < 0 ? ' [N/A]' : cells[i]!;
   }).join(',').replace(/^ /, '')).join('\n') + '\n';
-  const q = readFileSync(`${SESSION}/nvidia-smi-q.txt`, 'utf8').split('\n');
-  const first = q.findIndex((l) => l.startsWith('GPU '));
-  const header = q.slice(0, first).map((l) => (l.startsWith('Attached GPUs') ? l.replace(/: \d+/, `: ${BUSES.length}`) : l));
-  const pciStart = q.indexOf('    PCI');
-  let pciEnd = pciStart + 1;
-  while (pciEnd < q.length && !/^ {4}\S/.test(q[pciEnd]!)) pciEnd++;
-  const pci = q.slice(pciStart, pciEnd);
-  const pcie = [...header, ...BUSES.flatMap((b) => [`GPU 00000000:${b}:00.0`, ...pci.map((l) => l.replace(/00000000:00:06\.0/, `00000000:${b}:00.0`).replace(/: 0x00$/, `: 0x${b}`)), ''])].join('\n');
+  // `pci -gErrCnt` of the H200 capture (driver 580, as the H100's), one block per GPU.
+  const pciOne = readFileSync(`${FIXTURES}nvidia-smi/session-capture-h200/pci-gErrCnt.txt`, 'utf8');
+  const pcie = BUSES.map((_, i) => pciOne.replace(/^GPU 0: NVIDIA H200/, `GPU ${i}: NVIDIA H100 80GB HBM3`)).join('');
   writeFileSync(join(dir, 'query.csv'), query);
-  writeFileSync(join(dir, 'pcie.txt'), pcie);
+  writeFileSync(join(dir, 'pci.txt'), pcie);
   return { queryBytes: Buffer.byteLength(query), pcieBytes: Buffer.byteLength(pcie) };
 }
 
@@ -125,7 +121,8 @@ async function runMode(mode: SmiCycleResult['mode'], binary: string, cycles: num
     await cycle();
     await tick(s);
   }
-  const smiCpu = () => (loop ? backend.loopPids().reduce((n, p) => n + procCpuMs(p), 0) : procCpuMs('self', true));
+  // The loop's own CPU (loop mode) plus every reaped fork's (both modes: `pci` forks in each).
+  const smiCpu = () => backend.loopPids().reduce((n, p) => n + procCpuMs(p), 0) + procCpuMs('self', true);
   const pids = backend.loopPids().join(',');
   const cpu0 = process.cpuUsage();
   const smi0 = smiCpu();
@@ -140,7 +137,7 @@ async function runMode(mode: SmiCycleResult['mode'], binary: string, cycles: num
   const rdma0 = process.cpuUsage();
   for (let i = 0; i < cycles; i++) await backend.readRdma();
   const rdma = process.cpuUsage(rdma0);
-  if (loop && backend.loopPids().join(',') !== pids) throw new Error('the nvidia-smi loops restarted during the measurement');
+  if (loop && backend.loopPids().join(',') !== pids) throw new Error('the nvidia-smi loop restarted during the measurement');
   backend.close();
   walls.sort((a, b) => a - b);
   return {
@@ -150,7 +147,7 @@ async function runMode(mode: SmiCycleResult['mode'], binary: string, cycles: num
     wallMax: walls.at(-1)!,
     agentCpuMs: (cpu.user + cpu.system) / 1000 / cycles,
     smiCpuMs: smi / cycles,
-    processes: loop ? '2 long-running, 0 forks per cycle' : '2 forks per cycle',
+    processes: loop ? '1 long-running, 1 fork per cycle' : '2 forks per cycle',
     rdmaCpuMs: (rdma.user + rdma.system) / 1000 / cycles,
   };
 }
@@ -160,7 +157,7 @@ export async function benchSmiCycle(cycles = envNum('BENCH_SMI_CYCLES', 20), int
   if (realBinary) {
     const run = (args: string[]) => execFileSync(realBinary, args, { encoding: 'utf8' });
     const query = run([`--query-gpu=${GPU_QUERY_FIELDS.join(',')}`, '--format=csv,noheader,nounits']);
-    const pcie = run(['-q', '-d', 'PCIE']);
+    const pcie = run(['pci', '-gErrCnt']);
     const gpus = query.trim().split('\n').filter((l) => l.trim() !== '').length;
     const results = [await runMode('fork per cycle', realBinary, cycles, intervalMs), await runMode('nvidia-smi loop', realBinary, cycles, intervalMs)];
     return { real: { binary: realBinary, gpus }, queryBytes: Buffer.byteLength(query), pcieBytes: Buffer.byteLength(pcie), results };
@@ -182,8 +179,8 @@ export async function benchSmiCycle(cycles = envNum('BENCH_SMI_CYCLES', 20), int
 
 export function printSmiBench(b: SmiBench, intervalMs: number): void {
   const what = b.real
-    ? `the real ${b.real.binary} on this host's ${b.real.gpus} GPU(s): --query-gpu ${b.queryBytes} B, -q -d PCIE ${b.pcieBytes} B`
-    : `stand-in binary with the H100 capture's output for 8 GPUs: --query-gpu ${b.queryBytes} B, -q -d PCIE ${b.pcieBytes} B; assumed ${b.model!.initMs} ms start-up + ${b.model!.queryMs} ms per query, ${Math.round(b.model!.cpuShare * 100)}% of it on the CPU`;
+    ? `the real ${b.real.binary} on this host's ${b.real.gpus} GPU(s): --query-gpu ${b.queryBytes} B, pci -gErrCnt ${b.pcieBytes} B`
+    : `stand-in binary with the H100 capture's output for 8 GPUs: --query-gpu ${b.queryBytes} B, pci -gErrCnt ${b.pcieBytes} B; assumed ${b.model!.initMs} ms start-up + ${b.model!.queryMs} ms per query, ${Math.round(b.model!.cpuShare * 100)}% of it on the CPU`;
   console.log(`== nvidia-smi backend, whole cycle every ${intervalMs} ms (${what}) ==`);
   for (const r of b.results) {
     console.log(`  ${r.mode.padEnd(15)}  wall p50 ${r.wallP50.toFixed(2)} ms, max ${r.wallMax.toFixed(2)} ms; CPU per cycle: agent ${r.agentCpuMs.toFixed(2)} ms + nvidia-smi ${r.smiCpuMs.toFixed(2)} ms = ${(r.agentCpuMs + r.smiCpuMs).toFixed(2)} ms (${r.processes}; ${r.cycles} cycles)`);

@@ -1,7 +1,7 @@
 // The real backend's readers, without a GPU: a stand-in nvidia-smi script that replays the
 // real capture (and rejects a field like an old driver would), a regular file standing in
 // for /dev/kmsg, and the benchmark's cycle.
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -30,6 +30,10 @@ case "$1" in
       console.log(process.argv[3].split(",").map((f) => { const i = header.indexOf(f.replace(/^clocks_throttle_reasons/, "clocks_event_reasons")); return i < 0 ? " [N/A]" : row[i]; }).join(","));
     ' "${FIXTURES}nvidia-smi/session-capture-h100-80gb-hbm3/query-gpu-all-fields.csv" "${dir}/row.csv" "$fields";;
   -q) cat "${FIXTURES}nvidia-smi/session-capture-h100-80gb-hbm3/nvidia-smi-q.txt";;
+  pci)
+    [ -e "${dir}/no-pci" ] && { echo 'Invalid combination of input arguments. Please run "nvidia-smi -h" for help.'; exit 3; }
+    # The H200's real output, as this H100's GPU.
+    sed 's/^GPU 0: NVIDIA H200 (UUID: [^)]*)/GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-9b6c5236-63fa-edad-c3e6-063b1cf51ac7)/' "${FIXTURES}nvidia-smi/session-capture-h200/pci-gErrCnt.txt";;
   *) exit 1;;
 esac
 `);
@@ -57,9 +61,22 @@ describe('nvidia-smi backend with a stand-in binary', () => {
     ]);
     const snap = parseSnapshot(await readRaw(backend), Date.now());
     expect(snap.errors).toEqual([]);
-    expect(snap.gpus[0]).toMatchObject({ temperatureGpuC: 41, clockEventReasons: ['gpu_idle'], pcieReplayCounter: 0 });
+    expect(snap.gpus[0]).toMatchObject({ temperatureGpuC: 41, clockEventReasons: ['gpu_idle'], pcieReplayCounter: 0, pcieLinkRecoveryCounter: 191 });
     expect(snap.nfs[0]!.ops.get('ACCESS')!.queueMs).toBe(-154467947070);
     expect(snap.rdma).toHaveLength(9);
+  }, 30_000);
+
+  it('reports PCIe error counters it cannot read as a collector error of their own; the GPUs are still read', async () => {
+    const backend = new NvidiaSmiBackend({ binary, mountstatsPath: `${FIXTURES}nfs/procfs_fixtures_proc_26231_mountstats.txt`, infinibandRoot: `${FIXTURES}rdma/gpud-sys-class-infiniband-h100.0` });
+    writeFileSync(join(dir, 'no-pci'), '');
+    try {
+      const snap = parseSnapshot(await readRaw(backend), Date.now());
+      expect(snap.errors).toEqual([{ collector: 'gpu-pcie', message: expect.stringMatching(/^nvidia-smi pci -gErrCnt: .*\(Invalid combination of input arguments/) }]);
+      expect(snap.gpus[0]).toMatchObject({ temperatureGpuC: 41 });
+      expect(snap.gpus[0]!.pcieReplayCounter).toBeUndefined();
+    } finally {
+      rmSync(join(dir, 'no-pci'));
+    }
   }, 30_000);
 
   it('times out a hung nvidia-smi', async () => {

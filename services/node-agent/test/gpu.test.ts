@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { parseDcgmExporterText, parsePromText } from '../src/collectors/gpu/dcgm.js';
 import { deriveGpuRates } from '../src/collectors/gpu/derive.js';
 import { fieldKey, GPU_QUERY_FIELDS, parseGpuQueryCsv } from '../src/collectors/gpu/query-csv.js';
-import { parseNvlinkText, parseSmiQueryPcie } from '../src/collectors/gpu/smi-text.js';
+import { parseNvlinkText, parsePciErrorCounters } from '../src/collectors/gpu/smi-text.js';
+import { renderPciErrorCounters, type GpuState } from '../src/device/sim/render.js';
 import type { GpuMetrics } from '../src/collectors/gpu/types.js';
 import { captureSection, fixture } from './helpers/fixtures.js';
 
@@ -82,10 +83,17 @@ describe('nvidia-smi --query-gpu CSV', () => {
   });
 });
 
-describe('nvidia-smi -q and nvlink text', () => {
-  it('reads the PCIe replay counter per GPU', () => {
-    expect(parseSmiQueryPcie(fixture(`${SESSION}/nvidia-smi-q.txt`))).toEqual([{ pciBusId: '00000000:00:06.0', replays: 0, replayRollovers: 0, txKBps: 957, rxKBps: 581 }]);
-    expect(parseSmiQueryPcie(captureSection(capture('h100-80gb-hbm3'), 'load :: query (-q)'))[0]).toMatchObject({ pciBusId: '00000000:00:09.0', replays: 9 });
+describe('nvidia-smi pci and nvlink text', () => {
+  it('reads the PCIe error counters per GPU (pci -gErrCnt of a real H200), and the simulator prints the same shape', () => {
+    expect(parsePciErrorCounters(fixture('nvidia-smi/session-capture-h200/pci-gErrCnt.txt'))).toEqual([
+      { index: 0, uuid: 'GPU-95b72616-3f8a-2ffd-7128-d9e2f662695c', replays: 0, recoveries: 191, correctable: 0, nonFatal: 0, fatal: 0 },
+    ]);
+    const gpu = (index: number, lost: boolean) => ({ index, uuid: `GPU-${index}`, name: 'NVIDIA H100 80GB HBM3', pcieReplays: 7 + index, pcieRecoveries: 40, lost }) as GpuState;
+    // A lost GPU is not in the output (nvidia-smi cannot reach it).
+    expect(parsePciErrorCounters(renderPciErrorCounters([gpu(0, false), gpu(1, true), gpu(2, false)]))).toEqual([
+      { index: 0, uuid: 'GPU-0', replays: 7, recoveries: 40, correctable: 0, nonFatal: 0, fatal: 0 },
+      { index: 2, uuid: 'GPU-2', replays: 9, recoveries: 40, correctable: 0, nonFatal: 0, fatal: 0 },
+    ]);
   });
 
   it('reads nvlink -s of an 8 x A100 (12 links at 25 GB/s) and an H100 (18 links)', () => {
@@ -150,7 +158,7 @@ describe('robustness (fast-check)', () => {
   const header = fixture(`${SESSION}/query-gpu-all-fields.csv`);
   const dcgm = fixture('nvidia-smi/dcgm-exporter/dcgm-exporter-issue250_v100_excerpt.prom');
   const nvlink = fixture('nvidia-smi/gpud_testdata_nvidia-smi.nvlink.status.a100.txt');
-  const smiq = fixture(`${SESSION}/nvidia-smi-q.txt`);
+  const pci = fixture('nvidia-smi/session-capture-h200/pci-gErrCnt.txt');
   const mutate = (s: string) => fc.tuple(fc.nat(), fc.string({ maxLength: 12 }), fc.nat()).map(([at, ins, del]) => {
     const i = at % (s.length + 1);
     return s.slice(0, i) + ins + s.slice(i + (del % 40));
@@ -158,11 +166,11 @@ describe('robustness (fast-check)', () => {
   const truncate = (s: string) => fc.nat().map((n) => s.slice(0, n % (s.length + 1)));
 
   it('never throws and never yields NaN', () => {
-    for (const src of [header, dcgm, nvlink, smiq]) {
+    for (const src of [header, dcgm, nvlink, pci]) {
       for (const arb of [fc.string({ maxLength: 400 }), mutate(src), truncate(src)]) {
         fc.assert(fc.property(arb, (text) => {
           for (const g of [...parseGpuQueryCsv(text), ...parseGpuQueryCsv(text, GPU_QUERY_FIELDS), ...parseDcgmExporterText(text)]) noNaN(g);
-          parseSmiQueryPcie(text);
+          for (const c of parsePciErrorCounters(text)) noNaN(c);
           parseNvlinkText(text);
         }), { numRuns: 150 });
       }

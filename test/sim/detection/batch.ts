@@ -11,7 +11,7 @@
 // also runs `text` and requires the two to be equal (fidelityCheck): a drift in either the
 // agent or this builder fails the evaluation instead of silently changing what is measured.
 import type { GpuTelemetry, NfsMountTelemetry, NicTelemetry, RdmaPortTelemetry, TelemetryBatch } from '@gantry/proto';
-import { renderEthtool, renderGpuCsv, renderMountstats, renderPcieQuery, renderSysfs, type GpuState } from '../../../services/node-agent/src/device/sim/render.js';
+import { renderEthtool, renderGpuCsv, renderMountstats, renderPciErrorCounters, renderSysfs, type GpuState } from '../../../services/node-agent/src/device/sim/render.js';
 import { GPU_QUERY_FIELDS } from '../../../services/node-agent/src/collectors/gpu/query-csv.js';
 import { clockEventReasonNames } from '../../../services/node-agent/src/collectors/gpu/types.js';
 import { deriveSample, parseSnapshot, type HostSnapshot, type RawReadings } from '../../../services/node-agent/src/collectors/snapshot.js';
@@ -89,7 +89,7 @@ export function renderRaw(host: HostSim, timeMs: number): RawReadings {
   return {
     gpu: {
       csv: renderGpuCsv(host.gpus, GPU_QUERY_FIELDS), fields: GPU_QUERY_FIELDS,
-      pcieQuery: renderPcieQuery(host.gpus, new Date(timeMs).toUTCString()), nvlink: renderNvlink(host.gpus, host.links),
+      pcieErrors: renderPciErrorCounters(host.gpus), nvlink: renderNvlink(host.gpus, host.links),
     },
     mountstats: renderMountstats(host.mounts),
     rdma: { sysfs: renderSysfs(host.ports), ethtool: { [host.nicName]: renderEthtool(host.nic) } },

@@ -82,6 +82,7 @@ export class TelemetryMetrics {
     this.gpu('gantry_gpu_sm_clock_hertz', 'gauge', 'GPU SM clock.', (g) => mul(g.smClockMhz, 1e6));
     this.gpu('gantry_gpu_memory_clock_hertz', 'gauge', 'GPU memory clock.', (g) => mul(g.memoryClockMhz, 1e6));
     this.gpu('gantry_gpu_pcie_replays_total', 'counter', 'PCIe replays since the driver loaded.', (g) => g.pcieReplayCount);
+    this.gpu('gantry_gpu_pcie_link_recoveries_total', 'counter', 'PCIe link retrains (L0 to Recovery) since the driver loaded.', (g) => g.pcieLinkRecoveryCount);
     this.gpu('gantry_gpu_retired_pages_pending', 'gauge', '1 when a page retirement waits for a GPU reset.', (g) => bool(g.retiredPagesPending));
     this.gpu('gantry_gpu_remapped_rows_pending', 'gauge', '1 when a row remap waits for a GPU reset.', (g) => bool(g.remappedRowsPending));
     this.gpu('gantry_gpu_remapped_rows_failure', 'gauge', '1 when a row remap failed.', (g) => bool(g.remappedRowsFailure));

@@ -5,7 +5,7 @@
 import type { DeviceBackend, GpuMetricsText, RdmaReadings } from '../device/types.js';
 import { deriveGpuRates, gpuKey, type GpuRates } from './gpu/derive.js';
 import { parseGpuQueryCsv } from './gpu/query-csv.js';
-import { parseNvlinkText, parseSmiQueryPcie } from './gpu/smi-text.js';
+import { parseNvlinkText, parsePciErrorCounters } from './gpu/smi-text.js';
 import type { GpuMetrics } from './gpu/types.js';
 import { deriveNfsMountRates, mountKey, type NfsDeriveOptions, type NfsMountRates } from './nfs/derive.js';
 import { parseMountstats, type NfsMountStats } from './nfs/mountstats.js';
@@ -13,7 +13,8 @@ import { deriveNicRates, deriveRdmaPortRates, rdmaPortKey, type NicRates, type R
 import { parseEthtoolStats, parseInfinibandTree, type RdmaPortStats } from './rdma/sysfs.js';
 
 export interface CollectorFailure {
-  collector: 'gpu' | 'nfs' | 'rdma' | 'ethtool';
+  /** 'gpu-pcie': the PCIe error counters alone (the GPUs' readings stand). */
+  collector: 'gpu' | 'gpu-pcie' | 'nfs' | 'rdma' | 'ethtool';
   message: string;
 }
 
@@ -55,8 +56,10 @@ export async function readRaw(backend: DeviceBackend): Promise<RawReadings> {
     backend.readGpuMetricsText(), backend.readMountstatsText(), backend.readRdma(),
   ]);
   const raw: RawReadings = { errors: [] };
-  if (gpu.status === 'fulfilled') raw.gpu = gpu.value;
-  else raw.errors.push({ collector: 'gpu', message: message(gpu.reason) });
+  if (gpu.status === 'fulfilled') {
+    raw.gpu = gpu.value;
+    if (gpu.value.pcieError) raw.errors.push({ collector: 'gpu-pcie', message: gpu.value.pcieError });
+  } else raw.errors.push({ collector: 'gpu', message: message(gpu.reason) });
   if (mountstats.status === 'fulfilled') raw.mountstats = mountstats.value;
   else raw.errors.push({ collector: 'nfs', message: message(mountstats.reason) });
   if (rdma.status === 'fulfilled') raw.rdma = rdma.value;
@@ -64,14 +67,15 @@ export async function readRaw(backend: DeviceBackend): Promise<RawReadings> {
   return raw;
 }
 
-/** Parses GPU texts: the CSV, plus replay counters by bus id and NVLink by index. */
+/** Parses GPU texts: the CSV, plus PCIe error counters by UUID and NVLink by index. */
 export function parseGpuText(text: GpuMetricsText): GpuMetrics[] {
   const gpus = parseGpuQueryCsv(text.csv, text.fields);
-  if (text.pcieQuery) {
-    const replays = new Map(parseSmiQueryPcie(text.pcieQuery).map((p) => [p.pciBusId, p]));
+  if (text.pcieErrors) {
+    const pcie = parsePciErrorCounters(text.pcieErrors);
     for (const g of gpus) {
-      const r = g.pciBusId ? replays.get(g.pciBusId) : undefined;
-      if (r?.replays !== undefined) g.pcieReplayCounter = r.replays;
+      const c = pcie.find((x) => (g.uuid !== undefined ? x.uuid === g.uuid : x.index === g.index));
+      if (c?.replays !== undefined) g.pcieReplayCounter = c.replays;
+      if (c?.recoveries !== undefined) g.pcieLinkRecoveryCounter = c.recoveries;
     }
   }
   if (text.nvlink) {

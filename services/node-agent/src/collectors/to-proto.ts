@@ -80,6 +80,7 @@ export function gpuToProto(g: GpuMetrics, rates?: GpuRates): GpuTelemetry {
       remappedRowsPending: g.remappedRowsPending,
       remappedRowsFailure: g.remappedRowsFailure,
       pcieReplayCount: u64(g.pcieReplayCounter),
+      pcieLinkRecoveryCount: u64(g.pcieLinkRecoveryCounter),
       pcieLinkGen: u64(g.pcieLinkGen),
       pcieLinkWidth: u64(g.pcieLinkWidth),
       pstate: g.pstate,

@@ -1,9 +1,11 @@
 // The real DeviceBackend: nvidia-smi for GPUs, /proc/self/mountstats for NFS,
 // /sys/class/infiniband (+ ethtool -S for RoCE netdevs) for the fabric, and /dev/kmsg (or
 // the journal) for the kernel log. detectBackend() picks it when nvidia-smi exists and
-// falls back to the simulator otherwise. With `loopIntervalMs`, the GPU readings come from
-// two long-running `nvidia-smi ... -lms` loops instead of two forks per cycle (see
-// smi-loop.ts and `pnpm bench:agent` for what each costs).
+// falls back to the simulator otherwise. Each cycle reads `--query-gpu` and the PCIe error
+// counters (`nvidia-smi pci -gErrCnt`: driver 580 has no `-q -d PCIE`). With `loopIntervalMs`,
+// the `--query-gpu` readings come from a long-running `nvidia-smi ... -lms` loop instead of a
+// fork per cycle (see smi-loop.ts and `pnpm bench:agent` for what each costs); `pci` has no
+// loop option, so it forks every cycle either way.
 import { readFile } from 'node:fs/promises';
 import { uptime } from 'node:os';
 import { parseGpuInventoryCsv, GPU_INVENTORY_FIELDS, GPU_QUERY_FIELDS } from '../collectors/gpu/query-csv.js';
@@ -16,15 +18,26 @@ import type { DeviceBackend, GpuInventoryEntry, GpuMetricsText, KernelBoot, Kern
 
 const GPU_UNREACHABLE = /Unable to determine the device handle for GPU|GPU is lost|GPU requires reset/i;
 
+const PCI_ERROR_COUNTERS = ['pci', '-gErrCnt'];
+
+/** The PCIe error counters' text, or why there is none (reported, not swallowed: until a GPU host ran the agent, a query the driver refuses went unnoticed). */
+function pcieText(r: PromiseSettledResult<string>): Pick<GpuMetricsText, 'pcieErrors' | 'pcieError'> {
+  if (r.status === 'fulfilled') return { pcieErrors: r.value };
+  const err = r.reason as Error;
+  // NvidiaSmiError's message names the command; what nvidia-smi printed says why.
+  const said = err instanceof NvidiaSmiError ? err.stderr.trim().split('\n')[0] : '';
+  return { pcieError: `${err.message.split('\n')[0]}${said ? ` (${said})` : ''}` };
+}
+
 export interface NvidiaSmiBackendOptions {
   binary: string;
   timeoutMs?: number;
   /** Also run `nvidia-smi nvlink -s` each cycle (one more fork; off by default). */
   nvlink?: boolean;
   /**
-   * Read GPU metrics from long-running `nvidia-smi --query-gpu ... -lms` and `-q -d PCIE -lms`
-   * loops at this interval (the telemetry interval) instead of forking both every cycle.
-   * A reading is then up to one interval old. Unset: a fork per query per cycle.
+   * Read GPU metrics from a long-running `nvidia-smi --query-gpu ... -lms` loop at this
+   * interval (the telemetry interval) instead of forking it every cycle. A reading is then up
+   * to one interval old. Unset: a fork per query per cycle.
    */
   loopIntervalMs?: number;
   mountstatsPath?: string;
@@ -37,20 +50,19 @@ export class NvidiaSmiBackend implements DeviceBackend {
   readonly kind = 'nvidia-smi';
   private fields: readonly string[] = GPU_QUERY_FIELDS;
   /** Started after the first one-shot query has settled which fields this driver accepts. */
-  private loops: { query: SmiLoop; pcie: SmiLoop } | undefined;
+  private loop: SmiLoop | undefined;
 
   constructor(private readonly options: NvidiaSmiBackendOptions) {}
 
-  /** The pids of the running nvidia-smi loops (none without loopIntervalMs). */
+  /** The pid of the running nvidia-smi loop (none without loopIntervalMs). */
   loopPids(): number[] {
-    return [this.loops?.query.pid, this.loops?.pcie.pid].filter((p): p is number => p !== undefined);
+    return this.loop?.pid === undefined ? [] : [this.loop.pid];
   }
 
-  /** Stops the nvidia-smi loops, if any. */
+  /** Stops the nvidia-smi loop, if any. */
   close(): void {
-    this.loops?.query.stop();
-    this.loops?.pcie.stop();
-    this.loops = undefined;
+    this.loop?.stop();
+    this.loop = undefined;
   }
 
   private smi(args: string[]): Promise<string> {
@@ -71,9 +83,9 @@ export class NvidiaSmiBackend implements DeviceBackend {
   }
 
   async readGpuMetricsText(): Promise<GpuMetricsText> {
-    if (this.loops) {
+    if (this.loop) {
       try {
-        return await this.readFromLoops(this.loops);
+        return await this.readFromLoop(this.loop);
       } catch {
         // The loop died or hung (a GPU lost, a driver restart): this cycle forks, which
         // reports the failure the usual way, and a later read starts the loop again.
@@ -81,37 +93,28 @@ export class NvidiaSmiBackend implements DeviceBackend {
     }
     const text = await this.readByForks();
     const interval = this.options.loopIntervalMs;
-    if (interval !== undefined && interval > 0 && !this.loops) {
-      const binary = this.options.binary;
-      this.loops = {
-        query: new SmiLoop({ binary, args: [`--query-gpu=${this.fields.join(',')}`, '--format=csv,noheader,nounits'], intervalMs: interval }),
-        pcie: new SmiLoop({ binary, args: ['-q', '-d', 'PCIE'], intervalMs: interval }),
-      };
+    if (interval !== undefined && interval > 0 && !this.loop) {
+      this.loop = new SmiLoop({ binary: this.options.binary, args: [`--query-gpu=${this.fields.join(',')}`, '--format=csv,noheader,nounits'], intervalMs: interval });
     }
     return text;
   }
 
-  private async readFromLoops(loops: { query: SmiLoop; pcie: SmiLoop }): Promise<GpuMetricsText> {
-    const timeoutMs = this.options.timeoutMs ?? 10_000;
-    const [csv, pcie, nvlink] = await Promise.allSettled([
-      loops.query.read(timeoutMs),
-      loops.pcie.read(timeoutMs),
+  private async readFromLoop(loop: SmiLoop): Promise<GpuMetricsText> {
+    // The loop's reading first (at once, unless it is stale): when the loop has failed the cycle
+    // forks everything, and a `pci` fork started beside it would be wasted.
+    const csv = await loop.read(this.options.timeoutMs ?? 10_000);
+    const [pcie, nvlink] = await Promise.allSettled([
+      this.smi(PCI_ERROR_COUNTERS),
       this.options.nvlink ? this.smi(['nvlink', '-s']) : Promise.resolve(undefined),
     ]);
-    if (csv.status === 'rejected') throw csv.reason;
-    return {
-      csv: csv.value,
-      fields: this.fields,
-      ...(pcie.status === 'fulfilled' ? { pcieQuery: pcie.value } : {}),
-      ...(nvlink.status === 'fulfilled' && nvlink.value !== undefined ? { nvlink: nvlink.value } : {}),
-    };
+    return { csv, fields: this.fields, ...pcieText(pcie), ...(nvlink.status === 'fulfilled' && nvlink.value !== undefined ? { nvlink: nvlink.value } : {}) };
   }
 
   private async readByForks(): Promise<GpuMetricsText> {
     const opts = { binary: this.options.binary, timeoutMs: this.options.timeoutMs ?? 10_000 };
     const [query, pcie, nvlink] = await Promise.allSettled([
       queryGpuCsv(this.fields, opts),
-      this.smi(['-q', '-d', 'PCIE']),
+      this.smi(PCI_ERROR_COUNTERS),
       this.options.nvlink ? this.smi(['nvlink', '-s']) : Promise.resolve(undefined),
     ]);
     if (query.status === 'rejected') throw query.reason;
@@ -120,7 +123,7 @@ export class NvidiaSmiBackend implements DeviceBackend {
     return {
       csv: query.value.text,
       fields: query.value.fields,
-      ...(pcie.status === 'fulfilled' ? { pcieQuery: pcie.value } : {}),
+      ...pcieText(pcie),
       ...(nvlink.status === 'fulfilled' && nvlink.value !== undefined ? { nvlink: nvlink.value } : {}),
     };
   }

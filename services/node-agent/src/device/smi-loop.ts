@@ -1,12 +1,10 @@
 // One long-running `nvidia-smi ... -lms <interval>` instead of a fork per telemetry cycle.
 // nvidia-smi starts the driver's management library once and then prints a fresh reading
-// every interval; this keeps the newest complete reading. A reading is one burst of output:
-// it ends where the next "NVSMI LOG" header starts (the `-q` form) or when the output has
-// been quiet for `settleMs` (both forms; bursts are an interval apart).
+// every interval; this keeps the newest complete reading. A reading is one burst of output
+// (`--query-gpu` rows): it ends when the output has been quiet for `settleMs` (bursts are an
+// interval apart).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { NvidiaSmiError } from '../collectors/gpu/reader.js';
-
-const Q_HEADER = '==============NVSMI LOG==============';
 
 export interface SmiLoopOptions {
   binary: string;
@@ -90,13 +88,6 @@ export class SmiLoop {
 
   private onData(chunk: string): void {
     this.pending += chunk;
-    // A new `-q` header closes the reading before it.
-    let cut = this.pending.indexOf(Q_HEADER, 1);
-    while (cut > 0) {
-      this.publish(this.pending.slice(0, cut));
-      this.pending = this.pending.slice(cut);
-      cut = this.pending.indexOf(Q_HEADER, 1);
-    }
     if (this.settle) clearTimeout(this.settle);
     this.settle = setTimeout(() => {
       if (this.pending.endsWith('\n')) {

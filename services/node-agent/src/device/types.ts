@@ -14,8 +14,10 @@ export interface GpuMetricsText {
   csv: string;
   /** The fields that query used, in order (the CSV has no header). */
   fields: readonly string[];
-  /** `nvidia-smi -q -d PCIE` output, for the PCIe replay counter. */
-  pcieQuery?: string;
+  /** `nvidia-smi pci -gErrCnt` output: PCIe error counters (replays, link recoveries, ...). */
+  pcieErrors?: string;
+  /** Why the PCIe error counters could not be read (the collector reports it; the rest stands). */
+  pcieError?: string;
   /** `nvidia-smi nvlink -s` (and/or `-e`) output. */
   nvlink?: string;
 }

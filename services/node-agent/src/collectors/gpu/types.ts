@@ -44,6 +44,8 @@ export interface GpuMetrics {
   remappedRowsPending?: boolean;
   remappedRowsFailure?: boolean;
   pcieReplayCounter?: number;
+  /** `nvidia-smi pci -gErrCnt` L0_TO_RECOVERY_COUNTER: link retrains since the driver loaded. */
+  pcieLinkRecoveryCounter?: number;
   pcieLinkGen?: number;
   pcieLinkWidth?: number;
   nvlinks?: NvlinkStats[];

@@ -1,6 +1,6 @@
 // Renders simulated state as the exact raw text the real sources produce, so simulated
 // readings go through the production parsers: nvidia-smi CSV (noheader, nounits) for any
-// field list, `nvidia-smi -q -d PCIE`, /proc/self/mountstats, /sys/class/infiniband files,
+// field list, `nvidia-smi pci -gErrCnt`, /proc/self/mountstats, /sys/class/infiniband files,
 // `ethtool -S`, and /dev/kmsg records.
 
 export interface GpuState {
@@ -30,6 +30,7 @@ export interface GpuState {
   remapPending: boolean;
   remapFailure: boolean;
   pcieReplays: number;
+  pcieRecoveries: number;
   lost: boolean;
 }
 
@@ -90,16 +91,22 @@ export function renderGpuCsv(gpus: readonly GpuState[], fields: readonly string[
   }).join(', ')).join('\n') + '\n';
 }
 
-export function renderPcieQuery(gpus: readonly GpuState[], timestamp: string): string {
-  const lines = ['', '==============NVSMI LOG==============', '', `Timestamp                                              : ${timestamp}`,
-    'Driver Version                                         : 580.159.04', '', `Attached GPUs                                          : ${gpus.length}`];
-  for (const g of gpus) {
-    lines.push(`GPU ${g.busId.toUpperCase()}`, '    PCI',
-      `        Bus Id                                         : ${g.busId.toUpperCase()}`,
-      `        Replays Since Reset                            : ${g.lost ? 'N/A' : g.pcieReplays}`,
-      '        Replay Number Rollovers                        : 0', '');
+/**
+ * `nvidia-smi pci -gErrCnt` as driver 580 prints it on an H200 (the real capture is a test
+ * fixture). A lost GPU is left out (nvidia-smi cannot reach it).
+ */
+export function renderPciErrorCounters(gpus: readonly GpuState[]): string {
+  const lines: string[] = [];
+  for (const g of gpus.filter((x) => !x.lost)) {
+    const counters: [string, number][] = [
+      ['REPLAY_COUNTER', g.pcieReplays], ['REPLAY_ROLLOVER_COUNTER', 0], ['L0_TO_RECOVERY_COUNTER', g.pcieRecoveries],
+      ['CORRECTABLE_ERRORS', 0], ['NAKS_RECEIVED', 0], ['RECEIVER_ERROR', 0], ['BAD_TLP', 0], ['NAKS_SENT', 0], ['BAD_DLLP', 0],
+      ['NON_FATAL_ERROR', 0], ['FATAL_ERROR', 0], ['UNSUPPORTED_REQ', 0], ['LCRC_ERROR', 0],
+    ];
+    lines.push(`GPU ${g.index}: ${g.name} (UUID: ${g.uuid})`, ...counters.map(([k, v]) => `    ${`${k}:`.padEnd(25)}${v}`), '    LANE_ERROR:              ',
+      ...Array.from({ length: 16 }, (_, lane) => `\t lane ${String(lane).padStart(2)}: 0`));
   }
-  return lines.join('\n');
+  return `${lines.join('\n')}\n`;
 }
 
 export interface NfsOpState {

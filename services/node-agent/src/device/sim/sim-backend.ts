@@ -9,7 +9,7 @@ import { followKmsg } from '../../collectors/xid/reader.js';
 import type { SimKernelRing } from './kernel-ring.js';
 import { defaultHostModel, type HostModel, type SimMount } from './host-model.js';
 import {
-  NFS3_OPS, NFS4_OPS, renderEthtool, renderGpuCsv, renderKmsg, renderMountstats, renderPcieQuery, renderSysfs,
+  NFS3_OPS, NFS4_OPS, renderEthtool, renderGpuCsv, renderKmsg, renderMountstats, renderPciErrorCounters, renderSysfs,
   type GpuState, type MountState, type NfsOpState, type PortState,
 } from './render.js';
 import { Rng } from './rng.js';
@@ -215,7 +215,7 @@ export class SimulatedBackend implements DeviceBackend {
         reasonsMask: 0, throttleUs: Object.fromEntries(THROTTLE.map((t) => [t, 0])),
         eccVolSbe: 0, eccVolDbe: 0, eccAggSbe: this.rng.int(0, 3), eccAggDbe: 0,
         remapCorrectable: 0, remapUncorrectable: 0, remapPending: false, remapFailure: false,
-        pcieReplays: this.rng.int(0, 12), lost: false,
+        pcieReplays: this.rng.int(0, 12), pcieRecoveries: this.rng.int(0, 200), lost: false,
       });
     }
     for (const mt of m.mounts) {
@@ -328,6 +328,8 @@ export class SimulatedBackend implements DeviceBackend {
     }
     for (const f of this.faults('pcie-replay').filter((x) => (x.gpu ?? 0) === g.index)) {
       g.pcieReplays += r.count(Number(f.params?.['rate'] ?? 50));
+      // A link that replays this much also drops out of L0 now and then to retrain.
+      g.pcieRecoveries += r.count(Number(f.params?.['rate'] ?? 50) / 50);
     }
   }
 
@@ -460,7 +462,7 @@ export class SimulatedBackend implements DeviceBackend {
     return {
       csv: renderGpuCsv(this.gpus, fields),
       fields,
-      pcieQuery: renderPcieQuery(this.gpus, new Date(this.nowMs()).toUTCString()),
+      pcieErrors: renderPciErrorCounters(this.gpus),
     };
   }
 

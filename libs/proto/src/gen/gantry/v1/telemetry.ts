@@ -131,7 +131,14 @@ export interface GpuTelemetry {
   pcieLinkWidth?: number | undefined;
   pstate?: string | undefined;
   nvlinks: NvlinkTelemetry[];
-  rates?: GpuRates | undefined;
+  rates?:
+    | GpuRates
+    | undefined;
+  /**
+   * PCIe link retrains since the driver loaded (L0 -> Recovery, `nvidia-smi pci -gErrCnt`): a
+   * link that flaps climbs here long before it drops the GPU off the bus.
+   */
+  pcieLinkRecoveryCount?: number | undefined;
 }
 
 /** Corrected (single-bit) and uncorrected (double-bit) ECC error counts. */
@@ -765,6 +772,7 @@ function createBaseGpuTelemetry(): GpuTelemetry {
     pstate: undefined,
     nvlinks: [],
     rates: undefined,
+    pcieLinkRecoveryCount: undefined,
   };
 }
 
@@ -862,6 +870,9 @@ export const GpuTelemetry: MessageFns<GpuTelemetry> = {
     }
     if (message.rates !== undefined) {
       GpuRates.encode(message.rates, writer.uint32(250).fork()).join();
+    }
+    if (message.pcieLinkRecoveryCount !== undefined) {
+      writer.uint32(256).uint64(message.pcieLinkRecoveryCount);
     }
     return writer;
   },
@@ -1127,6 +1138,14 @@ export const GpuTelemetry: MessageFns<GpuTelemetry> = {
             message.rates = GpuRates.decode(reader, reader.uint32());
             continue;
           }
+          case 32: {
+            if (tag !== 256) {
+              break;
+            }
+
+            message.pcieLinkRecoveryCount = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1270,6 +1289,11 @@ export const GpuTelemetry: MessageFns<GpuTelemetry> = {
         ? object.nvlinks.map((e: any) => NvlinkTelemetry.fromJSON(e))
         : [],
       rates: isSet(object.rates) ? GpuRates.fromJSON(object.rates) : undefined,
+      pcieLinkRecoveryCount: isSet(object.pcieLinkRecoveryCount)
+        ? globalThis.Number(object.pcieLinkRecoveryCount)
+        : isSet(object.pcie_link_recovery_count)
+        ? globalThis.Number(object.pcie_link_recovery_count)
+        : undefined,
     };
   },
 
@@ -1368,6 +1392,9 @@ export const GpuTelemetry: MessageFns<GpuTelemetry> = {
     if (message.rates !== undefined) {
       obj.rates = GpuRates.toJSON(message.rates);
     }
+    if (message.pcieLinkRecoveryCount !== undefined) {
+      obj.pcieLinkRecoveryCount = Math.round(message.pcieLinkRecoveryCount);
+    }
     return obj;
   },
 
@@ -1411,6 +1438,7 @@ export const GpuTelemetry: MessageFns<GpuTelemetry> = {
     message.rates = (object.rates !== undefined && object.rates !== null)
       ? GpuRates.fromPartial(object.rates)
       : undefined;
+    message.pcieLinkRecoveryCount = object.pcieLinkRecoveryCount ?? undefined;
     return message;
   },
 };
