@@ -26,7 +26,6 @@ import { NvidiaSmiBackend } from '../src/device/index.js';
 import { realisticHostReadings } from './collect-cycle.js';
 
 const FIXTURES = fileURLToPath(new URL('../test/fixtures/', import.meta.url));
-const SESSION = `${FIXTURES}nvidia-smi/session-capture-h100-80gb-hbm3`;
 const BUSES = ['18', '2A', '3A', '5D', '9A', 'AB', 'BA', 'DB'];
 
 export interface StandInModel {

@@ -85,7 +85,7 @@ export function renderNvlink(gpus: readonly GpuState[], links: readonly NvlinkSt
   return out.join('\n') + '\n';
 }
 
-export function renderRaw(host: HostSim, timeMs: number): RawReadings {
+export function renderRaw(host: HostSim): RawReadings {
   return {
     gpu: {
       csv: renderGpuCsv(host.gpus, GPU_QUERY_FIELDS), fields: GPU_QUERY_FIELDS,
@@ -99,7 +99,7 @@ export function renderRaw(host: HostSim, timeMs: number): RawReadings {
 
 /** The text path: what an agent reading this host's raw text would send. */
 export function textBatch(host: HostSim, prevSnap: HostSnapshot | undefined, timeMs: number, seq: number): { batch: TelemetryBatch; snap: HostSnapshot } {
-  const snap = parseSnapshot(renderRaw(host, timeMs), timeMs);
+  const snap = parseSnapshot(renderRaw(host), timeMs);
   return { batch: sampleToProto(deriveSample(prevSnap, snap), { node: host.name, seq }), snap };
 }
 

@@ -228,7 +228,7 @@ export class ClusterSim {
     // Fidelity sample: the previous state's text must be rendered before anything changes it.
     const prevSnaps = new Map<number, ReturnType<typeof parseSnapshot>>();
     for (const [i, n] of this.nodes.entries()) {
-      if (n.online && this.k % this.fidelityEvery === i % this.fidelityEvery && n.builder.lastSeq > 0) prevSnaps.set(i, parseSnapshot(renderRaw(n.host, t0), t0));
+      if (n.online && this.k % this.fidelityEvery === i % this.fidelityEvery && n.builder.lastSeq > 0) prevSnaps.set(i, parseSnapshot(renderRaw(n.host), t0));
     }
 
     this.workloadStep(t0, t);
