@@ -78,11 +78,11 @@ export function gpuTable(gpus: GpuTelemetry[]): string {
       pair(num(g.ecc?.volatileSingleBit), num(g.ecc?.volatileDoubleBit)),
       // Ampere and later remap rows; older GPUs retire pages instead.
       pair(yesNo(g.remappedRowsPending ?? g.retiredPagesPending), yesNo(g.remappedRowsFailure)),
-      num(g.pcieReplayCount),
+      pair(num(g.pcieReplayCount), num(g.pcieLinkRecoveryCount)),
       nvlinkErrors(g),
       throttle(g),
     ]);
-  return table(['GPU', 'UTIL %', 'MEM GiB', 'TEMP °C', 'POWER W', 'SM MHz', 'ECC SBE/DBE', 'ROWS PEND/FAIL', 'PCIE REPLAYS', 'NVLINK ERR', 'THROTTLE'], rows);
+  return table(['GPU', 'UTIL %', 'MEM GiB', 'TEMP °C', 'POWER W', 'SM MHz', 'ECC SBE/DBE', 'ROWS PEND/FAIL', 'PCIE REPL/RECOV', 'NVLINK ERR', 'THROTTLE'], rows);
 }
 
 // --- NFS ---

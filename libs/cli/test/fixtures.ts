@@ -75,6 +75,7 @@ export const sampleTelemetry = TelemetryBatch.fromPartial({
       ecc: { volatileSingleBit: 0, volatileDoubleBit: 0 },
       remappedRowsCorrectable: 0, remappedRowsUncorrectable: 0, remappedRowsPending: false, remappedRowsFailure: false,
       pcieReplayCount: 0,
+      pcieLinkRecoveryCount: 191,
       nvlinks: [0, 1, 2].map((link) => ({ link, active: true, speedGigabytesPerSecond: 26.562, errors: { replay: 0, recovery: 0, crc: 0 } })),
       rates: { eccSingleBitPerSecond: 0, pcieReplaysPerSecond: 0, throttleFraction: {} },
     },
@@ -86,6 +87,7 @@ export const sampleTelemetry = TelemetryBatch.fromPartial({
       ecc: { volatileSingleBit: 12, volatileDoubleBit: 0 },
       remappedRowsPending: true, remappedRowsFailure: false,
       pcieReplayCount: 3,
+      pcieLinkRecoveryCount: 12,
       nvlinks: [
         { link: 0, active: true, errors: { replay: 4, crc: 1 } },
         { link: 1, active: false, errors: {} },

@@ -39,15 +39,15 @@ describe('gpuTable', () => {
   const [head, gpu0, gpu1, gpu2] = lines(gpuTable(sampleTelemetry.gpus));
 
   it('has one column per health signal', () => {
-    expect(head!.split(/\s{2,}/)).toEqual(['GPU', 'UTIL %', 'MEM GiB', 'TEMP °C', 'POWER W', 'SM MHz', 'ECC SBE/DBE', 'ROWS PEND/FAIL', 'PCIE REPLAYS', 'NVLINK ERR', 'THROTTLE']);
+    expect(head!.split(/\s{2,}/)).toEqual(['GPU', 'UTIL %', 'MEM GiB', 'TEMP °C', 'POWER W', 'SM MHz', 'ECC SBE/DBE', 'ROWS PEND/FAIL', 'PCIE REPL/RECOV', 'NVLINK ERR', 'THROTTLE']);
   });
 
   it('shows a healthy busy GPU, with zeros that were reported as zeros', () => {
-    expect(gpu0!.split(/\s{2,}/)).toEqual(['0', '97', '40.0/79.6', '64', '612/700', '1980', '0/0', 'no/no', '0', '0', 'none']);
+    expect(gpu0!.split(/\s{2,}/)).toEqual(['0', '97', '40.0/79.6', '64', '612/700', '1980', '0/0', 'no/no', '0/191', '0', 'none']);
   });
 
   it('shows throttle reasons with their share of the interval, ECC, a pending remap and NVLink trouble', () => {
-    expect(gpu1!.split(/\s{2,}/)).toEqual(['1', '100', '77.1/79.6', '87', '700/700', '1410', '12/0', 'yes/no', '3', '5 (1 down)', 'sw_power_cap(35%),sw_thermal_slowdown']);
+    expect(gpu1!.split(/\s{2,}/)).toEqual(['1', '100', '77.1/79.6', '87', '700/700', '1410', '12/0', 'yes/no', '3/12', '5 (1 down)', 'sw_power_cap(35%),sw_thermal_slowdown']);
   });
 
   it('prints "-" for every value a lost GPU did not report', () => {

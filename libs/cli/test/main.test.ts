@@ -531,7 +531,7 @@ describe('node commands', () => {
     const telemetry = r.stdout.indexOf('\nTelemetry:\n  Time:            2026-01-01T11:59:56.000Z (4s ago)\n');
     expect(details).toBeGreaterThan(0);
     expect(telemetry).toBeGreaterThan(details);
-    expect(r.stdout).toContain('\n1    100     77.1/79.6  87       700/700  1410    12/0         yes/no          3             5 (1 down)  sw_power_cap(35%),sw_thermal_slowdown\n');
+    expect(r.stdout).toContain('\n1    100     77.1/79.6  87       700/700  1410    12/0         yes/no          3/12             5 (1 down)  sw_power_cap(35%),sw_thermal_slowdown\n');
     expect(r.stdout).toContain('\n/home             nfs01:/export/home  tcp    12.5       250.0');
     expect(r.stdout).toContain('\nmlx5_0/1  InfiniBand  ACTIVE/LinkUp  400 Gb/s  97.12');
     expect(r.stdout).toContain('\neth2       10.00    1.00     12 ');

@@ -131,8 +131,8 @@ export const agentConfigSchema = z.object({
      * instead of two forks per cycle (21-41 % less CPU in pnpm bench:agent against a stand-in).
      * Off by default until it has run on GPU hosts; readings are then up to one interval old.
      */
-    smiLoop: flag.default(false),
-  }).default({ backend: 'auto', simGpus: 8, simGpuModel: 'NVIDIA H100 80GB HBM3', simGpuMemoryMib: 81559, smiLoop: false }),
+    smiLoop: flag.default(true),
+  }).default({ backend: 'auto', simGpus: 8, simGpuModel: 'NVIDIA H100 80GB HBM3', simGpuMemoryMib: 81559, smiLoop: true }),
 });
 
 export type AgentConfig = z.infer<typeof agentConfigSchema>;

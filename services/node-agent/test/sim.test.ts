@@ -28,7 +28,7 @@ describe('simulated host through the real parsers', () => {
     expect(snap.gpus).toHaveLength(8);
     expect(snap.gpus[0]).toMatchObject({ index: 0, name: 'NVIDIA H100 80GB HBM3', memoryTotalMiB: 81559, pciBusId: '00000000:18:00.0', remappedRowsPending: false });
     expect(snap.gpus[0]!.retiredPagesSbe).toBeUndefined(); // [N/A] on H100, as on real hardware
-    expect(snap.gpus.every((g) => g.pcieReplayCounter !== undefined)).toBe(true);
+    expect(snap.gpus.every((g) => g.pcieReplayCounter !== undefined && g.pcieLinkRecoveryCounter !== undefined)).toBe(true);
     expect(snap.nfs.map((m) => m.mountpoint)).toEqual(['/mnt/datasets', '/mnt/checkpoints', '/home', '/scratch']);
     expect(snap.nfs[0]!.ops.size).toBe(69);
     expect(snap.rdma.map((p) => [p.device, p.linkLayer, p.rateGbps, p.state])).toEqual([['mlx5_0', 'InfiniBand', 400, 'ACTIVE'], ['mlx5_1', 'Ethernet', 200, 'ACTIVE']]);

@@ -102,7 +102,7 @@ describe('NvidiaSmiBackend with loopIntervalMs', () => {
 describe('the agent configuration', () => {
   const env = () => ({ GANTRY_AGENT_CONFIG: '/dev/null', GANTRY_NODE_NAME: 'n0', GANTRY_STATE_DIR: dir, DEVICE_BACKEND: 'nvidia-smi', TELEMETRY_INTERVAL_MS: '500', ...schedulerKeyEnv() });
 
-  it('runs nvidia-smi as two loops at the telemetry interval with GANTRY_NVIDIA_SMI_LOOP=true, a fork per query without it', async () => {
+  it('runs --query-gpu as a loop at the telemetry interval by default (GANTRY_NVIDIA_SMI_LOOP=true), a fork per query with false', async () => {
     // createBackend finds nvidia-smi on PATH: the stand-in, under that name.
     const bin = mkdtempSync(join(tmpdir(), 'gantry-smi-path-'));
     writeFileSync(join(bin, 'nvidia-smi'), `#!/bin/sh\nexec ${standIn('cfg')} "$@"\n`);
@@ -111,13 +111,13 @@ describe('the agent configuration', () => {
     process.env.PATH = `${bin}:${path}`;
     try {
       expect(() => loadAgentConfig({ ...env(), GANTRY_NVIDIA_SMI_LOOP: 'yes' })).toThrow(/GANTRY_NVIDIA_SMI_LOOP/);
-      const looping = await createBackend(loadAgentConfig({ ...env(), GANTRY_NVIDIA_SMI_LOOP: 'true' })) as NvidiaSmiBackend;
+      const looping = await createBackend(loadAgentConfig(env())) as NvidiaSmiBackend;
       stops.push(() => looping.close());
       // The first cycle forks once to settle the fields; the loops serve the cycles after it.
       await looping.readGpuMetricsText();
       await looping.readGpuMetricsText();
       expect(looping.loopPids()).toHaveLength(1);
-      const forking = await createBackend(loadAgentConfig(env())) as NvidiaSmiBackend;
+      const forking = await createBackend(loadAgentConfig({ ...env(), GANTRY_NVIDIA_SMI_LOOP: 'false' })) as NvidiaSmiBackend;
       await forking.readGpuMetricsText();
       await forking.readGpuMetricsText();
       expect(forking.loopPids()).toHaveLength(0);
