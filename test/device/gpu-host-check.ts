@@ -8,7 +8,9 @@
 // PASS or FAIL with what was seen; everything read is written under $OUT for the record.
 //
 //   node gpu-host-check.mjs          (bundled by test/device/prepare.sh; run by run.sh)
-// Env: OUT (where to write), TORCH_BIN (/opt/torch/.venv/bin), GANTRY_BUNDLE_DIR (the services).
+// Env: OUT (where to write), TORCH_BIN (/opt/torch/.venv/bin), GANTRY_BUNDLE_DIR (the services),
+//      GANTRY_DEVICE_AGENT (a file: run the agent from it, e.g. the installed bundle
+//      dist/gantry-agent.mjs, instead of the stack's bundle), GANTRY_NVIDIA_SMI_LOOP (true).
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CheckpointClient, GantryClient } from '@gantry/sdk';
@@ -29,8 +31,10 @@ function check(name: string, pass: boolean, detail: string): void {
 const save = (file: string, value: unknown) => writeFileSync(join(OUT, file), typeof value === 'string' ? value : JSON.stringify(value, null, 2));
 const seconds = (a?: Date, b?: Date) => (a && b ? ((b.getTime() - a.getTime()) / 1000).toFixed(2) : '?');
 
+const installedAgent = process.env.GANTRY_DEVICE_AGENT;
 const stack = new TestStack({
   agents: 1,
+  ...(installedAgent ? { agentCommand: { command: process.execPath, args: [installedAgent] } } : {}),
   // The defaults a deployment runs with, not the tests' fast ones.
   heartbeatIntervalMs: 2_000,
   heartbeatTimeoutMs: 10_000,
@@ -49,7 +53,7 @@ const t0 = Date.now();
 let client: GantryClient | undefined;
 try {
   await stack.start();
-  console.log(`stack up in ${((Date.now() - t0) / 1000).toFixed(1)} s (work dir ${stack.workDir})`);
+  console.log(`stack up in ${((Date.now() - t0) / 1000).toFixed(1)} s (work dir ${stack.workDir}; agent ${installedAgent ?? 'the stack bundle'}, nvidia-smi loop ${process.env.GANTRY_NVIDIA_SMI_LOOP ?? 'true'})`);
   client = new GantryClient({ address: stack.gatewayAddr, timeoutMs: 10_000, retry: { maxAttempts: 20 } });
   await fingerprint(client);
   await telemetry(client);

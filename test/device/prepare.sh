@@ -12,6 +12,10 @@ grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/i
 [ -x dist/gantry-spawn ] || pnpm -s build:spawn
 node --import tsx test/device/bundle.ts "$stage/bundles"
 cp dist/gantry-spawn "$stage/bundles/"
+# The agent as installed on a GPU host (pnpm build:agent, what deploy/install ships), with
+# gantry-spawn beside it where it looks.
+pnpm -s build:agent
+mkdir -p "$stage/installed" && cp dist/gantry-agent.mjs dist/gantry-spawn "$stage/installed/"
 cp "$(readlink -f "$(command -v node)")" "$stage/bin/node"
 cp "$(readlink -f "$(command -v nats-server)")" "$stage/bin/nats-server"
 cp "$(readlink -f "$(command -v redis-server)")" "$stage/bin/redis-server.real"

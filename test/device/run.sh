@@ -60,7 +60,12 @@ BENCH_SMI_BINARY=$smi BENCH_SMI_CYCLES=${BENCH_SMI_CYCLES:-15} node "$stage/bund
 section "a single-host Gantry on the real backend, and a real PyTorch job"
 OUT=$out node "$stage/bundles/gpu-host-check.mjs" 2>&1 | tee "$out/check.txt"
 status=${PIPESTATUS[0]}
-for d in "$TMPDIR"/gantry-stack-*; do [ -d "$d/logs" ] && cp -r "$d/logs" "$out/logs"; done
+for d in "$TMPDIR"/gantry-stack-*; do [ -d "$d/logs" ] && cp -r "$d/logs" "$out/logs" && rm -rf "$d"; done
+section "again with the installed agent (dist/gantry-agent.mjs) and a fork per query (no nvidia-smi loop)"
+mkdir -p "$out/installed-fork"
+OUT=$out/installed-fork GANTRY_DEVICE_AGENT=$stage/installed/gantry-agent.mjs GANTRY_NVIDIA_SMI_LOOP=false node "$stage/bundles/gpu-host-check.mjs" 2>&1 | tee -a "$out/check.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+for d in "$TMPDIR"/gantry-stack-*; do [ -d "$d/logs" ] && cp -r "$d/logs" "$out/installed-fork/logs"; done
 # The agent's own lines about the device and the kernel log, for the record.
 grep -hiE 'backend|nvidia|kmsg|kernel log|smi' "$out"/logs/agent-*.log 2>/dev/null | head -40 > "$out/agent-device-lines.txt"
 tar -C "$out" -czf "$root/.device/results.tgz" . && find "$out" -mindepth 1 -maxdepth 1 ! -name check.txt ! -name smi-cycle.txt ! -name smi-timing.txt -exec rm -rf {} + && mv "$root/.device/results.tgz" "$out/"
