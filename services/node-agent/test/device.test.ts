@@ -32,8 +32,10 @@ case "$1" in
   -q) cat "${FIXTURES}nvidia-smi/session-capture-h100-80gb-hbm3/nvidia-smi-q.txt";;
   pci)
     [ -e "${dir}/no-pci" ] && { echo 'Invalid combination of input arguments. Please run "nvidia-smi -h" for help.'; exit 3; }
+    [ -e "${dir}/gpu-lost" ] && { echo 'Unable to determine the device handle for GPU 0000:18:00.0: GPU is lost.  Reboot the system to recover this GPU'; }
     # The H200's real output, as this H100's GPU.
-    sed 's/^GPU 0: NVIDIA H200 (UUID: [^)]*)/GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-9b6c5236-63fa-edad-c3e6-063b1cf51ac7)/' "${FIXTURES}nvidia-smi/session-capture-h200/pci-gErrCnt.txt";;
+    sed 's/^GPU 0: NVIDIA H200 (UUID: [^)]*)/GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-9b6c5236-63fa-edad-c3e6-063b1cf51ac7)/' "${FIXTURES}nvidia-smi/session-capture-h200/pci-gErrCnt.txt"
+    if [ -e "${dir}/gpu-lost" ]; then exit 15; fi;;
   *) exit 1;;
 esac
 `);
@@ -76,6 +78,18 @@ describe('nvidia-smi backend with a stand-in binary', () => {
       expect(snap.gpus[0]!.pcieReplayCounter).toBeUndefined();
     } finally {
       rmSync(join(dir, 'no-pci'));
+    }
+  }, 30_000);
+
+  it('keeps the counters of the GPUs nvidia-smi pci still reaches when another fell off the bus', async () => {
+    const backend = new NvidiaSmiBackend({ binary, mountstatsPath: `${FIXTURES}nfs/procfs_fixtures_proc_26231_mountstats.txt`, infinibandRoot: `${FIXTURES}rdma/gpud-sys-class-infiniband-h100.0` });
+    writeFileSync(join(dir, 'gpu-lost'), '');
+    try {
+      const snap = parseSnapshot(await readRaw(backend), Date.now());
+      expect(snap.errors).toEqual([]);
+      expect(snap.gpus[0]).toMatchObject({ pcieReplayCounter: 0, pcieLinkRecoveryCounter: 191 });
+    } finally {
+      rmSync(join(dir, 'gpu-lost'));
     }
   }, 30_000);
 

@@ -24,6 +24,8 @@ const PCI_ERROR_COUNTERS = ['pci', '-gErrCnt'];
 function pcieText(r: PromiseSettledResult<string>): Pick<GpuMetricsText, 'pcieErrors' | 'pcieError'> {
   if (r.status === 'fulfilled') return { pcieErrors: r.value };
   const err = r.reason as Error;
+  // A GPU off the bus: the others' counters were printed beside the line about it (as in fingerprint()).
+  if (err instanceof NvidiaSmiError && !err.timedOut && GPU_UNREACHABLE.test(err.stderr)) return { pcieErrors: err.stderr };
   // NvidiaSmiError's message names the command; what nvidia-smi printed says why.
   const said = err instanceof NvidiaSmiError ? err.stderr.trim().split('\n')[0] : '';
   return { pcieError: `${err.message.split('\n')[0]}${said ? ` (${said})` : ''}` };
