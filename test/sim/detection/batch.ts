@@ -244,7 +244,7 @@ export class BatchBuilder {
       ecc: { volatileSingleBit: cur.sbe, volatileDoubleBit: cur.dbe, aggregateSingleBit: Math.round(g.eccAggSbe), aggregateDoubleBit: Math.round(g.eccAggDbe) },
       remappedRowsCorrectable: Math.round(g.remapCorrectable), remappedRowsUncorrectable: Math.round(g.remapUncorrectable),
       remappedRowsPending: g.remapPending, remappedRowsFailure: g.remapFailure,
-      pcieReplayCount: g.pcieReplays, pcieLinkGen: 5, pcieLinkWidth: 16, pstate: 'P0',
+      pcieReplayCount: g.pcieReplays, pcieLinkRecoveryCount: g.pcieRecoveries, pcieLinkGen: 5, pcieLinkWidth: 16, pstate: 'P0',
     };
     if (pg && sec !== undefined) {
       const throttleFraction: Record<string, number> = {};

@@ -160,7 +160,7 @@ export class HostSim {
       name: model, memoryTotalMiB: GPU.memoryMiB, memoryUsedMiB: 0, util: 0, memUtil: 0, tempC: 35, memTempC: 40, powerW: 140,
       powerLimitW: GPU.powerLimitW, smClock: 345, memClock: GPU.memClock, maxSmClock: GPU.maxSmClock, reasonsMask: 1,
       throttleUs: Object.fromEntries(THROTTLE.map((t) => [t, 0])), eccVolSbe: 0, eccVolDbe: 0, eccAggSbe: r.int(0, 3), eccAggDbe: 0,
-      remapCorrectable: 0, remapUncorrectable: 0, remapPending: false, remapFailure: false, pcieReplays: r.int(0, 12), pcieRecoveries: r.int(0, 200), lost: false,
+      remapCorrectable: 0, remapUncorrectable: 0, remapPending: false, remapFailure: false, pcieReplays: r.int(0, 12), pcieRecoveries: 0, lost: false,
     };
   }
 

@@ -215,7 +215,7 @@ export class SimulatedBackend implements DeviceBackend {
         reasonsMask: 0, throttleUs: Object.fromEntries(THROTTLE.map((t) => [t, 0])),
         eccVolSbe: 0, eccVolDbe: 0, eccAggSbe: this.rng.int(0, 3), eccAggDbe: 0,
         remapCorrectable: 0, remapUncorrectable: 0, remapPending: false, remapFailure: false,
-        pcieReplays: this.rng.int(0, 12), pcieRecoveries: this.rng.int(0, 200), lost: false,
+        pcieReplays: this.rng.int(0, 12), pcieRecoveries: 0, lost: false,
       });
     }
     for (const mt of m.mounts) {
@@ -327,9 +327,11 @@ export class SimulatedBackend implements DeviceBackend {
       }
     }
     for (const f of this.faults('pcie-replay').filter((x) => (x.gpu ?? 0) === g.index)) {
+      const before = g.pcieReplays;
       g.pcieReplays += r.count(Number(f.params?.['rate'] ?? 50));
-      // A link that replays this much also drops out of L0 now and then to retrain.
-      g.pcieRecoveries += r.count(Number(f.params?.['rate'] ?? 50) / 50);
+      // A link that replays this much also retrains now and then: one per 50 replays (no draw
+      // of its own, so a seeded scenario's other readings stay what they were).
+      g.pcieRecoveries += Math.floor(g.pcieReplays / 50) - Math.floor(before / 50);
     }
   }
 
