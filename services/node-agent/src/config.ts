@@ -127,9 +127,9 @@ export const agentConfigSchema = z.object({
     simGpuMemoryMib: z.coerce.number().int().min(1).default(81559),
     simScenario: z.string().optional(),
     /**
-     * nvidia-smi: read GPU metrics from two long-running `-lms` loops at the telemetry interval
-     * instead of two forks per cycle (21-41 % less CPU in pnpm bench:agent against a stand-in).
-     * Off by default until it has run on GPU hosts; readings are then up to one interval old.
+     * nvidia-smi: read `--query-gpu` from one long-running `-lms` loop at the telemetry interval
+     * instead of a fork per cycle (33-38 % less CPU per cycle on an H200, driver 580:
+     * docs/agent.md); readings are then up to one interval old.
      */
     smiLoop: flag.default(true),
   }).default({ backend: 'auto', simGpus: 8, simGpuModel: 'NVIDIA H100 80GB HBM3', simGpuMemoryMib: 81559, smiLoop: true }),
