@@ -70,8 +70,8 @@ if (process.argv[2] === 'sim') {
   lifecycle.onShutdown('metrics', () => new Promise((r) => metrics.server.close(r)));
   const backend = await createBackend(cfg);
   // Registered before the telemetry that reads it, so it closes after that has stopped (closers
-  // run in reverse): a cycle after close would start the nvidia-smi loops again. Without it the
-  // loops outlived the agent (a loop whose reader is gone only ends when a write fails).
+  // run in reverse): a cycle after close would start the nvidia-smi loop again. Without it the
+  // loop outlived the agent (a loop whose reader is gone only ends when a write fails).
   lifecycle.onShutdown('device', () => backend.close?.());
   const inventory = await backend.fingerprint();
   const gpus = toGpuDevices(inventory);

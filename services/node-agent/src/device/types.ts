@@ -55,6 +55,6 @@ export interface DeviceBackend {
   kernelLog(signal?: AbortSignal, options?: KernelLogReadOptions): AsyncIterable<string>;
   /** The current boot, or undefined when unknown (then the backlog cannot be resumed and is skipped). */
   kernelBoot(): Promise<KernelBoot | undefined>;
-  /** Stops what the backend runs in the background (nvidia-smi loops); the agent calls it at shutdown. */
+  /** Stops what the backend runs in the background (the nvidia-smi loop); the agent calls it at shutdown. */
   close?(): void;
 }
