@@ -1,8 +1,8 @@
 // `pnpm bench:scale`: issue 14's scale targets, each measured by the benchmark that owns it,
 // one after the other (never two at once: they would measure each other), then one summary
-// line per part with its exit status (a benchmark sets a non-zero status when a target
-// FAILs) and its PASS/FAIL lines. About 20 minutes on a 2-core machine, most of it the
-// 10,000-agent fan-in.
+// line per part: FAIL when it printed a FAIL or exited non-zero (not every benchmark sets its
+// exit status on a FAIL), and its PASS/FAIL lines, with the WIN/LOSS comparisons against the
+// Slurm-grade baseline. About 7 minutes on a 2-core machine.
 //   pnpm bench:scale                  every part
 //   pnpm bench:scale planner list     only the named parts (planner, placements, list, agents, slurm)
 import { spawn } from 'node:child_process';
@@ -39,7 +39,7 @@ function run(part: Part): Promise<{ code: number; verdicts: string[]; seconds: n
       pending += chunk;
       const lines = pending.split('\n');
       pending = lines.pop()!;
-      verdicts.push(...lines.filter((l) => /\b(PASS|FAIL)\b/.test(l)).map((l) => l.trim()));
+      verdicts.push(...lines.filter((l) => /\b(PASS|FAIL|WIN|LOSS)\b/.test(l)).map((l) => l.trim()));
     });
     child.on('close', (code) => resolve({ code: code ?? 1, verdicts, seconds: (performance.now() - t0) / 1000 }));
   });
@@ -51,8 +51,9 @@ for (const part of PARTS.filter((p) => wanted.length === 0 || wanted.includes(p.
   results.push({ part, ...(await run(part)) });
 }
 console.log('\n#### bench:scale summary');
+const failed = (r: (typeof results)[number]) => r.code !== 0 || r.verdicts.some((v) => /\bFAIL\b/.test(v));
 for (const r of results) {
-  console.log(`${r.part.name.padEnd(10)} exit ${r.code} (${r.seconds.toFixed(0)} s): ${r.part.what}`);
+  console.log(`${r.part.name.padEnd(10)} ${failed(r) ? 'FAIL' : 'PASS'} (exit ${r.code}, ${r.seconds.toFixed(0)} s): ${r.part.what}`);
   for (const v of r.verdicts) console.log(`    ${v.length > 220 ? `${v.slice(0, 217)}...` : v}`);
 }
-process.exitCode = results.some((r) => r.code !== 0) ? 1 : 0;
+process.exitCode = results.some(failed) ? 1 : 0;

@@ -28,16 +28,17 @@
 // It samples the scheduler's heartbeat processing lag: for every `lagEvery`-th node, just
 // before the node's next heartbeat is due (one interval after this one's slot, less
 // LAG_READ_MARGIN_MS) it reads the time the scheduler recorded for the node (Redis, the
-// heartbeat index). A time at or after this heartbeat's send and before the next is due can
-// only be this heartbeat's (the next one is not sent before it, and is recorded after it is
-// sent): its lag. Anything else (not yet recorded, or already overwritten by a later
-// heartbeat) counts as later than one interval, so one recorded in the interval's last
-// LAG_READ_MARGIN_MS counts late too (the error is on the strict side). Until 2026-12-03 it
-// read 0.9 of an interval after the send and counted a heartbeat recorded between 1.8 and 2 s
-// as late; until 2026-12-04 it read exactly when the next was due, and Redis, which serves
-// the clients that were ready together in no fixed order, answered about 0.6 % of the reads
-// after the next heartbeat's time was recorded (1-11 ms after it was due, at 1,000 agents):
-// counted late although this one had been recorded in under 90 ms.
+// heartbeat index), and that node's next heartbeat waits for the answer (it is sent late, and
+// counted so, if the read takes longer than the margin). So the time read is this heartbeat's
+// or one from before it: at or after its send, the lag is that time less the send, on time
+// when under one interval; before its send, it was not recorded when read and counts as later
+// than one interval (strict side: one recorded in the interval's last LAG_READ_MARGIN_MS counts
+// late too). Until 2026-12-03 it read 0.9 of an interval after the send and counted a
+// heartbeat recorded between 1.8 and 2 s as late; until 2026-12-04 the next heartbeat did not
+// wait for the read, and a read that Redis (which serves the clients ready together in no
+// fixed order) or a stalled simulator answered after the next heartbeat's time was recorded
+// counted this one late although nothing said it was (1,000 agents: 17 of 3,000 such, each
+// 1-11 ms after the next was due; 10,000 agents: 5 of 30,226, 220-236 ms after it).
 import { readFileSync } from 'node:fs';
 import { connect } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
@@ -71,10 +72,10 @@ export interface FanInStats {
   stops: number;
   lagMs: number[];
   lagMissed: number;
-  /** Of lagMissed: the time read was from before the send (this heartbeat not recorded yet, or never). */
+  /** Of lagMissed: the time read was from before the send (this heartbeat not recorded when read). */
   lagMissedUnrecorded: number;
-  /** Of lagMissed, the rest: how long after the due time the recorded time was (ms; a later heartbeat's, or this one's, recorded late). */
-  lagMissedAfterDueMs: number[];
+  /** Of lagMissed, the rest: recorded, but one interval or more after the send (their lags, ms). */
+  lagMissedLateMs: number[];
   /** How late the wheel sent each heartbeat after its slot (ms), since the last stats. */
   sendLateMs: number[];
   /** This process's CPU (ms), all of it. */
@@ -102,6 +103,10 @@ interface SimAgent {
   telemetrySeq: number;
   /** Heartbeats and telemetry start once its registration was answered, as an agent's do. */
   registered: boolean;
+  /** A lag read of its last heartbeat is in flight: the next heartbeat waits for it (see the top). */
+  reading?: boolean;
+  /** The slot of a heartbeat held back by that read, sent when the read is answered. */
+  heldSlot?: number;
 }
 
 async function simulate(i: number): Promise<SimAgent> {
@@ -178,10 +183,10 @@ let telemetryFailed = 0;
 let lagMs: number[] = [];
 let lagMissed = 0;
 let lagMissedUnrecorded = 0;
-let lagMissedAfterDueMs: number[] = [];
+let lagMissedLateMs: number[] = [];
 let sendLateMs: number[] = [];
 /** Heartbeats whose recorded time is read when the node's next heartbeat is due, oldest first. */
-const lagChecks: { node: string; sent: number; due: number }[] = [];
+const lagChecks: { i: number; sent: number; due: number }[] = [];
 /** How long before the next heartbeat is due the previous one's recorded time is read (see the top). */
 const LAG_READ_MARGIN_MS = 50;
 let lagHead = 0;
@@ -189,6 +194,10 @@ let lagHead = 0;
 function heartbeat(i: number, late: number): void {
   const a = agents[i]!;
   if (!a.registered) return;
+  if (a.reading) {
+    a.heldSlot = tickNow - late;
+    return;
+  }
   const sent = Date.now();
   a.heartbeatBody ??= encode(NodeHeartbeat, NodeHeartbeat.create({ node: a.node, ranks: [...a.ranks.values()], instanceId: a.node, highestEpoch: a.highestEpoch }));
   const head = encode(NodeHeartbeat, NodeHeartbeat.create({ seq: ++a.seq, time: new Date(sent) }));
@@ -197,21 +206,29 @@ function heartbeat(i: number, late: number): void {
   rankReports += a.ranks.size;
   sendLateMs.push(late);
   // The next heartbeat's slot: one interval after this one's (sent `late` after its slot).
-  if (i % args.lagEvery === 0) lagChecks.push({ node: a.node, sent, due: tickNow - late + args.heartbeatMs });
+  if (i % args.lagEvery === 0) lagChecks.push({ i, sent, due: tickNow - late + args.heartbeatMs });
 }
 
 function checkLag(now: number): void {
   while (lagHead < lagChecks.length && lagChecks[lagHead]!.due - LAG_READ_MARGIN_MS <= now) {
-    const { node, sent, due } = lagChecks[lagHead++]!;
-    void redis.zscore(keys.heartbeats, node).then((score) => {
-      const recorded = Number(score);
-      if (recorded >= sent && recorded < due) lagMs.push(recorded - sent);
+    const { i, sent } = lagChecks[lagHead++]!;
+    const a = agents[i]!;
+    a.reading = true;
+    void redis.zscore(keys.heartbeats, a.node).then((score) => {
+      const lag = Number(score) - sent;
+      if (lag >= 0 && lag < args.heartbeatMs) lagMs.push(lag);
       else {
         lagMissed++;
-        if (recorded < sent) lagMissedUnrecorded++;
-        else lagMissedAfterDueMs.push(recorded - due);
+        if (lag < 0) lagMissedUnrecorded++;
+        else lagMissedLateMs.push(lag);
       }
-    }, () => undefined);
+    }, () => undefined).finally(() => {
+      a.reading = false;
+      const slot = a.heldSlot;
+      a.heldSlot = undefined;
+      // Tick time, as the wheel's sends are reckoned (tickNow is the tick's Date.now()).
+      if (slot !== undefined) heartbeat(i, Math.max(0, Date.now() - slot));
+    });
   }
   if (lagHead > 4096) {
     lagChecks.splice(0, lagHead);
@@ -269,11 +286,11 @@ process.on('message', (m: { type: string }) => {
   if (m.type === 'stats') {
     const ranks = agents.reduce((n, a) => n + a.ranks.size, 0);
     const cpu = process.cpuUsage();
-    process.send?.({ type: 'stats', heartbeats, rankReports, ranks, telemetry, telemetryFailed, assigns, stops, lagMs, lagMissed, lagMissedUnrecorded, lagMissedAfterDueMs, sendLateMs, cpuMs: (cpu.user + cpu.system) / 1000 } satisfies FanInMessage);
+    process.send?.({ type: 'stats', heartbeats, rankReports, ranks, telemetry, telemetryFailed, assigns, stops, lagMs, lagMissed, lagMissedUnrecorded, lagMissedLateMs, sendLateMs, cpuMs: (cpu.user + cpu.system) / 1000 } satisfies FanInMessage);
     lagMs = [];
     lagMissed = 0;
     lagMissedUnrecorded = 0;
-    lagMissedAfterDueMs = [];
+    lagMissedLateMs = [];
     sendLateMs = [];
   } else if (m.type === 'stop') {
     clearInterval(ticker);
