@@ -68,29 +68,28 @@ describe('nvidia-smi backend with a stand-in binary', () => {
     expect(snap.rdma).toHaveLength(9);
   }, 30_000);
 
-  it('reports PCIe error counters it cannot read as a collector error of their own; the GPUs are still read', async () => {
+  /** One cycle's snapshot with the stand-in in a mode (a marker file it looks for). */
+  async function snapshotWith(marker: 'no-pci' | 'gpu-lost') {
     const backend = new NvidiaSmiBackend({ binary, mountstatsPath: `${FIXTURES}nfs/procfs_fixtures_proc_26231_mountstats.txt`, infinibandRoot: `${FIXTURES}rdma/gpud-sys-class-infiniband-h100.0` });
-    writeFileSync(join(dir, 'no-pci'), '');
+    writeFileSync(join(dir, marker), '');
     try {
-      const snap = parseSnapshot(await readRaw(backend), Date.now());
-      expect(snap.errors).toEqual([{ collector: 'gpu-pcie', message: expect.stringMatching(/^nvidia-smi pci -gErrCnt: .*\(Invalid combination of input arguments/) }]);
-      expect(snap.gpus[0]).toMatchObject({ temperatureGpuC: 41 });
-      expect(snap.gpus[0]!.pcieReplayCounter).toBeUndefined();
+      return parseSnapshot(await readRaw(backend), Date.now());
     } finally {
-      rmSync(join(dir, 'no-pci'));
+      rmSync(join(dir, marker));
     }
+  }
+
+  it('reports PCIe error counters it cannot read as a collector error of their own; the GPUs are still read', async () => {
+    const snap = await snapshotWith('no-pci');
+    expect(snap.errors).toEqual([{ collector: 'gpu-pcie', message: expect.stringMatching(/^nvidia-smi pci -gErrCnt: .*\(Invalid combination of input arguments/) }]);
+    expect(snap.gpus[0]).toMatchObject({ temperatureGpuC: 41 });
+    expect(snap.gpus[0]!.pcieReplayCounter).toBeUndefined();
   }, 30_000);
 
   it('keeps the counters of the GPUs nvidia-smi pci still reaches when another fell off the bus', async () => {
-    const backend = new NvidiaSmiBackend({ binary, mountstatsPath: `${FIXTURES}nfs/procfs_fixtures_proc_26231_mountstats.txt`, infinibandRoot: `${FIXTURES}rdma/gpud-sys-class-infiniband-h100.0` });
-    writeFileSync(join(dir, 'gpu-lost'), '');
-    try {
-      const snap = parseSnapshot(await readRaw(backend), Date.now());
-      expect(snap.errors).toEqual([]);
-      expect(snap.gpus[0]).toMatchObject({ pcieReplayCounter: 0, pcieLinkRecoveryCounter: 191 });
-    } finally {
-      rmSync(join(dir, 'gpu-lost'));
-    }
+    const snap = await snapshotWith('gpu-lost');
+    expect(snap.errors).toEqual([]);
+    expect(snap.gpus[0]).toMatchObject({ pcieReplayCounter: 0, pcieLinkRecoveryCounter: 191 });
   }, 30_000);
 
   it('times out a hung nvidia-smi', async () => {
