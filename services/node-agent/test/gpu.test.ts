@@ -86,13 +86,13 @@ describe('nvidia-smi --query-gpu CSV', () => {
 describe('nvidia-smi pci and nvlink text', () => {
   it('reads the PCIe error counters per GPU (pci -gErrCnt of a real H200), and the simulator prints the same shape', () => {
     expect(parsePciErrorCounters(fixture('nvidia-smi/session-capture-h200/pci-gErrCnt.txt'))).toEqual([
-      { index: 0, uuid: 'GPU-95b72616-3f8a-2ffd-7128-d9e2f662695c', replays: 0, recoveries: 191, correctable: 0, nonFatal: 0, fatal: 0 },
+      { index: 0, uuid: 'GPU-95b72616-3f8a-2ffd-7128-d9e2f662695c', replays: 0, recoveries: 191 },
     ]);
     const gpu = (index: number, lost: boolean) => ({ index, uuid: `GPU-${index}`, name: 'NVIDIA H100 80GB HBM3', pcieReplays: 7 + index, pcieRecoveries: 40, lost }) as GpuState;
     // A lost GPU is not in the output (nvidia-smi cannot reach it).
     expect(parsePciErrorCounters(renderPciErrorCounters([gpu(0, false), gpu(1, true), gpu(2, false)]))).toEqual([
-      { index: 0, uuid: 'GPU-0', replays: 7, recoveries: 40, correctable: 0, nonFatal: 0, fatal: 0 },
-      { index: 2, uuid: 'GPU-2', replays: 9, recoveries: 40, correctable: 0, nonFatal: 0, fatal: 0 },
+      { index: 0, uuid: 'GPU-0', replays: 7, recoveries: 40 },
+      { index: 2, uuid: 'GPU-2', replays: 9, recoveries: 40 },
     ]);
   });
 

@@ -4,7 +4,7 @@
 import { parseNumber } from '../counters.js';
 import type { NvlinkStats } from './types.js';
 
-/** One GPU's `nvidia-smi pci -gErrCnt` counters (since the driver loaded). */
+/** The `nvidia-smi pci -gErrCnt` counters the agent reports, per GPU (since the driver loaded). */
 export interface PcieErrorCounters {
   index: number;
   uuid: string;
@@ -12,22 +12,16 @@ export interface PcieErrorCounters {
   replays?: number;
   /** L0_TO_RECOVERY_COUNTER: times the link left L0 to retrain (a flapping link climbs). */
   recoveries?: number;
-  correctable?: number;
-  nonFatal?: number;
-  fatal?: number;
 }
 
 const PCI_COUNTERS: Record<string, keyof Omit<PcieErrorCounters, 'index' | 'uuid'>> = {
   REPLAY_COUNTER: 'replays',
   L0_TO_RECOVERY_COUNTER: 'recoveries',
-  CORRECTABLE_ERRORS: 'correctable',
-  NON_FATAL_ERROR: 'nonFatal',
-  FATAL_ERROR: 'fatal',
 };
 
 /**
  * `nvidia-smi pci -gErrCnt`: a "GPU 0: NVIDIA H200 (UUID: GPU-...)" header per GPU, then
- * "    REPLAY_COUNTER:          0" lines (and per-lane errors, not kept). Driver 580 has no
+ * "    REPLAY_COUNTER:          0" lines (the other counters and per-lane errors are not kept yet). Driver 580 has no
  * `-q -d PCIE` (it prints "Failed to parse --display/-d flags"); this is the cheap way to the
  * replay counter (29 ms against 118 ms for a whole `-q` on an H200).
  */
