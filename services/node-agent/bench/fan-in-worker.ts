@@ -103,7 +103,7 @@ interface SimAgent {
   telemetrySeq: number;
   /** Heartbeats and telemetry start once its registration was answered, as an agent's do. */
   registered: boolean;
-  /** A lag read of its last heartbeat is in flight: the next heartbeat waits for it (see the top). */
+  /** A lag read of its last heartbeat is due or in flight: the next heartbeat waits for its answer (see the top). */
   reading?: boolean;
   /** The slot of a heartbeat held back by that read, sent when the read is answered. */
   heldSlot?: number;
@@ -206,14 +206,16 @@ function heartbeat(i: number, late: number): void {
   rankReports += a.ranks.size;
   sendLateMs.push(late);
   // The next heartbeat's slot: one interval after this one's (sent `late` after its slot).
-  if (i % args.lagEvery === 0) lagChecks.push({ i, sent, due: tickNow - late + args.heartbeatMs });
+  if (i % args.lagEvery === 0) {
+    a.reading = true;
+    lagChecks.push({ i, sent, due: tickNow - late + args.heartbeatMs });
+  }
 }
 
 function checkLag(now: number): void {
   while (lagHead < lagChecks.length && lagChecks[lagHead]!.due - LAG_READ_MARGIN_MS <= now) {
     const { i, sent } = lagChecks[lagHead++]!;
     const a = agents[i]!;
-    a.reading = true;
     void redis.zscore(keys.heartbeats, a.node).then((score) => {
       const lag = Number(score) - sent;
       if (lag >= 0 && lag < args.heartbeatMs) lagMs.push(lag);
