@@ -53,6 +53,7 @@ const SKIPPED: Record<string, string> = {
   'pnpm bench:submit': 'a benchmark of minutes (the submission half of bench:throughput)',
   'pnpm bench:scale': 'a benchmark of about 7 minutes (the scale targets\' benchmarks one after another, 10,000 simulated agents among them)',
   'pnpm bench:scale list agents': 'a benchmark of minutes (100,000 jobs in Redis, then 10,000 simulated agents)',
+  'pnpm bench:scale agents': 'a benchmark of minutes (10,000 simulated agents)',
   'pnpm bench:telemetry': 'a benchmark (the scheduler\'s telemetry ingest draining 4,000 batches through real NATS and Redis)',
   'pnpm bench:exclusions': 'a benchmark (20,000 pending jobs on 4,096 simulated nodes, several cycles)',
   'pnpm bench:recovery': 'a benchmark of minutes (two real stacks of 12 agents, 26 jobs with faults)',
