@@ -99,7 +99,9 @@ describe('recovery', () => {
     const marker = `${stack.workDir}/runs.txt`;
     const { job } = await client.submitJob({
       nodes: 2, gpusPerNode: 4, retry: { maxRecoveries: 2, retryOn: [FailureClass.FAILURE_CLASS_APPLICATION] },
-      command: markedCommand(marker, 'if [ "$GANTRY_ATTEMPT" = 1 ] && [ "$NODE_RANK" = 1 ]; then echo "ValueError: bad batch" >&2; exit 3; fi; sleep 1'),
+      // Rank 1 fails once rank 0 has started (its marker written): failing at once raced rank 0's
+      // start under load, which the stop then overtook (no "1 0" marker).
+      command: markedCommand(marker, `if [ "$GANTRY_ATTEMPT" = 1 ] && [ "$NODE_RANK" = 1 ]; then until grep -q '^1 0 ' ${marker}; do sleep 0.05; done; echo "ValueError: bad batch" >&2; exit 3; fi; sleep 1`),
     });
     const done = await waitForJob(client, job!.id, [JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED], 40_000);
     expect(jobStateName(done.state)).toBe('SUCCEEDED');
