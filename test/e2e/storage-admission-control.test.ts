@@ -46,12 +46,14 @@ afterAll(async () => {
 describe('storage pool sized by the controller from the real services', () => {
   it('grows with holders held back by the limit, on the telemetry of both agents', async () => {
     const storage = svc.client;
-    const first = await eventually('telemetry of both agents', async () => {
+    // An agent's first batch has no rates (they need a previous reading): a quick start could
+    // find both agents with one batch each. The sim's checkpoint mount writes a little between
+    // saves: once rates come, those are bytes the controller sees.
+    const first = await eventually('telemetry of both agents, with rates', async () => {
       const t = await storage.getTarget(TARGET);
-      return t.telemetry?.nodes === 2 ? t : undefined;
+      return t.telemetry?.nodes === 2 && t.telemetry.writeBytesPerSecond > 0 ? t : undefined;
     }, 30_000);
     expect(first.writePool).toMatchObject({ limit: 1, leases: 0 });
-    // The sim's checkpoint mount writes a little between saves: bytes the controller sees.
     expect(first.telemetry!.writeBytesPerSecond).toBeGreaterThan(0);
 
     const limits: number[] = [];
