@@ -26,7 +26,6 @@ import { NvidiaSmiBackend } from '../src/device/index.js';
 import { realisticHostReadings } from './collect-cycle.js';
 
 const FIXTURES = fileURLToPath(new URL('../test/fixtures/', import.meta.url));
-const BUSES = ['18', '2A', '3A', '5D', '9A', 'AB', 'BA', 'DB'];
 
 export interface StandInModel {
   initMs: number;
@@ -67,9 +66,8 @@ function renderOutputs(dir: string): { queryBytes: number; pcieBytes: number } {
     const i = gpu.fields.indexOf(fieldKey(f));
     return i < 0 ? ' [N/A]' : cells[i]!;
   }).join(',').replace(/^ /, '')).join('\n') + '\n';
-  // `pci -gErrCnt` of the H200 capture (driver 580, as the H100's), one block per GPU.
-  const pciOne = readFileSync(`${FIXTURES}nvidia-smi/session-capture-h200/pci-gErrCnt.txt`, 'utf8');
-  const pcie = BUSES.map((_, i) => pciOne.replace(/^GPU 0: NVIDIA H200/, `GPU ${i}: NVIDIA H100 80GB HBM3`)).join('');
+  // The same host's `pci -gErrCnt` (one block per GPU, with the CSV's UUIDs, so the counters attach).
+  const pcie = gpu.pcieErrors!;
   writeFileSync(join(dir, 'query.csv'), query);
   writeFileSync(join(dir, 'pci.txt'), pcie);
   return { queryBytes: Buffer.byteLength(query), pcieBytes: Buffer.byteLength(pcie) };
@@ -111,6 +109,8 @@ async function runMode(mode: SmiCycleResult['mode'], binary: string, cycles: num
     const batch = await collector.collect();
     TelemetryBatch.encode(batch).finish();
     if (batch.collectorErrors.length > 0) throw new Error(`${mode}: collector errors ${batch.collectorErrors.map((e) => e.message).join('; ')}`);
+    // A cycle that parsed the PCIe counters but matched none to a GPU would measure less than the agent does.
+    if (batch.gpus.some((g) => g.pcieReplayCount === undefined)) throw new Error(`${mode}: a GPU without its PCIe counters`);
     return performance.now() - t0;
   };
   const tick = async (started: number) => new Promise((r) => setTimeout(r, Math.max(0, intervalMs - (performance.now() - started))));

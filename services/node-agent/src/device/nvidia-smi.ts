@@ -105,29 +105,24 @@ export class NvidiaSmiBackend implements DeviceBackend {
     // The loop's reading first (at once, unless it is stale): when the loop has failed the cycle
     // forks everything, and a `pci` fork started beside it would be wasted.
     const csv = await loop.read(this.options.timeoutMs ?? 10_000);
-    const [pcie, nvlink] = await Promise.allSettled([
-      this.smi(PCI_ERROR_COUNTERS),
-      this.options.nvlink ? this.smi(['nvlink', '-s']) : Promise.resolve(undefined),
-    ]);
-    return { csv, fields: this.fields, ...pcieText(pcie), ...(nvlink.status === 'fulfilled' && nvlink.value !== undefined ? { nvlink: nvlink.value } : {}) };
+    return { csv, fields: this.fields, ...(await this.sideReadings()) };
   }
 
   private async readByForks(): Promise<GpuMetricsText> {
     const opts = { binary: this.options.binary, timeoutMs: this.options.timeoutMs ?? 10_000 };
-    const [query, pcie, nvlink] = await Promise.allSettled([
-      queryGpuCsv(this.fields, opts),
+    const [query, side] = await Promise.all([queryGpuCsv(this.fields, opts), this.sideReadings()]);
+    // Remember which fields this driver accepts, so the retries happen once.
+    this.fields = query.fields;
+    return { csv: query.text, fields: query.fields, ...side };
+  }
+
+  /** What forks every cycle either way: the PCIe error counters, and NVLink with `nvlink`. Never rejects. */
+  private async sideReadings(): Promise<Pick<GpuMetricsText, 'pcieErrors' | 'pcieError' | 'nvlink'>> {
+    const [pcie, nvlink] = await Promise.allSettled([
       this.smi(PCI_ERROR_COUNTERS),
       this.options.nvlink ? this.smi(['nvlink', '-s']) : Promise.resolve(undefined),
     ]);
-    if (query.status === 'rejected') throw query.reason;
-    // Remember which fields this driver accepts, so the retries happen once.
-    this.fields = query.value.fields;
-    return {
-      csv: query.value.text,
-      fields: query.value.fields,
-      ...pcieText(pcie),
-      ...(nvlink.status === 'fulfilled' && nvlink.value !== undefined ? { nvlink: nvlink.value } : {}),
-    };
+    return { ...pcieText(pcie), ...(nvlink.status === 'fulfilled' && nvlink.value !== undefined ? { nvlink: nvlink.value } : {}) };
   }
 
   async readMountstatsText(): Promise<string> {
