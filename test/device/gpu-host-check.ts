@@ -13,8 +13,8 @@
 //      dist/gantry-agent.mjs, instead of the stack's bundle), GANTRY_NVIDIA_SMI_LOOP (true).
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CheckpointClient, GantryClient } from '@gantry/sdk';
-import { CheckpointState, FailureClass, JobState, Launcher, jobStateName, Job as JobMsg, Node as NodeMsg, TelemetryBatch, type Job } from '@gantry/proto';
+import { CheckpointClient, GantryClient, checkpointSpec } from '@gantry/sdk';
+import { CheckpointState, FailureClass, GpuTelemetry, JobState, Launcher, jobStateName, Job as JobMsg, Node as NodeMsg, TelemetryBatch, type Job } from '@gantry/proto';
 import { REPO_ROOT } from '../../deploy/local/services.js';
 import { TestStack, eventually } from '../harness/stack.js';
 
@@ -94,7 +94,7 @@ async function telemetry(c: GantryClient): Promise<void> {
   const gpu = latest.gpus[0];
   const errors = latest.collectorErrors.map((e) => `${e.collector}: ${e.message}`);
   // pcieReplayCount comes from `nvidia-smi pci -gErrCnt` (driver 580 refuses `-q -d PCIE`).
-  check('telemetry', gpu !== undefined && errors.length === 0 && gpu.pcieReplayCount !== undefined && gpu.pcieLinkRecoveryCount !== undefined, `${latest.gpus.length} GPU sample(s), collector errors: ${errors.length ? errors.join('; ') : 'none'}; GPU 0: ${gpu ? JSON.stringify((TelemetryBatch.toJSON(TelemetryBatch.create({ gpus: [gpu] })) as { gpus?: unknown[] }).gpus?.[0]) : 'none'}`);
+  check('telemetry', gpu !== undefined && errors.length === 0 && gpu.pcieReplayCount !== undefined && gpu.pcieLinkRecoveryCount !== undefined, `${latest.gpus.length} GPU sample(s), collector errors: ${errors.length ? errors.join('; ') : 'none'}; GPU 0: ${gpu ? JSON.stringify(GpuTelemetry.toJSON(gpu)) : 'none'}`);
 }
 
 /** With the loop on (the default here), the agent reads `--query-gpu` from one long-running nvidia-smi. */
@@ -134,7 +134,7 @@ async function trainingJob(c: GantryClient): Promise<void> {
     name: 'device-train', tenant: 'device', nodes: 1, gpusPerNode: 1, command: ['sh', '-c', torchrun], workingDir: REPO_ROOT,
     env: { PYTHONPATH: join(REPO_ROOT, 'python'), STEPS: '300', CKPT_EVERY: '100', CRASH_AT_STEP: '150' },
     retry: { maxRecoveries: 1, retryOn: [FailureClass.FAILURE_CLASS_APPLICATION], backoffInitialMs: 1_000 },
-    checkpoint: { dir, format: 0, storageTarget: '', retention: undefined },
+    checkpoint: checkpointSpec({ dir, format: 'auto' }),
   });
   const id = job!.id;
   const running = await eventually('training job RUNNING', async () => {
