@@ -11,37 +11,7 @@ import { parseSnapshot, readRaw } from '../src/collectors/snapshot.js';
 import { followKmsg } from '../src/collectors/xid/reader.js';
 import { detectBackend, NvidiaSmiBackend } from '../src/device/nvidia-smi.js';
 import { fixture, FIXTURES } from './helpers/fixtures.js';
-
-function fakeNvidiaSmi(dir: string): string {
-  const path = join(dir, 'nvidia-smi');
-  const csv = fixture('nvidia-smi/session-capture-h100-80gb-hbm3/query-gpu-all-fields-noheader-nounits.csv');
-  writeFileSync(join(dir, 'row.csv'), csv);
-  // Prints the real 198-field row cut down to the requested fields, looked up by name in the
-  // header; rejects clocks_event_reasons.* like a pre-535 driver (on stdout, exit 2).
-  writeFileSync(path, `#!/bin/sh
-case "$1" in
-  --query-gpu=*)
-    fields="\${1#--query-gpu=}"
-    case "$fields" in *clocks_event_reasons.active*) echo 'Field "clocks_event_reasons.active" is not a valid field to query.'; exit 2;; esac
-    exec node -e '
-      const fs = require("fs");
-      const header = fs.readFileSync(process.argv[1], "utf8").split("\\n")[0].split(",").map((h) => h.trim().replace(/ \\[.*\\]$/, ""));
-      const row = fs.readFileSync(process.argv[2], "utf8").trim().split(",");
-      console.log(process.argv[3].split(",").map((f) => { const i = header.indexOf(f.replace(/^clocks_throttle_reasons/, "clocks_event_reasons")); return i < 0 ? " [N/A]" : row[i]; }).join(","));
-    ' "${FIXTURES}nvidia-smi/session-capture-h100-80gb-hbm3/query-gpu-all-fields.csv" "${dir}/row.csv" "$fields";;
-  -q) cat "${FIXTURES}nvidia-smi/session-capture-h100-80gb-hbm3/nvidia-smi-q.txt";;
-  pci)
-    [ -e "${dir}/no-pci" ] && { echo 'Invalid combination of input arguments. Please run "nvidia-smi -h" for help.'; exit 3; }
-    [ -e "${dir}/gpu-lost" ] && { echo 'Unable to determine the device handle for GPU 0000:18:00.0: GPU is lost.  Reboot the system to recover this GPU'; }
-    # The H200's real output, as this H100's GPU.
-    sed 's/^GPU 0: NVIDIA H200 (UUID: [^)]*)/GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-9b6c5236-63fa-edad-c3e6-063b1cf51ac7)/' "${FIXTURES}nvidia-smi/session-capture-h200/pci-gErrCnt.txt"
-    if [ -e "${dir}/gpu-lost" ]; then exit 15; fi;;
-  *) exit 1;;
-esac
-`);
-  chmodSync(path, 0o755);
-  return path;
-}
+import { fakeNvidiaSmi } from './helpers/fake-nvidia-smi.js';
 
 describe('nvidia-smi backend with a stand-in binary', () => {
   const dir = mkdtempSync(join(tmpdir(), 'gantry-smi-'));
