@@ -8,6 +8,7 @@ import { NvidiaSmiBackend, SmiLoop } from '../src/device/index.js';
 import { createBackend } from '../src/backend.js';
 import { loadAgentConfig } from '../src/config.js';
 import { schedulerKeyEnv } from './helpers/command-keys.js';
+import { everyLms } from './helpers/fake-nvidia-smi.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gantry-smi-loop-'));
 
@@ -15,22 +16,12 @@ function standIn(name: string, body = ''): string {
   const path = join(dir, name);
   writeFileSync(path, `#!/bin/sh
 echo start >> "${dir}/${name}.starts"
-loop=0; mode=; prev=
-for a in "$@"; do
-  [ "$prev" = -lms ] && loop=$a
-  case "$a" in --query-gpu=*) mode=csv;; pci) mode=pci;; esac
-  prev=$a
-done
-${body}
+mode=
+for a in "$@"; do case "$a" in --query-gpu=*) mode=csv;; pci) mode=pci;; esac; done
 n=0
-while :; do
-  n=$((n + 1))
+${everyLms(`  n=$((n + 1))
   if [ "$mode" = csv ]; then printf '0, %d\\n1, %d\\n' $n $n
-  else printf 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0)\\n    REPLAY_COUNTER:          %d\\n' $n; fi
-  [ "$loop" = 0 ] && exit 0
-  sleep $(awk "BEGIN { print $loop / 1000 }")
-done
-`);
+  else printf 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0)\\n    REPLAY_COUNTER:          %d\\n' $n; fi`, body)}`);
   chmodSync(path, 0o755);
   return path;
 }

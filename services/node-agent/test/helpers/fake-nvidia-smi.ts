@@ -8,15 +8,28 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fixture, FIXTURES } from './fixtures.js';
 
+/**
+ * Shell that prints one reading (`reading`), or one every N ms with `-lms N` as nvidia-smi
+ * does, after `prelude` (which sees `$loop`: 0 without -lms).
+ */
+export function everyLms(reading: string, prelude = ''): string {
+  return `loop=0; prev=
+for a in "$@"; do [ "$prev" = -lms ] && loop=$a; prev=$a; done
+${prelude}
+while :; do
+${reading}
+  [ "$loop" = 0 ] && exit 0
+  sleep $(awk "BEGIN { print $loop / 1000 }")
+done
+`;
+}
+
 /** Writes the stand-in as `dir`/nvidia-smi and returns its path. */
 export function fakeNvidiaSmi(dir: string): string {
   const path = join(dir, 'nvidia-smi');
   writeFileSync(join(dir, 'row.csv'), fixture('nvidia-smi/session-capture-h100-80gb-hbm3/query-gpu-all-fields-noheader-nounits.csv'));
   writeFileSync(path, `#!/bin/sh
-loop=0; prev=
-for a in "$@"; do [ "$prev" = -lms ] && loop=$a; prev=$a; done
-while :; do
-  case "$1" in
+${everyLms(`  case "$1" in
     --query-gpu=*)
       fields="\${1#--query-gpu=}"
       case "$fields" in *clocks_event_reasons.active*) echo 'Field "clocks_event_reasons.active" is not a valid field to query.'; exit 2;; esac
@@ -33,11 +46,7 @@ while :; do
       sed 's/^GPU 0: NVIDIA H200 (UUID: [^)]*)/GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-9b6c5236-63fa-edad-c3e6-063b1cf51ac7)/' "${FIXTURES}nvidia-smi/session-capture-h200/pci-gErrCnt.txt"
       if [ -e "${dir}/gpu-lost" ]; then exit 15; fi;;
     *) exit 1;;
-  esac
-  [ "$loop" = 0 ] && exit 0
-  sleep $(awk "BEGIN { print $loop / 1000 }")
-done
-`);
+  esac`)}`);
   chmodSync(path, 0o755);
   return path;
 }
