@@ -9,6 +9,7 @@ import { keys, PREFIX } from './keys.js';
 import { READ_CHUNK, chunked } from './chunks.js';
 import { scriptRunner, type ScriptCall, type ScriptRunner } from './scripts.js';
 import { jobEvent } from './events.js';
+import { changesHead, changesSince } from './change-stream.js';
 import { AllocationConflictError, FencedError, IdempotencyConflictError, StaleWriteError } from './errors.js';
 
 export interface JobRecord {
@@ -64,8 +65,6 @@ const JOB_INDEX_VERSION = 2;
  * for a few milliseconds at most.
  */
 const COMMITS_PER_CALL = 32;
-/** Job change stream entries read per XRANGE. */
-const CHANGES_BATCH = 5000;
 
 const tenantOf = (job: Job): string => job.spec?.tenant ?? '';
 
@@ -237,9 +236,8 @@ export class JobStore {
   }
 
   /** The id of the newest entry of the job change stream ('0-0' when empty): where a reader that loads everything now starts. */
-  async changesHead(): Promise<string> {
-    const last = await this.redis.xrevrange(keys.jobChanges, '+', '-', 'COUNT', 1);
-    return last[0]?.[0] ?? '0-0';
+  changesHead(): Promise<string> {
+    return changesHead(this.redis, keys.jobChanges);
   }
 
   /**
@@ -247,26 +245,8 @@ export class JobStore {
    * longer holds every entry after the cursor (the reader must then reload everything).
    */
   async changesSince(cursor: string): Promise<{ ids: Set<string>; cursor: string; gap: boolean }> {
-    const ids = new Set<string>();
-    // The oldest entry and the first batch after the cursor, in one transaction: read apart,
-    // a trim in between could drop entries after the cursor unseen (and cost a round trip).
-    const [[probeErr, first], [rangeErr, firstBatch]] = (await this.redis.multi()
-      .xrange(keys.jobChanges, '-', '+', 'COUNT', 1)
-      .xrange(keys.jobChanges, `(${cursor}`, '+', 'COUNT', CHANGES_BATCH)
-      .exec())! as [[Error | null, [string, string[]][]], [Error | null, [string, string[]][]]];
-    if (probeErr || rangeErr) throw probeErr ?? rangeErr;
-    // Entries up to the cursor may be trimmed; one after it may not (ids only grow). A first
-    // entry newer than the cursor may mean some were trimmed: reported as a gap.
-    if (first[0] && compareStreamIds(first[0][0], cursor) > 0) {
-      return { ids, cursor: await this.changesHead(), gap: true };
-    }
-    for (let batch = firstBatch; ; batch = await this.redis.xrange(keys.jobChanges, `(${cursor}`, '+', 'COUNT', CHANGES_BATCH)) {
-      for (const [id, fields] of batch) {
-        cursor = id;
-        if (fields[0] === 'job' && fields[1]) ids.add(fields[1]);
-      }
-      if (batch.length < CHANGES_BATCH) return { ids, cursor, gap: false };
-    }
+    const { names, ...rest } = await changesSince(this.redis, keys.jobChanges, cursor);
+    return { ids: names, ...rest };
   }
 
   /** Each job's revision (undefined for a job that does not exist), in one pipelined round trip. */
@@ -481,7 +461,7 @@ export class JobStore {
     const keyList = [
       keys.job(next.id), keys.outbox, keys.leaderEpoch, keys.jobsInState(jobStateName(from)), keys.jobsInState(jobStateName(to)),
       keys.jobsOfTenantInState(tenant, jobStateName(from)), keys.jobsOfTenantInState(tenant, jobStateName(to)), keys.jobChanges,
-      keys.jobAttemptsArchive(next.id),
+      keys.jobAttemptsArchive(next.id), keys.nodeChanges,
     ];
     const args: (string | number | Buffer)[] = [
       // The record as bytes: among the event's bytes, a string this long cost the client two
@@ -489,7 +469,7 @@ export class JobStore {
       String(c.prev.rev), jobStateName(from), jobStateName(to), Buffer.from(JSON.stringify(Job.toJSON(next))),
       c.epoch === undefined ? '' : String(c.epoch),
       event?.subject ?? '', event?.id ?? '', event?.data ?? '', next.id, releases.length, 0, portClaims.length,
-      dropped.length, ATTEMPTS_ARCHIVE_CAP,
+      dropped.length, ATTEMPTS_ARCHIVE_CAP, c.prev.job.createdAt ? c.prev.job.createdAt.getTime() : '', 0,
     ];
     for (const r of releases) { keyList.push(keys.nodeAlloc(r.node), keys.nodePorts(r.node)); args.push(r.gpu, r.owner); }
     // Claims go by owner and node (a rank's GPUs), each group's keys once: a fraction of the
@@ -505,6 +485,12 @@ export class JobStore {
     for (const g of groups.values()) { keyList.push(keys.nodeAlloc(g.node), keys.node(g.node)); args.push(g.owner, g.gpus.join(',')); }
     for (const p of portClaims) { keyList.push(keys.nodePorts(p.node)); args.push(p.port, p.owner); }
     for (const a of dropped) args.push(JSON.stringify(Attempt.toJSON(a)));
+    // The nodes whose allocations change, for the node change stream.
+    const changedNodes = new Set<string>();
+    for (const r of releases) changedNodes.add(r.node);
+    for (const g of groups.values()) changedNodes.add(g.node);
+    args[15] = changedNodes.size;
+    for (const n of changedNodes) args.push(n);
     return { next, keys: keyList, args, event: event !== undefined };
   }
 }
@@ -536,13 +522,6 @@ function commitReply(next: Job, c: JobCommit, reply: unknown): JobRecord {
     default:
       throw new Error(`unexpected reply from commit-job: ${JSON.stringify(res)}`);
   }
-}
-
-/** Orders Redis stream ids ("ms-seq"). */
-function compareStreamIds(a: string, b: string): number {
-  const [am, as] = a.split('-').map(Number) as [number, number];
-  const [bm, bs] = b.split('-').map(Number) as [number, number];
-  return am - bm || as - bs;
 }
 
 function encodeCursor(c: { score: number; id: string }): string {

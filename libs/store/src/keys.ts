@@ -15,6 +15,8 @@
 //   gantry:node:{name}            hash  state, rev, node (gantry.v1.Node JSON), hb (last heartbeat ms), instance
 //   gantry:nodes                  zset  node names (score 0, lexicographic)
 //   gantry:heartbeats             zset  node names by last heartbeat (ms): finds silent nodes without reading all
+//   gantry:nodes:changes          stream names of nodes whose record or allocations were written (commit-node, commit-job's
+//                                 claims and releases, release-gpus), capped: the scheduling pass re-reads only these
 //   gantry:node:{name}:alloc      hash  gpu index -> "{jobId}:{attempt}:{rank}"
 //   gantry:node:{name}:ports      hash  rendezvous port -> "{jobId}:{attempt}:0" (node rank 0's owner; freed with its GPUs)
 //   gantry:node:{name}:telemetry  str   latest TelemetryBatch (protobuf)
@@ -65,6 +67,7 @@ export const keys = {
   node: (name: string) => `${PREFIX}:node:${name}`,
   nodes: `${PREFIX}:nodes`,
   heartbeats: `${PREFIX}:heartbeats`,
+  nodeChanges: `${PREFIX}:nodes:changes`,
   nodeAlloc: (name: string) => `${PREFIX}:node:${name}:alloc`,
   nodePorts: (name: string) => `${PREFIX}:node:${name}:ports`,
   nodeTelemetry: (name: string) => `${PREFIX}:node:${name}:telemetry`,

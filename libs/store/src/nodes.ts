@@ -7,6 +7,7 @@ import { keys, parseAllocationOwner } from './keys.js';
 import { scriptRunner, type ScriptResult, type ScriptRunner } from './scripts.js';
 import { READ_CHUNK, chunked } from './chunks.js';
 import { nodeEvent } from './events.js';
+import { changesHead, changesSince, type Changes } from './change-stream.js';
 import { FencedError, StaleWriteError } from './errors.js';
 import { InvalidTransitionError, type GpuRef } from './jobs.js';
 
@@ -199,6 +200,20 @@ export class NodeStore {
     return out;
   }
 
+  /** The id of the node change stream's newest entry ('0-0' when empty): where a reader that lists every node now starts. */
+  changesHead(): Promise<string> {
+    return changesHead(this.redis, keys.nodeChanges);
+  }
+
+  /**
+   * The nodes whose record or allocations were written after `cursor`, and the new cursor;
+   * `gap` when the capped stream no longer holds every entry after the cursor (the reader must
+   * then list every node again). Heartbeats are not changes: they move only the time.
+   */
+  changesSince(cursor: string): Promise<Changes> {
+    return changesSince(this.redis, keys.nodeChanges, cursor);
+  }
+
   /** The registered agent instance, the one before it and when the current one started: one read, for every agent report. */
   async instances(name: string): Promise<NodeInstances | undefined> {
     const [current, previous, since] = await this.redis.hmget(keys.node(name), 'instance', 'prevInstance', 'instanceSince');
@@ -216,7 +231,11 @@ export class NodeStore {
    */
   async releaseGpus(refs: GpuRef[], epoch: number): Promise<number> {
     if (refs.length === 0) return 0;
-    const res = Number(await this.scripts.run('gantryReleaseGpus', [keys.leaderEpoch, ...refs.flatMap((r) => [keys.nodeAlloc(r.node), keys.nodePorts(r.node)])], [String(epoch), ...refs.flatMap((r) => [String(r.gpu), r.owner])]));
+    const res = Number(await this.scripts.run(
+      'gantryReleaseGpus',
+      [keys.leaderEpoch, keys.nodeChanges, ...refs.flatMap((r) => [keys.nodeAlloc(r.node), keys.nodePorts(r.node)])],
+      [String(epoch), ...refs.flatMap((r) => [String(r.gpu), r.owner]), ...new Set(refs.map((r) => r.node))],
+    ));
     if (res < 0) throw new FencedError(String(epoch));
     return res;
   }
@@ -254,7 +273,7 @@ export class NodeStore {
     const decided = from !== to || c.event === true;
     const next = Node.create({ ...c.next, revision: rev + 1, allocations: [], lastHeartbeat: undefined, reason: decided ? c.reason : c.next.reason });
     const event = decided ? nodeEvent(subjects.nodeEvent(next.name), next.name, from, to, c.reason, now) : undefined;
-    const res = (await this.scripts.run('gantryCommitNode', [keys.node(next.name), keys.outbox, keys.leaderEpoch, keys.nodes, keys.nodeEvents(next.name), keys.heartbeats], [
+    const res = (await this.scripts.run('gantryCommitNode', [keys.node(next.name), keys.outbox, keys.leaderEpoch, keys.nodes, keys.nodeEvents(next.name), keys.heartbeats, keys.nodeChanges], [
       String(rev), c.prev ? nodeStateName(from) : '*', nodeStateName(to), JSON.stringify(Node.toJSON(next)),
       c.epoch === undefined ? '' : String(c.epoch), event?.subject ?? '', event?.id ?? '', event?.data ?? '', next.name,
       c.heartbeatMs === undefined ? '' : String(c.heartbeatMs), c.instanceId ?? '', event?.logEntry ?? '', NODE_EVENT_LOG_CAP,

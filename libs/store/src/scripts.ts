@@ -19,7 +19,7 @@ const scripts = {
   gantryIndexJob: { lua: load('index-job'), keys: 1 },
   gantryCommitJob: { lua: load('commit-job'), keys: undefined },
   gantryCommitJobs: { lua: commitJobsLua(), keys: undefined },
-  gantryCommitNode: { lua: load('commit-node'), keys: 6 },
+  gantryCommitNode: { lua: load('commit-node'), keys: 7 },
   gantryLease: { lua: load('lease'), keys: 3 },
   gantryReleaseLease: { lua: load('release-lease'), keys: 1 },
   gantryEpochFloor: { lua: load('epoch-floor'), keys: 3 },

@@ -73,7 +73,9 @@ describe('JobStore.commitMany', () => {
     expect((await jobs.get(a.job.id))!.job.state).toBe(JobState.JOB_STATE_SCHEDULED);
     for (const r of [b, c, d]) expect(await jobs.get(r.job.id)).toEqual(r);
     expect(await redis.hgetall(keys.nodeAlloc(node))).toEqual({ 0: allocationOwner(a.job.id, 1, 0) });
-    expect(await redis.zscore(keys.jobsInState('SCHEDULED'), a.job.id)).not.toBeNull();
+    // Indexed in its new state by its creation time, as the submission indexed it.
+    expect(Number(await redis.zscore(keys.jobsInState('SCHEDULED'), a.job.id))).toBe(Number(await redis.zscore(keys.jobsAll, a.job.id)));
+    expect(Number(await redis.zscore(keys.jobsOfTenantInState('t', 'SCHEDULED'), a.job.id))).toBe(a.job.createdAt!.getTime());
     expect(await redis.zscore(keys.jobsInState('PENDING'), b.job.id)).not.toBeNull();
     // One event: a's transition.
     expect(await redis.xlen(keys.outbox)).toBe(outbox + 1);

@@ -20,6 +20,7 @@ import { pickPort, rendezvousEnv, type PortRange } from './dispatch/ports.js';
 import { PolicyCache } from './policy.js';
 import { WakeableLoop } from './wakeable-loop.js';
 import { enforceNodeStates } from './nodes/enforce.js';
+import { NodeSnapshot } from './nodes/node-snapshot.js';
 
 /** How stale a waiting job's queue position in its explanation may get. */
 const POSITION_REFRESH_MS = 5_000;
@@ -108,6 +109,9 @@ export class SchedulingLoop extends WakeableLoop {
   private readonly state: SchedulingStateStore;
   private readonly lastCommits: LastCommitTimes;
   private readonly policy: PolicyCache;
+  private readonly nodes: NodeSnapshot;
+  /** Each node record's view, while the snapshot keeps the record (an unchanged node keeps its record object). */
+  private readonly views = new WeakMap<NodeRecord, NodeView>();
   /** Explanations written last pass (to write only changes); reset with leadership. */
   private written: Map<string, string> | undefined;
   private positionsWrittenAt = 0;
@@ -134,18 +138,25 @@ export class SchedulingLoop extends WakeableLoop {
     this.state = new SchedulingStateStore(ctx.redis);
     this.lastCommits = new LastCommitTimes(resume, ctx.log);
     this.policy = new PolicyCache(this.state, ctx.log);
+    this.nodes = new NodeSnapshot(ctx.nodes);
     this.cycles = new Histogram({ name: 'gantry_scheduler_cycle_seconds', help: 'Duration of a scheduling pass', registers: [ctx.metrics], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5] });
     this.placed = new Counter({ name: 'gantry_scheduler_placements_total', help: 'Gangs placed', labelNames: ['outcome'], registers: [ctx.metrics] });
     this.preempted = new Counter({ name: 'gantry_scheduler_preemptions_total', help: 'Jobs preempted', registers: [ctx.metrics] });
   }
 
   override start(): void {
+    this.forget();
+    super.start();
+  }
+
+  /** Forgets what passes read and learned: a new leadership trusts nothing an earlier one read. */
+  forget(): void {
     this.written = undefined;
     this.positionsWrittenAt = 0;
     this.fullPassAt = 0;
     this.quickDepth = 0;
-    this.ctx.jobCache.reset(); // a new leadership trusts nothing an earlier one read
-    super.start();
+    this.ctx.jobCache.reset();
+    this.nodes.reset();
   }
 
   protected async pass(): Promise<boolean> {
@@ -179,7 +190,7 @@ export class SchedulingLoop extends WakeableLoop {
     const [config, [queued, scheduled, runningJobs, preempted, recovering], nodes, storedUsage] = await Promise.all([
       this.policy.get(),
       ctx.jobCache.inStates([JobState.JOB_STATE_PENDING, JobState.JOB_STATE_SCHEDULED, JobState.JOB_STATE_RUNNING, JobState.JOB_STATE_PREEMPTED, JobState.JOB_STATE_RECOVERING]),
-      ctx.nodes.list(),
+      this.nodes.read(),
       this.state.usage(),
     ]);
     const ended = await this.enforceTimeLimits([...scheduled, ...runningJobs], now, epoch);
@@ -217,7 +228,7 @@ export class SchedulingLoop extends WakeableLoop {
     usageWritten.catch(() => undefined);
 
     // With nothing pending the planner has nothing to do (planCycle), nor its node views.
-    const views = pending.length === 0 ? [] : withheld(nodes.map(nodeView), heldForRecovery([...recovering, ...waiting]));
+    const views = pending.length === 0 ? [] : withheld(nodes.map((n) => this.viewOf(n)), heldForRecovery([...recovering, ...waiting]));
     const sizer = new WholeNodeSizer(views);
     const configuredDepth = ctx.settings.queueDepth ?? QUICK_PASS_DEPTH;
     const depth = Math.max(configuredDepth, this.quickDepth);
@@ -239,6 +250,12 @@ export class SchedulingLoop extends WakeableLoop {
       this.fullPassAt = now;
       this.fullPassMs = Date.now() - now;
     }
+  }
+
+  private viewOf(rec: NodeRecord): NodeView {
+    let view = this.views.get(rec);
+    if (!view) this.views.set(rec, view = nodeView(rec));
+    return view;
   }
 
   private async commitPlacements(plan: CyclePlan, records: Map<string, JobRecord>, addresses: Map<string, string>, epoch: number): Promise<void> {

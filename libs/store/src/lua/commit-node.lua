@@ -1,5 +1,6 @@
 -- Compare-and-set of one node record with its outbox event.
--- KEYS: 1 node key, 2 outbox, 3 leader epoch key, 4 nodes index, 5 node event log, 6 heartbeat index
+-- KEYS: 1 node key, 2 outbox, 3 leader epoch key, 4 nodes index, 5 node event log, 6 heartbeat index,
+--       7 node change stream
 -- ARGV: 1 expected rev ('0' = must not exist), 2 allowed from-states ("A,B"; '*' = any), 3 new state,
 --       4 node JSON, 5 epoch ('' = unfenced), 6 event subject ('' = none), 7 event id, 8 event bytes,
 --       9 node name, 10 heartbeat ms ('' = keep), 11 agent instance id ('' = keep),
@@ -41,6 +42,7 @@ if ARGV[11] ~= '' then
   redis.call('HSET', KEYS[1], 'instance', ARGV[11])
 end
 redis.call('ZADD', KEYS[4], 0, ARGV[9])
+redis.call('XADD', KEYS[7], 'MAXLEN', '~', 100000, '*', 'node', ARGV[9])
 if ARGV[6] ~= '' then
   redis.call('XADD', KEYS[2], '*', 'subject', ARGV[6], 'id', ARGV[7], 'data', ARGV[8])
 end

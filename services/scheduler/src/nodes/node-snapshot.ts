@@ -1,0 +1,71 @@
+// The scheduling pass's copy of every node record and its allocations. Listing every node
+// each pass read two hashes per node from Redis and compared every allocation list: with
+// 8,192 nodes, about 80 ms of a pass that places a few hundred jobs. Redis stays the truth:
+// every script that writes a node's record or allocations appends the node's name to the node
+// change stream in the same atomic step, so the copy re-reads only the nodes named there
+// since its cursor, and lists everything again after a gap in the capped stream or a change
+// of leadership (reset). The loop runs one pass at a time, so reads never overlap.
+//
+// Heartbeats are not changes (a node beats every 2 s): a record's heartbeatMs is as of its
+// last read. The pass never looks at it; a reader that does uses NodeStore.list or getMany.
+import type { NodeRecord, NodeStore, ParsedNode } from '@gantry/store';
+
+export class NodeSnapshot {
+  /** Newest node change stream entry applied; undefined until the first listing. */
+  private cursor: string | undefined;
+  /** Every node by name, in the index's (lexicographic) order. */
+  private records = new Map<string, NodeRecord>();
+  /** The parsed records behind `records`, reused while their revision stays. */
+  private readonly parsed = new Map<string, ParsedNode>();
+  /** Nodes read by the last read() (for tests and benchmarks). */
+  lastRead = 0;
+
+  constructor(private readonly nodes: NodeStore) {}
+
+  /** Forget everything: the next read lists every node (a new leadership trusts nothing an earlier one read). */
+  reset(): void {
+    this.cursor = undefined;
+    this.records = new Map();
+    this.parsed.clear();
+  }
+
+  /** Every node's record, in name order, as Redis holds it now (heartbeat times aside). */
+  async read(): Promise<NodeRecord[]> {
+    if (this.cursor !== undefined) {
+      const changes = await this.nodes.changesSince(this.cursor);
+      if (!changes.gap) {
+        this.cursor = changes.cursor;
+        await this.apply([...changes.names]);
+        return [...this.records.values()];
+      }
+    }
+    // The cursor is taken before the listing: a write during it is listed, read again next
+    // time, or both; never missed.
+    const head = await this.nodes.changesHead();
+    const listed = await this.nodes.getMany(await this.nodes.names(), this.parsed);
+    this.records = new Map(listed.map((r) => [r.node.name, r]));
+    for (const name of this.parsed.keys()) if (!this.records.has(name)) this.parsed.delete(name);
+    this.cursor = head;
+    this.lastRead = listed.length;
+    return listed;
+  }
+
+  private async apply(names: string[]): Promise<void> {
+    this.lastRead = names.length;
+    if (names.length === 0) return;
+    const read = new Map((await this.nodes.getMany(names, this.parsed)).map((r) => [r.node.name, r]));
+    let added = false;
+    for (const name of names) {
+      const rec = read.get(name);
+      if (!rec) {
+        this.records.delete(name);
+        this.parsed.delete(name);
+      } else {
+        added ||= !this.records.has(name);
+        this.records.set(name, rec);
+      }
+    }
+    // A new node joins in name order, as a listing would have it (rare: a registration).
+    if (added) this.records = new Map([...this.records].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  }
+}
