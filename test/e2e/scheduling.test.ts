@@ -12,7 +12,7 @@ import { cliCommand } from '../../deploy/local/services.js';
 import { eventually, type TestStack } from '../harness/stack.js';
 import { stackPerTest, waitForJob } from '../harness/fixtures.js';
 
-const start = stackPerTest({ retry: { maxAttempts: 5 } });
+const start = stackPerTest();
 let stack: TestStack | undefined;
 
 async function setup(): Promise<GantryClient> {
