@@ -46,7 +46,7 @@ export async function changesSince(redis: Redis, key: string, cursor: string): P
 }
 
 /** Orders Redis stream ids ("ms-seq"). */
-export function compareStreamIds(a: string, b: string): number {
+function compareStreamIds(a: string, b: string): number {
   const [am, as] = a.split('-').map(Number) as [number, number];
   const [bm, bs] = b.split('-').map(Number) as [number, number];
   return am - bm || as - bs;

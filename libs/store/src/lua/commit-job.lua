@@ -8,9 +8,9 @@
 -- ARGV: 1 expected rev, 2 allowed from-states ("A,B"), 3 new state, 4 job JSON, 5 epoch ('' = unfenced),
 --       6 event subject ('' = no event), 7 event id, 8 event bytes, 9 job id,
 --       10 number of releases R, 11 number of claim groups C, 12 number of port claims P,
---       13 number of archived attempts D, 14 the archive's cap, 15 the job's creation time (ms,
---       the score of its index entries; '' = as the record's hash holds it), 16 number of nodes N whose allocations the releases
---       and claims change,
+--       13 number of archived attempts D, 14 the archive's cap, 15 the job's creation time
+--       (ms, the score of its index entries; '' = as the record's hash holds it), 16 number of
+--       nodes N whose allocations the releases and claims change,
 --       then R x (gpu, owner), then C x (owner, GPUs "0,1,..."), then P x (port, owner),
 --       then D x attempt JSON (oldest first), then the N node names (one node change stream
 --       entry lists them: readers of the nodes re-read only those)

@@ -4,7 +4,8 @@
 // every script that writes a node's record or allocations appends the node's name to the node
 // change stream in the same atomic step, so the copy re-reads only the nodes named there
 // since its cursor, and lists everything again after a gap in the capped stream or a change
-// of leadership (reset). The loop runs one pass at a time, so reads never overlap.
+// of leadership (reset). The loop runs one pass at a time, so reads never overlap; a read
+// still in flight when reset() is called keeps nothing of what it saw.
 //
 // Heartbeats are not changes (a node beats every 2 s): a record's heartbeatMs is as of its
 // last read. The pass never looks at it; a reader that does uses NodeStore.list or getMany.
@@ -17,6 +18,8 @@ export class NodeSnapshot {
   private records = new Map<string, NodeRecord>();
   /** The parsed records behind `records`, reused while their revision stays. */
   private readonly parsed = new Map<string, ParsedNode>();
+  /** Moved by reset(): a read that began before it stores nothing. */
+  private generation = 0;
   /** Nodes read by the last read() (for tests and benchmarks). */
   lastRead = 0;
 
@@ -24,6 +27,7 @@ export class NodeSnapshot {
 
   /** Forget everything: the next read lists every node (a new leadership trusts nothing an earlier one read). */
   reset(): void {
+    this.generation++;
     this.cursor = undefined;
     this.records = new Map();
     this.parsed.clear();
@@ -31,11 +35,15 @@ export class NodeSnapshot {
 
   /** Every node's record, in name order, as Redis holds it now (heartbeat times aside). */
   async read(): Promise<NodeRecord[]> {
+    const generation = this.generation;
     if (this.cursor !== undefined) {
       const changes = await this.nodes.changesSince(this.cursor);
       if (!changes.gap) {
-        this.cursor = changes.cursor;
-        await this.apply([...changes.names]);
+        const read = await this.nodes.getMany([...changes.names], this.parsed);
+        if (generation === this.generation) {
+          this.cursor = changes.cursor;
+          this.apply([...changes.names], read);
+        }
         return [...this.records.values()];
       }
     }
@@ -43,20 +51,22 @@ export class NodeSnapshot {
     // time, or both; never missed.
     const head = await this.nodes.changesHead();
     const listed = await this.nodes.getMany(await this.nodes.names(), this.parsed);
-    this.records = new Map(listed.map((r) => [r.node.name, r]));
-    for (const name of this.parsed.keys()) if (!this.records.has(name)) this.parsed.delete(name);
-    this.cursor = head;
-    this.lastRead = listed.length;
+    if (generation === this.generation) {
+      this.records = new Map(listed.map((r) => [r.node.name, r]));
+      for (const name of this.parsed.keys()) if (!this.records.has(name)) this.parsed.delete(name);
+      this.cursor = head;
+      this.lastRead = listed.length;
+    }
     return listed;
   }
 
-  private async apply(names: string[]): Promise<void> {
+  /** Takes the records of the nodes named in the stream (`read`: those that still exist). */
+  private apply(names: string[], read: NodeRecord[]): void {
     this.lastRead = names.length;
-    if (names.length === 0) return;
-    const read = new Map((await this.nodes.getMany(names, this.parsed)).map((r) => [r.node.name, r]));
+    const byName = new Map(read.map((r) => [r.node.name, r]));
     let added = false;
     for (const name of names) {
-      const rec = read.get(name);
+      const rec = byName.get(name);
       if (!rec) {
         this.records.delete(name);
         this.parsed.delete(name);

@@ -1,7 +1,8 @@
 // The scheduling pass's node copy against a real redis-server: after the first listing it
 // re-reads only the nodes the node change stream names (a record's commit, a job's GPU claims
 // and releases, released GPUs), reads the same as a fresh listing after every kind of write,
-// and lists everything again after a gap in the capped stream or a reset.
+// and lists everything again after a gap in the capped stream or a reset (even one that
+// comes while a read is in flight).
 import { beforeEach, describe, expect, it } from 'vitest';
 import { GpuDevice, Job, JobSpec, JobState, Node, NodeState, RankPlacement } from '@gantry/proto';
 import { JobStore, NodeStore, allocationOwner, keys, type NodeRecord } from '@gantry/store';
@@ -86,6 +87,12 @@ describe('NodeSnapshot', () => {
     expect(snapshot.lastRead).toBe(5);
 
     snapshot.reset();
+    await snapshot.read();
+    expect(snapshot.lastRead).toBe(5);
+    // A read in flight when leadership changes keeps nothing: the next read lists everything.
+    const inFlight = snapshot.read();
+    snapshot.reset();
+    await inFlight;
     await snapshot.read();
     expect(snapshot.lastRead).toBe(5);
   });
