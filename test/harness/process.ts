@@ -65,13 +65,31 @@ export class ManagedProcess {
     child.stdout?.pipe(this.log, { end: false });
     child.stderr?.pipe(this.log, { end: false });
     this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    // 'close' comes once its output is all read (into the log).
+    const closed = new Promise((resolve) => child.once('close', resolve));
     const deadline = Date.now() + (this.opts.readyTimeoutMs ?? 30_000);
     while (Date.now() < deadline) {
-      if (!this.running) throw new Error(`${this.opts.name} exited during start-up (code ${child.exitCode}); see ${this.opts.logFile}`);
+      if (!this.running) {
+        await Promise.race([closed, new Promise((r) => setTimeout(r, 1_000))]);
+        await new Promise((r) => this.log!.write('', r)); // after what was piped before it
+        throw new Error(`${this.opts.name} exited during start-up (code ${child.exitCode}); the end of ${this.opts.logFile}:\n${this.logTail()}`);
+      }
       if (await this.opts.ready().catch(() => false)) return;
       await new Promise((r) => setTimeout(r, 50));
     }
-    throw new Error(`${this.opts.name} not ready within ${this.opts.readyTimeoutMs ?? 30_000} ms; see ${this.opts.logFile}`);
+    throw new Error(`${this.opts.name} not ready within ${this.opts.readyTimeoutMs ?? 30_000} ms; the end of ${this.opts.logFile}:\n${this.logTail()}`);
+  }
+
+  /**
+   * The last lines of the log, for a start-up error: a failed start stops the stack, whose
+   * folder (and this log) goes with it, so CI would keep nothing else of why.
+   */
+  private logTail(lines = 20): string {
+    try {
+      return readFileSync(this.opts.logFile, 'utf8').trimEnd().split('\n').slice(-lines).map((l) => l.slice(0, 500)).join('\n');
+    } catch {
+      return '(no log)';
+    }
   }
 
   /** Sends a signal and waits for the process to exit. */
