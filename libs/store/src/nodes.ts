@@ -94,13 +94,16 @@ export class NodeStore {
     return this.redis.zrange(keys.nodes, 0, -1);
   }
 
-  /** Every node's record; a record's JSON is read and parsed again only after it changed (getMany with a cache of list's own). */
-  async list(): Promise<NodeRecord[]> {
+  /**
+   * Every node's record; a record's JSON is read and parsed again only after it changed
+   * (getMany with `parsed`: list's own cache, or the caller's; nodes that left go from it).
+   */
+  async list(parsed: Map<string, ParsedNode> = this.listed): Promise<NodeRecord[]> {
     const names = await this.names();
-    const out = await this.getMany(names, this.listed);
-    if (this.listed.size > names.length) {
+    const out = await this.getMany(names, parsed);
+    if (parsed.size > names.length) {
       const current = new Set(names);
-      for (const name of this.listed.keys()) if (!current.has(name)) this.listed.delete(name);
+      for (const name of parsed.keys()) if (!current.has(name)) parsed.delete(name);
     }
     return out;
   }
