@@ -33,49 +33,56 @@ export class NodeSnapshot {
     this.parsed.clear();
   }
 
-  /** Every node's record, in name order, as Redis holds it now (heartbeat times aside). */
+  /**
+   * Every node's record, in name order, as Redis holds it now (heartbeat times aside). A read
+   * that reset() overtook still answers its caller with what it read, and keeps none of it.
+   */
   async read(): Promise<NodeRecord[]> {
     const generation = this.generation;
     if (this.cursor !== undefined) {
+      const records = this.records;
       const changes = await this.nodes.changesSince(this.cursor);
       if (!changes.gap) {
-        const read = await this.nodes.getMany([...changes.names], this.parsed);
+        const names = [...changes.names];
+        const updated = withChanges(records, names, await this.nodes.getMany(names, this.parsed));
+        for (const name of names) if (!updated.has(name)) this.parsed.delete(name);
         if (generation === this.generation) {
+          this.records = updated;
           this.cursor = changes.cursor;
-          this.apply([...changes.names], read);
+          this.lastRead = names.length;
         }
-        return [...this.records.values()];
+        return [...updated.values()];
       }
     }
     // The cursor is taken before the listing: a write during it is listed, read again next
     // time, or both; never missed.
     const head = await this.nodes.changesHead();
-    const listed = await this.nodes.getMany(await this.nodes.names(), this.parsed);
+    const listed = await this.nodes.list(this.parsed);
     if (generation === this.generation) {
       this.records = new Map(listed.map((r) => [r.node.name, r]));
-      for (const name of this.parsed.keys()) if (!this.records.has(name)) this.parsed.delete(name);
       this.cursor = head;
       this.lastRead = listed.length;
     }
     return listed;
   }
+}
 
-  /** Takes the records of the nodes named in the stream (`read`: those that still exist). */
-  private apply(names: string[], read: NodeRecord[]): void {
-    this.lastRead = names.length;
-    const byName = new Map(read.map((r) => [r.node.name, r]));
-    let added = false;
-    for (const name of names) {
-      const rec = byName.get(name);
-      if (!rec) {
-        this.records.delete(name);
-        this.parsed.delete(name);
-      } else {
-        added ||= !this.records.has(name);
-        this.records.set(name, rec);
-      }
+/**
+ * `records` with the nodes named in the stream taken from `read` (those that still exist; a
+ * name missing from it left). Changes `records` in place unless a node joined, which makes a
+ * new map in name order, as a listing would have it (rare: a registration).
+ */
+function withChanges(records: Map<string, NodeRecord>, names: string[], read: NodeRecord[]): Map<string, NodeRecord> {
+  const byName = new Map(read.map((r) => [r.node.name, r]));
+  let added = false;
+  for (const name of names) {
+    const rec = byName.get(name);
+    if (!rec) {
+      records.delete(name);
+    } else {
+      added ||= !records.has(name);
+      records.set(name, rec);
     }
-    // A new node joins in name order, as a listing would have it (rare: a registration).
-    if (added) this.records = new Map([...this.records].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   }
+  return added ? new Map([...records].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : records;
 }
