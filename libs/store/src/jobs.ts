@@ -9,7 +9,7 @@ import { keys, PREFIX } from './keys.js';
 import { READ_CHUNK, chunked } from './chunks.js';
 import { scriptRunner, type ScriptCall, type ScriptRunner } from './scripts.js';
 import { jobEvent } from './events.js';
-import { changesHead, changesSince } from './change-stream.js';
+import { changesHead, changesSince, type Changes } from './change-stream.js';
 import { AllocationConflictError, FencedError, IdempotencyConflictError, StaleWriteError } from './errors.js';
 
 export interface JobRecord {
@@ -244,9 +244,8 @@ export class JobStore {
    * The ids of jobs written after `cursor`, and the new cursor; `gap` when the capped stream no
    * longer holds every entry after the cursor (the reader must then reload everything).
    */
-  async changesSince(cursor: string): Promise<{ ids: Set<string>; cursor: string; gap: boolean }> {
-    const { names, ...rest } = await changesSince(this.redis, keys.jobChanges, cursor);
-    return { ids: names, ...rest };
+  changesSince(cursor: string): Promise<Changes> {
+    return changesSince(this.redis, keys.jobChanges, cursor);
   }
 
   /** Each job's revision (undefined for a job that does not exist), in one pipelined round trip. */

@@ -127,7 +127,7 @@ export class JobCache {
       untracked.forEach((s, k) => this.track(s, read[k]!));
       const changes = await this.jobs.changesSince(this.cursor);
       this.cursor = changes.cursor;
-      if (changes.gap || !(await this.move([...changes.ids]))) {
+      if (changes.gap || !(await this.move([...changes.names]))) {
         // The capped stream no longer vouches for the copy (or a job could not be placed in
         // its index's order): everything is read again.
         this.forget();
