@@ -21,14 +21,19 @@ export async function handleDelete(req: CheckpointDeleteRequest, state: Checkpoi
     return CheckpointDeleteReply.create({ ok: false, message });
   }
   if (req.dryRun) return CheckpointDeleteReply.create({ ok: true, deleted: false, message: `dry run: would delete ${real} (${req.reason})` });
+  // Removed on purpose: no report for it, from the moment it starts to go until it is forgotten.
+  state.deleting.add(req.path);
   try {
-    await rm(real, { recursive: true, force: true });
-  } catch (err) {
-    return CheckpointDeleteReply.create({ ok: false, message: `could not delete ${real}: ${(err as Error).message}` });
+    try {
+      await rm(real, { recursive: true, force: true });
+    } catch (err) {
+      return CheckpointDeleteReply.create({ ok: false, message: `could not delete ${real}: ${(err as Error).message}` });
+    }
+    delete state.state.reported[req.jobId]?.[req.path];
+    state.save();
+  } finally {
+    state.deleting.delete(req.path);
   }
-  // Removed on purpose: no GONE report for it.
-  delete state.state.reported[req.jobId]?.[req.path];
-  state.save();
   log.info({ job: req.jobId, checkpoint: req.checkpointId, path: real, reason: req.reason }, 'checkpoint deleted');
   return CheckpointDeleteReply.create({ ok: true, deleted: true, message: `deleted ${real}` });
 }

@@ -60,6 +60,13 @@ const empty = (): CheckpointHookState => ({ port: 0, watches: {}, reported: {}, 
 export class CheckpointStateFile {
   readonly path: string;
   state: CheckpointHookState;
+  /**
+   * Checkpoint paths whose deletion by retention is under way (delete.ts): the watcher neither
+   * reports them as it finds them (half removed) nor GONE (the service would record a deletion
+   * outside Gantry, racing the deletion it asked for). In memory only: after a restart
+   * mid-deletion the next scan reports what is left as it finds it.
+   */
+  readonly deleting = new Set<string>();
 
   constructor(stateDir: string) {
     const dir = join(stateDir, 'checkpoints');

@@ -116,6 +116,7 @@ export class CheckpointWatcher {
     let complete = true;
     for (const f of found) {
       seen.add(f.path);
+      if (state.deleting.has(f.path)) continue;
       const prev = reported[f.path];
       if ((await this.send(toReport(f, this.context(attemptEnded, prev?.step)), true)) === 'failed') complete = false;
     }
@@ -125,7 +126,7 @@ export class CheckpointWatcher {
       return;
     }
     for (const path of Object.keys(reported)) {
-      if (seen.has(path) || !reported[path]?.seen || !path.startsWith(`${w.dir.replace(/\/+$/, '')}/`)) continue;
+      if (seen.has(path) || !reported[path]?.seen || state.deleting.has(path) || !path.startsWith(`${w.dir.replace(/\/+$/, '')}/`)) continue;
       // Created since the scan above (training code may begin, create and commit a checkpoint
       // while this pass awaits its sends; the commit marks it seen): not gone.
       if (existsSync(path)) continue;

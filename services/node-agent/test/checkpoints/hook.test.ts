@@ -11,6 +11,7 @@ import { CheckpointHook } from '../../src/checkpoints/hook.js';
 import { hookContext } from '../../src/runner/hooks.js';
 import { CheckpointWatcher } from '../../src/checkpoints/watcher.js';
 import { CheckpointStateFile } from '../../src/checkpoints/state.js';
+import { handleDelete } from '../../src/checkpoints/delete.js';
 import type { RankRecord } from '../../src/runner/state-file.js';
 
 const FIXTURE = join(import.meta.dirname, '../../../../libs/checkpoint-layouts/test/fixtures/layouts/pytorch_dcp/ckpt');
@@ -194,6 +195,35 @@ describe('checkpoint hook', () => {
     const w = new CheckpointWatcher({ jobId: 'job-g', attempt: 1, rank: 0, dir, format: 'dcp', retention: '' }, { node: 'n', state, publish, log, pollMs: 60_000 });
     await w.scan(false);
     expect(bus.sent.map((x) => `${x.report.path.slice(dir.length + 1)} ${x.report.status}`)).toEqual(['step-1 COMPLETE']);
+  });
+
+  it('a checkpoint whose deletion by retention is under way is reported neither as found nor GONE, and forgotten once deleted', async () => {
+    const dir = join(tmp(), 'ckpt');
+    for (const step of [1, 2, 3]) cpSync(FIXTURE, join(dir, `step-${step}`), { recursive: true });
+    const bus = fakeBus();
+    const state = new CheckpointStateFile(tmp());
+    state.state.dirs['job-r'] = { dir, at: Date.now() };
+    const w = new CheckpointWatcher({ jobId: 'job-r', attempt: 1, rank: 0, dir, format: 'dcp', retention: '' }, { node: 'n', state, publish: bus.publish, log, pollMs: 60_000 });
+    await w.scan(false);
+    expect(bus.sent.map((x) => x.report.status)).toEqual(['COMPLETE', 'COMPLETE', 'COMPLETE']);
+    // The state inside a deletion (delete.ts): step-1 already gone from disk, step-2 half
+    // removed, neither forgotten yet. A pass then must say nothing of them: a GONE report
+    // would make the service record a deletion outside Gantry before the one it asked for.
+    const [one, two] = [join(dir, 'step-1'), join(dir, 'step-2')];
+    state.deleting.add(one).add(two);
+    rmSync(one, { recursive: true });
+    rmSync(join(two, '__1_0.distcp'));
+    await w.scan(true);
+    expect(bus.sent).toHaveLength(3);
+    // step-1's deletion ends as the handler ends one; step-2's goes through the handler: then
+    // nothing is reported of either, and nothing is left marked as being deleted.
+    delete state.state.reported['job-r']![one];
+    state.deleting.clear();
+    expect(await handleDelete({ jobId: 'job-r', checkpointId: 'ck-2', dir, path: two, dryRun: false, reason: 'keep_last 1' }, state, log)).toMatchObject({ ok: true, deleted: true });
+    expect(state.deleting.size).toBe(0);
+    expect(Object.keys(state.state.reported['job-r']!)).toEqual([join(dir, 'step-3')]);
+    await w.scan(true);
+    expect(bus.sent).toHaveLength(3);
   });
 
   it('an unchanged directory is not checked again (stat walk only); any change, or the last pass, checks it', async () => {
