@@ -4,9 +4,10 @@
 // of a batch system would measure it on a control plane that has been running:
 //   - warm-up: BENCH_TP_WARMUP (1,000) jobs submitted as below and run until SUCCEEDED before
 //     anything is measured. The services are Node processes: in their first seconds under load
-//     V8 is still compiling their hot paths (its compiler threads took about 6 % of the machine
-//     in a profile of a cold run), which a cluster's scheduler pays once after a start, not per
-//     job. Their submission rate is printed (cold, not judged);
+//     V8 is still compiling their hot paths (the scheduler's V8 compiler and GC threads took
+//     about 6 % of the machine in a `perf` profile of a cold run), which a cluster's scheduler
+//     pays once after a start, not per job. The warm-up's own submission rate is printed
+//     (cold, not judged);
 //   - submissions/s: BENCH_TP_JOBS (2,000) 1-GPU `true` jobs submitted through the gateway
 //     with 64 calls in flight;
 //   - end-to-end jobs/s: from the first submit until every job SUCCEEDED;
