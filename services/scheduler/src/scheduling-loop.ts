@@ -252,9 +252,19 @@ export class SchedulingLoop extends WakeableLoop {
     }
   }
 
+  /**
+   * The record's planner view, built once while the snapshot keeps the record. Later passes
+   * get the same object, so it is frozen: a planner step that changed it in place would throw
+   * instead of planning the next pass on what an earlier one did (withheld() copies).
+   */
   private viewOf(rec: NodeRecord): NodeView {
     let view = this.views.get(rec);
-    if (!view) this.views.set(rec, view = nodeView(rec));
+    if (!view) {
+      view = nodeView(rec);
+      Object.freeze(view.freeGpus);
+      Object.freeze(view.topology);
+      this.views.set(rec, Object.freeze(view));
+    }
     return view;
   }
 
