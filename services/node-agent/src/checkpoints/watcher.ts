@@ -170,6 +170,9 @@ export async function sendReport(r: CheckpointReport, deps: Pick<WatcherDeps, 's
     deps.log.debug({ job: r.jobId, path: r.path, err: (err as Error).message }, 'checkpoint report not sent; will retry');
     return 'failed';
   }
+  // Forgotten while this report was on its way: deleted by retention (delete.ts), so it must
+  // not come back, or the next pass would report it GONE.
+  if (prev && reported[r.path] === undefined) return 'sent';
   reported[r.path] = { digest, seq, ...(prev?.step !== undefined && { step: prev.step }), ...((onDisk || prev?.seen) && { seen: true }) };
   deps.state.save();
   deps.log.info({ job: r.jobId, path: r.path, status: r.status, step: r.step, files: r.files.length, source: r.source, attemptEnded: r.attemptEnded || undefined }, 'checkpoint reported');

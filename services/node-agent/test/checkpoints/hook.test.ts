@@ -226,6 +226,32 @@ describe('checkpoint hook', () => {
     expect(bus.sent).toHaveLength(3);
   });
 
+  it('a checkpoint deleted by retention while a report of it was being published is not reported again (not GONE)', async () => {
+    const dir = join(tmp(), 'ckpt');
+    cpSync(FIXTURE, join(dir, 'step-1'), { recursive: true });
+    const bus = fakeBus();
+    const state = new CheckpointStateFile(tmp());
+    state.state.dirs['job-p'] = { dir, at: Date.now() };
+    const one = join(dir, 'step-1');
+    let deleteDuringPublish = false;
+    const publish = async (subject: string, data: Uint8Array, id: string) => {
+      await bus.publish(subject, data, id);
+      if (deleteDuringPublish) {
+        deleteDuringPublish = false;
+        expect(await handleDelete({ jobId: 'job-p', checkpointId: 'ck-1', dir, path: one, dryRun: false, reason: 'keep_last 1' }, state, log)).toMatchObject({ deleted: true });
+      }
+    };
+    const w = new CheckpointWatcher({ jobId: 'job-p', attempt: 1, rank: 0, dir, format: 'dcp', retention: '' }, { node: 'n', state, publish, log, pollMs: 60_000 });
+    await w.scan(false);
+    // A changed step-1 is reported; retention deletes it before that publish returns.
+    rmSync(join(one, '__1_0.distcp'));
+    deleteDuringPublish = true;
+    await w.scan(false);
+    expect(state.state.reported['job-p']?.[one]).toBeUndefined();
+    await w.scan(true);
+    expect(bus.sent.map((x) => x.report.status)).toEqual(['COMPLETE', 'CORRUPT']);
+  });
+
   it('an unchanged directory is not checked again (stat walk only); any change, or the last pass, checks it', async () => {
     const dir = join(tmp(), 'ckpt');
     mkdirSync(join(dir, 'step-1'), { recursive: true });
